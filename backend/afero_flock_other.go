@@ -1,0 +1,9 @@
+//go:build !unix
+
+package backend
+
+import "os"
+
+// tryFlock has no cross-process lock to take on this platform; the
+// in-process stripe mutex still serialises one process.
+func tryFlock(*os.File) (bool, error) { return true, nil }

@@ -1,0 +1,19 @@
+//go:build unix
+
+package backend
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+// tryFlock takes an exclusive flock without blocking, so that waiting can
+// honour a context.
+func tryFlock(f *os.File) (bool, error) {
+	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return false, nil
+	}
+	return err == nil, err
+}

@@ -1,0 +1,102 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"os"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/spf13/afero"
+)
+
+// lockStripes is how many locks guard commits. Paths hash onto stripes, so
+// unrelated paths rarely wait for each other and the lock files stay few.
+const lockStripes = 64
+
+// fsLocks serialises commits, removals and pruning on one afero.Fs. Afero
+// values over the same Fs share one fsLocks, so two Engines in one process
+// over one MemMapFs exclude each other; on an OS file system the stripe is
+// also held with flock(2), which excludes other processes and other Fs
+// values over the same directory.
+type fsLocks struct {
+	// tree is held shared while a commit creates parents and renames, and
+	// exclusively while pruning, so a folder is never removed between the
+	// two steps of a commit in this process.
+	tree    sync.RWMutex
+	stripes [lockStripes]sync.Mutex
+}
+
+var lockRegistry sync.Map // afero.Fs -> *fsLocks
+
+func locksFor(fsys afero.Fs) *fsLocks {
+	if t := reflect.TypeOf(fsys); t == nil || !t.Comparable() {
+		return new(fsLocks)
+	}
+	l, _ := lockRegistry.LoadOrStore(fsys, new(fsLocks))
+	return l.(*fsLocks)
+}
+
+// lock takes path's stripe, in process and, where the Fs is backed by the
+// OS, across processes. It returns the function that releases both.
+func (l *fsLocks) lock(ctx context.Context, fsys afero.Fs, path string) (func(), error) {
+	h := fnv.New32a()
+	h.Write([]byte(path))
+	n := h.Sum32() % lockStripes
+	mu := &l.stripes[n]
+	mu.Lock()
+	f, err := lockFile(ctx, fsys, n)
+	if err != nil {
+		mu.Unlock()
+		return nil, err
+	}
+	return func() {
+		if f != nil {
+			f.Close() // closing the descriptor releases the flock
+		}
+		mu.Unlock()
+	}, nil
+}
+
+// lockFile opens the stripe's lock file and flocks it when the Fs hands
+// out OS files; other file systems live in this process only and need no
+// more than the mutex.
+func lockFile(ctx context.Context, fsys afero.Fs, n uint32) (afero.File, error) {
+	name := fmt.Sprintf("%s/%02d", aferoLockDir, n)
+	f, err := fsys.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = fsys.MkdirAll(aferoLockDir, 0o755); err == nil {
+			f, err = fsys.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
+		}
+	}
+	if err != nil {
+		return nil, mapOSError("lock", name, err)
+	}
+	osf := osFile(f)
+	if osf == nil {
+		f.Close()
+		return nil, nil
+	}
+	wait := time.Millisecond
+	for {
+		ok, err := tryFlock(osf)
+		if ok {
+			return f, nil
+		}
+		if err != nil {
+			f.Close()
+			return nil, mapOSError("lock", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 20*time.Millisecond)
+	}
+}

@@ -1,0 +1,39 @@
+package backend_test
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/conformance"
+	"github.com/spf13/afero"
+)
+
+func TestConformanceMemMapFs(t *testing.T) {
+	conformance.Run(t, conformance.Harness{
+		New: func(*testing.T) backend.Backend { return backend.NewAfero(afero.NewMemMapFs()) },
+		Reopen: func(_ *testing.T, b backend.Backend) backend.Backend {
+			return backend.NewAfero(b.(*backend.Afero).Fs())
+		},
+	})
+}
+
+func TestConformanceOsFs(t *testing.T) {
+	var dirs sync.Map // backend.Backend -> its directory; subtests run in parallel
+	open := func(dir string) backend.Backend {
+		b := backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir), backend.WithFsync(false))
+		return b
+	}
+	conformance.Run(t, conformance.Harness{
+		New: func(t *testing.T) backend.Backend {
+			dir := t.TempDir()
+			b := open(dir)
+			dirs.Store(b, dir)
+			return b
+		},
+		Reopen: func(_ *testing.T, b backend.Backend) backend.Backend {
+			dir, _ := dirs.Load(b)
+			return open(dir.(string))
+		},
+	})
+}

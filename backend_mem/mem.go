@@ -1,0 +1,352 @@
+// Package backend_mem is an in-memory backend.Backend: fast, safe for
+// concurrent use, and held to the same conformance suite as every other
+// backend, so other projects can use it as the storage fake in their tests.
+//
+// Opening "mem://" through roomstore.OpenURL gives a fresh private store;
+// "mem://name" gives the store of that name, shared by every OpenURL in the
+// process, so two Engines can share one store as two processes would share
+// a bucket.
+//
+// # Errors
+//
+// The same as every backend (see package backend): fs.ErrNotExist,
+// fs.ErrExist, fs.ErrInvalid, backend.ErrIsFolder, backend.ErrNotFolder, and
+// errors.ErrUnsupported from Presign.
+package backend_mem
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"iter"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/roomstore/roomstore/backend"
+)
+
+func init() {
+	backend.Register("mem", open)
+}
+
+var (
+	namedMu sync.Mutex
+	named   = map[string]*Backend{}
+)
+
+func open(_ context.Context, u *url.URL) (backend.Backend, error) {
+	if u.Host == "" && u.Opaque == "" && strings.Trim(u.Path, "/") == "" {
+		return New(), nil
+	}
+	name := u.Host + u.Opaque + u.Path
+	namedMu.Lock()
+	defer namedMu.Unlock()
+	b, ok := named[name]
+	if !ok {
+		b = New()
+		named[name] = b
+	}
+	return b, nil
+}
+
+// Backend stores files in memory. The zero value is not usable; call New.
+type Backend struct {
+	mu   sync.RWMutex
+	root *folder
+	gen  uint64
+}
+
+type folder struct {
+	files   map[string]*object
+	folders map[string]*folder
+}
+
+// object is one committed version. Its fields never change after commit;
+// an append may write past len(data) into spare capacity, which no reader
+// of this version can see.
+type object struct {
+	data []byte
+	mod  time.Time
+	gen  uint64
+}
+
+func newFolder() *folder {
+	return &folder{files: map[string]*object{}, folders: map[string]*folder{}}
+}
+
+// New returns an empty store.
+func New() *Backend { return &Backend{root: newFolder()} }
+
+// find walks to the folder that holds path's last element. It reports
+// ErrNotFolder when an ancestor is a file and returns nil when an ancestor
+// is missing. The caller holds b.mu.
+func (b *Backend) find(path string) (*folder, string, error) {
+	f := b.root
+	for {
+		i := strings.IndexByte(path, '/')
+		if i < 0 {
+			return f, path, nil
+		}
+		elem := path[:i]
+		if _, ok := f.files[elem]; ok {
+			return nil, "", backend.ErrNotFolder
+		}
+		if f = f.folders[elem]; f == nil {
+			return nil, "", nil
+		}
+		path = path[i+1:]
+	}
+}
+
+// Stat implements backend.Backend.
+func (b *Backend) Stat(ctx context.Context, path string) (backend.Info, error) {
+	if err := ctx.Err(); err != nil {
+		return backend.Info{}, err
+	}
+	if path == "" {
+		return backend.Info{IsFolder: true}, nil
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	f, name, err := b.find(path)
+	if err != nil {
+		return backend.Info{}, pathErr("stat", path, fmt.Errorf("%w: %w", fs.ErrNotExist, err))
+	}
+	if f != nil {
+		if o := f.files[name]; o != nil {
+			return info(path, o), nil
+		}
+		if f.folders[name] != nil {
+			return backend.Info{Path: path, IsFolder: true}, nil
+		}
+	}
+	return backend.Info{}, pathErr("stat", path, fs.ErrNotExist)
+}
+
+func info(path string, o *object) backend.Info {
+	return backend.Info{Path: path, Size: int64(len(o.data)), ModTime: o.mod, ETag: strconv.FormatUint(o.gen, 10)}
+}
+
+// Read implements backend.Backend.
+func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, backend.Info, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, backend.Info{}, err
+	}
+	b.mu.RLock()
+	f, name, err := b.find(path)
+	var o *object
+	isFolder := false
+	if f != nil {
+		o = f.files[name]
+		isFolder = f.folders[name] != nil
+	}
+	b.mu.RUnlock()
+	switch {
+	case err != nil:
+		return nil, backend.Info{}, pathErr("read", path, fmt.Errorf("%w: %w", fs.ErrNotExist, err))
+	case isFolder:
+		return nil, backend.Info{}, pathErr("read", path, backend.ErrIsFolder)
+	case o == nil:
+		return nil, backend.Info{}, pathErr("read", path, fs.ErrNotExist)
+	}
+	size := int64(len(o.data))
+	if offset < 0 || offset > size {
+		return nil, backend.Info{}, pathErr("read", path, fmt.Errorf("%w: offset %d outside file of %d bytes", fs.ErrInvalid, offset, size))
+	}
+	end := size
+	if length >= 0 && offset+length < size {
+		end = offset + length
+	}
+	return io.NopCloser(bytes.NewReader(o.data[offset:end])), info(path, o), nil
+}
+
+// Presign implements backend.Backend: memory has no URLs of its own.
+func (b *Backend) Presign(context.Context, string, time.Duration) (string, error) {
+	return "", errors.ErrUnsupported
+}
+
+// List implements backend.Backend. It copies the folder's entries under the
+// lock and yields them after releasing it, so a consumer may call back into
+// the store.
+func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, error] {
+	return func(yield func(backend.Info, error) bool) {
+		if err := ctx.Err(); err != nil {
+			yield(backend.Info{}, err)
+			return
+		}
+		b.mu.RLock()
+		f := b.root
+		if dir != "" {
+			parent, name, _ := b.find(dir)
+			f = nil
+			if parent != nil {
+				f = parent.folders[name]
+			}
+		}
+		var out []backend.Info
+		if f != nil {
+			out = make([]backend.Info, 0, len(f.files)+len(f.folders))
+			for name, o := range f.files {
+				out = append(out, info(backend.Join(dir, name), o))
+			}
+			for name := range f.folders {
+				out = append(out, backend.Info{Path: backend.Join(dir, name), IsFolder: true})
+			}
+		}
+		b.mu.RUnlock()
+		for _, i := range out {
+			if !yield(i, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Remove implements backend.Backend.
+func (b *Backend) Remove(ctx context.Context, path string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, name, err := b.find(path)
+	switch {
+	case err != nil:
+		return pathErr("remove", path, fmt.Errorf("%w: %w", fs.ErrNotExist, err))
+	case f == nil:
+		return pathErr("remove", path, fs.ErrNotExist)
+	case f.folders[name] != nil:
+		return pathErr("remove", path, backend.ErrIsFolder)
+	case f.files[name] == nil:
+		return pathErr("remove", path, fs.ErrNotExist)
+	}
+	delete(f.files, name)
+	b.prune(path)
+	return nil
+}
+
+// prune drops the folders above path that no longer hold anything. The
+// caller holds b.mu.
+func (b *Backend) prune(path string) {
+	for dir := backend.Parent(path); dir != ""; dir = backend.Parent(dir) {
+		parent, name, _ := b.find(dir)
+		if parent == nil {
+			return
+		}
+		f := parent.folders[name]
+		if f == nil || len(f.files)+len(f.folders) > 0 {
+			return
+		}
+		delete(parent.folders, name)
+	}
+}
+
+// Create implements backend.Backend.
+func (b *Backend) Create(ctx context.Context, path string, opts backend.WriteOptions) (backend.Writer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return &writer{b: b, path: path, exclusive: opts.Exclusive}, nil
+}
+
+// Append implements backend.Backend.
+func (b *Backend) Append(ctx context.Context, path string, _ backend.WriteOptions) (backend.Writer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return &writer{b: b, path: path, append: true}, nil
+}
+
+type writer struct {
+	b         *Backend
+	path      string
+	exclusive bool
+	append    bool
+	buf       []byte
+	done      bool
+}
+
+func (w *writer) Write(ctx context.Context, p []byte) error {
+	if w.done {
+		return pathErr("write", w.path, fs.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w.buf = append(w.buf, p...)
+	return nil
+}
+
+func (w *writer) Commit(ctx context.Context) (backend.Info, error) {
+	if w.done {
+		return backend.Info{}, pathErr("commit", w.path, fs.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		w.Abort(ctx)
+		return backend.Info{}, err
+	}
+	w.done = true
+	b := w.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, name, err := b.mkdirs(w.path)
+	if err != nil {
+		return backend.Info{}, pathErr("commit", w.path, err)
+	}
+	if f.folders[name] != nil {
+		return backend.Info{}, pathErr("commit", w.path, backend.ErrIsFolder)
+	}
+	data := w.buf
+	w.buf = nil
+	if old := f.files[name]; old != nil {
+		switch {
+		case w.exclusive:
+			b.prune(w.path)
+			return backend.Info{}, pathErr("commit", w.path, fs.ErrExist)
+		case w.append:
+			data = append(old.data, data...)
+		}
+	}
+	b.gen++
+	o := &object{data: data, mod: time.Now(), gen: b.gen}
+	f.files[name] = o
+	return info(w.path, o), nil
+}
+
+// mkdirs returns the folder that is to hold path's last element, creating
+// missing folders. The caller holds b.mu for writing.
+func (b *Backend) mkdirs(path string) (*folder, string, error) {
+	f := b.root
+	for {
+		i := strings.IndexByte(path, '/')
+		if i < 0 {
+			return f, path, nil
+		}
+		elem := path[:i]
+		if _, ok := f.files[elem]; ok {
+			return nil, "", backend.ErrNotFolder
+		}
+		next := f.folders[elem]
+		if next == nil {
+			next = newFolder()
+			f.folders[elem] = next
+		}
+		f, path = next, path[i+1:]
+	}
+}
+
+func (w *writer) Abort(context.Context) error {
+	w.done = true
+	w.buf = nil
+	return nil
+}
+
+func pathErr(op, path string, err error) error {
+	return &fs.PathError{Op: op, Path: path, Err: err}
+}

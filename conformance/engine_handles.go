@@ -1,0 +1,277 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/roomstore/roomstore"
+)
+
+var handleCases = []tcase{
+	{"write and close after close fail with closed", func(t *testing.T, h Harness) {
+		e := fresh(t, h)
+		hd, err := e.Open(e.ctx, "f", overwrite)
+		noErr(t, "Open", err)
+		noErr(t, "Write", e.Write(e.ctx, hd, []byte("x")))
+		noErr(t, "Close", e.Close(e.ctx, hd))
+		wantErr(t, "Write after Close", e.Write(e.ctx, hd, []byte("y")), fs.ErrClosed)
+		wantErr(t, "second Close", e.Close(e.ctx, hd), fs.ErrClosed)
+		wantErr(t, "Abort after Close", e.Abort(e.ctx, hd), fs.ErrClosed)
+		e.mustContain(t, "f", []byte("x"))
+		if n := len(e.rec.await(t, roomstore.EventFileUpdated, "f", 1)); n != 1 {
+			t.Fatalf("%d events, want 1", n)
+		}
+	}},
+	{"write and close after abort fail with closed", func(t *testing.T, h Harness) {
+		e := fresh(t, h)
+		hd, err := e.Open(e.ctx, "f", overwrite)
+		noErr(t, "Open", err)
+		noErr(t, "Abort", e.Abort(e.ctx, hd))
+		wantErr(t, "Write after Abort", e.Write(e.ctx, hd, []byte("y")), fs.ErrClosed)
+		wantErr(t, "Close after Abort", e.Close(e.ctx, hd), fs.ErrClosed)
+		e.mustBeAbsent(t, "f")
+	}},
+	{"another participant cannot use a handle and leaves it intact", func(t *testing.T, h Harness) {
+		e := fresh(t, h)
+		hd, err := e.Open(e.ctx, "f", overwrite)
+		noErr(t, "Open", err)
+		noErr(t, "Write", e.Write(e.ctx, hd, []byte("alice ")))
+		mallory := roomstore.WithParticipant(t.Context(), "mallory")
+		anonymous := t.Context()
+		for _, ctx := range []context.Context{mallory, anonymous} {
+			wantErr(t, "foreign Write", e.Write(ctx, hd, []byte("evil")), fs.ErrPermission)
+			wantErr(t, "foreign Close", e.Close(ctx, hd), fs.ErrPermission)
+			wantErr(t, "foreign Abort", e.Abort(ctx, hd), fs.ErrPermission)
+			_, err := e.Handle(ctx, hd.ID())
+			wantErr(t, "foreign Handle lookup", err, fs.ErrPermission)
+		}
+		e.mustBeAbsent(t, "f")
+		noErr(t, "owner Write", e.Write(e.ctx, hd, []byte("wrote")))
+		noErr(t, "owner Close", e.Close(e.ctx, hd))
+		e.mustContain(t, "f", []byte("alice wrote"))
+		evs := e.rec.await(t, roomstore.EventFileUpdated, "f", 1)
+		if len(evs) != 1 || evs[0].ParticipantID != "alice" {
+			t.Fatalf("events %+v, want one by alice", evs)
+		}
+	}},
+	{"a handle of another engine or a nil handle is invalid", func(t *testing.T, h Harness) {
+		e1 := fresh(t, h)
+		e2 := newEnv(t, h.Reopen(t, e1.b))
+		hd, err := e1.Open(e1.ctx, "f", overwrite)
+		noErr(t, "Open", err)
+		wantErr(t, "Write on another engine", e2.Write(e2.ctx, hd, []byte("x")), fs.ErrInvalid)
+		wantErr(t, "Close on another engine", e2.Close(e2.ctx, hd), fs.ErrInvalid)
+		wantErr(t, "Write nil", e1.Write(e1.ctx, nil, []byte("x")), fs.ErrInvalid)
+		wantErr(t, "Close nil", e1.Close(e1.ctx, nil), fs.ErrInvalid)
+		noErr(t, "Close", e1.Close(e1.ctx, hd))
+		e1.mustContain(t, "f", nil)
+	}},
+	{"a handle is found by its id and works as an io.WriteCloser", func(t *testing.T, h Harness) {
+		e := fresh(t, h)
+		hd, err := e.Open(e.ctx, "w.txt", overwrite)
+		noErr(t, "Open", err)
+		if len(hd.ID()) < 32 || hd.Path() != "w.txt" || hd.Participant() != "alice" {
+			t.Fatalf("handle id %q path %q participant %q", hd.ID(), hd.Path(), hd.Participant())
+		}
+		same, err := e.Handle(e.ctx, hd.ID())
+		if err != nil || same != hd {
+			t.Fatalf("Handle(id) = %v, %v", same, err)
+		}
+		fmt.Fprintf(hd, "written %d", 42)
+		noErr(t, "Close", hd.Close())
+		e.mustContain(t, "w.txt", []byte("written 42"))
+		_, err = e.Handle(e.ctx, hd.ID())
+		wantErr(t, "Handle of a closed handle", err, fs.ErrClosed)
+		evs := e.rec.await(t, roomstore.EventFileUpdated, "w.txt", 1)
+		if evs[0].ParticipantID != "alice" {
+			t.Fatalf("io.WriteCloser close published participant %q", evs[0].ParticipantID)
+		}
+	}},
+	{"an idle handle is discarded and the old content kept", func(t *testing.T, h Harness) {
+		e := fresh(t, h, roomstore.WithIdleTimeout(150*time.Millisecond))
+		e.put(t, "f", []byte("old"), overwrite)
+		busy, err := e.Open(e.ctx, "busy", overwrite)
+		noErr(t, "Open", err)
+		idle, err := e.Open(e.ctx, "f", overwrite)
+		noErr(t, "Open", err)
+		noErr(t, "Write", e.Write(e.ctx, idle, []byte("new")))
+		for range 6 { // keeps writing across two timeouts
+			time.Sleep(50 * time.Millisecond)
+			noErr(t, "busy Write", e.Write(e.ctx, busy, []byte(".")))
+		}
+		wantErr(t, "Write on the idle handle", e.Write(e.ctx, idle, []byte("x")), fs.ErrClosed)
+		wantErr(t, "Close on the idle handle", e.Close(e.ctx, idle), fs.ErrClosed)
+		noErr(t, "busy Close", e.Close(e.ctx, busy))
+		e.mustContain(t, "f", []byte("old"))
+		e.mustContain(t, "busy", []byte("......"))
+	}},
+	{"opening past the handle limit fails until one closes", func(t *testing.T, h Harness) {
+		e := fresh(t, h, roomstore.WithMaxOpenHandles(2))
+		a, err := e.Open(e.ctx, "a", overwrite)
+		noErr(t, "Open a", err)
+		b, err := e.Open(e.ctx, "b", overwrite)
+		noErr(t, "Open b", err)
+		_, err = e.Open(e.ctx, "c", overwrite)
+		wantErr(t, "Open c", err, roomstore.ErrTooManyHandles)
+		noErr(t, "Close a", e.Close(e.ctx, a))
+		c, err := e.Open(e.ctx, "c", overwrite)
+		noErr(t, "Open c after a closed", err)
+		noErr(t, "Abort b", e.Abort(e.ctx, b))
+		noErr(t, "Close c", e.Close(e.ctx, c))
+	}},
+}
+
+var concurrencyCases = []tcase{
+	{"racing exclusive creators across two engines: exactly one wins", func(t *testing.T, h Harness) {
+		e1 := fresh(t, h)
+		e2 := newEnv(t, h.Reopen(t, e1.b))
+		const n = 8
+		var wins atomic.Int32
+		var winner atomic.Value
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				e := []*env{e1, e2}[i%2]
+				<-start
+				id := fmt.Sprintf("creator-%d", i)
+				err := e.write(e.ctx, "lock", []byte(id), roomstore.OpenOptions{Exclusive: true})
+				switch {
+				case err == nil:
+					wins.Add(1)
+					winner.Store(id)
+				case !errors.Is(err, fs.ErrExist):
+					t.Errorf("creator %d: %v, want success or fs.ErrExist", i, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Fatalf("%d exclusive creators won, want exactly 1", wins.Load())
+		}
+		e1.mustContain(t, "lock", []byte(winner.Load().(string)))
+		e1.rec.await(t, roomstore.EventFileUpdated, "lock", 0) // lets late events arrive
+		evs := len(e1.rec.matching(roomstore.EventFileUpdated, "lock")) + len(e2.rec.matching(roomstore.EventFileUpdated, "lock"))
+		if evs != 1 {
+			t.Fatalf("%d file.updated events across both engines, want 1", evs)
+		}
+	}},
+	{"concurrent appends from two engines lose nothing", func(t *testing.T, h Harness) {
+		e1 := fresh(t, h)
+		e2 := newEnv(t, h.Reopen(t, e1.b))
+		const perEngine = 32
+		var wg sync.WaitGroup
+		for i := range 2 * perEngine {
+			wg.Go(func() {
+				e := []*env{e1, e2}[i%2]
+				rec := fmt.Sprintf("record-%02d;", i)
+				if err := e.write(e.ctx, "shared.log", []byte(rec), roomstore.OpenOptions{}); err != nil {
+					t.Errorf("append %d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		got := strings.Split(strings.TrimSuffix(string(e1.get(t, "shared.log")), ";"), ";")
+		slices.Sort(got)
+		var want []string
+		for i := range 2 * perEngine {
+			want = append(want, fmt.Sprintf("record-%02d", i))
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("log holds %d records %v\nwant %d records, each once", len(got), got, len(want))
+		}
+		n1 := len(e1.rec.await(t, roomstore.EventFileUpdated, "shared.log", perEngine))
+		n2 := len(e2.rec.await(t, roomstore.EventFileUpdated, "shared.log", perEngine))
+		if n1 != perEngine || n2 != perEngine {
+			t.Fatalf("%d and %d file.updated events, want %d from each engine", n1, n2, perEngine)
+		}
+	}},
+	{"concurrent overwrites leave one whole version", func(t *testing.T, h Harness) {
+		e1 := fresh(t, h)
+		e2 := newEnv(t, h.Reopen(t, e1.b))
+		versions := map[string]bool{}
+		for i := range 8 {
+			versions[strings.Repeat(string(rune('a'+i)), 1000+i)] = true
+		}
+		var wg sync.WaitGroup
+		i := 0
+		for v := range versions {
+			e := []*env{e1, e2}[i%2]
+			i++
+			wg.Go(func() {
+				if err := e.write(e.ctx, "f", []byte(v), overwrite); err != nil {
+					t.Errorf("overwrite: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if got := string(e1.get(t, "f")); !versions[got] {
+			t.Fatalf("file holds a mix of %d bytes", len(got))
+		}
+	}},
+	{"readers never see a partial commit", func(t *testing.T, h Harness) {
+		e := fresh(t, h)
+		a, b := []byte(strings.Repeat("A", 300_000)), []byte(strings.Repeat("B", 200_000))
+		e.put(t, "f", a, overwrite)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				if err := e.write(e.ctx, "f", [][]byte{a, b}[i%2], overwrite); err != nil {
+					t.Errorf("write: %v", err)
+					return
+				}
+			}
+		})
+		for range 40 {
+			got := e.get(t, "f")
+			if !slices.Equal(got, a) && !slices.Equal(got, b) {
+				cancel()
+				wg.Wait()
+				t.Fatalf("reader saw %d bytes that are neither version", len(got))
+			}
+		}
+		cancel()
+		wg.Wait()
+	}},
+}
+
+var shutdownCases = []tcase{
+	{"shutdown discards open handles, delivers queued events and closes every call", func(t *testing.T, h Harness) {
+		e := fresh(t, h)
+		e.put(t, "f", []byte("old"), overwrite)
+		var got atomic.Int32
+		e.Subscribe(func(roomstore.Event) { time.Sleep(20 * time.Millisecond); got.Add(1) })
+		for range 5 {
+			e.put(t, "g", []byte("x"), roomstore.OpenOptions{})
+		}
+		hd, err := e.Open(e.ctx, "f", overwrite)
+		noErr(t, "Open", err)
+		noErr(t, "Write", e.Write(e.ctx, hd, []byte("new")))
+		noErr(t, "Shutdown", e.Shutdown(t.Context()))
+		if got.Load() != 5 {
+			t.Fatalf("slow subscriber got %d of 5 queued events by Shutdown's return", got.Load())
+		}
+		wantErr(t, "Write after Shutdown", e.Write(e.ctx, hd, []byte("x")), fs.ErrClosed)
+		wantErr(t, "Close after Shutdown", e.Close(e.ctx, hd), fs.ErrClosed)
+		_, err = e.Open(e.ctx, "h", overwrite)
+		wantErr(t, "Open after Shutdown", err, fs.ErrClosed)
+		_, err = e.Download(e.ctx, "f")
+		wantErr(t, "Download after Shutdown", err, fs.ErrClosed)
+		_, err = e.Exists(e.ctx, "f")
+		wantErr(t, "Exists after Shutdown", err, fs.ErrClosed)
+		noErr(t, "second Shutdown", e.Shutdown(t.Context()))
+		other := newEnv(t, h.Reopen(t, e.b))
+		other.mustContain(t, "f", []byte("old"))
+	}},
+}

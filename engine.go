@@ -1,0 +1,564 @@
+// Package roomstore is an embeddable storage engine that gives a "room" (a
+// shared space of participants in a collaboration server) a file store with
+// one small API (Exists, Stat, Open/Write/Close, Download, DownloadURL,
+// List, Delete) and file events, over interchangeable backends: local disk
+// through afero, S3, GCS, or memory. OpenURL picks the backend from a URL:
+// "mem://", "file:///var/lib/rooms/r1", "s3://bucket/prefix",
+// "gs://bucket/prefix".
+//
+// # Paths and folders
+//
+// Paths are slash-separated and case-sensitive; a leading slash is ignored
+// and "", "/" and "." name the root. See backend.Clean for what is
+// rejected. Folders are implicit: a folder exists while a file lies beneath
+// it. List returns a folder's direct children ordered bytewise by name, a
+// folder comparing as its name followed by "/" (the order of object-store
+// listings, so "t-/" sorts before "t/").
+//
+// # Handles
+//
+// Open returns a Handle; Write stages bytes; Close makes them visible
+// atomically (readers see the old content or the new, never a part); Abort
+// discards them. Without Overwrite, Close appends to the file as it is at
+// Close; concurrent appends, even from other processes on the same store,
+// each appear exactly once. A handle belongs to the participant that opened
+// it (WithParticipant). A Write that fails, a Write or Close whose context
+// is cancelled, an idle timeout and Shutdown all discard the handle.
+//
+// # Events
+//
+// After every successful Close the engine publishes EventFileUpdated, and
+// after every file it removes EventFileDeleted, with the participant of the
+// call. Handlers (On, Subscribe) run asynchronously, one goroutine per
+// subscriber, in publish order; they may call the engine. See package
+// events.
+//
+// # Errors
+//
+// Every error is an *fs.PathError (or wraps one) naming the operation and
+// the caller's path, and matches with errors.Is one of fs.ErrNotExist,
+// fs.ErrExist, fs.ErrInvalid (bad paths, offsets, handles), fs.ErrClosed
+// (finished handles, a shut-down engine), fs.ErrPermission (another
+// participant's handle, a store that refuses access),
+// errors.ErrUnsupported, ErrIsFolder, ErrNotFolder, ErrTooManyHandles and
+// ErrConflict. A context's error is returned as is inside the PathError.
+package roomstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"io/fs"
+	"iter"
+	mrand "math/rand/v2"
+	"mime"
+	"net/http"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/roomstore/roomstore/backend"
+	_ "github.com/roomstore/roomstore/backend_mem" // registers mem://
+	"github.com/roomstore/roomstore/events"
+)
+
+// Event topics.
+const (
+	// EventFileUpdated is published after every successful Close.
+	EventFileUpdated = "file.updated"
+	// EventFileDeleted is published after every file Delete or RemoveAll
+	// actually removed.
+	EventFileDeleted = "file.deleted"
+)
+
+// OpenOptions say how Open treats an existing file.
+type OpenOptions struct {
+	// Overwrite replaces the file's content at Close. Without it, Close
+	// appends the written bytes to the file as it is then (creating it
+	// when missing).
+	Overwrite bool
+	// Exclusive fails with fs.ErrExist if the file exists at Open or
+	// appears before Close; of several racing exclusive creators, also
+	// across engines sharing a store, exactly one wins.
+	Exclusive bool
+}
+
+// Entry describes a file or folder.
+type Entry struct {
+	Name     string    // base name, no trailing slash ("" for the root)
+	Path     string    // full clean path ("" for the root)
+	IsFolder bool      // an implicit folder
+	Size     int64     // 0 for folders
+	ModTime  time.Time // time of the last commit; zero for folders
+}
+
+// File is a whole downloaded file.
+type File struct {
+	Name, Path string
+	// MimeType comes from the extension, else from the content
+	// (http.DetectContentType).
+	MimeType string
+	Data     []byte
+	Size     int64
+	ModTime  time.Time
+}
+
+// Engine is a room's file store. It is safe for concurrent use; several
+// Engines (in one process or many) may share one store.
+type Engine struct {
+	b        backend.Backend
+	cfg      config
+	bus      *events.Bus
+	owned    io.Closer // closed by Shutdown when OpenURL built the backend
+	seed     maphash.Seed
+	stripes  [64]sync.Mutex // orders commit+publish per path within this engine
+	inflight sync.WaitGroup
+
+	mu       sync.Mutex
+	closed   bool
+	handles  map[string]*Handle
+	reserved int // handles being opened, counted against the limit
+}
+
+// New returns an Engine over b. It fails only on a nil backend or a bad
+// Option.
+func New(b backend.Backend, opts ...Option) (*Engine, error) {
+	if b == nil {
+		return nil, errors.New("roomstore: New with a nil backend")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.signingKey == nil {
+		cfg.signingKey = make([]byte, MinSigningKeyLen)
+		_, _ = rand.Read(cfg.signingKey)
+	}
+	return &Engine{
+		b:       b,
+		cfg:     cfg,
+		bus:     events.New(events.WithBuffer(cfg.eventBuffer), events.WithLogger(cfg.logger)),
+		seed:    maphash.MakeSeed(),
+		handles: map[string]*Handle{},
+	}, nil
+}
+
+// OpenURL opens the backend named by rawURL (see package backend for the
+// registry; mem:// and file:// are built in, s3:// and gs:// register when
+// their packages are imported) and returns an Engine over it. Shutdown
+// closes a backend that OpenURL built.
+func OpenURL(ctx context.Context, rawURL string, opts ...Option) (*Engine, error) {
+	b, err := backend.Open(ctx, rawURL)
+	if err != nil {
+		return nil, err
+	}
+	e, err := New(b, opts...)
+	if err != nil {
+		if c, ok := b.(io.Closer); ok {
+			c.Close()
+		}
+		return nil, err
+	}
+	e.owned, _ = b.(io.Closer)
+	return e, nil
+}
+
+type participantKey struct{}
+
+// WithParticipant returns a context that carries the participant id; the
+// engine records it as the owner of handles opened with it and in the
+// events of changes made with it.
+func WithParticipant(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, participantKey{}, id)
+}
+
+// ParticipantFrom returns the participant id in ctx, or "".
+func ParticipantFrom(ctx context.Context) string {
+	id, _ := ctx.Value(participantKey{}).(string)
+	return id
+}
+
+// begin admits an operation unless the engine is shut down; the caller
+// must call e.inflight.Done when it ends.
+func (e *Engine) begin(op, p string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return &fs.PathError{Op: op, Path: p, Err: fs.ErrClosed}
+	}
+	e.inflight.Add(1)
+	return nil
+}
+
+// enter validates the path and admits the operation.
+func (e *Engine) enter(op, p string, t backend.Target) (string, error) {
+	clean, err := backend.Clean(p, t)
+	if err != nil {
+		return "", &fs.PathError{Op: op, Path: p, Err: err}
+	}
+	if err := e.begin(op, p); err != nil {
+		return "", err
+	}
+	return clean, nil
+}
+
+// Exists reports whether a file or folder is at path. A path through a
+// file reports false.
+func (e *Engine) Exists(ctx context.Context, p string) (bool, error) {
+	clean, err := e.enter("exists", p, backend.TargetAny)
+	if err != nil {
+		return false, err
+	}
+	defer e.inflight.Done()
+	if _, err := e.b.Stat(ctx, clean); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, pathError("exists", p, err)
+	}
+	return true, nil
+}
+
+// Stat describes the file or folder at path (fs.ErrNotExist when there is
+// neither).
+func (e *Engine) Stat(ctx context.Context, p string) (Entry, error) {
+	clean, err := e.enter("stat", p, backend.TargetAny)
+	if err != nil {
+		return Entry{}, err
+	}
+	defer e.inflight.Done()
+	info, err := e.b.Stat(ctx, clean)
+	if err != nil {
+		return Entry{}, pathError("stat", p, err)
+	}
+	return entry(info), nil
+}
+
+func entry(i backend.Info) Entry {
+	return Entry{Name: i.Name(), Path: i.Path, IsFolder: i.IsFolder, Size: i.Size, ModTime: i.ModTime}
+}
+
+// checkParents fails with ErrNotFolder when an ancestor of p is a file. It
+// walks up from the parent and stops at the first folder, since a folder's
+// own ancestors are folders.
+func (e *Engine) checkParents(ctx context.Context, p string) error {
+	for dir := backend.Parent(p); dir != ""; dir = backend.Parent(dir) {
+		info, err := e.b.Stat(ctx, dir)
+		switch {
+		case err == nil && info.IsFolder:
+			return nil
+		case err == nil:
+			return ErrNotFolder
+		case errors.Is(err, ErrNotFolder):
+			return ErrNotFolder
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+	}
+	return nil
+}
+
+// Download returns the whole file at path. Use OpenReader for files too big
+// to hold in memory.
+func (e *Engine) Download(ctx context.Context, p string) (*File, error) {
+	clean, err := e.enter("download", p, backend.TargetFile)
+	if err != nil {
+		return nil, err
+	}
+	defer e.inflight.Done()
+	r, info, err := e.b.Read(ctx, clean, 0, -1)
+	if err != nil {
+		return nil, pathError("download", p, e.readError(ctx, clean, err))
+	}
+	defer r.Close()
+	buf := bytes.NewBuffer(make([]byte, 0, info.Size+bytes.MinRead))
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, pathError("download", p, err)
+	}
+	data := buf.Bytes()
+	return &File{
+		Name:     info.Name(),
+		Path:     clean,
+		MimeType: mimeType(clean, data),
+		Data:     data,
+		Size:     int64(len(data)),
+		ModTime:  info.ModTime,
+	}, nil
+}
+
+// readError tells a folder from a missing file for backends whose Read
+// only knows that no object is there.
+func (e *Engine) readError(ctx context.Context, p string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrNotFolder) {
+		if info, serr := e.b.Stat(ctx, p); serr == nil && info.IsFolder {
+			return ErrIsFolder
+		}
+	}
+	return err
+}
+
+func mimeType(p string, head []byte) string {
+	if t := mime.TypeByExtension(path.Ext(p)); t != "" {
+		return t
+	}
+	return http.DetectContentType(head)
+}
+
+// OpenReader streams length bytes of the file from offset (length < 0: to
+// the end) in constant memory. An offset below zero or past the end yields
+// fs.ErrInvalid; a length past the end is cut at the end. The caller closes
+// the reader.
+func (e *Engine) OpenReader(ctx context.Context, p string, offset, length int64) (io.ReadCloser, error) {
+	clean, err := e.enter("read", p, backend.TargetFile)
+	if err != nil {
+		return nil, err
+	}
+	defer e.inflight.Done()
+	if offset < 0 {
+		return nil, &fs.PathError{Op: "read", Path: p, Err: fmt.Errorf("%w: negative offset %d", fs.ErrInvalid, offset)}
+	}
+	r, _, err := e.b.Read(ctx, clean, offset, length)
+	if err != nil {
+		return nil, pathError("read", p, e.readError(ctx, clean, err))
+	}
+	return r, nil
+}
+
+// List returns the direct children of the folder at path ("" or "/" for
+// the root), ordered bytewise by name with a folder's name taken as ending
+// in "/". The root of an empty store lists empty; a missing folder yields
+// fs.ErrNotExist and a file ErrNotFolder.
+func (e *Engine) List(ctx context.Context, p string) ([]Entry, error) {
+	clean, err := e.enter("list", p, backend.TargetAny)
+	if err != nil {
+		return nil, err
+	}
+	defer e.inflight.Done()
+	out, err := collect(e.b.List(ctx, clean))
+	if err != nil {
+		return nil, pathError("list", p, err)
+	}
+	if len(out) == 0 && clean != "" {
+		info, err := e.b.Stat(ctx, clean)
+		switch {
+		case err != nil:
+			return nil, pathError("list", p, err)
+		case !info.IsFolder:
+			return nil, &fs.PathError{Op: "list", Path: p, Err: ErrNotFolder}
+		}
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(sortKey(a), sortKey(b)) })
+	return out, nil
+}
+
+func collect(seq iter.Seq2[backend.Info, error]) ([]Entry, error) {
+	var out []Entry
+	for info, err := range seq {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, entry(info))
+	}
+	return out, nil
+}
+
+func sortKey(e Entry) string {
+	if e.IsFolder {
+		return e.Name + "/"
+	}
+	return e.Name
+}
+
+// Delete removes the file at path and publishes EventFileDeleted. A missing
+// file yields fs.ErrNotExist and no event; a folder yields ErrIsFolder (see
+// RemoveAll).
+func (e *Engine) Delete(ctx context.Context, p string) error {
+	clean, err := e.enter("delete", p, backend.TargetFile)
+	if err != nil {
+		return err
+	}
+	defer e.inflight.Done()
+	if err := e.remove(ctx, clean); err != nil {
+		return pathError("delete", p, e.readError(ctx, clean, err))
+	}
+	return nil
+}
+
+func (e *Engine) remove(ctx context.Context, clean string) error {
+	mu := e.stripe(clean)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := e.b.Remove(ctx, clean); err != nil {
+		return err
+	}
+	e.publish(ctx, EventFileDeleted, clean, 0)
+	return nil
+}
+
+// RemoveAll removes the file at path, or every file in the folder at path
+// and below (the whole store for the root), publishing EventFileDeleted for
+// each file removed. A missing path is not an error, as with os.RemoveAll.
+func (e *Engine) RemoveAll(ctx context.Context, p string) error {
+	clean, err := e.enter("removeall", p, backend.TargetAny)
+	if err != nil {
+		return err
+	}
+	defer e.inflight.Done()
+	if err := e.removeAll(ctx, clean); err != nil {
+		return pathError("removeall", p, err)
+	}
+	return nil
+}
+
+func (e *Engine) removeAll(ctx context.Context, clean string) error {
+	if clean != "" {
+		info, err := e.b.Stat(ctx, clean)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil
+		case err != nil:
+			return err
+		case !info.IsFolder:
+			return ignoreNotExist(e.remove(ctx, clean))
+		}
+	}
+	// One folder's listing at a time: files first, then down into folders.
+	children, err := collect(e.b.List(ctx, clean))
+	if err != nil {
+		return err
+	}
+	for _, c := range children {
+		if c.IsFolder {
+			err = e.removeAll(ctx, c.Path)
+		} else {
+			err = ignoreNotExist(e.remove(ctx, c.Path))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ignoreNotExist treats a file that vanished meanwhile as removed.
+func ignoreNotExist(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+func (e *Engine) stripe(p string) *sync.Mutex {
+	return &e.stripes[maphash.String(e.seed, p)%uint64(len(e.stripes))]
+}
+
+func (e *Engine) publish(ctx context.Context, topic, p string, size int64) {
+	e.bus.Publish(topic, events.Event{
+		Type:          topic,
+		Path:          p,
+		ParticipantID: ParticipantFrom(ctx),
+		Size:          size,
+		Time:          time.Now(),
+	})
+}
+
+// On subscribes handler to event (EventFileUpdated or EventFileDeleted).
+// handler is func(path, participantID string), func(path string) or
+// func(events.Event); any other type, or another event name, is an error
+// and subscribes nothing. Keep the Subscription to unsubscribe closures.
+func (e *Engine) On(event string, handler any) (*events.Subscription, error) {
+	if err := checkTopic(event); err != nil {
+		return nil, err
+	}
+	return e.bus.On(event, handler)
+}
+
+// Off removes a handler that On subscribed to event. It matches functions
+// by code, which is exact for top-level functions; for closures and method
+// values call Unsubscribe on the Subscription that On returned.
+func (e *Engine) Off(event string, handler any) error {
+	if err := checkTopic(event); err != nil {
+		return err
+	}
+	return e.bus.Off(event, handler)
+}
+
+// Subscribe calls handler for each event of the given topics (both when
+// none is given).
+func (e *Engine) Subscribe(handler func(events.Event), topics ...string) *events.Subscription {
+	if len(topics) == 0 {
+		topics = []string{EventFileUpdated, EventFileDeleted}
+	}
+	return e.bus.Subscribe(handler, topics...)
+}
+
+func checkTopic(event string) error {
+	if event != EventFileUpdated && event != EventFileDeleted {
+		return fmt.Errorf("roomstore: unknown event %q (want %q or %q): %w", event, EventFileUpdated, EventFileDeleted, fs.ErrInvalid)
+	}
+	return nil
+}
+
+// Shutdown stops the engine: later calls fail with fs.ErrClosed, open
+// handles are aborted (their bytes discarded, files left as they were),
+// running operations are awaited, queued events are delivered, and a
+// backend built by OpenURL is closed. If ctx ends first, Shutdown returns
+// its error and the rest finishes in the background. It is idempotent.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	already := e.closed
+	e.closed = true
+	open := make([]*Handle, 0, len(e.handles))
+	for _, h := range e.handles {
+		open = append(open, h)
+	}
+	e.mu.Unlock()
+	if already {
+		return e.bus.Close(ctx)
+	}
+	for _, h := range open {
+		h.discard(fs.ErrClosed, "engine shut down")
+	}
+	done := make(chan struct{})
+	go func() { e.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	err := e.bus.Close(ctx)
+	if e.owned != nil {
+		err = errors.Join(err, e.owned.Close())
+	}
+	return err
+}
+
+// backoff sleeps before commit attempt n (n >= 1) with full jitter, so
+// writers that lost a race do not collide again in step.
+func backoff(ctx context.Context, n int) error {
+	ceiling := min(time.Millisecond<<min(n, 10), 200*time.Millisecond)
+	t := time.NewTimer(mrand.N(ceiling) + time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func mimeTypeByExt(p string) string { return mime.TypeByExtension(path.Ext(p)) }
+
+// Event is an event delivered to subscribers (see package events).
+type Event = events.Event
+
+// Subscription is a subscriber's registration (see package events).
+type Subscription = events.Subscription

@@ -1,0 +1,324 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	evbus "github.com/asaskevich/EventBus"
+)
+
+// DefaultBuffer is the queue length of a subscriber when no Option sets it.
+const DefaultBuffer = 4096
+
+// Option configures New.
+type Option func(*Bus)
+
+// WithBuffer sets how many events may wait for each subscriber (default
+// DefaultBuffer; values below 1 are taken as 1). Past that, events are
+// dropped for that subscriber and counted.
+func WithBuffer(n int) Option { return func(b *Bus) { b.buffer = max(n, 1) } }
+
+// WithLogger sets where recovered panics and dropped events are logged
+// (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(b *Bus) { b.log = l } }
+
+// Bus delivers events to subscribers. It is safe for concurrent use.
+type Bus struct {
+	eb     evbus.Bus
+	buffer int
+	log    *slog.Logger
+
+	mu         sync.RWMutex
+	closed     bool
+	registered map[string]bool            // topics with an EventBus handler
+	byTopic    map[string][]*Subscription // replaced, never mutated, so dispatch can read it under RLock
+	all        []*Subscription            // subscribers of every topic
+	everyone   map[*Subscription]struct{} // all live subscriptions
+	deliverers sync.Map                   // goroutine id -> struct{}: the delivery goroutines
+	wg         sync.WaitGroup
+}
+
+// New returns an open Bus.
+func New(opts ...Option) *Bus {
+	b := &Bus{
+		eb:         evbus.New(),
+		buffer:     DefaultBuffer,
+		log:        slog.Default(),
+		registered: map[string]bool{},
+		byTopic:    map[string][]*Subscription{},
+		everyone:   map[*Subscription]struct{}{},
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	return b
+}
+
+// Subscription is one subscriber: a handler, its queue and its goroutine.
+type Subscription struct {
+	bus     *Bus
+	topics  []string // nil: every topic
+	handler func(Event)
+	code    uintptr // the subscribed function's code pointer, for Off
+	queue   chan Event
+	done    chan struct{}
+
+	// gate is held shared while the handler runs; Unsubscribe takes it
+	// exclusively to wait out a running handler.
+	gate    sync.RWMutex
+	stopped atomic.Bool
+	dropped atomic.Uint64
+}
+
+// Subscribe calls handler for every event of the given topics (every topic
+// when none is given), in publish order, on the subscription's own
+// goroutine. After Close it returns a subscription that receives nothing.
+func (b *Bus) Subscribe(handler func(Event), topics ...string) *Subscription {
+	return b.subscribe(handler, 0, topics)
+}
+
+// On subscribes handler to topic. handler must be func(path, participantID
+// string), func(path string) or func(Event); anything else yields an error
+// wrapping ErrHandler and subscribes nothing.
+func (b *Bus) On(topic string, handler any) (*Subscription, error) {
+	h, err := adapt(handler)
+	if err != nil {
+		return nil, err
+	}
+	return b.subscribe(h, reflect.ValueOf(handler).Pointer(), []string{topic}), nil
+}
+
+// Off unsubscribes the most recent subscription that On made for topic with
+// a function of the same code as handler. Code identity is exact for
+// top-level functions; closures made by one function literal share their
+// code, so keep the *Subscription that On returned and call Unsubscribe for
+// them. A handler that is not subscribed yields ErrNotSubscribed.
+func (b *Bus) Off(topic string, handler any) error {
+	v := reflect.ValueOf(handler)
+	if !v.IsValid() || v.Kind() != reflect.Func {
+		return fmt.Errorf("%w, not %T", ErrHandler, handler)
+	}
+	code := v.Pointer()
+	b.mu.RLock()
+	subs := b.byTopic[topic]
+	var found *Subscription
+	for i := len(subs) - 1; i >= 0; i-- {
+		if s := subs[i]; s.code == code && len(s.topics) == 1 {
+			found = s
+			break
+		}
+	}
+	b.mu.RUnlock()
+	if found == nil {
+		return fmt.Errorf("%w: %s", ErrNotSubscribed, topic)
+	}
+	found.Unsubscribe()
+	return nil
+}
+
+func (b *Bus) subscribe(h func(Event), code uintptr, topics []string) *Subscription {
+	s := &Subscription{
+		bus:     b,
+		topics:  slices.Clone(topics),
+		handler: h,
+		code:    code,
+		queue:   make(chan Event, b.buffer),
+		done:    make(chan struct{}),
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		s.stopped.Store(true)
+		close(s.queue)
+		close(s.done)
+		return s
+	}
+	if len(topics) == 0 {
+		b.all = append(slices.Clip(b.all), s)
+	}
+	for _, t := range s.topics {
+		b.byTopic[t] = append(slices.Clip(b.byTopic[t]), s)
+		b.registerLocked(t)
+	}
+	b.everyone[s] = struct{}{}
+	b.wg.Add(1)
+	go s.run()
+	return s
+}
+
+// registerLocked gives topic its one EventBus handler. The handler only
+// enqueues, so EventBus's lock is never held while user code runs.
+func (b *Bus) registerLocked(topic string) {
+	if b.registered[topic] {
+		return
+	}
+	b.registered[topic] = true
+	_ = b.eb.Subscribe(topic, func(e Event) { b.dispatch(topic, e) })
+}
+
+// Publish sends e to the subscribers of topic (and of every topic) without
+// waiting for them. After Close it does nothing.
+func (b *Bus) Publish(topic string, e Event) {
+	b.mu.RLock()
+	closed, registered := b.closed, b.registered[topic]
+	b.mu.RUnlock()
+	if closed {
+		return
+	}
+	if !registered {
+		b.mu.Lock()
+		if !b.closed {
+			b.registerLocked(topic)
+		}
+		b.mu.Unlock()
+	}
+	b.eb.Publish(topic, e)
+}
+
+func (b *Bus) dispatch(topic string, e Event) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return
+	}
+	for _, s := range b.byTopic[topic] {
+		s.enqueue(e)
+	}
+	for _, s := range b.all {
+		s.enqueue(e)
+	}
+}
+
+func (s *Subscription) enqueue(e Event) {
+	if s.stopped.Load() {
+		return
+	}
+	select {
+	case s.queue <- e:
+	default:
+		n := s.dropped.Add(1)
+		if n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th... drop, not every one
+			s.bus.log.Warn("roomstore: event queue full, events dropped for a slow subscriber",
+				"topic", e.Type, "path", e.Path, "dropped", n, "buffer", cap(s.queue))
+		}
+	}
+}
+
+func (s *Subscription) run() {
+	id := goid()
+	s.bus.deliverers.Store(id, struct{}{})
+	defer func() {
+		s.bus.deliverers.Delete(id)
+		close(s.done)
+		s.bus.wg.Done()
+	}()
+	for e := range s.queue {
+		s.deliver(e)
+	}
+}
+
+func (s *Subscription) deliver(e Event) {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if s.stopped.Load() {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			buf := make([]byte, 4<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			s.bus.log.Error("roomstore: event handler panicked",
+				"topic", e.Type, "path", e.Path, "panic", fmt.Sprint(r), "stack", string(buf))
+		}
+	}()
+	s.handler(e)
+}
+
+// Dropped returns how many events this subscriber lost to a full queue.
+func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Unsubscribe stops delivery to this subscription. Once it returns, the
+// handler is not called again; when called from outside any handler it
+// also waits for a running call of this handler to finish. It is
+// idempotent and safe to call from inside a handler.
+func (s *Subscription) Unsubscribe() {
+	if s == nil || s.stopped.Swap(true) {
+		return
+	}
+	b := s.bus
+	b.mu.Lock()
+	if _, live := b.everyone[s]; live {
+		delete(b.everyone, s)
+		for _, t := range s.topics {
+			b.byTopic[t] = slices.DeleteFunc(slices.Clone(b.byTopic[t]), func(x *Subscription) bool { return x == s })
+		}
+		if s.topics == nil {
+			b.all = slices.DeleteFunc(slices.Clone(b.all), func(x *Subscription) bool { return x == s })
+		}
+		close(s.queue)
+	}
+	b.mu.Unlock()
+	if !b.inHandler() {
+		s.gate.Lock()
+		s.gate.Unlock() //nolint:staticcheck // the empty section waits for a running handler
+	}
+}
+
+// inHandler reports whether the caller runs on one of the bus's delivery
+// goroutines, where waiting for a handler could wait for itself.
+func (b *Bus) inHandler() bool {
+	_, ok := b.deliverers.Load(goid())
+	return ok
+}
+
+// Close stops accepting events, delivers what is queued, and waits until
+// every handler has returned or ctx is done (then it returns ctx's error and
+// the remaining deliveries finish in the background). Called from inside a
+// handler, it does not wait. It is idempotent.
+func (b *Bus) Close(ctx context.Context) error {
+	b.mu.Lock()
+	if !b.closed {
+		b.closed = true
+		for s := range b.everyone {
+			close(s.queue)
+		}
+		b.everyone = nil
+		b.byTopic = nil
+		b.all = nil
+	}
+	b.mu.Unlock()
+	if b.inHandler() {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() { b.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// goid returns the current goroutine's id. The runtime does not export it;
+// the bus needs it only to tell its own delivery goroutines apart, on the
+// rare paths of Unsubscribe and Close.
+func goid() uint64 {
+	var buf [32]byte
+	n := runtime.Stack(buf[:], false)
+	// "goroutine 123 [running]:..."
+	b := buf[len("goroutine "):n]
+	i := 0
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	id, _ := strconv.ParseUint(string(b[:i]), 10, 64)
+	return id
+}

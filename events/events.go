@@ -1,0 +1,84 @@
+// Package events is roomstore's event bus: ordered, asynchronous delivery of
+// file events to subscribers, with github.com/asaskevich/EventBus as the
+// transport. EventBus never appears in this package's API.
+//
+// # Delivery
+//
+// Each topic has one EventBus handler, which only copies the event into the
+// bounded queue of every subscriber of the topic; each subscriber has its
+// own goroutine that runs its handler. So:
+//
+//   - Publish never waits for a handler, and a slow subscriber never blocks
+//     a writer: when its queue is full the event is dropped for that
+//     subscriber only, counted (Subscription.Dropped) and logged.
+//   - A subscriber sees events in publish order.
+//   - A handler may call anything, Publish and Unsubscribe included: no
+//     EventBus lock is held while it runs.
+//   - A handler that panics is recovered and logged; other handlers and the
+//     publisher carry on.
+//   - Once Unsubscribe returns, the handler is not called again.
+//   - Close delivers what is queued, then stops.
+//
+// These neutralise EventBus's known defects: its Publish holds a global lock
+// while synchronous handlers run (re-entrant calls would deadlock), its
+// Unsubscribe matches handlers by code pointer (closures of one literal
+// collide), SubscribeOnce can remove the wrong handler, handlers of the
+// wrong signature panic inside reflect.Call, and an async handler that
+// panics kills the process.
+package events
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+)
+
+// Event is one change to the store.
+type Event struct {
+	// Type is the topic, such as "file.updated" or "file.deleted".
+	Type string
+	// Path is the clean path of the file.
+	Path string
+	// ParticipantID identifies who caused the change: the participant in
+	// the context of the call that made it ("" when none was set).
+	ParticipantID string
+	// Size is the file's size after the change (0 for a deletion).
+	Size int64
+	// Time is when the change became visible.
+	Time time.Time
+}
+
+// ErrHandler reports a handler that On cannot call: nil, or not one of the
+// accepted function types.
+var ErrHandler = errors.New("events: handler must be func(path, participantID string), func(path string) or func(events.Event)")
+
+// ErrNotSubscribed reports an Off for a handler that is not subscribed.
+var ErrNotSubscribed = errors.New("events: handler is not subscribed")
+
+var (
+	pathParticipantType = reflect.TypeFor[func(string, string)]()
+	pathType            = reflect.TypeFor[func(string)]()
+	eventType           = reflect.TypeFor[func(Event)]()
+)
+
+// adapt turns one of the accepted handler shapes (or a named type with one
+// of those underlying types) into a func(Event). It checks once, at
+// subscription, so that a wrong shape can never fail at publish.
+func adapt(handler any) (func(Event), error) {
+	v := reflect.ValueOf(handler)
+	if !v.IsValid() || v.Kind() != reflect.Func || v.IsNil() {
+		return nil, fmt.Errorf("%w, not %T", ErrHandler, handler)
+	}
+	switch t := v.Type(); {
+	case t.ConvertibleTo(eventType):
+		return v.Convert(eventType).Interface().(func(Event)), nil
+	case t.ConvertibleTo(pathParticipantType):
+		h := v.Convert(pathParticipantType).Interface().(func(string, string))
+		return func(e Event) { h(e.Path, e.ParticipantID) }, nil
+	case t.ConvertibleTo(pathType):
+		h := v.Convert(pathType).Interface().(func(string))
+		return func(e Event) { h(e.Path) }, nil
+	}
+	return nil, fmt.Errorf("%w, not %T", ErrHandler, handler)
+}

@@ -1,0 +1,339 @@
+package roomstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync"
+	"time"
+
+	"github.com/roomstore/roomstore/backend"
+)
+
+// Handle is an open write to one file, made by Engine.Open. Its bytes stay
+// invisible until Close commits them. A Handle implements io.WriteCloser
+// for code that has no context to pass; those calls act as the participant
+// that opened it.
+type Handle struct {
+	e     *Engine
+	id    string
+	path  string
+	owner string
+	w     backend.Writer
+	ctx   context.Context // lives as long as the handle; cancelled by discard
+	stop  context.CancelFunc
+	timer *time.Timer
+
+	mu       sync.Mutex // serialises Write, Close and Abort
+	done     error      // why the handle is finished; nil while open
+	size     int64
+	lastUsed time.Time
+}
+
+// ID returns the handle's id: 32 random hex digits, safe to hand to a
+// client and resolve later with Engine.Handle.
+func (h *Handle) ID() string { return h.id }
+
+// Path returns the clean path the handle writes.
+func (h *Handle) Path() string { return h.path }
+
+// Participant returns the participant that opened the handle.
+func (h *Handle) Participant() string { return h.owner }
+
+// Write stages p as the handle's owner (see Engine.Write).
+func (h *Handle) Write(p []byte) (int, error) {
+	if err := h.e.Write(h.ownerContext(), h, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Close commits the handle as its owner (see Engine.Close).
+func (h *Handle) Close() error { return h.e.Close(h.ownerContext(), h) }
+
+// Abort discards the handle as its owner (see Engine.Abort).
+func (h *Handle) Abort() error { return h.e.Abort(h.ownerContext(), h) }
+
+func (h *Handle) ownerContext() context.Context {
+	return WithParticipant(context.Background(), h.owner)
+}
+
+// Open starts a write to the file at path; see OpenOptions for how an
+// existing file is treated. Open fails with ErrIsFolder on a folder,
+// ErrNotFolder when a parent is a file, fs.ErrExist for Exclusive on an
+// existing file, ErrTooManyHandles past WithMaxOpenHandles, and
+// fs.ErrInvalid on a bad path. The handle belongs to ParticipantFrom(ctx)
+// and outlives ctx: only the calls on it are bound to their own contexts.
+func (e *Engine) Open(ctx context.Context, p string, opts OpenOptions) (*Handle, error) {
+	clean, err := e.enter("open", p, backend.TargetFile)
+	if err != nil {
+		return nil, err
+	}
+	defer e.inflight.Done()
+	fail := func(err error) (*Handle, error) { return nil, pathError("open", p, err) }
+
+	info, err := e.b.Stat(ctx, clean)
+	switch {
+	case err == nil && info.IsFolder:
+		return fail(ErrIsFolder)
+	case err == nil && opts.Exclusive:
+		return fail(fs.ErrExist)
+	case errors.Is(err, ErrNotFolder):
+		return fail(ErrNotFolder)
+	case errors.Is(err, fs.ErrNotExist):
+		if err := e.checkParents(ctx, clean); err != nil {
+			return fail(err)
+		}
+	case err != nil:
+		return fail(err)
+	}
+
+	var idb [16]byte
+	_, _ = rand.Read(idb[:])
+	h := &Handle{e: e, id: hex.EncodeToString(idb[:]), path: clean, owner: ParticipantFrom(ctx), lastUsed: time.Now()}
+	e.mu.Lock()
+	switch {
+	case e.closed:
+		e.mu.Unlock()
+		return fail(fs.ErrClosed)
+	case len(e.handles)+e.reserved >= e.cfg.maxHandles:
+		e.mu.Unlock()
+		return fail(ErrTooManyHandles)
+	}
+	e.reserved++ // so that concurrent Opens respect the limit
+	e.mu.Unlock()
+	release := func() { e.mu.Lock(); e.reserved--; e.mu.Unlock() }
+
+	// The writer may keep its context for the whole upload (GCS does), so it
+	// gets one that lives with the handle rather than with this call.
+	h.ctx, h.stop = context.WithCancel(context.WithoutCancel(ctx))
+	wopts := backend.WriteOptions{Exclusive: opts.Exclusive, ContentType: mimeTypeByExt(clean)}
+	if opts.Exclusive || opts.Overwrite {
+		h.w, err = e.b.Create(h.ctx, clean, wopts)
+	} else {
+		h.w, err = e.b.Append(h.ctx, clean, wopts)
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		if h.w != nil {
+			_ = h.w.Abort(h.ctx)
+		}
+		h.stop()
+		release()
+		return fail(err)
+	}
+	h.timer = time.AfterFunc(e.cfg.idleTimeout, h.idle)
+	e.mu.Lock()
+	e.reserved--
+	closed := e.closed
+	if !closed {
+		e.handles[h.id] = h
+	}
+	e.mu.Unlock()
+	if closed { // Shutdown ran meanwhile and could not see this handle
+		h.mu.Lock()
+		h.finishLocked(fs.ErrClosed)
+		h.mu.Unlock()
+		return fail(fs.ErrClosed)
+	}
+	return h, nil
+}
+
+// Handle returns the open handle with the given ID, for servers that hand
+// IDs to their clients. An unknown ID, or that of a finished handle, yields
+// fs.ErrClosed; another participant's handle yields fs.ErrPermission.
+func (e *Engine) Handle(ctx context.Context, id string) (*Handle, error) {
+	e.mu.Lock()
+	h := e.handles[id]
+	closed := e.closed
+	e.mu.Unlock()
+	switch {
+	case closed || h == nil:
+		return nil, &fs.PathError{Op: "handle", Path: id, Err: fs.ErrClosed}
+	case h.owner != ParticipantFrom(ctx):
+		return nil, &fs.PathError{Op: "handle", Path: h.path, Err: fs.ErrPermission}
+	}
+	return h, nil
+}
+
+// check admits a call on h: it must be this engine's handle and the caller
+// its owner. It changes nothing, so a refused caller cannot disturb the
+// owner's handle.
+func (e *Engine) check(ctx context.Context, op string, h *Handle) error {
+	switch {
+	case h == nil:
+		return &fs.PathError{Op: op, Path: "", Err: fmt.Errorf("%w: nil handle", fs.ErrInvalid)}
+	case h.e != e:
+		return &fs.PathError{Op: op, Path: h.path, Err: fmt.Errorf("%w: handle belongs to another engine", fs.ErrInvalid)}
+	case h.owner != ParticipantFrom(ctx):
+		return &fs.PathError{Op: op, Path: h.path, Err: fmt.Errorf("%w: handle belongs to another participant", fs.ErrPermission)}
+	}
+	return e.begin(op, h.path)
+}
+
+// callContext bounds one call on h by both the call's context and the
+// handle's life, so Abort, an idle timeout or Shutdown interrupt it.
+func (h *Handle) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(h.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// Write stages data on h. Nothing is visible before Close. Writing to a
+// finished handle yields fs.ErrClosed and another participant's handle
+// fs.ErrPermission (the handle is left alone). If the write fails or ctx
+// is cancelled, the handle is discarded and the file keeps its old content.
+func (e *Engine) Write(ctx context.Context, h *Handle, data []byte) error {
+	if err := e.check(ctx, "write", h); err != nil {
+		return err
+	}
+	defer e.inflight.Done()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.done != nil {
+		return &fs.PathError{Op: "write", Path: h.path, Err: h.done}
+	}
+	cctx, cancel := h.callContext(ctx)
+	defer cancel()
+	err := cctx.Err()
+	if err == nil {
+		err = h.w.Write(cctx, data)
+	}
+	if err != nil {
+		err = callError(ctx, h, err)
+		h.finishLocked(fmt.Errorf("%w: handle discarded after a failed write", fs.ErrClosed))
+		return pathError("write", h.path, err)
+	}
+	h.size += int64(len(data))
+	h.lastUsed = time.Now()
+	h.timer.Reset(e.cfg.idleTimeout)
+	return nil
+}
+
+// callError prefers the caller's own context error, then the reason the
+// handle was discarded, over the backend's report of the interruption.
+func callError(ctx context.Context, h *Handle, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if h.done != nil && h.ctx.Err() != nil {
+		return h.done
+	}
+	return err
+}
+
+// Close commits h: its bytes replace the file (Overwrite), create it
+// (Exclusive, or a missing file) or are appended to the file as it is now,
+// atomically, and EventFileUpdated is published. An append that loses a
+// race with another writer is retried (WithCommitAttempts) before it fails
+// with ErrConflict; an Exclusive handle whose file appeared meanwhile fails
+// with fs.ErrExist. On any failure the handle is discarded and the file
+// keeps its old content. Closing a finished handle yields fs.ErrClosed.
+func (e *Engine) Close(ctx context.Context, h *Handle) error {
+	if err := e.check(ctx, "close", h); err != nil {
+		return err
+	}
+	defer e.inflight.Done()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.done != nil {
+		return &fs.PathError{Op: "close", Path: h.path, Err: h.done}
+	}
+	h.timer.Stop()
+	cctx, cancel := h.callContext(ctx)
+	defer cancel()
+
+	mu := e.stripe(h.path)
+	mu.Lock()
+	defer mu.Unlock()
+	info, err := e.commit(cctx, h)
+	if err != nil {
+		err = callError(ctx, h, err)
+		h.finishLocked(fmt.Errorf("%w: handle discarded after a failed close", fs.ErrClosed))
+		return pathError("close", h.path, err)
+	}
+	h.finishLocked(fmt.Errorf("%w: handle already closed", fs.ErrClosed))
+	e.publish(ctx, EventFileUpdated, h.path, info.Size)
+	return nil
+}
+
+func (e *Engine) commit(ctx context.Context, h *Handle) (backend.Info, error) {
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return backend.Info{}, err
+		}
+		info, err := h.w.Commit(ctx)
+		if err == nil || !errors.Is(err, ErrConflict) || attempt == e.cfg.attempts {
+			return info, err
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return backend.Info{}, err
+		}
+	}
+}
+
+// Abort discards h: its bytes are dropped and the file keeps its old
+// content. It yields fs.ErrClosed on a finished handle (so a deferred Abort
+// after Close is harmless) and fs.ErrPermission on another participant's.
+// Abort interrupts a Write or Close running on h.
+func (e *Engine) Abort(ctx context.Context, h *Handle) error {
+	if err := e.check(ctx, "abort", h); err != nil {
+		return err
+	}
+	defer e.inflight.Done()
+	if !h.discard(fmt.Errorf("%w: handle aborted", fs.ErrClosed), "") {
+		return &fs.PathError{Op: "abort", Path: h.path, Err: fs.ErrClosed}
+	}
+	return nil
+}
+
+// idle runs when the idle timer fires.
+func (h *Handle) idle() {
+	h.mu.Lock()
+	wait := h.e.cfg.idleTimeout - time.Since(h.lastUsed)
+	h.mu.Unlock()
+	if wait > 0 { // a Write just reset the timer while it fired
+		h.timer.Reset(wait)
+		return
+	}
+	h.discard(fmt.Errorf("%w: handle aborted after %v idle", fs.ErrClosed, h.e.cfg.idleTimeout), "idle timeout")
+}
+
+// discard interrupts whatever runs on h, then aborts its writer. It
+// reports whether h was still open. A non-empty why is logged.
+func (h *Handle) discard(reason error, why string) bool {
+	h.stop() // first, so a Write or Close stuck in the backend lets go of h.mu
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.done != nil {
+		return false
+	}
+	if why != "" {
+		h.e.cfg.logger.Warn("roomstore: handle discarded", "path", h.path, "handle", h.id, "participant", h.owner, "reason", why, "bytes", h.size)
+	}
+	h.finishLocked(reason)
+	return true
+}
+
+// finishLocked ends h for good: the writer is aborted (a no-op after a
+// commit), the timer stopped and the slot freed. The caller holds h.mu.
+func (h *Handle) finishLocked(reason error) {
+	h.done = reason
+	h.timer.Stop()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), 30*time.Second)
+	_ = h.w.Abort(ctx)
+	cancel()
+	h.stop()
+	h.e.forget(h)
+}
+
+func (e *Engine) forget(h *Handle) {
+	e.mu.Lock()
+	delete(e.handles, h.id)
+	e.mu.Unlock()
+}

@@ -1,0 +1,154 @@
+package roomstore
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults for the options below.
+const (
+	DefaultIdleTimeout    = 10 * time.Minute
+	DefaultMaxOpenHandles = 10_000
+	DefaultURLExpiry      = 15 * time.Minute
+	DefaultEventBuffer    = 4096
+	DefaultCommitAttempts = 64
+)
+
+// MinSigningKeyLen is the shortest key WithSigningKey accepts, in bytes.
+const MinSigningKeyLen = 32
+
+// Option configures New and OpenURL.
+type Option func(*config) error
+
+type config struct {
+	logger      *slog.Logger
+	idleTimeout time.Duration
+	maxHandles  int
+	urlExpiry   time.Duration
+	eventBuffer int
+	signingKey  []byte
+	baseURL     *url.URL
+	attempts    int
+}
+
+func defaultConfig() config {
+	return config{
+		logger:      slog.Default(),
+		idleTimeout: DefaultIdleTimeout,
+		maxHandles:  DefaultMaxOpenHandles,
+		urlExpiry:   DefaultURLExpiry,
+		eventBuffer: DefaultEventBuffer,
+		attempts:    DefaultCommitAttempts,
+	}
+}
+
+// WithLogger sets the logger for recovered handler panics, dropped events
+// and discarded handles (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return fmt.Errorf("roomstore: WithLogger(nil)")
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithIdleTimeout sets how long a handle may go without a Write before it
+// is aborted and its bytes discarded (default DefaultIdleTimeout). It must
+// be positive.
+func WithIdleTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("roomstore: idle timeout must be positive, got %v", d)
+		}
+		c.idleTimeout = d
+		return nil
+	}
+}
+
+// WithMaxOpenHandles bounds the handles open at once (default
+// DefaultMaxOpenHandles); Open beyond it fails with ErrTooManyHandles.
+func WithMaxOpenHandles(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("roomstore: max open handles must be at least 1, got %d", n)
+		}
+		c.maxHandles = n
+		return nil
+	}
+}
+
+// WithURLExpiry sets how long a DownloadURL stays valid (default
+// DefaultURLExpiry). S3 presigned URLs allow at most 7 days.
+func WithURLExpiry(d time.Duration) Option {
+	return func(c *config) error {
+		if d < time.Second {
+			return fmt.Errorf("roomstore: URL expiry must be at least 1s, got %v", d)
+		}
+		c.urlExpiry = d
+		return nil
+	}
+}
+
+// WithEventBuffer sets how many events may wait for each subscriber
+// (default DefaultEventBuffer). When a subscriber falls further behind, its
+// events are dropped, counted and logged; writers never wait.
+func WithEventBuffer(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("roomstore: event buffer must be at least 1, got %d", n)
+		}
+		c.eventBuffer = n
+		return nil
+	}
+}
+
+// WithSigningKey sets the HMAC-SHA256 key for the URLs the engine signs
+// itself (backends without native presigning). It must be at least
+// MinSigningKeyLen bytes. Without it a random key is generated, so such
+// URLs stop working when the process ends and are not accepted by other
+// processes; give every process that serves Engine.Handler the same key.
+func WithSigningKey(key []byte) Option {
+	return func(c *config) error {
+		if len(key) < MinSigningKeyLen {
+			return fmt.Errorf("roomstore: signing key must be at least %d bytes, got %d", MinSigningKeyLen, len(key))
+		}
+		c.signingKey = append([]byte(nil), key...)
+		return nil
+	}
+}
+
+// WithBaseURL sets where Engine.Handler is served, such as
+// "https://files.example.com/dl", so that DownloadURL can return
+// engine-signed URLs below it for backends without native presigning.
+// Without it, DownloadURL on such a backend fails with
+// errors.ErrUnsupported.
+func WithBaseURL(base string) Option {
+	return func(c *config) error {
+		u, err := url.Parse(base)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("roomstore: base URL must be an absolute http(s) URL without query, got %q", base)
+		}
+		u.Path = strings.TrimSuffix(u.Path, "/")
+		u.RawPath = ""
+		c.baseURL = u
+		return nil
+	}
+}
+
+// WithCommitAttempts sets how many times Close tries to commit an append
+// that keeps losing races to other writers before it fails with
+// ErrConflict (default DefaultCommitAttempts).
+func WithCommitAttempts(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("roomstore: commit attempts must be at least 1, got %d", n)
+		}
+		c.attempts = n
+		return nil
+	}
+}
