@@ -125,9 +125,9 @@ func (a *Afero) lstatOne(name string) (os.FileInfo, error) {
 	return fi, nil
 }
 
-// hasFiles reports whether the directory holds any entry; pruning keeps
-// directories without files from lingering, so one entry means a file lies
-// beneath.
+// hasFiles reports whether a file lies somewhere beneath dir. Pruning
+// removes directories without files, but a crash between a removal and its
+// pruning can leave some behind, and those are not folders.
 func (a *Afero) hasFiles(dir string) bool {
 	f, err := a.fs.Open(dir)
 	if err != nil {
@@ -135,13 +135,17 @@ func (a *Afero) hasFiles(dir string) bool {
 	}
 	defer f.Close()
 	for {
-		names, err := f.Readdirnames(16)
-		for _, n := range names {
-			if !IsReserved(n) {
+		batch, err := f.Readdir(16)
+		for _, fi := range batch {
+			switch {
+			case IsReserved(fi.Name()):
+			case fi.Mode().IsRegular():
+				return true
+			case fi.IsDir() && a.hasFiles(Join(dir, fi.Name())):
 				return true
 			}
 		}
-		if err != nil || len(names) == 0 {
+		if err != nil || len(batch) == 0 {
 			return false
 		}
 	}

@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"strings"
@@ -113,13 +112,3 @@ func Join(dir, name string) string {
 
 // IsReserved reports whether name (one element) is reserved for backends.
 func IsReserved(name string) bool { return strings.HasPrefix(name, ReservedPrefix) }
-
-// errorsIsAny reports whether err matches any of targets.
-func errorsIsAny(err error, targets ...error) bool {
-	for _, t := range targets {
-		if errors.Is(err, t) {
-			return true
-		}
-	}
-	return false
-}

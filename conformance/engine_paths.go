@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"bytes"
-	"errors"
 	"io/fs"
 	"slices"
 	"strings"
@@ -258,14 +257,4 @@ var folderCases = []tcase{
 			t.Fatalf("untouched file got events %v", evs)
 		}
 	}},
-}
-
-// errorsIsAny reports whether err matches one of targets.
-func errorsIsAny(err error, targets ...error) bool {
-	for _, t := range targets {
-		if errors.Is(err, t) {
-			return true
-		}
-	}
-	return false
 }

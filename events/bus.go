@@ -266,8 +266,11 @@ func (s *Subscription) Unsubscribe() {
 	}
 	b.mu.Unlock()
 	if !b.inHandler() {
+		// Taking the gate waits out a running call; dropping the handler
+		// lets go of whatever the caller's closure holds.
 		s.gate.Lock()
-		s.gate.Unlock() //nolint:staticcheck // the empty section waits for a running handler
+		s.handler = nil
+		s.gate.Unlock()
 	}
 }
 

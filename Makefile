@@ -1,0 +1,37 @@
+# roomstore's commands. `make test` installs every tool the tests need into
+# .bin/ (pinned versions, built with `go install`), then runs all tests.
+
+GO        ?= go
+BIN       := $(CURDIR)/.bin
+export PATH := $(BIN):$(PATH)
+
+VERSITYGW   := github.com/versity/versitygw/cmd/versitygw@v1.8.0
+FAKEGCS     := github.com/fsouza/fake-gcs-server@v1.56.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+# A stamp per pinned version, so that changing a version reinstalls it.
+stamp = $(BIN)/.$(subst /,_,$(1))
+
+.PHONY: demo test lint tools clean
+
+demo:
+	$(GO) run ./cmd/demo
+
+test: tools
+	$(GO) test -race -timeout 20m ./...
+
+lint: $(call stamp,$(STATICCHECK))
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(BIN)/staticcheck ./...
+
+tools: $(call stamp,$(VERSITYGW)) $(call stamp,$(FAKEGCS))
+
+$(BIN)/.%:
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install $(subst _,/,$*)
+	@touch $@
+
+clean:
+	rm -rf $(BIN)

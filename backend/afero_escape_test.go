@@ -1,0 +1,123 @@
+package backend_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/backend"
+	"github.com/spf13/afero"
+)
+
+// TestSymlinksNeverLeadOutOfTheRoot plants symbolic links inside an afero
+// root that point outside it and checks that no operation follows them.
+func TestSymlinksNeverLeadOutOfTheRoot(t *testing.T) {
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("outside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	must(t, os.Symlink(outside, filepath.Join(root, "dirlink")))
+	must(t, os.Symlink(filepath.Join(outside, "secret"), filepath.Join(root, "filelink")))
+	must(t, os.MkdirAll(filepath.Join(root, "real"), 0o755))
+	must(t, os.WriteFile(filepath.Join(root, "real", "ok"), []byte("inside"), 0o644))
+	must(t, os.Symlink(outside, filepath.Join(root, "real", "nested")))
+
+	e, err := roomstore.New(backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), root)))
+	must(t, err)
+	defer e.Shutdown(context.Background())
+	ctx := t.Context()
+
+	for _, p := range []string{"dirlink/secret", "filelink", "real/nested/secret"} {
+		if _, err := e.Download(ctx, p); !errors.Is(err, fs.ErrPermission) {
+			t.Fatalf("Download(%q) = %v, want fs.ErrPermission", p, err)
+		}
+		if _, err := e.Stat(ctx, p); !errors.Is(err, fs.ErrPermission) {
+			t.Fatalf("Stat(%q) = %v, want fs.ErrPermission", p, err)
+		}
+		if err := e.Delete(ctx, p); !errors.Is(err, fs.ErrPermission) {
+			t.Fatalf("Delete(%q) = %v, want fs.ErrPermission", p, err)
+		}
+	}
+	if _, err := e.List(ctx, "dirlink"); !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("List(dirlink) = %v, want fs.ErrPermission", err)
+	}
+	for _, p := range []string{"dirlink/new", "real/nested/new"} {
+		h, err := e.Open(ctx, p, roomstore.OpenOptions{Overwrite: true})
+		if err == nil {
+			must(t, e.Write(ctx, h, []byte("escaped")))
+			err = e.Close(ctx, h)
+		}
+		if !errors.Is(err, fs.ErrPermission) {
+			t.Fatalf("writing %q: %v, want fs.ErrPermission", p, err)
+		}
+	}
+	names := func(dir string) []string {
+		es, err := e.List(ctx, dir)
+		must(t, err)
+		var out []string
+		for _, x := range es {
+			out = append(out, x.Name)
+		}
+		return out
+	}
+	if got := names(""); !slices.Equal(got, []string{"real"}) {
+		t.Fatalf("root lists %v, want only real (links are left out)", got)
+	}
+	if got := names("real"); !slices.Equal(got, []string{"ok"}) {
+		t.Fatalf("real lists %v", got)
+	}
+	ents, _ := os.ReadDir(outside)
+	if len(ents) != 1 {
+		t.Fatalf("the outside folder changed: %v", ents)
+	}
+	got, _ := os.ReadFile(filepath.Join(outside, "secret"))
+	if string(got) != "outside" {
+		t.Fatalf("outside file changed: %q", got)
+	}
+	// Overwriting the link itself replaces the link, never its target.
+	h, err := e.Open(ctx, "filelink", roomstore.OpenOptions{Overwrite: true})
+	if err == nil {
+		must(t, e.Write(ctx, h, []byte("replaced")))
+		err = e.Close(ctx, h)
+	}
+	if err != nil && !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("overwriting the link: %v", err)
+	}
+	got, _ = os.ReadFile(filepath.Join(outside, "secret"))
+	if string(got) != "outside" {
+		t.Fatalf("writing through a link changed the outside file: %q", got)
+	}
+}
+
+// TestEmptyDirectoriesLeftByACrashAreNotFolders checks that directories
+// without files (as a crash between a removal and its pruning leaves them)
+// are neither listed nor reported as existing.
+func TestEmptyDirectoriesLeftByACrashAreNotFolders(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "empty", "deeper"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(root, "full"), 0o755))
+	must(t, os.WriteFile(filepath.Join(root, "full", "f"), nil, 0o644))
+	e, err := roomstore.New(backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), root)))
+	must(t, err)
+	defer e.Shutdown(context.Background())
+	if ok, _ := e.Exists(t.Context(), "empty/deeper"); ok {
+		t.Fatal("an empty directory exists as a folder")
+	}
+	es, err := e.List(t.Context(), "empty")
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("List(empty) = %v, %v; want fs.ErrNotExist", es, err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

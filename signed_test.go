@@ -1,0 +1,184 @@
+package roomstore_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/backend_mem"
+)
+
+// served returns an engine over memory whose Handler is served below
+// /files on a loopback server.
+func served(t *testing.T, opts ...roomstore.Option) (*roomstore.Engine, *httptest.Server) {
+	t.Helper()
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	opts = append([]roomstore.Option{roomstore.WithBaseURL(srv.URL + "/files")}, opts...)
+	e, err := roomstore.New(backend_mem.New(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Shutdown(context.Background()) })
+	mux.Handle("/files/", e.Handler())
+	return e, srv
+}
+
+func put(t *testing.T, e *roomstore.Engine, p, data string) {
+	t.Helper()
+	h, err := e.Open(t.Context(), p, roomstore.OpenOptions{Overwrite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Write(t.Context(), h, []byte(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(t.Context(), h); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func do(t *testing.T, method, u string, hdr http.Header) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestSignedURLServesGetHeadRangeAndConditionalRequests(t *testing.T) {
+	e, _ := served(t)
+	put(t, e, "dir/page.html", "<p>hello</p>")
+	u, err := e.DownloadURL(t.Context(), "dir/page.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := do(t, http.MethodGet, u, nil)
+	if resp.StatusCode != 200 || body != "<p>hello</p>" || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" ||
+		resp.Header.Get("ETag") == "" || resp.Header.Get("Last-Modified") == "" {
+		t.Fatalf("GET: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	etag := resp.Header.Get("ETag")
+	if resp, body := do(t, http.MethodHead, u, nil); resp.StatusCode != 200 || body != "" || resp.ContentLength != 12 {
+		t.Fatalf("HEAD: %d %q len %d", resp.StatusCode, body, resp.ContentLength)
+	}
+	if resp, body := do(t, http.MethodGet, u, http.Header{"Range": {"bytes=3-7"}}); resp.StatusCode != 206 || body != "hello" {
+		t.Fatalf("Range: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := do(t, http.MethodGet, u, http.Header{"If-None-Match": {etag}}); resp.StatusCode != 304 {
+		t.Fatalf("If-None-Match: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, http.MethodPost, u, nil); resp.StatusCode != 405 {
+		t.Fatalf("POST: %d", resp.StatusCode)
+	}
+	put(t, e, "dir/page.html", "<p>changed</p>")
+	if resp, body := do(t, http.MethodGet, u, http.Header{"If-None-Match": {etag}}); resp.StatusCode != 200 || body != "<p>changed</p>" {
+		t.Fatalf("after a change: %d %q", resp.StatusCode, body)
+	}
+	if err := e.Delete(t.Context(), "dir/page.html"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := do(t, http.MethodGet, u, nil); resp.StatusCode != 404 {
+		t.Fatalf("deleted file: %d", resp.StatusCode)
+	}
+}
+
+func TestSignedURLNeverServesAnotherPath(t *testing.T) {
+	e, srv := served(t)
+	put(t, e, "a/b", "secret b")
+	put(t, e, "a%2Fb", "secret encoded")
+	put(t, e, "x", "secret x")
+	u, err := e.DownloadURL(t.Context(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	query := u[strings.IndexByte(u, '?'):]
+	for _, p := range []string{"/files/a/b", "/files/a%2Fb", "/files/a%252Fb", "/files/./x", "/files/a/../x", "/files/%2E/x", "/files//x", "/files/x/", "/files/X", "/x", "/files/x%00"} {
+		// A mux may clean "/files/./x" to x itself, which is fine; no other
+		// file may ever come back.
+		resp, body := do(t, http.MethodGet, srv.URL+p+query, nil)
+		if (resp.StatusCode == 200 && body != "secret x") || strings.Contains(body, "secret b") || strings.Contains(body, "secret encoded") {
+			t.Fatalf("%s with x's signature: %d %q", p, resp.StatusCode, body)
+		}
+	}
+	if resp, body := do(t, http.MethodGet, u, nil); resp.StatusCode != 200 || body != "secret x" {
+		t.Fatalf("genuine URL: %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestSignedURLsFromOneKeyWorkAcrossEngines(t *testing.T) {
+	key := []byte(strings.Repeat("k", 32))
+	e1, _ := served(t, roomstore.WithSigningKey(key))
+	e2, srv2 := served(t, roomstore.WithSigningKey(key))
+	e3, srv3 := served(t) // a random key of its own
+	for _, e := range []*roomstore.Engine{e1, e2, e3} {
+		put(t, e, "f", "same")
+	}
+	u1, _ := e1.DownloadURL(t.Context(), "f")
+	q := u1[strings.IndexByte(u1, '?'):]
+	if resp, _ := do(t, http.MethodGet, srv2.URL+"/files/f"+q, nil); resp.StatusCode != 200 {
+		t.Fatalf("same key: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, http.MethodGet, srv3.URL+"/files/f"+q, nil); resp.StatusCode != 403 {
+		t.Fatalf("other key: %d", resp.StatusCode)
+	}
+}
+
+func TestSigningOptionsAreChecked(t *testing.T) {
+	if _, err := roomstore.New(backend_mem.New(), roomstore.WithSigningKey(make([]byte, 31))); err == nil {
+		t.Fatal("a 31-byte signing key was accepted")
+	}
+	for _, base := range []string{"", "ftp://x", "/relative", "http://", "http://h/p?q=1"} {
+		if _, err := roomstore.New(backend_mem.New(), roomstore.WithBaseURL(base)); err == nil {
+			t.Fatalf("base URL %q was accepted", base)
+		}
+	}
+	e, err := roomstore.New(backend_mem.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	put(t, e, "f", "x")
+	_, err = e.DownloadURL(t.Context(), "f")
+	if !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("DownloadURL without a base URL: %v, want errors.ErrUnsupported", err)
+	}
+	var pe *fs.PathError
+	if !errors.As(err, &pe) || pe.Path != "f" {
+		t.Fatalf("error %v is not a PathError for f", err)
+	}
+}
+
+func TestSignedURLAfterShutdownIsUnavailable(t *testing.T) {
+	e, _ := served(t, roomstore.WithURLExpiry(time.Minute))
+	put(t, e, "f", "x")
+	u, _ := e.DownloadURL(t.Context(), "f")
+	if err := e.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := do(t, http.MethodGet, u, nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("after Shutdown: %d", resp.StatusCode)
+	}
+	if _, err := url.Parse(u); err != nil {
+		t.Fatal(err)
+	}
+}
