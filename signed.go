@@ -46,12 +46,14 @@ func (e *Engine) DownloadURL(ctx context.Context, p string) (string, error) {
 	case e.cfg.baseURL == nil:
 		return "", &fs.PathError{Op: "downloadurl", Path: p, Err: fmt.Errorf("%w: the backend cannot presign and no WithBaseURL is set", errors.ErrUnsupported)}
 	}
-	return e.signURL(http.MethodGet, clean, time.Now().Add(e.cfg.urlExpiry)), nil
+	// Whole seconds, rounded up, so a URL lives at least the expiry.
+	expires := time.Now().Unix() + int64((e.cfg.urlExpiry+time.Second-1)/time.Second)
+	return e.signURL(http.MethodGet, clean, expires), nil
 }
 
 // signURL builds base/escaped/path?exp=UNIX&sig=MAC.
-func (e *Engine) signURL(method, clean string, expires time.Time) string {
-	exp := strconv.FormatInt(expires.Unix(), 10)
+func (e *Engine) signURL(method, clean string, expires int64) string {
+	exp := strconv.FormatInt(expires, 10)
 	u := *e.cfg.baseURL
 	segs := strings.Split(clean, "/")
 	for i, s := range segs {
@@ -138,7 +140,7 @@ func (e *Engine) verify(r *http.Request) (string, bool) {
 		return "", false
 	}
 	unix, err := strconv.ParseInt(exp, 10, 64)
-	if err != nil || time.Now().Unix() >= unix {
+	if err != nil || time.Now().Unix() > unix {
 		return "", false
 	}
 	return clean, true
