@@ -100,13 +100,14 @@ type Entry struct {
 
 // File is a whole downloaded file.
 type File struct {
-	Name, Path string
+	Name string // base name
+	Path string // full clean path
 	// MimeType comes from the extension, else from the content
 	// (http.DetectContentType).
 	MimeType string
-	Data     []byte
-	Size     int64
-	ModTime  time.Time
+	Data     []byte    // the whole content, the caller's to keep
+	Size     int64     // len(Data)
+	ModTime  time.Time // time of the last commit
 }
 
 // Engine is a room's file store. It is safe for concurrent use; several
