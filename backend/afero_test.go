@@ -21,7 +21,7 @@ func TestConformanceMemMapFs(t *testing.T) {
 func TestConformanceOsFs(t *testing.T) {
 	var dirs sync.Map // backend.Backend -> its directory; subtests run in parallel
 	open := func(dir string) backend.Backend {
-		b := backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir), backend.WithFsync(false))
+		b := backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir)) // fsync on, as users get it
 		return b
 	}
 	conformance.Run(t, conformance.Harness{

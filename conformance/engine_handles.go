@@ -96,22 +96,36 @@ var handleCases = []tcase{
 		}
 	}},
 	{"an idle handle is discarded and the old content kept", func(t *testing.T, h Harness) {
-		e := fresh(t, h, roomstore.WithIdleTimeout(150*time.Millisecond))
+		const idleTimeout = 400 * time.Millisecond
+		e := fresh(t, h, roomstore.WithIdleTimeout(idleTimeout))
 		e.put(t, "f", []byte("old"), overwrite)
 		busy, err := e.Open(e.ctx, "busy", overwrite)
 		noErr(t, "Open", err)
 		idle, err := e.Open(e.ctx, "f", overwrite)
 		noErr(t, "Open", err)
 		noErr(t, "Write", e.Write(e.ctx, idle, []byte("new")))
-		for range 6 { // keeps writing across two timeouts
-			time.Sleep(50 * time.Millisecond)
+		start, writes := time.Now(), 0
+		for {
+			// Handle looks the idle handle up without touching its timer.
+			if _, err := e.Handle(e.ctx, idle.ID()); err != nil {
+				wantErr(t, "Handle of the idle handle", err, fs.ErrClosed)
+				break
+			}
+			if time.Since(start) > 20*idleTimeout {
+				t.Fatalf("idle handle still open after %v", time.Since(start))
+			}
+			time.Sleep(idleTimeout / 10)
 			noErr(t, "busy Write", e.Write(e.ctx, busy, []byte(".")))
+			writes++
+		}
+		if elapsed := time.Since(start); elapsed < idleTimeout {
+			t.Fatalf("idle handle discarded after %v, before the %v timeout", elapsed, idleTimeout)
 		}
 		wantErr(t, "Write on the idle handle", e.Write(e.ctx, idle, []byte("x")), fs.ErrClosed)
 		wantErr(t, "Close on the idle handle", e.Close(e.ctx, idle), fs.ErrClosed)
 		noErr(t, "busy Close", e.Close(e.ctx, busy))
 		e.mustContain(t, "f", []byte("old"))
-		e.mustContain(t, "busy", []byte("......"))
+		e.mustContain(t, "busy", []byte(strings.Repeat(".", writes)))
 	}},
 	{"opening past the handle limit fails until one closes", func(t *testing.T, h Harness) {
 		e := fresh(t, h, roomstore.WithMaxOpenHandles(2))

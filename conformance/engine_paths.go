@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/roomstore/roomstore"
 )
@@ -209,6 +210,8 @@ var folderCases = []tcase{
 		e := fresh(t, h)
 		e.put(t, "dir/inner", []byte("x"), overwrite)
 		e.put(t, "file", []byte("x"), overwrite)
+		e.rec.await(t, roomstore.EventFileUpdated, "file", 1)
+		before := len(e.rec.snapshot())
 		_, err := e.Open(e.ctx, "dir", overwrite)
 		wantErr(t, "Open a folder", err, roomstore.ErrIsFolder)
 		_, err = e.Open(e.ctx, "file/below", overwrite)
@@ -235,6 +238,10 @@ var folderCases = []tcase{
 			t.Fatalf("store changed: %v", got)
 		}
 		e.mustContain(t, "dir/inner", []byte("x"))
+		time.Sleep(quiet)
+		if evs := e.rec.snapshot(); len(evs) != before {
+			t.Fatalf("refused calls published %v", evs[before:])
+		}
 	}},
 	{"remove all removes a folder tree with one event per file", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
