@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/roomstore/roomstore/backend"
@@ -26,6 +27,11 @@ type Handle struct {
 	ctx   context.Context // lives as long as the handle; cancelled by discard
 	stop  context.CancelFunc
 	timer *time.Timer
+
+	// discarding holds the reason of the first discard (Abort, idle
+	// timeout, Shutdown), set before it interrupts a running call so that
+	// the call can report it.
+	discarding atomic.Pointer[error]
 
 	mu       sync.Mutex // serialises Write, Close and Abort
 	done     error      // why the handle is finished; nil while open
@@ -205,9 +211,7 @@ func (e *Engine) Write(ctx context.Context, h *Handle, data []byte) error {
 		err = h.w.Write(cctx, data)
 	}
 	if err != nil {
-		err = callError(ctx, h, err)
-		h.finishLocked(fmt.Errorf("%w: handle discarded after a failed write", fs.ErrClosed))
-		return pathError("write", h.path, err)
+		return h.failLocked(ctx, "write", err, fmt.Errorf("%w: handle discarded after a failed write", fs.ErrClosed))
 	}
 	h.size += int64(len(data))
 	h.lastUsed = time.Now()
@@ -215,16 +219,18 @@ func (e *Engine) Write(ctx context.Context, h *Handle, data []byte) error {
 	return nil
 }
 
-// callError prefers the caller's own context error, then the reason the
-// handle was discarded, over the backend's report of the interruption.
-func callError(ctx context.Context, h *Handle, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
+// failLocked ends h after a failed call and returns the call's error: the
+// reason of a discard that interrupted it, else the caller's own context
+// error, else the backend's. The caller holds h.mu.
+func (h *Handle) failLocked(ctx context.Context, op string, err, reason error) error {
+	switch r := h.discarding.Load(); {
+	case r != nil:
+		err, reason = *r, *r
+	case ctx.Err() != nil:
+		err = ctx.Err()
 	}
-	if h.done != nil && h.ctx.Err() != nil {
-		return h.done
-	}
-	return err
+	h.finishLocked(reason)
+	return pathError(op, h.path, err)
 }
 
 // Close commits h: its bytes replace the file (Overwrite), create it
@@ -253,9 +259,7 @@ func (e *Engine) Close(ctx context.Context, h *Handle) error {
 	defer mu.Unlock()
 	info, err := e.commit(cctx, h)
 	if err != nil {
-		err = callError(ctx, h, err)
-		h.finishLocked(fmt.Errorf("%w: handle discarded after a failed close", fs.ErrClosed))
-		return pathError("close", h.path, err)
+		return h.failLocked(ctx, "close", err, fmt.Errorf("%w: handle discarded after a failed close", fs.ErrClosed))
 	}
 	h.finishLocked(fmt.Errorf("%w: handle already closed", fs.ErrClosed))
 	e.publish(ctx, EventFileUpdated, h.path, info.Size)
@@ -307,11 +311,12 @@ func (h *Handle) idle() {
 // discard interrupts whatever runs on h, then aborts its writer. It
 // reports whether h was still open. A non-empty why is logged.
 func (h *Handle) discard(reason error, why string) bool {
-	h.stop() // first, so a Write or Close stuck in the backend lets go of h.mu
+	h.discarding.CompareAndSwap(nil, &reason)
+	h.stop() // so that a Write or Close stuck in the backend lets go of h.mu
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.done != nil {
-		return false
+		return h.done == reason // an interrupted call already ended h for us
 	}
 	if why != "" {
 		h.e.cfg.logger.Warn("roomstore: handle discarded", "path", h.path, "handle", h.id, "participant", h.owner, "reason", why, "bytes", h.size)

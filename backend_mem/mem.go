@@ -7,6 +7,9 @@
 // process, so two Engines can share one store as two processes would share
 // a bucket.
 //
+// Faults (Backend.Inject) make chosen operations fail or stall on cue, so
+// that code built on roomstore can test its error paths.
+//
 // # Errors
 //
 // The same as every backend (see package backend): fs.ErrNotExist,
@@ -57,9 +60,10 @@ func open(_ context.Context, u *url.URL) (backend.Backend, error) {
 
 // Backend stores files in memory. The zero value is not usable; call New.
 type Backend struct {
-	mu   sync.RWMutex
-	root *folder
-	gen  uint64
+	mu     sync.RWMutex
+	root   *folder
+	gen    uint64
+	faults faults
 }
 
 type folder struct {
@@ -106,7 +110,7 @@ func (b *Backend) find(path string) (*folder, string, error) {
 
 // Stat implements backend.Backend.
 func (b *Backend) Stat(ctx context.Context, path string) (backend.Info, error) {
-	if err := ctx.Err(); err != nil {
+	if err := b.check(ctx, OpStat); err != nil {
 		return backend.Info{}, err
 	}
 	if path == "" {
@@ -135,7 +139,7 @@ func info(path string, o *object) backend.Info {
 
 // Read implements backend.Backend.
 func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, backend.Info, error) {
-	if err := ctx.Err(); err != nil {
+	if err := b.check(ctx, OpRead); err != nil {
 		return nil, backend.Info{}, err
 	}
 	b.mu.RLock()
@@ -167,7 +171,10 @@ func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (
 }
 
 // Presign implements backend.Backend: memory has no URLs of its own.
-func (b *Backend) Presign(context.Context, string, time.Duration) (string, error) {
+func (b *Backend) Presign(ctx context.Context, _ string, _ time.Duration) (string, error) {
+	if err := b.check(ctx, OpPresign); err != nil {
+		return "", err
+	}
 	return "", errors.ErrUnsupported
 }
 
@@ -176,7 +183,7 @@ func (b *Backend) Presign(context.Context, string, time.Duration) (string, error
 // the store.
 func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, error] {
 	return func(yield func(backend.Info, error) bool) {
-		if err := ctx.Err(); err != nil {
+		if err := b.check(ctx, OpList); err != nil {
 			yield(backend.Info{}, err)
 			return
 		}
@@ -210,7 +217,7 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 
 // Remove implements backend.Backend.
 func (b *Backend) Remove(ctx context.Context, path string) error {
-	if err := ctx.Err(); err != nil {
+	if err := b.check(ctx, OpRemove); err != nil {
 		return err
 	}
 	b.mu.Lock()
@@ -249,7 +256,7 @@ func (b *Backend) prune(path string) {
 
 // Create implements backend.Backend.
 func (b *Backend) Create(ctx context.Context, path string, opts backend.WriteOptions) (backend.Writer, error) {
-	if err := ctx.Err(); err != nil {
+	if err := b.check(ctx, OpCreate); err != nil {
 		return nil, err
 	}
 	return &writer{b: b, path: path, exclusive: opts.Exclusive}, nil
@@ -257,7 +264,7 @@ func (b *Backend) Create(ctx context.Context, path string, opts backend.WriteOpt
 
 // Append implements backend.Backend.
 func (b *Backend) Append(ctx context.Context, path string, _ backend.WriteOptions) (backend.Writer, error) {
-	if err := ctx.Err(); err != nil {
+	if err := b.check(ctx, OpAppend); err != nil {
 		return nil, err
 	}
 	return &writer{b: b, path: path, append: true}, nil
@@ -276,7 +283,7 @@ func (w *writer) Write(ctx context.Context, p []byte) error {
 	if w.done {
 		return pathErr("write", w.path, fs.ErrClosed)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := w.b.check(ctx, OpWrite); err != nil {
 		return err
 	}
 	w.buf = append(w.buf, p...)
@@ -287,8 +294,10 @@ func (w *writer) Commit(ctx context.Context) (backend.Info, error) {
 	if w.done {
 		return backend.Info{}, pathErr("commit", w.path, fs.ErrClosed)
 	}
-	if err := ctx.Err(); err != nil {
-		w.Abort(ctx)
+	if err := w.b.check(ctx, OpCommit); err != nil {
+		if !errors.Is(err, backend.ErrConflict) { // a conflict keeps the bytes for a retry
+			w.Abort(ctx)
+		}
 		return backend.Info{}, err
 	}
 	w.done = true
@@ -345,6 +354,14 @@ func (w *writer) Abort(context.Context) error {
 	w.done = true
 	w.buf = nil
 	return nil
+}
+
+// check fails a call whose context is done or that an armed Fault hits.
+func (b *Backend) check(ctx context.Context, op Op) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.fault(ctx, op)
 }
 
 func pathErr(op, path string, err error) error {

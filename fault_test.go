@@ -1,0 +1,176 @@
+package roomstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_mem"
+)
+
+var errInjected = errors.New("injected failure")
+
+// faulty returns an engine over a memory store holding f = "old", and a
+// counter of the events it published.
+func faulty(t *testing.T, opts ...roomstore.Option) (*roomstore.Engine, *backend_mem.Backend, *atomic.Int32) {
+	t.Helper()
+	b := backend_mem.New()
+	e, err := roomstore.New(b, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Shutdown(context.Background()) })
+	put(t, e, "f", "old")
+	var n atomic.Int32
+	e.Subscribe(func(roomstore.Event) { n.Add(1) })
+	return e, b, &n
+}
+
+// unchanged checks that f still holds "old", that no event came, and that
+// no handle is left open.
+func unchanged(t *testing.T, e *roomstore.Engine, events *atomic.Int32) {
+	t.Helper()
+	f, err := e.Download(t.Context(), "f")
+	if err != nil || string(f.Data) != "old" {
+		t.Fatalf("f = %v, %v; want old", f, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := events.Load(); n != 0 {
+		t.Fatalf("%d events published after a failure", n)
+	}
+}
+
+func TestFailuresKeepOldContentPublishNothingAndFreeTheHandle(t *testing.T) {
+	for _, op := range []backend_mem.Op{backend_mem.OpCreate, backend_mem.OpAppend, backend_mem.OpWrite, backend_mem.OpCommit} {
+		for _, o := range []roomstore.OpenOptions{{}, {Overwrite: true}} {
+			t.Run(fmt.Sprintf("%s overwrite=%v", op, o.Overwrite), func(t *testing.T) {
+				e, b, events := faulty(t, roomstore.WithMaxOpenHandles(1))
+				b.Inject(backend_mem.Fault{Op: op, Err: errInjected, Times: 1})
+				err := func() error {
+					h, err := e.Open(t.Context(), "f", o)
+					if err != nil {
+						return err
+					}
+					if err := e.Write(t.Context(), h, []byte("new")); err != nil {
+						if cerr := e.Close(t.Context(), h); !errors.Is(cerr, fs.ErrClosed) {
+							t.Fatalf("Close after a failed Write: %v, want fs.ErrClosed", cerr)
+						}
+						return err
+					}
+					return e.Close(t.Context(), h)
+				}()
+				wantCreateFault := (op == backend_mem.OpCreate) == o.Overwrite || (op != backend_mem.OpCreate && op != backend_mem.OpAppend)
+				if !wantCreateFault {
+					if err != nil {
+						t.Fatalf("a fault on %s hit an open that does not use it: %v", op, err)
+					}
+					return
+				}
+				if !errors.Is(err, errInjected) {
+					t.Fatalf("got %v, want the injected error", err)
+				}
+				var pe *fs.PathError
+				if !errors.As(err, &pe) || pe.Path != "f" {
+					t.Fatalf("error %v is not a PathError for f", err)
+				}
+				unchanged(t, e, events)
+				h, err := e.Open(t.Context(), "g", o) // the failed handle's slot is free again
+				if err != nil {
+					t.Fatalf("Open after the failure: %v", err)
+				}
+				e.Abort(t.Context(), h)
+			})
+		}
+	}
+}
+
+func TestLostAppendRacesAreRetried(t *testing.T) {
+	e, b, events := faulty(t)
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpCommit, Err: backend.ErrConflict, Times: 3})
+	h, _ := e.Open(t.Context(), "f", roomstore.OpenOptions{})
+	e.Write(t.Context(), h, []byte("+new"))
+	if err := e.Close(t.Context(), h); err != nil {
+		t.Fatalf("Close after 3 lost races: %v", err)
+	}
+	f, _ := e.Download(t.Context(), "f")
+	if string(f.Data) != "old+new" {
+		t.Fatalf("f = %q", f.Data)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if events.Load() != 1 {
+		t.Fatalf("%d events, want 1", events.Load())
+	}
+}
+
+func TestAnAppendThatKeepsLosingFailsWithConflict(t *testing.T) {
+	e, b, events := faulty(t, roomstore.WithCommitAttempts(3))
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpCommit, Err: backend.ErrConflict})
+	h, _ := e.Open(t.Context(), "f", roomstore.OpenOptions{})
+	e.Write(t.Context(), h, []byte("+new"))
+	if err := e.Close(t.Context(), h); !errors.Is(err, roomstore.ErrConflict) {
+		t.Fatalf("Close: %v, want ErrConflict", err)
+	}
+	unchanged(t, e, events)
+}
+
+func TestAFailedRemoveKeepsTheFileAndPublishesNothing(t *testing.T) {
+	e, b, events := faulty(t)
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpRemove, Err: errInjected})
+	if err := e.Delete(t.Context(), "f"); !errors.Is(err, errInjected) {
+		t.Fatalf("Delete: %v", err)
+	}
+	if err := e.RemoveAll(t.Context(), ""); !errors.Is(err, errInjected) {
+		t.Fatalf("RemoveAll: %v", err)
+	}
+	unchanged(t, e, events)
+}
+
+func TestAStalledCommitEndsWithItsContext(t *testing.T) {
+	e, b, events := faulty(t)
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpCommit, Stall: true})
+	h, _ := e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
+	e.Write(t.Context(), h, []byte("new"))
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := e.Close(ctx, h); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close: %v, want the deadline", err)
+	}
+	unchanged(t, e, events)
+}
+
+func TestAbortAndShutdownInterruptAStalledWrite(t *testing.T) {
+	e, b, events := faulty(t)
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpWrite, Stall: true})
+	h, _ := e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
+	done := make(chan error, 1)
+	go func() { done <- e.Write(t.Context(), h, []byte("new")) }()
+	time.Sleep(20 * time.Millisecond)
+	if err := e.Abort(t.Context(), h); err != nil {
+		t.Fatalf("Abort of a stalled handle: %v", err)
+	}
+	if err := <-done; !errors.Is(err, fs.ErrClosed) {
+		t.Fatalf("stalled Write returned %v, want fs.ErrClosed", err)
+	}
+	unchanged(t, e, events)
+
+	h, _ = e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
+	go func() { done <- e.Write(t.Context(), h, []byte("new")) }()
+	time.Sleep(20 * time.Millisecond)
+	if err := e.Shutdown(t.Context()); err != nil {
+		t.Fatalf("Shutdown with a stalled write: %v", err)
+	}
+	if err := <-done; !errors.Is(err, fs.ErrClosed) {
+		t.Fatalf("stalled Write returned %v, want fs.ErrClosed", err)
+	}
+	got, _, err := b.Read(t.Context(), "f", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Close()
+}
