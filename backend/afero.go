@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"iter"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -51,13 +52,59 @@ type AferoOption func(*Afero)
 // way.
 func WithFsync(on bool) AferoOption { return func(a *Afero) { a.fsync = on } }
 
-// NewAfero returns a Backend storing files in fsys.
+// NewAfero returns a Backend storing files in fsys. It sweeps the
+// temporary files that crashed processes left behind (see Sweep).
 func NewAfero(fsys afero.Fs, opts ...AferoOption) *Afero {
 	a := &Afero{fs: fsys, fsync: true, locks: locksFor(fsys)}
 	for _, o := range opts {
 		o(a)
 	}
+	_, _ = a.Sweep(context.Background())
 	return a
+}
+
+// Sweep removes the temporary files of uncommitted writes whose process is
+// gone: a crash (or kill -9) mid-write leaves its staged bytes under the
+// reserved folder, invisible but taking space. Temporaries of live
+// processes, this one included, and of other hosts sharing the directory
+// are left alone. It returns how many files it removed. NewAfero calls it;
+// long-running servers that share a directory with crashing peers may call
+// it from time to time.
+func (a *Afero) Sweep(ctx context.Context) (int, error) {
+	d, err := a.fs.Open(aferoTmpDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, mapOSError("sweep", aferoTmpDir, err)
+	}
+	defer d.Close()
+	host, _ := os.Hostname()
+	host = strings.ReplaceAll(host, "-", "_") + "-"
+	removed := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		names, err := d.Readdirnames(256)
+		for _, n := range names {
+			rest, ok := strings.CutPrefix(n, host)
+			if !ok {
+				continue // another host's, or not ours to judge
+			}
+			pidText, _, _ := strings.Cut(rest, "-")
+			pid, perr := strconv.Atoi(pidText)
+			if perr != nil || pid == os.Getpid() || !processGone(pid) {
+				continue
+			}
+			if a.fs.Remove(aferoTmpDir+"/"+n) == nil {
+				removed++
+			}
+		}
+		if err != nil || len(names) == 0 {
+			return removed, nil
+		}
+	}
 }
 
 // Stat implements Backend.
@@ -357,13 +404,20 @@ func (a *Afero) newWriter(ctx context.Context, path string, mode commitMode) (*a
 	return &aferoWriter{a: a, path: path, mode: mode, f: f, tmp: tmp}, nil
 }
 
+// tempOwner prefixes this process's temporary files: host and pid tell
+// Sweep which ones a crashed process left behind.
+var tempOwner = func() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d-", strings.ReplaceAll(host, "-", "_"), os.Getpid())
+}()
+
 // tempFile creates a new file under the reserved folder, creating that
 // folder on first use.
 func (a *Afero) tempFile() (afero.File, string, error) {
 	for attempt := 0; ; attempt++ {
 		var b [12]byte
 		_, _ = rand.Read(b[:])
-		name := aferoTmpDir + "/" + hex.EncodeToString(b[:])
+		name := aferoTmpDir + "/" + tempOwner + hex.EncodeToString(b[:])
 		f, err := a.fs.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 		if err == nil {
 			return f, name, nil

@@ -17,3 +17,8 @@ func tryFlock(f *os.File) (bool, error) {
 	}
 	return err == nil, err
 }
+
+// processGone reports whether no process with this pid runs on this host.
+func processGone(pid int) bool {
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}

@@ -1,0 +1,236 @@
+package backend_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/backend"
+	"github.com/spf13/afero"
+)
+
+const crashChildEnv = "ROOMSTORE_CRASH_CHILD_DIR"
+
+// crashKills is how many times the crash test kills its child.
+const crashKills = 60
+
+// crashChild commits overwrites and appends to the store in dir until it
+// is killed. Every version it writes can be checked on its own, so a torn
+// file shows.
+func crashChild(dir string) {
+	ctx := context.Background()
+	fsync := os.Getenv("ROOMSTORE_CRASH_FSYNC") == "1"
+	e, err := roomstore.New(backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir), backend.WithFsync(fsync)))
+	if err != nil {
+		panic(err)
+	}
+	next := 0
+	if f, err := e.Download(ctx, "log"); err == nil {
+		next = len(bytes.Split(bytes.TrimSuffix(f.Data, []byte{'\n'}), []byte{'\n'}))
+	}
+	r := rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(time.Now().UnixNano())))
+	for v := r.IntN(1 << 20); ; v++ {
+		// An overwrite of one of four files, in several writes.
+		h, err := e.Open(ctx, fmt.Sprintf("ow/%d", v%4), roomstore.OpenOptions{Overwrite: true})
+		if err != nil {
+			panic(err)
+		}
+		content := version(v)
+		for len(content) > 0 {
+			n := min(len(content), 1+r.IntN(64<<10))
+			if err := e.Write(ctx, h, content[:n]); err != nil {
+				panic(err)
+			}
+			content = content[n:]
+		}
+		if err := e.Close(ctx, h); err != nil {
+			panic(err)
+		}
+		// An append of one whole record, sometimes in two writes.
+		h, err = e.Open(ctx, "log", roomstore.OpenOptions{})
+		if err != nil {
+			panic(err)
+		}
+		rec := record(next)
+		cut := r.IntN(len(rec))
+		if err := e.Write(ctx, h, rec[:cut]); err != nil {
+			panic(err)
+		}
+		if err := e.Write(ctx, h, rec[cut:]); err != nil {
+			panic(err)
+		}
+		if err := e.Close(ctx, h); err != nil {
+			panic(err)
+		}
+		next++
+		if v%7 == 0 { // and now and then a delete, so folders come and go
+			if err := e.Delete(ctx, fmt.Sprintf("ow/%d", (v+1)%4)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				panic(err)
+			}
+		}
+	}
+}
+
+// version is the self-describing content of overwrite number v.
+func version(v int) []byte {
+	size := 1 + (v*7919)%(200<<10)
+	body := bytes.Repeat([]byte{byte('a' + v%26)}, size)
+	return fmt.Appendf(nil, "v=%d;len=%d;%s;end", v, size, body)
+}
+
+func checkVersion(b []byte) error {
+	var v, size int
+	if _, err := fmt.Sscanf(string(b), "v=%d;len=%d;", &v, &size); err != nil {
+		return fmt.Errorf("no header in %d bytes", len(b))
+	}
+	if !bytes.Equal(b, version(v)) {
+		return fmt.Errorf("version %d torn: %d bytes", v, len(b))
+	}
+	return nil
+}
+
+func record(n int) []byte {
+	return fmt.Appendf(nil, "record %d %s\n", n, strings.Repeat(strconv.Itoa(n%10), 100+n%300))
+}
+
+// TestCrashesNeverTearFiles kills a writing process at random moments and
+// checks after each kill that every file holds a whole version, the log
+// holds whole records 0..n each once, and no temporary shows or lingers.
+func TestCrashesNeverTearFiles(t *testing.T) {
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
+	records, versions := 0, 0
+	for kill := range crashKills {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, fmt.Sprintf("ROOMSTORE_CRASH_FSYNC=%d", kill%2))
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(30+r.IntN(120)) * time.Millisecond)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		err := cmd.Wait()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("kill %d: child ended with %v, not by SIGKILL:\n%s", kill, err, out.String())
+		}
+		var v int
+		records, v = checkCrashedStore(t, dir, kill)
+		versions += v
+	}
+	t.Logf("%d crashes survived, 0 torn: %d appended records and %d overwritten files checked whole", crashKills, records, versions)
+	if records < crashKills {
+		t.Fatalf("only %d records committed across %d runs: the child barely ran", records, crashKills)
+	}
+}
+
+func checkCrashedStore(t *testing.T, dir string, kill int) (records, versions int) {
+	t.Helper()
+	ctx := t.Context()
+	b := backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir)) // sweeps the dead child's temporaries
+	e, err := roomstore.New(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	if f, err := e.Download(ctx, "log"); err == nil {
+		lines := bytes.SplitAfter(f.Data, []byte{'\n'})
+		if len(lines[len(lines)-1]) == 0 {
+			lines = lines[:len(lines)-1]
+		}
+		for i, line := range lines {
+			if !bytes.Equal(line, record(i)) {
+				t.Fatalf("after kill %d: log line %d is %q, want record %d whole", kill, i, line, i)
+			}
+		}
+		records = len(lines)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	entries, err := e.List(ctx, "ow")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	for _, x := range entries {
+		f, err := e.Download(ctx, x.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkVersion(f.Data); err != nil {
+			t.Fatalf("after kill %d: %s: %v", kill, x.Path, err)
+		}
+		versions++
+	}
+	root, err := e.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range root {
+		if strings.HasPrefix(x.Name, backend.ReservedPrefix) {
+			t.Fatalf("after kill %d: List shows %q", kill, x.Name)
+		}
+	}
+	tmp, _ := os.ReadDir(filepath.Join(dir, backend.ReservedPrefix, "tmp"))
+	if len(tmp) != 0 {
+		t.Fatalf("after kill %d: %d temporaries of the dead child survived the sweep", kill, len(tmp))
+	}
+	return records, versions
+}
+
+// TestSweepLeavesLiveTemporariesAlone checks that opening a second backend
+// on a directory does not remove the staged bytes of a write in progress.
+func TestSweepLeavesLiveTemporariesAlone(t *testing.T) {
+	dir := t.TempDir()
+	fsys := afero.NewBasePathFs(afero.NewOsFs(), dir)
+	b := backend.NewAfero(fsys)
+	w, err := b.Create(t.Context(), "f", backend.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(t.Context(), []byte("staged")); err != nil {
+		t.Fatal(err)
+	}
+	// A temporary left by a process that is gone, and one of another host.
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	tmpDir := filepath.Join(dir, backend.ReservedPrefix, "tmp")
+	dead := filepath.Join(tmpDir, fmt.Sprintf("%s-%d-deadbeef", strings.ReplaceAll(host, "-", "_"), gone.Process.Pid))
+	foreign := filepath.Join(tmpDir, "otherhost-1-cafe")
+	for _, p := range []string{dead, foreign} {
+		if err := os.WriteFile(p, []byte("stale"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := backend.NewAfero(fsys) // sweeps on creation
+	if _, err := os.Stat(dead); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the dead process's temporary survived NewAfero: %v", err)
+	}
+	if err := os.WriteFile(dead, []byte("stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := other.Sweep(t.Context()); err != nil || n != 1 {
+		t.Fatalf("Sweep = %d, %v; want 1 (the dead process's)", n, err)
+	}
+	if _, err := os.Stat(foreign); err != nil {
+		t.Fatalf("another host's temporary was removed: %v", err)
+	}
+	if _, err := w.Commit(t.Context()); err != nil {
+		t.Fatalf("Commit after another backend swept: %v", err)
+	}
+}
