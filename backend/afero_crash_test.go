@@ -1,6 +1,7 @@
 package backend_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -41,6 +42,7 @@ func crashChild(dir string) {
 		next = len(bytes.Split(bytes.TrimSuffix(f.Data, []byte{'\n'}), []byte{'\n'}))
 	}
 	r := rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(time.Now().UnixNano())))
+	fmt.Println("committing") // the parent kills only from here on
 	for v := r.IntN(1 << 20); ; v++ {
 		// An overwrite of one of four files, in several writes.
 		h, err := e.Open(ctx, fmt.Sprintf("ow/%d", v%4), roomstore.OpenOptions{Overwrite: true})
@@ -116,13 +118,23 @@ func TestCrashesNeverTearFiles(t *testing.T) {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, fmt.Sprintf("ROOMSTORE_CRASH_FSYNC=%d", kill%2))
 		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.Stderr = &out
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(30+r.IntN(120)) * time.Millisecond)
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		if line != "committing\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("kill %d: child did not start: %q\n%s", kill, line, out.String())
+		}
+		time.Sleep(time.Duration(r.IntN(100)) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
-		err := cmd.Wait()
+		err = cmd.Wait()
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 			t.Fatalf("kill %d: child ended with %v, not by SIGKILL:\n%s", kill, err, out.String())
