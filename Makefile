@@ -12,7 +12,9 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # A stamp per pinned version, so that changing a version reinstalls it.
 stamp = $(BIN)/.$(subst /,_,$(1))
 
-.PHONY: demo test lint tools clean
+FUZZTIME  ?= 60s
+
+.PHONY: demo test lint fuzz tools clean
 
 demo:
 	$(GO) run ./cmd/demo
@@ -25,6 +27,13 @@ lint: $(call stamp,$(STATICCHECK))
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(BIN)/staticcheck ./...
+
+# Each fuzz target for FUZZTIME; `make test` already runs their committed
+# corpora (testdata/fuzz) as ordinary tests.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzClean$$' -fuzztime $(FUZZTIME) ./backend/
+	$(GO) test -run '^$$' -fuzz '^FuzzSignedURL$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzBus$$' -fuzztime $(FUZZTIME) ./events/
 
 tools: $(call stamp,$(VERSITYGW)) $(call stamp,$(FAKEGCS))
 

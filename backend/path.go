@@ -56,7 +56,7 @@ func Clean(p string, t Target) (string, error) {
 		}
 	}
 	p = strings.TrimPrefix(p, "/")
-	if p == "" || p == "." {
+	if p == "" || p == "." || p == "./" {
 		if t == TargetFile {
 			return "", invalid("the root is not a file")
 		}
