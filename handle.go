@@ -239,7 +239,10 @@ func (h *Handle) failLocked(ctx context.Context, op string, err, reason error) e
 // race with another writer is retried (WithCommitAttempts) before it fails
 // with ErrConflict; an Exclusive handle whose file appeared meanwhile fails
 // with fs.ErrExist. On any failure the handle is discarded and the file
-// keeps its old content. Closing a finished handle yields fs.ErrClosed.
+// keeps its old content, with one exception inherent to remote stores: if
+// ctx ends while the commit is in flight, the store may have applied it
+// (then the file holds the new content whole, but no event is published).
+// Closing a finished handle yields fs.ErrClosed.
 func (e *Engine) Close(ctx context.Context, h *Handle) error {
 	if err := e.check(ctx, "close", h); err != nil {
 		return err
@@ -251,13 +254,16 @@ func (e *Engine) Close(ctx context.Context, h *Handle) error {
 		return &fs.PathError{Op: "close", Path: h.path, Err: h.done}
 	}
 	h.timer.Stop()
-	cctx, cancel := h.callContext(ctx)
-	defer cancel()
-
+	if r := h.discarding.Load(); r != nil { // discarded while this call waited for h.mu
+		return h.failLocked(ctx, "close", *r, *r)
+	}
 	mu := e.stripe(h.path)
 	mu.Lock()
 	defer mu.Unlock()
-	info, err := e.commit(cctx, h)
+	// Once a commit has begun, only the caller's context may cut it short:
+	// an Abort or Shutdown waits for it rather than leave the outcome in
+	// doubt on a remote store.
+	info, err := e.commit(ctx, h)
 	if err != nil {
 		return h.failLocked(ctx, "close", err, fmt.Errorf("%w: handle discarded after a failed close", fs.ErrClosed))
 	}
@@ -284,7 +290,8 @@ func (e *Engine) commit(ctx context.Context, h *Handle) (backend.Info, error) {
 // Abort discards h: its bytes are dropped and the file keeps its old
 // content. It yields fs.ErrClosed on a finished handle (so a deferred Abort
 // after Close is harmless) and fs.ErrPermission on another participant's.
-// Abort interrupts a Write or Close running on h.
+// Abort interrupts a Write running on h; a Close that is already committing
+// finishes first, and Abort then yields fs.ErrClosed.
 func (e *Engine) Abort(ctx context.Context, h *Handle) error {
 	if err := e.check(ctx, "abort", h); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -261,6 +262,58 @@ var concurrencyCases = []tcase{
 }
 
 var shutdownCases = []tcase{
+	{"shutdown under load leaves every file whole and delivers every event", func(t *testing.T, h Harness) {
+		e := fresh(t, h)
+		const writers = 6
+		version := func(w, n int) []byte { return bytes.Repeat([]byte(fmt.Sprintf("<%d:%d>", w, n)), 2000+n) }
+		for w := range writers {
+			e.put(t, fmt.Sprintf("f%d", w), version(w, 0), overwrite)
+		}
+		e.rec.await(t, roomstore.EventFileUpdated, "f0", 1)
+		var closes atomic.Int32
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				for n := 1; ; n++ {
+					hd, err := e.Open(e.ctx, fmt.Sprintf("f%d", w), overwrite)
+					if err != nil {
+						wantErr(t, "Open during Shutdown", err, fs.ErrClosed)
+						return
+					}
+					data := version(w, n)
+					for len(data) > 0 && err == nil {
+						k := min(len(data), 4096)
+						err, data = e.Write(e.ctx, hd, data[:k]), data[k:]
+					}
+					if err == nil {
+						err = e.Close(e.ctx, hd)
+					}
+					if err != nil {
+						if !errors.Is(err, fs.ErrClosed) && !errors.Is(err, context.Canceled) {
+							t.Errorf("writer %d: %v, want fs.ErrClosed once shut down", w, err)
+						}
+						return
+					}
+					closes.Add(1)
+				}
+			})
+		}
+		time.Sleep(30 * time.Millisecond)
+		noErr(t, "Shutdown", e.Shutdown(t.Context()))
+		wg.Wait()
+		if got, want := len(e.rec.snapshot()), writers+int(closes.Load()); got != want {
+			t.Fatalf("%d events delivered by Shutdown, want %d (one per successful Close)", got, want)
+		}
+		other := newEnv(t, h.Reopen(t, e.b))
+		for w := range writers {
+			data := other.get(t, fmt.Sprintf("f%d", w))
+			var n int
+			if _, err := fmt.Sscanf(string(data), "<%d:%d>", new(int), &n); err != nil || !bytes.Equal(data, version(w, n)) {
+				t.Fatalf("f%d is torn after Shutdown: %s", w, show(data))
+			}
+		}
+		t.Logf("%d commits before Shutdown", closes.Load())
+	}},
 	{"shutdown discards open handles, delivers queued events and closes every call", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
 		e.put(t, "f", []byte("old"), overwrite)

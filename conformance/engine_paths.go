@@ -22,6 +22,7 @@ func runEngine(t *testing.T, h Harness) {
 	t.Run("urls", func(t *testing.T) { cases(t, h, urlCases) })
 	t.Run("events", func(t *testing.T) { cases(t, h, eventCases) })
 	t.Run("shutdown", func(t *testing.T) { cases(t, h, shutdownCases) })
+	t.Run("stress", func(t *testing.T) { cases(t, h, stressCases) })
 }
 
 // invalidPaths are rejected by every operation.
