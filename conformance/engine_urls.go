@@ -103,7 +103,11 @@ var urlCases = []tcase{
 			"other path":        strings.Replace(raw, "a.txt", "b.txt", 1),
 		}
 		for what, f := range forged {
-			if body, status := fetch(t, f, nil); status != http.StatusForbidden || strings.Contains(string(body), "secret") {
+			body, status := fetch(t, f, nil)
+			// S3 servers answer a URL without a signature as a malformed
+			// request (400), as AWS does; anything else forged is a 403.
+			refused := status == http.StatusForbidden || (what == "signature removed" && status == http.StatusBadRequest)
+			if !refused || strings.Contains(string(body), "secret") {
 				t.Fatalf("%s: %d %q, want 403 without content", what, status, body)
 			}
 		}
