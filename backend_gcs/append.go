@@ -1,0 +1,276 @@
+package backend_gcs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/storage"
+	"github.com/roomstore/roomstore/backend"
+)
+
+// Append returns a writer that stages its bytes in a private temporary
+// object and, at Commit, composes them onto the end of the object at path
+// (creating it when missing) in one guarded attempt; see the package
+// documentation for the protocol. A lost race yields an error wrapping
+// backend.ErrConflict, keeps the staged bytes, and Commit may be called
+// again. The temporary is deleted in every final outcome. Append itself
+// does no I/O; opts.ContentType applies when the append creates the file.
+func (b *Backend) Append(ctx context.Context, path string, opts backend.WriteOptions) (backend.Writer, error) {
+	id := newID()
+	temp := b.bucket.Object(b.tempName(id))
+	return &appendWriter{
+		b:           b,
+		path:        path,
+		obj:         b.bucket.Object(b.key(path)),
+		contentType: opts.ContentType,
+		id:          id,
+		temp:        temp,
+		// Nobody else knows the temporary's name, so re-sending is safe.
+		up: b.startUpload(ctx, temp.Retryer(storage.WithPolicy(storage.RetryAlways)), opts.ContentType, nil),
+	}, nil
+}
+
+// appendWriter is the backend.Writer of Append.
+type appendWriter struct {
+	b           *Backend
+	path        string
+	obj         *storage.ObjectHandle
+	contentType string
+	id          string
+	temp        *storage.ObjectHandle
+	up          *upload
+
+	mu     sync.Mutex
+	staged *storage.ObjectAttrs // the finalised temporary, after the first Commit
+	done   bool
+}
+
+func (w *appendWriter) Write(ctx context.Context, p []byte) error {
+	if err := w.up.write(ctx, p); err != nil {
+		return &fs.PathError{Op: "write", Path: w.path, Err: err}
+	}
+	return nil
+}
+
+func (w *appendWriter) Commit(ctx context.Context) (backend.Info, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return backend.Info{}, &fs.PathError{Op: "commit", Path: w.path, Err: fs.ErrClosed}
+	}
+	if w.staged == nil {
+		a, err := w.up.finish(ctx)
+		if err != nil {
+			w.done = true
+			return backend.Info{}, pathError("append", w.path, err)
+		}
+		w.staged = a
+	}
+	info, err := w.attempt(ctx)
+	if errors.Is(err, backend.ErrConflict) {
+		return backend.Info{}, err
+	}
+	w.done = true
+	w.removeTemp(ctx)
+	return info, err
+}
+
+func (w *appendWriter) Abort(ctx context.Context) error {
+	w.up.abort()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return nil
+	}
+	w.done = true
+	w.removeTemp(ctx)
+	return nil
+}
+
+// removeTemp deletes the finalised temporary, if any. It is best effort:
+// a leftover temporary wastes space but is invisible to every reader.
+func (w *appendWriter) removeTemp(ctx context.Context) {
+	if w.staged == nil {
+		return
+	}
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	_ = w.temp.Generation(w.staged.Generation).Delete(cctx)
+}
+
+// attempt runs one guarded append of the staged temporary onto the file.
+func (w *appendWriter) attempt(ctx context.Context) (backend.Info, error) {
+	base, err := w.current(ctx)
+	if err != nil {
+		return backend.Info{}, pathError("append", w.path, err)
+	}
+	if base != nil && base.Metadata[markerKey] == w.id {
+		// An earlier attempt landed although it reported a failure (its
+		// response was lost); composing again would append twice.
+		return fileInfo(w.path, base), nil
+	}
+	gen := generation(base)
+
+	release, err := w.b.claim(ctx, w.path, w.obj.ObjectName(), gen)
+	if err != nil {
+		return backend.Info{}, err
+	}
+	defer release()
+
+	// The claim is on gen, but the file may have moved past gen between
+	// the read above and the claim (its previous claimant finished and
+	// released in between). Only with the file still at gen does holding
+	// the claim mean nobody else can compose onto it now.
+	now, err := w.current(ctx)
+	if err != nil {
+		return backend.Info{}, pathError("append", w.path, err)
+	}
+	if generation(now) != gen {
+		return backend.Info{}, conflict(w.path, "file changed before compose", nil)
+	}
+
+	var (
+		dst         *storage.ObjectHandle
+		srcs        []*storage.ObjectHandle
+		contentType = w.contentType
+	)
+	if base == nil {
+		dst = w.obj.If(storage.Conditions{DoesNotExist: true})
+		if contentType == "" {
+			contentType = w.staged.ContentType
+		}
+	} else {
+		// The destination precondition is what makes this safe on Cloud
+		// Storage; pinning the source generation makes a compose that
+		// slipped past it read the version we checked or fail.
+		dst = w.obj.If(storage.Conditions{GenerationMatch: gen})
+		srcs = append(srcs, w.obj.Generation(gen))
+		contentType = now.ContentType
+	}
+	srcs = append(srcs, w.temp.Generation(w.staged.Generation))
+	// The SDK retries a failed compose until the context ends; a source
+	// deleted under us (which the emulator reports as a 500) must not
+	// stall the Commit, so the retries are bounded and the file checked.
+	c := dst.Retryer(storage.WithMaxAttempts(composeAttempts)).ComposerFrom(srcs...)
+	c.ContentType = contentType
+	c.Metadata = map[string]string{markerKey: w.id}
+	res, err := c.Run(ctx)
+	if err != nil {
+		// A retried compose whose first try landed fails its precondition
+		// against our own result; the marker says so.
+		if landed := w.landed(ctx); landed != nil {
+			return fileInfo(w.path, landed), nil
+		}
+		if isPrecondition(err) || isNotExist(err) || w.moved(ctx, gen) {
+			return backend.Info{}, conflict(w.path, "file changed during compose", err)
+		}
+		return backend.Info{}, pathError("append", w.path, err)
+	}
+	return w.verify(gen, res)
+}
+
+// composeAttempts bounds the SDK's tries of one compose.
+const composeAttempts = 4
+
+// moved reports whether the file is known to be at a generation other
+// than gen (0: missing), so that a failed compose met a race rather than
+// a broken server.
+func (w *appendWriter) moved(ctx context.Context, gen int64) bool {
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	cur, err := w.current(cctx)
+	return err == nil && generation(cur) != gen
+}
+
+// verify checks the compose result. The bytes we staged are the last
+// source, so a result with a new generation holds them exactly once at
+// its end, after whatever the file held when the server composed; a
+// retry would append them twice, so such a result is a success even if
+// its size shows that the base was not the version we checked (an
+// unguarded overwrite raced us on a server that ignores compose
+// preconditions). Only a result that cannot contain our bytes is a
+// conflict, because then retrying is what makes the file right.
+func (w *appendWriter) verify(gen int64, res *storage.ObjectAttrs) (backend.Info, error) {
+	if res.Generation == gen || res.Size < w.staged.Size {
+		return backend.Info{}, conflict(w.path, fmt.Sprintf("compose returned generation %d (%d bytes), which cannot hold the %d staged bytes", res.Generation, res.Size, w.staged.Size), nil)
+	}
+	return fileInfo(w.path, res), nil
+}
+
+// landed returns the file's attributes when its current version is this
+// writer's compose result, else nil.
+func (w *appendWriter) landed(ctx context.Context) *storage.ObjectAttrs {
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	a, err := w.obj.Attrs(cctx)
+	if err != nil || a.Metadata[markerKey] != w.id {
+		return nil
+	}
+	return a
+}
+
+// current returns the file's attributes, nil when it is missing.
+func (w *appendWriter) current(ctx context.Context) (*storage.ObjectAttrs, error) {
+	a, err := w.obj.Attrs(ctx)
+	if isNotExist(err) {
+		return nil, nil
+	}
+	return a, err
+}
+
+func generation(a *storage.ObjectAttrs) int64 {
+	if a == nil {
+		return 0
+	}
+	return a.Generation
+}
+
+// claim takes the exclusive right to compose onto generation gen of the
+// object key (gen 0: to create it) by creating a claim object with a
+// DoesNotExist precondition, and returns the function that gives it back.
+// A claim held by someone else yields a conflict; one older than the
+// lease is deleted on the way, so that the engine's next attempt can take
+// it.
+func (b *Backend) claim(ctx context.Context, path, key string, gen int64) (release func(), err error) {
+	tok := b.bucket.Object(b.claimName(key, gen))
+	nonce := newID()
+	w := tok.If(storage.Conditions{DoesNotExist: true}).NewWriter(ctx)
+	w.ChunkSize = 0 // a few bytes: one request, no buffer
+	w.ContentType = "text/plain; charset=utf-8"
+	w.Metadata = map[string]string{markerKey: nonce}
+	_, err = w.Write([]byte(key))
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		return b.releaser(ctx, tok, w.Attrs().Generation), nil
+	}
+	if !isPrecondition(err) {
+		return nil, pathError("append", path, err)
+	}
+	held, aerr := tok.Attrs(ctx)
+	switch {
+	case aerr != nil:
+		// Released since; the engine's retry will find it free.
+	case held.Metadata[markerKey] == nonce:
+		// Our own create, retried by the SDK after a lost response.
+		return b.releaser(ctx, tok, held.Generation), nil
+	case time.Since(held.Created) > b.claimLease:
+		// Its holder is presumed dead. Deleting that exact generation
+		// cannot remove a claim taken after this check.
+		_ = tok.Generation(held.Generation).Delete(ctx)
+	}
+	return nil, conflict(path, "another writer is appending", err)
+}
+
+func (b *Backend) releaser(ctx context.Context, tok *storage.ObjectHandle, gen int64) func() {
+	return func() {
+		cctx, cancel := cleanupContext(ctx)
+		defer cancel()
+		_ = tok.Generation(gen).Delete(cctx)
+	}
+}

@@ -1,0 +1,310 @@
+package backend_gcs
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"iter"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/storage"
+	"github.com/roomstore/roomstore/backend"
+	"google.golang.org/api/iterator"
+)
+
+var _ backend.Backend = (*Backend)(nil)
+
+// Backend is a backend.Backend over one bucket and an optional prefix. Its
+// methods are safe for concurrent use.
+type Backend struct {
+	client     *storage.Client
+	bucket     *storage.BucketHandle
+	bucketName string
+	prefix     string
+	cfg        config
+
+	// ownClient is set by the URL opener, whose client nobody else holds.
+	ownClient bool
+	closeOnce sync.Once
+	closeErr  error
+
+	// claimLease is how old an append claim must be before another writer
+	// treats its holder as dead.
+	claimLease time.Duration
+}
+
+// defaultClaimLease bounds how long a crashed appender can block appends to
+// its file, and must stay far above the time one Commit attempt holds a
+// claim (two metadata calls and a compose).
+const defaultClaimLease = time.Minute
+
+// New returns a Backend that stores files in bucket under prefix (leading
+// and trailing slashes are ignored; "" uses the whole bucket) through
+// client. The bucket must exist; New does no I/O. The caller keeps
+// ownership of client: neither New nor Close ever closes it.
+//
+// An empty bucket name, a nil client or a bad option yields an error
+// wrapping fs.ErrInvalid.
+func New(client *storage.Client, bucket, prefix string, opts ...Option) (*Backend, error) {
+	if client == nil {
+		return nil, fmt.Errorf("backend_gcs: nil client: %w", fs.ErrInvalid)
+	}
+	if bucket == "" {
+		return nil, fmt.Errorf("backend_gcs: empty bucket name: %w", fs.ErrInvalid)
+	}
+	cfg := config{chunkSize: DefaultChunkSize}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	return &Backend{
+		client:     client,
+		bucket:     client.Bucket(bucket),
+		bucketName: bucket,
+		prefix:     strings.Trim(prefix, "/"),
+		cfg:        cfg,
+		claimLease: defaultClaimLease,
+	}, nil
+}
+
+// Close closes the client when the Backend built it (the gs:// opener);
+// for a Backend from New it does nothing, since the caller owns the
+// client. It is idempotent.
+func (b *Backend) Close() error {
+	b.closeOnce.Do(func() {
+		if b.ownClient {
+			b.closeErr = b.client.Close()
+		}
+	})
+	return b.closeErr
+}
+
+// key is the object name of a clean path.
+func (b *Backend) key(path string) string {
+	if b.prefix == "" {
+		return path
+	}
+	return b.prefix + "/" + path
+}
+
+// dirPrefix is the object-name prefix of everything inside the folder dir.
+func (b *Backend) dirPrefix(dir string) string {
+	if dir == "" {
+		if b.prefix == "" {
+			return ""
+		}
+		return b.prefix + "/"
+	}
+	return b.key(dir) + "/"
+}
+
+// tempName names a new private staging object. Paths cannot address
+// anything under ReservedPrefix, so no file can collide with it.
+func (b *Backend) tempName(id string) string {
+	return b.key(backend.ReservedPrefix + "/tmp/" + id)
+}
+
+// claimName names the claim on generation gen of the object key. Hashing
+// keeps the name short whatever the path length (object names are capped
+// at 1024 bytes).
+func (b *Backend) claimName(key string, gen int64) string {
+	sum := sha256.Sum256([]byte(key))
+	return b.key(backend.ReservedPrefix + "/claim/" + hex.EncodeToString(sum[:20]) + "." + strconv.FormatInt(gen, 10))
+}
+
+func newID() string {
+	var p [16]byte
+	_, _ = rand.Read(p[:])
+	return hex.EncodeToString(p[:])
+}
+
+func fileInfo(path string, a *storage.ObjectAttrs) backend.Info {
+	return backend.Info{
+		Path:    path,
+		Size:    a.Size,
+		ModTime: a.Updated,
+		ETag:    strconv.FormatInt(a.Generation, 10),
+	}
+}
+
+// Stat describes the object at path, or the implicit folder path when no
+// object has that name but some object lies beneath it. The root is always
+// a folder. Neither yields fs.ErrNotExist.
+func (b *Backend) Stat(ctx context.Context, path string) (backend.Info, error) {
+	if path == "" {
+		return backend.Info{IsFolder: true}, nil
+	}
+	a, err := b.bucket.Object(b.key(path)).Attrs(ctx)
+	if err == nil {
+		return fileInfo(path, a), nil
+	}
+	if !isNotExist(err) {
+		return backend.Info{}, pathError("stat", path, err)
+	}
+	folder, lerr := b.hasChildren(ctx, path)
+	if lerr != nil {
+		return backend.Info{}, pathError("stat", path, lerr)
+	}
+	if folder {
+		return backend.Info{Path: path, IsFolder: true}, nil
+	}
+	return backend.Info{}, pathError("stat", path, err)
+}
+
+// hasChildren reports whether any object lies beneath the folder path,
+// reading at most one listing entry.
+func (b *Backend) hasChildren(ctx context.Context, path string) (bool, error) {
+	q := &storage.Query{Prefix: b.dirPrefix(path), Delimiter: "/"}
+	if err := q.SetAttrSelection([]string{"Name"}); err != nil {
+		return false, err
+	}
+	it := b.bucket.Objects(ctx, q)
+	it.PageInfo().MaxSize = 1
+	_, err := it.Next()
+	if errors.Is(err, iterator.Done) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// List yields the files and folders directly inside dir from a delimiter
+// listing, one page at a time. Reserved names are skipped. A missing
+// folder or a file yields nothing.
+func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, error] {
+	return func(yield func(backend.Info, error) bool) {
+		pfx := b.dirPrefix(dir)
+		q := &storage.Query{Prefix: pfx, Delimiter: "/"}
+		if err := q.SetAttrSelection([]string{"Name", "Size", "Updated", "Generation"}); err != nil {
+			yield(backend.Info{}, pathError("list", dir, err))
+			return
+		}
+		it := b.bucket.Objects(ctx, q)
+		for {
+			a, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				return
+			}
+			if err != nil {
+				yield(backend.Info{}, pathError("list", dir, err))
+				return
+			}
+			var info backend.Info
+			if a.Prefix != "" {
+				name := strings.TrimSuffix(strings.TrimPrefix(a.Prefix, pfx), "/")
+				// "a//b" makes an empty-named prefix; no clean path can name it.
+				if name == "" || strings.Contains(name, "/") || backend.IsReserved(name) {
+					continue
+				}
+				info = backend.Info{Path: backend.Join(dir, name), IsFolder: true}
+			} else {
+				name := strings.TrimPrefix(a.Name, pfx)
+				// An object named like a folder ("dir/") is a console
+				// placeholder, not a file.
+				if name == "" || backend.IsReserved(name) {
+					continue
+				}
+				info = fileInfo(backend.Join(dir, name), a)
+			}
+			if !yield(info, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Remove deletes the object at path; a missing one yields fs.ErrNotExist.
+// Folders need no pruning: they vanish with their last object.
+func (b *Backend) Remove(ctx context.Context, path string) error {
+	return pathError("remove", path, b.bucket.Object(b.key(path)).Delete(ctx))
+}
+
+// maxReadRetries bounds how often Read starts over when the generation it
+// pinned is replaced between its metadata call and its read.
+const maxReadRetries = 3
+
+// Read streams length bytes (length < 0: to the end; past the end: cut)
+// from offset of the object's current generation, and returns that
+// generation's Info, so the bytes and the Info always match. An offset
+// past the end yields fs.ErrInvalid; offset == size an empty reader; a
+// missing object fs.ErrNotExist.
+func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, backend.Info, error) {
+	if offset < 0 {
+		return nil, backend.Info{}, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("negative offset %d: %w", offset, fs.ErrInvalid)}
+	}
+	obj := b.bucket.Object(b.key(path))
+	for attempt := 0; ; attempt++ {
+		a, err := obj.Attrs(ctx)
+		if err != nil {
+			return nil, backend.Info{}, pathError("read", path, err)
+		}
+		info := fileInfo(path, a)
+		if offset > a.Size {
+			return nil, backend.Info{}, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("offset %d past the end (%d bytes): %w", offset, a.Size, fs.ErrInvalid)}
+		}
+		n := a.Size - offset
+		if length >= 0 && length < n {
+			n = length
+		}
+		if n == 0 {
+			return io.NopCloser(strings.NewReader("")), info, nil
+		}
+		r, err := obj.Generation(a.Generation).NewRangeReader(ctx, offset, n)
+		if isNotExist(err) && attempt < maxReadRetries {
+			continue
+		}
+		if err != nil {
+			return nil, backend.Info{}, pathError("read", path, err)
+		}
+		return r, info, nil
+	}
+}
+
+// maxPresignExpiry is the longest lifetime V4 signing allows.
+const maxPresignExpiry = 7 * 24 * time.Hour
+
+// expirySlack offsets the moment SignedURL reads the clock, a little after
+// ours: it truncates the remaining lifetime to whole seconds, so without
+// the slack a 15-minute URL would say X-Goog-Expires=899.
+const expirySlack = 500 * time.Millisecond
+
+// Presign returns a V4 signed GET URL for the object at path, valid for
+// expiry (at most seven days; otherwise fs.ErrInvalid). It signs with the
+// identity from WithSigner or WithSignBytes and does no I/O unless the
+// signing function does; without one it returns errors.ErrUnsupported so
+// that the engine signs its own URLs.
+func (b *Backend) Presign(ctx context.Context, path string, expiry time.Duration) (string, error) {
+	s := b.cfg.signer
+	if s == nil {
+		return "", &fs.PathError{Op: "presign", Path: path, Err: fmt.Errorf("backend_gcs: no signing identity (WithSigner): %w", errors.ErrUnsupported)}
+	}
+	if expiry <= 0 || expiry > maxPresignExpiry {
+		return "", &fs.PathError{Op: "presign", Path: path, Err: fmt.Errorf("expiry %v outside (0, %v]: %w", expiry, maxPresignExpiry, fs.ErrInvalid)}
+	}
+	if err := ctx.Err(); err != nil {
+		return "", &fs.PathError{Op: "presign", Path: path, Err: err}
+	}
+	u, err := b.bucket.SignedURL(b.key(path), &storage.SignedURLOptions{
+		GoogleAccessID: s.email,
+		PrivateKey:     s.key,
+		SignBytes:      s.sign,
+		Method:         http.MethodGet,
+		Expires:        time.Now().Add(min(expiry+expirySlack, maxPresignExpiry)),
+		Scheme:         storage.SigningSchemeV4,
+		Hostname:       b.cfg.urlHost,
+		Insecure:       b.cfg.urlInsecure,
+	})
+	if err != nil {
+		return "", pathError("presign", path, err)
+	}
+	return u, nil
+}

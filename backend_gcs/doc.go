@@ -1,0 +1,61 @@
+// Package backend_gcs stores roomstore files in a Google Cloud Storage
+// bucket through cloud.google.com/go/storage.
+//
+// A Backend maps the clean path p to the object prefix + "/" + p (just p
+// without a prefix). Folders are implicit, as everywhere in roomstore: a
+// folder is any name that objects lie beneath, found with delimiter
+// listings. The backend keeps its own objects (upload staging, append
+// claims) under prefix + "/.roomstore/"; they never show in List.
+//
+// Importing the package registers the "gs" scheme for roomstore.OpenURL:
+//
+//	gs://bucket/prefix                                  Application Default Credentials
+//	gs://bucket/prefix?endpoint=http://127.0.0.1:4443   an emulator, no credentials
+//
+// # Writes
+//
+// Create streams through a storage.Writer (ChunkSize bytes of memory per
+// writer) straight to the final object: GCS makes an upload visible only
+// when it is finalised, which Commit does. Exclusive creates carry a
+// DoesNotExist precondition.
+//
+// Append stages the handle's bytes in a private temporary object and, at
+// Commit, composes [file, temporary] into the file, so the old content is
+// never copied through the client. One Commit is one guarded attempt:
+//
+//  1. read the file's generation g (0 when it is missing);
+//  2. claim g: create the claim object .roomstore/claim/<hash>.<g> with a
+//     DoesNotExist precondition, which only one writer can win;
+//  3. check the file is still at g;
+//  4. compose [file@g, temporary] into the file with the destination
+//     precondition "generation is still g" (DoesNotExist for g = 0);
+//  5. delete the claim and, in every final outcome, the temporary.
+//
+// A lost claim, a changed generation or a failed precondition returns an
+// error wrapping backend.ErrConflict and keeps the temporary, so the engine
+// can call Commit again.
+//
+// On Cloud Storage step 4 alone is enough: compose is atomic and its
+// destination precondition is enforced. Step 2 exists because the
+// emulator (fake-gcs-server) ignores preconditions on compose and copy and
+// composes without holding its lock, so two composes onto one file could
+// both succeed and one append would vanish; the claim relies only on the
+// create-only upload, which every server enforces. A claim older than
+// one minute is taken to belong to a crashed writer and is removed by the
+// next attempt, which still reports a conflict and lets the retry proceed.
+//
+// # Errors
+//
+// Errors are *fs.PathError values whose Err wraps both an io/fs (or
+// backend) sentinel and the SDK's error, so errors.Is and errors.As both
+// work:
+//
+//   - fs.ErrNotExist: storage.ErrObjectNotExist or an HTTP 404;
+//   - fs.ErrExist: an exclusive Create lost to an existing object (412);
+//   - backend.ErrConflict: an append lost a race (claim or 412);
+//   - fs.ErrPermission: HTTP 401 or 403;
+//   - fs.ErrInvalid: bad arguments (read offset past the end, expiry);
+//   - errors.ErrUnsupported: Presign without a signing identity.
+//
+// Other SDK errors are returned wrapped in a *fs.PathError unchanged.
+package backend_gcs

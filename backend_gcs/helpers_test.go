@@ -1,0 +1,208 @@
+package backend_gcs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"cloud.google.com/go/storage"
+	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/testserver"
+	"google.golang.org/api/iterator"
+)
+
+// testChunk is the smallest chunk the SDK allows (it rounds up to 256 KiB),
+// so that size cases cross chunk boundaries with small files.
+const testChunk = 256 << 10
+
+// store is one Backend over a fresh bucket of a fake-gcs-server, with the
+// raw client for looking behind the backend's back.
+type store struct {
+	*Backend
+	endpoint string
+	client   *storage.Client
+	bucket   string
+}
+
+// newServer starts a fake-gcs-server owned by t.
+func newServer(t *testing.T) string {
+	t.Helper()
+	return testserver.StartFakeGCS(t)
+}
+
+// newStore returns a Backend over a fresh bucket on the server at endpoint
+// (a new server when endpoint is empty).
+func newStore(t *testing.T, endpoint string, prefix string, opts ...Option) *store {
+	t.Helper()
+	if endpoint == "" {
+		endpoint = newServer(t)
+	}
+	bucket := testserver.NewFakeGCSBucket(t, endpoint)
+	client := testserver.FakeGCSClient(t, endpoint)
+	opts = append([]Option{WithChunkSize(testChunk), WithURLEndpoint(endpoint)}, opts...)
+	b, err := New(client, bucket, prefix, opts...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return &store{Backend: b, endpoint: endpoint, client: client, bucket: bucket}
+}
+
+// reopen returns a second Backend over the same bucket and prefix with its
+// own client, as another process would have.
+func (s *store) reopen(t *testing.T, opts ...Option) *store {
+	t.Helper()
+	client := testserver.FakeGCSClient(t, s.endpoint)
+	opts = append([]Option{WithChunkSize(testChunk), WithURLEndpoint(s.endpoint)}, opts...)
+	b, err := New(client, s.bucket, s.prefix, opts...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return &store{Backend: b, endpoint: s.endpoint, client: client, bucket: s.bucket}
+}
+
+// objects lists every object name in the bucket, reserved ones included.
+func (s *store) objects(t *testing.T) []string {
+	t.Helper()
+	var names []string
+	it := s.client.Bucket(s.bucket).Objects(t.Context(), nil)
+	for {
+		a, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("list bucket: %v", err)
+		}
+		names = append(names, a.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// reserved lists the objects the backend keeps for itself.
+func (s *store) reserved(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, n := range s.objects(t) {
+		if strings.Contains(n, backend.ReservedPrefix) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func randBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(r.Uint32())
+	}
+	return p
+}
+
+// write stages data through w in pieces of at most piece bytes.
+func write(t *testing.T, w backend.Writer, data []byte, piece int) {
+	t.Helper()
+	for len(data) > 0 {
+		n := min(piece, len(data))
+		if err := w.Write(t.Context(), data[:n]); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		data = data[n:]
+	}
+}
+
+func mustCreate(t *testing.T, b backend.Backend, path string, data []byte) backend.Info {
+	t.Helper()
+	w, err := b.Create(t.Context(), path, backend.WriteOptions{})
+	if err != nil {
+		t.Fatalf("Create %q: %v", path, err)
+	}
+	write(t, w, data, 64<<10)
+	info, err := w.Commit(t.Context())
+	if err != nil {
+		t.Fatalf("Commit %q: %v", path, err)
+	}
+	return info
+}
+
+// mustAppend appends data in one Commit, retrying lost races as the engine
+// does.
+func mustAppend(t *testing.T, b backend.Backend, path string, data []byte) backend.Info {
+	t.Helper()
+	w, err := b.Append(t.Context(), path, backend.WriteOptions{})
+	if err != nil {
+		t.Fatalf("Append %q: %v", path, err)
+	}
+	write(t, w, data, 64<<10)
+	info, err := commitRetrying(t.Context(), w)
+	if err != nil {
+		t.Fatalf("Commit append %q: %v", path, err)
+	}
+	return info
+}
+
+func commitRetrying(ctx context.Context, w backend.Writer) (backend.Info, error) {
+	for i := 0; ; i++ {
+		info, err := w.Commit(ctx)
+		if !errors.Is(err, backend.ErrConflict) || i == 10000 {
+			return info, err
+		}
+	}
+}
+
+func readAll(t *testing.T, b backend.Backend, path string) []byte {
+	t.Helper()
+	r, _, err := b.Read(t.Context(), path, 0, -1)
+	if err != nil {
+		t.Fatalf("Read %q: %v", path, err)
+	}
+	defer r.Close()
+	p, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("Read %q: %v", path, err)
+	}
+	return p
+}
+
+func mustEqual(t *testing.T, what string, got, want []byte) {
+	t.Helper()
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s: got %d bytes, want %d (first difference at %d)", what, len(got), len(want), firstDiff(got, want))
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// list collects List(dir) as "name" and "name/" (folders), sorted.
+func list(t *testing.T, b backend.Backend, dir string) []string {
+	t.Helper()
+	var out []string
+	for info, err := range b.List(t.Context(), dir) {
+		if err != nil {
+			t.Fatalf("List %q: %v", dir, err)
+		}
+		if backend.Parent(info.Path) != dir {
+			t.Errorf("List %q yielded %q, which is not a child", dir, info.Path)
+		}
+		if info.IsFolder {
+			out = append(out, info.Name()+"/")
+		} else {
+			out = append(out, info.Name())
+		}
+	}
+	slices.Sort(out)
+	return out
+}

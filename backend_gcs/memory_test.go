@@ -1,0 +1,109 @@
+package backend_gcs
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"io"
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/roomstore/roomstore/backend"
+)
+
+// heapPeak samples the live heap-object bytes every millisecond until
+// stop is called, which returns the peak seen.
+func heapPeak() (stop func() uint64) {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	var (
+		peak uint64
+		wg   sync.WaitGroup
+		done = make(chan struct{})
+	)
+	read := func() {
+		metrics.Read(sample)
+		peak = max(peak, sample[0].Value.Uint64())
+	}
+	wg.Go(func() {
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				read()
+				return
+			case <-t.C:
+				read()
+			}
+		}
+	})
+	return func() uint64 {
+		close(done)
+		wg.Wait()
+		return peak
+	}
+}
+
+// TestWriteMemoryIsConstant writes 256 MiB through a Create writer in
+// 1 MiB writes with the default chunk size and checks that the heap stays
+// far below the file size: the writer streams, it does not buffer.
+func TestWriteMemoryIsConstant(t *testing.T) {
+	const (
+		total = 256 << 20
+		piece = 1 << 20
+		bound = 96 << 20
+	)
+	s := newStore(t, "", "p", WithChunkSize(DefaultChunkSize))
+	buf := randBytes(piece, 42)
+	// Each piece differs in its first bytes, so a misplaced piece shows.
+	pieceAt := func(i int) []byte {
+		binary.BigEndian.PutUint64(buf, uint64(i))
+		return buf
+	}
+
+	runtime.GC()
+	base := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(base)
+	stop := heapPeak()
+
+	w, err := s.Create(t.Context(), "big.bin", backend.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.New()
+	for i := range total / piece {
+		p := pieceAt(i)
+		want.Write(p)
+		if err := w.Write(t.Context(), p); err != nil {
+			t.Fatalf("Write %d: %v", i, err)
+		}
+	}
+	info, err := w.Commit(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peak := stop()
+	t.Logf("256 MiB write in 1 MiB writes, chunk %d MiB: peak heap %.1f MiB (%.1f MiB before the write)",
+		DefaultChunkSize>>20, float64(peak)/(1<<20), float64(base[0].Value.Uint64())/(1<<20))
+	if peak >= bound {
+		t.Errorf("peak heap %d MiB >= %d MiB: the writer buffers", peak>>20, bound>>20)
+	}
+	if info.Size != total {
+		t.Fatalf("Commit size %d, want %d", info.Size, total)
+	}
+
+	r, _, err := s.Read(t.Context(), "big.bin", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got := sha256.New()
+	if n, err := io.Copy(got, r); err != nil || n != total {
+		t.Fatalf("read back %d bytes, %v", n, err)
+	}
+	if string(got.Sum(nil)) != string(want.Sum(nil)) {
+		t.Fatal("content read back differs from what was written")
+	}
+}

@@ -1,0 +1,26 @@
+package backend_s3_test
+
+import (
+	"testing"
+
+	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_s3"
+	"github.com/roomstore/roomstore/conformance"
+)
+
+// TestConformance runs the shared suite on versitygw: one gateway for the
+// whole suite, a fresh bucket per case.
+func TestConformance(t *testing.T) {
+	g := startGateway(t)
+	conformance.Run(t, conformance.Harness{
+		New: func(t *testing.T) backend.Backend {
+			return g.newStore(t)
+		},
+		Reopen: func(t *testing.T, b backend.Backend) backend.Backend {
+			s := b.(*store)
+			// A client of its own, as another process would have.
+			return g.storeIn(t, s.bucket, s.prefix, g.Client())
+		},
+		PartSize: backend_s3.MinPartSize,
+	})
+}

@@ -1,0 +1,100 @@
+package backend_s3_test
+
+import (
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/roomstore/roomstore/backend"
+)
+
+// heapPeak samples the live heap (runtime/metrics
+// "/memory/classes/heap/objects:bytes") every millisecond until stop is
+// called, which returns the highest sample.
+func heapPeak() (stop func() uint64) {
+	const name = "/memory/classes/heap/objects:bytes"
+	sample := []metrics.Sample{{Name: name}}
+	read := func() uint64 {
+		metrics.Read(sample)
+		return sample[0].Value.Uint64()
+	}
+	var (
+		wg   sync.WaitGroup
+		done = make(chan struct{})
+		peak uint64
+	)
+	wg.Go(func() {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			peak = max(peak, read())
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	return func() uint64 {
+		close(done)
+		wg.Wait()
+		return peak
+	}
+}
+
+// TestWriteHeapStaysSmall writes 256 MiB through one Writer, 1 MiB per
+// Write, and checks that the heap never comes near the file's size: the
+// writer holds one part, not the file.
+func TestWriteHeapStaysSmall(t *testing.T) {
+	const (
+		total = 256 * mib
+		chunk = 1 * mib
+		bound = 64 * mib
+	)
+	g := startGateway(t)
+	for _, kind := range []string{"create", "append"} {
+		t.Run(kind, func(t *testing.T) {
+			s := g.newStore(t)
+			put(t, s, "big", content(1, 10))
+			buf := content(2, chunk)
+			runtime.GC()
+			stop := heapPeak()
+			var w backend.Writer
+			var err error
+			if kind == "create" {
+				w, err = s.Create(t.Context(), "big", backend.WriteOptions{})
+			} else {
+				w, err = s.Append(t.Context(), "big", backend.WriteOptions{})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range total / chunk {
+				if err := w.Write(t.Context(), buf); err != nil {
+					t.Fatalf("Write: %v", err)
+				}
+			}
+			info, err := w.Commit(t.Context())
+			peak := stop()
+			if err != nil {
+				t.Fatalf("Commit: %v", err)
+			}
+			want := int64(total)
+			if kind == "append" {
+				want += 10
+			}
+			if info.Size != want {
+				t.Errorf("Commit Info.Size = %d, want %d", info.Size, want)
+			}
+			t.Logf("%s of 256 MiB in 1 MiB writes: peak heap %.1f MiB (bound %d MiB)", kind, float64(peak)/mib, bound/mib)
+			if peak >= bound {
+				t.Errorf("peak heap %.1f MiB, want under %d MiB", float64(peak)/mib, bound/mib)
+			}
+			if err := s.Remove(t.Context(), "big"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

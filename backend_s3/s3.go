@@ -1,0 +1,470 @@
+// Package backend_s3 stores a roomstore on S3 (or any S3-compatible server
+// that supports conditional writes) through aws-sdk-go-v2.
+//
+// A store is a bucket and an optional prefix: the file at path p is the
+// object prefix + "/" + p. Folders are implicit, as S3 has none: a folder is
+// any key prefix ending in "/" that has an object beneath it. The backend
+// keeps its temporary objects under prefix + "/.roomstore/", which is never
+// listed and can never be addressed by a roomstore path.
+//
+// Writers stream in constant memory: a Writer holds at most one part (the
+// part size, 5 MiB unless WithPartSize says otherwise) and uploads full
+// parts of a multipart upload while the handle is open; an append commit
+// onto a file under 5 MiB holds up to 5 MiB more while it runs. Nothing
+// becomes visible before Commit, and Abort, a failed Write or Commit, or a
+// cancelled context aborts the multipart upload and removes the temporaries
+// with a fresh context bounded by the cleanup timeout (WithCleanupTimeout).
+//
+// Create commits unconditionally, or with If-None-Match "*" when Exclusive.
+// Append commits one guarded attempt per Commit call: it reads the current
+// ETag, then composes old content + new bytes as a new object written with
+// If-Match on that ETag (If-None-Match "*" when the file is missing). The
+// old bytes are copied on the server (UploadPartCopy with
+// x-amz-copy-source-if-match) whenever they are at least 5 MiB; smaller old
+// content is downloaded and re-uploaded, as S3 refuses parts under 5 MiB
+// except the last. The appended bytes are staged in a temporary object, so
+// a lost race costs no re-upload from the caller.
+//
+// S3's ETag hashes the content, so two commits of the same bytes share it,
+// while backend.Info.ETag must change with every commit. Every commit
+// therefore stores a random id in the object's metadata
+// (x-amz-meta-roomstore-commit), and Info.ETag is the S3 ETag joined with
+// it. ListObjectsV2 returns no metadata: the Info from List carries the S3
+// ETag alone, which identifies the content but does not match Stat's.
+// Preconditions use the S3 ETag, which is safe because a file rewritten
+// with the same bytes is, to an append, the same file.
+//
+// A process that dies mid-write leaves an incomplete multipart upload, and
+// possibly a temporary object under prefix/.roomstore/tmp/; a bucket
+// lifecycle rule (AbortIncompleteMultipartUpload, and expiry on that
+// prefix) reclaims them.
+//
+// Importing the package registers the "s3" URL scheme with
+// backend.Register (see OpenURL for the URL form), so that
+// roomstore.OpenURL("s3://bucket/prefix?...") reaches this backend.
+//
+// # Errors
+//
+// Every error from a Backend or Writer method is an *fs.PathError on the
+// store path whose Err wraps both a sentinel and the SDK's error, so
+// errors.Is and errors.As both work (context errors stay as they are):
+//
+//   - fs.ErrNotExist: NoSuchKey, NotFound, NoSuchBucket, any 404.
+//   - fs.ErrExist: an exclusive Create lost (412 PreconditionFailed).
+//   - backend.ErrConflict: an Append commit lost a race (412, or the source
+//     object vanished or changed under the server-side copy).
+//   - fs.ErrPermission: AccessDenied, a bad signature or key, any 403.
+//   - fs.ErrInvalid: bad arguments (read offset past the end, bad options).
+//   - backend.ErrIsFolder, backend.ErrNotFolder: servers that store objects
+//     as files (versitygw's posix backend) refuse a file over a folder and a
+//     file below a file.
+//   - errors.ErrUnsupported: the server answered 501 NotImplemented (for
+//     instance, it has no conditional writes).
+package backend_s3
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"iter"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/roomstore/roomstore/backend"
+)
+
+// Size limits S3 puts on multipart uploads.
+const (
+	// MinPartSize is the smallest part S3 accepts except for the last part
+	// of an upload; it is also the default part size.
+	MinPartSize = 5 << 20
+	// MaxPartSize is the largest part, uploaded or copied, S3 accepts.
+	MaxPartSize = 5 << 30
+	// MaxParts is the most parts one multipart upload may have; a file
+	// written through a Writer is therefore limited to MaxParts times the
+	// part size (about 48 GiB at the default 5 MiB).
+	MaxParts = 10000
+)
+
+// DefaultCleanupTimeout bounds the calls that clean up after an aborted or
+// failed write; see WithCleanupTimeout.
+const DefaultCleanupTimeout = 30 * time.Second
+
+// tmpDir is where staged appends live, relative to the store's root.
+const tmpDir = backend.ReservedPrefix + "/tmp/"
+
+// Backend is a backend.Backend over one S3 bucket and prefix. It is safe
+// for concurrent use; several Backend values (or processes) may share one
+// store, as every commit that depends on the current content is guarded by
+// a precondition.
+type Backend struct {
+	client         *s3.Client
+	presign        *s3.PresignClient
+	bucket         string
+	prefix         string // "" or ending in "/"
+	partSize       int64
+	cleanupTimeout time.Duration
+	listPageSize   int32
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// Option tunes New.
+type Option func(*options)
+
+type options struct {
+	partSize       int64
+	cleanupTimeout time.Duration
+	listPageSize   int
+}
+
+// WithPartSize sets the size of the parts a Writer buffers and uploads, and
+// so the memory each open Writer may hold. It must lie within MinPartSize
+// (the default) and MaxPartSize; New rejects other values with an error
+// wrapping fs.ErrInvalid. Larger parts mean fewer requests and a larger
+// maximum file size (MaxParts parts).
+func WithPartSize(n int64) Option {
+	return func(o *options) { o.partSize = n }
+}
+
+// WithCleanupTimeout bounds each cleanup call (AbortMultipartUpload,
+// DeleteObject of a temporary) made after Abort, a failed Write or Commit,
+// or a cancelled context. Cleanup runs on a fresh context, so a cancelled
+// caller still leaves no orphaned parts; this timeout keeps an unreachable
+// server from stalling the caller. It must be positive; the default is
+// DefaultCleanupTimeout.
+func WithCleanupTimeout(d time.Duration) Option {
+	return func(o *options) { o.cleanupTimeout = d }
+}
+
+// DefaultListPageSize is the number of keys List asks for per request,
+// the most S3 returns.
+const DefaultListPageSize = 1000
+
+// WithListPageSize sets how many keys List asks for per ListObjectsV2 page,
+// which bounds what one page holds in memory. It must lie within 1 and
+// DefaultListPageSize (the default); servers may return fewer.
+func WithListPageSize(n int) Option {
+	return func(o *options) { o.listPageSize = n }
+}
+
+// New returns a Backend that stores files in bucket under prefix (leading
+// and trailing slashes are trimmed; "" uses the whole bucket). The client
+// is used as given: New reads no credentials and makes no request, so a
+// missing bucket shows up on the first call (as fs.ErrNotExist).
+//
+// New fails with an error wrapping fs.ErrInvalid when client is nil, bucket
+// is empty, prefix is not a valid roomstore path (see backend.Clean), or an
+// option is out of range.
+func New(client *s3.Client, bucket, prefix string, opts ...Option) (*Backend, error) {
+	if client == nil {
+		return nil, fmt.Errorf("backend_s3: %w: nil client", fs.ErrInvalid)
+	}
+	if bucket == "" {
+		return nil, fmt.Errorf("backend_s3: %w: empty bucket name", fs.ErrInvalid)
+	}
+	prefix = strings.Trim(prefix, "/")
+	if prefix != "" {
+		clean, err := backend.Clean(prefix, backend.TargetAny)
+		if err != nil {
+			return nil, fmt.Errorf("backend_s3: prefix %q: %w", prefix, err)
+		}
+		prefix = clean + "/"
+	}
+	o := options{partSize: MinPartSize, cleanupTimeout: DefaultCleanupTimeout, listPageSize: DefaultListPageSize}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.partSize < MinPartSize || o.partSize > MaxPartSize {
+		return nil, fmt.Errorf("backend_s3: %w: part size %d outside [%d, %d]", fs.ErrInvalid, o.partSize, MinPartSize, MaxPartSize)
+	}
+	if o.listPageSize < 1 || o.listPageSize > DefaultListPageSize {
+		return nil, fmt.Errorf("backend_s3: %w: list page size outside [1, %d]", fs.ErrInvalid, DefaultListPageSize)
+	}
+	if o.cleanupTimeout <= 0 {
+		return nil, fmt.Errorf("backend_s3: %w: cleanup timeout %v is not positive", fs.ErrInvalid, o.cleanupTimeout)
+	}
+	return &Backend{
+		client:         client,
+		presign:        s3.NewPresignClient(client),
+		bucket:         bucket,
+		prefix:         prefix,
+		partSize:       o.partSize,
+		cleanupTimeout: o.cleanupTimeout,
+		listPageSize:   int32(o.listPageSize),
+	}, nil
+}
+
+// Bucket returns the bucket the store lives in.
+func (b *Backend) Bucket() string { return b.bucket }
+
+// Prefix returns the store's key prefix without slashes ("" for none).
+func (b *Backend) Prefix() string { return strings.TrimSuffix(b.prefix, "/") }
+
+// PartSize returns the part size Writers use.
+func (b *Backend) PartSize() int64 { return b.partSize }
+
+func (b *Backend) key(path string) string { return b.prefix + path }
+
+// dirKey is the key prefix of the children of the folder dir.
+func (b *Backend) dirKey(dir string) string {
+	if dir == "" {
+		return b.prefix
+	}
+	return b.prefix + dir + "/"
+}
+
+// Stat describes the file at path or, when there is none, the implicit
+// folder with at least one object under path + "/". The root is always a
+// folder. Neither yields an error wrapping fs.ErrNotExist.
+func (b *Backend) Stat(ctx context.Context, path string) (backend.Info, error) {
+	if path == "" {
+		return backend.Info{IsFolder: true}, nil
+	}
+	head, err := b.head(ctx, b.key(path), nil)
+	if err == nil {
+		return fileInfo(path, head.size, head.modTime, head.etag, head.commit), nil
+	}
+	if !isNotFound(err) {
+		return backend.Info{}, pathError("stat", path, err)
+	}
+	out, lerr := b.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+		Bucket:  aws.String(b.bucket),
+		Prefix:  aws.String(b.dirKey(path)),
+		MaxKeys: aws.Int32(1),
+	})
+	if lerr != nil {
+		return backend.Info{}, pathError("stat", path, lerr)
+	}
+	if len(out.Contents) > 0 || len(out.CommonPrefixes) > 0 {
+		return backend.Info{Path: path, IsFolder: true}, nil
+	}
+	return backend.Info{}, pathError("stat", path, err)
+}
+
+// objectHead is what a HEAD tells about an object. etag keeps its quotes,
+// as preconditions want it verbatim.
+type objectHead struct {
+	size        int64
+	modTime     time.Time
+	etag        string
+	commit      string
+	contentType string
+}
+
+func (b *Backend) head(ctx context.Context, key string, ifMatch *string) (objectHead, error) {
+	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket:  aws.String(b.bucket),
+		Key:     aws.String(key),
+		IfMatch: ifMatch,
+	})
+	if err != nil {
+		return objectHead{}, err
+	}
+	return objectHead{
+		size:        aws.ToInt64(out.ContentLength),
+		modTime:     aws.ToTime(out.LastModified),
+		etag:        aws.ToString(out.ETag),
+		commit:      out.Metadata[commitMeta],
+		contentType: aws.ToString(out.ContentType),
+	}, nil
+}
+
+// commitMeta is the user metadata (x-amz-meta-roomstore-commit) holding a
+// random id that every commit writes. S3's ETag is a hash of the content,
+// so committing the same bytes twice yields the same ETag, while
+// backend.Info.ETag must change with every commit: Info.ETag is the S3
+// ETag joined with this id.
+const commitMeta = "roomstore-commit"
+
+// fileInfo describes a file version; etag is S3's (quoted or not) and
+// commit the id from commitMeta, "" when unknown.
+func fileInfo(path string, size int64, modTime time.Time, etag, commit string) backend.Info {
+	tag := strings.Trim(etag, `"`)
+	if commit != "" {
+		tag += "." + commit
+	}
+	return backend.Info{Path: path, Size: size, ModTime: modTime, ETag: tag}
+}
+
+// newID returns a random identifier for commits and temporaries.
+func newID() (string, error) {
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(id[:]), nil
+}
+
+// Read streams length bytes of the file at path from offset (length < 0:
+// to the end) with one ranged GET, and returns the Info of the version the
+// GET reads. A length past the end is cut at the end; offset equal to the
+// size yields an empty reader (S3 answers 416 there, which Read resolves
+// with a HEAD). A negative offset, or one past the end, yields an error
+// wrapping fs.ErrInvalid; a missing file fs.ErrNotExist.
+func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, backend.Info, error) {
+	if offset < 0 {
+		return nil, backend.Info{}, pathError("read", path, fmt.Errorf("%w: negative offset %d", fs.ErrInvalid, offset))
+	}
+	key := b.key(path)
+	if length == 0 {
+		return b.emptyRead(ctx, path, key, offset, nil)
+	}
+	in := &s3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)}
+	switch {
+	case length > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", offset, offset+length-1))
+	case offset > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
+	}
+	out, err := b.client.GetObject(ctx, in)
+	if err != nil {
+		if isRangeNotSatisfiable(err) {
+			return b.emptyRead(ctx, path, key, offset, err)
+		}
+		return nil, backend.Info{}, pathError("read", path, err)
+	}
+	size := aws.ToInt64(out.ContentLength)
+	if in.Range != nil {
+		total, ok := totalFromContentRange(aws.ToString(out.ContentRange))
+		if !ok {
+			out.Body.Close()
+			return nil, backend.Info{}, pathError("read", path, fmt.Errorf("unexpected Content-Range %q for %s", aws.ToString(out.ContentRange), *in.Range))
+		}
+		size = total
+	}
+	return out.Body, fileInfo(path, size, aws.ToTime(out.LastModified), aws.ToString(out.ETag), out.Metadata[commitMeta]), nil
+}
+
+// emptyRead answers a read that returns no bytes, which S3 cannot express
+// as a range: it checks offset against the size from a HEAD. rangeErr is the
+// 416 that led here, kept as the cause when offset is past the end.
+func (b *Backend) emptyRead(ctx context.Context, path, key string, offset int64, rangeErr error) (io.ReadCloser, backend.Info, error) {
+	h, err := b.head(ctx, key, nil)
+	if err != nil {
+		return nil, backend.Info{}, pathError("read", path, err)
+	}
+	if offset > h.size {
+		cause := fmt.Errorf("%w: offset %d past the end (size %d)", fs.ErrInvalid, offset, h.size)
+		if rangeErr != nil {
+			cause = fmt.Errorf("%w: %w", cause, rangeErr)
+		}
+		return nil, backend.Info{}, pathError("read", path, cause)
+	}
+	return io.NopCloser(strings.NewReader("")), fileInfo(path, h.size, h.modTime, h.etag, h.commit), nil
+}
+
+// totalFromContentRange parses the complete length of "bytes a-b/total".
+func totalFromContentRange(cr string) (int64, bool) {
+	i := strings.LastIndexByte(cr, '/')
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(cr[i+1:], 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// maxPresignExpiry is the longest validity SigV4 allows a presigned URL.
+const maxPresignExpiry = 7 * 24 * time.Hour
+
+// Presign returns a SigV4-presigned GET URL for the file at path, valid for
+// expiry (at most 7 days, SigV4's limit; longer or non-positive values yield
+// an error wrapping fs.ErrInvalid). It makes no request, so it does not
+// check that the file exists; fetching a missing file gets a 404.
+func (b *Backend) Presign(ctx context.Context, path string, expiry time.Duration) (string, error) {
+	if expiry <= 0 || expiry > maxPresignExpiry {
+		return "", pathError("presign", path, fmt.Errorf("%w: expiry %v outside (0, %v]", fs.ErrInvalid, expiry, maxPresignExpiry))
+	}
+	req, err := b.presign.PresignGetObject(ctx, &s3.GetObjectInput{
+		Bucket: aws.String(b.bucket),
+		Key:    aws.String(b.key(path)),
+	}, s3.WithPresignExpires(expiry))
+	if err != nil {
+		return "", pathError("presign", path, err)
+	}
+	return req.URL, nil
+}
+
+// List yields the files and folders directly in dir, one ListObjectsV2 page
+// (delimiter "/") at a time, so memory does not grow with the folder. Names
+// starting with backend.ReservedPrefix are skipped. A missing folder, or a
+// file, yields nothing; a failed page yields one error (an *fs.PathError)
+// and ends the sequence.
+func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, error] {
+	return func(yield func(backend.Info, error) bool) {
+		pfx := b.dirKey(dir)
+		pages := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{
+			Bucket:    aws.String(b.bucket),
+			Prefix:    aws.String(pfx),
+			Delimiter: aws.String("/"),
+			MaxKeys:   aws.Int32(b.listPageSize),
+		})
+		for pages.HasMorePages() {
+			page, err := pages.NextPage(ctx)
+			if err != nil {
+				yield(backend.Info{}, pathError("list", dir, err))
+				return
+			}
+			for _, cp := range page.CommonPrefixes {
+				name := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), pfx), "/")
+				if name == "" || strings.Contains(name, "/") || backend.IsReserved(name) {
+					continue
+				}
+				if !yield(backend.Info{Path: backend.Join(dir, name), IsFolder: true}, nil) {
+					return
+				}
+			}
+			for _, obj := range page.Contents {
+				name := strings.TrimPrefix(aws.ToString(obj.Key), pfx)
+				// An empty name is a folder marker ("dir/") made by other
+				// tools; it is not a file.
+				if name == "" || strings.Contains(name, "/") || backend.IsReserved(name) {
+					continue
+				}
+				// ListObjectsV2 carries no metadata, so the commit id is
+				// missing and the ETag is S3's alone; see commitMeta.
+				info := fileInfo(backend.Join(dir, name), aws.ToInt64(obj.Size), aws.ToTime(obj.LastModified), aws.ToString(obj.ETag), "")
+				if !yield(info, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// Remove deletes the file at path. S3's DeleteObject succeeds on a missing
+// key, so Remove checks with a HEAD first and yields an error wrapping
+// fs.ErrNotExist when there is no file (a folder is not a file). Folders
+// need no pruning: they vanish with their last object.
+func (b *Backend) Remove(ctx context.Context, path string) error {
+	key := b.key(path)
+	if _, err := b.head(ctx, key, nil); err != nil {
+		return pathError("remove", path, err)
+	}
+	if _, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)}); err != nil {
+		return pathError("remove", path, err)
+	}
+	return nil
+}
+
+// cleanupContext returns a context for cleanup after a failure: it keeps
+// parent's values but not its cancellation, and is bounded by the cleanup
+// timeout.
+func (b *Backend) cleanupContext(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(parent), b.cleanupTimeout)
+}
+
+// deleteTemp removes a temporary object on a cleanup context.
+func (b *Backend) deleteTemp(ctx context.Context, key string) error {
+	ctx, cancel := b.cleanupContext(ctx)
+	defer cancel()
+	_, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+	return err
+}

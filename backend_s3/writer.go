@@ -1,0 +1,431 @@
+package backend_s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/roomstore/roomstore/backend"
+)
+
+// upload is one multipart upload of key, started lazily by its first part.
+type upload struct {
+	b           *Backend
+	key         string
+	contentType string
+	metadata    map[string]string
+	id          string
+	parts       []types.CompletedPart
+}
+
+func (u *upload) start(ctx context.Context) error {
+	if u.id != "" {
+		return nil
+	}
+	out, err := u.b.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket:      aws.String(u.b.bucket),
+		Key:         aws.String(u.key),
+		ContentType: optional(u.contentType),
+		Metadata:    u.metadata,
+	})
+	if err != nil {
+		return err
+	}
+	u.id = aws.ToString(out.UploadId)
+	return nil
+}
+
+func (u *upload) nextPart() (int32, error) {
+	if len(u.parts) >= MaxParts {
+		return 0, fmt.Errorf("%w: file over %d parts of %d bytes; raise WithPartSize", fs.ErrInvalid, MaxParts, u.b.partSize)
+	}
+	return int32(len(u.parts) + 1), nil
+}
+
+// uploadPart sends body (n bytes) as the next part.
+func (u *upload) uploadPart(ctx context.Context, body io.ReadSeeker, n int64) error {
+	num, err := u.nextPart()
+	if err != nil {
+		return err
+	}
+	if err := u.start(ctx); err != nil {
+		return err
+	}
+	out, err := u.b.client.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket:        aws.String(u.b.bucket),
+		Key:           aws.String(u.key),
+		UploadId:      aws.String(u.id),
+		PartNumber:    aws.Int32(num),
+		Body:          body,
+		ContentLength: aws.Int64(n),
+	})
+	if err != nil {
+		return err
+	}
+	u.parts = append(u.parts, types.CompletedPart{PartNumber: aws.Int32(num), ETag: out.ETag})
+	return nil
+}
+
+// copyParts copies n bytes of srcKey from off as the next parts, server
+// side, each at most MaxPartSize and, as they are cut evenly, at least
+// MaxPartSize/2 unless n is smaller. ifMatch, when set, guards the source.
+func (u *upload) copyParts(ctx context.Context, srcKey string, ifMatch *string, off, n int64) error {
+	if err := u.start(ctx); err != nil {
+		return err
+	}
+	for n > 0 {
+		pieces := (n + MaxPartSize - 1) / MaxPartSize
+		size := (n + pieces - 1) / pieces
+		num, err := u.nextPart()
+		if err != nil {
+			return err
+		}
+		out, err := u.b.client.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
+			Bucket:            aws.String(u.b.bucket),
+			Key:               aws.String(u.key),
+			UploadId:          aws.String(u.id),
+			PartNumber:        aws.Int32(num),
+			CopySource:        aws.String(copySource(u.b.bucket, srcKey)),
+			CopySourceRange:   aws.String(fmt.Sprintf("bytes=%d-%d", off, off+size-1)),
+			CopySourceIfMatch: ifMatch,
+		})
+		if err != nil {
+			return err
+		}
+		var etag *string
+		if out.CopyPartResult != nil {
+			etag = out.CopyPartResult.ETag
+		}
+		u.parts = append(u.parts, types.CompletedPart{PartNumber: aws.Int32(num), ETag: etag})
+		off += size
+		n -= size
+	}
+	return nil
+}
+
+// complete finishes the upload with its parts; in may carry
+// preconditions.
+func (u *upload) complete(ctx context.Context, in *s3.CompleteMultipartUploadInput) (*s3.CompleteMultipartUploadOutput, error) {
+	in.Bucket = aws.String(u.b.bucket)
+	in.Key = aws.String(u.key)
+	in.UploadId = aws.String(u.id)
+	in.MultipartUpload = &types.CompletedMultipartUpload{Parts: u.parts}
+	out, err := u.b.client.CompleteMultipartUpload(ctx, in)
+	if err == nil {
+		u.id = ""
+		u.parts = nil
+	}
+	return out, err
+}
+
+// abort drops the upload, if any, on a cleanup context, so that no parts
+// stay stored (and billed) after a failure, whatever state ctx is in.
+func (u *upload) abort(ctx context.Context) error {
+	if u.id == "" {
+		return nil
+	}
+	ctx, cancel := u.b.cleanupContext(ctx)
+	defer cancel()
+	_, err := u.b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+		Bucket:   aws.String(u.b.bucket),
+		Key:      aws.String(u.key),
+		UploadId: aws.String(u.id),
+	})
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("abort multipart upload of %s: %w", u.key, err)
+	}
+	u.id = ""
+	u.parts = nil
+	return nil
+}
+
+// copySource encodes bucket/key for x-amz-copy-source. Servers decode it
+// with query-unescaping (versitygw) or path-unescaping (AWS), which differ
+// on '+' and agree on %XX, so every byte outside the unreserved set and '/'
+// is percent-encoded.
+func copySource(bucket, key string) string {
+	const hexDigits = "0123456789ABCDEF"
+	src := bucket + "/" + key
+	var sb strings.Builder
+	sb.Grow(len(src) * 3)
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '-', c == '.', c == '_', c == '~', c == '/':
+			sb.WriteByte(c)
+		default:
+			sb.WriteByte('%')
+			sb.WriteByte(hexDigits[c>>4])
+			sb.WriteByte(hexDigits[c&15])
+		}
+	}
+	return sb.String()
+}
+
+// stream buffers written bytes and uploads every full part of the
+// backend's part size. Bytes short of a part stay in buf: the caller
+// decides at commit whether they become a last part, a PutObject or a
+// piece of a composed object.
+type stream struct {
+	upload
+	buf      []byte
+	uploaded int64 // bytes in parts
+}
+
+// firstBufCap is where a stream's buffer starts, so that many small files
+// open at once do not each hold a whole part.
+const firstBufCap = 64 << 10
+
+func (s *stream) write(ctx context.Context, p []byte) error {
+	partSize := int(s.b.partSize)
+	for len(p) > 0 {
+		n := min(len(p), partSize-len(s.buf))
+		if cap(s.buf)-len(s.buf) < n {
+			grown := make([]byte, len(s.buf), min(max(2*cap(s.buf), len(s.buf)+n, firstBufCap), partSize))
+			copy(grown, s.buf)
+			s.buf = grown
+		}
+		s.buf = append(s.buf, p[:n]...)
+		p = p[n:]
+		if len(s.buf) == partSize {
+			if err := s.flush(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// flush uploads buf as the next part and empties it.
+func (s *stream) flush(ctx context.Context) error {
+	if err := s.uploadPart(ctx, bytes.NewReader(s.buf), int64(len(s.buf))); err != nil {
+		return err
+	}
+	s.uploaded += int64(len(s.buf))
+	s.buf = s.buf[:0]
+	return nil
+}
+
+// size is the number of bytes written so far.
+func (s *stream) size() int64 { return s.uploaded + int64(len(s.buf)) }
+
+// discard drops the buffer and the upload.
+func (s *stream) discard(ctx context.Context) error {
+	s.buf = nil
+	return s.abort(ctx)
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return aws.String(s)
+}
+
+// writerState tracks a writer through its life.
+type writerState int
+
+const (
+	writerOpen writerState = iota
+	// writerRetrying: a Commit lost a race; only Commit and Abort remain.
+	writerRetrying
+	writerCommitted
+	writerAborted
+	// writerFailed: an error finished the writer; err holds it.
+	writerFailed
+)
+
+// lifecycle holds what both writers share: the state, the error that
+// finished the writer, and the lock that keeps an Abort from running
+// beside a Write.
+type lifecycle struct {
+	mu    sync.Mutex
+	state writerState
+	err   error
+}
+
+// usable returns the error that a call on a finished writer gets.
+func (l *lifecycle) usable(op, path string) error {
+	switch l.state {
+	case writerCommitted, writerAborted:
+		return &fs.PathError{Op: op, Path: path, Err: fs.ErrClosed}
+	case writerFailed:
+		return l.err
+	}
+	return nil
+}
+
+// abortable moves the writer to the aborted state, unless it committed,
+// and reports whether there may be something to clean up. A failed writer
+// keeps its error but is cleaned up again, in case the cleanup that
+// followed the failure failed too.
+func (l *lifecycle) abortable() bool {
+	switch l.state {
+	case writerCommitted:
+		return false
+	case writerOpen, writerRetrying:
+		l.state = writerAborted
+	}
+	return true
+}
+
+// fail finishes the writer with err.
+func (l *lifecycle) fail(err error) error {
+	l.state = writerFailed
+	l.err = err
+	return err
+}
+
+// Create returns a Writer whose Commit replaces the file at path. Parts are
+// uploaded straight to a multipart upload of the file's own key, which S3
+// keeps invisible until it is completed; a file that stays under one part
+// is sent with a single PutObject at Commit. With opts.Exclusive the commit
+// carries If-None-Match "*" and fails with an error wrapping fs.ErrExist
+// when a file is there by then. Create itself makes no request.
+func (b *Backend) Create(ctx context.Context, path string, opts backend.WriteOptions) (backend.Writer, error) {
+	commit, err := newID()
+	if err != nil {
+		return nil, pathError("create", path, err)
+	}
+	meta := map[string]string{commitMeta: commit}
+	return &createWriter{
+		path:      path,
+		exclusive: opts.Exclusive,
+		commitID:  commit,
+		s:         stream{upload: upload{b: b, key: b.key(path), contentType: opts.ContentType, metadata: meta}},
+	}, nil
+}
+
+type createWriter struct {
+	lifecycle
+	path      string
+	exclusive bool
+	commitID  string
+	s         stream
+}
+
+// Write stages p, uploading each full part. A cancelled ctx or a failed
+// upload aborts the multipart upload and finishes the writer.
+func (w *createWriter) Write(ctx context.Context, p []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable("write", w.path); err != nil {
+		return err
+	}
+	err := ctx.Err()
+	if err == nil {
+		err = w.s.write(ctx, p)
+	}
+	if err != nil {
+		return w.fail(pathError("write", w.path, errors.Join(err, w.s.discard(ctx))))
+	}
+	return nil
+}
+
+// Commit makes the written bytes the file's content in one request
+// (PutObject, or CompleteMultipartUpload after the last part). Any error
+// finishes the writer and discards the staged bytes.
+func (w *createWriter) Commit(ctx context.Context) (backend.Info, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable("commit", w.path); err != nil {
+		return backend.Info{}, err
+	}
+	info, err := w.commit(ctx)
+	if err != nil {
+		return backend.Info{}, w.fail(pathError("commit", w.path, errors.Join(err, w.s.discard(ctx))))
+	}
+	w.state = writerCommitted
+	w.s.buf = nil
+	return info, nil
+}
+
+func (w *createWriter) commit(ctx context.Context) (backend.Info, error) {
+	if err := ctx.Err(); err != nil {
+		return backend.Info{}, err
+	}
+	s := &w.s
+	var ifNoneMatch *string
+	if w.exclusive {
+		ifNoneMatch = aws.String("*")
+	}
+	size := s.size()
+	var etag string
+	if s.id == "" {
+		out, err := s.b.client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket:        aws.String(s.b.bucket),
+			Key:           aws.String(s.key),
+			Body:          bytes.NewReader(s.buf),
+			ContentLength: aws.Int64(int64(len(s.buf))),
+			ContentType:   optional(s.contentType),
+			Metadata:      s.metadata,
+			IfNoneMatch:   ifNoneMatch,
+		})
+		if err != nil {
+			return backend.Info{}, w.commitError(err)
+		}
+		etag = aws.ToString(out.ETag)
+	} else {
+		// Every uploaded part is a full one, so the rest may be the last
+		// part whatever its size; none is sent when nothing is left.
+		if len(s.buf) > 0 {
+			if err := s.flush(ctx); err != nil {
+				return backend.Info{}, err
+			}
+		}
+		out, err := s.complete(ctx, &s3.CompleteMultipartUploadInput{IfNoneMatch: ifNoneMatch})
+		if err != nil {
+			return backend.Info{}, w.commitError(err)
+		}
+		etag = aws.ToString(out.ETag)
+	}
+	return s.b.committedInfo(ctx, w.path, etag, w.commitID, size), nil
+}
+
+func (w *createWriter) commitError(err error) error {
+	if w.exclusive && isPreconditionFailed(err) {
+		return exists(err)
+	}
+	return err
+}
+
+// Abort discards the staged bytes and aborts the multipart upload. It is
+// idempotent, a no-op after Commit, and reports only a failed cleanup,
+// which the next Abort retries.
+func (w *createWriter) Abort(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.abortable() {
+		return nil
+	}
+	if err := w.s.discard(ctx); err != nil {
+		return pathError("abort", w.path, err)
+	}
+	return nil
+}
+
+// committedInfo describes the version a commit just wrote (S3 ETag etag,
+// commit id commit). It asks the server for the modification time with a
+// HEAD guarded by the new ETag; when another commit has already replaced
+// that version, the local clock stands in, as the version itself is gone.
+func (b *Backend) committedInfo(ctx context.Context, path, etag, commit string, size int64) backend.Info {
+	info := fileInfo(path, size, time.Now().UTC().Truncate(time.Second), etag, commit)
+	if etag == "" {
+		return info
+	}
+	if h, err := b.head(ctx, b.key(path), aws.String(etag)); err == nil && h.commit == commit {
+		info.ModTime = h.modTime
+	}
+	return info
+}

@@ -1,0 +1,99 @@
+package testserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/storage"
+	"google.golang.org/api/option"
+)
+
+// FakeGCSInstall is the command that installs the pinned fake-gcs-server.
+const FakeGCSInstall = "go install github.com/fsouza/fake-gcs-server@v1.56.1"
+
+// StartFakeGCS runs fake-gcs-server (in-memory, plain HTTP) on a free
+// loopback port, stops it when t ends, and returns its base URL, such as
+// "http://127.0.0.1:41234", as STORAGE_EMULATOR_HOST or a gs:// URL's
+// endpoint= would name it. Starting one takes about a tenth of a second,
+// so a top-level test may own one and hand out buckets (NewFakeGCSBucket)
+// to its subtests. A missing binary fails t.
+//
+// The public host and external URL are the loopback address, so that
+// path-style object URLs (XML reads, V4 signed URLs) and the upload
+// session URLs the server hands out all point back at it.
+func StartFakeGCS(t testing.TB) (endpoint string) {
+	t.Helper()
+	bin := Binary(t, "fake-gcs-server", FakeGCSInstall)
+	addr := FreeAddr(t)
+	_, port, _ := strings.Cut(addr, ":")
+	endpoint = "http://" + addr
+	Start(t, addr, bin,
+		"-backend", "memory",
+		"-scheme", "http",
+		"-host", "127.0.0.1",
+		"-port", port,
+		"-public-host", addr,
+		"-external-url", endpoint,
+		"-log-level", "error",
+	)
+	return endpoint
+}
+
+var fakeGCSBucketSeq atomic.Int64
+
+// NewFakeGCSBucket creates an empty bucket with a unique, valid name on
+// the fake-gcs-server at endpoint and returns its name. The bucket lives
+// as long as the server.
+func NewFakeGCSBucket(t testing.TB, endpoint string) string {
+	t.Helper()
+	var r [6]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		t.Fatalf("random: %v", err)
+	}
+	name := fmt.Sprintf("rs-%d-%s", fakeGCSBucketSeq.Add(1), hex.EncodeToString(r[:]))
+	body, _ := json.Marshal(map[string]string{"name": name})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+"/storage/v1/b", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("create bucket %s: %v", name, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("create bucket %s: %v", name, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(res.Body)
+		t.Fatalf("create bucket %s: %s: %s", name, res.Status, msg)
+	}
+	return name
+}
+
+// FakeGCSClient returns a storage client for the fake-gcs-server at
+// endpoint: no credentials, no metrics export, nothing but the server on
+// the wire. It is closed when t ends.
+func FakeGCSClient(t testing.TB, endpoint string) *storage.Client {
+	t.Helper()
+	c, err := storage.NewClient(context.Background(),
+		option.WithEndpoint(endpoint+"/storage/v1/"),
+		option.WithoutAuthentication(),
+		storage.WithDisabledClientMetrics(),
+	)
+	if err != nil {
+		t.Fatalf("storage client for %s: %v", endpoint, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
