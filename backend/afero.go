@@ -577,22 +577,24 @@ func osFile(f afero.File) *os.File {
 }
 
 // place renames the finished temporary src onto path, creating the parent
-// folders. A concurrent prune may remove a freshly made parent between the
-// two steps, so a vanished parent is made again.
+// folders. Another process may prune a parent between the two steps (this
+// process's own pruning waits on the tree lock), so a vanished parent is
+// made again.
 func (a *Afero) place(src, path string) error {
 	a.locks.tree.RLock()
 	defer a.locks.tree.RUnlock()
 	parent := Parent(path)
 	for attempt := 0; ; attempt++ {
-		if err := a.mkdirs(parent); err != nil {
-			return err
+		err := a.mkdirs(parent)
+		if err == nil {
+			if err = a.fs.Rename(src, path); err != nil {
+				err = mapOSError("commit", path, err)
+			}
 		}
-		err := a.fs.Rename(src, path)
 		if err == nil {
 			break
 		}
-		err = mapOSError("commit", path, err)
-		if attempt < 3 && errors.Is(err, fs.ErrNotExist) {
+		if attempt < 10 && errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrNotFolder) {
 			continue
 		}
 		return err
