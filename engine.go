@@ -125,6 +125,10 @@ type Engine struct {
 	closed   bool
 	handles  map[string]*Handle
 	reserved int // handles being opened, counted against the limit
+
+	stopOnce sync.Once
+	stopped  chan struct{} // closed when Shutdown's work is all done
+	stopErr  error
 }
 
 // New returns an Engine over b. It fails only on a nil backend or a bad
@@ -149,6 +153,7 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 		bus:     events.New(events.WithBuffer(cfg.eventBuffer), events.WithLogger(cfg.logger)),
 		seed:    maphash.MakeSeed(),
 		handles: map[string]*Handle{},
+		stopped: make(chan struct{}),
 	}, nil
 }
 
@@ -219,14 +224,19 @@ func (e *Engine) Exists(ctx context.Context, p string) (bool, error) {
 		return false, err
 	}
 	defer e.inflight.Done()
-	if _, err := e.b.Stat(ctx, clean); err != nil {
+	info, err := e.b.Stat(ctx, clean)
+	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
 		}
 		return false, pathError("exists", p, err)
 	}
-	return true, nil
+	return info.IsFolder || !folderMeant(p, clean), nil
 }
+
+// folderMeant reports a path written with a trailing slash, which names a
+// folder and so never a file.
+func folderMeant(p, clean string) bool { return clean != "" && strings.HasSuffix(p, "/") }
 
 // Stat describes the file or folder at path (fs.ErrNotExist when there is
 // neither).
@@ -239,6 +249,9 @@ func (e *Engine) Stat(ctx context.Context, p string) (Entry, error) {
 	info, err := e.b.Stat(ctx, clean)
 	if err != nil {
 		return Entry{}, pathError("stat", p, err)
+	}
+	if !info.IsFolder && folderMeant(p, clean) {
+		return Entry{}, &fs.PathError{Op: "stat", Path: p, Err: ErrNotFolder}
 	}
 	return entry(info), nil
 }
@@ -413,13 +426,14 @@ func (e *Engine) RemoveAll(ctx context.Context, p string) error {
 		return err
 	}
 	defer e.inflight.Done()
-	if err := e.removeAll(ctx, clean); err != nil {
+	if err := e.removeTree(ctx, clean, folderMeant(p, clean)); err != nil {
 		return pathError("removeall", p, err)
 	}
 	return nil
 }
 
-func (e *Engine) removeAll(ctx context.Context, clean string) error {
+// removeTree removes clean: a file (unless folderOnly) or a folder tree.
+func (e *Engine) removeTree(ctx context.Context, clean string, folderOnly bool) error {
 	if clean != "" {
 		info, err := e.b.Stat(ctx, clean)
 		switch {
@@ -427,6 +441,8 @@ func (e *Engine) removeAll(ctx context.Context, clean string) error {
 			return nil
 		case err != nil:
 			return err
+		case !info.IsFolder && folderOnly:
+			return ErrNotFolder
 		case !info.IsFolder:
 			return ignoreNotExist(e.remove(ctx, clean))
 		}
@@ -438,7 +454,7 @@ func (e *Engine) removeAll(ctx context.Context, clean string) error {
 	}
 	for _, c := range children {
 		if c.IsFolder {
-			err = e.removeAll(ctx, c.Path)
+			err = e.removeTree(ctx, c.Path, false)
 		} else {
 			err = ignoreNotExist(e.remove(ctx, c.Path))
 		}
@@ -473,27 +489,39 @@ func (e *Engine) publish(ctx context.Context, topic, p string, size int64) {
 
 // On subscribes handler to event (EventFileUpdated or EventFileDeleted).
 // handler is func(path, participantID string), func(path string) or
-// func(events.Event); any other type, or another event name, is an error
-// and subscribes nothing. Keep the Subscription to unsubscribe closures.
+// func(events.Event); any other type, or another event name, fails with
+// fs.ErrInvalid and subscribes nothing; after Shutdown On fails with
+// fs.ErrClosed. Keep the Subscription to unsubscribe closures.
 func (e *Engine) On(event string, handler any) (*events.Subscription, error) {
-	if err := checkTopic(event); err != nil {
+	if err := e.checkTopic("on", event); err != nil {
 		return nil, err
 	}
-	return e.bus.On(event, handler)
+	sub, err := e.bus.On(event, handler)
+	if err != nil {
+		return nil, &fs.PathError{Op: "on", Path: event, Err: fmt.Errorf("%w: %w", fs.ErrInvalid, err)}
+	}
+	return sub, nil
 }
 
 // Off removes a handler that On subscribed to event. It matches functions
 // by code, which is exact for top-level functions; for closures and method
-// values call Unsubscribe on the Subscription that On returned.
+// values call Unsubscribe on the Subscription that On returned. A handler
+// that is not subscribed yields fs.ErrNotExist (and events.ErrNotSubscribed).
 func (e *Engine) Off(event string, handler any) error {
-	if err := checkTopic(event); err != nil {
+	if err := e.checkTopic("off", event); err != nil {
 		return err
 	}
-	return e.bus.Off(event, handler)
+	if err := e.bus.Off(event, handler); err != nil {
+		if errors.Is(err, events.ErrNotSubscribed) {
+			return &fs.PathError{Op: "off", Path: event, Err: fmt.Errorf("%w: %w", fs.ErrNotExist, err)}
+		}
+		return &fs.PathError{Op: "off", Path: event, Err: fmt.Errorf("%w: %w", fs.ErrInvalid, err)}
+	}
+	return nil
 }
 
 // Subscribe calls handler for each event of the given topics (both when
-// none is given).
+// none is given). After Shutdown the subscription receives nothing.
 func (e *Engine) Subscribe(handler func(events.Event), topics ...string) *events.Subscription {
 	if len(topics) == 0 {
 		topics = []string{EventFileUpdated, EventFileDeleted}
@@ -501,45 +529,62 @@ func (e *Engine) Subscribe(handler func(events.Event), topics ...string) *events
 	return e.bus.Subscribe(handler, topics...)
 }
 
-func checkTopic(event string) error {
+func (e *Engine) checkTopic(op, event string) error {
 	if event != EventFileUpdated && event != EventFileDeleted {
-		return fmt.Errorf("roomstore: unknown event %q (want %q or %q): %w", event, EventFileUpdated, EventFileDeleted, fs.ErrInvalid)
+		return &fs.PathError{Op: op, Path: event, Err: fmt.Errorf("%w: unknown event (want %q or %q)", fs.ErrInvalid, EventFileUpdated, EventFileDeleted)}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return &fs.PathError{Op: op, Path: event, Err: fs.ErrClosed}
 	}
 	return nil
 }
 
 // Shutdown stops the engine: later calls fail with fs.ErrClosed, open
 // handles are aborted (their bytes discarded, files left as they were),
-// running operations are awaited, queued events are delivered, and a
-// backend built by OpenURL is closed. If ctx ends first, Shutdown returns
-// its error and the rest finishes in the background. It is idempotent.
+// running operations are awaited (a Close that is committing finishes),
+// queued events are delivered, and a backend built by OpenURL is closed.
+// If ctx ends first, Shutdown returns its error and the rest still
+// finishes in the background; a later Shutdown waits for it again. Called
+// from an event handler, Shutdown does not wait for event delivery.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
-	already := e.closed
 	e.closed = true
+	e.mu.Unlock()
+	e.stopOnce.Do(func() { go e.stop() })
+	if e.bus.InHandler() {
+		return nil // the rest waits for this very handler to return
+	}
+	select {
+	case <-e.stopped:
+		if e.stopErr != nil {
+			return &fs.PathError{Op: "shutdown", Path: "", Err: e.stopErr}
+		}
+		return nil
+	case <-ctx.Done():
+		return &fs.PathError{Op: "shutdown", Path: "", Err: ctx.Err()}
+	}
+}
+
+// stop does Shutdown's work once, whatever the callers' contexts.
+func (e *Engine) stop() {
+	defer close(e.stopped)
+	e.mu.Lock()
 	open := make([]*Handle, 0, len(e.handles))
 	for _, h := range e.handles {
 		open = append(open, h)
 	}
 	e.mu.Unlock()
-	if already {
-		return e.bus.Close(ctx)
-	}
 	for _, h := range open {
-		h.discard(fs.ErrClosed, "engine shut down")
+		h.discard(fmt.Errorf("%w: engine shut down", fs.ErrClosed), "engine shut down")
 	}
-	done := make(chan struct{})
-	go func() { e.inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	err := e.bus.Close(ctx)
+	e.inflight.Wait()
+	err := e.bus.Close(context.Background())
 	if e.owned != nil {
 		err = errors.Join(err, e.owned.Close())
 	}
-	return err
+	e.stopErr = err
 }
 
 // backoff sleeps before commit attempt n (n >= 1) with full jitter, so

@@ -133,7 +133,11 @@ func (e *Engine) Open(ctx context.Context, p string, opts OpenOptions) (*Handle,
 		release()
 		return fail(err)
 	}
-	h.timer = time.AfterFunc(e.cfg.idleTimeout, h.idle)
+	// Armed only once registered, so that an idle timeout always finds the
+	// handle to remove; created stopped, so that a discard before then can
+	// stop it.
+	h.timer = time.AfterFunc(time.Hour, h.idle)
+	h.timer.Stop()
 	e.mu.Lock()
 	e.reserved--
 	closed := e.closed
@@ -147,6 +151,7 @@ func (e *Engine) Open(ctx context.Context, p string, opts OpenOptions) (*Handle,
 		h.mu.Unlock()
 		return fail(fs.ErrClosed)
 	}
+	h.timer.Reset(e.cfg.idleTimeout)
 	return h, nil
 }
 
@@ -220,14 +225,18 @@ func (e *Engine) Write(ctx context.Context, h *Handle, data []byte) error {
 }
 
 // failLocked ends h after a failed call and returns the call's error: the
-// reason of a discard that interrupted it, else the caller's own context
-// error, else the backend's. The caller holds h.mu.
+// caller's own context error, else the reason of a discard that
+// interrupted it, else the backend's. The caller holds h.mu.
 func (h *Handle) failLocked(ctx context.Context, op string, err, reason error) error {
-	switch r := h.discarding.Load(); {
-	case r != nil:
-		err, reason = *r, *r
+	r := h.discarding.Load()
+	switch {
 	case ctx.Err() != nil:
 		err = ctx.Err()
+	case r != nil:
+		err = *r
+	}
+	if r != nil {
+		reason = *r
 	}
 	h.finishLocked(reason)
 	return pathError(op, h.path, err)

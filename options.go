@@ -111,7 +111,9 @@ func WithEventBuffer(n int) Option {
 // itself (backends without native presigning). It must be at least
 // MinSigningKeyLen bytes. Without it a random key is generated, so such
 // URLs stop working when the process ends and are not accepted by other
-// processes; give every process that serves Engine.Handler the same key.
+// processes; give every replica that serves one room's Engine.Handler the
+// same key. The signature covers the base URL's path, so rooms mounted at
+// different paths never accept each other's URLs even with one key.
 func WithSigningKey(key []byte) Option {
 	return func(c *config) error {
 		if len(key) < MinSigningKeyLen {

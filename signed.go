@@ -67,17 +67,20 @@ func (e *Engine) signURL(method, clean string, expires int64) string {
 
 func (e *Engine) signature(method, clean, exp string) string {
 	m := hmac.New(sha256.New, e.cfg.signingKey)
-	// Newlines cannot occur in a clean path (control characters are
-	// rejected), so the three fields cannot be shifted into each other.
-	fmt.Fprintf(m, "%s\n%s\n%s", method, clean, exp)
+	// The base path is signed too, so that engines sharing a key but
+	// mounted at different places (one room each) never accept each
+	// other's URLs. Newlines cannot occur in a clean path or a parsed URL
+	// path, so no field can be shifted into another.
+	fmt.Fprintf(m, "roomstore-url-v1\n%s\n%s\n%s\n%s", method, e.basePath(), clean, exp)
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // Handler serves the URLs that DownloadURL signs itself: GET and HEAD, with
 // Range, ETag, Last-Modified and Content-Type, through http.ServeContent.
 // Mount it where WithBaseURL points (its path prefix is expected in the
-// request path). A URL that is tampered with, expired, or signed for
-// another path gets 403 with no detail; a validly signed URL of a file
+// request path). A URL that is tampered with, expired, signed for another
+// path, or signed by an engine mounted at another base path (even with the
+// same key) gets 403 with no detail; a validly signed URL of a file
 // deleted since gets 404. HEAD is accepted on URLs signed for GET.
 func (e *Engine) Handler() http.Handler { return http.HandlerFunc(e.serveSigned) }
 
@@ -116,6 +119,10 @@ func (e *Engine) serveSigned(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Type", t)
 	}
 	h.Set("Cache-Control", "private")
+	// Stored files are user content: never let a browser run them as part
+	// of the origin that serves them.
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "sandbox")
 	http.ServeContent(w, r, info.Name(), info.ModTime, content)
 }
 

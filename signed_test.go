@@ -143,6 +143,42 @@ func TestSignedURLsFromOneKeyWorkAcrossEngines(t *testing.T) {
 	}
 }
 
+func TestURLsOfOneRoomDoNotOpenAnotherMountedElsewhere(t *testing.T) {
+	key := []byte(strings.Repeat("k", 32))
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	rooms := map[string]*roomstore.Engine{}
+	for _, name := range []string{"public", "private"} {
+		e, err := roomstore.New(backend_mem.New(), roomstore.WithSigningKey(key), roomstore.WithBaseURL(srv.URL+"/rooms/"+name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Shutdown(context.Background())
+		mux.Handle("/rooms/"+name+"/", e.Handler())
+		put(t, e, "notes.txt", name+" notes")
+		rooms[name] = e
+	}
+	u, _ := rooms["public"].DownloadURL(t.Context(), "notes.txt")
+	if resp, body := do(t, http.MethodGet, u, nil); resp.StatusCode != 200 || body != "public notes" {
+		t.Fatalf("own room: %d %q", resp.StatusCode, body)
+	}
+	moved := strings.Replace(u, "/rooms/public/", "/rooms/private/", 1)
+	if resp, body := do(t, http.MethodGet, moved, nil); resp.StatusCode != 403 || strings.Contains(body, "notes") {
+		t.Fatalf("other room with the same key: %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestSignedURLsAreServedAsInertContent(t *testing.T) {
+	e, _ := served(t)
+	put(t, e, "x.html", "<script>alert(1)</script>")
+	u, _ := e.DownloadURL(t.Context(), "x.html")
+	resp, _ := do(t, http.MethodGet, u, nil)
+	if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Content-Security-Policy") != "sandbox" {
+		t.Fatalf("headers %v", resp.Header)
+	}
+}
+
 func TestSigningOptionsAreChecked(t *testing.T) {
 	if _, err := roomstore.New(backend_mem.New(), roomstore.WithSigningKey(make([]byte, 31))); err == nil {
 		t.Fatal("a 31-byte signing key was accepted")

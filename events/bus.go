@@ -35,9 +35,14 @@ type Bus struct {
 	buffer int
 	log    *slog.Logger
 
+	// Lock order: EventBus's own lock (held while it runs dispatch) comes
+	// before mu, and regMu before EventBus's lock. So nothing that holds mu
+	// may call into EventBus, and dispatch never takes regMu.
+	regMu      sync.Mutex
+	registered sync.Map // topic -> struct{}: topics with an EventBus handler
+
 	mu         sync.RWMutex
 	closed     bool
-	registered map[string]bool            // topics with an EventBus handler
 	byTopic    map[string][]*Subscription // replaced, never mutated, so dispatch can read it under RLock
 	all        []*Subscription            // subscribers of every topic
 	everyone   map[*Subscription]struct{} // all live subscriptions
@@ -48,12 +53,11 @@ type Bus struct {
 // New returns an open Bus.
 func New(opts ...Option) *Bus {
 	b := &Bus{
-		eb:         evbus.New(),
-		buffer:     DefaultBuffer,
-		log:        slog.Default(),
-		registered: map[string]bool{},
-		byTopic:    map[string][]*Subscription{},
-		everyone:   map[*Subscription]struct{}{},
+		eb:       evbus.New(),
+		buffer:   DefaultBuffer,
+		log:      slog.Default(),
+		byTopic:  map[string][]*Subscription{},
+		everyone: map[*Subscription]struct{}{},
 	}
 	for _, o := range opts {
 		o(b)
@@ -102,7 +106,7 @@ func (b *Bus) On(topic string, handler any) (*Subscription, error) {
 // them. A handler that is not subscribed yields ErrNotSubscribed.
 func (b *Bus) Off(topic string, handler any) error {
 	v := reflect.ValueOf(handler)
-	if !v.IsValid() || v.Kind() != reflect.Func {
+	if !v.IsValid() || v.Kind() != reflect.Func || v.IsNil() {
 		return fmt.Errorf("%w, not %T", ErrHandler, handler)
 	}
 	code := v.Pointer()
@@ -110,7 +114,7 @@ func (b *Bus) Off(topic string, handler any) error {
 	subs := b.byTopic[topic]
 	var found *Subscription
 	for i := len(subs) - 1; i >= 0; i-- {
-		if s := subs[i]; s.code == code && len(s.topics) == 1 {
+		if s := subs[i]; s.code != 0 && s.code == code && len(s.topics) == 1 {
 			found = s
 			break
 		}
@@ -124,9 +128,15 @@ func (b *Bus) Off(topic string, handler any) error {
 }
 
 func (b *Bus) subscribe(h func(Event), code uintptr, topics []string) *Subscription {
+	topics = slices.Clone(topics)
+	slices.Sort(topics)
+	topics = slices.Compact(topics) // a topic named twice is still one subscription
+	for _, t := range topics {
+		b.register(t)
+	}
 	s := &Subscription{
 		bus:     b,
-		topics:  slices.Clone(topics),
+		topics:  topics,
 		handler: h,
 		code:    code,
 		queue:   make(chan Event, b.buffer),
@@ -145,7 +155,6 @@ func (b *Bus) subscribe(h func(Event), code uintptr, topics []string) *Subscript
 	}
 	for _, t := range s.topics {
 		b.byTopic[t] = append(slices.Clip(b.byTopic[t]), s)
-		b.registerLocked(t)
 	}
 	b.everyone[s] = struct{}{}
 	b.wg.Add(1)
@@ -153,32 +162,30 @@ func (b *Bus) subscribe(h func(Event), code uintptr, topics []string) *Subscript
 	return s
 }
 
-// registerLocked gives topic its one EventBus handler. The handler only
+// register gives topic its one EventBus handler. The handler only
 // enqueues, so EventBus's lock is never held while user code runs.
-func (b *Bus) registerLocked(topic string) {
-	if b.registered[topic] {
+func (b *Bus) register(topic string) {
+	if _, ok := b.registered.Load(topic); ok {
 		return
 	}
-	b.registered[topic] = true
-	_ = b.eb.Subscribe(topic, func(e Event) { b.dispatch(topic, e) })
+	b.regMu.Lock()
+	defer b.regMu.Unlock()
+	if _, ok := b.registered.Load(topic); !ok {
+		_ = b.eb.Subscribe(topic, func(e Event) { b.dispatch(topic, e) })
+		b.registered.Store(topic, struct{}{})
+	}
 }
 
 // Publish sends e to the subscribers of topic (and of every topic) without
 // waiting for them. After Close it does nothing.
 func (b *Bus) Publish(topic string, e Event) {
 	b.mu.RLock()
-	closed, registered := b.closed, b.registered[topic]
+	closed := b.closed
 	b.mu.RUnlock()
 	if closed {
 		return
 	}
-	if !registered {
-		b.mu.Lock()
-		if !b.closed {
-			b.registerLocked(topic)
-		}
-		b.mu.Unlock()
-	}
+	b.register(topic)
 	b.eb.Publish(topic, e)
 }
 
@@ -274,8 +281,11 @@ func (s *Subscription) Unsubscribe() {
 	}
 }
 
-// inHandler reports whether the caller runs on one of the bus's delivery
-// goroutines, where waiting for a handler could wait for itself.
+// InHandler reports whether the caller runs inside a handler of this bus
+// (on one of its delivery goroutines), where waiting for delivery would
+// wait for itself.
+func (b *Bus) InHandler() bool { return b.inHandler() }
+
 func (b *Bus) inHandler() bool {
 	_, ok := b.deliverers.Load(goid())
 	return ok

@@ -194,3 +194,53 @@ func waitOrFail(t *testing.T, wg *sync.WaitGroup) {
 		t.Fatal("timed out: deadlock?")
 	}
 }
+
+func TestFirstUseOfATopicRacesPublishesWithoutDeadlock(t *testing.T) {
+	for range 100 {
+		b := quietBus()
+		sub := b.Subscribe(func(events.Event) {}, "x")
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range 200 {
+				b.Publish("x", events.Event{})
+			}
+		}()
+		for i := range 20 { // new topics, by publish and by subscribe
+			b.Publish(string(rune('a'+i)), events.Event{})
+			b.Subscribe(func(events.Event) {}, string(rune('A'+i))).Unsubscribe()
+		}
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("publishing deadlocked against the first use of a topic")
+		}
+		sub.Unsubscribe()
+		closeBus(t, b)
+	}
+}
+
+func TestOffNeverMatchesNilOrSubscribeHandlers(t *testing.T) {
+	b := quietBus()
+	var n atomic.Int32
+	b.Subscribe(func(events.Event) { n.Add(1) }, "t")
+	if err := b.Off("t", (func(string))(nil)); !errors.Is(err, events.ErrHandler) {
+		t.Fatalf("Off(nil) = %v, want ErrHandler", err)
+	}
+	b.Publish("t", events.Event{})
+	closeBus(t, b)
+	if n.Load() != 1 {
+		t.Fatalf("subscriber got %d events after Off(nil), want 1", n.Load())
+	}
+}
+
+func TestATopicNamedTwiceDeliversOnce(t *testing.T) {
+	b := quietBus()
+	var n atomic.Int32
+	b.Subscribe(func(events.Event) { n.Add(1) }, "t", "t")
+	b.Publish("t", events.Event{})
+	closeBus(t, b)
+	if n.Load() != 1 {
+		t.Fatalf("%d deliveries, want 1", n.Load())
+	}
+}

@@ -1,0 +1,124 @@
+package roomstore_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"testing"
+	"time"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/backend_mem"
+)
+
+func TestShutdownHonoursItsDeadlineAndFinishesLater(t *testing.T) {
+	b := backend_mem.New()
+	e, err := roomstore.New(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delivered := make(chan struct{}, 1)
+	e.Subscribe(func(roomstore.Event) { delivered <- struct{}{} })
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpCommit, Stall: true, Times: 1})
+	h, _ := e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
+	e.Write(t.Context(), h, []byte("x"))
+	closeCtx, cancelClose := context.WithCancel(t.Context())
+	closed := make(chan error, 1)
+	go func() { closed <- e.Close(closeCtx, h) }()
+	time.Sleep(20 * time.Millisecond) // Close is now stuck committing
+
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = e.Shutdown(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Fatalf("Shutdown = %v after %v, want its deadline promptly", err, time.Since(start))
+	}
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		t.Fatalf("Shutdown error %v is not a PathError", err)
+	}
+	cancelClose() // the stuck call ends; the background work can finish
+	if err := <-closed; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Close = %v", err)
+	}
+	if err := e.Shutdown(t.Context()); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+	select {
+	case <-delivered:
+		t.Fatal("a failed Close published an event")
+	default:
+	}
+}
+
+func TestSubscriptionCallsFollowTheErrorModel(t *testing.T) {
+	e, err := roomstore.New(backend_mem.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, err, target error) {
+		t.Helper()
+		var pe *fs.PathError
+		if !errors.Is(err, target) || !errors.As(err, &pe) {
+			t.Fatalf("%s: %v, want a PathError matching %v", what, err, target)
+		}
+	}
+	_, err = e.On(roomstore.EventFileUpdated, func(int) {})
+	check("On with a wrong shape", err, fs.ErrInvalid)
+	_, err = e.On("file.created", func(string) {})
+	check("On with an unknown event", err, fs.ErrInvalid)
+	check("Off of a handler never subscribed", e.Off(roomstore.EventFileUpdated, TestMain), fs.ErrNotExist)
+	check("Off with nil", e.Off(roomstore.EventFileUpdated, (func(string))(nil)), fs.ErrInvalid)
+	if err := e.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.On(roomstore.EventFileUpdated, func(string) {})
+	check("On after Shutdown", err, fs.ErrClosed)
+}
+
+func TestATrailingSlashNamesOnlyAFolder(t *testing.T) {
+	e, err := roomstore.New(backend_mem.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	put(t, e, "file", "x")
+	put(t, e, "dir/inner", "x")
+	if ok, err := e.Exists(t.Context(), "file/"); ok || err != nil {
+		t.Fatalf("Exists(file/) = %v, %v; want false", ok, err)
+	}
+	if _, err := e.Stat(t.Context(), "file/"); !errors.Is(err, roomstore.ErrNotFolder) {
+		t.Fatalf("Stat(file/) = %v, want ErrNotFolder", err)
+	}
+	if err := e.RemoveAll(t.Context(), "file/"); !errors.Is(err, roomstore.ErrNotFolder) {
+		t.Fatalf("RemoveAll(file/) = %v, want ErrNotFolder", err)
+	}
+	if ok, _ := e.Exists(t.Context(), "dir/"); !ok {
+		t.Fatal("Exists(dir/) = false")
+	}
+	if ok, _ := e.Exists(t.Context(), "file"); !ok {
+		t.Fatal("the file was removed")
+	}
+}
+
+func TestShutdownFromAHandlerDoesNotDeadlock(t *testing.T) {
+	e, err := roomstore.New(backend_mem.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	e.On(roomstore.EventFileUpdated, func(string) { done <- e.Shutdown(context.Background()) })
+	put(t, e, "f", "x")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown from a handler deadlocked")
+	}
+	if err := e.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
