@@ -38,9 +38,10 @@ const (
 // links: a path that crosses one yields fs.ErrPermission, and List leaves
 // symlinks out.
 type Afero struct {
-	fs    afero.Fs
-	fsync bool
-	locks *fsLocks
+	fs       afero.Fs
+	fsync    bool
+	locks    *fsLocks
+	readFlag int // flags for opening a file to read
 }
 
 // AferoOption configures NewAfero.
@@ -55,7 +56,17 @@ func WithFsync(on bool) AferoOption { return func(a *Afero) { a.fsync = on } }
 // NewAfero returns a Backend storing files in fsys. It sweeps the
 // temporary files that crashed processes left behind (see Sweep).
 func NewAfero(fsys afero.Fs, opts ...AferoOption) *Afero {
-	a := &Afero{fs: fsys, fsync: true, locks: locksFor(fsys)}
+	a := &Afero{fs: fsys, fsync: true, readFlag: os.O_RDONLY}
+	a.locks = locksFor(a, fsys)
+	if d, err := fsys.Open("."); err == nil {
+		if osFile(d) != nil {
+			// Non-blocking, so that a FIFO swapped in after the checks
+			// cannot hang an open; only for the OS, as some afero file
+			// systems treat any flag but O_RDONLY as a write.
+			a.readFlag |= openNonBlock
+		}
+		d.Close()
+	}
 	for _, o := range opts {
 		o(a)
 	}
@@ -63,13 +74,16 @@ func NewAfero(fsys afero.Fs, opts ...AferoOption) *Afero {
 	return a
 }
 
-// Sweep removes the temporary files of uncommitted writes whose process is
+// Sweep removes the temporary files of uncommitted writes whose writer is
 // gone: a crash (or kill -9) mid-write leaves its staged bytes under the
-// reserved folder, invisible but taking space. Temporaries of live
-// processes, this one included, and of other hosts sharing the directory
-// are left alone. It returns how many files it removed. NewAfero calls it;
-// long-running servers that share a directory with crashing peers may call
-// it from time to time.
+// reserved folder, invisible but taking space. A live writer holds an
+// flock(2) on its temporary, so Sweep removes only temporaries of this host
+// that it can lock and whose process has ended (or that are over a minute
+// old, for writers in another pid namespace that shares the directory).
+// Temporaries of other hosts sharing the directory, and every temporary on
+// a file system that is not the OS's, are left alone. It returns how many
+// files it removed. NewAfero calls it; long-running servers that share a
+// directory with crashing peers may call it from time to time.
 func (a *Afero) Sweep(ctx context.Context) (int, error) {
 	d, err := a.fs.Open(aferoTmpDir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -79,8 +93,9 @@ func (a *Afero) Sweep(ctx context.Context) (int, error) {
 		return 0, mapOSError("sweep", aferoTmpDir, err)
 	}
 	defer d.Close()
-	host, _ := os.Hostname()
-	host = strings.ReplaceAll(host, "-", "_") + "-"
+	if osFile(d) == nil {
+		return 0, nil // not the OS's: no other process, no crash to clean up after
+	}
 	removed := 0
 	for {
 		if err := ctx.Err(); err != nil {
@@ -88,16 +103,7 @@ func (a *Afero) Sweep(ctx context.Context) (int, error) {
 		}
 		names, err := d.Readdirnames(256)
 		for _, n := range names {
-			rest, ok := strings.CutPrefix(n, host)
-			if !ok {
-				continue // another host's, or not ours to judge
-			}
-			pidText, _, _ := strings.Cut(rest, "-")
-			pid, perr := strconv.Atoi(pidText)
-			if perr != nil || pid == os.Getpid() || !processGone(pid) {
-				continue
-			}
-			if a.fs.Remove(aferoTmpDir+"/"+n) == nil {
+			if a.sweepOne(aferoTmpDir + "/" + n) {
 				removed++
 			}
 		}
@@ -105,6 +111,41 @@ func (a *Afero) Sweep(ctx context.Context) (int, error) {
 			return removed, nil
 		}
 	}
+}
+
+// sweepOne removes one stale temporary and reports whether it did.
+func (a *Afero) sweepOne(name string) bool {
+	rest, ok := strings.CutPrefix(name[len(aferoTmpDir)+1:], tempHost)
+	if !ok {
+		return false // another host's, or not ours to judge
+	}
+	pidText, _, _ := strings.Cut(rest, "-")
+	pid, err := strconv.Atoi(pidText)
+	if err != nil {
+		return false
+	}
+	f, err := a.fs.OpenFile(name, os.O_RDONLY, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	osf := osFile(f)
+	if osf == nil {
+		return false
+	}
+	if locked, err := tryFlock(osf); !locked || err != nil {
+		return false // its writer is alive
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	// The lock is free between a writer's create and its flock, so a
+	// young file is stale only once its process is known to be gone.
+	if (pid == os.Getpid() || !processGone(pid)) && time.Since(fi.ModTime()) < time.Minute {
+		return false
+	}
+	return a.fs.Remove(name) == nil
 }
 
 // Stat implements Backend.
@@ -125,7 +166,23 @@ func (a *Afero) Stat(ctx context.Context, path string) (Info, error) {
 		}
 		return Info{Path: path, IsFolder: true}, nil
 	}
+	if !fi.Mode().IsRegular() {
+		return Info{}, notExist(path) // FIFOs, devices: never files of the store
+	}
 	return fileInfo(path, fi), nil
+}
+
+// fileOnly accepts a regular file; a folder is ErrIsFolder, and anything
+// else (a directory without files, a FIFO, a device) does not exist for
+// the store.
+func (a *Afero) fileOnly(path string, fi os.FileInfo) error {
+	switch {
+	case fi.Mode().IsRegular():
+		return nil
+	case fi.IsDir() && a.hasFiles(path):
+		return &fs.PathError{Op: "read", Path: path, Err: ErrIsFolder}
+	}
+	return notExist(path)
 }
 
 // lstat resolves path one element at a time without following symbolic
@@ -207,17 +264,20 @@ func (a *Afero) Read(ctx context.Context, path string, offset, length int64) (io
 	if err != nil {
 		return nil, Info{}, err
 	}
-	if fi.IsDir() {
-		return nil, Info{}, &fs.PathError{Op: "read", Path: path, Err: ErrIsFolder}
+	if err := a.fileOnly(path, fi); err != nil {
+		return nil, Info{}, err
 	}
-	f, err := a.fs.Open(path)
+	f, err := a.fs.OpenFile(path, a.readFlag, 0) // the Stat below refuses a FIFO swapped in meanwhile
 	if err != nil {
 		return nil, Info{}, mapOSError("read", path, err)
 	}
 	// Stat the open file: a commit may have renamed a new version in since
 	// the lstat, and the descriptor pins the version we will read.
-	if fi, err = f.Stat(); err != nil {
+	if fi, err = f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		f.Close()
+		if err == nil {
+			return nil, Info{}, notExist(path)
+		}
 		return nil, Info{}, mapOSError("read", path, err)
 	}
 	info := fileInfo(path, fi)
@@ -338,8 +398,8 @@ func (a *Afero) Remove(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	if fi.IsDir() {
-		return &fs.PathError{Op: "remove", Path: path, Err: ErrIsFolder}
+	if err := a.fileOnly(path, fi); err != nil {
+		return err
 	}
 	if err := a.fs.Remove(path); err != nil {
 		return mapOSError("remove", path, err)
@@ -404,22 +464,26 @@ func (a *Afero) newWriter(ctx context.Context, path string, mode commitMode) (*a
 	return &aferoWriter{a: a, path: path, mode: mode, f: f, tmp: tmp}, nil
 }
 
-// tempOwner prefixes this process's temporary files: host and pid tell
-// Sweep which ones a crashed process left behind.
-var tempOwner = func() string {
-	host, _ := os.Hostname()
-	return fmt.Sprintf("%s-%d-", strings.ReplaceAll(host, "-", "_"), os.Getpid())
-}()
+// tempHost and tempOwner prefix this process's temporary files: the host
+// (hex, so no name is ambiguous) and the pid tell Sweep whose they are.
+var (
+	tempHost  = func() string { h, _ := os.Hostname(); return hex.EncodeToString([]byte(h)) + "-" }()
+	tempOwner = tempHost + strconv.Itoa(os.Getpid()) + "-"
+)
 
-// tempFile creates a new file under the reserved folder, creating that
-// folder on first use.
+// tempFile creates a new file under the reserved folder (creating the
+// folder on first use) and, on an OS file system, flocks it for as long as
+// it is open, which tells Sweep that its writer is alive.
 func (a *Afero) tempFile() (afero.File, string, error) {
 	for attempt := 0; ; attempt++ {
 		var b [12]byte
 		_, _ = rand.Read(b[:])
 		name := aferoTmpDir + "/" + tempOwner + hex.EncodeToString(b[:])
-		f, err := a.fs.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		f, err := a.fs.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
 		if err == nil {
+			if osf := osFile(f); osf != nil {
+				_, _ = tryFlock(osf)
+			}
 			return f, name, nil
 		}
 		if attempt > 0 || !errors.Is(err, fs.ErrNotExist) {
@@ -465,15 +529,10 @@ func (w *aferoWriter) Commit(ctx context.Context) (Info, error) {
 
 func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
 	a := w.a
-	if w.f != nil {
-		if a.fsync {
-			if err := w.f.Sync(); err != nil {
-				return Info{}, mapOSError("commit", w.path, err)
-			}
-		}
-		err := w.f.Close()
-		w.f = nil
-		if err != nil {
+	// The staged file stays open (and flocked) until it is in place, so
+	// that no Sweep takes it for a dead writer's.
+	if a.fsync {
+		if err := w.f.Sync(); err != nil {
 			return Info{}, mapOSError("commit", w.path, err)
 		}
 	}
@@ -486,28 +545,36 @@ func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
 		return Info{}, err
 	}
 
-	src := w.tmp
+	src, srcFile := w.tmp, w.f
 	fi, err := a.lstat(w.path)
 	switch {
-	case err == nil && fi.IsDir():
+	case err == nil && fi.IsDir() && a.hasFiles(w.path):
 		return Info{}, &fs.PathError{Op: "commit", Path: w.path, Err: ErrIsFolder}
-	case err == nil && w.mode == commitExclusive:
+	case err == nil && fi.IsDir():
+		a.removeEmptyTree(w.path) // left by a crash; no folder in the API's eyes
+	case err == nil && fi.Mode().IsRegular() && w.mode == commitExclusive:
 		return Info{}, &fs.PathError{Op: "commit", Path: w.path, Err: fs.ErrExist}
-	case err == nil && w.mode == commitAppend:
-		joined, err := a.concat(w.path, w.tmp)
+	case err == nil && fi.Mode().IsRegular() && w.mode == commitAppend:
+		joined, out, err := a.concat(w.path, w.f)
 		if err != nil {
 			return Info{}, err
 		}
 		defer a.fs.Remove(joined) // a no-op once renamed into place
-		src = joined
+		defer out.Close()         // a no-op once closed below
+		src, srcFile = joined, out
+	case err != nil && errors.Is(err, ErrNotFolder):
+		return Info{}, &fs.PathError{Op: "commit", Path: w.path, Err: ErrNotFolder}
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return Info{}, err
-	case errors.Is(err, ErrNotFolder):
-		return Info{}, &fs.PathError{Op: "commit", Path: w.path, Err: ErrNotFolder}
 	}
 	if err := a.place(src, w.path); err != nil {
 		return Info{}, err
 	}
+	// Closed before the final Stat, as some file systems (MemMapFs) stamp
+	// the time at close; path's lock keeps other commits out meanwhile.
+	srcFile.Close()
+	w.f.Close()
+	w.f = nil
 	if src != w.tmp {
 		_ = a.fs.Remove(w.tmp)
 	}
@@ -519,38 +586,64 @@ func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
 	return fileInfo(w.path, fi), nil
 }
 
-// concat writes the current content of path followed by the staged file
-// into a new temporary and returns its name. The caller holds path's lock.
-func (a *Afero) concat(path, staged string) (string, error) {
+// removeEmptyTree removes the directories at and below dir bottom-up; an
+// OS file system refuses any that a file has meanwhile appeared in.
+func (a *Afero) removeEmptyTree(dir string) {
+	a.locks.tree.Lock()
+	defer a.locks.tree.Unlock()
+	var walk func(string)
+	walk = func(d string) {
+		if f, err := a.fs.Open(d); err == nil {
+			infos, _ := f.Readdir(-1)
+			f.Close()
+			for _, fi := range infos {
+				if fi.IsDir() {
+					walk(Join(d, fi.Name()))
+				}
+			}
+		}
+		if !a.hasFiles(d) {
+			_ = a.fs.Remove(d)
+		}
+	}
+	walk(dir)
+}
+
+// concat writes the current content of path followed by the staged bytes
+// into a new temporary and returns its name and open file. The caller
+// holds path's lock and closes the file once it is in place.
+func (a *Afero) concat(path string, staged afero.File) (string, afero.File, error) {
 	out, name, err := a.tempFile()
 	if err != nil {
-		return "", mapOSError("commit", path, err)
+		return "", nil, mapOSError("commit", path, err)
 	}
 	err = func() error {
-		for _, from := range []string{path, staged} {
-			in, err := a.fs.Open(from)
-			if err != nil {
-				return err
-			}
-			_, err = copyFile(out, in)
-			in.Close()
-			if err != nil {
-				return err
-			}
+		in, err := a.fs.Open(path)
+		if err != nil {
+			return err
+		}
+		_, err = copyFile(out, in)
+		in.Close()
+		if err != nil {
+			return err
+		}
+		if _, err := staged.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		if _, err := copyFile(out, staged); err != nil {
+			return err
 		}
 		if a.fsync {
 			return out.Sync()
 		}
 		return nil
 	}()
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
+		out.Close()
 		_ = a.fs.Remove(name)
-		return "", mapOSError("commit", path, err)
+		return "", nil, mapOSError("commit", path, err)
 	}
-	return name, nil
+	return name, out, nil
 }
 
 // copyFile copies in to out, through the kernel (copy_file_range) when both

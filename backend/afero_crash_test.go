@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -222,7 +223,7 @@ func TestSweepLeavesLiveTemporariesAlone(t *testing.T) {
 	}
 	host, _ := os.Hostname()
 	tmpDir := filepath.Join(dir, backend.ReservedPrefix, "tmp")
-	dead := filepath.Join(tmpDir, fmt.Sprintf("%s-%d-deadbeef", strings.ReplaceAll(host, "-", "_"), gone.Process.Pid))
+	dead := filepath.Join(tmpDir, fmt.Sprintf("%s-%d-deadbeef", hex.EncodeToString([]byte(host)), gone.Process.Pid))
 	foreign := filepath.Join(tmpDir, "otherhost-1-cafe")
 	for _, p := range []string{dead, foreign} {
 		if err := os.WriteFile(p, []byte("stale"), 0o644); err != nil {

@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
@@ -119,5 +121,95 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestASymlinkSwappedInMidCommitCannotLeadOutOfAnOSRoot races a commit of
+// d/x against another program that keeps replacing folder d with a link to
+// a directory outside the root: with NewOSRoot (what file:// uses) the
+// kernel refuses to follow it, so nothing ever lands outside.
+func TestASymlinkSwappedInMidCommitCannotLeadOutOfAnOSRoot(t *testing.T) {
+	outside, root := t.TempDir(), t.TempDir()
+	fsys, err := backend.NewOSRoot(root)
+	must(t, err)
+	e, err := roomstore.New(backend.NewAfero(fsys, backend.WithFsync(false)))
+	must(t, err)
+	defer e.Shutdown(context.Background())
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d := filepath.Join(root, "d")
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			os.RemoveAll(d)
+			os.Symlink(outside, d)
+			time.Sleep(50 * time.Microsecond)
+			os.Remove(d)
+			os.Mkdir(d, 0o755)
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
+	tries := 0
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); tries++ {
+		h, err := e.Open(t.Context(), "d/x", roomstore.OpenOptions{Overwrite: true})
+		if err != nil {
+			continue
+		}
+		h.Write([]byte("written through the link"))
+		h.Close()
+	}
+	close(stop)
+	<-done
+	if ents, _ := os.ReadDir(outside); len(ents) > 0 {
+		t.Fatalf("after %d commits, %s was written outside the root", tries, ents[0].Name())
+	}
+	t.Logf("%d racing writes, nothing outside the root", tries)
+}
+
+// TestAnEmptyDirectoryLeftByACrashDoesNotBlockItsPath checks that a file
+// can be written, read and deleted where a crash left an empty directory.
+func TestAnEmptyDirectoryLeftByACrashDoesNotBlockItsPath(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "report", "sub"), 0o755))
+	e, err := roomstore.New(backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), root)))
+	must(t, err)
+	defer e.Shutdown(context.Background())
+	ctx := t.Context()
+	if _, err := e.Download(ctx, "report"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Download of an empty directory: %v, want fs.ErrNotExist", err)
+	}
+	if err := e.Delete(ctx, "report"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Delete of an empty directory: %v, want fs.ErrNotExist", err)
+	}
+	h, err := e.Open(ctx, "report", roomstore.OpenOptions{Overwrite: true})
+	must(t, err)
+	must(t, e.Write(ctx, h, []byte("now a file")))
+	must(t, e.Close(ctx, h))
+	f, err := e.Download(ctx, "report")
+	if err != nil || string(f.Data) != "now a file" {
+		t.Fatalf("Download = %v, %v", f, err)
+	}
+}
+
+// TestSpecialFilesAreNotFilesOfTheStore checks that a FIFO in the root
+// neither shows nor hangs a read.
+func TestSpecialFilesAreNotFilesOfTheStore(t *testing.T) {
+	root := t.TempDir()
+	must(t, syscall.Mkfifo(filepath.Join(root, "pipe"), 0o644))
+	e, err := roomstore.New(backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), root)))
+	must(t, err)
+	defer e.Shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if ok, _ := e.Exists(ctx, "pipe"); ok {
+		t.Fatal("a FIFO exists as a file")
+	}
+	if _, err := e.Download(ctx, "pipe"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Download of a FIFO: %v, want fs.ErrNotExist", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"reflect"
+	"runtime"
 	"sync"
 	"time"
 
@@ -31,14 +32,43 @@ type fsLocks struct {
 	stripes [lockStripes]sync.Mutex
 }
 
-var lockRegistry sync.Map // afero.Fs -> *fsLocks
+// lockRegistry shares one fsLocks among the Afero values over one Fs,
+// counting them so that an entry goes when its last Afero does.
+var lockRegistry = struct {
+	sync.Mutex
+	m map[afero.Fs]*sharedLocks
+}{m: map[afero.Fs]*sharedLocks{}}
 
-func locksFor(fsys afero.Fs) *fsLocks {
+type sharedLocks struct {
+	locks fsLocks
+	refs  int
+}
+
+// locksFor returns the locks of fsys for a, released when a is collected.
+func locksFor(a *Afero, fsys afero.Fs) *fsLocks {
 	if t := reflect.TypeOf(fsys); t == nil || !t.Comparable() {
 		return new(fsLocks)
 	}
-	l, _ := lockRegistry.LoadOrStore(fsys, new(fsLocks))
-	return l.(*fsLocks)
+	lockRegistry.Lock()
+	defer lockRegistry.Unlock()
+	s := lockRegistry.m[fsys]
+	if s == nil {
+		s = new(sharedLocks)
+		lockRegistry.m[fsys] = s
+	}
+	s.refs++
+	runtime.AddCleanup(a, releaseLocks, fsys)
+	return &s.locks
+}
+
+func releaseLocks(fsys afero.Fs) {
+	lockRegistry.Lock()
+	defer lockRegistry.Unlock()
+	if s := lockRegistry.m[fsys]; s != nil {
+		if s.refs--; s.refs == 0 {
+			delete(lockRegistry.m, fsys)
+		}
+	}
 }
 
 // lock takes path's stripe, in process and, where the Fs is backed by the

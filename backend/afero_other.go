@@ -10,3 +10,6 @@ func tryFlock(*os.File) (bool, error) { return true, nil }
 
 // processGone cannot tell on this platform, so nothing is swept.
 func processGone(int) bool { return false }
+
+// openNonBlock has no meaning on this platform.
+const openNonBlock = 0

@@ -18,6 +18,9 @@ func tryFlock(f *os.File) (bool, error) {
 	return err == nil, err
 }
 
+// openNonBlock keeps an open of a FIFO from waiting for a writer.
+const openNonBlock = syscall.O_NONBLOCK
+
 // processGone reports whether no process with this pid runs on this host.
 func processGone(pid int) bool {
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)

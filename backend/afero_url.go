@@ -8,15 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-
-	"github.com/spf13/afero"
 )
 
 func init() { Register("file", openFile) }
 
 // openFile serves "file:///abs/dir" and "file://./rel/dir" (relative to the
-// working directory), creating the directory if needed. "?fsync=false"
-// turns fsync at commit off.
+// working directory), creating the directory if needed, through NewOSRoot.
+// "?fsync=false" turns fsync at commit off.
 func openFile(_ context.Context, u *url.URL) (Backend, error) {
 	var dir string
 	switch u.Host {
@@ -45,5 +43,9 @@ func openFile(_ context.Context, u *url.URL) (Backend, error) {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, err
 	}
-	return NewAfero(afero.NewBasePathFs(afero.NewOsFs(), abs), opts...), nil
+	root, err := NewOSRoot(abs)
+	if err != nil {
+		return nil, err
+	}
+	return NewAfero(root, opts...), nil
 }

@@ -53,6 +53,11 @@ type appendWriter struct {
 	// staged is set once the temporary object exists, holding the
 	// s.uploaded bytes of full parts; it survives lost commit attempts.
 	staged bool
+	// orphans are the composed uploads of failed commit attempts not
+	// aborted yet: Commit aborts them once before it returns, and
+	// cleanup (Abort persistently) retries those the server could not be
+	// told about.
+	orphans []*upload
 }
 
 // Write stages p. A cancelled ctx or a failed upload discards everything
@@ -71,7 +76,7 @@ func (w *appendWriter) Write(ctx context.Context, p []byte) error {
 		err = w.s.write(ctx, p)
 	}
 	if err != nil {
-		return w.fail(pathError("write", w.path, errors.Join(err, w.cleanup(ctx))))
+		return w.fail(pathError("write", w.path, errors.Join(err, w.cleanup(ctx, once))))
 	}
 	return nil
 }
@@ -92,36 +97,38 @@ func (w *appendWriter) Commit(ctx context.Context) (backend.Info, error) {
 		// The content is committed and visible; a temporary that cannot be
 		// removed now is left for a lifecycle rule rather than reported
 		// as a failed commit.
-		_ = w.cleanup(ctx)
+		_ = w.cleanup(ctx, once)
 		return info, nil
 	case errors.Is(err, backend.ErrConflict):
 		w.state = writerRetrying
-		return backend.Info{}, pathError("commit", w.path, err)
+		return backend.Info{}, pathError("commit", w.path, errors.Join(err, w.abortOrphans(ctx, once)))
 	default:
-		return backend.Info{}, w.fail(pathError("commit", w.path, errors.Join(err, w.cleanup(ctx))))
+		return backend.Info{}, w.fail(pathError("commit", w.path, errors.Join(err, w.cleanup(ctx, once))))
 	}
 }
 
 // Abort discards the staged bytes, the multipart upload and the temporary
-// object. It is idempotent, a no-op after Commit, and reports only a failed
-// cleanup, which the next Abort retries.
+// object, trying again while the server cannot be reached, until the
+// cleanup timeout (WithCleanupTimeout). It is idempotent, a no-op after
+// Commit, and reports only a failed cleanup, which the next Abort retries.
 func (w *appendWriter) Abort(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.abortable() {
 		return nil
 	}
-	if err := w.cleanup(ctx); err != nil {
+	if err := w.cleanup(ctx, persist); err != nil {
 		return pathError("abort", w.path, err)
 	}
 	return nil
 }
 
-// cleanup removes whatever is staged on the server, on a cleanup context.
-func (w *appendWriter) cleanup(ctx context.Context) error {
-	err := w.s.discard(ctx)
+// cleanup removes whatever is staged on the server, on a cleanup context
+// with the given effort.
+func (w *appendWriter) cleanup(ctx context.Context, e effort) error {
+	err := errors.Join(w.s.discard(ctx, e), w.abortOrphans(ctx, e))
 	if w.staged {
-		if derr := w.s.b.deleteTemp(ctx, w.s.key); derr != nil && !isNotFound(derr) {
+		if derr := w.s.b.deleteTemp(ctx, w.s.key, e); derr != nil {
 			err = errors.Join(err, fmt.Errorf("remove temporary %s: %w", w.s.key, derr))
 		} else {
 			w.staged = false
@@ -386,17 +393,33 @@ func newCommit() (string, map[string]string, error) {
 }
 
 // compose fills the multipart upload u with parts and completes it with
-// the preconditions in done, aborting it on any failure. A failed
-// precondition at completion is a lost race.
+// the preconditions in done. On any failure u joins the orphans, which
+// Commit aborts before it returns. A failed precondition at completion is
+// a lost race.
 func (w *appendWriter) compose(ctx context.Context, u *upload, parts func() error, done *s3.CompleteMultipartUploadInput) (string, error) {
 	if err := parts(); err != nil {
-		return "", errors.Join(err, u.abort(ctx))
+		w.orphans = append(w.orphans, u)
+		return "", err
 	}
 	out, err := u.complete(ctx, done)
 	if err != nil {
-		return "", errors.Join(guarded(err), u.abort(ctx))
+		w.orphans = append(w.orphans, u)
+		return "", guarded(err)
 	}
 	return aws.ToString(out.ETag), nil
+}
+
+// abortOrphans aborts the composed uploads of failed commit attempts with
+// the given effort, keeping those that could not be aborted for the next
+// cleanup.
+func (w *appendWriter) abortOrphans(ctx context.Context, e effort) error {
+	var err error
+	w.orphans = slices.DeleteFunc(w.orphans, func(u *upload) bool {
+		aerr := u.abort(ctx, e)
+		err = errors.Join(err, aerr)
+		return aerr == nil
+	})
+	return err
 }
 
 // uploadTail sends the bytes short of a part as the last part, if any.

@@ -34,10 +34,17 @@
 // Preconditions use the S3 ETag, which is safe because a file rewritten
 // with the same bytes is, to an append, the same file.
 //
-// A process that dies mid-write leaves an incomplete multipart upload, and
-// possibly a temporary object under prefix/.roomstore/tmp/; a bucket
-// lifecycle rule (AbortIncompleteMultipartUpload, and expiry on that
-// prefix) reclaims them.
+// A server that dies mid-write fails the Write or Commit in flight once the
+// SDK's retries are spent, and finishes the writer; nothing partial becomes
+// visible. The cleanup that such a failure runs on its own is tried once;
+// Abort, which the caller must call next (the engine does), keeps trying
+// it while the server cannot be reached, until the cleanup timeout passes,
+// so that a server that comes back within that time is left with no
+// incomplete upload and no temporary. A server down for longer, or a
+// client process that dies mid-write, leaves an incomplete multipart
+// upload, and possibly a temporary object under prefix/.roomstore/tmp/; a
+// bucket lifecycle rule (AbortIncompleteMultipartUpload, and expiry on
+// that prefix) reclaims them.
 //
 // Importing the package registers the "s3" URL scheme with
 // backend.Register (see OpenURL for the URL form), so that
@@ -138,8 +145,12 @@ func WithPartSize(n int64) Option {
 // DeleteObject of a temporary) made after Abort, a failed Write or Commit,
 // or a cancelled context. Cleanup runs on a fresh context, so a cancelled
 // caller still leaves no orphaned parts; this timeout keeps an unreachable
-// server from stalling the caller. It must be positive; the default is
-// DefaultCleanupTimeout.
+// server from stalling the caller for good. Abort retries a cleanup call
+// that gets no answer (or a 5xx) until the timeout passes, so it is also
+// how long an Abort, and an engine call that ends in one, may block while
+// the server is down, and how long a restarting server has to come back
+// before an incomplete upload is left to a lifecycle rule. It must be
+// positive; the default is DefaultCleanupTimeout.
 func WithCleanupTimeout(d time.Duration) Option {
 	return func(o *options) { o.cleanupTimeout = d }
 }
@@ -452,19 +463,4 @@ func (b *Backend) Remove(ctx context.Context, path string) error {
 		return pathError("remove", path, err)
 	}
 	return nil
-}
-
-// cleanupContext returns a context for cleanup after a failure: it keeps
-// parent's values but not its cancellation, and is bounded by the cleanup
-// timeout.
-func (b *Backend) cleanupContext(parent context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(parent), b.cleanupTimeout)
-}
-
-// deleteTemp removes a temporary object on a cleanup context.
-func (b *Backend) deleteTemp(ctx context.Context, key string) error {
-	ctx, cancel := b.cleanupContext(ctx)
-	defer cancel()
-	_, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
-	return err
 }

@@ -128,18 +128,21 @@ func (u *upload) complete(ctx context.Context, in *s3.CompleteMultipartUploadInp
 	return out, err
 }
 
-// abort drops the upload, if any, on a cleanup context, so that no parts
-// stay stored (and billed) after a failure, whatever state ctx is in.
-func (u *upload) abort(ctx context.Context) error {
+// abort drops the upload, if any, on a cleanup context with the given
+// effort, so that no parts stay stored (and billed) after a failure,
+// whatever state ctx is in. An upload the server no longer knows counts as
+// aborted.
+func (u *upload) abort(ctx context.Context, e effort) error {
 	if u.id == "" {
 		return nil
 	}
-	ctx, cancel := u.b.cleanupContext(ctx)
-	defer cancel()
-	_, err := u.b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
-		Bucket:   aws.String(u.b.bucket),
-		Key:      aws.String(u.key),
-		UploadId: aws.String(u.id),
+	err := u.b.cleanup(ctx, e, func(ctx context.Context, opts ...func(*s3.Options)) error {
+		_, err := u.b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+			Bucket:   aws.String(u.b.bucket),
+			Key:      aws.String(u.key),
+			UploadId: aws.String(u.id),
+		}, opts...)
+		return err
 	})
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("abort multipart upload of %s: %w", u.key, err)
@@ -221,9 +224,9 @@ func (s *stream) flush(ctx context.Context) error {
 func (s *stream) size() int64 { return s.uploaded + int64(len(s.buf)) }
 
 // discard drops the buffer and the upload.
-func (s *stream) discard(ctx context.Context) error {
+func (s *stream) discard(ctx context.Context, e effort) error {
 	s.buf = nil
-	return s.abort(ctx)
+	return s.abort(ctx, e)
 }
 
 func optional(s string) *string {
@@ -328,7 +331,7 @@ func (w *createWriter) Write(ctx context.Context, p []byte) error {
 		err = w.s.write(ctx, p)
 	}
 	if err != nil {
-		return w.fail(pathError("write", w.path, errors.Join(err, w.s.discard(ctx))))
+		return w.fail(pathError("write", w.path, errors.Join(err, w.s.discard(ctx, once))))
 	}
 	return nil
 }
@@ -344,7 +347,7 @@ func (w *createWriter) Commit(ctx context.Context) (backend.Info, error) {
 	}
 	info, err := w.commit(ctx)
 	if err != nil {
-		return backend.Info{}, w.fail(pathError("commit", w.path, errors.Join(err, w.s.discard(ctx))))
+		return backend.Info{}, w.fail(pathError("commit", w.path, errors.Join(err, w.s.discard(ctx, once))))
 	}
 	w.state = writerCommitted
 	w.s.buf = nil
@@ -400,16 +403,17 @@ func (w *createWriter) commitError(err error) error {
 	return err
 }
 
-// Abort discards the staged bytes and aborts the multipart upload. It is
-// idempotent, a no-op after Commit, and reports only a failed cleanup,
-// which the next Abort retries.
+// Abort discards the staged bytes and aborts the multipart upload, trying
+// again while the server cannot be reached, until the cleanup timeout
+// (WithCleanupTimeout). It is idempotent, a no-op after Commit, and
+// reports only a failed cleanup, which the next Abort retries.
 func (w *createWriter) Abort(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.abortable() {
 		return nil
 	}
-	if err := w.s.discard(ctx); err != nil {
+	if err := w.s.discard(ctx, persist); err != nil {
 		return pathError("abort", w.path, err)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -33,12 +34,40 @@ const FakeGCSInstall = "go install github.com/fsouza/fake-gcs-server@v1.56.1"
 // session URLs the server hands out all point back at it.
 func StartFakeGCS(t testing.TB) (endpoint string) {
 	t.Helper()
+	return startFakeGCS(t, "-backend", "memory").Endpoint
+}
+
+// FakeGCS is a fake-gcs-server that keeps its buckets and objects on disk,
+// so that it can be crashed and brought back with its data; see
+// StartFakeGCSOnDisk.
+type FakeGCS struct {
+	// Endpoint is the server's base URL, as StartFakeGCS returns it.
+	Endpoint string
+	// Process is the server's child process.
+	Process *Process
+}
+
+// StartFakeGCSOnDisk runs fake-gcs-server like StartFakeGCS, but with its
+// filesystem backend over a temporary folder (removed when t ends), so
+// that buckets and finalised objects survive Kill and Restart. Upload
+// sessions live in the server's memory whatever the backend: a restart
+// forgets every resumable upload in progress, as a crash of the real
+// service's frontend would not, so a client that resumes one afterwards
+// gets a 404. It is slower than the in-memory server; use it only to test
+// crashes.
+func StartFakeGCSOnDisk(t testing.TB) *FakeGCS {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "gcs")
+	return startFakeGCS(t, "-backend", "filesystem", "-filesystem-root", root)
+}
+
+func startFakeGCS(t testing.TB, backendArgs ...string) *FakeGCS {
+	t.Helper()
 	bin := Binary(t, "fake-gcs-server", FakeGCSInstall)
 	addr := FreeAddr(t)
 	_, port, _ := strings.Cut(addr, ":")
-	endpoint = "http://" + addr
-	Start(t, addr, bin,
-		"-backend", "memory",
+	endpoint := "http://" + addr
+	args := append(backendArgs,
 		"-scheme", "http",
 		"-host", "127.0.0.1",
 		"-port", port,
@@ -46,8 +75,17 @@ func StartFakeGCS(t testing.TB) (endpoint string) {
 		"-external-url", endpoint,
 		"-log-level", "error",
 	)
-	return endpoint
+	return &FakeGCS{Endpoint: endpoint, Process: Start(t, addr, bin, args...)}
 }
+
+// Kill crashes the server with SIGKILL and returns once it has exited;
+// see Process.Kill. It is safe from any goroutine.
+func (f *FakeGCS) Kill() { f.Process.Kill() }
+
+// Restart starts the server again on the same address over the same
+// folder, killing it first if it still runs, and returns once it listens;
+// see Process.Restart.
+func (f *FakeGCS) Restart() error { return f.Process.Restart() }
 
 var fakeGCSBucketSeq atomic.Int64
 

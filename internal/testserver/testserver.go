@@ -1,6 +1,9 @@
 // Package testserver starts the real servers that backend tests run
 // against (versitygw for S3, fake-gcs-server for GCS) as child processes on
-// free loopback ports, and stops them when the test ends.
+// free loopback ports, and stops them when the test ends. A test may also
+// crash a server (Process.Kill, SIGKILL) and bring it back on the same
+// address with the same data (Process.Restart), to see what a client does
+// when its server dies mid-request.
 //
 // The binaries are installed by `make test` into the project's .bin folder.
 // A missing binary fails the test: the conformance suite never skips.
@@ -69,60 +72,119 @@ func FreeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-// Process is a server started by Start.
+// Process is a server started by Start. Kill and Restart let a test crash
+// it and bring it back on the same address with the same arguments (and
+// so the same data folder, for servers that keep one).
 type Process struct {
-	cmd  *exec.Cmd
+	name string
+	args []string
+	addr string
 	out  *syncBuffer
-	done chan struct{}
-	err  error
+
+	mu  sync.Mutex // serialises Kill, Restart and Stop
+	cur *run       // the current child; replaced by Restart
 }
+
+// run is one child process of a Process.
+type run struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// startTimeout bounds how long a server may take to listen.
+const startTimeout = 30 * time.Second
 
 // Start runs the command, waits until addr accepts TCP connections (or the
 // process exits, or 30 s pass, which fail the test with its output), and
 // registers a cleanup that stops it.
 func Start(t testing.TB, addr string, name string, args ...string) *Process {
 	t.Helper()
-	p := &Process{cmd: exec.Command(name, args...), out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Stdout = p.out
-	p.cmd.Stderr = p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+	p := &Process{name: name, args: args, addr: addr, out: &syncBuffer{}}
+	r, err := p.launch()
+	if err != nil {
+		t.Fatal(err)
 	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	p.cur = r
 	t.Cleanup(p.Stop)
-	deadline := time.Now().Add(30 * time.Second)
+	return p
+}
+
+// launch starts the command and waits until it listens on p.addr. On
+// failure the child is gone and the error carries its output.
+func (p *Process) launch() (*run, error) {
+	r := &run{cmd: exec.Command(p.name, p.args...), done: make(chan struct{})}
+	r.cmd.Stdout = p.out
+	r.cmd.Stderr = p.out
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := r.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", p.name, err)
+	}
+	go func() { r.err = r.cmd.Wait(); close(r.done) }()
+	deadline := time.Now().Add(startTimeout)
 	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		c, err := net.DialTimeout("tcp", p.addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return p
+			return r, nil
 		}
 		select {
-		case <-p.done:
-			t.Fatalf("%s exited before listening on %s: %v\n%s", name, addr, p.err, p.out.String())
+		case <-r.done:
+			return nil, fmt.Errorf("%s exited before listening on %s: %v\n%s", p.name, p.addr, r.err, p.out.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			p.Stop()
-			t.Fatalf("%s did not listen on %s within 30s\n%s", name, addr, p.out.String())
+			r.kill()
+			return nil, fmt.Errorf("%s did not listen on %s within %v\n%s", p.name, p.addr, startTimeout, p.out.String())
 		}
 	}
 }
 
-// Stop kills the server (its whole process group) and waits for it. It is
-// idempotent.
-func (p *Process) Stop() {
+// kill sends SIGKILL to the child's whole process group and waits until
+// the child has exited. It is idempotent.
+func (r *run) kill() {
 	select {
-	case <-p.done:
+	case <-r.done:
 		return
 	default:
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
+	_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+	<-r.done
 }
 
-// Output returns what the server printed so far.
+// Stop kills the server (its whole process group) and waits for it. It is
+// idempotent, and registered by Start as a cleanup of the test.
+func (p *Process) Stop() { p.Kill() }
+
+// Kill crashes the server: SIGKILL to its whole process group, so it gets
+// no chance to finish requests or flush anything, as in a power cut of
+// the process. It returns once the process has exited, so the address no
+// longer accepts connections. It is idempotent and safe from any
+// goroutine.
+func (p *Process) Kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cur.kill()
+}
+
+// Restart kills the server if it still runs, then starts the same command
+// again (same address, same arguments, so the same data folder) and waits
+// until it listens. Unlike Start it reports failure as an error rather
+// than failing a test, so that it may run on any goroutine; the server
+// started is stopped by the cleanup Start registered.
+func (p *Process) Restart() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cur.kill()
+	r, err := p.launch()
+	if err != nil {
+		return err
+	}
+	p.cur = r
+	return nil
+}
+
+// Output returns what the server printed so far, over all its runs.
 func (p *Process) Output() string { return p.out.String() }
 
 type syncBuffer struct {
@@ -146,4 +208,8 @@ func (s *syncBuffer) String() string {
 }
 
 // String describes the process for logs.
-func (p *Process) String() string { return fmt.Sprintf("%s (pid %d)", p.cmd.Path, p.cmd.Process.Pid) }
+func (p *Process) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return fmt.Sprintf("%s (pid %d)", p.name, p.cur.cmd.Process.Pid)
+}

@@ -29,12 +29,24 @@ type VersityGW struct {
 	Endpoint string
 	// AccessKey and SecretKey are the root account's credentials.
 	AccessKey, SecretKey string
-	// Process is the gateway's child process.
+	// Process is the gateway's child process. Restarting it keeps the
+	// address and the posix root, so buckets, objects and incomplete
+	// multipart uploads survive a Kill and Restart.
 	Process *Process
 }
 
+// Kill crashes the gateway with SIGKILL and returns once it has exited;
+// see Process.Kill. It is safe from any goroutine, a client hook included.
+func (g *VersityGW) Kill() { g.Process.Kill() }
+
+// Restart starts the gateway again on the same address over the same posix
+// root, killing it first if it still runs, and returns once it listens;
+// see Process.Restart.
+func (g *VersityGW) Restart() error { return g.Process.Restart() }
+
 // StartVersityGW runs versitygw (posix backend) on a free loopback port and
-// stops it, and removes its data, when t ends. Starting one takes about a
+// stops it, and removes its data, when t ends. The data outlives a Kill:
+// Restart brings the same gateway back. Starting one takes about a
 // tenth of a second, so a top-level test may own one and hand out buckets
 // (NewBucket) to its subtests. A missing binary fails t.
 func StartVersityGW(t testing.TB) *VersityGW {
