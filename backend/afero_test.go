@@ -9,9 +9,21 @@ import (
 	"github.com/spf13/afero"
 )
 
+// leftovers lists the temporaries under an afero store's reserved folder.
+func leftovers(_ *testing.T, b backend.Backend) []string {
+	f, err := b.(*backend.Afero).Fs().Open(backend.ReservedPrefix + "/tmp")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(-1)
+	return names
+}
+
 func TestConformanceMemMapFs(t *testing.T) {
 	conformance.Run(t, conformance.Harness{
-		New: func(*testing.T) backend.Backend { return backend.NewAfero(afero.NewMemMapFs()) },
+		Leftovers: leftovers,
+		New:       func(*testing.T) backend.Backend { return backend.NewAfero(afero.NewMemMapFs()) },
 		Reopen: func(_ *testing.T, b backend.Backend) backend.Backend {
 			return backend.NewAfero(b.(*backend.Afero).Fs())
 		},
@@ -25,6 +37,7 @@ func TestConformanceOsFs(t *testing.T) {
 		return b
 	}
 	conformance.Run(t, conformance.Harness{
+		Leftovers: leftovers,
 		New: func(t *testing.T) backend.Backend {
 			dir := t.TempDir()
 			b := open(dir)

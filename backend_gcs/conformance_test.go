@@ -1,7 +1,12 @@
 package backend_gcs
 
 import (
+	"context"
+	"errors"
 	"testing"
+
+	"cloud.google.com/go/storage"
+	"google.golang.org/api/iterator"
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/conformance"
@@ -31,7 +36,28 @@ func TestConformance(t *testing.T) {
 		},
 		PartSize:               conformanceChunk,
 		URLSignaturesUnchecked: true,
+		Leftovers: func(t *testing.T, b backend.Backend) []string {
+			return reservedObjects(t, testserver.FakeGCSClient(t, ep), b.(*Backend).bucketName, "room")
+		},
 	})
+}
+
+// reservedObjects lists the objects under the store's reserved prefix:
+// upload temporaries and append claims.
+func reservedObjects(t *testing.T, client *storage.Client, bucket, prefix string) []string {
+	t.Helper()
+	var out []string
+	it := client.Bucket(bucket).Objects(context.Background(), &storage.Query{Prefix: prefix + "/" + backend.ReservedPrefix + "/"})
+	for {
+		a, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("list bucket: %v", err)
+		}
+		out = append(out, a.Name)
+	}
 }
 
 // conformanceChunk keeps the suite's 64 MiB case quick: fake-gcs-server

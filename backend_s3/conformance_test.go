@@ -22,5 +22,9 @@ func TestConformance(t *testing.T) {
 			return g.storeIn(t, s.bucket, s.prefix, g.Client())
 		},
 		PartSize: backend_s3.MinPartSize,
+		Leftovers: func(t *testing.T, b backend.Backend) []string {
+			s := b.(*store)
+			return g.leftovers(t, s.bucket, s.prefix)
+		},
 	})
 }

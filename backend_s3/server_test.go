@@ -75,13 +75,23 @@ func (g *gateway) storeIn(t *testing.T, bucket, prefix string, client *s3.Client
 // folder: every write, committed, aborted or failed, cleans up.
 func (g *gateway) assertNoLeftovers(t *testing.T, bucket, prefix string) {
 	t.Helper()
+	for _, l := range g.leftovers(t, bucket, prefix) {
+		t.Errorf("left behind: %s", l)
+	}
+}
+
+// leftovers lists the multipart uploads in progress in bucket and the
+// objects under the store's reserved prefix.
+func (g *gateway) leftovers(t *testing.T, bucket, prefix string) []string {
+	t.Helper()
 	ctx := context.Background()
+	var out []string
 	ups, err := g.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
 	if err != nil {
 		t.Fatalf("ListMultipartUploads: %v", err)
 	}
 	for _, u := range ups.Uploads {
-		t.Errorf("multipart upload left in progress: key %q id %s", aws.ToString(u.Key), aws.ToString(u.UploadId))
+		out = append(out, "multipart upload of "+aws.ToString(u.Key))
 	}
 	reserved := backend.ReservedPrefix + "/"
 	if prefix != "" {
@@ -92,8 +102,9 @@ func (g *gateway) assertNoLeftovers(t *testing.T, bucket, prefix string) {
 		t.Fatalf("ListObjectsV2: %v", err)
 	}
 	for _, o := range objs.Contents {
-		t.Errorf("temporary object left: %q", aws.ToString(o.Key))
+		out = append(out, "temporary object "+aws.ToString(o.Key))
 	}
+	return out
 }
 
 // hookedClient returns a client for the gateway that calls before(op) just

@@ -222,13 +222,23 @@ func runBackend(t *testing.T, h Harness) {
 			const each = 8
 			for i := range 2 * each {
 				wg.Go(func() {
+					// Errorf, not Fatalf: this runs off the test's goroutine.
 					b := []backend.Backend{b1, b2}[i%2]
-					w := writer(t, b, "log", true)
-					if err := w.Write(t.Context(), []byte{'a' + byte(i)}); err != nil {
-						t.Errorf("Write: %v", err)
-						return
+					w, err := b.Append(t.Context(), "log", backend.WriteOptions{})
+					if err == nil {
+						err = w.Write(t.Context(), []byte{'a' + byte(i)})
 					}
-					commitRetrying(t, w)
+					for attempt := 0; err == nil; attempt++ {
+						if _, err = w.Commit(t.Context()); errors.Is(err, backend.ErrConflict) && attempt < 200 {
+							err = nil
+							time.Sleep(time.Duration(attempt%10) * time.Millisecond)
+							continue
+						}
+						break
+					}
+					if err != nil {
+						t.Errorf("append %d: %v", i, err)
+					}
 				})
 			}
 			wg.Wait()

@@ -29,6 +29,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,6 +57,11 @@ type Harness struct {
 	// The URL cases then check the URL's signature and expiry parameters
 	// instead of expecting a 403, which such a server cannot give.
 	URLSignaturesUnchecked bool
+	// Leftovers, when set, lists what the backend keeps for itself in the
+	// store b (temporary files or objects, unfinished multipart uploads).
+	// Every case checks that nothing is left once its engines have shut
+	// down and its writers are committed or aborted.
+	Leftovers func(t *testing.T, b backend.Backend) []string
 }
 
 func (h Harness) partSize() int {
@@ -63,6 +69,26 @@ func (h Harness) partSize() int {
 		return h.PartSize
 	}
 	return 5 << 20
+}
+
+// checkingLeftovers makes every store the case creates check, at the very
+// end of the case (its cleanup runs after the engines' Shutdown), that the
+// backend left nothing of its own behind.
+func (h Harness) checkingLeftovers() Harness {
+	if h.Leftovers == nil {
+		return h
+	}
+	newStore := h.New
+	h.New = func(t *testing.T) backend.Backend {
+		b := newStore(t)
+		t.Cleanup(func() {
+			if left := h.Leftovers(t, b); len(left) > 0 {
+				t.Errorf("the backend left %d things behind: %v", len(left), left)
+			}
+		})
+		return b
+	}
+	return h
 }
 
 // Run runs the whole suite against the harness's backend.
@@ -80,7 +106,7 @@ func cases(t *testing.T, h Harness, cs []tcase) {
 	for _, c := range cs {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			c.run(t, h)
+			c.run(t, h.checkingLeftovers())
 		})
 	}
 }
@@ -260,16 +286,30 @@ func (l *testLog) stop() {
 	l.mu.Unlock()
 }
 
-// recorder keeps every event one subscriber received.
+// recorder keeps every event one subscriber received, except those of the
+// barrier files, which it only notes.
 type recorder struct {
-	mu  sync.Mutex
-	evs []events.Event
+	mu       sync.Mutex
+	evs      []events.Event
+	barriers map[string]bool
 }
+
+// barrierDir holds the files that barrier writes and deletes at once.
+const barrierDir = "zz-barrier"
 
 func (r *recorder) add(e events.Event) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if strings.HasPrefix(e.Path, barrierDir+"/") {
+		if e.Type == roomstore.EventFileDeleted {
+			if r.barriers == nil {
+				r.barriers = map[string]bool{}
+			}
+			r.barriers[e.Path] = true
+		}
+		return
+	}
 	r.evs = append(r.evs, e)
-	r.mu.Unlock()
 }
 
 func (r *recorder) snapshot() []events.Event {
@@ -289,32 +329,61 @@ func (r *recorder) matching(topic, p string) []events.Event {
 	return out
 }
 
-// await waits until n events of topic for p arrived, then a little longer
-// to catch extra ones, and returns them.
-func (r *recorder) await(t *testing.T, topic, p string, n int) []events.Event {
+// barrier returns once every event that e published before the call has
+// reached its recorder: it writes and deletes a file of its own and waits
+// for that deletion's event, which a subscriber receives after all earlier
+// ones. The store is as it was before.
+func (e *env) barrier(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(r.matching(topic, p)) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 10s for %d %s events of %q, got %v", n, topic, p, r.matching(topic, p))
-		}
-		time.Sleep(2 * time.Millisecond)
+	p := fmt.Sprintf("%s/%x", barrierDir, rand.Uint64())
+	if err := e.write(e.ctx, p, nil, overwrite); err != nil {
+		t.Fatalf("barrier write: %v", err)
 	}
-	time.Sleep(quiet)
-	return r.matching(topic, p)
+	if err := e.Delete(e.ctx, p); err != nil && !errors.Is(err, fs.ErrNotExist) { // a handler may have beaten us to it
+		t.Fatalf("barrier delete: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e.rec.mu.Lock()
+		seen := e.rec.barriers[p]
+		e.rec.mu.Unlock()
+		if seen {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("barrier event did not arrive within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
-// quiet is how long the suite waits for events that must not come. Events
-// are queued before the call that causes them returns and delivered within
-// microseconds, so this only has to outlast scheduling noise.
-const quiet = 50 * time.Millisecond
+// await waits until n events of topic for p arrived, then for every event
+// published so far, and returns those of topic for p.
+func (e *env) await(t *testing.T, topic, p string, n int) []events.Event {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%d %s events of %q", n, topic, p), func() bool { return len(e.rec.matching(topic, p)) >= n })
+	e.barrier(t)
+	return e.rec.matching(topic, p)
+}
 
 // none checks that no event at all arrived.
-func (r *recorder) none(t *testing.T, why string) {
+func (e *env) none(t *testing.T, why string) {
 	t.Helper()
-	time.Sleep(quiet)
-	if evs := r.snapshot(); len(evs) > 0 {
+	e.barrier(t)
+	if evs := e.rec.snapshot(); len(evs) > 0 {
 		t.Fatalf("%s: got events %+v, want none", why, evs)
+	}
+}
+
+// eventually polls cond for up to 10 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10s for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

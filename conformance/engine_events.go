@@ -27,7 +27,7 @@ var eventCases = []tcase{
 		e := fresh(t, h)
 		before := time.Now()
 		e.put(t, "a/f.txt", []byte("12345"), overwrite)
-		evs := e.rec.await(t, roomstore.EventFileUpdated, "a/f.txt", 1)
+		evs := e.await(t, roomstore.EventFileUpdated, "a/f.txt", 1)
 		if len(evs) != 1 {
 			t.Fatalf("%d events, want 1", len(evs))
 		}
@@ -40,7 +40,7 @@ var eventCases = []tcase{
 		e := fresh(t, h)
 		e.put(t, "f", []byte("x"), overwrite)
 		noErr(t, "Delete", e.Delete(roomstore.WithParticipant(t.Context(), "bob"), "f"))
-		evs := e.rec.await(t, roomstore.EventFileDeleted, "f", 1)
+		evs := e.await(t, roomstore.EventFileDeleted, "f", 1)
 		if len(evs) != 1 || evs[0].ParticipantID != "bob" {
 			t.Fatalf("events %+v, want one by bob", evs)
 		}
@@ -61,7 +61,7 @@ var eventCases = []tcase{
 			noErr(t, fmt.Sprintf("On(%T)", handler), err)
 		}
 		e.put(t, "x", []byte("1"), overwrite)
-		e.rec.await(t, roomstore.EventFileUpdated, "x", 1)
+		eventually(t, "all four handlers", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 4 })
 		want := map[string]string{"pair": "x|alice", "path": "x", "event": "x|alice", "named": "x"}
 		mu.Lock()
 		defer mu.Unlock()
@@ -82,7 +82,7 @@ var eventCases = []tcase{
 			t.Fatal("On accepted an unknown event")
 		}
 		e.put(t, "x", []byte("1"), overwrite) // nothing bad was subscribed, so publishing cannot panic
-		e.rec.await(t, roomstore.EventFileUpdated, "x", 1)
+		e.await(t, roomstore.EventFileUpdated, "x", 1)
 	}},
 	{"off removes a top-level handler", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
@@ -93,13 +93,13 @@ var eventCases = []tcase{
 		_, err := e.On(roomstore.EventFileUpdated, offHandler)
 		noErr(t, "On", err)
 		e.put(t, p, []byte("1"), roomstore.OpenOptions{})
-		e.rec.await(t, roomstore.EventFileUpdated, p, 1)
+		eventually(t, "the handler's first call", func() bool { return calls.Load() == 1 })
 		noErr(t, "Off", e.Off(roomstore.EventFileUpdated, offHandler))
 		if err := e.Off(roomstore.EventFileUpdated, offHandler); err == nil {
 			t.Fatal("a second Off found the handler again")
 		}
 		e.put(t, p, []byte("2"), roomstore.OpenOptions{})
-		e.rec.await(t, roomstore.EventFileUpdated, p, 2)
+		e.await(t, roomstore.EventFileUpdated, p, 2)
 		if n := calls.Load(); n != 1 {
 			t.Fatalf("handler ran %d times, want 1 (before Off only)", n)
 		}
@@ -120,11 +120,11 @@ var eventCases = []tcase{
 		close(ready)
 		noErr(t, "On", err)
 		e.put(t, "f", []byte("1"), roomstore.OpenOptions{})
-		e.rec.await(t, roomstore.EventFileUpdated, "f", 1)
+		eventually(t, "both handlers' first call", func() bool { return outside.Load() == 1 && inside.Load() == 1 })
 		subOut.Unsubscribe()
 		subOut.Unsubscribe()
 		e.put(t, "f", []byte("2"), roomstore.OpenOptions{})
-		e.rec.await(t, roomstore.EventFileUpdated, "f", 2)
+		e.await(t, roomstore.EventFileUpdated, "f", 2)
 		if outside.Load() != 1 || inside.Load() != 1 {
 			t.Fatalf("handlers ran %d and %d times, want 1 and 1", outside.Load(), inside.Load())
 		}
@@ -133,6 +133,9 @@ var eventCases = []tcase{
 		e := fresh(t, h)
 		errs := make(chan error, 1)
 		_, err := e.On(roomstore.EventFileUpdated, func(path, who string) {
+			if path != "temp.txt" {
+				return
+			}
 			ctx := roomstore.WithParticipant(context.Background(), "janitor")
 			if _, err := e.List(ctx, ""); err != nil {
 				errs <- err
@@ -148,7 +151,7 @@ var eventCases = []tcase{
 		case <-time.After(10 * time.Second):
 			t.Fatal("handler calling the engine deadlocked")
 		}
-		evs := e.rec.await(t, roomstore.EventFileDeleted, "temp.txt", 1)
+		evs := e.await(t, roomstore.EventFileDeleted, "temp.txt", 1)
 		if len(evs) != 1 || evs[0].ParticipantID != "janitor" {
 			t.Fatalf("deleted events %+v", evs)
 		}
@@ -157,12 +160,17 @@ var eventCases = []tcase{
 	{"a panicking handler stops neither other handlers nor the writer", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
 		var panics atomic.Int32
-		_, err := e.On(roomstore.EventFileUpdated, func(string) { panics.Add(1); panic("handler bug") })
+		_, err := e.On(roomstore.EventFileUpdated, func(p string) {
+			if p == "f" {
+				panics.Add(1)
+			}
+			panic("handler bug")
+		})
 		noErr(t, "On", err)
 		for i := range 3 {
 			e.put(t, "f", []byte{byte(i)}, roomstore.OpenOptions{})
 		}
-		e.rec.await(t, roomstore.EventFileUpdated, "f", 3)
+		e.await(t, roomstore.EventFileUpdated, "f", 3)
 		deadline := time.Now().Add(5 * time.Second)
 		for panics.Load() < 3 && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
@@ -178,7 +186,7 @@ var eventCases = []tcase{
 		for i := range n {
 			e.put(t, "seq", []byte{byte(i)}, roomstore.OpenOptions{})
 		}
-		evs := e.rec.await(t, roomstore.EventFileUpdated, "seq", n)
+		evs := e.await(t, roomstore.EventFileUpdated, "seq", n)
 		for i, ev := range evs {
 			if ev.Size != int64(i+1) {
 				t.Fatalf("event %d has size %d, want %d: out of order", i, ev.Size, i+1)

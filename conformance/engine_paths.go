@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/roomstore/roomstore"
 )
@@ -61,21 +60,21 @@ var pathCases = []tcase{
 		_, err = e.List(e.ctx, "nope")
 		wantErr(t, "List", err, fs.ErrNotExist)
 		noErr(t, "RemoveAll of a missing path", e.RemoveAll(e.ctx, "nope"))
-		e.rec.none(t, "operations on missing paths")
+		e.none(t, "operations on missing paths")
 	}},
 	{"deleting twice fails the second time with not-exist", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
 		e.put(t, "f", []byte("x"), overwrite)
 		noErr(t, "Delete", e.Delete(e.ctx, "f"))
 		wantErr(t, "second Delete", e.Delete(e.ctx, "f"), fs.ErrNotExist)
-		if n := len(e.rec.await(t, roomstore.EventFileDeleted, "f", 1)); n != 1 {
+		if n := len(e.await(t, roomstore.EventFileDeleted, "f", 1)); n != 1 {
 			t.Fatalf("%d file.deleted events, want 1", n)
 		}
 	}},
 	{"invalid paths are rejected by every operation and change nothing", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
 		e.put(t, "keep", []byte("x"), overwrite)
-		e.rec.await(t, roomstore.EventFileUpdated, "keep", 1)
+		e.await(t, roomstore.EventFileUpdated, "keep", 1)
 		before := e.rec.snapshot()
 		for _, p := range invalidPaths {
 			_, err := e.Exists(e.ctx, p)
@@ -211,7 +210,7 @@ var folderCases = []tcase{
 		e := fresh(t, h)
 		e.put(t, "dir/inner", []byte("x"), overwrite)
 		e.put(t, "file", []byte("x"), overwrite)
-		e.rec.await(t, roomstore.EventFileUpdated, "file", 1)
+		e.await(t, roomstore.EventFileUpdated, "file", 1)
 		before := len(e.rec.snapshot())
 		_, err := e.Open(e.ctx, "dir", overwrite)
 		wantErr(t, "Open a folder", err, roomstore.ErrIsFolder)
@@ -239,7 +238,7 @@ var folderCases = []tcase{
 			t.Fatalf("store changed: %v", got)
 		}
 		e.mustContain(t, "dir/inner", []byte("x"))
-		time.Sleep(quiet)
+		e.barrier(t)
 		if evs := e.rec.snapshot(); len(evs) != before {
 			t.Fatalf("refused calls published %v", evs[before:])
 		}
@@ -255,7 +254,7 @@ var folderCases = []tcase{
 			t.Fatalf("root lists %v", got)
 		}
 		for _, p := range files[:3] {
-			if n := len(e.rec.await(t, roomstore.EventFileDeleted, p, 1)); n != 1 {
+			if n := len(e.await(t, roomstore.EventFileDeleted, p, 1)); n != 1 {
 				t.Fatalf("%d file.deleted events for %q", n, p)
 			}
 		}

@@ -256,27 +256,18 @@ func checkModel(t *testing.T, e1, e2 *env, m *model) {
 		e1.mustContain(t, p, []byte(winners[0]))
 	}
 	for i, e := range []*env{e1, e2} {
-		wantUpdated, wantDeleted := m.updated[i], m.deleted[i]
-		deadline := time.Now().Add(10 * time.Second)
-		var up, del int
-		for {
-			up, del = 0, 0
-			for _, ev := range e.rec.snapshot() {
-				switch ev.Type {
-				case roomstore.EventFileUpdated:
-					up++
-				case roomstore.EventFileDeleted:
-					del++
-				}
+		e.barrier(t) // every event of the run has arrived
+		up, del := 0, 0
+		for _, ev := range e.rec.snapshot() {
+			switch ev.Type {
+			case roomstore.EventFileUpdated:
+				up++
+			case roomstore.EventFileDeleted:
+				del++
 			}
-			if (up >= wantUpdated && del >= wantDeleted) || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(quiet)
-		if up != wantUpdated || del != wantDeleted {
-			t.Errorf("engine %d published %d updated and %d deleted events, want %d and %d", i+1, up, del, wantUpdated, wantDeleted)
+		if up != m.updated[i] || del != m.deleted[i] {
+			t.Errorf("engine %d published %d updated and %d deleted events, want %d and %d", i+1, up, del, m.updated[i], m.deleted[i])
 		}
 	}
 	t.Logf("%d operations checked against the model, 0 lost", m.operations)

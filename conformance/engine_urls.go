@@ -116,20 +116,24 @@ var urlCases = []tcase{
 		}
 	}},
 	{"an expired download url is refused", func(t *testing.T, h Harness) {
-		e := fresh(t, h, roomstore.WithURLExpiry(time.Second))
+		const expiry = 2 * time.Second
+		e := fresh(t, h, roomstore.WithURLExpiry(expiry))
 		e.put(t, "f.txt", []byte("soon gone"), overwrite)
+		signed := time.Now()
 		raw := e.url(t, "f.txt")
 		if body, status := fetch(t, raw, nil); status != http.StatusOK || string(body) != "soon gone" {
 			t.Fatalf("fresh URL: %d %q", status, body)
 		}
 		if h.URLSignaturesUnchecked {
 			u, _ := url.Parse(raw)
-			if k := queryParam(u.Query(), isExpiry); k == "" || u.Query().Get(k) != "1" {
-				t.Fatalf("URL %s does not carry a 1-second expiry", raw)
+			if k := queryParam(u.Query(), isExpiry); k == "" || u.Query().Get(k) != "2" {
+				t.Fatalf("URL %s does not carry a 2-second expiry", raw)
 			}
 			return
 		}
-		time.Sleep(2100 * time.Millisecond)
+		// Expiries count whole seconds, so a URL may live up to a second
+		// longer than asked.
+		time.Sleep(time.Until(signed.Add(expiry + 1100*time.Millisecond)))
 		if body, status := fetch(t, raw, nil); status != http.StatusForbidden || string(body) == "soon gone" {
 			t.Fatalf("expired URL: %d %q, want 403", status, body)
 		}

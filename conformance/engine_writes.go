@@ -30,7 +30,7 @@ var writeCases = []tcase{
 		if got := e.names(t, ""); len(got) != 0 {
 			t.Fatalf("root lists %v before close", got)
 		}
-		e.rec.none(t, "before close")
+		e.none(t, "before close")
 		noErr(t, "Close", e.Close(e.ctx, hd))
 		e.mustContain(t, "dir/new.txt", []byte("draft"))
 	}},
@@ -75,10 +75,10 @@ var writeCases = []tcase{
 		noErr(t, "Open", err)
 		noErr(t, "Write", e.Write(e.ctx, hd, []byte("late")))
 		e.put(t, "x", []byte("early"), overwrite)
-		e.rec.await(t, roomstore.EventFileUpdated, "x", 1)
+		e.await(t, roomstore.EventFileUpdated, "x", 1)
 		wantErr(t, "Close", e.Close(e.ctx, hd), fs.ErrExist)
 		e.mustContain(t, "x", []byte("early"))
-		if n := len(e.rec.await(t, roomstore.EventFileUpdated, "x", 1)); n != 1 {
+		if n := len(e.await(t, roomstore.EventFileUpdated, "x", 1)); n != 1 {
 			t.Fatalf("%d file.updated events, want only the winner's", n)
 		}
 		wantErr(t, "Write after failed Close", e.Write(e.ctx, hd, []byte("x")), fs.ErrClosed)
@@ -105,7 +105,7 @@ var writeCases = []tcase{
 	{"abort keeps the old content and publishes nothing", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
 		e.put(t, "f", []byte("old"), overwrite)
-		e.rec.await(t, roomstore.EventFileUpdated, "f", 1)
+		e.await(t, roomstore.EventFileUpdated, "f", 1)
 		for _, o := range []roomstore.OpenOptions{{}, overwrite} {
 			hd, err := e.Open(e.ctx, "f", o)
 			noErr(t, "Open", err)
@@ -119,7 +119,7 @@ var writeCases = []tcase{
 		e.mustContain(t, "f", []byte("old"))
 		e.mustBeAbsent(t, "new/file")
 		e.mustBeAbsent(t, "new")
-		if n := len(e.rec.await(t, roomstore.EventFileUpdated, "f", 1)); n != 1 {
+		if n := len(e.await(t, roomstore.EventFileUpdated, "f", 1)); n != 1 {
 			t.Fatalf("%d file.updated events, want 1", n)
 		}
 		if evs := e.rec.matching(roomstore.EventFileUpdated, "new/file"); len(evs) != 0 {
@@ -143,7 +143,7 @@ var writeCases = []tcase{
 	{"a cancelled close keeps the old content and publishes nothing", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
 		e.put(t, "f", []byte("old"), overwrite)
-		e.rec.await(t, roomstore.EventFileUpdated, "f", 1)
+		e.await(t, roomstore.EventFileUpdated, "f", 1)
 		hd, err := e.Open(e.ctx, "f", roomstore.OpenOptions{})
 		noErr(t, "Open", err)
 		noErr(t, "Write", e.Write(e.ctx, hd, []byte("new")))
@@ -154,7 +154,7 @@ var writeCases = []tcase{
 		}
 		wantErr(t, "Write after the failed Close", e.Write(e.ctx, hd, []byte("x")), fs.ErrClosed)
 		e.mustContain(t, "f", []byte("old"))
-		if n := len(e.rec.await(t, roomstore.EventFileUpdated, "f", 1)); n != 1 {
+		if n := len(e.await(t, roomstore.EventFileUpdated, "f", 1)); n != 1 {
 			t.Fatalf("%d file.updated events, want 1", n)
 		}
 	}},
