@@ -19,7 +19,7 @@ import (
 // spread over two engines, each running stressOps random operations.
 const (
 	stressWorkers = 6
-	stressOps     = 40
+	stressOps     = 100
 )
 
 // model is what the committed operations imply about the store.
