@@ -276,7 +276,7 @@ func (e *Engine) Close(ctx context.Context, h *Handle) error {
 	if err != nil {
 		return h.failLocked(ctx, "close", err, fmt.Errorf("%w: handle discarded after a failed close", fs.ErrClosed))
 	}
-	h.finishLocked(fmt.Errorf("%w: handle already closed", fs.ErrClosed))
+	h.finishLocked(errCommitted)
 	e.publish(ctx, EventFileUpdated, h.path, info.Size)
 	return nil
 }
@@ -341,14 +341,23 @@ func (h *Handle) discard(reason error, why string) bool {
 	return true
 }
 
-// finishLocked ends h for good: the writer is aborted (a no-op after a
-// commit), the timer stopped and the slot freed. The caller holds h.mu.
+// errCommitted is why a handle that Close committed is finished. One
+// value serves every handle: building it per Close was a measurable part
+// of a small commit.
+var errCommitted = fmt.Errorf("%w: handle already closed", fs.ErrClosed)
+
+// finishLocked ends h for good: the writer is aborted (unless it
+// committed: Abort is then a no-op by the backend.Writer contract, and the
+// bounded context it needs cost a timer per Close), the timer stopped and
+// the slot freed. The caller holds h.mu.
 func (h *Handle) finishLocked(reason error) {
 	h.done = reason
 	h.timer.Stop()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), 30*time.Second)
-	_ = h.w.Abort(ctx)
-	cancel()
+	if reason != errCommitted {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), 30*time.Second)
+		_ = h.w.Abort(ctx)
+		cancel()
+	}
 	h.stop()
 	h.e.forget(h)
 }

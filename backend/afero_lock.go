@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"io/fs"
 	"os"
 	"reflect"
@@ -30,6 +31,9 @@ type fsLocks struct {
 	// two steps of a commit in this process.
 	tree    sync.RWMutex
 	stripes [lockStripes]sync.Mutex
+	// osPaths holds the OS path of each stripe's lock file once it is
+	// known to be an OS file; each is guarded by its stripe's mutex.
+	osPaths [lockStripes]string
 }
 
 // lockRegistry shares one fsLocks among the Afero values over one Fs,
@@ -79,7 +83,7 @@ func (l *fsLocks) lock(ctx context.Context, fsys afero.Fs, path string) (func(),
 	n := h.Sum32() % lockStripes
 	mu := &l.stripes[n]
 	mu.Lock()
-	f, err := lockFile(ctx, fsys, n)
+	f, err := l.lockFile(ctx, fsys, n)
 	if err != nil {
 		mu.Unlock()
 		return nil, err
@@ -94,9 +98,24 @@ func (l *fsLocks) lock(ctx context.Context, fsys afero.Fs, path string) (func(),
 
 // lockFile opens the stripe's lock file and flocks it when the Fs hands
 // out OS files; other file systems live in this process only and need no
-// more than the mutex.
-func lockFile(ctx context.Context, fsys afero.Fs, n uint32) (afero.File, error) {
+// more than the mutex. The caller holds the stripe's mutex.
+//
+// Once the stripe's lock file is known to be an OS file, later locks open
+// it by its OS path with plain system calls: os.OpenFile would also try to
+// register the descriptor with the network poller (four fcntl calls and a
+// failing epoll_ctl on a regular file): five of a lock's eight calls.
+func (l *fsLocks) lockFile(ctx context.Context, fsys afero.Fs, n uint32) (io.Closer, error) {
 	name := fmt.Sprintf("%s/%02d", aferoLockDir, n)
+	if p := l.osPaths[n]; p != "" {
+		c, err := flockPath(ctx, p)
+		if !errors.Is(err, fs.ErrNotExist) {
+			if err != nil && ctx.Err() == nil {
+				err = mapOSError("lock", name, err)
+			}
+			return c, err
+		}
+		l.osPaths[n] = "" // the lock folder was removed: make it again
+	}
 	f, err := fsys.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err = fsys.MkdirAll(aferoLockDir, 0o755); err == nil {
@@ -111,20 +130,29 @@ func lockFile(ctx context.Context, fsys afero.Fs, n uint32) (afero.File, error) 
 		f.Close()
 		return nil, nil
 	}
+	l.osPaths[n] = osf.Name()
+	if err := waitFlock(ctx, func() (bool, error) { return tryFlock(osf) }); err != nil {
+		f.Close()
+		if ctx.Err() == nil {
+			err = mapOSError("lock", name, err)
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// waitFlock calls try until it takes the lock, fails, or ctx ends, backing
+// off from 1 ms to 20 ms between attempts.
+func waitFlock(ctx context.Context, try func() (bool, error)) error {
 	wait := time.Millisecond
 	for {
-		ok, err := tryFlock(osf)
-		if ok {
-			return f, nil
-		}
-		if err != nil {
-			f.Close()
-			return nil, mapOSError("lock", name, err)
+		ok, err := try()
+		if ok || err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 20*time.Millisecond)

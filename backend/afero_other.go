@@ -2,7 +2,12 @@
 
 package backend
 
-import "os"
+import (
+	"context"
+	"io"
+	"io/fs"
+	"os"
+)
 
 // tryFlock has no cross-process lock to take on this platform; the
 // in-process stripe mutex still serialises one process.
@@ -13,3 +18,7 @@ func processGone(int) bool { return false }
 
 // openNonBlock has no meaning on this platform.
 const openNonBlock = 0
+
+// flockPath has no bare-descriptor path on this platform: it reports the
+// file missing, so that the caller opens it through afero.
+func flockPath(context.Context, string) (io.Closer, error) { return nil, fs.ErrNotExist }

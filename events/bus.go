@@ -177,12 +177,15 @@ func (b *Bus) register(topic string) {
 }
 
 // Publish sends e to the subscribers of topic (and of every topic) without
-// waiting for them. After Close it does nothing.
+// waiting for them. After Close, or with nobody subscribed, it does
+// nothing: EventBus's Publish boxes the event and builds its reflect
+// arguments even for a topic whose only handler would find no subscriber.
 func (b *Bus) Publish(topic string, e Event) {
 	b.mu.RLock()
 	closed := b.closed
+	idle := len(b.byTopic[topic]) == 0 && len(b.all) == 0
 	b.mu.RUnlock()
-	if closed {
+	if closed || idle {
 		return
 	}
 	b.register(topic)
