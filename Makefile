@@ -14,7 +14,7 @@ stamp = $(BIN)/.$(subst /,_,$(1))
 
 FUZZTIME  ?= 60s
 
-.PHONY: demo test lint fuzz tools clean
+.PHONY: demo test lint fuzz tools bench clean
 
 demo:
 	$(GO) run ./cmd/demo
@@ -27,6 +27,7 @@ lint: $(call stamp,$(STATICCHECK))
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(BIN)/staticcheck ./...
+	cd bench && $(GO) vet ./...
 
 # Each fuzz target for FUZZTIME; `make test` already runs their committed
 # corpora (testdata/fuzz) as ordinary tests.
@@ -34,6 +35,14 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzClean$$' -fuzztime $(FUZZTIME) ./backend/
 	$(GO) test -run '^$$' -fuzz '^FuzzSignedURL$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzBus$$' -fuzztime $(FUZZTIME) ./events/
+
+# The benchmark suite (bench/, a module of its own) runs roomstore and its
+# baselines side by side in the same process, BENCH_ROUNDS rounds of the
+# ratio cases, and writes BENCHMARKS.md: 6 to 10 minutes on 2 cores.
+BENCH_ROUNDS ?= 5
+
+bench: tools
+	cd bench && $(GO) run ./cmd/benchreport -rounds $(BENCH_ROUNDS) -out $(CURDIR)/BENCHMARKS.md -command "make bench"
 
 tools: $(call stamp,$(VERSITYGW)) $(call stamp,$(FAKEGCS))
 

@@ -1,0 +1,252 @@
+// Command benchreport runs roomstore's benchmark suite and writes the table
+// that the README quotes (BENCHMARKS.md). `make bench` runs it from the
+// bench folder:
+//
+//	go run ./cmd/benchreport -rounds 5 -out ../BENCHMARKS.md
+//
+// It compiles the suite's test binary once (go test -c), runs the ratio
+// cases (small files, events, list, 64 MiB) for -rounds rounds, reversing
+// the order of roomstore and its baselines on every other round, runs the
+// memory and append cases once, and prints and writes, for every
+// comparison, roomstore's figure, each baseline's, their ratio and the
+// target. A figure is the median over the rounds; a ratio is the median of
+// the ratios taken within each round, so that both sides of a ratio always
+// come from the same process a few seconds apart. Every benchmark line is
+// also echoed as it arrives, in the usual `go test -bench` format.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+func main() {
+	var (
+		rounds    = flag.Int("rounds", 5, "rounds of the ratio cases")
+		out       = flag.String("out", "../BENCHMARKS.md", "where to write the report")
+		benchtime = flag.String("benchtime", "1s", "-test.benchtime of the ratio cases")
+		dir       = flag.String("dir", ".", "the bench module's folder")
+		command   = flag.String("command", "", "the command that ran this program, to cite in the report (make sets \"make bench\")")
+	)
+	flag.Parse()
+	if *rounds < 1 {
+		log.Fatal("benchreport: -rounds must be at least 1")
+	}
+	log.SetFlags(0)
+	log.SetPrefix("benchreport: ")
+	if err := run(*dir, *out, *benchtime, *rounds, *command); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// fixedIterations is the -test.benchtime of the list and 64 MiB cases.
+const fixedIterations = "4x"
+
+// plan is one invocation pattern of the test binary.
+type plan struct {
+	regex     string
+	benchtime string
+}
+
+func (p plan) args() []string {
+	return []string{"-test.run", "^$", "-test.bench", p.regex, "-test.benchmem", "-test.benchtime", p.benchtime, "-test.timeout", "60m"}
+}
+
+func run(dir, out, benchtime string, rounds int, command string) error {
+	start := time.Now()
+	tmp, err := os.MkdirTemp("", "roomstore-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "bench.test")
+	// Data the cases may keep between rounds (the 100,000-file folder).
+	data := filepath.Join(tmp, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		return err
+	}
+	loadStart := loadAverage()
+	build := []string{"go", "test", "-c", "-o", bin, "."}
+	log.Printf("%s", strings.Join(build, " "))
+	cmd := exec.Command(build[0], build[1:]...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build the suite: %w", err)
+	}
+
+	// Each round runs every ratio plan; the list and large-file cases take
+	// a fixed number of iterations, as one of their iterations can take
+	// longer than the time budget and would leave a single sample.
+	ratioPlans := []plan{
+		{regex: "^(BenchmarkSmallFile|BenchmarkEvents)$", benchtime: benchtime},
+		{regex: "^(BenchmarkList100k|BenchmarkLarge64MiB)$", benchtime: fixedIterations},
+	}
+	oncePlans := []plan{
+		{regex: "^BenchmarkMemory1GiB$", benchtime: "1x"},
+		{regex: "^BenchmarkAppend4KiB$", benchtime: "5x"},
+	}
+	res := newResults()
+	var invocations []string
+	for _, p := range ratioPlans {
+		invocations = append(invocations, "bench.test "+quoteArgs(p.args())+"  # every round; ROOMSTORE_BENCH_REVERSE=1 on rounds 2, 4, ...")
+	}
+	for _, p := range oncePlans {
+		invocations = append(invocations, "bench.test "+quoteArgs(p.args()))
+	}
+	runPlan := func(p plan, round, of int) error {
+		inv := "bench.test " + quoteArgs(p.args())
+		log.Printf("round %d/%d: %s", round+1, of, inv)
+		cmd := exec.Command(bin, p.args()...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(),
+			fmt.Sprintf("ROOMSTORE_BENCH_REVERSE=%d", round%2),
+			"ROOMSTORE_BENCH_DATA="+data)
+		var buf bytes.Buffer
+		cmd.Stdout = io.MultiWriter(os.Stdout, &buf)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s: %w", inv, err)
+		}
+		return res.parse(&buf, round)
+	}
+	for r := range rounds {
+		for _, p := range ratioPlans {
+			if err := runPlan(p, r, rounds); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range oncePlans {
+		if err := runPlan(p, 0, 1); err != nil {
+			return err
+		}
+	}
+
+	m, err := readMachine()
+	if err != nil {
+		return err
+	}
+	m.command = command
+	m.self = selfCommand()
+	m.invocations = append([]string{strings.Join(build, " ")}, invocations...)
+	m.rounds = rounds
+	m.load = loadStart + " at the start, " + loadAverage() + " at the end"
+	m.elapsed = time.Since(start)
+	report := render(m, res)
+	fmt.Println()
+	fmt.Print(report)
+	if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
+		return err
+	}
+	log.Printf("wrote %s in %v", out, m.elapsed.Round(time.Second))
+	return nil
+}
+
+// selfCommand reconstructs this program's command line, without -command.
+func selfCommand() string {
+	var args []string
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name != "command" {
+			args = append(args, "-"+f.Name, f.Value.String())
+		}
+	})
+	return strings.TrimSpace("go run ./cmd/benchreport " + quoteArgs(args))
+}
+
+func quoteArgs(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if strings.ContainsAny(a, "^$|()* ") || a == "" {
+			a = "'" + a + "'"
+		}
+		q[i] = a
+	}
+	return strings.Join(q, " ")
+}
+
+// machine describes where and how the figures were taken.
+type machine struct {
+	cpu         string
+	cores       int
+	gomaxprocs  int
+	memory      string
+	kernel      string
+	goVersion   string
+	goos        string
+	command     string // what ran benchreport ("make bench"), or ""
+	self        string // benchreport's own command line
+	invocations []string
+	rounds      int
+	load        string // load averages, as the machine may be shared
+	when        time.Time
+	elapsed     time.Duration
+}
+
+func readMachine() (machine, error) {
+	m := machine{gomaxprocs: runtime.GOMAXPROCS(0), goos: runtime.GOOS + "/" + runtime.GOARCH, when: time.Now().UTC()}
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return m, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "processor":
+			m.cores++
+		case "model name":
+			if m.cpu == "" {
+				m.cpu = strings.TrimSpace(v)
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.kernel = strings.TrimSpace(string(data))
+	}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(data)) {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				var kb int64
+				fmt.Sscan(rest, &kb)
+				m.memory = fmt.Sprintf("%.0f GiB RAM", float64(kb)/(1<<20))
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output()
+	if err != nil {
+		return m, fmt.Errorf("go env GOVERSION: %w", err)
+	}
+	m.goVersion = strings.TrimSpace(string(v))
+	return m, nil
+}
+
+// loadAverage returns the 1-minute load average from /proc/loadavg.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return "unknown"
+	}
+	return f[0]
+}

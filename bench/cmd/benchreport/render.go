@@ -1,0 +1,403 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// report builds the markdown document.
+type report struct {
+	strings.Builder
+	r      *results
+	missed []string
+}
+
+func (w *report) line(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+
+// row writes one table row.
+func (w *report) row(cells ...string) { w.line("| %s |", strings.Join(cells, " | ")) }
+
+// header writes a table header.
+func (w *report) header(cells ...string) {
+	w.row(cells...)
+	sep := make([]string, len(cells))
+	for i := range sep {
+		sep[i] = "---"
+	}
+	w.row(sep...)
+}
+
+// status records a target's outcome and returns its cell.
+func (w *report) status(ok, known bool, what string) string {
+	switch {
+	case !known:
+		w.missed = append(w.missed, what+" (no figure)")
+		return "no figure"
+	case ok:
+		return "met"
+	}
+	w.missed = append(w.missed, what)
+	return "**missed**"
+}
+
+// fig returns the median of a figure, formatted, or "—".
+func (w *report) fig(name, unit string, format func(float64) string) string {
+	v, ok := w.r.median(name, unit)
+	if !ok {
+		return "—"
+	}
+	return format(v)
+}
+
+const (
+	small  = "BenchmarkSmallFile/"
+	large  = "BenchmarkLarge64MiB/"
+	memory = "BenchmarkMemory1GiB/"
+	evs    = "BenchmarkEvents/"
+	list   = "BenchmarkList100k/"
+	apnd   = "BenchmarkAppend4KiB/"
+	nsop   = "ns/op"
+)
+
+func render(m machine, r *results) string {
+	w := &report{r: r}
+	w.line("# roomstore benchmarks")
+	w.line("")
+	w.line("Written by `make bench`; do not edit by hand. Every figure below comes from one run of that command, and both sides of every ratio from the same process, a few seconds apart.")
+	w.line("")
+	w.line("- Machine: %s, %d cores (GOMAXPROCS %d), %s, %s, Linux %s; 1-minute load average %s", m.cpu, m.cores, m.gomaxprocs, m.memory, m.goos, m.kernel, m.load)
+	w.line("- Go: %s", m.goVersion)
+	if m.command != "" {
+		w.line("- Command: `%s`, which installs the test servers (`make tools`) and runs `cd bench && %s`; that runs:", m.command, m.self)
+	} else {
+		w.line("- Command: `cd bench && %s`, which runs:", m.self)
+	}
+	for _, inv := range m.invocations {
+		w.line("  - `%s`", inv)
+	}
+	w.line("- Run: %s, %v in all; ratio cases over %d round(s) (roomstore first on odd rounds, baselines first on even ones), memory and append cases once.", m.when.Format("2006-01-02 15:04 UTC"), m.elapsed.Round(time.Second), m.rounds)
+	w.line("- A figure is the median over the rounds. A ratio is the median of the per-round ratios: roomstore over the baseline, so below 1 is better for times and above 1 for rates; \"x faster\" is the baseline's time over roomstore's.")
+	w.line("")
+
+	w.smallFiles()
+	w.largeFiles()
+	w.memory()
+	w.events()
+	w.list()
+	w.append()
+	w.summary()
+	w.all()
+	return w.String()
+}
+
+// timeRow compares two time figures: ratio rs/base against limit (0: no
+// target). extra cells, if any, end the row.
+func (w *report) timeRow(what, rsLabel, rs, baseLabel, base string, limit float64, fmtTime func(float64) string, extra ...string) {
+	ratio, ok := w.r.ratio(rs, base, nsop)
+	target, st := "—", ""
+	if limit > 0 {
+		target = fmt.Sprintf("≤ %.2fx", limit)
+		st = w.status(ok && ratio <= limit, ok, fmt.Sprintf("%s: %s vs %s %.2fx (target ≤ %.2fx)", what, rsLabel, baseLabel, ratio, limit))
+	}
+	w.row(append([]string{rsLabel, baseLabel, w.fig(rs, nsop, fmtTime), w.fig(base, nsop, fmtTime), fmtRatio(ratio, ok), target, st}, extra...)...)
+}
+
+// fasterRow compares two times as "x faster" (base/rs) against a minimum
+// (0: no target). extra cells, if any, end the row.
+func (w *report) fasterRow(what, rsLabel, rs, baseLabel, base string, least float64, fmtTime func(float64) string, extra ...string) {
+	ratio, ok := w.r.ratio(base, rs, nsop)
+	cell := "—"
+	if ok {
+		cell = fmt.Sprintf("%.2fx faster", ratio)
+	}
+	target, st := "—", ""
+	if least > 0 {
+		target = fmt.Sprintf("≥ %.0fx faster", least)
+		st = w.status(ok && ratio >= least, ok, fmt.Sprintf("%s: %s vs %s %.2fx faster (target ≥ %.0fx)", what, rsLabel, baseLabel, ratio, least))
+	}
+	w.row(append([]string{rsLabel, baseLabel, w.fig(rs, nsop, fmtTime), w.fig(base, nsop, fmtTime), cell, target, st}, extra...)...)
+}
+
+// split returns the write and read halves of a large-file case.
+func (w *report) split(name string) string {
+	ms := func(v float64) string { return fmtDur(v * 1e6) }
+	return w.fig(name, "write-ms", ms) + " / " + w.fig(name, "read-ms", ms)
+}
+
+func (w *report) smallFiles() {
+	w.line("## 1. Small-file cycle")
+	w.line("")
+	w.line("One cycle: open, write 4 KiB, close, download, stat, delete, on 1,000 rotating names; mean time per cycle. Each row is one sub-benchmark that runs a roomstore cycle and a baseline cycle alternately (which goes first alternates too), so that the shared disk's slow spells hit both alike. The raw os baseline does the same work the way an atomic writer must (temporary file, write, rename, read, stat, remove), with fsync of the file and its folder when fsync is on. gocloud.dev fileblob never fsyncs, so it is compared with fsync off.")
+	w.line("")
+	w.header("roomstore", "baseline", "roomstore", "baseline", "ratio", "target", "")
+	for _, c := range []struct {
+		rsLabel, baseLabel, name string
+		limit                    float64 // roomstore/baseline at most
+		least                    float64 // baseline/roomstore at least
+	}{
+		{"afero OsFs, fsync off", "raw os, no fsync", "afero-nofsync-vs-os-nofsync", 1.5, 0},
+		{"afero OsFs, fsync on", "raw os, fsync", "afero-fsync-vs-os-fsync", 1.5, 0},
+		{"afero OsFs, fsync off", "gocloud.dev fileblob", "afero-nofsync-vs-fileblob", 0, 3},
+		{"backend_mem", "gocloud.dev memblob", "mem-vs-memblob", 0, 2},
+	} {
+		n := small + c.name
+		rsFig := w.fig(n, "roomstore-ns/cycle", fmtDur)
+		baseFig := w.fig(n, "baseline-ns/cycle", fmtDur)
+		what := fmt.Sprintf("small-file: %s vs %s", c.rsLabel, c.baseLabel)
+		if c.limit > 0 {
+			ratio, ok := w.r.ratioWithin(n, "roomstore-ns/cycle", "baseline-ns/cycle")
+			st := w.status(ok && ratio <= c.limit, ok, fmt.Sprintf("%s %.2fx (target ≤ %.2fx)", what, ratio, c.limit))
+			w.row(c.rsLabel, c.baseLabel, rsFig, baseFig, fmtRatio(ratio, ok), fmt.Sprintf("≤ %.2fx", c.limit), st)
+			continue
+		}
+		ratio, ok := w.r.ratioWithin(n, "baseline-ns/cycle", "roomstore-ns/cycle")
+		st := w.status(ok && ratio >= c.least, ok, fmt.Sprintf("%s %.2fx faster (target ≥ %.0fx)", what, ratio, c.least))
+		cell := "—"
+		if ok {
+			cell = fmt.Sprintf("%.2fx faster", ratio)
+		}
+		w.row(c.rsLabel, c.baseLabel, rsFig, baseFig, cell, fmt.Sprintf("≥ %.0fx faster", c.least), st)
+	}
+	w.line("")
+}
+
+func (w *report) largeFiles() {
+	w.line("## 2. Large file: 64 MiB")
+	w.line("")
+	w.line("64 MiB written in 1 MiB Writes and committed, then read back through OpenReader (the baselines: their own reader) with a 1 MiB buffer; time per write+read (%s timed iterations per round after an untimed one that creates the file and warms connections and caches), and its two halves. S3 runs on one versitygw and GCS on one fake-gcs-server, both on loopback, shared by roomstore and the raw SDK client, which writes in the backend's part size (5 MiB multipart parts; a 16 MiB storage.Writer chunk).", strings.TrimSuffix(fixedIterations, "x"))
+	w.line("")
+	w.header("roomstore", "baseline", "roomstore", "baseline", "ratio", "target", "", "write / read, roomstore", "write / read, baseline")
+	for _, c := range []struct {
+		rsLabel, rs, baseLabel, base string
+		limit                        float64
+		faster                       bool
+	}{
+		{"afero OsFs, fsync on", "roomstore-afero-fsync", "raw os, fsync", "os-fsync", 1.25, false},
+		{"afero OsFs, fsync off", "roomstore-afero-nofsync", "raw os, no fsync", "os-nofsync", 1.25, false},
+		{"afero OsFs, fsync off", "roomstore-afero-nofsync", "gocloud.dev fileblob", "fileblob", 0, true},
+		{"S3 (versitygw)", "roomstore-s3", "aws-sdk-go-v2: multipart upload, GetObject", "s3-sdk", 1.15, false},
+		{"GCS (fake-gcs-server)", "roomstore-gcs", "storage client: Writer, NewReader", "gcs-sdk", 1.15, false},
+	} {
+		rs, base := large+c.rs, large+c.base
+		if c.faster {
+			w.fasterRow("64 MiB", c.rsLabel, rs, c.baseLabel, base, 0, fmtDur, w.split(rs), w.split(base))
+			continue
+		}
+		w.timeRow("64 MiB", c.rsLabel, rs, c.baseLabel, base, c.limit, fmtDur, w.split(rs), w.split(base))
+	}
+	w.line("")
+}
+
+func (w *report) memory() {
+	w.line("## 3. Memory: 1 GiB through a handle and back")
+	w.line("")
+	w.line("1 GiB in 1 MiB Writes through one handle, committed, read back through OpenReader with a 1 MiB buffer; each case alone in a fresh child process (`cmd/rssprobe`). Peak RSS is the child's VmHWM; peak heap is the largest `/memory/classes/heap/objects:bytes` sampled every millisecond; RSS before is the child's resident set before the work (runtime, binary, clients). The raw rows are reference points, not targets.")
+	w.line("")
+	w.header("store", "peak RSS", "RSS before", "peak heap", "write 1 GiB", "read 1 GiB", "target", "")
+	mib := func(v float64) string { return fmt.Sprintf("%.1f MiB", v) }
+	sec := func(v float64) string { return fmt.Sprintf("%.2f s", v) }
+	for _, c := range []struct {
+		label, name string
+		target      bool
+	}{
+		{"roomstore, afero OsFs (fsync on)", "roomstore-afero", true},
+		{"raw os (fsync, rename)", "os", false},
+		{"roomstore, S3 (versitygw)", "roomstore-s3", true},
+		{"raw aws-sdk-go-v2 (5 MiB parts, GetObject)", "s3-sdk", false},
+	} {
+		n := memory + c.name
+		target, st := "—", ""
+		if c.target {
+			v, ok := w.r.median(n, "peak-RSS-MiB")
+			target = "peak RSS ≤ 64 MiB"
+			st = w.status(ok && v <= 64, ok, fmt.Sprintf("1 GiB %s: peak RSS %.1f MiB (target ≤ 64 MiB)", c.label, v))
+		}
+		w.row(c.label, w.fig(n, "peak-RSS-MiB", mib), w.fig(n, "base-RSS-MiB", mib), w.fig(n, "peak-heap-MiB", mib),
+			w.fig(n, "write-s", sec), w.fig(n, "read-s", sec), target, st)
+	}
+	w.line("")
+}
+
+func (w *report) events() {
+	w.line("## 4. Events")
+	w.line("")
+	w.line("Throughput: one goroutine commits as fast as it can (Open, Write 64 bytes, Close on backend_mem) while one subscriber counts file.updated; events/s is events handled per second from the first Close to the last handler call. The bus-alone row publishes straight into `events.Bus` (what Close adds to a commit); when its subscriber falls behind, its bounded queue drops events, which are not counted as delivered. The baseline is EventBus's raw Publish to one synchronous handler. Latency: commits paced at 10,000 per second; the time from Close (or Publish) returning to the handler starting (0 when it started first). EventBus runs synchronous handlers inside Publish, so its latency baseline is SubscribeAsync (a goroutine per event).")
+	w.line("")
+	w.header("measure", "roomstore", "baseline", "roomstore", "baseline", "ratio", "target", "")
+	rate := func(v float64) string { return fmtCount(v) + "/s" }
+	us := func(v float64) string { return fmtDur(v * 1e3) }
+	ratio := func(a, b, unit string) string {
+		x, ok := w.r.ratio(a, b, unit)
+		return fmtRatio(x, ok)
+	}
+	v, ok := w.r.median(evs+"roomstore-close-to-handler", "events/s")
+	w.row("events/s, Close → one handler", "Close on backend_mem", "EventBus raw Publish, sync handler",
+		w.fig(evs+"roomstore-close-to-handler", "events/s", rate), w.fig(evs+"eventbus-publish", "events/s", rate),
+		ratio(evs+"roomstore-close-to-handler", evs+"eventbus-publish", "events/s"), "≥ 1,000,000/s",
+		w.status(ok && v >= 1e6, ok, fmt.Sprintf("events: Close → handler %s/s (target ≥ 1,000,000/s)", fmtCount(v))))
+	dropped := w.fig(evs+"roomstore-bus-publish", "dropped", fmtCount)
+	w.row("events/s, bus alone", fmt.Sprintf("events.Bus Publish (%s dropped)", dropped), "EventBus raw Publish, sync handler",
+		w.fig(evs+"roomstore-bus-publish", "events/s", rate), w.fig(evs+"eventbus-publish", "events/s", rate),
+		ratio(evs+"roomstore-bus-publish", evs+"eventbus-publish", "events/s"), "—", "")
+	w.row("p50 latency at 10k/s", "Close → handler", "EventBus async Publish → handler",
+		w.fig(evs+"roomstore-close-latency-10k", "p50-µs", us), w.fig(evs+"eventbus-async-latency-10k", "p50-µs", us),
+		ratio(evs+"roomstore-close-latency-10k", evs+"eventbus-async-latency-10k", "p50-µs"), "—", "")
+	p99, ok := w.r.median(evs+"roomstore-close-latency-10k", "p99-µs")
+	w.row("p99 latency at 10k/s", "Close → handler", "EventBus async Publish → handler",
+		w.fig(evs+"roomstore-close-latency-10k", "p99-µs", us), w.fig(evs+"eventbus-async-latency-10k", "p99-µs", us),
+		ratio(evs+"roomstore-close-latency-10k", evs+"eventbus-async-latency-10k", "p99-µs"), "≤ 1 ms",
+		w.status(ok && p99 <= 1000, ok, fmt.Sprintf("events: p99 Close → handler %s at 10k/s (target ≤ 1 ms)", us(p99))))
+	w.row("p99 latency at 10k/s, bus alone", "events.Bus Publish → handler", "EventBus async Publish → handler",
+		w.fig(evs+"roomstore-bus-latency-10k", "p99-µs", us), w.fig(evs+"eventbus-async-latency-10k", "p99-µs", us),
+		ratio(evs+"roomstore-bus-latency-10k", evs+"eventbus-async-latency-10k", "p99-µs"), "—", "")
+	w.row("max latency at 10k/s", "Close → handler", "EventBus async Publish → handler",
+		w.fig(evs+"roomstore-close-latency-10k", "max-µs", us), w.fig(evs+"eventbus-async-latency-10k", "max-µs", us), "", "—", "")
+	w.line("")
+}
+
+func (w *report) list() {
+	w.line("## 5. List of a folder with 100,000 files")
+	w.line("")
+	w.line("List of one folder of 100,000 16-byte files; the baseline is the raw listing of the same folder on disk: os.ReadDir and Info for every entry. Each row is one sub-benchmark that lists with roomstore and with the raw calls alternately (%s times each per round, after one untimed call of each); mean time per listing. Peak heap is the heap's growth during one extra, untimed call of each, sampled every 100 µs.", strings.TrimSuffix(fixedIterations, "x"))
+	w.line("")
+	w.header("roomstore", "baseline", "roomstore", "baseline", "ratio", "target", "", "peak heap roomstore", "peak heap baseline")
+	mib := func(v float64) string { return fmt.Sprintf("%.1f MiB", v) }
+	for _, c := range []struct{ label, name string }{{"afero OsFs", "afero-vs-readdir"}, {"backend_mem", "mem-vs-readdir"}} {
+		n := list + c.name
+		ratio, ok := w.r.ratioWithin(n, "roomstore-ns/list", "baseline-ns/list")
+		st := w.status(ok && ratio <= 1.2, ok, fmt.Sprintf("List 100k: %s vs os.ReadDir+Info %.2fx (target ≤ 1.2x)", c.label, ratio))
+		w.row(c.label, "os.ReadDir + Info", w.fig(n, "roomstore-ns/list", fmtDur), w.fig(n, "baseline-ns/list", fmtDur), fmtRatio(ratio, ok), "≤ 1.20x", st,
+			w.fig(n, "roomstore-peak-heap-MiB", mib), w.fig(n, "baseline-peak-heap-MiB", mib))
+	}
+	w.line("")
+}
+
+func (w *report) append() {
+	w.line("## 6. Append growth: one 4 KiB append")
+	w.line("")
+	w.line("Open (append), Write 4 KiB, Close on a file of the given size (it grows by 4 KiB per iteration; 5 iterations). Bytes sent, afero: growth of `wchar` in /proc/self/io, the bytes the process handed to write(2) and copy_file_range(2) (the afero backend copies the old content into a new file in the kernel, then renames it into place). Bytes sent and received, S3: bytes written to and read from the client's TCP connections (headers included), counted by a wrapper around the client's HTTP transport. The raw O_APPEND write (and fsync) is for scale only: it is not atomic, a reader can see half of it.")
+	w.line("")
+	w.header("file", "afero OsFs (fsync on)", "bytes written", "raw O_APPEND + fsync", "bytes written", "ratio", "S3 (versitygw)", "bytes sent", "bytes received", "requests")
+	for _, size := range []string{"1MiB", "64MiB", "512MiB"} {
+		a, o, s := apnd+"roomstore-afero/"+size, apnd+"os-append/"+size, apnd+"roomstore-s3/"+size
+		ratio, ok := w.r.ratio(a, o, nsop)
+		w.row(strings.Replace(size, "MiB", " MiB", 1),
+			w.fig(a, nsop, fmtDur), w.fig(a, "sent-B/op", fmtBytes),
+			w.fig(o, nsop, fmtDur), w.fig(o, "sent-B/op", fmtBytes), fmtRatio(ratio, ok),
+			w.fig(s, nsop, fmtDur), w.fig(s, "sent-B/op", fmtBytes), w.fig(s, "recv-B/op", fmtBytes),
+			w.fig(s, "requests/op", func(v float64) string { return fmt.Sprintf("%.0f", v) }))
+	}
+	w.line("")
+}
+
+func (w *report) summary() {
+	w.line("## Targets missed in this run")
+	w.line("")
+	if len(w.missed) == 0 {
+		w.line("None.")
+	}
+	for _, m := range w.missed {
+		w.line("- %s", m)
+	}
+	w.line("")
+}
+
+// all lists every benchmark's figures: medians, and the spread of the
+// time over the rounds.
+func (w *report) all() {
+	w.line("## Every benchmark")
+	w.line("")
+	w.line("Medians over the rounds; \"spread\" is the lowest and highest time per op of the rounds. A small-file or list op is one roomstore call plus one baseline call, so its time, B/op and allocs/op cover both.")
+	w.line("")
+	w.header("benchmark", "rounds", "time/op", "spread", "B/op", "allocs/op", "other metrics")
+	for _, name := range w.r.order {
+		times := w.r.values(name, nsop)
+		spread := ""
+		if len(times) > 1 {
+			lo, hi := math.Inf(1), math.Inf(-1)
+			for _, t := range times {
+				lo, hi = min(lo, t), max(hi, t)
+			}
+			spread = fmtDur(lo) + " – " + fmtDur(hi)
+		}
+		var other []string
+		for _, unit := range metricUnits(w.r, name) {
+			v, _ := w.r.median(name, unit)
+			other = append(other, fmt.Sprintf("%s %s", trimFloat(v), unit))
+		}
+		w.row("`"+strings.TrimPrefix(name, "Benchmark")+"`", fmt.Sprint(len(times)), w.fig(name, nsop, fmtDur), spread,
+			w.fig(name, "B/op", fmtBytes), w.fig(name, "allocs/op", trimFloat), strings.Join(other, ", "))
+	}
+}
+
+// metricUnits lists name's units other than the standard ones, sorted.
+func metricUnits(r *results, name string) []string {
+	seen := map[string]bool{nsop: true, "B/op": true, "allocs/op": true}
+	var units []string
+	for _, m := range r.byName[name] {
+		for u := range m {
+			if !seen[u] {
+				seen[u] = true
+				units = append(units, u)
+			}
+		}
+	}
+	slices.Sort(units)
+	return units
+}
+
+func fmtDur(ns float64) string {
+	switch {
+	case math.IsNaN(ns):
+		return "—"
+	case ns < 1e3:
+		return fmt.Sprintf("%.0f ns", ns)
+	case ns < 1e6:
+		return fmt.Sprintf("%.1f µs", ns/1e3)
+	case ns < 1e9:
+		return fmt.Sprintf("%.1f ms", ns/1e6)
+	}
+	return fmt.Sprintf("%.2f s", ns/1e9)
+}
+
+func fmtBytes(b float64) string {
+	switch {
+	case b < 1<<10:
+		return fmt.Sprintf("%.0f B", b)
+	case b < 1<<20:
+		return fmt.Sprintf("%.1f KiB", b/(1<<10))
+	case b < 1<<30:
+		return fmt.Sprintf("%.1f MiB", b/(1<<20))
+	}
+	return fmt.Sprintf("%.2f GiB", b/(1<<30))
+}
+
+func fmtRatio(r float64, ok bool) string {
+	if !ok {
+		return "—"
+	}
+	return fmt.Sprintf("%.2fx", r)
+}
+
+// fmtCount writes a count with thousands separators.
+func fmtCount(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func trimFloat(v float64) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.4g", v)
+}

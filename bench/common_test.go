@@ -1,0 +1,102 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/spf13/afero"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_mem"
+)
+
+// benchCase is one sub-benchmark of a comparison.
+type benchCase struct {
+	name string
+	run  func(b *testing.B)
+}
+
+// runCases runs the cases as sub-benchmarks in order, or in reverse order
+// when ROOMSTORE_BENCH_REVERSE=1, which cmd/benchreport sets on every
+// other round so that neither roomstore nor a baseline always goes first.
+func runCases(b *testing.B, cases []benchCase) {
+	if os.Getenv("ROOMSTORE_BENCH_REVERSE") == "1" {
+		cases = slices.Clone(cases)
+		slices.Reverse(cases)
+	}
+	for _, c := range cases {
+		b.Run(c.name, c.run)
+	}
+}
+
+// randomBytes returns n incompressible bytes.
+func randomBytes(n int) []byte {
+	p := make([]byte, n)
+	_, _ = rand.Read(p)
+	return p
+}
+
+// newEngine returns an engine over be, shut down when b ends.
+func newEngine(b testing.TB, be backend.Backend, opts ...roomstore.Option) *roomstore.Engine {
+	b.Helper()
+	e, err := roomstore.New(be, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+	return e
+}
+
+// aferoEngine returns an engine on afero OsFs rooted at dir.
+func aferoEngine(b testing.TB, dir string, fsync bool) *roomstore.Engine {
+	return newEngine(b, backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir), backend.WithFsync(fsync)))
+}
+
+// memEngine returns an engine on a fresh backend_mem store.
+func memEngine(b testing.TB) *roomstore.Engine { return newEngine(b, backend_mem.New()) }
+
+// drain reads r to its end through buf, the way a caller streaming a file
+// with a buffer of that size would, and returns the byte count. (io.Copy
+// to io.Discard would read in 8 KiB pieces whatever the source.)
+func drain(r io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		k, err := r.Read(buf)
+		n += int64(k)
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// check fails b on err. It calls Helper only on failure: Helper walks the
+// stack, which would otherwise show up in every profile.
+func check(b testing.TB, err error) {
+	if err != nil {
+		b.Helper()
+		b.Fatal(err)
+	}
+}
+
+// syncDir makes a rename in dir durable, as the afero backend does with
+// fsync on.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

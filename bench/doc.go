@@ -1,0 +1,47 @@
+// Package bench is roomstore's benchmark suite: every case runs roomstore
+// and its baselines in one process, on the same data, so that their ratio
+// means something. It lives in its own module so that benchmark-only
+// dependencies (gocloud.dev) stay out of the library's go.mod.
+//
+// `make bench` (at the repository root) runs cmd/benchreport, which
+// compiles this package's test binary once, runs the ratio cases for a few
+// rounds (alternating the order of roomstore and its baselines between
+// rounds), runs the memory and append cases once, and writes the medians
+// and ratios to BENCHMARKS.md. The cases:
+//
+//   - BenchmarkSmallFile: open, write 4 KiB, close, download, stat, delete
+//     on 1,000 rotating names; roomstore on afero OsFs (fsync off, on) and
+//     on backend_mem, against raw os calls (temp file, rename, read, stat,
+//     remove, with and without fsync), gocloud.dev fileblob and memblob.
+//     Each pair runs alternately, cycle by cycle, in one sub-benchmark.
+//   - BenchmarkLarge64MiB: 64 MiB in 1 MiB Writes, committed, then read
+//     back through OpenReader with a 1 MiB buffer; roomstore on afero,
+//     S3 (versitygw) and GCS (fake-gcs-server) against raw os, fileblob,
+//     the raw aws-sdk-go-v2 client and the raw storage client on the same
+//     servers.
+//   - BenchmarkMemory1GiB: peak RSS (VmHWM) and peak heap while 1 GiB goes
+//     through a handle and back through OpenReader, each case alone in a
+//     child process (cmd/rssprobe).
+//   - BenchmarkEvents: events per second from Close to one subscriber's
+//     handler, the bus alone, EventBus's raw Publish; latency from Close
+//     (or Publish) returning to the handler running at 10,000 per second.
+//   - BenchmarkList100k: List of a folder of 100,000 files on afero OsFs
+//     and backend_mem against os.ReadDir plus Info, time and peak heap.
+//   - BenchmarkAppend4KiB: one 4 KiB append to files of 1 MiB, 64 MiB and
+//     512 MiB on afero OsFs and S3, with the bytes the client sent: for
+//     afero the growth of wchar in /proc/self/io (bytes handed to write(2)
+//     and copy_file_range(2)), for S3 the bytes written to the client's
+//     TCP connections, counted by the client's HTTP transport.
+//
+// Profiles come from the usual flags, one case at a time, for example:
+//
+//	cd bench
+//	go test -run '^$' -bench 'SmallFile/roomstore-afero-nofsync' -cpuprofile cpu.prof -memprofile mem.prof
+//	go tool pprof -top cpu.prof
+//
+// The S3 and GCS cases need the test servers that `make tools` installs
+// into .bin/ (`make bench` does it first). Two environment variables tune
+// a run: ROOMSTORE_BENCH_REVERSE=1 runs each comparison's sub-benchmarks
+// in reverse order, and ROOMSTORE_BENCH_DATA names a folder where
+// BenchmarkList100k keeps its 100,000 files between runs.
+package bench
