@@ -20,7 +20,7 @@ demo:
 	$(GO) run ./cmd/demo
 
 test: tools
-	$(GO) test -race -timeout 20m ./...
+	GOTRACEBACK=all $(GO) test -race -timeout 15m ./...
 
 lint: $(call stamp,$(STATICCHECK))
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \

@@ -37,11 +37,26 @@
 //
 // Every error is an *fs.PathError (or wraps one) naming the operation and
 // the caller's path, and matches with errors.Is one of fs.ErrNotExist,
-// fs.ErrExist, fs.ErrInvalid (bad paths, offsets, handles), fs.ErrClosed
-// (finished handles, a shut-down engine), fs.ErrPermission (another
-// participant's handle, a store that refuses access),
-// errors.ErrUnsupported, ErrIsFolder, ErrNotFolder, ErrTooManyHandles and
-// ErrConflict. A context's error is returned as is inside the PathError.
+// fs.ErrExist, fs.ErrInvalid (bad paths, offsets, handles, options),
+// fs.ErrClosed (finished handles, a shut-down engine), fs.ErrPermission
+// (another participant's handle, a store that refuses access),
+// errors.ErrUnsupported, ErrIsFolder, ErrNotFolder, ErrTooManyHandles,
+// ErrConflict and ErrStoreUnavailable (a missing bucket or directory, a
+// broken staging area: never a missing file). A context's error is
+// returned as is inside the PathError. Messages name the operation, the
+// caller's path and the reason; they never show a host path or a system
+// call, while the provider's error (an S3 or GCS API error, a
+// syscall.Errno) stays reachable with errors.As.
+//
+// # Deadlines
+//
+// Every call returns promptly once its context ends, waits for locks
+// included (another commit to the same path, another call on the same
+// handle). The io.WriteCloser methods of a Handle, which take no context,
+// are bounded by WithHandleTimeout. Cleanup that must follow a failed or
+// aborted write (removing staged bytes on a remote store) goes on in the
+// background once the caller's context has ended, and Shutdown waits for
+// it.
 package roomstore
 
 import (
@@ -57,11 +72,14 @@ import (
 	mrand "math/rand/v2"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/roomstore/roomstore/backend"
 	_ "github.com/roomstore/roomstore/backend_mem" // registers mem://
@@ -116,10 +134,11 @@ type Engine struct {
 	b        backend.Backend
 	cfg      config
 	bus      *events.Bus
-	owned    io.Closer // closed by Shutdown when OpenURL built the backend
+	owned    bool // Shutdown closes b: OpenURL built it
 	seed     maphash.Seed
-	stripes  [64]sync.Mutex // orders commit+publish per path within this engine
+	stripes  [64]*semaphore.Weighted // order commit+publish per path within this engine
 	inflight sync.WaitGroup
+	cleanups sync.WaitGroup // aborts of writers that go on after their call
 
 	mu       sync.Mutex
 	closed   bool
@@ -131,50 +150,76 @@ type Engine struct {
 	stopErr  error
 }
 
-// New returns an Engine over b. It fails only on a nil backend or a bad
-// Option.
+// New returns an Engine over b. b stays the caller's: Shutdown does not
+// close it. New fails only on a nil backend or a bad Option, with an
+// *fs.PathError wrapping fs.ErrInvalid.
 func New(b backend.Backend, opts ...Option) (*Engine, error) {
 	if b == nil {
-		return nil, errors.New("roomstore: New with a nil backend")
+		return nil, &fs.PathError{Op: "new", Path: "", Err: fmt.Errorf("%w: nil backend", fs.ErrInvalid)}
 	}
 	cfg := defaultConfig()
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
-			return nil, err
+			return nil, &fs.PathError{Op: "new", Path: "", Err: err}
 		}
 	}
 	if cfg.signingKey == nil {
 		cfg.signingKey = make([]byte, MinSigningKeyLen)
 		_, _ = rand.Read(cfg.signingKey)
 	}
-	return &Engine{
+	bus, err := events.New(events.WithBuffer(cfg.eventBuffer), events.WithLogger(cfg.logger))
+	if err != nil {
+		return nil, &fs.PathError{Op: "new", Path: "", Err: err}
+	}
+	e := &Engine{
 		b:       b,
 		cfg:     cfg,
-		bus:     events.New(events.WithBuffer(cfg.eventBuffer), events.WithLogger(cfg.logger)),
+		bus:     bus,
 		seed:    maphash.MakeSeed(),
 		handles: map[string]*Handle{},
 		stopped: make(chan struct{}),
-	}, nil
+	}
+	for i := range e.stripes {
+		e.stripes[i] = semaphore.NewWeighted(1)
+	}
+	return e, nil
 }
 
 // OpenURL opens the backend named by rawURL (see package backend for the
 // registry; mem:// and file:// are built in, s3:// and gs:// register when
-// their packages are imported) and returns an Engine over it. Shutdown
-// closes a backend that OpenURL built.
+// their packages are imported) and returns an Engine over it. The Engine
+// owns that backend: Shutdown closes it. Errors are *fs.PathError values
+// on the URL (its password, if any, redacted): fs.ErrInvalid for a bad
+// URL or option, and whatever the backend's opener reports (a missing
+// bucket is ErrStoreUnavailable).
 func OpenURL(ctx context.Context, rawURL string, opts ...Option) (*Engine, error) {
 	b, err := backend.Open(ctx, rawURL)
 	if err != nil {
-		return nil, err
+		return nil, &fs.PathError{Op: "openurl", Path: redact(rawURL), Err: err}
 	}
 	e, err := New(b, opts...)
 	if err != nil {
-		if c, ok := b.(io.Closer); ok {
-			c.Close()
+		b.Close()
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
 		}
-		return nil, err
+		return nil, &fs.PathError{Op: "openurl", Path: redact(rawURL), Err: err}
 	}
-	e.owned, _ = b.(io.Closer)
+	e.owned = true
 	return e, nil
+}
+
+// redact hides a password in a store URL.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	switch {
+	case err != nil:
+		return "(malformed URL)"
+	case u.User != nil:
+		return u.Redacted()
+	}
+	return rawURL
 }
 
 type participantKey struct{}
@@ -271,8 +316,6 @@ func (e *Engine) checkParents(ctx context.Context, p string) error {
 			return nil
 		case err == nil:
 			return ErrNotFolder
-		case errors.Is(err, ErrNotFolder):
-			return ErrNotFolder
 		case !errors.Is(err, fs.ErrNotExist):
 			return err
 		}
@@ -290,7 +333,7 @@ func (e *Engine) Download(ctx context.Context, p string) (*File, error) {
 	defer e.inflight.Done()
 	r, info, err := e.b.Read(ctx, clean, 0, -1)
 	if err != nil {
-		return nil, pathError("download", p, e.readError(ctx, clean, err))
+		return nil, pathError("download", p, err)
 	}
 	defer r.Close()
 	buf := bytes.NewBuffer(make([]byte, 0, info.Size+bytes.MinRead))
@@ -306,17 +349,6 @@ func (e *Engine) Download(ctx context.Context, p string) (*File, error) {
 		Size:     int64(len(data)),
 		ModTime:  info.ModTime,
 	}, nil
-}
-
-// readError tells a folder from a missing file for backends whose Read
-// only knows that no object is there.
-func (e *Engine) readError(ctx context.Context, p string, err error) error {
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrNotFolder) {
-		if info, serr := e.b.Stat(ctx, p); serr == nil && info.IsFolder {
-			return ErrIsFolder
-		}
-	}
-	return err
 }
 
 func mimeType(p string, head []byte) string {
@@ -341,7 +373,7 @@ func (e *Engine) OpenReader(ctx context.Context, p string, offset, length int64)
 	}
 	r, _, err := e.b.Read(ctx, clean, offset, length)
 	if err != nil {
-		return nil, pathError("read", p, e.readError(ctx, clean, err))
+		return nil, pathError("read", p, err)
 	}
 	return r, nil
 }
@@ -401,15 +433,17 @@ func (e *Engine) Delete(ctx context.Context, p string) error {
 	}
 	defer e.inflight.Done()
 	if err := e.remove(ctx, clean); err != nil {
-		return pathError("delete", p, e.readError(ctx, clean, err))
+		return pathError("delete", p, err)
 	}
 	return nil
 }
 
 func (e *Engine) remove(ctx context.Context, clean string) error {
 	mu := e.stripe(clean)
-	mu.Lock()
-	defer mu.Unlock()
+	if err := mu.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	defer mu.Release(1)
 	if err := e.b.Remove(ctx, clean); err != nil {
 		return err
 	}
@@ -473,8 +507,8 @@ func ignoreNotExist(err error) error {
 	return err
 }
 
-func (e *Engine) stripe(p string) *sync.Mutex {
-	return &e.stripes[maphash.String(e.seed, p)%uint64(len(e.stripes))]
+func (e *Engine) stripe(p string) *semaphore.Weighted {
+	return e.stripes[maphash.String(e.seed, p)%uint64(len(e.stripes))]
 }
 
 func (e *Engine) publish(ctx context.Context, topic, p string, size int64) {
@@ -543,8 +577,9 @@ func (e *Engine) checkTopic(op, event string) error {
 
 // Shutdown stops the engine: later calls fail with fs.ErrClosed, open
 // handles are aborted (their bytes discarded, files left as they were),
-// running operations are awaited (a Close that is committing finishes),
-// queued events are delivered, and a backend built by OpenURL is closed.
+// running operations and the cleanups of aborted writes are awaited (a
+// Close that is committing finishes), queued events are delivered, and a
+// backend built by OpenURL is closed.
 // If ctx ends first, Shutdown returns its error and the rest still
 // finishes in the background; a later Shutdown waits for it again. Called
 // from an event handler, Shutdown does not wait for event delivery.
@@ -577,12 +612,13 @@ func (e *Engine) stop() {
 	}
 	e.mu.Unlock()
 	for _, h := range open {
-		h.discard(fmt.Errorf("%w: engine shut down", fs.ErrClosed), "engine shut down")
+		_, _ = h.discard(context.Background(), fmt.Errorf("%w: engine shut down", fs.ErrClosed), "engine shut down")
 	}
 	e.inflight.Wait()
+	e.cleanups.Wait()
 	err := e.bus.Close(context.Background())
-	if e.owned != nil {
-		err = errors.Join(err, e.owned.Close())
+	if e.owned {
+		err = errors.Join(err, e.b.Close())
 	}
 	e.stopErr = err
 }

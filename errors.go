@@ -1,7 +1,6 @@
 package roomstore
 
 import (
-	"errors"
 	"io/fs"
 
 	"github.com/roomstore/roomstore/backend"
@@ -11,7 +10,9 @@ import (
 // returns is, or wraps, an *fs.PathError whose Err matches one of these or
 // one of fs.ErrNotExist, fs.ErrExist, fs.ErrInvalid, fs.ErrClosed,
 // fs.ErrPermission and errors.ErrUnsupported under errors.Is; a provider's
-// own error (an S3 or GCS API error) stays reachable with errors.As.
+// own error (an S3 or GCS API error, a syscall.Errno) stays reachable with
+// errors.As. They are the backend package's sentinels, so that a backend's
+// answer and the engine's are one and the same.
 var (
 	// ErrIsFolder reports a file operation on a folder.
 	ErrIsFolder = backend.ErrIsFolder
@@ -22,16 +23,19 @@ var (
 	// writers through all its attempts (WithCommitAttempts).
 	ErrConflict = backend.ErrConflict
 	// ErrTooManyHandles reports an Open while WithMaxOpenHandles handles are
-	// open.
-	ErrTooManyHandles = errors.New("too many open handles")
+	// open, or a write that found the process out of file descriptors.
+	// Nothing was changed; retry once other handles are closed.
+	ErrTooManyHandles = backend.ErrTooManyHandles
+	// ErrStoreUnavailable reports that the store itself cannot be used:
+	// its bucket or directory is missing, or its staging area is broken.
+	// A missing file is never reported so: a vanished store does not pass
+	// for an empty one.
+	ErrStoreUnavailable = backend.ErrStoreUnavailable
 )
 
-// pathError puts err under the engine's operation and the caller's path,
-// dropping a backend's own PathError layer (whose path may be a bucket key)
-// but keeping everything it wrapped.
+// pathError puts a backend's error under the engine's operation and the
+// caller's path. Backends name no path of their own (see package
+// backend), so this is the one wrapping an error gets.
 func pathError(op, path string, err error) error {
-	if pe, ok := err.(*fs.PathError); ok {
-		err = pe.Err
-	}
 	return &fs.PathError{Op: op, Path: path, Err: err}
 }

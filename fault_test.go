@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,33 +18,96 @@ import (
 
 var errInjected = errors.New("injected failure")
 
+// counter counts the events an engine publishes, except those of the
+// barrier files, which settle waits for.
+type counter struct {
+	n        atomic.Int32
+	mu       sync.Mutex
+	barriers map[string]chan struct{}
+}
+
+const barrierDir = "zz-barrier/"
+
+func (c *counter) handle(ev roomstore.Event) {
+	if !strings.HasPrefix(ev.Path, barrierDir) {
+		c.n.Add(1)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch := c.barriers[ev.Path]; ch != nil {
+		close(ch)
+		delete(c.barriers, ev.Path)
+	}
+}
+
+// settle returns once every event e published before the call has been
+// counted: it writes a file of its own (with b's faults cleared) and
+// waits for that file's event, which comes after all earlier ones.
+func (c *counter) settle(t *testing.T, e *roomstore.Engine, b *backend_mem.Backend) int32 {
+	t.Helper()
+	b.ClearFaults()
+	p := fmt.Sprintf("%s%d", barrierDir, time.Now().UnixNano())
+	ch := make(chan struct{})
+	c.mu.Lock()
+	c.barriers[p] = ch
+	c.mu.Unlock()
+	put(t, e, p, "")
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the barrier event did not arrive within 10s")
+	}
+	return c.n.Load()
+}
+
 // faulty returns an engine over a memory store holding f = "old", and a
-// counter of the events it published.
-func faulty(t *testing.T, opts ...roomstore.Option) (*roomstore.Engine, *backend_mem.Backend, *atomic.Int32) {
+// counter of the events it publishes from then on.
+func faulty(t *testing.T, opts ...roomstore.Option) (*roomstore.Engine, *backend_mem.Backend, *counter) {
 	t.Helper()
 	b := backend_mem.New()
 	e, err := roomstore.New(b, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.Shutdown(context.Background()) })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		e.Shutdown(ctx)
+	})
 	put(t, e, "f", "old")
-	var n atomic.Int32
-	e.Subscribe(func(roomstore.Event) { n.Add(1) })
-	return e, b, &n
+	c := &counter{barriers: map[string]chan struct{}{}}
+	e.Subscribe(c.handle)
+	return e, b, c
 }
 
-// unchanged checks that f still holds "old", that no event came, and that
-// no handle is left open.
-func unchanged(t *testing.T, e *roomstore.Engine, events *atomic.Int32) {
+// unchanged checks that f still holds "old" and that no event came.
+func unchanged(t *testing.T, e *roomstore.Engine, b *backend_mem.Backend, events *counter) {
 	t.Helper()
 	f, err := e.Download(t.Context(), "f")
 	if err != nil || string(f.Data) != "old" {
 		t.Fatalf("f = %v, %v; want old", f, err)
 	}
-	time.Sleep(20 * time.Millisecond)
-	if n := events.Load(); n != 0 {
+	if n := events.settle(t, e, b); n != 0 {
 		t.Fatalf("%d events published after a failure", n)
+	}
+}
+
+// stallNotice returns a channel that is closed when a Fault first hits,
+// and the Notify function that closes it.
+func stallNotice() (chan struct{}, func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	return ch, func() { once.Do(func() { close(ch) }) }
+}
+
+// awaitStall waits for a stall notice.
+func awaitStall(t *testing.T, ch chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not reach its stall within 10s")
 	}
 }
 
@@ -79,7 +144,7 @@ func TestFailuresKeepOldContentPublishNothingAndFreeTheHandle(t *testing.T) {
 				if !errors.As(err, &pe) || pe.Path != "f" {
 					t.Fatalf("error %v is not a PathError for f", err)
 				}
-				unchanged(t, e, events)
+				unchanged(t, e, b, events)
 				h, err := e.Open(t.Context(), "g", o) // the failed handle's slot is free again
 				if err != nil {
 					t.Fatalf("Open after the failure: %v", err)
@@ -102,9 +167,8 @@ func TestLostAppendRacesAreRetried(t *testing.T) {
 	if string(f.Data) != "old+new" {
 		t.Fatalf("f = %q", f.Data)
 	}
-	time.Sleep(20 * time.Millisecond)
-	if events.Load() != 1 {
-		t.Fatalf("%d events, want 1", events.Load())
+	if n := events.settle(t, e, b); n != 1 {
+		t.Fatalf("%d events, want 1", n)
 	}
 }
 
@@ -116,7 +180,7 @@ func TestAnAppendThatKeepsLosingFailsWithConflict(t *testing.T) {
 	if err := e.Close(t.Context(), h); !errors.Is(err, roomstore.ErrConflict) {
 		t.Fatalf("Close: %v, want ErrConflict", err)
 	}
-	unchanged(t, e, events)
+	unchanged(t, e, b, events)
 }
 
 func TestAFailedRemoveKeepsTheFileAndPublishesNothing(t *testing.T) {
@@ -128,7 +192,7 @@ func TestAFailedRemoveKeepsTheFileAndPublishesNothing(t *testing.T) {
 	if err := e.RemoveAll(t.Context(), ""); !errors.Is(err, errInjected) {
 		t.Fatalf("RemoveAll: %v", err)
 	}
-	unchanged(t, e, events)
+	unchanged(t, e, b, events)
 }
 
 func TestAStalledCommitEndsWithItsContext(t *testing.T) {
@@ -141,31 +205,34 @@ func TestAStalledCommitEndsWithItsContext(t *testing.T) {
 	if err := e.Close(ctx, h); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Close: %v, want the deadline", err)
 	}
-	unchanged(t, e, events)
+	unchanged(t, e, b, events)
 }
 
 func TestAbortAndShutdownInterruptAStalledWrite(t *testing.T) {
 	e, b, events := faulty(t)
-	b.Inject(backend_mem.Fault{Op: backend_mem.OpWrite, Stall: true})
+	stalled, notify := stallNotice()
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpWrite, Stall: true, Notify: notify})
 	h, _ := e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
 	done := make(chan error, 1)
 	go func() { done <- e.Write(t.Context(), h, []byte("new")) }()
-	time.Sleep(20 * time.Millisecond)
+	awaitStall(t, stalled)
 	if err := e.Abort(t.Context(), h); err != nil {
 		t.Fatalf("Abort of a stalled handle: %v", err)
 	}
-	if err := <-done; !errors.Is(err, fs.ErrClosed) {
+	if err := awaitResult(t, done); !errors.Is(err, fs.ErrClosed) {
 		t.Fatalf("stalled Write returned %v, want fs.ErrClosed", err)
 	}
-	unchanged(t, e, events)
+	unchanged(t, e, b, events)
 
+	stalled, notify = stallNotice()
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpWrite, Stall: true, Notify: notify})
 	h, _ = e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
 	go func() { done <- e.Write(t.Context(), h, []byte("new")) }()
-	time.Sleep(20 * time.Millisecond)
+	awaitStall(t, stalled)
 	if err := e.Shutdown(t.Context()); err != nil {
 		t.Fatalf("Shutdown with a stalled write: %v", err)
 	}
-	if err := <-done; !errors.Is(err, fs.ErrClosed) {
+	if err := awaitResult(t, done); !errors.Is(err, fs.ErrClosed) {
 		t.Fatalf("stalled Write returned %v, want fs.ErrClosed", err)
 	}
 	got, _, err := b.Read(t.Context(), "f", 0, -1)
@@ -173,4 +240,16 @@ func TestAbortAndShutdownInterruptAStalledWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	got.Close()
+}
+
+// awaitResult waits for a call's result.
+func awaitResult(t *testing.T, done chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not return within 10s")
+		return nil
+	}
 }

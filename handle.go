@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,7 +16,7 @@ import (
 // Handle is an open write to one file, made by Engine.Open. Its bytes stay
 // invisible until Close commits them. A Handle implements io.WriteCloser
 // for code that has no context to pass; those calls act as the participant
-// that opened it.
+// that opened it, bounded by WithHandleTimeout.
 type Handle struct {
 	e     *Engine
 	id    string
@@ -32,12 +31,31 @@ type Handle struct {
 	// timeout, Shutdown), set before it interrupts a running call so that
 	// the call can report it.
 	discarding atomic.Pointer[error]
+	lastUsed   atomic.Int64 // UnixNano of the last Write, read by the idle timer
 
-	mu       sync.Mutex // serialises Write, Close and Abort
-	done     error      // why the handle is finished; nil while open
-	size     int64
-	lastUsed time.Time
+	// mu serialises Write, Close and Abort: a one-slot semaphore, so that
+	// a call waiting for another honours its context.
+	mu   chan struct{}
+	done error // why the handle is finished; nil while open; guarded by mu
+	size int64 // guarded by mu
 }
+
+// lock takes h.mu, waiting as ctx allows.
+func (h *Handle) lock(ctx context.Context) error {
+	select {
+	case h.mu <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case h.mu <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (h *Handle) unlock() { <-h.mu }
 
 // ID returns the handle's id: 32 random hex digits, safe to hand to a
 // client and resolve later with Engine.Handle.
@@ -49,22 +67,37 @@ func (h *Handle) Path() string { return h.path }
 // Participant returns the participant that opened the handle.
 func (h *Handle) Participant() string { return h.owner }
 
-// Write stages p as the handle's owner (see Engine.Write).
+// Write stages p as the handle's owner (see Engine.Write), on a context
+// that ends after WithHandleTimeout.
 func (h *Handle) Write(p []byte) (int, error) {
-	if err := h.e.Write(h.ownerContext(), h, p); err != nil {
+	ctx, cancel := h.ownerContext()
+	defer cancel()
+	if err := h.e.Write(ctx, h, p); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-// Close commits the handle as its owner (see Engine.Close).
-func (h *Handle) Close() error { return h.e.Close(h.ownerContext(), h) }
+// Close commits the handle as its owner (see Engine.Close), on a context
+// that ends after WithHandleTimeout.
+func (h *Handle) Close() error {
+	ctx, cancel := h.ownerContext()
+	defer cancel()
+	return h.e.Close(ctx, h)
+}
 
-// Abort discards the handle as its owner (see Engine.Abort).
-func (h *Handle) Abort() error { return h.e.Abort(h.ownerContext(), h) }
+// Abort discards the handle as its owner (see Engine.Abort), on a context
+// that ends after WithHandleTimeout.
+func (h *Handle) Abort() error {
+	ctx, cancel := h.ownerContext()
+	defer cancel()
+	return h.e.Abort(ctx, h)
+}
 
-func (h *Handle) ownerContext() context.Context {
-	return WithParticipant(context.Background(), h.owner)
+// ownerContext is the context of the calls made without one: the owner's,
+// bounded by WithHandleTimeout.
+func (h *Handle) ownerContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(WithParticipant(context.Background(), h.owner), h.e.cfg.handleCall)
 }
 
 // Open starts a write to the file at path; see OpenOptions for how an
@@ -87,8 +120,6 @@ func (e *Engine) Open(ctx context.Context, p string, opts OpenOptions) (*Handle,
 		return fail(ErrIsFolder)
 	case err == nil && opts.Exclusive:
 		return fail(fs.ErrExist)
-	case errors.Is(err, ErrNotFolder):
-		return fail(ErrNotFolder)
 	case errors.Is(err, fs.ErrNotExist):
 		if err := e.checkParents(ctx, clean); err != nil {
 			return fail(err)
@@ -99,7 +130,8 @@ func (e *Engine) Open(ctx context.Context, p string, opts OpenOptions) (*Handle,
 
 	var idb [16]byte
 	_, _ = rand.Read(idb[:])
-	h := &Handle{e: e, id: hex.EncodeToString(idb[:]), path: clean, owner: ParticipantFrom(ctx), lastUsed: time.Now()}
+	h := &Handle{e: e, id: hex.EncodeToString(idb[:]), path: clean, owner: ParticipantFrom(ctx), mu: make(chan struct{}, 1)}
+	h.lastUsed.Store(time.Now().UnixNano())
 	e.mu.Lock()
 	switch {
 	case e.closed:
@@ -126,8 +158,8 @@ func (e *Engine) Open(ctx context.Context, p string, opts OpenOptions) (*Handle,
 		err = ctx.Err()
 	}
 	if err != nil {
-		if h.w != nil {
-			_ = h.w.Abort(h.ctx)
+		if h.w != nil { // the context ended after the writer was made
+			e.abortWriter(ctx, h.w)
 		}
 		h.stop()
 		release()
@@ -146,9 +178,9 @@ func (e *Engine) Open(ctx context.Context, p string, opts OpenOptions) (*Handle,
 	}
 	e.mu.Unlock()
 	if closed { // Shutdown ran meanwhile and could not see this handle
-		h.mu.Lock()
-		h.finishLocked(fs.ErrClosed)
-		h.mu.Unlock()
+		h.mu <- struct{}{}
+		h.finishLocked(ctx, fs.ErrClosed)
+		h.unlock()
 		return fail(fs.ErrClosed)
 	}
 	h.timer.Reset(e.cfg.idleTimeout)
@@ -156,20 +188,40 @@ func (e *Engine) Open(ctx context.Context, p string, opts OpenOptions) (*Handle,
 }
 
 // Handle returns the open handle with the given ID, for servers that hand
-// IDs to their clients. An unknown ID, or that of a finished handle, yields
-// fs.ErrClosed; another participant's handle yields fs.ErrPermission.
+// IDs to their clients. An ID that is not 32 hex digits yields
+// fs.ErrInvalid; one of no open handle (never opened, or finished since)
+// fs.ErrNotExist; another participant's handle fs.ErrPermission; and
+// after Shutdown every ID yields fs.ErrClosed.
 func (e *Engine) Handle(ctx context.Context, id string) (*Handle, error) {
+	if !validHandleID(id) {
+		return nil, &fs.PathError{Op: "handle", Path: "", Err: fmt.Errorf("%w: malformed handle ID (want 32 hex digits)", fs.ErrInvalid)}
+	}
 	e.mu.Lock()
 	h := e.handles[id]
 	closed := e.closed
 	e.mu.Unlock()
 	switch {
-	case closed || h == nil:
-		return nil, &fs.PathError{Op: "handle", Path: id, Err: fs.ErrClosed}
+	case closed:
+		return nil, &fs.PathError{Op: "handle", Path: id, Err: fmt.Errorf("%w: engine shut down", fs.ErrClosed)}
+	case h == nil:
+		return nil, &fs.PathError{Op: "handle", Path: id, Err: fmt.Errorf("%w: no open handle with this ID", fs.ErrNotExist)}
 	case h.owner != ParticipantFrom(ctx):
-		return nil, &fs.PathError{Op: "handle", Path: h.path, Err: fs.ErrPermission}
+		return nil, &fs.PathError{Op: "handle", Path: h.path, Err: fmt.Errorf("%w: handle belongs to another participant", fs.ErrPermission)}
 	}
 	return h, nil
+}
+
+// validHandleID reports whether id has the form of a handle's ID.
+func validHandleID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // check admits a call on h: it must be this engine's handle and the caller
@@ -198,14 +250,18 @@ func (h *Handle) callContext(ctx context.Context) (context.Context, context.Canc
 // Write stages data on h. Nothing is visible before Close. Writing to a
 // finished handle yields fs.ErrClosed and another participant's handle
 // fs.ErrPermission (the handle is left alone). If the write fails or ctx
-// is cancelled, the handle is discarded and the file keeps its old content.
+// is cancelled, the handle is discarded and the file keeps its old
+// content; but a Write whose ctx ends while it waits for another call on
+// the same handle returns the context's error and leaves the handle alone.
 func (e *Engine) Write(ctx context.Context, h *Handle, data []byte) error {
 	if err := e.check(ctx, "write", h); err != nil {
 		return err
 	}
 	defer e.inflight.Done()
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	if err := h.lock(ctx); err != nil {
+		return pathError("write", h.path, err)
+	}
+	defer h.unlock()
 	if h.done != nil {
 		return &fs.PathError{Op: "write", Path: h.path, Err: h.done}
 	}
@@ -219,7 +275,7 @@ func (e *Engine) Write(ctx context.Context, h *Handle, data []byte) error {
 		return h.failLocked(ctx, "write", err, fmt.Errorf("%w: handle discarded after a failed write", fs.ErrClosed))
 	}
 	h.size += int64(len(data))
-	h.lastUsed = time.Now()
+	h.lastUsed.Store(time.Now().UnixNano())
 	h.timer.Reset(e.cfg.idleTimeout)
 	return nil
 }
@@ -238,7 +294,7 @@ func (h *Handle) failLocked(ctx context.Context, op string, err, reason error) e
 	if r != nil {
 		reason = *r
 	}
-	h.finishLocked(reason)
+	h.finishLocked(ctx, reason)
 	return pathError(op, h.path, err)
 }
 
@@ -251,14 +307,19 @@ func (h *Handle) failLocked(ctx context.Context, op string, err, reason error) e
 // keeps its old content, with one exception inherent to remote stores: if
 // ctx ends while the commit is in flight, the store may have applied it
 // (then the file holds the new content whole, but no event is published).
-// Closing a finished handle yields fs.ErrClosed.
+// Closing a finished handle yields fs.ErrClosed. A Close whose ctx ends
+// while it waits for another call on the same handle returns the
+// context's error and leaves the handle alone; one whose ctx ends while it
+// waits for another commit to the same path discards the handle.
 func (e *Engine) Close(ctx context.Context, h *Handle) error {
 	if err := e.check(ctx, "close", h); err != nil {
 		return err
 	}
 	defer e.inflight.Done()
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	if err := h.lock(ctx); err != nil {
+		return pathError("close", h.path, err)
+	}
+	defer h.unlock()
 	if h.done != nil {
 		return &fs.PathError{Op: "close", Path: h.path, Err: h.done}
 	}
@@ -266,17 +327,23 @@ func (e *Engine) Close(ctx context.Context, h *Handle) error {
 	if r := h.discarding.Load(); r != nil { // discarded while this call waited for h.mu
 		return h.failLocked(ctx, "close", *r, *r)
 	}
+	failed := fmt.Errorf("%w: handle discarded after a failed close", fs.ErrClosed)
 	mu := e.stripe(h.path)
-	mu.Lock()
-	defer mu.Unlock()
+	wctx, cancel := h.callContext(ctx) // an Abort or Shutdown ends the wait
+	err := mu.Acquire(wctx, 1)
+	cancel()
+	if err != nil {
+		return h.failLocked(ctx, "close", err, failed)
+	}
+	defer mu.Release(1)
 	// Once a commit has begun, only the caller's context may cut it short:
 	// an Abort or Shutdown waits for it rather than leave the outcome in
 	// doubt on a remote store.
 	info, err := e.commit(ctx, h)
 	if err != nil {
-		return h.failLocked(ctx, "close", err, fmt.Errorf("%w: handle discarded after a failed close", fs.ErrClosed))
+		return h.failLocked(ctx, "close", err, failed)
 	}
-	h.finishLocked(errCommitted)
+	h.finishLocked(ctx, errCommitted)
 	e.publish(ctx, EventFileUpdated, h.path, info.Size)
 	return nil
 }
@@ -300,13 +367,19 @@ func (e *Engine) commit(ctx context.Context, h *Handle) (backend.Info, error) {
 // content. It yields fs.ErrClosed on a finished handle (so a deferred Abort
 // after Close is harmless) and fs.ErrPermission on another participant's.
 // Abort interrupts a Write running on h; a Close that is already committing
-// finishes first, and Abort then yields fs.ErrClosed.
+// finishes first, and Abort then yields fs.ErrClosed, or the context's
+// error if ctx ends before that Close does. Removing the staged bytes from
+// a remote store goes on in the background once ctx has ended.
 func (e *Engine) Abort(ctx context.Context, h *Handle) error {
 	if err := e.check(ctx, "abort", h); err != nil {
 		return err
 	}
 	defer e.inflight.Done()
-	if !h.discard(fmt.Errorf("%w: handle aborted", fs.ErrClosed), "") {
+	open, err := h.discard(ctx, fmt.Errorf("%w: handle aborted", fs.ErrClosed), "")
+	switch {
+	case err != nil:
+		return pathError("abort", h.path, err)
+	case !open:
 		return &fs.PathError{Op: "abort", Path: h.path, Err: fs.ErrClosed}
 	}
 	return nil
@@ -314,31 +387,33 @@ func (e *Engine) Abort(ctx context.Context, h *Handle) error {
 
 // idle runs when the idle timer fires.
 func (h *Handle) idle() {
-	h.mu.Lock()
-	wait := h.e.cfg.idleTimeout - time.Since(h.lastUsed)
-	h.mu.Unlock()
+	wait := h.e.cfg.idleTimeout - time.Since(time.Unix(0, h.lastUsed.Load()))
 	if wait > 0 { // a Write just reset the timer while it fired
 		h.timer.Reset(wait)
 		return
 	}
-	h.discard(fmt.Errorf("%w: handle aborted after %v idle", fs.ErrClosed, h.e.cfg.idleTimeout), "idle timeout")
+	_, _ = h.discard(context.Background(), fmt.Errorf("%w: handle aborted after %v idle", fs.ErrClosed, h.e.cfg.idleTimeout), "idle timeout")
 }
 
 // discard interrupts whatever runs on h, then aborts its writer. It
-// reports whether h was still open. A non-empty why is logged.
-func (h *Handle) discard(reason error, why string) bool {
+// reports whether h was still open, or ctx's error if ctx ends before the
+// call running on h lets go of it (that call then ends h with reason, or
+// commits). A non-empty why is logged.
+func (h *Handle) discard(ctx context.Context, reason error, why string) (bool, error) {
 	h.discarding.CompareAndSwap(nil, &reason)
 	h.stop() // so that a Write or Close stuck in the backend lets go of h.mu
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	if err := h.lock(ctx); err != nil {
+		return false, err
+	}
+	defer h.unlock()
 	if h.done != nil {
-		return h.done == reason // an interrupted call already ended h for us
+		return h.done == reason, nil // an interrupted call already ended h for us
 	}
 	if why != "" {
 		h.e.cfg.logger.Warn("roomstore: handle discarded", "path", h.path, "handle", h.id, "participant", h.owner, "reason", why, "bytes", h.size)
 	}
-	h.finishLocked(reason)
-	return true
+	h.finishLocked(ctx, reason)
+	return true, nil
 }
 
 // errCommitted is why a handle that Close committed is finished. One
@@ -348,18 +423,40 @@ var errCommitted = fmt.Errorf("%w: handle already closed", fs.ErrClosed)
 
 // finishLocked ends h for good: the writer is aborted (unless it
 // committed: Abort is then a no-op by the backend.Writer contract, and the
-// bounded context it needs cost a timer per Close), the timer stopped and
-// the slot freed. The caller holds h.mu.
-func (h *Handle) finishLocked(reason error) {
+// goroutine and bounded context it needs would cost every Close), the
+// timer stopped and the slot freed. The abort is waited for as long as ctx
+// allows. The caller holds h.mu.
+func (h *Handle) finishLocked(ctx context.Context, reason error) {
 	h.done = reason
 	h.timer.Stop()
 	if reason != errCommitted {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), 30*time.Second)
-		_ = h.w.Abort(ctx)
-		cancel()
+		h.e.abortWriter(ctx, h.w)
 	}
 	h.stop()
 	h.e.forget(h)
+}
+
+// abortTimeout bounds the abort of a writer, which removes what it staged
+// (on a remote store, requests that retry while the server is away).
+const abortTimeout = 30 * time.Second
+
+// abortWriter aborts w on a context of its own, bounded by abortTimeout,
+// and waits for it as long as ctx allows: what is left goes on in the
+// background, and Shutdown waits for it.
+func (e *Engine) abortWriter(ctx context.Context, w backend.Writer) {
+	done := make(chan struct{})
+	e.cleanups.Add(1)
+	go func() {
+		defer e.cleanups.Done()
+		defer close(done)
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+		defer cancel()
+		_ = w.Abort(actx)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 func (e *Engine) forget(h *Handle) {

@@ -2,6 +2,7 @@ package roomstore
 
 import (
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -15,13 +16,20 @@ const (
 	DefaultURLExpiry      = 15 * time.Minute
 	DefaultEventBuffer    = 4096
 	DefaultCommitAttempts = 64
+	DefaultHandleTimeout  = 5 * time.Minute
 )
 
 // MinSigningKeyLen is the shortest key WithSigningKey accepts, in bytes.
 const MinSigningKeyLen = 32
 
-// Option configures New and OpenURL.
+// Option configures New and OpenURL. A bad option makes them fail with an
+// *fs.PathError whose Err wraps fs.ErrInvalid and names the option.
 type Option func(*config) error
+
+// badOption reports an option value that New and OpenURL refuse.
+func badOption(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", fs.ErrInvalid, fmt.Sprintf(format, args...))
+}
 
 type config struct {
 	logger      *slog.Logger
@@ -32,6 +40,7 @@ type config struct {
 	signingKey  []byte
 	baseURL     *url.URL
 	attempts    int
+	handleCall  time.Duration
 }
 
 func defaultConfig() config {
@@ -42,6 +51,7 @@ func defaultConfig() config {
 		urlExpiry:   DefaultURLExpiry,
 		eventBuffer: DefaultEventBuffer,
 		attempts:    DefaultCommitAttempts,
+		handleCall:  DefaultHandleTimeout,
 	}
 }
 
@@ -50,7 +60,7 @@ func defaultConfig() config {
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		if l == nil {
-			return fmt.Errorf("roomstore: WithLogger(nil)")
+			return badOption("WithLogger(nil)")
 		}
 		c.logger = l
 		return nil
@@ -63,7 +73,7 @@ func WithLogger(l *slog.Logger) Option {
 func WithIdleTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
-			return fmt.Errorf("roomstore: idle timeout must be positive, got %v", d)
+			return badOption("idle timeout must be positive, got %v", d)
 		}
 		c.idleTimeout = d
 		return nil
@@ -75,7 +85,7 @@ func WithIdleTimeout(d time.Duration) Option {
 func WithMaxOpenHandles(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
-			return fmt.Errorf("roomstore: max open handles must be at least 1, got %d", n)
+			return badOption("max open handles must be at least 1, got %d", n)
 		}
 		c.maxHandles = n
 		return nil
@@ -87,7 +97,7 @@ func WithMaxOpenHandles(n int) Option {
 func WithURLExpiry(d time.Duration) Option {
 	return func(c *config) error {
 		if d < time.Second {
-			return fmt.Errorf("roomstore: URL expiry must be at least 1s, got %v", d)
+			return badOption("URL expiry must be at least 1s, got %v", d)
 		}
 		c.urlExpiry = d
 		return nil
@@ -100,7 +110,7 @@ func WithURLExpiry(d time.Duration) Option {
 func WithEventBuffer(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
-			return fmt.Errorf("roomstore: event buffer must be at least 1, got %d", n)
+			return badOption("event buffer must be at least 1, got %d", n)
 		}
 		c.eventBuffer = n
 		return nil
@@ -117,7 +127,7 @@ func WithEventBuffer(n int) Option {
 func WithSigningKey(key []byte) Option {
 	return func(c *config) error {
 		if len(key) < MinSigningKeyLen {
-			return fmt.Errorf("roomstore: signing key must be at least %d bytes, got %d", MinSigningKeyLen, len(key))
+			return badOption("signing key must be at least %d bytes, got %d", MinSigningKeyLen, len(key))
 		}
 		c.signingKey = append([]byte(nil), key...)
 		return nil
@@ -133,7 +143,7 @@ func WithBaseURL(base string) Option {
 	return func(c *config) error {
 		u, err := url.Parse(base)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			return fmt.Errorf("roomstore: base URL must be an absolute http(s) URL without query, got %q", base)
+			return badOption("base URL must be an absolute http(s) URL without query, got %q", base)
 		}
 		u.Path = strings.TrimSuffix(u.Path, "/")
 		u.RawPath = ""
@@ -148,9 +158,26 @@ func WithBaseURL(base string) Option {
 func WithCommitAttempts(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
-			return fmt.Errorf("roomstore: commit attempts must be at least 1, got %d", n)
+			return badOption("commit attempts must be at least 1, got %d", n)
 		}
 		c.attempts = n
+		return nil
+	}
+}
+
+// WithHandleTimeout bounds each call made through a Handle's own Write,
+// Close and Abort, the io.WriteCloser methods that take no context: they
+// run as the handle's owner on a context that ends after d (default
+// DefaultHandleTimeout), and a call cut short by it fails as one whose
+// context ended (a Write or Close discards the handle). Calls through the
+// Engine (Engine.Write, Engine.Close) are bound by their own context
+// alone. It must be positive.
+func WithHandleTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return badOption("handle timeout must be positive, got %v", d)
+		}
+		c.handleCall = d
 		return nil
 	}
 }

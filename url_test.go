@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/backend_mem"
 )
 
 func TestOpenURLMemoryStoresArePrivateUnlessNamed(t *testing.T) {
@@ -60,9 +62,63 @@ func TestOpenURLFileStoresOnDisk(t *testing.T) {
 }
 
 func TestOpenURLRefusesBadURLs(t *testing.T) {
-	for _, u := range []string{"nosuch://x", "file://host/dir", "file://", "file:///tmp/x?fsync=maybe", "::bad"} {
-		if _, err := roomstore.OpenURL(t.Context(), u); !errors.Is(err, fs.ErrInvalid) {
-			t.Fatalf("OpenURL(%q) = %v, want fs.ErrInvalid", u, err)
+	dir := t.TempDir()
+	for _, u := range []string{"nosuch://x", "file://host/dir", "file://", "file://" + dir + "?fsync=maybe", "file://" + dir + "?fsynk=false", "file://" + dir + "?fsync=true&fsync=false", "::bad"} {
+		_, err := roomstore.OpenURL(t.Context(), u)
+		var pe *fs.PathError
+		if !errors.Is(err, fs.ErrInvalid) || !errors.As(err, &pe) || pe.Op != "openurl" {
+			t.Fatalf("OpenURL(%q) = %v, want a PathError wrapping fs.ErrInvalid", u, err)
 		}
+	}
+}
+
+func TestBadOptionsAreInvalidPathErrors(t *testing.T) {
+	bad := map[string]roomstore.Option{
+		"WithLogger(nil)":           roomstore.WithLogger(nil),
+		"WithIdleTimeout(0)":        roomstore.WithIdleTimeout(0),
+		"WithMaxOpenHandles(0)":     roomstore.WithMaxOpenHandles(0),
+		"WithURLExpiry(1ms)":        roomstore.WithURLExpiry(time.Millisecond),
+		"WithEventBuffer(0)":        roomstore.WithEventBuffer(0),
+		"WithSigningKey(short)":     roomstore.WithSigningKey([]byte("short")),
+		"WithBaseURL(ftp)":          roomstore.WithBaseURL("ftp://x/dl"),
+		"WithCommitAttempts(0)":     roomstore.WithCommitAttempts(0),
+		"WithHandleTimeout(-1s)":    roomstore.WithHandleTimeout(-time.Second),
+		"WithBaseURL(with query)":   roomstore.WithBaseURL("https://x/dl?a=b"),
+		"WithURLExpiry(negative)":   roomstore.WithURLExpiry(-time.Minute),
+		"WithIdleTimeout(negative)": roomstore.WithIdleTimeout(-time.Minute),
+	}
+	for name, o := range bad {
+		var pe *fs.PathError
+		if _, err := roomstore.New(backend_mem.New(), o); !errors.Is(err, fs.ErrInvalid) || !errors.As(err, &pe) {
+			t.Errorf("New with %s = %v, want a PathError wrapping fs.ErrInvalid", name, err)
+		}
+		if _, err := roomstore.OpenURL(t.Context(), "mem://", o); !errors.Is(err, fs.ErrInvalid) || !errors.As(err, &pe) || pe.Path != "mem://" {
+			t.Errorf("OpenURL with %s = %v, want a PathError on mem:// wrapping fs.ErrInvalid", name, err)
+		}
+	}
+	var pe *fs.PathError
+	if _, err := roomstore.New(nil); !errors.Is(err, fs.ErrInvalid) || !errors.As(err, &pe) {
+		t.Errorf("New(nil) = %v, want a PathError wrapping fs.ErrInvalid", err)
+	}
+}
+
+func TestShutdownClosesTheStoreOpenURLBuilt(t *testing.T) {
+	dir := t.TempDir()
+	e, err := roomstore.OpenURL(t.Context(), "file://"+dir+"?fsync=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, e, "f", "x")
+	if err := e.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Stat(t.Context(), "f"); !errors.Is(err, fs.ErrClosed) {
+		t.Fatalf("Stat after Shutdown = %v, want fs.ErrClosed", err)
+	}
+	// The liveness lock is released with the store: nothing but the
+	// file and the empty reserved folders is left.
+	live, err := os.ReadDir(filepath.Join(dir, ".roomstore", "live"))
+	if err != nil || len(live) != 0 {
+		t.Fatalf("liveness files after Shutdown: %v, %v", live, err)
 	}
 }

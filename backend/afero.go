@@ -2,16 +2,17 @@ package backend
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"iter"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,24 +25,42 @@ import (
 const (
 	aferoTmpDir  = ReservedPrefix + "/tmp"
 	aferoLockDir = ReservedPrefix + "/lock"
+	aferoLiveDir = ReservedPrefix + "/live"
 )
 
-// Afero is a Backend over any afero.Fs: afero.NewBasePathFs(afero.NewOsFs(),
-// dir) for local disk, afero.NewMemMapFs() in memory.
+// Afero is a Backend over any afero.Fs: NewOSRoot(dir) (what file:// uses)
+// or afero.NewBasePathFs(afero.NewOsFs(), dir) for local disk,
+// afero.NewMemMapFs() in memory.
 //
-// A commit writes a temporary file under the reserved folder and renames it
-// into place, so readers see the old file or the new one. Appends copy the
-// old content and the new bytes into the temporary under a lock; on an OS
-// file system the lock is an flock(2) on a lock file inside the root, so
-// appends from several processes (or several Afero values) on one directory
-// lose nothing. Empty folders are pruned. Paths never follow symbolic
-// links: a path that crosses one yields fs.ErrPermission, and List leaves
-// symlinks out.
+// A writer keeps its first 64 KiB in memory and stages the rest in a
+// temporary file under the reserved folder; a commit writes what is staged
+// to a temporary and renames it into place, so readers see the old file or
+// the new one. Appends copy the old content and the new bytes into the
+// temporary under a lock; on an OS file system the lock is an flock(2) on a
+// lock file inside the root, so appends from several processes (or several
+// Afero values) on one directory lose nothing. Empty folders are pruned.
+// Paths never follow symbolic links: a path that crosses one yields
+// fs.ErrPermission, and List leaves symlinks out. No open ever waits for
+// a FIFO or a device: such files are not files of the store.
+//
+// The descriptors that writes need come from a budget shared by the
+// process and sized from its descriptor limit, so that thousands of open
+// handles work under the common limit of 1,024; see ErrTooManyHandles.
 type Afero struct {
 	fs       afero.Fs
 	fsync    bool
-	locks    *fsLocks
-	readFlag int // flags for opening a file to read
+	osBacked bool // fs hands out *os.File: descriptors, flocks, other processes
+	oflags   int  // flags of every open on the OS: openNonBlock|openNoFollow
+	dirflag  int  // openDirectory on the OS
+
+	locks *fsLocks
+	owner *owner
+
+	release   func() // gives back the shared locks and the liveness lock
+	closer    io.Closer
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // AferoOption configures NewAfero.
@@ -54,99 +73,56 @@ type AferoOption func(*Afero)
 func WithFsync(on bool) AferoOption { return func(a *Afero) { a.fsync = on } }
 
 // NewAfero returns a Backend storing files in fsys. It sweeps the
-// temporary files that crashed processes left behind (see Sweep).
+// temporary files that crashed processes left behind (see Sweep). The
+// caller keeps fsys: Close releases the backend's own descriptors but
+// never closes fsys.
 func NewAfero(fsys afero.Fs, opts ...AferoOption) *Afero {
-	a := &Afero{fs: fsys, fsync: true, readFlag: os.O_RDONLY}
-	a.locks = locksFor(a, fsys)
+	a := &Afero{fs: fsys, fsync: true, osBacked: true}
 	if d, err := fsys.Open("."); err == nil {
-		if osFile(d) != nil {
-			// Non-blocking, so that a FIFO swapped in after the checks
-			// cannot hang an open; only for the OS, as some afero file
-			// systems treat any flag but O_RDONLY as a write.
-			a.readFlag |= openNonBlock
-		}
+		a.osBacked = osFile(d) != nil
 		d.Close()
+	} else if _, mem := fsys.(*afero.MemMapFs); mem {
+		a.osBacked = false
+	}
+	if a.osBacked {
+		// Only for the OS: some afero file systems treat any flag but
+		// O_RDONLY as a write.
+		a.oflags = openNonBlock | openNoFollow
+		a.dirflag = openDirectory
+		refreshFDBudget()
 	}
 	for _, o := range opts {
 		o(a)
 	}
+	locks, dropLocks := locksFor(fsys)
+	a.locks = locks
+	a.owner = newOwner()
+	owner := a.owner
+	a.release = func() { owner.release(fsys); dropLocks() }
+	// An Afero that is dropped without Close gives its locks back when
+	// collected; release must not reach a itself.
+	runtime.AddCleanup(a, func(release func()) { release() }, a.release)
 	_, _ = a.Sweep(context.Background())
 	return a
 }
 
-// Sweep removes the temporary files of uncommitted writes whose writer is
-// gone: a crash (or kill -9) mid-write leaves its staged bytes under the
-// reserved folder, invisible but taking space. A live writer holds an
-// flock(2) on its temporary, so Sweep removes only temporaries of this host
-// that it can lock and whose process has ended (or that are over a minute
-// old, for writers in another pid namespace that shares the directory).
-// Temporaries of other hosts sharing the directory, and every temporary on
-// a file system that is not the OS's, are left alone. It returns how many
-// files it removed. NewAfero calls it; long-running servers that share a
-// directory with crashing peers may call it from time to time.
-func (a *Afero) Sweep(ctx context.Context) (int, error) {
-	d, err := a.fs.Open(aferoTmpDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, mapOSError("sweep", aferoTmpDir, err)
-	}
-	defer d.Close()
-	if osFile(d) == nil {
-		return 0, nil // not the OS's: no other process, no crash to clean up after
-	}
-	removed := 0
-	for {
-		if err := ctx.Err(); err != nil {
-			return removed, err
+// Close releases what the backend holds: its liveness lock (after which
+// other processes may sweep the temporaries of writers still open here)
+// and, for a backend that the file:// opener built, the os.Root it opened.
+// Later calls may fail with fs.ErrClosed. It is idempotent.
+func (a *Afero) Close() error {
+	a.closeOnce.Do(func() {
+		a.closed.Store(true)
+		a.release()
+		if a.closer != nil {
+			a.closeErr = a.closer.Close()
 		}
-		names, err := d.Readdirnames(256)
-		for _, n := range names {
-			if a.sweepOne(aferoTmpDir + "/" + n) {
-				removed++
-			}
-		}
-		if err != nil || len(names) == 0 {
-			return removed, nil
-		}
-	}
+	})
+	return a.closeErr
 }
 
-// sweepOne removes one stale temporary and reports whether it did.
-func (a *Afero) sweepOne(name string) bool {
-	rest, ok := strings.CutPrefix(name[len(aferoTmpDir)+1:], tempHost)
-	if !ok {
-		return false // another host's, or not ours to judge
-	}
-	pidText, _, _ := strings.Cut(rest, "-")
-	pid, err := strconv.Atoi(pidText)
-	if err != nil {
-		return false
-	}
-	f, err := a.fs.OpenFile(name, os.O_RDONLY, 0)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	osf := osFile(f)
-	if osf == nil {
-		return false
-	}
-	if locked, err := tryFlock(osf); !locked || err != nil {
-		return false // its writer is alive
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	// The lock is free between a writer's create and its flock, so a
-	// young file is stale only once its process is known to be gone.
-	if (pid == os.Getpid() || !processGone(pid)) && time.Since(fi.ModTime()) < time.Minute {
-		return false
-	}
-	return a.fs.Remove(name) == nil
-}
+// Fs returns the file system the backend stores in.
+func (a *Afero) Fs() afero.Fs { return a.fs }
 
 // Stat implements Backend.
 func (a *Afero) Stat(ctx context.Context, path string) (Info, error) {
@@ -162,12 +138,12 @@ func (a *Afero) Stat(ctx context.Context, path string) (Info, error) {
 	}
 	if fi.IsDir() {
 		if !a.hasFiles(path) {
-			return Info{}, notExist(path)
+			return Info{}, fs.ErrNotExist
 		}
 		return Info{Path: path, IsFolder: true}, nil
 	}
 	if !fi.Mode().IsRegular() {
-		return Info{}, notExist(path) // FIFOs, devices: never files of the store
+		return Info{}, fs.ErrNotExist // FIFOs, devices: never files of the store
 	}
 	return fileInfo(path, fi), nil
 }
@@ -180,13 +156,16 @@ func (a *Afero) fileOnly(path string, fi os.FileInfo) error {
 	case fi.Mode().IsRegular():
 		return nil
 	case fi.IsDir() && a.hasFiles(path):
-		return &fs.PathError{Op: "read", Path: path, Err: ErrIsFolder}
+		return ErrIsFolder
 	}
-	return notExist(path)
+	return fs.ErrNotExist
 }
 
 // lstat resolves path one element at a time without following symbolic
-// links, so nothing outside the root is ever reached.
+// links, so nothing outside the root is ever reached. A path with a
+// missing element yields fs.ErrNotExist, one through a file errThroughFile
+// (which is fs.ErrNotExist too), one through a symbolic link
+// fs.ErrPermission.
 func (a *Afero) lstat(path string) (os.FileInfo, error) {
 	var fi os.FileInfo
 	for i := 0; ; {
@@ -198,16 +177,22 @@ func (a *Afero) lstat(path string) (os.FileInfo, error) {
 		var err error
 		fi, err = a.lstatOne(path[:end])
 		if err != nil {
+			if i == 0 && errors.Is(err, fs.ErrNotExist) {
+				return nil, a.missing(err)
+			}
+			if errors.Is(err, ErrNotFolder) {
+				return nil, errThroughFile
+			}
 			return nil, err
 		}
 		if fi.Mode()&os.ModeSymlink != 0 {
-			return nil, &fs.PathError{Op: "stat", Path: path[:end], Err: fmt.Errorf("%w: symbolic link", fs.ErrPermission)}
+			return nil, errSymlink
 		}
 		if end == len(path) {
 			return fi, nil
 		}
 		if !fi.IsDir() {
-			return nil, &fs.PathError{Op: "stat", Path: path, Err: fmt.Errorf("%w: %w", fs.ErrNotExist, ErrNotFolder)}
+			return nil, errThroughFile
 		}
 		i = end + 1
 	}
@@ -224,20 +209,77 @@ func (a *Afero) lstatOne(name string) (os.FileInfo, error) {
 		fi, err = a.fs.Stat(name)
 	}
 	if err != nil {
-		return nil, mapOSError("stat", name, err)
+		return nil, osError(err)
 	}
 	return fi, nil
+}
+
+// missing tells a top-level name that is not there from a store that is
+// gone: the store's directory removed (or, held open by an os.Root,
+// unlinked) makes every name missing.
+func (a *Afero) missing(err error) error {
+	if a.rootGone() {
+		return &Error{Kind: ErrStoreUnavailable, Detail: "store directory missing"}
+	}
+	return err
+}
+
+// mkdirReserved creates the reserved folder dir, unless the store's own
+// directory is gone: MkdirAll through afero.NewBasePathFs would make that
+// again, and with it a store that somebody removed.
+func (a *Afero) mkdirReserved(dir string) error {
+	if a.rootGone() {
+		return &Error{Kind: ErrStoreUnavailable, Detail: "store directory missing"}
+	}
+	return a.fs.MkdirAll(dir, 0o755)
+}
+
+func (a *Afero) rootGone() bool {
+	fi, err := a.fs.Stat(".")
+	return err != nil || linkCount(fi) == 0
+}
+
+// open opens name for reading, without ever waiting (a FIFO or device
+// cannot hang it) or following a symbolic link in its last element, and
+// fstats it: dir asks for a folder (anything else yields ErrNotFolder),
+// otherwise a regular file (anything else yields fs.ErrNotExist). Errors
+// are classified.
+func (a *Afero) open(name string, dir bool) (afero.File, os.FileInfo, error) {
+	flag := os.O_RDONLY | a.oflags
+	if dir {
+		flag |= a.dirflag
+	}
+	f, err := a.fs.OpenFile(name, flag, 0)
+	if err != nil {
+		return nil, nil, osError(err)
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		f.Close()
+		return nil, nil, osError(err)
+	case dir && !fi.IsDir():
+		f.Close()
+		return nil, nil, ErrNotFolder
+	case !dir && !fi.Mode().IsRegular():
+		f.Close()
+		return nil, nil, fs.ErrNotExist
+	}
+	return f, fi, nil
 }
 
 // hasFiles reports whether a file lies somewhere beneath dir. Pruning
 // removes directories without files, but a crash between a removal and its
 // pruning can leave some behind, and those are not folders.
 func (a *Afero) hasFiles(dir string) bool {
-	f, err := a.fs.Open(dir)
+	f, fi, err := a.open(dir, true)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
+	if linkCount(fi) == 0 {
+		return false // removed while open
+	}
 	for {
 		batch, err := f.Readdir(16)
 		for _, fi := range batch {
@@ -267,28 +309,21 @@ func (a *Afero) Read(ctx context.Context, path string, offset, length int64) (io
 	if err := a.fileOnly(path, fi); err != nil {
 		return nil, Info{}, err
 	}
-	f, err := a.fs.OpenFile(path, a.readFlag, 0) // the Stat below refuses a FIFO swapped in meanwhile
+	// The descriptor pins the version to read: a commit may have renamed a
+	// new one in since the lstat, and open's fstat describes this one.
+	f, fi, err := a.open(path, false)
 	if err != nil {
-		return nil, Info{}, mapOSError("read", path, err)
-	}
-	// Stat the open file: a commit may have renamed a new version in since
-	// the lstat, and the descriptor pins the version we will read.
-	if fi, err = f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		f.Close()
-		if err == nil {
-			return nil, Info{}, notExist(path)
-		}
-		return nil, Info{}, mapOSError("read", path, err)
+		return nil, Info{}, err
 	}
 	info := fileInfo(path, fi)
 	if offset < 0 || offset > info.Size {
 		f.Close()
-		return nil, Info{}, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: offset %d outside file of %d bytes", fs.ErrInvalid, offset, info.Size)}
+		return nil, Info{}, Errorf(fs.ErrInvalid, nil, "offset %d outside file of %d bytes", offset, info.Size)
 	}
 	if offset > 0 {
 		if _, err := f.Seek(offset, io.SeekStart); err != nil {
 			f.Close()
-			return nil, Info{}, mapOSError("read", path, err)
+			return nil, Info{}, osError(err)
 		}
 	}
 	if length < 0 || offset+length > info.Size {
@@ -302,8 +337,15 @@ type limitedFile struct {
 	f afero.File
 }
 
-func (l *limitedFile) Read(p []byte) (int, error) { return l.r.Read(p) }
-func (l *limitedFile) Close() error               { return l.f.Close() }
+func (l *limitedFile) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = osError(err)
+	}
+	return n, err
+}
+
+func (l *limitedFile) Close() error { return osError(l.f.Close()) }
 
 // Presign implements Backend: local files have no native URL signing.
 func (a *Afero) Presign(context.Context, string, time.Duration) (string, error) {
@@ -330,9 +372,16 @@ func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[Info, error] {
 				return
 			}
 		}
-		f, err := a.fs.Open(dirName(dir))
+		f, fi, err := a.open(dirName(dir), true)
+		switch {
+		case err == nil && dir == "" && linkCount(fi) == 0:
+			f.Close()
+			err = &Error{Kind: ErrStoreUnavailable, Detail: "store directory removed"}
+		case err != nil && dir == "" && errors.Is(err, fs.ErrNotExist):
+			err = &Error{Kind: ErrStoreUnavailable, Detail: "store directory missing"}
+		}
 		if err != nil {
-			if err = mapOSError("list", dir, err); !errors.Is(err, fs.ErrNotExist) {
+			if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrNotFolder) {
 				yield(Info{}, err)
 			}
 			return
@@ -370,7 +419,7 @@ func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[Info, error] {
 				return
 			}
 			if err != nil {
-				yield(Info{}, mapOSError("list", dir, err))
+				yield(Info{}, osError(err))
 				return
 			}
 		}
@@ -389,7 +438,14 @@ func (a *Afero) Remove(ctx context.Context, path string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	unlock, err := a.locks.lock(ctx, a.fs, path)
+	if a.osBacked {
+		units, err := acquire(ctx, 2) // the lock, and a folder being pruned
+		if err != nil {
+			return err
+		}
+		defer units.release()
+	}
+	unlock, err := a.locks.lock(ctx, a, path)
 	if err != nil {
 		return err
 	}
@@ -402,18 +458,23 @@ func (a *Afero) Remove(ctx context.Context, path string) error {
 		return err
 	}
 	if err := a.fs.Remove(path); err != nil {
-		return mapOSError("remove", path, err)
+		return osError(err)
 	}
-	a.prune(Parent(path))
+	a.prune(ctx, Parent(path))
 	return nil
 }
 
-// prune removes dir and its ancestors while they are empty.
-func (a *Afero) prune(dir string) {
-	a.locks.tree.Lock()
-	defer a.locks.tree.Unlock()
+// prune removes dir and its ancestors while they are empty. A context
+// that ends first leaves them, which is harmless: a directory without
+// files is no folder of the store.
+func (a *Afero) prune(ctx context.Context, dir string) {
+	unlock, err := a.locks.ownTree(ctx)
+	if err != nil {
+		return
+	}
+	defer unlock()
 	for ; dir != ""; dir = Parent(dir) {
-		f, err := a.fs.Open(dir)
+		f, _, err := a.open(dir, true)
 		if err != nil {
 			return
 		}
@@ -428,179 +489,17 @@ func (a *Afero) prune(dir string) {
 	}
 }
 
-// Create implements Backend.
-func (a *Afero) Create(ctx context.Context, path string, opts WriteOptions) (Writer, error) {
-	return a.newWriter(ctx, path, commitOverwrite(opts.Exclusive))
-}
-
-// Append implements Backend.
-func (a *Afero) Append(ctx context.Context, path string, _ WriteOptions) (Writer, error) {
-	return a.newWriter(ctx, path, commitAppend)
-}
-
-type commitMode int
-
-const (
-	commitReplace commitMode = iota
-	commitExclusive
-	commitAppend
-)
-
-func commitOverwrite(exclusive bool) commitMode {
-	if exclusive {
-		return commitExclusive
-	}
-	return commitReplace
-}
-
-func (a *Afero) newWriter(ctx context.Context, path string, mode commitMode) (*aferoWriter, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	f, tmp, err := a.tempFile()
-	if err != nil {
-		return nil, mapOSError("create", path, err)
-	}
-	return &aferoWriter{a: a, path: path, mode: mode, f: f, tmp: tmp}, nil
-}
-
-// tempHost and tempOwner prefix this process's temporary files: the host
-// (hex, so no name is ambiguous) and the pid tell Sweep whose they are.
-var (
-	tempHost  = func() string { h, _ := os.Hostname(); return hex.EncodeToString([]byte(h)) + "-" }()
-	tempOwner = tempHost + strconv.Itoa(os.Getpid()) + "-"
-)
-
-// tempFile creates a new file under the reserved folder (creating the
-// folder on first use) and, on an OS file system, flocks it for as long as
-// it is open, which tells Sweep that its writer is alive.
-func (a *Afero) tempFile() (afero.File, string, error) {
-	for attempt := 0; ; attempt++ {
-		var b [12]byte
-		_, _ = rand.Read(b[:])
-		name := aferoTmpDir + "/" + tempOwner + hex.EncodeToString(b[:])
-		f, err := a.fs.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
-		if err == nil {
-			if osf := osFile(f); osf != nil {
-				_, _ = tryFlock(osf)
-			}
-			return f, name, nil
-		}
-		if attempt > 0 || !errors.Is(err, fs.ErrNotExist) {
-			return nil, "", err
-		}
-		if err := a.fs.MkdirAll(aferoTmpDir, 0o755); err != nil {
-			return nil, "", err
-		}
-	}
-}
-
-type aferoWriter struct {
-	a    *Afero
-	path string
-	mode commitMode
-	f    afero.File // nil once closed
-	tmp  string     // "" once committed or aborted
-}
-
-func (w *aferoWriter) Write(ctx context.Context, p []byte) error {
-	if w.f == nil {
-		return &fs.PathError{Op: "write", Path: w.path, Err: fs.ErrClosed}
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if _, err := w.f.Write(p); err != nil {
-		return mapOSError("write", w.path, err)
-	}
-	return nil
-}
-
-func (w *aferoWriter) Commit(ctx context.Context) (Info, error) {
-	if w.tmp == "" {
-		return Info{}, &fs.PathError{Op: "commit", Path: w.path, Err: fs.ErrClosed}
-	}
-	info, err := w.commit(ctx)
-	if err != nil {
-		_ = w.Abort(ctx)
-	}
-	return info, err
-}
-
-func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
-	a := w.a
-	// The staged file stays open (and flocked) until it is in place, so
-	// that no Sweep takes it for a dead writer's.
-	if a.fsync {
-		if err := w.f.Sync(); err != nil {
-			return Info{}, mapOSError("commit", w.path, err)
-		}
-	}
-	unlock, err := a.locks.lock(ctx, a.fs, w.path)
-	if err != nil {
-		return Info{}, err
-	}
-	defer unlock()
-	if err := ctx.Err(); err != nil {
-		return Info{}, err
-	}
-
-	src, srcFile := w.tmp, w.f
-	fi, err := a.lstat(w.path)
-	switch {
-	case err == nil && fi.IsDir() && a.hasFiles(w.path):
-		return Info{}, &fs.PathError{Op: "commit", Path: w.path, Err: ErrIsFolder}
-	case err == nil && fi.IsDir():
-		a.removeEmptyTree(w.path) // left by a crash; no folder in the API's eyes
-	case err == nil && fi.Mode().IsRegular() && w.mode == commitExclusive:
-		return Info{}, &fs.PathError{Op: "commit", Path: w.path, Err: fs.ErrExist}
-	case err == nil && fi.Mode().IsRegular() && w.mode == commitAppend:
-		joined, out, err := a.concat(w.path, w.f)
-		if err != nil {
-			return Info{}, err
-		}
-		defer a.fs.Remove(joined) // a no-op once renamed into place
-		defer out.Close()         // a no-op once closed below
-		src, srcFile = joined, out
-	case err != nil && errors.Is(err, ErrNotFolder):
-		return Info{}, &fs.PathError{Op: "commit", Path: w.path, Err: ErrNotFolder}
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return Info{}, err
-	}
-	if err := a.place(src, w.path); err != nil {
-		return Info{}, err
-	}
-	// On the OS the open descriptor describes the placed file exactly (a
-	// rename keeps size, times and inode), which spares a walk of the path.
-	// Other file systems (MemMapFs) stamp the time at close, so they are
-	// asked after it; path's lock keeps other commits out meanwhile.
-	var placed os.FileInfo
-	if osFile(srcFile) != nil {
-		placed, _ = srcFile.Stat()
-	}
-	srcFile.Close()
-	w.f.Close()
-	w.f = nil
-	if src != w.tmp {
-		_ = a.fs.Remove(w.tmp)
-	}
-	w.tmp = ""
-	if placed == nil {
-		if placed, err = a.fs.Stat(w.path); err != nil {
-			return Info{}, mapOSError("commit", w.path, err)
-		}
-	}
-	return fileInfo(w.path, placed), nil
-}
-
 // removeEmptyTree removes the directories at and below dir bottom-up; an
 // OS file system refuses any that a file has meanwhile appeared in.
-func (a *Afero) removeEmptyTree(dir string) {
-	a.locks.tree.Lock()
-	defer a.locks.tree.Unlock()
+func (a *Afero) removeEmptyTree(ctx context.Context, dir string) error {
+	unlock, err := a.locks.ownTree(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	var walk func(string)
 	walk = func(d string) {
-		if f, err := a.fs.Open(d); err == nil {
+		if f, _, err := a.open(d, true); err == nil {
 			infos, _ := f.Readdir(-1)
 			f.Close()
 			for _, fi := range infos {
@@ -614,52 +513,7 @@ func (a *Afero) removeEmptyTree(dir string) {
 		}
 	}
 	walk(dir)
-}
-
-// concat writes the current content of path followed by the staged bytes
-// into a new temporary and returns its name and open file. The caller
-// holds path's lock and closes the file once it is in place.
-func (a *Afero) concat(path string, staged afero.File) (string, afero.File, error) {
-	out, name, err := a.tempFile()
-	if err != nil {
-		return "", nil, mapOSError("commit", path, err)
-	}
-	err = func() error {
-		in, err := a.fs.Open(path)
-		if err != nil {
-			return err
-		}
-		_, err = copyFile(out, in)
-		in.Close()
-		if err != nil {
-			return err
-		}
-		if _, err := staged.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-		if _, err := copyFile(out, staged); err != nil {
-			return err
-		}
-		if a.fsync {
-			return out.Sync()
-		}
-		return nil
-	}()
-	if err != nil {
-		out.Close()
-		_ = a.fs.Remove(name)
-		return "", nil, mapOSError("commit", path, err)
-	}
-	return name, out, nil
-}
-
-// copyFile copies in to out, through the kernel (copy_file_range) when both
-// are OS files.
-func copyFile(out, in afero.File) (int64, error) {
-	if o, i := osFile(out), osFile(in); o != nil && i != nil {
-		return io.Copy(o, i)
-	}
-	return io.Copy(struct{ io.Writer }{out}, struct{ io.Reader }{in})
+	return nil
 }
 
 // osFile unwraps the *os.File under an afero file, or returns nil.
@@ -674,77 +528,6 @@ func osFile(f afero.File) *os.File {
 			return nil
 		}
 	}
-}
-
-// place renames the finished temporary src onto path, creating the parent
-// folders. Another process may prune a parent between the two steps (this
-// process's own pruning waits on the tree lock), so a vanished parent is
-// made again.
-func (a *Afero) place(src, path string) error {
-	a.locks.tree.RLock()
-	defer a.locks.tree.RUnlock()
-	parent := Parent(path)
-	for attempt := 0; ; attempt++ {
-		err := a.mkdirs(parent)
-		if err == nil {
-			if err = a.fs.Rename(src, path); err != nil {
-				err = mapOSError("commit", path, err)
-			}
-		}
-		if err == nil {
-			break
-		}
-		if attempt < 10 && errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrNotFolder) {
-			continue
-		}
-		return err
-	}
-	if a.fsync {
-		if d, err := a.fs.Open(dirName(parent)); err == nil {
-			_ = d.Sync() // best effort: not every file system syncs directories
-			d.Close()
-		}
-	}
-	return nil
-}
-
-// mkdirs creates dir and its missing ancestors, refusing to go through a
-// file (ErrNotFolder) or a symbolic link (fs.ErrPermission).
-func (a *Afero) mkdirs(dir string) error {
-	if dir == "" {
-		return nil
-	}
-	fi, err := a.lstat(dir)
-	switch {
-	case err == nil && fi.IsDir():
-		return nil
-	case err == nil, errors.Is(err, ErrNotFolder):
-		return &fs.PathError{Op: "commit", Path: dir, Err: ErrNotFolder}
-	case !errors.Is(err, fs.ErrNotExist):
-		return err
-	}
-	if err := a.mkdirs(Parent(dir)); err != nil {
-		return err
-	}
-	if err := a.fs.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return mapOSError("commit", dir, err)
-	}
-	return nil
-}
-
-func (w *aferoWriter) Abort(context.Context) error {
-	if w.f != nil {
-		w.f.Close()
-		w.f = nil
-	}
-	if w.tmp != "" {
-		err := w.a.fs.Remove(w.tmp)
-		w.tmp = ""
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return mapOSError("abort", w.path, err)
-		}
-	}
-	return nil
 }
 
 func fileInfo(path string, fi os.FileInfo) Info {
@@ -764,21 +547,5 @@ func fileInfo(path string, fi os.FileInfo) Info {
 	return Info{Path: path, Size: fi.Size(), ModTime: mt, ETag: string(etag)}
 }
 
-func notExist(path string) error {
-	return &fs.PathError{Op: "stat", Path: path, Err: fs.ErrNotExist}
-}
-
-// mapOSError turns afero/OS errors into the package's sentinels, keeping
-// the original in the chain.
-func mapOSError(op, path string, err error) error {
-	switch {
-	case errors.Is(err, syscall.ENOTDIR):
-		err = fmt.Errorf("%w: %w: %w", fs.ErrNotExist, ErrNotFolder, err)
-	case errors.Is(err, syscall.EISDIR):
-		err = fmt.Errorf("%w: %w", ErrIsFolder, err)
-	}
-	return &fs.PathError{Op: op, Path: path, Err: err}
-}
-
-// Fs returns the file system the backend stores in.
-func (a *Afero) Fs() afero.Fs { return a.fs }
+// errClosedBackend is the answer of a write on a closed backend.
+var errClosedBackend = fmt.Errorf("%w: backend closed", fs.ErrClosed)

@@ -124,16 +124,28 @@ func TestCrashesNeverTearFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The child dies with this process, whatever ends it.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		started := make(chan string, 1)
+		go func() {
+			line, _ := bufio.NewReader(stdout).ReadString('\n')
+			started <- line
+		}()
+		var line string
+		select {
+		case line = <-started:
+		case <-time.After(30 * time.Second):
+			line = "(nothing within 30s)"
+		}
 		if line != "committing\n" {
 			cmd.Process.Kill()
 			cmd.Wait()
 			t.Fatalf("kill %d: child did not start: %q\n%s", kill, line, out.String())
 		}
-		time.Sleep(time.Duration(r.IntN(100)) * time.Millisecond)
+		time.Sleep(time.Duration(r.IntN(100)) * time.Millisecond) // a random moment of the child's commits
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		err = cmd.Wait()
 		var exit *exec.ExitError
@@ -154,6 +166,7 @@ func checkCrashedStore(t *testing.T, dir string, kill int) (records, versions in
 	t.Helper()
 	ctx := t.Context()
 	b := backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir)) // sweeps the dead child's temporaries
+	defer b.Close()
 	e, err := roomstore.New(b)
 	if err != nil {
 		t.Fatal(err)
@@ -204,46 +217,73 @@ func checkCrashedStore(t *testing.T, dir string, kill int) (records, versions in
 }
 
 // TestSweepLeavesLiveTemporariesAlone checks that opening a second backend
-// on a directory does not remove the staged bytes of a write in progress.
+// on a directory removes the temporaries of owners that are gone and
+// nothing else: not those of a write in progress, of another live owner,
+// or of another host.
 func TestSweepLeavesLiveTemporariesAlone(t *testing.T) {
 	dir := t.TempDir()
 	fsys := afero.NewBasePathFs(afero.NewOsFs(), dir)
 	b := backend.NewAfero(fsys)
+	defer b.Close()
 	w, err := b.Create(t.Context(), "f", backend.WriteOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(t.Context(), []byte("staged")); err != nil {
-		t.Fatal(err)
-	}
-	// A temporary left by a process that is gone, and one of another host.
-	gone := exec.Command("true")
-	if err := gone.Run(); err != nil {
+	staged := bytes.Repeat([]byte("s"), 100<<10) // past what stays in memory
+	if err := w.Write(t.Context(), staged); err != nil {
 		t.Fatal(err)
 	}
 	host, _ := os.Hostname()
+	owner := func(n int) string { return fmt.Sprintf("%s-%d-%016x", hex.EncodeToString([]byte(host)), n, n) }
 	tmpDir := filepath.Join(dir, backend.ReservedPrefix, "tmp")
-	dead := filepath.Join(tmpDir, fmt.Sprintf("%s-%d-deadbeef", hex.EncodeToString([]byte(host)), gone.Process.Pid))
-	foreign := filepath.Join(tmpDir, "otherhost-1-cafe")
-	for _, p := range []string{dead, foreign} {
+	liveDir := filepath.Join(dir, backend.ReservedPrefix, "live")
+	put := func(p string) {
+		t.Helper()
 		if err := os.WriteFile(p, []byte("stale"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	other := backend.NewAfero(fsys) // sweeps on creation
-	if _, err := os.Stat(dead); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("the dead process's temporary survived NewAfero: %v", err)
-	}
-	if err := os.WriteFile(dead, []byte("stale"), 0o644); err != nil {
+	// Owner 1 is gone without a trace; owner 2 left its liveness file
+	// unlocked (its process died); owner 3 is alive (this test holds its
+	// lock, as its process would); the last temporary is another host's.
+	noLive := filepath.Join(tmpDir, owner(1)+"-aa")
+	unlocked := filepath.Join(tmpDir, owner(2)+"-bb")
+	put(filepath.Join(liveDir, owner(2)))
+	held := filepath.Join(tmpDir, owner(3)+"-cc")
+	put(filepath.Join(liveDir, owner(3)))
+	lock, err := os.Open(filepath.Join(liveDir, owner(3)))
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	foreign := filepath.Join(tmpDir, "6f74686572-1-0000000000000001-dd")
+	for _, p := range []string{noLive, unlocked, held, foreign} {
+		put(p)
+	}
+	other := backend.NewAfero(fsys) // sweeps on creation
+	defer other.Close()
+	for _, p := range []string{noLive, unlocked, filepath.Join(liveDir, owner(2))} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s of a gone owner survived NewAfero: %v", filepath.Base(p), err)
+		}
+	}
+	for _, p := range []string{held, foreign, filepath.Join(liveDir, owner(3))} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s was removed: %v", filepath.Base(p), err)
+		}
+	}
+	put(noLive)
 	if n, err := other.Sweep(t.Context()); err != nil || n != 1 {
-		t.Fatalf("Sweep = %d, %v; want 1 (the dead process's)", n, err)
+		t.Fatalf("Sweep = %d, %v; want 1 (the gone owner's)", n, err)
 	}
-	if _, err := os.Stat(foreign); err != nil {
-		t.Fatalf("another host's temporary was removed: %v", err)
-	}
-	if _, err := w.Commit(t.Context()); err != nil {
+	info, err := w.Commit(t.Context())
+	if err != nil {
 		t.Fatalf("Commit after another backend swept: %v", err)
+	}
+	if info.Size != int64(len(staged)) {
+		t.Fatalf("committed %d bytes, want %d", info.Size, len(staged))
 	}
 }

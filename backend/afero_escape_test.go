@@ -154,21 +154,30 @@ func TestASymlinkSwappedInMidCommitCannotLeadOutOfAnOSRoot(t *testing.T) {
 			time.Sleep(50 * time.Microsecond)
 		}
 	}()
-	tries := 0
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); tries++ {
-		h, err := e.Open(t.Context(), "d/x", roomstore.OpenOptions{Overwrite: true})
-		if err != nil {
-			continue
+	// Both outcomes must happen, or the race was never run: commits that
+	// found d a folder and landed, and commits refused because d was a
+	// link (or missing for a moment).
+	landed, refused := 0, 0
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) || landed == 0 || refused == 0; {
+		if time.Now().After(deadline.Add(20 * time.Second)) {
+			t.Fatalf("after 22s: %d commits landed and %d were refused; the race did not go both ways", landed, refused)
 		}
-		h.Write([]byte("written through the link"))
-		h.Close()
+		err := write(t.Context(), e, "d/x", "written through the link")
+		switch {
+		case err == nil:
+			landed++
+		case errors.Is(err, fs.ErrPermission), errors.Is(err, roomstore.ErrNotFolder), errors.Is(err, fs.ErrNotExist):
+			refused++
+		default:
+			t.Fatalf("a racing write failed unexpectedly: %v", err)
+		}
 	}
 	close(stop)
 	<-done
 	if ents, _ := os.ReadDir(outside); len(ents) > 0 {
-		t.Fatalf("after %d commits, %s was written outside the root", tries, ents[0].Name())
+		t.Fatalf("after %d commits, %s was written outside the root", landed+refused, ents[0].Name())
 	}
-	t.Logf("%d racing writes, nothing outside the root", tries)
+	t.Logf("%d racing writes landed inside the root and %d were refused; nothing outside", landed, refused)
 }
 
 // TestAnEmptyDirectoryLeftByACrashDoesNotBlockItsPath checks that a file

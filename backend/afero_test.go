@@ -1,6 +1,9 @@
 package backend_test
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -20,33 +23,94 @@ func leftovers(_ *testing.T, b backend.Backend) []string {
 	return names
 }
 
+// closing closes b when the test ends.
+func closing(t *testing.T, b backend.Backend) backend.Backend {
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
 func TestConformanceMemMapFs(t *testing.T) {
 	conformance.Run(t, conformance.Harness{
 		Leftovers: leftovers,
-		New:       func(*testing.T) backend.Backend { return backend.NewAfero(afero.NewMemMapFs()) },
-		Reopen: func(_ *testing.T, b backend.Backend) backend.Backend {
-			return backend.NewAfero(b.(*backend.Afero).Fs())
+		New:       func(t *testing.T) backend.Backend { return closing(t, backend.NewAfero(afero.NewMemMapFs())) },
+		Reopen: func(t *testing.T, b backend.Backend) backend.Backend {
+			return closing(t, backend.NewAfero(b.(*backend.Afero).Fs()))
+		},
+		Broken: func(t *testing.T) []conformance.BrokenStore {
+			return []conformance.BrokenStore{{
+				Name:    "the file system is read-only",
+				Backend: closing(t, backend.NewAfero(afero.NewReadOnlyFs(afero.NewMemMapFs()))),
+			}}
 		},
 	})
 }
 
+// diskBroken returns the ways a store on disk breaks, each over its own
+// directory, through open.
+func diskBroken(t *testing.T, open func(t *testing.T, dir string) backend.Backend) []conformance.BrokenStore {
+	staging := t.TempDir()
+	if err := os.WriteFile(filepath.Join(staging, backend.ReservedPrefix), []byte("not a folder"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	removed := filepath.Join(t.TempDir(), "store")
+	if err := os.Mkdir(removed, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gone := open(t, removed)
+	if err := os.Remove(removed); err != nil {
+		t.Fatal(err)
+	}
+	return []conformance.BrokenStore{
+		{Name: "the staging folder is a file", Backend: open(t, staging), Hidden: []string{staging}},
+		{Name: "the store directory was removed", Backend: gone, Gone: true, Hidden: []string{removed}},
+	}
+}
+
 func TestConformanceOsFs(t *testing.T) {
 	var dirs sync.Map // backend.Backend -> its directory; subtests run in parallel
-	open := func(dir string) backend.Backend {
+	open := func(t *testing.T, dir string) backend.Backend {
 		b := backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir)) // fsync on, as users get it
-		return b
+		return closing(t, b)
 	}
 	conformance.Run(t, conformance.Harness{
 		Leftovers: leftovers,
 		New: func(t *testing.T) backend.Backend {
 			dir := t.TempDir()
-			b := open(dir)
+			b := open(t, dir)
 			dirs.Store(b, dir)
 			return b
 		},
-		Reopen: func(_ *testing.T, b backend.Backend) backend.Backend {
+		Reopen: func(t *testing.T, b backend.Backend) backend.Backend {
 			dir, _ := dirs.Load(b)
-			return open(dir.(string))
+			return open(t, dir.(string))
 		},
+		Broken: func(t *testing.T) []conformance.BrokenStore { return diskBroken(t, open) },
+	})
+}
+
+// TestConformanceFileURL runs the suite on the store users get: what
+// backend.Open (and so roomstore.OpenURL) builds for a file:// URL.
+func TestConformanceFileURL(t *testing.T) {
+	var dirs sync.Map
+	open := func(t *testing.T, dir string) backend.Backend {
+		b, err := backend.Open(context.Background(), "file://"+filepath.ToSlash(dir)+"?fsync=false")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return closing(t, b)
+	}
+	conformance.Run(t, conformance.Harness{
+		Leftovers: leftovers,
+		New: func(t *testing.T) backend.Backend {
+			dir := t.TempDir()
+			b := open(t, dir)
+			dirs.Store(b, dir)
+			return b
+		},
+		Reopen: func(t *testing.T, b backend.Backend) backend.Backend {
+			dir, _ := dirs.Load(b)
+			return open(t, dir.(string))
+		},
+		Broken: func(t *testing.T) []conformance.BrokenStore { return diskBroken(t, open) },
 	})
 }

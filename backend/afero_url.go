@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -14,7 +15,9 @@ func init() { Register("file", openFile) }
 
 // openFile serves "file:///abs/dir" and "file://./rel/dir" (relative to the
 // working directory), creating the directory if needed, through NewOSRoot.
-// "?fsync=false" turns fsync at commit off.
+// "?fsync=false" turns fsync at commit off; any other parameter is refused
+// with fs.ErrInvalid, as a misspelt option must not pass silently. The
+// backend owns its os.Root: Close closes it.
 func openFile(_ context.Context, u *url.URL) (Backend, error) {
 	var dir string
 	switch u.Host {
@@ -29,23 +32,31 @@ func openFile(_ context.Context, u *url.URL) (Backend, error) {
 		return nil, fmt.Errorf("backend: %w: file URL %q names no directory", fs.ErrInvalid, u.Redacted())
 	}
 	var opts []AferoOption
-	if v := u.Query().Get("fsync"); v != "" {
-		on, err := strconv.ParseBool(v)
+	for name, values := range u.Query() {
+		if name != "fsync" {
+			return nil, fmt.Errorf("backend: %w: unknown parameter %q in file URL (known: fsync)", fs.ErrInvalid, name)
+		}
+		if len(values) != 1 {
+			return nil, fmt.Errorf("backend: %w: parameter %q given %d times", fs.ErrInvalid, name, len(values))
+		}
+		on, err := strconv.ParseBool(values[0])
 		if err != nil {
-			return nil, fmt.Errorf("backend: %w: fsync=%q is not a boolean", fs.ErrInvalid, v)
+			return nil, fmt.Errorf("backend: %w: fsync=%q is not a boolean", fs.ErrInvalid, values[0])
 		}
 		opts = append(opts, WithFsync(on))
 	}
 	abs, err := filepath.Abs(filepath.FromSlash(dir))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("backend: %w: file URL %q: %w", fs.ErrInvalid, u.Redacted(), err)
 	}
 	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("backend: create the store directory of %q: %w", u.Redacted(), osError(err))
 	}
 	root, err := NewOSRoot(abs)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("backend: open the store directory of %q: %w", u.Redacted(), err)
 	}
-	return NewAfero(root, opts...), nil
+	a := NewAfero(root, opts...)
+	a.closer = root.(io.Closer)
+	return a, nil
 }

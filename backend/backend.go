@@ -9,17 +9,27 @@
 //
 // # Errors
 //
-// Backends report conditions with the io/fs sentinels and the sentinels of
-// this package, wrapped so that errors.Is works and the provider's own error
-// stays reachable with errors.As:
+// The contract below states each method's errors. Backends classify their
+// provider's errors once, with the io/fs sentinels and the sentinels of
+// this package, as *Error values (or the bare sentinel) that name no path:
+// the Engine wraps every error once in an *fs.PathError with the caller's
+// operation and path. The provider's own error stays reachable with
+// errors.As; a context's error is returned as it is (or wrapped), so that
+// errors.Is(err, context.Canceled) holds.
 //
-//   - fs.ErrNotExist: no file at the path (Stat, Read, Remove).
+//   - fs.ErrNotExist: no file at the path (Stat, Read, Remove), also when
+//     the path runs through a file.
 //   - fs.ErrExist: an exclusive Create lost to an existing file.
 //   - fs.ErrInvalid: a bad argument, such as a read offset past the end.
-//   - fs.ErrPermission: the store refused access (or a path crosses a symlink
-//     in an afero root).
-//   - ErrIsFolder, ErrNotFolder: a file/folder conflict.
+//   - fs.ErrPermission: the store refused access (or a path crosses a
+//     symbolic link in an afero root).
+//   - fs.ErrClosed: a call on a finished Writer, or on a closed Backend.
+//   - ErrIsFolder: Read, Remove or a Commit on a path that is a folder.
+//   - ErrNotFolder: a Commit below a file.
 //   - ErrConflict: an append lost a race; the caller may Commit again.
+//   - ErrTooManyHandles: the process is out of file descriptors.
+//   - ErrStoreUnavailable: the store's bucket or directory is missing, or
+//     its staging area is broken.
 //   - errors.ErrUnsupported: Presign on a store without native presigning.
 package backend
 
@@ -31,34 +41,40 @@ import (
 )
 
 // Backend stores files under clean paths (see Clean). Every method takes the
-// context of the call first and must return promptly once it is done.
+// context of the call first and must return promptly once it is done,
+// with an error matching the context's. Errors follow the package's
+// # Errors section; any method may also fail with ErrStoreUnavailable, or
+// with an error of no kind (a network failure, a full disk).
 //
 // Folders are implicit: a folder exists while at least one file lies beneath
 // it. A backend must never report an empty folder, nor anything under
 // ReservedPrefix.
 type Backend interface {
 	// Stat describes the file or folder at path. The root ("") is always a
-	// folder. A path with neither a file nor a file beneath it yields
-	// fs.ErrNotExist.
+	// folder. A path with neither a file nor a file beneath it, or one that
+	// runs through a file, yields fs.ErrNotExist.
 	Stat(ctx context.Context, path string) (Info, error)
 
 	// Create starts a writer whose Commit replaces the file at path with the
 	// written bytes (or, with opts.Exclusive, creates it only if no file is
 	// there at commit time, else fs.ErrExist). Nothing is visible before
-	// Commit.
+	// Commit. On error it returns a nil Writer and has staged nothing
+	// (ErrTooManyHandles, ErrStoreUnavailable, the context's error).
 	Create(ctx context.Context, path string, opts WriteOptions) (Writer, error)
 
 	// Append starts a writer whose Commit makes the file hold its content as
 	// of the commit followed by the written bytes, creating the file when it
 	// is missing. Commit is atomic and guarded: when another writer changes
 	// the file during the attempt it returns ErrConflict, keeps the staged
-	// bytes, and may be called again. opts.Exclusive is ignored.
+	// bytes, and may be called again. opts.Exclusive is ignored. Errors are
+	// those of Create.
 	Append(ctx context.Context, path string, opts WriteOptions) (Writer, error)
 
 	// Read streams length bytes of the file from offset (length < 0: to the
 	// end) together with the Info of the version it reads. offset past the
 	// end yields fs.ErrInvalid; offset equal to the size yields an empty
-	// reader. A length past the end is cut at the end.
+	// reader. A length past the end is cut at the end. A missing file
+	// yields fs.ErrNotExist and a folder ErrIsFolder.
 	Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, Info, error)
 
 	// Presign returns a URL that serves the file to a plain HTTP GET until
@@ -72,24 +88,40 @@ type Backend interface {
 	List(ctx context.Context, dir string) iter.Seq2[Info, error]
 
 	// Remove deletes the file at path, pruning folders it leaves empty.
-	// A missing file yields fs.ErrNotExist.
+	// A missing file yields fs.ErrNotExist and a folder ErrIsFolder.
 	Remove(ctx context.Context, path string) error
+
+	// Close releases what the backend holds (descriptors, a client it
+	// built itself); a client the caller handed in stays the caller's.
+	// Writers still open are not committed. Later calls may fail with
+	// fs.ErrClosed. It is idempotent. The Engine closes a backend that
+	// roomstore.OpenURL built at Shutdown; one given to roomstore.New is
+	// the caller's to close after Shutdown.
+	Close() error
 }
 
-// Writer stages bytes for one file. It is used by one goroutine at a time.
+// Writer stages bytes for one file. It is used by one goroutine at a time;
+// a Write or Commit in flight is interrupted through its context.
 type Writer interface {
 	// Write stages p. Nothing is visible to readers until Commit. An error
-	// leaves the writer unusable; the caller must Abort it.
+	// finishes the writer; the caller must still Abort it, which cleans up.
+	// A finished writer's Write yields fs.ErrClosed.
 	Write(ctx context.Context, p []byte) error
 
 	// Commit makes the staged content visible atomically: readers see the
 	// old content or the new, never a mix. After a nil error, or any error
 	// but ErrConflict, the writer is finished; after ErrConflict the staged
-	// bytes are kept and Commit may be called again.
+	// bytes are kept and Commit may be called again. It yields fs.ErrExist
+	// for an exclusive Create that lost, fs.ErrClosed on a finished
+	// writer, and, where the store can tell at commit, ErrIsFolder when a
+	// folder is at the path and ErrNotFolder when a parent is a file (disk
+	// and memory stores always; a plain object store cannot, and the
+	// Engine refuses both at Open).
 	Commit(ctx context.Context) (Info, error)
 
 	// Abort discards the staged bytes and leaves the file as it was. It is
-	// idempotent and a no-op after a successful Commit.
+	// idempotent and a no-op after a successful Commit; it reports only a
+	// cleanup that failed (which a later Abort may retry).
 	Abort(ctx context.Context) error
 }
 

@@ -11,7 +11,8 @@ import (
 // keeps confined to it: every call goes through an os.Root, so no path,
 // symbolic link or rename race inside the directory can reach a file
 // outside it. The file:// URL scheme stores through it. The directory must
-// exist; it stays open for the life of the program.
+// exist. The Fs holds a descriptor of the directory until it is closed: it
+// implements io.Closer (the file:// opener's backend closes it in Close).
 //
 // Prefer it to afero.NewBasePathFs(afero.NewOsFs(), dir) when other
 // programs can write inside dir: Afero refuses paths through symbolic
@@ -20,7 +21,7 @@ import (
 func NewOSRoot(dir string) (afero.Fs, error) {
 	r, err := os.OpenRoot(dir)
 	if err != nil {
-		return nil, err
+		return nil, osError(err)
 	}
 	return &osRoot{r: r}, nil
 }
@@ -34,6 +35,10 @@ func file(f *os.File, err error) (afero.File, error) {
 	}
 	return f, nil
 }
+
+// Close closes the directory's descriptor; later calls fail with
+// fs.ErrClosed.
+func (o *osRoot) Close() error { return o.r.Close() }
 
 func (o *osRoot) Create(name string) (afero.File, error) { return file(o.r.Create(name)) }
 func (o *osRoot) Mkdir(name string, perm os.FileMode) error {

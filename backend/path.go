@@ -93,6 +93,23 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidPath, fmt.Sprintf(format, args...))
 }
 
+// CleanPrefix validates the prefix that scopes a store inside a bucket:
+// leading and trailing slashes are dropped, "" scopes nothing, and
+// anything else must be a valid folder path (see Clean), so that no
+// prefix such as "a/../b" can name another store's objects. The error
+// wraps fs.ErrInvalid.
+func CleanPrefix(prefix string) (string, error) {
+	prefix = strings.Trim(prefix, "/")
+	if prefix == "" {
+		return "", nil
+	}
+	clean, err := Clean(prefix, TargetAny)
+	if err != nil {
+		return "", fmt.Errorf("prefix %q: %w", prefix, err)
+	}
+	return clean, nil
+}
+
 // Parent returns the folder that holds path ("" for a top-level name and for
 // the root).
 func Parent(path string) string {

@@ -10,6 +10,7 @@ import (
 
 	"cloud.google.com/go/storage"
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/grace"
 )
 
 // Append returns a writer that stages its bytes in a private temporary
@@ -51,7 +52,7 @@ type appendWriter struct {
 
 func (w *appendWriter) Write(ctx context.Context, p []byte) error {
 	if err := w.up.write(ctx, p); err != nil {
-		return &fs.PathError{Op: "write", Path: w.path, Err: err}
+		return classify(err)
 	}
 	return nil
 }
@@ -60,13 +61,13 @@ func (w *appendWriter) Commit(ctx context.Context) (backend.Info, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
-		return backend.Info{}, &fs.PathError{Op: "commit", Path: w.path, Err: fs.ErrClosed}
+		return backend.Info{}, fs.ErrClosed
 	}
 	if w.staged == nil {
 		a, err := w.up.finish(ctx)
 		if err != nil {
 			w.done = true
-			return backend.Info{}, pathError("append", w.path, err)
+			return backend.Info{}, classify(err)
 		}
 		w.staged = a
 	}
@@ -97,7 +98,7 @@ func (w *appendWriter) removeTemp(ctx context.Context) {
 	if w.staged == nil {
 		return
 	}
-	cctx, cancel := cleanupContext(ctx)
+	cctx, cancel := grace.Context(ctx, cleanupTimeout)
 	defer cancel()
 	_ = w.temp.Generation(w.staged.Generation).Delete(cctx)
 }
@@ -106,7 +107,7 @@ func (w *appendWriter) removeTemp(ctx context.Context) {
 func (w *appendWriter) attempt(ctx context.Context) (backend.Info, error) {
 	base, err := w.current(ctx)
 	if err != nil {
-		return backend.Info{}, pathError("append", w.path, err)
+		return backend.Info{}, classify(err)
 	}
 	if base != nil && base.Metadata[markerKey] == w.id {
 		// An earlier attempt landed although it reported a failure (its
@@ -127,10 +128,10 @@ func (w *appendWriter) attempt(ctx context.Context) (backend.Info, error) {
 	// the claim mean nobody else can compose onto it now.
 	now, err := w.current(ctx)
 	if err != nil {
-		return backend.Info{}, pathError("append", w.path, err)
+		return backend.Info{}, classify(err)
 	}
 	if generation(now) != gen {
-		return backend.Info{}, conflict(w.path, "file changed before compose", nil)
+		return backend.Info{}, conflict("file changed before compose", nil)
 	}
 
 	var (
@@ -166,9 +167,9 @@ func (w *appendWriter) attempt(ctx context.Context) (backend.Info, error) {
 			return fileInfo(w.path, landed), nil
 		}
 		if isPrecondition(err) || isNotExist(err) || w.moved(ctx, gen) {
-			return backend.Info{}, conflict(w.path, "file changed during compose", err)
+			return backend.Info{}, conflict("file changed during compose", err)
 		}
-		return backend.Info{}, pathError("append", w.path, err)
+		return backend.Info{}, classify(err)
 	}
 	return w.verify(gen, res)
 }
@@ -180,7 +181,7 @@ const composeAttempts = 4
 // than gen (0: missing), so that a failed compose met a race rather than
 // a broken server.
 func (w *appendWriter) moved(ctx context.Context, gen int64) bool {
-	cctx, cancel := cleanupContext(ctx)
+	cctx, cancel := grace.Context(ctx, cleanupTimeout)
 	defer cancel()
 	cur, err := w.current(cctx)
 	return err == nil && generation(cur) != gen
@@ -196,7 +197,7 @@ func (w *appendWriter) moved(ctx context.Context, gen int64) bool {
 // conflict, because then retrying is what makes the file right.
 func (w *appendWriter) verify(gen int64, res *storage.ObjectAttrs) (backend.Info, error) {
 	if res.Generation == gen || res.Size < w.staged.Size {
-		return backend.Info{}, conflict(w.path, fmt.Sprintf("compose returned generation %d (%d bytes), which cannot hold the %d staged bytes", res.Generation, res.Size, w.staged.Size), nil)
+		return backend.Info{}, conflict(fmt.Sprintf("compose returned generation %d (%d bytes), which cannot hold the %d staged bytes", res.Generation, res.Size, w.staged.Size), nil)
 	}
 	return fileInfo(w.path, res), nil
 }
@@ -204,7 +205,7 @@ func (w *appendWriter) verify(gen int64, res *storage.ObjectAttrs) (backend.Info
 // landed returns the file's attributes when its current version is this
 // writer's compose result, else nil.
 func (w *appendWriter) landed(ctx context.Context) *storage.ObjectAttrs {
-	cctx, cancel := cleanupContext(ctx)
+	cctx, cancel := grace.Context(ctx, cleanupTimeout)
 	defer cancel()
 	a, err := w.obj.Attrs(cctx)
 	if err != nil || a.Metadata[markerKey] != w.id {
@@ -250,7 +251,7 @@ func (b *Backend) claim(ctx context.Context, path, key string, gen int64) (relea
 		return b.releaser(ctx, tok, w.Attrs().Generation), nil
 	}
 	if !isPrecondition(err) {
-		return nil, pathError("append", path, err)
+		return nil, classify(err)
 	}
 	held, aerr := tok.Attrs(ctx)
 	switch {
@@ -264,12 +265,12 @@ func (b *Backend) claim(ctx context.Context, path, key string, gen int64) (relea
 		// cannot remove a claim taken after this check.
 		_ = tok.Generation(held.Generation).Delete(ctx)
 	}
-	return nil, conflict(path, "another writer is appending", err)
+	return nil, conflict("another writer is appending", err)
 }
 
 func (b *Backend) releaser(ctx context.Context, tok *storage.ObjectHandle, gen int64) func() {
 	return func() {
-		cctx, cancel := cleanupContext(ctx)
+		cctx, cancel := grace.Context(ctx, cleanupTimeout)
 		defer cancel()
 		_ = tok.Generation(gen).Delete(cctx)
 	}

@@ -96,8 +96,8 @@ func TestAppend(t *testing.T) {
 			t.Fatalf("Commit under a held claim = %v, want backend.ErrConflict", err)
 		}
 		var pe *fs.PathError
-		if !errors.As(err, &pe) || pe.Path != "f" {
-			t.Errorf("conflict is not a *fs.PathError for f: %#v", err)
+		if errors.As(err, &pe) {
+			t.Errorf("conflict %v names a path: backends leave that to the engine", err)
 		}
 		mustEqual(t, "f", readAll(t, s, "f"), []byte("old,"))
 		if n := len(s.temporaries(t)); n != 1 {

@@ -52,14 +52,19 @@ const defaultClaimLease = time.Minute
 // client. The bucket must exist; New does no I/O. The caller keeps
 // ownership of client: neither New nor Close ever closes it.
 //
-// An empty bucket name, a nil client or a bad option yields an error
-// wrapping fs.ErrInvalid.
+// An empty bucket name, a nil client, a prefix that is not a valid
+// roomstore folder path (see backend.CleanPrefix) or a bad option yields
+// an error wrapping fs.ErrInvalid.
 func New(client *storage.Client, bucket, prefix string, opts ...Option) (*Backend, error) {
 	if client == nil {
 		return nil, fmt.Errorf("backend_gcs: nil client: %w", fs.ErrInvalid)
 	}
 	if bucket == "" {
 		return nil, fmt.Errorf("backend_gcs: empty bucket name: %w", fs.ErrInvalid)
+	}
+	prefix, err := backend.CleanPrefix(prefix)
+	if err != nil {
+		return nil, fmt.Errorf("backend_gcs: %w", err)
 	}
 	cfg := config{chunkSize: DefaultChunkSize}
 	for _, o := range opts {
@@ -71,7 +76,7 @@ func New(client *storage.Client, bucket, prefix string, opts ...Option) (*Backen
 		client:     client,
 		bucket:     client.Bucket(bucket),
 		bucketName: bucket,
-		prefix:     strings.Trim(prefix, "/"),
+		prefix:     prefix,
 		cfg:        cfg,
 		claimLease: defaultClaimLease,
 	}, nil
@@ -149,16 +154,28 @@ func (b *Backend) Stat(ctx context.Context, path string) (backend.Info, error) {
 		return fileInfo(path, a), nil
 	}
 	if !isNotExist(err) {
-		return backend.Info{}, pathError("stat", path, err)
+		return backend.Info{}, classify(err)
 	}
-	folder, lerr := b.hasChildren(ctx, path)
-	if lerr != nil {
-		return backend.Info{}, pathError("stat", path, lerr)
+	if err := b.missing(ctx, path, err); !errors.Is(err, backend.ErrIsFolder) {
+		return backend.Info{}, err
 	}
-	if folder {
-		return backend.Info{Path: path, IsFolder: true}, nil
+	return backend.Info{Path: path, IsFolder: true}, nil
+}
+
+// missing tells what a 404 for the object at path means: ErrIsFolder when
+// objects lie beneath path, ErrStoreUnavailable when the bucket is gone (an
+// object's 404 cannot say, a listing's can), else notFound classified.
+func (b *Backend) missing(ctx context.Context, path string, notFound error) error {
+	folder, err := b.hasChildren(ctx, path)
+	switch {
+	case err != nil && isNotExist(err):
+		return withKind(backend.ErrStoreUnavailable, err, "bucket not found")
+	case err != nil:
+		return classify(err)
+	case folder:
+		return backend.ErrIsFolder
 	}
-	return backend.Info{}, pathError("stat", path, err)
+	return classify(notFound)
 }
 
 // hasChildren reports whether any object lies beneath the folder path,
@@ -185,7 +202,7 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 		pfx := b.dirPrefix(dir)
 		q := &storage.Query{Prefix: pfx, Delimiter: "/"}
 		if err := q.SetAttrSelection([]string{"Name", "Size", "Updated", "Generation"}); err != nil {
-			yield(backend.Info{}, pathError("list", dir, err))
+			yield(backend.Info{}, classify(err))
 			return
 		}
 		it := b.bucket.Objects(ctx, q)
@@ -195,7 +212,10 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 				return
 			}
 			if err != nil {
-				yield(backend.Info{}, pathError("list", dir, err))
+				if isNotExist(err) { // a listing has no object to miss: the bucket is gone
+					err = withKind(backend.ErrStoreUnavailable, err, "bucket not found")
+				}
+				yield(backend.Info{}, classify(err))
 				return
 			}
 			var info backend.Info
@@ -222,10 +242,15 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 	}
 }
 
-// Remove deletes the object at path; a missing one yields fs.ErrNotExist.
-// Folders need no pruning: they vanish with their last object.
+// Remove deletes the object at path; a missing one yields fs.ErrNotExist
+// and a folder backend.ErrIsFolder. Folders need no pruning: they vanish
+// with their last object.
 func (b *Backend) Remove(ctx context.Context, path string) error {
-	return pathError("remove", path, b.bucket.Object(b.key(path)).Delete(ctx))
+	err := b.bucket.Object(b.key(path)).Delete(ctx)
+	if isNotExist(err) {
+		return b.missing(ctx, path, err)
+	}
+	return classify(err)
 }
 
 // maxReadRetries bounds how often Read starts over when the generation it
@@ -239,17 +264,20 @@ const maxReadRetries = 3
 // missing object fs.ErrNotExist.
 func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, backend.Info, error) {
 	if offset < 0 {
-		return nil, backend.Info{}, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("negative offset %d: %w", offset, fs.ErrInvalid)}
+		return nil, backend.Info{}, backend.Errorf(fs.ErrInvalid, nil, "negative offset %d", offset)
 	}
 	obj := b.bucket.Object(b.key(path))
 	for attempt := 0; ; attempt++ {
 		a, err := obj.Attrs(ctx)
+		if isNotExist(err) {
+			return nil, backend.Info{}, b.missing(ctx, path, err)
+		}
 		if err != nil {
-			return nil, backend.Info{}, pathError("read", path, err)
+			return nil, backend.Info{}, classify(err)
 		}
 		info := fileInfo(path, a)
 		if offset > a.Size {
-			return nil, backend.Info{}, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("offset %d past the end (%d bytes): %w", offset, a.Size, fs.ErrInvalid)}
+			return nil, backend.Info{}, backend.Errorf(fs.ErrInvalid, nil, "offset %d past the end (%d bytes)", offset, a.Size)
 		}
 		n := a.Size - offset
 		if length >= 0 && length < n {
@@ -263,7 +291,7 @@ func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (
 			continue
 		}
 		if err != nil {
-			return nil, backend.Info{}, pathError("read", path, err)
+			return nil, backend.Info{}, classify(err)
 		}
 		return r, info, nil
 	}
@@ -285,13 +313,13 @@ const expirySlack = 500 * time.Millisecond
 func (b *Backend) Presign(ctx context.Context, path string, expiry time.Duration) (string, error) {
 	s := b.cfg.signer
 	if s == nil {
-		return "", &fs.PathError{Op: "presign", Path: path, Err: fmt.Errorf("backend_gcs: no signing identity (WithSigner): %w", errors.ErrUnsupported)}
+		return "", backend.Errorf(errors.ErrUnsupported, nil, "no signing identity (backend_gcs.WithSigner)")
 	}
 	if expiry <= 0 || expiry > maxPresignExpiry {
-		return "", &fs.PathError{Op: "presign", Path: path, Err: fmt.Errorf("expiry %v outside (0, %v]: %w", expiry, maxPresignExpiry, fs.ErrInvalid)}
+		return "", backend.Errorf(fs.ErrInvalid, nil, "expiry %v outside (0, %v]", expiry, maxPresignExpiry)
 	}
 	if err := ctx.Err(); err != nil {
-		return "", &fs.PathError{Op: "presign", Path: path, Err: err}
+		return "", err
 	}
 	u, err := b.bucket.SignedURL(b.key(path), &storage.SignedURLOptions{
 		GoogleAccessID: s.email,
@@ -304,7 +332,7 @@ func (b *Backend) Presign(ctx context.Context, path string, expiry time.Duration
 		Insecure:       b.cfg.urlInsecure,
 	})
 	if err != nil {
-		return "", pathError("presign", path, err)
+		return "", classify(err)
 	}
 	return u, nil
 }

@@ -2,7 +2,9 @@ package backend_gcs
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"strings"
 	"testing"
 
 	"cloud.google.com/go/storage"
@@ -36,8 +38,12 @@ func TestConformance(t *testing.T) {
 		},
 		PartSize:               conformanceChunk,
 		URLSignaturesUnchecked: true,
+		CommitIgnoresFolders:   true,
 		Leftovers: func(t *testing.T, b backend.Backend) []string {
 			return reservedObjects(t, testserver.FakeGCSClient(t, ep), b.(*Backend).bucketName, "room")
+		},
+		Broken: func(t *testing.T) []conformance.BrokenStore {
+			return []conformance.BrokenStore{{Name: "the bucket is missing", Backend: open(t, "no-such-bucket-"+strings.ToLower(rand.Text())), Gone: true}}
 		},
 	})
 }

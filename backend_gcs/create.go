@@ -2,12 +2,12 @@ package backend_gcs
 
 import (
 	"context"
-	"fmt"
 	"io/fs"
 	"sync"
 
 	"cloud.google.com/go/storage"
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/grace"
 )
 
 // markerKey is the metadata key that tags an object with the writer that
@@ -54,7 +54,7 @@ type createWriter struct {
 
 func (w *createWriter) Write(ctx context.Context, p []byte) error {
 	if err := w.up.write(ctx, p); err != nil {
-		return &fs.PathError{Op: "write", Path: w.path, Err: err}
+		return classify(err)
 	}
 	return nil
 }
@@ -63,7 +63,7 @@ func (w *createWriter) Commit(ctx context.Context) (backend.Info, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
-		return backend.Info{}, &fs.PathError{Op: "commit", Path: w.path, Err: fs.ErrClosed}
+		return backend.Info{}, fs.ErrClosed
 	}
 	w.done = true
 	a, err := w.up.finish(ctx)
@@ -71,14 +71,14 @@ func (w *createWriter) Commit(ctx context.Context) (backend.Info, error) {
 		return fileInfo(w.path, a), nil
 	}
 	if w.exclusive && isPrecondition(err) {
-		cctx, cancel := cleanupContext(ctx)
+		cctx, cancel := grace.Context(ctx, cleanupTimeout)
 		defer cancel()
 		if cur, aerr := w.obj.Attrs(cctx); aerr == nil && cur.Metadata[markerKey] == w.id {
 			return fileInfo(w.path, cur), nil
 		}
-		return backend.Info{}, withSentinel("create", w.path, fs.ErrExist, fmt.Errorf("exclusive create lost: %w", err))
+		return backend.Info{}, withKind(fs.ErrExist, err, "exclusive create lost")
 	}
-	return backend.Info{}, pathError("create", w.path, err)
+	return backend.Info{}, classify(err)
 }
 
 func (w *createWriter) Abort(ctx context.Context) error {

@@ -3,40 +3,67 @@ package backend_gcs
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"net/http"
+	"strconv"
 
 	"cloud.google.com/go/storage"
 	"github.com/roomstore/roomstore/backend"
 	"google.golang.org/api/googleapi"
 )
 
-// pathError wraps err for op on path, adding the io/fs sentinel that the
-// SDK error stands for so that errors.Is works while errors.As still
-// reaches the SDK's error.
-func pathError(op, path string, err error) error {
+// classify turns err into the form the backend contract asks for: a
+// *backend.Error whose kind is the sentinel err already carries or the one
+// its SDK error or HTTP status maps to, with the status as its detail and
+// err as its cause, for errors.As. Errors of no kind (a network failure, a
+// context's end) and errors classified already are returned as they are.
+func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	if s := sentinel(err); s != nil && !errors.Is(err, s) {
-		err = fmt.Errorf("%w: %w", s, err)
+	var be *backend.Error
+	if errors.As(err, &be) {
+		return err
 	}
-	return &fs.PathError{Op: op, Path: path, Err: err}
+	kind := backend.KindOf(err)
+	if kind == nil {
+		kind = sentinel(err)
+	}
+	if kind == nil {
+		return err
+	}
+	return &backend.Error{Kind: kind, Detail: detail(err), Cause: err}
 }
 
-// withSentinel is pathError with a sentinel chosen by the caller, for the
-// cases where the status alone is ambiguous (a 412 means fs.ErrExist for
-// an exclusive create and backend.ErrConflict for an append).
-func withSentinel(op, path string, s, err error) error {
-	return &fs.PathError{Op: op, Path: path, Err: fmt.Errorf("%w: %w", s, err)}
+// withKind classifies err as kind, for the cases where the status alone is
+// ambiguous (a 412 means fs.ErrExist for an exclusive create and
+// backend.ErrConflict for an append).
+func withKind(kind, err error, why string) error {
+	d := detail(err)
+	if why != "" && d != "" {
+		d = why + " (" + d + ")"
+	} else if why != "" {
+		d = why
+	}
+	return &backend.Error{Kind: kind, Detail: d, Cause: err}
+}
+
+// detail names the GCS status of err for people, "" when there is none.
+func detail(err error) string {
+	if code := statusCode(err); code != 0 {
+		return "GCS " + strconv.Itoa(code) + " " + http.StatusText(code)
+	}
+	return ""
 }
 
 func sentinel(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return nil
 	}
-	if errors.Is(err, storage.ErrObjectNotExist) || errors.Is(err, storage.ErrBucketNotExist) {
+	if errors.Is(err, storage.ErrBucketNotExist) {
+		return backend.ErrStoreUnavailable
+	}
+	if errors.Is(err, storage.ErrObjectNotExist) {
 		return fs.ErrNotExist
 	}
 	switch statusCode(err) {
@@ -67,9 +94,6 @@ func isNotExist(err error) bool {
 
 // conflict reports a lost append race; cause (possibly nil) stays in the
 // chain for errors.As.
-func conflict(path, why string, cause error) error {
-	if cause == nil {
-		return &fs.PathError{Op: "append", Path: path, Err: fmt.Errorf("%w: %s", backend.ErrConflict, why)}
-	}
-	return &fs.PathError{Op: "append", Path: path, Err: fmt.Errorf("%w: %s: %w", backend.ErrConflict, why, cause)}
+func conflict(why string, cause error) error {
+	return withKind(backend.ErrConflict, cause, why)
 }

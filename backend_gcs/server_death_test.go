@@ -254,8 +254,8 @@ func TestServerDeath(t *testing.T) {
 			}
 			t.Logf("failure after %v: %v", took.Round(time.Millisecond), err)
 			var pe *fs.PathError
-			if !errors.As(err, &pe) || pe.Path != "f" {
-				t.Errorf("error %v is not an *fs.PathError on f", err)
+			if errors.As(err, &pe) {
+				t.Errorf("error %v names a path: backends leave that to the engine", err)
 			}
 			if tc.down > 0 && errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("the write failed only when its context ended (%v), not when the server came back without the session", err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/storage"
+	"github.com/roomstore/roomstore/backend"
 )
 
 // upload streams bytes into one object through a storage.Writer. The
@@ -44,7 +45,7 @@ func (u *upload) write(ctx context.Context, p []byte) error {
 		return fs.ErrClosed
 	}
 	if u.err != nil {
-		return u.err
+		return errFailedEarlier
 	}
 	if err := ctx.Err(); err != nil {
 		u.breakWith(err)
@@ -66,6 +67,9 @@ func (u *upload) write(ctx context.Context, p []byte) error {
 	return err
 }
 
+// errFailedEarlier answers a call on an upload that an error broke.
+var errFailedEarlier = backend.Errorf(fs.ErrClosed, nil, "the writer failed earlier")
+
 // breakWith marks the upload unusable and abandons it.
 func (u *upload) breakWith(err error) {
 	u.err = err
@@ -84,7 +88,7 @@ func (u *upload) finish(ctx context.Context) (*storage.ObjectAttrs, error) {
 	}
 	if u.err != nil {
 		u.closeLocked()
-		return nil, u.err
+		return nil, errFailedEarlier
 	}
 	if err := ctx.Err(); err != nil {
 		u.breakWith(err)
@@ -130,10 +134,8 @@ func (u *upload) closeLocked() {
 	}
 }
 
-// cleanupTimeout bounds the best-effort deletes that run after an
-// operation has finished, also when its context has ended.
+// cleanupTimeout bounds the best-effort work that follows an operation
+// (deleting a temporary or a claim, telling whether a compose landed); it
+// runs on a grace.Context, so a caller whose context ends waits at most
+// grace.Period more.
 const cleanupTimeout = 30 * time.Second
-
-func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-}

@@ -34,6 +34,10 @@ type Fault struct {
 	Times int
 	Err   error
 	Stall bool
+	// Notify, when set, is called each time the fault hits a call, just
+	// before the call fails or stalls, so that a test can wait until a
+	// call is stuck instead of guessing how long that takes.
+	Notify func()
 }
 
 type faults struct {
@@ -76,6 +80,9 @@ func (b *Backend) fault(ctx context.Context, op Op) error {
 		}
 	}
 	b.faults.mu.Unlock()
+	if hit != nil && hit.Notify != nil {
+		hit.Notify()
+	}
 	switch {
 	case hit == nil:
 		return nil

@@ -5,7 +5,7 @@
 // Opening "mem://" through roomstore.OpenURL gives a fresh private store;
 // "mem://name" gives the store of that name, shared by every OpenURL in the
 // process, so two Engines can share one store as two processes would share
-// a bucket.
+// a bucket. A named store lives until Drop forgets it.
 //
 // Faults (Backend.Inject) make chosen operations fail or stall on cue, so
 // that code built on roomstore can test its error paths.
@@ -13,15 +13,16 @@
 // # Errors
 //
 // The same as every backend (see package backend): fs.ErrNotExist,
-// fs.ErrExist, fs.ErrInvalid, backend.ErrIsFolder, backend.ErrNotFolder, and
-// errors.ErrUnsupported from Presign.
+// fs.ErrExist, fs.ErrInvalid, fs.ErrClosed (a finished writer),
+// backend.ErrIsFolder, backend.ErrNotFolder, errors.ErrUnsupported from
+// Presign, and whatever an injected Fault says. Errors name no path: the
+// Engine adds the caller's.
 package backend_mem
 
 import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"iter"
@@ -56,6 +57,18 @@ func open(_ context.Context, u *url.URL) (backend.Backend, error) {
 		named[name] = b
 	}
 	return b, nil
+}
+
+// Drop forgets the named store "mem://name", so that the next OpenURL of
+// that name starts empty; Engines still open on it keep working on the old
+// one. It reports whether the store existed. Tests that share a named
+// store call it from t.Cleanup, so that cases do not leak state.
+func Drop(name string) bool {
+	namedMu.Lock()
+	defer namedMu.Unlock()
+	_, ok := named[name]
+	delete(named, name)
+	return ok
 }
 
 // Backend stores files in memory. The zero value is not usable; call New.
@@ -120,7 +133,7 @@ func (b *Backend) Stat(ctx context.Context, path string) (backend.Info, error) {
 	defer b.mu.RUnlock()
 	f, name, err := b.find(path)
 	if err != nil {
-		return backend.Info{}, pathErr("stat", path, fmt.Errorf("%w: %w", fs.ErrNotExist, err))
+		return backend.Info{}, errThroughFile
 	}
 	if f != nil {
 		if o := f.files[name]; o != nil {
@@ -130,7 +143,7 @@ func (b *Backend) Stat(ctx context.Context, path string) (backend.Info, error) {
 			return backend.Info{Path: path, IsFolder: true}, nil
 		}
 	}
-	return backend.Info{}, pathErr("stat", path, fs.ErrNotExist)
+	return backend.Info{}, fs.ErrNotExist
 }
 
 func info(path string, o *object) backend.Info {
@@ -153,15 +166,15 @@ func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (
 	b.mu.RUnlock()
 	switch {
 	case err != nil:
-		return nil, backend.Info{}, pathErr("read", path, fmt.Errorf("%w: %w", fs.ErrNotExist, err))
+		return nil, backend.Info{}, errThroughFile
 	case isFolder:
-		return nil, backend.Info{}, pathErr("read", path, backend.ErrIsFolder)
+		return nil, backend.Info{}, backend.ErrIsFolder
 	case o == nil:
-		return nil, backend.Info{}, pathErr("read", path, fs.ErrNotExist)
+		return nil, backend.Info{}, fs.ErrNotExist
 	}
 	size := int64(len(o.data))
 	if offset < 0 || offset > size {
-		return nil, backend.Info{}, pathErr("read", path, fmt.Errorf("%w: offset %d outside file of %d bytes", fs.ErrInvalid, offset, size))
+		return nil, backend.Info{}, backend.Errorf(fs.ErrInvalid, nil, "offset %d outside file of %d bytes", offset, size)
 	}
 	end := size
 	if length >= 0 && offset+length < size {
@@ -225,13 +238,13 @@ func (b *Backend) Remove(ctx context.Context, path string) error {
 	f, name, err := b.find(path)
 	switch {
 	case err != nil:
-		return pathErr("remove", path, fmt.Errorf("%w: %w", fs.ErrNotExist, err))
+		return errThroughFile
 	case f == nil:
-		return pathErr("remove", path, fs.ErrNotExist)
+		return fs.ErrNotExist
 	case f.folders[name] != nil:
-		return pathErr("remove", path, backend.ErrIsFolder)
+		return backend.ErrIsFolder
 	case f.files[name] == nil:
-		return pathErr("remove", path, fs.ErrNotExist)
+		return fs.ErrNotExist
 	}
 	delete(f.files, name)
 	b.prune(path)
@@ -281,7 +294,7 @@ type writer struct {
 
 func (w *writer) Write(ctx context.Context, p []byte) error {
 	if w.done {
-		return pathErr("write", w.path, fs.ErrClosed)
+		return fs.ErrClosed
 	}
 	if err := w.b.check(ctx, OpWrite); err != nil {
 		return err
@@ -292,7 +305,7 @@ func (w *writer) Write(ctx context.Context, p []byte) error {
 
 func (w *writer) Commit(ctx context.Context) (backend.Info, error) {
 	if w.done {
-		return backend.Info{}, pathErr("commit", w.path, fs.ErrClosed)
+		return backend.Info{}, fs.ErrClosed
 	}
 	if err := w.b.check(ctx, OpCommit); err != nil {
 		if !errors.Is(err, backend.ErrConflict) { // a conflict keeps the bytes for a retry
@@ -306,10 +319,10 @@ func (w *writer) Commit(ctx context.Context) (backend.Info, error) {
 	defer b.mu.Unlock()
 	f, name, err := b.mkdirs(w.path)
 	if err != nil {
-		return backend.Info{}, pathErr("commit", w.path, err)
+		return backend.Info{}, err
 	}
 	if f.folders[name] != nil {
-		return backend.Info{}, pathErr("commit", w.path, backend.ErrIsFolder)
+		return backend.Info{}, backend.ErrIsFolder
 	}
 	data := w.buf
 	w.buf = nil
@@ -317,7 +330,7 @@ func (w *writer) Commit(ctx context.Context) (backend.Info, error) {
 		switch {
 		case w.exclusive:
 			b.prune(w.path)
-			return backend.Info{}, pathErr("commit", w.path, fs.ErrExist)
+			return backend.Info{}, fs.ErrExist
 		case w.append:
 			data = append(old.data, data...)
 		}
@@ -364,6 +377,10 @@ func (b *Backend) check(ctx context.Context, op Op) error {
 	return b.fault(ctx, op)
 }
 
-func pathErr(op, path string, err error) error {
-	return &fs.PathError{Op: op, Path: path, Err: err}
-}
+// errThroughFile is the answer for a path that runs through a file.
+var errThroughFile = backend.Errorf(fs.ErrNotExist, nil, "path runs through a file")
+
+// Close implements backend.Backend. A store in memory holds nothing that
+// needs releasing: it goes when the last reference does (see Drop for
+// named stores), and it keeps working after Close.
+func (b *Backend) Close() error { return nil }

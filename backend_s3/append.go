@@ -34,7 +34,7 @@ import (
 func (b *Backend) Append(ctx context.Context, path string, opts backend.WriteOptions) (backend.Writer, error) {
 	id, err := newID()
 	if err != nil {
-		return nil, pathError("append", path, err)
+		return nil, classify(err)
 	}
 	return &appendWriter{
 		path:        path,
@@ -65,20 +65,26 @@ type appendWriter struct {
 func (w *appendWriter) Write(ctx context.Context, p []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.usable("write", w.path); err != nil {
+	if err := w.usable(); err != nil {
 		return err
 	}
 	if w.state == writerRetrying {
-		return &fs.PathError{Op: "write", Path: w.path, Err: fmt.Errorf("%w: write after a commit attempt", fs.ErrClosed)}
+		return backend.Errorf(fs.ErrClosed, nil, "write after a commit attempt")
 	}
 	err := ctx.Err()
 	if err == nil {
 		err = w.s.write(ctx, p)
 	}
 	if err != nil {
-		return w.fail(pathError("write", w.path, errors.Join(err, w.cleanup(ctx, once))))
+		return w.failed(ctx, err)
 	}
 	return nil
+}
+
+// failed finishes the writer with err, first cleaning up once (Abort,
+// which the caller owes, persists).
+func (w *appendWriter) failed(ctx context.Context, err error) error {
+	return w.fail(classify(errors.Join(err, w.cleanup(ctx, once))))
 }
 
 // Commit makes one attempt to append the staged bytes; see Append. An
@@ -87,7 +93,7 @@ func (w *appendWriter) Write(ctx context.Context, p []byte) error {
 func (w *appendWriter) Commit(ctx context.Context) (backend.Info, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.usable("commit", w.path); err != nil {
+	if err := w.usable(); err != nil {
 		return backend.Info{}, err
 	}
 	info, err := w.commit(ctx)
@@ -101,9 +107,9 @@ func (w *appendWriter) Commit(ctx context.Context) (backend.Info, error) {
 		return info, nil
 	case errors.Is(err, backend.ErrConflict):
 		w.state = writerRetrying
-		return backend.Info{}, pathError("commit", w.path, errors.Join(err, w.abortOrphans(ctx, once)))
+		return backend.Info{}, classify(errors.Join(err, w.abortOrphans(ctx, once)))
 	default:
-		return backend.Info{}, w.fail(pathError("commit", w.path, errors.Join(err, w.cleanup(ctx, once))))
+		return backend.Info{}, w.failed(ctx, err)
 	}
 }
 
@@ -118,7 +124,7 @@ func (w *appendWriter) Abort(ctx context.Context) error {
 		return nil
 	}
 	if err := w.cleanup(ctx, persist); err != nil {
-		return pathError("abort", w.path, err)
+		return classify(err)
 	}
 	return nil
 }
@@ -142,10 +148,14 @@ func (w *appendWriter) commit(ctx context.Context) (backend.Info, error) {
 		return backend.Info{}, err
 	}
 	if !w.staged && w.s.id != "" {
+		// Marked staged before the request: when the call is cut short
+		// after the server completed the upload, the temporary exists
+		// although no answer said so, and cleanup must remove it (a
+		// temporary that is not there counts as removed).
+		w.staged = true
 		if _, err := w.s.complete(ctx, &s3.CompleteMultipartUploadInput{}); err != nil {
 			return backend.Info{}, err
 		}
-		w.staged = true
 	}
 	b := w.s.b
 	key := b.key(w.path)
@@ -215,7 +225,7 @@ func (b *Backend) current(ctx context.Context, key string) (currentFile, bool, e
 	if out.ContentRange != nil {
 		total, ok := totalFromContentRange(*out.ContentRange)
 		if !ok {
-			return currentFile{}, false, fmt.Errorf("unexpected Content-Range %q", *out.ContentRange)
+			return currentFile{}, false, backend.Errorf(nil, nil, "S3 answered with Content-Range %q", *out.ContentRange)
 		}
 		cur.size = total
 	}
@@ -227,7 +237,7 @@ func (b *Backend) current(ctx context.Context, key string) (currentFile, bool, e
 	switch {
 	case cur.size <= probeSize:
 		if int64(len(probe)) != cur.size {
-			return currentFile{}, false, conflict(fmt.Errorf("%s changed while being read", key))
+			return currentFile{}, false, conflict(errors.New("the file changed while being read"))
 		}
 		cur.prior = probe
 	case cur.size < MinPartSize:
@@ -255,7 +265,7 @@ func (b *Backend) getSmall(ctx context.Context, key string, ifMatch *string) ([]
 		return nil, err
 	}
 	if len(data) >= MinPartSize {
-		return nil, conflict(fmt.Errorf("%s grew while being read", key))
+		return nil, conflict(errors.New("the file grew while being read"))
 	}
 	return data, nil
 }

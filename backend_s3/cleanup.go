@@ -8,6 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/roomstore/roomstore/internal/grace"
 )
 
 // effort says how hard a cleanup call (AbortMultipartUpload, DeleteObject
@@ -15,9 +17,13 @@ import (
 type effort int
 
 const (
-	// once sends the call a single time, retried only by the client's own
-	// retryer. It is the cleanup a failed Write or Commit runs before it
-	// returns: the caller must Abort the writer next, and Abort persists.
+	// once sends the call a single time (retried only by the client's own
+	// retryer) on a grace.Context of the caller's, so that the call it
+	// follows waits at most grace.Period past its deadline. It is the
+	// cleanup a failed Write or Commit runs before it returns (the caller
+	// must Abort the writer next, and Abort persists), and the removal of
+	// the temporary of an append that committed (one that cannot be
+	// removed is left to a lifecycle rule).
 	once effort = iota
 	// persist retries the call until it succeeds, the server gives an
 	// answer that retrying cannot change, or the cleanup timeout passes,
@@ -52,11 +58,13 @@ func (b *Backend) cleanupContext(parent context.Context) (context.Context, conte
 // answer at all (connection refused or reset, as while the server
 // restarts), a 5xx, throttling.
 func (b *Backend) cleanup(parent context.Context, e effort, call func(ctx context.Context, opts ...func(*s3.Options)) error) error {
-	ctx, cancel := b.cleanupContext(parent)
-	defer cancel()
 	if e == once {
+		ctx, cancel := grace.Context(parent, b.cleanupTimeout)
+		defer cancel()
 		return call(ctx)
 	}
+	ctx, cancel := b.cleanupContext(parent)
+	defer cancel()
 	pause := cleanupFirstPause
 	for {
 		err := call(ctx, singleAttempt)

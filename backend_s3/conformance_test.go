@@ -1,6 +1,8 @@
 package backend_s3_test
 
 import (
+	"crypto/rand"
+	"strings"
 	"testing"
 
 	"github.com/roomstore/roomstore/backend"
@@ -25,6 +27,13 @@ func TestConformance(t *testing.T) {
 		Leftovers: func(t *testing.T, b backend.Backend) []string {
 			s := b.(*store)
 			return g.leftovers(t, s.bucket, s.prefix)
+		},
+		Broken: func(t *testing.T) []conformance.BrokenStore {
+			missing, err := backend_s3.New(g.Client(), "no-such-bucket-"+strings.ToLower(rand.Text()), "room")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return []conformance.BrokenStore{{Name: "the bucket is missing", Backend: missing, Gone: true}}
 		},
 	})
 }

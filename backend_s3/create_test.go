@@ -139,8 +139,8 @@ func TestCreateExclusive(t *testing.T) {
 			if !errors.As(err, &api) || api.ErrorCode() != "PreconditionFailed" {
 				t.Errorf("ErrExist %v does not carry the 412 PreconditionFailed", err)
 			}
-			if _, err := w.Commit(t.Context()); !errors.Is(err, fs.ErrExist) {
-				t.Errorf("Commit after a failed Commit: %v, want the same error", err)
+			if _, err := w.Commit(t.Context()); !errors.Is(err, fs.ErrClosed) {
+				t.Errorf("Commit after a failed Commit: %v, want fs.ErrClosed", err)
 			}
 			assertContent(t, s, "f", old)
 		})

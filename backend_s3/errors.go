@@ -11,40 +11,39 @@ import (
 	"github.com/roomstore/roomstore/backend"
 )
 
-// pathError reports err, mapped onto the fs and backend sentinels, as an
-// *fs.PathError on a store path.
-func pathError(op, path string, err error) error {
-	return &fs.PathError{Op: op, Path: path, Err: classify(err)}
-}
-
-// sentinels are the conditions callers test for with errors.Is.
-var sentinels = []error{
-	fs.ErrNotExist, fs.ErrExist, fs.ErrPermission, fs.ErrInvalid, fs.ErrClosed,
-	backend.ErrIsFolder, backend.ErrNotFolder, backend.ErrConflict, errors.ErrUnsupported,
-}
-
-// classify wraps err with the sentinel its S3 code or HTTP status maps to,
-// keeping err itself in the chain for errors.As. An error that already
-// carries a sentinel (a lost race caused by a 404 is a conflict, not a
-// missing file), or maps to none, is returned as it is.
+// classify turns err into the form the backend contract asks for: a
+// *backend.Error whose kind is the sentinel err already carries (a lost
+// race caused by a 404 is a conflict, not a missing file) or the one its
+// S3 code or HTTP status maps to, with the S3 code as its detail and err
+// as its cause, for errors.As. Errors of no kind (a network failure, a
+// context's end) and errors classified already are returned as they are.
 func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, s := range sentinels {
-		if errors.Is(err, s) {
-			return err
-		}
+	var be *backend.Error
+	if errors.As(err, &be) {
+		return err
 	}
-	if s := sentinel(err); s != nil {
-		return fmt.Errorf("%w: %w", s, err)
+	kind := backend.KindOf(err)
+	if kind == nil {
+		kind = sentinel(err)
 	}
-	return err
+	if kind == nil {
+		return err
+	}
+	detail := ""
+	if code := errorCode(err); code != "" {
+		detail = "S3 " + code
+	}
+	return &backend.Error{Kind: kind, Detail: detail, Cause: err}
 }
 
 func sentinel(err error) error {
 	switch errorCode(err) {
-	case "NoSuchKey", "NotFound", "NoSuchBucket", "NoSuchUpload":
+	case "NoSuchBucket":
+		return backend.ErrStoreUnavailable
+	case "NoSuchKey", "NotFound", "NoSuchUpload":
 		return fs.ErrNotExist
 	case "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken":
 		return fs.ErrPermission

@@ -17,7 +17,7 @@ import (
 )
 
 // TestErrorMapping checks that S3 errors arrive as the fs and backend
-// sentinels inside an *fs.PathError, with the SDK's error still reachable.
+// sentinels, naming no path, with the SDK's error still reachable.
 func TestErrorMapping(t *testing.T) {
 	g := startGateway(t)
 	s := g.newStore(t)
@@ -48,16 +48,24 @@ func TestErrorMapping(t *testing.T) {
 		assertIs(t, s.Remove(t.Context(), "twice"), fs.ErrNotExist)
 	})
 
-	t.Run("a missing bucket is ErrNotExist", func(t *testing.T) {
+	t.Run("a missing bucket is ErrStoreUnavailable, not a missing file", func(t *testing.T) {
 		missing, err := backend_s3.New(g.client, "no-such-bucket-here", "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = missing.Stat(t.Context(), "f")
-		assertIs(t, err, fs.ErrNotExist)
+		assertIs(t, err, backend.ErrStoreUnavailable)
+		if errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Stat in a missing bucket = %v, which passes for a missing file", err)
+		}
+		n := 0
 		for _, err := range missing.List(t.Context(), "") {
-			assertIs(t, err, fs.ErrNotExist)
+			assertIs(t, err, backend.ErrStoreUnavailable)
 			assertAPI(t, err)
+			n++
+		}
+		if n != 1 {
+			t.Errorf("List of a missing bucket yielded %d errors, want 1", n)
 		}
 	})
 

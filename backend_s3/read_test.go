@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/roomstore/roomstore/backend"
 	"io"
 	"io/fs"
 	"testing"
@@ -85,8 +86,8 @@ func TestRead(t *testing.T) {
 	t.Run("a folder is not a file", func(t *testing.T) {
 		put(t, s, "dir/x", []byte("x"))
 		_, _, err := s.Read(t.Context(), "dir", 0, -1)
-		if !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("Read of a folder: %v, want fs.ErrNotExist", err)
+		if !errors.Is(err, backend.ErrIsFolder) {
+			t.Errorf("Read of a folder: %v, want backend.ErrIsFolder", err)
 		}
 		if err := s.Remove(t.Context(), "dir/x"); err != nil {
 			t.Fatal(err)

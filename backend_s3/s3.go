@@ -73,6 +73,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -119,9 +120,23 @@ type Backend struct {
 	partSize       int64
 	cleanupTimeout time.Duration
 	listPageSize   int32
+	// closeIdle closes the idle connections of an HTTP client that OpenURL
+	// built, which nobody else holds; nil for a Backend from New.
+	closeIdle func()
 }
 
 var _ backend.Backend = (*Backend)(nil)
+
+// Close releases what the Backend built itself: the idle connections of
+// the HTTP client that OpenURL made. For a Backend from New it does
+// nothing, as the client is the caller's. It is idempotent, and the
+// Backend keeps working after it (a later request opens a connection).
+func (b *Backend) Close() error {
+	if b.closeIdle != nil {
+		b.closeIdle()
+	}
+	return nil
+}
 
 // Option tunes New.
 type Option func(*options)
@@ -181,13 +196,12 @@ func New(client *s3.Client, bucket, prefix string, opts ...Option) (*Backend, er
 	if bucket == "" {
 		return nil, fmt.Errorf("backend_s3: %w: empty bucket name", fs.ErrInvalid)
 	}
-	prefix = strings.Trim(prefix, "/")
+	prefix, err := backend.CleanPrefix(prefix)
+	if err != nil {
+		return nil, fmt.Errorf("backend_s3: %w", err)
+	}
 	if prefix != "" {
-		clean, err := backend.Clean(prefix, backend.TargetAny)
-		if err != nil {
-			return nil, fmt.Errorf("backend_s3: prefix %q: %w", prefix, err)
-		}
-		prefix = clean + "/"
+		prefix += "/"
 	}
 	o := options{partSize: MinPartSize, cleanupTimeout: DefaultCleanupTimeout, listPageSize: DefaultListPageSize}
 	for _, opt := range opts {
@@ -244,20 +258,30 @@ func (b *Backend) Stat(ctx context.Context, path string) (backend.Info, error) {
 		return fileInfo(path, head.size, head.modTime, head.etag, head.commit), nil
 	}
 	if !isNotFound(err) {
-		return backend.Info{}, pathError("stat", path, err)
+		return backend.Info{}, classify(err)
 	}
-	out, lerr := b.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+	if err := b.missing(ctx, path, err); !errors.Is(err, backend.ErrIsFolder) {
+		return backend.Info{}, err
+	}
+	return backend.Info{Path: path, IsFolder: true}, nil
+}
+
+// missing tells what a 404 for the object at path means: ErrIsFolder when
+// objects lie beneath path, ErrStoreUnavailable when the bucket is gone (a
+// HEAD's 404 cannot say, a listing's can), else notFound classified.
+func (b *Backend) missing(ctx context.Context, path string, notFound error) error {
+	out, err := b.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
 		Bucket:  aws.String(b.bucket),
 		Prefix:  aws.String(b.dirKey(path)),
 		MaxKeys: aws.Int32(1),
 	})
-	if lerr != nil {
-		return backend.Info{}, pathError("stat", path, lerr)
+	switch {
+	case err != nil:
+		return classify(err)
+	case len(out.Contents) > 0 || len(out.CommonPrefixes) > 0:
+		return backend.ErrIsFolder
 	}
-	if len(out.Contents) > 0 || len(out.CommonPrefixes) > 0 {
-		return backend.Info{Path: path, IsFolder: true}, nil
-	}
-	return backend.Info{}, pathError("stat", path, err)
+	return classify(notFound)
 }
 
 // objectHead is what a HEAD tells about an object. etag keeps its quotes,
@@ -319,10 +343,11 @@ func newID() (string, error) {
 // GET reads. A length past the end is cut at the end; offset equal to the
 // size yields an empty reader (S3 answers 416 there, which Read resolves
 // with a HEAD). A negative offset, or one past the end, yields an error
-// wrapping fs.ErrInvalid; a missing file fs.ErrNotExist.
+// wrapping fs.ErrInvalid; a missing file fs.ErrNotExist and a folder
+// backend.ErrIsFolder.
 func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, backend.Info, error) {
 	if offset < 0 {
-		return nil, backend.Info{}, pathError("read", path, fmt.Errorf("%w: negative offset %d", fs.ErrInvalid, offset))
+		return nil, backend.Info{}, backend.Errorf(fs.ErrInvalid, nil, "negative offset %d", offset)
 	}
 	key := b.key(path)
 	if length == 0 {
@@ -340,14 +365,17 @@ func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (
 		if isRangeNotSatisfiable(err) {
 			return b.emptyRead(ctx, path, key, offset, err)
 		}
-		return nil, backend.Info{}, pathError("read", path, err)
+		if isNotFound(err) {
+			return nil, backend.Info{}, b.missing(ctx, path, err)
+		}
+		return nil, backend.Info{}, classify(err)
 	}
 	size := aws.ToInt64(out.ContentLength)
 	if in.Range != nil {
 		total, ok := totalFromContentRange(aws.ToString(out.ContentRange))
 		if !ok {
 			out.Body.Close()
-			return nil, backend.Info{}, pathError("read", path, fmt.Errorf("unexpected Content-Range %q for %s", aws.ToString(out.ContentRange), *in.Range))
+			return nil, backend.Info{}, backend.Errorf(nil, nil, "S3 answered %s with Content-Range %q", *in.Range, aws.ToString(out.ContentRange))
 		}
 		size = total
 	}
@@ -359,15 +387,14 @@ func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (
 // 416 that led here, kept as the cause when offset is past the end.
 func (b *Backend) emptyRead(ctx context.Context, path, key string, offset int64, rangeErr error) (io.ReadCloser, backend.Info, error) {
 	h, err := b.head(ctx, key, nil)
+	if isNotFound(err) {
+		return nil, backend.Info{}, b.missing(ctx, path, err)
+	}
 	if err != nil {
-		return nil, backend.Info{}, pathError("read", path, err)
+		return nil, backend.Info{}, classify(err)
 	}
 	if offset > h.size {
-		cause := fmt.Errorf("%w: offset %d past the end (size %d)", fs.ErrInvalid, offset, h.size)
-		if rangeErr != nil {
-			cause = fmt.Errorf("%w: %w", cause, rangeErr)
-		}
-		return nil, backend.Info{}, pathError("read", path, cause)
+		return nil, backend.Info{}, backend.Errorf(fs.ErrInvalid, rangeErr, "offset %d past the end (size %d)", offset, h.size)
 	}
 	return io.NopCloser(strings.NewReader("")), fileInfo(path, h.size, h.modTime, h.etag, h.commit), nil
 }
@@ -391,14 +418,14 @@ const maxPresignExpiry = 7 * 24 * time.Hour
 // check that the file exists; fetching a missing file gets a 404.
 func (b *Backend) Presign(ctx context.Context, path string, expiry time.Duration) (string, error) {
 	if expiry <= 0 || expiry > maxPresignExpiry {
-		return "", pathError("presign", path, fmt.Errorf("%w: expiry %v outside (0, %v]", fs.ErrInvalid, expiry, maxPresignExpiry))
+		return "", backend.Errorf(fs.ErrInvalid, nil, "expiry %v outside (0, %v]", expiry, maxPresignExpiry)
 	}
 	req, err := b.presign.PresignGetObject(ctx, &s3.GetObjectInput{
 		Bucket: aws.String(b.bucket),
 		Key:    aws.String(b.key(path)),
 	}, s3.WithPresignExpires(expiry))
 	if err != nil {
-		return "", pathError("presign", path, err)
+		return "", classify(err)
 	}
 	return req.URL, nil
 }
@@ -420,7 +447,7 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 		for pages.HasMorePages() {
 			page, err := pages.NextPage(ctx)
 			if err != nil {
-				yield(backend.Info{}, pathError("list", dir, err))
+				yield(backend.Info{}, classify(err))
 				return
 			}
 			for _, cp := range page.CommonPrefixes {
@@ -452,15 +479,18 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 
 // Remove deletes the file at path. S3's DeleteObject succeeds on a missing
 // key, so Remove checks with a HEAD first and yields an error wrapping
-// fs.ErrNotExist when there is no file (a folder is not a file). Folders
-// need no pruning: they vanish with their last object.
+// fs.ErrNotExist when there is no file, backend.ErrIsFolder for a folder.
+// Folders need no pruning: they vanish with their last object.
 func (b *Backend) Remove(ctx context.Context, path string) error {
 	key := b.key(path)
 	if _, err := b.head(ctx, key, nil); err != nil {
-		return pathError("remove", path, err)
+		if isNotFound(err) {
+			return b.missing(ctx, path, err)
+		}
+		return classify(err)
 	}
 	if _, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)}); err != nil {
-		return pathError("remove", path, err)
+		return classify(err)
 	}
 	return nil
 }

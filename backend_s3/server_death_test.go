@@ -256,8 +256,8 @@ func TestGatewayDeath(t *testing.T) {
 				t.Fatal("the write to the dead gateway succeeded")
 			}
 			var pe *fs.PathError
-			if !errors.As(err, &pe) || pe.Path != "f" {
-				t.Errorf("error %v is not an *fs.PathError on f", err)
+			if errors.As(err, &pe) {
+				t.Errorf("error %v names a path: backends leave that to the engine", err)
 			}
 			t.Logf("failure while the gateway is dead: %v", err)
 			if err := w.Write(ctx, []byte("x")); err == nil {

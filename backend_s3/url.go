@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
@@ -47,8 +50,10 @@ func init() {
 // roles); OpenURL is the only place in roomstore that reads them. A URL
 // with user info, an unknown parameter or a bad value fails with an error
 // wrapping fs.ErrInvalid. OpenURL checks the bucket with HeadBucket, so a
-// missing bucket fails here, with an error wrapping fs.ErrNotExist, and
-// refused credentials with fs.ErrPermission.
+// missing bucket fails here, with an error wrapping
+// backend.ErrStoreUnavailable, and refused credentials with
+// fs.ErrPermission. The Backend owns its HTTP client: Close closes its
+// idle connections.
 func OpenURL(ctx context.Context, u *url.URL) (*Backend, error) {
 	if !strings.EqualFold(u.Scheme, Scheme) {
 		return nil, fmt.Errorf("backend_s3: %w: scheme %q is not %q", fs.ErrInvalid, u.Scheme, Scheme)
@@ -96,7 +101,11 @@ func OpenURL(ctx context.Context, u *url.URL) (*Backend, error) {
 		}
 	}
 
-	var load []func(*config.LoadOptions) error
+	// A client of its own, so that Close can drop its idle connections
+	// (and their goroutines) when the store is closed.
+	var transport atomic.Pointer[http.Transport]
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) { transport.Store(t) })
+	load := []func(*config.LoadOptions) error{config.WithHTTPClient(httpClient)}
 	if region != "" {
 		load = append(load, config.WithRegion(region))
 	}
@@ -117,8 +126,17 @@ func OpenURL(ctx context.Context, u *url.URL) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.closeIdle = func() {
+		if t := transport.Load(); t != nil {
+			t.CloseIdleConnections()
+		}
+	}
 	if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		return nil, pathError("open", u.Redacted(), err)
+		b.Close()
+		if isNotFound(err) {
+			return nil, backend.Errorf(backend.ErrStoreUnavailable, err, "bucket %q not found", bucket)
+		}
+		return nil, classify(err)
 	}
 	return b, nil
 }

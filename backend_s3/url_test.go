@@ -71,7 +71,7 @@ func TestOpenURL(t *testing.T) {
 		url  string
 		want error
 	}{
-		"a missing bucket":        {"s3://no-such-bucket-x?" + query(""), fs.ErrNotExist},
+		"a missing bucket":        {"s3://no-such-bucket-x?" + query(""), backend.ErrStoreUnavailable},
 		"no bucket":               {"s3:///prefix?" + query(""), fs.ErrInvalid},
 		"credentials in the URL":  {"s3://key:secret@" + bucket + "?" + query(""), fs.ErrInvalid},
 		"an unknown parameter":    {"s3://" + bucket + "?" + query("&colour=blue"), fs.ErrInvalid},

@@ -47,7 +47,7 @@ func (u *upload) start(ctx context.Context) error {
 
 func (u *upload) nextPart() (int32, error) {
 	if len(u.parts) >= MaxParts {
-		return 0, fmt.Errorf("%w: file over %d parts of %d bytes; raise WithPartSize", fs.ErrInvalid, MaxParts, u.b.partSize)
+		return 0, backend.Errorf(fs.ErrInvalid, nil, "file over %d parts of %d bytes; raise WithPartSize", MaxParts, u.b.partSize)
 	}
 	return int32(len(u.parts) + 1), nil
 }
@@ -259,15 +259,18 @@ type lifecycle struct {
 }
 
 // usable returns the error that a call on a finished writer gets.
-func (l *lifecycle) usable(op, path string) error {
+func (l *lifecycle) usable() error {
 	switch l.state {
 	case writerCommitted, writerAborted:
-		return &fs.PathError{Op: op, Path: path, Err: fs.ErrClosed}
+		return fs.ErrClosed
 	case writerFailed:
-		return l.err
+		return errFailedEarlier
 	}
 	return nil
 }
+
+// errFailedEarlier answers a call on a writer that an error finished.
+var errFailedEarlier = backend.Errorf(fs.ErrClosed, nil, "the writer failed earlier")
 
 // abortable moves the writer to the aborted state, unless it committed,
 // and reports whether there may be something to clean up. A failed writer
@@ -299,7 +302,7 @@ func (l *lifecycle) fail(err error) error {
 func (b *Backend) Create(ctx context.Context, path string, opts backend.WriteOptions) (backend.Writer, error) {
 	commit, err := newID()
 	if err != nil {
-		return nil, pathError("create", path, err)
+		return nil, classify(err)
 	}
 	meta := map[string]string{commitMeta: commit}
 	return &createWriter{
@@ -323,7 +326,7 @@ type createWriter struct {
 func (w *createWriter) Write(ctx context.Context, p []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.usable("write", w.path); err != nil {
+	if err := w.usable(); err != nil {
 		return err
 	}
 	err := ctx.Err()
@@ -331,7 +334,7 @@ func (w *createWriter) Write(ctx context.Context, p []byte) error {
 		err = w.s.write(ctx, p)
 	}
 	if err != nil {
-		return w.fail(pathError("write", w.path, errors.Join(err, w.s.discard(ctx, once))))
+		return w.failed(ctx, err)
 	}
 	return nil
 }
@@ -342,12 +345,12 @@ func (w *createWriter) Write(ctx context.Context, p []byte) error {
 func (w *createWriter) Commit(ctx context.Context) (backend.Info, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.usable("commit", w.path); err != nil {
+	if err := w.usable(); err != nil {
 		return backend.Info{}, err
 	}
 	info, err := w.commit(ctx)
 	if err != nil {
-		return backend.Info{}, w.fail(pathError("commit", w.path, errors.Join(err, w.s.discard(ctx, once))))
+		return backend.Info{}, w.failed(ctx, err)
 	}
 	w.state = writerCommitted
 	w.s.buf = nil
@@ -396,6 +399,12 @@ func (w *createWriter) commit(ctx context.Context) (backend.Info, error) {
 	return s.b.committedInfo(ctx, w.path, etag, w.commitID, size), nil
 }
 
+// failed finishes the writer with err, first aborting the upload once
+// (Abort, which the caller owes, persists).
+func (w *createWriter) failed(ctx context.Context, err error) error {
+	return w.fail(classify(errors.Join(err, w.s.discard(ctx, once))))
+}
+
 func (w *createWriter) commitError(err error) error {
 	if w.exclusive && isPreconditionFailed(err) {
 		return exists(err)
@@ -414,7 +423,7 @@ func (w *createWriter) Abort(ctx context.Context) error {
 		return nil
 	}
 	if err := w.s.discard(ctx, persist); err != nil {
-		return pathError("abort", w.path, err)
+		return classify(err)
 	}
 	return nil
 }

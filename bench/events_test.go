@@ -60,7 +60,10 @@ func BenchmarkEvents(b *testing.B) {
 		{"roomstore-bus-publish", func(b *testing.B) {
 			// Its subscriber falls behind and drops events; each drop is
 			// counted, and the log would only flood the output.
-			bus := events.New(events.WithLogger(slog.New(slog.DiscardHandler)))
+			bus, err := events.New(events.WithLogger(slog.New(slog.DiscardHandler)))
+			if err != nil {
+				b.Fatal(err)
+			}
 			b.Cleanup(func() { _ = bus.Close(context.Background()) })
 			var seen atomic.Int64
 			sub := bus.Subscribe(func(events.Event) { seen.Add(1) }, roomstore.EventFileUpdated)
@@ -105,7 +108,10 @@ func BenchmarkEvents(b *testing.B) {
 			lat.report(b, pace, sub.Dropped())
 		}},
 		{"roomstore-bus-latency-10k", func(b *testing.B) {
-			bus := events.New()
+			bus, err := events.New()
+			if err != nil {
+				b.Fatal(err)
+			}
 			b.Cleanup(func() { _ = bus.Close(context.Background()) })
 			lat := newLatencies()
 			sub := bus.Subscribe(func(events.Event) { lat.handled() }, roomstore.EventFileUpdated)

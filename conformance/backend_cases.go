@@ -16,6 +16,7 @@ import (
 )
 
 func runBackend(t *testing.T, h Harness) {
+	t.Run("errors", func(t *testing.T) { cases(t, h, backendErrorCases) })
 	cases(t, h, []tcase{
 		{"stat of a missing file is not-exist", func(t *testing.T, h Harness) {
 			b := h.New(t)

@@ -57,11 +57,23 @@ type Harness struct {
 	// The URL cases then check the URL's signature and expiry parameters
 	// instead of expecting a 403, which such a server cannot give.
 	URLSignaturesUnchecked bool
+	// CommitIgnoresFolders declares a plain object store, whose commit
+	// cannot tell that a folder is at the path or a file above it (GCS;
+	// S3 servers that store objects as files refuse both). The case on
+	// such conflicts then checks that the Engine refuses them at Open,
+	// the only place such a store can.
+	CommitIgnoresFolders bool
 	// Leftovers, when set, lists what the backend keeps for itself in the
 	// store b (temporary files or objects, unfinished multipart uploads).
 	// Every case checks that nothing is left once its engines have shut
 	// down and its writers are committed or aborted.
 	Leftovers func(t *testing.T, b backend.Backend) []string
+	// Broken returns fresh stores that cannot work, each broken in a way
+	// the backend meets in production (a staging folder that is a file, a
+	// removed directory, a missing bucket, a store whose every call
+	// fails); at least one is required. The broken-store cases check that
+	// writes fail cleanly on each and that a store that is gone says so.
+	Broken func(t *testing.T) []BrokenStore
 }
 
 func (h Harness) partSize() int {
@@ -93,8 +105,8 @@ func (h Harness) checkingLeftovers() Harness {
 
 // Run runs the whole suite against the harness's backend.
 func Run(t *testing.T, h Harness) {
-	if h.New == nil || h.Reopen == nil {
-		t.Fatal("conformance: Harness.New and Harness.Reopen are required")
+	if h.New == nil || h.Reopen == nil || h.Broken == nil {
+		t.Fatal("conformance: Harness.New, Harness.Reopen and Harness.Broken are required")
 	}
 	t.Run("backend", func(t *testing.T) { runBackend(t, h) })
 	t.Run("engine", func(t *testing.T) { runEngine(t, h) })

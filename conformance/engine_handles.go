@@ -90,7 +90,13 @@ var handleCases = []tcase{
 		noErr(t, "Close", hd.Close())
 		e.mustContain(t, "w.txt", []byte("written 42"))
 		_, err = e.Handle(e.ctx, hd.ID())
-		wantErr(t, "Handle of a closed handle", err, fs.ErrClosed)
+		wantErr(t, "Handle of a closed handle", err, fs.ErrNotExist)
+		_, err = e.Handle(e.ctx, strings.Repeat("ab", 16))
+		wantErr(t, "Handle of an ID never handed out", err, fs.ErrNotExist)
+		for _, bad := range []string{"", "garbage", strings.Repeat("g", 32), strings.Repeat("A", 32), hd.ID() + "0"} {
+			_, err = e.Handle(e.ctx, bad)
+			wantErr(t, fmt.Sprintf("Handle(%q)", bad), err, fs.ErrInvalid)
+		}
 		evs := e.await(t, roomstore.EventFileUpdated, "w.txt", 1)
 		if evs[0].ParticipantID != "alice" {
 			t.Fatalf("io.WriteCloser close published participant %q", evs[0].ParticipantID)
@@ -109,7 +115,7 @@ var handleCases = []tcase{
 		for {
 			// Handle looks the idle handle up without touching its timer.
 			if _, err := e.Handle(e.ctx, idle.ID()); err != nil {
-				wantErr(t, "Handle of the idle handle", err, fs.ErrClosed)
+				wantErr(t, "Handle of the idle handle", err, fs.ErrNotExist)
 				break
 			}
 			if time.Since(start) > 20*idleTimeout {

@@ -22,6 +22,8 @@ func runEngine(t *testing.T, h Harness) {
 	t.Run("events", func(t *testing.T) { cases(t, h, eventCases) })
 	t.Run("shutdown", func(t *testing.T) { cases(t, h, shutdownCases) })
 	t.Run("stress", func(t *testing.T) { cases(t, h, stressCases) })
+	t.Run("errors", func(t *testing.T) { cases(t, h, engineErrorCases) })
+	t.Run("broken", func(t *testing.T) { cases(t, h, brokenCases) })
 }
 
 // invalidPaths are rejected by every operation.

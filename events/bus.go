@@ -1,8 +1,10 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"reflect"
 	"runtime"
@@ -14,20 +16,43 @@ import (
 	evbus "github.com/asaskevich/EventBus"
 )
 
-// DefaultBuffer is the queue length of a subscriber when no Option sets it.
+// DefaultBuffer is the queue bound of a subscriber when no Option sets it.
+// A queue holds only what is waiting, so an idle subscriber costs nothing
+// for its bound.
 const DefaultBuffer = 4096
 
-// Option configures New.
-type Option func(*Bus)
+// Option configures New. An Option returns an error, wrapping
+// fs.ErrInvalid, when its argument is unusable; New then fails with it.
+type Option func(*Bus) error
 
 // WithBuffer sets how many events may wait for each subscriber (default
-// DefaultBuffer; values below 1 are taken as 1). Past that, events are
-// dropped for that subscriber and counted.
-func WithBuffer(n int) Option { return func(b *Bus) { b.buffer = max(n, 1) } }
+// DefaultBuffer). Past that, events are dropped for that subscriber only,
+// counted (Subscription.Dropped) and logged. The queue grows on demand up
+// to n and gives its memory back when it drains, so a large n costs only
+// while events are actually waiting. An n below 1 makes New fail with an
+// error wrapping fs.ErrInvalid.
+func WithBuffer(n int) Option {
+	return func(b *Bus) error {
+		if n < 1 {
+			return fmt.Errorf("events: buffer must be at least 1, got %d: %w", n, fs.ErrInvalid)
+		}
+		b.buffer = n
+		return nil
+	}
+}
 
 // WithLogger sets where recovered panics and dropped events are logged
-// (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(b *Bus) { b.log = l } }
+// (default slog.Default()). A nil l makes New fail with an error wrapping
+// fs.ErrInvalid.
+func WithLogger(l *slog.Logger) Option {
+	return func(b *Bus) error {
+		if l == nil {
+			return fmt.Errorf("events: WithLogger(nil): %w", fs.ErrInvalid)
+		}
+		b.log = l
+		return nil
+	}
+}
 
 // Bus delivers events to subscribers. It is safe for concurrent use.
 type Bus struct {
@@ -50,8 +75,10 @@ type Bus struct {
 	wg         sync.WaitGroup
 }
 
-// New returns an open Bus.
-func New(opts ...Option) *Bus {
+// New returns an open Bus configured by opts, applied in order. If an
+// option is nil or fails (see WithBuffer and WithLogger), New returns nil
+// and that first error, which wraps fs.ErrInvalid.
+func New(opts ...Option) (*Bus, error) {
 	b := &Bus{
 		eb:       evbus.New(),
 		buffer:   DefaultBuffer,
@@ -59,20 +86,25 @@ func New(opts ...Option) *Bus {
 		byTopic:  map[string][]*Subscription{},
 		everyone: map[*Subscription]struct{}{},
 	}
-	for _, o := range opts {
-		o(b)
+	for i, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("events: option %d is nil: %w", i, fs.ErrInvalid)
+		}
+		if err := o(b); err != nil {
+			return nil, err
+		}
 	}
-	return b
+	return b, nil
 }
 
 // Subscription is one subscriber: a handler, its queue and its goroutine.
+// Its methods are safe for concurrent use, from inside handlers too.
 type Subscription struct {
 	bus     *Bus
 	topics  []string // nil: every topic
 	handler func(Event)
 	code    uintptr // the subscribed function's code pointer, for Off
-	queue   chan Event
-	done    chan struct{}
+	queue   queue
 
 	// gate is held shared while the handler runs; Unsubscribe takes it
 	// exclusively to wait out a running handler.
@@ -139,15 +171,13 @@ func (b *Bus) subscribe(h func(Event), code uintptr, topics []string) *Subscript
 		topics:  topics,
 		handler: h,
 		code:    code,
-		queue:   make(chan Event, b.buffer),
-		done:    make(chan struct{}),
+		queue:   queue{wake: make(chan struct{}, 1)},
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		s.stopped.Store(true)
-		close(s.queue)
-		close(s.done)
+		s.queue.close(true)
 		return s
 	}
 	if len(topics) == 0 {
@@ -207,29 +237,30 @@ func (b *Bus) dispatch(topic string, e Event) {
 }
 
 func (s *Subscription) enqueue(e Event) {
-	if s.stopped.Load() {
+	if s.stopped.Load() || s.queue.push(e, s.bus.buffer) {
 		return
 	}
-	select {
-	case s.queue <- e:
-	default:
-		n := s.dropped.Add(1)
-		if n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th... drop, not every one
-			s.bus.log.Warn("roomstore: event queue full, events dropped for a slow subscriber",
-				"topic", e.Type, "path", e.Path, "dropped", n, "buffer", cap(s.queue))
-		}
+	n := s.dropped.Add(1)
+	if n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th... drop, not every one
+		s.bus.log.Warn("roomstore: event queue full, events dropped for a slow subscriber",
+			"topic", e.Type, "path", e.Path, "dropped", n, "buffer", s.bus.buffer)
 	}
 }
 
 func (s *Subscription) run() {
 	id := goid()
-	s.bus.deliverers.Store(id, struct{}{})
+	if id != 0 { // 0: unparsable, and inHandler already answers true for it
+		s.bus.deliverers.Store(id, struct{}{})
+	}
 	defer func() {
 		s.bus.deliverers.Delete(id)
-		close(s.done)
 		s.bus.wg.Done()
 	}()
-	for e := range s.queue {
+	for {
+		e, ok := s.queue.pop()
+		if !ok {
+			return
+		}
 		s.deliver(e)
 	}
 }
@@ -255,8 +286,8 @@ func (s *Subscription) deliver(e Event) {
 func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
 
 // Unsubscribe stops delivery to this subscription. Once it returns, the
-// handler is not called again; when called from outside any handler it
-// also waits for a running call of this handler to finish. It is
+// handler is not called again; when called from outside the handlers of
+// its bus it also waits for a running call of this handler to finish. It is
 // idempotent and safe to call from inside a handler.
 func (s *Subscription) Unsubscribe() {
 	if s == nil || s.stopped.Swap(true) {
@@ -272,9 +303,11 @@ func (s *Subscription) Unsubscribe() {
 		if s.topics == nil {
 			b.all = slices.DeleteFunc(slices.Clone(b.all), func(x *Subscription) bool { return x == s })
 		}
-		close(s.queue)
 	}
 	b.mu.Unlock()
+	// Whether or not Close already closed it, nothing queued will be
+	// delivered now: let go of it, and let the goroutine end.
+	s.queue.close(true)
 	if !b.inHandler() {
 		// Taking the gate waits out a running call; dropping the handler
 		// lets go of whatever the caller's closure holds.
@@ -286,24 +319,36 @@ func (s *Subscription) Unsubscribe() {
 
 // InHandler reports whether the caller runs inside a handler of this bus
 // (on one of its delivery goroutines), where waiting for delivery would
-// wait for itself.
+// wait for itself. Should the runtime ever stop reporting goroutine ids
+// (see the package documentation), it reports true: the answer that makes
+// a caller deciding whether to wait not wait, rather than deadlock.
 func (b *Bus) InHandler() bool { return b.inHandler() }
 
-func (b *Bus) inHandler() bool {
-	_, ok := b.deliverers.Load(goid())
+func (b *Bus) inHandler() bool { return b.delivers(goid()) }
+
+// delivers reports whether id is one of the bus's delivery goroutines. Id 0
+// means goid could not read the id; then it reports true, so that
+// Unsubscribe, Close and callers of InHandler do not wait (the worst that
+// can happen is that Unsubscribe returns while a call of the handler is
+// still running) rather than wait, possibly for themselves, forever.
+func (b *Bus) delivers(id uint64) bool {
+	if id == 0 {
+		return true
+	}
+	_, ok := b.deliverers.Load(id)
 	return ok
 }
 
 // Close stops accepting events, delivers what is queued, and waits until
 // every handler has returned or ctx is done (then it returns ctx's error and
 // the remaining deliveries finish in the background). Called from inside a
-// handler, it does not wait. It is idempotent.
+// handler of this bus, it does not wait. It is idempotent.
 func (b *Bus) Close(ctx context.Context) error {
 	b.mu.Lock()
 	if !b.closed {
 		b.closed = true
 		for s := range b.everyone {
-			close(s.queue)
+			s.queue.close(false) // delivered, then the goroutine ends
 		}
 		b.everyone = nil
 		b.byTopic = nil
@@ -323,18 +368,30 @@ func (b *Bus) Close(ctx context.Context) error {
 	}
 }
 
-// goid returns the current goroutine's id. The runtime does not export it;
-// the bus needs it only to tell its own delivery goroutines apart, on the
-// rare paths of Unsubscribe and Close.
+// goid returns the current goroutine's id, or 0 if it cannot be read.
+// The runtime does not export it; the bus needs it only to tell its own
+// delivery goroutines apart: once when a subscriber's goroutine starts, and
+// on the rare paths of Unsubscribe, Close and InHandler. It reads the first
+// line of runtime.Stack, whose format the package documentation discusses.
 func goid() uint64 {
-	var buf [32]byte
-	n := runtime.Stack(buf[:], false)
-	// "goroutine 123 [running]:..."
-	b := buf[len("goroutine "):n]
-	i := 0
-	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-		i++
+	var buf [64]byte
+	return parseGoid(buf[:runtime.Stack(buf[:], false)])
+}
+
+// parseGoid returns N from a traceback that starts "goroutine N [" (or
+// "goroutine N gp=...", as with GOTRACEBACK=system), or 0 for anything else.
+func parseGoid(stack []byte) uint64 {
+	rest, ok := bytes.CutPrefix(stack, []byte("goroutine "))
+	if !ok {
+		return 0
 	}
-	id, _ := strconv.ParseUint(string(b[:i]), 10, 64)
+	digits, _, ok := bytes.Cut(rest, []byte(" "))
+	if !ok || len(digits) == 0 {
+		return 0
+	}
+	id, err := strconv.ParseUint(string(digits), 10, 64)
+	if err != nil {
+		return 0 // not a number, or more than 64 bits of one
+	}
 	return id
 }

@@ -40,7 +40,10 @@ type fuzzSub struct {
 }
 
 func runBusOps(ops []byte) string {
-	b := quietBus(events.WithBuffer(4))
+	b, err := newQuietBus(events.WithBuffer(4))
+	if err != nil {
+		return "New: " + err.Error()
+	}
 	topics := []string{"a", "b"}
 	var subs []*fuzzSub
 	var violation atomic.Value

@@ -3,7 +3,6 @@ package events_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -13,8 +12,20 @@ import (
 	"github.com/roomstore/roomstore/events"
 )
 
-func quietBus(opts ...events.Option) *events.Bus {
-	return events.New(append([]events.Option{events.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, opts...)...)
+// quietBus returns a bus, configured by opts, that logs nowhere; it fails
+// the test if New does.
+func quietBus(t testing.TB, opts ...events.Option) *events.Bus {
+	t.Helper()
+	b, err := newQuietBus(opts...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return b
+}
+
+// newQuietBus is quietBus for goroutines that must not call t.Fatal.
+func newQuietBus(opts ...events.Option) (*events.Bus, error) {
+	return events.New(append([]events.Option{events.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 }
 
 func closeBus(t *testing.T, b *events.Bus) {
@@ -27,7 +38,7 @@ func closeBus(t *testing.T, b *events.Bus) {
 }
 
 func TestClosuresOfOneLiteralAreIndependentSubscribers(t *testing.T) {
-	b := quietBus()
+	b := quietBus(t)
 	var counts [2]atomic.Int32
 	var subs [2]*events.Subscription
 	for i := range 2 {
@@ -42,7 +53,7 @@ func TestClosuresOfOneLiteralAreIndependentSubscribers(t *testing.T) {
 }
 
 func TestWrongHandlerShapesAreRefusedAtOn(t *testing.T) {
-	b := quietBus()
+	b := quietBus(t)
 	defer closeBus(t, b)
 	for _, h := range []any{nil, 1, func(int) {}, func() {}, func(string) bool { return true }, (func(events.Event))(nil)} {
 		if _, err := b.On("t", h); !errors.Is(err, events.ErrHandler) {
@@ -56,8 +67,8 @@ func TestWrongHandlerShapesAreRefusedAtOn(t *testing.T) {
 }
 
 func TestNoDeliveryStartsAfterUnsubscribeReturns(t *testing.T) {
-	b := quietBus()
-	defer closeBus(t, b)
+	b := quietBus(t)
+	defer closeBus(t, b) // on failure; Close is idempotent
 	var running, after atomic.Bool
 	var unsubscribed atomic.Bool
 	started := make(chan struct{}, 1)
@@ -76,20 +87,24 @@ func TestNoDeliveryStartsAfterUnsubscribeReturns(t *testing.T) {
 	for range 50 {
 		b.Publish("t", events.Event{})
 	}
-	<-started
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler never started")
+	}
 	sub.Unsubscribe() // waits for the running call
 	unsubscribed.Store(true)
 	if running.Load() {
 		t.Fatal("handler still running after Unsubscribe returned")
 	}
-	time.Sleep(100 * time.Millisecond)
+	closeBus(t, b) // every delivery goroutine has ended: a late call would have happened
 	if after.Load() {
 		t.Fatal("handler called after Unsubscribe returned")
 	}
 }
 
 func TestHandlersMayPublishSubscribeAndCloseFromInside(t *testing.T) {
-	b := quietBus()
+	b := quietBus(t)
 	// The outer handler sees "first" and "second", the inner one "second".
 	var got sync.WaitGroup
 	got.Add(3)
@@ -119,7 +134,7 @@ func TestHandlersMayPublishSubscribeAndCloseFromInside(t *testing.T) {
 }
 
 func TestCloseDeliversQueuedEventsThenIgnoresPublish(t *testing.T) {
-	b := quietBus()
+	b := quietBus(t)
 	var n atomic.Int32
 	b.Subscribe(func(events.Event) { time.Sleep(time.Millisecond); n.Add(1) })
 	for range 20 {
@@ -138,7 +153,7 @@ func TestCloseDeliversQueuedEventsThenIgnoresPublish(t *testing.T) {
 }
 
 func TestAPanickingHandlerKeepsItsSubscriptionAndOthersRun(t *testing.T) {
-	b := quietBus()
+	b := quietBus(t)
 	var ok, panicked atomic.Int32
 	b.Subscribe(func(events.Event) { panicked.Add(1); panic("boom") }, "t")
 	b.Subscribe(func(events.Event) { ok.Add(1) }, "t")
@@ -152,7 +167,7 @@ func TestAPanickingHandlerKeepsItsSubscriptionAndOthersRun(t *testing.T) {
 }
 
 func TestOrderIsKeptPerSubscriberAcrossTopics(t *testing.T) {
-	b := quietBus()
+	b := quietBus(t)
 	var got []int64
 	b.Subscribe(func(e events.Event) { got = append(got, e.Size) }, "a", "b")
 	for i := range 1000 {
@@ -170,7 +185,7 @@ func TestOrderIsKeptPerSubscriberAcrossTopics(t *testing.T) {
 }
 
 func TestAFullQueueDropsAndCountsWithoutBlocking(t *testing.T) {
-	b := quietBus(events.WithBuffer(4))
+	b := quietBus(t, events.WithBuffer(4))
 	release := make(chan struct{})
 	var n atomic.Int32
 	sub := b.Subscribe(func(events.Event) { <-release; n.Add(1) }, "t")
@@ -197,7 +212,7 @@ func waitOrFail(t *testing.T, wg *sync.WaitGroup) {
 
 func TestFirstUseOfATopicRacesPublishesWithoutDeadlock(t *testing.T) {
 	for range 100 {
-		b := quietBus()
+		b := quietBus(t)
 		sub := b.Subscribe(func(events.Event) {}, "x")
 		done := make(chan struct{})
 		go func() {
@@ -221,7 +236,7 @@ func TestFirstUseOfATopicRacesPublishesWithoutDeadlock(t *testing.T) {
 }
 
 func TestOffNeverMatchesNilOrSubscribeHandlers(t *testing.T) {
-	b := quietBus()
+	b := quietBus(t)
 	var n atomic.Int32
 	b.Subscribe(func(events.Event) { n.Add(1) }, "t")
 	if err := b.Off("t", (func(string))(nil)); !errors.Is(err, events.ErrHandler) {
@@ -235,7 +250,7 @@ func TestOffNeverMatchesNilOrSubscribeHandlers(t *testing.T) {
 }
 
 func TestATopicNamedTwiceDeliversOnce(t *testing.T) {
-	b := quietBus()
+	b := quietBus(t)
 	var n atomic.Int32
 	b.Subscribe(func(events.Event) { n.Add(1) }, "t", "t")
 	b.Publish("t", events.Event{})

@@ -1,0 +1,401 @@
+package backend
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+
+	"github.com/spf13/afero"
+)
+
+// Create implements Backend.
+func (a *Afero) Create(ctx context.Context, path string, opts WriteOptions) (Writer, error) {
+	mode := commitReplace
+	if opts.Exclusive {
+		mode = commitExclusive
+	}
+	return a.newWriter(ctx, path, mode)
+}
+
+// Append implements Backend.
+func (a *Afero) Append(ctx context.Context, path string, _ WriteOptions) (Writer, error) {
+	return a.newWriter(ctx, path, commitAppend)
+}
+
+type commitMode int
+
+const (
+	commitReplace commitMode = iota
+	commitExclusive
+	commitAppend
+)
+
+// newWriter returns a writer that stages in memory first, so it takes no
+// descriptor and touches no disk until it has more than stageInMemory
+// bytes or commits.
+func (a *Afero) newWriter(ctx context.Context, path string, mode commitMode) (Writer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if a.closed.Load() {
+		return nil, errClosedBackend
+	}
+	return &aferoWriter{a: a, path: path, mode: mode}, nil
+}
+
+// aferoWriter stages a file's bytes: in buf while they are few, then in a
+// temporary file, kept open (f) while the process's descriptor budget has
+// a held unit for it, else opened for each spill of at least
+// stageInMemory bytes.
+type aferoWriter struct {
+	a    *Afero
+	path string
+	mode commitMode
+	buf  []byte     // staged bytes not in the temporary yet
+	tmp  string     // the temporary's name, once it exists
+	f    afero.File // the open temporary, while held
+	hold fdUnits    // the held unit that f takes on the OS
+	done bool       // committed, failed or aborted
+}
+
+func (w *aferoWriter) Write(ctx context.Context, p []byte) error {
+	if w.done {
+		return fs.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if w.f == nil && len(w.buf)+len(p) <= stageInMemory {
+		w.buf = append(w.buf, p...)
+		return nil
+	}
+	if err := w.spill(ctx, p); err != nil {
+		w.done = true // the caller aborts, which removes the temporary
+		return err
+	}
+	return nil
+}
+
+// spill moves the staged bytes and p to the temporary file.
+func (w *aferoWriter) spill(ctx context.Context, p []byte) error {
+	a := w.a
+	if w.f == nil && a.osBacked {
+		if u, ok := tryHold(); ok {
+			w.hold = u
+		} else {
+			// No descriptor to keep: write through one taken for this
+			// call, in pieces of at least stageInMemory bytes.
+			units, err := acquire(ctx, 1)
+			if err != nil {
+				return err
+			}
+			defer units.release()
+			f, err := w.openTemp()
+			if err != nil {
+				return err
+			}
+			err = w.writeStaged(f, p)
+			if cerr := f.Close(); err == nil {
+				err = osError(cerr)
+			}
+			return err
+		}
+	}
+	if w.f == nil {
+		f, err := w.openTemp()
+		if err != nil {
+			w.hold.release()
+			return err
+		}
+		w.f = f
+	}
+	return w.writeStaged(w.f, p)
+}
+
+// writeStaged writes buf, then p, to the temporary f and empties buf.
+func (w *aferoWriter) writeStaged(f afero.File, p []byte) error {
+	for _, b := range [][]byte{w.buf, p} {
+		if len(b) == 0 {
+			continue
+		}
+		if _, err := f.Write(b); err != nil {
+			return osError(err)
+		}
+	}
+	w.buf = nil
+	return nil
+}
+
+// openTemp creates the writer's temporary, or opens it again to add to it.
+func (w *aferoWriter) openTemp() (afero.File, error) {
+	if w.tmp != "" {
+		f, err := w.a.fs.OpenFile(w.tmp, os.O_RDWR|os.O_APPEND|w.a.oflags, 0)
+		if err != nil {
+			return nil, reservedError(err, aferoTmpDir)
+		}
+		return f, nil
+	}
+	f, name, err := w.a.tempFile()
+	if err != nil {
+		return nil, err
+	}
+	w.tmp = name
+	return f, nil
+}
+
+// tempFile creates a new file under the reserved folder, creating the
+// folder on first use, named for this backend's owner (see Sweep).
+func (a *Afero) tempFile() (afero.File, string, error) {
+	prefix, err := a.owner.ensure(a)
+	if err != nil {
+		return nil, "", err
+	}
+	for attempt := 0; ; attempt++ {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		name := aferoTmpDir + "/" + prefix + hex.EncodeToString(b[:])
+		f, err := a.fs.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_RDWR|a.oflags, 0o644)
+		if err == nil {
+			return f, name, nil
+		}
+		if attempt == 0 && errors.Is(err, fs.ErrNotExist) {
+			if err = a.mkdirReserved(aferoTmpDir); err == nil {
+				continue
+			}
+		}
+		return nil, "", reservedError(err, aferoTmpDir)
+	}
+}
+
+func (w *aferoWriter) Commit(ctx context.Context) (Info, error) {
+	if w.done {
+		return Info{}, fs.ErrClosed
+	}
+	info, err := w.commit(ctx)
+	w.done = true
+	if err != nil {
+		_ = w.Abort(ctx)
+	}
+	return info, err
+}
+
+func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
+	a := w.a
+	if err := ctx.Err(); err != nil {
+		return Info{}, err
+	}
+	if a.osBacked {
+		units, err := acquire(ctx, commitFDs)
+		if err != nil {
+			return Info{}, err
+		}
+		defer units.release()
+	}
+	// All the staged bytes go to an open temporary, which stays open until
+	// it is in place: its descriptor describes the placed file.
+	f := w.f
+	if f == nil {
+		var err error
+		if f, err = w.openTemp(); err != nil {
+			return Info{}, err
+		}
+		w.f = f
+	}
+	if err := w.writeStaged(f, nil); err != nil {
+		return Info{}, err
+	}
+	if a.fsync {
+		if err := f.Sync(); err != nil {
+			return Info{}, osError(err)
+		}
+	}
+	unlock, err := a.locks.lock(ctx, a, w.path)
+	if err != nil {
+		return Info{}, err
+	}
+	defer unlock()
+	if err := ctx.Err(); err != nil {
+		return Info{}, err
+	}
+
+	src, srcFile := w.tmp, f
+	fi, err := a.lstat(w.path)
+	switch {
+	case err == nil && fi.IsDir() && a.hasFiles(w.path):
+		return Info{}, ErrIsFolder
+	case err == nil && fi.IsDir():
+		// left by a crash; no folder in the API's eyes
+		if err := a.removeEmptyTree(ctx, w.path); err != nil {
+			return Info{}, err
+		}
+	case err == errThroughFile:
+		return Info{}, ErrNotFolder
+	case err == nil && fi.Mode().IsRegular() && w.mode == commitExclusive:
+		return Info{}, fs.ErrExist
+	case err == nil && fi.Mode().IsRegular() && w.mode == commitAppend:
+		joined, out, err := a.concat(w.path, f)
+		if err != nil {
+			return Info{}, err
+		}
+		defer a.fs.Remove(joined) // a no-op once renamed into place
+		defer out.Close()         // a no-op once closed below
+		src, srcFile = joined, out
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return Info{}, err
+	}
+	if err := a.place(ctx, src, w.path); err != nil {
+		return Info{}, err
+	}
+	// On the OS the open descriptor describes the placed file exactly (a
+	// rename keeps size, times and inode), which spares a walk of the path.
+	// Other file systems (MemMapFs) stamp the time at close, so they are
+	// asked after it; path's lock keeps other commits out meanwhile.
+	var placed os.FileInfo
+	if osFile(srcFile) != nil {
+		placed, _ = srcFile.Stat()
+	}
+	if srcFile != w.f {
+		srcFile.Close()
+	}
+	w.closeTemp()
+	if src != w.tmp {
+		_ = a.fs.Remove(w.tmp)
+	}
+	w.tmp = ""
+	if placed == nil {
+		if placed, err = a.fs.Stat(w.path); err != nil {
+			return Info{}, osError(err)
+		}
+	}
+	return fileInfo(w.path, placed), nil
+}
+
+// closeTemp closes the open temporary, if any, and gives its unit back.
+func (w *aferoWriter) closeTemp() {
+	if w.f != nil {
+		w.f.Close()
+		w.f = nil
+	}
+	w.hold.release()
+}
+
+// concat writes the current content of path followed by the staged bytes
+// into a new temporary and returns its name and open file. The caller
+// holds path's lock and closes the file once it is in place.
+func (a *Afero) concat(path string, staged afero.File) (string, afero.File, error) {
+	out, name, err := a.tempFile()
+	if err != nil {
+		return "", nil, err
+	}
+	err = func() error {
+		in, _, err := a.open(path, false)
+		if err != nil {
+			return err
+		}
+		_, err = copyFile(out, in)
+		in.Close()
+		if err != nil {
+			return osError(err)
+		}
+		if _, err := staged.Seek(0, io.SeekStart); err != nil {
+			return osError(err)
+		}
+		if _, err := copyFile(out, staged); err != nil {
+			return osError(err)
+		}
+		if a.fsync {
+			return osError(out.Sync())
+		}
+		return nil
+	}()
+	if err != nil {
+		out.Close()
+		_ = a.fs.Remove(name)
+		return "", nil, err
+	}
+	return name, out, nil
+}
+
+// copyFile copies in to out, through the kernel (copy_file_range) when both
+// are OS files.
+func copyFile(out, in afero.File) (int64, error) {
+	if o, i := osFile(out), osFile(in); o != nil && i != nil {
+		return io.Copy(o, i)
+	}
+	return io.Copy(struct{ io.Writer }{out}, struct{ io.Reader }{in})
+}
+
+// place renames the finished temporary src onto path, creating the parent
+// folders. Another process may prune a parent between the two steps (this
+// process's own pruning waits on the tree lock), so a vanished parent is
+// made again.
+func (a *Afero) place(ctx context.Context, src, path string) error {
+	unlock, err := a.locks.shareTree(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	parent := Parent(path)
+	for attempt := 0; ; attempt++ {
+		err := a.mkdirs(parent)
+		if err == nil {
+			err = osError(a.fs.Rename(src, path))
+		}
+		if err == nil {
+			break
+		}
+		if attempt < 10 && errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		return err
+	}
+	if a.fsync {
+		if d, _, err := a.open(dirName(parent), true); err == nil {
+			_ = d.Sync() // best effort: not every file system syncs directories
+			d.Close()
+		}
+	}
+	return nil
+}
+
+// mkdirs creates dir and its missing ancestors, refusing to go through a
+// file (ErrNotFolder) or a symbolic link (fs.ErrPermission).
+func (a *Afero) mkdirs(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	fi, err := a.lstat(dir)
+	switch {
+	case err == nil && fi.IsDir():
+		return nil
+	case err == nil, err == errThroughFile:
+		return ErrNotFolder
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	if err := a.mkdirs(Parent(dir)); err != nil {
+		return err
+	}
+	if err := a.fs.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return osError(err)
+	}
+	return nil
+}
+
+func (w *aferoWriter) Abort(context.Context) error {
+	w.done = true
+	w.buf = nil
+	w.closeTemp()
+	if w.tmp != "" {
+		err := w.a.fs.Remove(w.tmp)
+		w.tmp = ""
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return osError(err)
+		}
+	}
+	return nil
+}

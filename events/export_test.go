@@ -1,0 +1,20 @@
+package events
+
+// Hooks into the package's internals for its external tests.
+
+// Goid is goid, so that a test can pin the runtime.Stack format it parses.
+var Goid = goid
+
+// QueueFootprint returns how many events wait in s's queue and the capacity
+// of the queue's backing array.
+func (s *Subscription) QueueFootprint() (n, capacity int) {
+	s.queue.mu.Lock()
+	defer s.queue.mu.Unlock()
+	return s.queue.n, len(s.queue.buf)
+}
+
+// ParseGoid is parseGoid.
+var ParseGoid = parseGoid
+
+// Delivers is b.delivers: whether id is one of b's delivery goroutines.
+func (b *Bus) Delivers(id uint64) bool { return b.delivers(id) }

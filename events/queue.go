@@ -1,0 +1,173 @@
+package events
+
+import (
+	"math/bits"
+	"sync"
+)
+
+const (
+	// minQueue is the backing array a queue first allocates when an event
+	// arrives (or its bound, if smaller); it doubles from there.
+	minQueue = 8
+	// keepQueue is the largest backing array, in events, that a drained
+	// queue keeps for the next event; a larger one is given back, so a
+	// burst costs memory only while it waits.
+	keepQueue = 16
+	// spareClasses is how many array sizes spare holds: minQueue<<i events
+	// for i below it, up to 8M events (640 MiB).
+	spareClasses = 21
+)
+
+// spare holds the backing arrays that queues gave back, all zero, by size
+// class (spare[i] holds arrays of minQueue<<i events, as *[]Event), for the
+// next queue that grows. Without it, a subscriber that keeps catching up
+// with its publisher would allocate its array afresh for every backlog.
+// Being sync.Pools, they are emptied by the garbage collector (an array
+// survives at most two collections unused), so memory given back to them
+// is given back to the runtime.
+var spare [spareClasses]sync.Pool
+
+// spareClass returns the index in spare of an array of n events, or -1 if
+// arrays of that size are not pooled.
+func spareClass(n int) int {
+	if n <= keepQueue || n%minQueue != 0 || bits.OnesCount(uint(n/minQueue)) != 1 {
+		return -1 // small, or not a power-of-two multiple of minQueue (a bound)
+	}
+	if i := bits.TrailingZeros(uint(n / minQueue)); i < spareClasses {
+		return i
+	}
+	return -1
+}
+
+// newArray returns a zero array of n events, from spare if it has one.
+func newArray(n int) []Event {
+	if i := spareClass(n); i >= 0 {
+		if p, ok := spare[i].Get().(*[]Event); ok {
+			return *p
+		}
+	}
+	return make([]Event, n)
+}
+
+// giveBack hands buf, which must be all zero and no longer used, to spare.
+func giveBack(buf []Event) {
+	if i := spareClass(len(buf)); i >= 0 {
+		spare[i].Put(&buf)
+	}
+}
+
+// queue is a subscriber's FIFO of events waiting for its handler: pushed
+// by the bus's dispatch (from any number of publishers at once), popped by
+// the subscriber's goroutine alone. It grows on demand up to the bound that
+// push is given and, once drained, gives a large backing array back to
+// spare, so an idle subscriber costs a few words rather than one slot per
+// event of its bound, which is what a Go channel would allocate up front.
+type queue struct {
+	mu sync.Mutex
+	// buf is a ring: len(buf) is the capacity. It is nil until the first
+	// push, and again after a drain gave a large one back.
+	buf    []Event
+	head   int  // index of the oldest event
+	n      int  // events queued
+	closed bool // no more pushes; pop reports false once drained
+
+	// wake holds a token whenever the consumer may have something to do:
+	// push adds one when the queue goes from empty to not, close adds one.
+	// A token is never lost (it waits in the 1-slot buffer) and a stale one
+	// only makes pop look again.
+	wake chan struct{}
+}
+
+// push appends e unless the queue holds bound events already. It reports
+// false only when e was dropped for lack of room; after close it ignores e
+// and reports true.
+func (q *queue) push(e Event, bound int) bool {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return true
+	}
+	if q.n >= bound {
+		q.mu.Unlock()
+		return false
+	}
+	if q.n == len(q.buf) {
+		q.grow(bound)
+	}
+	i := q.head + q.n
+	if i >= len(q.buf) {
+		i -= len(q.buf)
+	}
+	q.buf[i] = e
+	q.n++
+	first := q.n == 1
+	q.mu.Unlock()
+	if first {
+		q.signal()
+	}
+	return true
+}
+
+// grow replaces the full ring by one twice as large (at least minQueue, at
+// most bound), oldest event first. q.mu is held and q.n == len(q.buf) < bound.
+func (q *queue) grow(bound int) {
+	buf := newArray(min(max(2*len(q.buf), minQueue), bound))
+	k := copy(buf, q.buf[q.head:])
+	copy(buf[k:], q.buf[:q.head])
+	if spareClass(len(q.buf)) >= 0 {
+		clear(q.buf)
+		giveBack(q.buf)
+	}
+	q.buf, q.head = buf, 0
+}
+
+// pop waits for the oldest event and removes it. It reports false when the
+// queue is closed and empty: the consumer is done.
+func (q *queue) pop() (Event, bool) {
+	for {
+		q.mu.Lock()
+		if q.n > 0 {
+			e := q.buf[q.head]
+			q.buf[q.head] = Event{} // let go of the event's strings
+			q.head++
+			if q.head == len(q.buf) {
+				q.head = 0
+			}
+			q.n--
+			if q.n == 0 {
+				q.head = 0
+				if len(q.buf) > keepQueue {
+					giveBack(q.buf) // a burst's memory; each slot was zeroed as popped
+					q.buf = nil
+				}
+			}
+			q.mu.Unlock()
+			return e, true
+		}
+		if q.closed {
+			q.mu.Unlock()
+			return Event{}, false
+		}
+		q.mu.Unlock()
+		<-q.wake
+	}
+}
+
+// close stops pushes. pop still returns what is queued, unless discard
+// drops it. It is idempotent.
+func (q *queue) close(discard bool) {
+	q.mu.Lock()
+	q.closed = true
+	if discard {
+		q.buf, q.head, q.n = nil, 0, 0
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *queue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default: // a token is pending already
+	}
+}
