@@ -46,16 +46,25 @@
 //
 // # Errors
 //
-// Errors are *fs.PathError values whose Err wraps both an io/fs (or
-// backend) sentinel and the SDK's error, so errors.Is and errors.As both
-// work:
+// Errors follow the backend contract: a classified error is a
+// *backend.Error whose kind is the sentinel below (errors.Is), whose
+// detail is the HTTP status, and whose cause is the SDK's error
+// (errors.As, and errors.Is for storage.ErrObjectNotExist); none names a
+// path or object, as the Engine adds the caller's:
 //
-//   - fs.ErrNotExist: storage.ErrObjectNotExist or an HTTP 404;
+//   - fs.ErrNotExist: storage.ErrObjectNotExist or an HTTP 404 for an
+//     object;
+//   - backend.ErrStoreUnavailable: the bucket is missing (a listing's 404,
+//     which follows an object's to tell the two apart);
+//   - backend.ErrIsFolder: Read or Remove of a prefix with objects beneath;
+//   - fs.ErrClosed: a call on a finished Writer;
 //   - fs.ErrExist: an exclusive Create lost to an existing object (412);
 //   - backend.ErrConflict: an append lost a race (claim or 412);
 //   - fs.ErrPermission: HTTP 401 or 403;
 //   - fs.ErrInvalid: bad arguments (read offset past the end, expiry);
 //   - errors.ErrUnsupported: Presign without a signing identity.
 //
-// Other SDK errors are returned wrapped in a *fs.PathError unchanged.
+// Other SDK errors (a network failure, a context's end) are returned as
+// the SDK gives them. A commit over a folder or below a file is not
+// refused here (the store cannot tell); the Engine refuses both at Open.
 package backend_gcs

@@ -53,6 +53,9 @@ func TestOpenURL(t *testing.T) {
 			"gs://bucket/prefix?endpoint=" + url.QueryEscape(ep) + "&region=x",
 			"gs://bucket/prefix?endpoint=ftp://127.0.0.1:1",
 			"gs://bucket?endpoint=127.0.0.1:1",
+			"gs://bucket/a/../b?endpoint=" + url.QueryEscape(ep), // a prefix that leads into another store
+			"gs://bucket/a//b?endpoint=" + url.QueryEscape(ep),
+			"gs://bucket/.roomstore?endpoint=" + url.QueryEscape(ep),
 		} {
 			if _, err := backend.Open(t.Context(), raw); !errors.Is(err, fs.ErrInvalid) {
 				t.Errorf("Open(%s) = %v, want fs.ErrInvalid", raw, err)

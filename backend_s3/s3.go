@@ -52,19 +52,28 @@
 //
 // # Errors
 //
-// Every error from a Backend or Writer method is an *fs.PathError on the
-// store path whose Err wraps both a sentinel and the SDK's error, so
-// errors.Is and errors.As both work (context errors stay as they are):
+// Errors follow the backend contract: a classified error is a
+// *backend.Error whose kind is the sentinel below (errors.Is), whose
+// detail is the S3 code, and whose cause is the SDK's error (errors.As);
+// none names a path or key, as the Engine adds the caller's. Errors of no
+// kind (a network failure) and context errors are returned as the SDK
+// gives them.
 //
-//   - fs.ErrNotExist: NoSuchKey, NotFound, NoSuchBucket, any 404.
+//   - fs.ErrNotExist: NoSuchKey, NotFound, any 404 for an object.
+//   - backend.ErrStoreUnavailable: NoSuchBucket (a HEAD's bare 404 is told
+//     apart by the listing that follows it).
+//   - backend.ErrIsFolder: Read or Remove of a key prefix with objects
+//     beneath it.
 //   - fs.ErrExist: an exclusive Create lost (412 PreconditionFailed).
 //   - backend.ErrConflict: an Append commit lost a race (412, or the source
 //     object vanished or changed under the server-side copy).
 //   - fs.ErrPermission: AccessDenied, a bad signature or key, any 403.
 //   - fs.ErrInvalid: bad arguments (read offset past the end, bad options).
-//   - backend.ErrIsFolder, backend.ErrNotFolder: servers that store objects
-//     as files (versitygw's posix backend) refuse a file over a folder and a
-//     file below a file.
+//   - backend.ErrIsFolder, backend.ErrNotFolder at commit: servers that
+//     store objects as files (versitygw's posix backend) refuse a file over
+//     a folder and a file below a file; on AWS the Engine's check at Open
+//     is what refuses them.
+//   - fs.ErrClosed: a call on a finished Writer.
 //   - errors.ErrUnsupported: the server answered 501 NotImplemented (for
 //     instance, it has no conditional writes).
 package backend_s3
@@ -184,7 +193,7 @@ func WithListPageSize(n int) Option {
 // New returns a Backend that stores files in bucket under prefix (leading
 // and trailing slashes are trimmed; "" uses the whole bucket). The client
 // is used as given: New reads no credentials and makes no request, so a
-// missing bucket shows up on the first call (as fs.ErrNotExist).
+// missing bucket shows up on the first call (as backend.ErrStoreUnavailable).
 //
 // New fails with an error wrapping fs.ErrInvalid when client is nil, bucket
 // is empty, prefix is not a valid roomstore path (see backend.Clean), or an
@@ -433,8 +442,8 @@ func (b *Backend) Presign(ctx context.Context, path string, expiry time.Duration
 // List yields the files and folders directly in dir, one ListObjectsV2 page
 // (delimiter "/") at a time, so memory does not grow with the folder. Names
 // starting with backend.ReservedPrefix are skipped. A missing folder, or a
-// file, yields nothing; a failed page yields one error (an *fs.PathError)
-// and ends the sequence.
+// file, yields nothing; a failed page yields one error and ends the
+// sequence.
 func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, error] {
 	return func(yield func(backend.Info, error) bool) {
 		pfx := b.dirKey(dir)

@@ -1,17 +1,21 @@
 package backend_s3_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/backend_s3"
 )
@@ -115,5 +119,47 @@ func isolateAWSEnv(t *testing.T, access, secret string) {
 		"AWS_ENDPOINT_URL_S3":         "",
 	} {
 		t.Setenv(k, v)
+	}
+}
+
+// TestRoomsOpenedThroughURLsLeaveNoConnections opens rooms on s3:// URLs,
+// writes to each and shuts them down: the HTTP clients that OpenURL built
+// must take their connections (and the goroutines that serve them) along.
+func TestRoomsOpenedThroughURLsLeaveNoConnections(t *testing.T) {
+	g := startGateway(t)
+	bucket := g.NewBucket(t)
+	isolateAWSEnv(t, g.AccessKey, g.SecretKey)
+	ctx := t.Context()
+	before := runtime.NumGoroutine()
+	const rooms = 50
+	for i := range rooms {
+		u := fmt.Sprintf("s3://%s/room%d?region=us-east-1&endpoint=%s&path_style=true", bucket, i, url.QueryEscape(g.Endpoint))
+		e, err := roomstore.OpenURL(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := e.Open(ctx, "f", roomstore.OpenOptions{Overwrite: true})
+		if err == nil {
+			err = e.Write(ctx, h, []byte("x"))
+		}
+		if err == nil {
+			err = e.Close(ctx, h)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = e.Shutdown(sctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after %d rooms came and went, %d before", runtime.NumGoroutine(), rooms, before)
+		}
+		time.Sleep(time.Millisecond) // connection goroutines end on their own once closed
 	}
 }
