@@ -327,13 +327,14 @@ func (e *Engine) Close(ctx context.Context, h *Handle) error {
 	if r := h.discarding.Load(); r != nil { // discarded while this call waited for h.mu
 		return h.failLocked(ctx, "close", *r, *r)
 	}
-	failed := fmt.Errorf("%w: handle discarded after a failed close", fs.ErrClosed)
 	mu := e.stripe(h.path)
-	wctx, cancel := h.callContext(ctx) // an Abort or Shutdown ends the wait
-	err := mu.Acquire(wctx, 1)
-	cancel()
-	if err != nil {
-		return h.failLocked(ctx, "close", err, failed)
+	if !mu.TryAcquire(1) {
+		wctx, cancel := h.callContext(ctx) // an Abort or Shutdown ends the wait
+		err := mu.Acquire(wctx, 1)
+		cancel()
+		if err != nil {
+			return h.failLocked(ctx, "close", err, errCloseFailed)
+		}
 	}
 	defer mu.Release(1)
 	// Once a commit has begun, only the caller's context may cut it short:
@@ -341,7 +342,7 @@ func (e *Engine) Close(ctx context.Context, h *Handle) error {
 	// doubt on a remote store.
 	info, err := e.commit(ctx, h)
 	if err != nil {
-		return h.failLocked(ctx, "close", err, failed)
+		return h.failLocked(ctx, "close", err, errCloseFailed)
 	}
 	h.finishLocked(ctx, errCommitted)
 	e.publish(ctx, EventFileUpdated, h.path, info.Size)
@@ -420,6 +421,9 @@ func (h *Handle) discard(ctx context.Context, reason error, why string) (bool, e
 // value serves every handle: building it per Close was a measurable part
 // of a small commit.
 var errCommitted = fmt.Errorf("%w: handle already closed", fs.ErrClosed)
+
+// errCloseFailed is why a handle whose Close failed is finished.
+var errCloseFailed = fmt.Errorf("%w: handle discarded after a failed close", fs.ErrClosed)
 
 // finishLocked ends h for good: the writer is aborted (unless it
 // committed: Abort is then a no-op by the backend.Writer contract, and the

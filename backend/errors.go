@@ -118,3 +118,28 @@ func KindOf(err error) error {
 	}
 	return nil
 }
+
+// Classify returns a provider's error in the form the contract asks for:
+// nil, an error that holds an *Error already, and an error of no kind
+// (kind returns nil for it; a network failure, a context's end) come back
+// as they are; any other becomes an *Error whose kind is the sentinel err
+// carries already (a lost race wrapped around a 404 is a conflict, not a
+// missing file) or else kind(err), whose detail is detail(err), and whose
+// cause is err. Backends call it once, with their provider's mapping.
+func Classify(err error, kind func(error) error, detail func(error) string) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	k := KindOf(err)
+	if k == nil {
+		k = kind(err)
+	}
+	if k == nil {
+		return err
+	}
+	return &Error{Kind: k, Detail: detail(err), Cause: err}
+}

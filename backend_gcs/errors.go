@@ -12,28 +12,9 @@ import (
 	"google.golang.org/api/googleapi"
 )
 
-// classify turns err into the form the backend contract asks for: a
-// *backend.Error whose kind is the sentinel err already carries or the one
-// its SDK error or HTTP status maps to, with the status as its detail and
-// err as its cause, for errors.As. Errors of no kind (a network failure, a
-// context's end) and errors classified already are returned as they are.
-func classify(err error) error {
-	if err == nil {
-		return nil
-	}
-	var be *backend.Error
-	if errors.As(err, &be) {
-		return err
-	}
-	kind := backend.KindOf(err)
-	if kind == nil {
-		kind = sentinel(err)
-	}
-	if kind == nil {
-		return err
-	}
-	return &backend.Error{Kind: kind, Detail: detail(err), Cause: err}
-}
+// classify turns err into the form the backend contract asks for (see
+// backend.Classify), with the HTTP status as its detail.
+func classify(err error) error { return backend.Classify(err, sentinel, detail) }
 
 // withKind classifies err as kind, for the cases where the status alone is
 // ambiguous (a 412 means fs.ErrExist for an exclusive create and

@@ -11,32 +11,16 @@ import (
 	"github.com/roomstore/roomstore/backend"
 )
 
-// classify turns err into the form the backend contract asks for: a
-// *backend.Error whose kind is the sentinel err already carries (a lost
-// race caused by a 404 is a conflict, not a missing file) or the one its
-// S3 code or HTTP status maps to, with the S3 code as its detail and err
-// as its cause, for errors.As. Errors of no kind (a network failure, a
-// context's end) and errors classified already are returned as they are.
-func classify(err error) error {
-	if err == nil {
-		return nil
-	}
-	var be *backend.Error
-	if errors.As(err, &be) {
-		return err
-	}
-	kind := backend.KindOf(err)
-	if kind == nil {
-		kind = sentinel(err)
-	}
-	if kind == nil {
-		return err
-	}
-	detail := ""
+// classify turns err into the form the backend contract asks for (see
+// backend.Classify), with the S3 code as its detail.
+func classify(err error) error { return backend.Classify(err, sentinel, codeDetail) }
+
+// codeDetail names the S3 code of err for people, "" when there is none.
+func codeDetail(err error) string {
 	if code := errorCode(err); code != "" {
-		detail = "S3 " + code
+		return "S3 " + code
 	}
-	return &backend.Error{Kind: kind, Detail: detail, Cause: err}
+	return ""
 }
 
 func sentinel(err error) error {
