@@ -66,12 +66,9 @@ func diskBroken(t *testing.T, open func(t *testing.T, dir string) backend.Backen
 	}
 }
 
-func TestConformanceOsFs(t *testing.T) {
+// runDisk runs the suite on stores in fresh directories, opened by open.
+func runDisk(t *testing.T, open func(t *testing.T, dir string) backend.Backend) {
 	var dirs sync.Map // backend.Backend -> its directory; subtests run in parallel
-	open := func(t *testing.T, dir string) backend.Backend {
-		b := backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir)) // fsync on, as users get it
-		return closing(t, b)
-	}
 	conformance.Run(t, conformance.Harness{
 		Leftovers: leftovers,
 		New: func(t *testing.T) backend.Backend {
@@ -88,29 +85,20 @@ func TestConformanceOsFs(t *testing.T) {
 	})
 }
 
+func TestConformanceOsFs(t *testing.T) {
+	runDisk(t, func(t *testing.T, dir string) backend.Backend {
+		return closing(t, backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir))) // fsync on, as users get it
+	})
+}
+
 // TestConformanceFileURL runs the suite on the store users get: what
 // backend.Open (and so roomstore.OpenURL) builds for a file:// URL.
 func TestConformanceFileURL(t *testing.T) {
-	var dirs sync.Map
-	open := func(t *testing.T, dir string) backend.Backend {
+	runDisk(t, func(t *testing.T, dir string) backend.Backend {
 		b, err := backend.Open(context.Background(), "file://"+filepath.ToSlash(dir)+"?fsync=false")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return closing(t, b)
-	}
-	conformance.Run(t, conformance.Harness{
-		Leftovers: leftovers,
-		New: func(t *testing.T) backend.Backend {
-			dir := t.TempDir()
-			b := open(t, dir)
-			dirs.Store(b, dir)
-			return b
-		},
-		Reopen: func(t *testing.T, b backend.Backend) backend.Backend {
-			dir, _ := dirs.Load(b)
-			return open(t, dir.(string))
-		},
-		Broken: func(t *testing.T) []conformance.BrokenStore { return diskBroken(t, open) },
 	})
 }
