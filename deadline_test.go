@@ -38,20 +38,9 @@ func within(t *testing.T, what string, deadline time.Duration, call func(ctx con
 // its error.
 func stalledCommit(t *testing.T, opts ...roomstore.Option) (*roomstore.Engine, *roomstore.Handle, func() error) {
 	t.Helper()
-	b := backend_mem.New()
-	e, err := roomstore.New(b, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		e.Shutdown(ctx)
-	})
-	put(t, e, "f", "old")
-	stalled := make(chan struct{})
-	var once sync.Once
-	b.Inject(backend_mem.Fault{Op: backend_mem.OpCommit, Stall: true, Times: 1, Notify: func() { once.Do(func() { close(stalled) }) }})
+	e, b, _ := faulty(t, opts...)
+	stalled, notify := stallNotice()
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpCommit, Stall: true, Times: 1, Notify: notify})
 	h, err := e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
 	if err != nil {
 		t.Fatal(err)
@@ -62,11 +51,7 @@ func stalledCommit(t *testing.T, opts ...roomstore.Option) (*roomstore.Engine, *
 	ctx, cancel := context.WithCancel(t.Context())
 	closed := make(chan error, 1)
 	go func() { closed <- e.Close(ctx, h) }()
-	select {
-	case <-stalled:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the commit did not reach the stall within 10s")
-	}
+	awaitStall(t, stalled)
 	var (
 		unstuck sync.Once
 		result  error
@@ -74,11 +59,7 @@ func stalledCommit(t *testing.T, opts ...roomstore.Option) (*roomstore.Engine, *
 	unstick := func() error {
 		unstuck.Do(func() {
 			cancel()
-			select {
-			case result = <-closed:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the stalled Close did not return within 10s of its context's end")
-			}
+			result = awaitResult(t, closed)
 		})
 		return result
 	}
