@@ -1,8 +1,9 @@
 // Package roomstore is an embeddable storage engine that gives a "room" (a
 // shared space of participants in a collaboration server) a file store with
-// one small API (Exists, Stat, Open/Write/Close, Download, DownloadURL,
-// List, Delete) and file events, over interchangeable backends: local disk
-// through afero, S3, GCS, or memory. OpenURL picks the backend from a URL:
+// one small API (Exists, Stat, Open/Write/Close, Upload, Download,
+// OpenReader, DownloadURL, ServeFile, List, Walk, Delete, RemoveAll, Move,
+// and the io/fs view FS) and file events, over interchangeable backends:
+// local disk through afero, S3, GCS, or memory. OpenURL picks the backend from a URL:
 // "mem://", "file:///var/lib/rooms/r1", "s3://bucket/prefix",
 // "gs://bucket/prefix".
 //
@@ -27,11 +28,22 @@
 //
 // # Events
 //
-// After every successful Close the engine publishes EventFileUpdated, and
-// after every file it removes EventFileDeleted, with the participant of the
-// call. Handlers (On, Subscribe) run asynchronously, one goroutine per
-// subscriber, in publish order; they may call the engine. See package
-// events.
+// After every successful Close the engine publishes EventFileUpdated,
+// after every file it removes EventFileDeleted, and after every file it
+// moves EventFileMoved (Event.Path the destination, Event.SourcePath the
+// source), with the participant of the call. Handlers (On, Subscribe) run
+// asynchronously, one goroutine per subscriber, in publish order; they may
+// call the engine. A subscriber whose bounded queue overflowed gets an
+// EventOverflow event where the gap is, with the number lost, so that it
+// re-reads what it mirrors. See package events.
+//
+// # Moves
+//
+// Move renames a file atomically on disk and in memory. On S3 and GCS it
+// copies on the server, pinned to the source's version, then removes the
+// source guarded by that version, so an append to the source that commits
+// meanwhile is moved too or makes Move fail with ErrConflict, losing
+// nothing. A folder moves file by file: on object stores not atomically.
 //
 // # Errors
 //
@@ -66,7 +78,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"io"
 	"io/fs"
 	"iter"
 	mrand "math/rand/v2"
@@ -93,6 +104,15 @@ const (
 	// EventFileDeleted is published after every file Delete or RemoveAll
 	// actually removed.
 	EventFileDeleted = "file.deleted"
+	// EventFileMoved is published after every file Move moved, with
+	// Event.Path the destination and Event.SourcePath the source.
+	EventFileMoved = "file.moved"
+	// EventOverflow is the Type of the event that tells a subscriber its
+	// queue was full and it lost Event.Dropped events at that point of its
+	// stream, so that it re-reads what it mirrors (List, Walk). It is no
+	// topic: every handler that takes an Event gets it, whatever its
+	// topics; handlers that take paths never do. See package events.
+	EventOverflow = events.TypeOverflow
 )
 
 // OpenOptions say how Open treats an existing file.
@@ -114,6 +134,11 @@ type Entry struct {
 	IsFolder bool      // an implicit folder
 	Size     int64     // 0 for folders
 	ModTime  time.Time // time of the last commit; zero for folders
+	// ETag identifies the version of the file's content: it changes with
+	// every commit, and a move may change it. It is opaque and unquoted;
+	// "" for folders, and in the entries of List and Walk on S3, whose
+	// listings do not carry it (Stat and OpenReader always set it).
+	ETag string
 }
 
 // File is a whole downloaded file.
@@ -302,7 +327,7 @@ func (e *Engine) Stat(ctx context.Context, p string) (Entry, error) {
 }
 
 func entry(i backend.Info) Entry {
-	return Entry{Name: i.Name(), Path: i.Path, IsFolder: i.IsFolder, Size: i.Size, ModTime: i.ModTime}
+	return Entry{Name: i.Name(), Path: i.Path, IsFolder: i.IsFolder, Size: i.Size, ModTime: i.ModTime, ETag: i.ETag}
 }
 
 // checkParents fails with ErrNotFolder when an ancestor of p is a file. It
@@ -356,26 +381,6 @@ func mimeType(p string, head []byte) string {
 		return t
 	}
 	return http.DetectContentType(head)
-}
-
-// OpenReader streams length bytes of the file from offset (length < 0: to
-// the end) in constant memory. An offset below zero or past the end yields
-// fs.ErrInvalid; a length past the end is cut at the end. The caller closes
-// the reader.
-func (e *Engine) OpenReader(ctx context.Context, p string, offset, length int64) (io.ReadCloser, error) {
-	clean, err := e.enter("read", p, backend.TargetFile)
-	if err != nil {
-		return nil, err
-	}
-	defer e.inflight.Done()
-	if offset < 0 {
-		return nil, &fs.PathError{Op: "read", Path: p, Err: fmt.Errorf("%w: negative offset %d", fs.ErrInvalid, offset)}
-	}
-	r, _, err := e.b.Read(ctx, clean, offset, length)
-	if err != nil {
-		return nil, pathError("read", p, err)
-	}
-	return r, nil
 }
 
 // List returns the direct children of the folder at path ("" or "/" for
@@ -481,19 +486,20 @@ func (e *Engine) removeTree(ctx context.Context, clean string, folderOnly bool) 
 			return ignoreNotExist(e.remove(ctx, clean))
 		}
 	}
-	// One folder's listing at a time: files first, then down into folders.
-	children, err := collect(e.b.List(ctx, clean))
-	if err != nil {
-		return err
-	}
-	for _, c := range children {
-		if c.IsFolder {
-			err = e.removeTree(ctx, c.Path, false)
-		} else {
-			err = ignoreNotExist(e.remove(ctx, c.Path))
-		}
-		if err != nil {
+	for c, err := range e.Walk(ctx, clean) {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil // removed meanwhile
+		case err != nil:
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // the caller names the path
+			}
 			return err
+		case !c.IsFolder:
+			if err := ignoreNotExist(e.remove(ctx, c.Path)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -507,25 +513,31 @@ func ignoreNotExist(err error) error {
 	return err
 }
 
-func (e *Engine) stripe(p string) *semaphore.Weighted {
-	return e.stripes[maphash.String(e.seed, p)%uint64(len(e.stripes))]
+func (e *Engine) stripe(p string) *semaphore.Weighted { return e.stripes[e.stripeIndex(p)] }
+
+func (e *Engine) stripeIndex(p string) int {
+	return int(maphash.String(e.seed, p) % uint64(len(e.stripes)))
 }
 
 func (e *Engine) publish(ctx context.Context, topic, p string, size int64) {
-	e.bus.Publish(topic, events.Event{
-		Type:          topic,
-		Path:          p,
-		ParticipantID: ParticipantFrom(ctx),
-		Size:          size,
-		Time:          time.Now(),
-	})
+	e.publishEvent(ctx, events.Event{Type: topic, Path: p, Size: size})
 }
 
-// On subscribes handler to event (EventFileUpdated or EventFileDeleted).
-// handler is func(path, participantID string), func(path string) or
-// func(events.Event); any other type, or another event name, fails with
-// fs.ErrInvalid and subscribes nothing; after Shutdown On fails with
-// fs.ErrClosed. Keep the Subscription to unsubscribe closures.
+// publishEvent stamps ev with the participant of ctx and the time, and
+// publishes it on its topic.
+func (e *Engine) publishEvent(ctx context.Context, ev events.Event) {
+	ev.ParticipantID = ParticipantFrom(ctx)
+	ev.Time = time.Now()
+	e.bus.Publish(ev.Type, ev)
+}
+
+// On subscribes handler to event (EventFileUpdated, EventFileDeleted or
+// EventFileMoved). handler is func(path, participantID string),
+// func(path string) or func(events.Event); the path of a move is its
+// destination, and only a func(events.Event) also gets EventOverflow. Any
+// other type, or another event name, fails with fs.ErrInvalid and
+// subscribes nothing; after Shutdown On fails with fs.ErrClosed. Keep the
+// Subscription to unsubscribe closures.
 func (e *Engine) On(event string, handler any) (*events.Subscription, error) {
 	if err := e.checkTopic("on", event); err != nil {
 		return nil, err
@@ -554,18 +566,19 @@ func (e *Engine) Off(event string, handler any) error {
 	return nil
 }
 
-// Subscribe calls handler for each event of the given topics (both when
-// none is given). After Shutdown the subscription receives nothing.
+// Subscribe calls handler for each event of the given topics (all three
+// when none is given), and with EventOverflow when its queue lost events.
+// After Shutdown the subscription receives nothing.
 func (e *Engine) Subscribe(handler func(events.Event), topics ...string) *events.Subscription {
 	if len(topics) == 0 {
-		topics = []string{EventFileUpdated, EventFileDeleted}
+		topics = []string{EventFileUpdated, EventFileDeleted, EventFileMoved}
 	}
 	return e.bus.Subscribe(handler, topics...)
 }
 
 func (e *Engine) checkTopic(op, event string) error {
-	if event != EventFileUpdated && event != EventFileDeleted {
-		return &fs.PathError{Op: op, Path: event, Err: fmt.Errorf("%w: unknown event (want %q or %q)", fs.ErrInvalid, EventFileUpdated, EventFileDeleted)}
+	if event != EventFileUpdated && event != EventFileDeleted && event != EventFileMoved {
+		return &fs.PathError{Op: op, Path: event, Err: fmt.Errorf("%w: unknown event (want %q, %q or %q)", fs.ErrInvalid, EventFileUpdated, EventFileDeleted, EventFileMoved)}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

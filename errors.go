@@ -20,7 +20,9 @@ var (
 	// through a file.
 	ErrNotFolder = backend.ErrNotFolder
 	// ErrConflict reports an append that kept losing races with other
-	// writers through all its attempts (WithCommitAttempts).
+	// writers through all its attempts (WithCommitAttempts), or a move on
+	// an object store whose source kept changing under it (the source then
+	// keeps every byte).
 	ErrConflict = backend.ErrConflict
 	// ErrTooManyHandles reports an Open while WithMaxOpenHandles handles are
 	// open, or a write that found the process out of file descriptors.

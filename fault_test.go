@@ -253,3 +253,73 @@ func awaitResult(t *testing.T, done chan error) error {
 		return nil
 	}
 }
+
+func TestAMoveThatLosesRacesIsRetriedThenFailsWithConflict(t *testing.T) {
+	e, b, events := faulty(t, roomstore.WithCommitAttempts(3))
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpMove, Err: backend.ErrConflict, Times: 2})
+	if err := e.Move(t.Context(), "f", "g", roomstore.MoveOptions{}); err != nil {
+		t.Fatalf("Move after 2 lost races: %v", err)
+	}
+	if n := events.settle(t, e, b); n != 1 {
+		t.Fatalf("%d events, want one file.moved", n)
+	}
+	if err := e.Move(t.Context(), "g", "f", roomstore.MoveOptions{}); err != nil {
+		t.Fatalf("Move back: %v", err)
+	}
+	events.settle(t, e, b)
+	events.n.Store(0)
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpMove, Err: backend.ErrConflict})
+	if err := e.Move(t.Context(), "f", "g", roomstore.MoveOptions{}); !errors.Is(err, roomstore.ErrConflict) {
+		t.Fatalf("Move that always loses: %v, want ErrConflict", err)
+	}
+	if ok, _ := e.Exists(t.Context(), "g"); ok {
+		t.Fatal("a failed move left its destination")
+	}
+	unchanged(t, e, b, events)
+}
+
+func TestAStalledMoveEndsWithItsContextAndChangesNothing(t *testing.T) {
+	e, b, events := faulty(t)
+	stalled, notify := stallNotice()
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpMove, Stall: true, Notify: notify})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- e.Move(ctx, "f", "g", roomstore.MoveOptions{}) }()
+	awaitStall(t, stalled)
+	cancel()
+	if err := awaitResult(t, done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Move: %v, want context.Canceled", err)
+	}
+	if ok, _ := e.Exists(t.Context(), "g"); ok {
+		t.Fatal("a cancelled move left its destination")
+	}
+	unchanged(t, e, b, events)
+}
+
+func TestAFolderMoveThatFailsMidwayLeavesEachFileWholeOnOneSide(t *testing.T) {
+	e, b, events := faulty(t)
+	for _, p := range []string{"d/1", "d/2", "d/3"} {
+		put(t, e, p, p)
+	}
+	events.settle(t, e, b)
+	events.n.Store(0)
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpMove, After: 1, Err: errInjected})
+	if err := e.Move(t.Context(), "d", "e", roomstore.MoveOptions{}); !errors.Is(err, errInjected) {
+		t.Fatalf("Move: %v, want the injected error", err)
+	}
+	moved := 0
+	for _, p := range []string{"1", "2", "3"} {
+		src, err1 := e.Download(t.Context(), "d/"+p)
+		dst, err2 := e.Download(t.Context(), "e/"+p)
+		switch {
+		case err1 == nil && err2 != nil && string(src.Data) == "d/"+p:
+		case err1 != nil && err2 == nil && string(dst.Data) == "d/"+p:
+			moved++
+		default:
+			t.Fatalf("file %s: at d %v (%v), at e %v (%v); want it whole on one side", p, src, err1, dst, err2)
+		}
+	}
+	if n := events.settle(t, e, b); moved != 1 || n != 1 {
+		t.Fatalf("%d files moved and %d events, want 1 and 1", moved, n)
+	}
+}

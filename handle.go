@@ -312,20 +312,26 @@ func (h *Handle) failLocked(ctx context.Context, op string, err, reason error) e
 // context's error and leaves the handle alone; one whose ctx ends while it
 // waits for another commit to the same path discards the handle.
 func (e *Engine) Close(ctx context.Context, h *Handle) error {
-	if err := e.check(ctx, "close", h); err != nil {
-		return err
+	_, err := e.close(ctx, "close", h)
+	return err
+}
+
+// close is Close under the name op, returning what it committed.
+func (e *Engine) close(ctx context.Context, op string, h *Handle) (backend.Info, error) {
+	if err := e.check(ctx, op, h); err != nil {
+		return backend.Info{}, err
 	}
 	defer e.inflight.Done()
 	if err := h.lock(ctx); err != nil {
-		return pathError("close", h.path, err)
+		return backend.Info{}, pathError(op, h.path, err)
 	}
 	defer h.unlock()
 	if h.done != nil {
-		return &fs.PathError{Op: "close", Path: h.path, Err: h.done}
+		return backend.Info{}, &fs.PathError{Op: op, Path: h.path, Err: h.done}
 	}
 	h.timer.Stop()
 	if r := h.discarding.Load(); r != nil { // discarded while this call waited for h.mu
-		return h.failLocked(ctx, "close", *r, *r)
+		return backend.Info{}, h.failLocked(ctx, op, *r, *r)
 	}
 	mu := e.stripe(h.path)
 	if !mu.TryAcquire(1) {
@@ -333,7 +339,7 @@ func (e *Engine) Close(ctx context.Context, h *Handle) error {
 		err := mu.Acquire(wctx, 1)
 		cancel()
 		if err != nil {
-			return h.failLocked(ctx, "close", err, errCloseFailed)
+			return backend.Info{}, h.failLocked(ctx, op, err, errCloseFailed)
 		}
 	}
 	defer mu.Release(1)
@@ -342,11 +348,11 @@ func (e *Engine) Close(ctx context.Context, h *Handle) error {
 	// doubt on a remote store.
 	info, err := e.commit(ctx, h)
 	if err != nil {
-		return h.failLocked(ctx, "close", err, errCloseFailed)
+		return backend.Info{}, h.failLocked(ctx, op, err, errCloseFailed)
 	}
 	h.finishLocked(ctx, errCommitted)
 	e.publish(ctx, EventFileUpdated, h.path, info.Size)
-	return nil
+	return info, nil
 }
 
 func (e *Engine) commit(ctx context.Context, h *Handle) (backend.Info, error) {

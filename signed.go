@@ -7,24 +7,68 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/roomstore/roomstore/backend"
 )
 
+// URLOption tunes one DownloadURL.
+type URLOption func(*urlOptions) error
+
+type urlOptions struct {
+	attachment bool
+	filename   string
+}
+
+// Attachment asks for a URL whose response carries Content-Disposition:
+// attachment, so that a browser saves the file rather than show it, under
+// filename (the file's base name when filename is ""). A filename that is
+// not valid UTF-8, holds a control character or a slash, or is longer
+// than 255 bytes makes DownloadURL fail with fs.ErrInvalid.
+func Attachment(filename string) URLOption {
+	return func(o *urlOptions) error {
+		if filename != "" && !validFilename(filename) {
+			return fmt.Errorf("%w: attachment filename %q", fs.ErrInvalid, filename)
+		}
+		o.attachment, o.filename = true, filename
+		return nil
+	}
+}
+
+func validFilename(name string) bool {
+	if len(name) > backend.MaxElementLen || !utf8.ValidString(name) || strings.Contains(name, "/") {
+		return false
+	}
+	return !strings.ContainsFunc(name, unicode.IsControl)
+}
+
 // DownloadURL returns a URL that a plain HTTP GET can fetch the file at
-// path with until it expires (WithURLExpiry). S3 and GCS sign it natively;
-// for other backends the engine signs it itself (HMAC-SHA256 over method,
-// path and expiry) below WithBaseURL, to be served by Handler. Without a
-// base URL such a backend yields errors.ErrUnsupported. A missing file
-// yields fs.ErrNotExist and a folder ErrIsFolder.
-func (e *Engine) DownloadURL(ctx context.Context, p string) (string, error) {
+// path with until it expires (WithURLExpiry); with Attachment, its
+// response asks the browser to save the file. S3 and GCS sign it natively
+// (an attachment through their signed response-header override); for
+// other backends the engine signs it itself (HMAC-SHA256 over method,
+// path, expiry and disposition) below WithBaseURL, to be served by
+// Handler. Without a base URL such a backend yields
+// errors.ErrUnsupported. A missing file yields fs.ErrNotExist, a folder
+// ErrIsFolder, and a bad option fs.ErrInvalid.
+func (e *Engine) DownloadURL(ctx context.Context, p string, opts ...URLOption) (string, error) {
+	var o urlOptions
+	for _, opt := range opts {
+		if opt == nil {
+			return "", &fs.PathError{Op: "downloadurl", Path: p, Err: fmt.Errorf("%w: nil URLOption", fs.ErrInvalid)}
+		}
+		if err := opt(&o); err != nil {
+			return "", &fs.PathError{Op: "downloadurl", Path: p, Err: err}
+		}
+	}
 	clean, err := e.enter("downloadurl", p, backend.TargetFile)
 	if err != nil {
 		return "", err
@@ -37,7 +81,14 @@ func (e *Engine) DownloadURL(ctx context.Context, p string) (string, error) {
 	case info.IsFolder:
 		return "", &fs.PathError{Op: "downloadurl", Path: p, Err: ErrIsFolder}
 	}
-	u, err := e.b.Presign(ctx, clean, e.cfg.urlExpiry)
+	filename := ""
+	if o.attachment {
+		filename = o.filename
+		if filename == "" {
+			filename = info.Name()
+		}
+	}
+	u, err := e.b.Presign(ctx, clean, backend.PresignOptions{Expiry: e.cfg.urlExpiry, ContentDisposition: disposition(filename)})
 	switch {
 	case err == nil:
 		return u, nil
@@ -48,11 +99,23 @@ func (e *Engine) DownloadURL(ctx context.Context, p string) (string, error) {
 	}
 	// Whole seconds, rounded up, so a URL lives at least the expiry.
 	expires := time.Now().Unix() + int64((e.cfg.urlExpiry+time.Second-1)/time.Second)
-	return e.signURL(http.MethodGet, clean, expires), nil
+	return e.signURL(http.MethodGet, clean, expires, filename), nil
 }
 
-// signURL builds base/escaped/path?exp=UNIX&sig=MAC.
-func (e *Engine) signURL(method, clean string, expires int64) string {
+// disposition is the Content-Disposition of an attachment named filename
+// ("" for none), with RFC 2231 encoding for names beyond ASCII.
+func disposition(filename string) string {
+	if filename == "" {
+		return ""
+	}
+	if d := mime.FormatMediaType("attachment", map[string]string{"filename": filename}); d != "" {
+		return d
+	}
+	return "attachment"
+}
+
+// signURL builds base/escaped/path?exp=UNIX[&att=NAME]&sig=MAC.
+func (e *Engine) signURL(method, clean string, expires int64, attachment string) string {
 	exp := strconv.FormatInt(expires, 10)
 	u := *e.cfg.baseURL
 	segs := strings.Split(clean, "/")
@@ -61,17 +124,25 @@ func (e *Engine) signURL(method, clean string, expires int64) string {
 	}
 	u.RawPath = u.Path + "/" + strings.Join(segs, "/")
 	u.Path = u.Path + "/" + clean
-	u.RawQuery = "exp=" + exp + "&sig=" + e.signature(method, clean, exp)
+	u.RawQuery = "exp=" + exp
+	if attachment != "" {
+		u.RawQuery += "&att=" + url.QueryEscape(attachment)
+	}
+	u.RawQuery += "&sig=" + e.signature(method, clean, exp, attachment)
 	return u.String()
 }
 
-func (e *Engine) signature(method, clean, exp string) string {
+func (e *Engine) signature(method, clean, exp, attachment string) string {
 	m := hmac.New(sha256.New, e.cfg.signingKey)
 	// The base path is signed too, so that engines sharing a key but
 	// mounted at different places (one room each) never accept each
-	// other's URLs. Newlines cannot occur in a clean path or a parsed URL
-	// path, so no field can be shifted into another.
+	// other's URLs. Newlines cannot occur in a clean path, a parsed URL
+	// path or a valid attachment name, so no field can be shifted into
+	// another; a URL without attachment signs what the first URLs did.
 	fmt.Fprintf(m, "roomstore-url-v1\n%s\n%s\n%s\n%s", method, e.basePath(), clean, exp)
+	if attachment != "" {
+		fmt.Fprintf(m, "\nattachment\n%s", attachment)
+	}
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
@@ -85,72 +156,42 @@ func (e *Engine) signature(method, clean, exp string) string {
 func (e *Engine) Handler() http.Handler { return http.HandlerFunc(e.serveSigned) }
 
 func (e *Engine) serveSigned(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	if !allowGet(w, r) {
 		return
 	}
-	clean, ok := e.verify(r)
+	clean, disposition, ok := e.verify(r)
 	if !ok {
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}
-	if err := e.begin("serve", clean); err != nil {
-		http.Error(w, "unavailable", http.StatusServiceUnavailable)
-		return
-	}
-	defer e.inflight.Done()
-	ctx := r.Context()
-	info, err := e.b.Stat(ctx, clean)
-	if err != nil || info.IsFolder {
-		if err == nil || errors.Is(err, fs.ErrNotExist) {
-			http.Error(w, "not found", http.StatusNotFound)
-		} else {
-			e.cfg.logger.Error("roomstore: serving a signed URL", "path", clean, "err", err)
-			http.Error(w, "unavailable", http.StatusServiceUnavailable)
-		}
-		return
-	}
-	content := &versionReader{ctx: ctx, b: e.b, path: clean, info: info}
-	defer content.Close()
-	h := w.Header()
-	h.Set("ETag", `"`+info.ETag+`"`)
-	if t := mimeTypeByExt(clean); t != "" {
-		h.Set("Content-Type", t)
-	}
-	h.Set("Cache-Control", "private")
-	// Stored files are user content: never let a browser run them as part
-	// of the origin that serves them.
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "sandbox")
-	http.ServeContent(w, r, info.Name(), info.ModTime, content)
+	e.serve(w, r, clean, disposition)
 }
 
 // verify checks the URL's signature and expiry and returns the clean path
-// it was signed for.
-func (e *Engine) verify(r *http.Request) (string, bool) {
+// it was signed for and the Content-Disposition it asks for ("" for none).
+func (e *Engine) verify(r *http.Request) (string, string, bool) {
 	prefix := e.basePath() + "/"
 	if !strings.HasPrefix(r.URL.Path, prefix) {
-		return "", false
+		return "", "", false
 	}
 	clean, err := backend.Clean(r.URL.Path[len(prefix):], backend.TargetFile)
 	if err != nil {
-		return "", false
+		return "", "", false
 	}
 	q := r.URL.Query()
-	exp, sig := q.Get("exp"), q.Get("sig")
-	if len(q["exp"]) != 1 || len(q["sig"]) != 1 {
-		return "", false
+	exp, sig, att := q.Get("exp"), q.Get("sig"), q.Get("att")
+	if len(q["exp"]) != 1 || len(q["sig"]) != 1 || len(q["att"]) > 1 || len(q["att"]) == 1 && att == "" {
+		return "", "", false
 	}
-	want := e.signature(http.MethodGet, clean, exp)
+	want := e.signature(http.MethodGet, clean, exp, att)
 	if !hmac.Equal([]byte(sig), []byte(want)) {
-		return "", false
+		return "", "", false
 	}
 	unix, err := strconv.ParseInt(exp, 10, 64)
 	if err != nil || time.Now().Unix() > unix {
-		return "", false
+		return "", "", false
 	}
-	return clean, true
+	return clean, disposition(att), true
 }
 
 func (e *Engine) basePath() string {
@@ -158,69 +199,4 @@ func (e *Engine) basePath() string {
 		return ""
 	}
 	return e.cfg.baseURL.Path
-}
-
-// versionReader is the io.ReadSeeker that http.ServeContent needs, over
-// ranged backend reads. It opens a read at the position of the first Read
-// after a Seek, so a range request costs one read, and refuses to mix
-// versions: a read of another version than the one whose headers were sent
-// fails.
-type versionReader struct {
-	ctx  context.Context
-	b    backend.Backend
-	path string
-	info backend.Info
-	pos  int64
-	r    io.ReadCloser
-}
-
-func (v *versionReader) Read(p []byte) (int, error) {
-	if v.r == nil {
-		if v.pos >= v.info.Size {
-			return 0, io.EOF
-		}
-		r, info, err := v.b.Read(v.ctx, v.path, v.pos, -1)
-		if err != nil {
-			return 0, err
-		}
-		if info.ETag != v.info.ETag {
-			r.Close()
-			return 0, fmt.Errorf("roomstore: %s changed while being served", v.path)
-		}
-		v.r = r
-	}
-	n, err := v.r.Read(p)
-	v.pos += int64(n)
-	return n, err
-}
-
-func (v *versionReader) Seek(offset int64, whence int) (int64, error) {
-	var pos int64
-	switch whence {
-	case io.SeekStart:
-		pos = offset
-	case io.SeekCurrent:
-		pos = v.pos + offset
-	case io.SeekEnd:
-		pos = v.info.Size + offset
-	default:
-		return 0, fmt.Errorf("roomstore: bad whence %d", whence)
-	}
-	if pos < 0 {
-		return 0, fmt.Errorf("roomstore: negative position %d", pos)
-	}
-	if pos != v.pos {
-		v.Close()
-		v.pos = pos
-	}
-	return pos, nil
-}
-
-func (v *versionReader) Close() error {
-	if v.r == nil {
-		return nil
-	}
-	err := v.r.Close()
-	v.r = nil
-	return err
 }

@@ -93,9 +93,38 @@ func releaseLocks(fsys afero.Fs) {
 // OS, across processes, waiting as ctx allows. It returns the function that
 // releases both.
 func (l *fsLocks) lock(ctx context.Context, a *Afero, path string) (func(), error) {
+	return l.lockStripe(ctx, a, stripeOf(path))
+}
+
+// lockPair takes the stripes of two paths, in stripe order so that two
+// pairs never wait for each other crosswise, and the shared one once.
+func (l *fsLocks) lockPair(ctx context.Context, a *Afero, p, q string) (func(), error) {
+	m, n := stripeOf(p), stripeOf(q)
+	if m == n {
+		return l.lockStripe(ctx, a, m)
+	}
+	if m > n {
+		m, n = n, m
+	}
+	first, err := l.lockStripe(ctx, a, m)
+	if err != nil {
+		return nil, err
+	}
+	second, err := l.lockStripe(ctx, a, n)
+	if err != nil {
+		first()
+		return nil, err
+	}
+	return func() { second(); first() }, nil
+}
+
+func stripeOf(path string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(path))
-	n := h.Sum32() % lockStripes
+	return h.Sum32() % lockStripes
+}
+
+func (l *fsLocks) lockStripe(ctx context.Context, a *Afero, n uint32) (func(), error) {
 	sem := l.stripes[n]
 	if err := sem.Acquire(ctx, 1); err != nil {
 		return nil, err

@@ -78,9 +78,11 @@ type Backend interface {
 	Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, Info, error)
 
 	// Presign returns a URL that serves the file to a plain HTTP GET until
-	// expiry has passed, or errors.ErrUnsupported when the store cannot sign
-	// URLs itself (the Engine then signs its own).
-	Presign(ctx context.Context, path string, expiry time.Duration) (string, error)
+	// opts.Expiry has passed, with the response headers opts asks for, or
+	// errors.ErrUnsupported when the store cannot sign URLs itself (the
+	// Engine then signs its own). An expiry the store cannot sign yields
+	// fs.ErrInvalid.
+	Presign(ctx context.Context, path string, opts PresignOptions) (string, error)
 
 	// List yields the direct children of the folder dir ("" is the root),
 	// files and folders, in any order, paging internally so that memory does
@@ -90,6 +92,25 @@ type Backend interface {
 	// Remove deletes the file at path, pruning folders it leaves empty.
 	// A missing file yields fs.ErrNotExist and a folder ErrIsFolder.
 	Remove(ctx context.Context, path string) error
+
+	// Move renames the file at src to dst (src != dst, neither beneath the
+	// other) and returns the Info of dst, pruning folders src leaves empty
+	// and making those dst needs. It yields fs.ErrNotExist when src holds
+	// no file, ErrIsFolder when src or dst is a folder, fs.ErrExist when a
+	// file is at dst and opts.Overwrite is false, and, where the store can
+	// tell (disk and memory), ErrNotFolder when a parent of dst is a file.
+	//
+	// The file moves whole: dst gets src's content as of one commit, and
+	// an append that commits to src while Move runs is never lost. On disk
+	// and in memory Move is one atomic rename: a reader sees the file at
+	// src or at dst, never neither. An object store copies on the server
+	// under a precondition on src's version and then removes src under the
+	// same precondition; when src changed in between it returns
+	// ErrConflict, having removed its copy unless opts.Overwrite (then dst
+	// holds a copy of an earlier version of src), src keeping every byte,
+	// and the caller may call Move again. A failed Move otherwise leaves
+	// src and dst as they were.
+	Move(ctx context.Context, src, dst string, opts MoveOptions) (Info, error)
 
 	// Close releases what the backend holds (descriptors, a client it
 	// built itself); a client the caller handed in stays the caller's.
@@ -125,6 +146,22 @@ type Writer interface {
 	Abort(ctx context.Context) error
 }
 
+// MoveOptions tune Move.
+type MoveOptions struct {
+	// Overwrite lets Move replace a file at dst.
+	Overwrite bool
+}
+
+// PresignOptions tune Presign.
+type PresignOptions struct {
+	// Expiry is how long the URL stays valid; it must be positive.
+	Expiry time.Duration
+	// ContentDisposition, when set, is the Content-Disposition header the
+	// URL's response carries (such as `attachment; filename="a.txt"`),
+	// signed into the URL so that it cannot be changed.
+	ContentDisposition string
+}
+
 // WriteOptions tune Create and Append.
 type WriteOptions struct {
 	// Exclusive makes Create fail with fs.ErrExist when a file exists at
@@ -147,7 +184,9 @@ type Info struct {
 	// ModTime is the time of the file's last commit.
 	ModTime time.Time
 	// ETag identifies this version of the file's content; it changes with
-	// every commit. It is opaque and unquoted.
+	// every commit. It is opaque and unquoted. List may leave it empty
+	// where the store's listings do not carry it (S3), never set it to
+	// another value than Stat reports.
 	ETag string
 }
 

@@ -235,7 +235,8 @@ func generation(a *storage.ObjectAttrs) int64 {
 // DoesNotExist precondition, and returns the function that gives it back.
 // A claim held by someone else yields a conflict; one older than the
 // lease is deleted on the way, so that the engine's next attempt can take
-// it.
+// it. Move takes the claims of the file it moves too, to keep appenders
+// off it.
 func (b *Backend) claim(ctx context.Context, path, key string, gen int64) (release func(), err error) {
 	tok := b.bucket.Object(b.claimName(key, gen))
 	nonce := newID()
@@ -265,7 +266,7 @@ func (b *Backend) claim(ctx context.Context, path, key string, gen int64) (relea
 		// cannot remove a claim taken after this check.
 		_ = tok.Generation(held.Generation).Delete(ctx)
 	}
-	return nil, conflict("another writer is appending", err)
+	return nil, conflict("another writer is appending to or moving the file", err)
 }
 
 func (b *Backend) releaser(ctx context.Context, tok *storage.ObjectHandle, gen int64) func() {

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"iter"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -306,30 +307,38 @@ const maxPresignExpiry = 7 * 24 * time.Hour
 const expirySlack = 500 * time.Millisecond
 
 // Presign returns a V4 signed GET URL for the object at path, valid for
-// expiry (at most seven days; otherwise fs.ErrInvalid). It signs with the
-// identity from WithSigner or WithSignBytes and does no I/O unless the
-// signing function does; without one it returns errors.ErrUnsupported so
-// that the engine signs its own URLs.
-func (b *Backend) Presign(ctx context.Context, path string, expiry time.Duration) (string, error) {
+// opts.Expiry (at most seven days; otherwise fs.ErrInvalid). A non-empty
+// opts.ContentDisposition is signed into the URL as its
+// response-content-disposition parameter, which makes the response carry
+// that Content-Disposition header. Presign signs with the identity from
+// WithSigner or WithSignBytes and does no I/O unless the signing function
+// does; without one it returns errors.ErrUnsupported so that the engine
+// signs its own URLs.
+func (b *Backend) Presign(ctx context.Context, path string, opts backend.PresignOptions) (string, error) {
 	s := b.cfg.signer
 	if s == nil {
 		return "", backend.Errorf(errors.ErrUnsupported, nil, "no signing identity (backend_gcs.WithSigner)")
 	}
-	if expiry <= 0 || expiry > maxPresignExpiry {
-		return "", backend.Errorf(fs.ErrInvalid, nil, "expiry %v outside (0, %v]", expiry, maxPresignExpiry)
+	if opts.Expiry <= 0 || opts.Expiry > maxPresignExpiry {
+		return "", backend.Errorf(fs.ErrInvalid, nil, "expiry %v outside (0, %v]", opts.Expiry, maxPresignExpiry)
 	}
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
+	var query url.Values
+	if opts.ContentDisposition != "" {
+		query = url.Values{"response-content-disposition": {opts.ContentDisposition}}
+	}
 	u, err := b.bucket.SignedURL(b.key(path), &storage.SignedURLOptions{
-		GoogleAccessID: s.email,
-		PrivateKey:     s.key,
-		SignBytes:      s.sign,
-		Method:         http.MethodGet,
-		Expires:        time.Now().Add(min(expiry+expirySlack, maxPresignExpiry)),
-		Scheme:         storage.SigningSchemeV4,
-		Hostname:       b.cfg.urlHost,
-		Insecure:       b.cfg.urlInsecure,
+		GoogleAccessID:  s.email,
+		PrivateKey:      s.key,
+		SignBytes:       s.sign,
+		Method:          http.MethodGet,
+		Expires:         time.Now().Add(min(opts.Expiry+expirySlack, maxPresignExpiry)),
+		Scheme:          storage.SigningSchemeV4,
+		Hostname:        b.cfg.urlHost,
+		Insecure:        b.cfg.urlInsecure,
+		QueryParameters: query,
 	})
 	if err != nil {
 		return "", classify(err)

@@ -5,7 +5,7 @@
 // without a prefix). Folders are implicit, as everywhere in roomstore: a
 // folder is any name that objects lie beneath, found with delimiter
 // listings. The backend keeps its own objects (upload staging, append
-// claims) under prefix + "/.roomstore/"; they never show in List.
+// and move claims) under prefix + "/.roomstore/"; they never show in List.
 //
 // Importing the package registers the "gs" scheme for roomstore.OpenURL:
 //
@@ -44,6 +44,39 @@
 // one minute is taken to belong to a crashed writer and is removed by the
 // next attempt, which still reports a conflict and lets the retry proceed.
 //
+// # Moves
+//
+// Move renames a file without moving its bytes through the client:
+//
+//  1. read src's generation g (none: fs.ErrNotExist, or ErrIsFolder when
+//     objects lie beneath src); refuse a dst that is a folder and, without
+//     Overwrite, one that holds an object (fs.ErrExist);
+//  2. claim g and 0 of src, as an append would, and check src is still at
+//     g;
+//  3. copy src@g (the source generation pinned) to dst on the server,
+//     with a DoesNotExist precondition unless Overwrite;
+//  4. delete src@g (that generation pinned), and release the claims.
+//
+// When src changed in between (the pinned copy or delete meets a 404, a
+// claim is held) Move returns an error wrapping backend.ErrConflict,
+// having deleted its copy's generation unless Overwrite, and src keeps
+// every byte.
+//
+// Cloud Storage enforces every precondition above, and its compose, also
+// guarded by the file's generation, cannot land on a src that step 4 has
+// deleted. The emulator ignores the preconditions of copies, composes and
+// deletes, and composes without holding its lock; it honours pinned
+// generations. So Move pins generations rather than trusting
+// preconditions, and holds the claims: on the emulator an append that
+// read src's sources before step 4 and wrote after it would bring src
+// back with its old content, and an appender creating src afresh after
+// step 4 would make a lost delete response look like a conflict and the
+// copy be deleted while src holds only the new bytes. While Move holds the
+// claims, an append lost to it reports ErrConflict and retries, onto src
+// still at g or, once Move is done, onto a new src: never lost. On the
+// emulator only the check in step 1 stands for DoesNotExist, so a file
+// created at dst just after it may be replaced.
+//
 // # Errors
 //
 // Errors follow the backend contract: a classified error is a
@@ -56,10 +89,13 @@
 //     object;
 //   - backend.ErrStoreUnavailable: the bucket is missing (a listing's 404,
 //     which follows an object's to tell the two apart);
-//   - backend.ErrIsFolder: Read or Remove of a prefix with objects beneath;
+//   - backend.ErrIsFolder: Read, Remove or Move of a prefix with objects
+//     beneath, or a Move onto one;
 //   - fs.ErrClosed: a call on a finished Writer;
-//   - fs.ErrExist: an exclusive Create lost to an existing object (412);
-//   - backend.ErrConflict: an append lost a race (claim or 412);
+//   - fs.ErrExist: an exclusive Create lost to an existing object (412),
+//     or a Move without Overwrite found one at its destination;
+//   - backend.ErrConflict: an append or a Move lost a race (claim, 412, or
+//     a pinned generation gone);
 //   - fs.ErrPermission: HTTP 401 or 403;
 //   - fs.ErrInvalid: bad arguments (read offset past the end, expiry);
 //   - errors.ErrUnsupported: Presign without a signing identity.

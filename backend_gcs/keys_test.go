@@ -3,9 +3,12 @@ package backend_gcs
 import (
 	"errors"
 	"io/fs"
+	"net/url"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/roomstore/roomstore/backend"
 )
 
 // weirdNames are names that must round-trip byte for byte (SPEC 2).
@@ -51,12 +54,17 @@ func TestWeirdKeys(t *testing.T) {
 					t.Fatalf("List %q = %q, lacks %q", dir, got, name)
 				}
 
-				u, err := s.Presign(t.Context(), path, time.Minute)
+				cd := "attachment; filename*=UTF-8''" + url.PathEscape(name)
+				u, err := s.Presign(t.Context(), path, backend.PresignOptions{Expiry: time.Minute, ContentDisposition: cd})
 				if err != nil {
 					t.Fatal(err)
 				}
-				if code, body := httpGet(t, u); code != 200 || string(body) != string(want) {
+				code, h, body := httpGetHeader(t, u)
+				if code != 200 || string(body) != string(want) {
 					t.Fatalf("GET %s = %d %q, want %q", u, code, body, want)
+				}
+				if got := h.Get("Content-Disposition"); got != cd {
+					t.Fatalf("GET %s: Content-Disposition = %q, want %q", u, got, cd)
 				}
 
 				if err := s.Remove(t.Context(), path); err != nil {

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/roomstore/roomstore/backend"
 )
 
 const testSigner = "roomstore-test@example.iam.gserviceaccount.com"
@@ -36,6 +38,13 @@ func throwawayKey(t *testing.T) (*rsa.PrivateKey, []byte) {
 
 func httpGet(t *testing.T, u string) (int, []byte) {
 	t.Helper()
+	code, _, body := httpGetHeader(t, u)
+	return code, body
+}
+
+// httpGetHeader is httpGet that also returns the response's header.
+func httpGetHeader(t *testing.T, u string) (int, http.Header, []byte) {
+	t.Helper()
 	res, err := http.Get(u)
 	if err != nil {
 		t.Fatalf("GET %s: %v", u, err)
@@ -45,7 +54,29 @@ func httpGet(t *testing.T, u string) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res.StatusCode, body
+	return res.StatusCode, res.Header, body
+}
+
+// v4RequestHash returns the hex SHA-256 of the V4 canonical request of a
+// signed GET URL with only the host header signed, as the server rebuilds
+// it from the URL it receives: every query parameter but the signature
+// is part of it, so the hash matches the string to sign only when each of
+// them was signed.
+func v4RequestHash(t *testing.T, u *url.URL) string {
+	t.Helper()
+	q := u.Query()
+	q.Del("X-Goog-Signature")
+	canonical := strings.Join([]string{
+		http.MethodGet,
+		u.EscapedPath(),
+		strings.ReplaceAll(q.Encode(), "+", "%20"),
+		"host:" + u.Hostname(),
+		"",
+		"host",
+		"UNSIGNED-PAYLOAD",
+	}, "\n")
+	sum := sha256.Sum256([]byte(canonical))
+	return hex.EncodeToString(sum[:])
 }
 
 func TestPresign(t *testing.T) {
@@ -56,7 +87,7 @@ func TestPresign(t *testing.T) {
 		s := newStore(t, ep, "p", WithSigner(testSigner, keyPEM))
 		data := randBytes(testChunk+9, 5)
 		mustCreate(t, s, "dir/file.bin", data)
-		raw, err := s.Presign(t.Context(), "dir/file.bin", 10*time.Minute)
+		raw, err := s.Presign(t.Context(), "dir/file.bin", backend.PresignOptions{Expiry: 10 * time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,6 +107,9 @@ func TestPresign(t *testing.T) {
 		if !strings.HasPrefix(q.Get("X-Goog-Credential"), testSigner+"/") || q.Get("X-Goog-Signature") == "" {
 			t.Errorf("URL lacks the credential or signature: %s", raw)
 		}
+		if q.Has("response-content-disposition") {
+			t.Errorf("URL asks for a Content-Disposition nobody wanted: %s", raw)
+		}
 		code, body := httpGet(t, raw)
 		if code != http.StatusOK {
 			t.Fatalf("GET presigned URL: %d %s", code, body)
@@ -92,7 +126,7 @@ func TestPresign(t *testing.T) {
 		}
 		s := newStore(t, ep, "p", WithSignBytes(testSigner, sign))
 		mustCreate(t, s, "f", []byte("hello"))
-		raw, err := s.Presign(t.Context(), "f", time.Minute)
+		raw, err := s.Presign(t.Context(), "f", backend.PresignOptions{Expiry: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,10 +147,44 @@ func TestPresign(t *testing.T) {
 		}
 	})
 
+	t.Run("a content disposition is signed into the URL and served", func(t *testing.T) {
+		var toSign []byte
+		sign := func(p []byte) ([]byte, error) {
+			toSign = p
+			sum := sha256.Sum256(p)
+			return rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+		}
+		s := newStore(t, ep, "p", WithSignBytes(testSigner, sign))
+		mustCreate(t, s, "dir/report.csv", []byte("a,b\n"))
+		const cd = `attachment; filename="report 2024.csv"; filename*=UTF-8''report%202024.csv`
+		raw, err := s.Presign(t.Context(), "dir/report.csv", backend.PresignOptions{Expiry: time.Minute, ContentDisposition: cd})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := u.Query()["response-content-disposition"]; len(got) != 1 || got[0] != cd {
+			t.Fatalf("response-content-disposition = %q, want [%q]", got, cd)
+		}
+		lines := strings.Split(string(toSign), "\n")
+		if got, want := lines[len(lines)-1], v4RequestHash(t, u); got != want {
+			t.Fatalf("the string to sign hashes canonical request %s, the URL's is %s: the disposition is not signed", got, want)
+		}
+		code, h, body := httpGetHeader(t, raw)
+		if code != http.StatusOK || string(body) != "a,b\n" {
+			t.Fatalf("GET = %d %q", code, body)
+		}
+		if got := h.Get("Content-Disposition"); got != cd {
+			t.Fatalf("Content-Disposition = %q, want %q", got, cd)
+		}
+	})
+
 	t.Run("without a signing identity Presign is unsupported", func(t *testing.T) {
 		s := newStore(t, ep, "p")
 		mustCreate(t, s, "f", []byte("x"))
-		if _, err := s.Presign(t.Context(), "f", time.Minute); !errors.Is(err, errors.ErrUnsupported) {
+		if _, err := s.Presign(t.Context(), "f", backend.PresignOptions{Expiry: time.Minute}); !errors.Is(err, errors.ErrUnsupported) {
 			t.Fatalf("Presign = %v, want errors.ErrUnsupported", err)
 		}
 	})
@@ -124,7 +192,7 @@ func TestPresign(t *testing.T) {
 	t.Run("an expiry outside (0, 7 days] is ErrInvalid", func(t *testing.T) {
 		s := newStore(t, ep, "p", WithSigner(testSigner, keyPEM))
 		for _, d := range []time.Duration{0, -time.Second, 7*24*time.Hour + time.Second} {
-			if _, err := s.Presign(t.Context(), "f", d); !errors.Is(err, fs.ErrInvalid) {
+			if _, err := s.Presign(t.Context(), "f", backend.PresignOptions{Expiry: d}); !errors.Is(err, fs.ErrInvalid) {
 				t.Errorf("Presign(%v) = %v, want fs.ErrInvalid", d, err)
 			}
 		}
@@ -136,7 +204,7 @@ func TestPresign(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, err := b.Presign(t.Context(), "f", time.Minute)
+		raw, err := b.Presign(t.Context(), "f", backend.PresignOptions{Expiry: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/storage"
-	"google.golang.org/api/option"
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
@@ -101,30 +100,6 @@ func newDeathStore(t *testing.T, d *dyingServer, client *storage.Client) *store 
 	}
 	return &store{Backend: b, endpoint: d.Endpoint, client: raw, bucket: bucket}
 }
-
-// hookedClient returns a storage client for d that calls before with each
-// HTTP request it is about to send.
-func hookedClient(t *testing.T, d *dyingServer, before func(*http.Request)) *storage.Client {
-	t.Helper()
-	rt := roundTripper(func(r *http.Request) (*http.Response, error) {
-		before(r)
-		return http.DefaultTransport.RoundTrip(r)
-	})
-	c, err := storage.NewClient(context.Background(),
-		option.WithEndpoint(d.Endpoint+"/storage/v1/"),
-		option.WithHTTPClient(&http.Client{Transport: rt}),
-		storage.WithDisabledClientMetrics(),
-	)
-	if err != nil {
-		t.Fatalf("storage client: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-type roundTripper func(*http.Request) (*http.Response, error)
-
-func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // notBlocked runs f and fails the test if it has not returned after
 // blockedLimit, so that a call stuck on the dead server shows up as a
@@ -286,7 +261,7 @@ func TestServerDeath(t *testing.T) {
 		d := startDyingServer(t)
 		var once sync.Once
 		var died atomic.Bool
-		client := hookedClient(t, d, func(r *http.Request) {
+		client := hookedClient(t, d.Endpoint, func(r *http.Request) {
 			if strings.HasSuffix(r.URL.Path, "/compose") {
 				once.Do(func() {
 					d.dieFor(500 * time.Millisecond)

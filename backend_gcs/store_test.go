@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/testserver"
 	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
 )
 
 // testChunk is the smallest chunk the SDK allows (it rounds up to 256 KiB),
@@ -64,6 +66,36 @@ func (s *store) reopen(t *testing.T, opts ...Option) *store {
 	}
 	return &store{Backend: b, endpoint: s.endpoint, client: client, bucket: s.bucket}
 }
+
+// hookedClient returns a storage client for the server at endpoint that
+// calls before with each HTTP request it is about to send.
+func hookedClient(t *testing.T, endpoint string, before func(*http.Request)) *storage.Client {
+	t.Helper()
+	return clientWith(t, endpoint, roundTripper(func(r *http.Request) (*http.Response, error) {
+		before(r)
+		return http.DefaultTransport.RoundTrip(r)
+	}))
+}
+
+// clientWith returns a storage client for the server at endpoint that
+// sends its requests through rt. It is closed when t ends.
+func clientWith(t *testing.T, endpoint string, rt http.RoundTripper) *storage.Client {
+	t.Helper()
+	c, err := storage.NewClient(context.Background(),
+		option.WithEndpoint(endpoint+"/storage/v1/"),
+		option.WithHTTPClient(&http.Client{Transport: rt}),
+		storage.WithDisabledClientMetrics(),
+	)
+	if err != nil {
+		t.Fatalf("storage client: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // objects lists every object name in the bucket, reserved ones included.
 func (s *store) objects(t *testing.T) []string {

@@ -19,6 +19,7 @@ const (
 	OpList    Op = "list"    // List
 	OpRemove  Op = "remove"  // Remove, before anything changes
 	OpPresign Op = "presign" // Presign
+	OpMove    Op = "move"    // Move, before anything changes
 )
 
 // Fault makes an operation fail, so that code built on roomstore can test

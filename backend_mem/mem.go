@@ -184,7 +184,7 @@ func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (
 }
 
 // Presign implements backend.Backend: memory has no URLs of its own.
-func (b *Backend) Presign(ctx context.Context, _ string, _ time.Duration) (string, error) {
+func (b *Backend) Presign(ctx context.Context, _ string, _ backend.PresignOptions) (string, error) {
 	if err := b.check(ctx, OpPresign); err != nil {
 		return "", err
 	}
@@ -249,6 +249,48 @@ func (b *Backend) Remove(ctx context.Context, path string) error {
 	delete(f.files, name)
 	b.prune(path)
 	return nil
+}
+
+// Move implements backend.Backend: one step under the store's lock, so
+// readers see the file at src or at dst and a commit to src lands wholly
+// before or after it. The moved file keeps its version (ETag, ModTime).
+func (b *Backend) Move(ctx context.Context, src, dst string, opts backend.MoveOptions) (backend.Info, error) {
+	if err := b.check(ctx, OpMove); err != nil {
+		return backend.Info{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	from, name, err := b.find(src)
+	switch {
+	case err != nil:
+		return backend.Info{}, errThroughFile
+	case from == nil:
+		return backend.Info{}, fs.ErrNotExist
+	case from.folders[name] != nil:
+		return backend.Info{}, backend.ErrIsFolder
+	}
+	o := from.files[name]
+	if o == nil {
+		return backend.Info{}, fs.ErrNotExist
+	}
+	to, toName, err := b.mkdirs(dst)
+	if err != nil {
+		return backend.Info{}, err
+	}
+	switch {
+	case to.folders[toName] != nil:
+		err = backend.ErrIsFolder
+	case to.files[toName] != nil && !opts.Overwrite:
+		err = fs.ErrExist
+	}
+	if err != nil {
+		b.prune(dst)
+		return backend.Info{}, err
+	}
+	to.files[toName] = o
+	delete(from.files, name)
+	b.prune(src)
+	return info(dst, o), nil
 }
 
 // prune drops the folders above path that no longer hold anything. The

@@ -60,7 +60,7 @@ func TestWeirdKeys(t *testing.T) {
 			if !found {
 				t.Errorf("List(%q) misses %q", backend.Parent(name), name)
 			}
-			u, err := s.Presign(t.Context(), name, time.Minute)
+			u, err := s.Presign(t.Context(), name, backend.PresignOptions{Expiry: time.Minute})
 			if err != nil {
 				t.Fatal(err)
 			}

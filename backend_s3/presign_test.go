@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"io/fs"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -27,7 +28,7 @@ func TestPresign(t *testing.T) {
 	}
 	put(t, s, "docs/other.txt", []byte("other"))
 
-	signed, err := s.Presign(t.Context(), "docs/report.txt", time.Minute)
+	signed, err := s.Presign(t.Context(), "docs/report.txt", backend.PresignOptions{Expiry: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,7 @@ func TestPresign(t *testing.T) {
 			u.RawQuery = q.Encode()
 		},
 		"a signature for another key": func(u *url.URL) {
-			other, err := s.Presign(t.Context(), "docs/other.txt", time.Minute)
+			other, err := s.Presign(t.Context(), "docs/other.txt", backend.PresignOptions{Expiry: time.Minute})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,8 +95,59 @@ func TestPresign(t *testing.T) {
 		})
 	}
 
+	dispositions := []string{
+		`attachment; filename="report.txt"`,
+		mime.FormatMediaType("attachment", map[string]string{"filename": "résumé 1.txt"}),
+		"inline",
+	}
+	for _, cd := range dispositions {
+		t.Run("the signed Content-Disposition "+cd+" is served as it is", func(t *testing.T) {
+			u, err := s.Presign(t.Context(), "docs/report.txt", backend.PresignOptions{Expiry: time.Minute, ContentDisposition: cd})
+			if err != nil {
+				t.Fatal(err)
+			}
+			status, body, header := fetch(t, u)
+			if status != http.StatusOK || !bytes.Equal(body, data) {
+				t.Fatalf("GET = %d with %d bytes, want 200 with %d", status, len(body), len(data))
+			}
+			if got := header.Values("Content-Disposition"); len(got) != 1 || got[0] != cd {
+				t.Errorf("Content-Disposition = %q, want exactly %q", got, cd)
+			}
+		})
+	}
+
+	t.Run("a URL whose disposition was changed, dropped or added is refused with 403", func(t *testing.T) {
+		const param = "response-content-disposition"
+		withCD, err := s.Presign(t.Context(), "docs/report.txt", backend.PresignOptions{Expiry: time.Minute, ContentDisposition: dispositions[1]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, tc := range map[string]struct {
+			signed string
+			tamper func(q url.Values)
+			want   int
+		}{
+			// The control: re-encoding the query alone keeps the URL valid.
+			"kept":    {withCD, func(url.Values) {}, http.StatusOK},
+			"changed": {withCD, func(q url.Values) { q.Set(param, `attachment; filename="evil.html"`) }, http.StatusForbidden},
+			"dropped": {withCD, func(q url.Values) { q.Del(param) }, http.StatusForbidden},
+			"added":   {signed, func(q url.Values) { q.Set(param, "attachment") }, http.StatusForbidden},
+		} {
+			u, err := url.Parse(tc.signed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := u.Query()
+			tc.tamper(q)
+			u.RawQuery = q.Encode()
+			if status, _, header := fetch(t, u.String()); status != tc.want {
+				t.Errorf("GET with the disposition %s = %d (Content-Disposition %q), want %d", name, status, header.Get("Content-Disposition"), tc.want)
+			}
+		}
+	})
+
 	t.Run("an expired URL is refused with 403", func(t *testing.T) {
-		short, err := s.Presign(t.Context(), "docs/report.txt", time.Second)
+		short, err := s.Presign(t.Context(), "docs/report.txt", backend.PresignOptions{Expiry: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +159,7 @@ func TestPresign(t *testing.T) {
 
 	t.Run("an expiry out of SigV4's range is invalid", func(t *testing.T) {
 		for _, d := range []time.Duration{0, -time.Second, 8 * 24 * time.Hour} {
-			_, err := s.Presign(t.Context(), "docs/report.txt", d)
+			_, err := s.Presign(t.Context(), "docs/report.txt", backend.PresignOptions{Expiry: d})
 			assertIs(t, err, fs.ErrInvalid)
 		}
 	})

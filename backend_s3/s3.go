@@ -25,6 +25,14 @@
 // except the last. The appended bytes are staged in a temporary object, so
 // a lost race costs no re-upload from the caller.
 //
+// Move copies on the server and then deletes: the copy (CopyObject, or
+// UploadPartCopy parts of a multipart upload) is guarded by
+// x-amz-copy-source-if-match on src's ETag, the deletion of src by
+// If-Match on it, and without Overwrite the copy is a multipart upload
+// completed with If-None-Match "*", as servers may ignore If-None-Match
+// on CopyObject (versitygw does). A src that changes in between makes
+// Move return backend.ErrConflict with src keeping every byte; see Move.
+//
 // S3's ETag hashes the content, so two commits of the same bytes share it,
 // while backend.Info.ETag must change with every commit. Every commit
 // therefore stores a random id in the object's metadata
@@ -62,11 +70,13 @@
 //   - fs.ErrNotExist: NoSuchKey, NotFound, any 404 for an object.
 //   - backend.ErrStoreUnavailable: NoSuchBucket (a HEAD's bare 404 is told
 //     apart by the listing that follows it).
-//   - backend.ErrIsFolder: Read or Remove of a key prefix with objects
-//     beneath it.
-//   - fs.ErrExist: an exclusive Create lost (412 PreconditionFailed).
-//   - backend.ErrConflict: an Append commit lost a race (412, or the source
-//     object vanished or changed under the server-side copy).
+//   - backend.ErrIsFolder: Read, Remove or Move of a key prefix with
+//     objects beneath it, or a Move onto one.
+//   - fs.ErrExist: an exclusive Create, or a Move without Overwrite, lost
+//     (412 PreconditionFailed), or Move found a file at its destination.
+//   - backend.ErrConflict: an Append commit, or a Move, lost a race (412,
+//     or the source object vanished or changed under the server-side
+//     copy).
 //   - fs.ErrPermission: AccessDenied, a bad signature or key, any 403.
 //   - fs.ErrInvalid: bad arguments (read offset past the end, bad options).
 //   - backend.ErrIsFolder, backend.ErrNotFolder at commit: servers that
@@ -422,17 +432,22 @@ func totalFromContentRange(cr string) (int64, bool) {
 const maxPresignExpiry = 7 * 24 * time.Hour
 
 // Presign returns a SigV4-presigned GET URL for the file at path, valid for
-// expiry (at most 7 days, SigV4's limit; longer or non-positive values yield
-// an error wrapping fs.ErrInvalid). It makes no request, so it does not
-// check that the file exists; fetching a missing file gets a 404.
-func (b *Backend) Presign(ctx context.Context, path string, expiry time.Duration) (string, error) {
-	if expiry <= 0 || expiry > maxPresignExpiry {
-		return "", backend.Errorf(fs.ErrInvalid, nil, "expiry %v outside (0, %v]", expiry, maxPresignExpiry)
+// opts.Expiry (at most 7 days, SigV4's limit; longer or non-positive values
+// yield an error wrapping fs.ErrInvalid). A non-empty
+// opts.ContentDisposition is signed into the URL as S3's
+// response-content-disposition override, so the response carries that
+// Content-Disposition header and a URL whose disposition was changed is
+// refused (403). It makes no request, so it does not check that the file
+// exists; fetching a missing file gets a 404.
+func (b *Backend) Presign(ctx context.Context, path string, opts backend.PresignOptions) (string, error) {
+	if opts.Expiry <= 0 || opts.Expiry > maxPresignExpiry {
+		return "", backend.Errorf(fs.ErrInvalid, nil, "expiry %v outside (0, %v]", opts.Expiry, maxPresignExpiry)
 	}
 	req, err := b.presign.PresignGetObject(ctx, &s3.GetObjectInput{
-		Bucket: aws.String(b.bucket),
-		Key:    aws.String(b.key(path)),
-	}, s3.WithPresignExpires(expiry))
+		Bucket:                     aws.String(b.bucket),
+		Key:                        aws.String(b.key(path)),
+		ResponseContentDisposition: optional(opts.ContentDisposition),
+	}, s3.WithPresignExpires(opts.Expiry))
 	if err != nil {
 		return "", classify(err)
 	}
@@ -475,9 +490,10 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 				if name == "" || strings.Contains(name, "/") || backend.IsReserved(name) {
 					continue
 				}
-				// ListObjectsV2 carries no metadata, so the commit id is
-				// missing and the ETag is S3's alone; see commitMeta.
-				info := fileInfo(backend.Join(dir, name), aws.ToInt64(obj.Size), aws.ToTime(obj.LastModified), aws.ToString(obj.ETag), "")
+				// ListObjectsV2 carries no metadata, so the commit id, and
+				// with it the ETag (see commitMeta), is unknown here: an
+				// ETag that no Stat would report is worse than none.
+				info := fileInfo(backend.Join(dir, name), aws.ToInt64(obj.Size), aws.ToTime(obj.LastModified), "", "")
 				if !yield(info, nil) {
 					return
 				}

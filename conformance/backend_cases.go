@@ -169,8 +169,16 @@ func runBackend(t *testing.T, h Harness) {
 			}
 			for info, err := range b.List(t.Context(), "d") {
 				noErr(t, "List", err)
-				if !info.IsFolder && (info.Size != int64(len(info.Path)) || info.ETag == "" || info.ModTime.IsZero()) {
-					t.Fatalf("list entry %+v lacks size or etag", info)
+				if info.IsFolder {
+					continue
+				}
+				st, err := b.Stat(t.Context(), info.Path)
+				noErr(t, "Stat", err)
+				if info.Size != int64(len(info.Path)) || info.ModTime.IsZero() || !info.ModTime.Equal(st.ModTime) {
+					t.Fatalf("list entry %+v lacks size or time, or disagrees with Stat's %+v", info, st)
+				}
+				if want := st.ETag; info.ETag != want && !(h.ListOmitsETags && info.ETag == "") {
+					t.Fatalf("list entry has ETag %q, Stat %q", info.ETag, want)
 				}
 			}
 		}},
@@ -189,13 +197,57 @@ func runBackend(t *testing.T, h Harness) {
 		{"presign gives a URL or reports unsupported", func(t *testing.T, h Harness) {
 			b := h.New(t)
 			commit(t, b, "f", []byte("x"), false)
-			u, err := b.Presign(t.Context(), "f", time.Minute)
+			u, err := b.Presign(t.Context(), "f", backend.PresignOptions{Expiry: time.Minute})
 			switch {
 			case errors.Is(err, errors.ErrUnsupported):
 			case err != nil:
 				t.Fatalf("Presign: %v", err)
 			case !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://"):
 				t.Fatalf("Presign gave %q", u)
+			}
+		}},
+		{"move renames a file and returns the info stat reports", func(t *testing.T, h Harness) {
+			b := h.New(t)
+			commit(t, b, "a/f", []byte("hello"), false)
+			info, err := b.Move(t.Context(), "a/f", "b/c/g", backend.MoveOptions{})
+			noErr(t, "Move", err)
+			st, err := b.Stat(t.Context(), "b/c/g")
+			noErr(t, "Stat", err)
+			if info.Path != "b/c/g" || info.Size != 5 || info.ETag != st.ETag || !info.ModTime.Equal(st.ModTime) || st.Size != 5 {
+				t.Fatalf("Move returned %+v, Stat says %+v", info, st)
+			}
+			if got, _ := read(t, b, "b/c/g", 0, -1); string(got) != "hello" {
+				t.Fatalf("moved file holds %q", got)
+			}
+			_, err = b.Stat(t.Context(), "a/f")
+			wantIs(t, "Stat of the source", err, fs.ErrNotExist)
+			if got := listNames(t, b, ""); !slices.Equal(got, []string{"b/"}) {
+				t.Fatalf("root lists %v, want [b/]", got)
+			}
+		}},
+		{"move refuses a missing source, folders and an existing destination", func(t *testing.T, h Harness) {
+			b := h.New(t)
+			commit(t, b, "src", []byte("s"), false)
+			commit(t, b, "dst", []byte("d"), false)
+			commit(t, b, "dir/x", []byte("x"), false)
+			_, err := b.Move(t.Context(), "nope", "other", backend.MoveOptions{})
+			wantIs(t, "Move of a missing file", err, fs.ErrNotExist)
+			_, err = b.Move(t.Context(), "dir", "other", backend.MoveOptions{})
+			wantIs(t, "Move of a folder", err, backend.ErrIsFolder)
+			_, err = b.Move(t.Context(), "src", "dir", backend.MoveOptions{Overwrite: true})
+			wantIs(t, "Move onto a folder", err, backend.ErrIsFolder)
+			_, err = b.Move(t.Context(), "src", "dst", backend.MoveOptions{})
+			wantIs(t, "Move onto a file", err, fs.ErrExist)
+			if got, _ := read(t, b, "dst", 0, -1); string(got) != "d" {
+				t.Fatalf("dst holds %q after refused moves", got)
+			}
+			_, err = b.Move(t.Context(), "src", "dst", backend.MoveOptions{Overwrite: true})
+			noErr(t, "Move with Overwrite", err)
+			if got, _ := read(t, b, "dst", 0, -1); string(got) != "s" {
+				t.Fatalf("dst holds %q after the move", got)
+			}
+			if got := listNames(t, b, ""); !slices.Equal(sorted(got), []string{"dir/", "dst"}) {
+				t.Fatalf("root lists %v, want [dir/ dst]", got)
 			}
 		}},
 		{"a cancelled context fails calls", func(t *testing.T, h Harness) {
@@ -312,6 +364,8 @@ func read(t *testing.T, b backend.Backend, p string, off, n int64) ([]byte, back
 	}
 	return buf.Bytes(), info
 }
+
+func sorted(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s }
 
 func listNames(t *testing.T, b backend.Backend, dir string) []string {
 	t.Helper()

@@ -63,6 +63,11 @@ type Harness struct {
 	// such conflicts then checks that the Engine refuses them at Open,
 	// the only place such a store can.
 	CommitIgnoresFolders bool
+	// ListOmitsETags declares a store whose listings do not carry the
+	// ETag that Stat and reads report (S3: ListObjectsV2 has no object
+	// metadata, and the ETag holds a commit id kept there). List then
+	// leaves Entry.ETag empty, never a different value.
+	ListOmitsETags bool
 	// Leftovers, when set, lists what the backend keeps for itself in the
 	// store b (temporary files or objects, unfinished multipart uploads).
 	// Every case checks that nothing is left once its engines have shut

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -196,8 +197,15 @@ var eventCases = []tcase{
 	{"a slow subscriber loses events but never blocks writers", func(t *testing.T, h Harness) {
 		e := fresh(t, h, roomstore.WithEventBuffer(2))
 		release := make(chan struct{})
-		var got atomic.Int32
-		sub := e.Subscribe(func(roomstore.Event) { <-release; got.Add(1) }, roomstore.EventFileUpdated)
+		var got, told atomic.Int32
+		sub := e.Subscribe(func(ev roomstore.Event) {
+			<-release
+			if ev.Type == roomstore.EventOverflow {
+				told.Add(int32(ev.Dropped))
+				return
+			}
+			got.Add(1)
+		}, roomstore.EventFileUpdated)
 		const n = 12
 		done := make(chan struct{})
 		go func() {
@@ -215,11 +223,70 @@ var eventCases = []tcase{
 		}
 		close(release)
 		deadline := time.Now().Add(5 * time.Second)
-		for uint64(got.Load())+sub.Dropped() < n && time.Now().Before(deadline) {
+		for uint64(got.Load()+told.Load()) < n && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
-		if sub.Dropped() == 0 || uint64(got.Load())+sub.Dropped() != n {
-			t.Fatalf("slow subscriber got %d and dropped %d of %d", got.Load(), sub.Dropped(), n)
+		if sub.Dropped() == 0 || uint64(got.Load())+sub.Dropped() != n || uint64(told.Load()) != sub.Dropped() {
+			t.Fatalf("slow subscriber got %d, dropped %d of %d, and was told of %d", got.Load(), sub.Dropped(), n, told.Load())
+		}
+	}},
+	{"a subscriber that lost events is told where and how many", func(t *testing.T, h Harness) {
+		const buffer, lost = 4, 5
+		e := fresh(t, h, roomstore.WithEventBuffer(buffer))
+		entered, release := make(chan struct{}, 1), make(chan struct{})
+		var mu sync.Mutex
+		var seq []string
+		var pathOnly []string
+		e.Subscribe(func(ev roomstore.Event) {
+			if ev.Path == "f0" {
+				entered <- struct{}{}
+				<-release
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if ev.Type == roomstore.EventOverflow {
+				seq = append(seq, fmt.Sprintf("overflow(%d)", ev.Dropped))
+			} else {
+				seq = append(seq, ev.Path)
+			}
+		})
+		_, err := e.On(roomstore.EventFileUpdated, func(p string) {
+			mu.Lock()
+			defer mu.Unlock()
+			pathOnly = append(pathOnly, p)
+		})
+		noErr(t, "On", err)
+		e.put(t, "f0", nil, overwrite)
+		select {
+		case <-entered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the first event did not reach the subscriber within 10s")
+		}
+		for i := 1; i <= buffer+lost; i++ {
+			e.put(t, fmt.Sprintf("f%d", i), nil, overwrite)
+		}
+		close(release)
+		eventually(t, "the subscriber to drain its queue", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(seq) == buffer+2
+		})
+		e.put(t, "after", nil, overwrite)
+		eventually(t, "the event after the gap", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Contains(seq, "after")
+		})
+		want := []string{"f0", "f1", "f2", "f3", "f4", fmt.Sprintf("overflow(%d)", lost), "after"}
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(seq, want) {
+			t.Fatalf("subscriber saw %v, want %v", seq, want)
+		}
+		for _, p := range pathOnly {
+			if p == "" {
+				t.Fatalf("a path handler got an overflow event: %v", pathOnly)
+			}
 		}
 	}},
 }

@@ -1,7 +1,10 @@
 package conformance
 
 import (
+	"fmt"
 	"io"
+	"io/fs"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -145,4 +148,68 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// fetchHeader GETs u and returns the response's header and body.
+func fetchHeader(t *testing.T, u string) (http.Header, []byte, int) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
+	noErr(t, "request "+u, err)
+	resp, err := http.DefaultClient.Do(req)
+	noErr(t, "GET "+u, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	noErr(t, "read body", err)
+	return resp.Header, body, resp.StatusCode
+}
+
+var attachmentCases = []tcase{
+	{"an attachment url makes the response a download under the file's name", func(t *testing.T, h Harness) {
+		e := fresh(t, h)
+		const p = "docs/résumé 1.txt"
+		e.put(t, p, []byte("cv"), overwrite)
+		for name, opt := range map[string]roomstore.URLOption{"résumé 1.txt": roomstore.Attachment(""), `my "cv".txt`: roomstore.Attachment(`my "cv".txt`)} {
+			u, err := e.DownloadURL(e.ctx, p, opt)
+			noErr(t, "DownloadURL", err)
+			header, body, status := fetchHeader(t, u)
+			if status != http.StatusOK || string(body) != "cv" {
+				t.Fatalf("GET attachment URL: %d %q", status, body)
+			}
+			d, params, err := mime.ParseMediaType(header.Get("Content-Disposition"))
+			if err != nil || d != "attachment" || params["filename"] != name {
+				t.Fatalf("Content-Disposition %q (%v), want an attachment named %q", header.Get("Content-Disposition"), err, name)
+			}
+		}
+		header, _, status := fetchHeader(t, e.url(t, p))
+		if status != http.StatusOK || strings.HasPrefix(header.Get("Content-Disposition"), "attachment") {
+			t.Fatalf("a plain URL answers %d with Content-Disposition %q", status, header.Get("Content-Disposition"))
+		}
+		for _, bad := range []string{"a/b", "nl\nname", "bad\xff", strings.Repeat("n", 256)} {
+			_, err := e.DownloadURL(e.ctx, p, roomstore.Attachment(bad))
+			wantErr(t, fmt.Sprintf("Attachment(%q)", bad), err, fs.ErrInvalid)
+		}
+		_, err := e.DownloadURL(e.ctx, p, nil)
+		wantErr(t, "DownloadURL with a nil option", err, fs.ErrInvalid)
+	}},
+	{"an attachment url's disposition cannot be changed", func(t *testing.T, h Harness) {
+		e := fresh(t, h)
+		e.put(t, "f.txt", []byte("secret"), overwrite)
+		raw, err := e.DownloadURL(e.ctx, "f.txt", roomstore.Attachment(""))
+		noErr(t, "DownloadURL", err)
+		u, err := url.Parse(raw)
+		noErr(t, "parse", err)
+		q := u.Query()
+		key := queryParam(q, func(k string) bool { return k == "att" || strings.HasSuffix(k, "content-disposition") })
+		if key == "" || !strings.Contains(q.Get(key), "f.txt") {
+			t.Fatalf("URL %s carries no disposition parameter naming the file", raw)
+		}
+		if h.URLSignaturesUnchecked {
+			return // the server cannot tell; the parameter is there, signed
+		}
+		q.Set(key, strings.Replace(q.Get(key), "f.txt", "evil.exe", 1))
+		u.RawQuery = q.Encode()
+		if body, status := fetch(t, u.String(), nil); status != http.StatusForbidden || strings.Contains(string(body), "secret") {
+			t.Fatalf("changed disposition: %d %q, want 403", status, body)
+		}
+	}},
 }

@@ -27,9 +27,10 @@ type Option func(*Bus) error
 
 // WithBuffer sets how many events may wait for each subscriber (default
 // DefaultBuffer). Past that, events are dropped for that subscriber only,
-// counted (Subscription.Dropped) and logged. The queue grows on demand up
-// to n and gives its memory back when it drains, so a large n costs only
-// while events are actually waiting. An n below 1 makes New fail with an
+// counted (Subscription.Dropped), logged and marked in its stream by an
+// event of type TypeOverflow, which has room even in a full queue. The
+// queue grows on demand up to n and gives its memory back when it drains,
+// so a large n costs only while events are actually waiting. An n below 1 makes New fail with an
 // error wrapping fs.ErrInvalid.
 func WithBuffer(n int) Option {
 	return func(b *Bus) error {
@@ -115,14 +116,20 @@ type Subscription struct {
 
 // Subscribe calls handler for every event of the given topics (every topic
 // when none is given), in publish order, on the subscription's own
-// goroutine. After Close it returns a subscription that receives nothing.
+// goroutine. Whatever the topics, handler also gets an event of type
+// TypeOverflow where its queue lost events (see Delivery in the package
+// documentation). After Close it returns a subscription that receives
+// nothing.
 func (b *Bus) Subscribe(handler func(Event), topics ...string) *Subscription {
 	return b.subscribe(handler, 0, topics)
 }
 
 // On subscribes handler to topic. handler must be func(path, participantID
 // string), func(path string) or func(Event); anything else yields an error
-// wrapping ErrHandler and subscribes nothing.
+// wrapping ErrHandler and subscribes nothing. A func(Event) also gets an
+// event of type TypeOverflow where its queue lost events, as with
+// Subscribe; handlers that take paths never get one, since they could not
+// tell it from a file event.
 func (b *Bus) On(topic string, handler any) (*Subscription, error) {
 	h, err := adapt(handler)
 	if err != nil {
@@ -210,7 +217,12 @@ func (b *Bus) register(topic string) {
 // waiting for them. After Close, or with nobody subscribed, it does
 // nothing: EventBus's Publish boxes the event and builds its reflect
 // arguments even for a topic whose only handler would find no subscriber.
+// An event of type TypeOverflow, or on that topic, is not published: only
+// the bus says where a subscriber lost events.
 func (b *Bus) Publish(topic string, e Event) {
+	if topic == TypeOverflow || e.Type == TypeOverflow {
+		return
+	}
 	b.mu.RLock()
 	closed := b.closed
 	idle := len(b.byTopic[topic]) == 0 && len(b.all) == 0
@@ -282,7 +294,9 @@ func (s *Subscription) deliver(e Event) {
 	s.handler(e)
 }
 
-// Dropped returns how many events this subscriber lost to a full queue.
+// Dropped returns how many events this subscriber lost to a full queue in
+// all, whether or not the overflow events that report them were delivered
+// yet.
 func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
 
 // Unsubscribe stops delivery to this subscription. Once it returns, the

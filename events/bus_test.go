@@ -188,14 +188,22 @@ func TestAFullQueueDropsAndCountsWithoutBlocking(t *testing.T) {
 	b := quietBus(t, events.WithBuffer(4))
 	release := make(chan struct{})
 	var n atomic.Int32
-	sub := b.Subscribe(func(events.Event) { <-release; n.Add(1) }, "t")
+	var reported atomic.Uint64 // the Dropped of the overflow events
+	sub := b.Subscribe(func(e events.Event) {
+		<-release
+		if e.Type == events.TypeOverflow {
+			reported.Add(e.Dropped)
+			return
+		}
+		n.Add(1)
+	}, "t")
 	for range 100 {
-		b.Publish("t", events.Event{}) // must not block on the stuck handler
+		b.Publish("t", events.Event{Type: "t"}) // must not block on the stuck handler
 	}
 	close(release)
 	closeBus(t, b)
-	if sub.Dropped() == 0 || uint64(n.Load())+sub.Dropped() != 100 {
-		t.Fatalf("delivered %d dropped %d of 100", n.Load(), sub.Dropped())
+	if sub.Dropped() == 0 || uint64(n.Load())+sub.Dropped() != 100 || reported.Load() != sub.Dropped() {
+		t.Fatalf("delivered %d dropped %d of 100, overflow events reported %d", n.Load(), sub.Dropped(), reported.Load())
 	}
 }
 

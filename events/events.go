@@ -15,13 +15,22 @@
 //   - Publish never waits for a handler, and a slow subscriber never blocks
 //     a writer: when its queue is full the event is dropped for that
 //     subscriber only, counted (Subscription.Dropped) and logged.
+//   - A subscriber that lost events is told where: its stream holds one
+//     event of type TypeOverflow at the gap, after every event queued
+//     before the first drop and before every event accepted once its queue
+//     had room again, and its Dropped field counts the events lost there.
+//     Handlers that take an Event (Subscribe, and On with a func(Event))
+//     get it whatever their topics; On's func(path string) and
+//     func(path, participantID string) handlers never do, since they could
+//     not tell it from a file event.
 //   - A subscriber sees events in publish order.
 //   - A handler may call anything, Publish and Unsubscribe included: no
 //     EventBus lock is held while it runs.
 //   - A handler that panics is recovered and logged; other handlers and the
 //     publisher carry on.
 //   - Once Unsubscribe returns, the handler is not called again.
-//   - Close delivers what is queued, then stops.
+//   - Close delivers what is queued, a waiting overflow event included,
+//     then stops.
 //
 // These neutralise EventBus's known defects: its Publish holds a global lock
 // while synchronous handlers run (re-entrant calls would deadlock), its
@@ -58,10 +67,14 @@ import (
 
 // Event is one change to the store.
 type Event struct {
-	// Type is the topic, such as "file.updated" or "file.deleted".
+	// Type is the topic, such as "file.updated", "file.deleted" or
+	// "file.moved", or TypeOverflow.
 	Type string
-	// Path is the clean path of the file.
+	// Path is the clean path of the file (the destination of a move).
 	Path string
+	// SourcePath is the path a moved file had before the move ("" for
+	// other events).
+	SourcePath string
 	// ParticipantID identifies who caused the change: the participant in
 	// the context of the call that made it ("" when none was set).
 	ParticipantID string
@@ -69,7 +82,22 @@ type Event struct {
 	Size int64
 	// Time is when the change became visible.
 	Time time.Time
+	// Dropped is, in an event of type TypeOverflow, how many events the
+	// subscriber lost at that point of its stream (0 in other events).
+	Dropped uint64
 }
+
+// TypeOverflow is the Type of the event that tells a subscriber it lost
+// events: its queue was full when they were published. Its Dropped field
+// says how many were lost at that point of the subscriber's stream, and its
+// Time is when the first of them was dropped; Path, SourcePath,
+// ParticipantID and Size are empty. It is no topic: only the bus makes it,
+// for the subscriber that lost events (Publish drops an event of this type
+// or topic, so none can be forged; see Delivery in the package
+// documentation for where it sits and which handlers get it). A subscriber
+// that gets it should re-read the state it mirrors, such as by listing
+// again, since the events it would have been told are gone.
+const TypeOverflow = "events.overflow"
 
 // ErrHandler reports a handler that On cannot call: nil, or not one of the
 // accepted function types.
@@ -86,7 +114,8 @@ var (
 
 // adapt turns one of the accepted handler shapes (or a named type with one
 // of those underlying types) into a func(Event). It checks once, at
-// subscription, so that a wrong shape can never fail at publish.
+// subscription, so that a wrong shape can never fail at publish. The
+// handlers that take paths skip overflow events, which have none.
 func adapt(handler any) (func(Event), error) {
 	v := reflect.ValueOf(handler)
 	if !v.IsValid() || v.Kind() != reflect.Func || v.IsNil() {
@@ -97,10 +126,18 @@ func adapt(handler any) (func(Event), error) {
 		return v.Convert(eventType).Interface().(func(Event)), nil
 	case t.ConvertibleTo(pathParticipantType):
 		h := v.Convert(pathParticipantType).Interface().(func(string, string))
-		return func(e Event) { h(e.Path, e.ParticipantID) }, nil
+		return func(e Event) {
+			if e.Type != TypeOverflow {
+				h(e.Path, e.ParticipantID)
+			}
+		}, nil
 	case t.ConvertibleTo(pathType):
 		h := v.Convert(pathType).Interface().(func(string))
-		return func(e Event) { h(e.Path) }, nil
+		return func(e Event) {
+			if e.Type != TypeOverflow {
+				h(e.Path)
+			}
+		}, nil
 	}
 	return nil, fmt.Errorf("%w, not %T", ErrHandler, handler)
 }

@@ -3,6 +3,7 @@ package events
 import (
 	"math/bits"
 	"sync"
+	"time"
 )
 
 const (
@@ -14,7 +15,7 @@ const (
 	// burst costs memory only while it waits.
 	keepQueue = 16
 	// spareClasses is how many array sizes spare holds: minQueue<<i events
-	// for i below it, up to 8M events (640 MiB).
+	// for i below it, up to 8M events (832 MiB).
 	spareClasses = 21
 )
 
@@ -62,14 +63,29 @@ func giveBack(buf []Event) {
 // push is given and, once drained, gives a large backing array back to
 // spare, so an idle subscriber costs a few words rather than one slot per
 // event of its bound, which is what a Go channel would allocate up front.
+//
+// An event that finds the queue full is dropped, and the gap it leaves is
+// marked by an overflow event (of type TypeOverflow) where it is: after
+// everything queued before, before everything accepted after. While the
+// marker is the newest element it waits in lost and lostAt rather than in
+// buf, so it has room even in a full queue (the one element by which the
+// queue may exceed its bound), and the next drops only add to its count.
+// The next accepted event moves it into buf, where it takes a slot like
+// any event; once it is there or delivered, a new drop starts a new one.
 type queue struct {
 	mu sync.Mutex
 	// buf is a ring: len(buf) is the capacity. It is nil until the first
 	// push, and again after a drain gave a large one back.
 	buf    []Event
 	head   int  // index of the oldest event
-	n      int  // events queued
+	n      int  // events in buf
 	closed bool // no more pushes; pop reports false once drained
+
+	// lost counts the events dropped since the newest element of buf: when
+	// it is not 0, an overflow marker for them waits after buf, and lostAt
+	// is when the first of them was dropped.
+	lost   uint64
+	lostAt time.Time
 
 	// wake holds a token whenever the consumer may have something to do:
 	// push adds one when the queue goes from empty to not, close adds one.
@@ -78,19 +94,33 @@ type queue struct {
 	wake chan struct{}
 }
 
-// push appends e unless the queue holds bound events already. It reports
-// false only when e was dropped for lack of room; after close it ignores e
-// and reports true.
+// push appends e unless bound elements (events and overflow markers) wait
+// already; then it drops e and counts it in the overflow marker at the end
+// of the queue, which it starts if the newest element is not one. It
+// reports false only when e was dropped; after close it ignores e and
+// reports true.
 func (q *queue) push(e Event, bound int) bool {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		return true
 	}
-	if q.n >= bound {
+	waiting := q.n
+	if q.lost != 0 {
+		waiting++
+	}
+	if waiting >= bound {
+		if q.lost == 0 {
+			q.lostAt = time.Now()
+		}
+		q.lost++
 		q.mu.Unlock()
 		return false
 	}
+	if q.lost != 0 { // e goes after the gap: waiting < bound leaves room for both
+		q.put(q.marker(), bound)
+	}
+	// put, inlined: the compiler does not, and this is every event's path.
 	if q.n == len(q.buf) {
 		q.grow(bound)
 	}
@@ -100,12 +130,33 @@ func (q *queue) push(e Event, bound int) bool {
 	}
 	q.buf[i] = e
 	q.n++
-	first := q.n == 1
+	first := q.n == 1 // not when a marker was waiting: the consumer knows
 	q.mu.Unlock()
 	if first {
 		q.signal()
 	}
 	return true
+}
+
+// put appends e to buf, growing it. q.mu is held and q.n < bound.
+func (q *queue) put(e Event, bound int) {
+	if q.n == len(q.buf) {
+		q.grow(bound)
+	}
+	i := q.head + q.n
+	if i >= len(q.buf) {
+		i -= len(q.buf)
+	}
+	q.buf[i] = e
+	q.n++
+}
+
+// marker takes the waiting overflow marker out of lost and lostAt. q.mu is
+// held and q.lost != 0.
+func (q *queue) marker() Event {
+	e := Event{Type: TypeOverflow, Time: q.lostAt, Dropped: q.lost}
+	q.lost, q.lostAt = 0, time.Time{}
+	return e
 }
 
 // grow replaces the full ring by one twice as large (at least minQueue, at
@@ -121,8 +172,9 @@ func (q *queue) grow(bound int) {
 	q.buf, q.head = buf, 0
 }
 
-// pop waits for the oldest event and removes it. It reports false when the
-// queue is closed and empty: the consumer is done.
+// pop waits for the oldest element (event or overflow marker) and removes
+// it. It reports false when the queue is closed and empty: the consumer is
+// done.
 func (q *queue) pop() (Event, bool) {
 	for {
 		q.mu.Lock()
@@ -144,6 +196,11 @@ func (q *queue) pop() (Event, bool) {
 			q.mu.Unlock()
 			return e, true
 		}
+		if q.lost != 0 { // the marker after the last event
+			e := q.marker()
+			q.mu.Unlock()
+			return e, true
+		}
 		if q.closed {
 			q.mu.Unlock()
 			return Event{}, false
@@ -153,13 +210,14 @@ func (q *queue) pop() (Event, bool) {
 	}
 }
 
-// close stops pushes. pop still returns what is queued, unless discard
-// drops it. It is idempotent.
+// close stops pushes. pop still returns what is queued, a waiting overflow
+// marker included, unless discard drops it. It is idempotent.
 func (q *queue) close(discard bool) {
 	q.mu.Lock()
 	q.closed = true
 	if discard {
 		q.buf, q.head, q.n = nil, 0, 0
+		q.lost, q.lostAt = 0, time.Time{}
 	}
 	q.mu.Unlock()
 	q.signal()

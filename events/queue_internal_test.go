@@ -3,15 +3,17 @@ package events
 import (
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // TestQueueIsAFIFOBoundedByItsBound checks the ring against a slice, over
-// random pushes and pops that wrap it around, grow it and drain it.
+// random pushes and pops that wrap it around, grow it and drain it, with
+// an overflow marker at each gap that drops leave.
 func TestQueueIsAFIFOBoundedByItsBound(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, bound := range []int{1, 2, 3, 7, 8, 9, 17, 100, 1000} {
 		q := queue{wake: make(chan struct{}, 1)}
-		var model []int64
+		var model []Event // events and markers, with markers' Time zero
 		next := int64(0)
 		for step := range 20000 {
 			if r.IntN(100) < 55 { // push, a little more often than pop
@@ -19,19 +21,34 @@ func TestQueueIsAFIFOBoundedByItsBound(t *testing.T) {
 				if ok != (len(model) < bound) {
 					t.Fatalf("bound %d step %d: push with %d queued reported %v", bound, step, len(model), ok)
 				}
-				if ok {
-					model = append(model, next)
+				switch last := len(model) - 1; {
+				case ok:
+					model = append(model, Event{Size: next})
+				case model[last].Type == TypeOverflow: // the newest is a marker
+					model[last].Dropped++
+				default:
+					model = append(model, Event{Type: TypeOverflow, Dropped: 1})
 				}
 				next++
 			} else if len(model) > 0 { // pop only what is there: pop would wait
 				e, ok := q.pop()
-				if !ok || e.Size != model[0] {
-					t.Fatalf("bound %d step %d: pop = %d, %v; want %d", bound, step, e.Size, ok, model[0])
+				if e.Type == TypeOverflow {
+					if e.Time.IsZero() {
+						t.Fatalf("bound %d step %d: a marker without the time of its first drop", bound, step)
+					}
+					e.Time = time.Time{}
+				}
+				if !ok || e != model[0] {
+					t.Fatalf("bound %d step %d: pop = %+v, %v; want %+v", bound, step, e, ok, model[0])
 				}
 				model = model[1:]
 			}
-			if q.n != len(model) || len(q.buf) > bound || q.n > len(q.buf) {
-				t.Fatalf("bound %d step %d: %d queued in an array of %d, model %d", bound, step, q.n, len(q.buf), len(model))
+			waiting := q.n
+			if q.lost != 0 {
+				waiting++
+			}
+			if waiting != len(model) || len(q.buf) > bound || q.n > len(q.buf) {
+				t.Fatalf("bound %d step %d: %d queued in an array of %d, model %d", bound, step, waiting, len(q.buf), len(model))
 			}
 			if q.n == 0 && len(q.buf) > keepQueue {
 				t.Fatalf("bound %d step %d: a drained queue keeps an array of %d", bound, step, len(q.buf))

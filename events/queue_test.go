@@ -85,7 +85,12 @@ func TestABurstOfExactlyBufferIsDeliveredInOrderAndMoreIsDroppedCountedAndLogged
 			unblock := sync.OnceFunc(func() { close(release) })
 			defer unblock() // before closeBus, even on failure
 			var got []int64 // the handler's; read after Close waited for it
+			var overflows []uint64
 			sub := b.Subscribe(func(e events.Event) {
+				if e.Type == events.TypeOverflow {
+					overflows = append(overflows, e.Dropped)
+					return
+				}
 				if e.Size < 0 { // hold the handler so that the rest queues up
 					close(started)
 					<-release
@@ -122,6 +127,9 @@ func TestABurstOfExactlyBufferIsDeliveredInOrderAndMoreIsDroppedCountedAndLogged
 				if v != int64(i) {
 					t.Fatalf("event %d has %d: out of order", i, v)
 				}
+			}
+			if len(overflows) != 1 || overflows[0] != extra {
+				t.Fatalf("overflow events reported %v dropped, want [%d]", overflows, extra)
 			}
 			// The 1st, 2nd, 4th and 8th drops are logged.
 			if n := strings.Count(logs.String(), "events dropped for a slow subscriber"); n != 4 {

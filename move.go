@@ -1,0 +1,165 @@
+package roomstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/events"
+)
+
+// MoveOptions say how Move treats what is at the destination.
+type MoveOptions struct {
+	// Overwrite lets a moved file replace a file at its destination (and a
+	// moved folder merge into an existing folder, its files replacing
+	// those of the same name).
+	Overwrite bool
+}
+
+// Move renames the file or folder at src to dst and publishes
+// EventFileMoved for every file moved (Event.Path the destination,
+// Event.SourcePath the source). Folders that src leaves empty vanish; those
+// dst needs appear.
+//
+// A file moves whole and is never lost: on disk and in memory the move is
+// one atomic rename (a reader sees the file at src or at dst, never
+// neither); on S3 and GCS it is a server-side copy pinned to src's version
+// followed by a removal of src guarded by that version, so an append that
+// commits to src meanwhile is moved too (Move then tries again, up to
+// WithCommitAttempts times) or Move fails with ErrConflict, src keeping
+// every byte. A folder moves file by file in Walk order, each file as
+// above; the folder as a whole is not atomic on S3 and GCS (a reader may
+// see part of it moved), and a Move that fails midway leaves the files it
+// moved at dst and the rest at src.
+//
+// Both paths are validated before anything else (fs.ErrInvalid, as for
+// the root, src equal to dst, or dst inside the folder src). Move fails
+// with fs.ErrNotExist when nothing is at src; fs.ErrExist when a file (or,
+// moving a folder, a folder) is at dst without Overwrite; ErrIsFolder when
+// a file would replace a folder; ErrNotFolder when src is written as a
+// folder ("a/") but is a file, when a folder would replace a file, or when a
+// parent of dst is a file. A Move whose ctx ends leaves src and dst as they
+// were, except for files of a folder that were already moved. Errors are
+// *fs.PathError values on src whose message names dst.
+func (e *Engine) Move(ctx context.Context, src, dst string, opts MoveOptions) error {
+	from, err := backend.Clean(src, backend.TargetAny)
+	if err != nil {
+		return &fs.PathError{Op: "move", Path: src, Err: err}
+	}
+	to, err := backend.Clean(dst, backend.TargetAny)
+	if err != nil {
+		return &fs.PathError{Op: "move", Path: src, Err: fmt.Errorf("destination %q: %w", dst, err)}
+	}
+	fail := func(err error) error {
+		return &fs.PathError{Op: "move", Path: src, Err: fmt.Errorf("to %s: %w", dst, err)}
+	}
+	switch {
+	case from == "" || to == "":
+		return fail(fmt.Errorf("%w: the root cannot be moved or replaced", fs.ErrInvalid))
+	case from == to:
+		return fail(fmt.Errorf("%w: source and destination are the same", fs.ErrInvalid))
+	case strings.HasPrefix(to, from+"/"):
+		return fail(fmt.Errorf("%w: a folder cannot move into itself", fs.ErrInvalid))
+	}
+	if err := e.begin("move", src); err != nil {
+		return err
+	}
+	defer e.inflight.Done()
+	info, err := e.b.Stat(ctx, from)
+	switch {
+	case err != nil:
+		return fail(err)
+	case !info.IsFolder && folderMeant(src, from):
+		return fail(ErrNotFolder)
+	case !info.IsFolder:
+		err = e.moveFile(ctx, from, to, opts)
+	default:
+		err = e.moveFolder(ctx, from, to, opts)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// moveFile moves one file, retrying a move that lost a race with a commit
+// to src. The checks an object store cannot make atomically (dst's
+// parents) come first; the backend makes the others.
+func (e *Engine) moveFile(ctx context.Context, src, dst string, opts MoveOptions) error {
+	if err := e.checkParents(ctx, dst); err != nil {
+		return err
+	}
+	unlock, err := e.lockPair(ctx, src, dst)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		info, err := e.b.Move(ctx, src, dst, backend.MoveOptions{Overwrite: opts.Overwrite})
+		if err == nil {
+			e.publishEvent(ctx, events.Event{Type: EventFileMoved, Path: dst, SourcePath: src, Size: info.Size})
+			return nil
+		}
+		if !errors.Is(err, ErrConflict) || attempt >= e.cfg.attempts {
+			return err
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return err
+		}
+	}
+}
+
+// moveFolder moves every file beneath src to the same place beneath dst.
+func (e *Engine) moveFolder(ctx context.Context, src, dst string, opts MoveOptions) error {
+	info, err := e.b.Stat(ctx, dst)
+	switch {
+	case err == nil && !info.IsFolder:
+		return fmt.Errorf("%w: a folder cannot replace a file", ErrNotFolder)
+	case err == nil && !opts.Overwrite:
+		return fs.ErrExist
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	for entry, err := range e.Walk(ctx, src) {
+		if err != nil {
+			return err
+		}
+		if entry.IsFolder {
+			continue
+		}
+		err := e.moveFile(ctx, entry.Path, dst+entry.Path[len(src):], opts)
+		if errors.Is(err, fs.ErrNotExist) { // removed meanwhile: nothing to move
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("moving %s: %w", entry.Path, err)
+		}
+	}
+	return nil
+}
+
+// lockPair takes the engine's stripes of two paths, lower first so that
+// two moves never wait for each other crosswise, and a shared one once.
+func (e *Engine) lockPair(ctx context.Context, p, q string) (func(), error) {
+	a, b := e.stripeIndex(p), e.stripeIndex(q)
+	if a > b {
+		a, b = b, a
+	}
+	if err := e.stripes[a].Acquire(ctx, 1); err != nil {
+		return nil, err
+	}
+	if a == b {
+		return func() { e.stripes[a].Release(1) }, nil
+	}
+	if err := e.stripes[b].Acquire(ctx, 1); err != nil {
+		e.stripes[a].Release(1)
+		return nil, err
+	}
+	return func() { e.stripes[b].Release(1); e.stripes[a].Release(1) }, nil
+}

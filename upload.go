@@ -1,0 +1,72 @@
+package roomstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sync"
+
+	"github.com/roomstore/roomstore/backend"
+)
+
+// uploadChunk is how much of the reader Upload hands to a Write at a time.
+// Backends stage bigger units themselves (an S3 part, a GCS chunk), so
+// this only bounds Upload's own buffer.
+const uploadChunk = 256 << 10
+
+var uploadBuffers = sync.Pool{New: func() any { b := make([]byte, uploadChunk); return &b }}
+
+// Upload writes everything r yields to the file at path through a handle
+// (Open with opts, Write in chunks, Close), so memory stays bounded
+// whatever the size, and returns the Entry of the committed file. If r
+// fails, or ctx ends, the handle is aborted and the file keeps its old
+// content; a read that blocks is not interrupted by ctx (as with io.Copy),
+// so give r a deadline of its own where it can block. Errors are those of
+// Open, Write and Close under the operation "upload", r's error wrapped;
+// a nil r yields fs.ErrInvalid.
+func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOptions) (Entry, error) {
+	if r == nil {
+		return Entry{}, &fs.PathError{Op: "upload", Path: p, Err: fmt.Errorf("%w: nil reader", fs.ErrInvalid)}
+	}
+	h, err := e.Open(ctx, p, opts)
+	if err != nil {
+		return Entry{}, reop("upload", err)
+	}
+	bp := uploadBuffers.Get().(*[]byte)
+	defer uploadBuffers.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if err := e.Write(ctx, h, buf[:n]); err != nil {
+				return Entry{}, reop("upload", err) // a failed Write discarded h
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr == nil {
+			rerr = ctx.Err()
+		}
+		if rerr != nil {
+			_ = e.Abort(context.WithoutCancel(ctx), h)
+			return Entry{}, &fs.PathError{Op: "upload", Path: p, Err: fmt.Errorf("reading the upload: %w", rerr)}
+		}
+	}
+	info, err := e.close(ctx, "upload", h)
+	if err != nil {
+		return Entry{}, err
+	}
+	return entry(backend.Info{Path: h.path, Size: info.Size, ModTime: info.ModTime, ETag: info.ETag}), nil
+}
+
+// reop renames the operation of the engine's *fs.PathError.
+func reop(op string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return &fs.PathError{Op: op, Path: pe.Path, Err: pe.Err}
+	}
+	return err
+}
