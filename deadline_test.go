@@ -3,11 +3,13 @@ package roomstore_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/backend_mem"
 )
 
@@ -166,5 +168,87 @@ func TestHandleMethodsWithoutAContextAreBounded(t *testing.T) {
 	}
 	if _, err := roomstore.New(backend_mem.New(), roomstore.WithHandleTimeout(0)); err == nil {
 		t.Fatal("WithHandleTimeout(0) accepted")
+	}
+}
+
+// slowAborts is a memory store whose writers' Abort waits for release (or
+// its own context), as a remote store's cleanup waits for a server.
+type slowAborts struct {
+	*backend_mem.Backend
+	release chan struct{}
+	aborted chan struct{}
+}
+
+func (s *slowAborts) Create(ctx context.Context, p string, o backend.WriteOptions) (backend.Writer, error) {
+	w, err := s.Backend.Create(ctx, p, o)
+	if err != nil {
+		return nil, err
+	}
+	return &slowAbort{Writer: w, s: s}, nil
+}
+
+type slowAbort struct {
+	backend.Writer
+	s *slowAborts
+}
+
+func (w *slowAbort) Abort(ctx context.Context) error {
+	select {
+	case <-w.s.release:
+	case <-ctx.Done():
+	}
+	defer close(w.s.aborted)
+	return w.Writer.Abort(ctx)
+}
+
+// cancellingReader yields one chunk, then cancels its upload's context and
+// fails, as a client that goes away mid-upload.
+type cancellingReader struct {
+	cancel context.CancelFunc
+	sent   bool
+}
+
+func (r *cancellingReader) Read(p []byte) (int, error) {
+	if !r.sent {
+		r.sent = true
+		return copy(p, "first chunk"), nil
+	}
+	r.cancel()
+	return 0, errors.New("client went away")
+}
+
+func TestAFailedUploadDoesNotWaitForItsCleanup(t *testing.T) {
+	b := &slowAborts{Backend: backend_mem.New(), release: make(chan struct{}), aborted: make(chan struct{})}
+	e, err := roomstore.New(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = within(t, "Upload from a reader that cancels", 10*time.Second, func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		_, err := e.Upload(ctx, "f", &cancellingReader{cancel: cancel}, roomstore.OpenOptions{Overwrite: true})
+		return err
+	})
+	if err == nil {
+		t.Fatal("Upload succeeded")
+	}
+	select {
+	case <-b.aborted:
+		t.Fatal("the writer's abort finished before it was released: Upload did not leave it to the background")
+	default:
+	}
+	close(b.release)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	select {
+	case <-b.aborted:
+	default:
+		t.Fatal("Shutdown returned before the abort it must wait for")
+	}
+	if info, err := b.Stat(t.Context(), "f"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the failed upload left %+v (%v)", info, err)
 	}
 }

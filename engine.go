@@ -393,17 +393,27 @@ func (e *Engine) List(ctx context.Context, p string) ([]Entry, error) {
 		return nil, err
 	}
 	defer e.inflight.Done()
-	out, err := collect(e.b.List(ctx, clean))
+	out, err := e.list(ctx, clean)
 	if err != nil {
 		return nil, pathError("list", p, err)
+	}
+	return out, nil
+}
+
+// list is List of a clean path inside an admitted operation, with the
+// backend's error.
+func (e *Engine) list(ctx context.Context, clean string) ([]Entry, error) {
+	out, err := collect(e.b.List(ctx, clean))
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 && clean != "" {
 		info, err := e.b.Stat(ctx, clean)
 		switch {
 		case err != nil:
-			return nil, pathError("list", p, err)
+			return nil, err
 		case !info.IsFolder:
-			return nil, &fs.PathError{Op: "list", Path: p, Err: ErrNotFolder}
+			return nil, ErrNotFolder
 		}
 	}
 	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(sortKey(a), sortKey(b)) })
@@ -486,15 +496,11 @@ func (e *Engine) removeTree(ctx context.Context, clean string, folderOnly bool) 
 			return ignoreNotExist(e.remove(ctx, clean))
 		}
 	}
-	for c, err := range e.Walk(ctx, clean) {
+	for c, err := range e.walkClean(ctx, clean) {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			return nil // removed meanwhile
 		case err != nil:
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err // the caller names the path
-			}
 			return err
 		case !c.IsFolder:
 			if err := ignoreNotExist(e.remove(ctx, c.Path)); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -321,5 +322,68 @@ func TestAFolderMoveThatFailsMidwayLeavesEachFileWholeOnOneSide(t *testing.T) {
 	}
 	if n := events.settle(t, e, b); moved != 1 || n != 1 {
 		t.Fatalf("%d files moved and %d events, want 1 and 1", moved, n)
+	}
+}
+
+// shutdownOnCue returns a Notify that starts Shutdown the first time it is
+// called and returns once the engine refuses new calls, so that the call
+// it interrupts goes on across a Shutdown that has begun; and a function
+// that returns Shutdown's result.
+func shutdownOnCue(t *testing.T, e *roomstore.Engine) (func(), func() error) {
+	done := make(chan error, 1)
+	var once sync.Once
+	notify := func() {
+		once.Do(func() {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				done <- e.Shutdown(ctx)
+			}()
+			deadline := time.Now().Add(10 * time.Second)
+			for _, err := e.Exists(context.Background(), "f"); !errors.Is(err, fs.ErrClosed); _, err = e.Exists(context.Background(), "f") {
+				if time.Now().After(deadline) {
+					t.Error("Shutdown did not close the engine within 10s")
+					return
+				}
+				runtime.Gosched()
+			}
+		})
+	}
+	return notify, func() error { return awaitResult(t, done) }
+}
+
+func TestAFolderMoveAndARemoveAllRunToTheirEndAcrossShutdown(t *testing.T) {
+	for _, op := range []backend_mem.Op{backend_mem.OpMove, backend_mem.OpRemove} {
+		t.Run(string(op), func(t *testing.T) {
+			e, b, _ := faulty(t)
+			for _, p := range []string{"d/1/x", "d/2/y", "d/3/z"} {
+				put(t, e, p, p)
+			}
+			notify, shutdown := shutdownOnCue(t, e)
+			b.Inject(backend_mem.Fault{Op: op, After: 1, Times: 1, Notify: notify})
+			var err error
+			if op == backend_mem.OpMove {
+				err = e.Move(t.Context(), "d", "m", roomstore.MoveOptions{})
+			} else {
+				err = e.RemoveAll(t.Context(), "d")
+			}
+			if err != nil {
+				t.Fatalf("%s across Shutdown: %v", op, err)
+			}
+			if err := shutdown(); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			for _, p := range []string{"d/1/x", "d/2/y", "d/3/z"} {
+				info, err := b.Stat(t.Context(), p)
+				if !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("%s left %s behind: %+v, %v", op, p, info, err)
+				}
+				if op == backend_mem.OpMove {
+					if _, err := b.Stat(t.Context(), "m"+p[1:]); err != nil {
+						t.Fatalf("%s was not moved: %v", p, err)
+					}
+				}
+			}
+		})
 	}
 }

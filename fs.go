@@ -21,7 +21,7 @@ import (
 // character) is fs.ErrInvalid. Folders have mode fs.ModeDir|0o555 and files
 // 0o444; a FileInfo's Sys returns the Entry. An opened file reads the
 // version it was opened at (see OpenReader) and is an io.Seeker; a Read
-// after the file changed, past a Seek, fails with ErrConflict. ReadDir
+// past a Seek that finds the file changed (or gone) fails with ErrConflict. ReadDir
 // lists names in io/fs order (sorted by name, which differs from List's
 // for a folder "a" beside a file "a-b"). Errors are *fs.PathError values on
 // the io/fs name with the io/fs sentinels; after Shutdown, fs.ErrClosed.
@@ -259,6 +259,9 @@ func (d *dirFile) Stat() (fs.FileInfo, error) {
 }
 
 func (d *dirFile) Read([]byte) (int, error) {
+	if d.closed {
+		return 0, &fs.PathError{Op: "read", Path: d.name, Err: fs.ErrClosed}
+	}
 	return 0, &fs.PathError{Op: "read", Path: d.name, Err: ErrIsFolder}
 }
 

@@ -28,21 +28,28 @@ type MoveOptions struct {
 // one atomic rename (a reader sees the file at src or at dst, never
 // neither); on S3 and GCS it is a server-side copy pinned to src's version
 // followed by a removal of src guarded by that version, so an append that
-// commits to src meanwhile is moved too (Move then tries again, up to
-// WithCommitAttempts times) or Move fails with ErrConflict, src keeping
-// every byte. A folder moves file by file in Walk order, each file as
-// above; the folder as a whole is not atomic on S3 and GCS (a reader may
+// commits to src meanwhile makes Move try again (up to WithCommitAttempts
+// times; the append then moves too) or fail with ErrConflict, src keeping
+// every byte. Such a failure, or a ctx that ends, changes nothing, with
+// two exceptions on S3 and GCS: with Overwrite, dst may already have been
+// replaced by a copy of an earlier version of src (its old content was
+// to be replaced anyway; src still holds everything); and when the
+// store's answer to the removal of src is lost, Move returns the error
+// with the file at dst and possibly also still at src (a copy too many,
+// never one too few). A folder moves file by file in Walk order, each file
+// as above; the folder as a whole is not atomic on S3 and GCS (a reader may
 // see part of it moved), and a Move that fails midway leaves the files it
-// moved at dst and the rest at src.
+// moved at dst and the rest at src. A Move runs to its end across a
+// Shutdown.
 //
-// Both paths are validated before anything else (fs.ErrInvalid, as for
-// the root, src equal to dst, or dst inside the folder src). Move fails
-// with fs.ErrNotExist when nothing is at src; fs.ErrExist when a file (or,
-// moving a folder, a folder) is at dst without Overwrite; ErrIsFolder when
-// a file would replace a folder; ErrNotFolder when src is written as a
-// folder ("a/") but is a file, when a folder would replace a file, or when a
-// parent of dst is a file. A Move whose ctx ends leaves src and dst as they
-// were, except for files of a folder that were already moved. Errors are
+// Both paths are validated before anything else, with fs.ErrInvalid for
+// an invalid path, the root, a dst with a trailing slash, src equal to
+// dst, or one inside the other. Move then fails with fs.ErrNotExist when
+// nothing is at src; fs.ErrExist when a file (or, moving a folder, a
+// folder) is at dst without Overwrite; ErrIsFolder when a file would
+// replace a folder; ErrNotFolder when src is written as a folder ("a/")
+// but is a file, when a folder would replace a file, or when a parent of
+// dst is a file; ErrConflict as above; and the context's error. Errors are
 // *fs.PathError values on src whose message names dst.
 func (e *Engine) Move(ctx context.Context, src, dst string, opts MoveOptions) error {
 	from, err := backend.Clean(src, backend.TargetAny)
@@ -59,10 +66,14 @@ func (e *Engine) Move(ctx context.Context, src, dst string, opts MoveOptions) er
 	switch {
 	case from == "" || to == "":
 		return fail(fmt.Errorf("%w: the root cannot be moved or replaced", fs.ErrInvalid))
+	case folderMeant(dst, to):
+		return fail(fmt.Errorf("%w: the destination names the new path itself, without a trailing slash", fs.ErrInvalid))
 	case from == to:
 		return fail(fmt.Errorf("%w: source and destination are the same", fs.ErrInvalid))
 	case strings.HasPrefix(to, from+"/"):
 		return fail(fmt.Errorf("%w: a folder cannot move into itself", fs.ErrInvalid))
+	case strings.HasPrefix(from, to+"/"):
+		return fail(fmt.Errorf("%w: nothing can replace a folder it lies in", fs.ErrInvalid))
 	}
 	if err := e.begin("move", src); err != nil {
 		return err
@@ -126,7 +137,7 @@ func (e *Engine) moveFolder(ctx context.Context, src, dst string, opts MoveOptio
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return err
 	}
-	for entry, err := range e.Walk(ctx, src) {
+	for entry, err := range e.walkClean(ctx, src) {
 		if err != nil {
 			return err
 		}

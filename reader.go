@@ -13,8 +13,8 @@ import (
 )
 
 // Reader streams one version of a file: the one its Entry describes, even
-// when commits land while it is read. It is an io.ReadCloser; the caller
-// closes it.
+// when commits land while it is read. It is an io.ReadCloser for one
+// goroutine at a time; the caller closes it.
 type Reader struct {
 	rc     io.ReadCloser
 	br     *bufio.Reader // set once MimeType peeked at the content
@@ -49,17 +49,34 @@ func (e *Engine) OpenReader(ctx context.Context, p string, offset, length int64)
 	return &Reader{rc: r, entry: entry(info), offset: offset}, nil
 }
 
-// Read reads from the file's version that Entry describes.
+// Read reads from the file's version that Entry describes. At the end it
+// returns io.EOF; any other error is an *fs.PathError of the operation
+// "read" on the file's path (the store or the connection failed, or the
+// read's context ended).
 func (r *Reader) Read(p []byte) (int, error) {
 	r.read = true
+	var (
+		n   int
+		err error
+	)
 	if r.br != nil {
-		return r.br.Read(p)
+		n, err = r.br.Read(p)
+	} else {
+		n, err = r.rc.Read(p)
 	}
-	return r.rc.Read(p)
+	if err != nil && err != io.EOF {
+		err = pathError("read", r.entry.Path, err)
+	}
+	return n, err
 }
 
-// Close ends the read.
-func (r *Reader) Close() error { return r.rc.Close() }
+// Close ends the read; its error, if any, is an *fs.PathError.
+func (r *Reader) Close() error {
+	if err := r.rc.Close(); err != nil {
+		return pathError("close", r.entry.Path, err)
+	}
+	return nil
+}
 
 // Entry describes the version being read: its path, whole size, ModTime
 // and ETag.

@@ -53,9 +53,23 @@ func (e *Engine) serve(w http.ResponseWriter, r *http.Request, clean, dispositio
 	}
 	defer e.inflight.Done()
 	ctx := r.Context()
-	info, err := e.b.Stat(ctx, clean)
-	if err != nil || info.IsFolder {
-		if err == nil || errors.Is(err, fs.ErrNotExist) {
+	// A plain GET of the whole file, the common request, takes its headers
+	// from the read itself, so that they describe the bytes sent whatever
+	// commits meanwhile. Requests that may need no body (HEAD, conditional
+	// ones) or another part of it ask Stat first.
+	var (
+		stream io.ReadCloser
+		info   backend.Info
+		err    error
+	)
+	h := r.Header
+	if r.Method == http.MethodGet && h.Get("Range") == "" && h.Get("If-None-Match") == "" && h.Get("If-Modified-Since") == "" {
+		stream, info, err = e.b.Read(ctx, clean, 0, -1)
+	} else if info, err = e.b.Stat(ctx, clean); err == nil && info.IsFolder {
+		err = ErrIsFolder
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrIsFolder) {
 			http.Error(w, "not found", http.StatusNotFound)
 		} else {
 			e.cfg.logger.Error("roomstore: serving a file", "path", clean, "err", err)
@@ -63,9 +77,9 @@ func (e *Engine) serve(w http.ResponseWriter, r *http.Request, clean, dispositio
 		}
 		return
 	}
-	content := &versionReader{ctx: ctx, b: e.b, path: clean, info: info}
+	content := &versionReader{ctx: ctx, b: e.b, path: clean, info: info, r: stream}
 	defer content.Close()
-	h := w.Header()
+	h = w.Header()
 	h.Set("ETag", `"`+info.ETag+`"`)
 	if t := mimeTypeByExt(clean); t != "" {
 		h.Set("Content-Type", t)
@@ -82,39 +96,48 @@ func (e *Engine) serve(w http.ResponseWriter, r *http.Request, clean, dispositio
 }
 
 // versionReader is the io.ReadSeeker that http.ServeContent needs, over
-// ranged backend reads. It opens a read at the position of the first Read
-// after a Seek, so a range request costs one read, and refuses to mix
-// versions: a read of another version than the one whose headers were sent
-// fails.
+// ranged backend reads. Its stream stays open across Seeks that come back
+// to where it stands (ServeContent's Seek to the end and back to learn the
+// size), and a Read elsewhere opens a read at that position, so a range
+// request costs one read. It refuses to mix versions: a read of another
+// version than the one whose headers were sent, or of a file gone or
+// shrunk since, fails with errChanged.
 type versionReader struct {
 	ctx  context.Context
 	b    backend.Backend
 	path string
 	info backend.Info
-	pos  int64
-	r    io.ReadCloser
+	pos  int64         // where the next Read reads
+	r    io.ReadCloser // the open stream, if any
+	at   int64         // where r stands
 }
 
 // errChanged reports a file that changed while a versionReader read it.
 var errChanged = fmt.Errorf("%w: the file changed while being read", ErrConflict)
 
 func (v *versionReader) Read(p []byte) (int, error) {
+	if v.r != nil && v.at != v.pos {
+		v.Close()
+	}
 	if v.r == nil {
 		if v.pos >= v.info.Size {
 			return 0, io.EOF
 		}
 		r, info, err := v.b.Read(v.ctx, v.path, v.pos, -1)
-		if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrInvalid), errors.Is(err, ErrIsFolder):
+			return 0, errChanged // gone, shrunk below pos, or replaced by a folder
+		case err != nil:
 			return 0, err
-		}
-		if info.ETag != v.info.ETag {
+		case info.ETag != v.info.ETag:
 			r.Close()
 			return 0, errChanged
 		}
-		v.r = r
+		v.r, v.at = r, v.pos
 	}
 	n, err := v.r.Read(p)
 	v.pos += int64(n)
+	v.at = v.pos
 	return n, err
 }
 
@@ -128,15 +151,12 @@ func (v *versionReader) Seek(offset int64, whence int) (int64, error) {
 	case io.SeekEnd:
 		pos = v.info.Size + offset
 	default:
-		return 0, fmt.Errorf("roomstore: bad whence %d", whence)
+		return 0, fmt.Errorf("%w: whence %d", fs.ErrInvalid, whence)
 	}
 	if pos < 0 {
-		return 0, fmt.Errorf("roomstore: negative position %d", pos)
+		return 0, fmt.Errorf("%w: negative position %d", fs.ErrInvalid, pos)
 	}
-	if pos != v.pos {
-		v.Close()
-		v.pos = pos
-	}
+	v.pos = pos
 	return pos, nil
 }
 

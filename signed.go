@@ -31,8 +31,9 @@ type urlOptions struct {
 // Attachment asks for a URL whose response carries Content-Disposition:
 // attachment, so that a browser saves the file rather than show it, under
 // filename (the file's base name when filename is ""). A filename that is
-// not valid UTF-8, holds a control character or a slash, or is longer
-// than 255 bytes makes DownloadURL fail with fs.ErrInvalid.
+// not valid UTF-8, holds a control or format character (such as U+202E)
+// or a slash, or is longer than 255 bytes makes DownloadURL fail with
+// fs.ErrInvalid.
 func Attachment(filename string) URLOption {
 	return func(o *urlOptions) error {
 		if filename != "" && !validFilename(filename) {
@@ -47,7 +48,9 @@ func validFilename(name string) bool {
 	if len(name) > backend.MaxElementLen || !utf8.ValidString(name) || strings.Contains(name, "/") {
 		return false
 	}
-	return !strings.ContainsFunc(name, unicode.IsControl)
+	// Format characters (Cf) such as a right-to-left override could make a
+	// save dialog show another extension than the file gets.
+	return !strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) })
 }
 
 // DownloadURL returns a URL that a plain HTTP GET can fetch the file at

@@ -24,8 +24,9 @@ var uploadBuffers = sync.Pool{New: func() any { b := make([]byte, uploadChunk); 
 // fails, or ctx ends, the handle is aborted and the file keeps its old
 // content; a read that blocks is not interrupted by ctx (as with io.Copy),
 // so give r a deadline of its own where it can block. Errors are those of
-// Open, Write and Close under the operation "upload", r's error wrapped;
-// a nil r yields fs.ErrInvalid.
+// Open, Write and Close under the operation "upload", r's error wrapped
+// (also for a reader that breaks the io.Reader contract); a nil r yields
+// fs.ErrInvalid.
 func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOptions) (Entry, error) {
 	if r == nil {
 		return Entry{}, &fs.PathError{Op: "upload", Path: p, Err: fmt.Errorf("%w: nil reader", fs.ErrInvalid)}
@@ -39,6 +40,9 @@ func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOpt
 	buf := *bp
 	for {
 		n, rerr := r.Read(buf)
+		if n < 0 || n > len(buf) {
+			n, rerr = 0, fmt.Errorf("the reader returned %d bytes into a buffer of %d", n, len(buf))
+		}
 		if n > 0 {
 			if err := e.Write(ctx, h, buf[:n]); err != nil {
 				return Entry{}, reop("upload", err) // a failed Write discarded h
@@ -51,7 +55,9 @@ func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOpt
 			rerr = ctx.Err()
 		}
 		if rerr != nil {
-			_ = e.Abort(context.WithoutCancel(ctx), h)
+			// On the caller's context: what the abort has left to do once
+			// ctx has ended goes on in the background (Shutdown waits).
+			_, _ = h.discard(ctx, errUploadFailed, "")
 			return Entry{}, &fs.PathError{Op: "upload", Path: p, Err: fmt.Errorf("reading the upload: %w", rerr)}
 		}
 	}
@@ -61,6 +67,9 @@ func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOpt
 	}
 	return entry(backend.Info{Path: h.path, Size: info.Size, ModTime: info.ModTime, ETag: info.ETag}), nil
 }
+
+// errUploadFailed is why the handle of a failed Upload is finished.
+var errUploadFailed = fmt.Errorf("%w: handle discarded after a failed upload", fs.ErrClosed)
 
 // reop renames the operation of the engine's *fs.PathError.
 func reop(op string, err error) error {

@@ -3,8 +3,11 @@ package roomstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"iter"
+
+	"github.com/roomstore/roomstore/backend"
 )
 
 // Walk yields every file and folder beneath the folder dir ("" or "/" for
@@ -13,14 +16,36 @@ import (
 // depth, never the whole tree. A folder that vanishes while Walk runs is
 // skipped. Errors are yielded once, and then Walk stops: fs.ErrInvalid
 // for a bad dir, fs.ErrNotExist for a missing one, ErrNotFolder for a
-// file, or the error of a listing below, as *fs.PathError values with
-// the operation "walk" and the folder's path. Stopping the loop early is
-// fine.
+// file, fs.ErrClosed after Shutdown, or the error of a listing below, as
+// *fs.PathError values with the operation "walk" on dir. Stopping the loop
+// early is fine. A Walk that has begun runs to its end across a Shutdown.
 func (e *Engine) Walk(ctx context.Context, dir string) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
-		children, err := e.List(ctx, dir)
+		clean, err := e.enter("walk", dir, backend.TargetAny)
 		if err != nil {
-			yield(Entry{}, reop("walk", err))
+			yield(Entry{}, err)
+			return
+		}
+		defer e.inflight.Done()
+		for en, err := range e.walkClean(ctx, clean) {
+			if err != nil {
+				yield(Entry{}, pathError("walk", dir, err))
+				return
+			}
+			if !yield(en, nil) {
+				return
+			}
+		}
+	}
+}
+
+// walkClean is Walk of a clean path inside an admitted operation. Its one
+// error is the backend's, naming the folder below dir that failed.
+func (e *Engine) walkClean(ctx context.Context, clean string) iter.Seq2[Entry, error] {
+	return func(yield func(Entry, error) bool) {
+		children, err := e.list(ctx, clean)
+		if err != nil {
+			yield(Entry{}, err)
 			return
 		}
 		e.walk(ctx, children, yield)
@@ -36,12 +61,12 @@ func (e *Engine) walk(ctx context.Context, level []Entry, yield func(Entry, erro
 		if !c.IsFolder {
 			continue
 		}
-		below, err := e.List(ctx, c.Path)
+		below, err := e.list(ctx, c.Path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, ErrNotFolder):
 			continue // gone, or replaced by a file, since its parent was listed
 		case err != nil:
-			yield(Entry{}, reop("walk", err))
+			yield(Entry{}, fmt.Errorf("listing %s: %w", c.Path, err))
 			return false
 		}
 		if !e.walk(ctx, below, yield) {

@@ -501,7 +501,9 @@ func (a *Afero) Move(ctx context.Context, src, dst string, opts MoveOptions) (In
 		}
 	case err == errThroughFile:
 		return Info{}, ErrNotFolder
-	case err == nil && !opts.Overwrite:
+	case err == nil && to.Mode().IsRegular() && !opts.Overwrite:
+		// Anything else at dst (a FIFO, a device) is no file of the store
+		// and is replaced, as a commit replaces it.
 		return Info{}, fs.ErrExist
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return Info{}, err
@@ -513,11 +515,9 @@ func (a *Afero) Move(ctx context.Context, src, dst string, opts MoveOptions) (In
 		return Info{}, err
 	}
 	a.prune(ctx, Parent(src))
-	moved, err := a.fs.Stat(dst)
-	if err != nil {
-		return Info{}, osError(err)
-	}
-	return fileInfo(dst, moved), nil
+	// A rename keeps the inode, so src's description is dst's; on file
+	// systems that do not keep inodes (MemMapFs) it is the same object.
+	return fileInfo(dst, fi), nil
 }
 
 // prune removes dir and its ancestors while they are empty. A context

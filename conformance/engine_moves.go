@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/roomstore/roomstore"
 )
@@ -150,6 +151,8 @@ var moveCases = []tcase{
 			wantErr(t, "Move from "+p, e.Move(e.ctx, p, "new", roomstore.MoveOptions{}), fs.ErrInvalid)
 			wantErr(t, "Move to "+p, e.Move(e.ctx, "ok", p, roomstore.MoveOptions{Overwrite: true}), fs.ErrInvalid)
 		}
+		wantErr(t, "Move to a path with a trailing slash", e.Move(e.ctx, "ok", "new/", roomstore.MoveOptions{}), fs.ErrInvalid)
+		wantErr(t, "Move of a file onto the folder it lies in", e.Move(e.ctx, "dir/f", "dir", roomstore.MoveOptions{Overwrite: true}), fs.ErrInvalid)
 		for _, root := range []string{"", "/", "."} {
 			wantErr(t, "Move of the root", e.Move(e.ctx, root, "new", roomstore.MoveOptions{}), fs.ErrInvalid)
 			wantErr(t, "Move onto the root", e.Move(e.ctx, "ok", root, roomstore.MoveOptions{Overwrite: true}), fs.ErrInvalid)
@@ -181,27 +184,50 @@ var moveCases = []tcase{
 	{"a move racing appends from another engine loses nothing", func(t *testing.T, h Harness) {
 		e1 := fresh(t, h)
 		e2 := newEnv(t, h.Reopen(t, e1.b))
-		const rounds, appends = 4, 6
+		const rounds, appends = 6, 6
 		var landedAtDst, landedAtSrc, conflicts int
 		for r := range rounds {
 			src, dst := fmt.Sprintf("src%d", r), fmt.Sprintf("moved/dst%d", r)
+			// Odd rounds overwrite a file at dst.
+			opts := roomstore.MoveOptions{Overwrite: r%2 == 1}
+			if opts.Overwrite {
+				e1.put(t, dst, []byte("<old dst>"), overwrite)
+			}
 			e1.put(t, src, []byte("<base>"), overwrite)
 			var wg sync.WaitGroup
 			appendErrs := make([]error, appends)
+			first := make(chan struct{})
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for i := range appends {
 					appendErrs[i] = e2.write(e2.ctx, src, fmt.Appendf(nil, "<%d>", i), roomstore.OpenOptions{})
+					if i == 0 {
+						close(first)
+					}
 				}
 			}()
-			moveErr := e1.Move(e1.ctx, src, dst, roomstore.MoveOptions{})
+			// The move starts once the first append has committed, while
+			// the others are on their way.
+			select {
+			case <-first:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the first append did not commit within 30s")
+			}
+			moveErr := e1.Move(e1.ctx, src, dst, opts)
 			wg.Wait()
 			for i, err := range appendErrs {
 				noErr(t, fmt.Sprintf("append %d", i), err)
 			}
 			var at, left []byte
 			switch {
+			case errors.Is(moveErr, roomstore.ErrConflict) && opts.Overwrite:
+				// dst holds the old dst or an earlier version of src; src
+				// holds everything, so only src is checked below.
+				conflicts++
+				if got := e1.get(t, dst); !bytes.Equal(got, []byte("<old dst>")) && !bytes.HasPrefix(e1.get(t, src), got) {
+					t.Fatalf("round %d: after a conflict dst holds %q, neither its old content nor a version of src", r, got)
+				}
 			case errors.Is(moveErr, roomstore.ErrConflict):
 				conflicts++
 				e1.mustBeAbsent(t, dst)
@@ -238,5 +264,8 @@ var moveCases = []tcase{
 			landedAtSrc += bytes.Count(left, []byte(">")) - bytes.Count(left, []byte("<base>"))
 		}
 		t.Logf("%d appends moved with their file, %d landed after the move, %d moves lost every race", landedAtDst, landedAtSrc, conflicts)
+		if conflicts < rounds && landedAtDst == 0 {
+			t.Fatal("no append was moved with its file, though the first of each round committed before the move")
+		}
 	}},
 }

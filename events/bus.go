@@ -296,7 +296,10 @@ func (s *Subscription) deliver(e Event) {
 
 // Dropped returns how many events this subscriber lost to a full queue in
 // all, whether or not the overflow events that report them were delivered
-// yet.
+// yet. It counts a drop just after the overflow event has counted it, so
+// a handler that reads it while handling that event may see it a few
+// short; once publishing has stopped, it equals the sum of the overflow
+// events' Dropped.
 func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
 
 // Unsubscribe stops delivery to this subscription. Once it returns, the

@@ -71,6 +71,11 @@ func run(storeURL string) error {
 	}); err != nil {
 		return err
 	}
+	if _, err := room.On(roomstore.EventFileMoved, func(ev roomstore.Event) {
+		seen <- fmt.Sprintf("file.moved    path=%s from=%s participant=%s", ev.Path, ev.SourcePath, ev.ParticipantID)
+	}); err != nil {
+		return err
+	}
 	event := func() error {
 		select {
 		case s := <-seen:
@@ -154,11 +159,21 @@ func run(storeURL string) error {
 		}
 	}
 
-	if err := room.Delete(alice, path); err != nil {
+	const archived = "archive/welcome.md"
+	if err := room.Move(alice, path, archived, roomstore.MoveOptions{}); err != nil {
 		return err
 	}
 	ok, _ = room.Exists(alice, "notes")
-	fmt.Printf("9. delete %s (folder notes still exists: %v)\n", path, ok)
+	fmt.Printf("9. move   %s -> %s (folder notes still exists: %v)\n", path, archived, ok)
+	if err := event(); err != nil {
+		return err
+	}
+
+	if err := room.Delete(alice, archived); err != nil {
+		return err
+	}
+	ok, _ = room.Exists(alice, "archive")
+	fmt.Printf("10. delete %s (folder archive still exists: %v)\n", archived, ok)
 	if err := event(); err != nil {
 		return err
 	}
