@@ -78,6 +78,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"io"
 	"io/fs"
 	"iter"
 	mrand "math/rand/v2"
@@ -361,11 +362,10 @@ func (e *Engine) Download(ctx context.Context, p string) (*File, error) {
 		return nil, pathError("download", p, err)
 	}
 	defer r.Close()
-	buf := bytes.NewBuffer(make([]byte, 0, info.Size+bytes.MinRead))
-	if _, err := buf.ReadFrom(r); err != nil {
+	data, err := readWhole(r, info.Size)
+	if err != nil {
 		return nil, pathError("download", p, err)
 	}
-	data := buf.Bytes()
 	return &File{
 		Name:     info.Name(),
 		Path:     clean,
@@ -374,6 +374,14 @@ func (e *Engine) Download(ctx context.Context, p string) (*File, error) {
 		Size:     int64(len(data)),
 		ModTime:  info.ModTime,
 	}, nil
+}
+
+// readWhole reads r to its end into one buffer sized for a file of size
+// bytes.
+func readWhole(r io.Reader, size int64) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
 }
 
 func mimeType(p string, head []byte) string {

@@ -1,7 +1,6 @@
 package roomstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -123,12 +122,8 @@ func (f *roomFS) ReadDir(name string) ([]fs.DirEntry, error) {
 }
 
 func (f *roomFS) readDir(name, clean string) ([]fs.DirEntry, error) {
-	entries, err := f.e.List(f.ctx, clean)
+	entries, err := f.e.list(f.ctx, clean)
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
 	}
 	out := make([]fs.DirEntry, len(entries))
@@ -154,11 +149,11 @@ func (f *roomFS) ReadFile(name string) ([]byte, error) {
 		return nil, &fs.PathError{Op: "readfile", Path: name, Err: err}
 	}
 	defer r.Close()
-	buf := bytes.NewBuffer(make([]byte, 0, info.Size+bytes.MinRead))
-	if _, err := buf.ReadFrom(r); err != nil {
+	data, err := readWhole(r, info.Size)
+	if err != nil {
 		return nil, &fs.PathError{Op: "readfile", Path: name, Err: err}
 	}
-	return buf.Bytes(), nil
+	return data, nil
 }
 
 // Sub returns the view below the folder dir. It checks only the name:

@@ -7,8 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"sync"
-
-	"github.com/roomstore/roomstore/backend"
 )
 
 // uploadChunk is how much of the reader Upload hands to a Write at a time.
@@ -65,7 +63,7 @@ func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOpt
 	if err != nil {
 		return Entry{}, err
 	}
-	return entry(backend.Info{Path: h.path, Size: info.Size, ModTime: info.ModTime, ETag: info.ETag}), nil
+	return entry(info), nil
 }
 
 // errUploadFailed is why the handle of a failed Upload is finished.

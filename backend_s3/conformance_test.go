@@ -23,8 +23,9 @@ func TestConformance(t *testing.T) {
 			// A client of its own, as another process would have.
 			return g.storeIn(t, s.bucket, s.prefix, g.Client())
 		},
-		PartSize:       backend_s3.MinPartSize,
-		ListOmitsETags: true,
+		PartSize:               backend_s3.MinPartSize,
+		ListOmitsETags:         true,
+		DeletePreconditionRacy: true,
 		Leftovers: func(t *testing.T, b backend.Backend) []string {
 			s := b.(*store)
 			return g.leftovers(t, s.bucket, s.prefix)

@@ -63,6 +63,17 @@ type Harness struct {
 	// such conflicts then checks that the Engine refuses them at Open,
 	// the only place such a store can.
 	CommitIgnoresFolders bool
+	// DeletePreconditionRacy declares a server that checks a conditional
+	// DeleteObject (If-Match) apart from the conditional writes it races:
+	// versitygw v1.8.0's posix backend compares the ETag and unlinks
+	// without the lock its writes hold, so that a write landing in between
+	// is removed with the old version or survives the delete. A move
+	// racing appends from another process cannot be shown safe on such a
+	// server (AWS evaluates the condition atomically); the racing-move
+	// case then races appends from the same Engine, whose path locks
+	// order them, and the backend's own tests show the precondition
+	// refusing a change made between copy and delete.
+	DeletePreconditionRacy bool
 	// ListOmitsETags declares a store whose listings do not carry the
 	// ETag that Stat and reads report (S3: ListObjectsV2 has no object
 	// metadata, and the ETag holds a commit id kept there). List then
