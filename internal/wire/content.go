@@ -1,0 +1,99 @@
+package wire
+
+import "encoding/json"
+
+// Content kinds.
+const (
+	KindJSON    = "json"
+	KindError   = "error"
+	KindEmpty   = "empty"
+	KindControl = "control"
+	KindBinary  = "binary"
+)
+
+// Content is a reply body or a stream chunk's header: one JSON object
+// whose "type" tells which of the other fields it carries. A binary
+// content's bytes travel as the message payload.
+type Content struct {
+	Type       string          `json:"type"`
+	JSON       json.RawMessage `json:"json,omitempty"`
+	Text       string          `json:"text,omitempty"`
+	Code       int             `json:"code,omitempty"`
+	Method     string          `json:"method,omitempty"`
+	StatusCode int             `json:"status_code,omitempty"`
+	Headers    map[string]any  `json:"headers,omitempty"`
+}
+
+// Empty is the empty reply.
+func Empty() Content { return Content{Type: KindEmpty} }
+
+// Error is an error reply with an HTTP-like code.
+func Error(code int, text string) Content { return Content{Type: KindError, Code: code, Text: text} }
+
+// JSONOf is a JSON reply of v, which must marshal.
+func JSONOf(v any) Content {
+	j, err := json.Marshal(v)
+	if err != nil {
+		return Error(500, "internal error")
+	}
+	return Content{Type: KindJSON, JSON: j}
+}
+
+// Control is a control content; close carries status code 1000.
+func Control(method string) Content {
+	c := Content{Type: KindControl, Method: method}
+	if method == "close" {
+		c.StatusCode = 1000
+	}
+	return c
+}
+
+// Binary is a binary content with the given headers.
+func Binary(headers map[string]any) Content { return Content{Type: KindBinary, Headers: headers} }
+
+// InvokeTool is a room.invoke_tool request.
+type InvokeTool struct {
+	Toolkit    string  `json:"toolkit"`
+	Tool       string  `json:"tool"`
+	ToolCallID string  `json:"tool_call_id,omitempty"`
+	Arguments  Content `json:"arguments"`
+}
+
+// Chunk is a room.tool_call_request_chunk or response chunk.
+type Chunk struct {
+	ToolCallID string  `json:"tool_call_id"`
+	Chunk      Content `json:"chunk"`
+}
+
+// FileEvent is the body of storage.file.updated and storage.file.deleted.
+type FileEvent struct {
+	Path          string `json:"path"`
+	ParticipantID string `json:"participant_id"`
+}
+
+// MoveEvent is the body of storage.file.moved.
+type MoveEvent struct {
+	SourcePath      string `json:"source_path"`
+	DestinationPath string `json:"destination_path"`
+	ParticipantID   string `json:"participant_id"`
+}
+
+// OverflowEvent is the body of storage.events.overflow.
+type OverflowEvent struct {
+	Dropped uint64 `json:"dropped"`
+}
+
+// Entry is a file or folder as stat and list describe it.
+type Entry struct {
+	Name      string  `json:"name"`
+	IsFolder  bool    `json:"is_folder"`
+	Size      *int64  `json:"size"`
+	CreatedAt *string `json:"created_at"`
+	UpdatedAt *string `json:"updated_at"`
+}
+
+// Stat is the stat reply: Exists false carries nothing else.
+type Stat struct {
+	Exists bool `json:"exists"`
+	*Entry
+}

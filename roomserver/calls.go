@@ -1,0 +1,203 @@
+package roomserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"time"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/internal/wire"
+)
+
+// Error codes of the replies, as HTTP status codes.
+const (
+	CodeBadRequest  = 400 // an invalid path or a malformed call
+	CodeForbidden   = 403 // another participant's handle
+	CodeNotFound    = 404
+	CodeConflict    = 409 // exists, a folder where a file is meant or the reverse, a lost race
+	CodeTooMany     = 429 // too many handles or streams
+	CodeInternal    = 500
+	CodeUnsupported = 501
+	CodeUnavailable = 503 // shutting down, or the store is unavailable
+)
+
+// requestError is a refusal the server itself makes.
+type requestError struct {
+	code int
+	text string
+}
+
+func (e *requestError) Error() string { return e.text }
+
+func badRequest(text string) error { return &requestError{CodeBadRequest, text} }
+
+// errorContent turns an engine error into an error reply a client can
+// act on. Only the errors the engine classifies carry their text (which
+// names the room's path, never a host's); anything else is logged by the
+// caller's server and answered as internal.
+func errorContent(err error) wire.Content {
+	var re *requestError
+	if errors.As(err, &re) {
+		return wire.Error(re.code, re.text)
+	}
+	code := CodeInternal
+	switch {
+	case errors.Is(err, fs.ErrInvalid):
+		code = CodeBadRequest
+	case errors.Is(err, fs.ErrNotExist):
+		code = CodeNotFound
+	case errors.Is(err, fs.ErrExist), errors.Is(err, roomstore.ErrIsFolder),
+		errors.Is(err, roomstore.ErrNotFolder), errors.Is(err, roomstore.ErrConflict):
+		code = CodeConflict
+	case errors.Is(err, fs.ErrPermission):
+		code = CodeForbidden
+	case errors.Is(err, roomstore.ErrTooManyHandles):
+		code = CodeTooMany
+	case errors.Is(err, errors.ErrUnsupported):
+		code = CodeUnsupported
+	case errors.Is(err, fs.ErrClosed), errors.Is(err, roomstore.ErrStoreUnavailable),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		code = CodeUnavailable
+	}
+	if code == CodeInternal {
+		return wire.Error(code, "internal error")
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return wire.Error(code, fmt.Sprintf("%s %s: %s", pe.Op, pe.Path, sentinelText(pe.Err)))
+	}
+	return wire.Error(code, err.Error())
+}
+
+// sentinelText names the class of err without the provider's details.
+func sentinelText(err error) string {
+	for _, s := range []error{fs.ErrInvalid, fs.ErrNotExist, fs.ErrExist, fs.ErrPermission, fs.ErrClosed,
+		roomstore.ErrIsFolder, roomstore.ErrNotFolder, roomstore.ErrConflict, roomstore.ErrTooManyHandles,
+		roomstore.ErrStoreUnavailable, errors.ErrUnsupported, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, s) {
+			if s == fs.ErrInvalid || s == errors.ErrUnsupported {
+				return err.Error() // says which rule the path broke
+			}
+			return s.Error()
+		}
+	}
+	return "error"
+}
+
+// call runs one simple storage call.
+func (c *conn) call(tool string, args json.RawMessage) wire.Content {
+	var a struct {
+		Path            *string `json:"path"`
+		Recursive       *bool   `json:"recursive"`
+		SourcePath      *string `json:"source_path"`
+		DestinationPath *string `json:"destination_path"`
+		Overwrite       *bool   `json:"overwrite"`
+		Download        *bool   `json:"download"`
+	}
+	if err := json.Unmarshal(args, &a); err != nil {
+		return wire.Error(CodeBadRequest, fmt.Sprintf("invalid arguments to storage.%s", truncate(tool, 64)))
+	}
+	e := c.rm.eng
+	ctx := c.engineCtx()
+	needPath := func() (string, bool) {
+		if a.Path == nil {
+			return "", false
+		}
+		return *a.Path, true
+	}
+	res, err := func() (wire.Content, error) {
+		switch tool {
+		case "exists":
+			p, ok := needPath()
+			if !ok {
+				return wire.Content{}, badRequest("storage.exists needs a path")
+			}
+			ok, err := e.Exists(ctx, p)
+			return wire.JSONOf(map[string]bool{"exists": ok}), err
+		case "stat":
+			p, ok := needPath()
+			if !ok {
+				return wire.Content{}, badRequest("storage.stat needs a path")
+			}
+			ent, err := e.Stat(ctx, p)
+			if errors.Is(err, fs.ErrNotExist) {
+				return wire.JSONOf(wire.Stat{Exists: false}), nil
+			}
+			if err != nil {
+				return wire.Content{}, err
+			}
+			we := entryOf(ent)
+			return wire.JSONOf(wire.Stat{Exists: true, Entry: &we}), nil
+		case "list":
+			p, ok := needPath()
+			if !ok {
+				return wire.Content{}, badRequest("storage.list needs a path")
+			}
+			ents, err := e.List(ctx, p)
+			if err != nil {
+				return wire.Content{}, err
+			}
+			files := make([]wire.Entry, len(ents))
+			for i, ent := range ents {
+				files[i] = entryOf(ent)
+			}
+			return wire.JSONOf(map[string]any{"files": files}), nil
+		case "delete":
+			p, ok := needPath()
+			if !ok {
+				return wire.Content{}, badRequest("storage.delete needs a path")
+			}
+			if a.Recursive != nil && *a.Recursive {
+				return wire.Empty(), e.RemoveAll(ctx, p)
+			}
+			return wire.Empty(), e.Delete(ctx, p)
+		case "move":
+			if a.SourcePath == nil || a.DestinationPath == nil {
+				return wire.Content{}, badRequest("storage.move needs source_path and destination_path")
+			}
+			ow := a.Overwrite != nil && *a.Overwrite
+			return wire.Empty(), e.Move(ctx, *a.SourcePath, *a.DestinationPath, roomstore.MoveOptions{Overwrite: ow})
+		case "download_url":
+			p, ok := needPath()
+			if !ok {
+				return wire.Content{}, badRequest("storage.download_url needs a path")
+			}
+			var opts []roomstore.URLOption
+			if a.Download != nil && *a.Download {
+				opts = append(opts, roomstore.Attachment(path.Base(p)))
+			}
+			u, err := e.DownloadURL(ctx, p, opts...)
+			return wire.JSONOf(map[string]string{"url": u}), err
+		default:
+			return wire.Content{}, &requestError{CodeNotFound, fmt.Sprintf("no tool storage.%s", truncate(tool, 64))}
+		}
+	}()
+	if err != nil {
+		ec := errorContent(err)
+		if ec.Code == CodeInternal {
+			c.s.log.Error("storage call failed", "room", c.rm.name, "participant", c.id, "tool", tool, "err", err)
+		}
+		return ec
+	}
+	return res
+}
+
+// entryOf is an engine entry as the protocol describes it: folders have
+// no size or times; the store keeps no creation time, so created_at is
+// the time of the version's commit, like updated_at.
+func entryOf(e roomstore.Entry) wire.Entry {
+	we := wire.Entry{Name: e.Name, IsFolder: e.IsFolder}
+	if !e.IsFolder {
+		size := e.Size
+		we.Size = &size
+		if !e.ModTime.IsZero() {
+			t := e.ModTime.UTC().Format(time.RFC3339Nano)
+			we.CreatedAt, we.UpdatedAt = &t, &t
+		}
+	}
+	return we
+}

@@ -1,0 +1,385 @@
+package roomserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/internal/wire"
+)
+
+// outMsg is one message waiting for the connection's writer.
+type outMsg struct {
+	id   uint64
+	typ  string
+	data []byte
+}
+
+// conn is one participant's connection. Its reader dispatches messages,
+// its writer alone writes frames (a message's frames go out back to
+// back), and everything it started ends with it.
+type conn struct {
+	s     *Server
+	rm    *room
+	ws    *websocket.Conn
+	id    string
+	ident Identity
+
+	ctx    context.Context // ends when the connection does
+	cancel context.CancelFunc
+	out    chan outMsg
+	nextID atomic.Uint64
+	reqs   chan struct{} // semaphore of simple calls
+
+	mu      sync.Mutex
+	streams map[string]*stream
+	work    sync.WaitGroup // calls and streams
+
+	closeOnce sync.Once
+	closer    sync.WaitGroup // the close handshake under way
+}
+
+func newConn(s *Server, rm *room, ws *websocket.Conn, ident Identity) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{
+		s: s, rm: rm, ws: ws, id: participantID(), ident: ident,
+		ctx: ctx, cancel: cancel,
+		out:     make(chan outMsg, s.o.SendQueue),
+		reqs:    make(chan struct{}, s.o.MaxRequests),
+		streams: map[string]*stream{},
+	}
+	c.nextID.Store(1 << 62) // server ids never meet the client's, which count from 0
+	return c
+}
+
+// engineCtx is the context of the calls made for this participant.
+func (c *conn) engineCtx() context.Context { return roomstore.WithParticipant(c.ctx, c.id) }
+
+// serve runs the connection to its end.
+func (c *conn) serve() {
+	defer c.s.untrack(c)
+	defer c.s.release(c.rm)
+	log := c.s.log.With("room", c.rm.name, "participant", c.id)
+	log.Info("participant connected", "name", c.ident.Name)
+
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); c.writer() }()
+	pingDone := make(chan struct{})
+	go func() { defer close(pingDone); c.pinger() }()
+
+	attrs := c.ident.Attributes
+	if attrs == nil {
+		attrs = map[string]any{}
+	}
+	c.sendJSON(wire.TypeRoomReady, map[string]any{"room_name": c.rm.name, "session_id": c.id})
+	c.sendJSON(wire.TypeConnected, map[string]any{"type": "init", "participantId": c.id, "attributes": attrs})
+	c.rm.join(c)
+
+	err := c.reader()
+	c.rm.leave(c)
+	c.cancel()
+	c.work.Wait()
+	<-writerDone
+	<-pingDone
+	c.closer.Wait()
+	var ce websocket.CloseError
+	switch {
+	case errors.As(err, &ce):
+		log.Info("participant disconnected", "code", int(ce.Code), "reason", ce.Reason)
+	case err != nil:
+		log.Info("participant disconnected", "err", err)
+	}
+	_ = c.ws.CloseNow()
+}
+
+// close ends the connection with a close code; the reader then returns.
+func (c *conn) close(code websocket.StatusCode, reason string) {
+	c.closeOnce.Do(func() {
+		c.closer.Go(func() {
+			_ = c.ws.Close(code, reason)
+			c.cancel()
+		})
+	})
+}
+
+// protocolError closes the connection over a frame it cannot trust.
+func (c *conn) protocolError(code websocket.StatusCode, err error) error {
+	c.s.log.Warn("closing connection", "room", c.rm.name, "participant", c.id, "code", int(code), "err", err)
+	c.close(code, truncate(err.Error(), 120))
+	return err
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// reader reads and dispatches messages until the connection ends.
+func (c *conn) reader() error {
+	a := wire.Assembler{Max: c.s.o.MaxMessageSize}
+	for {
+		typ, frame, err := c.ws.Read(c.ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig {
+				c.s.log.Warn("closing connection", "room", c.rm.name, "participant", c.id, "code", 1009, "err", err)
+			}
+			return err
+		}
+		if typ != websocket.MessageBinary {
+			return c.protocolError(websocket.StatusUnsupportedData, errors.New("a text frame"))
+		}
+		m, err := a.Add(frame)
+		if errors.Is(err, wire.ErrTooLarge) {
+			return c.protocolError(websocket.StatusMessageTooBig, err)
+		}
+		if err != nil {
+			return c.protocolError(websocket.StatusProtocolError, err)
+		}
+		if m != nil {
+			if err := c.dispatch(m); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// dispatch handles one message; only a connection-level failure is
+// returned.
+func (c *conn) dispatch(m *wire.Message) error {
+	switch m.Type {
+	case wire.TypeResponse:
+		return nil // the server sends no requests; a stray answer is ignored
+	case wire.TypeInvokeTool:
+		body, payload, err := m.Split()
+		if err != nil {
+			return c.reply(m.ID, wire.Error(400, "malformed message: "+err.Error()), nil)
+		}
+		var req wire.InvokeTool
+		if err := json.Unmarshal(body, &req); err != nil {
+			return c.reply(m.ID, wire.Error(400, "invalid JSON in room.invoke_tool"), nil)
+		}
+		return c.invoke(m.ID, req, payload)
+	case wire.TypeRequestChunk:
+		body, payload, err := m.Split()
+		if err != nil {
+			return c.reply(m.ID, wire.Error(400, "malformed message: "+err.Error()), nil)
+		}
+		var ch wire.Chunk
+		if err := json.Unmarshal(body, &ch); err != nil {
+			return c.reply(m.ID, wire.Error(400, "invalid JSON in room.tool_call_request_chunk"), nil)
+		}
+		return c.chunk(m.ID, ch, payload)
+	default:
+		return c.reply(m.ID, wire.Error(400, fmt.Sprintf("unsupported message type %q", truncate(m.Type, 64))), nil)
+	}
+}
+
+// invoke starts a call: a stream opens at once, so that its chunks (which
+// the client sends without waiting for the open) find it; a simple call
+// runs on its own, bounded by MaxRequests.
+func (c *conn) invoke(id uint64, req wire.InvokeTool, payload []byte) error {
+	if req.Toolkit != "storage" {
+		return c.reply(id, wire.Error(404, fmt.Sprintf("no toolkit %q", truncate(req.Toolkit, 64))), nil)
+	}
+	if c.s.draining() {
+		return c.reply(id, wire.Error(503, "server shutting down"), nil)
+	}
+	if req.Arguments.Type == wire.KindControl && req.Arguments.Method == "open" {
+		return c.openStream(id, req)
+	}
+	if req.Arguments.Type != wire.KindJSON {
+		return c.reply(id, wire.Error(400, fmt.Sprintf("storage.%s takes JSON arguments", truncate(req.Tool, 64))), nil)
+	}
+	select {
+	case c.reqs <- struct{}{}:
+	case <-c.ctx.Done():
+		return c.ctx.Err()
+	}
+	c.work.Add(1)
+	go func() {
+		defer c.work.Done()
+		defer func() { <-c.reqs }()
+		res := c.call(req.Tool, req.Arguments.JSON)
+		_ = c.reply(id, res, nil)
+	}()
+	return nil
+}
+
+func (c *conn) openStream(id uint64, req wire.InvokeTool) error {
+	if req.Tool != "upload" && req.Tool != "download" {
+		return c.reply(id, wire.Error(400, fmt.Sprintf("storage.%s does not stream", truncate(req.Tool, 64))), nil)
+	}
+	if req.ToolCallID == "" || len(req.ToolCallID) > 256 {
+		return c.reply(id, wire.Error(400, "a stream needs a tool_call_id of 1 to 256 bytes"), nil)
+	}
+	c.mu.Lock()
+	if _, dup := c.streams[req.ToolCallID]; dup {
+		c.mu.Unlock()
+		return c.reply(id, wire.Error(409, "tool_call_id already in use"), nil)
+	}
+	if len(c.streams) >= c.s.o.MaxStreams {
+		c.mu.Unlock()
+		return c.reply(id, wire.Error(429, fmt.Sprintf("too many streams (at most %d per connection)", c.s.o.MaxStreams)), nil)
+	}
+	st := newStream(c, req.ToolCallID, req.Tool)
+	c.streams[st.id] = st
+	c.work.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.work.Done()
+		defer c.endStream(st)
+		st.run()
+	}()
+	return c.reply(id, wire.Control("open"), nil)
+}
+
+func (c *conn) endStream(st *stream) {
+	c.mu.Lock()
+	if c.streams[st.id] == st {
+		delete(c.streams, st.id)
+	}
+	c.mu.Unlock()
+	close(st.ended)
+}
+
+// chunk hands a request chunk to its stream. A close for a stream that
+// has ended is answered (the client always sends one); any other chunk
+// of an unknown or ended stream gets a 404.
+func (c *conn) chunk(id uint64, ch wire.Chunk, payload []byte) error {
+	c.mu.Lock()
+	st := c.streams[ch.ToolCallID]
+	c.mu.Unlock()
+	if st == nil {
+		if ch.Chunk.Type == wire.KindControl && ch.Chunk.Method == "close" {
+			return c.reply(id, wire.Empty(), nil)
+		}
+		return c.reply(id, wire.Error(404, "no open stream with that tool_call_id"), nil)
+	}
+	select {
+	case st.in <- inChunk{id: id, c: ch.Chunk, data: payload}:
+		return nil
+	case <-st.ended:
+		if ch.Chunk.Type == wire.KindControl && ch.Chunk.Method == "close" {
+			return c.reply(id, wire.Empty(), nil)
+		}
+		return c.reply(id, wire.Error(404, "the stream has ended"), nil)
+	default:
+		return c.reply(id, wire.Error(429, "a chunk before the stream's previous one was answered"), nil)
+	}
+}
+
+// drainStreams waits until the connection has no stream open, or ctx
+// ends.
+func (c *conn) drainStreams(ctx context.Context) {
+	for {
+		c.mu.Lock()
+		var st *stream
+		for _, s := range c.streams {
+			st = s
+			break
+		}
+		c.mu.Unlock()
+		if st == nil {
+			return
+		}
+		select {
+		case <-st.ended:
+		case <-c.ctx.Done():
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// reply answers request id.
+func (c *conn) reply(id uint64, body wire.Content, payload []byte) error {
+	data, err := wire.Pack(body, payload)
+	if err != nil {
+		return err
+	}
+	return c.send(id, wire.TypeResponse, data)
+}
+
+// sendJSON sends a server message.
+func (c *conn) sendJSON(typ string, v any) {
+	data, err := wire.Pack(v, nil)
+	if err == nil {
+		_ = c.send(c.nextID.Add(1), typ, data)
+	}
+}
+
+// send queues a message, waiting for room in the queue while the
+// connection lives: only this participant's own calls wait.
+func (c *conn) send(id uint64, typ string, data []byte) error {
+	select {
+	case c.out <- outMsg{id: id, typ: typ, data: data}:
+		return nil
+	case <-c.ctx.Done():
+		return c.ctx.Err()
+	}
+}
+
+// trySend queues an event without waiting; a participant too slow to
+// take it is disconnected.
+func (c *conn) trySend(typ string, data []byte) {
+	select {
+	case c.out <- outMsg{id: c.nextID.Add(1), typ: typ, data: data}:
+	case <-c.ctx.Done():
+	default:
+		c.s.log.Warn("disconnecting a slow participant", "room", c.rm.name, "participant", c.id, "queue", cap(c.out))
+		c.close(websocket.StatusPolicyViolation, "too slow: send queue full")
+	}
+}
+
+// writer writes queued messages, each message's frames back to back.
+func (c *conn) writer() {
+	for {
+		select {
+		case m := <-c.out:
+			header, body := wire.Frames(m.id, m.typ, m.data)
+			ctx, cancel := context.WithTimeout(c.ctx, c.s.o.WriteTimeout)
+			err := c.ws.Write(ctx, websocket.MessageBinary, header)
+			if err == nil {
+				err = c.ws.Write(ctx, websocket.MessageBinary, body)
+			}
+			cancel()
+			if err != nil {
+				c.cancel()
+				return
+			}
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// pinger drops a connection whose peer stops answering pings.
+func (c *conn) pinger() {
+	t := time.NewTicker(c.s.o.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(c.ctx, c.s.o.PingTimeout)
+			err := c.ws.Ping(ctx)
+			cancel()
+			if err != nil && c.ctx.Err() == nil {
+				c.s.log.Info("dropping a participant that stopped answering pings", "room", c.rm.name, "participant", c.id)
+				c.close(websocket.StatusPolicyViolation, "ping timeout")
+				return
+			}
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}

@@ -1,0 +1,286 @@
+package roomserver
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+
+	"github.com/roomstore/roomstore"
+)
+
+// Resolver returns the engine of a room, opening it on first use. The
+// server calls it once per room while anyone is connected to it (or
+// fetching one of its signed URLs) and shuts the engine down after
+// Options.RoomIdle without connections; it must not hand out an engine
+// it shuts down itself.
+type Resolver func(ctx context.Context, room string) (*roomstore.Engine, error)
+
+// Options configure a Server. Zero values take the documented defaults.
+type Options struct {
+	// Resolve opens a room's engine. Required.
+	Resolve Resolver
+	// Verify checks each connection's token. Required unless Insecure.
+	Verify Verifier
+	// Insecure accepts connections without a token, each as a participant
+	// named "anonymous": for development only. A token that is given is
+	// still verified when Verify is set.
+	Insecure bool
+	// Logger receives connection and protocol logs (default slog.Default()).
+	Logger *slog.Logger
+	// RoomIdle is how long a room's engine stays open with nobody
+	// connected (default 1 minute).
+	RoomIdle time.Duration
+	// MaxMessageSize bounds one incoming message, all its frames together
+	// (default 4 MiB). A bigger one closes the connection with 1009.
+	MaxMessageSize int
+	// MaxStreams bounds the uploads and downloads open at once on one
+	// connection (default 16); one more is refused with code 429.
+	MaxStreams int
+	// MaxRequests bounds the simple calls running at once on one
+	// connection (default 32); more wait, and so does the connection.
+	MaxRequests int
+	// SendQueue bounds the messages waiting to go out on one connection
+	// (default 256). An event that finds it full disconnects that
+	// participant (close code 1008): a slow reader never stalls the room.
+	SendQueue int
+	// ChunkSize is the upload chunk size the server pulls (default 256
+	// KiB, at most MaxMessageSize less 64 KiB).
+	ChunkSize int
+	// PingInterval is how often an idle connection is pinged (default 20
+	// s); PingTimeout how long a pong may take (default 10 s) before the
+	// connection is dropped.
+	PingInterval, PingTimeout time.Duration
+	// WriteTimeout bounds writing one message to a connection (default
+	// 30 s).
+	WriteTimeout time.Duration
+	// StreamIdle is how long an upload or download may wait for the
+	// client's next chunk (default 2 minutes) before it is ended, an
+	// upload's bytes discarded.
+	StreamIdle time.Duration
+	// OriginPatterns lists the hosts browsers may connect from besides
+	// the server's own (see websocket.AcceptOptions).
+	OriginPatterns []string
+}
+
+func (o *Options) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defi := func(n *int, v int) {
+		if *n <= 0 {
+			*n = v
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	def(&o.RoomIdle, time.Minute)
+	defi(&o.MaxMessageSize, 4<<20)
+	defi(&o.MaxStreams, 16)
+	defi(&o.MaxRequests, 32)
+	defi(&o.SendQueue, 256)
+	defi(&o.ChunkSize, 256<<10)
+	o.MaxMessageSize = max(o.MaxMessageSize, 128<<10)
+	o.ChunkSize = min(o.ChunkSize, o.MaxMessageSize-64<<10)
+	def(&o.PingInterval, 20*time.Second)
+	def(&o.PingTimeout, 10*time.Second)
+	def(&o.WriteTimeout, 30*time.Second)
+	def(&o.StreamIdle, 2*time.Minute)
+}
+
+// Server serves rooms over the MeshAgent room protocol. It is an
+// http.Handler for GET /rooms/{room} (mount it with http.StripPrefix to
+// serve it below a prefix). Create it with New.
+type Server struct {
+	o      Options
+	log    *slog.Logger
+	mu     sync.Mutex
+	rooms  map[string]*room
+	conns  map[*conn]struct{}
+	closed bool
+	drain  chan struct{} // closed when Shutdown begins
+	wg     sync.WaitGroup
+}
+
+// New returns a Server. It fails without Options.Resolve, or without
+// Options.Verify unless Options.Insecure is set.
+func New(o Options) (*Server, error) {
+	if o.Resolve == nil {
+		return nil, errors.New("roomserver: Options.Resolve is required")
+	}
+	if o.Verify == nil && !o.Insecure {
+		return nil, errors.New("roomserver: Options.Verify is required unless Options.Insecure is set")
+	}
+	o.defaults()
+	return &Server{o: o, log: o.Logger, rooms: map[string]*room{}, conns: map[*conn]struct{}{}, drain: make(chan struct{})}, nil
+}
+
+// ValidRoom reports whether name can name a room: one path element of
+// 1 to 255 bytes of valid UTF-8 without control characters, '/', '\\', or
+// a leading '.'.
+func ValidRoom(name string) bool {
+	if name == "" || len(name) > 255 || !utf8.ValidString(name) || name[0] == '.' {
+		return false
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f || r == '/' || r == '\\' || (r >= 0x80 && r < 0xa0) {
+			return false
+		}
+	}
+	return true
+}
+
+// ServeHTTP upgrades GET /rooms/{room} to a room connection. A bad or
+// missing token gets 403, an unknown path or invalid room name 404, a
+// server shutting down or a room that cannot be opened 503, all before
+// the upgrade.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name, ok := strings.CutPrefix(r.URL.Path, "/rooms/")
+	if !ok || !ValidRoom(name) {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	token, subprotocol := tokenOf(r)
+	ident := Identity{Name: "anonymous", Attributes: map[string]any{"name": "anonymous"}}
+	switch {
+	case token == "" && s.o.Insecure:
+	case s.o.Verify == nil && s.o.Insecure:
+	case token == "":
+		s.log.Info("room connection refused", "room", name, "reason", "no token")
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	default:
+		id, err := s.o.Verify(r.Context(), name, token)
+		if err != nil {
+			s.log.Info("room connection refused", "room", name, "reason", err)
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		ident = id
+	}
+	rm, err := s.acquire(r.Context(), name)
+	if err != nil {
+		s.log.Warn("room unavailable", "room", name, "err", err)
+		http.Error(w, "room unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	var protos []string
+	if subprotocol != "" {
+		protos = []string{subprotocol}
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: protos, OriginPatterns: s.o.OriginPatterns})
+	if err != nil {
+		s.release(rm)
+		s.log.Info("room upgrade failed", "room", name, "err", err)
+		return
+	}
+	ws.SetReadLimit(int64(s.o.MaxMessageSize) + 16 + 256)
+	c := newConn(s, rm, ws, ident)
+	if !s.track(c) {
+		_ = ws.Close(websocket.StatusGoingAway, "server shutting down")
+		s.release(rm)
+		return
+	}
+	c.serve()
+}
+
+// tokenOf finds a connection's token: ?token=, Authorization: Bearer, or
+// the meshagent-room.<jwt> subprotocol, which is then echoed.
+func tokenOf(r *http.Request) (token, subprotocol string) {
+	if t := r.URL.Query().Get("token"); t != "" {
+		return t, ""
+	}
+	if t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && t != "" {
+		return strings.TrimSpace(t), ""
+	}
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for p := range strings.SplitSeq(h, ",") {
+			p = strings.TrimSpace(p)
+			if t, ok := strings.CutPrefix(p, "meshagent-room."); ok && t != "" {
+				return t, p
+			}
+		}
+	}
+	return "", ""
+}
+
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Shutdown stops the server: new connections and new calls are refused,
+// uploads and downloads under way may finish until ctx ends, then every
+// connection is closed with 1001 (the uploads still open are aborted,
+// their bytes discarded) and every room's engine is shut down. It returns
+// ctx's error if ctx ended before all of this was done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	first := !s.closed
+	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	if first {
+		close(s.drain)
+	}
+	var wait sync.WaitGroup
+	for _, c := range conns {
+		wait.Go(func() { c.drainStreams(ctx) })
+	}
+	wait.Wait()
+	for _, c := range conns {
+		c.close(websocket.StatusGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("roomserver: shutdown: %w", ctx.Err())
+	}
+	return s.closeRooms(ctx)
+}
+
+func (s *Server) draining() bool {
+	select {
+	case <-s.drain:
+		return true
+	default:
+		return false
+	}
+}
+
+// participantID returns a new random participant id.
+func participantID() string { return rand.Text() }

@@ -1,0 +1,238 @@
+package roomserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"time"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/internal/wire"
+)
+
+// inChunk is one request chunk waiting for its stream.
+type inChunk struct {
+	id   uint64
+	c    wire.Content
+	data []byte
+}
+
+// stream is one upload or download. Its goroutine alone answers its
+// chunks and sends its response chunks, so none goes out after it ended.
+type stream struct {
+	c     *conn
+	id    string
+	tool  string
+	in    chan inChunk
+	ended chan struct{}
+}
+
+func newStream(c *conn, id, tool string) *stream {
+	return &stream{c: c, id: id, tool: tool, in: make(chan inChunk, 1), ended: make(chan struct{})}
+}
+
+// errStreamEnded ends a stream whose client went away or stalled.
+var errStreamEnded = errors.New("stream ended")
+
+// next waits for the stream's next chunk.
+func (st *stream) next() (inChunk, error) {
+	t := time.NewTimer(st.c.s.o.StreamIdle)
+	defer t.Stop()
+	select {
+	case ch := <-st.in:
+		return ch, nil
+	case <-t.C:
+		return inChunk{}, fmt.Errorf("%w: no chunk for %s", errStreamEnded, st.c.s.o.StreamIdle)
+	case <-st.c.ctx.Done():
+		return inChunk{}, errStreamEnded
+	}
+}
+
+// answer replies to a request chunk.
+func (st *stream) answer(ch inChunk, body wire.Content) error {
+	return st.c.reply(ch.id, body, nil)
+}
+
+// respond sends a response chunk.
+func (st *stream) respond(body wire.Content, payload []byte) error {
+	data, err := wire.Pack(wire.Chunk{ToolCallID: st.id, Chunk: body}, payload)
+	if err != nil {
+		return err
+	}
+	return st.c.send(st.c.nextID.Add(1), wire.TypeResponseChunk, data)
+}
+
+func (st *stream) fail(err error) {
+	ec := errorContent(err)
+	if ec.Code == CodeInternal {
+		st.c.s.log.Error("storage stream failed", "room", st.c.rm.name, "participant", st.c.id, "tool", st.tool, "err", err)
+	}
+	_ = st.respond(ec, nil)
+}
+
+func (st *stream) run() {
+	ch, err := st.next()
+	if err != nil {
+		return
+	}
+	_ = st.answer(ch, wire.Empty())
+	if ch.c.Type == wire.KindControl && ch.c.Method == "close" {
+		return
+	}
+	if ch.c.Type != wire.KindBinary || ch.c.Headers["kind"] != "start" {
+		st.fail(badRequest("a stream begins with a binary chunk of kind start"))
+		return
+	}
+	if st.tool == "upload" {
+		st.upload(ch.c.Headers)
+	} else {
+		st.download(ch.c.Headers)
+	}
+}
+
+func (st *stream) upload(h map[string]any) {
+	p, ok := h["path"].(string)
+	if !ok {
+		st.fail(badRequest("upload start needs a path"))
+		return
+	}
+	overwrite, _ := h["overwrite"].(bool)
+	want := int64(-1)
+	if n, ok := h["size"].(float64); ok {
+		if n < 0 || n != float64(int64(n)) {
+			st.fail(badRequest("upload size must be a whole number of bytes"))
+			return
+		}
+		want = int64(n)
+	}
+	e := st.c.rm.eng
+	ctx := st.c.engineCtx()
+	hd, err := e.Open(ctx, p, roomstore.OpenOptions{Overwrite: overwrite, Exclusive: !overwrite})
+	if err != nil {
+		st.fail(err)
+		return
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			_ = e.Abort(actx, hd)
+			cancel()
+		}
+	}()
+	size := st.c.s.o.ChunkSize
+	pull := wire.Binary(map[string]any{"kind": "pull", "chunk_size": size})
+	if st.respond(pull, nil) != nil {
+		return
+	}
+	var written int64
+	for {
+		ch, err := st.next()
+		if err != nil {
+			return
+		}
+		switch {
+		case ch.c.Type == wire.KindBinary && ch.c.Headers["kind"] == "data":
+			if len(ch.data) > size {
+				_ = st.answer(ch, wire.Error(400, fmt.Sprintf("a data chunk over the %d bytes pulled", size)))
+				st.fail(badRequest("upload aborted: a data chunk over the size pulled"))
+				return
+			}
+			if want >= 0 && written+int64(len(ch.data)) > want {
+				_ = st.answer(ch, wire.Error(400, "more bytes than the upload's size"))
+				st.fail(badRequest("upload aborted: more bytes than its size"))
+				return
+			}
+			// The next pull goes out before this chunk is written, so the
+			// client sends while the engine writes.
+			if st.respond(pull, nil) != nil || st.answer(ch, wire.Empty()) != nil {
+				return
+			}
+			if err := e.Write(ctx, hd, ch.data); err != nil {
+				st.fail(err)
+				return
+			}
+			written += int64(len(ch.data))
+		case ch.c.Type == wire.KindControl && ch.c.Method == "close":
+			_ = st.answer(ch, wire.Empty())
+			if ch.c.StatusCode != 0 && ch.c.StatusCode != 1000 {
+				st.fail(badRequest("upload cancelled by the client"))
+				return
+			}
+			if want >= 0 && written != want {
+				st.fail(badRequest(fmt.Sprintf("upload of %d bytes ended after %d", want, written)))
+				return
+			}
+			committed = true
+			if err := e.Close(ctx, hd); err != nil {
+				st.fail(err)
+				return
+			}
+			_ = st.respond(wire.Control("close"), nil)
+			return
+		default:
+			_ = st.answer(ch, wire.Error(400, "an upload takes data chunks and a close"))
+			st.fail(badRequest("upload aborted: an unexpected chunk"))
+			return
+		}
+	}
+}
+
+// maxDownloadChunk bounds the chunk size a client may ask for.
+const maxDownloadChunk = 1 << 20
+
+func (st *stream) download(h map[string]any) {
+	p, ok := h["path"].(string)
+	if !ok {
+		st.fail(badRequest("download start needs a path"))
+		return
+	}
+	size := 64 << 10
+	if n, ok := h["chunk_size"].(float64); ok && n >= 1 {
+		size = int(min(n, float64(min(maxDownloadChunk, st.c.s.o.MaxMessageSize-64<<10))))
+	}
+	r, err := st.c.rm.eng.OpenReader(st.c.engineCtx(), p, 0, -1)
+	if err != nil {
+		st.fail(err)
+		return
+	}
+	defer r.Close()
+	ent := r.Entry()
+	mt := r.MimeType()
+	if st.respond(wire.Binary(map[string]any{"kind": "start", "name": path.Base(ent.Path), "mime_type": mt, "size": ent.Size}), nil) != nil {
+		return
+	}
+	left := ent.Size
+	buf := make([]byte, min(int64(size), left))
+	for left > 0 {
+		ch, err := st.next()
+		if err != nil {
+			return
+		}
+		switch {
+		case ch.c.Type == wire.KindBinary && ch.c.Headers["kind"] == "pull":
+			if st.answer(ch, wire.Empty()) != nil {
+				return
+			}
+			n, err := io.ReadFull(r, buf[:min(int64(len(buf)), left)])
+			if err != nil {
+				st.fail(err)
+				return
+			}
+			left -= int64(n)
+			if st.respond(wire.Binary(map[string]any{"kind": "data"}), buf[:n]) != nil {
+				return
+			}
+		case ch.c.Type == wire.KindControl && ch.c.Method == "close":
+			_ = st.answer(ch, wire.Empty())
+			return
+		default:
+			_ = st.answer(ch, wire.Error(400, "a download takes pull chunks and a close"))
+			st.fail(badRequest("download ended: an unexpected chunk"))
+			return
+		}
+	}
+	_ = st.respond(wire.Control("close"), nil)
+}
