@@ -56,6 +56,10 @@ func newConn(s *Server, rm *room, ws *websocket.Conn, ident Identity) *conn {
 		streams: map[string]*stream{},
 	}
 	c.nextID.Store(1 << 62) // server ids never meet the client's, which count from 0
+	// The socket's own calls take contexts of their own: a cancelled
+	// context there drops the socket at once, before a close frame could
+	// tell the peer why. Ending the connection closes it properly.
+	context.AfterFunc(ctx, func() { c.close(websocket.StatusGoingAway, "") })
 	return c
 }
 
@@ -88,6 +92,9 @@ func (c *conn) serve() {
 	c.work.Wait()
 	<-writerDone
 	<-pingDone
+	// After this Do no close can begin, and one that began has its
+	// goroutine counted: the wait below cannot race with its Go.
+	c.closeOnce.Do(func() {})
 	c.closer.Wait()
 	var ce websocket.CloseError
 	switch {
@@ -127,7 +134,7 @@ func truncate(s string, n int) string {
 func (c *conn) reader() error {
 	a := wire.Assembler{Max: c.s.o.MaxMessageSize}
 	for {
-		typ, frame, err := c.ws.Read(c.ctx)
+		typ, frame, err := c.ws.Read(context.Background()) // ended by the close
 		if err != nil {
 			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig {
 				c.s.log.Warn("closing connection", "room", c.rm.name, "participant", c.id, "code", 1009, "err", err)
@@ -347,7 +354,7 @@ func (c *conn) writer() {
 		select {
 		case m := <-c.out:
 			header, body := wire.Frames(m.id, m.typ, m.data)
-			ctx, cancel := context.WithTimeout(c.ctx, c.s.o.WriteTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), c.s.o.WriteTimeout)
 			err := c.ws.Write(ctx, websocket.MessageBinary, header)
 			if err == nil {
 				err = c.ws.Write(ctx, websocket.MessageBinary, body)
@@ -370,7 +377,7 @@ func (c *conn) pinger() {
 	for {
 		select {
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(c.ctx, c.s.o.PingTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), c.s.o.PingTimeout)
 			err := c.ws.Ping(ctx)
 			cancel()
 			if err != nil && c.ctx.Err() == nil {

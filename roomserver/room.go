@@ -101,6 +101,10 @@ func (s *Server) release(rm *room) {
 // expire shuts an idle room down, unless it was used again meanwhile.
 func (s *Server) expire(rm *room) {
 	s.mu.Lock()
+	if s.closed { // Shutdown closes the rooms itself
+		s.mu.Unlock()
+		return
+	}
 	rm.mu.Lock()
 	if rm.refs > 0 || rm.gone {
 		rm.mu.Unlock()

@@ -110,7 +110,11 @@ type Server struct {
 	conns  map[*conn]struct{}
 	closed bool
 	drain  chan struct{} // closed when Shutdown begins
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // connections and room shutdowns
+
+	stopOnce sync.Once
+	stopped  chan struct{}
+	stopErr  error
 }
 
 // New returns a Server. It fails without Options.Resolve, or without
@@ -123,7 +127,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("roomserver: Options.Verify is required unless Options.Insecure is set")
 	}
 	o.defaults()
-	return &Server{o: o, log: o.Logger, rooms: map[string]*room{}, conns: map[*conn]struct{}{}, drain: make(chan struct{})}, nil
+	return &Server{o: o, log: o.Logger, rooms: map[string]*room{}, conns: map[*conn]struct{}{}, drain: make(chan struct{}), stopped: make(chan struct{})}, nil
 }
 
 // ValidRoom reports whether name can name a room: one path element of
@@ -241,8 +245,9 @@ func (s *Server) untrack(c *conn) {
 // Shutdown stops the server: new connections and new calls are refused,
 // uploads and downloads under way may finish until ctx ends, then every
 // connection is closed with 1001 (the uploads still open are aborted,
-// their bytes discarded) and every room's engine is shut down. It returns
-// ctx's error if ctx ended before all of this was done.
+// their bytes discarded) and every room's engine is shut down. If ctx
+// ends first, Shutdown returns its error and the rest goes on in the
+// background; a later Shutdown waits for it again.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	first := !s.closed
@@ -260,17 +265,30 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		wait.Go(func() { c.drainStreams(ctx) })
 	}
 	wait.Wait()
-	for _, c := range conns {
-		c.close(websocket.StatusGoingAway, "server shutting down")
-	}
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	s.stopOnce.Do(func() { go s.stop() })
 	select {
-	case <-done:
+	case <-s.stopped:
+		return s.stopErr
 	case <-ctx.Done():
 		return fmt.Errorf("roomserver: shutdown: %w", ctx.Err())
 	}
-	return s.closeRooms(ctx)
+}
+
+// stop closes every connection, waits for them and shuts the rooms down,
+// once, whatever the callers' contexts.
+func (s *Server) stop() {
+	defer close(s.stopped)
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.close(websocket.StatusGoingAway, "server shutting down")
+	}
+	s.wg.Wait()
+	s.stopErr = s.closeRooms(context.Background())
 }
 
 func (s *Server) draining() bool {

@@ -1,0 +1,40 @@
+package roomserver
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/events"
+	"github.com/roomstore/roomstore/internal/wire"
+)
+
+// The engine's overflow marker reaches participants as
+// storage.events.overflow, with the count lost, so that they re-list.
+func TestOverflowIsForwarded(t *testing.T) {
+	s := &Server{o: Options{SendQueue: 4}}
+	s.o.defaults()
+	s.log = s.o.Logger
+	rm := &room{name: "r", conns: map[*conn]struct{}{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, out: make(chan outMsg, 4)}
+	rm.join(c)
+	rm.fanout(events.Event{Type: roomstore.EventOverflow, Dropped: 7, Time: time.Now()})
+	rm.fanout(events.Event{Type: "something.else"})
+	select {
+	case m := <-c.out:
+		var ov wire.OverflowEvent
+		body, _, err := wire.Unpack(m.data)
+		if err != nil || m.typ != wire.TypeEventsOverflow || json.Unmarshal(body, &ov) != nil || ov.Dropped != 7 {
+			t.Fatalf("got %s %s %v", m.typ, body, err)
+		}
+	default:
+		t.Fatal("no overflow message queued")
+	}
+	if len(c.out) != 0 {
+		t.Fatal("an unknown event type was forwarded")
+	}
+}

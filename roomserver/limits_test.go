@@ -1,0 +1,195 @@
+package roomserver_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/internal/wire"
+	"github.com/roomstore/roomstore/roomserver"
+)
+
+// logWatch is a slog handler that tells when a message was logged.
+type logWatch struct {
+	mu   sync.Mutex
+	seen map[string]chan struct{}
+}
+
+func newLogWatch(msgs ...string) *logWatch {
+	w := &logWatch{seen: map[string]chan struct{}{}}
+	for _, m := range msgs {
+		w.seen[m] = make(chan struct{})
+	}
+	return w
+}
+
+func (w *logWatch) Enabled(context.Context, slog.Level) bool { return true }
+func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ch, ok := w.seen[r.Message]; ok {
+		select {
+		case <-ch:
+		default:
+			close(ch)
+		}
+	}
+	return nil
+}
+func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *logWatch) WithGroup(string) slog.Handler      { return w }
+
+func TestASlowReaderIsDisconnectedAndNeverStallsTheRoom(t *testing.T) {
+	watch := newLogWatch("disconnecting a slow participant")
+	f := newFixture(t, func(o *roomserver.Options) {
+		o.SendQueue = 8
+		o.Logger = slog.New(watch)
+	})
+	slow := f.dial("r1", "slow") // never reads from here on
+	fast := f.dial("r1", "fast")
+	e := f.engine("r1")
+	ctx := roomstore.WithParticipant(t.Context(), "writer")
+	name := strings.Repeat("n", 200) // bigger events fill the socket sooner
+	deadline := time.After(60 * time.Second)
+	events := 0
+	for i := 0; ; i++ {
+		select {
+		case <-watch.seen["disconnecting a slow participant"]:
+		case <-deadline:
+			t.Fatalf("the slow participant was never disconnected after %d events", i)
+		default:
+			// The writer is never held up by the slow participant; the
+			// fast one keeps up with every event.
+			if _, err := e.Upload(ctx, fmt.Sprintf("%s/%d", name, i%50), bytes.NewReader(nil), roomstore.OpenOptions{Overwrite: true}); err != nil {
+				t.Fatal(err)
+			}
+			fast.until(func(m *wire.Message) bool { return m.Type == wire.TypeFileUpdated })
+			events++
+			continue
+		}
+		break
+	}
+	if got := slow.closeStatus(); got != websocket.StatusPolicyViolation && got != -1 {
+		t.Fatalf("slow participant closed with %d", got)
+	}
+	// The fast participant is still served.
+	if c := fast.upload("u", "after.txt", []byte("x"), false); c.Method != "close" {
+		t.Fatalf("upload after: %+v", c)
+	}
+	if events == 0 {
+		t.Fatal("the fast participant saw no events")
+	}
+}
+
+func TestAnIdleRoomIsShutDownAndReopened(t *testing.T) {
+	f := newFixture(t, func(o *roomserver.Options) { o.RoomIdle = 10 * time.Millisecond })
+	p := f.dial("r1", "alice")
+	p.upload("u", "a", []byte("x"), false)
+	first := f.engine("r1")
+	_ = p.ws.Close(websocket.StatusNormalClosure, "")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := first.Exists(t.Context(), "a")
+		if errors.Is(err, fs.ErrClosed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the idle room's engine was never shut down")
+		}
+		time.Sleep(5 * time.Millisecond) // polls the engine's state, bounded by the deadline
+	}
+	q := f.dial("r1", "bob")
+	var ex struct{ Exists bool }
+	jsonOf(t, q.call("exists", map[string]any{"path": ""}), &ex)
+	if f.engine("r1") == first {
+		t.Fatal("the room was not reopened")
+	}
+}
+
+func TestShutdownAbortsOpenUploadsAndClosesWithGoingAway(t *testing.T) {
+	f := newFixture(t, nil)
+	p := f.dial("r1", "alice")
+	e := f.engine("r1")
+	p.open("upload", "u")
+	p.chunk("u", wire.Binary(map[string]any{"kind": "start", "path": "half.bin"}), nil)
+	p.streamed("u")
+	p.chunk("u", wire.Binary(map[string]any{"kind": "data"}), []byte("part"))
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	// The upload does not finish within ctx: it is aborted.
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Shutdown(ctx) }()
+	if got := p.closeStatus(); got != websocket.StatusGoingAway {
+		t.Fatalf("close code %d, want 1001", got)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	wctx, wcancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer wcancel()
+	if err := f.srv.Shutdown(wctx); err != nil { // waits for the rest
+		t.Fatal(err)
+	}
+	if _, err := e.Exists(context.Background(), "half.bin"); !errors.Is(err, fs.ErrClosed) {
+		t.Fatalf("the room's engine is still open: %v", err)
+	}
+	dctx, dcancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer dcancel()
+	if ws, resp, err := websocket.Dial(dctx, f.url("r1")+"?token="+token(t, "a", "r1", time.Hour), nil); err == nil {
+		_ = ws.CloseNow()
+		t.Fatal("connected after Shutdown")
+	} else if resp == nil || resp.StatusCode != 503 {
+		t.Fatalf("after Shutdown: %v %v, want 503", err, resp)
+	}
+}
+
+func TestShutdownLetsUploadsFinish(t *testing.T) {
+	f := newFixture(t, nil)
+	p := f.dial("r1", "alice")
+	p.open("upload", "u")
+	p.chunk("u", wire.Binary(map[string]any{"kind": "start", "path": "whole.bin"}), nil)
+	p.streamed("u")
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Shutdown(t.Context()) }()
+	// New calls are refused while the upload goes on.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c := p.call("exists", map[string]any{"path": ""})
+		if c.Type == wire.KindError {
+			wantError(t, c, roomserver.CodeUnavailable)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("calls were still served during Shutdown")
+		}
+	}
+	p.chunk("u", wire.Binary(map[string]any{"kind": "data"}), []byte("all of it"))
+	p.streamed("u") // the next pull
+	p.chunk("u", wire.Control("close"), nil)
+	if c, _ := p.streamed("u"); c.Method != "close" {
+		t.Fatalf("upload end: %+v", c)
+	}
+	if got := p.closeStatus(); got != websocket.StatusGoingAway {
+		t.Fatalf("close code %d, want 1001", got)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+}
