@@ -109,7 +109,7 @@ type Server struct {
 	rooms  map[string]*room
 	conns  map[*conn]struct{}
 	closed bool
-	drain  chan struct{} // closed when Shutdown begins
+	drain  chan struct{}  // closed when Shutdown begins
 	wg     sync.WaitGroup // connections and room shutdowns
 
 	stopOnce sync.Once
