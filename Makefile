@@ -14,13 +14,45 @@ stamp = $(BIN)/.$(subst /,_,$(1))
 
 FUZZTIME  ?= 60s
 
-.PHONY: demo test lint fuzz tools bench clean
+# The MeshAgent TypeScript client's tests of `roomstore serve`
+# (cmd/roomstore/testdata/meshagent): node_modules comes from the committed
+# package-lock.json with `npm ci`, again only when the lock file changes.
+NODE_TEST         := cmd/roomstore/testdata/meshagent
+NODE_STAMP        := $(NODE_TEST)/node_modules/.roomstore-npm-ci
+NODE_TEST_TIMEOUT ?= 180000
+need_node = command -v node >/dev/null && command -v npm >/dev/null || { echo "make test-node needs Node.js (20 or later) and npm on PATH"; exit 1; }
+
+.PHONY: demo test test-node lint fuzz tools bench clean FORCE
 
 demo:
 	$(GO) run ./cmd/demo
 
 test: tools
+	@echo "== go: go test -race ./..."
 	GOTRACEBACK=all $(GO) test -race -timeout 15m ./...
+	@$(MAKE) --no-print-directory test-node
+
+# Runs roomstore serve (built here) as a subprocess and drives it with
+# @meshagent/meshagent 0.39.9; every wait in the tests has its own deadline,
+# NODE_TEST_TIMEOUT (ms) bounds each test.
+test-node: $(BIN)/roomstore $(NODE_STAMP)
+	@echo "== node: MeshAgent client tests ($(NODE_TEST), node $$(node --version))"
+	cd $(NODE_TEST) && ROOMSTORE_BIN=$(BIN)/roomstore node --test --test-timeout=$(NODE_TEST_TIMEOUT) roomstore.test.mjs
+	@echo "== node: done"
+
+# Always rebuilt; the Go build cache makes that cheap.
+$(BIN)/roomstore: FORCE
+	@mkdir -p $(BIN)
+	@echo "== go build -o $@ ./cmd/roomstore"
+	$(GO) build -o $@ ./cmd/roomstore
+
+$(NODE_STAMP): $(NODE_TEST)/package-lock.json $(NODE_TEST)/package.json
+	@$(need_node)
+	@echo "== node: npm ci in $(NODE_TEST)"
+	cd $(NODE_TEST) && npm ci --no-audit --no-fund
+	@touch $@
+
+FORCE:
 
 lint: $(call stamp,$(STATICCHECK))
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \

@@ -20,6 +20,11 @@ type outMsg struct {
 	id   uint64
 	typ  string
 	data []byte
+	// closing, set on the last message, closes the connection once what
+	// was queued before it has gone out.
+	closing     bool
+	closeCode   websocket.StatusCode
+	closeReason string
 }
 
 // conn is one participant's connection. Its reader dispatches messages,
@@ -82,9 +87,11 @@ func (c *conn) serve() {
 	if attrs == nil {
 		attrs = map[string]any{}
 	}
+	// Joined before the greetings: a client acts on connected at once, and
+	// must not miss the events of its first calls.
+	c.rm.join(c)
 	c.sendJSON(wire.TypeRoomReady, map[string]any{"room_name": c.rm.name, "session_id": c.id})
 	c.sendJSON(wire.TypeConnected, map[string]any{"type": "init", "participantId": c.id, "attributes": attrs})
-	c.rm.join(c)
 
 	err := c.reader()
 	c.rm.leave(c)
@@ -114,6 +121,21 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 			c.cancel()
 		})
 	})
+}
+
+// closeAfterQueued closes the connection after the messages already
+// queued, so that the last replies of calls that finished reach the
+// client before the close frame. A queue that does not drain within
+// WriteTimeout is dropped.
+func (c *conn) closeAfterQueued(code websocket.StatusCode, reason string) {
+	t := time.NewTimer(c.s.o.WriteTimeout)
+	defer t.Stop()
+	select {
+	case c.out <- outMsg{closing: true, closeCode: code, closeReason: reason}:
+	case <-c.ctx.Done():
+	case <-t.C:
+		c.close(code, reason)
+	}
 }
 
 // protocolError closes the connection over a frame it cannot trust.
@@ -255,6 +277,14 @@ func (c *conn) endStream(st *stream) {
 		delete(c.streams, st.id)
 	}
 	c.mu.Unlock()
+	// A chunk that came in as the stream ended is answered, not lost.
+	st.mu.Lock()
+	st.done = true
+	for len(st.in) > 0 {
+		ch := <-st.in
+		_ = c.reply(ch.id, endedReply(ch.c), nil)
+	}
+	st.mu.Unlock()
 	close(st.ended)
 }
 
@@ -271,17 +301,29 @@ func (c *conn) chunk(id uint64, ch wire.Chunk, payload []byte) error {
 		}
 		return c.reply(id, wire.Error(404, "no open stream with that tool_call_id"), nil)
 	}
+	// Under the stream's lock a chunk either reaches the stream's inbox
+	// before it ends (and is answered by it or by endStream) or finds it
+	// done.
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done {
+		return c.reply(id, endedReply(ch.Chunk), nil)
+	}
 	select {
 	case st.in <- inChunk{id: id, c: ch.Chunk, data: payload}:
 		return nil
-	case <-st.ended:
-		if ch.Chunk.Type == wire.KindControl && ch.Chunk.Method == "close" {
-			return c.reply(id, wire.Empty(), nil)
-		}
-		return c.reply(id, wire.Error(404, "the stream has ended"), nil)
 	default:
 		return c.reply(id, wire.Error(429, "a chunk before the stream's previous one was answered"), nil)
 	}
+}
+
+// endedReply answers a chunk of a stream that has ended: its close is
+// answered (the client always sends one), anything else refused.
+func endedReply(ch wire.Content) wire.Content {
+	if ch.Type == wire.KindControl && ch.Method == "close" {
+		return wire.Empty()
+	}
+	return wire.Error(404, "the stream has ended")
 }
 
 // drainStreams waits until the connection has no stream open, or ctx
@@ -353,6 +395,10 @@ func (c *conn) writer() {
 	for {
 		select {
 		case m := <-c.out:
+			if m.closing {
+				c.close(m.closeCode, m.closeReason)
+				return
+			}
 			header, body := wire.Frames(m.id, m.typ, m.data)
 			ctx, cancel := context.WithTimeout(context.Background(), c.s.o.WriteTimeout)
 			err := c.ws.Write(ctx, websocket.MessageBinary, header)

@@ -284,9 +284,11 @@ func (s *Server) stop() {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	var closing sync.WaitGroup
 	for _, c := range conns {
-		c.close(websocket.StatusGoingAway, "server shutting down")
+		closing.Go(func() { c.closeAfterQueued(websocket.StatusGoingAway, "server shutting down") })
 	}
+	closing.Wait()
 	s.wg.Wait()
 	s.stopErr = s.closeRooms(context.Background())
 }

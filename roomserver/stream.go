@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"sync"
 	"time"
 
 	"github.com/roomstore/roomstore"
@@ -22,6 +23,8 @@ type inChunk struct {
 // stream is one upload or download. Its goroutine alone answers its
 // chunks and sends its response chunks, so none goes out after it ended.
 type stream struct {
+	mu    sync.Mutex // orders chunk deliveries with the stream's end
+	done  bool
 	c     *conn
 	id    string
 	tool  string
@@ -201,7 +204,11 @@ func (st *stream) download(h map[string]any) {
 	defer r.Close()
 	ent := r.Entry()
 	mt := r.MimeType()
-	if st.respond(wire.Binary(map[string]any{"kind": "start", "name": path.Base(ent.Path), "mime_type": mt, "size": ent.Size}), nil) != nil {
+	start := map[string]any{"kind": "start", "name": path.Base(ent.Path), "mime_type": mt, "size": ent.Size, "etag": ent.ETag}
+	if !ent.ModTime.IsZero() {
+		start["updated_at"] = ent.ModTime.UTC().Format(time.RFC3339Nano)
+	}
+	if st.respond(wire.Binary(start), nil) != nil {
 		return
 	}
 	left := ent.Size

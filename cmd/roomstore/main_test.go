@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/roomstore/roomstore/roomserver"
+)
+
+// runAsMain makes the test binary act as the roomstore command, so that
+// the tests run it as a real subprocess (built with the test's flags, the
+// race detector included) without a separate go build.
+const runAsMain = "ROOMSTORE_TEST_RUN_AS_MAIN"
+
+// TestMain runs the command when re-executed by a test, and otherwise
+// fails the package if any goroutine outlives its tests.
+func TestMain(m *testing.M) {
+	if os.Getenv(runAsMain) == "1" {
+		main()
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+const testSecret = "cmd-roomstore-test-secret"
+
+// syncBuffer is a bytes.Buffer safe to read while the command writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is one run of the command.
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr syncBuffer
+	done           chan struct{}
+	code           int
+}
+
+// start runs `roomstore args...` with ROOMSTORE_TOKEN_SECRET set to secret
+// (unset when empty); the process is killed when the test ends.
+func start(t *testing.T, secret string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(os.Args[0], args...), done: make(chan struct{})}
+	env := []string{runAsMain + "=1"}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, secretEnv+"=") && !strings.HasPrefix(kv, runAsMain+"=") {
+			env = append(env, kv)
+		}
+	}
+	if secret != "" {
+		env = append(env, secretEnv+"="+secret)
+	}
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		err := p.cmd.Wait()
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			p.code = ee.ExitCode()
+		case err != nil:
+			p.code = -1
+		}
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// wait returns the exit code, failing the test if the process runs
+// longer than d.
+func (p *proc) wait(t *testing.T, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(d):
+		t.Fatalf("%v still running after %v; stderr:\n%s", p.cmd.Args[1:], d, p.stderr.String())
+		return 0
+	}
+}
+
+// startServe starts `roomstore serve` on a free port and returns it with the
+// address it listens on, read from --addr-file.
+func startServe(t *testing.T, secret string, args ...string) (*proc, string) {
+	t.Helper()
+	addrFile := filepath.Join(t.TempDir(), "addr")
+	args = append([]string{"serve", "--listen", "127.0.0.1:0", "--store", "mem://", "--addr-file", addrFile}, args...)
+	p := start(t, secret, args...)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if b, err := os.ReadFile(addrFile); err == nil {
+			addr := strings.TrimSpace(string(b))
+			if logs := p.stderr.String(); !strings.Contains(logs, "msg=listening addr="+addr) && !strings.Contains(logs, `"msg":"listening","addr":"`+addr+`"`) {
+				t.Errorf("no listening log line for %s:\n%s", addr, p.stderr.String())
+			}
+			return p, addr
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("serve exited with %d before listening:\n%s", p.code, p.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not write --addr-file within 20s:\n%s", p.stderr.String())
+		}
+	}
+}
+
+// join connects to a room and reads until the server has sent both
+// room_ready and connected, the two messages a MeshAgent client waits for.
+func join(t *testing.T, addr, room, token string) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	u := "ws://" + addr + "/rooms/" + room
+	if token != "" {
+		u += "?token=" + token
+	}
+	ws, resp, err := websocket.Dial(ctx, u, nil)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("join %s: %v (HTTP %d)", room, err, status)
+	}
+	seen := map[string]bool{}
+	for !seen["room_ready"] || !seen["connected"] {
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatalf("join %s: reading the greeting: %v (got %v)", room, err, seen)
+		}
+		if len(b) >= 16 && binary.BigEndian.Uint32(b[8:12]) == 0 { // a header frame
+			seen[string(b[16:])] = true
+		}
+	}
+	return ws
+}
+
+func TestServeRefusesToStartWithoutATokenSecret(t *testing.T) {
+	p := start(t, "", "serve", "--listen", "127.0.0.1:0", "--store", "mem://")
+	if code := p.wait(t, 20*time.Second); code != 1 {
+		t.Fatalf("exit code %d, want 1; stderr:\n%s", code, p.stderr.String())
+	}
+	msg := p.stderr.String()
+	for _, want := range []string{"ROOMSTORE_TOKEN_SECRET is not set", "--insecure-dev"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "listening") {
+		t.Errorf("serve listened without a secret:\n%s", msg)
+	}
+}
+
+func TestServeInsecureDevAdmitsWithoutATokenAndSIGTERMExitsZero(t *testing.T) {
+	p, addr := startServe(t, "", "--insecure-dev")
+	ws := join(t, addr, "r1", "")
+	defer ws.CloseNow()
+
+	closed := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := ws.Read(context.Background()); err != nil {
+				closed <- err
+				return
+			}
+		}
+	}()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0; stderr:\n%s", code, p.stderr.String())
+	}
+	select {
+	case err := <-closed:
+		if got := websocket.CloseStatus(err); got != websocket.StatusGoingAway {
+			t.Errorf("connection ended with %v (status %d), want 1001 going away", err, got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the connection outlived the server")
+	}
+	for _, want := range []string{"insecure development mode", "shutting down", "shutdown complete"} {
+		if !strings.Contains(p.stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, p.stderr.String())
+		}
+	}
+}
+
+func TestServeAdmitsOnlyTokensSignedWithTheSecretForTheRoom(t *testing.T) {
+	p, addr := startServe(t, testSecret, "--log-format", "json")
+	for name, u := range map[string]string{
+		"no token":     "ws://" + addr + "/rooms/r1",
+		"wrong secret": "ws://" + addr + "/rooms/r1?token=" + mustToken(t, "other-secret", "r1"),
+		"another room": "ws://" + addr + "/rooms/r1?token=" + mustToken(t, testSecret, "r2"),
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		ws, resp, err := websocket.Dial(ctx, u, nil)
+		cancel()
+		if err == nil {
+			ws.CloseNow()
+			t.Errorf("%s: admitted", name)
+			continue
+		}
+		if resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: %v, want HTTP 403", name, err)
+		}
+	}
+	tok := runToken(t, testSecret, "--name", "alice", "--room", "r1")
+	ws := join(t, addr, "r1", tok)
+	ws.Close(websocket.StatusNormalClosure, "")
+
+	if !strings.Contains(p.stderr.String(), `"msg":"listening"`) {
+		t.Errorf("--log-format json: no JSON listening line:\n%s", p.stderr.String())
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0; stderr:\n%s", code, p.stderr.String())
+	}
+}
+
+func mustToken(t *testing.T, secret, room string) string {
+	t.Helper()
+	tok, err := roomserver.NewToken([]byte(secret), "alice", room, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// runToken runs `roomstore token args...` and returns the token it prints.
+func runToken(t *testing.T, secret string, args ...string) string {
+	t.Helper()
+	p := start(t, secret, append([]string{"token"}, args...)...)
+	if code := p.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("token exited with %d:\n%s", code, p.stderr.String())
+	}
+	out := p.stdout.String()
+	if !strings.HasSuffix(out, "\n") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("token printed %q, want one newline-terminated line", out)
+	}
+	return strings.TrimSuffix(out, "\n")
+}
+
+func TestTokenPrintsATokenHS256VerifiesForItsRoom(t *testing.T) {
+	tok := runToken(t, testSecret, "--name", "alice", "--room", "r1", "--ttl", "1h")
+	verify := roomserver.HS256([]byte(testSecret))
+	id, err := verify(t.Context(), "r1", tok)
+	if err != nil {
+		t.Fatalf("HS256 refused the token for its room: %v", err)
+	}
+	if id.Name != "alice" {
+		t.Errorf("name %q, want alice", id.Name)
+	}
+	if _, err := verify(t.Context(), "r2", tok); !errors.Is(err, roomserver.ErrBadToken) {
+		t.Errorf("for another room: %v, want ErrBadToken", err)
+	}
+	if _, err := roomserver.HS256([]byte("other"))(t.Context(), "r1", tok); !errors.Is(err, roomserver.ErrBadToken) {
+		t.Errorf("with another secret: %v, want ErrBadToken", err)
+	}
+	forever := runToken(t, testSecret, "--name", "bob", "--room", "r1", "--ttl", "0")
+	if id, err := verify(t.Context(), "r1", forever); err != nil || id.Name != "bob" {
+		t.Errorf("--ttl 0: %v, %v", id, err)
+	}
+}
+
+func TestTokenFailsClearly(t *testing.T) {
+	for _, c := range []struct {
+		name, secret string
+		args         []string
+		want         string
+	}{
+		{"without a secret", "", []string{"--name", "a", "--room", "r1"}, "ROOMSTORE_TOKEN_SECRET is not set"},
+		{"without a name", testSecret, []string{"--room", "r1"}, `"name" not set`},
+		{"for an invalid room", testSecret, []string{"--name", "a", "--room", "../x"}, "not a valid room name"},
+		{"with a negative ttl", testSecret, []string{"--name", "a", "--room", "r1", "--ttl", "-1s"}, "negative"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := start(t, c.secret, append([]string{"token"}, c.args...)...)
+			if code := p.wait(t, 20*time.Second); code != 1 {
+				t.Errorf("exit code %d, want 1", code)
+			}
+			if p.stdout.String() != "" {
+				t.Errorf("printed %q on a failure", p.stdout.String())
+			}
+			if msg := p.stderr.String(); !strings.Contains(msg, c.want) || !strings.HasPrefix(msg, "roomstore: ") {
+				t.Errorf("stderr %q, want roomstore: ...%s...", msg, c.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/backend"
+	_ "github.com/roomstore/roomstore/backend_gcs" // registers gs://
+	_ "github.com/roomstore/roomstore/backend_mem" // registers mem://
+	_ "github.com/roomstore/roomstore/backend_s3"  // registers s3://
+	"github.com/roomstore/roomstore/roomserver"
+)
+
+// serveConfig is what `roomstore serve` is given.
+type serveConfig struct {
+	store, listen, publicURL, addrFile string
+	insecureDev                        bool
+	roomIdle, shutdownTimeout          time.Duration
+	logFormat, logLevel                string
+}
+
+// Paths the server answers below: rooms, and the download URLs the
+// engines sign.
+const (
+	roomsPrefix = "/rooms/"
+	filesPrefix = "/files/"
+)
+
+// downloadKeyLabel derives the download-URL signing key from the token
+// secret, so that one secret gives every replica the same key without the
+// two keys ever being the same bytes.
+const downloadKeyLabel = "roomstore download urls"
+
+func newServeCmd() *cobra.Command {
+	var c serveConfig
+	cmd := &cobra.Command{
+		Use:   "serve [--store URL] [--listen ADDR]",
+		Short: "Serve rooms over the MeshAgent room protocol",
+		Long: `serve serves every room at ws://ADDR/rooms/{room}, each on its own store:
+--store is a store URL in which {room} stands for the room's name (one path
+element, escaped), such as file://./roomstore-data/{room},
+file:///var/lib/rooms/{room}, s3://bucket/rooms/{room}?region=eu-west-1,
+gs://bucket/rooms/{room} or mem://rooms/{room} (in memory for the life of
+the process; a bare mem:// keeps each room only while it is open).
+
+Connections need a token signed with the HS256 secret in ` + secretEnv + `
+(see roomstore token); without one serve refuses to start unless
+--insecure-dev, which admits everyone. Download URLs are served on the same
+listener below /files/ and signed with a key derived from the secret.
+
+On SIGINT or SIGTERM serve stops accepting connections, lets uploads and
+downloads under way finish for --shutdown-timeout, then aborts the rest
+(an aborted upload leaves nothing behind), shuts every room down and exits 0.
+Once it listens it logs "listening addr=HOST:PORT" on stderr (and writes
+HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), c, cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.store, "store", "file://./roomstore-data/{room}", "store URL; {room} is replaced by the room's name")
+	f.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on (port 0 picks a free one)")
+	f.StringVar(&c.publicURL, "public-url", "", "base URL clients reach this server at, for download URLs (default http://ADDR)")
+	f.StringVar(&c.addrFile, "addr-file", "", "write the address listened on to this file once listening")
+	f.BoolVar(&c.insecureDev, "insecure-dev", false, "admit connections without a token (development only)")
+	f.DurationVar(&c.roomIdle, "room-idle", time.Minute, "how long a room stays open after its last participant left")
+	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long uploads and downloads may finish on shutdown before they are aborted")
+	f.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
+	log, err := newLogger(stderr, c.logFormat, c.logLevel)
+	if err != nil {
+		return err
+	}
+	secret := tokenSecret()
+	if secret == nil && !c.insecureDev {
+		return errors.New(secretEnv + " is not set: set it to the secret participant tokens are signed with (HS256, see roomstore token), or pass --insecure-dev to admit connections without tokens (development only)")
+	}
+	if c.roomIdle <= 0 || c.shutdownTimeout <= 0 {
+		return errors.New("--room-idle and --shutdown-timeout must be positive")
+	}
+	store, err := parseStoreTemplate(c.store)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	public, err := publicBase(c.publicURL, ln.Addr(), log)
+	if err != nil {
+		return err
+	}
+
+	var key []byte
+	if secret != nil {
+		mac := hmac.New(sha256.New, secret)
+		mac.Write([]byte(downloadKeyLabel))
+		key = mac.Sum(nil)
+	} else {
+		key = make([]byte, 32)
+		rand.Read(key)
+	}
+	opts := roomserver.Options{
+		Resolve: func(ctx context.Context, room string) (*roomstore.Engine, error) {
+			if !roomserver.ValidRoom(room) {
+				return nil, fmt.Errorf("invalid room name %q", room)
+			}
+			return roomstore.OpenURL(ctx, store.url(room),
+				roomstore.WithBaseURL(public+filesPrefix+url.PathEscape(room)+"/"),
+				roomstore.WithSigningKey(key),
+				roomstore.WithLogger(log.With("room", room)))
+		},
+		Insecure: c.insecureDev,
+		Logger:   log,
+		RoomIdle: c.roomIdle,
+	}
+	if secret != nil {
+		opts.Verify = roomserver.HS256(secret)
+	}
+	srv, err := roomserver.New(opts)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(roomsPrefix, srv)
+	mux.Handle(filesPrefix, srv.Files(filesPrefix))
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+
+	if secret == nil {
+		log.Warn("insecure development mode: connections need no token and download URLs die with the process")
+	}
+	log.Info("listening", "addr", addr, "rooms", "ws://"+addr+roomsPrefix+"{room}", "files", public+filesPrefix, "store", c.store)
+	if c.addrFile != "" {
+		if err := writeAddrFile(c.addrFile, addr); err != nil {
+			hs.Close()
+			_ = srv.Shutdown(context.Background())
+			return err
+		}
+	}
+
+	select {
+	case err := <-served:
+		_ = srv.Shutdown(context.Background())
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	stopSignals() // a second signal ends the process at once
+	log.Info("shutting down", "timeout", c.shutdownTimeout)
+	return shutdown(hs, srv, c.shutdownTimeout, log)
+}
+
+// shutdown stops accepting, lets streams under way finish for timeout,
+// then aborts the rest and waits for every room to shut down.
+func shutdown(hs *http.Server, srv *roomserver.Server, timeout time.Duration, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- hs.Shutdown(ctx) }()
+	err := srv.Shutdown(ctx)
+	if err != nil {
+		// The streams still open are aborted now, their bytes discarded;
+		// a later Shutdown waits for that and for the rooms' engines.
+		log.Warn("shutdown timeout reached, aborting the uploads and downloads still open")
+		final, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err = srv.Shutdown(final)
+	}
+	if herr := <-httpDone; herr != nil {
+		hs.Close() // downloads of signed URLs still running
+	}
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("shutdown complete")
+	return nil
+}
+
+// newLogger returns the structured logger on stderr.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	o := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// publicBase returns the base URL download URLs start with: --public-url,
+// or http:// and the address listened on.
+func publicBase(flag string, addr net.Addr, log *slog.Logger) (string, error) {
+	if flag != "" {
+		u, err := url.Parse(flag)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return "", fmt.Errorf("--public-url %q: want an absolute http(s) URL without query", flag)
+		}
+		return strings.TrimSuffix(u.String(), "/"), nil
+	}
+	host := addr.String()
+	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
+		host = net.JoinHostPort("127.0.0.1", fmt.Sprint(ta.Port))
+		log.Warn("listening on every interface: download URLs name " + host + "; pass --public-url for clients on other hosts")
+	}
+	return "http://" + host, nil
+}
+
+// writeAddrFile writes addr to path in one rename, so that a reader never
+// sees half of it.
+func writeAddrFile(path, addr string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".roomstore-addr-*")
+	if err != nil {
+		return fmt.Errorf("--addr-file: %w", err)
+	}
+	_, err = tmp.WriteString(addr + "\n")
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("--addr-file: %w", err)
+	}
+	return nil
+}
+
+// roomPlaceholder is what --store holds where a room's name goes.
+const roomPlaceholder = "{room}"
+
+// storeTemplate is a --store URL with {room} in its path.
+type storeTemplate struct{ raw string }
+
+// parseStoreTemplate checks a --store URL: a registered scheme, {room}
+// only in the path (where the escaped name is one path element), and
+// {room} present unless the store is a bare mem://, whose every opening
+// is a store of its own.
+func parseStoreTemplate(raw string) (storeTemplate, error) {
+	// A stand-in that is valid in every part of a URL shows where {room} is.
+	const mark = "roomstore-room-name-placeholder"
+	u, err := url.Parse(strings.ReplaceAll(raw, roomPlaceholder, mark))
+	if err != nil {
+		return storeTemplate{}, fmt.Errorf("--store %q is not a URL: %w", raw, errors.Unwrap(err))
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if !slices.Contains(backend.Schemes(), scheme) {
+		return storeTemplate{}, fmt.Errorf("--store %q: unknown scheme %q (known: %s)", raw, u.Scheme, strings.Join(backend.Schemes(), ", "))
+	}
+	outside := u.Host + u.Opaque + u.RawQuery + u.Fragment
+	if u.User != nil {
+		outside += u.User.String()
+	}
+	if strings.Contains(outside, mark) {
+		return storeTemplate{}, fmt.Errorf("--store %q: {room} may only appear in the URL's path", raw)
+	}
+	bareMem := scheme == "mem" && u.Host == "" && u.Opaque == "" && strings.Trim(u.Path, "/") == ""
+	if !strings.Contains(u.Path, mark) && !bareMem {
+		return storeTemplate{}, fmt.Errorf("--store %q has no {room}: every room would share one store; put {room} in its path, such as file://./roomstore-data/{room}", raw)
+	}
+	return storeTemplate{raw: raw}, nil
+}
+
+// url returns the store URL of room, a valid room name: escaped, the name
+// decodes back to exactly one path element (it holds no '/').
+func (t storeTemplate) url(room string) string {
+	return strings.ReplaceAll(t.raw, roomPlaceholder, url.PathEscape(room))
+}

@@ -1,0 +1,225 @@
+package roomclient
+
+import (
+	"context"
+	"encoding/json"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/wire"
+)
+
+// Every call below honours its context: it returns ctx's error (inside
+// the *fs.PathError) as soon as ctx ends, and ErrDisconnected as soon as
+// the connection drops. A call whose context ended may still take effect
+// on the server.
+
+// call makes one simple storage call for op on p and returns the JSON of
+// its reply (nil for an empty one).
+func (c *Client) call(ctx context.Context, op, p, tool string, args any) (json.RawMessage, error) {
+	if err := checkPath(op, p, p); err != nil {
+		return nil, err
+	}
+	k, err := c.conn(op, p)
+	if err != nil {
+		return nil, err
+	}
+	res, _, err := k.invoke(ctx, wire.InvokeTool{Toolkit: "storage", Tool: tool, Arguments: jsonArgs(args)})
+	if err != nil {
+		return nil, pathError(op, p, err)
+	}
+	if err := replyError(res, p); err != nil {
+		return nil, pathError(op, p, err)
+	}
+	return res.JSON, nil
+}
+
+// replyError is the *Error of an error reply about p, or nil.
+func replyError(res wire.Content, p string) error {
+	if res.Type == wire.KindError {
+		return newError(res.Code, res.Text, p)
+	}
+	return nil
+}
+
+// decode unmarshals a reply's JSON into v for op on p.
+func decode(op, p string, j json.RawMessage, v any) error {
+	if err := json.Unmarshal(j, v); err != nil {
+		return pathError(op, p, protocolError("a %s reply that is not the JSON expected: %v", op, err))
+	}
+	return nil
+}
+
+// Exists reports whether a file or folder is at p. Errors: fs.ErrInvalid
+// for an invalid path, and those of every call (see the package
+// documentation).
+func (c *Client) Exists(ctx context.Context, p string) (bool, error) {
+	j, err := c.call(ctx, "exists", p, "exists", map[string]string{"path": p})
+	if err != nil {
+		return false, err
+	}
+	var v struct {
+		Exists bool `json:"exists"`
+	}
+	if err := decode("exists", p, j, &v); err != nil {
+		return false, err
+	}
+	return v.Exists, nil
+}
+
+// Stat describes the file or folder at p: Name, Path (clean), IsFolder,
+// Size and ModTime (zero for folders); the protocol carries no ETag.
+// Nothing at p yields fs.ErrNotExist, an invalid path fs.ErrInvalid, a
+// file written as a folder ("f/") roomstore.ErrNotFolder.
+func (c *Client) Stat(ctx context.Context, p string) (roomstore.Entry, error) {
+	j, err := c.call(ctx, "stat", p, "stat", map[string]string{"path": p})
+	if err != nil {
+		return roomstore.Entry{}, err
+	}
+	var v wire.Stat
+	if err := decode("stat", p, j, &v); err != nil {
+		return roomstore.Entry{}, err
+	}
+	if !v.Exists || v.Entry == nil {
+		return roomstore.Entry{}, pathError("stat", p, fs.ErrNotExist)
+	}
+	return entryOf(*v.Entry, clean(p)), nil
+}
+
+// List returns the direct children of the folder at p ("" or "/" for the
+// root), ordered as roomstore.Engine.List orders them (bytewise by name, a
+// folder's name taken as ending in "/"). A missing folder yields
+// fs.ErrNotExist, a file roomstore.ErrNotFolder, an invalid path
+// fs.ErrInvalid.
+func (c *Client) List(ctx context.Context, p string) ([]roomstore.Entry, error) {
+	j, err := c.call(ctx, "list", p, "list", map[string]string{"path": p})
+	if err != nil {
+		return nil, err
+	}
+	var v struct {
+		Files []wire.Entry `json:"files"`
+	}
+	if err := decode("list", p, j, &v); err != nil {
+		return nil, err
+	}
+	dir := clean(p)
+	out := make([]roomstore.Entry, len(v.Files))
+	for i, we := range v.Files {
+		child := we.Name
+		if dir != "" {
+			child = dir + "/" + we.Name
+		}
+		out[i] = entryOf(we, child)
+	}
+	slices.SortFunc(out, func(a, b roomstore.Entry) int { return strings.Compare(sortKey(a), sortKey(b)) })
+	return out, nil
+}
+
+func sortKey(e roomstore.Entry) string {
+	if e.IsFolder {
+		return e.Name + "/"
+	}
+	return e.Name
+}
+
+// Delete removes the file at p; every participant gets
+// roomstore.EventFileDeleted. A missing file yields fs.ErrNotExist, a
+// folder roomstore.ErrIsFolder (see RemoveAll), an invalid path
+// fs.ErrInvalid.
+func (c *Client) Delete(ctx context.Context, p string) error {
+	_, err := c.call(ctx, "delete", p, "delete", map[string]any{"path": p, "recursive": false})
+	return err
+}
+
+// RemoveAll removes the file or folder at p and everything below it (the
+// whole store for the root), with roomstore.EventFileDeleted for each
+// file removed. A missing path is not an error; an invalid one yields
+// fs.ErrInvalid.
+func (c *Client) RemoveAll(ctx context.Context, p string) error {
+	_, err := c.call(ctx, "removeall", p, "delete", map[string]any{"path": p, "recursive": true})
+	return err
+}
+
+// Move renames the file or folder at src to dst, with
+// roomstore.EventFileMoved for every file moved (Path the destination,
+// SourcePath the source); see roomstore.Engine.Move for what is atomic.
+// Errors are *fs.PathError values on src: fs.ErrNotExist when nothing is
+// at src, fs.ErrExist when dst is taken and opts.Overwrite is false,
+// fs.ErrInvalid for invalid paths (the root, dst inside src),
+// roomstore.ErrIsFolder, ErrNotFolder and ErrConflict as the engine
+// reports them.
+func (c *Client) Move(ctx context.Context, src, dst string, opts roomstore.MoveOptions) error {
+	if err := checkPath("move", src, dst); err != nil {
+		return err
+	}
+	_, err := c.call(ctx, "move", src, "move", map[string]any{"source_path": src, "destination_path": dst, "overwrite": opts.Overwrite})
+	return err
+}
+
+// URLOptions tune DownloadURL.
+type URLOptions struct {
+	// Attachment asks for a URL whose response carries
+	// Content-Disposition: attachment with the file's base name, so that
+	// a browser saves the file rather than shows it.
+	Attachment bool
+}
+
+// DownloadURL returns a URL that a plain HTTP GET fetches the file at p
+// with until it expires (the server's engine decides when). A missing
+// file yields fs.ErrNotExist, a folder roomstore.ErrIsFolder, an invalid
+// path fs.ErrInvalid, and a server that cannot make URLs
+// errors.ErrUnsupported.
+func (c *Client) DownloadURL(ctx context.Context, p string, opts URLOptions) (string, error) {
+	j, err := c.call(ctx, "downloadurl", p, "download_url", map[string]any{"path": p, "download": opts.Attachment})
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		URL string `json:"url"`
+	}
+	if err := decode("downloadurl", p, j, &v); err != nil {
+		return "", err
+	}
+	if v.URL == "" {
+		return "", pathError("downloadurl", p, protocolError("a download_url reply without a url"))
+	}
+	return v.URL, nil
+}
+
+// entryOf is the roomstore.Entry of a protocol entry at the clean path p.
+func entryOf(we wire.Entry, p string) roomstore.Entry {
+	e := roomstore.Entry{Name: we.Name, Path: p, IsFolder: we.IsFolder}
+	if we.Size != nil && !we.IsFolder {
+		e.Size = *we.Size
+	}
+	if we.UpdatedAt != nil {
+		if t, err := time.Parse(time.RFC3339Nano, *we.UpdatedAt); err == nil {
+			e.ModTime = t
+		}
+	}
+	return e
+}
+
+// checkPath refuses, for op on p, a path q that JSON cannot carry: an
+// encoder would replace its invalid UTF-8 and the server would act on
+// another path. The server checks every other rule.
+func checkPath(op, p, q string) error {
+	if !utf8.ValidString(q) {
+		return pathError(op, p, &classError{"invalid path: not valid UTF-8", fs.ErrInvalid})
+	}
+	return nil
+}
+
+// clean is p as the server names it: its clean form when p is valid
+// (backend.Clean), else p without its outer slashes.
+func clean(p string) string {
+	if c, err := backend.Clean(p, backend.TargetAny); err == nil {
+		return c
+	}
+	return strings.Trim(p, "/")
+}

@@ -1,0 +1,419 @@
+package roomclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/roomstore/roomstore/internal/wire"
+)
+
+// reply is a server message routed to a waiting call or stream: its JSON
+// content and payload.
+type reply struct {
+	c    wire.Content
+	data []byte
+	err  error // a reply that broke the protocol
+}
+
+// streamBuffer bounds the response chunks that may wait for a stream. The
+// pull protocol keeps at most a few in flight (a pull or a data chunk, then
+// a close or an error), so a fuller inbox is a server breaking it.
+const streamBuffer = 8
+
+// inbox is where the reader puts one stream's response chunks.
+type inbox struct {
+	ch     chan reply
+	broken chan struct{} // closed when the server overran the inbox
+	once   sync.Once
+}
+
+// conn is one WebSocket connection to the room. Its reader goroutine
+// routes replies to the calls waiting for them (by message id) and
+// response chunks to their streams (by tool_call_id), and publishes
+// events; writes hold one lock for a whole message, so that its frames go
+// out back to back. Everything waiting on a conn ends when it does.
+type conn struct {
+	c  *Client
+	ws *websocket.Conn
+
+	ctx    context.Context // ends when the connection does
+	cancel context.CancelFunc
+	done   chan struct{} // closed once err is set and every goroutine ended
+	err    error         // why the connection ended
+
+	wmu    chan struct{} // write lock, held for a whole message
+	nextID uint64        // under wmu: client ids count up from 0
+
+	mu      sync.Mutex
+	pending map[uint64]chan reply
+	streams map[string]*inbox
+
+	ready       chan struct{} // closed once room_ready and connected arrived
+	gotRoom     bool          // under mu
+	participant string        // under mu until ready, then fixed
+	readyOnce   sync.Once
+	wg          sync.WaitGroup // reader, pinger
+}
+
+// dial opens a connection and returns it once the server has sent
+// room_ready and connected and answered a first call (which proves it
+// has joined this participant to the room's events). An HTTP 403 yields
+// ErrForbidden, a 404 an error wrapping fs.ErrNotExist.
+func (c *Client) dial(ctx context.Context) (*conn, error) {
+	h := c.o.HTTPHeader.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	if c.o.Token != "" {
+		h.Set("Authorization", "Bearer "+c.o.Token)
+	}
+	ws, resp, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{HTTPClient: c.http, HTTPHeader: h})
+	if err != nil {
+		c.closeIdle()
+		if resp != nil {
+			switch resp.StatusCode {
+			case http.StatusForbidden:
+				return nil, fmt.Errorf("dial %s: %w", c.name, ErrForbidden)
+			case http.StatusNotFound:
+				return nil, fmt.Errorf("dial %s: %w", c.name, errNoRoom)
+			}
+		}
+		return nil, fmt.Errorf("dial %s: %w", c.name, err)
+	}
+	ws.SetReadLimit(int64(c.o.MaxMessageSize) + 16 + wire.MaxTypeLen)
+	cctx, cancel := context.WithCancel(context.Background())
+	k := &conn{
+		c: c, ws: ws, ctx: cctx, cancel: cancel,
+		done:    make(chan struct{}),
+		wmu:     make(chan struct{}, 1),
+		pending: map[uint64]chan reply{},
+		streams: map[string]*inbox{},
+		ready:   make(chan struct{}),
+	}
+	k.wg.Add(2)
+	go k.read()
+	go k.ping()
+	go func() {
+		k.wg.Wait()
+		close(k.done)
+	}()
+	if err := k.handshake(ctx); err != nil {
+		k.drop(err)
+		<-k.done
+		return nil, fmt.Errorf("dial %s: %w", c.name, err)
+	}
+	return k, nil
+}
+
+// handshake waits for room_ready and connected, then makes one call.
+func (k *conn) handshake(ctx context.Context) error {
+	select {
+	case <-k.ready:
+	case <-k.ctx.Done():
+		return k.cause()
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for room_ready and connected: %w", ctx.Err())
+	}
+	// The server joins a participant to the room's events just after it
+	// sent connected, before it reads calls: once a call is answered, no
+	// event can be missed.
+	_, _, err := k.invoke(ctx, wire.InvokeTool{Toolkit: "storage", Tool: "exists", Arguments: jsonArgs(map[string]string{"path": ""})})
+	return err
+}
+
+// errNoRoom is the cause of a 404 on the upgrade.
+var errNoRoom = fmt.Errorf("no such room (404): %w", fs.ErrNotExist)
+
+// cause is why the connection ended (ErrDisconnected, or fs.ErrClosed
+// after Client.Close), once it has.
+func (k *conn) cause() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.err == nil {
+		return ErrDisconnected
+	}
+	return k.err
+}
+
+// end records why the connection ends; the first reason wins.
+func (k *conn) end(why error) {
+	k.mu.Lock()
+	if k.err == nil {
+		k.err = why
+	}
+	k.mu.Unlock()
+}
+
+// drop ends the connection at once, failing everything that waits on it
+// with why.
+func (k *conn) drop(why error) {
+	k.end(why)
+	k.cancel()
+	_ = k.ws.CloseNow()
+}
+
+// closeNormally ends the connection with close code 1000 and the close
+// handshake, failing everything that waits on it with why, and returns
+// once its goroutines have ended.
+func (k *conn) closeNormally(why error) {
+	k.end(why)
+	// The reader keeps reading until the server's close arrives: only
+	// then may the context end, which would cut the handshake short.
+	_ = k.ws.Close(websocket.StatusNormalClosure, "")
+	k.cancel()
+	<-k.done
+}
+
+// read reads and routes messages until the connection ends.
+func (k *conn) read() {
+	defer k.wg.Done()
+	a := wire.Assembler{Max: k.c.o.MaxMessageSize}
+	for {
+		typ, frame, err := k.ws.Read(k.ctx)
+		if err != nil {
+			k.drop(disconnected(err))
+			return
+		}
+		if typ != websocket.MessageBinary {
+			k.broken(protocolError("a text frame"))
+			return
+		}
+		m, err := a.Add(frame)
+		if err != nil {
+			k.broken(fmt.Errorf("%w: %w", ErrProtocol, err))
+			return
+		}
+		if m != nil {
+			k.dispatch(m)
+		}
+	}
+}
+
+// broken drops a connection whose framing cannot be trusted.
+func (k *conn) broken(err error) {
+	k.c.log.Warn("roomclient: closing the connection", "url", k.c.name, "err", err)
+	k.end(disconnected(err))
+	_ = k.ws.Close(websocket.StatusProtocolError, "")
+	k.cancel()
+}
+
+// disconnected is the cause of a connection that ended under the client.
+func disconnected(err error) error {
+	return fmt.Errorf("%w: %w", ErrDisconnected, err)
+}
+
+// closeStatus is the close code of the connection's end, or -1.
+func (k *conn) closeStatus() websocket.StatusCode {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return websocket.CloseStatus(k.err)
+}
+
+func (k *conn) dispatch(m *wire.Message) {
+	body, payload, err := m.Split()
+	if err != nil {
+		k.c.log.Warn("roomclient: a malformed message", "type", m.Type, "err", err)
+		return
+	}
+	switch m.Type {
+	case wire.TypeResponse:
+		r := reply{data: payload}
+		if err := json.Unmarshal(body, &r.c); err != nil {
+			r.err = protocolError("a reply that is not JSON content: %v", err)
+		}
+		k.mu.Lock()
+		ch := k.pending[m.ID]
+		delete(k.pending, m.ID)
+		k.mu.Unlock()
+		if ch != nil {
+			ch <- r // buffered, one reply per call
+		}
+	case wire.TypeResponseChunk:
+		var ch wire.Chunk
+		if err := json.Unmarshal(body, &ch); err != nil {
+			k.c.log.Warn("roomclient: a malformed response chunk", "err", err)
+			return
+		}
+		k.mu.Lock()
+		in := k.streams[ch.ToolCallID]
+		k.mu.Unlock()
+		if in == nil {
+			return // a stream that has ended, or was never ours
+		}
+		select {
+		case in.ch <- reply{c: ch.Chunk, data: payload}:
+		default:
+			in.once.Do(func() { close(in.broken) })
+		}
+	case wire.TypeRoomReady:
+		k.mu.Lock()
+		k.gotRoom = true
+		k.mu.Unlock()
+		k.checkReady()
+	case wire.TypeConnected:
+		var v struct {
+			ParticipantID string `json:"participantId"`
+		}
+		_ = json.Unmarshal(body, &v)
+		k.mu.Lock()
+		if k.participant == "" {
+			k.participant = v.ParticipantID
+		}
+		k.mu.Unlock()
+		k.checkReady()
+	case wire.TypeFileUpdated, wire.TypeFileDeleted, wire.TypeFileMoved, wire.TypeEventsOverflow:
+		k.c.publish(m.Type, body)
+	default:
+		k.c.log.Debug("roomclient: ignoring a server message", "type", m.Type)
+	}
+}
+
+// checkReady closes ready once both room_ready and connected arrived.
+func (k *conn) checkReady() {
+	k.mu.Lock()
+	ok := k.gotRoom && k.participant != ""
+	k.mu.Unlock()
+	if ok {
+		k.readyOnce.Do(func() { close(k.ready) })
+	}
+}
+
+// participantID is the id the server gave this connection.
+func (k *conn) participantID() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.participant
+}
+
+// ping drops a connection whose server stops answering pings, so that a
+// silently dead network fails the calls in flight and, with Reconnect,
+// redials.
+func (k *conn) ping() {
+	defer k.wg.Done()
+	t := time.NewTicker(k.c.o.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(k.ctx, k.c.o.PingTimeout)
+			err := k.ws.Ping(ctx)
+			cancel()
+			if err != nil && k.ctx.Err() == nil {
+				k.c.log.Warn("roomclient: the room server stopped answering pings", "url", k.c.name)
+				k.drop(disconnected(errors.New("ping timeout")))
+				return
+			}
+		case <-k.ctx.Done():
+			return
+		}
+	}
+}
+
+// send writes one message, its frames back to back, and returns its id.
+// Before writing, register (if not nil) runs with the id under the write
+// lock, so that a reply cannot arrive before its waiter is known. Waiting
+// for the lock honours ctx; the write itself runs on the connection's
+// context (bounded by WriteTimeout), since abandoning a message halfway
+// would break the connection for every other call.
+func (k *conn) send(ctx context.Context, typ string, v any, payload []byte, register func(id uint64)) error {
+	data, err := wire.Pack(v, payload)
+	if err != nil {
+		return err
+	}
+	select {
+	case k.wmu <- struct{}{}:
+	case <-k.ctx.Done():
+		return k.cause()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-k.wmu }()
+	id := k.nextID
+	k.nextID++
+	if register != nil {
+		register(id)
+	}
+	header, body := wire.Frames(id, typ, data)
+	wctx, cancel := context.WithTimeout(k.ctx, k.c.o.WriteTimeout)
+	defer cancel()
+	err = k.ws.Write(wctx, websocket.MessageBinary, header)
+	if err == nil {
+		err = k.ws.Write(wctx, websocket.MessageBinary, body)
+	}
+	if err != nil {
+		k.drop(disconnected(err))
+		return k.cause()
+	}
+	return nil
+}
+
+// request sends a message and waits for its __response__. An error reply
+// is returned as content, for the caller to turn into an *Error with its
+// path; err is the connection's end, ctx's or a local failure.
+func (k *conn) request(ctx context.Context, typ string, v any, payload []byte) (wire.Content, []byte, error) {
+	ch := make(chan reply, 1)
+	var id uint64
+	registered := false
+	err := k.send(ctx, typ, v, payload, func(i uint64) {
+		id, registered = i, true
+		k.mu.Lock()
+		k.pending[i] = ch
+		k.mu.Unlock()
+	})
+	forget := func() {
+		if registered {
+			k.mu.Lock()
+			delete(k.pending, id)
+			k.mu.Unlock()
+		}
+	}
+	if err != nil {
+		forget()
+		return wire.Content{}, nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.c, r.data, r.err
+	case <-k.ctx.Done():
+		forget()
+		return wire.Content{}, nil, k.cause()
+	case <-ctx.Done():
+		forget()
+		return wire.Content{}, nil, ctx.Err()
+	}
+}
+
+// invoke makes a room.invoke_tool request.
+func (k *conn) invoke(ctx context.Context, req wire.InvokeTool) (wire.Content, []byte, error) {
+	return k.request(ctx, wire.TypeInvokeTool, req, nil)
+}
+
+// openInbox registers a stream's inbox before the stream is opened, so
+// that no response chunk can arrive before it.
+func (k *conn) openInbox(id string) (*inbox, error) {
+	in := &inbox{ch: make(chan reply, streamBuffer), broken: make(chan struct{})}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, dup := k.streams[id]; dup {
+		return nil, fmt.Errorf("tool_call_id %q already in use", id)
+	}
+	k.streams[id] = in
+	return in, nil
+}
+
+func (k *conn) closeInbox(id string) {
+	k.mu.Lock()
+	delete(k.streams, id)
+	k.mu.Unlock()
+}
+
+// jsonArgs is the arguments content of a simple call.
+func jsonArgs(v any) wire.Content { return wire.JSONOf(v) }

@@ -1,0 +1,75 @@
+// Package roomclient is a Go participant of a room served over the
+// MeshAgent room protocol (package roomserver, or any server of the
+// protocol's storage toolkit): agents and services Dial the room's URL
+// with a participant token and use its files as they would use a
+// roomstore.Engine's, remotely.
+//
+//	c, err := roomclient.Dial(ctx, "wss://rooms.example.com/rooms/r1", roomclient.Options{Token: token, Reconnect: true})
+//	if err != nil {
+//		return err
+//	}
+//	defer c.Close()
+//	c.On(roomstore.EventFileUpdated, func(path, participant string) { ... })
+//	_, err = c.Upload(ctx, "notes/today.md", strings.NewReader("- ship it\n"), roomclient.UploadOptions{Overwrite: true})
+//
+// The calls mirror the engine's: Exists, Stat, List, Delete, RemoveAll,
+// Move, DownloadURL, Upload, Download and OpenReader (a streaming
+// io.ReadCloser), and the events through On, Off and Subscribe. Entries
+// have no ETag, and those of Upload, Download and OpenReader no ModTime:
+// the protocol does not carry them.
+//
+// # Connection
+//
+// One Client is one WebSocket connection, and one participant: the
+// server gives it a participant id (ParticipantID), which the events its
+// changes cause carry. Calls may run concurrently, streams too; each
+// message goes out whole under one write lock. Dial returns once the
+// server has greeted the client (room_ready and connected) and answered
+// a first call, so that no event published afterwards is missed.
+//
+// With Options.Reconnect, a connection that drops or closes with any
+// code but 1000 is redialled with exponential back-off and jitter until a
+// redial succeeds, is refused (403, 404), or Close is called. The calls
+// made while there is no connection fail at once with ErrDisconnected
+// (they do not wait for the next connection), and so do calls and streams
+// in flight when it dropped: an upload cut short leaves nothing visible.
+// Subscriptions stay across reconnections. The new connection has a new
+// participant id.
+//
+// # Errors
+//
+// Every error of a call is an *fs.PathError naming the operation and the
+// caller's path. The server's refusals keep their *Error (Code, Text)
+// reachable with errors.As and match, with errors.Is, the sentinels the
+// engine returns: fs.ErrNotExist (404), fs.ErrExist (409 "exists"),
+// roomstore.ErrIsFolder, ErrNotFolder and ErrConflict (409, by their
+// text), fs.ErrInvalid (400), fs.ErrPermission (403),
+// roomstore.ErrTooManyHandles (429), errors.ErrUnsupported (501), and
+// roomstore.ErrStoreUnavailable or fs.ErrClosed (503). The client's own
+// errors are ErrDisconnected (no connection, or it dropped mid-call),
+// fs.ErrClosed (after Close), fs.ErrInvalid (a bad argument), ErrProtocol
+// (a server that breaks the protocol) and the call's context's error.
+// Dial fails with ErrForbidden on HTTP 403 and fs.ErrNotExist on 404.
+//
+// # Events
+//
+// The server's storage.file.updated, storage.file.deleted and
+// storage.file.moved become roomstore.EventFileUpdated, EventFileDeleted
+// and EventFileMoved (for a move Path is the destination and SourcePath
+// the source), with the participant id of whoever caused them, and
+// storage.events.overflow becomes roomstore.EventOverflow with its
+// Dropped. Delivery goes through an events.Bus, so handlers behave as the
+// engine's do: the same shapes, asynchronous, in order per subscriber,
+// each with a bounded queue, panics recovered. Event.Time is when the
+// client received the event; Size is 0 (not carried). After a
+// reconnection the handlers that take events get an EventOverflow with
+// Dropped 0: events may have been lost in the gap; re-list.
+//
+// # Streams
+//
+// Upload and OpenReader follow the protocol's pull flow control: an
+// upload sends a chunk only when the server pulls one, a download asks
+// for each chunk, so memory stays at about one chunk per stream whatever
+// the size. Each stream ends with a closing chunk, also when it failed or
+// its context ended, so that the server lets go of it at once.
+package roomclient

@@ -1,0 +1,133 @@
+package roomclient
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/roomstore/roomstore"
+)
+
+// Errors of the client besides the io/fs and roomstore sentinels.
+var (
+	// ErrForbidden reports a room server that refused the connection with
+	// HTTP 403: a bad, expired or missing token, or a token for another
+	// room. It is never retried.
+	ErrForbidden = errors.New("forbidden by the room server (HTTP 403)")
+	// ErrDisconnected reports a call made while the client has no
+	// connection, or one in flight when the connection dropped. With
+	// Options.Reconnect the client may be connected again later; the call
+	// was not retried (a call in flight may or may not have taken effect).
+	ErrDisconnected = errors.New("disconnected")
+	// ErrProtocol reports a server message that breaks the protocol (an
+	// unexpected chunk, more bytes than announced): the call fails and,
+	// where the framing itself broke, the connection is dropped.
+	ErrProtocol = errors.New("protocol error")
+)
+
+// Error is an error reply of the room server: an HTTP-like Code and the
+// server's Text. Calls return it inside an *fs.PathError, so errors.As
+// reaches it, and errors.Is matches it with the sentinel the engine would
+// have returned for the same refusal:
+//
+//	400 fs.ErrInvalid
+//	403 fs.ErrPermission
+//	404 fs.ErrNotExist
+//	409 roomstore.ErrIsFolder, roomstore.ErrNotFolder or roomstore.ErrConflict
+//	    when the text ends with theirs, otherwise fs.ErrExist when it
+//	    speaks of existing, otherwise roomstore.ErrConflict
+//	429 roomstore.ErrTooManyHandles
+//	501 errors.ErrUnsupported
+//	503 roomstore.ErrStoreUnavailable when the text says so, otherwise
+//	    fs.ErrClosed (the server or the room is shutting down)
+//
+// A 500 matches no sentinel.
+type Error struct {
+	Code int    // HTTP-like status code of the reply
+	Text string // the server's text, verbatim
+
+	reason string // Text without the server's "op path: " prefix
+}
+
+// newError builds the Error for a reply about path p.
+func newError(code int, text, p string) *Error {
+	e := &Error{Code: code, Text: text, reason: text}
+	// The server writes "<op> <path>: <reason>"; the PathError around
+	// this Error names op and path again, so keep only the reason.
+	if i := strings.Index(text, " "+p+": "); i > 0 && !strings.Contains(text[:i], " ") {
+		e.reason = text[i+len(p)+3:]
+	}
+	if e.reason == "" {
+		e.reason = fmt.Sprintf("room server error %d", code)
+	}
+	return e
+}
+
+// Error returns the server's reason.
+func (e *Error) Error() string {
+	if e.reason == "" {
+		return e.Text
+	}
+	return e.reason
+}
+
+// Is reports whether target is the sentinel e stands for (see Error).
+func (e *Error) Is(target error) bool {
+	s := e.sentinel()
+	return s != nil && s == target
+}
+
+func (e *Error) sentinel() error {
+	switch e.Code {
+	case 400:
+		return fs.ErrInvalid
+	case 403:
+		return fs.ErrPermission
+	case 404:
+		return fs.ErrNotExist
+	case 409:
+		for _, s := range []error{roomstore.ErrIsFolder, roomstore.ErrNotFolder, roomstore.ErrConflict, fs.ErrExist} {
+			if strings.HasSuffix(e.Text, s.Error()) {
+				return s
+			}
+		}
+		if strings.Contains(e.Text, "exist") {
+			return fs.ErrExist
+		}
+		return roomstore.ErrConflict
+	case 429:
+		return roomstore.ErrTooManyHandles
+	case 501:
+		return errors.ErrUnsupported
+	case 503:
+		if strings.Contains(e.Text, roomstore.ErrStoreUnavailable.Error()) {
+			return roomstore.ErrStoreUnavailable
+		}
+		return fs.ErrClosed
+	}
+	return nil
+}
+
+// pathError wraps err with the caller's operation and path.
+func pathError(op, p string, err error) error {
+	return &fs.PathError{Op: op, Path: p, Err: err}
+}
+
+// protocolError is an ErrProtocol with a reason.
+func protocolError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, args...))
+}
+
+// classError is an error of the client's own with a message of its own
+// that matches a sentinel under errors.Is.
+type classError struct {
+	msg string
+	is  error
+}
+
+func (e *classError) Error() string        { return e.msg }
+func (e *classError) Is(target error) bool { return target == e.is }
+
+// errClientClosed fails the calls after Close, and those Close cut short.
+var errClientClosed error = &classError{"client closed", fs.ErrClosed}
