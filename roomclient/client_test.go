@@ -2,6 +2,7 @@ package roomclient_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
@@ -269,7 +270,10 @@ func testLargeRoundTrip(t *testing.T, e *env) { roundTrip(t, e, 50<<20) }
 // compares their SHA-256.
 func roundTrip(t *testing.T, e *env, size int64) {
 	c := e.dial(t, "alice", "r1", roomclient.Options{})
-	ctx := deadline(t)
+	// Tens of MiB under the race detector, beside the other packages'
+	// tests on 2 cores, take far longer than a call.
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
 	up := sha256.New()
 	src := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{1}), size), up)
 	ent, err := c.Upload(ctx, "big/blob.bin", src, roomclient.UploadOptions{Size: size})
