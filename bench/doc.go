@@ -32,12 +32,30 @@
 //     afero the growth of wchar in /proc/self/io (bytes handed to write(2)
 //     and copy_file_range(2)), for S3 the bytes written to the client's
 //     TCP connections, counted by the client's HTTP transport.
+//   - BenchmarkRoomServer64MiB: 64 MiB uploaded and read back to the end
+//     (1 MiB buffer) through the room server, roomclient to roomserver
+//     over a loopback WebSocket in this process, against the same engine
+//     called directly (Engine.Upload, Engine.OpenReader); the engine is
+//     roomstore.OpenURL's with default options, on a file:// temp folder
+//     (fsync on) and on mem://. Direct and server cycles alternate in one
+//     sub-benchmark; a bare loopback TCP send of the 64 MiB gives scale.
+//   - BenchmarkRoomFanout100: the time from an Engine.Upload of a small
+//     file returning until the last of 100 roomclient participants of
+//     the room has the storage.file.updated event (p50, p99, max), with,
+//     timed in the same iterations, the first of them, the engine's own
+//     Subscribe handler, and the one participant of a second room.
 //
 // Profiles come from the usual flags, one case at a time, for example:
 //
 //	cd bench
 //	go test -run '^$' -bench 'SmallFile/roomstore-afero-nofsync' -cpuprofile cpu.prof -memprofile mem.prof
 //	go tool pprof -top cpu.prof
+//
+// or, for the room server's path, whose profile also holds the direct
+// cycles it alternates with (roomserver, roomclient, internal/wire and
+// github.com/coder/websocket are the server's share):
+//
+//	go test -run '^$' -bench 'RoomServer64MiB/file' -benchtime 8x -cpuprofile cpu.prof
 //
 // The S3 and GCS cases need the test servers that `make tools` installs
 // into .bin/ (`make bench` does it first). Two environment variables tune

@@ -5,7 +5,8 @@
 //	go run ./cmd/benchreport -rounds 5 -out ../BENCHMARKS.md
 //
 // It compiles the suite's test binary once (go test -c), runs the ratio
-// cases (small files, events, list, 64 MiB) for -rounds rounds, reversing
+// cases (small files, events, list, 64 MiB, the room server's 64 MiB and
+// fan-out) for -rounds rounds, reversing
 // the order of roomstore and its baselines on every other round, runs the
 // memory and append cases once, and prints and writes, for every
 // comparison, roomstore's figure, each baseline's, their ratio and the
@@ -50,8 +51,13 @@ func main() {
 	}
 }
 
-// fixedIterations is the -test.benchtime of the list and 64 MiB cases.
+// fixedIterations is the -test.benchtime of the list and 64 MiB cases
+// (the room server's included).
 const fixedIterations = "4x"
+
+// fanoutIterations is the -test.benchtime of the fan-out case: the writes
+// whose latency its percentiles come from.
+const fanoutIterations = "300x"
 
 // plan is one invocation pattern of the test binary.
 type plan struct {
@@ -88,10 +94,12 @@ func run(dir, out, benchtime string, rounds int, command string) error {
 
 	// Each round runs every ratio plan; the list and large-file cases take
 	// a fixed number of iterations, as one of their iterations can take
-	// longer than the time budget and would leave a single sample.
+	// longer than the time budget and would leave a single sample, and so
+	// does the fan-out case, whose percentiles need a known sample count.
 	ratioPlans := []plan{
 		{regex: "^(BenchmarkSmallFile|BenchmarkEvents)$", benchtime: benchtime},
-		{regex: "^(BenchmarkList100k|BenchmarkLarge64MiB)$", benchtime: fixedIterations},
+		{regex: "^(BenchmarkList100k|BenchmarkLarge64MiB|BenchmarkRoomServer64MiB)$", benchtime: fixedIterations},
+		{regex: "^BenchmarkRoomFanout100$", benchtime: fanoutIterations},
 	}
 	oncePlans := []plan{
 		{regex: "^BenchmarkMemory1GiB$", benchtime: "1x"},

@@ -59,6 +59,8 @@ const (
 	evs    = "BenchmarkEvents/"
 	list   = "BenchmarkList100k/"
 	apnd   = "BenchmarkAppend4KiB/"
+	room   = "BenchmarkRoomServer64MiB/"
+	fanout = "BenchmarkRoomFanout100"
 	nsop   = "ns/op"
 )
 
@@ -88,6 +90,8 @@ func render(m machine, r *results) string {
 	w.events()
 	w.list()
 	w.append()
+	w.roomServer()
+	w.roomFanout()
 	w.summary()
 	w.all()
 	return w.String()
@@ -293,6 +297,68 @@ func (w *report) append() {
 	w.line("")
 }
 
+func (w *report) roomServer() {
+	w.line("## 7. Room server: 64 MiB up and down")
+	w.line("")
+	w.line("A 64 MiB file uploaded and read back to the end with a 1 MiB buffer, through the room server: roomclient (one participant, default options, so 256 KiB chunks each way under the protocol's pull flow control) over a loopback WebSocket to roomserver (default options) in the same process; the baseline is the same engine called directly (Engine.Upload from a reader, Engine.OpenReader). The engine is what users get from `roomstore.OpenURL` with default options, on a `file://` temp folder (fsync on) and on `mem://`, and the server's room resolves to that very engine. Each row is one sub-benchmark that runs a direct cycle and a server cycle alternately (%s times each per round, which goes first alternating, after one untimed cycle of each); mean time per 64 MiB and the throughput it makes. The ratio is the server's throughput over the direct engine's, above 1 better; the target applies to `file://`, the configuration users run; `mem://` shows what the protocol path costs when the store costs nothing. For scale, each iteration also sends the 64 MiB once over a bare loopback TCP connection (1 MiB Writes, read with a 1 MiB buffer): what any protocol over a socket pays at least, one way.", strings.TrimSuffix(fixedIterations, "x"))
+	w.line("")
+	w.header("measure", "roomstore", "baseline", "roomstore", "baseline", "ratio", "target", "", "bare loopback TCP, one way")
+	rate := func(ms float64) string {
+		return fmtDur(ms*1e6) + fmt.Sprintf(" (%.0f MB/s)", float64(1<<26)/1e6/(ms/1e3))
+	}
+	for _, c := range []struct {
+		label, name string
+		target      bool
+	}{
+		{"`file://`, fsync on", "file", true},
+		{"`mem://`", "mem", false},
+	} {
+		n := room + c.name
+		for _, half := range []struct{ what, rs, base, unit string }{
+			{"write", "roomclient Upload → roomserver", "Engine.Upload", "write-ms"},
+			{"read", "roomserver → roomclient OpenReader", "Engine.OpenReader", "read-ms"},
+		} {
+			// Throughput ratio: the direct time over the server's.
+			ratio, ok := w.r.ratioWithin(n, "direct-"+half.unit, "server-"+half.unit)
+			target, st := "—", ""
+			if c.target {
+				target = "≥ 0.70x"
+				st = w.status(ok && ratio >= 0.7, ok, fmt.Sprintf("room server 64 MiB %s, %s: %.2fx the direct engine's throughput (target ≥ 0.70x)", half.what, c.label, ratio))
+			}
+			w.row(half.what+" 64 MiB, "+c.label, half.rs, half.base,
+				w.fig(n, "server-"+half.unit, rate), w.fig(n, "direct-"+half.unit, rate), fmtRatio(ratio, ok), target, st,
+				w.fig(n, "tcp-ms", rate))
+		}
+	}
+	w.line("")
+}
+
+func (w *report) roomFanout() {
+	w.line("## 8. Room server: event fan-out to 100 participants")
+	w.line("")
+	w.line("100 roomclient participants (default options, one WebSocket each) in one room of a loopback room server, each subscribed to file.updated. Each write is an Engine.Upload of a 64-byte file on the room's engine (`mem://` from `roomstore.OpenURL`); the latency runs from Upload (its Close) returning to the handler of the last of the 100 participants running, through the engine's event bus, the server's fan-out, 100 WebSocket writes, the clients' reads and their own buses. Writes are closed loop, the next once all 100 have the last; %s writes per round after 10 untimed ones. Baselines, timed in the same iterations: the same write to a second room of the same server with a single participant (which room goes first alternates), and, for the first of the 100 participants, the engine's own Subscribe handler for the same write. A percentile is each round's over its writes, then the median over the rounds; the ratio is roomstore over the baseline, below 1 better.", strings.TrimSuffix(fanoutIterations, "x"))
+	w.line("")
+	w.header("measure", "roomstore", "baseline", "roomstore", "baseline", "ratio", "target", "")
+	us := func(v float64) string { return fmtDur(v * 1e3) }
+	row := func(what, rsLabel, baseLabel, rs, base, target string, limit float64) {
+		ratio, ok := w.r.ratioWithin(fanout, rs, base)
+		st := ""
+		if limit > 0 {
+			v, vok := w.r.median(fanout, rs)
+			st = w.status(vok && v <= limit, vok, fmt.Sprintf("fan-out: %s %s (target %s)", what, us(v), target))
+		}
+		w.row(what, rsLabel, baseLabel, w.fig(fanout, rs, us), w.fig(fanout, base, us), fmtRatio(ratio, ok), target, st)
+	}
+	last, solo := "Close → last of 100 participants", "Close → the one participant of a second room"
+	row("p50 latency", last, solo, "last-p50-µs", "solo-p50-µs", "—", 0)
+	row("p99 latency", last, solo, "last-p99-µs", "solo-p99-µs", "≤ 10 ms", 10_000)
+	row("max latency", last, solo, "last-max-µs", "solo-max-µs", "—", 0)
+	first, engine := "Close → first of 100 participants", "Close → the engine's own Subscribe handler"
+	row("p50 latency", first, engine, "first-p50-µs", "engine-p50-µs", "—", 0)
+	row("p99 latency", first, engine, "first-p99-µs", "engine-p99-µs", "—", 0)
+	w.line("")
+}
+
 func (w *report) summary() {
 	w.line("## Targets missed in this run")
 	w.line("")
@@ -310,7 +376,7 @@ func (w *report) summary() {
 func (w *report) all() {
 	w.line("## Every benchmark")
 	w.line("")
-	w.line("Medians over the rounds; \"spread\" is the lowest and highest time per op of the rounds. A small-file or list op is one roomstore call plus one baseline call, so its time, B/op and allocs/op cover both.")
+	w.line("Medians over the rounds; \"spread\" is the lowest and highest time per op of the rounds. A small-file or list op is one roomstore call plus one baseline call, a room-server 64 MiB op one direct cycle plus one server cycle, and a fan-out op one write to each of its two rooms, so their time, B/op and allocs/op cover both.")
 	w.line("")
 	w.header("benchmark", "rounds", "time/op", "spread", "B/op", "allocs/op", "other metrics")
 	for _, name := range w.r.order {
