@@ -92,21 +92,22 @@ func TestASlowReaderIsDisconnectedAndNeverStallsTheRoom(t *testing.T) {
 }
 
 func TestAnIdleRoomIsShutDownAndReopened(t *testing.T) {
-	f := newFixture(t, func(o *roomserver.Options) { o.RoomIdle = 10 * time.Millisecond })
+	watch := newLogWatch("room closed")
+	f := newFixture(t, func(o *roomserver.Options) {
+		o.RoomIdle = 10 * time.Millisecond
+		o.Logger = slog.New(watch)
+	})
 	p := f.dial("r1", "alice")
 	p.upload("u", "a", []byte("x"), false)
 	first := f.engine("r1")
 	_ = p.ws.Close(websocket.StatusNormalClosure, "")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, err := first.Exists(t.Context(), "a")
-		if errors.Is(err, fs.ErrClosed) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the idle room's engine was never shut down")
-		}
-		time.Sleep(5 * time.Millisecond) // polls the engine's state, bounded by the deadline
+	select {
+	case <-watch.seen["room closed"]:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the idle room was never closed")
+	}
+	if _, err := first.Exists(t.Context(), "a"); !errors.Is(err, fs.ErrClosed) {
+		t.Fatalf("the idle room's engine is still open: %v", err)
 	}
 	q := f.dial("r1", "bob")
 	var ex struct{ Exists bool }

@@ -130,8 +130,10 @@ func (s *Server) shutRoom(ctx context.Context, rm *room) error {
 	err := rm.eng.Shutdown(ctx)
 	if err != nil {
 		s.log.Warn("room shutdown", "room", rm.name, "err", err)
+		return err
 	}
-	return err
+	s.log.Info("room closed", "room", rm.name)
+	return nil
 }
 
 // closeRooms shuts down every room still open.

@@ -32,7 +32,7 @@ const (
 	TypeEventsOverflow = "storage.events.overflow"
 )
 
-// Close codes besides the WebSocket ones.
+// Framing bounds.
 const (
 	// MaxTypeLen bounds a message type.
 	MaxTypeLen = 256
