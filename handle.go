@@ -247,7 +247,8 @@ func (h *Handle) callContext(ctx context.Context) (context.Context, context.Canc
 	return ctx, func() { stop(); cancel() }
 }
 
-// Write stages data on h. Nothing is visible before Close. Writing to a
+// Write stages data on h; like an io.Writer, it keeps no reference to data
+// once it returns. Nothing is visible before Close. Writing to a
 // finished handle yields fs.ErrClosed and another participant's handle
 // fs.ErrPermission (the handle is left alone). If the write fails or ctx
 // is cancelled, the handle is discarded and the file keeps its old

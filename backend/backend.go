@@ -124,7 +124,8 @@ type Backend interface {
 // Writer stages bytes for one file. It is used by one goroutine at a time;
 // a Write or Commit in flight is interrupted through its context.
 type Writer interface {
-	// Write stages p. Nothing is visible to readers until Commit. An error
+	// Write stages p, keeping no reference to it once it returns (the
+	// caller reuses it). Nothing is visible to readers until Commit. An error
 	// finishes the writer; the caller must still Abort it, which cleans up.
 	// A finished writer's Write yields fs.ErrClosed.
 	Write(ctx context.Context, p []byte) error

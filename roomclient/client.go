@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	neturl "net/url"
 	"sync"
@@ -15,11 +16,12 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/roomstore/roomstore/events"
+	"github.com/roomstore/roomstore/internal/batchconn"
 )
 
 // Defaults of Options.
 const (
-	DefaultChunkSize      = 256 << 10
+	DefaultChunkSize      = 2 << 20
 	DefaultMaxMessageSize = 64 << 20
 	DefaultMaxBackoff     = 30 * time.Second
 	DefaultPingInterval   = 20 * time.Second
@@ -41,7 +43,10 @@ type Options struct {
 	Token string
 	// HTTPClient makes the WebSocket handshakes. By default the client
 	// uses a transport of its own (a clone of http.DefaultTransport)
-	// whose idle connections Close closes.
+	// whose idle connections Close closes, and whose connections gather
+	// the WebSocket library's 4 KiB writes into large ones, so that an
+	// upload costs far fewer system calls; with a client of your own,
+	// writes go to its transport's connections as they come.
 	HTTPClient *http.Client
 	// HTTPHeader is added to every handshake request.
 	HTTPHeader http.Header
@@ -60,7 +65,9 @@ type Options struct {
 	MaxBackoff time.Duration
 	// ChunkSize is the most bytes an upload sends per chunk (less when
 	// the server pulls less) and a download asks for per chunk (default
-	// 256 KiB; the server may send less).
+	// 2 MiB; the server may send less, roomserver at most 2 MiB). A
+	// download holds up to two chunks: it pulls the next one before the
+	// last has arrived when the server says how much each pull brings.
 	ChunkSize int
 	// MaxMessageSize bounds one incoming message (default 64 MiB); a
 	// bigger one drops the connection.
@@ -145,7 +152,19 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	}
 	c := &Client{url: url, name: redact(url), o: opts, log: opts.Logger, http: opts.HTTPClient, bus: bus, ons: map[string][]onSub{}}
 	if c.http == nil {
-		c.http = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		dial := tr.DialContext
+		if dial == nil {
+			dial = (&net.Dialer{}).DialContext
+		}
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return batchconn.New(c), nil
+		}
+		c.http = &http.Client{Transport: tr}
 		c.ownHTTP = true
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -39,6 +40,7 @@ var scenarios = []scenario{
 	{"handlers of the engine's shapes, Off and refused subscriptions", testHandlers},
 	{"after a drop, streams in flight fail, the client reconnects and events arrive again", testReconnect},
 	{"without Reconnect, calls after a drop fail fast", testNoReconnect},
+	{"downloads that pull ahead end exactly at every size, and close mid-way", testPullAhead},
 }
 
 func TestClient(t *testing.T) {
@@ -564,4 +566,51 @@ func testNoReconnect(t *testing.T, e *env) {
 	wantErr(t, "Upload after the drop", err, roomclient.ErrDisconnected)
 	_, err = a.OpenReader(ctx, "x")
 	wantErr(t, "OpenReader after the drop", err, roomclient.ErrDisconnected)
+}
+
+// A download pulls its next chunk before the last has arrived (the
+// server announces its chunk size): every size around the chunk
+// boundaries arrives whole, with no pull past the end (which the server
+// would refuse), and a reader closed with a pull in flight lets the
+// stream go, so that later calls work.
+func testPullAhead(t *testing.T, e *env) {
+	const chunk = 64 << 10
+	c := e.dial(t, "alice", "r1", roomclient.Options{ChunkSize: chunk})
+	ctx := deadline(t)
+	buf := make([]byte, 10_000) // reads smaller than a chunk
+	for i, size := range []int{1, chunk - 1, chunk, chunk + 1, 2 * chunk, 3*chunk + 7} {
+		data := fill(byte(i), size)
+		p := fmt.Sprintf("ahead/%d.bin", size)
+		_, err := c.Upload(ctx, p, bytes.NewReader(data), roomclient.UploadOptions{})
+		must(t, err)
+		r, err := c.OpenReader(ctx, p)
+		must(t, err)
+		var got []byte
+		for {
+			n, err := r.Read(buf)
+			got = append(got, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			must(t, err)
+		}
+		must(t, r.Close())
+		if !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes: read back %d bytes that differ", size, len(got))
+		}
+	}
+	// Closed after its first Read: a pull is then in flight.
+	for range 20 { // more than the server's streams per connection
+		r, err := c.OpenReader(ctx, "ahead/196615.bin")
+		must(t, err)
+		if _, err := r.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		must(t, r.Close())
+	}
+	f, err := c.Download(ctx, "ahead/196615.bin")
+	must(t, err)
+	if !bytes.Equal(f.Data, fill(5, 3*chunk+7)) {
+		t.Fatal("the last download differs")
+	}
 }

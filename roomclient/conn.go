@@ -20,7 +20,8 @@ import (
 type reply struct {
 	c    wire.Content
 	data []byte
-	err  error // a reply that broke the protocol
+	err  error         // a reply that broke the protocol
+	msg  *wire.Message // what data lies in: release it once data is used
 }
 
 // streamBuffer bounds the response chunks that may wait for a stream. The
@@ -177,18 +178,24 @@ func (k *conn) read() {
 	defer k.wg.Done()
 	a := wire.Assembler{Max: k.c.o.MaxMessageSize}
 	for {
-		typ, frame, err := k.ws.Read(k.ctx)
-		if err != nil {
-			k.drop(disconnected(err))
-			return
-		}
-		if typ != websocket.MessageBinary {
+		// Not on k.ctx: a context there costs every read a timer of the
+		// library's; whatever ends the connection closes the socket,
+		// which ends the read.
+		typ, r, err := k.ws.Reader(context.Background())
+		if err == nil && typ != websocket.MessageBinary {
 			k.broken(protocolError("a text frame"))
 			return
 		}
-		m, err := a.Add(frame)
-		if err != nil {
+		var m *wire.Message
+		if err == nil {
+			m, err = a.ReadFrame(r)
+		}
+		if errors.Is(err, wire.ErrMalformed) || errors.Is(err, wire.ErrTooLarge) {
 			k.broken(fmt.Errorf("%w: %w", ErrProtocol, err))
+			return
+		}
+		if err != nil {
+			k.drop(disconnected(err))
 			return
 		}
 		if m != nil {
@@ -249,7 +256,7 @@ func (k *conn) dispatch(m *wire.Message) {
 			return // a stream that has ended, or was never ours
 		}
 		select {
-		case in.ch <- reply{c: ch.Chunk, data: payload}:
+		case in.ch <- reply{c: ch.Chunk, data: payload, msg: m}:
 		default:
 			in.once.Do(func() { close(in.broken) })
 		}
@@ -323,11 +330,8 @@ func (k *conn) ping() {
 // for the lock honours ctx; the write itself runs on the connection's
 // context (bounded by WriteTimeout), since abandoning a message halfway
 // would break the connection for every other call.
-func (k *conn) send(ctx context.Context, typ string, v any, payload []byte, register func(id uint64)) error {
-	data, err := wire.Pack(v, payload)
-	if err != nil {
-		return err
-	}
+func (k *conn) send(ctx context.Context, m wire.Encoded, register func(id uint64)) error {
+	defer m.Release()
 	select {
 	case k.wmu <- struct{}{}:
 	case <-k.ctx.Done():
@@ -341,12 +345,12 @@ func (k *conn) send(ctx context.Context, typ string, v any, payload []byte, regi
 	if register != nil {
 		register(id)
 	}
-	header, body := wire.Frames(id, typ, data)
+	m.SetID(id)
 	wctx, cancel := context.WithTimeout(k.ctx, k.c.o.WriteTimeout)
 	defer cancel()
-	err = k.ws.Write(wctx, websocket.MessageBinary, header)
+	err := k.ws.Write(wctx, websocket.MessageBinary, m.Header)
 	if err == nil {
-		err = k.ws.Write(wctx, websocket.MessageBinary, body)
+		err = k.ws.Write(wctx, websocket.MessageBinary, m.Body)
 	}
 	if err != nil {
 		k.drop(disconnected(err))
@@ -359,36 +363,63 @@ func (k *conn) send(ctx context.Context, typ string, v any, payload []byte, regi
 // is returned as content, for the caller to turn into an *Error with its
 // path; err is the connection's end, ctx's or a local failure.
 func (k *conn) request(ctx context.Context, typ string, v any, payload []byte) (wire.Content, []byte, error) {
-	ch := make(chan reply, 1)
-	var id uint64
-	registered := false
-	err := k.send(ctx, typ, v, payload, func(i uint64) {
-		id, registered = i, true
-		k.mu.Lock()
-		k.pending[i] = ch
-		k.mu.Unlock()
-	})
-	forget := func() {
-		if registered {
-			k.mu.Lock()
-			delete(k.pending, id)
-			k.mu.Unlock()
-		}
-	}
+	m, err := wire.Encode(0, typ, v, payload) // send gives it its id
 	if err != nil {
-		forget()
 		return wire.Content{}, nil, err
 	}
+	w, err := k.post(ctx, m)
+	if err != nil {
+		return wire.Content{}, nil, err
+	}
+	return w.wait(ctx)
+}
+
+// waiter is a request sent whose __response__ is still to come.
+type waiter struct {
+	k  *conn
+	id uint64
+	ch chan reply
+}
+
+// post sends a request encoded with any id (send gives it its own) and
+// returns, without waiting for its answer, what waits for it.
+func (k *conn) post(ctx context.Context, m wire.Encoded) (*waiter, error) {
+	w := &waiter{k: k, ch: make(chan reply, 1)}
+	registered := false
+	err := k.send(ctx, m, func(i uint64) {
+		w.id, registered = i, true
+		k.mu.Lock()
+		k.pending[i] = w.ch
+		k.mu.Unlock()
+	})
+	if err != nil {
+		if registered {
+			w.forget()
+		}
+		return nil, err
+	}
+	return w, nil
+}
+
+// wait waits for the request's __response__; see request.
+func (w *waiter) wait(ctx context.Context) (wire.Content, []byte, error) {
 	select {
-	case r := <-ch:
+	case r := <-w.ch:
 		return r.c, r.data, r.err
-	case <-k.ctx.Done():
-		forget()
-		return wire.Content{}, nil, k.cause()
+	case <-w.k.ctx.Done():
+		w.forget()
+		return wire.Content{}, nil, w.k.cause()
 	case <-ctx.Done():
-		forget()
+		w.forget()
 		return wire.Content{}, nil, ctx.Err()
 	}
+}
+
+// forget stops waiting for the answer.
+func (w *waiter) forget() {
+	w.k.mu.Lock()
+	delete(w.k.pending, w.id)
+	w.k.mu.Unlock()
 }
 
 // invoke makes a room.invoke_tool request.

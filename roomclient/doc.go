@@ -69,7 +69,10 @@
 //
 // Upload and OpenReader follow the protocol's pull flow control: an
 // upload sends a chunk only when the server pulls one, a download asks
-// for each chunk, so memory stays at about one chunk per stream whatever
-// the size. Each stream ends with a closing chunk, also when it failed or
-// its context ended, so that the server lets go of it at once.
+// for each chunk (and, when the server says how much a pull brings, for
+// the next one as soon as the last was answered, so that the server
+// reads while the data travels), so memory stays at about two chunks per
+// stream whatever the size. Each stream ends with a closing chunk, also
+// when it failed or its context ended, so that the server lets go of it
+// at once.
 package roomclient

@@ -31,17 +31,16 @@ type peer struct {
 }
 
 func (p *peer) send(typ string, id uint64, v any, payload []byte) error {
-	data, err := wire.Pack(v, payload)
+	m, err := wire.Encode(id, typ, v, payload)
 	if err != nil {
 		return err
 	}
-	header, body := wire.Frames(id, typ, data)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	if err := p.ws.Write(ctx, websocket.MessageBinary, header); err != nil {
+	if err := p.ws.Write(ctx, websocket.MessageBinary, m.Header); err != nil {
 		return err
 	}
-	return p.ws.Write(ctx, websocket.MessageBinary, body)
+	return p.ws.Write(ctx, websocket.MessageBinary, m.Body)
 }
 
 // event sends a server message with an id of the server's own.

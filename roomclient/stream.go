@@ -83,6 +83,19 @@ func (st *stream) send(ctx context.Context, c wire.Content, payload []byte) erro
 	return replyError(res, st.p)
 }
 
+// sendEncoded sends an encoded request chunk and waits for its answer.
+func (st *stream) sendEncoded(ctx context.Context, m wire.Encoded) error {
+	w, err := st.k.post(ctx, m)
+	if err != nil {
+		return err
+	}
+	res, _, err := w.wait(ctx)
+	if err != nil {
+		return err
+	}
+	return replyError(res, st.p)
+}
+
 // next waits for the stream's next response chunk. A chunk that arrived
 // is taken even when the connection has ended since.
 func (st *stream) next(ctx context.Context) (reply, error) {
@@ -214,7 +227,7 @@ func (st *stream) upload(ctx context.Context, r io.Reader, opts UploadOptions, c
 	if err := st.send(ctx, start, nil); err != nil {
 		return 0, err
 	}
-	var buf []byte
+	data := wire.Chunk{ToolCallID: st.id, Chunk: wire.Binary(map[string]any{"kind": "data"})}
 	closed := false // the closing chunk went out: the server commits
 	for {
 		ch, err := st.next(ctx)
@@ -229,26 +242,33 @@ func (st *stream) upload(ctx context.Context, r io.Reader, opts UploadOptions, c
 			} else {
 				n = min(n, defaultPull)
 			}
-			if len(buf) < n {
-				buf = make([]byte, n)
-			}
-			m, rerr := io.ReadFull(r, buf[:n])
+			// The bytes are read straight into the message that carries
+			// them.
+			m := 0
+			msg, rerr := wire.EncodeFill(0, wire.TypeRequestChunk, data, n, func(b []byte) (int, error) {
+				var err error
+				m, err = io.ReadFull(r, b)
+				return m, err
+			})
 			if rerr == io.ErrUnexpectedEOF {
 				rerr = io.EOF
 			}
 			if rerr != nil && rerr != io.EOF {
+				msg.Release()
 				return sent, fmt.Errorf("reading the upload: %w", rerr)
 			}
 			if err := ctx.Err(); err != nil {
+				msg.Release()
 				return sent, err
 			}
 			if m > 0 {
-				if err := st.send(ctx, wire.Binary(map[string]any{"kind": "data"}), buf[:m]); err != nil {
+				if err := st.sendEncoded(ctx, msg); err != nil {
 					return sent, err
 				}
 				sent += int64(m)
 				continue // the next pull asks for more, or for the close
 			}
+			msg.Release()
 			if err := st.send(ctx, wire.Control("close"), nil); err != nil {
 				return sent, err
 			}
@@ -263,10 +283,11 @@ func (st *stream) upload(ctx context.Context, r io.Reader, opts UploadOptions, c
 }
 
 // Reader streams one file from the room with the protocol's pull flow
-// control: each Read that finds no bytes buffered pulls the next chunk
-// (of at most Options.ChunkSize). It is an io.ReadCloser for one
-// goroutine at a time; Close may also be called from another goroutine
-// to stop a Read. The caller closes it.
+// control: each Read that finds no bytes buffered takes the next chunk
+// (of at most Options.ChunkSize), pulling it if no pull is under way and,
+// when the server announced its chunk size, the one after it too. It is
+// an io.ReadCloser for one goroutine at a time; Close may also be called
+// from another goroutine to stop a Read. The caller closes it.
 type Reader struct {
 	st     *stream
 	ctx    context.Context
@@ -274,11 +295,20 @@ type Reader struct {
 	entry  roomstore.Entry
 	mime   string
 
-	mu     sync.Mutex // Read and Close
-	buf    []byte     // received, not yet read
-	got    int64      // bytes received
-	err    error      // sticky: io.EOF or the failure
+	mu     sync.Mutex    // Read and Close
+	buf    []byte        // received, not yet read
+	msg    *wire.Message // what buf lies in, released once read
+	got    int64         // bytes received
+	err    error         // sticky: io.EOF or the failure
 	closed bool
+
+	// Pulls run one ahead when the server announced its chunk size: the
+	// next pull goes out once the last one was answered, before its data
+	// has arrived, so that the server reads while the data travels.
+	chunk int64   // bytes per pull as the server announced them, or 0
+	asked int64   // bytes pulled so far (with chunk)
+	pulls int     // pulls whose data has not arrived
+	ack   *waiter // the last pull sent, not yet answered
 }
 
 // OpenReader opens the file at p for streaming. ctx bounds the opening
@@ -327,7 +357,11 @@ func (st *stream) start(ctx context.Context, chunkSize int) (*Reader, error) {
 	if name == "" {
 		name = path.Base(p)
 	}
-	return &Reader{st: st, entry: roomstore.Entry{Name: name, Path: p, Size: int64(size)}, mime: mt}, nil
+	rd := &Reader{st: st, entry: roomstore.Entry{Name: name, Path: p, Size: int64(size)}, mime: mt}
+	if n, ok := ch.c.Headers["chunk_size"].(float64); ok && n >= 1 && n == float64(int64(n)) {
+		rd.chunk = int64(n)
+	}
+	return rd, nil
 }
 
 // Entry describes the file being read: Name, Path and Size (the whole
@@ -358,6 +392,9 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if len(r.buf) > 0 {
 		n := copy(p, r.buf)
 		r.buf = r.buf[n:]
+		if len(r.buf) == 0 {
+			r.release()
+		}
 		return n, nil
 	}
 	if r.err != io.EOF && context.Cause(r.ctx) == errReaderClosed {
@@ -374,12 +411,35 @@ var errReaderClosed error = &classError{"reader closed", fs.ErrClosed}
 // pull fetches the next chunk into buf. It returns io.EOF once every
 // announced byte has arrived, or the failure (an *fs.PathError).
 func (r *Reader) pull() error {
+	fail := func(err error) error { return pathError("read", r.st.p, err) }
 	if r.got >= r.entry.Size {
+		if r.ack != nil {
+			// Pulls never run past the size announced; one that did is
+			// the server's chunks breaking the size it announced.
+			r.ack.forget()
+			return fail(protocolError("a pull past the end of the download"))
+		}
 		return io.EOF
 	}
-	fail := func(err error) error { return pathError("read", r.st.p, err) }
-	if err := r.st.send(r.ctx, wire.Binary(map[string]any{"kind": "pull"}), nil); err != nil {
-		return fail(err)
+	if r.pulls == 0 {
+		if err := r.postPull(); err != nil {
+			return fail(err)
+		}
+	}
+	if r.ack != nil {
+		res, _, err := r.ack.wait(r.ctx)
+		r.ack = nil
+		if err == nil {
+			err = replyError(res, r.st.p)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if r.chunk > 0 && r.asked < r.entry.Size {
+			if err := r.postPull(); err != nil {
+				return fail(err)
+			}
+		}
 	}
 	ch, err := r.st.next(r.ctx)
 	if err != nil {
@@ -387,6 +447,7 @@ func (r *Reader) pull() error {
 	}
 	switch kind, _ := ch.c.Headers["kind"].(string); {
 	case ch.c.Type == wire.KindBinary && kind == "data":
+		r.pulls--
 		if int64(len(ch.data)) > r.entry.Size-r.got {
 			return fail(protocolError("more bytes than the %d announced", r.entry.Size))
 		}
@@ -394,13 +455,37 @@ func (r *Reader) pull() error {
 			return fail(protocolError("an empty data chunk"))
 		}
 		r.got += int64(len(ch.data))
-		r.buf = ch.data
+		r.buf, r.msg = ch.data, ch.msg
 		return nil
 	case ch.c.Type == wire.KindControl && ch.c.Method == "close":
 		return fail(fmt.Errorf("the download ended after %d of %d bytes: %w", r.got, r.entry.Size, io.ErrUnexpectedEOF))
 	default:
 		return fail(r.st.chunkError(ch, "data"))
 	}
+}
+
+// release gives the buffer of the chunk read back for reuse.
+func (r *Reader) release() {
+	if r.msg != nil {
+		r.msg.Release()
+		r.msg = nil
+	}
+}
+
+// postPull sends a pull without waiting for its answer.
+func (r *Reader) postPull() error {
+	m, err := wire.Encode(0, wire.TypeRequestChunk, wire.Chunk{ToolCallID: r.st.id, Chunk: wire.Binary(map[string]any{"kind": "pull"})}, nil)
+	if err != nil {
+		return err
+	}
+	w, err := r.st.k.post(r.ctx, m)
+	if err != nil {
+		return err
+	}
+	r.ack = w
+	r.pulls++
+	r.asked += r.chunk
+	return nil
 }
 
 // Close ends the stream (the server is told, whether or not every byte
@@ -414,6 +499,12 @@ func (r *Reader) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.buf = nil
+	r.release()
+	if r.ack != nil {
+		r.ack.forget()
+		r.ack = nil
+	}
 	r.st.close(r.ctx, statusDone)
 	return nil
 }

@@ -17,9 +17,7 @@ import (
 
 // outMsg is one message waiting for the connection's writer.
 type outMsg struct {
-	id   uint64
-	typ  string
-	data []byte
+	m wire.Encoded
 	// closing, set on the last message, closes the connection once what
 	// was queued before it has gone out.
 	closing     bool
@@ -156,22 +154,24 @@ func truncate(s string, n int) string {
 func (c *conn) reader() error {
 	a := wire.Assembler{Max: c.s.o.MaxMessageSize}
 	for {
-		typ, frame, err := c.ws.Read(context.Background()) // ended by the close
-		if err != nil {
+		typ, r, err := c.ws.Reader(context.Background()) // ended by the close
+		if err == nil && typ != websocket.MessageBinary {
+			return c.protocolError(websocket.StatusUnsupportedData, errors.New("a text frame"))
+		}
+		var m *wire.Message
+		if err == nil {
+			m, err = a.ReadFrame(r)
+		}
+		switch {
+		case errors.Is(err, wire.ErrTooLarge):
+			return c.protocolError(websocket.StatusMessageTooBig, err)
+		case errors.Is(err, wire.ErrMalformed):
+			return c.protocolError(websocket.StatusProtocolError, err)
+		case err != nil:
 			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig {
 				c.s.log.Warn("closing connection", "room", c.rm.name, "participant", c.id, "code", 1009, "err", err)
 			}
 			return err
-		}
-		if typ != websocket.MessageBinary {
-			return c.protocolError(websocket.StatusUnsupportedData, errors.New("a text frame"))
-		}
-		m, err := a.Add(frame)
-		if errors.Is(err, wire.ErrTooLarge) {
-			return c.protocolError(websocket.StatusMessageTooBig, err)
-		}
-		if err != nil {
-			return c.protocolError(websocket.StatusProtocolError, err)
 		}
 		if m != nil {
 			if err := c.dispatch(m); err != nil {
@@ -206,7 +206,7 @@ func (c *conn) dispatch(m *wire.Message) error {
 		if err := json.Unmarshal(body, &ch); err != nil {
 			return c.reply(m.ID, wire.Error(400, "invalid JSON in room.tool_call_request_chunk"), nil)
 		}
-		return c.chunk(m.ID, ch, payload)
+		return c.chunk(m, ch, payload)
 	default:
 		return c.reply(m.ID, wire.Error(400, fmt.Sprintf("unsupported message type %q", truncate(m.Type, 64))), nil)
 	}
@@ -291,7 +291,8 @@ func (c *conn) endStream(st *stream) {
 // chunk hands a request chunk to its stream. A close for a stream that
 // has ended is answered (the client always sends one); any other chunk
 // of an unknown or ended stream gets a 404.
-func (c *conn) chunk(id uint64, ch wire.Chunk, payload []byte) error {
+func (c *conn) chunk(m *wire.Message, ch wire.Chunk, payload []byte) error {
+	id := m.ID
 	c.mu.Lock()
 	st := c.streams[ch.ToolCallID]
 	c.mu.Unlock()
@@ -310,7 +311,7 @@ func (c *conn) chunk(id uint64, ch wire.Chunk, payload []byte) error {
 		return c.reply(id, endedReply(ch.Chunk), nil)
 	}
 	select {
-	case st.in <- inChunk{id: id, c: ch.Chunk, data: payload}:
+	case st.in <- inChunk{id: id, c: ch.Chunk, data: payload, msg: m}:
 		return nil
 	default:
 		return c.reply(id, wire.Error(429, "a chunk before the stream's previous one was answered"), nil)
@@ -352,26 +353,26 @@ func (c *conn) drainStreams(ctx context.Context) {
 
 // reply answers request id.
 func (c *conn) reply(id uint64, body wire.Content, payload []byte) error {
-	data, err := wire.Pack(body, payload)
+	m, err := wire.Encode(id, wire.TypeResponse, body, payload)
 	if err != nil {
 		return err
 	}
-	return c.send(id, wire.TypeResponse, data)
+	return c.send(m)
 }
 
 // sendJSON sends a server message.
 func (c *conn) sendJSON(typ string, v any) {
-	data, err := wire.Pack(v, nil)
+	m, err := wire.Encode(c.nextID.Add(1), typ, v, nil)
 	if err == nil {
-		_ = c.send(c.nextID.Add(1), typ, data)
+		_ = c.send(m)
 	}
 }
 
 // send queues a message, waiting for room in the queue while the
 // connection lives: only this participant's own calls wait.
-func (c *conn) send(id uint64, typ string, data []byte) error {
+func (c *conn) send(m wire.Encoded) error {
 	select {
-	case c.out <- outMsg{id: id, typ: typ, data: data}:
+	case c.out <- outMsg{m: m}:
 		return nil
 	case <-c.ctx.Done():
 		return c.ctx.Err()
@@ -379,10 +380,11 @@ func (c *conn) send(id uint64, typ string, data []byte) error {
 }
 
 // trySend queues an event without waiting; a participant too slow to
-// take it is disconnected.
-func (c *conn) trySend(typ string, data []byte) {
+// take it is disconnected. The event's frames are shared by every
+// participant of the room.
+func (c *conn) trySend(m wire.Encoded) {
 	select {
-	case c.out <- outMsg{id: c.nextID.Add(1), typ: typ, data: data}:
+	case c.out <- outMsg{m: m}:
 	case <-c.ctx.Done():
 	default:
 		c.s.log.Warn("disconnecting a slow participant", "room", c.rm.name, "participant", c.id, "queue", cap(c.out))
@@ -390,8 +392,14 @@ func (c *conn) trySend(typ string, data []byte) {
 	}
 }
 
-// writer writes queued messages, each message's frames back to back.
+// writer writes queued messages, each message's frames back to back. A
+// message that takes over WriteTimeout to go out drops the connection:
+// one timer, armed for each message, rather than a context per write
+// (which costs the library a timer of its own per frame).
 func (c *conn) writer() {
+	stalled := time.AfterFunc(time.Hour, func() { _ = c.ws.CloseNow() })
+	stalled.Stop()
+	defer stalled.Stop()
 	for {
 		select {
 		case m := <-c.out:
@@ -399,13 +407,13 @@ func (c *conn) writer() {
 				c.close(m.closeCode, m.closeReason)
 				return
 			}
-			header, body := wire.Frames(m.id, m.typ, m.data)
-			ctx, cancel := context.WithTimeout(context.Background(), c.s.o.WriteTimeout)
-			err := c.ws.Write(ctx, websocket.MessageBinary, header)
+			stalled.Reset(c.s.o.WriteTimeout)
+			err := c.ws.Write(context.Background(), websocket.MessageBinary, m.m.Header)
 			if err == nil {
-				err = c.ws.Write(ctx, websocket.MessageBinary, body)
+				err = c.ws.Write(context.Background(), websocket.MessageBinary, m.m.Body)
 			}
-			cancel()
+			stalled.Stop()
+			m.m.Release()
 			if err != nil {
 				c.cancel()
 				return

@@ -16,7 +16,9 @@
 // download_url (download: an attachment URL), and the streams upload
 // (Open, Write per pulled chunk, Close: nothing is visible before the
 // last byte) and download (a Reader, so that the size announced is the
-// size of the version streamed).
+// size of the version streamed; its start also carries etag,
+// updated_at and chunk_size, the bytes each pull brings, which clients
+// that do not know them ignore).
 //
 // # Errors
 //

@@ -26,10 +26,18 @@ func TestOverflowIsForwarded(t *testing.T) {
 	rm.fanout(events.Event{Type: "something.else"})
 	select {
 	case m := <-c.out:
+		var a wire.Assembler
+		if got, err := a.Add(m.m.Header); got != nil || err != nil {
+			t.Fatalf("header frame: %v %v", got, err)
+		}
+		msg, err := a.Add(m.m.Body)
+		if err != nil || msg == nil {
+			t.Fatalf("data frame: %v %v", msg, err)
+		}
 		var ov wire.OverflowEvent
-		body, _, err := wire.Unpack(m.data)
-		if err != nil || m.typ != wire.TypeEventsOverflow || json.Unmarshal(body, &ov) != nil || ov.Dropped != 7 {
-			t.Fatalf("got %s %s %v", m.typ, body, err)
+		body, _, err := msg.Split()
+		if err != nil || msg.Type != wire.TypeEventsOverflow || json.Unmarshal(body, &ov) != nil || ov.Dropped != 7 {
+			t.Fatalf("got %s %s %v", msg.Type, body, err)
 		}
 	default:
 		t.Fatal("no overflow message queued")

@@ -194,14 +194,13 @@ func (r *raw) sendFrames(frames ...[]byte) {
 // request sends a message and returns its id.
 func (r *raw) request(typ string, body any, payload []byte) uint64 {
 	r.t.Helper()
-	data, err := wire.Pack(body, payload)
+	id := r.next
+	r.next++
+	m, err := wire.Encode(id, typ, body, payload)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	id := r.next
-	r.next++
-	h, b := wire.Frames(id, typ, data)
-	r.sendFrames(h, b)
+	r.sendFrames(m.Header, m.Body)
 	return id
 }
 

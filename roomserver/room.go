@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/roomstore/roomstore"
@@ -21,6 +22,10 @@ type room struct {
 	eng   *roomstore.Engine
 	err   error
 	sub   *events.Subscription
+	// nextID numbers the room's events. Their frames are shared by every
+	// participant, so they take ids from a range of their own: 1<<63 up,
+	// above the connections' (from 1<<62) and the clients' (from 0).
+	nextID atomic.Uint64
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -189,7 +194,7 @@ func (rm *room) fanout(ev events.Event) {
 	default:
 		return
 	}
-	data, err := wire.Pack(v, nil)
+	m, err := wire.Encode(1<<63|rm.nextID.Add(1), typ, v, nil)
 	if err != nil {
 		return
 	}
@@ -200,7 +205,7 @@ func (rm *room) fanout(ev events.Event) {
 	}
 	rm.mu.Unlock()
 	for _, c := range conns {
-		c.trySend(typ, data)
+		c.trySend(m)
 	}
 }
 

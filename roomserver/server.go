@@ -1,11 +1,13 @@
 package roomserver
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/internal/batchconn"
 )
 
 // Resolver returns the engine of a room, opening it on first use. The
@@ -52,8 +55,10 @@ type Options struct {
 	// (default 256). An event that finds it full disconnects that
 	// participant (close code 1008): a slow reader never stalls the room.
 	SendQueue int
-	// ChunkSize is the upload chunk size the server pulls (default 256
-	// KiB, at most MaxMessageSize less 64 KiB).
+	// ChunkSize is the upload chunk size the server pulls (default 2
+	// MiB, at most MaxMessageSize less 64 KiB). Each upload under way
+	// holds about two chunks; a download sends chunks of the size its
+	// client asks for, at most 2 MiB (and MaxMessageSize less 64 KiB).
 	ChunkSize int
 	// PingInterval is how often an idle connection is pinged (default 20
 	// s); PingTimeout how long a pong may take (default 10 s) before the
@@ -90,7 +95,7 @@ func (o *Options) defaults() {
 	defi(&o.MaxStreams, 16)
 	defi(&o.MaxRequests, 32)
 	defi(&o.SendQueue, 256)
-	defi(&o.ChunkSize, 256<<10)
+	defi(&o.ChunkSize, 2<<20)
 	o.MaxMessageSize = max(o.MaxMessageSize, 128<<10)
 	o.ChunkSize = min(o.ChunkSize, o.MaxMessageSize-64<<10)
 	def(&o.PingInterval, 20*time.Second)
@@ -188,7 +193,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if subprotocol != "" {
 		protos = []string{subprotocol}
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: protos, OriginPatterns: s.o.OriginPatterns})
+	ws, err := websocket.Accept(batched{w}, r, &websocket.AcceptOptions{Subprotocols: protos, OriginPatterns: s.o.OriginPatterns})
 	if err != nil {
 		s.release(rm)
 		s.log.Info("room upgrade failed", "room", name, "err", err)
@@ -304,3 +309,23 @@ func (s *Server) draining() bool {
 
 // participantID returns a new random participant id.
 func participantID() string { return rand.Text() }
+
+// batched hands the WebSocket library a hijacked connection whose small
+// writes are gathered (see internal/batchconn): a message's header frame
+// and data frame, each flushed on its own, then mostly reach the socket
+// in one system call, which is what an event fanned out to many
+// participants costs.
+type batched struct{ http.ResponseWriter }
+
+// Hijack hijacks the connection and wraps it.
+func (b batched) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(b.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	bc := batchconn.New(c)
+	return bc, bufio.NewReadWriter(brw.Reader, bufio.NewWriter(bc)), nil
+}
+
+// Unwrap is the ResponseWriter batched wraps.
+func (b batched) Unwrap() http.ResponseWriter { return b.ResponseWriter }

@@ -18,6 +18,7 @@ type inChunk struct {
 	id   uint64
 	c    wire.Content
 	data []byte
+	msg  *wire.Message // what data lies in
 }
 
 // stream is one upload or download. Its goroutine alone answers its
@@ -60,11 +61,11 @@ func (st *stream) answer(ch inChunk, body wire.Content) error {
 
 // respond sends a response chunk.
 func (st *stream) respond(body wire.Content, payload []byte) error {
-	data, err := wire.Pack(wire.Chunk{ToolCallID: st.id, Chunk: body}, payload)
+	m, err := wire.Encode(st.c.nextID.Add(1), wire.TypeResponseChunk, wire.Chunk{ToolCallID: st.id, Chunk: body}, payload)
 	if err != nil {
 		return err
 	}
-	return st.c.send(st.c.nextID.Add(1), wire.TypeResponseChunk, data)
+	return st.c.send(m)
 }
 
 func (st *stream) fail(err error) {
@@ -158,6 +159,7 @@ func (st *stream) upload(h map[string]any) {
 				return
 			}
 			written += int64(len(ch.data))
+			ch.msg.Release() // the engine keeps no slice of what it was given
 		case ch.c.Type == wire.KindControl && ch.c.Method == "close":
 			_ = st.answer(ch, wire.Empty())
 			if ch.c.StatusCode != 0 && ch.c.StatusCode != 1000 {
@@ -184,7 +186,7 @@ func (st *stream) upload(h map[string]any) {
 }
 
 // maxDownloadChunk bounds the chunk size a client may ask for.
-const maxDownloadChunk = 1 << 20
+const maxDownloadChunk = 2 << 20
 
 func (st *stream) download(h map[string]any) {
 	p, ok := h["path"].(string)
@@ -204,7 +206,9 @@ func (st *stream) download(h map[string]any) {
 	defer r.Close()
 	ent := r.Entry()
 	mt := r.MimeType()
-	start := map[string]any{"kind": "start", "name": path.Base(ent.Path), "mime_type": mt, "size": ent.Size, "etag": ent.ETag}
+	// chunk_size tells the client how much each pull brings, so that it
+	// may pull the next chunk before this one has arrived.
+	start := map[string]any{"kind": "start", "name": path.Base(ent.Path), "mime_type": mt, "size": ent.Size, "etag": ent.ETag, "chunk_size": size}
 	if !ent.ModTime.IsZero() {
 		start["updated_at"] = ent.ModTime.UTC().Format(time.RFC3339Nano)
 	}
@@ -212,7 +216,7 @@ func (st *stream) download(h map[string]any) {
 		return
 	}
 	left := ent.Size
-	buf := make([]byte, min(int64(size), left))
+	data := wire.Chunk{ToolCallID: st.id, Chunk: wire.Binary(map[string]any{"kind": "data"})}
 	for left > 0 {
 		ch, err := st.next()
 		if err != nil {
@@ -223,13 +227,19 @@ func (st *stream) download(h map[string]any) {
 			if st.answer(ch, wire.Empty()) != nil {
 				return
 			}
-			n, err := io.ReadFull(r, buf[:min(int64(len(buf)), left)])
+			// The bytes are read straight into the message that carries
+			// them, which the writer recycles once sent.
+			n := int(min(int64(size), left))
+			m, err := wire.EncodeFill(st.c.nextID.Add(1), wire.TypeResponseChunk, data, n, func(b []byte) (int, error) {
+				return io.ReadFull(r, b)
+			})
 			if err != nil {
+				m.Release()
 				st.fail(err)
 				return
 			}
 			left -= int64(n)
-			if st.respond(wire.Binary(map[string]any{"kind": "data"}), buf[:n]) != nil {
+			if st.c.send(m) != nil {
 				return
 			}
 		case ch.c.Type == wire.KindControl && ch.c.Method == "close":

@@ -12,6 +12,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -48,21 +51,95 @@ type Message struct {
 	ID   uint64
 	Type string
 	Data []byte // u64 length | JSON | payload
+
+	buf *[]byte // the pooled buffer Data lies in, if any
+}
+
+// Release hands the message's buffer back for reuse, for a receiver done
+// with Data and every slice of it. Calling it is optional (an unreleased
+// buffer is garbage like any other); a second call does nothing.
+func (m *Message) Release() {
+	if m.buf != nil {
+		putBuf(m.buf)
+		m.buf, m.Data = nil, nil
+	}
 }
 
 // Split returns the message's JSON and payload.
 func (m Message) Split() (json.RawMessage, []byte, error) { return Unpack(m.Data) }
 
-// Pack builds message data from a JSON value and a payload.
-func Pack(v any, payload []byte) ([]byte, error) {
+// Encoded is a message ready for the socket: its header frame and its one
+// data frame. It is not changed by writing, so one Encoded may go to many
+// connections.
+type Encoded struct {
+	Header []byte
+	Body   []byte
+
+	buf *[]byte // the pooled buffer Body lies in, if any
+}
+
+// Release hands the message's buffer back for reuse, once it has been
+// written and will not be written again. Calling it is optional.
+func (m Encoded) Release() {
+	if m.buf != nil {
+		putBuf(m.buf)
+	}
+}
+
+// Encode builds the frames of message id of type typ whose data is the
+// JSON of v followed by payload. The payload is copied once, straight
+// into the data frame (the protocol allows any slice size; one data frame
+// saves the peer reassembly).
+func Encode(id uint64, typ string, v any, payload []byte) (Encoded, error) {
 	j, err := json.Marshal(v)
 	if err != nil {
-		return nil, err
+		return Encoded{}, err
 	}
-	out := make([]byte, 8, 8+len(j)+len(payload))
-	binary.BigEndian.PutUint64(out, uint64(len(j)))
-	out = append(out, j...)
-	return append(out, payload...), nil
+	m := newEncoded(id, typ, j, len(payload), nil)
+	m.Body = append(m.Body, payload...)
+	return m, nil
+}
+
+// EncodeFill is Encode for a payload of at most n bytes that fill writes
+// straight into the data frame, returning how many it wrote; it returns
+// fill's error with the frames of the bytes written. The frames lie in a
+// pooled buffer: Release them once written.
+func EncodeFill(id uint64, typ string, v any, n int, fill func([]byte) (int, error)) (Encoded, error) {
+	j, err := json.Marshal(v)
+	if err != nil {
+		return Encoded{}, err
+	}
+	bp := getBuf(headerLen + 8 + len(j) + n)
+	m := newEncoded(id, typ, j, n, bp)
+	k, err := fill(m.Body[len(m.Body) : len(m.Body)+n])
+	m.Body = m.Body[:len(m.Body)+k]
+	return m, err
+}
+
+// newEncoded lays out the frames up to the payload, leaving room for n
+// payload bytes; the body goes in *bp when bp is not nil.
+func newEncoded(id uint64, typ string, j []byte, n int, bp *[]byte) Encoded {
+	var body []byte
+	if bp != nil {
+		body = (*bp)[:headerLen+8]
+	} else {
+		body = make([]byte, headerLen+8, headerLen+8+len(j)+n)
+	}
+	binary.BigEndian.PutUint64(body[headerLen:], uint64(len(j)))
+	body = append(body, j...)
+	m := Encoded{Header: make([]byte, 16+len(typ)), Body: body, buf: bp}
+	binary.BigEndian.PutUint32(m.Header[12:], 1)
+	copy(m.Header[16:], typ)
+	binary.BigEndian.PutUint32(m.Body[8:], 1)
+	m.SetID(id)
+	return m
+}
+
+// SetID gives the message another id, in place: for a sender that picks
+// the id only when the message's turn to go out has come.
+func (m Encoded) SetID(id uint64) {
+	binary.BigEndian.PutUint64(m.Header, id)
+	binary.BigEndian.PutUint64(m.Body, id)
 }
 
 // Unpack splits message data into its JSON and its payload.
@@ -77,19 +154,17 @@ func Unpack(data []byte) (json.RawMessage, []byte, error) {
 	return json.RawMessage(data[8 : 8+n]), data[8+n:], nil
 }
 
-// Frames encodes a message as its header frame and one data frame (the
-// protocol allows any slice size; one frame saves the peer reassembly).
+// Frames encodes a message whose data is already packed (a length-
+// prefixed JSON and a payload, as Unpack reads them) as its header frame
+// and one data frame; Encode is the way to build one from values.
 func Frames(id uint64, typ string, data []byte) (header, body []byte) {
-	header = make([]byte, 16+len(typ))
-	binary.BigEndian.PutUint64(header, id)
-	binary.BigEndian.PutUint32(header[8:], 0)
-	binary.BigEndian.PutUint32(header[12:], 1)
-	copy(header[16:], typ)
-	body = make([]byte, headerLen+len(data))
-	binary.BigEndian.PutUint64(body, id)
-	binary.BigEndian.PutUint32(body[8:], 1)
-	copy(body[headerLen:], data)
-	return header, body
+	m := Encoded{Header: make([]byte, 16+len(typ)), Body: make([]byte, headerLen+len(data))}
+	binary.BigEndian.PutUint32(m.Header[12:], 1)
+	copy(m.Header[16:], typ)
+	binary.BigEndian.PutUint32(m.Body[8:], 1)
+	copy(m.Body[headerLen:], data)
+	m.SetID(id)
+	return m.Header, m.Body
 }
 
 // Assembler reassembles frames into messages. The protocol keeps one
@@ -104,6 +179,8 @@ type Assembler struct {
 	total uint32
 	next  uint32
 	data  []byte
+
+	adopting bool // ReadFrame hands a lone data frame's buffer over
 }
 
 // Add takes one frame. It returns the message the frame completes, if
@@ -141,7 +218,11 @@ func (a *Assembler) Add(frame []byte) (*Message, error) {
 	if a.Max > 0 && len(a.data)+len(frame)-headerLen > a.Max {
 		return nil, fmt.Errorf("%w: message %d is over %d bytes", ErrTooLarge, id, a.Max)
 	}
-	a.data = append(a.data, frame[headerLen:]...)
+	if a.total == 1 && a.adopting {
+		a.data = frame[headerLen:]
+	} else {
+		a.data = append(a.data, frame[headerLen:]...)
+	}
 	if k < a.total {
 		a.next++
 		return nil, nil
@@ -153,3 +234,67 @@ func (a *Assembler) Add(frame []byte) (*Message, error) {
 
 // ErrTooLarge reports a message over the assembler's bound.
 var ErrTooLarge = errors.New("message too large")
+
+// bufs holds the buffers frames are read into and encoded in. A buffer
+// larger than maxBuf is not kept.
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+const maxBuf = 4<<20 + 64<<10
+
+// getBuf returns an empty pooled buffer of at least n bytes' capacity.
+func getBuf(n int) *[]byte {
+	bp := bufs.Get().(*[]byte)
+	if cap(*bp) < n {
+		*bp = make([]byte, 0, n)
+	}
+	return bp
+}
+
+func putBuf(bp *[]byte) {
+	if cap(*bp) <= maxBuf {
+		*bp = (*bp)[:0]
+		bufs.Put(bp)
+	}
+}
+
+// adoptMin is the smallest frame ReadFrame hands over in its buffer
+// rather than copying out.
+const adoptMin = 16 << 10
+
+// ReadFrame reads one WebSocket message (one frame of the protocol) to
+// its end from r into a pooled buffer and passes it to the assembler,
+// returning what Add returns, or r's error. A large message that is its
+// frame alone keeps the buffer (Release gives it back); any other frame
+// is copied out and the buffer reused at once. A socket reader calling
+// this instead of reading each frame into a fresh slice saves an
+// allocation and a growing copy per frame.
+func (a *Assembler) ReadFrame(r io.Reader) (*Message, error) {
+	bp := bufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, cap(buf))
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			*bp = buf
+			putBuf(bp)
+			return nil, err
+		}
+	}
+	*bp = buf
+	adopt := len(buf) >= adoptMin && a.busy && a.total == 1 && a.next == 1
+	a.adopting = adopt
+	m, err := a.Add(buf)
+	a.adopting = false
+	if adopt && m != nil {
+		m.buf = bp // Data lies in buf: see Add
+		return m, nil
+	}
+	putBuf(bp)
+	return m, err
+}
