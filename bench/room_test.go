@@ -84,7 +84,7 @@ func openURLEngine(b testing.TB, rawURL string) *roomstore.Engine {
 
 // BenchmarkRoomServer64MiB measures a 64 MiB file going up and back down
 // through the room server, from roomclient (one participant, default
-// options: 2 MiB chunks each way) over a loopback WebSocket to
+// options: chunks of 4 MiB less 64 KiB each way) over a loopback WebSocket to
 // roomserver in the same process, against the same engine called
 // directly: Engine.Upload from a reader, then Engine.OpenReader read to
 // the end with a 1 MiB buffer. The engine is the one roomstore.OpenURL

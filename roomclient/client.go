@@ -21,7 +21,7 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultChunkSize      = 2 << 20
+	DefaultChunkSize      = 4<<20 - 64<<10
 	DefaultMaxMessageSize = 64 << 20
 	DefaultMaxBackoff     = 30 * time.Second
 	DefaultPingInterval   = 20 * time.Second
@@ -65,7 +65,8 @@ type Options struct {
 	MaxBackoff time.Duration
 	// ChunkSize is the most bytes an upload sends per chunk (less when
 	// the server pulls less) and a download asks for per chunk (default
-	// 2 MiB; the server may send less, roomserver at most 2 MiB). A
+	// 4 MiB less 64 KiB; the server may send less, roomserver at most
+	// that). A
 	// download holds up to two chunks: it pulls the next one before the
 	// last has arrived when the server says how much each pull brings.
 	ChunkSize int

@@ -83,6 +83,20 @@ func testCalls(t *testing.T, e *env) {
 	if st.Name != "a.txt" || st.Path != "docs/a.txt" || st.IsFolder || st.Size != 5 || time.Since(st.ModTime) > time.Minute {
 		t.Errorf("Stat file %+v", st)
 	}
+	// Reads name the version they stream: its ETag, and the ModTime Stat
+	// gives (which has a precision of its own).
+	rd, err := c.OpenReader(ctx, "docs/a.txt")
+	must(t, err)
+	got := rd.Entry()
+	must(t, rd.Close())
+	if got.ETag == "" || got.ModTime.Sub(st.ModTime).Abs() > time.Second {
+		t.Errorf("OpenReader entry %+v, Stat %+v", got, st)
+	}
+	df, err := c.Download(ctx, "docs/a.txt")
+	must(t, err)
+	if !df.ModTime.Equal(got.ModTime) || string(df.Data) != "hello" {
+		t.Errorf("Download %q at %v, want hello at %v", df.Data, df.ModTime, got.ModTime)
+	}
 	st, err = c.Stat(ctx, "docs")
 	must(t, err)
 	if st.Name != "docs" || st.Path != "docs" || !st.IsFolder {

@@ -14,9 +14,10 @@
 //
 // The calls mirror the engine's: Exists, Stat, List, Delete, RemoveAll,
 // Move, DownloadURL, Upload, Download and OpenReader (a streaming
-// io.ReadCloser), and the events through On, Off and Subscribe. Entries
-// have no ETag, and those of Upload, Download and OpenReader no ModTime:
-// the protocol does not carry them.
+// io.ReadCloser), and the events through On, Off and Subscribe. The
+// entries of Stat and List have no ETag (the protocol does not carry
+// one), and Upload's no ModTime; Download and OpenReader have both from
+// roomserver, which names the version it streams.
 //
 // # Connection
 //

@@ -358,6 +358,15 @@ func (st *stream) start(ctx context.Context, chunkSize int) (*Reader, error) {
 		name = path.Base(p)
 	}
 	rd := &Reader{st: st, entry: roomstore.Entry{Name: name, Path: p, Size: int64(size)}, mime: mt}
+	// roomserver also names the version streamed; other servers may not.
+	if etag, ok := ch.c.Headers["etag"].(string); ok {
+		rd.entry.ETag = etag
+	}
+	if at, ok := ch.c.Headers["updated_at"].(string); ok {
+		if t, err := time.Parse(time.RFC3339Nano, at); err == nil {
+			rd.entry.ModTime = t
+		}
+	}
 	if n, ok := ch.c.Headers["chunk_size"].(float64); ok && n >= 1 && n == float64(int64(n)) {
 		rd.chunk = int64(n)
 	}
@@ -365,7 +374,9 @@ func (st *stream) start(ctx context.Context, chunkSize int) (*Reader, error) {
 }
 
 // Entry describes the file being read: Name, Path and Size (the whole
-// file's, as announced; ModTime is zero, the protocol carries none).
+// file's, as announced) and, from a server that names the version it
+// streams (as roomserver does), ETag and ModTime; from others they are
+// zero.
 func (r *Reader) Entry() roomstore.Entry { return r.entry }
 
 // Size is the file's size in bytes, as Entry().Size.
@@ -509,8 +520,8 @@ func (r *Reader) Close() error {
 	return nil
 }
 
-// Download returns the whole file at p with its name, clean path and
-// MIME type (ModTime is zero: the protocol carries none). Use OpenReader
+// Download returns the whole file at p with its name, clean path, MIME
+// type and ModTime (as Reader.Entry has it). Use OpenReader
 // for files too big to hold in memory. Errors are those of OpenReader
 // and Read, under the operation "download".
 func (c *Client) Download(ctx context.Context, p string) (*roomstore.File, error) {
@@ -527,5 +538,5 @@ func (c *Client) Download(ctx context.Context, p string) (*roomstore.File, error
 		}
 		return nil, pathError("download", p, err)
 	}
-	return &roomstore.File{Name: r.entry.Name, Path: r.entry.Path, MimeType: r.mime, Data: buf.Bytes(), Size: int64(buf.Len())}, nil
+	return &roomstore.File{Name: r.entry.Name, Path: r.entry.Path, MimeType: r.mime, Data: buf.Bytes(), Size: int64(buf.Len()), ModTime: r.entry.ModTime}, nil
 }

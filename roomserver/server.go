@@ -43,7 +43,8 @@ type Options struct {
 	// connected (default 1 minute).
 	RoomIdle time.Duration
 	// MaxMessageSize bounds one incoming message, all its frames together
-	// (default 4 MiB). A bigger one closes the connection with 1009.
+	// (default 4 MiB, at least 128 KiB). A bigger one closes the
+	// connection with 1009.
 	MaxMessageSize int
 	// MaxStreams bounds the uploads and downloads open at once on one
 	// connection (default 16); one more is refused with code 429.
@@ -55,10 +56,12 @@ type Options struct {
 	// (default 256). An event that finds it full disconnects that
 	// participant (close code 1008): a slow reader never stalls the room.
 	SendQueue int
-	// ChunkSize is the upload chunk size the server pulls (default 2
-	// MiB, at most MaxMessageSize less 64 KiB). Each upload under way
-	// holds about two chunks; a download sends chunks of the size its
-	// client asks for, at most 2 MiB (and MaxMessageSize less 64 KiB).
+	// ChunkSize is the upload chunk size the server pulls (default and
+	// most: MaxMessageSize less 64 KiB, so 4 MiB less 64 KiB). Each
+	// upload under way holds about two chunks, so a server expecting
+	// many at once may want less; large chunks cost fewer round trips.
+	// A download sends chunks of the size its client asks for, at most
+	// 4 MiB less 64 KiB (and MaxMessageSize less 64 KiB).
 	ChunkSize int
 	// PingInterval is how often an idle connection is pinged (default 20
 	// s); PingTimeout how long a pong may take (default 10 s) before the
@@ -95,8 +98,8 @@ func (o *Options) defaults() {
 	defi(&o.MaxStreams, 16)
 	defi(&o.MaxRequests, 32)
 	defi(&o.SendQueue, 256)
-	defi(&o.ChunkSize, 2<<20)
 	o.MaxMessageSize = max(o.MaxMessageSize, 128<<10)
+	defi(&o.ChunkSize, o.MaxMessageSize-64<<10)
 	o.ChunkSize = min(o.ChunkSize, o.MaxMessageSize-64<<10)
 	def(&o.PingInterval, 20*time.Second)
 	def(&o.PingTimeout, 10*time.Second)

@@ -186,7 +186,7 @@ func (st *stream) upload(h map[string]any) {
 }
 
 // maxDownloadChunk bounds the chunk size a client may ask for.
-const maxDownloadChunk = 2 << 20
+const maxDownloadChunk = 4<<20 - 64<<10
 
 func (st *stream) download(h map[string]any) {
 	p, ok := h["path"].(string)

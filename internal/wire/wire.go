@@ -181,6 +181,7 @@ type Assembler struct {
 	data  []byte
 
 	adopting bool // ReadFrame hands a lone data frame's buffer over
+	last     int  // the largest buffer ReadFrame needed, up to maxBuf
 }
 
 // Add takes one frame. It returns the message the frame completes, if
@@ -269,8 +270,20 @@ const adoptMin = 16 << 10
 // this instead of reading each frame into a fresh slice saves an
 // allocation and a growing copy per frame.
 func (a *Assembler) ReadFrame(r io.Reader) (*Message, error) {
-	bp := bufs.Get().(*[]byte)
+	// A lone data frame gets a buffer of the size of the last large
+	// frame, which saves growing one from the pool's default by
+	// doubling, a copy at each step.
+	hint := 0
+	if a.busy && a.total == 1 {
+		hint = a.last
+	}
+	bp := getBuf(hint)
 	buf := (*bp)[:0]
+	defer func() {
+		if len(buf) >= adoptMin {
+			a.last = min(cap(buf), maxBuf)
+		}
+	}()
 	for {
 		if len(buf) == cap(buf) {
 			buf = slices.Grow(buf, cap(buf))
