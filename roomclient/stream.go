@@ -76,11 +76,11 @@ func (c *Client) openStream(ctx context.Context, op, p, tool string) (*stream, e
 
 // send sends a request chunk and waits for its answer.
 func (st *stream) send(ctx context.Context, c wire.Content, payload []byte) error {
-	res, _, err := st.k.request(ctx, wire.TypeRequestChunk, wire.Chunk{ToolCallID: st.id, Chunk: c}, payload)
+	m, err := wire.Encode(0, wire.TypeRequestChunk, wire.Chunk{ToolCallID: st.id, Chunk: c}, payload)
 	if err != nil {
 		return err
 	}
-	return replyError(res, st.p)
+	return st.sendEncoded(ctx, m)
 }
 
 // sendEncoded sends an encoded request chunk and waits for its answer.

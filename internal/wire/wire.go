@@ -79,7 +79,9 @@ type Encoded struct {
 }
 
 // Release hands the message's buffer back for reuse, once it has been
-// written and will not be written again. Calling it is optional.
+// written and will not be written again. Calling it is optional, and
+// does nothing for an Encode result (only EncodeFill's lie in a pooled
+// buffer, so only those must go to one connection alone).
 func (m Encoded) Release() {
 	if m.buf != nil {
 		putBuf(m.buf)
@@ -180,14 +182,17 @@ type Assembler struct {
 	next  uint32
 	data  []byte
 
-	adopting bool // ReadFrame hands a lone data frame's buffer over
-	last     int  // the largest buffer ReadFrame needed, up to maxBuf
+	last int // the buffer the last large frame needed, up to maxBuf
 }
 
 // Add takes one frame. It returns the message the frame completes, if
 // any, or an error wrapping ErrMalformed (or ErrTooLarge) for a frame that
 // breaks the framing; after an error the connection cannot be trusted.
-func (a *Assembler) Add(frame []byte) (*Message, error) {
+func (a *Assembler) Add(frame []byte) (*Message, error) { return a.add(frame, false) }
+
+// add is Add; with adopt, the data of a message that is this frame alone
+// is the frame's own bytes rather than a copy.
+func (a *Assembler) add(frame []byte, adopt bool) (*Message, error) {
 	if len(frame) < headerLen {
 		return nil, fmt.Errorf("%w: a frame of %d bytes", ErrMalformed, len(frame))
 	}
@@ -219,7 +224,7 @@ func (a *Assembler) Add(frame []byte) (*Message, error) {
 	if a.Max > 0 && len(a.data)+len(frame)-headerLen > a.Max {
 		return nil, fmt.Errorf("%w: message %d is over %d bytes", ErrTooLarge, id, a.Max)
 	}
-	if a.total == 1 && a.adopting {
+	if a.total == 1 && adopt {
 		a.data = frame[headerLen:]
 	} else {
 		a.data = append(a.data, frame[headerLen:]...)
@@ -301,9 +306,7 @@ func (a *Assembler) ReadFrame(r io.Reader) (*Message, error) {
 	}
 	*bp = buf
 	adopt := len(buf) >= adoptMin && a.busy && a.total == 1 && a.next == 1
-	a.adopting = adopt
-	m, err := a.Add(buf)
-	a.adopting = false
+	m, err := a.add(buf, adopt)
 	if adopt && m != nil {
 		m.buf = bp // Data lies in buf: see Add
 		return m, nil
