@@ -8,6 +8,7 @@ export PATH := $(BIN):$(PATH)
 VERSITYGW   := github.com/versity/versitygw/cmd/versitygw@v1.8.0
 FAKEGCS     := github.com/fsouza/fake-gcs-server@v1.56.1
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+NATSSERVER  := github.com/nats-io/nats-server/v2@v2.15.2
 
 # A stamp per pinned version, so that changing a version reinstalls it.
 stamp = $(BIN)/.$(subst /,_,$(1))
@@ -76,7 +77,7 @@ BENCH_ROUNDS ?= 5
 bench: tools
 	cd bench && $(GO) run ./cmd/benchreport -rounds $(BENCH_ROUNDS) -out $(CURDIR)/BENCHMARKS.md -command "make bench"
 
-tools: $(call stamp,$(VERSITYGW)) $(call stamp,$(FAKEGCS))
+tools: $(call stamp,$(VERSITYGW)) $(call stamp,$(FAKEGCS)) $(call stamp,$(NATSSERVER))
 
 $(BIN)/.%:
 	@mkdir -p $(BIN)

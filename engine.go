@@ -75,6 +75,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -87,8 +88,10 @@ import (
 	"net/url"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -160,6 +163,10 @@ type Engine struct {
 	b        backend.Backend
 	cfg      config
 	bus      *events.Bus
+	id       string      // the engine's origin in its events
+	storeID  string      // "" unless a transport needed it
+	link     events.Link // nil without WithEventTransport
+	evSeq    atomic.Uint64
 	owned    bool // Shutdown closes b: OpenURL built it
 	seed     maphash.Seed
 	stripes  [64]*semaphore.Weighted // order commit+publish per path within this engine
@@ -201,6 +208,7 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 		b:       b,
 		cfg:     cfg,
 		bus:     bus,
+		id:      newEngineID(),
 		seed:    maphash.MakeSeed(),
 		handles: map[string]*Handle{},
 		stopped: make(chan struct{}),
@@ -208,7 +216,58 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 	for i := range e.stripes {
 		e.stripes[i] = semaphore.NewWeighted(1)
 	}
+	if cfg.transport != nil {
+		if err := e.attach(); err != nil {
+			_ = bus.Close(context.Background())
+			return nil, &fs.PathError{Op: "new", Path: "", Err: err}
+		}
+	}
 	return e, nil
+}
+
+// newEngineID returns 16 random hex digits: engines, even in different
+// processes, never share an id.
+func newEngineID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// attach connects the engine to its transport under the store's name.
+func (e *Engine) attach() error {
+	store := e.cfg.storeID
+	if store == "" {
+		if id, ok := e.b.(backend.Identifier); ok {
+			store = id.StoreID()
+		}
+	}
+	if store == "" {
+		return badOption("WithEventTransport: the backend cannot name its store; name it with WithStoreID")
+	}
+	link, err := e.cfg.transport.Attach(store, e.id, e.bus)
+	if err != nil {
+		return fmt.Errorf("attach the event transport: %w", err)
+	}
+	e.storeID, e.link = store, link
+	return nil
+}
+
+// ID returns the engine's id: 16 hex digits, unique among engines, which
+// its events carry as Event.Origin.
+func (e *Engine) ID() string { return e.id }
+
+// StoreID returns the name under which the engine's transport exchanges
+// events (see WithStoreID), or "" without WithEventTransport.
+func (e *Engine) StoreID() string { return e.storeID }
+
+// TransportStats returns the counters of the engine's event transport
+// (published, received, given up, lag...; see events.TransportStats), all
+// zero without WithEventTransport.
+func (e *Engine) TransportStats() events.TransportStats {
+	if e.link == nil {
+		return events.TransportStats{}
+	}
+	return e.link.Stats()
 }
 
 // OpenURL opens the backend named by rawURL (see package backend for the
@@ -542,6 +601,11 @@ func (e *Engine) publish(ctx context.Context, topic, p string, size int64) {
 func (e *Engine) publishEvent(ctx context.Context, ev events.Event) {
 	ev.ParticipantID = ParticipantFrom(ctx)
 	ev.Time = time.Now()
+	ev.Origin = e.id
+	ev.ID = e.id + "-" + strconv.FormatUint(e.evSeq.Add(1), 10)
+	if e.link != nil {
+		e.link.Publish(ev)
+	}
 	e.bus.Publish(ev.Type, ev)
 }
 
@@ -643,7 +707,13 @@ func (e *Engine) stop() {
 	}
 	e.inflight.Wait()
 	e.cleanups.Wait()
-	err := e.bus.Close(context.Background())
+	var err error
+	if e.link != nil {
+		// Published what is queued (within the transport's own bound), and
+		// stops delivering others' events before the bus closes.
+		err = e.link.Close(context.Background())
+	}
+	err = errors.Join(err, e.bus.Close(context.Background()))
 	if e.owned {
 		err = errors.Join(err, e.b.Close())
 	}

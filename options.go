@@ -2,6 +2,7 @@ package roomstore
 
 import (
 	"fmt"
+	"github.com/roomstore/roomstore/events"
 	"io/fs"
 	"log/slog"
 	"net/url"
@@ -41,6 +42,8 @@ type config struct {
 	baseURL     *url.URL
 	attempts    int
 	handleCall  time.Duration
+	transport   events.Transport
+	storeID     string
 }
 
 func defaultConfig() config {
@@ -113,6 +116,43 @@ func WithEventBuffer(n int) Option {
 			return badOption("event buffer must be at least 1, got %d", n)
 		}
 		c.eventBuffer = n
+		return nil
+	}
+}
+
+// WithEventTransport carries the engine's events to every other engine on
+// the same store that uses a transport to the same place, and theirs to
+// this engine's subscribers, who cannot tell them from local ones except by
+// Event.Origin (see events.Transport, and package events_nats for NATS
+// JetStream). The engine still delivers its own events to its own
+// subscribers directly, whether or not the transport's server is
+// reachable. The store is named by WithStoreID, or else by the backend (see
+// backend.Identifier); New and OpenURL fail with fs.ErrInvalid if neither
+// can name it, or with the transport's error if it refuses to attach. A
+// nil t is refused with fs.ErrInvalid.
+func WithEventTransport(t events.Transport) Option {
+	return func(c *config) error {
+		if t == nil {
+			return badOption("WithEventTransport(nil)")
+		}
+		c.transport = t
+		return nil
+	}
+}
+
+// WithStoreID names the store for WithEventTransport: engines with the same
+// id exchange events, so it must be the same for every engine on the store
+// and differ between stores. Without it the backend names the store (for
+// file:// the directory's absolute path; for s3:// and gs:// the endpoint,
+// bucket and prefix), which is right unless processes reach one store by
+// different names (a network share mounted at different paths) or
+// different stores by one name. An empty id is refused with fs.ErrInvalid.
+func WithStoreID(id string) Option {
+	return func(c *config) error {
+		if id == "" {
+			return badOption("WithStoreID(\"\")")
+		}
+		c.storeID = id
 		return nil
 	}
 }

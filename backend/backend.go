@@ -40,6 +40,18 @@ import (
 	"time"
 )
 
+// Identifier is implemented by backends that can name the store they hold:
+// backends over the same stored files, in any process, return the same
+// StoreID, and backends over different stores different ones; "" means the
+// backend cannot tell. Engines use it to find the other engines of their
+// store (see roomstore.WithEventTransport), so it must never name a store
+// another store could share: a file store names its absolute directory, an
+// object store its endpoint, bucket and prefix. Credentials and options
+// that do not change which files are meant never appear in it.
+type Identifier interface {
+	StoreID() string
+}
+
 // Backend stores files under clean paths (see Clean). Every method takes the
 // context of the call first and must return promptly once it is done,
 // with an error matching the context's. Errors follow the package's

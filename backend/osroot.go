@@ -2,6 +2,7 @@ package backend
 
 import (
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/afero"
@@ -62,4 +63,14 @@ func (o *osRoot) Chtimes(name string, a, m time.Time) error { return o.r.Chtimes
 func (o *osRoot) LstatIfPossible(name string) (os.FileInfo, bool, error) {
 	fi, err := o.r.Lstat(name)
 	return fi, true, err
+}
+
+// storeID names the directory of r as a file URL, or "" if its absolute
+// path cannot be had.
+func (r *osRoot) storeID() string {
+	abs, err := filepath.Abs(r.r.Name())
+	if err != nil {
+		return ""
+	}
+	return "file://" + filepath.ToSlash(abs)
 }

@@ -345,3 +345,14 @@ func (b *Backend) Presign(ctx context.Context, path string, opts backend.Presign
 	}
 	return u, nil
 }
+
+// StoreID implements backend.Identifier: "gs://bucket/prefix", followed by
+// "?endpoint=" and the emulator's host when WithURLEndpoint named one (an
+// emulator's buckets are not Cloud Storage's).
+func (b *Backend) StoreID() string {
+	id := "gs://" + b.bucketName + "/" + b.prefix
+	if b.cfg.urlHost != "" {
+		id += "?endpoint=" + b.cfg.urlHost
+	}
+	return id
+}

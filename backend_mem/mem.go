@@ -22,6 +22,8 @@ package backend_mem
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"io"
 	"io/fs"
@@ -30,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/roomstore/roomstore/backend"
@@ -77,6 +80,7 @@ type Backend struct {
 	root   *folder
 	gen    uint64
 	faults faults
+	id     string
 }
 
 type folder struct {
@@ -98,7 +102,26 @@ func newFolder() *folder {
 }
 
 // New returns an empty store.
-func New() *Backend { return &Backend{root: newFolder()} }
+func New() *Backend { return &Backend{root: newFolder(), id: newStoreID()} }
+
+// processID tells this process's memory stores from other processes':
+// a mem:// store is never shared beyond its process.
+var processID = func() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}()
+
+var storeSeq atomic.Uint64
+
+func newStoreID() string {
+	return "mem://" + processID + "/" + strconv.FormatUint(storeSeq.Add(1), 10)
+}
+
+// StoreID implements backend.Identifier: a name unique to this Backend
+// value (shared by every OpenURL of one mem:// name in the process) and
+// never equal to any other process's.
+func (b *Backend) StoreID() string { return b.id }
 
 // find walks to the folder that holds path's last element. It reports
 // ErrNotFolder when an ancestor is a file and returns nil when an ancestor

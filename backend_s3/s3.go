@@ -519,3 +519,14 @@ func (b *Backend) Remove(ctx context.Context, path string) error {
 	}
 	return nil
 }
+
+// StoreID implements backend.Identifier: "s3://bucket/prefix", followed by
+// "?endpoint=" and the client's base endpoint when it has one (the buckets
+// of an S3-compatible server are not AWS's).
+func (b *Backend) StoreID() string {
+	id := "s3://" + b.bucket + "/" + b.prefix
+	if ep := b.client.Options().BaseEndpoint; ep != nil && *ep != "" {
+		id += "?endpoint=" + *ep
+	}
+	return id
+}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	evbus "github.com/asaskevich/EventBus"
 )
@@ -232,6 +233,28 @@ func (b *Bus) Publish(topic string, e Event) {
 	}
 	b.register(topic)
 	b.eb.Publish(topic, e)
+}
+
+// Gap tells every subscriber that lost events never reached the bus (n of
+// them, or an unknown number when n is 0), as a Transport does for events
+// of other engines it could not deliver: each subscriber's stream gets an
+// event of type TypeOverflow after everything published before the call
+// and before everything published after it, with Dropped n (added to an
+// overflow event waiting there already). It does not count in the
+// subscribers' Dropped, which counts their own queues' drops. After Close,
+// or with nobody subscribed, it does nothing.
+func (b *Bus) Gap(n uint64) {
+	at := time.Now()
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return
+	}
+	for s := range b.everyone {
+		if !s.stopped.Load() {
+			s.queue.gap(n, at)
+		}
+	}
 }
 
 func (b *Bus) dispatch(topic string, e Event) {

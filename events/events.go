@@ -83,15 +83,24 @@ type Event struct {
 	// Time is when the change became visible.
 	Time time.Time
 	// Dropped is, in an event of type TypeOverflow, how many events the
-	// subscriber lost at that point of its stream (0 in other events).
+	// subscriber lost at that point of its stream (0 in other events, and
+	// in an overflow that a Transport reported without knowing how many).
 	Dropped uint64
+	// ID identifies the event among every engine's events ("" in events
+	// of type TypeOverflow): the same on every engine that delivers it.
+	ID string
+	// Origin identifies the engine whose change it reports (its ID), so a
+	// subscriber tells its own engine's events from those another engine
+	// sent through a Transport; "" in events of type TypeOverflow.
+	Origin string
 }
 
 // TypeOverflow is the Type of the event that tells a subscriber it lost
 // events: its queue was full when they were published. Its Dropped field
 // says how many were lost at that point of the subscriber's stream, and its
 // Time is when the first of them was dropped; Path, SourcePath,
-// ParticipantID and Size are empty. It is no topic: only the bus makes it,
+// ParticipantID, Size, ID and Origin are empty. Bus.Gap makes one too, for
+// events a Transport lost before they reached the bus. It is no topic: only the bus makes it,
 // for the subscriber that lost events (Publish drops an event of this type
 // or topic, so none can be forged; see Delivery in the package
 // documentation for where it sits and which handlers get it). A subscriber

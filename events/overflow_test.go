@@ -325,3 +325,43 @@ func TestPublishersCannotForgeAnOverflowEvent(t *testing.T) {
 		t.Fatalf("forged overflow events were delivered: %+v", <-got)
 	}
 }
+
+func TestGapMarksEverySubscriberWhereItIsCalled(t *testing.T) {
+	b := quietBus(t, events.WithBuffer(8))
+	sub, got, hold := heldSubscriber(t, b)
+	other := make(chan events.Event, 16)
+	b.Subscribe(func(e events.Event) { other <- e }, "elsewhere")
+	paths := make(chan string, 16)
+	if _, err := b.On("t", func(p string) { paths <- p }); err != nil {
+		t.Fatal(err)
+	}
+
+	publish(b, -1, 2) // the held subscriber waits on -1; 2 stays queued
+	b.Gap(5)
+	b.Gap(0) // an unknown number joins the waiting marker
+	publish(b, 3)
+	b.Gap(0) // a new marker: 3 came between
+	publish(b, 4)
+	release(t, hold)
+	expect(t, got, []int64{-1, 2, mark, 3, mark, 4}, 5, 0)
+	for _, want := range []string{"p-1", "p2", "p3", "p4"} { // path handlers never see a marker
+		select {
+		case p := <-paths:
+			if p != want {
+				t.Fatalf("the path handler got %q, want %q", p, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timed out waiting for %q", want)
+		}
+	}
+	// A subscriber of another topic gets the marks too: the first with 5
+	// (the later ones join it unless its goroutine took it already).
+	if e := next(t, other); e.Type != events.TypeOverflow || e.Dropped != 5 {
+		t.Fatalf("a subscriber of another topic got %+v, want the overflow of 5", e)
+	}
+	if d := sub.Dropped(); d != 0 {
+		t.Fatalf("Dropped() = %d after gaps only, want 0: it counts the queue's own drops", d)
+	}
+	expectNothingMore(t, b, got)
+	b.Gap(3) // after Close: nothing, and no panic
+}

@@ -81,11 +81,13 @@ type queue struct {
 	n      int  // events in buf
 	closed bool // no more pushes; pop reports false once drained
 
-	// lost counts the events dropped since the newest element of buf: when
-	// it is not 0, an overflow marker for them waits after buf, and lostAt
-	// is when the first of them was dropped.
-	lost   uint64
-	lostAt time.Time
+	// marking is set while an overflow marker waits after the newest
+	// element of buf; lost counts the events it reports (dropped, or lost
+	// before they reached the queue: see gap), and lostAt is when the first
+	// of them was.
+	marking bool
+	lost    uint64
+	lostAt  time.Time
 
 	// wake holds a token whenever the consumer may have something to do:
 	// push adds one when the queue goes from empty to not, close adds one.
@@ -106,18 +108,19 @@ func (q *queue) push(e Event, bound int) bool {
 		return true
 	}
 	waiting := q.n
-	if q.lost != 0 {
+	if q.marking {
 		waiting++
 	}
 	if waiting >= bound {
-		if q.lost == 0 {
+		if !q.marking {
 			q.lostAt = time.Now()
+			q.marking = true
 		}
 		q.lost++
 		q.mu.Unlock()
 		return false
 	}
-	if q.lost != 0 { // e goes after the gap: waiting < bound leaves room for both
+	if q.marking { // e goes after the gap: waiting < bound leaves room for both
 		q.put(q.marker(), bound)
 	}
 	// put, inlined: the compiler does not, and this is every event's path.
@@ -138,6 +141,26 @@ func (q *queue) push(e Event, bound int) bool {
 	return true
 }
 
+// gap marks, after everything queued, that n events (0: an unknown number)
+// were lost before they reached the queue: it adds them to the overflow
+// marker at the end of the queue, which it starts if the newest element is
+// not one. A gap of an unknown number still starts a marker. After close it
+// does nothing.
+func (q *queue) gap(n uint64, at time.Time) {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	if !q.marking {
+		q.lostAt = at
+		q.marking = true
+	}
+	q.lost += n
+	q.mu.Unlock()
+	q.signal()
+}
+
 // put appends e to buf, growing it. q.mu is held and q.n < bound.
 func (q *queue) put(e Event, bound int) {
 	if q.n == len(q.buf) {
@@ -152,10 +175,10 @@ func (q *queue) put(e Event, bound int) {
 }
 
 // marker takes the waiting overflow marker out of lost and lostAt. q.mu is
-// held and q.lost != 0.
+// held and q.marking is set.
 func (q *queue) marker() Event {
 	e := Event{Type: TypeOverflow, Time: q.lostAt, Dropped: q.lost}
-	q.lost, q.lostAt = 0, time.Time{}
+	q.marking, q.lost, q.lostAt = false, 0, time.Time{}
 	return e
 }
 
@@ -196,7 +219,7 @@ func (q *queue) pop() (Event, bool) {
 			q.mu.Unlock()
 			return e, true
 		}
-		if q.lost != 0 { // the marker after the last event
+		if q.marking { // the marker after the last event
 			e := q.marker()
 			q.mu.Unlock()
 			return e, true
@@ -217,7 +240,7 @@ func (q *queue) close(discard bool) {
 	q.closed = true
 	if discard {
 		q.buf, q.head, q.n = nil, 0, 0
-		q.lost, q.lostAt = 0, time.Time{}
+		q.marking, q.lost, q.lostAt = false, 0, time.Time{}
 	}
 	q.mu.Unlock()
 	q.signal()

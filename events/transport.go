@@ -1,0 +1,90 @@
+package events
+
+import (
+	"context"
+	"time"
+)
+
+// Transport carries events between the buses of the engines that share one
+// store, in this process or in others, so that each engine's subscribers see
+// every engine's changes. Package events_nats implements it over NATS
+// JetStream; a Transport may serve any number of engines and stores at once.
+//
+// An engine keeps delivering its own events to its own subscribers directly;
+// the transport adds the others'. Its contract, which every implementation
+// states how it meets:
+//
+//   - Attach connects one engine (origin) of one store to the transport and
+//     returns the Link through which the engine publishes. From then on the
+//     transport hands the bus every event that other engines of the same
+//     store publish, with Bus.Publish, each once, in the order each engine
+//     published them, and never the engine's own, nor another store's.
+//   - Where it knows it lost events for the bus (they were given up on by
+//     their publisher, expired, or the transport's own state was lost), it
+//     calls Bus.Gap, so that subscribers re-read what they mirror.
+//   - Attach does not wait for the transport's server: a transport that is
+//     unreachable at first connects in the background, and the engine serves
+//     its local events meanwhile.
+type Transport interface {
+	// Attach connects the engine origin of the store store to the transport
+	// and delivers the other engines' events of that store to bus until the
+	// Link is closed. store and origin are non-empty; an Attach for an
+	// origin that is attached already fails. Errors wrap fs.ErrInvalid for
+	// unusable arguments and fs.ErrClosed for a closed transport.
+	Attach(store, origin string, bus *Bus) (Link, error)
+}
+
+// Link is one engine's attachment to a Transport.
+type Link interface {
+	// Publish hands e, an event of the engine, to the transport for the
+	// other engines; it never waits for the network. Events published
+	// through one Link reach the others in the order of the Publish calls.
+	// e.ID (unique among all engines' events) and e.Origin (the engine's
+	// origin) are set.
+	Publish(e Event)
+	// Stats returns the link's counters so far.
+	Stats() TransportStats
+	// Close publishes what is still queued, for as long as ctx allows (the
+	// rest is given up on and counted), stops delivery to the bus, and
+	// returns ctx's error if it ended first. Once it returns, the bus gets
+	// no more events from the link. It is idempotent.
+	Close(ctx context.Context) error
+}
+
+// TransportStats are a Link's counters, each since Attach.
+type TransportStats struct {
+	// Published counts the engine's events the transport's server has
+	// acknowledged.
+	Published uint64
+	// Queued is how many of the engine's events wait to be published now.
+	Queued uint64
+	// Retries counts publish attempts repeated after a failure or timeout.
+	Retries uint64
+	// GaveUp counts the engine's events that could not be published within
+	// the transport's bound (or found its queue full) and were dropped; the
+	// other engines learn of the gap from the next event that gets through.
+	GaveUp uint64
+	// Received counts other engines' events delivered to the bus.
+	Received uint64
+	// Duplicates counts events the transport recognised as already
+	// published or delivered and did not deliver again (a publish retried
+	// after a lost acknowledgement, a redelivery after a reconnection).
+	Duplicates uint64
+	// Lost counts other engines' events the link knows it could not
+	// deliver (reported to the bus with Bus.Gap); Gaps counts the Gap calls,
+	// some of which (a lost stream, say) cannot say how many were lost.
+	Lost, Gaps uint64
+	// Malformed counts messages that could not be decoded, and Foreign
+	// those that named another store; neither is delivered.
+	Malformed, Foreign uint64
+	// Reconnects counts how often the link resumed delivery after its
+	// subscription to the server broke.
+	Reconnects uint64
+	// LagCount, LagTotal and LagMax describe the delivered events' lag,
+	// from their Time (when the change became visible on the publishing
+	// engine) to their delivery to the bus here: the mean is
+	// LagTotal/LagCount. Across hosts it includes their clocks' skew.
+	LagCount uint64
+	LagTotal time.Duration
+	LagMax   time.Duration
+}

@@ -1,0 +1,78 @@
+// Package events_nats is an events.Transport over NATS JetStream: the
+// engines of one store, in any number of processes, deliver each other's
+// file events to their subscribers, as if every change had been made
+// through each of them.
+//
+//	nc, err := nats.Connect("nats://127.0.0.1:4222", events_nats.ConnOptions()...)
+//	t, err := events_nats.New(nc)
+//	eng, err := roomstore.OpenURL(ctx, "s3://bucket/rooms/r1", roomstore.WithEventTransport(t))
+//
+// # How events travel
+//
+// Each store has a subject, PREFIX.HASH (see Transport.Subject: HASH comes
+// from the store's id, so ids, which may be host paths, never travel), and
+// a stream of its own that captures it (Transport.Stream), created by the
+// first engine that needs it: file storage, messages kept for the retention
+// (WithRetention), a de-duplication window of twice the publish timeout
+// (at least two minutes, at most the retention). Two stores never share a
+// subject or a stream, so their events never mix; a message that names
+// another store all the same is counted (TransportStats.Foreign) and
+// dropped.
+//
+// An engine's events are published in the order it committed them, one
+// message at a time: a message carries every event waiting (up to 512), so
+// a busy engine sends batches and an idle one single events, and each
+// waits for the server's acknowledgement before the next goes. A message's
+// Nats-Msg-Id header is the id of its first event, so a message that is
+// retried after a lost acknowledgement is recognised by the server and
+// stored once. Each event carries its number among its engine's events.
+//
+// Each engine reads the stream through a consumer of its own (an ephemeral
+// one, held in the server's memory), from the moment it attached: its
+// first subscription delivers what was published since then, even if
+// NATS was unreachable at first. When the subscription breaks (a network
+// blip, a NATS restart, the consumer lost), the engine subscribes again
+// from the stream sequence after the last message it delivered, so events
+// published meanwhile arrive once, late rather than never. Messages it
+// has delivered, or its own, are never delivered again; the numbers of each
+// engine's events drop whatever repeats nonetheless (counted as
+// Duplicates).
+//
+// # Guarantees and their limits
+//
+//   - Every event that an engine's publisher got acknowledged reaches every
+//     other engine of the store attached at the time and still attached,
+//     once, in that engine's commit order, within the retention. Events of
+//     different engines interleave as the stream received them, which for
+//     two engines changing one path at once need not be the order of their
+//     commits, nor the order that each engine's own subscribers saw (they
+//     get their engine's events at commit, the others' when they arrive).
+//   - The publisher retries a message with backoff for the publish timeout
+//     (WithPublishTimeout), and holds up to WithQueue events meanwhile; what
+//     it gives up on is counted (GaveUp) and logged, and each other engine
+//     tells its subscribers where events are missing with an overflow event
+//     (events.TypeOverflow, with Dropped the number) when the next event of
+//     that engine arrives. Its subscribers should then re-list.
+//   - Overflow events are also what subscribers get when the stream held
+//     messages that expired before this engine could read them, or when the
+//     stream was deleted (it is created again, and what it held is gone).
+//   - An event committed by a process that dies before publishing it is
+//     lost to the other engines, with no gap to tell: the change is in the
+//     store, its event is not. Closing (the engine's Shutdown) publishes what
+//     is queued, within the flush timeout. Making that loss impossible would
+//     take an outbox in the store, written in the commit; this package does
+//     not have one.
+//   - Lag is measured from the event's time on the publishing engine to its
+//     delivery here; across hosts it includes their clocks' difference.
+//
+// # Errors and faults
+//
+// New and Attach fail only on bad arguments (fs.ErrInvalid) or after Close
+// (fs.ErrClosed); nothing waits for the server. While it is unreachable
+// the engine's own subscribers still get its events, the publisher queues
+// and retries, and the receiver resubscribes with backoff, logging once
+// when it starts failing and once when it recovers. A malformed message on
+// the subject is counted (Malformed), logged (the first, second, fourth...)
+// and skipped. TransportStats, through the engine's TransportStats, counts
+// it all.
+package events_nats

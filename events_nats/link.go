@@ -1,0 +1,524 @@
+package events_nats
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/roomstore/roomstore/events"
+)
+
+// entry is one of the engine's events waiting to be published, with its
+// number among the link's events.
+type entry struct {
+	seq uint64
+	ev  events.Event
+}
+
+// peer is what the receiver knows of another engine: the number of the
+// last of its events it delivered, and when.
+type peer struct {
+	last uint64
+	seen time.Time
+}
+
+// maxPeers is how many engines a receiver remembers before it forgets those
+// it has not heard from within the retention.
+const maxPeers = 4096
+
+// link is one engine's attachment: a publisher goroutine that sends the
+// engine's events in order, one message at a time (a message carries every
+// event waiting, up to a batch), and a receiver goroutine that delivers the
+// other engines' events from a consumer of the store's stream.
+type link struct {
+	t                       *Transport
+	store, origin           string
+	hash, subject, stream   string
+	bus                     *events.Bus
+	log                     *slog.Logger
+	since                   time.Time // the receiver's first subscription starts here
+	ctx                     context.Context
+	cancel                  context.CancelFunc
+	pubDone, recvDone, wake chan struct{}
+
+	mu       sync.Mutex
+	queue    []entry
+	inflight int    // events of the message being published
+	seq      uint64 // the number of the last event Publish was given
+	closing  bool
+	iter     jetstream.MessagesContext // the receiver's current subscription
+	consumer string                    // its consumer's name
+
+	streamMu sync.Mutex // one stream lookup or creation at a time
+
+	peers map[string]*peer // the receiver's alone
+
+	stats     counters
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// counters are the link's TransportStats, updated atomically.
+type counters struct {
+	published, retries, gaveUp, received, duplicates atomic.Uint64
+	lost, gaps, malformed, foreign, reconnects       atomic.Uint64
+	lagCount                                         atomic.Uint64
+	lagTotal, lagMax                                 atomic.Int64
+}
+
+func newLink(t *Transport, store, origin string, bus *events.Bus) *link {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &link{
+		t: t, store: store, origin: origin,
+		hash: storeHash(store), subject: t.Subject(store), stream: t.Stream(store),
+		bus: bus, log: t.cfg.log.With("store", storeHash(store)[:12], "engine", origin),
+		since: time.Now(), ctx: ctx, cancel: cancel,
+		pubDone: make(chan struct{}), recvDone: make(chan struct{}), wake: make(chan struct{}, 1),
+		peers: map[string]*peer{},
+	}
+}
+
+func (l *link) start() {
+	go l.publishLoop()
+	go l.receiveLoop()
+}
+
+// Publish implements events.Link: it queues e, or gives it up at once if
+// the queue is full or the link closed. Either way e takes the next number,
+// so receivers see the gap of one given up.
+func (l *link) Publish(e events.Event) {
+	l.mu.Lock()
+	l.seq++
+	if l.closing || len(l.queue) >= l.t.cfg.queue {
+		closing := l.closing
+		l.mu.Unlock()
+		n := l.stats.gaveUp.Add(1)
+		if !closing && n&(n-1) == 0 {
+			l.log.Warn("roomstore: event transport queue full, events given up on: other engines will see a gap",
+				"queue", l.t.cfg.queue, "gave_up", n)
+		}
+		return
+	}
+	l.queue = append(l.queue, entry{seq: l.seq, ev: e})
+	first := len(l.queue) == 1
+	l.mu.Unlock()
+	if first {
+		l.signal()
+	}
+}
+
+func (l *link) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stats implements events.Link.
+func (l *link) Stats() events.TransportStats {
+	l.mu.Lock()
+	queued := uint64(len(l.queue) + l.inflight)
+	l.mu.Unlock()
+	c := &l.stats
+	return events.TransportStats{
+		Published: c.published.Load(), Queued: queued, Retries: c.retries.Load(), GaveUp: c.gaveUp.Load(),
+		Received: c.received.Load(), Duplicates: c.duplicates.Load(), Lost: c.lost.Load(), Gaps: c.gaps.Load(),
+		Malformed: c.malformed.Load(), Foreign: c.foreign.Load(), Reconnects: c.reconnects.Load(),
+		LagCount: c.lagCount.Load(), LagTotal: time.Duration(c.lagTotal.Load()), LagMax: time.Duration(c.lagMax.Load()),
+	}
+}
+
+// Close implements events.Link: publishing stops at once when ctx ends or
+// the flush timeout passes, whichever is first.
+func (l *link) Close(ctx context.Context) error {
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closing = true
+		l.mu.Unlock()
+		l.signal()
+		flush := time.NewTimer(l.t.cfg.flushTimeout)
+		select {
+		case <-l.pubDone:
+		case <-flush.C:
+		case <-ctx.Done():
+			l.closeErr = ctx.Err()
+		}
+		flush.Stop()
+		l.cancel() // what is still queued fails at once and is given up on
+		l.mu.Lock()
+		if l.iter != nil {
+			l.iter.Stop()
+		}
+		consumer := l.consumer
+		l.mu.Unlock()
+		<-l.pubDone
+		<-l.recvDone
+		if consumer != "" && l.t.nc.IsConnected() {
+			// The server would delete it after the inactivity threshold;
+			// now spares it the wait. Best effort, briefly.
+			dctx, cancel := context.WithTimeout(ctx, time.Second)
+			_ = l.t.js.DeleteConsumer(dctx, l.stream, consumer)
+			cancel()
+		}
+		l.t.detach(l)
+	})
+	return l.closeErr
+}
+
+// sleep waits d, or less if the link stops; it reports whether it may go on.
+func (l *link) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-l.ctx.Done():
+		return false
+	}
+}
+
+// backoff is the wait before retry n (n >= 1): exponential with full
+// jitter, from minBackoff to maxBackoff.
+func backoff(n int) time.Duration {
+	ceiling := min(minBackoff<<min(n-1, 10), maxBackoff)
+	return ceiling/2 + rand.N(ceiling/2+1)
+}
+
+// ensureStream returns the store's stream's info, creating the stream if
+// it does not exist.
+func (l *link) ensureStream(ctx context.Context) (*jetstream.StreamInfo, error) {
+	l.streamMu.Lock()
+	defer l.streamMu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, attemptWait)
+	defer cancel()
+	s, err := l.t.js.Stream(ctx, l.stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		cfg := l.t.cfg
+		s, err = l.t.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:        l.stream,
+			Description: "roomstore: the file events of one store",
+			Subjects:    []string{l.subject},
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      cfg.retention,
+			Duplicates:  min(cfg.retention, max(2*cfg.publishTimeout, 2*time.Minute)),
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.replicas,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // another engine was first
+			s, err = l.t.js.Stream(ctx, l.stream)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.CachedInfo(), nil
+}
+
+// publishLoop sends the queued events in order until the link closes and
+// its queue is empty.
+func (l *link) publishLoop() {
+	defer close(l.pubDone)
+	for {
+		batch, ok := l.take()
+		if !ok {
+			return
+		}
+		l.send(batch)
+	}
+}
+
+// take waits for queued events and removes a batch of them from the
+// queue. It reports false once the link closes with nothing queued.
+func (l *link) take() ([]entry, bool) {
+	for {
+		l.mu.Lock()
+		if len(l.queue) > 0 {
+			n, size := 0, 0
+			for n < len(l.queue) && n < maxBatch && size < maxBatchBytes {
+				e := &l.queue[n].ev
+				size += 160 + len(e.ID) + len(e.Path) + len(e.SourcePath) + len(e.ParticipantID)
+				n++
+			}
+			batch := slices.Clone(l.queue[:n])
+			clear(l.queue[:n])
+			l.queue = l.queue[n:]
+			if len(l.queue) == 0 {
+				l.queue = nil
+			}
+			l.inflight = n
+			l.mu.Unlock()
+			return batch, true
+		}
+		l.inflight = 0
+		done := l.closing || l.ctx.Err() != nil
+		l.mu.Unlock()
+		if done {
+			return nil, false
+		}
+		select {
+		case <-l.wake:
+		case <-l.ctx.Done():
+		}
+	}
+}
+
+// send publishes one message of batch, retrying until the server
+// acknowledges it or the publish timeout passes; its Nats-Msg-Id, the
+// first event's id, makes a retry of a message the server stored but
+// whose acknowledgement was lost a duplicate that the server drops.
+func (l *link) send(batch []entry) {
+	m := message{V: messageVersion, Store: l.hash, Origin: l.origin, Events: make([]wireEvent, len(batch))}
+	for i, e := range batch {
+		m.Events[i] = toWire(e.seq, e.ev)
+	}
+	data, err := json.Marshal(m)
+	if err != nil { // cannot happen for these types; never lose it silently
+		l.giveUp(batch, err)
+		return
+	}
+	msg := nats.NewMsg(l.subject)
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, batch[0].ev.ID)
+	deadline := time.Now().Add(l.t.cfg.publishTimeout)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			l.stats.retries.Add(1)
+			if !l.sleep(backoff(attempt)) || !time.Now().Before(deadline) {
+				break
+			}
+		}
+		ctx, cancel := context.WithDeadline(l.ctx, earliest(deadline, time.Now().Add(attemptWait)))
+		var ack *jetstream.PubAck
+		ack, err = l.t.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(l.stream), jetstream.WithRetryAttempts(0))
+		if errors.Is(err, jetstream.ErrNoStreamResponse) { // no stream (yet, or any more)
+			_, _ = l.ensureStream(ctx)
+		}
+		cancel()
+		if err == nil {
+			l.stats.published.Add(uint64(len(batch)))
+			if ack.Duplicate {
+				l.stats.duplicates.Add(uint64(len(batch)))
+			}
+			return
+		}
+		if l.ctx.Err() != nil {
+			break
+		}
+	}
+	l.giveUp(batch, err)
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func (l *link) giveUp(batch []entry, err error) {
+	n := l.stats.gaveUp.Add(uint64(len(batch)))
+	l.log.Warn("roomstore: events could not be published in time and were given up on: other engines will see a gap",
+		"events", len(batch), "first", batch[0].ev.ID, "gave_up", n, "err", err)
+}
+
+// receiveLoop subscribes to the store's stream and delivers what arrives,
+// subscribing again, from the message after the last one it delivered,
+// whenever the subscription breaks (a server restart, a connection lost
+// for longer than the server keeps consumers, the stream deleted).
+func (l *link) receiveLoop() {
+	defer close(l.recvDone)
+	var (
+		next    uint64 // the stream sequence to deliver next; 0: from l.since
+		created time.Time
+		resumed bool
+		failing bool
+	)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && !l.sleep(backoff(attempt)) {
+			return
+		}
+		if l.ctx.Err() != nil {
+			return
+		}
+		info, err := l.ensureStream(l.ctx)
+		var it jetstream.MessagesContext
+		if err == nil {
+			if !created.IsZero() && !info.Created.Equal(created) {
+				// A new stream: whatever the old one held past next is gone.
+				l.gap(0)
+				next = 1
+			}
+			created = info.Created
+			it, err = l.subscribe(next)
+		}
+		if err != nil {
+			if !failing && l.ctx.Err() == nil {
+				l.log.Warn("roomstore: cannot subscribe to other engines' events; retrying", "err", err)
+				failing = true
+			}
+			continue
+		}
+		if failing {
+			l.log.Info("roomstore: subscribed to other engines' events again")
+			failing = false
+		}
+		if resumed {
+			l.stats.reconnects.Add(1)
+		}
+		resumed, attempt = true, 0
+		next = l.drain(it, next)
+	}
+}
+
+// subscribe makes a consumer of the stream from stream sequence next (from
+// l.since when next is 0) and returns its message iterator.
+func (l *link) subscribe(next uint64) (jetstream.MessagesContext, error) {
+	cfg := jetstream.ConsumerConfig{
+		Description:       "roomstore engine " + l.origin,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		InactiveThreshold: inactive,
+	}
+	if next == 0 {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &l.since
+	} else {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, next
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, attemptWait)
+	defer cancel()
+	cons, err := l.t.js.CreateConsumer(ctx, l.stream, cfg)
+	if err != nil {
+		return nil, err
+	}
+	it, err := cons.Messages(jetstream.PullHeartbeat(heartbeat), jetstream.PullExpiry(5*heartbeat),
+		jetstream.WithMessagesErrOnMissingHeartbeat(true))
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ctx.Err() != nil { // Close came first and will not see it
+		it.Stop()
+	}
+	l.iter, l.consumer = it, cons.CachedInfo().Name
+	return it, nil
+}
+
+// drain delivers messages from it until it fails, and returns the stream
+// sequence to resume from.
+func (l *link) drain(it jetstream.MessagesContext, next uint64) uint64 {
+	defer it.Stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if l.ctx.Err() == nil {
+				l.log.Debug("roomstore: subscription to other engines' events broke; resubscribing", "err", err)
+			}
+			return next
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			l.malformed("no JetStream metadata", err)
+			continue
+		}
+		seq := meta.Sequence.Stream
+		switch {
+		case next != 0 && seq < next:
+			l.stats.duplicates.Add(1)
+			continue
+		case next != 0 && seq > next:
+			l.gap(0) // messages expired before they could be read
+		}
+		next = seq + 1
+		l.deliver(msg.Data())
+	}
+}
+
+// gap tells the bus that events were lost: n of them, or 0 for unknown.
+func (l *link) gap(n uint64) {
+	l.stats.gaps.Add(1)
+	l.stats.lost.Add(n)
+	l.bus.Gap(n)
+}
+
+func (l *link) malformed(why string, err error) {
+	if n := l.stats.malformed.Add(1); n&(n-1) == 0 {
+		l.log.Warn("roomstore: a malformed message on the events subject was ignored", "why", why, "err", err, "malformed", n)
+	}
+}
+
+// deliver hands the bus the events of one message, unless it is the
+// engine's own, another store's, or not one this package wrote.
+func (l *link) deliver(data []byte) {
+	m, err := decode(data)
+	if err != nil {
+		l.malformed("undecodable", err)
+		return
+	}
+	if m.Store != l.hash {
+		if n := l.stats.foreign.Add(1); n&(n-1) == 0 {
+			l.log.Warn("roomstore: a message of another store on this store's events subject was ignored", "foreign", n)
+		}
+		return
+	}
+	if m.Origin == l.origin {
+		return // delivered locally when it happened
+	}
+	now := time.Now()
+	p := l.peers[m.Origin]
+	if p == nil {
+		l.forgetPeers(now)
+		p = &peer{}
+		l.peers[m.Origin] = p
+	}
+	for _, w := range m.Events {
+		switch {
+		case p.last != 0 && w.Seq <= p.last:
+			l.stats.duplicates.Add(1)
+			continue
+		case p.last != 0 && w.Seq > p.last+1:
+			l.gap(w.Seq - p.last - 1) // given up on by their publisher
+		}
+		p.last, p.seen = w.Seq, now
+		e := w.event(m.Origin)
+		l.bus.Publish(e.Type, e)
+		l.stats.received.Add(1)
+		lag := max(now.Sub(w.Time), 0)
+		l.stats.lagCount.Add(1)
+		l.stats.lagTotal.Add(int64(lag))
+		raise(&l.stats.lagMax, int64(lag))
+	}
+}
+
+// raise sets v to x if x is larger.
+func raise(v *atomic.Int64, x int64) {
+	for {
+		cur := v.Load()
+		if x <= cur || v.CompareAndSwap(cur, x) {
+			return
+		}
+	}
+}
+
+// forgetPeers bounds the peers map: past maxPeers, those not heard from
+// within the retention go (their events have expired from the stream).
+func (l *link) forgetPeers(now time.Time) {
+	if len(l.peers) < maxPeers {
+		return
+	}
+	for o, p := range l.peers {
+		if now.Sub(p.seen) > l.t.cfg.retention {
+			delete(l.peers, o)
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package events_nats_test
+
+import (
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"testing"
+
+	_ "github.com/roomstore/roomstore/backend_s3"
+	"github.com/roomstore/roomstore/events" // registers s3://
+	"github.com/roomstore/roomstore/internal/natstest"
+	"github.com/roomstore/roomstore/internal/testserver"
+)
+
+// fileStore returns the URL of a new disk store.
+func fileStore(t testing.TB) string { return "file://" + filepath.ToSlash(t.TempDir()) }
+
+// s3Stores starts versitygw with a bucket and returns a function that
+// names a new store (a prefix) in it. The credentials come from the
+// environment, so the test cannot run in parallel.
+func s3Stores(t *testing.T) func() string {
+	gw := testserver.StartVersityGW(t)
+	bucket := gw.NewBucket(t)
+	none := filepath.Join(t.TempDir(), "none")
+	for k, v := range map[string]string{
+		"AWS_ACCESS_KEY_ID": gw.AccessKey, "AWS_SECRET_ACCESS_KEY": gw.SecretKey, "AWS_SESSION_TOKEN": "",
+		"AWS_PROFILE": "", "AWS_REGION": "", "AWS_DEFAULT_REGION": "", "AWS_CONFIG_FILE": none,
+		"AWS_SHARED_CREDENTIALS_FILE": none, "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_S3": "",
+	} {
+		t.Setenv(k, v)
+	}
+	n := 0
+	return func() string {
+		n++
+		return fmt.Sprintf("s3://%s/store%d?region=us-east-1&endpoint=%s&path_style=true", bucket, n, url.QueryEscape(gw.Endpoint))
+	}
+}
+
+// TestEveryEngineSeesEveryChangeOnce: two engines (each with its own NATS
+// connection, as two replicas have) on one store make 1,000 mixed changes
+// between them, half before and half after a fault; each subscriber on
+// each side sees every change exactly once, with its participant, in each
+// engine's commit order, and no overflow.
+func TestEveryEngineSeesEveryChangeOnce(t *testing.T) {
+	s3Store := s3Stores(t)
+	stores := []struct {
+		name string
+		url  func() string
+	}{
+		{"file", func() string { return fileStore(t) }},
+		{"s3", s3Store},
+	}
+	faults := []struct {
+		name   string
+		inject func(t *testing.T, srv *natstest.Server, a *side)
+	}{
+		{"no fault", func(*testing.T, *natstest.Server, *side) {}},
+		{"NATS restarted", func(t *testing.T, srv *natstest.Server, _ *side) {
+			if err := srv.Restart(); err != nil {
+				t.Fatalf("restart NATS: %v", err)
+			}
+		}},
+		{"one engine's connection cut", func(t *testing.T, srv *natstest.Server, a *side) {
+			id, err := a.nc.GetClientID()
+			if err != nil {
+				t.Fatalf("client id: %v", err)
+			}
+			if err := srv.Disconnect(id); err != nil {
+				t.Fatalf("cut the connection: %v", err)
+			}
+		}},
+	}
+	for _, st := range stores {
+		for _, f := range faults {
+			t.Run(st.name+"/"+f.name, func(t *testing.T) {
+				srv := natstest.Start(t)
+				store := st.url()
+				a, b := newSide(t, store, srv.URL()), newSide(t, store, srv.URL())
+				ctx := t.Context()
+				counts := [2]int{}
+				half := func(seed uint64) {
+					errs := make(chan error, 2)
+					for i, s := range []*side{a, b} {
+						go func() {
+							n, err := churn(ctx, s.eng, fmt.Sprint("participant-", i), 250, seed+uint64(i))
+							counts[i] += n
+							errs <- err
+						}()
+					}
+					for range 2 {
+						if err := <-errs; err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				half(1)
+				f.inject(t, srv, a)
+				half(100)
+				for _, s := range []*side{a, b} {
+					s.rec.waitUntil(t, "every change of both engines", func(evs []events.Event) bool {
+						return countFrom(evs, a.eng.ID()) >= counts[0] && countFrom(evs, b.eng.ID()) >= counts[1]
+					})
+				}
+				a.shutdown(t)
+				b.shutdown(t)
+				checkExactlyOnce(t, a, b)
+				if counts[0] < 200 || counts[1] < 200 {
+					t.Fatalf("only %v of the changes made events: the test changed too little", counts)
+				}
+				for i, s := range []*side{a, b} {
+					st := s.eng.TransportStats()
+					if st.Received != uint64(counts[1-i]) || st.Published != uint64(counts[i]) || st.GaveUp != 0 || st.Malformed != 0 || st.Foreign != 0 {
+						t.Errorf("side %d stats %+v: want %d received, %d published, nothing given up", i, st, counts[1-i], counts[i])
+					}
+				}
+				t.Logf("events: %v; stats %+v / %+v", counts, a.eng.TransportStats(), b.eng.TransportStats())
+			})
+		}
+	}
+}

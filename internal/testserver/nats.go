@@ -1,0 +1,30 @@
+package testserver
+
+import (
+	"net"
+	"testing"
+)
+
+// NATSServerInstall is the command that installs the nats-server binary
+// StartNATS runs (`make test` does).
+const NATSServerInstall = "go install github.com/nats-io/nats-server/v2@v2.15.2"
+
+// NATS is a nats-server child process with JetStream, its data in a
+// folder of the test's; Kill and Restart crash it and bring it back on the
+// same address with the same streams.
+type NATS struct {
+	*Process
+	// URL is the client URL: nats://127.0.0.1:PORT.
+	URL string
+}
+
+// StartNATS starts nats-server with JetStream on a free loopback port and
+// stops it when the test ends.
+func StartNATS(t testing.TB) *NATS {
+	t.Helper()
+	addr := FreeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	bin := Binary(t, "nats-server", NATSServerInstall)
+	p := Start(t, addr, bin, "-a", host, "-p", port, "-js", "-sd", t.TempDir())
+	return &NATS{Process: p, URL: "nats://" + addr}
+}
