@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/roomstore/roomstore"
@@ -27,12 +28,14 @@ import (
 	_ "github.com/roomstore/roomstore/backend_gcs" // registers gs://
 	_ "github.com/roomstore/roomstore/backend_mem" // registers mem://
 	_ "github.com/roomstore/roomstore/backend_s3"  // registers s3://
+	"github.com/roomstore/roomstore/events_nats"
 	"github.com/roomstore/roomstore/roomserver"
 )
 
 // serveConfig is what `roomstore serve` is given.
 type serveConfig struct {
 	store, listen, publicURL, addrFile string
+	events                             string
 	insecureDev                        bool
 	roomIdle, shutdownTimeout          time.Duration
 	logFormat, logLevel                string
@@ -70,6 +73,14 @@ listener below /files/ and signed with a key derived from the secret.
 On SIGINT or SIGTERM serve stops accepting connections, lets uploads and
 downloads under way finish for --shutdown-timeout, then aborts the rest
 (an aborted upload leaves nothing behind), shuts every room down and exits 0.
+With --events nats://HOST:4222 the replicas of serve on one store push each
+other's changes to their participants through NATS JetStream: a change
+made through any replica reaches every participant of the room on every
+replica, once (see package events_nats). serve starts whether or not NATS
+is reachable, serves each replica's own changes meanwhile, and connects in
+the background. Every replica must open the same store for a room (for
+file:// the same absolute directory).
+
 Once it listens it logs "listening addr=HOST:PORT" on stderr (and writes
 HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 		Args: cobra.NoArgs,
@@ -81,6 +92,7 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.StringVar(&c.store, "store", "file://./roomstore-data/{room}", "store URL; {room} is replaced by the room's name")
 	f.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on (port 0 picks a free one)")
 	f.StringVar(&c.publicURL, "public-url", "", "base URL clients reach this server at, for download URLs (default http://ADDR)")
+	f.StringVar(&c.events, "events", "", "NATS server URL(s), comma-separated, that carry events between replicas (JetStream)")
 	f.StringVar(&c.addrFile, "addr-file", "", "write the address listened on to this file once listening")
 	f.BoolVar(&c.insecureDev, "insecure-dev", false, "admit connections without a token (development only)")
 	f.DurationVar(&c.roomIdle, "room-idle", time.Minute, "how long a room stays open after its last participant left")
@@ -107,6 +119,12 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 		return err
 	}
 
+	transport, closeEvents, err := openEvents(c.events, log)
+	if err != nil {
+		return err
+	}
+	defer closeEvents()
+
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -132,10 +150,15 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 			if !roomserver.ValidRoom(room) {
 				return nil, fmt.Errorf("invalid room name %q", room)
 			}
-			return roomstore.OpenURL(ctx, store.url(room),
-				roomstore.WithBaseURL(public+filesPrefix+url.PathEscape(room)+"/"),
+			ropts := []roomstore.Option{
+				roomstore.WithBaseURL(public + filesPrefix + url.PathEscape(room) + "/"),
 				roomstore.WithSigningKey(key),
-				roomstore.WithLogger(log.With("room", room)))
+				roomstore.WithLogger(log.With("room", room)),
+			}
+			if transport != nil {
+				ropts = append(ropts, roomstore.WithEventTransport(transport))
+			}
+			return roomstore.OpenURL(ctx, store.url(room), ropts...)
 		},
 		Insecure: c.insecureDev,
 		Logger:   log,
@@ -210,6 +233,49 @@ func shutdown(hs *http.Server, srv *roomserver.Server, timeout time.Duration, lo
 	}
 	log.Info("shutdown complete")
 	return nil
+}
+
+// openEvents connects to the NATS servers of --events, if any, and returns
+// the transport the rooms' engines attach to, and what closes it and the
+// connection (after the rooms have shut down, publishing what they
+// queued). An unreachable server is no error: the connection retries in
+// the background, and is logged when it comes and goes.
+func openEvents(servers string, log *slog.Logger) (*events_nats.Transport, func(), error) {
+	if servers == "" {
+		return nil, func() {}, nil
+	}
+	for _, s := range strings.Split(servers, ",") {
+		u, err := url.Parse(strings.TrimSpace(s))
+		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
+			return nil, nil, fmt.Errorf("--events %q: want nats://HOST:PORT (or tls://), comma-separated", s)
+		}
+	}
+	opts := append(events_nats.ConnOptions(),
+		nats.Name("roomstore serve"),
+		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("events: connected to NATS", "server", nc.ConnectedUrlRedacted()) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("events: reconnected to NATS", "server", nc.ConnectedUrlRedacted()) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("events: disconnected from NATS; other replicas' changes wait until it is back", "err", err)
+		}),
+	)
+	nc, err := nats.Connect(servers, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--events: %w", err)
+	}
+	if !nc.IsConnected() {
+		log.Warn("events: NATS is not reachable yet; connecting in the background")
+	}
+	t, err := events_nats.New(nc, events_nats.WithLogger(log))
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return t, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), events_nats.DefaultFlushTimeout)
+		defer cancel()
+		_ = t.Close(ctx)
+		nc.Close()
+	}, nil
 }
 
 // newLogger returns the structured logger on stderr.

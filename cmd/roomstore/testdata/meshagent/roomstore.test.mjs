@@ -10,6 +10,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { createRequire } from "node:module";
+import { connect as connectTCP, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -667,5 +668,115 @@ describe("roomstore serve shutdown", () => {
     const r = await connect(t, again.addr, room);
     assert.equal(await call(r.storage.exists("stuck.bin"), "exists"), false, "the aborted upload left nothing");
     assert.deepEqual(await regularFiles(join(dir, room)), []);
+  });
+});
+
+// startNATS runs nats-server (NATS_SERVER_BIN, which make test-node
+// installs) with JetStream on a free port and resolves once it accepts
+// connections.
+async function startNATS(dir) {
+  const bin = process.env.NATS_SERVER_BIN;
+  if (!bin) throw new Error("set NATS_SERVER_BIN to the nats-server binary (make test-node installs it)");
+  const port = await new Promise((resolve, reject) => {
+    const l = createServer();
+    l.once("error", reject);
+    l.listen(0, "127.0.0.1", () => {
+      const { port } = l.address();
+      l.close(() => resolve(port));
+    });
+  });
+  const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdio: ["ignore", "ignore", "pipe"] });
+  children.add(child);
+  const exited = new Promise((resolve) => child.on("exit", (code, signal) => {
+    children.delete(child);
+    resolve(code ?? signal);
+  }));
+  let log = "";
+  child.stderr.setEncoding("utf8");
+  child.stderr.on("data", (s) => (log = (log + s).slice(-8192)));
+  await until(
+    () => {
+      if (child.exitCode !== null) throw new Error(`nats-server exited early (${child.exitCode}):\n${log}`);
+      return new Promise((resolve) => {
+        const c = connectTCP(port, "127.0.0.1");
+        c.once("connect", () => (c.destroy(), resolve(true)));
+        c.once("error", () => resolve(false));
+      });
+    },
+    START_TIMEOUT,
+    "nats-server to listen",
+    50,
+  );
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGTERM");
+      await withTimeout(exited, STOP_TIMEOUT, "nats-server's exit").catch(() => child.kill("SIGKILL"));
+    },
+  };
+}
+
+describe("two roomstore serve replicas with --events", () => {
+  let dir, nats, a, b;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "roomstore-node-replicas-"));
+    nats = await startNATS(join(dir, "nats"));
+    const store = `file://${dir}/rooms/{room}`;
+    [a, b] = await Promise.all([
+      startServer(store, ["--events", nats.url]),
+      startServer(store, ["--events", nats.url]),
+    ]);
+  });
+  after(async () => {
+    try {
+      for (const s of [a, b]) if (s) assert.equal(await s.stop(), 0, "replica exits 0:\n" + s.logs.slice(-20).join("\n"));
+    } finally {
+      await nats?.stop();
+      if (dir) await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a change through one replica reaches a participant on the other, once, with the writer's id", async (t) => {
+    const room = freshRoom("replicas");
+    const p1 = await connect(t, a.addr, room, { name: "p1" });
+    const p2 = await connect(t, b.addr, room, { name: "p2" });
+    const [r1, r2] = [recorder(p1), recorder(p2)];
+    const id1 = p1.localParticipant.id;
+    const id2 = p2.localParticipant.id;
+
+    await call(p1.storage.upload("x/a.txt", enc.encode("from replica A")), "upload through A");
+    await r2.waitFor({ type: "file.updated", path: "x/a.txt" }, "A's upload on B");
+    const got = await call(p2.storage.download("x/a.txt"), "download through B");
+    assert.equal(dec.decode(got.data), "from replica A", "B reads what A wrote: one store");
+    await call(p2.storage.move("x/a.txt", "x/b.txt"), "move through B");
+    await r1.waitFor({ type: "file.moved", destinationPath: "x/b.txt" }, "B's move on A");
+    await call(p1.storage.delete("x/b.txt"), "delete through A");
+    for (const r of [r1, r2]) await r.waitFor({ type: "file.deleted", path: "x/b.txt" });
+    // A marker from each side, seen on both, closes the run: anything
+    // arriving twice would have come before it.
+    await call(p2.storage.upload("marker-b", enc.encode("b")), "marker through B");
+    await call(p1.storage.upload("marker-a", enc.encode("a")), "marker through A");
+    for (const r of [r1, r2]) {
+      await r.waitFor({ type: "file.updated", path: "marker-b" });
+      await r.waitFor({ type: "file.updated", path: "marker-a" });
+    }
+    const first = [
+      { type: "file.updated", path: "x/a.txt", participantId: id1 },
+      { type: "file.moved", sourcePath: "x/a.txt", destinationPath: "x/b.txt", participantId: id2 },
+      { type: "file.deleted", path: "x/b.txt", participantId: id1 },
+    ];
+    const markers = [
+      { type: "file.updated", path: "marker-b", participantId: id2 },
+      { type: "file.updated", path: "marker-a", participantId: id1 },
+    ];
+    for (const [name, r] of [["p1 on A", r1], ["p2 on B", r2]]) {
+      assert.deepEqual(r.events.slice(0, 3), first, `${name}: every change once, in order`);
+      // The two markers were made on different replicas at once; each
+      // replica may see them in either order, but each exactly once.
+      const rest = r.events.slice(3);
+      assert.equal(rest.length, 2, `${name}: nothing but the two markers after: ${JSON.stringify(rest)}`);
+      for (const m of markers) assert.equal(rest.filter((e) => e.path === m.path && e.participantId === m.participantId).length, 1, `${name}: ${m.path} once`);
+    }
   });
 });
