@@ -188,16 +188,33 @@ func idSeq(t testing.TB, id string) uint64 {
 // overflow event.
 func checkExactlyOnce(t testing.TB, sides ...*side) {
 	t.Helper()
+	streams := make([]stream, len(sides))
+	for i, s := range sides {
+		streams[i] = stream{origin: s.eng.ID(), events: s.rec.snapshot()}
+	}
+	checkStreams(t, streams...)
+}
+
+// stream is what one engine's subscriber got.
+type stream struct {
+	origin string
+	events []events.Event
+}
+
+// checkStreams is checkExactlyOnce for subscribers' streams however they
+// were recorded (in this process or another).
+func checkStreams(t testing.TB, streams ...stream) {
+	t.Helper()
 	want := map[string]events.Event{} // every event, by id
-	for _, s := range sides {
-		for _, e := range s.rec.snapshot() {
-			if e.Origin == s.eng.ID() {
+	for _, s := range streams {
+		for _, e := range s.events {
+			if e.Origin == s.origin {
 				want[e.ID] = e
 			}
 		}
 	}
-	for i, s := range sides {
-		got := s.rec.snapshot()
+	for i, s := range streams {
+		got := s.events
 		if o := overflows(got); len(o) != 0 {
 			t.Errorf("side %d got %d overflow events, first %+v", i, len(o), o[0])
 		}
