@@ -75,8 +75,8 @@ func (env *roomEnv) dial(b testing.TB, room, name string) *roomclient.Client {
 
 // openURLEngine returns the engine roomstore.OpenURL gives for rawURL
 // with default options, shut down when b ends.
-func openURLEngine(b testing.TB, rawURL string) *roomstore.Engine {
-	e, err := roomstore.OpenURL(context.Background(), rawURL, roomstore.WithLogger(quietLog))
+func openURLEngine(b testing.TB, rawURL string, opts ...roomstore.Option) *roomstore.Engine {
+	e, err := roomstore.OpenURL(context.Background(), rawURL, append([]roomstore.Option{roomstore.WithLogger(quietLog)}, opts...)...)
 	check(b, err)
 	b.Cleanup(func() { _ = e.Shutdown(context.Background()) })
 	return e

@@ -59,6 +59,14 @@ const fixedIterations = "4x"
 // whose latency its percentiles come from.
 const fanoutIterations = "300x"
 
+// natsLatencyIterations and natsThroughputIterations are the
+// -test.benchtime of the cross-process event cases: 5 s of commits at
+// 1,000 per second, and 300,000 commits as fast as they go.
+const (
+	natsLatencyIterations    = "5000x"
+	natsThroughputIterations = "300000x"
+)
+
 // plan is one invocation pattern of the test binary.
 type plan struct {
 	regex     string
@@ -100,6 +108,8 @@ func run(dir, out, benchtime string, rounds int, command string) error {
 		{regex: "^(BenchmarkSmallFile|BenchmarkEvents)$", benchtime: benchtime},
 		{regex: "^(BenchmarkList100k|BenchmarkLarge64MiB|BenchmarkRoomServer64MiB)$", benchtime: fixedIterations},
 		{regex: "^BenchmarkRoomFanout100$", benchtime: fanoutIterations},
+		{regex: "^BenchmarkEventsNATS$/^latency-1k$", benchtime: natsLatencyIterations},
+		{regex: "^BenchmarkEventsNATS$/^throughput$", benchtime: natsThroughputIterations},
 	}
 	oncePlans := []plan{
 		{regex: "^BenchmarkMemory1GiB$", benchtime: "1x"},
