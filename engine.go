@@ -37,6 +37,12 @@
 // EventOverflow event where the gap is, with the number lost, so that it
 // re-reads what it mirrors. See package events.
 //
+// With WithEventTransport the subscribers also get the events of every
+// other engine on the same store, in this process or others (package
+// events_nats carries them over NATS JetStream); Event.Origin tells which
+// engine (ID) made the change, and an EventOverflow also marks events the
+// transport knows it lost.
+//
 // # Moves
 //
 // Move renames a file atomically on disk and in memory. On S3 and GCS it
