@@ -63,14 +63,14 @@ type Afero struct {
 }
 
 // StoreID implements Identifier: for an Afero over NewOSRoot (what a
-// file:// URL opens) the directory's absolute path as a file URL, so that
-// two processes on one machine that open the same directory, by whatever
-// path, agree; "" over any other afero.Fs, whose sharing it cannot tell.
+// file:// URL opens) the directory's absolute path, symbolic links
+// resolved when it was opened, as a file URL, so that two processes on one
+// machine that open the same directory, by whatever path, agree; "" over any other afero.Fs, whose sharing it cannot tell.
 // Hosts that share a directory (a network file system) must mount it at
 // the same path, or name the store explicitly (roomstore.WithStoreID).
 func (a *Afero) StoreID() string {
 	if r, ok := a.fs.(*osRoot); ok {
-		return r.storeID()
+		return r.id
 	}
 	return ""
 }

@@ -24,10 +24,13 @@ func NewOSRoot(dir string) (afero.Fs, error) {
 	if err != nil {
 		return nil, osError(err)
 	}
-	return &osRoot{r: r}, nil
+	return &osRoot{r: r, id: storeID(dir)}, nil
 }
 
-type osRoot struct{ r *os.Root }
+type osRoot struct {
+	r  *os.Root
+	id string // see storeID
+}
 
 // file turns an *os.File result into an afero.File without a typed nil.
 func file(f *os.File, err error) (afero.File, error) {
@@ -65,10 +68,14 @@ func (o *osRoot) LstatIfPossible(name string) (os.FileInfo, bool, error) {
 	return fi, true, err
 }
 
-// storeID names the directory of r as a file URL, or "" if its absolute
-// path cannot be had.
-func (r *osRoot) storeID() string {
-	abs, err := filepath.Abs(r.r.Name())
+// storeID names dir as a file URL of its absolute path with every
+// symbolic link resolved, as it is when the root is opened, so that any
+// path to one directory gives one name; "" if that path cannot be had.
+func storeID(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err == nil {
+		abs, err = filepath.EvalSymlinks(abs)
+	}
 	if err != nil {
 		return ""
 	}

@@ -167,7 +167,7 @@ func BenchmarkEventsNATS(b *testing.B) {
 			upload(b, a, -1-i)
 		}
 		deadline := time.Now().Add(time.Minute)
-		for remote.Load() < 100 {
+		for remote.Load() < 100 || local.Load() < 100 {
 			if time.Now().After(deadline) {
 				b.Fatal("the warm-up events did not arrive")
 			}

@@ -30,8 +30,11 @@
 // Each engine reads the stream through a consumer of its own (an ephemeral
 // one, held in the server's memory), from the moment it attached: its
 // first subscription delivers what was published since then, even if
-// NATS was unreachable at first. When the subscription breaks (a network
-// blip, a NATS restart, the consumer lost), the engine subscribes again
+// NATS was unreachable at first (from a second before, in fact, so that a
+// server clock up to a second behind this host's loses nothing; events of
+// that second may arrive too). When the subscription breaks (a network
+// blip, a NATS restart, the consumer lost, a message lost in flight, which
+// a jump in the consumer's sequence shows), the engine subscribes again
 // from the stream sequence after the last message it delivered, so events
 // published meanwhile arrive once, late rather than never. Messages it
 // has delivered, or its own, are never delivered again; the numbers of each
@@ -47,12 +50,16 @@
 //     two engines changing one path at once need not be the order of their
 //     commits, nor the order that each engine's own subscribers saw (they
 //     get their engine's events at commit, the others' when they arrive).
-//   - The publisher retries a message with backoff for the publish timeout
-//     (WithPublishTimeout), and holds up to WithQueue events meanwhile; what
+//   - The publisher retries a message with backoff until the publish
+//     timeout (WithPublishTimeout) of its oldest event has passed since
+//     that event was queued, and holds up to WithQueue events meanwhile; what
 //     it gives up on is counted (GaveUp) and logged, and each other engine
 //     tells its subscribers where events are missing with an overflow event
 //     (events.TypeOverflow, with Dropped the number) when the next event of
 //     that engine arrives. Its subscribers should then re-list.
+//     A receiver learns where an engine's numbering starts from the first
+//     of its events it gets, so events an engine gave up on before any of
+//     its events reached that receiver go unsignalled there.
 //   - Overflow events are also what subscribers get when the stream held
 //     messages that expired before this engine could read them, or when the
 //     stream was deleted (it is created again, and what it held is gone).

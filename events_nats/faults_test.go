@@ -41,10 +41,9 @@ func TestTwoStoresOnOneServerNeverSeeEachOthersEvents(t *testing.T) {
 	if x1.tr.Subject(x1.eng.StoreID()) == y1.tr.Subject(y1.eng.StoreID()) {
 		t.Fatalf("two stores share the subject %s", x1.tr.Subject(x1.eng.StoreID()))
 	}
-	for i := range 20 {
+	for range 20 {
 		x1.write(t, "x", "same/name.txt", "x")
 		y1.write(t, "y", "same/name.txt", "y")
-		_ = i
 	}
 	x2.rec.waitUntil(t, "store one's 20 events", func(evs []events.Event) bool { return countFrom(evs, x1.eng.ID()) == 20 })
 	y2.rec.waitUntil(t, "store two's 20 events", func(evs []events.Event) bool { return countFrom(evs, y1.eng.ID()) == 20 })
@@ -117,6 +116,9 @@ func TestAStreamDeletedUnderTheEnginesIsMadeAgainAndTheGapSignalled(t *testing.T
 	}
 	if _, err := js.Stream(ctx, a.tr.Stream(a.eng.StoreID())); err != nil {
 		t.Fatalf("the stream was not made again: %v", err)
+	}
+	if n := len(fileEvents(got)); n != 2 {
+		t.Fatalf("B got %d file events, want before.txt and after.txt once each: %+v", n, got)
 	}
 	if st := b.eng.TransportStats(); st.Gaps == 0 || st.Reconnects == 0 {
 		t.Errorf("stats %+v: want a gap and a resubscription counted", st)

@@ -141,11 +141,20 @@ func (s *side) write(t testing.TB, pid, p, data string) {
 // that find nothing to change (a delete of a missing file) make no event;
 // it returns how many did (one event each).
 func churn(ctx context.Context, eng *roomstore.Engine, pid string, n int, seed uint64) (int, error) {
+	return churnWith(ctx, eng, pid, n, seed, -1, nil)
+}
+
+// churnWith is churn that calls fault before change at (while the other
+// side goes on changing).
+func churnWith(ctx context.Context, eng *roomstore.Engine, pid string, n int, seed uint64, at int, fault func()) (int, error) {
 	ctx = roomstore.WithParticipant(ctx, pid)
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	name := func() string { return "f/" + strconv.Itoa(r.IntN(24)) + ".txt" }
 	changed := 0
 	for i := range n {
+		if i == at {
+			fault()
+		}
 		var err error
 		switch op := r.IntN(10); {
 		case op < 4:

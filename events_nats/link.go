@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -20,8 +21,9 @@ import (
 // entry is one of the engine's events waiting to be published, with its
 // number among the link's events.
 type entry struct {
-	seq uint64
-	ev  events.Event
+	seq    uint64
+	ev     events.Event
+	queued time.Time // when Publish queued it: its publish timeout runs from here
 }
 
 // peer is what the receiver knows of another engine: the number of the
@@ -30,6 +32,12 @@ type peer struct {
 	last uint64
 	seen time.Time
 }
+
+// startSkew is how far before its attach an engine's first subscription
+// starts, so that a server whose clock is behind this host's by up to that
+// much still delivers every event published after the attach; events of
+// that last moment before it may arrive too.
+const startSkew = time.Second
 
 // maxPeers is how many engines a receiver remembers before it forgets those
 // it has not heard from within the retention.
@@ -64,7 +72,7 @@ type link struct {
 
 	stats     counters
 	closeOnce sync.Once
-	closeErr  error
+	closed    chan struct{} // closed once Close's work is all done
 }
 
 // counters are the link's TransportStats, updated atomically.
@@ -81,8 +89,8 @@ func newLink(t *Transport, store, origin string, bus *events.Bus) *link {
 		t: t, store: store, origin: origin,
 		hash: storeHash(store), subject: t.Subject(store), stream: t.Stream(store),
 		bus: bus, log: t.cfg.log.With("store", storeHash(store)[:12], "engine", origin),
-		since: time.Now(), ctx: ctx, cancel: cancel,
-		pubDone: make(chan struct{}), recvDone: make(chan struct{}), wake: make(chan struct{}, 1),
+		since: time.Now().Add(-startSkew), ctx: ctx, cancel: cancel,
+		pubDone: make(chan struct{}), recvDone: make(chan struct{}), wake: make(chan struct{}, 1), closed: make(chan struct{}),
 		peers: map[string]*peer{},
 	}
 }
@@ -108,7 +116,7 @@ func (l *link) Publish(e events.Event) {
 		}
 		return
 	}
-	l.queue = append(l.queue, entry{seq: l.seq, ev: e})
+	l.queue = append(l.queue, entry{seq: l.seq, ev: e, queued: time.Now()})
 	first := len(l.queue) == 1
 	l.mu.Unlock()
 	if first {
@@ -137,41 +145,70 @@ func (l *link) Stats() events.TransportStats {
 	}
 }
 
-// Close implements events.Link: publishing stops at once when ctx ends or
-// the flush timeout passes, whichever is first.
+// Close implements events.Link: publishing stops at once when the flush
+// timeout passes or ctx ends (then Close returns ctx's error), whichever
+// is first. Every caller's ctx bounds its own wait, a later caller's too.
 func (l *link) Close(ctx context.Context) error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.closing = true
 		l.mu.Unlock()
 		l.signal()
-		flush := time.NewTimer(l.t.cfg.flushTimeout)
-		select {
-		case <-l.pubDone:
-		case <-flush.C:
-		case <-ctx.Done():
-			l.closeErr = ctx.Err()
-		}
-		flush.Stop()
-		l.cancel() // what is still queued fails at once and is given up on
-		l.mu.Lock()
-		if l.iter != nil {
-			l.iter.Stop()
-		}
-		consumer := l.consumer
-		l.mu.Unlock()
-		<-l.pubDone
-		<-l.recvDone
-		if consumer != "" && l.t.nc.IsConnected() {
-			// The server would delete it after the inactivity threshold;
-			// now spares it the wait. Best effort, briefly.
-			dctx, cancel := context.WithTimeout(ctx, time.Second)
-			_ = l.t.js.DeleteConsumer(dctx, l.stream, consumer)
-			cancel()
-		}
-		l.t.detach(l)
+		go l.finish()
 	})
-	return l.closeErr
+	select {
+	case <-l.closed:
+		return nil
+	case <-ctx.Done():
+		// Stop flushing now. The receiver ends at once once stopped (its
+		// calls all use l.ctx): after this, the bus gets nothing more.
+		l.stop()
+		<-l.recvDone
+		return ctx.Err()
+	}
+}
+
+// finish does Close's work once: flush within the flush timeout, stop,
+// and delete the receiver's last consumer (best effort, briefly; the
+// server would delete it after the inactivity threshold anyway).
+func (l *link) finish() {
+	defer close(l.closed)
+	flush := time.NewTimer(l.t.cfg.flushTimeout)
+	select {
+	case <-l.pubDone:
+	case <-flush.C:
+	case <-l.ctx.Done():
+	}
+	flush.Stop()
+	l.stop() // what is still queued fails at once and is given up on
+	<-l.pubDone
+	<-l.recvDone
+	l.mu.Lock()
+	consumer := l.consumer
+	l.mu.Unlock()
+	l.deleteConsumer(context.Background(), consumer)
+	l.t.detach(l)
+}
+
+// stop ends the publisher's and the receiver's work at once.
+func (l *link) stop() {
+	l.cancel()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.iter != nil {
+		l.iter.Stop()
+	}
+}
+
+// deleteConsumer deletes a consumer the receiver is done with, if the
+// connection is up, waiting at most a second.
+func (l *link) deleteConsumer(ctx context.Context, name string) {
+	if name == "" || !l.t.nc.IsConnected() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_ = l.t.js.DeleteConsumer(ctx, l.stream, name)
 }
 
 // sleep waits d, or less if the link stops; it reports whether it may go on.
@@ -221,7 +258,13 @@ func (l *link) ensureStream(ctx context.Context) (*jetstream.StreamInfo, error) 
 	if err != nil {
 		return nil, err
 	}
-	return s.CachedInfo(), nil
+	info := s.CachedInfo()
+	if !slices.Contains(info.Config.Subjects, l.subject) {
+		// Another prefix maps to the same stream name (WithPrefix): this
+		// stream is not this store's, and must not be used.
+		return nil, fmt.Errorf("stream %s exists for subjects %v, not %s: use a prefix of your own", l.stream, info.Config.Subjects, l.subject)
+	}
+	return info, nil
 }
 
 // publishLoop sends the queued events in order until the link closes and
@@ -272,30 +315,39 @@ func (l *link) take() ([]entry, bool) {
 	}
 }
 
-// send publishes one message of batch, retrying until the server
-// acknowledges it or the publish timeout passes; its Nats-Msg-Id, the
-// first event's id, makes a retry of a message the server stored but
-// whose acknowledgement was lost a duplicate that the server drops.
+// send publishes batch as one message, retrying until the server
+// acknowledges it or the publish timeout of its oldest event passes; its
+// Nats-Msg-Id, the first event's id, makes a retry of a message the server
+// stored but whose acknowledgement was lost a duplicate that the server
+// drops. A batch too large for the server's payload limit goes in halves.
 func (l *link) send(batch []entry) {
 	m := message{V: messageVersion, Store: l.hash, Origin: l.origin, Events: make([]wireEvent, len(batch))}
 	for i, e := range batch {
 		m.Events[i] = toWire(e.seq, e.ev)
 	}
 	data, err := json.Marshal(m)
-	if err != nil { // cannot happen for these types; never lose it silently
+	if err == nil && int64(len(data)) > l.t.nc.MaxPayload() && l.t.nc.MaxPayload() > 0 {
+		if len(batch) > 1 {
+			l.send(batch[:len(batch)/2])
+			l.send(batch[len(batch)/2:])
+			return
+		}
+		err = fmt.Errorf("an event of %d bytes is over the server's payload limit of %d", len(data), l.t.nc.MaxPayload())
+	}
+	if err != nil { // cannot be sent as it is, however often it is tried
 		l.giveUp(batch, err)
 		return
 	}
 	msg := nats.NewMsg(l.subject)
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, batch[0].ev.ID)
-	deadline := time.Now().Add(l.t.cfg.publishTimeout)
+	deadline := batch[0].queued.Add(l.t.cfg.publishTimeout)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			l.stats.retries.Add(1)
-			if !l.sleep(backoff(attempt)) || !time.Now().Before(deadline) {
+			if !time.Now().Before(deadline) || !l.sleep(backoff(attempt)) {
 				break
 			}
+			l.stats.retries.Add(1)
 		}
 		ctx, cancel := context.WithDeadline(l.ctx, earliest(deadline, time.Now().Add(attemptWait)))
 		var ack *jetstream.PubAck
@@ -377,6 +429,13 @@ func (l *link) receiveLoop() {
 		}
 		resumed, attempt = true, 0
 		next = l.drain(it, next)
+		if l.ctx.Err() == nil { // at Close, finish deletes the last one
+			l.mu.Lock()
+			done := l.consumer
+			l.consumer = ""
+			l.mu.Unlock()
+			l.deleteConsumer(l.ctx, done)
+		}
 	}
 }
 
@@ -415,9 +474,15 @@ func (l *link) subscribe(next uint64) (jetstream.MessagesContext, error) {
 }
 
 // drain delivers messages from it until it fails, and returns the stream
-// sequence to resume from.
+// sequence to resume from. The consumer acknowledges nothing, so the
+// server counts a message delivered once sent: one lost in flight (the
+// connection died under it) shows as a jump of the consumer sequence, and
+// the receiver then subscribes again from the message after the last one
+// it delivered. A jump of the stream sequence alone means messages expired
+// before they could be read.
 func (l *link) drain(it jetstream.MessagesContext, next uint64) uint64 {
 	defer it.Stop()
+	var consumed uint64 // the consumer sequence of the last message
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -431,10 +496,14 @@ func (l *link) drain(it jetstream.MessagesContext, next uint64) uint64 {
 			l.malformed("no JetStream metadata", err)
 			continue
 		}
+		if meta.Sequence.Consumer != consumed+1 {
+			l.log.Debug("roomstore: a message was lost in flight; resubscribing", "after", consumed, "got", meta.Sequence.Consumer)
+			return next
+		}
+		consumed = meta.Sequence.Consumer
 		seq := meta.Sequence.Stream
 		switch {
-		case next != 0 && seq < next:
-			l.stats.duplicates.Add(1)
+		case next != 0 && seq < next: // before where this subscription started
 			continue
 		case next != 0 && seq > next:
 			l.gap(0) // messages expired before they could be read

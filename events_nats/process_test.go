@@ -29,9 +29,10 @@ const childEnv = "ROOMSTORE_EVENTS_NATS_CHILD"
 
 // TestTwoProcessesSeeEveryChangeOnce runs two real processes (this test
 // binary, re-executed) on one store with a nats-server child process;
-// each makes 500 mixed changes, half before and half after nats-server
-// is killed (SIGKILL) and started again on its data; each process's
-// subscriber sees every change of both exactly once.
+// each makes 500 mixed changes at once, and when the first is halfway
+// nats-server is killed (SIGKILL) and started again on its data while
+// both go on; each process's subscriber sees every change of both exactly
+// once.
 func TestTwoProcessesSeeEveryChangeOnce(t *testing.T) {
 	s3Store := s3Stores(t)
 	for _, st := range []struct {
@@ -48,18 +49,14 @@ func TestTwoProcessesSeeEveryChangeOnce(t *testing.T) {
 			for _, k := range kids {
 				k.send(t, "GO")
 			}
-			counts := make([]int, len(kids))
-			for i, k := range kids {
-				counts[i] = k.expectCount(t, "HALF")
-			}
+			kids[0].expect(t, "HALFWAY")
 			if err := srv.Restart(); err != nil { // SIGKILL, then the same data
 				t.Fatalf("restart nats-server: %v", err)
 			}
-			for _, k := range kids {
-				k.send(t, "GO")
-			}
+			kids[1].expect(t, "HALFWAY") // it says so too, and goes on
+			counts := make([]int, len(kids))
 			for i, k := range kids {
-				counts[i] += k.expectCount(t, "DONE")
+				counts[i] = k.expectCount(t, "DONE")
 			}
 			for _, k := range kids {
 				k.waitUntil(t, func(evs []events.Event) bool {
@@ -91,7 +88,9 @@ type child struct {
 	events []events.Event
 	lines  chan string // every other line
 	grew   chan struct{}
-	done   chan error
+	stop   chan struct{} // closed at cleanup: the reader stops waiting on lines
+	done   chan error    // the child's exit, once its output is read
+	exited bool          // done was received (the test's goroutine only)
 }
 
 func startChild(t *testing.T, store, natsURL, participant string, seed int) *child {
@@ -110,7 +109,8 @@ func startChild(t *testing.T, store, natsURL, participant string, seed int) *chi
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	k := &child{cmd: cmd, stdin: stdin, lines: make(chan string, 16), grew: make(chan struct{}, 1), done: make(chan error, 1)}
+	k := &child{cmd: cmd, stdin: stdin, lines: make(chan string, 16), grew: make(chan struct{}, 1),
+		stop: make(chan struct{}), done: make(chan error, 1)}
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
@@ -131,14 +131,23 @@ func startChild(t *testing.T, store, natsURL, participant string, seed int) *chi
 					continue
 				}
 			}
-			k.lines <- line
+			select {
+			case k.lines <- line:
+			case <-k.stop:
+			}
 		}
 	}()
 	go func() { <-read; k.done <- cmd.Wait() }()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-k.done
+		close(k.stop)
+		if k.exited {
+			return
+		}
+		_ = cmd.Process.Kill()
+		select {
+		case <-k.done:
+		case <-time.After(wait):
+			t.Errorf("child %d did not exit after SIGKILL", cmd.Process.Pid)
 		}
 	})
 	return k
@@ -166,6 +175,7 @@ func (k *child) expect(t *testing.T, word string) string {
 		}
 		return rest
 	case err := <-k.done:
+		k.exited = true
 		t.Fatalf("the child exited (%v) before saying %s", err, word)
 	case <-time.After(wait):
 		t.Fatalf("timed out waiting for the child to say %s", word)
@@ -206,6 +216,7 @@ func (k *child) wait(t *testing.T) {
 	t.Helper()
 	select {
 	case err := <-k.done:
+		k.exited = true
 		if err != nil {
 			t.Fatalf("the child failed: %v", err)
 		}
@@ -256,18 +267,16 @@ func runChild(spec string) int {
 	})
 	say("READY %s", eng.ID())
 	in := bufio.NewScanner(os.Stdin)
-	for i, word := range []string{"HALF", "DONE"} {
-		if !in.Scan() || in.Text() != "GO" {
-			fmt.Fprintln(os.Stderr, "child: want GO")
-			return 1
-		}
-		n, err := churn(ctx, eng, participant, 250, seed*1000+uint64(i))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "child:", err)
-			return 1
-		}
-		say("%s %d", word, n)
+	if !in.Scan() || in.Text() != "GO" {
+		fmt.Fprintln(os.Stderr, "child: want GO")
+		return 1
 	}
+	n, err := churnWith(ctx, eng, participant, 500, seed, 250, func() { say("HALFWAY 250") })
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	say("DONE %d", n)
 	if !in.Scan() || in.Text() != "QUIT" {
 		fmt.Fprintln(os.Stderr, "child: want QUIT")
 		return 1

@@ -95,8 +95,9 @@ func WithRetention(d time.Duration) Option {
 	}
 }
 
-// WithPublishTimeout bounds how long the publisher retries one message
-// before it gives its events up (default DefaultPublishTimeout): they are
+// WithPublishTimeout bounds how long an event may wait to be published,
+// from when the engine queued it, retries included, before the publisher
+// gives it up (default DefaultPublishTimeout): such events are
 // counted (TransportStats.GaveUp) and logged, and the other engines learn
 // of the gap, as an overflow event, from the next event that gets through.
 // It must be positive and at most half the retention, so that a retried

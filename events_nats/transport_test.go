@@ -38,9 +38,10 @@ func s3Stores(t *testing.T) func() string {
 
 // TestEveryEngineSeesEveryChangeOnce: two engines (each with its own NATS
 // connection, as two replicas have) on one store make 1,000 mixed changes
-// between them, half before and half after a fault; each subscriber on
-// each side sees every change exactly once, with its participant, in each
-// engine's commit order, and no overflow.
+// between them, 500 each at once; A injects the fault after its 250th
+// while B goes on changing; each subscriber on each side sees every
+// change exactly once, with its participant, in each engine's commit
+// order, and no overflow.
 func TestEveryEngineSeesEveryChangeOnce(t *testing.T) {
 	s3Store := s3Stores(t)
 	stores := []struct {
@@ -52,22 +53,16 @@ func TestEveryEngineSeesEveryChangeOnce(t *testing.T) {
 	}
 	faults := []struct {
 		name   string
-		inject func(t *testing.T, srv *natstest.Server, a *side)
+		inject func(srv *natstest.Server, a *side) error
 	}{
-		{"no fault", func(*testing.T, *natstest.Server, *side) {}},
-		{"NATS restarted", func(t *testing.T, srv *natstest.Server, _ *side) {
-			if err := srv.Restart(); err != nil {
-				t.Fatalf("restart NATS: %v", err)
-			}
-		}},
-		{"one engine's connection cut", func(t *testing.T, srv *natstest.Server, a *side) {
+		{"no fault", func(*natstest.Server, *side) error { return nil }},
+		{"NATS restarted", func(srv *natstest.Server, _ *side) error { return srv.Restart() }},
+		{"one engine's connection cut", func(srv *natstest.Server, a *side) error {
 			id, err := a.nc.GetClientID()
 			if err != nil {
-				t.Fatalf("client id: %v", err)
+				return err
 			}
-			if err := srv.Disconnect(id); err != nil {
-				t.Fatalf("cut the connection: %v", err)
-			}
+			return srv.Disconnect(id)
 		}},
 	}
 	for _, st := range stores {
@@ -78,24 +73,23 @@ func TestEveryEngineSeesEveryChangeOnce(t *testing.T) {
 				a, b := newSide(t, store, srv.URL()), newSide(t, store, srv.URL())
 				ctx := t.Context()
 				counts := [2]int{}
-				half := func(seed uint64) {
-					errs := make(chan error, 2)
-					for i, s := range []*side{a, b} {
-						go func() {
-							n, err := churn(ctx, s.eng, fmt.Sprint("participant-", i), 250, seed+uint64(i))
-							counts[i] += n
-							errs <- err
-						}()
-					}
-					for range 2 {
-						if err := <-errs; err != nil {
-							t.Fatal(err)
+				errs := make(chan error, 3)
+				for i, s := range []*side{a, b} {
+					go func() {
+						at, fault := -1, func() {}
+						if i == 0 {
+							at, fault = 250, func() { errs <- f.inject(srv, a) }
 						}
+						n, err := churnWith(ctx, s.eng, fmt.Sprint("participant-", i), 500, uint64(1+i), at, fault)
+						counts[i] = n
+						errs <- err
+					}()
+				}
+				for range 3 {
+					if err := <-errs; err != nil {
+						t.Fatal(err)
 					}
 				}
-				half(1)
-				f.inject(t, srv, a)
-				half(100)
 				for _, s := range []*side{a, b} {
 					s.rec.waitUntil(t, "every change of both engines", func(evs []events.Event) bool {
 						return countFrom(evs, a.eng.ID()) >= counts[0] && countFrom(evs, b.eng.ID()) >= counts[1]

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -247,7 +248,11 @@ func openEvents(servers string, log *slog.Logger) (*events_nats.Transport, func(
 	for _, s := range strings.Split(servers, ",") {
 		u, err := url.Parse(strings.TrimSpace(s))
 		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
-			return nil, nil, fmt.Errorf("--events %q: want nats://HOST:PORT (or tls://), comma-separated", s)
+			shown := "a malformed URL"
+			if err == nil {
+				shown = strconv.Quote(u.Redacted()) // never a password
+			}
+			return nil, nil, fmt.Errorf("--events: %s: want nats://HOST:PORT (or tls://), comma-separated", shown)
 		}
 	}
 	opts := append(events_nats.ConnOptions(),
