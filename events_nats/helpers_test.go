@@ -136,16 +136,11 @@ func (s *side) write(t testing.TB, pid, p, data string) {
 	}
 }
 
-// churn makes n changes as participant pid on paths shared with the other
-// side: overwrites, appends, deletes and moves, picked by seed. Changes
-// that find nothing to change (a delete of a missing file) make no event;
-// it returns how many did (one event each).
-func churn(ctx context.Context, eng *roomstore.Engine, pid string, n int, seed uint64) (int, error) {
-	return churnWith(ctx, eng, pid, n, seed, -1, nil)
-}
-
-// churnWith is churn that calls fault before change at (while the other
-// side goes on changing).
+// churnWith makes n changes as participant pid on paths shared with the
+// other side: overwrites, appends, deletes and moves, picked by seed, and
+// calls fault before change at (while the other side goes on changing).
+// Changes that find nothing to change (a delete of a missing file) make no
+// event; it returns how many did (one event each).
 func churnWith(ctx context.Context, eng *roomstore.Engine, pid string, n int, seed uint64, at int, fault func()) (int, error) {
 	ctx = roomstore.WithParticipant(ctx, pid)
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
