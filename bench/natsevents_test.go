@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -130,17 +129,8 @@ func BenchmarkEventsNATS(b *testing.B) {
 			return d
 		}
 		remote, local := since(remoteAt), since(localAt)
-		report := func(prefix string, d []time.Duration) {
-			slices.Sort(d)
-			pct := func(q float64) float64 {
-				return float64(d[min(int(q*float64(len(d))), len(d)-1)]) / float64(time.Microsecond)
-			}
-			b.ReportMetric(pct(0.50), prefix+"-p50-µs")
-			b.ReportMetric(pct(0.99), prefix+"-p99-µs")
-			b.ReportMetric(float64(d[len(d)-1])/float64(time.Microsecond), prefix+"-max-µs")
-		}
-		report("remote", remote)
-		report("local", local)
+		reportPercentiles(b, "remote", remote)
+		reportPercentiles(b, "local", local)
 		b.ReportMetric(rate, "commits/s")
 		if st := c.TransportStats(); st.Lost != 0 || st.Gaps != 0 {
 			b.Fatalf("B lost events: %+v", st)

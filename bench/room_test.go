@@ -369,17 +369,21 @@ func BenchmarkRoomFanout100(b *testing.B) {
 	if lost > 0 {
 		b.Fatalf("%d events dropped by the participants' queues", lost)
 	}
-	pcts := func(prefix string, d []time.Duration) {
-		slices.Sort(d)
-		pct := func(q float64) float64 {
-			return float64(d[min(int(q*float64(len(d))), len(d)-1)]) / float64(time.Microsecond)
-		}
-		b.ReportMetric(pct(0.50), prefix+"-p50-µs")
-		b.ReportMetric(pct(0.99), prefix+"-p99-µs")
-		b.ReportMetric(float64(d[len(d)-1])/float64(time.Microsecond), prefix+"-max-µs")
+	reportPercentiles(b, "last", last)
+	reportPercentiles(b, "first", first)
+	reportPercentiles(b, "engine", eng)
+	reportPercentiles(b, "solo", alone)
+}
+
+// reportPercentiles sorts d and reports its 50th and 99th percentile and
+// its maximum in microseconds, as PREFIX-p50-µs, PREFIX-p99-µs and
+// PREFIX-max-µs.
+func reportPercentiles(b *testing.B, prefix string, d []time.Duration) {
+	slices.Sort(d)
+	pct := func(q float64) float64 {
+		return float64(d[min(int(q*float64(len(d))), len(d)-1)]) / float64(time.Microsecond)
 	}
-	pcts("last", last)
-	pcts("first", first)
-	pcts("engine", eng)
-	pcts("solo", alone)
+	b.ReportMetric(pct(0.50), prefix+"-p50-µs")
+	b.ReportMetric(pct(0.99), prefix+"-p99-µs")
+	b.ReportMetric(float64(d[len(d)-1])/float64(time.Microsecond), prefix+"-max-µs")
 }

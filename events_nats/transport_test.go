@@ -21,14 +21,7 @@ func fileStore(t testing.TB) string { return "file://" + filepath.ToSlash(t.Temp
 func s3Stores(t *testing.T) func() string {
 	gw := testserver.StartVersityGW(t)
 	bucket := gw.NewBucket(t)
-	none := filepath.Join(t.TempDir(), "none")
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID": gw.AccessKey, "AWS_SECRET_ACCESS_KEY": gw.SecretKey, "AWS_SESSION_TOKEN": "",
-		"AWS_PROFILE": "", "AWS_REGION": "", "AWS_DEFAULT_REGION": "", "AWS_CONFIG_FILE": none,
-		"AWS_SHARED_CREDENTIALS_FILE": none, "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_S3": "",
-	} {
-		t.Setenv(k, v)
-	}
+	gw.SetCredentialEnv(t)
 	n := 0
 	return func() string {
 		n++

@@ -3,7 +3,6 @@ package roomclient_test
 import (
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"testing"
 
 	_ "github.com/roomstore/roomstore/backend_s3" // registers s3://
@@ -17,14 +16,7 @@ import (
 func TestS3(t *testing.T) {
 	gw := testserver.StartVersityGW(t)
 	bucket := gw.NewBucket(t)
-	none := filepath.Join(t.TempDir(), "none")
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID": gw.AccessKey, "AWS_SECRET_ACCESS_KEY": gw.SecretKey, "AWS_SESSION_TOKEN": "",
-		"AWS_PROFILE": "", "AWS_REGION": "", "AWS_DEFAULT_REGION": "", "AWS_CONFIG_FILE": none,
-		"AWS_SHARED_CREDENTIALS_FILE": none, "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_S3": "",
-	} {
-		t.Setenv(k, v)
-	}
+	gw.SetCredentialEnv(t)
 	seq := 0
 	storeURL := func(room string) string {
 		return fmt.Sprintf("s3://%s/%s?region=us-east-1&endpoint=%s&path_style=true", bucket, room, url.QueryEscape(gw.Endpoint))

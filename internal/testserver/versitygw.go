@@ -110,3 +110,20 @@ func randomHex(t testing.TB, n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// SetCredentialEnv points the AWS credential chain of this process (and of
+// the child processes it starts) at the gateway's root account and nothing
+// else: no profile, config file, region, endpoint or instance metadata from
+// the machine, so that s3:// URLs opened by the test reach only the
+// gateway. It uses t.Setenv, so the test cannot run in parallel.
+func (g *VersityGW) SetCredentialEnv(t testing.TB) {
+	t.Helper()
+	none := filepath.Join(t.TempDir(), "none")
+	for k, v := range map[string]string{
+		"AWS_ACCESS_KEY_ID": g.AccessKey, "AWS_SECRET_ACCESS_KEY": g.SecretKey, "AWS_SESSION_TOKEN": "",
+		"AWS_PROFILE": "", "AWS_REGION": "", "AWS_DEFAULT_REGION": "", "AWS_CONFIG_FILE": none,
+		"AWS_SHARED_CREDENTIALS_FILE": none, "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_S3": "",
+	} {
+		t.Setenv(k, v)
+	}
+}
