@@ -41,7 +41,9 @@
 // other engine on the same store, in this process or others (package
 // events_nats carries them over NATS JetStream); Event.Origin tells which
 // engine (ID) made the change, and an EventOverflow also marks events the
-// transport knows it lost.
+// transport knows it lost. A transport may hold a commit that outpaces it
+// (Close, Delete, Move return once its event has room in the transport's
+// queue, within the call's context): see the transport's package.
 //
 // # Moves
 //
@@ -610,7 +612,7 @@ func (e *Engine) publishEvent(ctx context.Context, ev events.Event) {
 	ev.Origin = e.id
 	ev.ID = e.id + "-" + strconv.FormatUint(e.evSeq.Add(1), 10)
 	if e.link != nil {
-		e.link.Publish(ev)
+		e.link.Publish(ctx, ev)
 	}
 	e.bus.Publish(ev.Type, ev)
 }

@@ -62,8 +62,10 @@ func indexOf(p string) int {
 //   - throughput: A commits as fast as one goroutine can (Open, Write 64
 //     bytes, Close, as in BenchmarkEvents); remote-events/s
 //     is the events B's subscriber got per second from the first commit to
-//     the last delivery, local-events/s the same for A's own subscriber;
-//     the run fails if B lost any (given up, dropped or a gap).
+//     the last delivery, local-events/s the same for A's own subscriber
+//     (both held to the transport's pace once A's queue fills:
+//     throttled/op is the share of commits that waited for room); the run
+//     fails if B lost any (given up, dropped or a gap).
 func BenchmarkEventsNATS(b *testing.B) {
 	payload := randomBytes(64)
 	upload := func(b *testing.B, e *roomstore.Engine, i int) {
@@ -179,14 +181,19 @@ func BenchmarkEventsNATS(b *testing.B) {
 		deadline = time.Now().Add(time.Minute)
 		for remote.Load() < n || local.Load() < n {
 			if time.Now().After(deadline) || gaps.Load() > 0 || subR.Dropped() > 0 {
-				b.Fatalf("B got %d of %d events (%d gaps, %d dropped; stats %+v)", remote.Load(), n, gaps.Load(), subR.Dropped(), c.TransportStats())
+				b.Fatalf("B got %d of %d events (%d gaps, %d dropped; B %+v; A %+v)", remote.Load(), n, gaps.Load(), subR.Dropped(), c.TransportStats(), a.TransportStats())
 			}
 			time.Sleep(time.Millisecond)
 		}
 		b.ReportMetric(float64(n)/time.Unix(0, remoteLast.Load()).Sub(start).Seconds(), "remote-events/s")
 		b.ReportMetric(float64(n)/time.Unix(0, localLast.Load()).Sub(start).Seconds(), "local-events/s")
-		if st := a.TransportStats(); st.GaveUp != 0 || subL.Dropped() != 0 {
+		st := a.TransportStats()
+		if st.GaveUp != 0 || subL.Dropped() != 0 {
 			b.Fatalf("A gave up or dropped events: %+v", st)
+		}
+		b.ReportMetric(float64(st.Throttled)/float64(n), "throttled/op")
+		if testing.Verbose() {
+			b.Logf("A %+v\nB %+v", a.TransportStats(), c.TransportStats())
 		}
 	})
 }

@@ -257,6 +257,70 @@ func (b *Bus) Gap(n uint64) {
 	}
 }
 
+// Buffer returns the queue bound of each subscriber (see WithBuffer).
+func (b *Bus) Buffer() int { return b.buffer }
+
+// Room reports whether every subscriber's queue has room for n more
+// events, as WaitRoom would find without waiting.
+func (b *Bus) Room(n int) bool {
+	if n < 1 {
+		return true
+	}
+	level := max(b.buffer-n, 0)
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for s := range b.everyone {
+		if !s.queue.hasRoom(level) {
+			return false
+		}
+	}
+	return true
+}
+
+// WaitRoom waits until every subscriber's queue has room for n more events
+// (a queue bound under n counts as room once it is empty). A Transport whose events wait for it in a
+// durable log calls it before publishing the next of them, so that a
+// subscriber that falls behind for a moment delays those events rather
+// than loses them; events published meanwhile, by the engine or another
+// goroutine, can still fill a queue.
+//
+// If ctx ends first, it returns ctx's error, and the subscribers that still
+// have no room are lagging: later calls do not wait for them until their
+// queues have drained, so that one stuck subscriber holds the others up
+// once, not at every call, and meanwhile loses events as it would local
+// ones (dropped, counted and marked by an overflow event). After Close,
+// with nobody subscribed, for n below 1, or called from a handler of this
+// bus (which would wait for itself) it returns at once.
+func (b *Bus) WaitRoom(ctx context.Context, n int) error {
+	if n < 1 || b.inHandler() {
+		return nil
+	}
+	level := max(b.buffer-n, 0)
+	for {
+		var wait <-chan struct{}
+		b.mu.RLock()
+		for s := range b.everyone {
+			if wait = s.queue.waitRoom(level); wait != nil {
+				break
+			}
+		}
+		b.mu.RUnlock()
+		if wait == nil {
+			return nil
+		}
+		select {
+		case <-wait: // that queue has room: look at them all again
+		case <-ctx.Done():
+			b.mu.RLock()
+			for s := range b.everyone {
+				s.queue.lag(level)
+			}
+			b.mu.RUnlock()
+			return ctx.Err()
+		}
+	}
+}
+
 func (b *Bus) dispatch(topic string, e Event) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()

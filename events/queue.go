@@ -89,6 +89,13 @@ type queue struct {
 	lost    uint64
 	lostAt  time.Time
 
+	// room, when not nil, is closed (and set to nil) once at most roomAt
+	// elements wait, or at close: see waitRoom. lagging is set when a
+	// waiter gave up waiting for room, and cleared when the queue drains.
+	room    chan struct{}
+	roomAt  int
+	lagging bool
+
 	// wake holds a token whenever the consumer may have something to do:
 	// push adds one when the queue goes from empty to not, close adds one.
 	// A token is never lost (it waits in the 1-slot buffer) and a stale one
@@ -209,7 +216,12 @@ func (q *queue) pop() (Event, bool) {
 				q.head = 0
 			}
 			q.n--
+			if q.room != nil && q.waiting() <= q.roomAt {
+				close(q.room)
+				q.room = nil
+			}
 			if q.n == 0 {
+				q.lagging = false // caught up
 				q.head = 0
 				if len(q.buf) > keepQueue {
 					giveBack(q.buf) // a burst's memory; each slot was zeroed as popped
@@ -233,11 +245,61 @@ func (q *queue) pop() (Event, bool) {
 	}
 }
 
+// waiting is how many elements wait, a waiting overflow marker included.
+// q.mu is held.
+func (q *queue) waiting() int {
+	if q.marking {
+		return q.n + 1
+	}
+	return q.n
+}
+
+// waitRoom returns nil if at most level elements wait, the queue is
+// closed or it is lagging, and otherwise a channel that is closed once at
+// most level wait. Waiters share the channel, which is closed at the
+// lowest level any of them asked for.
+func (q *queue) waitRoom(level int) <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.roomFor(level) {
+		return nil
+	}
+	if q.room == nil {
+		q.room, q.roomAt = make(chan struct{}), level
+	}
+	q.roomAt = min(q.roomAt, level)
+	return q.room
+}
+
+// hasRoom reports whether waitRoom(level) would return nil.
+func (q *queue) hasRoom(level int) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.roomFor(level)
+}
+
+// roomFor is hasRoom with q.mu held.
+func (q *queue) roomFor(level int) bool { return q.closed || q.lagging || q.waiting() <= level }
+
+// lag marks the queue as lagging, if more than level elements wait: waitRoom
+// does not wait for it again until it drains.
+func (q *queue) lag(level int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.waiting() > level {
+		q.lagging = true
+	}
+}
+
 // close stops pushes. pop still returns what is queued, a waiting overflow
 // marker included, unless discard drops it. It is idempotent.
 func (q *queue) close(discard bool) {
 	q.mu.Lock()
 	q.closed = true
+	if q.room != nil {
+		close(q.room)
+		q.room = nil
+	}
 	if discard {
 		q.buf, q.head, q.n = nil, 0, 0
 		q.marking, q.lost, q.lostAt = false, 0, time.Time{}

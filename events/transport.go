@@ -22,6 +22,8 @@ import (
 //   - Where it knows it lost events for the bus (they were given up on by
 //     their publisher, expired, or the transport's own state was lost), it
 //     calls Bus.Gap, so that subscribers re-read what they mirror.
+//   - It may hold back delivery while a subscriber's queue has no room, with
+//     Bus.WaitRoom, if the events wait meanwhile somewhere durable.
 //   - Attach does not wait for the transport's server: a transport that is
 //     unreachable at first connects in the background, and the engine serves
 //     its local events meanwhile.
@@ -37,11 +39,15 @@ type Transport interface {
 // Link is one engine's attachment to a Transport.
 type Link interface {
 	// Publish hands e, an event of the engine, to the transport for the
-	// other engines; it never waits for the network. Events published
-	// through one Link reach the others in the order of the Publish calls.
-	// e.ID (unique among all engines' events) and e.Origin (the engine's
-	// origin) are set.
-	Publish(e Event)
+	// other engines. It does not wait for the network, except to hold an
+	// engine that commits faster than the transport carries its events to
+	// the transport's pace (a full queue while the transport keeps up); it
+	// waits no longer than ctx, the context of the commit, allows, and
+	// gives e up (counted, and a gap to the others) rather than wait on a
+	// failing transport. Events published through one Link reach the
+	// others in the order of the Publish calls. e.ID (unique among all
+	// engines' events) and e.Origin (the engine's origin) are set.
+	Publish(ctx context.Context, e Event)
 	// Stats returns the link's counters so far.
 	Stats() TransportStats
 	// Close publishes what is still queued, for as long as ctx allows (the
@@ -64,8 +70,14 @@ type TransportStats struct {
 	// the transport's bound (or found its queue full) and were dropped; the
 	// other engines learn of the gap from the next event that gets through.
 	GaveUp uint64
+	// Throttled counts Publish calls that waited for room in a full queue
+	// while the transport kept up: commits held to the transport's pace.
+	Throttled uint64
 	// Received counts other engines' events delivered to the bus.
 	Received uint64
+	// Held counts the times delivery of other engines' events waited for
+	// a subscriber's queue to have room for them (Bus.WaitRoom).
+	Held uint64
 	// Duplicates counts events the transport recognised as already
 	// published or delivered and did not deliver again (a publish retried
 	// after a lost acknowledgement, a redelivery after a reconnection).

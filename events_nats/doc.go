@@ -20,7 +20,7 @@
 // dropped.
 //
 // An engine's events are published in the order it committed them, one
-// message at a time: a message carries every event waiting (up to 512), so
+// message at a time: a message carries every event waiting (up to 1,024), so
 // a busy engine sends batches and an idle one single events, and each
 // waits for the server's acknowledgement before the next goes. A message's
 // Nats-Msg-Id header is the id of its first event, so a message that is
@@ -60,6 +60,18 @@
 //     A receiver learns where an engine's numbering starts from the first
 //     of its events it gets, so events an engine gave up on before any of
 //     its events reached that receiver go unsignalled there.
+//   - Publishing holds a fast engine to NATS's pace rather than lose its
+//     events: when WithQueue events wait already and the publisher's last
+//     attempt succeeded, a commit waits for room before it returns
+//     (counted, TransportStats.Throttled), no longer than the commit's
+//     context. While the publisher is failing, a full queue gives the event
+//     up at once instead, so a NATS outage never stalls the engine's writes.
+//   - The receiver holds the other engines' events in the stream while a
+//     subscriber's queue has no room for them (counted, Held), so a
+//     subscriber that falls behind for a moment loses none. A subscriber
+//     that keeps the receiver waiting for WithHold is not waited for again
+//     until its queue drains, and meanwhile drops what its full queue
+//     cannot take, with an overflow event, as it does local events.
 //   - Overflow events are also what subscribers get when the stream held
 //     messages that expired before this engine could read them, or when the
 //     stream was deleted (it is created again, and what it held is gone).

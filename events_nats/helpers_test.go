@@ -94,6 +94,12 @@ var quiet = slog.New(slog.DiscardHandler)
 // engine, transport and connection are closed when the test ends.
 func newSide(t testing.TB, storeURL, natsURL string, opts ...events_nats.Option) *side {
 	t.Helper()
+	return newSideWith(t, storeURL, natsURL, nil, opts...)
+}
+
+// newSideWith is newSide with the engine options eopts.
+func newSideWith(t testing.TB, storeURL, natsURL string, eopts []roomstore.Option, opts ...events_nats.Option) *side {
+	t.Helper()
 	nc, err := nats.Connect(natsURL, events_nats.ConnOptions()...)
 	if err != nil {
 		t.Fatalf("nats.Connect: %v", err)
@@ -103,7 +109,7 @@ func newSide(t testing.TB, storeURL, natsURL string, opts ...events_nats.Option)
 	if err != nil {
 		t.Fatalf("events_nats.New: %v", err)
 	}
-	eng, err := roomstore.OpenURL(context.Background(), storeURL, roomstore.WithEventTransport(tr))
+	eng, err := roomstore.OpenURL(context.Background(), storeURL, append(eopts, roomstore.WithEventTransport(tr))...)
 	if err != nil {
 		t.Fatalf("OpenURL: %v", err)
 	}

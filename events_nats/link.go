@@ -60,9 +60,11 @@ type link struct {
 
 	mu       sync.Mutex
 	queue    []entry
-	inflight int    // events of the message being published
-	seq      uint64 // the number of the last event Publish was given
+	room     sync.Cond // signalled when the queue has room, or Publish must stop waiting for it
+	inflight int       // events of the message being published
+	seq      uint64    // the number of the last event Publish was given
 	closing  bool
+	failing  bool                      // the publisher's last attempt failed
 	iter     jetstream.MessagesContext // the receiver's current subscription
 	consumer string                    // its consumer's name
 
@@ -77,15 +79,15 @@ type link struct {
 
 // counters are the link's TransportStats, updated atomically.
 type counters struct {
-	published, retries, gaveUp, received, duplicates atomic.Uint64
-	lost, gaps, malformed, foreign, reconnects       atomic.Uint64
-	lagCount                                         atomic.Uint64
-	lagTotal, lagMax                                 atomic.Int64
+	published, retries, gaveUp, throttled, received, duplicates atomic.Uint64
+	lost, gaps, malformed, foreign, reconnects, held            atomic.Uint64
+	lagCount                                                    atomic.Uint64
+	lagTotal, lagMax                                            atomic.Int64
 }
 
 func newLink(t *Transport, store, origin string, bus *events.Bus) *link {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &link{
+	l := &link{
 		t: t, store: store, origin: origin,
 		hash: storeHash(store), subject: t.Subject(store), stream: t.Stream(store),
 		bus: bus, log: t.cfg.log.With("store", storeHash(store)[:12], "engine", origin),
@@ -93,6 +95,8 @@ func newLink(t *Transport, store, origin string, bus *events.Bus) *link {
 		pubDone: make(chan struct{}), recvDone: make(chan struct{}), wake: make(chan struct{}, 1), closed: make(chan struct{}),
 		peers: map[string]*peer{},
 	}
+	l.room.L = &l.mu
+	return l
 }
 
 func (l *link) start() {
@@ -100,18 +104,32 @@ func (l *link) start() {
 	go l.receiveLoop()
 }
 
-// Publish implements events.Link: it queues e, or gives it up at once if
-// the queue is full or the link closed. Either way e takes the next number,
+// Publish implements events.Link: it queues e. While the queue is full it
+// waits for room as long as the publisher is keeping up and ctx lasts; it
+// gives e up at once if the link is closed, or the queue full while the
+// publisher fails or after ctx ended. Either way e takes the next number,
 // so receivers see the gap of one given up.
-func (l *link) Publish(e events.Event) {
+func (l *link) Publish(ctx context.Context, e events.Event) {
 	l.mu.Lock()
-	l.seq++
-	if l.closing || len(l.queue) >= l.t.cfg.queue {
+	if l.full() && !l.closing && !l.failing && ctx.Err() == nil {
+		l.stats.throttled.Add(1)
+		stop := context.AfterFunc(ctx, func() {
+			l.mu.Lock()
+			l.room.Broadcast()
+			l.mu.Unlock()
+		})
+		for l.full() && !l.closing && !l.failing && ctx.Err() == nil {
+			l.room.Wait()
+		}
+		stop()
+	}
+	l.seq++ // numbered here, under l.mu, so that the queue is in order
+	if l.closing || l.full() {
 		closing := l.closing
 		l.mu.Unlock()
 		n := l.stats.gaveUp.Add(1)
 		if !closing && n&(n-1) == 0 {
-			l.log.Warn("roomstore: event transport queue full, events given up on: other engines will see a gap",
+			l.log.Warn("roomstore: event transport queue full while publishing fails, events given up on: other engines will see a gap",
 				"queue", l.t.cfg.queue, "gave_up", n)
 		}
 		return
@@ -122,6 +140,20 @@ func (l *link) Publish(e events.Event) {
 	if first {
 		l.signal()
 	}
+}
+
+// full reports whether the queue is full; l.mu is held.
+func (l *link) full() bool { return len(l.queue) >= l.t.cfg.queue }
+
+// setFailing records whether the publisher's last attempt failed, waking
+// the Publish calls that wait for room when it starts failing.
+func (l *link) setFailing(failing bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if failing && !l.failing {
+		l.room.Broadcast()
+	}
+	l.failing = failing
 }
 
 func (l *link) signal() {
@@ -138,8 +170,8 @@ func (l *link) Stats() events.TransportStats {
 	l.mu.Unlock()
 	c := &l.stats
 	return events.TransportStats{
-		Published: c.published.Load(), Queued: queued, Retries: c.retries.Load(), GaveUp: c.gaveUp.Load(),
-		Received: c.received.Load(), Duplicates: c.duplicates.Load(), Lost: c.lost.Load(), Gaps: c.gaps.Load(),
+		Published: c.published.Load(), Queued: queued, Retries: c.retries.Load(), GaveUp: c.gaveUp.Load(), Throttled: c.throttled.Load(),
+		Received: c.received.Load(), Held: c.held.Load(), Duplicates: c.duplicates.Load(), Lost: c.lost.Load(), Gaps: c.gaps.Load(),
 		Malformed: c.malformed.Load(), Foreign: c.foreign.Load(), Reconnects: c.reconnects.Load(),
 		LagCount: c.lagCount.Load(), LagTotal: time.Duration(c.lagTotal.Load()), LagMax: time.Duration(c.lagMax.Load()),
 	}
@@ -152,6 +184,7 @@ func (l *link) Close(ctx context.Context) error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.closing = true
+		l.room.Broadcast()
 		l.mu.Unlock()
 		l.signal()
 		go l.finish()
@@ -299,6 +332,7 @@ func (l *link) take() ([]entry, bool) {
 				l.queue = nil
 			}
 			l.inflight = n
+			l.room.Broadcast()
 			l.mu.Unlock()
 			return batch, true
 		}
@@ -353,9 +387,17 @@ func (l *link) send(batch []entry) {
 		var ack *jetstream.PubAck
 		ack, err = l.t.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(l.stream), jetstream.WithRetryAttempts(0))
 		if errors.Is(err, jetstream.ErrNoStreamResponse) { // no stream (yet, or any more)
-			_, _ = l.ensureStream(ctx)
+			if _, serr := l.ensureStream(ctx); serr == nil {
+				// Made (by this engine or another) or found: the first
+				// message of an engine that got there before its receiver
+				// made the stream is no failure of the publisher.
+				ack, err = l.t.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(l.stream), jetstream.WithRetryAttempts(0))
+			}
 		}
 		cancel()
+		if l.ctx.Err() == nil {
+			l.setFailing(err != nil)
+		}
 		if err == nil {
 			l.stats.published.Add(uint64(len(batch)))
 			if ack.Duplicate {
@@ -543,14 +585,25 @@ func (l *link) deliver(data []byte) {
 	if m.Origin == l.origin {
 		return // delivered locally when it happened
 	}
+	// Delivered in chunks that fit a subscriber's queue, each held until
+	// they do (see hold).
+	for chunk := range slices.Chunk(m.Events, l.bus.Buffer()) {
+		if !l.hold(len(chunk)) {
+			return // closing
+		}
+		l.deliverChunk(m.Origin, chunk)
+	}
+}
+
+func (l *link) deliverChunk(origin string, chunk []wireEvent) {
 	now := time.Now()
-	p := l.peers[m.Origin]
+	p := l.peers[origin]
 	if p == nil {
 		l.forgetPeers(now)
 		p = &peer{}
-		l.peers[m.Origin] = p
+		l.peers[origin] = p
 	}
-	for _, w := range m.Events {
+	for _, w := range chunk {
 		switch {
 		case p.last != 0 && w.Seq <= p.last:
 			l.stats.duplicates.Add(1)
@@ -559,7 +612,7 @@ func (l *link) deliver(data []byte) {
 			l.gap(w.Seq - p.last - 1) // given up on by their publisher
 		}
 		p.last, p.seen = w.Seq, now
-		e := w.event(m.Origin)
+		e := w.event(origin)
 		l.bus.Publish(e.Type, e)
 		l.stats.received.Add(1)
 		lag := max(now.Sub(w.Time), 0)
@@ -567,6 +620,33 @@ func (l *link) deliver(data []byte) {
 		l.stats.lagTotal.Add(int64(lag))
 		raise(&l.stats.lagMax, int64(lag))
 	}
+}
+
+// hold waits, for at most the hold (WithHold), until every subscriber has
+// room for n more events, so that one that falls behind for a moment
+// delays the other engines' events, which wait in the stream, rather than
+// loses them. A subscriber that keeps the receiver waiting that long is
+// not waited for again until it catches up (see events.Bus.WaitRoom). It
+// reports false if the link stopped.
+func (l *link) hold(n int) bool {
+	if l.t.cfg.hold == 0 {
+		return true
+	}
+	if l.bus.Room(n) {
+		return true
+	}
+	l.stats.held.Add(1)
+	ctx, cancel := context.WithTimeout(l.ctx, l.t.cfg.hold)
+	err := l.bus.WaitRoom(ctx, n)
+	cancel()
+	if l.ctx.Err() != nil {
+		return false
+	}
+	if err != nil {
+		l.log.Warn("roomstore: a subscriber is not keeping up with other engines' events; they are not held for it until it catches up",
+			"held", l.t.cfg.hold)
+	}
+	return true
 }
 
 // raise sets v to x if x is larger.

@@ -24,14 +24,17 @@ const (
 	DefaultPublishTimeout = 30 * time.Second
 	DefaultFlushTimeout   = 5 * time.Second
 	DefaultQueue          = 1 << 16
+	DefaultHold           = 2 * time.Second
 )
 
-// batch bounds: a message carries at most maxBatch events and, past
-// maxBatchBytes of estimated encoding, no more (far below NATS's default
-// 1 MB payload limit, whatever the paths).
+// batch bounds: a message carries at most maxBatch events (a quarter of a
+// subscriber's default buffer, events.DefaultBuffer, so that the burst of
+// one message does not overflow it) and, past maxBatchBytes of estimated
+// encoding, no more (half NATS's default 1 MB payload limit; a message
+// over the server's limit goes in halves).
 const (
-	maxBatch      = 512
-	maxBatchBytes = 256 << 10
+	maxBatch      = 1024
+	maxBatchBytes = 512 << 10
 )
 
 // Retry pacing of the publisher and the receiver, and the deadline of one
@@ -56,6 +59,7 @@ type config struct {
 	prefix         string
 	retention      time.Duration
 	publishTimeout time.Duration
+	hold           time.Duration
 	flushTimeout   time.Duration
 	queue          int
 	replicas       int
@@ -126,14 +130,36 @@ func WithFlushTimeout(d time.Duration) Option {
 }
 
 // WithQueue sets how many of an engine's events may wait to be published
-// (default DefaultQueue), such as while NATS is unreachable; events past it
-// are given up on at once. It must be at least 1.
+// (default DefaultQueue), such as while NATS is unreachable. When the queue
+// is full, a commit's Publish waits for room while the publisher is
+// keeping up (its last attempt succeeded), which holds an engine that
+// commits faster than NATS takes its events to NATS's pace; while the
+// publisher is failing, or once the commit's context ends, the event is
+// given up on at once instead. It must be at least 1.
 func WithQueue(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
 			return fmt.Errorf("events_nats: queue %d is under 1: %w", n, fs.ErrInvalid)
 		}
 		c.queue = n
+		return nil
+	}
+}
+
+// WithHold bounds how long the receiver holds other engines' events for a
+// subscriber whose queue has no room for them (default DefaultHold): they
+// wait in the stream meanwhile, so a subscriber that falls behind for a
+// moment loses nothing, but every subscriber of the engine gets them that
+// much later. A subscriber that keeps the receiver waiting that long gets
+// them without waiting from then on, as it gets local events: what its
+// full queue cannot take is dropped and marked by an overflow event, until
+// every queue has room again. Zero never holds; a negative d is invalid.
+func WithHold(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("events_nats: hold %v is negative: %w", d, fs.ErrInvalid)
+		}
+		c.hold = d
 		return nil
 	}
 }
@@ -210,6 +236,7 @@ func New(nc *nats.Conn, opts ...Option) (*Transport, error) {
 		prefix:         DefaultPrefix,
 		retention:      DefaultRetention,
 		publishTimeout: DefaultPublishTimeout,
+		hold:           DefaultHold,
 		flushTimeout:   DefaultFlushTimeout,
 		queue:          DefaultQueue,
 		replicas:       1,
