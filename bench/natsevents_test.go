@@ -65,7 +65,8 @@ func indexOf(p string) int {
 //     the last delivery, local-events/s the same for A's own subscriber
 //     (both held to the transport's pace once A's queue fills:
 //     throttled/op is the share of commits that waited for room); the run
-//     fails if B lost any (given up, dropped or a gap).
+//     fails if B lost any (given up, dropped or a gap); local-dropped
+//     counts what A's own subscriber's bounded queue dropped, if anything.
 func BenchmarkEventsNATS(b *testing.B) {
 	payload := randomBytes(64)
 	upload := func(b *testing.B, e *roomstore.Engine, i int) {
@@ -142,8 +143,8 @@ func BenchmarkEventsNATS(b *testing.B) {
 		a, c := natsPair(b)
 		var remote, local atomic.Int64
 		var remoteLast, localLast atomic.Int64 // unix nanos of the latest delivery
-		var gaps atomic.Int64
-		count := func(n, last *atomic.Int64) func(events.Event) {
+		var remoteGaps, localGaps atomic.Int64
+		count := func(n, last, gaps *atomic.Int64) func(events.Event) {
 			return func(ev events.Event) {
 				if ev.Type == events.TypeOverflow {
 					gaps.Add(1)
@@ -153,8 +154,8 @@ func BenchmarkEventsNATS(b *testing.B) {
 				last.Store(time.Now().UnixNano())
 			}
 		}
-		subR := c.Subscribe(count(&remote, &remoteLast), roomstore.EventFileUpdated)
-		subL := a.Subscribe(count(&local, &localLast), roomstore.EventFileUpdated)
+		subR := c.Subscribe(count(&remote, &remoteLast, &remoteGaps), roomstore.EventFileUpdated)
+		subL := a.Subscribe(count(&local, &localLast, &localGaps), roomstore.EventFileUpdated)
 		for i := range 100 {
 			upload(b, a, -1-i)
 		}
@@ -179,17 +180,22 @@ func BenchmarkEventsNATS(b *testing.B) {
 			n++
 		}
 		deadline = time.Now().Add(time.Minute)
-		for remote.Load() < n || local.Load() < n {
-			if time.Now().After(deadline) || gaps.Load() > 0 || subR.Dropped() > 0 {
-				b.Fatalf("B got %d of %d events (%d gaps, %d dropped; B %+v; A %+v)", remote.Load(), n, gaps.Load(), subR.Dropped(), c.TransportStats(), a.TransportStats())
+		// A's own subscriber, the baseline, may drop events when the
+		// committer starves it of a core (an in-process subscriber's queue
+		// is bounded; section 4 counts its drops too): those count as
+		// arrived for the wait, and are reported.
+		for remote.Load() < n || local.Load()+int64(subL.Dropped()) < n {
+			if time.Now().After(deadline) || remoteGaps.Load() > 0 || subR.Dropped() > 0 {
+				b.Fatalf("B got %d of %d events (%d gaps, %d dropped; B %+v; A %+v)", remote.Load(), n, remoteGaps.Load(), subR.Dropped(), c.TransportStats(), a.TransportStats())
 			}
 			time.Sleep(time.Millisecond)
 		}
 		b.ReportMetric(float64(n)/time.Unix(0, remoteLast.Load()).Sub(start).Seconds(), "remote-events/s")
-		b.ReportMetric(float64(n)/time.Unix(0, localLast.Load()).Sub(start).Seconds(), "local-events/s")
+		b.ReportMetric(float64(local.Load())/time.Unix(0, localLast.Load()).Sub(start).Seconds(), "local-events/s")
+		b.ReportMetric(float64(subL.Dropped()), "local-dropped")
 		st := a.TransportStats()
-		if st.GaveUp != 0 || subL.Dropped() != 0 {
-			b.Fatalf("A gave up or dropped events: %+v", st)
+		if st.GaveUp != 0 {
+			b.Fatalf("A gave up events: %+v", st)
 		}
 		b.ReportMetric(float64(st.Throttled)/float64(n), "throttled/op")
 		if testing.Verbose() {

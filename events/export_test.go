@@ -18,3 +18,10 @@ var ParseGoid = parseGoid
 
 // Delivers is b.delivers: whether id is one of b's delivery goroutines.
 func (b *Bus) Delivers(id uint64) bool { return b.delivers(id) }
+
+// RoomWaited reports whether a WaitRoom waits for room in s's queue.
+func (s *Subscription) RoomWaited() bool {
+	s.queue.mu.Lock()
+	defer s.queue.mu.Unlock()
+	return s.queue.room != nil
+}

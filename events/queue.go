@@ -90,11 +90,14 @@ type queue struct {
 	lostAt  time.Time
 
 	// room, when not nil, is closed (and set to nil) once at most roomAt
-	// elements wait, or at close: see waitRoom. lagging is set when a
-	// waiter gave up waiting for room, and cleared when the queue drains.
-	room    chan struct{}
-	roomAt  int
-	lagging bool
+	// elements wait, or at close: see waitRoom. heldSince is when a waiter
+	// first found no room since the queue last drained; lagging is set once
+	// waiters have waited past their patience, and both are cleared when
+	// the queue drains.
+	room      chan struct{}
+	roomAt    int
+	heldSince time.Time
+	lagging   bool
 
 	// wake holds a token whenever the consumer may have something to do:
 	// push adds one when the queue goes from empty to not, close adds one.
@@ -216,12 +219,8 @@ func (q *queue) pop() (Event, bool) {
 				q.head = 0
 			}
 			q.n--
-			if q.room != nil && q.waiting() <= q.roomAt {
-				close(q.room)
-				q.room = nil
-			}
+			q.removed()
 			if q.n == 0 {
-				q.lagging = false // caught up
 				q.head = 0
 				if len(q.buf) > keepQueue {
 					giveBack(q.buf) // a burst's memory; each slot was zeroed as popped
@@ -233,6 +232,7 @@ func (q *queue) pop() (Event, bool) {
 		}
 		if q.marking { // the marker after the last event
 			e := q.marker()
+			q.removed()
 			q.mu.Unlock()
 			return e, true
 		}
@@ -242,6 +242,20 @@ func (q *queue) pop() (Event, bool) {
 		}
 		q.mu.Unlock()
 		<-q.wake
+	}
+}
+
+// removed does the room bookkeeping after pop removed an element: it wakes
+// the waiters for room once there is, and forgets the queue's holding up
+// once it has drained. q.mu is held.
+func (q *queue) removed() {
+	w := q.waiting()
+	if q.room != nil && w <= q.roomAt {
+		close(q.room)
+		q.room = nil
+	}
+	if w == 0 { // caught up
+		q.heldSince, q.lagging = time.Time{}, false
 	}
 }
 
@@ -255,23 +269,34 @@ func (q *queue) waiting() int {
 }
 
 // waitRoom returns nil if at most level elements wait, the queue is
-// closed or it is lagging, and otherwise a channel that is closed once at
-// most level wait. Waiters share the channel, which is closed at the
-// lowest level any of them asked for.
-func (q *queue) waitRoom(level int) <-chan struct{} {
+// closed or it is lagging. Otherwise, if waiters have found it without
+// room for patience since it last drained, it marks it lagging and returns
+// nil and true; else it returns a channel that is closed once at most
+// level elements wait, and how much longer waiters may wait for it.
+// Waiters share the channel, which is closed at the lowest level any of
+// them asked for.
+func (q *queue) waitRoom(level int, patience time.Duration, now time.Time) (room <-chan struct{}, left time.Duration, lagged bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.roomFor(level) {
-		return nil
+		return nil, 0, false
+	}
+	if q.heldSince.IsZero() {
+		q.heldSince = now
+	}
+	if left = q.heldSince.Add(patience).Sub(now); left <= 0 {
+		q.lagging = true
+		return nil, 0, true
 	}
 	if q.room == nil {
 		q.room, q.roomAt = make(chan struct{}), level
 	}
 	q.roomAt = min(q.roomAt, level)
-	return q.room
+	return q.room, left, false
 }
 
-// hasRoom reports whether waitRoom(level) would return nil.
+// hasRoom reports whether waitRoom(level, ...) would return at once
+// without marking the queue lagging.
 func (q *queue) hasRoom(level int) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -280,16 +305,6 @@ func (q *queue) hasRoom(level int) bool {
 
 // roomFor is hasRoom with q.mu held.
 func (q *queue) roomFor(level int) bool { return q.closed || q.lagging || q.waiting() <= level }
-
-// lag marks the queue as lagging, if more than level elements wait: waitRoom
-// does not wait for it again until it drains.
-func (q *queue) lag(level int) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.waiting() > level {
-		q.lagging = true
-	}
-}
 
 // close stops pushes. pop still returns what is queued, a waiting overflow
 // marker included, unless discard drops it. It is idempotent.

@@ -65,13 +65,15 @@
 //     attempt succeeded, a commit waits for room before it returns
 //     (counted, TransportStats.Throttled), no longer than the commit's
 //     context. While the publisher is failing, a full queue gives the event
-//     up at once instead, so a NATS outage never stalls the engine's writes.
+//     up at once instead, so a NATS outage holds a commit up for one
+//     failing attempt (two seconds) at most.
 //   - The receiver holds the other engines' events in the stream while a
 //     subscriber's queue has no room for them (counted, Held), so a
 //     subscriber that falls behind for a moment loses none. A subscriber
-//     that keeps the receiver waiting for WithHold is not waited for again
-//     until its queue drains, and meanwhile drops what its full queue
-//     cannot take, with an overflow event, as it does local events.
+//     that has kept the receiver waiting for WithHold in all since its
+//     queue last drained is not waited for again until it drains, and
+//     meanwhile drops what its full queue cannot take, with an overflow
+//     event, as it does local events.
 //   - Overflow events are also what subscribers get when the stream held
 //     messages that expired before this engine could read them, or when the
 //     stream was deleted (it is created again, and what it held is gone).

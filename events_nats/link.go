@@ -80,7 +80,7 @@ type link struct {
 // counters are the link's TransportStats, updated atomically.
 type counters struct {
 	published, retries, gaveUp, throttled, received, duplicates atomic.Uint64
-	lost, gaps, malformed, foreign, reconnects, held            atomic.Uint64
+	lost, gaps, malformed, foreign, reconnects, held, lagging   atomic.Uint64
 	lagCount                                                    atomic.Uint64
 	lagTotal, lagMax                                            atomic.Int64
 }
@@ -129,7 +129,7 @@ func (l *link) Publish(ctx context.Context, e events.Event) {
 		l.mu.Unlock()
 		n := l.stats.gaveUp.Add(1)
 		if !closing && n&(n-1) == 0 {
-			l.log.Warn("roomstore: event transport queue full while publishing fails, events given up on: other engines will see a gap",
+			l.log.Warn("roomstore: event transport queue full and publishing failing (or the commit's context done), events given up on: other engines will see a gap",
 				"queue", l.t.cfg.queue, "gave_up", n)
 		}
 		return
@@ -586,9 +586,11 @@ func (l *link) deliver(data []byte) {
 		return // delivered locally when it happened
 	}
 	// Delivered in chunks that fit a subscriber's queue, each held until
-	// they do (see hold).
-	for chunk := range slices.Chunk(m.Events, l.bus.Buffer()) {
-		if !l.hold(len(chunk)) {
+	// they do (see hold), with a slot to spare for an overflow event
+	// should the chunk's numbering show a gap.
+	size := max(l.bus.Buffer()-1, 1)
+	for chunk := range slices.Chunk(m.Events, size) {
+		if !l.hold(len(chunk) + 1) {
 			return // closing
 		}
 		l.deliverChunk(m.Origin, chunk)
@@ -622,12 +624,12 @@ func (l *link) deliverChunk(origin string, chunk []wireEvent) {
 	}
 }
 
-// hold waits, for at most the hold (WithHold), until every subscriber has
-// room for n more events, so that one that falls behind for a moment
-// delays the other engines' events, which wait in the stream, rather than
-// loses them. A subscriber that keeps the receiver waiting that long is
-// not waited for again until it catches up (see events.Bus.WaitRoom). It
-// reports false if the link stopped.
+// hold waits until every subscriber has room for n more events, so that
+// one that falls behind for a moment delays the other engines' events,
+// which wait in the stream, rather than loses them. A subscriber that has
+// kept the receiver waiting for the hold (WithHold) in all since its queue
+// last drained is not waited for again until it drains (see
+// events.Bus.WaitRoom). It reports false if the link stopped.
 func (l *link) hold(n int) bool {
 	if l.t.cfg.hold == 0 {
 		return true
@@ -636,15 +638,15 @@ func (l *link) hold(n int) bool {
 		return true
 	}
 	l.stats.held.Add(1)
-	ctx, cancel := context.WithTimeout(l.ctx, l.t.cfg.hold)
-	err := l.bus.WaitRoom(ctx, n)
-	cancel()
-	if l.ctx.Err() != nil {
-		return false
-	}
+	lagged, err := l.bus.WaitRoom(l.ctx, n, l.t.cfg.hold)
 	if err != nil {
-		l.log.Warn("roomstore: a subscriber is not keeping up with other engines' events; they are not held for it until it catches up",
-			"held", l.t.cfg.hold)
+		return false // only l.ctx ends it
+	}
+	if lagged {
+		if k := l.stats.lagging.Add(1); k&(k-1) == 0 {
+			l.log.Warn("roomstore: a subscriber is not keeping up with other engines' events; they are not held for it until its queue drains",
+				"hold", l.t.cfg.hold, "times", k)
+		}
 	}
 	return true
 }

@@ -55,6 +55,10 @@ func TestACommitterFasterThanNATSIsHeldToItsPaceAndLosesNothing(t *testing.T) {
 		}
 	}
 	b.rec.waitUntil(t, "every event of A", func(evs []events.Event) bool { return countFrom(evs, a.eng.ID()) >= n })
+	// The counters follow the deliveries (an acknowledgement may come after
+	// the delivery it acknowledges).
+	waitStats(t, "A counting every event published", a.eng.TransportStats, func(s events.TransportStats) bool { return s.Published >= n })
+	waitStats(t, "B counting every event received", b.eng.TransportStats, func(s events.TransportStats) bool { return s.Received >= n })
 	st := a.eng.TransportStats()
 	if st.Throttled == 0 || st.GaveUp != 0 || st.Retries != 0 || st.Published != n {
 		// (no retry either: the first publish, which may find no stream
@@ -197,6 +201,7 @@ func TestASubscriberThatStaysBehindHoldsTheOthersUpOnlyForTheHold(t *testing.T) 
 		return k == n
 	}
 	got := stuck.rec.waitUntil(t, "every event or its overflow event", accounted)
+	waitStats(t, "B counting every event received", b.eng.TransportStats, func(s events.TransportStats) bool { return s.Received >= n })
 	if st := b.eng.TransportStats(); st.Held == 0 || st.Received != n {
 		t.Errorf("B's stats %+v: want held, %d received", st, n)
 	}

@@ -150,10 +150,12 @@ func WithQueue(n int) Option {
 // subscriber whose queue has no room for them (default DefaultHold): they
 // wait in the stream meanwhile, so a subscriber that falls behind for a
 // moment loses nothing, but every subscriber of the engine gets them that
-// much later. A subscriber that keeps the receiver waiting that long gets
-// them without waiting from then on, as it gets local events: what its
-// full queue cannot take is dropped and marked by an overflow event, until
-// every queue has room again. Zero never holds; a negative d is invalid.
+// much later. A subscriber that has kept the receiver waiting that long in
+// all since its queue last drained (stuck, or slower than the events
+// arrive) is not waited for again until its queue drains, and gets them
+// meanwhile as it gets local events: what its full queue cannot take is
+// dropped and marked by an overflow event. Zero never holds; a negative d
+// makes New fail with an error wrapping fs.ErrInvalid.
 func WithHold(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 {
