@@ -100,10 +100,11 @@ type Event struct {
 // says how many were lost at that point of the subscriber's stream, and its
 // Time is when the first of them was dropped; Path, SourcePath,
 // ParticipantID, Size, ID and Origin are empty. Bus.Gap makes one too, for
-// events a Transport lost before they reached the bus. It is no topic: only the bus makes it,
-// for the subscriber that lost events (Publish drops an event of this type
-// or topic, so none can be forged; see Delivery in the package
-// documentation for where it sits and which handlers get it). A subscriber
+// events a Transport lost before they reached the bus. It is no topic:
+// only the bus makes it, for the subscriber that lost events (Publish
+// drops an event of this type or topic, so none can be forged; see
+// Delivery in the package documentation for where it sits and which
+// handlers get it). A subscriber
 // that gets it should re-read the state it mirrors, such as by listing
 // again, since the events it would have been told are gone.
 const TypeOverflow = "events.overflow"

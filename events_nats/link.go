@@ -375,6 +375,9 @@ func (l *link) send(batch []entry) {
 	msg := nats.NewMsg(l.subject)
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, batch[0].ev.ID)
+	publish := func(ctx context.Context) (*jetstream.PubAck, error) {
+		return l.t.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(l.stream), jetstream.WithRetryAttempts(0))
+	}
 	deadline := batch[0].queued.Add(l.t.cfg.publishTimeout)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -385,13 +388,13 @@ func (l *link) send(batch []entry) {
 		}
 		ctx, cancel := context.WithDeadline(l.ctx, earliest(deadline, time.Now().Add(attemptWait)))
 		var ack *jetstream.PubAck
-		ack, err = l.t.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(l.stream), jetstream.WithRetryAttempts(0))
+		ack, err = publish(ctx)
 		if errors.Is(err, jetstream.ErrNoStreamResponse) { // no stream (yet, or any more)
 			if _, serr := l.ensureStream(ctx); serr == nil {
 				// Made (by this engine or another) or found: the first
 				// message of an engine that got there before its receiver
 				// made the stream is no failure of the publisher.
-				ack, err = l.t.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(l.stream), jetstream.WithRetryAttempts(0))
+				ack, err = publish(ctx)
 			}
 		}
 		cancel()
