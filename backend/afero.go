@@ -51,6 +51,10 @@ type Afero struct {
 	osBacked bool // fs hands out *os.File: descriptors, flocks, other processes
 	oflags   int  // flags of every open on the OS: openNonBlock|openNoFollow
 	dirflag  int  // openDirectory on the OS
+	// fast is the fast path of an OS root (NewOSRoot on Linux): the
+	// frequent calls (path lookups, reads, temporaries, locks, renames,
+	// removals) go through it, the rest through fs.
+	fast *fastRoot
 
 	locks *fsLocks
 	owner *owner
@@ -95,6 +99,9 @@ func NewAfero(fsys afero.Fs, opts ...AferoOption) *Afero {
 		d.Close()
 	} else if _, mem := fsys.(*afero.MemMapFs); mem {
 		a.osBacked = false
+	}
+	if r, ok := fsys.(*osRoot); ok {
+		a.fast = r.fast
 	}
 	if a.osBacked {
 		// Only for the OS: some afero file systems treat any flag but
@@ -178,7 +185,25 @@ func (a *Afero) fileOnly(path string, fi os.FileInfo) error {
 // missing element yields fs.ErrNotExist, one through a file errThroughFile
 // (which is fs.ErrNotExist too), one through a symbolic link
 // fs.ErrPermission.
-func (a *Afero) lstat(path string) (os.FileInfo, error) {
+func (a *Afero) lstat(path string) (os.FileInfo, error) { return a.lstatAs(path, true) }
+
+// lstatAs is lstat; without report, a missing path is fs.ErrNotExist
+// even when the store's directory is gone, which spares the fast path a
+// call where the caller goes on to a step that reports it (place).
+func (a *Afero) lstatAs(path string, report bool) (os.FileInfo, error) {
+	if a.fast != nil {
+		fi, err := a.fast.lstat(path)
+		if err != nil && !report && errors.Is(err, syscall.ENOENT) {
+			return nil, osError(err)
+		}
+		if err != nil {
+			return nil, a.fastError(err)
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			return nil, errSymlink
+		}
+		return fi, nil
+	}
 	var fi os.FileInfo
 	for i := 0; ; {
 		j := strings.IndexByte(path[i:], '/')
@@ -208,6 +233,23 @@ func (a *Afero) lstat(path string) (os.FileInfo, error) {
 		}
 		i = end + 1
 	}
+}
+
+// fastError classifies an error of the fast path's resolution as lstat
+// does: a missing element fs.ErrNotExist (or the store unavailable, when
+// its directory is gone), a file on the way errThroughFile, a symbolic
+// link (or a way out of the root, which only a link could offer)
+// errSymlink.
+func (a *Afero) fastError(err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOENT):
+		return a.missing(osError(err))
+	case errors.Is(err, syscall.ENOTDIR):
+		return errThroughFile
+	case errors.Is(err, syscall.ELOOP), errors.Is(err, syscall.EXDEV):
+		return errSymlink
+	}
+	return osError(err)
 }
 
 func (a *Afero) lstatOne(name string) (os.FileInfo, error) {
@@ -314,18 +356,43 @@ func (a *Afero) Read(ctx context.Context, path string, offset, length int64) (io
 	if err := ctx.Err(); err != nil {
 		return nil, Info{}, err
 	}
-	fi, err := a.lstat(path)
-	if err != nil {
-		return nil, Info{}, err
-	}
-	if err := a.fileOnly(path, fi); err != nil {
-		return nil, Info{}, err
-	}
-	// The descriptor pins the version to read: a commit may have renamed a
-	// new one in since the lstat, and open's fstat describes this one.
-	f, fi, err := a.open(path, false)
-	if err != nil {
-		return nil, Info{}, err
+	var (
+		f  stagedFile
+		fi os.FileInfo
+	)
+	if a.fast != nil {
+		// One resolution refuses links and ways out; the fstat says what
+		// was opened (open never waits, even for a FIFO).
+		ff, err := a.fast.open(path, os.O_RDONLY|openNonBlock, 0)
+		if err != nil {
+			return nil, Info{}, a.fastError(err)
+		}
+		if fi, err = ff.Stat(); err != nil {
+			err = osError(err)
+		} else {
+			err = a.fileOnly(path, fi)
+		}
+		if err != nil {
+			ff.Close()
+			return nil, Info{}, err
+		}
+		f = ff
+	} else {
+		lfi, err := a.lstat(path)
+		if err != nil {
+			return nil, Info{}, err
+		}
+		if err := a.fileOnly(path, lfi); err != nil {
+			return nil, Info{}, err
+		}
+		// The descriptor pins the version to read: a commit may have
+		// renamed a new one in since the lstat, and open's fstat
+		// describes this one.
+		af, afi, err := a.open(path, false)
+		if err != nil {
+			return nil, Info{}, err
+		}
+		f, fi = af, afi
 	}
 	info := fileInfo(path, fi)
 	if offset < 0 || offset > info.Size {
@@ -346,7 +413,7 @@ func (a *Afero) Read(ctx context.Context, path string, offset, length int64) (io
 
 type limitedFile struct {
 	r io.Reader
-	f afero.File
+	f io.Closer
 }
 
 func (l *limitedFile) Read(p []byte) (int, error) {
@@ -469,7 +536,7 @@ func (a *Afero) Remove(ctx context.Context, path string) error {
 	if err := a.fileOnly(path, fi); err != nil {
 		return err
 	}
-	if err := a.fs.Remove(path); err != nil {
+	if err := a.remove(path); err != nil {
 		return osError(err)
 	}
 	a.prune(ctx, Parent(path))
@@ -503,7 +570,7 @@ func (a *Afero) Move(ctx context.Context, src, dst string, opts MoveOptions) (In
 	if err := a.fileOnly(src, fi); err != nil {
 		return Info{}, err
 	}
-	to, err := a.lstat(dst)
+	to, err := a.lstatAs(dst, false)
 	switch {
 	case err == nil && to.IsDir() && a.hasFiles(dst):
 		return Info{}, ErrIsFolder
@@ -585,8 +652,25 @@ func (a *Afero) removeEmptyTree(ctx context.Context, dir string) error {
 	return nil
 }
 
+// remove removes the file at path.
+func (a *Afero) remove(path string) error {
+	if a.fast != nil {
+		return a.fast.remove(path)
+	}
+	return a.fs.Remove(path)
+}
+
+// stagedFile is what a writer stages in and a reader reads: an afero.File,
+// or a bare descriptor on the fast path.
+type stagedFile interface {
+	io.ReadWriteSeeker
+	io.Closer
+	Sync() error
+	Stat() (os.FileInfo, error)
+}
+
 // osFile unwraps the *os.File under an afero file, or returns nil.
-func osFile(f afero.File) *os.File {
+func osFile(f any) *os.File {
 	for {
 		switch v := f.(type) {
 		case *os.File:

@@ -20,7 +20,6 @@ import (
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
-	"github.com/spf13/afero"
 )
 
 const crashChildEnv = "ROOMSTORE_CRASH_CHILD_DIR"
@@ -34,7 +33,11 @@ const crashKills = 60
 func crashChild(dir string) {
 	ctx := context.Background()
 	fsync := os.Getenv("ROOMSTORE_CRASH_FSYNC") == "1"
-	e, err := roomstore.New(backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir), backend.WithFsync(fsync)))
+	b, err := openDisk(os.Getenv("ROOMSTORE_CRASH_STORE"), dir, fsync)
+	if err != nil {
+		panic(err)
+	}
+	e, err := roomstore.New(b)
 	if err != nil {
 		panic(err)
 	}
@@ -117,7 +120,9 @@ func TestCrashesNeverTearFiles(t *testing.T) {
 	records, versions := 0, 0
 	for kill := range crashKills {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, fmt.Sprintf("ROOMSTORE_CRASH_FSYNC=%d", kill%2))
+		// Fsync off and on, on each kind of disk backend in turn.
+		kind := diskKinds[kill/2%len(diskKinds)]
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, fmt.Sprintf("ROOMSTORE_CRASH_FSYNC=%d", kill%2), "ROOMSTORE_CRASH_STORE="+kind)
 		var out bytes.Buffer
 		cmd.Stderr = &out
 		stdout, err := cmd.StdoutPipe()
@@ -153,7 +158,7 @@ func TestCrashesNeverTearFiles(t *testing.T) {
 			t.Fatalf("kill %d: child ended with %v, not by SIGKILL:\n%s", kill, err, out.String())
 		}
 		var v int
-		records, v = checkCrashedStore(t, dir, kill)
+		records, v = checkCrashedStore(t, dir, kind, kill)
 		versions += v
 	}
 	t.Logf("%d crashes survived, 0 torn: %d appended records and %d overwritten files checked whole", crashKills, records, versions)
@@ -162,10 +167,13 @@ func TestCrashesNeverTearFiles(t *testing.T) {
 	}
 }
 
-func checkCrashedStore(t *testing.T, dir string, kill int) (records, versions int) {
+func checkCrashedStore(t *testing.T, dir, kind string, kill int) (records, versions int) {
 	t.Helper()
 	ctx := t.Context()
-	b := backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir)) // sweeps the dead child's temporaries
+	b, err := openDisk(kind, dir, true) // sweeps the dead child's temporaries
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer b.Close()
 	e, err := roomstore.New(b)
 	if err != nil {
@@ -221,10 +229,12 @@ func checkCrashedStore(t *testing.T, dir string, kill int) (records, versions in
 // nothing else: not those of a write in progress, of another live owner,
 // or of another host.
 func TestSweepLeavesLiveTemporariesAlone(t *testing.T) {
+	onEachDisk(t, testSweepLeavesLiveTemporariesAlone)
+}
+
+func testSweepLeavesLiveTemporariesAlone(t *testing.T, kind string) {
 	dir := t.TempDir()
-	fsys := afero.NewBasePathFs(afero.NewOsFs(), dir)
-	b := backend.NewAfero(fsys)
-	defer b.Close()
+	b := diskBackend(t, kind, dir)
 	w, err := b.Create(t.Context(), "f", backend.WriteOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -263,8 +273,7 @@ func TestSweepLeavesLiveTemporariesAlone(t *testing.T) {
 	for _, p := range []string{noLive, unlocked, held, foreign} {
 		put(p)
 	}
-	other := backend.NewAfero(fsys) // sweeps on creation
-	defer other.Close()
+	other := diskBackend(t, kind, dir) // sweeps on creation
 	for _, p := range []string{noLive, unlocked, filepath.Join(liveDir, owner(2))} {
 		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("%s of a gone owner survived NewAfero: %v", filepath.Base(p), err)

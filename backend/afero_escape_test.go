@@ -13,12 +13,15 @@ import (
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
-	"github.com/spf13/afero"
 )
 
 // TestSymlinksNeverLeadOutOfTheRoot plants symbolic links inside an afero
 // root that point outside it and checks that no operation follows them.
 func TestSymlinksNeverLeadOutOfTheRoot(t *testing.T) {
+	onEachDisk(t, testSymlinksNeverLeadOutOfTheRoot)
+}
+
+func testSymlinksNeverLeadOutOfTheRoot(t *testing.T, kind string) {
 	outside := t.TempDir()
 	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("outside"), 0o644); err != nil {
 		t.Fatal(err)
@@ -30,7 +33,7 @@ func TestSymlinksNeverLeadOutOfTheRoot(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(root, "real", "ok"), []byte("inside"), 0o644))
 	must(t, os.Symlink(outside, filepath.Join(root, "real", "nested")))
 
-	e, err := roomstore.New(backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), root)))
+	e, err := roomstore.New(diskBackend(t, kind, root))
 	must(t, err)
 	defer e.Shutdown(context.Background())
 	ctx := t.Context()
@@ -101,11 +104,15 @@ func TestSymlinksNeverLeadOutOfTheRoot(t *testing.T) {
 // without files (as a crash between a removal and its pruning leaves them)
 // are neither listed nor reported as existing.
 func TestEmptyDirectoriesLeftByACrashAreNotFolders(t *testing.T) {
+	onEachDisk(t, testEmptyDirectoriesLeftByACrashAreNotFolders)
+}
+
+func testEmptyDirectoriesLeftByACrashAreNotFolders(t *testing.T, kind string) {
 	root := t.TempDir()
 	must(t, os.MkdirAll(filepath.Join(root, "empty", "deeper"), 0o755))
 	must(t, os.MkdirAll(filepath.Join(root, "full"), 0o755))
 	must(t, os.WriteFile(filepath.Join(root, "full", "f"), nil, 0o644))
-	e, err := roomstore.New(backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), root)))
+	e, err := roomstore.New(diskBackend(t, kind, root))
 	must(t, err)
 	defer e.Shutdown(context.Background())
 	if ok, _ := e.Exists(t.Context(), "empty/deeper"); ok {
@@ -183,9 +190,13 @@ func TestASymlinkSwappedInMidCommitCannotLeadOutOfAnOSRoot(t *testing.T) {
 // TestAnEmptyDirectoryLeftByACrashDoesNotBlockItsPath checks that a file
 // can be written, read and deleted where a crash left an empty directory.
 func TestAnEmptyDirectoryLeftByACrashDoesNotBlockItsPath(t *testing.T) {
+	onEachDisk(t, testAnEmptyDirectoryLeftByACrashDoesNotBlockItsPath)
+}
+
+func testAnEmptyDirectoryLeftByACrashDoesNotBlockItsPath(t *testing.T, kind string) {
 	root := t.TempDir()
 	must(t, os.MkdirAll(filepath.Join(root, "report", "sub"), 0o755))
-	e, err := roomstore.New(backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), root)))
+	e, err := roomstore.New(diskBackend(t, kind, root))
 	must(t, err)
 	defer e.Shutdown(context.Background())
 	ctx := t.Context()
@@ -208,9 +219,13 @@ func TestAnEmptyDirectoryLeftByACrashDoesNotBlockItsPath(t *testing.T) {
 // TestSpecialFilesAreNotFilesOfTheStore checks that a FIFO in the root
 // neither shows nor hangs a read.
 func TestSpecialFilesAreNotFilesOfTheStore(t *testing.T) {
+	onEachDisk(t, testSpecialFilesAreNotFilesOfTheStore)
+}
+
+func testSpecialFilesAreNotFilesOfTheStore(t *testing.T, kind string) {
 	root := t.TempDir()
 	must(t, syscall.Mkfifo(filepath.Join(root, "pipe"), 0o644))
-	e, err := roomstore.New(backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), root)))
+	e, err := roomstore.New(diskBackend(t, kind, root))
 	must(t, err)
 	defer e.Shutdown(context.Background())
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)

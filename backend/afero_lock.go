@@ -118,6 +118,14 @@ func (l *fsLocks) lockPair(ctx context.Context, a *Afero, p, q string) (func(), 
 	return func() { second(); first() }, nil
 }
 
+// lockNames are the stripes' lock files.
+var lockNames = func() (names [lockStripes]string) {
+	for i := range names {
+		names[i] = fmt.Sprintf("%s/%02d", aferoLockDir, i)
+	}
+	return names
+}()
+
 func stripeOf(path string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(path))
@@ -166,9 +174,19 @@ func (l *fsLocks) ownTree(ctx context.Context) (func(), error) {
 // it by its OS path with plain system calls: os.OpenFile would also try to
 // register the descriptor with the network poller (four fcntl calls and a
 // failing epoll_ctl on a regular file): five of a lock's eight calls.
+//
+// On the fast path the lock files stay open, so a lock is one flock(2)
+// and an fstat(2) (that the file still has its name).
 func (l *fsLocks) lockFile(ctx context.Context, a *Afero, n uint32) (io.Closer, error) {
 	fsys := a.fs
-	name := fmt.Sprintf("%s/%02d", aferoLockDir, n)
+	name := lockNames[n]
+	if a.fast != nil {
+		c, err := a.fast.lock(ctx, n, name, func() error { return a.mkdirReserved(aferoLockDir) })
+		if err != nil && ctx.Err() == nil {
+			err = reservedError(err, aferoLockDir)
+		}
+		return c, err
+	}
 	if p := l.osPaths[n]; p != "" {
 		c, err := flockPath(ctx, p)
 		if !errors.Is(err, fs.ErrNotExist) {

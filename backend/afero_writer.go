@@ -8,8 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
-
-	"github.com/spf13/afero"
+	"syscall"
 )
 
 // Create implements Backend.
@@ -57,7 +56,7 @@ type aferoWriter struct {
 	mode commitMode
 	buf  []byte     // staged bytes not in the temporary yet
 	tmp  string     // the temporary's name, once it exists
-	f    afero.File // the open temporary, while held
+	f    stagedFile // the open temporary, while held
 	hold fdUnits    // the held unit that f takes on the OS
 	done bool       // committed, failed or aborted
 }
@@ -117,7 +116,7 @@ func (w *aferoWriter) spill(ctx context.Context, p []byte) error {
 }
 
 // writeStaged writes buf, then p, to the temporary f and empties buf.
-func (w *aferoWriter) writeStaged(f afero.File, p []byte) error {
+func (w *aferoWriter) writeStaged(f stagedFile, p []byte) error {
 	for _, b := range [][]byte{w.buf, p} {
 		if len(b) == 0 {
 			continue
@@ -131,8 +130,15 @@ func (w *aferoWriter) writeStaged(f afero.File, p []byte) error {
 }
 
 // openTemp creates the writer's temporary, or opens it again to add to it.
-func (w *aferoWriter) openTemp() (afero.File, error) {
+func (w *aferoWriter) openTemp() (stagedFile, error) {
 	if w.tmp != "" {
+		if w.a.fast != nil {
+			f, err := w.a.fast.open(w.tmp, os.O_RDWR|os.O_APPEND|openNonBlock, 0)
+			if err != nil {
+				return nil, reservedError(err, aferoTmpDir)
+			}
+			return f, nil
+		}
 		f, err := w.a.fs.OpenFile(w.tmp, os.O_RDWR|os.O_APPEND|w.a.oflags, 0)
 		if err != nil {
 			return nil, reservedError(err, aferoTmpDir)
@@ -149,7 +155,7 @@ func (w *aferoWriter) openTemp() (afero.File, error) {
 
 // tempFile creates a new file under the reserved folder, creating the
 // folder on first use, named for this backend's owner (see Sweep).
-func (a *Afero) tempFile() (afero.File, string, error) {
+func (a *Afero) tempFile() (stagedFile, string, error) {
 	prefix, err := a.owner.ensure(a)
 	if err != nil {
 		return nil, "", err
@@ -157,7 +163,15 @@ func (a *Afero) tempFile() (afero.File, string, error) {
 	for attempt := 0; ; attempt++ {
 		var b [12]byte
 		_, _ = rand.Read(b[:])
-		name := aferoTmpDir + "/" + prefix + hex.EncodeToString(b[:])
+		base := prefix + hex.EncodeToString(b[:])
+		name := aferoTmpDir + "/" + base
+		if a.fast != nil {
+			f, err := a.fast.createTempIn(func() error { return a.mkdirReserved(aferoTmpDir) }, base)
+			if err != nil {
+				return nil, "", reservedError(err, aferoTmpDir)
+			}
+			return f, name, nil
+		}
 		f, err := a.fs.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_RDWR|a.oflags, 0o644)
 		if err == nil {
 			return f, name, nil
@@ -223,7 +237,7 @@ func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
 	}
 
 	src, srcFile := w.tmp, f
-	fi, err := a.lstat(w.path)
+	fi, err := a.lstatAs(w.path, false)
 	switch {
 	case err == nil && fi.IsDir() && a.hasFiles(w.path):
 		return Info{}, ErrIsFolder
@@ -255,7 +269,7 @@ func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
 	// Other file systems (MemMapFs) stamp the time at close, so they are
 	// asked after it; path's lock keeps other commits out meanwhile.
 	var placed os.FileInfo
-	if osFile(srcFile) != nil {
+	if _, fd := srcFile.(*fdFile); fd || osFile(srcFile) != nil {
 		placed, _ = srcFile.Stat()
 	}
 	if srcFile != w.f {
@@ -263,7 +277,7 @@ func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
 	}
 	w.closeTemp()
 	if src != w.tmp {
-		_ = a.fs.Remove(w.tmp)
+		_ = a.remove(w.tmp)
 	}
 	w.tmp = ""
 	if placed == nil {
@@ -286,20 +300,26 @@ func (w *aferoWriter) closeTemp() {
 // concat writes the current content of path followed by the staged bytes
 // into a new temporary and returns its name and open file. The caller
 // holds path's lock and closes the file once it is in place.
-func (a *Afero) concat(path string, staged afero.File) (string, afero.File, error) {
+func (a *Afero) concat(path string, staged stagedFile) (string, stagedFile, error) {
 	out, name, err := a.tempFile()
 	if err != nil {
 		return "", nil, err
 	}
 	err = func() error {
-		in, _, err := a.open(path, false)
-		if err != nil {
-			return err
-		}
-		_, err = copyFile(out, in)
-		in.Close()
-		if err != nil {
-			return osError(err)
+		if a.fast != nil {
+			if err := a.cloneInto(out, path); err != nil {
+				return err
+			}
+		} else {
+			in, _, err := a.open(path, false)
+			if err != nil {
+				return err
+			}
+			_, err = copyFile(out, in)
+			in.Close()
+			if err != nil {
+				return osError(err)
+			}
 		}
 		if _, err := staged.Seek(0, io.SeekStart); err != nil {
 			return osError(err)
@@ -314,15 +334,38 @@ func (a *Afero) concat(path string, staged afero.File) (string, afero.File, erro
 	}()
 	if err != nil {
 		out.Close()
-		_ = a.fs.Remove(name)
+		_ = a.remove(name)
 		return "", nil, err
 	}
 	return name, out, nil
 }
 
+// cloneInto makes the empty temporary out a copy of the file at path,
+// sharing its blocks where the file system clones (see clone): an append
+// then writes only what it adds.
+func (a *Afero) cloneInto(out stagedFile, path string) error {
+	in, err := a.fast.open(path, os.O_RDONLY|openNonBlock, 0)
+	if err != nil {
+		return a.fastError(err)
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	switch {
+	case err != nil:
+		return osError(err)
+	case !fi.Mode().IsRegular():
+		return fs.ErrNotExist // replaced by something else since the lstat
+	}
+	return osError(clone(out.(*fdFile), in))
+}
+
 // copyFile copies in to out, through the kernel (copy_file_range) when both
 // are OS files.
-func copyFile(out, in afero.File) (int64, error) {
+func copyFile(out, in stagedFile) (int64, error) {
+	o, ook := out.(*fdFile)
+	if i, iok := in.(*fdFile); ook && iok {
+		return copyFD(o, i)
+	}
 	if o, i := osFile(out), osFile(in); o != nil && i != nil {
 		return io.Copy(o, i)
 	}
@@ -343,17 +386,30 @@ func (a *Afero) place(ctx context.Context, src, path string) error {
 	for attempt := 0; ; attempt++ {
 		err := a.mkdirs(parent)
 		if err == nil {
-			err = osError(a.fs.Rename(src, path))
+			if a.fast != nil {
+				err = a.fast.rename(src, path)
+				if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EXDEV) {
+					err = errSymlink // a parent swapped for a link since mkdirs
+				}
+			} else {
+				err = a.fs.Rename(src, path)
+			}
+			err = osError(err)
 		}
 		if err == nil {
 			break
+		}
+		if errors.Is(err, fs.ErrNotExist) && a.rootGone() {
+			return &Error{Kind: ErrStoreUnavailable, Detail: "store directory missing"}
 		}
 		if attempt < 10 && errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		return err
 	}
-	if a.fsync {
+	if a.fsync && a.fast != nil {
+		_ = a.fast.syncDir(parent) // best effort, as below
+	} else if a.fsync {
 		if d, _, err := a.open(dirName(parent), true); err == nil {
 			_ = d.Sync() // best effort: not every file system syncs directories
 			d.Close()
@@ -391,7 +447,7 @@ func (w *aferoWriter) Abort(context.Context) error {
 	w.buf = nil
 	w.closeTemp()
 	if w.tmp != "" {
-		err := w.a.fs.Remove(w.tmp)
+		err := w.a.remove(w.tmp)
 		w.tmp = ""
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return osError(err)

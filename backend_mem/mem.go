@@ -20,7 +20,6 @@
 package backend_mem
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -88,13 +87,16 @@ type folder struct {
 	folders map[string]*folder
 }
 
-// object is one committed version. Its fields never change after commit;
-// an append may write past len(data) into spare capacity, which no reader
-// of this version can see.
+// object is one committed version: its bytes are the chunks in order, as
+// the writer staged them (a commit hands them over, it never copies). Its
+// fields and chunks never change after commit, so readers stream from
+// them without a lock, and an append shares them with the version it
+// extends, adding only its own chunks.
 type object struct {
-	data []byte
-	mod  time.Time
-	gen  uint64
+	chunks [][]byte
+	size   int64
+	mod    time.Time
+	gen    uint64
 }
 
 func newFolder() *folder {
@@ -170,7 +172,7 @@ func (b *Backend) Stat(ctx context.Context, path string) (backend.Info, error) {
 }
 
 func info(path string, o *object) backend.Info {
-	return backend.Info{Path: path, Size: int64(len(o.data)), ModTime: o.mod, ETag: strconv.FormatUint(o.gen, 10)}
+	return backend.Info{Path: path, Size: o.size, ModTime: o.mod, ETag: strconv.FormatUint(o.gen, 10)}
 }
 
 // Read implements backend.Backend.
@@ -195,15 +197,14 @@ func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (
 	case o == nil:
 		return nil, backend.Info{}, fs.ErrNotExist
 	}
-	size := int64(len(o.data))
-	if offset < 0 || offset > size {
-		return nil, backend.Info{}, backend.Errorf(fs.ErrInvalid, nil, "offset %d outside file of %d bytes", offset, size)
+	if offset < 0 || offset > o.size {
+		return nil, backend.Info{}, backend.Errorf(fs.ErrInvalid, nil, "offset %d outside file of %d bytes", offset, o.size)
 	}
-	end := size
-	if length >= 0 && offset+length < size {
+	end := o.size
+	if length >= 0 && offset+length < o.size {
 		end = offset + length
 	}
-	return io.NopCloser(bytes.NewReader(o.data[offset:end])), info(path, o), nil
+	return newChunkReader(o.chunks, offset, end), info(path, o), nil
 }
 
 // Presign implements backend.Backend: memory has no URLs of its own.
@@ -353,7 +354,7 @@ type writer struct {
 	path      string
 	exclusive bool
 	append    bool
-	buf       []byte
+	staged    chunks
 	done      bool
 }
 
@@ -364,7 +365,7 @@ func (w *writer) Write(ctx context.Context, p []byte) error {
 	if err := w.b.check(ctx, OpWrite); err != nil {
 		return err
 	}
-	w.buf = append(w.buf, p...)
+	w.staged.write(p)
 	return nil
 }
 
@@ -389,19 +390,19 @@ func (w *writer) Commit(ctx context.Context) (backend.Info, error) {
 	if f.folders[name] != nil {
 		return backend.Info{}, backend.ErrIsFolder
 	}
-	data := w.buf
-	w.buf = nil
+	staged := w.staged
+	w.staged = chunks{}
 	if old := f.files[name]; old != nil {
 		switch {
 		case w.exclusive:
 			b.prune(w.path)
 			return backend.Info{}, fs.ErrExist
 		case w.append:
-			data = append(old.data, data...)
+			staged.prepend(old)
 		}
 	}
 	b.gen++
-	o := &object{data: data, mod: time.Now(), gen: b.gen}
+	o := &object{chunks: staged.list, size: staged.size, mod: time.Now(), gen: b.gen}
 	f.files[name] = o
 	return info(w.path, o), nil
 }
@@ -430,7 +431,7 @@ func (b *Backend) mkdirs(path string) (*folder, string, error) {
 
 func (w *writer) Abort(context.Context) error {
 	w.done = true
-	w.buf = nil
+	w.staged = chunks{}
 	return nil
 }
 

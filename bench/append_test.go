@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -28,10 +29,17 @@ var appendBases = []struct {
 // Write, Close) to files of 1 MiB, 64 MiB and 512 MiB, and the bytes the
 // client sent for it:
 //
-//   - roomstore-afero (OsFs, fsync on, the default): sent-B/op is the
-//     growth of wchar in /proc/self/io, the bytes the process handed to
-//     write(2) and copy_file_range(2) (the backend copies the old content
-//     into a new file in the kernel, then renames it over the old one).
+//   - roomstore-file (roomstore.OpenURL("file://DIR"), fsync on, the
+//     default): sent-B/op is the growth of wchar in /proc/self/io, the
+//     bytes the process handed to write(2) and copy_file_range(2). The
+//     backend makes a new file of the old content and the new bytes and
+//     renames it over the old one; the old content is cloned (FICLONE)
+//     where the file system can, else copied in the kernel.
+//   - roomstore-file-clone: the same in a folder under
+//     ROOMSTORE_BENCH_CLONE_DIR, when that is set (a file system that
+//     clones: XFS, btrfs), so that both costs show on one machine.
+//   - roomstore-mem (roomstore.OpenURL("mem://")): the in-memory backend,
+//     which shares the old version's chunks and adds the new one's.
 //   - os-append: the raw, non-atomic O_APPEND write of 4 KiB and fsync,
 //     for scale; a reader may see it half done.
 //   - roomstore-s3 (versitygw): sent-B/op and recv-B/op are the bytes
@@ -44,19 +52,39 @@ func BenchmarkAppend4KiB(b *testing.B) {
 	var wire wireCounter
 	ctx := context.Background()
 	var cases []benchCase
+	cloneDir := os.Getenv("ROOMSTORE_BENCH_CLONE_DIR")
 	for _, base := range appendBases {
 		name := "base-" + base.name + ".log"
-		cases = append(cases,
-			benchCase{"roomstore-afero/" + base.name, func(b *testing.B) {
-				dir := b.TempDir()
+		onDisk := func(parent func(b *testing.B) string) func(b *testing.B) {
+			return func(b *testing.B) {
+				dir := parent(b)
 				check(b, writeZeros(filepath.Join(dir, name), base.size))
-				e := aferoEngine(b, dir, true)
+				e := fileEngine(b, dir, true)
 				before := readIO(b)
 				for b.Loop() {
 					appendOnce(b, e, name, payload)
 				}
 				after := readIO(b)
 				b.ReportMetric(float64(after.WriteChars-before.WriteChars)/float64(b.N), "sent-B/op")
+			}
+		}
+		cases = append(cases, benchCase{"roomstore-file/" + base.name, onDisk(func(b *testing.B) string { return b.TempDir() })})
+		if cloneDir != "" {
+			cases = append(cases, benchCase{"roomstore-file-clone/" + base.name, onDisk(func(b *testing.B) string {
+				dir, err := os.MkdirTemp(cloneDir, "roomstore-bench-")
+				check(b, err)
+				b.Cleanup(func() { os.RemoveAll(dir) })
+				return dir
+			})})
+		}
+		cases = append(cases,
+			benchCase{"roomstore-mem/" + base.name, func(b *testing.B) {
+				e := memEngine(b)
+				_, err := e.Upload(ctx, name, bytes.NewReader(make([]byte, base.size)), roomstore.OpenOptions{Overwrite: true})
+				check(b, err)
+				for b.Loop() {
+					appendOnce(b, e, name, payload)
+				}
 			}},
 			benchCase{"os-append/" + base.name, func(b *testing.B) {
 				dir := b.TempDir()

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -13,7 +15,6 @@ import (
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
-	"github.com/roomstore/roomstore/backend_mem"
 )
 
 // benchCase is one sub-benchmark of a comparison.
@@ -53,13 +54,26 @@ func newEngine(b testing.TB, be backend.Backend, opts ...roomstore.Option) *room
 	return e
 }
 
-// aferoEngine returns an engine on afero OsFs rooted at dir.
-func aferoEngine(b testing.TB, dir string, fsync bool) *roomstore.Engine {
-	return newEngine(b, backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir), backend.WithFsync(fsync)))
+// fileEngine returns the engine that users get for a folder:
+// roomstore.OpenURL("file://DIR"), with "?fsync=false" when fsync is off,
+// default options otherwise.
+func fileEngine(b testing.TB, dir string, fsync bool) *roomstore.Engine {
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(dir)}
+	if !fsync {
+		u.RawQuery = "fsync=false"
+	}
+	return openURLEngine(b, u.String())
 }
 
-// memEngine returns an engine on a fresh backend_mem store.
-func memEngine(b testing.TB) *roomstore.Engine { return newEngine(b, backend_mem.New()) }
+// basePathEngine returns an engine on afero.NewBasePathFs(afero.NewOsFs(),
+// dir), the portable disk path (os calls per path element, no kernel
+// confinement).
+func basePathEngine(b testing.TB, dir string, fsync bool) *roomstore.Engine {
+	return newEngine(b, backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir), backend.WithFsync(fsync)), roomstore.WithLogger(quietLog))
+}
+
+// memEngine returns the engine of roomstore.OpenURL("mem://").
+func memEngine(b testing.TB) *roomstore.Engine { return openURLEngine(b, "mem://") }
 
 // drain reads r to its end through buf, the way a caller streaming a file
 // with a buffer of that size would, and returns the byte count. (io.Copy

@@ -172,9 +172,9 @@ func BenchmarkLarge64MiB(b *testing.B) {
 		})
 	}
 	runCases(b, []benchCase{
-		{"roomstore-afero-fsync", engine(func(b *testing.B) *roomstore.Engine { return aferoEngine(b, b.TempDir(), true) })},
+		{"roomstore-afero-fsync", engine(func(b *testing.B) *roomstore.Engine { return fileEngine(b, b.TempDir(), true) })},
 		{"os-fsync", rawOS(true)},
-		{"roomstore-afero-nofsync", engine(func(b *testing.B) *roomstore.Engine { return aferoEngine(b, b.TempDir(), false) })},
+		{"roomstore-afero-nofsync", engine(func(b *testing.B) *roomstore.Engine { return fileEngine(b, b.TempDir(), false) })},
 		{"os-nofsync", rawOS(false)},
 		{"fileblob", fileblobCase},
 		{"roomstore-s3", engine(func(b *testing.B) *roomstore.Engine {

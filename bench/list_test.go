@@ -56,7 +56,7 @@ func BenchmarkList100k(b *testing.B) {
 	}
 	runCases(b, []benchCase{
 		{"afero-vs-readdir", func(b *testing.B) {
-			listPaired(b, engineList(aferoEngine(b, dir, false)), rawList)
+			listPaired(b, engineList(fileEngine(b, dir, false)), rawList)
 		}},
 		{"mem-vs-readdir", func(b *testing.B) {
 			e := memEngine(b)

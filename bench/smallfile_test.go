@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -34,10 +35,12 @@ type cycler func(b *testing.B) func(i int)
 
 // BenchmarkSmallFile measures one small-file cycle (open, write 4 KiB,
 // close, download, stat, delete) on 1,000 rotating names: roomstore on
-// afero OsFs with fsync off and on and on backend_mem, against the raw os
-// calls that do the same work (temp file, write, optional fsync of the
-// file and its folder, rename, read, stat, remove), gocloud.dev fileblob
-// (which never fsyncs) and memblob.
+// the stores that roomstore.OpenURL returns for "file://DIR?fsync=false",
+// "file://DIR" (fsync on) and "mem://", against the raw os calls that do
+// the same work (temp file, write, optional fsync of the file and its
+// folder, rename, read, stat, remove), gocloud.dev fileblob (which never
+// fsyncs) and memblob; and, for reference, the portable disk path
+// (backend.NewAfero over afero.NewBasePathFs(afero.NewOsFs(), DIR)).
 //
 // Each sub-benchmark pairs roomstore with one baseline and runs their
 // cycles alternately, one each per iteration (which goes first alternates
@@ -103,8 +106,9 @@ func BenchmarkSmallFile(b *testing.B) {
 			}
 		}
 	}
-	aferoNoFsync := engine(func(b *testing.B) *roomstore.Engine { return aferoEngine(b, b.TempDir(), false) })
-	aferoFsync := engine(func(b *testing.B) *roomstore.Engine { return aferoEngine(b, b.TempDir(), true) })
+	fileNoFsync := engine(func(b *testing.B) *roomstore.Engine { return fileEngine(b, b.TempDir(), false) })
+	fileFsync := engine(func(b *testing.B) *roomstore.Engine { return fileEngine(b, b.TempDir(), true) })
+	basePath := engine(func(b *testing.B) *roomstore.Engine { return basePathEngine(b, b.TempDir(), false) })
 	mem := engine(func(b *testing.B) *roomstore.Engine { return memEngine(b) })
 	fileblobs := gocloud(func(b *testing.B) *blob.Bucket { return fileBucket(b, b.TempDir()) })
 	memblobs := gocloud(func(b *testing.B) *blob.Bucket {
@@ -113,10 +117,63 @@ func BenchmarkSmallFile(b *testing.B) {
 		return bucket
 	})
 	runCases(b, []benchCase{
-		{"afero-nofsync-vs-os-nofsync", paired(aferoNoFsync, rawOS(false))},
-		{"afero-fsync-vs-os-fsync", paired(aferoFsync, rawOS(true))},
-		{"afero-nofsync-vs-fileblob", paired(aferoNoFsync, fileblobs)},
+		{"file-nofsync-vs-os-nofsync", paired(fileNoFsync, rawOS(false))},
+		{"file-fsync-vs-os-fsync", paired(fileFsync, rawOS(true))},
+		{"file-nofsync-vs-fileblob", paired(fileNoFsync, fileblobs)},
 		{"mem-vs-memblob", paired(mem, memblobs)},
+		{"basepath-nofsync-vs-os-nofsync", paired(basePath, rawOS(false))},
+	})
+}
+
+// BenchmarkUploadMove measures the two other ways a small file changes, on
+// the store that roomstore.OpenURL returns for "file://DIR?fsync=false",
+// against the raw os calls that do the same work: an Upload of 4 KiB from
+// a reader, then a Delete (raw: temporary file, write, rename, remove), on
+// 1,000 rotating names; and a Move of one 4 KiB file back and forth
+// between two names (raw: os.Rename). Paired as BenchmarkSmallFile's
+// cases are.
+func BenchmarkUploadMove(b *testing.B) {
+	payload := randomBytes(smallFileSize)
+	names := smallNames()
+	ctx := context.Background()
+	upload := func(b *testing.B) func(int) {
+		e := fileEngine(b, b.TempDir(), false)
+		return func(i int) {
+			name := names[i%len(names)]
+			_, err := e.Upload(ctx, name, bytes.NewReader(payload), roomstore.OpenOptions{Overwrite: true})
+			check(b, err)
+			check(b, e.Delete(ctx, name))
+		}
+	}
+	rawUpload := func(b *testing.B) func(int) {
+		dir := b.TempDir()
+		tmp := filepath.Join(dir, ".tmp")
+		check(b, os.Mkdir(tmp, 0o755))
+		return func(i int) {
+			name := filepath.Join(dir, names[i%len(names)])
+			check(b, osWriteFile(tmp, name, payload, false))
+			check(b, os.Remove(name))
+		}
+	}
+	pair := [2]string{"moved-a.txt", "moved-b.txt"}
+	move := func(b *testing.B) func(int) {
+		e := fileEngine(b, b.TempDir(), false)
+		_, err := e.Upload(ctx, pair[0], bytes.NewReader(payload), roomstore.OpenOptions{})
+		check(b, err)
+		return func(i int) {
+			check(b, e.Move(ctx, pair[i%2], pair[(i+1)%2], roomstore.MoveOptions{}))
+		}
+	}
+	rawMove := func(b *testing.B) func(int) {
+		dir := b.TempDir()
+		check(b, os.WriteFile(filepath.Join(dir, pair[0]), payload, 0o644))
+		return func(i int) {
+			check(b, os.Rename(filepath.Join(dir, pair[i%2]), filepath.Join(dir, pair[(i+1)%2])))
+		}
+	}
+	runCases(b, []benchCase{
+		{"upload-file-nofsync-vs-os-nofsync", paired(upload, rawUpload)},
+		{"move-file-vs-os-rename", paired(move, rawMove)},
 	})
 }
 

@@ -39,6 +39,7 @@ func main() {
 		benchtime = flag.String("benchtime", "1s", "-test.benchtime of the ratio cases")
 		dir       = flag.String("dir", ".", "the bench module's folder")
 		command   = flag.String("command", "", "the command that ran this program, to cite in the report (make sets \"make bench\")")
+		cloneDir  = flag.String("clone-dir", "", "a folder on a file system that clones (XFS, btrfs), for the append case's clone rows")
 	)
 	flag.Parse()
 	if *rounds < 1 {
@@ -46,7 +47,7 @@ func main() {
 	}
 	log.SetFlags(0)
 	log.SetPrefix("benchreport: ")
-	if err := run(*dir, *out, *benchtime, *rounds, *command); err != nil {
+	if err := run(*dir, *out, *benchtime, *rounds, *command, *cloneDir); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -77,7 +78,7 @@ func (p plan) args() []string {
 	return []string{"-test.run", "^$", "-test.bench", p.regex, "-test.benchmem", "-test.benchtime", p.benchtime, "-test.timeout", "60m"}
 }
 
-func run(dir, out, benchtime string, rounds int, command string) error {
+func run(dir, out, benchtime string, rounds int, command, cloneDir string) error {
 	start := time.Now()
 	tmp, err := os.MkdirTemp("", "roomstore-bench-")
 	if err != nil {
@@ -105,14 +106,14 @@ func run(dir, out, benchtime string, rounds int, command string) error {
 	// longer than the time budget and would leave a single sample, and so
 	// does the fan-out case, whose percentiles need a known sample count.
 	ratioPlans := []plan{
-		{regex: "^(BenchmarkSmallFile|BenchmarkEvents)$", benchtime: benchtime},
+		{regex: "^(BenchmarkSmallFile|BenchmarkUploadMove|BenchmarkEvents)$", benchtime: benchtime},
 		{regex: "^(BenchmarkList100k|BenchmarkLarge64MiB|BenchmarkRoomServer64MiB)$", benchtime: fixedIterations},
 		{regex: "^BenchmarkRoomFanout100$", benchtime: fanoutIterations},
 		{regex: "^BenchmarkEventsNATS$/^latency-1k$", benchtime: natsLatencyIterations},
 		{regex: "^BenchmarkEventsNATS$/^throughput$", benchtime: natsThroughputIterations},
 	}
 	oncePlans := []plan{
-		{regex: "^BenchmarkMemory1GiB$", benchtime: "1x"},
+		{regex: "^(BenchmarkMemory1GiB|BenchmarkMemoryMem64MiB)$", benchtime: "1x"},
 		{regex: "^BenchmarkAppend4KiB$", benchtime: "5x"},
 	}
 	res := newResults()
@@ -130,7 +131,8 @@ func run(dir, out, benchtime string, rounds int, command string) error {
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(),
 			fmt.Sprintf("ROOMSTORE_BENCH_REVERSE=%d", round%2),
-			"ROOMSTORE_BENCH_DATA="+data)
+			"ROOMSTORE_BENCH_DATA="+data,
+			"ROOMSTORE_BENCH_CLONE_DIR="+cloneDir)
 		var buf bytes.Buffer
 		cmd.Stdout = io.MultiWriter(os.Stdout, &buf)
 		cmd.Stderr = os.Stderr
@@ -155,6 +157,11 @@ func run(dir, out, benchtime string, rounds int, command string) error {
 	m, err := readMachine()
 	if err != nil {
 		return err
+	}
+	m.syscalls = countSyscalls(dir, tmp)
+	m.tmpFS = fsName(tmp)
+	if cloneDir != "" {
+		m.cloneFS = fsName(cloneDir)
 	}
 	m.command = command
 	m.self = selfCommand()
@@ -210,6 +217,9 @@ type machine struct {
 	load        string // load averages, as the machine may be shared
 	when        time.Time
 	elapsed     time.Duration
+	syscalls    syscallReport
+	tmpFS       string // the file system of the temporary folders
+	cloneFS     string // that of -clone-dir, if given
 }
 
 func readMachine() (machine, error) {

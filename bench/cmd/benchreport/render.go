@@ -11,6 +11,7 @@ import (
 // report builds the markdown document.
 type report struct {
 	strings.Builder
+	m      machine
 	r      *results
 	missed []string
 }
@@ -54,8 +55,10 @@ func (w *report) fig(name, unit string, format func(float64) string) string {
 
 const (
 	small  = "BenchmarkSmallFile/"
+	upmv   = "BenchmarkUploadMove/"
 	large  = "BenchmarkLarge64MiB/"
 	memory = "BenchmarkMemory1GiB/"
+	memMem = "BenchmarkMemoryMem64MiB/"
 	evs    = "BenchmarkEvents/"
 	list   = "BenchmarkList100k/"
 	apnd   = "BenchmarkAppend4KiB/"
@@ -65,7 +68,7 @@ const (
 )
 
 func render(m machine, r *results) string {
-	w := &report{r: r}
+	w := &report{r: r, m: m}
 	w.line("# roomstore benchmarks")
 	w.line("")
 	w.line("Written by `make bench`; do not edit by hand. Every figure below comes from one run of that command, and both sides of every ratio from the same process, a few seconds apart.")
@@ -93,6 +96,7 @@ func render(m machine, r *results) string {
 	w.roomServer()
 	w.roomFanout()
 	w.natsEvents()
+	w.syscalls(m.syscalls)
 	w.summary()
 	w.all()
 	return w.String()
@@ -135,7 +139,7 @@ func (w *report) split(name string) string {
 func (w *report) smallFiles() {
 	w.line("## 1. Small-file cycle")
 	w.line("")
-	w.line("One cycle: open, write 4 KiB, close, download, stat, delete, on 1,000 rotating names; mean time per cycle. Each row is one sub-benchmark that runs a roomstore cycle and a baseline cycle alternately (which goes first alternates too), so that the shared disk's slow spells hit both alike. The raw os baseline does the same work the way an atomic writer must (temporary file, write, rename, read, stat, remove), with fsync of the file and its folder when fsync is on. gocloud.dev fileblob never fsyncs, so it is compared with fsync off.")
+	w.line("One cycle: open, write 4 KiB, close, download, stat, delete, on 1,000 rotating names; mean time per cycle. Each row is one sub-benchmark that runs a roomstore cycle and a baseline cycle alternately (which goes first alternates too), so that the shared disk's slow spells hit both alike. The raw os baseline does the same work the way an atomic writer must (temporary file, write, rename, read, stat, remove), with fsync of the file and its folder when fsync is on. gocloud.dev fileblob never fsyncs, so it is compared with fsync off. Every roomstore store is the one `roomstore.OpenURL` returns for the URL shown, with default options (on Linux, `file://` resolves paths with openat2 beneath the folder's descriptor); the last rows are for reference: the portable disk path, `backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), DIR))`, and the two other ways a small file changes, Upload (then Delete) and Move, against the raw calls that do the same. The temporary folders are on %s.", w.m.tmpFS)
 	w.line("")
 	w.header("roomstore", "baseline", "roomstore", "baseline", "ratio", "target", "")
 	for _, c := range []struct {
@@ -143,28 +147,36 @@ func (w *report) smallFiles() {
 		limit                    float64 // roomstore/baseline at most
 		least                    float64 // baseline/roomstore at least
 	}{
-		{"afero OsFs, fsync off", "raw os, no fsync", "afero-nofsync-vs-os-nofsync", 1.5, 0},
-		{"afero OsFs, fsync on", "raw os, fsync", "afero-fsync-vs-os-fsync", 1.5, 0},
-		{"afero OsFs, fsync off", "gocloud.dev fileblob", "afero-nofsync-vs-fileblob", 0, 3},
-		{"backend_mem", "gocloud.dev memblob", "mem-vs-memblob", 0, 2},
+		{"`file://DIR?fsync=false`", "raw os, no fsync", small + "file-nofsync-vs-os-nofsync", 1.3, 0},
+		{"`file://DIR` (fsync on)", "raw os, fsync", small + "file-fsync-vs-os-fsync", 1.3, 0},
+		{"`file://DIR?fsync=false`", "gocloud.dev fileblob", small + "file-nofsync-vs-fileblob", 0, 2},
+		{"`mem://`", "gocloud.dev memblob", small + "mem-vs-memblob", 0, 2.5},
+		{"BasePathFs over OsFs, fsync off", "raw os, no fsync", small + "basepath-nofsync-vs-os-nofsync", 0, 0},
+		{"Upload 4 KiB + Delete, `file://DIR?fsync=false`", "raw os: temporary, write, rename, remove", upmv + "upload-file-nofsync-vs-os-nofsync", 0, 0},
+		{"Move, `file://DIR?fsync=false`", "os.Rename", upmv + "move-file-vs-os-rename", 0, 0},
 	} {
-		n := small + c.name
+		n := c.name
 		rsFig := w.fig(n, "roomstore-ns/cycle", fmtDur)
 		baseFig := w.fig(n, "baseline-ns/cycle", fmtDur)
 		what := fmt.Sprintf("small-file: %s vs %s", c.rsLabel, c.baseLabel)
-		if c.limit > 0 {
+		switch {
+		case c.least == 0:
 			ratio, ok := w.r.ratioWithin(n, "roomstore-ns/cycle", "baseline-ns/cycle")
-			st := w.status(ok && ratio <= c.limit, ok, fmt.Sprintf("%s %.2fx (target ≤ %.2fx)", what, ratio, c.limit))
-			w.row(c.rsLabel, c.baseLabel, rsFig, baseFig, fmtRatio(ratio, ok), fmt.Sprintf("≤ %.2fx", c.limit), st)
-			continue
+			target, st := "—", ""
+			if c.limit > 0 {
+				target = fmt.Sprintf("≤ %.2fx", c.limit)
+				st = w.status(ok && ratio <= c.limit, ok, fmt.Sprintf("%s %.2fx (target ≤ %.2fx)", what, ratio, c.limit))
+			}
+			w.row(c.rsLabel, c.baseLabel, rsFig, baseFig, fmtRatio(ratio, ok), target, st)
+		default:
+			ratio, ok := w.r.ratioWithin(n, "baseline-ns/cycle", "roomstore-ns/cycle")
+			st := w.status(ok && ratio >= c.least, ok, fmt.Sprintf("%s %.2fx faster (target ≥ %gx)", what, ratio, c.least))
+			cell := "—"
+			if ok {
+				cell = fmt.Sprintf("%.2fx faster", ratio)
+			}
+			w.row(c.rsLabel, c.baseLabel, rsFig, baseFig, cell, fmt.Sprintf("≥ %gx faster", c.least), st)
 		}
-		ratio, ok := w.r.ratioWithin(n, "baseline-ns/cycle", "roomstore-ns/cycle")
-		st := w.status(ok && ratio >= c.least, ok, fmt.Sprintf("%s %.2fx faster (target ≥ %.0fx)", what, ratio, c.least))
-		cell := "—"
-		if ok {
-			cell = fmt.Sprintf("%.2fx faster", ratio)
-		}
-		w.row(c.rsLabel, c.baseLabel, rsFig, baseFig, cell, fmt.Sprintf("≥ %.0fx faster", c.least), st)
 	}
 	w.line("")
 }
@@ -180,9 +192,9 @@ func (w *report) largeFiles() {
 		limit                        float64
 		faster                       bool
 	}{
-		{"afero OsFs, fsync on", "roomstore-afero-fsync", "raw os, fsync", "os-fsync", 1.25, false},
-		{"afero OsFs, fsync off", "roomstore-afero-nofsync", "raw os, no fsync", "os-nofsync", 1.25, false},
-		{"afero OsFs, fsync off", "roomstore-afero-nofsync", "gocloud.dev fileblob", "fileblob", 0, true},
+		{"`file://DIR` (fsync on)", "roomstore-afero-fsync", "raw os, fsync", "os-fsync", 1.25, false},
+		{"`file://DIR?fsync=false`", "roomstore-afero-nofsync", "raw os, no fsync", "os-nofsync", 1.25, false},
+		{"`file://DIR?fsync=false`", "roomstore-afero-nofsync", "gocloud.dev fileblob", "fileblob", 0, true},
 		{"S3 (versitygw)", "roomstore-s3", "aws-sdk-go-v2: multipart upload, GetObject", "s3-sdk", 1.15, false},
 		{"GCS (fake-gcs-server)", "roomstore-gcs", "storage client: Writer, NewReader", "gcs-sdk", 1.15, false},
 	} {
@@ -208,7 +220,7 @@ func (w *report) memory() {
 		label, name string
 		target      bool
 	}{
-		{"roomstore, afero OsFs (fsync on)", "roomstore-afero", true},
+		{"roomstore, `file://DIR` (fsync on)", "roomstore-file", true},
 		{"raw os (fsync, rename)", "os", false},
 		{"roomstore, S3 (versitygw)", "roomstore-s3", true},
 		{"raw aws-sdk-go-v2 (5 MiB parts, GetObject)", "s3-sdk", false},
@@ -223,6 +235,14 @@ func (w *report) memory() {
 		w.row(c.label, w.fig(n, "peak-RSS-MiB", mib), w.fig(n, "base-RSS-MiB", mib), w.fig(n, "peak-heap-MiB", mib),
 			w.fig(n, "write-s", sec), w.fig(n, "read-s", sec), target, st)
 	}
+	w.line("")
+	w.line("The in-memory backend, which other projects use as their storage fake: 64 MiB through a handle of `roomstore.OpenURL(\"mem://\")` in 1 MiB Writes, committed, read back once the same way, alone in a fresh child. It keeps a file once, in the chunks its writer staged (a commit hands them over; a read streams from them), so the peak heap is the file and the write buffer.")
+	w.line("")
+	w.header("store", "size", "peak heap", "peak heap / size", "peak RSS", "target", "")
+	mn := memMem + "roomstore-mem"
+	v, ok := w.r.median(mn, "heap-per-size")
+	w.row("roomstore, `mem://`", "64 MiB", w.fig(mn, "peak-heap-MiB", mib), w.fig(mn, "heap-per-size", func(v float64) string { return fmt.Sprintf("%.2fx", v) }),
+		w.fig(mn, "peak-RSS-MiB", mib), "≤ 1.30x", w.status(ok && v <= 1.3, ok, fmt.Sprintf("64 MiB `mem://`: peak heap %.2fx the size (target ≤ 1.3x)", v)))
 	w.line("")
 }
 
@@ -270,7 +290,7 @@ func (w *report) list() {
 	w.line("")
 	w.header("roomstore", "baseline", "roomstore", "baseline", "ratio", "target", "", "peak heap roomstore", "peak heap baseline")
 	mib := func(v float64) string { return fmt.Sprintf("%.1f MiB", v) }
-	for _, c := range []struct{ label, name string }{{"afero OsFs", "afero-vs-readdir"}, {"backend_mem", "mem-vs-readdir"}} {
+	for _, c := range []struct{ label, name string }{{"`file://DIR?fsync=false`", "afero-vs-readdir"}, {"`mem://`", "mem-vs-readdir"}} {
 		n := list + c.name
 		ratio, ok := w.r.ratioWithin(n, "roomstore-ns/list", "baseline-ns/list")
 		st := w.status(ok && ratio <= 1.2, ok, fmt.Sprintf("List 100k: %s vs os.ReadDir+Info %.2fx (target ≤ 1.2x)", c.label, ratio))
@@ -283,19 +303,45 @@ func (w *report) list() {
 func (w *report) append() {
 	w.line("## 6. Append growth: one 4 KiB append")
 	w.line("")
-	w.line("Open (append), Write 4 KiB, Close on a file of the given size (it grows by 4 KiB per iteration; 5 iterations). Bytes sent, afero: growth of `wchar` in /proc/self/io, the bytes the process handed to write(2) and copy_file_range(2) (the afero backend copies the old content into a new file in the kernel, then renames it into place). Bytes sent and received, S3: bytes written to and read from the client's TCP connections (headers included), counted by a wrapper around the client's HTTP transport. The raw O_APPEND write (and fsync) is for scale only: it is not atomic, a reader can see half of it.")
+	w.line("Open (append), Write 4 KiB, Close on a file of the given size (it grows by 4 KiB per iteration; 5 iterations), on `roomstore.OpenURL(\"file://DIR\")` (fsync on). A commit makes a new file of the old content and the new bytes and renames it over the old one: where the file system clones (FICLONE: XFS, btrfs), the old content is shared, not copied, and the append costs what it adds; elsewhere the old content is copied in the kernel (copy_file_range), O(size). Bytes sent: growth of `wchar` in /proc/self/io, the bytes the process handed to write(2) and copy_file_range(2) (a clone hands none). This run's temporary folders are on %s%s. `mem://` shares the old version's chunks and adds the new ones. S3 has no append: the backend copies the object server-side and adds a part; bytes sent and received are those of the client's TCP connections (headers included), counted by a wrapper around its HTTP transport. The raw O_APPEND write (and fsync) is for scale only: it is not atomic, a reader can see half of it.", w.m.tmpFS, w.cloneNote())
 	w.line("")
-	w.header("file", "afero OsFs (fsync on)", "bytes written", "raw O_APPEND + fsync", "bytes written", "ratio", "S3 (versitygw)", "bytes sent", "bytes received", "requests")
+	cols := []string{"file", "`file://` (fsync on)", "bytes sent", "ratio to raw"}
+	if w.m.cloneFS != "" {
+		cols = append(cols, "`file://` on "+w.m.cloneFS+" (clones)", "bytes sent")
+	}
+	cols = append(cols, "raw O_APPEND + fsync", "`mem://`", "S3 (versitygw)", "bytes sent", "bytes received", "requests")
+	w.header(cols...)
 	for _, size := range []string{"1MiB", "64MiB", "512MiB"} {
-		a, o, s := apnd+"roomstore-afero/"+size, apnd+"os-append/"+size, apnd+"roomstore-s3/"+size
+		a, o, s, mm, c := apnd+"roomstore-file/"+size, apnd+"os-append/"+size, apnd+"roomstore-s3/"+size, apnd+"roomstore-mem/"+size, apnd+"roomstore-file-clone/"+size
 		ratio, ok := w.r.ratio(a, o, nsop)
-		w.row(strings.Replace(size, "MiB", " MiB", 1),
-			w.fig(a, nsop, fmtDur), w.fig(a, "sent-B/op", fmtBytes),
-			w.fig(o, nsop, fmtDur), w.fig(o, "sent-B/op", fmtBytes), fmtRatio(ratio, ok),
+		row := []string{strings.Replace(size, "MiB", " MiB", 1), w.fig(a, nsop, fmtDur), w.fig(a, "sent-B/op", fmtBytes), fmtRatio(ratio, ok)}
+		if w.m.cloneFS != "" {
+			row = append(row, w.fig(c, nsop, fmtDur), w.fig(c, "sent-B/op", fmtBytes))
+		}
+		row = append(row, w.fig(o, nsop, fmtDur), w.fig(mm, nsop, fmtDur),
 			w.fig(s, nsop, fmtDur), w.fig(s, "sent-B/op", fmtBytes), w.fig(s, "recv-B/op", fmtBytes),
 			w.fig(s, "requests/op", func(v float64) string { return fmt.Sprintf("%.0f", v) }))
+		w.row(row...)
 	}
 	w.line("")
+}
+
+// cloneNote says whether the temporary folders' file system cloned in
+// this run, from the bytes the 512 MiB append sent, and where the clone
+// rows ran.
+func (w *report) cloneNote() string {
+	note := ""
+	if sent, ok := w.r.median(apnd+"roomstore-file/512MiB", "sent-B/op"); ok {
+		if sent < 1<<20 {
+			note = ", which clones: the appends sent only their own bytes"
+		} else {
+			note = ", which does not clone: every append copied the whole file"
+		}
+	}
+	if w.m.cloneFS != "" {
+		note += fmt.Sprintf("; the clone rows ran in `make bench BENCH_CLONE_DIR=…`'s folder, on %s", w.m.cloneFS)
+	}
+	return note
 }
 
 func (w *report) roomServer() {

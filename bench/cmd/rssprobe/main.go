@@ -6,7 +6,8 @@
 // peak resident set (VmHWM), the peak heap sampled every millisecond from
 // runtime/metrics, and the time each half took.
 //
-//	rssprobe -store afero -dir /tmp/x               # roomstore on afero OsFs (fsync on)
+//	rssprobe -store file -dir /tmp/x                # roomstore on OpenURL("file:///tmp/x") (fsync on)
+//	rssprobe -store mem -size 67108864              # roomstore on OpenURL("mem://")
 //	rssprobe -store os -dir /tmp/x                  # raw os: temp file, fsync, rename, read
 //	rssprobe -store s3 -endpoint URL -bucket B ...  # roomstore on S3
 //	rssprobe -store s3-sdk -endpoint URL ...        # raw aws-sdk-go-v2: multipart upload, GetObject
@@ -23,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -31,7 +33,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/spf13/afero"
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
@@ -58,7 +59,7 @@ const chunk = 1 << 20
 
 func main() {
 	var (
-		store    = flag.String("store", "", "afero, os, s3 or s3-sdk")
+		store    = flag.String("store", "", "file, mem, os, s3 or s3-sdk")
 		dir      = flag.String("dir", "", "folder for afero and os")
 		size     = flag.Int64("size", 1<<30, "bytes to write and read back (a multiple of 1 MiB)")
 		endpoint = flag.String("endpoint", "", "S3 endpoint (http://127.0.0.1:port)")
@@ -72,8 +73,10 @@ func main() {
 	}
 	var w workload
 	switch *store {
-	case "afero":
-		w = engineWorkload(backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), *dir)))
+	case "file":
+		w = urlWorkload((&url.URL{Scheme: "file", Path: filepath.ToSlash(*dir)}).String())
+	case "mem":
+		w = urlWorkload("mem://")
 	case "os":
 		w = osWorkload{dir: *dir}
 	case "s3", "s3-sdk":
@@ -156,6 +159,16 @@ type workload interface {
 }
 
 type engineStore struct{ e *roomstore.Engine }
+
+// urlWorkload is roomstore on the engine OpenURL returns for rawURL, with
+// default options.
+func urlWorkload(rawURL string) workload {
+	e, err := roomstore.OpenURL(context.Background(), rawURL)
+	if err != nil {
+		fail(err)
+	}
+	return engineStore{e: e}
+}
 
 func engineWorkload(b backend.Backend) workload {
 	e, err := roomstore.New(b)

@@ -1,0 +1,50 @@
+package backend_test
+
+import (
+	"context"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/spf13/afero"
+
+	"github.com/roomstore/roomstore/backend"
+)
+
+// diskKinds are the two ways the afero backend reaches a folder on disk:
+// "file" is what a file:// URL opens (NewOSRoot: os.Root, and on Linux
+// the openat2 fast path), "basepath" is afero.NewBasePathFs over OsFs
+// (the portable walk, one call per path element).
+var diskKinds = []string{"file", "basepath"}
+
+// openDisk opens the afero backend of kind on dir. The caller closes it.
+func openDisk(kind, dir string, fsync bool) (*backend.Afero, error) {
+	if kind == "basepath" {
+		return backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir), backend.WithFsync(fsync)), nil
+	}
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(dir), RawQuery: "fsync=" + strconv.FormatBool(fsync)}
+	b, err := backend.Open(context.Background(), u.String())
+	if err != nil {
+		return nil, err
+	}
+	return b.(*backend.Afero), nil
+}
+
+// onEachDisk runs test as a subtest on each kind of disk backend.
+func onEachDisk(t *testing.T, test func(t *testing.T, kind string)) {
+	for _, kind := range diskKinds {
+		t.Run(kind, func(t *testing.T) { test(t, kind) })
+	}
+}
+
+// diskBackend opens kind on dir with fsync on, closed when t ends.
+func diskBackend(t *testing.T, kind, dir string) *backend.Afero {
+	t.Helper()
+	b, err := openDisk(kind, dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}

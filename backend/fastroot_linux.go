@@ -1,0 +1,621 @@
+//go:build linux
+
+package backend
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// fastRoot is the Linux fast path of an OS root: every path is resolved
+// beneath the root's descriptor by one openat2(2) with RESOLVE_BENEATH and
+// RESOLVE_NO_SYMLINKS, so the kernel refuses any symbolic link and any way
+// out of the root in the same call that resolves the path, where os.Root
+// walks it one element (and one system call) at a time. The folders a
+// commit uses every time, the temporaries' folder and each stripe's lock
+// file, stay open.
+//
+// Descriptors it keeps are *os.File values used through their RawConn, so a
+// Close racing with a call can never make the call act on a reused
+// descriptor number.
+type fastRoot struct {
+	root heldFile // the root folder, O_RDONLY|O_DIRECTORY
+
+	mu  sync.Mutex
+	tmp *heldFile // aferoTmpDir, once opened; guarded by mu
+
+	// locks holds each stripe's open lock file; locks[n] is guarded by
+	// stripe n of the fsLocks over this root.
+	locks [lockStripes]*heldFile
+
+	closed bool // guarded by mu
+}
+
+// heldFile is a descriptor kept open, with its RawConn.
+type heldFile struct {
+	f  *os.File
+	rc syscall.RawConn
+}
+
+func hold(f *os.File) (heldFile, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return heldFile{}, err
+	}
+	return heldFile{f: f, rc: rc}, nil
+}
+
+// do runs fn with the descriptor, which stays open meanwhile; fs.ErrClosed
+// once the file is closed.
+func (h *heldFile) do(fn func(fd int) error) error {
+	var err error
+	if cerr := h.rc.Control(func(fd uintptr) { err = fn(int(fd)) }); cerr != nil {
+		return fs.ErrClosed
+	}
+	return err
+}
+
+// resolveFlags are the openat2 resolution flags of every path: beneath the
+// root, no symbolic link anywhere (nor a /proc magic link).
+const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
+
+// newFastRoot opens the fast path over dir, or returns nil where the kernel
+// (older than 5.6) or a sandbox's seccomp filter refuses openat2, which
+// leaves os.Root's slower path.
+func newFastRoot(dir string) *fastRoot {
+	fd, err := openat2(unix.AT_FDCWD, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0, 0)
+	if err != nil {
+		return nil
+	}
+	// Probe: resolve "." beneath it as every later call will.
+	probe, err := openat2(fd, ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0, resolveFlags)
+	if err != nil {
+		unix.Close(fd)
+		return nil
+	}
+	unix.Close(probe)
+	root, err := hold(os.NewFile(uintptr(fd), dir))
+	if err != nil {
+		return nil
+	}
+	return &fastRoot{root: root}
+}
+
+// openat2 opens path beneath dirfd with the resolution flags given,
+// retrying an interrupted call (EINTR) and, a few times, a resolution that
+// a concurrent rename made the kernel give up on (EAGAIN).
+func openat2(dirfd int, path string, flags int, mode uint32, resolve uint64) (int, error) {
+	how := unix.OpenHow{Flags: uint64(flags) | unix.O_CLOEXEC, Mode: uint64(mode), Resolve: resolve}
+	for again := 0; ; {
+		fd, err := unix.Openat2(dirfd, path, &how)
+		switch {
+		case err == unix.EINTR:
+		case err == unix.EAGAIN && again < 16:
+			again++
+		default:
+			return fd, err
+		}
+	}
+}
+
+// Close closes every descriptor the fast path keeps.
+func (r *fastRoot) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if r.tmp != nil {
+		r.tmp.f.Close()
+	}
+	for _, l := range r.locks {
+		if l != nil {
+			l.f.Close() // releases its flock, if held
+		}
+	}
+	return r.root.f.Close()
+}
+
+// pathErr names a system call's failure on a path inside the root; the
+// root's own path never appears.
+func pathErr(op, path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &fs.PathError{Op: op, Path: path, Err: err}
+}
+
+// open opens path beneath the root.
+func (r *fastRoot) open(path string, flags int, mode uint32) (*fdFile, error) {
+	var fd int
+	err := r.root.do(func(dir int) (err error) {
+		fd, err = openat2(dir, path, flags|unix.O_NOFOLLOW, mode, resolveFlags)
+		return err
+	})
+	if err != nil {
+		return nil, pathErr("open", path, err)
+	}
+	return newFDFile(fd, path), nil
+}
+
+// inParent runs fn with the descriptor of path's parent folder and path's
+// last element: the root itself for a top-level name, else the parent
+// opened beneath it (a read descriptor, so that it can be fsynced).
+func (r *fastRoot) inParent(path string, fn func(dir int, base string) error) error {
+	i := strings.LastIndexByte(path, '/')
+	if i < 0 {
+		return r.root.do(func(dir int) error { return fn(dir, path) })
+	}
+	var pfd int
+	err := r.root.do(func(dir int) (err error) {
+		pfd, err = openat2(dir, path[:i], unix.O_RDONLY|unix.O_DIRECTORY, 0, resolveFlags)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	return fn(pfd, path[i+1:])
+}
+
+// lstat describes path without following a symbolic link in its last
+// element; one in a parent yields ELOOP, a parent that is a file ENOTDIR.
+func (r *fastRoot) lstat(path string) (os.FileInfo, error) {
+	st := new(syscall.Stat_t)
+	err := r.inParent(path, func(dir int, base string) error {
+		return fstatat(dir, base, st, unix.AT_SYMLINK_NOFOLLOW)
+	})
+	if err != nil {
+		return nil, pathErr("lstat", path, err)
+	}
+	return newStatInfo(path, st), nil
+}
+
+// remove unlinks the file at path.
+func (r *fastRoot) remove(path string) error {
+	err := r.inParent(path, func(dir int, base string) error { return unix.Unlinkat(dir, base, 0) })
+	return pathErr("remove", path, err)
+}
+
+// syncDir fsyncs the folder dir ("" the root), so that a rename in it is
+// durable.
+func (r *fastRoot) syncDir(dir string) error {
+	if dir == "" {
+		return r.root.do(unix.Fsync)
+	}
+	f, err := r.open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// tmpDir returns the temporaries' folder, opening it on first use; mkdir
+// makes it when it is missing. Drop it with dropTmp when it turns out to
+// be gone.
+func (r *fastRoot) tmpDir(mkdir func() error) (*heldFile, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, fs.ErrClosed
+	}
+	if r.tmp != nil {
+		return r.tmp, nil
+	}
+	for attempt := 0; ; attempt++ {
+		var fd int
+		err := r.root.do(func(dir int) (err error) {
+			fd, err = openat2(dir, aferoTmpDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0, resolveFlags)
+			return err
+		})
+		if err == unix.ENOENT && attempt == 0 {
+			if err = mkdir(); err == nil {
+				continue
+			}
+		}
+		if err != nil {
+			return nil, pathErr("open", aferoTmpDir, err)
+		}
+		h, err := hold(os.NewFile(uintptr(fd), aferoTmpDir))
+		if err != nil {
+			return nil, err
+		}
+		r.tmp = &h
+		return r.tmp, nil
+	}
+}
+
+// dropTmp forgets the temporaries' folder t (removed under the process),
+// so that the next tmpDir opens or makes it again.
+func (r *fastRoot) dropTmp(t *heldFile) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tmp == t {
+		r.tmp.f.Close()
+		r.tmp = nil
+	}
+}
+
+// createTemp creates the new file base in the temporaries' folder t.
+func (r *fastRoot) createTemp(t *heldFile, base string) (*fdFile, error) {
+	var fd int
+	err := t.do(func(dir int) (err error) {
+		fd, err = openat2(dir, base, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_NOFOLLOW, 0o644, resolveFlags)
+		return err
+	})
+	if err != nil {
+		return nil, pathErr("open", aferoTmpDir+"/"+base, err)
+	}
+	return newFDFile(fd, aferoTmpDir+"/"+base), nil
+}
+
+// rename moves src onto path; a temporary (a path under aferoTmpDir) is
+// taken from the folder kept open.
+func (r *fastRoot) rename(src, path string) error {
+	move := func(from int, base string) error {
+		return r.inParent(path, func(to int, name string) error {
+			return unix.Renameat(from, base, to, name)
+		})
+	}
+	var err error
+	if base, ok := strings.CutPrefix(src, aferoTmpDir+"/"); ok && !strings.Contains(base, "/") {
+		var t *heldFile
+		if t, err = r.tmpDir(func() error { return fs.ErrNotExist }); err == nil {
+			err = t.do(func(from int) error { return move(from, base) })
+		}
+	} else {
+		err = r.inParent(src, move)
+	}
+	return pathErr("rename", path, err)
+}
+
+// lockFile returns stripe n's lock file, opening (and, with create,
+// creating) it on first use. The caller holds the stripe.
+func (r *fastRoot) lockFile(n uint32, name string, create func() error) (*heldFile, error) {
+	if l := r.locks[n]; l != nil {
+		return l, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, fs.ErrClosed
+	}
+	for attempt := 0; ; attempt++ {
+		var fd int
+		err := r.root.do(func(dir int) (err error) {
+			fd, err = openat2(dir, name, unix.O_CREAT|unix.O_RDWR|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o644, resolveFlags)
+			return err
+		})
+		if err == unix.ENOENT && attempt == 0 {
+			if err = create(); err == nil {
+				continue
+			}
+		}
+		if err != nil {
+			return nil, pathErr("open", name, err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+			unix.Close(fd)
+			return nil, &Error{Kind: ErrStoreUnavailable, Detail: "lock file " + name + " is not a regular file"}
+		}
+		h, err := hold(os.NewFile(uintptr(fd), name))
+		if err != nil {
+			return nil, err
+		}
+		r.locks[n] = &h
+		return &h, nil
+	}
+}
+
+// dropLock closes stripe n's lock file, whose name was removed, so that
+// the next lock opens the file now there. The caller holds the stripe.
+func (r *fastRoot) dropLock(n uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if l := r.locks[n]; l != nil {
+		l.f.Close()
+		r.locks[n] = nil
+	}
+}
+
+// tryLock takes an exclusive flock on l without waiting and reports
+// whether it did, and whether l's name is still linked: a lock on a file
+// somebody removed excludes nobody who opens the name afresh.
+func tryLock(l *heldFile) (locked, linked bool, err error) {
+	err = l.do(func(fd int) error {
+		if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			if err == syscall.EWOULDBLOCK {
+				return nil
+			}
+			return err
+		}
+		locked = true
+		var st syscall.Stat_t
+		if err := syscall.Fstat(fd, &st); err != nil {
+			syscall.Flock(fd, syscall.LOCK_UN)
+			locked = false
+			return err
+		}
+		linked = st.Nlink > 0
+		return nil
+	})
+	return locked, linked, err
+}
+
+// unlock releases the flock on l.
+func unlock(l *heldFile) {
+	_ = l.do(func(fd int) error { return syscall.Flock(fd, syscall.LOCK_UN) })
+}
+
+// clone makes out's content a copy of in's, sharing in's blocks where the
+// file system can (FICLONE: btrfs, XFS, bcachefs), so that an append does
+// not copy what the file already holds; elsewhere it copies in the kernel
+// (copy_file_range), or through a buffer. out must be empty; after clone
+// its offset is at its end.
+func clone(out, in *fdFile) error {
+	err := out.use(func(o int) error {
+		return in.use(func(i int) error { return unix.IoctlFileClone(o, i) })
+	})
+	if err == nil {
+		_, err = out.Seek(0, io.SeekEnd)
+		return err
+	}
+	_, err = copyFD(out, in)
+	return err
+}
+
+// copyFD copies in from its offset to its end onto out at its offset,
+// with copy_file_range where the kernel can, else through a buffer.
+func copyFD(out, in *fdFile) (int64, error) {
+	var total int64
+	for {
+		var n int
+		err := out.use(func(o int) error {
+			return in.use(func(i int) (err error) {
+				for {
+					n, err = unix.CopyFileRange(i, nil, o, nil, 1<<30, 0)
+					if err != unix.EINTR {
+						return err
+					}
+				}
+			})
+		})
+		switch {
+		case err == nil && n == 0:
+			return total, nil
+		case err == nil:
+			total += int64(n)
+			continue
+		case errors.Is(err, unix.EXDEV), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EINVAL), errors.Is(err, unix.EOPNOTSUPP):
+			k, err := io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{in}, make([]byte, 256<<10))
+			return total + k, err
+		default:
+			return total, err
+		}
+	}
+}
+
+// fstatat is fstatat(2) into a syscall.Stat_t, which the rest of the
+// package (fileInfo, linkCount) reads; unix.Stat_t has its layout on
+// Linux.
+func fstatat(dir int, name string, st *syscall.Stat_t, flags int) error {
+	for {
+		err := unix.Fstatat(dir, name, (*unix.Stat_t)(unsafe.Pointer(st)), flags)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// The conversion in fstatat needs both types to be one layout.
+var _ = [1]struct{}{}[unsafe.Sizeof(unix.Stat_t{})-unsafe.Sizeof(syscall.Stat_t{})]
+
+// statInfo is an os.FileInfo over a stat result, as os.Lstat makes one.
+type statInfo struct {
+	name string
+	st   *syscall.Stat_t
+}
+
+func newStatInfo(path string, st *syscall.Stat_t) *statInfo {
+	return &statInfo{name: path[strings.LastIndexByte(path, '/')+1:], st: st}
+}
+
+func (s *statInfo) Name() string       { return s.name }
+func (s *statInfo) Size() int64        { return s.st.Size }
+func (s *statInfo) ModTime() time.Time { return time.Unix(s.st.Mtim.Unix()) }
+func (s *statInfo) IsDir() bool        { return s.st.Mode&syscall.S_IFMT == syscall.S_IFDIR }
+func (s *statInfo) Sys() any           { return s.st }
+func (s *statInfo) Mode() fs.FileMode {
+	m := fs.FileMode(s.st.Mode & 0o777)
+	switch s.st.Mode & syscall.S_IFMT {
+	case syscall.S_IFBLK:
+		m |= fs.ModeDevice
+	case syscall.S_IFCHR:
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case syscall.S_IFDIR:
+		m |= fs.ModeDir
+	case syscall.S_IFIFO:
+		m |= fs.ModeNamedPipe
+	case syscall.S_IFLNK:
+		m |= fs.ModeSymlink
+	case syscall.S_IFSOCK:
+		m |= fs.ModeSocket
+	}
+	return m
+}
+
+// fdFile is a bare descriptor as a file: what the fast path reads, stages
+// and commits through, without the runtime poller's registration that
+// os.NewFile attempts (one fcntl and a failing epoll_ctl per file). A
+// Close while a call runs waits for nothing and never lets the call reach
+// a reused descriptor: the descriptor is closed when the last call on it
+// ends.
+type fdFile struct {
+	name string // inside the root, for errors
+
+	mu      sync.Mutex
+	fd      int
+	users   int  // calls running on fd
+	closing bool // Close was called
+}
+
+func newFDFile(fd int, name string) *fdFile { return &fdFile{fd: fd, name: name} }
+
+// use runs fn on the descriptor unless the file is closed.
+func (f *fdFile) use(fn func(fd int) error) error {
+	f.mu.Lock()
+	if f.closing {
+		f.mu.Unlock()
+		return fs.ErrClosed
+	}
+	f.users++
+	fd := f.fd
+	f.mu.Unlock()
+	err := fn(fd)
+	f.mu.Lock()
+	if f.users--; f.users == 0 && f.closing {
+		unix.Close(fd)
+	}
+	f.mu.Unlock()
+	return err
+}
+
+func (f *fdFile) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing {
+		return pathErr("close", f.name, fs.ErrClosed)
+	}
+	f.closing = true
+	if f.users == 0 {
+		return pathErr("close", f.name, unix.Close(f.fd))
+	}
+	return nil
+}
+
+func (f *fdFile) Read(p []byte) (int, error) {
+	var n int
+	err := f.use(func(fd int) (err error) {
+		for {
+			n, err = unix.Read(fd, p)
+			if err != unix.EINTR {
+				return err
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, pathErr("read", f.name, err)
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (f *fdFile) Write(p []byte) (int, error) {
+	var total int
+	err := f.use(func(fd int) error {
+		for total < len(p) {
+			n, err := unix.Write(fd, p[total:])
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			total += n
+		}
+		return nil
+	})
+	return total, pathErr("write", f.name, err)
+}
+
+func (f *fdFile) Seek(offset int64, whence int) (int64, error) {
+	var off int64
+	err := f.use(func(fd int) (err error) {
+		off, err = unix.Seek(fd, offset, whence)
+		return err
+	})
+	return off, pathErr("seek", f.name, err)
+}
+
+func (f *fdFile) Sync() error {
+	return pathErr("sync", f.name, f.use(unix.Fsync))
+}
+
+func (f *fdFile) Stat() (os.FileInfo, error) {
+	st := new(syscall.Stat_t)
+	if err := f.use(func(fd int) error { return syscall.Fstat(fd, st) }); err != nil {
+		return nil, pathErr("stat", f.name, err)
+	}
+	return newStatInfo(f.name, st), nil
+}
+
+// createTempIn creates the new file base in the temporaries' folder,
+// opening the folder on first use and making it with mkdir when it is
+// missing, or made again after somebody removed it.
+func (r *fastRoot) createTempIn(mkdir func() error, base string) (*fdFile, error) {
+	for attempt := 0; ; attempt++ {
+		t, err := r.tmpDir(mkdir)
+		if err != nil {
+			return nil, err
+		}
+		f, err := r.createTemp(t, base)
+		if err != nil && attempt == 0 && errors.Is(err, fs.ErrNotExist) {
+			r.dropTmp(t) // removed while open
+			continue
+		}
+		return f, err
+	}
+}
+
+// lock takes stripe n's flock, on the lock file name kept open, waiting as
+// ctx allows; mkdir makes the lock folder when it is missing. Closing the
+// result releases the flock. The caller holds the stripe.
+func (r *fastRoot) lock(ctx context.Context, n uint32, name string, mkdir func() error) (io.Closer, error) {
+	for {
+		l, err := r.lockFile(n, name, mkdir)
+		if err != nil {
+			return nil, err
+		}
+		linked := false
+		err = waitFlock(ctx, func() (bool, error) {
+			locked, ln, err := tryLock(l)
+			linked = ln
+			return locked, err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if linked {
+			return (*heldLock)(l), nil
+		}
+		unlock(l)
+		r.dropLock(n) // its name was removed: open the file there now
+	}
+}
+
+// heldLock is a held flock; Close releases it and keeps the file open.
+type heldLock heldFile
+
+func (l *heldLock) Close() error {
+	unlock((*heldFile)(l))
+	return nil
+}
+
+// rootInfo describes the root folder.
+func (r *fastRoot) rootInfo() (os.FileInfo, error) { return r.root.f.Stat() }

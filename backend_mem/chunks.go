@@ -1,0 +1,124 @@
+package backend_mem
+
+import (
+	"io"
+	"io/fs"
+)
+
+// Chunk sizes of a writer's staged bytes: a first Write is kept in a
+// chunk of exactly its size (a small file is one allocation, no slack);
+// later chunks double from minChunk up to maxChunk, so a large file wastes
+// less than one maxChunk and is never copied to grow.
+const (
+	minChunk = 4 << 10
+	maxChunk = 1 << 20
+)
+
+// chunks are staged or committed bytes, in order.
+type chunks struct {
+	list [][]byte
+	size int64
+}
+
+// write copies p into the last chunk's spare capacity and new chunks.
+func (c *chunks) write(p []byte) {
+	if len(c.list) == 0 && len(p) > 0 {
+		c.list = append(c.list, append(make([]byte, 0, min(len(p), maxChunk)), p[:min(len(p), maxChunk)]...))
+		c.size += int64(len(c.list[0]))
+		p = p[len(c.list[0]):]
+	}
+	for len(p) > 0 {
+		last := len(c.list) - 1
+		if last < 0 || len(c.list[last]) == cap(c.list[last]) {
+			c.list = append(c.list, make([]byte, 0, min(max(c.size, minChunk), maxChunk)))
+			last++
+		}
+		chunk := c.list[last]
+		n := min(len(p), cap(chunk)-len(chunk))
+		c.list[last] = append(chunk, p[:n]...)
+		c.size += int64(n)
+		p = p[n:]
+	}
+}
+
+// prepend puts the committed version o's chunks before c's. o's chunks are
+// shared, never written again: c's own chunks follow them. The caller
+// holds the store's lock.
+func (c *chunks) prepend(o *object) {
+	list := make([][]byte, 0, len(o.chunks)+len(c.list))
+	// Capped at their length, so that nothing can ever append into o's.
+	for _, ch := range o.chunks {
+		list = append(list, ch[:len(ch):len(ch)])
+	}
+	c.list = append(list, c.list...)
+	c.size += o.size
+}
+
+// chunkReader streams bytes [off, end) of a committed version's chunks,
+// which never change, so it needs no lock. It is for one goroutine at a
+// time, like the Reader it serves.
+type chunkReader struct {
+	chunks [][]byte
+	i      int   // the chunk being read
+	at     int   // the offset in it
+	left   int64 // bytes still to read
+	closed bool
+}
+
+func newChunkReader(list [][]byte, off, end int64) *chunkReader {
+	r := &chunkReader{chunks: list, left: end - off}
+	for r.i < len(list) && off >= int64(len(list[r.i])) {
+		off -= int64(len(list[r.i]))
+		r.i++
+	}
+	r.at = int(off)
+	return r
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if r.closed {
+		return 0, fs.ErrClosed
+	}
+	n := 0
+	for n < len(p) && r.left > 0 {
+		chunk := r.chunks[r.i][r.at:]
+		k := copy(p[n:], chunk[:min(int64(len(chunk)), r.left)])
+		n += k
+		r.left -= int64(k)
+		if r.at += k; r.at == len(r.chunks[r.i]) {
+			r.i, r.at = r.i+1, 0
+		}
+	}
+	if n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// WriteTo writes the rest without an intermediate buffer.
+func (r *chunkReader) WriteTo(w io.Writer) (int64, error) {
+	if r.closed {
+		return 0, fs.ErrClosed
+	}
+	var total int64
+	for r.left > 0 {
+		chunk := r.chunks[r.i][r.at:]
+		chunk = chunk[:min(int64(len(chunk)), r.left)]
+		k, err := w.Write(chunk)
+		total += int64(k)
+		r.left -= int64(k)
+		if r.at += k; r.at == len(r.chunks[r.i]) {
+			r.i, r.at = r.i+1, 0
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// Close ends the read; later reads fail with fs.ErrClosed.
+func (r *chunkReader) Close() error {
+	r.closed = true
+	return nil
+}
