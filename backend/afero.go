@@ -334,8 +334,9 @@ func (a *Afero) hasFiles(dir string) bool {
 	if linkCount(fi) == 0 {
 		return false // removed while open
 	}
+	next := a.batches(f, 16)
 	for {
-		batch, err := f.Readdir(16)
+		batch, err := next()
 		for _, fi := range batch {
 			switch {
 			case IsReserved(fi.Name()):
@@ -466,12 +467,13 @@ func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[Info, error] {
 			return
 		}
 		defer f.Close()
+		next := a.batches(f, 1024)
 		for {
 			if err := ctx.Err(); err != nil {
 				yield(Info{}, err)
 				return
 			}
-			batch, err := f.Readdir(1024)
+			batch, err := next()
 			for _, fi := range batch {
 				name := fi.Name()
 				if IsReserved(name) || fi.Mode()&os.ModeSymlink != 0 {
@@ -502,6 +504,29 @@ func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[Info, error] {
 				return
 			}
 		}
+	}
+}
+
+// batches returns the function that reads the open folder f: n entries
+// per call on the OS, so that memory holds one batch; other file systems
+// hold the folder in memory anyway and are read whole at the first call
+// (afero's MemMapFs panics on a second batch when the folder has shrunk
+// since the first). At the end it returns io.EOF.
+func (a *Afero) batches(f afero.File, n int) func() ([]os.FileInfo, error) {
+	if a.osBacked {
+		return func() ([]os.FileInfo, error) { return f.Readdir(n) }
+	}
+	done := false
+	return func() ([]os.FileInfo, error) {
+		if done {
+			return nil, io.EOF
+		}
+		done = true
+		all, err := f.Readdir(-1)
+		if err == nil {
+			err = io.EOF
+		}
+		return all, err
 	}
 }
 

@@ -68,6 +68,9 @@ func TestACommitterFasterThanNATSIsHeldToItsPaceAndLosesNothing(t *testing.T) {
 	if st := b.eng.TransportStats(); st.Received != n || st.Lost != 0 || st.Gaps != 0 {
 		t.Errorf("B's stats %+v: want %d received, nothing lost", st, n)
 	}
+	// A's own subscriber is fed on its own goroutine: what it got is what
+	// A published, so it must have it all before the two are compared.
+	a.rec.waitUntil(t, "every event of A at A", func(evs []events.Event) bool { return countFrom(evs, a.eng.ID()) >= n })
 	checkExactlyOnce(t, a, b)
 }
 
@@ -169,6 +172,7 @@ func TestASubscriberBehindForAMomentLosesNoRemoteEvents(t *testing.T) {
 		}
 	}
 	b.rec.waitUntil(t, "every event", func(evs []events.Event) bool { return countFrom(evs, a.eng.ID()) >= n })
+	a.rec.waitUntil(t, "every event of A at A", func(evs []events.Event) bool { return countFrom(evs, a.eng.ID()) >= n })
 	checkExactlyOnce(t, a, b)
 }
 
