@@ -34,10 +34,14 @@ const (
 // A writer keeps its first 64 KiB in memory and stages the rest in a
 // temporary file under the reserved folder; a commit writes what is staged
 // to a temporary and renames it into place, so readers see the old file or
-// the new one. Appends copy the old content and the new bytes into the
-// temporary under a lock; on an OS file system the lock is an flock(2) on a
-// lock file inside the root, so appends from several processes (or several
-// Afero values) on one directory lose nothing. Empty folders are pruned.
+// the new one. An append makes a new temporary of the old content and the
+// new bytes under a lock, and renames it into place: on NewOSRoot over a
+// file system that clones (FICLONE: XFS, btrfs) the old content is shared,
+// not copied, so an append costs what it adds; elsewhere the old content
+// is copied (in the kernel, on the OS), O(file size). On an OS file system
+// the lock is an flock(2) on a lock file inside the root, so appends from
+// several processes (or several Afero values) on one directory lose
+// nothing. Empty folders are pruned.
 // Paths never follow symbolic links: a path that crosses one yields
 // fs.ErrPermission, and List leaves symlinks out. No open ever waits for
 // a FIFO or a device: such files are not files of the store.
@@ -238,15 +242,15 @@ func (a *Afero) lstatAs(path string, report bool) (os.FileInfo, error) {
 // fastError classifies an error of the fast path's resolution as lstat
 // does: a missing element fs.ErrNotExist (or the store unavailable, when
 // its directory is gone), a file on the way errThroughFile, a symbolic
-// link (or a way out of the root, which only a link could offer)
-// errSymlink.
+// link (or a way out of the root, which only a link could offer, and
+// which the fast path reports as one) errSymlink.
 func (a *Afero) fastError(err error) error {
 	switch {
 	case errors.Is(err, syscall.ENOENT):
 		return a.missing(osError(err))
 	case errors.Is(err, syscall.ENOTDIR):
 		return errThroughFile
-	case errors.Is(err, syscall.ELOOP), errors.Is(err, syscall.EXDEV):
+	case errors.Is(err, syscall.ELOOP):
 		return errSymlink
 	}
 	return osError(err)

@@ -91,6 +91,19 @@ func TestConformanceOsFs(t *testing.T) {
 	})
 }
 
+// TestConformanceOSRootPortable runs the suite on NewOSRoot without the
+// Linux fast path: every call through os.Root, as platforms without
+// openat2 (or kernels before 5.6) store.
+func TestConformanceOSRootPortable(t *testing.T) {
+	runDisk(t, func(t *testing.T, dir string) backend.Backend {
+		b, err := backend.NewPortableOSRoot(dir, backend.WithFsync(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return closing(t, b)
+	})
+}
+
 // TestConformanceFileURL runs the suite on the store users get: what
 // backend.Open (and so roomstore.OpenURL) builds for a file:// URL.
 func TestConformanceFileURL(t *testing.T) {

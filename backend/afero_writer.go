@@ -255,8 +255,8 @@ func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
 		if err != nil {
 			return Info{}, err
 		}
-		defer a.fs.Remove(joined) // a no-op once renamed into place
-		defer out.Close()         // a no-op once closed below
+		defer a.remove(joined) // a no-op once renamed into place
+		defer out.Close()      // a no-op once closed below
 		src, srcFile = joined, out
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return Info{}, err
@@ -356,7 +356,7 @@ func (a *Afero) cloneInto(out stagedFile, path string) error {
 	case !fi.Mode().IsRegular():
 		return fs.ErrNotExist // replaced by something else since the lstat
 	}
-	return osError(clone(out.(*fdFile), in))
+	return osError(clone(out.(*fdFile), in, fi.Size()))
 }
 
 // copyFile copies in to out, through the kernel (copy_file_range) when both
@@ -388,7 +388,7 @@ func (a *Afero) place(ctx context.Context, src, path string) error {
 		if err == nil {
 			if a.fast != nil {
 				err = a.fast.rename(src, path)
-				if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EXDEV) {
+				if errors.Is(err, syscall.ELOOP) {
 					err = errSymlink // a parent swapped for a link since mkdirs
 				}
 			} else {

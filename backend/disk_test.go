@@ -12,16 +12,20 @@ import (
 	"github.com/roomstore/roomstore/backend"
 )
 
-// diskKinds are the two ways the afero backend reaches a folder on disk:
-// "file" is what a file:// URL opens (NewOSRoot: os.Root, and on Linux
-// the openat2 fast path), "basepath" is afero.NewBasePathFs over OsFs
-// (the portable walk, one call per path element).
-var diskKinds = []string{"file", "basepath"}
+// diskKinds are the ways the afero backend reaches a folder on disk:
+// "file" is what a file:// URL opens (NewOSRoot: on Linux the openat2
+// fast path), "osroot" the same without the fast path (every call through
+// os.Root, as where openat2 is missing), "basepath" afero.NewBasePathFs
+// over OsFs (the portable walk, one call per path element).
+var diskKinds = []string{"file", "osroot", "basepath"}
 
 // openDisk opens the afero backend of kind on dir. The caller closes it.
 func openDisk(kind, dir string, fsync bool) (*backend.Afero, error) {
-	if kind == "basepath" {
+	switch kind {
+	case "basepath":
 		return backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir), backend.WithFsync(fsync)), nil
+	case "osroot":
+		return backend.NewPortableOSRoot(dir, backend.WithFsync(fsync))
 	}
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(dir), RawQuery: "fsync=" + strconv.FormatBool(fsync)}
 	b, err := backend.Open(context.Background(), u.String())

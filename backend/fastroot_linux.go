@@ -5,11 +5,13 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -21,9 +23,9 @@ import (
 // beneath the root's descriptor by one openat2(2) with RESOLVE_BENEATH and
 // RESOLVE_NO_SYMLINKS, so the kernel refuses any symbolic link and any way
 // out of the root in the same call that resolves the path, where os.Root
-// walks it one element (and one system call) at a time. The folders a
-// commit uses every time, the temporaries' folder and each stripe's lock
-// file, stay open.
+// walks it one element (and one system call) at a time. The temporaries'
+// folder stays open, so that a temporary is created, and renamed from,
+// with no lookup of the reserved folder.
 //
 // Descriptors it keeps are *os.File values used through their RawConn, so a
 // Close racing with a call can never make the call act on a reused
@@ -34,9 +36,9 @@ type fastRoot struct {
 	mu  sync.Mutex
 	tmp *heldFile // aferoTmpDir, once opened; guarded by mu
 
-	// locks holds each stripe's open lock file; locks[n] is guarded by
-	// stripe n of the fsLocks over this root.
-	locks [lockStripes]*heldFile
+	// checked records the stripes whose lock file was found a regular
+	// file, so that later locks need no fstat.
+	checked [lockStripes]atomic.Bool
 
 	closed bool // guarded by mu
 }
@@ -47,6 +49,7 @@ type heldFile struct {
 	rc syscall.RawConn
 }
 
+// hold wraps f, which is closed if that fails.
 func hold(f *os.File) (heldFile, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -85,7 +88,7 @@ func newFastRoot(dir string) *fastRoot {
 		return nil
 	}
 	unix.Close(probe)
-	root, err := hold(os.NewFile(uintptr(fd), dir))
+	root, err := hold(os.NewFile(uintptr(fd), ".")) // named for no host path
 	if err != nil {
 		return nil
 	}
@@ -96,6 +99,9 @@ func newFastRoot(dir string) *fastRoot {
 // retrying an interrupted call (EINTR) and, a few times, a resolution that
 // a concurrent rename made the kernel give up on (EAGAIN).
 func openat2(dirfd int, path string, flags int, mode uint32, resolve uint64) (int, error) {
+	if flags&(unix.O_CREAT|unix.O_TMPFILE) == 0 {
+		mode = 0 // openat2 refuses a mode it would not use
+	}
 	how := unix.OpenHow{Flags: uint64(flags) | unix.O_CLOEXEC, Mode: uint64(mode), Resolve: resolve}
 	for again := 0; ; {
 		fd, err := unix.Openat2(dirfd, path, &how)
@@ -120,11 +126,6 @@ func (r *fastRoot) Close() error {
 	if r.tmp != nil {
 		r.tmp.f.Close()
 	}
-	for _, l := range r.locks {
-		if l != nil {
-			l.f.Close() // releases its flock, if held
-		}
-	}
 	return r.root.f.Close()
 }
 
@@ -137,11 +138,23 @@ func pathErr(op, path string, err error) error {
 	return &fs.PathError{Op: op, Path: path, Err: err}
 }
 
-// open opens path beneath the root.
+// beneath resolves path beneath the folder dir, refusing any symbolic
+// link; a way out of the root (EXDEV, which only a link could offer) is
+// reported as the refused link it is, ELOOP.
+func beneath(dir int, path string, flags int, mode uint32) (int, error) {
+	fd, err := openat2(dir, path, flags, mode, resolveFlags)
+	if err == unix.EXDEV {
+		err = unix.ELOOP
+	}
+	return fd, err
+}
+
+// open opens path beneath the root. It never makes a terminal the
+// process's controlling one.
 func (r *fastRoot) open(path string, flags int, mode uint32) (*fdFile, error) {
 	var fd int
 	err := r.root.do(func(dir int) (err error) {
-		fd, err = openat2(dir, path, flags|unix.O_NOFOLLOW, mode, resolveFlags)
+		fd, err = beneath(dir, path, flags|unix.O_NOCTTY, mode)
 		return err
 	})
 	if err != nil {
@@ -160,7 +173,7 @@ func (r *fastRoot) inParent(path string, fn func(dir int, base string) error) er
 	}
 	var pfd int
 	err := r.root.do(func(dir int) (err error) {
-		pfd, err = openat2(dir, path[:i], unix.O_RDONLY|unix.O_DIRECTORY, 0, resolveFlags)
+		pfd, err = beneath(dir, path[:i], unix.O_RDONLY|unix.O_DIRECTORY, 0)
 		return err
 	})
 	if err != nil {
@@ -218,7 +231,7 @@ func (r *fastRoot) tmpDir(mkdir func() error) (*heldFile, error) {
 	for attempt := 0; ; attempt++ {
 		var fd int
 		err := r.root.do(func(dir int) (err error) {
-			fd, err = openat2(dir, aferoTmpDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0, resolveFlags)
+			fd, err = beneath(dir, aferoTmpDir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 			return err
 		})
 		if err == unix.ENOENT && attempt == 0 {
@@ -253,7 +266,7 @@ func (r *fastRoot) dropTmp(t *heldFile) {
 func (r *fastRoot) createTemp(t *heldFile, base string) (*fdFile, error) {
 	var fd int
 	err := t.do(func(dir int) (err error) {
-		fd, err = openat2(dir, base, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_NOFOLLOW, 0o644, resolveFlags)
+		fd, err = beneath(dir, base, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR, 0o644)
 		return err
 	})
 	if err != nil {
@@ -282,104 +295,35 @@ func (r *fastRoot) rename(src, path string) error {
 	return pathErr("rename", path, err)
 }
 
-// lockFile returns stripe n's lock file, opening (and, with create,
-// creating) it on first use. The caller holds the stripe.
-func (r *fastRoot) lockFile(n uint32, name string, create func() error) (*heldFile, error) {
-	if l := r.locks[n]; l != nil {
-		return l, nil
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil, fs.ErrClosed
-	}
-	for attempt := 0; ; attempt++ {
-		var fd int
-		err := r.root.do(func(dir int) (err error) {
-			fd, err = openat2(dir, name, unix.O_CREAT|unix.O_RDWR|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o644, resolveFlags)
-			return err
-		})
-		if err == unix.ENOENT && attempt == 0 {
-			if err = create(); err == nil {
-				continue
-			}
-		}
-		if err != nil {
-			return nil, pathErr("open", name, err)
-		}
-		var st syscall.Stat_t
-		if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
-			unix.Close(fd)
-			return nil, &Error{Kind: ErrStoreUnavailable, Detail: "lock file " + name + " is not a regular file"}
-		}
-		h, err := hold(os.NewFile(uintptr(fd), name))
-		if err != nil {
-			return nil, err
-		}
-		r.locks[n] = &h
-		return &h, nil
-	}
-}
-
-// dropLock closes stripe n's lock file, whose name was removed, so that
-// the next lock opens the file now there. The caller holds the stripe.
-func (r *fastRoot) dropLock(n uint32) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if l := r.locks[n]; l != nil {
-		l.f.Close()
-		r.locks[n] = nil
-	}
-}
-
-// tryLock takes an exclusive flock on l without waiting and reports
-// whether it did, and whether l's name is still linked: a lock on a file
-// somebody removed excludes nobody who opens the name afresh.
-func tryLock(l *heldFile) (locked, linked bool, err error) {
-	err = l.do(func(fd int) error {
-		if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			if err == syscall.EWOULDBLOCK {
-				return nil
-			}
-			return err
-		}
-		locked = true
-		var st syscall.Stat_t
-		if err := syscall.Fstat(fd, &st); err != nil {
-			syscall.Flock(fd, syscall.LOCK_UN)
-			locked = false
-			return err
-		}
-		linked = st.Nlink > 0
-		return nil
-	})
-	return locked, linked, err
-}
-
-// unlock releases the flock on l.
-func unlock(l *heldFile) {
-	_ = l.do(func(fd int) error { return syscall.Flock(fd, syscall.LOCK_UN) })
-}
-
 // clone makes out's content a copy of in's, sharing in's blocks where the
 // file system can (FICLONE: btrfs, XFS, bcachefs), so that an append does
 // not copy what the file already holds; elsewhere it copies in the kernel
 // (copy_file_range), or through a buffer. out must be empty; after clone
-// its offset is at its end.
-func clone(out, in *fdFile) error {
+// its offset is at its end. It fails unless out then holds size bytes,
+// in's size.
+func clone(out, in *fdFile, size int64) error {
 	err := out.use(func(o int) error {
 		return in.use(func(i int) error { return unix.IoctlFileClone(o, i) })
 	})
 	if err == nil {
-		_, err = out.Seek(0, io.SeekEnd)
+		var end int64
+		if end, err = out.Seek(0, io.SeekEnd); err == nil && end != size {
+			err = fmt.Errorf("cloned %d bytes of %d", end, size)
+		}
 		return err
 	}
-	_, err = copyFD(out, in)
+	n, err := copyFD(out, in)
+	if err == nil && n != size {
+		err = fmt.Errorf("copied %d bytes of %d", n, size)
+	}
 	return err
 }
 
 // copyFD copies in from its offset to its end onto out at its offset,
-// with copy_file_range where the kernel can, else through a buffer.
+// with copy_file_range where the kernel can, else through a buffer: where
+// a file system or a sandbox refuses it, and where a kernel (before 5.19)
+// reports nothing copied at the start, as io.Copy between two *os.File
+// values does.
 func copyFD(out, in *fdFile) (int64, error) {
 	var total int64
 	for {
@@ -395,14 +339,17 @@ func copyFD(out, in *fdFile) (int64, error) {
 			})
 		})
 		switch {
-		case err == nil && n == 0:
-			return total, nil
-		case err == nil:
+		case err == nil && n > 0:
 			total += int64(n)
 			continue
-		case errors.Is(err, unix.EXDEV), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EINVAL), errors.Is(err, unix.EOPNOTSUPP):
-			k, err := io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{in}, make([]byte, 256<<10))
-			return total + k, err
+		case err == nil && total > 0:
+			return total, nil
+		case err == nil, errors.Is(err, unix.EXDEV), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EINVAL),
+			errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EPERM), errors.Is(err, unix.EIO):
+			if total > 0 {
+				return total, err
+			}
+			return io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{in}, make([]byte, 256<<10))
 		default:
 			return total, err
 		}
@@ -430,6 +377,7 @@ type statInfo struct {
 	st   *syscall.Stat_t
 }
 
+// newStatInfo describes st, the stat of path (named by its last element).
 func newStatInfo(path string, st *syscall.Stat_t) *statInfo {
 	return &statInfo{name: path[strings.LastIndexByte(path, '/')+1:], st: st}
 }
@@ -473,6 +421,7 @@ type fdFile struct {
 	closing bool // Close was called
 }
 
+// newFDFile takes over the open descriptor fd, of name inside the root.
 func newFDFile(fd int, name string) *fdFile { return &fdFile{fd: fd, name: name} }
 
 // use runs fn on the descriptor unless the file is closed.
@@ -531,11 +480,13 @@ func (f *fdFile) Write(p []byte) (int, error) {
 	err := f.use(func(fd int) error {
 		for total < len(p) {
 			n, err := unix.Write(fd, p[total:])
-			if err == unix.EINTR {
+			switch {
+			case err == unix.EINTR:
 				continue
-			}
-			if err != nil {
+			case err != nil:
 				return err
+			case n == 0:
+				return io.ErrShortWrite
 			}
 			total += n
 		}
@@ -583,38 +534,58 @@ func (r *fastRoot) createTempIn(mkdir func() error, base string) (*fdFile, error
 	}
 }
 
-// lock takes stripe n's flock, on the lock file name kept open, waiting as
-// ctx allows; mkdir makes the lock folder when it is missing. Closing the
-// result releases the flock. The caller holds the stripe.
+// lock takes stripe n's flock on the lock file name, opened beneath the
+// root for this lock (so that a lock file removed or renamed meanwhile is
+// never the one locked), waiting as ctx allows; mkdir makes the lock
+// folder when it is missing. Closing the result releases the flock.
 func (r *fastRoot) lock(ctx context.Context, n uint32, name string, mkdir func() error) (io.Closer, error) {
-	for {
-		l, err := r.lockFile(n, name, mkdir)
-		if err != nil {
-			return nil, err
-		}
-		linked := false
-		err = waitFlock(ctx, func() (bool, error) {
-			locked, ln, err := tryLock(l)
-			linked = ln
-			return locked, err
+	flags := unix.O_RDWR | unix.O_NONBLOCK
+	var fd int
+	for attempt := 0; ; attempt++ {
+		err := r.root.do(func(dir int) (err error) {
+			fd, err = beneath(dir, name, flags, 0o644)
+			return err
 		})
+		if err == unix.ENOENT && attempt < 2 {
+			// The file, or its folder too, is missing: make them.
+			if flags&unix.O_CREAT != 0 {
+				if err = mkdir(); err != nil {
+					return nil, err
+				}
+			}
+			flags |= unix.O_CREAT
+			continue
+		}
 		if err != nil {
-			return nil, err
+			return nil, pathErr("open", name, err)
 		}
-		if linked {
-			return (*heldLock)(l), nil
-		}
-		unlock(l)
-		r.dropLock(n) // its name was removed: open the file there now
+		break
 	}
-}
-
-// heldLock is a held flock; Close releases it and keeps the file open.
-type heldLock heldFile
-
-func (l *heldLock) Close() error {
-	unlock((*heldFile)(l))
-	return nil
+	l := newFDFile(fd, name)
+	if !r.checked[n].Load() {
+		if fi, err := l.Stat(); err != nil || !fi.Mode().IsRegular() {
+			l.Close()
+			return nil, &Error{Kind: ErrStoreUnavailable, Detail: "lock file " + name + " is not a regular file"}
+		}
+		r.checked[n].Store(true)
+	}
+	err := waitFlock(ctx, func() (bool, error) {
+		var locked bool
+		err := l.use(func(fd int) error {
+			err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+			locked = err == nil
+			if err == syscall.EWOULDBLOCK {
+				err = nil
+			}
+			return err
+		})
+		return locked, err
+	})
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil // closing the descriptor releases the flock
 }
 
 // rootInfo describes the root folder.

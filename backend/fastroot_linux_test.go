@@ -24,12 +24,22 @@ func TestFileStoresTakeTheFastPathOnLinux(t *testing.T) {
 	}
 }
 
-// TestAppendsFromTwoEnginesLoseNothingAfterTheLockFolderIsRemoved removes
-// the lock files that an engine keeps open, then appends from it and from
-// a second engine on the same folder at once: the first must notice that
-// its lock files lost their names and lock the new ones, or the two
-// exclude nobody and appends get lost.
-func TestAppendsFromTwoEnginesLoseNothingAfterTheLockFolderIsRemoved(t *testing.T) {
+// TestAppendsFromTwoEnginesLoseNothingAfterTheReservedFolderChanges
+// removes (or renames away) the lock files an engine has used, then
+// appends from it and from a second engine on the same folder at once:
+// both must lock the files now at the names, or they exclude nobody and
+// appends get lost.
+func TestAppendsFromTwoEnginesLoseNothingAfterTheReservedFolderChanges(t *testing.T) {
+	reserved := func(dir string) string { return filepath.Join(dir, backend.ReservedPrefix) }
+	for name, change := range map[string]func(dir string) error{
+		"lock folder removed":     func(dir string) error { return os.RemoveAll(filepath.Join(reserved(dir), "lock")) },
+		"reserved folder renamed": func(dir string) error { return os.Rename(reserved(dir), reserved(dir)+".old") },
+	} {
+		t.Run(name, func(t *testing.T) { testAppendsAfterTheReservedFolderChanges(t, change) })
+	}
+}
+
+func testAppendsAfterTheReservedFolderChanges(t *testing.T, change func(dir string) error) {
 	dir := t.TempDir()
 	ctx := t.Context()
 	open := func() *roomstore.Engine {
@@ -43,7 +53,7 @@ func TestAppendsFromTwoEnginesLoseNothingAfterTheLockFolderIsRemoved(t *testing.
 	for i := range 256 {
 		must(t, write(ctx, e1, fmt.Sprintf("warm/%d", i), "x"))
 	}
-	must(t, os.RemoveAll(filepath.Join(dir, backend.ReservedPrefix, "lock")))
+	must(t, change(dir))
 	e2 := open()
 	const each = 40
 	var wg sync.WaitGroup

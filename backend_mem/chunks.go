@@ -41,17 +41,25 @@ func (c *chunks) write(p []byte) {
 	}
 }
 
-// prepend puts the committed version o's chunks before c's. o's chunks are
-// shared, never written again: c's own chunks follow them. The caller
-// holds the store's lock.
-func (c *chunks) prepend(o *object) {
-	list := make([][]byte, 0, len(o.chunks)+len(c.list))
-	// Capped at their length, so that nothing can ever append into o's.
-	for _, ch := range o.chunks {
-		list = append(list, ch[:len(ch):len(ch)])
+// onto returns the chunks of o followed by c's: an append's new version.
+// o's chunks are shared, not copied; c's bytes fill the spare capacity of
+// o's last chunk and then chunks that grow as write's do, so that many
+// small appends make few chunks, while c's large chunks are handed over
+// as they are. Writing past o's last chunk's length is safe: every version
+// reads its chunks only up to its own lengths, and only the newest version
+// of a path is ever appended to. The caller holds the store's lock.
+func (c *chunks) onto(o *object) chunks {
+	out := chunks{list: make([][]byte, len(o.chunks), len(o.chunks)+len(c.list)+1), size: o.size}
+	copy(out.list, o.chunks)
+	for _, ch := range c.list {
+		if len(ch) >= maxChunk/2 {
+			out.list = append(out.list, ch)
+			out.size += int64(len(ch))
+			continue
+		}
+		out.write(ch)
 	}
-	c.list = append(list, c.list...)
-	c.size += o.size
+	return out
 }
 
 // chunkReader streams bytes [off, end) of a committed version's chunks,

@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // syscallCycles is how many small-file cycles each counted run makes.
@@ -35,6 +33,8 @@ type syscallCase struct {
 	args  []string // of cmd/syscallprobe, before -dir and -n
 }
 
+// syscallCases are the configurations counted: roomstore and raw os, with
+// fsync off and on.
 var syscallCases = []syscallCase{
 	{"roomstore, fsync off", []string{"-store", "file"}},
 	{"raw os, no fsync", []string{"-store", "os"}},
@@ -171,6 +171,7 @@ func (w *report) syscalls(s syscallReport) {
 	w.line("")
 }
 
+// sortedKeys returns m's keys in order.
 func sortedKeys(m map[string]bool) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -178,25 +179,4 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// fsName names the file system that holds dir, from statfs(2)'s magic.
-func fsName(dir string) string {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return "unknown"
-	}
-	switch uint32(st.Type) {
-	case unix.EXT4_SUPER_MAGIC:
-		return "ext4"
-	case unix.XFS_SUPER_MAGIC:
-		return "XFS"
-	case unix.BTRFS_SUPER_MAGIC:
-		return "btrfs"
-	case unix.TMPFS_MAGIC:
-		return "tmpfs"
-	case unix.OVERLAYFS_SUPER_MAGIC:
-		return "overlayfs"
-	}
-	return fmt.Sprintf("file system 0x%x", uint32(st.Type))
 }

@@ -7,10 +7,11 @@
 // -store file is roomstore on what OpenURL("file://DIR?fsync=false")
 // returns (-fsync for fsync on); -store os is the raw os calls the
 // benchmark compares it with (temp file, write, rename, read, stat,
-// remove; with -fsync the file and its folder fsynced). One warm-up cycle
-// of each name runs before the counted ones begin, after a line
-// "syscallprobe: start" on stderr; make bench subtracts a run of
-// -n 0 (setup and warm-up only) to leave the calls per cycle.
+// remove; with -fsync the file and its folder fsynced). -op upload and
+// -op move count an Upload of 4 KiB and a Delete, or a Move back and
+// forth, instead. One warm-up cycle of each of ten names runs before the
+// counted ones; make bench subtracts a run of -n 0 (setup and warm-up
+// only) to leave the calls per cycle.
 package main
 
 import (
@@ -92,6 +93,7 @@ func main() {
 	}
 }
 
+// engineCycle is one small-file cycle on e.
 func engineCycle(e *roomstore.Engine, name string, payload []byte) error {
 	ctx := context.Background()
 	h, err := e.Open(ctx, name, roomstore.OpenOptions{Overwrite: true})
@@ -113,6 +115,7 @@ func engineCycle(e *roomstore.Engine, name string, payload []byte) error {
 	return e.Delete(ctx, name)
 }
 
+// engineUpload uploads payload to name on e and deletes it.
 func engineUpload(e *roomstore.Engine, name string, payload []byte) error {
 	ctx := context.Background()
 	if _, err := e.Upload(ctx, name, bytes.NewReader(payload), roomstore.OpenOptions{Overwrite: true}); err != nil {
@@ -121,6 +124,7 @@ func engineUpload(e *roomstore.Engine, name string, payload []byte) error {
 	return e.Delete(ctx, name)
 }
 
+// osCycle is the raw os calls' small-file cycle.
 func osCycle(tmp, name string, payload []byte, fsync bool) error {
 	f, err := os.CreateTemp(tmp, "w-*")
 	if err != nil {
@@ -159,6 +163,7 @@ func osCycle(tmp, name string, payload []byte, fsync bool) error {
 	return os.Remove(name)
 }
 
+// fail reports err and exits 1; the probe's store is left as it is.
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "syscallprobe:", err)
 	os.Exit(1)
