@@ -237,32 +237,47 @@ func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
 	}
 
 	src, srcFile := w.tmp, f
-	fi, err := a.lstatAs(w.path, false)
-	switch {
-	case err == nil && fi.IsDir() && a.hasFiles(w.path):
-		return Info{}, ErrIsFolder
-	case err == nil && fi.IsDir():
-		// left by a crash; no folder in the API's eyes
-		if err := a.removeEmptyTree(ctx, w.path); err != nil {
+	// On the fast path a replacing commit renames at once: the rename
+	// itself refuses a folder at the path (EISDIR), and only then is the
+	// path looked at. (A symbolic link there is replaced, never followed,
+	// as below.)
+	done := false
+	if a.fast != nil && w.mode == commitReplace {
+		switch err := a.place(ctx, src, w.path); {
+		case err == nil:
+			done = true
+		case !errors.Is(err, ErrIsFolder):
 			return Info{}, err
 		}
-	case err == errThroughFile:
-		return Info{}, ErrNotFolder
-	case err == nil && fi.Mode().IsRegular() && w.mode == commitExclusive:
-		return Info{}, fs.ErrExist
-	case err == nil && fi.Mode().IsRegular() && w.mode == commitAppend:
-		joined, out, err := a.concat(w.path, f)
-		if err != nil {
-			return Info{}, err
-		}
-		defer a.remove(joined) // a no-op once renamed into place
-		defer out.Close()      // a no-op once closed below
-		src, srcFile = joined, out
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return Info{}, err
 	}
-	if err := a.place(ctx, src, w.path); err != nil {
-		return Info{}, err
+	if !done {
+		fi, err := a.lstatAs(w.path, false)
+		switch {
+		case err == nil && fi.IsDir() && a.hasFiles(w.path):
+			return Info{}, ErrIsFolder
+		case err == nil && fi.IsDir():
+			// left by a crash; no folder in the API's eyes
+			if err := a.removeEmptyTree(ctx, w.path); err != nil {
+				return Info{}, err
+			}
+		case err == errThroughFile:
+			return Info{}, ErrNotFolder
+		case err == nil && fi.Mode().IsRegular() && w.mode == commitExclusive:
+			return Info{}, fs.ErrExist
+		case err == nil && fi.Mode().IsRegular() && w.mode == commitAppend:
+			joined, out, err := a.concat(w.path, f)
+			if err != nil {
+				return Info{}, err
+			}
+			defer a.remove(joined) // a no-op once renamed into place
+			defer out.Close()      // a no-op once closed below
+			src, srcFile = joined, out
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
+			return Info{}, err
+		}
+		if err := a.place(ctx, src, w.path); err != nil {
+			return Info{}, err
+		}
 	}
 	// On the OS the open descriptor describes the placed file exactly (a
 	// rename keeps size, times and inode), which spares a walk of the path.
