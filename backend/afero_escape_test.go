@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/roomstore/roomstore"
-	"github.com/roomstore/roomstore/backend"
 )
 
 // TestSymlinksNeverLeadOutOfTheRoot plants symbolic links inside an afero
@@ -136,10 +135,18 @@ func must(t *testing.T, err error) {
 // a directory outside the root: with NewOSRoot (what file:// uses) the
 // kernel refuses to follow it, so nothing ever lands outside.
 func TestASymlinkSwappedInMidCommitCannotLeadOutOfAnOSRoot(t *testing.T) {
+	// What file:// opens (openat2 on Linux), and the same through os.Root.
+	for _, kind := range []string{"file", "osroot"} {
+		t.Run(kind, func(t *testing.T) { testASymlinkSwappedInMidCommit(t, kind) })
+	}
+}
+
+func testASymlinkSwappedInMidCommit(t *testing.T, kind string) {
 	outside, root := t.TempDir(), t.TempDir()
-	fsys, err := backend.NewOSRoot(root)
+	b, err := openDisk(kind, root, false)
 	must(t, err)
-	e, err := roomstore.New(backend.NewAfero(fsys, backend.WithFsync(false)))
+	defer b.Close()
+	e, err := roomstore.New(b)
 	must(t, err)
 	defer e.Shutdown(context.Background())
 	stop := make(chan struct{})
