@@ -35,10 +35,11 @@ const (
 // temporary file under the reserved folder; a commit writes what is staged
 // to a temporary and renames it into place, so readers see the old file or
 // the new one. An append makes a new temporary of the old content and the
-// new bytes under a lock, and renames it into place: on NewOSRoot over a
-// file system that clones (FICLONE: XFS, btrfs) the old content is shared,
-// not copied, so an append costs what it adds; elsewhere the old content
-// is copied (in the kernel, on the OS), O(file size). On an OS file system
+// new bytes under a lock, and renames it into place: on NewOSRoot's Linux
+// fast path over a file system that clones (FICLONE: XFS, btrfs) the old
+// content is shared, not copied, so an append costs what it adds;
+// elsewhere the old content is copied (in the kernel where it can),
+// O(file size). On an OS file system
 // the lock is an flock(2) on a lock file inside the root, so appends from
 // several processes (or several Afero values) on one directory lose
 // nothing. Empty folders are pruned.
@@ -581,7 +582,7 @@ func (a *Afero) Move(ctx context.Context, src, dst string, opts MoveOptions) (In
 		return Info{}, err
 	}
 	if a.osBacked {
-		units, err := acquire(ctx, 3) // two locks, and a folder being pruned
+		units, err := acquire(ctx, 4) // two locks, and two folders renamed in or pruned
 		if err != nil {
 			return Info{}, err
 		}
@@ -620,7 +621,7 @@ func (a *Afero) Move(ctx context.Context, src, dst string, opts MoveOptions) (In
 	if err := ctx.Err(); err != nil {
 		return Info{}, err
 	}
-	if err := a.place(ctx, src, dst); err != nil {
+	if err := a.place(ctx, src, dst, false); err != nil {
 		return Info{}, err
 	}
 	a.prune(ctx, Parent(src))

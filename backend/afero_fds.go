@@ -24,10 +24,11 @@ import (
 //     call's context allows, all of a call's units at once so that calls
 //     never hold some while waiting for more.
 //
-// A store itself keeps one descriptor of its directory (on Linux, through
-// NewOSRoot, up to three: see NewOSRoot) and its liveness file. The rest of
-// the limit stays free for readers, listings and the rest of the program. Running out anyway (the program itself uses them up) is
-// reported as ErrTooManyHandles and changes nothing.
+// A store on NewOSRoot itself keeps descriptors of its directory (see
+// NewOSRoot) and its liveness file. The rest of the limit stays free for
+// readers, listings and the rest of the program. Running out anyway (the
+// program itself uses them up) is reported as ErrTooManyHandles and
+// changes nothing.
 const (
 	// stageInMemory is how many bytes a writer holds in memory before it
 	// writes them to its temporary file. It covers the small files that

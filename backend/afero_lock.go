@@ -175,8 +175,9 @@ func (l *fsLocks) ownTree(ctx context.Context) (func(), error) {
 // register the descriptor with the network poller (four fcntl calls and a
 // failing epoll_ctl on a regular file): five of a lock's eight calls.
 //
-// On the fast path the lock files stay open, so a lock is one flock(2)
-// and an fstat(2) (that the file still has its name).
+// On the fast path a lock opens the file beneath the root with one
+// openat2(2) for each lock (so that a lock file removed or renamed
+// meanwhile is never the one locked), flocks it, and closes it to unlock.
 func (l *fsLocks) lockFile(ctx context.Context, a *Afero, n uint32) (io.Closer, error) {
 	fsys := a.fs
 	name := lockNames[n]

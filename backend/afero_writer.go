@@ -237,16 +237,16 @@ func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
 	}
 
 	src, srcFile := w.tmp, f
-	// On the fast path a replacing commit renames at once: the rename
-	// itself refuses a folder at the path (EISDIR), and only then is the
-	// path looked at. (A symbolic link there is replaced, never followed,
-	// as below.)
+	// On the fast path a replacing commit to a name with nothing at it
+	// (the common case: a new file) renames at once, with
+	// RENAME_NOREPLACE; only when something is there is it looked at
+	// first, as on every other path.
 	done := false
 	if a.fast != nil && w.mode == commitReplace {
-		switch err := a.place(ctx, src, w.path); {
+		switch err := a.place(ctx, src, w.path, true); {
 		case err == nil:
 			done = true
-		case !errors.Is(err, ErrIsFolder):
+		case !errors.Is(err, fs.ErrExist) && !errors.Is(err, syscall.EINVAL):
 			return Info{}, err
 		}
 	}
@@ -275,7 +275,7 @@ func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
 		case err != nil && !errors.Is(err, fs.ErrNotExist):
 			return Info{}, err
 		}
-		if err := a.place(ctx, src, w.path); err != nil {
+		if err := a.place(ctx, src, w.path, false); err != nil {
 			return Info{}, err
 		}
 	}
@@ -391,7 +391,11 @@ func copyFile(out, in stagedFile) (int64, error) {
 // folders. Another process may prune a parent between the two steps (this
 // process's own pruning waits on the tree lock), so a vanished parent is
 // made again.
-func (a *Afero) place(ctx context.Context, src, path string) error {
+//
+// With fresh (the fast path only), the rename fails with fs.ErrExist,
+// changing nothing, when anything is at path already; syscall.EINVAL
+// where the file system cannot make that check.
+func (a *Afero) place(ctx context.Context, src, path string, fresh bool) error {
 	unlock, err := a.locks.shareTree(ctx)
 	if err != nil {
 		return err
@@ -402,7 +406,7 @@ func (a *Afero) place(ctx context.Context, src, path string) error {
 		err := a.mkdirs(parent)
 		if err == nil {
 			if a.fast != nil {
-				err = a.fast.rename(src, path)
+				err = a.fast.rename(src, path, fresh)
 				if errors.Is(err, syscall.ELOOP) {
 					err = errSymlink // a parent swapped for a link since mkdirs
 				}

@@ -276,11 +276,16 @@ func (r *fastRoot) createTemp(t *heldFile, base string) (*fdFile, error) {
 }
 
 // rename moves src onto path; a temporary (a path under aferoTmpDir) is
-// taken from the folder kept open.
-func (r *fastRoot) rename(src, path string) error {
+// taken from the folder kept open. With noReplace it fails with EEXIST
+// when anything is at path (or EINVAL where the file system cannot tell).
+func (r *fastRoot) rename(src, path string, noReplace bool) error {
+	var flags uint
+	if noReplace {
+		flags = unix.RENAME_NOREPLACE
+	}
 	move := func(from int, base string) error {
 		return r.inParent(path, func(to int, name string) error {
-			return unix.Renameat(from, base, to, name)
+			return unix.Renameat2(from, base, to, name, flags)
 		})
 	}
 	var err error
@@ -539,7 +544,7 @@ func (r *fastRoot) createTempIn(mkdir func() error, base string) (*fdFile, error
 // never the one locked), waiting as ctx allows; mkdir makes the lock
 // folder when it is missing. Closing the result releases the flock.
 func (r *fastRoot) lock(ctx context.Context, n uint32, name string, mkdir func() error) (io.Closer, error) {
-	flags := unix.O_RDWR | unix.O_NONBLOCK
+	flags := unix.O_RDWR | unix.O_NONBLOCK | unix.O_NOCTTY
 	var fd int
 	for attempt := 0; ; attempt++ {
 		err := r.root.do(func(dir int) (err error) {

@@ -27,7 +27,7 @@ func (*fastRoot) rootInfo() (os.FileInfo, error)                     { return ni
 func (*fastRoot) open(string, int, uint32) (*fdFile, error)          { return nil, errNoFastPath }
 func (*fastRoot) lstat(string) (os.FileInfo, error)                  { return nil, errNoFastPath }
 func (*fastRoot) remove(string) error                                { return errNoFastPath }
-func (*fastRoot) rename(string, string) error                        { return errNoFastPath }
+func (*fastRoot) rename(string, string, bool) error                  { return errNoFastPath }
 func (*fastRoot) syncDir(string) error                               { return errNoFastPath }
 func (*fastRoot) createTempIn(func() error, string) (*fdFile, error) { return nil, errNoFastPath }
 func (*fastRoot) lock(context.Context, uint32, string, func() error) (io.Closer, error) {

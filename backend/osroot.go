@@ -9,9 +9,9 @@ import (
 )
 
 // NewOSRoot returns an afero.Fs over the directory dir that the kernel
-// keeps confined to it: every call goes through an os.Root, so no path,
-// symbolic link or rename race inside the directory can reach a file
-// outside it. The file:// URL scheme stores through it. The directory must
+// keeps confined to it: every call goes through an os.Root (or the fast
+// path below), so no path, symbolic link or rename race inside the
+// directory can reach a file outside it. The file:// URL scheme stores through it. The directory must
 // exist. The Fs holds descriptors of the directory until it is closed
 // (one, or on Linux three: os.Root's, the fast path's below, and the
 // reserved folder of temporaries once a write needs it): it implements
@@ -21,7 +21,7 @@ import (
 // for its frequent calls: each path is resolved by one openat2(2) with
 // RESOLVE_BENEATH and RESOLVE_NO_SYMLINKS beneath the directory's
 // descriptor (os.Root walks a path one element, and one system call, at a
-// time), and the folder of temporaries and the lock files stay open. The
+// time), and the folder of temporaries stays open. The
 // kernel refuses a symbolic link or a way out in the same call that
 // resolves the path, so the guarantee is the same. Where openat2 is
 // missing or refused (older kernels, some sandboxes), os.Root serves

@@ -8,10 +8,11 @@
 // a bucket. A named store lives until Drop forgets it.
 //
 // A file is held once: in the chunks its writer staged (up to 1 MiB each),
-// which the commit hands over without copying; a read streams from them,
-// and an append shares the old version's chunks and adds its own, so it
-// costs what it adds. 64 MiB written and read back peak at about 1.05x
-// that in heap.
+// which a commit hands over without copying; a read streams from them.
+// An append shares the old version's chunks and copies only its own
+// bytes (into the room left in the last chunk, then into chunks that
+// grow), so it costs what it adds. 64 MiB written and read back peak at
+// 1.03x that in heap (BENCHMARKS.md).
 //
 // Faults (Backend.Inject) make chosen operations fail or stall on cue, so
 // that code built on roomstore can test its error paths.
@@ -93,11 +94,11 @@ type folder struct {
 	folders map[string]*folder
 }
 
-// object is one committed version: its bytes are the chunks in order, as
-// the writer staged them (a commit hands them over, it never copies). Its
-// fields and chunks never change after commit, so readers stream from
-// them without a lock, and an append shares them with the version it
-// extends, adding only its own chunks.
+// object is one committed version: its bytes are the chunks in order (a
+// commit hands a writer's chunks over). Its fields and the bytes it holds
+// never change after commit, so readers stream from them without a lock;
+// an append shares its chunks with the version it extends and may write
+// only past their lengths (see chunks.onto).
 type object struct {
 	chunks [][]byte
 	size   int64

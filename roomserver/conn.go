@@ -170,10 +170,10 @@ func (c *conn) reader() error {
 		case err != nil:
 			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig || errors.Is(err, websocket.ErrMessageTooBig) {
 				c.s.log.Warn("closing connection", "room", c.rm.name, "participant", c.id, "code", 1009, "err", err)
-				// Over the read limit: close with the handshake, which
-				// sends the code and reads (and drops) what the client
+				// Over the read limit the library has sent the code; finish
+				// the handshake, which reads (and drops) what the client
 				// still sends, rather than dropping the socket before the
-				// client has the code.
+				// client has read the code.
 				c.close(websocket.StatusMessageTooBig, "message too big")
 			}
 			return err

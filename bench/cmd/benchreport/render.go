@@ -141,7 +141,7 @@ func (w *report) smallFiles() {
 	w.line("")
 	w.line("One cycle: open, write 4 KiB, close, download, stat, delete, on 1,000 rotating names; mean time per cycle. Each row is one sub-benchmark that runs a roomstore cycle and a baseline cycle alternately (which goes first alternates too), so that the shared disk's slow spells hit both alike. The raw os baseline does the same work the way an atomic writer must (temporary file, write, rename, read, stat, remove), with fsync of the file and its folder when fsync is on. gocloud.dev fileblob never fsyncs, so it is compared with fsync off. Every roomstore store is the one `roomstore.OpenURL` returns for the URL shown, with default options (on Linux, `file://` resolves paths with openat2 beneath the folder's descriptor); the last rows are for reference: the portable disk path, `backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), DIR))`, and the two other ways a small file changes, Upload (then Delete) and Move, against the raw calls that do the same. The temporary folders are on %s.", w.m.tmpFS)
 	w.line("")
-	w.header("roomstore", "baseline", "roomstore", "baseline", "ratio", "target", "")
+	w.header("roomstore", "baseline", "roomstore", "baseline", "ratio", "target", "", "ratio by round")
 	for _, c := range []struct {
 		rsLabel, baseLabel, name string
 		limit                    float64 // roomstore/baseline at most
@@ -167,7 +167,8 @@ func (w *report) smallFiles() {
 				target = fmt.Sprintf("≤ %.2fx", c.limit)
 				st = w.status(ok && ratio <= c.limit, ok, fmt.Sprintf("%s %.2fx (target ≤ %.2fx)", what, ratio, c.limit))
 			}
-			w.row(c.rsLabel, c.baseLabel, rsFig, baseFig, fmtRatio(ratio, ok), target, st)
+			w.row(c.rsLabel, c.baseLabel, rsFig, baseFig, fmtRatio(ratio, ok), target, st,
+				fmtRounds(w.r.roundRatios(n, "roomstore-ns/cycle", n, "baseline-ns/cycle")))
 		default:
 			ratio, ok := w.r.ratioWithin(n, "baseline-ns/cycle", "roomstore-ns/cycle")
 			st := w.status(ok && ratio >= c.least, ok, fmt.Sprintf("%s %.2fx faster (target ≥ %gx)", what, ratio, c.least))
@@ -175,8 +176,14 @@ func (w *report) smallFiles() {
 			if ok {
 				cell = fmt.Sprintf("%.2fx faster", ratio)
 			}
-			w.row(c.rsLabel, c.baseLabel, rsFig, baseFig, cell, fmt.Sprintf("≥ %gx faster", c.least), st)
+			w.row(c.rsLabel, c.baseLabel, rsFig, baseFig, cell, fmt.Sprintf("≥ %gx faster", c.least), st,
+				fmtRounds(w.r.roundRatios(n, "baseline-ns/cycle", n, "roomstore-ns/cycle"))+" faster")
 		}
+	}
+	w.line("")
+	fb := w.r.roundRatios(small+"file-nofsync-vs-fileblob", "baseline-ns/cycle", small+"file-nofsync-vs-os-nofsync", "baseline-ns/cycle")
+	if len(fb) > 0 {
+		w.line("For scale, gocloud.dev fileblob's cycle (which creates two files, the file and its attributes) took %s the raw os cycle's time, round by round (each baseline of its own row, in the same round).", fmtRounds(fb))
 	}
 	w.line("")
 }
@@ -531,6 +538,18 @@ func fmtBytes(b float64) string {
 		return fmt.Sprintf("%.1f MiB", b/(1<<20))
 	}
 	return fmt.Sprintf("%.2f GiB", b/(1<<30))
+}
+
+// fmtRounds lists per-round ratios, "—" for none.
+func fmtRounds(v []float64) string {
+	if len(v) == 0 {
+		return "—"
+	}
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(s, ", ") + "x"
 }
 
 func fmtRatio(r float64, ok bool) string {

@@ -128,3 +128,22 @@ func median(v []float64) float64 {
 	}
 	return (s[n/2-1] + s[n/2]) / 2
 }
+
+// roundRatios returns, in round order, num/den of each round that has
+// both: numName's num figure over denName's den figure.
+func (r *results) roundRatios(numName, num, denName, den string) []float64 {
+	keys := make([]int, 0, len(r.byName[numName]))
+	for k := range r.byName[numName] {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var out []float64
+	for _, k := range keys {
+		x, okx := r.byName[numName][k][num]
+		y, oky := r.byName[denName][k][den]
+		if okx && oky && y != 0 {
+			out = append(out, x/y)
+		}
+	}
+	return out
+}
