@@ -100,17 +100,3 @@ func check(b testing.TB, err error) {
 		b.Fatal(err)
 	}
 }
-
-// syncDir makes a rename in dir durable, as the afero backend does with
-// fsync on.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}

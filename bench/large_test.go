@@ -14,6 +14,7 @@ import (
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend_gcs"
 	"github.com/roomstore/roomstore/backend_s3"
+	"github.com/roomstore/roomstore/bench/internal/rawos"
 	"github.com/roomstore/roomstore/bench/internal/rawsdk"
 )
 
@@ -93,7 +94,7 @@ func BenchmarkLarge64MiB(b *testing.B) {
 				check(b, f.Close())
 				check(b, os.Rename(f.Name(), name))
 				if fsync {
-					check(b, syncDir(dir))
+					check(b, rawos.SyncDir(dir))
 				}
 				ph.written()
 				r, err := os.Open(name)

@@ -14,6 +14,7 @@ import (
 	"gocloud.dev/blob/memblob"
 
 	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/bench/internal/rawos"
 )
 
 // smallFileSize and smallFileNames shape the small-file cycle.
@@ -72,12 +73,10 @@ func BenchmarkSmallFile(b *testing.B) {
 	}
 	rawOS := func(fsync bool) cycler {
 		return func(b *testing.B) func(int) {
-			dir := b.TempDir()
-			tmp := filepath.Join(dir, ".tmp")
-			check(b, os.Mkdir(tmp, 0o755))
+			dir, tmp := rawDir(b)
 			return func(i int) {
 				name := filepath.Join(dir, names[i%len(names)])
-				check(b, osWriteFile(tmp, name, payload, fsync))
+				check(b, rawos.WriteFile(tmp, name, payload, fsync))
 				data, err := os.ReadFile(name)
 				check(b, err)
 				check(b, sameSize(len(data)))
@@ -146,12 +145,10 @@ func BenchmarkUploadMove(b *testing.B) {
 		}
 	}
 	rawUpload := func(b *testing.B) func(int) {
-		dir := b.TempDir()
-		tmp := filepath.Join(dir, ".tmp")
-		check(b, os.Mkdir(tmp, 0o755))
+		dir, tmp := rawDir(b)
 		return func(i int) {
 			name := filepath.Join(dir, names[i%len(names)])
-			check(b, osWriteFile(tmp, name, payload, false))
+			check(b, rawos.WriteFile(tmp, name, payload, false))
 			check(b, os.Remove(name))
 		}
 	}
@@ -203,37 +200,18 @@ func paired(roomstore, baseline cycler) func(b *testing.B) {
 	}
 }
 
+// rawDir returns a fresh folder for the raw os baseline and the folder of
+// its temporaries inside it.
+func rawDir(b *testing.B) (dir, tmp string) {
+	dir = b.TempDir()
+	tmp = filepath.Join(dir, ".tmp")
+	check(b, os.Mkdir(tmp, 0o755))
+	return dir, tmp
+}
+
 func sameSize(n int) error {
 	if n != smallFileSize {
 		return fmt.Errorf("read %d bytes back, wrote %d", n, smallFileSize)
-	}
-	return nil
-}
-
-// osWriteFile writes data to name the way an atomic writer must: a
-// temporary file in tmp (on the same file system), renamed into place,
-// with the file and its folder fsynced when fsync is set.
-func osWriteFile(tmp, name string, data []byte, fsync bool) error {
-	f, err := os.CreateTemp(tmp, "w-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil && fsync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), name)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	if fsync {
-		return syncDir(filepath.Dir(name))
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 
 	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/bench/internal/rawos"
 )
 
 func main() {
@@ -124,35 +125,11 @@ func engineUpload(e *roomstore.Engine, name string, payload []byte) error {
 	return e.Delete(ctx, name)
 }
 
-// osCycle is the raw os calls' small-file cycle.
+// osCycle is the raw os calls' small-file cycle, as BenchmarkSmallFile's
+// baseline makes it.
 func osCycle(tmp, name string, payload []byte, fsync bool) error {
-	f, err := os.CreateTemp(tmp, "w-*")
-	if err != nil {
+	if err := rawos.WriteFile(tmp, name, payload, fsync); err != nil {
 		return err
-	}
-	_, err = f.Write(payload)
-	if err == nil && fsync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), name)
-	}
-	if err != nil {
-		return err
-	}
-	if fsync {
-		d, err := os.Open(filepath.Dir(name))
-		if err != nil {
-			return err
-		}
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return err
-		}
 	}
 	if _, err := os.ReadFile(name); err != nil {
 		return err
