@@ -39,10 +39,9 @@ const (
 // fast path over a file system that clones (FICLONE: XFS, btrfs) the old
 // content is shared, not copied, so an append costs what it adds;
 // elsewhere the old content is copied (in the kernel where it can),
-// O(file size). On an OS file system
-// the lock is an flock(2) on a lock file inside the root, so appends from
-// several processes (or several Afero values) on one directory lose
-// nothing. Empty folders are pruned.
+// O(file size). On an OS file system the lock is an flock(2) on a lock
+// file inside the root, so appends from several processes (or several
+// Afero values) on one directory lose nothing. Empty folders are pruned.
 // Paths never follow symbolic links: a path that crosses one yields
 // fs.ErrPermission, and List leaves symlinks out. No open ever waits for
 // a FIFO or a device: such files are not files of the store.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"syscall"
 )
 
@@ -133,7 +134,7 @@ func (w *aferoWriter) writeStaged(f stagedFile, p []byte) error {
 func (w *aferoWriter) openTemp() (stagedFile, error) {
 	if w.tmp != "" {
 		if w.a.fast != nil {
-			f, err := w.a.fast.open(w.tmp, os.O_RDWR|os.O_APPEND|openNonBlock, 0)
+			f, err := w.a.fast.reopenTemp(strings.TrimPrefix(w.tmp, aferoTmpDir+"/"))
 			if err != nil {
 				return nil, reservedError(err, aferoTmpDir)
 			}

@@ -27,46 +27,19 @@ import (
 // folder stays open, so that a temporary is created, and renamed from,
 // with no lookup of the reserved folder.
 //
-// Descriptors it keeps are *os.File values used through their RawConn, so a
-// Close racing with a call can never make the call act on a reused
-// descriptor number.
+// The descriptors it keeps are fdFiles, so a Close racing with a call can
+// never make the call act on a reused descriptor number.
 type fastRoot struct {
-	root heldFile // the root folder, O_RDONLY|O_DIRECTORY
+	root *fdFile // the root folder, O_RDONLY|O_DIRECTORY
 
 	mu  sync.Mutex
-	tmp *heldFile // aferoTmpDir, once opened; guarded by mu
+	tmp *fdFile // aferoTmpDir, once opened; guarded by mu
 
 	// checked records the stripes whose lock file was found a regular
 	// file, so that later locks need no fstat.
 	checked [lockStripes]atomic.Bool
 
 	closed bool // guarded by mu
-}
-
-// heldFile is a descriptor kept open, with its RawConn.
-type heldFile struct {
-	f  *os.File
-	rc syscall.RawConn
-}
-
-// hold wraps f, which is closed if that fails.
-func hold(f *os.File) (heldFile, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return heldFile{}, err
-	}
-	return heldFile{f: f, rc: rc}, nil
-}
-
-// do runs fn with the descriptor, which stays open meanwhile; fs.ErrClosed
-// once the file is closed.
-func (h *heldFile) do(fn func(fd int) error) error {
-	var err error
-	if cerr := h.rc.Control(func(fd uintptr) { err = fn(int(fd)) }); cerr != nil {
-		return fs.ErrClosed
-	}
-	return err
 }
 
 // resolveFlags are the openat2 resolution flags of every path: beneath the
@@ -88,11 +61,7 @@ func newFastRoot(dir string) *fastRoot {
 		return nil
 	}
 	unix.Close(probe)
-	root, err := hold(os.NewFile(uintptr(fd), ".")) // named for no host path
-	if err != nil {
-		return nil
-	}
-	return &fastRoot{root: root}
+	return &fastRoot{root: newFDFile(fd, ".")} // named for no host path
 }
 
 // openat2 opens path beneath dirfd with the resolution flags given,
@@ -124,9 +93,9 @@ func (r *fastRoot) Close() error {
 	}
 	r.closed = true
 	if r.tmp != nil {
-		r.tmp.f.Close()
+		r.tmp.Close()
 	}
-	return r.root.f.Close()
+	return r.root.Close()
 }
 
 // pathErr names a system call's failure on a path inside the root; the
@@ -153,7 +122,7 @@ func beneath(dir int, path string, flags int, mode uint32) (int, error) {
 // process's controlling one.
 func (r *fastRoot) open(path string, flags int, mode uint32) (*fdFile, error) {
 	var fd int
-	err := r.root.do(func(dir int) (err error) {
+	err := r.root.use(func(dir int) (err error) {
 		fd, err = beneath(dir, path, flags|unix.O_NOCTTY, mode)
 		return err
 	})
@@ -169,10 +138,10 @@ func (r *fastRoot) open(path string, flags int, mode uint32) (*fdFile, error) {
 func (r *fastRoot) inParent(path string, fn func(dir int, base string) error) error {
 	i := strings.LastIndexByte(path, '/')
 	if i < 0 {
-		return r.root.do(func(dir int) error { return fn(dir, path) })
+		return r.root.use(func(dir int) error { return fn(dir, path) })
 	}
 	var pfd int
-	err := r.root.do(func(dir int) (err error) {
+	err := r.root.use(func(dir int) (err error) {
 		pfd, err = beneath(dir, path[:i], unix.O_RDONLY|unix.O_DIRECTORY, 0)
 		return err
 	})
@@ -206,7 +175,7 @@ func (r *fastRoot) remove(path string) error {
 // durable.
 func (r *fastRoot) syncDir(dir string) error {
 	if dir == "" {
-		return r.root.do(unix.Fsync)
+		return r.root.use(unix.Fsync)
 	}
 	f, err := r.open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
@@ -219,7 +188,7 @@ func (r *fastRoot) syncDir(dir string) error {
 // tmpDir returns the temporaries' folder, opening it on first use; mkdir
 // makes it when it is missing. Drop it with dropTmp when it turns out to
 // be gone.
-func (r *fastRoot) tmpDir(mkdir func() error) (*heldFile, error) {
+func (r *fastRoot) tmpDir(mkdir func() error) (*fdFile, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -230,7 +199,7 @@ func (r *fastRoot) tmpDir(mkdir func() error) (*heldFile, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		var fd int
-		err := r.root.do(func(dir int) (err error) {
+		err := r.root.use(func(dir int) (err error) {
 			fd, err = beneath(dir, aferoTmpDir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 			return err
 		})
@@ -242,30 +211,44 @@ func (r *fastRoot) tmpDir(mkdir func() error) (*heldFile, error) {
 		if err != nil {
 			return nil, pathErr("open", aferoTmpDir, err)
 		}
-		h, err := hold(os.NewFile(uintptr(fd), aferoTmpDir))
-		if err != nil {
-			return nil, err
-		}
-		r.tmp = &h
+		r.tmp = newFDFile(fd, aferoTmpDir)
 		return r.tmp, nil
 	}
 }
 
 // dropTmp forgets the temporaries' folder t (removed under the process),
 // so that the next tmpDir opens or makes it again.
-func (r *fastRoot) dropTmp(t *heldFile) {
+func (r *fastRoot) dropTmp(t *fdFile) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.tmp == t {
-		r.tmp.f.Close()
+		r.tmp.Close()
 		r.tmp = nil
 	}
 }
 
-// createTemp creates the new file base in the temporaries' folder t.
-func (r *fastRoot) createTemp(t *heldFile, base string) (*fdFile, error) {
+// reopenTemp opens the temporary base, in the temporaries' folder, again
+// to add to it.
+func (r *fastRoot) reopenTemp(base string) (*fdFile, error) {
+	t, err := r.tmpDir(func() error { return fs.ErrNotExist })
+	if err != nil {
+		return nil, pathErr("open", aferoTmpDir+"/"+base, err)
+	}
 	var fd int
-	err := t.do(func(dir int) (err error) {
+	err = t.use(func(dir int) (err error) {
+		fd, err = beneath(dir, base, unix.O_RDWR|unix.O_APPEND|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+		return err
+	})
+	if err != nil {
+		return nil, pathErr("open", aferoTmpDir+"/"+base, err)
+	}
+	return newFDFile(fd, aferoTmpDir+"/"+base), nil
+}
+
+// createTemp creates the new file base in the temporaries' folder t.
+func (r *fastRoot) createTemp(t *fdFile, base string) (*fdFile, error) {
+	var fd int
+	err := t.use(func(dir int) (err error) {
 		fd, err = beneath(dir, base, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR, 0o644)
 		return err
 	})
@@ -290,9 +273,9 @@ func (r *fastRoot) rename(src, path string, noReplace bool) error {
 	}
 	var err error
 	if base, ok := strings.CutPrefix(src, aferoTmpDir+"/"); ok && !strings.Contains(base, "/") {
-		var t *heldFile
+		var t *fdFile
 		if t, err = r.tmpDir(func() error { return fs.ErrNotExist }); err == nil {
-			err = t.do(func(from int) error { return move(from, base) })
+			err = t.use(func(from int) error { return move(from, base) })
 		}
 	} else {
 		err = r.inParent(src, move)
@@ -547,7 +530,7 @@ func (r *fastRoot) lock(ctx context.Context, n uint32, name string, mkdir func()
 	flags := unix.O_RDWR | unix.O_NONBLOCK | unix.O_NOCTTY
 	var fd int
 	for attempt := 0; ; attempt++ {
-		err := r.root.do(func(dir int) (err error) {
+		err := r.root.use(func(dir int) (err error) {
 			fd, err = beneath(dir, name, flags, 0o644)
 			return err
 		})
@@ -593,5 +576,13 @@ func (r *fastRoot) lock(ctx context.Context, n uint32, name string, mkdir func()
 	return l, nil // closing the descriptor releases the flock
 }
 
-// rootInfo describes the root folder.
-func (r *fastRoot) rootInfo() (os.FileInfo, error) { return r.root.f.Stat() }
+// isRoot reports whether fi describes the folder the fast path holds.
+func (r *fastRoot) isRoot(fi os.FileInfo) bool {
+	held, err := r.root.Stat()
+	if err != nil {
+		return false
+	}
+	a, aok := held.Sys().(*syscall.Stat_t)
+	b, bok := fi.Sys().(*syscall.Stat_t)
+	return aok && bok && a.Dev == b.Dev && a.Ino == b.Ino
+}

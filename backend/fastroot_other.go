@@ -23,9 +23,10 @@ func newFastRoot(string) *fastRoot { return nil }
 var errNoFastPath = errors.ErrUnsupported
 
 func (*fastRoot) Close() error                                       { return nil }
-func (*fastRoot) rootInfo() (os.FileInfo, error)                     { return nil, errNoFastPath }
+func (*fastRoot) isRoot(os.FileInfo) bool                            { return false }
 func (*fastRoot) open(string, int, uint32) (*fdFile, error)          { return nil, errNoFastPath }
 func (*fastRoot) lstat(string) (os.FileInfo, error)                  { return nil, errNoFastPath }
+func (*fastRoot) reopenTemp(string) (*fdFile, error)                 { return nil, errNoFastPath }
 func (*fastRoot) remove(string) error                                { return errNoFastPath }
 func (*fastRoot) rename(string, string, bool) error                  { return errNoFastPath }
 func (*fastRoot) syncDir(string) error                               { return errNoFastPath }

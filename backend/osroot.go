@@ -40,9 +40,7 @@ func NewOSRoot(dir string) (afero.Fs, error) {
 	if fast := newFastRoot(dir); fast != nil {
 		// Both must be one directory, even if dir was renamed or replaced
 		// between the two opens.
-		a, aerr := r.Stat(".")
-		b, berr := fast.rootInfo()
-		if aerr == nil && berr == nil && os.SameFile(a, b) {
+		if fi, err := r.Stat("."); err == nil && fast.isRoot(fi) {
 			o.fast = fast
 		} else {
 			fast.Close()

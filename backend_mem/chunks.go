@@ -22,15 +22,14 @@ type chunks struct {
 
 // write copies p into the last chunk's spare capacity and new chunks.
 func (c *chunks) write(p []byte) {
-	if len(c.list) == 0 && len(p) > 0 {
-		c.list = append(c.list, append(make([]byte, 0, min(len(p), maxChunk)), p[:min(len(p), maxChunk)]...))
-		c.size += int64(len(c.list[0]))
-		p = p[len(c.list[0]):]
-	}
 	for len(p) > 0 {
 		last := len(c.list) - 1
 		if last < 0 || len(c.list[last]) == cap(c.list[last]) {
-			c.list = append(c.list, make([]byte, 0, min(max(c.size, minChunk), maxChunk)))
+			size := min(max(c.size, minChunk), maxChunk)
+			if last < 0 {
+				size = int64(min(len(p), maxChunk)) // the first, exactly
+			}
+			c.list = append(c.list, make([]byte, 0, size))
 			last++
 		}
 		chunk := c.list[last]
@@ -92,10 +91,7 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 		chunk := r.chunks[r.i][r.at:]
 		k := copy(p[n:], chunk[:min(int64(len(chunk)), r.left)])
 		n += k
-		r.left -= int64(k)
-		if r.at += k; r.at == len(r.chunks[r.i]) {
-			r.i, r.at = r.i+1, 0
-		}
+		r.advance(k)
 	}
 	if n == 0 && len(p) > 0 {
 		return 0, io.EOF
@@ -114,15 +110,20 @@ func (r *chunkReader) WriteTo(w io.Writer) (int64, error) {
 		chunk = chunk[:min(int64(len(chunk)), r.left)]
 		k, err := w.Write(chunk)
 		total += int64(k)
-		r.left -= int64(k)
-		if r.at += k; r.at == len(r.chunks[r.i]) {
-			r.i, r.at = r.i+1, 0
-		}
+		r.advance(k)
 		if err != nil {
 			return total, err
 		}
 	}
 	return total, nil
+}
+
+// advance moves past k bytes read.
+func (r *chunkReader) advance(k int) {
+	r.left -= int64(k)
+	if r.at += k; r.at == len(r.chunks[r.i]) {
+		r.i, r.at = r.i+1, 0
+	}
 }
 
 // Close ends the read; later reads fail with fs.ErrClosed.
