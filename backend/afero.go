@@ -62,6 +62,7 @@ type Afero struct {
 
 	locks *fsLocks
 	owner *owner
+	swept int // temporaries removed by NewAfero's sweep
 
 	release   func() // gives back the shared locks and the liveness lock
 	closer    io.Closer
@@ -125,9 +126,13 @@ func NewAfero(fsys afero.Fs, opts ...AferoOption) *Afero {
 	// An Afero that is dropped without Close gives its locks back when
 	// collected; release must not reach a itself.
 	runtime.AddCleanup(a, func(release func()) { release() }, a.release)
-	_, _ = a.Sweep(context.Background())
+	a.swept, _ = a.Sweep(context.Background())
 	return a
 }
+
+// Swept returns how many stale temporaries the sweep that NewAfero made
+// removed (see Sweep); later calls of Sweep report their own.
+func (a *Afero) Swept() int { return a.swept }
 
 // Close releases what the backend holds: its liveness lock (after which
 // other processes may sweep the temporaries of writers still open here)

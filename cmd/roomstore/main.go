@@ -1,17 +1,30 @@
-// Command roomstore serves roomstore rooms to remote participants over the
-// MeshAgent room protocol and mints the tokens they connect with.
+// Command roomstore works on roomstore stores and rooms, and serves rooms
+// to remote participants over the MeshAgent room protocol.
+//
+//	roomstore ls -r                                  # the store in ./roomstore-data
+//	roomstore --store s3://bucket/rooms/r1 put notes.txt notes/a.txt
+//	roomstore --store ws://127.0.0.1:8080/rooms/r1 --token "$T" watch
 //
 //	export ROOMSTORE_TOKEN_SECRET=...        # the HS256 secret of the tokens
 //	roomstore serve --store 'file://./roomstore-data/{room}' --listen 127.0.0.1:8080
 //	roomstore token --name alice --room r1   # a token for ws://127.0.0.1:8080/rooms/r1
 //
-// Every command writes its errors to stderr and exits with status 1 on
-// failure, 0 on success (serve: after a clean shutdown on SIGINT or
-// SIGTERM).
+// The file commands (ls, stat, put, get, rm, mv, url, watch, sweep) work on
+// the store named by --store (default $ROOMSTORE_STORE, else
+// file://./roomstore-data): a store URL (mem://, file://, s3://, gs://)
+// opened directly, or a room server's room, ws://HOST:PORT/rooms/ROOM,
+// reached with the participant token of --token (default
+// $ROOMSTORE_TOKEN).
+//
+// Exit status: 0 on success (serve: after a clean shutdown on SIGINT or
+// SIGTERM); 1 on failure, with one line on stderr such as "roomstore: get
+// notes/x.txt: file does not exist"; 2 on a usage error (an unknown command
+// or flag, a missing argument), with the usage hint on stderr.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -22,10 +35,60 @@ import (
 // never a flag, so that it stays out of process listings and shell history.
 const secretEnv = "ROOMSTORE_TOKEN_SECRET"
 
-func main() {
-	if err := newRootCmd().ExecuteContext(context.Background()); err != nil {
-		fmt.Fprintf(os.Stderr, "roomstore: %v\n", err)
-		os.Exit(1)
+func main() { os.Exit(run(context.Background(), os.Args[1:])) }
+
+// run runs the command line args and returns the exit status.
+func run(ctx context.Context, args []string) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "roomstore: %v\n", err)
+	var f failed
+	if errors.As(err, &f) {
+		return 1
+	}
+	return 2 // cobra's: a flag, argument or command it could not take
+}
+
+// failed marks an error of a command that ran: exit status 1. Every other
+// error is a usage error.
+type failed struct{ err error }
+
+func (f failed) Error() string { return f.err.Error() }
+func (f failed) Unwrap() error { return f.err }
+
+// failure marks err, unless nil or a usage error, as a failure.
+func failure(err error) error {
+	var u usageError
+	if err == nil || errors.As(err, &u) {
+		return err
+	}
+	return failed{err}
+}
+
+// usageError is a command line the command cannot take: exit status 2.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Sprintf(format, args...)}
+}
+
+// usageArgs wraps an argument check so that its complaint reads as a
+// usage error with the hint to the command's help.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			if !cmd.HasParent() {
+				return usagef("%v (see '%s --help')", err, cmd.CommandPath())
+			}
+			return usagef("%s: %v (see '%s --help')", cmd.Name(), err, cmd.CommandPath())
+		}
+		return nil
 	}
 }
 
@@ -33,21 +96,59 @@ func main() {
 // subcommand lives in a file of its own and reports its failures as
 // errors, which main prints once.
 func newRootCmd() *cobra.Command {
+	var sf storeFlags
 	root := &cobra.Command{
 		Use:   "roomstore",
-		Short: "Serve roomstore rooms over the MeshAgent room protocol",
-		Long: `roomstore serves the files of collaboration rooms over the MeshAgent room
-protocol: each room is a roomstore Engine on its own store (local disk, S3,
-GCS or memory), reached at ws://ADDR/rooms/{room} with a token signed with
-the secret in ` + secretEnv + `.`,
+		Short: "Work on roomstore stores and rooms, and serve rooms over the MeshAgent room protocol",
+		Long: `roomstore lists, reads, writes and watches the files of roomstore stores
+and rooms, and serves rooms over the MeshAgent room protocol.
+
+The file commands work on the store named by --store (default
+$` + storeEnv + `, else ` + defaultStore + `):
+  a store URL, opened directly:   mem://, file:///abs/dir, file://./rel/dir,
+                                  s3://bucket/prefix?region=R, gs://bucket/prefix
+  a room server's room:           ws://HOST:PORT/rooms/ROOM (or wss://), with the
+                                  participant token of --token (default $` + tokenEnv + `)
+
+serve serves each room at ws://ADDR/rooms/{room} on a store of its own,
+with tokens signed with the secret in ` + secretEnv + ` (see token).
+
+Exit status: 0 on success; 1 on failure, with one line on standard error
+("roomstore: get notes/x.txt: file does not exist"); 2 on a usage error.`,
+		Example: `  roomstore put report.pdf docs/report.pdf
+  roomstore ls -r
+  cat big.bin | roomstore put - data/big.bin --overwrite
+  roomstore get docs/report.pdf ./report.pdf
+  roomstore --store ws://127.0.0.1:8080/rooms/r1 --token "$(roomstore token --name me --room r1)" watch`,
+		Args:              usageArgs(cobra.NoArgs),
 		SilenceUsage:      true, // a failure is one line, not the usage text
 		SilenceErrors:     true, // main prints the error once
 		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SetOut(cmd.ErrOrStderr())
+			_ = cmd.Help()
+			return usagef("a command is needed (see '%s --help')", cmd.CommandPath())
+		},
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
+		return usagef("%v (see '%s --help')", err, c.CommandPath())
 	})
-	root.AddCommand(newServeCmd(), newTokenCmd())
+	pf := root.PersistentFlags()
+	pf.StringVar(&sf.url, "store", "", "store URL or ws://HOST:PORT/rooms/ROOM (default $"+storeEnv+", else "+defaultStore+")")
+	pf.StringVar(&sf.token, "token", "", "participant token for a ws:// store (default $"+tokenEnv+")")
+	root.AddCommand(
+		newLsCmd(&sf), newStatCmd(&sf), newPutCmd(&sf), newGetCmd(&sf), newRmCmd(&sf),
+		newMvCmd(&sf), newURLCmd(&sf), newWatchCmd(&sf), newSweepCmd(&sf),
+		newServeCmd(), newTokenCmd(),
+	)
+	for _, c := range root.Commands() {
+		if c.Args == nil {
+			c.Args = usageArgs(cobra.NoArgs)
+		}
+		if run := c.RunE; run != nil {
+			c.RunE = func(cmd *cobra.Command, args []string) error { return failure(run(cmd, args)) }
+		}
+	}
 	return root
 }
 

@@ -1,0 +1,471 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/spf13/cobra"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/backend"
+)
+
+// The file commands: each opens the store, does one thing, and closes it.
+// A failure is one line, "roomstore: CMD PATH: reason", and exit status 1.
+
+// fileCmd builds a file command: args validated as given (a usage error,
+// exit 2, otherwise), run with the store open.
+func fileCmd(sf *storeFlags, use, short, long string, args cobra.PositionalArgs, run func(ctx context.Context, cmd *cobra.Command, args []string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  long,
+		Args:  usageArgs(args),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(cmd.Context(), cmd, args)
+		},
+	}
+}
+
+// withStore opens the store, runs f on it, and closes it, returning the
+// first error.
+func withStore(ctx context.Context, sf *storeFlags, create bool, f func(store) error) error {
+	s, err := sf.open(ctx, create)
+	if err != nil {
+		return err
+	}
+	err = f(s)
+	cctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	if cerr := s.Close(cctx); err == nil && cerr != nil {
+		err = fmt.Errorf("closing the store: %s", reason(cerr))
+	}
+	return err
+}
+
+// checkPath fails with the one line of an invalid store path p, before
+// the store is opened, so that nothing is created or changed.
+func checkPath(op, p string, t backend.Target) error {
+	if _, err := backend.Clean(p, t); err != nil {
+		return fmt.Errorf("%s %s: %s", op, shown(p), reason(err))
+	}
+	return nil
+}
+
+// shown is a path as messages print it: quoted when it holds anything a
+// terminal would not show as it is.
+func shown(p string) string {
+	for _, r := range p {
+		if !unicode.IsPrint(r) || r == ' ' {
+			return strconv.Quote(p)
+		}
+	}
+	return p
+}
+
+// opError is the one line of a failed operation on a store path.
+func opError(op, p string, err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := reason(err)
+	if op == "mv" {
+		// The engine's message names the destination, which p has already.
+		if _, dst, ok := strings.Cut(p, " "); ok {
+			msg = strings.TrimPrefix(msg, "to "+dst+": ")
+		}
+	}
+	switch {
+	case errors.Is(err, roomstore.ErrIsFolder) && (op == "rm" || op == "get" || op == "url"):
+		if op == "rm" {
+			msg += " (rm -r removes a folder and everything in it)"
+		}
+	case errors.Is(err, fs.ErrExist) && (op == "put" || op == "mv"):
+		msg += " (--overwrite replaces it)"
+	case errors.Is(err, context.Canceled):
+		msg = "interrupted"
+	}
+	if op == "mv" {
+		src, dst, _ := strings.Cut(p, " ")
+		return fmt.Errorf("mv %s %s: %s", shown(src), shown(dst), msg)
+	}
+	return fmt.Errorf("%s %s: %s", op, shown(p), msg)
+}
+
+// jsonEntry is an Entry as ls --json and stat --json print it.
+type jsonEntry struct {
+	Path     string     `json:"path"`
+	Name     string     `json:"name"`
+	Type     string     `json:"type"` // "file" or "folder"
+	Size     int64      `json:"size"`
+	Modified *time.Time `json:"modified,omitempty"`
+	ETag     string     `json:"etag,omitempty"`
+}
+
+func newJSONEntry(e roomstore.Entry) jsonEntry {
+	j := jsonEntry{Path: e.Path, Name: e.Name, Type: "file", Size: e.Size, ETag: e.ETag}
+	if e.IsFolder {
+		j.Type = "folder"
+		j.Path += "/"
+	}
+	if !e.ModTime.IsZero() {
+		t := e.ModTime.UTC()
+		j.Modified = &t
+	}
+	return j
+}
+
+// printEntry prints one line of ls: size, modification time and path, a
+// folder's path ending in '/'.
+func printEntry(w io.Writer, e roomstore.Entry, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(newJSONEntry(e))
+	}
+	if e.IsFolder {
+		_, err := fmt.Fprintf(w, "%12s  %-20s  %s/\n", "-", "-", e.Path)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%12d  %-20s  %s\n", e.Size, e.ModTime.UTC().Format(time.RFC3339), e.Path)
+	return err
+}
+
+func newLsCmd(sf *storeFlags) *cobra.Command {
+	var recursive, asJSON bool
+	cmd := fileCmd(sf, "ls [-r] [PATH]", "List a folder (the root by default), or describe a file",
+		`ls lists the files and folders in the folder at PATH (the store's root
+without PATH), one per line: size in bytes, time of the last commit (UTC)
+and path, a folder's size and time shown as "-" and its path ending in '/'.
+With -r it lists everything beneath, depth-first, each folder right before
+its contents. A PATH that is a file lists that file. With --json each line
+is one JSON object: {"path", "name", "type" ("file" or "folder"), "size",
+"modified", "etag"}.`,
+		cobra.MaximumNArgs(1),
+		func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			dir := ""
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			name := dir
+			if name == "" {
+				name = "/"
+			}
+			if err := checkPath("ls", dir, backend.TargetAny); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			return withStore(ctx, sf, false, func(s store) error {
+				return opError("ls", name, list(ctx, s, dir, recursive, func(e roomstore.Entry) error {
+					return printEntry(out, e, asJSON)
+				}))
+			})
+		})
+	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "list everything beneath PATH")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per line")
+	return cmd
+}
+
+// list calls f for each entry in dir, and beneath it when recursive,
+// depth-first; a file at dir is listed itself. A folder that vanishes
+// while it is listed is skipped.
+func list(ctx context.Context, s store, dir string, recursive bool, f func(roomstore.Entry) error) error {
+	entries, err := s.List(ctx, dir)
+	if errors.Is(err, roomstore.ErrNotFolder) {
+		e, serr := s.Stat(ctx, dir)
+		if serr == nil && !e.IsFolder {
+			return f(e)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := f(e); err != nil {
+			return err
+		}
+		if recursive && e.IsFolder {
+			err := list(ctx, s, e.Path, true, f)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func newStatCmd(sf *storeFlags) *cobra.Command {
+	var asJSON bool
+	cmd := fileCmd(sf, "stat PATH", "Describe a file or folder",
+		`stat prints what is at PATH: its path, type (file or folder), size in
+bytes, time of the last commit (UTC) and ETag (which changes with every
+commit). With --json it prints one JSON object, as ls --json does.`,
+		cobra.ExactArgs(1),
+		func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			if err := checkPath("stat", args[0], backend.TargetAny); err != nil {
+				return err
+			}
+			return withStore(ctx, sf, false, func(s store) error {
+				e, err := s.Stat(ctx, args[0])
+				if err != nil {
+					return opError("stat", args[0], err)
+				}
+				out := cmd.OutOrStdout()
+				if asJSON {
+					return json.NewEncoder(out).Encode(newJSONEntry(e))
+				}
+				j := newJSONEntry(e)
+				fmt.Fprintf(out, "path:      %s\ntype:      %s\n", j.Path, j.Type)
+				if !e.IsFolder {
+					fmt.Fprintf(out, "size:      %d\nmodified:  %s\netag:      %s\n", e.Size, e.ModTime.UTC().Format(time.RFC3339Nano), e.ETag)
+				}
+				return nil
+			})
+		})
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	return cmd
+}
+
+func newPutCmd(sf *storeFlags) *cobra.Command {
+	var overwrite, exclusive bool
+	cmd := fileCmd(sf, "put LOCAL|- PATH [--overwrite|--exclusive]", "Upload a local file (or stdin) to PATH",
+		`put uploads the local file LOCAL, or standard input for "-", to the file
+at PATH, streaming it in constant memory. The file appears whole when the
+upload completes, or not at all: an interrupted or failed upload (Ctrl-C,
+a read error, a lost connection) leaves the store as it was.
+
+A file already at PATH is kept, and put fails, unless --overwrite is given,
+which replaces it. --exclusive states the default explicitly: put fails if
+a file is at PATH, or appears there before the upload completes (of several
+racing exclusive uploads exactly one wins). On a disk store (file://) put
+creates the store's directory if it does not exist yet.
+
+When standard error is a terminal put shows its progress: bytes sent, rate
+and time left.`,
+		cobra.ExactArgs(2),
+		func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			local, p := args[0], args[1]
+			if overwrite && exclusive {
+				return usagef("put: --overwrite and --exclusive exclude each other (see 'roomstore put --help')")
+			}
+			if err := checkPath("put", p, backend.TargetFile); err != nil {
+				return err
+			}
+			var (
+				in   io.Reader = cmd.InOrStdin()
+				size int64     = -1
+			)
+			if local != "-" {
+				f, fi, err := openLocal(local)
+				if err != nil {
+					return fmt.Errorf("put %s: %s", local, err)
+				}
+				defer f.Close()
+				in = f
+				if fi.Mode().IsRegular() {
+					size = fi.Size()
+				}
+			}
+			return withStore(ctx, sf, true, func(s store) error {
+				bar := newProgress(cmd.ErrOrStderr(), size, "put "+p)
+				_, err := s.Upload(ctx, p, bar.reader(in), size, overwrite)
+				bar.finish(err)
+				return opError("put", p, err)
+			})
+		})
+	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace a file already at PATH")
+	cmd.Flags().BoolVar(&exclusive, "exclusive", false, "fail if a file is at PATH or appears there first (the default)")
+	return cmd
+}
+
+// openLocal opens a local regular file for put; errors name no path (the
+// caller shows the one it was given).
+func openLocal(name string) (*os.File, fs.FileInfo, error) {
+	f, err := os.Open(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil, errors.New("no such local file")
+	case errors.Is(err, fs.ErrPermission):
+		return nil, nil, errors.New("permission denied")
+	case err != nil:
+		return nil, nil, fmt.Errorf("cannot open: %s", reason(err))
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		f.Close()
+		return nil, nil, fmt.Errorf("cannot open: %s", reason(err))
+	case fi.IsDir():
+		f.Close()
+		return nil, nil, errors.New("is a folder (put uploads one file)")
+	}
+	return f, fi, nil // a pipe or device too: streamed, of unknown size
+}
+
+func newGetCmd(sf *storeFlags) *cobra.Command {
+	cmd := fileCmd(sf, "get PATH [LOCAL|-]", "Download the file at PATH to LOCAL (or stdout)",
+		`get downloads the file at PATH to the local file LOCAL, or to standard
+output without LOCAL or with "-". It reads one version of the file, the one
+it found when it started, whatever commits land meanwhile. A LOCAL that is
+a folder receives the file under its base name. LOCAL is written whole or
+not at all: the bytes go to a temporary file beside it, which replaces
+LOCAL once every byte has arrived, and is removed if get fails.
+
+When standard error is a terminal get shows its progress: bytes received,
+rate and time left.`,
+		cobra.RangeArgs(1, 2),
+		func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			p, local := args[0], "-"
+			if len(args) == 2 {
+				local = args[1]
+			}
+			if err := checkPath("get", p, backend.TargetFile); err != nil {
+				return err
+			}
+			return withStore(ctx, sf, false, func(s store) error {
+				r, err := s.Open(ctx, p)
+				if err != nil {
+					return opError("get", p, err)
+				}
+				defer r.Close()
+				bar := newProgress(cmd.ErrOrStderr(), r.Entry().Size, "get "+p)
+				if local == "-" {
+					_, err = io.Copy(cmd.OutOrStdout(), bar.reader(r))
+					bar.finish(err)
+					return opError("get", p, err)
+				}
+				err = saveLocal(local, baseName(r.Entry().Path), bar.reader(r))
+				bar.finish(err)
+				return opError("get", p, err)
+			})
+		})
+	return cmd
+}
+
+// saveLocal writes r to the local file name (or name/base when name is a
+// folder) through a temporary beside it, renamed over it once r is
+// drained; on failure the temporary is removed and name is left alone.
+func saveLocal(name, base string, r io.Reader) error {
+	if fi, err := os.Stat(name); err == nil && fi.IsDir() {
+		name = filepath.Join(name, base)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".roomstore-*")
+	if err != nil {
+		return localError(name, err)
+	}
+	_, err = io.Copy(tmp, r)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		if err = os.Rename(tmp.Name(), name); err != nil {
+			err = localError(name, err)
+		}
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
+// localError describes a failure to write a local file without the host
+// path the os package puts in it.
+func localError(name string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		err = le.Err
+	}
+	return fmt.Errorf("writing %s: %w", name, err)
+}
+
+func newRmCmd(sf *storeFlags) *cobra.Command {
+	var recursive bool
+	cmd := fileCmd(sf, "rm [-r] PATH", "Remove a file (or, with -r, a folder and everything in it)",
+		`rm removes the file at PATH. With -r, PATH may also be a folder, which is
+removed with every file beneath it (one file.deleted event each); "/" is
+the whole store. A PATH with nothing there fails, with or without -r.`,
+		cobra.ExactArgs(1),
+		func(ctx context.Context, _ *cobra.Command, args []string) error {
+			p, t := args[0], backend.TargetFile
+			if recursive {
+				t = backend.TargetAny
+			}
+			if err := checkPath("rm", p, t); err != nil {
+				return err
+			}
+			return withStore(ctx, sf, false, func(s store) error {
+				if !recursive {
+					return opError("rm", p, s.Delete(ctx, p))
+				}
+				if _, err := s.Stat(ctx, p); err != nil {
+					return opError("rm", p, err)
+				}
+				return opError("rm", p, s.RemoveAll(ctx, p))
+			})
+		})
+	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "remove a folder and everything beneath it")
+	return cmd
+}
+
+func newMvCmd(sf *storeFlags) *cobra.Command {
+	var overwrite bool
+	cmd := fileCmd(sf, "mv SRC DST [--overwrite]", "Move a file or folder",
+		`mv moves the file or folder at SRC to DST (one file.moved event per file).
+A file moves atomically on disk and in memory; on S3 and GCS it is copied
+then removed, never lost. A file or folder already at DST is kept, and mv
+fails, unless --overwrite is given.`,
+		cobra.ExactArgs(2),
+		func(ctx context.Context, _ *cobra.Command, args []string) error {
+			for _, p := range args {
+				if err := checkPath("mv", p, backend.TargetAny); err != nil {
+					return err
+				}
+			}
+			return withStore(ctx, sf, false, func(s store) error {
+				err := s.Move(ctx, args[0], args[1], overwrite)
+				return opError("mv", args[0]+" "+args[1], err)
+			})
+		})
+	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace what is at DST")
+	return cmd
+}
+
+func newURLCmd(sf *storeFlags) *cobra.Command {
+	var attachment bool
+	cmd := fileCmd(sf, "url PATH [--attachment]", "Print a download URL of the file at PATH",
+		`url prints a URL that a plain HTTP GET fetches the file at PATH with,
+until it expires: signed by the room server for a ws:// store, natively by
+S3 or GCS for s3:// and gs:// stores. With --attachment the response asks
+a browser to save the file under its base name rather than show it.`,
+		cobra.ExactArgs(1),
+		func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			if err := checkPath("url", args[0], backend.TargetFile); err != nil {
+				return err
+			}
+			return withStore(ctx, sf, false, func(s store) error {
+				u, err := s.DownloadURL(ctx, args[0], attachment)
+				if err != nil {
+					return opError("url", args[0], err)
+				}
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), u)
+				return err
+			})
+		})
+	cmd.Flags().BoolVar(&attachment, "attachment", false, "make the response a download (Content-Disposition: attachment)")
+	return cmd
+}

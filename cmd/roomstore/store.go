@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"os/user"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/events"
+	"github.com/roomstore/roomstore/roomclient"
+)
+
+// Environment defaults of --store and --token.
+const (
+	storeEnv     = "ROOMSTORE_STORE"
+	tokenEnv     = "ROOMSTORE_TOKEN"
+	defaultStore = "file://./roomstore-data"
+)
+
+// connectTimeout bounds opening a store or dialling a room server.
+const connectTimeout = 30 * time.Second
+
+// store is what the file commands work on: an Engine over a store URL, or
+// a room server's room through the Go client. Both give the same errors
+// (the fs sentinels and the roomstore ones), so a command handles them
+// once.
+type store interface {
+	Stat(ctx context.Context, p string) (roomstore.Entry, error)
+	List(ctx context.Context, p string) ([]roomstore.Entry, error)
+	// Upload writes r to p: replacing a file there with overwrite,
+	// failing with fs.ErrExist without. size is r's length, or -1.
+	Upload(ctx context.Context, p string, r io.Reader, size int64, overwrite bool) (roomstore.Entry, error)
+	// Open streams the whole file at p.
+	Open(ctx context.Context, p string) (reader, error)
+	Delete(ctx context.Context, p string) error
+	RemoveAll(ctx context.Context, p string) error
+	Move(ctx context.Context, src, dst string, overwrite bool) error
+	DownloadURL(ctx context.Context, p string, attachment bool) (string, error)
+	Subscribe(handler func(events.Event)) *roomstore.Subscription
+	// Alive reports an error once the store can no longer be reached.
+	Alive(ctx context.Context) error
+	Close(ctx context.Context) error
+}
+
+// reader is a file being read, with the version it reads.
+type reader interface {
+	io.ReadCloser
+	Entry() roomstore.Entry
+}
+
+// storeFlags are the root command's --store and --token.
+type storeFlags struct{ url, token string }
+
+// target returns --store, else $ROOMSTORE_STORE, else the default.
+func (f *storeFlags) target() string {
+	switch {
+	case f.url != "":
+		return f.url
+	case os.Getenv(storeEnv) != "":
+		return os.Getenv(storeEnv)
+	}
+	return defaultStore
+}
+
+// open opens the store the flags name. A disk store's directory is
+// created only when create is set (by put): anything else on a directory
+// that is not there fails rather than leave an empty store behind.
+func (f *storeFlags) open(ctx context.Context, create bool) (store, error) {
+	raw := f.target()
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("--store: %s is not a URL", redactedURL(raw))
+	}
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	switch scheme := strings.ToLower(u.Scheme); scheme {
+	case "ws", "wss", "http", "https":
+		return f.dial(ctx, u)
+	case "file":
+		if !create {
+			if err := storeDirExists(u); err != nil {
+				return nil, err
+			}
+		}
+	case "":
+		return nil, fmt.Errorf("--store %s: want a store URL (%s) or a room server's ws://HOST:PORT/rooms/ROOM", redactedURL(raw), schemeList())
+	default:
+		if !slices.Contains(backend.Schemes(), scheme) {
+			return nil, fmt.Errorf("--store %s: unknown scheme %q (known: %s)", redactedURL(raw), u.Scheme, schemeList())
+		}
+	}
+	e, err := roomstore.OpenURL(ctx, raw)
+	if err != nil {
+		return nil, fmt.Errorf("--store %s: %s", redactedURL(raw), reason(err))
+	}
+	return &engineStore{e: e, participant: participant()}, nil
+}
+
+// dial connects to a room server's room.
+func (f *storeFlags) dial(ctx context.Context, u *url.URL) (store, error) {
+	token := f.token
+	if token == "" {
+		token = os.Getenv(tokenEnv)
+	}
+	shown := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String() // never a token in the query
+	if token == "" {
+		return nil, fmt.Errorf("--store %s: a room server needs a participant token: give --token or set %s (see roomstore token)", shown, tokenEnv)
+	}
+	if u.Query().Has("token") {
+		return nil, fmt.Errorf("--store %s: give the token with --token or %s, not in the URL", shown, tokenEnv)
+	}
+	room, ok := strings.CutPrefix(u.Path, roomsPrefix)
+	if u.Host == "" || !ok || room == "" || strings.Contains(room, "/") {
+		return nil, fmt.Errorf("--store %s: want ws://HOST:PORT/rooms/ROOM", shown)
+	}
+	c, err := roomclient.Dial(ctx, u.String(), roomclient.Options{Token: token})
+	if err != nil {
+		switch {
+		case errors.Is(err, roomclient.ErrForbidden):
+			return nil, fmt.Errorf("--store %s: the room server refused the token (bad, expired, or for another room)", shown)
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("--store %s: the server has no such room", shown)
+		case errors.Is(err, context.DeadlineExceeded):
+			return nil, fmt.Errorf("--store %s: no answer from the room server within %v", shown, connectTimeout)
+		}
+		return nil, fmt.Errorf("--store %s: cannot reach the room server: %s", shown, reason(err))
+	}
+	return clientStore{c}, nil
+}
+
+// storeDirExists reports a file:// store whose directory is missing, the
+// way the file:// opener reads the URL (malformed ones are left to it).
+func storeDirExists(u *url.URL) error {
+	var dir string
+	switch u.Host {
+	case "", "localhost":
+		dir = u.Path
+	case ".":
+		dir = "." + u.Path
+	default:
+		return nil
+	}
+	if dir == "" || dir == "." {
+		return nil
+	}
+	fi, err := os.Stat(filepath.FromSlash(dir))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("--store %s: no store there (its directory does not exist; put creates it)", redactedURL(u.String()))
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("--store %s: not a store (not a directory)", redactedURL(u.String()))
+	}
+	return nil
+}
+
+func schemeList() string { return strings.Join(append(backend.Schemes(), "ws"), ", ") }
+
+// redactedURL returns raw with a password hidden.
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return "(a malformed URL)"
+	case u.User == nil:
+		return raw
+	}
+	return u.Redacted()
+}
+
+// participant names the command's changes in their events: the user and
+// the host it runs as.
+func participant() string {
+	name := "roomstore"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		name += "@" + h
+	}
+	return name
+}
+
+// engineStore is a store opened directly.
+type engineStore struct {
+	e           *roomstore.Engine
+	participant string
+}
+
+func (s *engineStore) ctx(ctx context.Context) context.Context {
+	return roomstore.WithParticipant(ctx, s.participant)
+}
+
+func (s *engineStore) Stat(ctx context.Context, p string) (roomstore.Entry, error) {
+	return s.e.Stat(ctx, p)
+}
+
+func (s *engineStore) List(ctx context.Context, p string) ([]roomstore.Entry, error) {
+	return s.e.List(ctx, p)
+}
+
+func (s *engineStore) Upload(ctx context.Context, p string, r io.Reader, _ int64, overwrite bool) (roomstore.Entry, error) {
+	return s.e.Upload(s.ctx(ctx), p, r, roomstore.OpenOptions{Overwrite: overwrite, Exclusive: !overwrite})
+}
+
+func (s *engineStore) Open(ctx context.Context, p string) (reader, error) {
+	return s.e.OpenReader(ctx, p, 0, -1)
+}
+
+func (s *engineStore) Delete(ctx context.Context, p string) error { return s.e.Delete(s.ctx(ctx), p) }
+
+func (s *engineStore) RemoveAll(ctx context.Context, p string) error {
+	return s.e.RemoveAll(s.ctx(ctx), p)
+}
+
+func (s *engineStore) Move(ctx context.Context, src, dst string, overwrite bool) error {
+	return s.e.Move(s.ctx(ctx), src, dst, roomstore.MoveOptions{Overwrite: overwrite})
+}
+
+func (s *engineStore) DownloadURL(ctx context.Context, p string, attachment bool) (string, error) {
+	var opts []roomstore.URLOption
+	if attachment {
+		opts = append(opts, roomstore.Attachment(""))
+	}
+	u, err := s.e.DownloadURL(ctx, p, opts...)
+	if errors.Is(err, errors.ErrUnsupported) {
+		return "", errors.New("a store opened directly signs no URLs of its own (only s3:// and gs:// do); serve it with roomstore serve and ask the room server")
+	}
+	return u, err
+}
+
+func (s *engineStore) Subscribe(handler func(events.Event)) *roomstore.Subscription {
+	return s.e.Subscribe(handler)
+}
+
+func (s *engineStore) Alive(context.Context) error { return nil }
+
+func (s *engineStore) Close(ctx context.Context) error { return s.e.Shutdown(ctx) }
+
+// clientStore is a room reached through its room server.
+type clientStore struct{ c *roomclient.Client }
+
+func (s clientStore) Stat(ctx context.Context, p string) (roomstore.Entry, error) {
+	return s.c.Stat(ctx, p)
+}
+
+func (s clientStore) List(ctx context.Context, p string) ([]roomstore.Entry, error) {
+	return s.c.List(ctx, p)
+}
+
+func (s clientStore) Upload(ctx context.Context, p string, r io.Reader, size int64, overwrite bool) (roomstore.Entry, error) {
+	opts := roomclient.UploadOptions{Overwrite: overwrite}
+	if size > 0 {
+		opts.Size = size
+	}
+	return s.c.Upload(ctx, p, r, opts)
+}
+
+func (s clientStore) Open(ctx context.Context, p string) (reader, error) {
+	return s.c.OpenReader(ctx, p)
+}
+
+func (s clientStore) Delete(ctx context.Context, p string) error    { return s.c.Delete(ctx, p) }
+func (s clientStore) RemoveAll(ctx context.Context, p string) error { return s.c.RemoveAll(ctx, p) }
+
+func (s clientStore) Move(ctx context.Context, src, dst string, overwrite bool) error {
+	return s.c.Move(ctx, src, dst, roomstore.MoveOptions{Overwrite: overwrite})
+}
+
+func (s clientStore) DownloadURL(ctx context.Context, p string, attachment bool) (string, error) {
+	u, err := s.c.DownloadURL(ctx, p, roomclient.URLOptions{Attachment: attachment})
+	if errors.Is(err, errors.ErrUnsupported) {
+		return "", errors.New("the room server makes no download URLs")
+	}
+	return u, err
+}
+
+func (s clientStore) Subscribe(handler func(events.Event)) *roomstore.Subscription {
+	return s.c.Subscribe(handler)
+}
+
+func (s clientStore) Alive(ctx context.Context) error {
+	_, err := s.c.Exists(ctx, "")
+	return err
+}
+
+func (s clientStore) Close(context.Context) error { return s.c.Close() }
+
+// reason is what an error says beneath the operation and path that every
+// command's message names itself: "file does not exist" of "stat x:
+// file does not exist".
+func reason(err error) string {
+	for {
+		var pe *fs.PathError
+		if !errors.As(err, &pe) || pe.Err == nil {
+			break
+		}
+		err = pe.Err
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	msg := err.Error()
+	// "invalid path: invalid argument: the root is not a file" says it twice.
+	if before, after, ok := strings.Cut(msg, fs.ErrInvalid.Error()+": "); ok && before != "" {
+		msg = before + after
+	}
+	return msg
+}
+
+// baseName is the last element of a store path.
+func baseName(p string) string { return path.Base(strings.TrimSuffix(p, "/")) }

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/events"
+)
+
+// watchHeartbeat is how often watch checks that the room server is still
+// there: events alone cannot tell a quiet room from a lost connection.
+const watchHeartbeat = 5 * time.Second
+
+// jsonEvent is an event as watch --json prints it.
+type jsonEvent struct {
+	Time        time.Time `json:"time"`
+	Type        string    `json:"type"`
+	Path        string    `json:"path,omitempty"`
+	SourcePath  string    `json:"source_path,omitempty"`
+	Participant string    `json:"participant,omitempty"`
+	Dropped     uint64    `json:"dropped,omitempty"`
+}
+
+func newWatchCmd(sf *storeFlags) *cobra.Command {
+	var asJSON bool
+	cmd := fileCmd(sf, "watch [PATH]", "Print each change to the room as it happens",
+		`watch prints one line per change to the files at or beneath PATH (the
+whole room without PATH) as the room server reports it, whoever makes it:
+time (UTC), event (file.updated, file.deleted or file.moved), path,
+participant, and for a move the path it came from. With --json each line is
+one JSON object: {"time", "type", "path", "source_path", "participant"}. Once subscribed it says so on standard error, then runs until
+Ctrl-C (exit status 0) or until the room server is lost (1).
+
+If watch falls behind (its output blocked), the events it could not keep
+are counted and reported, as a line on standard error (with --json, also an
+object of type "overflow" with "dropped"), and it goes on.
+
+watch needs a room server (--store ws://HOST:PORT/rooms/ROOM): a store
+opened directly by this command would show only the command's own changes.`,
+		cobra.MaximumNArgs(1),
+		func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			prefix := ""
+			if len(args) == 1 {
+				if err := checkPath("watch", args[0], backend.TargetAny); err != nil {
+					return err
+				}
+				prefix = strings.Trim(args[0], "/")
+			}
+			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return withStore(ctx, sf, false, func(s store) error {
+				if _, direct := s.(*engineStore); direct {
+					return errors.New("watch: a store opened directly shows only this command's own changes; watch a room server's room (--store ws://HOST:PORT/rooms/ROOM)")
+				}
+				return watch(ctx, s, prefix, cmd.OutOrStdout(), cmd.ErrOrStderr(), asJSON)
+			})
+		})
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per event")
+	return cmd
+}
+
+// watch prints the events beneath prefix until ctx ends or the store is
+// lost.
+func watch(ctx context.Context, s store, prefix string, out, errOut io.Writer, asJSON bool) error {
+	var mu sync.Mutex // lines whole, and none after watch returns
+	done := false
+	print := func(e events.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done {
+			return
+		}
+		if e.Type == events.TypeOverflow {
+			fmt.Fprintf(errOut, "roomstore: watch: %d events were lost here (the output could not keep up)\n", e.Dropped)
+			if asJSON {
+				_ = json.NewEncoder(out).Encode(jsonEvent{Time: time.Now().UTC(), Type: e.Type, Dropped: e.Dropped})
+			}
+			return
+		}
+		if !beneath(e.Path, prefix) && !(e.SourcePath != "" && beneath(e.SourcePath, prefix)) {
+			return
+		}
+		if asJSON {
+			_ = json.NewEncoder(out).Encode(jsonEvent{Time: e.Time.UTC(), Type: e.Type, Path: e.Path, SourcePath: e.SourcePath, Participant: e.ParticipantID})
+			return
+		}
+		who := e.ParticipantID
+		if who == "" {
+			who = "-"
+		}
+		line := fmt.Sprintf("%s  %-12s  %s  %s", e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00"), e.Type, e.Path, who)
+		if e.SourcePath != "" {
+			line += "  (from " + e.SourcePath + ")"
+		}
+		fmt.Fprintln(out, line)
+	}
+	sub := s.Subscribe(print)
+	defer func() {
+		sub.Unsubscribe()
+		mu.Lock()
+		done = true
+		mu.Unlock()
+	}()
+	where := "the room"
+	if prefix != "" {
+		where = prefix
+	}
+	fmt.Fprintf(errOut, "roomstore: watching %s for changes (Ctrl-C stops)\n", where)
+	tick := time.NewTicker(watchHeartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			hctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			err := s.Alive(hctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				return fmt.Errorf("watch: lost the room server: %s", reason(err))
+			}
+		}
+	}
+}
+
+// beneath reports whether the store path p is prefix or lies beneath it.
+func beneath(p, prefix string) bool {
+	return prefix == "" || p == prefix || strings.HasPrefix(p, prefix+"/")
+}
