@@ -68,6 +68,47 @@
 // call, while the provider's error (an S3 or GCS API error, a
 // syscall.Errno) stays reachable with errors.As.
 //
+// # Observability
+//
+// Every engine counts its calls, bytes, commits and events, and
+// Engine.Stats returns the counters. WithMeterProvider adds them as
+// OpenTelemetry metrics and WithTracerProvider a span per call; without
+// either the engine never calls OpenTelemetry. A call is one public call:
+// Exists, Stat, List, Open, Write, Close, Abort, Download, DownloadURL,
+// OpenReader (until the Reader's Close), Delete, RemoveAll, Move, Upload,
+// Walk (one range over it), ServeFile, a request to Handler (serve_url),
+// and the FS view's Open, Stat, ReadDir and ReadFile (fs_open, fs_stat,
+// fs_read_dir, fs_read_file); operations are named in snake case
+// (download_url, open_reader, remove_all). A composite call (Upload,
+// RemoveAll, a folder's Move) counts once, its steps not at all. Its
+// outcome comes from its error: ok, not_exist, exist, invalid, is_folder,
+// not_folder, conflict, permission, closed, too_many_handles, unavailable,
+// canceled, deadline_exceeded, or error for any other. Its span,
+// "roomstore.<operation>", is a child of the span in the call's context,
+// with the attributes roomstore.path (the store path as given; for a
+// Write, Close or Abort, the handle's clean path),
+// roomstore.destination (Move), roomstore.outcome and roomstore.bytes
+// (where bytes move), and, on failure, the error recorded and the status
+// Error. The metrics, of the instrumentation scope
+// "github.com/roomstore/roomstore", all synchronous but the transport's:
+//
+//   - roomstore.calls ({call}) and roomstore.call.duration (s, a
+//     histogram), by roomstore.operation and roomstore.outcome;
+//   - roomstore.bytes.written and roomstore.bytes.read (By), by
+//     roomstore.operation;
+//   - roomstore.handles.open ({handle}), an up-down counter;
+//   - roomstore.commit.attempts, roomstore.commit.conflicts and
+//     roomstore.commit.retries, by roomstore.operation (close, upload,
+//     move);
+//   - roomstore.events.published, roomstore.events.delivered and
+//     roomstore.events.dropped ({event});
+//   - with WithEventTransport, roomstore.events.remote_lag (s, a
+//     histogram of the time from another engine's change to its event's
+//     delivery here), and observable mirrors of TransportStats:
+//     roomstore.events.transport.published, .retries, .gave_up,
+//     .throttled, .received, .held, .duplicates, .lost, .malformed,
+//     .reconnects, and .queued (up-down).
+//
 // # Deadlines
 //
 // Every call returns promptly once its context ends, waits for locks
@@ -107,6 +148,7 @@ import (
 	"github.com/roomstore/roomstore/backend"
 	_ "github.com/roomstore/roomstore/backend_mem" // registers mem://
 	"github.com/roomstore/roomstore/events"
+	"github.com/roomstore/roomstore/internal/telemetry"
 )
 
 // Event topics.
@@ -174,6 +216,7 @@ type Engine struct {
 	id       string      // the engine's origin in its events
 	storeID  string      // "" unless a transport needed it
 	link     events.Link // nil without WithEventTransport
+	tel      *telemetry.Recorder
 	evSeq    atomic.Uint64
 	owned    bool // Shutdown closes b: OpenURL built it
 	seed     maphash.Seed
@@ -208,7 +251,12 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 		cfg.signingKey = make([]byte, MinSigningKeyLen)
 		_, _ = rand.Read(cfg.signingKey)
 	}
-	bus, err := events.New(events.WithBuffer(cfg.eventBuffer), events.WithLogger(cfg.logger))
+	id := newEngineID()
+	tel, err := telemetry.New(id, cfg.meters, cfg.tracers)
+	if err != nil {
+		return nil, &fs.PathError{Op: "new", Path: "", Err: badOption("WithMeterProvider: %v", err)}
+	}
+	bus, err := events.New(events.WithBuffer(cfg.eventBuffer), events.WithLogger(cfg.logger), events.WithObserver(tel))
 	if err != nil {
 		return nil, &fs.PathError{Op: "new", Path: "", Err: err}
 	}
@@ -216,7 +264,8 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 		b:       b,
 		cfg:     cfg,
 		bus:     bus,
-		id:      newEngineID(),
+		id:      id,
+		tel:     tel,
 		seed:    maphash.MakeSeed(),
 		handles: map[string]*Handle{},
 		stopped: make(chan struct{}),
@@ -228,6 +277,11 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 		if err := e.attach(); err != nil {
 			_ = bus.Close(context.Background())
 			return nil, &fs.PathError{Op: "new", Path: "", Err: err}
+		}
+		if err := tel.ObserveTransport(e.link.Stats); err != nil {
+			_ = e.link.Close(context.Background())
+			_ = bus.Close(context.Background())
+			return nil, &fs.PathError{Op: "new", Path: "", Err: badOption("WithMeterProvider: %v", err)}
 		}
 	}
 	return e, nil
@@ -356,7 +410,9 @@ func (e *Engine) enter(op, p string, t backend.Target) (string, error) {
 
 // Exists reports whether a file or folder is at path. A path through a
 // file reports false.
-func (e *Engine) Exists(ctx context.Context, p string) (bool, error) {
+func (e *Engine) Exists(ctx context.Context, p string) (_ bool, err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.Exists, p)
+	defer func() { call.End(err) }()
 	clean, err := e.enter("exists", p, backend.TargetAny)
 	if err != nil {
 		return false, err
@@ -378,7 +434,9 @@ func folderMeant(p, clean string) bool { return clean != "" && strings.HasSuffix
 
 // Stat describes the file or folder at path (fs.ErrNotExist when there is
 // neither).
-func (e *Engine) Stat(ctx context.Context, p string) (Entry, error) {
+func (e *Engine) Stat(ctx context.Context, p string) (_ Entry, err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.Stat, p)
+	defer func() { call.End(err) }()
 	clean, err := e.enter("stat", p, backend.TargetAny)
 	if err != nil {
 		return Entry{}, err
@@ -418,7 +476,10 @@ func (e *Engine) checkParents(ctx context.Context, p string) error {
 
 // Download returns the whole file at path. Use OpenReader for files too big
 // to hold in memory.
-func (e *Engine) Download(ctx context.Context, p string) (*File, error) {
+func (e *Engine) Download(ctx context.Context, p string) (_ *File, err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.Download, p)
+	n := int64(-1)
+	defer func() { call.EndBytes(err, n) }()
 	clean, err := e.enter("download", p, backend.TargetFile)
 	if err != nil {
 		return nil, err
@@ -433,6 +494,8 @@ func (e *Engine) Download(ctx context.Context, p string) (*File, error) {
 	if err != nil {
 		return nil, pathError("download", p, err)
 	}
+	n = int64(len(data))
+	e.tel.BytesRead(ctx, telemetry.Download, n)
 	return &File{
 		Name:     info.Name(),
 		Path:     clean,
@@ -462,7 +525,9 @@ func mimeType(p string, head []byte) string {
 // the root), ordered bytewise by name with a folder's name taken as ending
 // in "/". The root of an empty store lists empty; a missing folder yields
 // fs.ErrNotExist and a file ErrNotFolder.
-func (e *Engine) List(ctx context.Context, p string) ([]Entry, error) {
+func (e *Engine) List(ctx context.Context, p string) (_ []Entry, err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.List, p)
+	defer func() { call.End(err) }()
 	clean, err := e.enter("list", p, backend.TargetAny)
 	if err != nil {
 		return nil, err
@@ -516,7 +581,9 @@ func sortKey(e Entry) string {
 // Delete removes the file at path and publishes EventFileDeleted. A missing
 // file yields fs.ErrNotExist and no event; a folder yields ErrIsFolder (see
 // RemoveAll).
-func (e *Engine) Delete(ctx context.Context, p string) error {
+func (e *Engine) Delete(ctx context.Context, p string) (err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.Delete, p)
+	defer func() { call.End(err) }()
 	clean, err := e.enter("delete", p, backend.TargetFile)
 	if err != nil {
 		return err
@@ -544,7 +611,9 @@ func (e *Engine) remove(ctx context.Context, clean string) error {
 // RemoveAll removes the file at path, or every file in the folder at path
 // and below (the whole store for the root), publishing EventFileDeleted for
 // each file removed. A missing path is not an error, as with os.RemoveAll.
-func (e *Engine) RemoveAll(ctx context.Context, p string) error {
+func (e *Engine) RemoveAll(ctx context.Context, p string) (err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.RemoveAll, p)
+	defer func() { call.End(err) }()
 	clean, err := e.enter("removeall", p, backend.TargetAny)
 	if err != nil {
 		return err
@@ -721,7 +790,7 @@ func (e *Engine) stop() {
 		// stops delivering others' events before the bus closes.
 		err = e.link.Close(context.Background())
 	}
-	err = errors.Join(err, e.bus.Close(context.Background()))
+	err = errors.Join(err, e.bus.Close(context.Background()), e.tel.Close())
 	if e.owned {
 		err = errors.Join(err, e.b.Close())
 	}

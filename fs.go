@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/telemetry"
 )
 
 // FS returns a read-only io/fs view of the store, for http.FileServerFS,
@@ -24,6 +25,12 @@ import (
 // lists names in io/fs order (sorted by name, which differs from List's
 // for a folder "a" beside a file "a-b"). Errors are *fs.PathError values on
 // the io/fs name with the io/fs sentinels; after Shutdown, fs.ErrClosed.
+//
+// Its Open, Stat, ReadDir and ReadFile (and the first ReadDir of an opened
+// folder) are calls in Stats, metrics and spans (fs_open, fs_stat,
+// fs_read_dir, fs_read_file), each a child of the span in ctx, with the
+// store path as their path. An opened file's bytes count as read by
+// fs_open when it is closed; the Open call itself ends when Open returns.
 func (e *Engine) FS(ctx context.Context) fs.FS { return &roomFS{e: e, ctx: ctx} }
 
 // roomFS is the view of the store below dir ("" for the root).
@@ -39,6 +46,19 @@ var (
 	_ fs.ReadFileFS = (*roomFS)(nil)
 	_ fs.SubFS      = (*roomFS)(nil)
 )
+
+// start begins the call op on the io/fs name, whose store path it builds
+// only for a span.
+func (f *roomFS) start(op telemetry.Op, name string) (context.Context, telemetry.Call) {
+	p := name
+	switch {
+	case name == ".":
+		p = f.dir
+	case f.dir != "" && f.e.tel.Tracing():
+		p = backend.Join(f.dir, name)
+	}
+	return f.e.tel.Start(f.ctx, op, p)
+}
 
 // enter turns an io/fs name into the store's clean path and admits the
 // call; the caller must call f.e.inflight.Done when it ends.
@@ -61,7 +81,9 @@ func (f *roomFS) enter(op, name string) (string, error) {
 }
 
 // Open opens the file or folder name.
-func (f *roomFS) Open(name string) (fs.File, error) {
+func (f *roomFS) Open(name string) (_ fs.File, err error) {
+	ctx, call := f.start(telemetry.FSOpen, name)
+	defer func() { call.End(err) }()
 	clean, err := f.enter("open", name)
 	if err != nil {
 		return nil, err
@@ -70,7 +92,7 @@ func (f *roomFS) Open(name string) (fs.File, error) {
 	if clean == "" {
 		return &dirFile{fsys: f, name: name, clean: clean, info: fileInfo{name: ".", isDir: true}}, nil
 	}
-	r, info, err := f.e.b.Read(f.ctx, clean, 0, -1)
+	r, info, err := f.e.b.Read(ctx, clean, 0, -1)
 	if errors.Is(err, ErrIsFolder) {
 		return &dirFile{fsys: f, name: name, clean: clean, info: fileInfo{name: baseName(name), isDir: true}}, nil
 	}
@@ -82,11 +104,14 @@ func (f *roomFS) Open(name string) (fs.File, error) {
 		name: name,
 		info: fileInfo{name: baseName(name), entry: entry(info)},
 		v:    versionReader{ctx: f.ctx, b: f.e.b, path: clean, info: info, r: r},
+		tel:  f.e.tel,
 	}, nil
 }
 
 // Stat describes name.
-func (f *roomFS) Stat(name string) (fs.FileInfo, error) {
+func (f *roomFS) Stat(name string) (_ fs.FileInfo, err error) {
+	ctx, call := f.start(telemetry.FSStat, name)
+	defer func() { call.End(err) }()
 	clean, err := f.enter("stat", name)
 	if err != nil {
 		return nil, err
@@ -95,7 +120,7 @@ func (f *roomFS) Stat(name string) (fs.FileInfo, error) {
 	if clean == "" {
 		return fileInfo{name: ".", isDir: true}, nil
 	}
-	info, err := f.e.b.Stat(f.ctx, clean)
+	info, err := f.e.b.Stat(ctx, clean)
 	if err != nil {
 		return nil, &fs.PathError{Op: "stat", Path: name, Err: err}
 	}
@@ -112,17 +137,19 @@ func baseName(name string) string {
 }
 
 // ReadDir lists the folder name, sorted by name.
-func (f *roomFS) ReadDir(name string) ([]fs.DirEntry, error) {
+func (f *roomFS) ReadDir(name string) (_ []fs.DirEntry, err error) {
+	ctx, call := f.start(telemetry.FSReadDir, name)
+	defer func() { call.End(err) }()
 	clean, err := f.enter("readdir", name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.e.inflight.Done()
-	return f.readDir(name, clean)
+	return f.readDir(ctx, name, clean)
 }
 
-func (f *roomFS) readDir(name, clean string) ([]fs.DirEntry, error) {
-	entries, err := f.e.list(f.ctx, clean)
+func (f *roomFS) readDir(ctx context.Context, name, clean string) ([]fs.DirEntry, error) {
+	entries, err := f.e.list(ctx, clean)
 	if err != nil {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
 	}
@@ -135,7 +162,10 @@ func (f *roomFS) readDir(name, clean string) ([]fs.DirEntry, error) {
 }
 
 // ReadFile returns the whole content of the file name.
-func (f *roomFS) ReadFile(name string) ([]byte, error) {
+func (f *roomFS) ReadFile(name string) (_ []byte, err error) {
+	ctx, call := f.start(telemetry.FSReadFile, name)
+	n := int64(-1)
+	defer func() { call.EndBytes(err, n) }()
 	clean, err := f.enter("readfile", name)
 	if err != nil {
 		return nil, err
@@ -144,7 +174,7 @@ func (f *roomFS) ReadFile(name string) ([]byte, error) {
 	if clean == "" {
 		return nil, &fs.PathError{Op: "readfile", Path: name, Err: ErrIsFolder}
 	}
-	r, info, err := f.e.b.Read(f.ctx, clean, 0, -1)
+	r, info, err := f.e.b.Read(ctx, clean, 0, -1)
 	if err != nil {
 		return nil, &fs.PathError{Op: "readfile", Path: name, Err: err}
 	}
@@ -153,6 +183,8 @@ func (f *roomFS) ReadFile(name string) ([]byte, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "readfile", Path: name, Err: err}
 	}
+	n = int64(len(data))
+	f.e.tel.BytesRead(ctx, telemetry.FSReadFile, n)
 	return data, nil
 }
 
@@ -194,6 +226,7 @@ type file struct {
 	name   string
 	info   fileInfo
 	v      versionReader
+	tel    *telemetry.Recorder // counts the bytes read at Close
 	closed bool
 }
 
@@ -231,6 +264,7 @@ func (f *file) Close() error {
 		return &fs.PathError{Op: "close", Path: f.name, Err: fs.ErrClosed}
 	}
 	f.closed = true
+	f.tel.BytesRead(f.v.ctx, telemetry.FSOpen, f.v.n)
 	return f.v.Close()
 }
 
@@ -267,11 +301,7 @@ func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
 		return nil, &fs.PathError{Op: "readdir", Path: d.name, Err: fs.ErrClosed}
 	}
 	if !d.listed {
-		if err := d.fsys.e.begin("readdir", d.name); err != nil {
-			return nil, err
-		}
-		entries, err := d.fsys.readDir(d.name, d.clean)
-		d.fsys.e.inflight.Done()
+		entries, err := d.list()
 		if err != nil {
 			return nil, err
 		}
@@ -289,6 +319,17 @@ func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
 	out := d.entries[:n:n]
 	d.entries = d.entries[n:]
 	return out, nil
+}
+
+// list lists the folder, a call of fs_read_dir.
+func (d *dirFile) list() (_ []fs.DirEntry, err error) {
+	ctx, call := d.fsys.e.tel.Start(d.fsys.ctx, telemetry.FSReadDir, d.clean)
+	defer func() { call.End(err) }()
+	if err := d.fsys.e.begin("readdir", d.name); err != nil {
+		return nil, err
+	}
+	defer d.fsys.e.inflight.Done()
+	return d.fsys.readDir(ctx, d.name, d.clean)
 }
 
 func (d *dirFile) Close() error {

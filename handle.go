@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/telemetry"
 )
 
 // Handle is an open write to one file, made by Engine.Open. Its bytes stay
@@ -106,7 +107,14 @@ func (h *Handle) ownerContext() (context.Context, context.CancelFunc) {
 // existing file, ErrTooManyHandles past WithMaxOpenHandles, and
 // fs.ErrInvalid on a bad path. The handle belongs to ParticipantFrom(ctx)
 // and outlives ctx: only the calls on it are bound to their own contexts.
-func (e *Engine) Open(ctx context.Context, p string, opts OpenOptions) (*Handle, error) {
+func (e *Engine) Open(ctx context.Context, p string, opts OpenOptions) (_ *Handle, err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.Open, p)
+	defer func() { call.End(err) }()
+	return e.open(ctx, p, opts)
+}
+
+// open is Open, unrecorded, for Upload.
+func (e *Engine) open(ctx context.Context, p string, opts OpenOptions) (*Handle, error) {
 	clean, err := e.enter("open", p, backend.TargetFile)
 	if err != nil {
 		return nil, err
@@ -177,6 +185,9 @@ func (e *Engine) Open(ctx context.Context, p string, opts OpenOptions) (*Handle,
 		e.handles[h.id] = h
 	}
 	e.mu.Unlock()
+	if !closed {
+		e.tel.HandleOpened(ctx)
+	}
 	if closed { // Shutdown ran meanwhile and could not see this handle
 		h.mu <- struct{}{}
 		h.finishLocked(ctx, fs.ErrClosed)
@@ -254,7 +265,22 @@ func (h *Handle) callContext(ctx context.Context) (context.Context, context.Canc
 // is cancelled, the handle is discarded and the file keeps its old
 // content; but a Write whose ctx ends while it waits for another call on
 // the same handle returns the context's error and leaves the handle alone.
-func (e *Engine) Write(ctx context.Context, h *Handle, data []byte) error {
+func (e *Engine) Write(ctx context.Context, h *Handle, data []byte) (err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.Write, handlePath(h))
+	defer func() { call.EndBytes(err, int64(len(data))) }()
+	return e.write(ctx, h, data)
+}
+
+// handlePath is h's path for a call's record, "" for a nil h.
+func handlePath(h *Handle) string {
+	if h == nil {
+		return ""
+	}
+	return h.path
+}
+
+// write is Write, unrecorded, for Upload.
+func (e *Engine) write(ctx context.Context, h *Handle, data []byte) error {
 	if err := e.check(ctx, "write", h); err != nil {
 		return err
 	}
@@ -312,27 +338,33 @@ func (h *Handle) failLocked(ctx context.Context, op string, err, reason error) e
 // while it waits for another call on the same handle returns the
 // context's error and leaves the handle alone; one whose ctx ends while it
 // waits for another commit to the same path discards the handle.
-func (e *Engine) Close(ctx context.Context, h *Handle) error {
-	_, err := e.close(ctx, "close", h)
+func (e *Engine) Close(ctx context.Context, h *Handle) (err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.Close, handlePath(h))
+	n := int64(-1)
+	defer func() { call.EndBytes(err, n) }()
+	_, n, err = e.close(ctx, telemetry.Close, h)
 	return err
 }
 
-// close is Close under the name op, returning what it committed.
-func (e *Engine) close(ctx context.Context, op string, h *Handle) (backend.Info, error) {
+// close is Close, unrecorded but for its commit attempts and bytes
+// written, under the name of top (Close or Upload). It returns what it
+// committed and how many of the handle's bytes that was (-1 on failure).
+func (e *Engine) close(ctx context.Context, top telemetry.Op, h *Handle) (backend.Info, int64, error) {
+	op := top.String() // "close" or "upload", as the error names it
 	if err := e.check(ctx, op, h); err != nil {
-		return backend.Info{}, err
+		return backend.Info{}, -1, err
 	}
 	defer e.inflight.Done()
 	if err := h.lock(ctx); err != nil {
-		return backend.Info{}, pathError(op, h.path, err)
+		return backend.Info{}, -1, pathError(op, h.path, err)
 	}
 	defer h.unlock()
 	if h.done != nil {
-		return backend.Info{}, &fs.PathError{Op: op, Path: h.path, Err: h.done}
+		return backend.Info{}, -1, &fs.PathError{Op: op, Path: h.path, Err: h.done}
 	}
 	h.timer.Stop()
 	if r := h.discarding.Load(); r != nil { // discarded while this call waited for h.mu
-		return backend.Info{}, h.failLocked(ctx, op, *r, *r)
+		return backend.Info{}, -1, h.failLocked(ctx, op, *r, *r)
 	}
 	mu := e.stripe(h.path)
 	if !mu.TryAcquire(1) {
@@ -340,29 +372,33 @@ func (e *Engine) close(ctx context.Context, op string, h *Handle) (backend.Info,
 		err := mu.Acquire(wctx, 1)
 		cancel()
 		if err != nil {
-			return backend.Info{}, h.failLocked(ctx, op, err, errCloseFailed)
+			return backend.Info{}, -1, h.failLocked(ctx, op, err, errCloseFailed)
 		}
 	}
 	defer mu.Release(1)
 	// Once a commit has begun, only the caller's context may cut it short:
 	// an Abort or Shutdown waits for it rather than leave the outcome in
 	// doubt on a remote store.
-	info, err := e.commit(ctx, h)
+	info, err := e.commit(ctx, top, h)
 	if err != nil {
-		return backend.Info{}, h.failLocked(ctx, op, err, errCloseFailed)
+		return backend.Info{}, -1, h.failLocked(ctx, op, err, errCloseFailed)
 	}
 	h.finishLocked(ctx, errCommitted)
+	e.tel.BytesWritten(ctx, top, h.size)
 	e.publish(ctx, EventFileUpdated, h.path, info.Size)
-	return info, nil
+	return info, h.size, nil
 }
 
-func (e *Engine) commit(ctx context.Context, h *Handle) (backend.Info, error) {
+func (e *Engine) commit(ctx context.Context, top telemetry.Op, h *Handle) (backend.Info, error) {
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return backend.Info{}, err
 		}
 		info, err := h.w.Commit(ctx)
-		if err == nil || !errors.Is(err, ErrConflict) || attempt == e.cfg.attempts {
+		conflict := err != nil && errors.Is(err, ErrConflict)
+		retry := conflict && attempt < e.cfg.attempts
+		e.tel.Attempt(ctx, top, conflict, retry)
+		if !retry {
 			return info, err
 		}
 		if err := backoff(ctx, attempt); err != nil {
@@ -378,7 +414,9 @@ func (e *Engine) commit(ctx context.Context, h *Handle) (backend.Info, error) {
 // finishes first, and Abort then yields fs.ErrClosed, or the context's
 // error if ctx ends before that Close does. Removing the staged bytes from
 // a remote store goes on in the background once ctx has ended.
-func (e *Engine) Abort(ctx context.Context, h *Handle) error {
+func (e *Engine) Abort(ctx context.Context, h *Handle) (err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.Abort, handlePath(h))
+	defer func() { call.End(err) }()
 	if err := e.check(ctx, "abort", h); err != nil {
 		return err
 	}
@@ -470,8 +508,13 @@ func (e *Engine) abortWriter(ctx context.Context, w backend.Writer) {
 	}
 }
 
+// forget unregisters h, if it was registered.
 func (e *Engine) forget(h *Handle) {
 	e.mu.Lock()
+	_, registered := e.handles[h.id]
 	delete(e.handles, h.id)
 	e.mu.Unlock()
+	if registered {
+		e.tel.HandleClosed(context.Background())
+	}
 }

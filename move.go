@@ -9,6 +9,7 @@ import (
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/events"
+	"github.com/roomstore/roomstore/internal/telemetry"
 )
 
 // MoveOptions say how Move treats what is at the destination.
@@ -51,7 +52,13 @@ type MoveOptions struct {
 // but is a file, when a folder would replace a file, or when a parent of
 // dst is a file; ErrConflict as above; and the context's error. Errors are
 // *fs.PathError values on src whose message names dst.
-func (e *Engine) Move(ctx context.Context, src, dst string, opts MoveOptions) error {
+//
+// A Move is one call in Stats and metrics, and one span, however many
+// files it moves; each file's move counts as a commit attempt (and a
+// retried one as a retry) of the operation "move".
+func (e *Engine) Move(ctx context.Context, src, dst string, opts MoveOptions) (err error) {
+	ctx, call := e.tel.StartMove(ctx, src, dst)
+	defer func() { call.End(err) }()
 	from, err := backend.Clean(src, backend.TargetAny)
 	if err != nil {
 		return &fs.PathError{Op: "move", Path: src, Err: err}
@@ -113,11 +120,14 @@ func (e *Engine) moveFile(ctx context.Context, src, dst string, opts MoveOptions
 			return err
 		}
 		info, err := e.b.Move(ctx, src, dst, backend.MoveOptions{Overwrite: opts.Overwrite})
+		conflict := err != nil && errors.Is(err, ErrConflict)
+		retry := conflict && attempt < e.cfg.attempts
+		e.tel.Attempt(ctx, telemetry.Move, conflict, retry)
 		if err == nil {
 			e.publishEvent(ctx, events.Event{Type: EventFileMoved, Path: dst, SourcePath: src, Size: info.Size})
 			return nil
 		}
-		if !errors.Is(err, ErrConflict) || attempt >= e.cfg.attempts {
+		if !retry {
 			return err
 		}
 		if err := backoff(ctx, attempt); err != nil {

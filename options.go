@@ -2,12 +2,16 @@ package roomstore
 
 import (
 	"fmt"
-	"github.com/roomstore/roomstore/events"
 	"io/fs"
 	"log/slog"
 	"net/url"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/roomstore/roomstore/events"
 )
 
 // Defaults for the options below.
@@ -44,6 +48,8 @@ type config struct {
 	handleCall  time.Duration
 	transport   events.Transport
 	storeID     string
+	meters      metric.MeterProvider // nil: no metrics
+	tracers     trace.TracerProvider // nil: no spans
 }
 
 func defaultConfig() config {
@@ -218,6 +224,40 @@ func WithHandleTimeout(d time.Duration) Option {
 			return badOption("handle timeout must be positive, got %v", d)
 		}
 		c.handleCall = d
+		return nil
+	}
+}
+
+// WithMeterProvider makes the engine record its metrics (see Observability
+// in the package documentation) with instruments of mp, under the
+// instrumentation scope "github.com/roomstore/roomstore". The instruments
+// are synchronous (but for the transport's observable mirrors), so engines
+// that share mp add up. Without this option
+// the engine records no metric and never calls OpenTelemetry (Engine.Stats
+// still counts). A nil mp is refused with fs.ErrInvalid, and so is one
+// that refuses to create an instrument.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) error {
+		if mp == nil {
+			return badOption("WithMeterProvider(nil)")
+		}
+		c.meters = mp
+		return nil
+	}
+}
+
+// WithTracerProvider makes the engine record a span for each public call
+// (see Observability in the package documentation) with a tracer of tp,
+// under the instrumentation scope "github.com/roomstore/roomstore", each
+// a child of the span in the call's context. Without this option the
+// engine records no span and never calls OpenTelemetry. A nil tp is
+// refused with fs.ErrInvalid.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) error {
+		if tp == nil {
+			return badOption("WithTracerProvider(nil)")
+		}
+		c.tracers = tp
 		return nil
 	}
 }

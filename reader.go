@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/telemetry"
 )
 
 // Reader streams one version of a file: the one its Entry describes, even
@@ -22,6 +23,15 @@ type Reader struct {
 	offset int64
 	read   bool
 
+	// The OpenReader call, which ends at Close: the bytes returned so far,
+	// the first error other than io.EOF, and whether it has ended.
+	e     *Engine
+	ctx   context.Context
+	call  telemetry.Call
+	n     int64
+	err   error
+	ended bool
+
 	mimeOnce sync.Once
 	mime     string
 }
@@ -32,7 +42,19 @@ type Reader struct {
 // Content-Length and an ETag that match its bytes. An offset below zero or
 // past the end yields fs.ErrInvalid, a missing file fs.ErrNotExist and a
 // folder ErrIsFolder; a length past the end is cut at the end.
-func (e *Engine) OpenReader(ctx context.Context, p string, offset, length int64) (*Reader, error) {
+//
+// The call, in Stats, metrics and its span, lasts until the Reader's
+// Close (or ends at once when OpenReader fails): its duration is the
+// stream's, its bytes those Read returned, and its outcome that of the
+// first Read error other than io.EOF, else of Close. A Reader never closed
+// is never counted.
+func (e *Engine) OpenReader(ctx context.Context, p string, offset, length int64) (_ *Reader, err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.OpenReader, p)
+	defer func() {
+		if err != nil {
+			call.End(err)
+		}
+	}()
 	clean, err := e.enter("read", p, backend.TargetFile)
 	if err != nil {
 		return nil, err
@@ -46,7 +68,7 @@ func (e *Engine) OpenReader(ctx context.Context, p string, offset, length int64)
 		return nil, pathError("read", p, err)
 	}
 	info.Path = clean
-	return &Reader{rc: r, entry: entry(info), offset: offset}, nil
+	return &Reader{rc: r, entry: entry(info), offset: offset, e: e, ctx: ctx, call: call}, nil
 }
 
 // Read reads from the file's version that Entry describes. At the end it
@@ -64,18 +86,33 @@ func (r *Reader) Read(p []byte) (int, error) {
 	} else {
 		n, err = r.rc.Read(p)
 	}
+	r.n += int64(n)
 	if err != nil && err != io.EOF {
 		err = pathError("read", r.entry.Path, err)
+		if r.err == nil {
+			r.err = err
+		}
 	}
 	return n, err
 }
 
-// Close ends the read; its error, if any, is an *fs.PathError.
+// Close ends the read, and the OpenReader call in Stats, metrics and
+// spans; its error, if any, is an *fs.PathError.
 func (r *Reader) Close() error {
-	if err := r.rc.Close(); err != nil {
-		return pathError("close", r.entry.Path, err)
+	err := r.rc.Close()
+	if err != nil {
+		err = pathError("close", r.entry.Path, err)
 	}
-	return nil
+	if !r.ended {
+		r.ended = true
+		r.e.tel.BytesRead(r.ctx, telemetry.OpenReader, r.n)
+		outcome := err
+		if r.err != nil {
+			outcome = r.err
+		}
+		r.call.EndBytes(outcome, r.n)
+	}
+	return err
 }
 
 // Entry describes the version being read: its path, whole size, ModTime

@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/telemetry"
 )
 
 // ServeFile serves the file at path to an HTTP GET or HEAD, for servers
@@ -22,17 +23,33 @@ import (
 // response never tells why beyond that. Stored files are user content, so
 // the response also carries X-Content-Type-Options: nosniff and
 // Content-Security-Policy: sandbox.
+//
+// Each request is one call of the operation "serve_file" in Stats, metrics
+// and spans, until the response is written, with the body's bytes as
+// bytes read; its outcome is "invalid" for a 400 or 405, "not_exist" or
+// "is_folder" for a 404, that of the failure for a 503 ("closed" after
+// Shutdown), that of a read that failed while the body was sent, and
+// "ok" for any response http.ServeContent chose (a 304 or 416 too).
 func (e *Engine) ServeFile(w http.ResponseWriter, r *http.Request, p string) {
+	ctx, call := e.tel.Start(r.Context(), telemetry.ServeFile, p)
+	n, err := e.serveFile(ctx, w, r, p)
+	call.EndBytes(err, n)
+}
+
+func (e *Engine) serveFile(ctx context.Context, w http.ResponseWriter, r *http.Request, p string) (int64, error) {
 	if !allowGet(w, r) {
-		return
+		return -1, errMethod
 	}
 	clean, err := backend.Clean(p, backend.TargetFile)
 	if err != nil {
 		http.Error(w, "bad path", http.StatusBadRequest)
-		return
+		return -1, err
 	}
-	e.serve(w, r, clean, "")
+	return e.serve(ctx, telemetry.ServeFile, w, r, clean, "")
 }
+
+// errMethod is the outcome of a request that allowGet refuses.
+var errMethod = fmt.Errorf("%w: method not allowed", fs.ErrInvalid)
 
 // allowGet answers 405 to anything but GET and HEAD.
 func allowGet(w http.ResponseWriter, r *http.Request) bool {
@@ -44,15 +61,15 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// serve serves the file at clean, with a Content-Disposition header when
-// disposition is set.
-func (e *Engine) serve(w http.ResponseWriter, r *http.Request, clean, disposition string) {
+// serve serves the file at clean for the call op, whose context is ctx,
+// with a Content-Disposition header when disposition is set. It returns
+// the bytes of the body sent (-1 when none was) and the failure, if any.
+func (e *Engine) serve(ctx context.Context, op telemetry.Op, w http.ResponseWriter, r *http.Request, clean, disposition string) (int64, error) {
 	if err := e.begin("serve", clean); err != nil {
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)
-		return
+		return -1, err
 	}
 	defer e.inflight.Done()
-	ctx := r.Context()
 	// A plain GET of the whole file, the common request, takes its headers
 	// from the read itself, so that they describe the bytes sent whatever
 	// commits meanwhile. Requests that may need no body (HEAD, conditional
@@ -75,7 +92,7 @@ func (e *Engine) serve(w http.ResponseWriter, r *http.Request, clean, dispositio
 			e.cfg.logger.Error("roomstore: serving a file", "path", clean, "err", err)
 			http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		}
-		return
+		return -1, err
 	}
 	content := &versionReader{ctx: ctx, b: e.b, path: clean, info: info, r: stream}
 	defer content.Close()
@@ -93,6 +110,8 @@ func (e *Engine) serve(w http.ResponseWriter, r *http.Request, clean, dispositio
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", "sandbox")
 	http.ServeContent(w, r, info.Name(), info.ModTime, content)
+	e.tel.BytesRead(ctx, op, content.n)
+	return content.n, content.err
 }
 
 // versionReader is the io.ReadSeeker that http.ServeContent needs, over
@@ -110,12 +129,23 @@ type versionReader struct {
 	pos  int64         // where the next Read reads
 	r    io.ReadCloser // the open stream, if any
 	at   int64         // where r stands
+	n    int64         // bytes Read returned, in all
+	err  error         // the first error of Read other than io.EOF
 }
 
 // errChanged reports a file that changed while a versionReader read it.
 var errChanged = fmt.Errorf("%w: the file changed while being read", ErrConflict)
 
 func (v *versionReader) Read(p []byte) (int, error) {
+	n, err := v.read(p)
+	v.n += int64(n)
+	if err != nil && err != io.EOF && v.err == nil {
+		v.err = err
+	}
+	return n, err
+}
+
+func (v *versionReader) read(p []byte) (int, error) {
 	if v.r != nil && v.at != v.pos {
 		v.Close()
 	}

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/telemetry"
 )
 
 // URLOption tunes one DownloadURL.
@@ -62,7 +63,9 @@ func validFilename(name string) bool {
 // Handler. Without a base URL such a backend yields
 // errors.ErrUnsupported. A missing file yields fs.ErrNotExist, a folder
 // ErrIsFolder, and a bad option fs.ErrInvalid.
-func (e *Engine) DownloadURL(ctx context.Context, p string, opts ...URLOption) (string, error) {
+func (e *Engine) DownloadURL(ctx context.Context, p string, opts ...URLOption) (_ string, err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.DownloadURL, p)
+	defer func() { call.End(err) }()
 	var o urlOptions
 	for _, opt := range opts {
 		if opt == nil {
@@ -155,19 +158,32 @@ func (e *Engine) signature(method, clean, exp, attachment string) string {
 // request path). A URL that is tampered with, expired, signed for another
 // path, or signed by an engine mounted at another base path (even with the
 // same key) gets 403 with no detail; a validly signed URL of a file
-// deleted since gets 404. HEAD is accepted on URLs signed for GET.
+// deleted since gets 404. HEAD is accepted on URLs signed for GET. Each
+// request is one call of the operation "serve_url" in Stats, metrics and
+// spans (see ServeFile), a refused signature with the outcome
+// "permission" and no path.
 func (e *Engine) Handler() http.Handler { return http.HandlerFunc(e.serveSigned) }
 
+// errForbidden is the outcome of a request whose URL Handler refuses.
+var errForbidden = fmt.Errorf("%w: the URL's signature is invalid, expired or for another path", fs.ErrPermission)
+
 func (e *Engine) serveSigned(w http.ResponseWriter, r *http.Request) {
-	if !allowGet(w, r) {
-		return
-	}
-	clean, disposition, ok := e.verify(r)
-	if !ok {
+	clean, disposition, ok := e.verify(r) // clean is "" unless ok
+	ctx, call := e.tel.Start(r.Context(), telemetry.ServeURL, clean)
+	var (
+		n   int64 = -1
+		err error
+	)
+	switch {
+	case !allowGet(w, r):
+		err = errMethod
+	case !ok:
 		http.Error(w, "forbidden", http.StatusForbidden)
-		return
+		err = errForbidden
+	default:
+		n, err = e.serve(ctx, telemetry.ServeURL, w, r, clean, disposition)
 	}
-	e.serve(w, r, clean, disposition)
+	call.EndBytes(err, n)
 }
 
 // verify checks the URL's signature and expiry and returns the clean path

@@ -7,6 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"sync"
+
+	"github.com/roomstore/roomstore/internal/telemetry"
 )
 
 // uploadChunk is how much of the reader Upload hands to a Write at a time.
@@ -24,12 +26,16 @@ var uploadBuffers = sync.Pool{New: func() any { b := make([]byte, uploadChunk); 
 // so give r a deadline of its own where it can block. Errors are those of
 // Open, Write and Close under the operation "upload", r's error wrapped
 // (also for a reader that breaks the io.Reader contract); a nil r yields
-// fs.ErrInvalid.
-func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOptions) (Entry, error) {
+// fs.ErrInvalid. It is one call in Stats and metrics, and one span, under
+// the operation "upload": its Open, Writes and Close are not recorded apart.
+func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOptions) (_ Entry, err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.Upload, p)
+	written := int64(-1)
+	defer func() { call.EndBytes(err, written) }()
 	if r == nil {
 		return Entry{}, &fs.PathError{Op: "upload", Path: p, Err: fmt.Errorf("%w: nil reader", fs.ErrInvalid)}
 	}
-	h, err := e.Open(ctx, p, opts)
+	h, err := e.open(ctx, p, opts)
 	if err != nil {
 		return Entry{}, reop("upload", err)
 	}
@@ -42,7 +48,7 @@ func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOpt
 			n, rerr = 0, fmt.Errorf("the reader returned %d bytes into a buffer of %d", n, len(buf))
 		}
 		if n > 0 {
-			if err := e.Write(ctx, h, buf[:n]); err != nil {
+			if err := e.write(ctx, h, buf[:n]); err != nil {
 				return Entry{}, reop("upload", err) // a failed Write discarded h
 			}
 		}
@@ -59,7 +65,7 @@ func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOpt
 			return Entry{}, &fs.PathError{Op: "upload", Path: p, Err: fmt.Errorf("reading the upload: %w", rerr)}
 		}
 	}
-	info, err := e.close(ctx, "upload", h)
+	info, written, err := e.close(ctx, telemetry.Upload, h)
 	if err != nil {
 		return Entry{}, err
 	}

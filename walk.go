@@ -8,6 +8,7 @@ import (
 	"iter"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/telemetry"
 )
 
 // Walk yields every file and folder beneath the folder dir ("" or "/" for
@@ -19,17 +20,24 @@ import (
 // file, fs.ErrClosed after Shutdown, or the error of a listing below, as
 // *fs.PathError values with the operation "walk" on dir. Stopping the loop
 // early is fine. A Walk that has begun runs to its end across a Shutdown.
+// Each range over the sequence is one call in Stats and metrics, and one
+// span, from its start to its end (its loop's too: a loop body's time
+// counts in it).
 func (e *Engine) Walk(ctx context.Context, dir string) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
+		wctx, call := e.tel.Start(ctx, telemetry.Walk, dir)
+		var err error
+		defer func() { call.End(err) }()
 		clean, err := e.enter("walk", dir, backend.TargetAny)
 		if err != nil {
 			yield(Entry{}, err)
 			return
 		}
 		defer e.inflight.Done()
-		for en, err := range e.walkClean(ctx, clean) {
-			if err != nil {
-				yield(Entry{}, pathError("walk", dir, err))
+		for en, lerr := range e.walkClean(wctx, clean) {
+			if lerr != nil {
+				err = pathError("walk", dir, lerr)
+				yield(Entry{}, err)
 				return
 			}
 			if !yield(en, nil) {

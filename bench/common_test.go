@@ -58,11 +58,17 @@ func newEngine(b testing.TB, be backend.Backend, opts ...roomstore.Option) *room
 // roomstore.OpenURL("file://DIR"), with "?fsync=false" when fsync is off,
 // default options otherwise.
 func fileEngine(b testing.TB, dir string, fsync bool) *roomstore.Engine {
+	return openURLEngine(b, fileURL(dir, fsync))
+}
+
+// fileURL returns the URL of the store in dir: "file://DIR", with
+// "?fsync=false" when fsync is off.
+func fileURL(dir string, fsync bool) string {
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(dir)}
 	if !fsync {
 		u.RawQuery = "fsync=false"
 	}
-	return openURLEngine(b, u.String())
+	return u.String()
 }
 
 // basePathEngine returns an engine on afero.NewBasePathFs(afero.NewOsFs(),

@@ -44,6 +44,11 @@
 //     the room has the storage.file.updated event (p50, p99, max), with,
 //     timed in the same iterations, the first of them, the engine's own
 //     Subscribe handler, and the one participant of a second room.
+//   - BenchmarkInstrumentation: the small-file cycle on three engines of
+//     one store type (mem://, file://DIR?fsync=false) interleaved in one
+//     sub-benchmark: uninstrumented (internal/telemetry.Off set for its
+//     cycles), no providers (the default), and OpenTelemetry SDK
+//     providers recording every metric and span.
 //
 // Profiles come from the usual flags, one case at a time, for example:
 //

@@ -56,11 +56,46 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithObserver makes the bus tell o, as they happen, of the events it
+// accepts, delivers and drops (see Observer): the hook for counters and
+// metrics, which the bus does not keep itself. A nil o makes New fail with
+// an error wrapping fs.ErrInvalid.
+func WithObserver(o Observer) Option {
+	return func(b *Bus) error {
+		if o == nil {
+			return fmt.Errorf("events: WithObserver(nil): %w", fs.ErrInvalid)
+		}
+		b.obs = o
+		return nil
+	}
+}
+
+// Observer is told what a Bus does with its events, for counters and
+// metrics (WithObserver). Its methods run synchronously on the goroutine
+// that does the thing, so they must be quick, must not block and must not
+// call the bus; they may run concurrently with each other.
+type Observer interface {
+	// Published is called once for every event that Publish accepts (one
+	// not of type TypeOverflow, on a bus not closed), on the publisher's
+	// goroutine, before the event is queued, whether or not anyone
+	// subscribed to topic.
+	Published(topic string, e Event)
+	// Delivered is called on a subscriber's goroutine right before its
+	// handler is called with e, overflow events included: once a handler
+	// has run, its call has been counted.
+	Delivered(e Event)
+	// Dropped is called when e is dropped for a subscriber whose queue is
+	// full, once for each subscriber that lost it, on the publisher's
+	// goroutine. Events that a Transport lost (Gap) are not.
+	Dropped(e Event)
+}
+
 // Bus delivers events to subscribers. It is safe for concurrent use.
 type Bus struct {
 	eb     evbus.Bus
 	buffer int
 	log    *slog.Logger
+	obs    Observer // nil without WithObserver
 
 	// Lock order: EventBus's own lock (held while it runs dispatch) comes
 	// before mu, and regMu before EventBus's lock. So nothing that holds mu
@@ -216,8 +251,9 @@ func (b *Bus) register(topic string) {
 
 // Publish sends e to the subscribers of topic (and of every topic) without
 // waiting for them. After Close, or with nobody subscribed, it does
-// nothing: EventBus's Publish boxes the event and builds its reflect
-// arguments even for a topic whose only handler would find no subscriber.
+// nothing but tell the Observer (see WithObserver): EventBus's Publish
+// boxes the event and builds its reflect arguments even for a topic whose
+// only handler would find no subscriber.
 // An event of type TypeOverflow, or on that topic, is not published: only
 // the bus says where a subscriber lost events.
 func (b *Bus) Publish(topic string, e Event) {
@@ -228,7 +264,13 @@ func (b *Bus) Publish(topic string, e Event) {
 	closed := b.closed
 	idle := len(b.byTopic[topic]) == 0 && len(b.all) == 0
 	b.mu.RUnlock()
-	if closed || idle {
+	if closed {
+		return
+	}
+	if b.obs != nil {
+		b.obs.Published(topic, e)
+	}
+	if idle {
 		return
 	}
 	b.register(topic)
@@ -354,6 +396,9 @@ func (s *Subscription) enqueue(e Event) {
 	if s.stopped.Load() || s.queue.push(e, s.bus.buffer) {
 		return
 	}
+	if o := s.bus.obs; o != nil {
+		o.Dropped(e)
+	}
 	n := s.dropped.Add(1)
 	if n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th... drop, not every one
 		s.bus.log.Warn("roomstore: event queue full, events dropped for a slow subscriber",
@@ -393,6 +438,9 @@ func (s *Subscription) deliver(e Event) {
 				"topic", e.Type, "path", e.Path, "panic", fmt.Sprint(r), "stack", string(buf))
 		}
 	}()
+	if o := s.bus.obs; o != nil {
+		o.Delivered(e)
+	}
 	s.handler(e)
 }
 

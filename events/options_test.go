@@ -20,6 +20,7 @@ func TestNewRejectsUnusableOptions(t *testing.T) {
 		{"zero buffer", []events.Option{events.WithBuffer(0)}, "events: buffer must be at least 1, got 0"},
 		{"negative buffer", []events.Option{events.WithBuffer(-5)}, "events: buffer must be at least 1, got -5"},
 		{"nil option", []events.Option{nil}, "events: option 0 is nil"},
+		{"nil observer", []events.Option{events.WithObserver(nil)}, "events: WithObserver(nil)"},
 		{"the first bad one", []events.Option{events.WithBuffer(8), events.WithBuffer(0), events.WithLogger(nil)}, "got 0"},
 	} {
 		b, err := events.New(c.opts...)

@@ -36,7 +36,7 @@ import (
 // serveConfig is what `roomstore serve` is given.
 type serveConfig struct {
 	store, listen, publicURL, addrFile string
-	events                             string
+	events, metrics                    string
 	insecureDev                        bool
 	roomIdle, shutdownTimeout          time.Duration
 	logFormat, logLevel                string
@@ -82,6 +82,11 @@ is reachable, serves each replica's own changes meanwhile, and connects in
 the background. Every replica must open the same store for a room (for
 file:// the same absolute directory).
 
+With --metrics ADDR it serves the rooms' metrics (calls, latency, bytes,
+open handles, commits, events; see the README's operations section) for
+Prometheus at http://ADDR/metrics, with the Go runtime's and the process's,
+and logs "serving metrics addr=HOST:PORT".
+
 Once it listens it logs "listening addr=HOST:PORT" on stderr (and writes
 HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 		Args: cobra.NoArgs,
@@ -94,6 +99,7 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on (port 0 picks a free one)")
 	f.StringVar(&c.publicURL, "public-url", "", "base URL clients reach this server at, for download URLs (default http://ADDR)")
 	f.StringVar(&c.events, "events", "", "NATS server URL(s), comma-separated, that carry events between replicas (JetStream)")
+	f.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (such as 127.0.0.1:9464)")
 	f.StringVar(&c.addrFile, "addr-file", "", "write the address listened on to this file once listening")
 	f.BoolVar(&c.insecureDev, "insecure-dev", false, "admit connections without a token (development only)")
 	f.DurationVar(&c.roomIdle, "room-idle", time.Minute, "how long a room stays open after its last participant left")
@@ -125,6 +131,11 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 		return err
 	}
 	defer closeEvents()
+	meters, closeMetrics, err := openMetrics(c.metrics, log)
+	if err != nil {
+		return err
+	}
+	defer closeMetrics()
 
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
@@ -158,6 +169,9 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 			}
 			if transport != nil {
 				ropts = append(ropts, roomstore.WithEventTransport(transport))
+			}
+			if meters != nil {
+				ropts = append(ropts, roomstore.WithMeterProvider(meters))
 			}
 			return roomstore.OpenURL(ctx, store.url(room), ropts...)
 		},

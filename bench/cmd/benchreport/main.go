@@ -6,7 +6,7 @@
 //
 // It compiles the suite's test binary once (go test -c), runs the ratio
 // cases (small files, events, list, 64 MiB, the room server's 64 MiB and
-// fan-out) for -rounds rounds, reversing
+// fan-out, instrumentation) for -rounds rounds, reversing
 // the order of roomstore and its baselines on every other round, runs the
 // memory and append cases once, and prints and writes, for every
 // comparison, roomstore's figure, each baseline's, their ratio and the
@@ -106,7 +106,7 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir string) error
 	// longer than the time budget and would leave a single sample, and so
 	// does the fan-out case, whose percentiles need a known sample count.
 	ratioPlans := []plan{
-		{regex: "^(BenchmarkSmallFile|BenchmarkUploadMove|BenchmarkEvents)$", benchtime: benchtime},
+		{regex: "^(BenchmarkSmallFile|BenchmarkUploadMove|BenchmarkEvents|BenchmarkInstrumentation)$", benchtime: benchtime},
 		{regex: "^(BenchmarkList100k|BenchmarkLarge64MiB|BenchmarkRoomServer64MiB)$", benchtime: fixedIterations},
 		{regex: "^BenchmarkRoomFanout100$", benchtime: fanoutIterations},
 		{regex: "^BenchmarkEventsNATS$/^latency-1k$", benchtime: natsLatencyIterations},

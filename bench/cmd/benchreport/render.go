@@ -64,6 +64,7 @@ const (
 	apnd   = "BenchmarkAppend4KiB/"
 	room   = "BenchmarkRoomServer64MiB/"
 	fanout = "BenchmarkRoomFanout100"
+	instr  = "BenchmarkInstrumentation/"
 	nsop   = "ns/op"
 )
 
@@ -97,6 +98,7 @@ func render(m machine, r *results) string {
 	w.roomFanout()
 	w.natsEvents()
 	w.syscalls(m.syscalls)
+	w.instrumentation()
 	w.summary()
 	w.all()
 	return w.String()
@@ -456,6 +458,36 @@ func (w *report) natsEvents() {
 		w.line("The throughput is bounded by the publishing engine's commits: B keeps up with A (the ratio), and A commits at %.2fx section 4's rate for the same commit without a transport, nats-server and B's receiver sharing the machine's cores with it.", loc/bare)
 		w.line("")
 	}
+}
+
+func (w *report) instrumentation() {
+	w.line("## 11. Instrumentation")
+	w.line("")
+	w.line("What the engine's instrumentation costs section 1's small-file cycle (open, write 4 KiB, close, download, stat, delete, on 1,000 rotating names). Each row is one sub-benchmark that runs three engines of the store `roomstore.OpenURL` returns for the URL shown, each on a store of its own, one cycle each per iteration, in each of their six orders in turn: uninstrumented (the benchmark switch `internal/telemetry.Off` set for its cycles: no counter kept, nothing recorded), off (default options: no providers, only the counters of `Engine.Stats`), and on (an OpenTelemetry SDK MeterProvider with a ManualReader and an SDK TracerProvider recording every span, collected and dropped every 256 cycles, untimed). Mean time per cycle; a ratio is over the uninstrumented engine's, within each round, then the median over the rounds; the p50 ratio is that of the medians of the cycle times.")
+	w.line("")
+	w.header("store", "uninstrumented", "off (no providers)", "on (SDK providers)", "off / uninstrumented", "target", "", "p50 ratio", "off ratio by round", "on / uninstrumented")
+	for _, c := range []struct{ label, name string }{
+		{"`mem://`", "mem"},
+		{"`file://DIR?fsync=false`", "file-nofsync"},
+	} {
+		n := instr + c.name
+		off, ok := w.r.ratioWithin(n, "off-ns/cycle", "uninstrumented-ns/cycle")
+		p50, p50ok := w.r.ratioWithin(n, "off-p50-ns", "uninstrumented-p50-ns")
+		on, onok := w.r.ratioWithin(n, "on-ns/cycle", "uninstrumented-ns/cycle")
+		st := w.status(ok && off <= 1.03, ok, fmt.Sprintf("instrumentation: %s without providers %.3fx the uninstrumented cycle (target ≤ 1.03x)", c.label, off))
+		w.row(c.label, w.fig(n, "uninstrumented-ns/cycle", fmtDur), w.fig(n, "off-ns/cycle", fmtDur), w.fig(n, "on-ns/cycle", fmtDur),
+			fmtRatio3(off, ok), "≤ 1.03x", st, fmtRatio3(p50, p50ok),
+			fmtRounds(w.r.roundRatios(n, "off-ns/cycle", n, "uninstrumented-ns/cycle")), fmtRatio(on, onok))
+	}
+	w.line("")
+}
+
+// fmtRatio3 is fmtRatio to three decimals, for ratios near 1.
+func fmtRatio3(r float64, ok bool) string {
+	if !ok {
+		return "—"
+	}
+	return fmt.Sprintf("%.3fx", r)
 }
 
 func (w *report) summary() {

@@ -1,0 +1,431 @@
+// Package telemetry is the roomstore engine's instrumentation, kept in one
+// place as gocloud.dev/blob keeps its own: the counters that
+// roomstore.Engine.Stats reports, which every engine keeps, and the
+// OpenTelemetry metrics and spans of an engine given a MeterProvider or a
+// TracerProvider. The root package is its one user, but for Off, which
+// the benchmarks in package bench set.
+//
+// Without providers a call costs a few branches and one atomic add per
+// counter it moves: Start reads no clock, builds no attribute and calls
+// nothing of OpenTelemetry, and nothing allocates.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/events"
+)
+
+// Off, once set, turns off the instrumentation of every engine: calls,
+// bytes, commit and event counters (so Engine.Stats stops counting; its
+// OpenHandles and Transport, read from the engine and its transport when
+// asked, still report) as well as metrics and spans. It is for benchmarks
+// only, which set it to measure the engine uninstrumented; set or clear
+// it only while no engine has a call in progress, since a call started
+// under one setting ends under it too, and an up-down counter of handles
+// left unbalanced by a change in between stays so.
+var Off atomic.Bool
+
+// ScopeName is the instrumentation scope of the meters and tracers the
+// engine asks its providers for.
+const ScopeName = "github.com/roomstore/roomstore"
+
+// Attribute keys.
+const (
+	AttrOperation   = "roomstore.operation"   // the Op, on call, byte and commit metrics
+	AttrOutcome     = "roomstore.outcome"     // the Outcome, on call metrics and spans
+	AttrPath        = "roomstore.path"        // the store path of a span's call, as the caller gave it (a handle's: its clean path)
+	AttrDestination = "roomstore.destination" // a move's destination, as the caller gave it
+	AttrBytes       = "roomstore.bytes"       // the bytes a span's call wrote or read
+)
+
+// Op is a public operation of the engine.
+type Op uint8
+
+// The operations, named in snake case by String.
+const (
+	Exists Op = iota
+	Stat
+	List
+	Open
+	Write
+	Close
+	Abort
+	Download
+	DownloadURL
+	OpenReader
+	Delete
+	RemoveAll
+	Move
+	Upload
+	Walk
+	ServeFile  // Engine.ServeFile
+	ServeURL   // Engine.Handler, serving a signed URL
+	FSOpen     // Open of Engine.FS
+	FSStat     // Stat of Engine.FS
+	FSReadDir  // ReadDir of Engine.FS, and of a folder it opened
+	FSReadFile // ReadFile of Engine.FS
+	NumOps     // the number of operations
+)
+
+var opNames = [NumOps]string{
+	Exists: "exists", Stat: "stat", List: "list", Open: "open", Write: "write",
+	Close: "close", Abort: "abort", Download: "download", DownloadURL: "download_url",
+	OpenReader: "open_reader", Delete: "delete", RemoveAll: "remove_all", Move: "move",
+	Upload: "upload", Walk: "walk", ServeFile: "serve_file", ServeURL: "serve_url",
+	FSOpen: "fs_open", FSStat: "fs_stat", FSReadDir: "fs_read_dir", FSReadFile: "fs_read_file",
+}
+
+var spanNames = func() (s [NumOps]string) {
+	for i, n := range opNames {
+		s[i] = "roomstore." + n
+	}
+	return s
+}()
+
+// String returns the operation's name, such as "download_url".
+func (o Op) String() string { return opNames[o] }
+
+// Outcome is how a call ended, derived from its error by OutcomeOf.
+type Outcome uint8
+
+// The outcomes, named by String.
+const (
+	OK Outcome = iota
+	NotExist
+	Exist
+	Invalid
+	IsFolder
+	NotFolder
+	Conflict
+	Permission
+	Closed
+	TooManyHandles
+	Unavailable
+	Canceled
+	DeadlineExceeded
+	Error       // any other error, errors.ErrUnsupported included
+	NumOutcomes // the number of outcomes
+)
+
+var outcomeNames = [NumOutcomes]string{
+	OK: "ok", NotExist: "not_exist", Exist: "exist", Invalid: "invalid", IsFolder: "is_folder",
+	NotFolder: "not_folder", Conflict: "conflict", Permission: "permission", Closed: "closed",
+	TooManyHandles: "too_many_handles", Unavailable: "unavailable", Canceled: "canceled",
+	DeadlineExceeded: "deadline_exceeded", Error: "error",
+}
+
+// String returns the outcome's name, such as "not_exist".
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// kinds maps the engine's sentinels to outcomes, in the order of
+// backend.Kinds, so an error that carries two (a conflict wrapped around
+// a missing file) reads as the backend reads it.
+var kinds = [...]struct {
+	err     error
+	outcome Outcome
+}{
+	{backend.ErrConflict, Conflict},
+	{backend.ErrStoreUnavailable, Unavailable},
+	{backend.ErrTooManyHandles, TooManyHandles},
+	{backend.ErrIsFolder, IsFolder},
+	{backend.ErrNotFolder, NotFolder},
+	{fs.ErrNotExist, NotExist},
+	{fs.ErrExist, Exist},
+	{fs.ErrPermission, Permission},
+	{fs.ErrInvalid, Invalid},
+	{fs.ErrClosed, Closed},
+}
+
+// OutcomeOf is the one mapping from a call's error to its outcome: OK for
+// nil, Canceled and DeadlineExceeded for a context's end (first, since a
+// call cut short may carry other sentinels too), then the engine's
+// sentinels, and Error for anything else.
+func OutcomeOf(err error) Outcome {
+	switch {
+	case err == nil:
+		return OK
+	case errors.Is(err, context.Canceled):
+		return Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return DeadlineExceeded
+	}
+	for _, k := range kinds {
+		if errors.Is(err, k.err) {
+			return k.outcome
+		}
+	}
+	return Error
+}
+
+// Recorder is one engine's instrumentation. Its methods are safe for
+// concurrent use.
+type Recorder struct {
+	calls                                          [NumOps][NumOutcomes]atomic.Uint64
+	bytesWritten, bytesRead                        atomic.Uint64
+	commitAttempts, commitConflicts, commitRetries atomic.Uint64
+	published, delivered, dropped                  atomic.Uint64
+
+	origin string       // the engine's id: its own events carry it
+	m      *meters      // nil without a MeterProvider
+	tracer trace.Tracer // nil without a TracerProvider
+	reg    metric.Registration
+}
+
+// New returns the recorder of the engine origin, with metrics from mp and
+// spans from tp when they are not nil. It fails only if mp refuses an
+// instrument.
+func New(origin string, mp metric.MeterProvider, tp trace.TracerProvider) (*Recorder, error) {
+	r := &Recorder{origin: origin}
+	if mp != nil {
+		m, err := newMeters(mp.Meter(ScopeName))
+		if err != nil {
+			return nil, err
+		}
+		r.m = m
+	}
+	if tp != nil {
+		r.tracer = tp.Tracer(ScopeName)
+	}
+	return r, nil
+}
+
+// Call is one public call being recorded, from Start to End. The zero
+// Call records nothing.
+type Call struct {
+	r     *Recorder
+	op    Op
+	ctx   context.Context // set when metered or traced
+	span  trace.Span      // nil unless traced
+	start time.Time       // zero unless metered
+}
+
+// Start begins a call of op on path (a store path as the caller gave
+// it), returning the context for the call's work: ctx, or with a tracer a
+// child of it that carries the call's span.
+func (r *Recorder) Start(ctx context.Context, op Op, path string) (context.Context, Call) {
+	if Off.Load() {
+		return ctx, Call{}
+	}
+	c := Call{r: r, op: op}
+	if r.m == nil && r.tracer == nil {
+		return ctx, c
+	}
+	if r.tracer != nil {
+		ctx, c.span = r.tracer.Start(ctx, spanNames[op], trace.WithAttributes(attribute.String(AttrPath, path)))
+	}
+	c.ctx = ctx
+	if r.m != nil {
+		c.start = time.Now()
+	}
+	return ctx, c
+}
+
+// Tracing reports whether Start records spans, for callers that would
+// build a path only for one.
+func (r *Recorder) Tracing() bool { return r.tracer != nil && !Off.Load() }
+
+// StartMove is Start for a move from src to dst.
+func (r *Recorder) StartMove(ctx context.Context, src, dst string) (context.Context, Call) {
+	ctx, c := r.Start(ctx, Move, src)
+	if c.span != nil {
+		c.span.SetAttributes(attribute.String(AttrDestination, dst))
+	}
+	return ctx, c
+}
+
+// End ends the call with its error.
+func (c Call) End(err error) { c.EndBytes(err, -1) }
+
+// EndBytes ends the call with its error and, when n >= 0, the bytes it
+// wrote or read (an attribute of its span; the byte counters are moved by
+// BytesWritten and BytesRead).
+func (c Call) EndBytes(err error, n int64) {
+	if c.r == nil {
+		return
+	}
+	o := OutcomeOf(err)
+	c.r.calls[c.op][o].Add(1)
+	if c.ctx == nil {
+		return
+	}
+	if m := c.r.m; m != nil {
+		m.calls.Add(c.ctx, 1, m.callAdd[c.op][o]...)
+		m.duration.Record(c.ctx, time.Since(c.start).Seconds(), m.callRecord[c.op][o]...)
+	}
+	if s := c.span; s != nil {
+		if n >= 0 {
+			s.SetAttributes(attribute.String(AttrOutcome, o.String()), attribute.Int64(AttrBytes, n))
+		} else {
+			s.SetAttributes(attribute.String(AttrOutcome, o.String()))
+		}
+		if err != nil {
+			s.RecordError(err)
+			s.SetStatus(codes.Error, err.Error())
+		}
+		s.End()
+	}
+}
+
+// BytesWritten counts n bytes that op committed.
+func (r *Recorder) BytesWritten(ctx context.Context, op Op, n int64) {
+	if n <= 0 || Off.Load() {
+		return
+	}
+	r.bytesWritten.Add(uint64(n))
+	if m := r.m; m != nil {
+		m.written.Add(ctx, n, m.opAdd[op]...)
+	}
+}
+
+// BytesRead counts n bytes that op returned to its caller.
+func (r *Recorder) BytesRead(ctx context.Context, op Op, n int64) {
+	if n <= 0 || Off.Load() {
+		return
+	}
+	r.bytesRead.Add(uint64(n))
+	if m := r.m; m != nil {
+		m.read.Add(ctx, n, m.opAdd[op]...)
+	}
+}
+
+// Attempt counts one commit attempt of op (a Close's or an Upload's
+// commit, one file's move): conflict when it lost to another writer,
+// retry when it is tried again.
+func (r *Recorder) Attempt(ctx context.Context, op Op, conflict, retry bool) {
+	if Off.Load() {
+		return
+	}
+	r.commitAttempts.Add(1)
+	if conflict {
+		r.commitConflicts.Add(1)
+	}
+	if retry {
+		r.commitRetries.Add(1)
+	}
+	m := r.m
+	if m == nil {
+		return
+	}
+	m.attempts.Add(ctx, 1, m.opAdd[op]...)
+	if conflict {
+		m.conflicts.Add(ctx, 1, m.opAdd[op]...)
+	}
+	if retry {
+		m.retries.Add(ctx, 1, m.opAdd[op]...)
+	}
+}
+
+// HandleOpened and HandleClosed move the open-handles metric (Stats
+// counts the engine's handles itself).
+func (r *Recorder) HandleOpened(ctx context.Context) { r.handles(ctx, 1) }
+
+// HandleClosed: see HandleOpened.
+func (r *Recorder) HandleClosed(ctx context.Context) { r.handles(ctx, -1) }
+
+func (r *Recorder) handles(ctx context.Context, d int64) {
+	if m := r.m; m != nil && !Off.Load() {
+		m.handles.Add(ctx, d)
+	}
+}
+
+// Published implements events.Observer: an event of this engine counts as
+// published, one of another engine (through the transport) records its
+// remote lag.
+func (r *Recorder) Published(_ string, e events.Event) {
+	if Off.Load() {
+		return
+	}
+	if e.Origin == r.origin {
+		r.published.Add(1)
+		if m := r.m; m != nil {
+			m.published.Add(context.Background(), 1)
+		}
+		return
+	}
+	if m := r.m; m != nil && e.Origin != "" {
+		m.lag.Record(context.Background(), max(time.Since(e.Time), 0).Seconds())
+	}
+}
+
+// Delivered implements events.Observer.
+func (r *Recorder) Delivered(events.Event) {
+	if Off.Load() {
+		return
+	}
+	r.delivered.Add(1)
+	if m := r.m; m != nil {
+		m.delivered.Add(context.Background(), 1)
+	}
+}
+
+// Dropped implements events.Observer.
+func (r *Recorder) Dropped(events.Event) {
+	if Off.Load() {
+		return
+	}
+	r.dropped.Add(1)
+	if m := r.m; m != nil {
+		m.dropped.Add(context.Background(), 1)
+	}
+}
+
+var _ events.Observer = (*Recorder)(nil)
+
+// ObserveTransport reports stats, the counters of the engine's event
+// transport, as observable instruments, read at each collection. Without
+// a MeterProvider it does nothing.
+func (r *Recorder) ObserveTransport(stats func() events.TransportStats) error {
+	if r.m == nil {
+		return nil
+	}
+	reg, err := r.m.observeTransport(stats)
+	if err != nil {
+		return err
+	}
+	r.reg = reg
+	return nil
+}
+
+// Close stops the observation of the transport. It is idempotent.
+func (r *Recorder) Close() error {
+	if r.reg == nil {
+		return nil
+	}
+	reg := r.reg
+	r.reg = nil
+	return reg.Unregister()
+}
+
+// Snapshot is the recorder's counters at one moment (each read
+// atomically, not all at once).
+type Snapshot struct {
+	Calls                                           [NumOps][NumOutcomes]uint64
+	BytesWritten, BytesRead                         uint64
+	CommitAttempts, CommitConflicts, CommitRetries  uint64
+	EventsPublished, EventsDelivered, EventsDropped uint64
+}
+
+// Snapshot reads the counters.
+func (r *Recorder) Snapshot() Snapshot {
+	var s Snapshot
+	for op := range r.calls {
+		for o := range r.calls[op] {
+			s.Calls[op][o] = r.calls[op][o].Load()
+		}
+	}
+	s.BytesWritten, s.BytesRead = r.bytesWritten.Load(), r.bytesRead.Load()
+	s.CommitAttempts, s.CommitConflicts, s.CommitRetries = r.commitAttempts.Load(), r.commitConflicts.Load(), r.commitRetries.Load()
+	s.EventsPublished, s.EventsDelivered, s.EventsDropped = r.published.Load(), r.delivered.Load(), r.dropped.Load()
+	return s
+}
