@@ -76,9 +76,13 @@ fuzz:
 # btrfs), where the append case runs again to show both of its costs.
 BENCH_ROUNDS    ?= 5
 BENCH_CLONE_DIR ?=
+# BENCH_BASELINE, a git revision, adds section 12: the small-file cycle of
+# that revision's engine against this tree's, interleaved round by round.
+# The default is the engine before its instrumentation.
+BENCH_BASELINE  ?= f52b032
 
 bench: tools
-	cd bench && $(GO) run ./cmd/benchreport -rounds $(BENCH_ROUNDS) $(if $(BENCH_CLONE_DIR),-clone-dir $(abspath $(BENCH_CLONE_DIR))) -out $(CURDIR)/BENCHMARKS.md -command "make bench"
+	cd bench && $(GO) run ./cmd/benchreport -rounds $(BENCH_ROUNDS) $(if $(BENCH_CLONE_DIR),-clone-dir $(abspath $(BENCH_CLONE_DIR))) $(if $(BENCH_BASELINE),-baseline $(BENCH_BASELINE)) -out $(CURDIR)/BENCHMARKS.md -command "make bench"
 
 tools: $(call stamp,$(VERSITYGW)) $(call stamp,$(FAKEGCS)) $(call stamp,$(NATSSERVER))
 

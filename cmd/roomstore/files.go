@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 
@@ -26,16 +30,50 @@ import (
 // fileCmd builds a file command: args validated as given (a usage error,
 // exit 2, otherwise), run with the store open.
 func fileCmd(sf *storeFlags, use, short, long string, args cobra.PositionalArgs, run func(ctx context.Context, cmd *cobra.Command, args []string) error) *cobra.Command {
+	name, _, _ := strings.Cut(use, " ")
 	return &cobra.Command{
 		Use:   use,
 		Short: short,
 		Long:  long,
 		Args:  usageArgs(args),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return run(cmd.Context(), cmd, args)
+			// Ctrl-C (or SIGTERM) ends the command's context, so that an
+			// upload is aborted and a download's temporary removed; a
+			// second one ends the process at once.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			go func() {
+				<-ctx.Done()
+				stop()
+			}()
+			if sf.timeout < 0 {
+				return usagef("--timeout %v is negative", sf.timeout)
+			}
+			limit := sf.timeout
+			if limit == 0 && !streaming[name] {
+				limit = defaultTimeout
+			}
+			if limit > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, limit)
+				defer cancel()
+			}
+			return run(ctx, cmd, args)
 		},
 	}
 }
+
+// errNoURLs is url's answer on a store that signs no URLs itself.
+var errNoURLs = errors.New("a store opened directly signs no URLs of its own (only s3:// and gs:// do); serve it with roomstore serve and ask the room server")
+
+// defaultTimeout bounds the commands that are not transfers (ls, stat,
+// rm, mv, url, sweep) without --timeout: a store that never answers (an
+// object store's client retries for as long as it may) must not hang them.
+const defaultTimeout = 2 * time.Minute
+
+// streaming are the commands that --timeout alone bounds: they run for
+// as long as their transfer, or until Ctrl-C.
+var streaming = map[string]bool{"put": true, "get": true, "watch": true}
 
 // withStore opens the store, runs f on it, and closes it, returning the
 // first error.
@@ -56,6 +94,10 @@ func withStore(ctx context.Context, sf *storeFlags, create bool, f func(store) e
 // checkPath fails with the one line of an invalid store path p, before
 // the store is opened, so that nothing is created or changed.
 func checkPath(op, p string, t backend.Target) error {
+	if p == "" {
+		// An unset shell variable must not name the root: "/" does.
+		return fmt.Errorf("%s: an empty path (the root is /)", op)
+	}
 	if _, err := backend.Clean(p, t); err != nil {
 		return fmt.Errorf("%s %s: %s", op, shown(p), reason(err))
 	}
@@ -78,13 +120,21 @@ func opError(op, p string, err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := reason(err)
-	if op == "mv" {
-		// The engine's message names the destination, which p has already.
-		if _, dst, ok := strings.Cut(p, " "); ok {
-			msg = strings.TrimPrefix(msg, "to "+dst+": ")
-		}
+	return fmt.Errorf("%s %s: %s", op, shown(p), explain(op, err, reason(err)))
+}
+
+// mvError is the one line of a failed move.
+func mvError(src, dst string, err error) error {
+	if err == nil {
+		return nil
 	}
+	// The engine's message names the destination, which the line has already.
+	msg := strings.TrimPrefix(reason(err), "to "+dst+": ")
+	return fmt.Errorf("mv %s %s: %s", shown(src), shown(dst), explain("mv", err, msg))
+}
+
+// explain adds to msg, the reason of err, what the user can do about it.
+func explain(op string, err error, msg string) string {
 	switch {
 	case errors.Is(err, roomstore.ErrIsFolder) && (op == "rm" || op == "get" || op == "url"):
 		if op == "rm" {
@@ -94,12 +144,10 @@ func opError(op, p string, err error) error {
 		msg += " (--overwrite replaces it)"
 	case errors.Is(err, context.Canceled):
 		msg = "interrupted"
+	case errors.Is(err, context.DeadlineExceeded):
+		msg = "no answer from the store in time (see --timeout)"
 	}
-	if op == "mv" {
-		src, dst, _ := strings.Cut(p, " ")
-		return fmt.Errorf("mv %s %s: %s", shown(src), shown(dst), msg)
-	}
-	return fmt.Errorf("%s %s: %s", op, shown(p), msg)
+	return msg
 }
 
 // jsonEntry is an Entry as ls --json and stat --json print it.
@@ -159,8 +207,10 @@ is one JSON object: {"path", "name", "type" ("file" or "folder"), "size",
 			if name == "" {
 				name = "/"
 			}
-			if err := checkPath("ls", dir, backend.TargetAny); err != nil {
-				return err
+			if len(args) == 1 {
+				if err := checkPath("ls", dir, backend.TargetAny); err != nil {
+					return err
+				}
 			}
 			out := cmd.OutOrStdout()
 			return withStore(ctx, sf, false, func(s store) error {
@@ -207,7 +257,7 @@ func newStatCmd(sf *storeFlags) *cobra.Command {
 	cmd := fileCmd(sf, "stat PATH", "Describe a file or folder",
 		`stat prints what is at PATH: its path, type (file or folder), size in
 bytes, time of the last commit (UTC) and ETag (which changes with every
-commit). With --json it prints one JSON object, as ls --json does.`,
+commit; where the store gives one). With --json it prints one JSON object, as ls --json does.`,
 		cobra.ExactArgs(1),
 		func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			if err := checkPath("stat", args[0], backend.TargetAny); err != nil {
@@ -225,7 +275,10 @@ commit). With --json it prints one JSON object, as ls --json does.`,
 				j := newJSONEntry(e)
 				fmt.Fprintf(out, "path:      %s\ntype:      %s\n", j.Path, j.Type)
 				if !e.IsFolder {
-					fmt.Fprintf(out, "size:      %d\nmodified:  %s\netag:      %s\n", e.Size, e.ModTime.UTC().Format(time.RFC3339Nano), e.ETag)
+					fmt.Fprintf(out, "size:      %d\nmodified:  %s\n", e.Size, e.ModTime.UTC().Format(time.RFC3339Nano))
+					if e.ETag != "" {
+						fmt.Fprintf(out, "etag:      %s\n", e.ETag)
+					}
 				}
 				return nil
 			})
@@ -273,6 +326,9 @@ and time left.`,
 				if fi.Mode().IsRegular() {
 					size = fi.Size()
 				}
+			}
+			if size < 0 {
+				in = interruptible(ctx, in) // a pipe or terminal may block a read
 			}
 			return withStore(ctx, sf, true, func(s store) error {
 				bar := newProgress(cmd.ErrOrStderr(), size, "put "+p)
@@ -342,7 +398,7 @@ rate and time left.`,
 					bar.finish(err)
 					return opError("get", p, err)
 				}
-				err = saveLocal(local, baseName(r.Entry().Path), bar.reader(r))
+				err = saveLocal(local, baseName(p), bar.reader(r))
 				bar.finish(err)
 				return opError("get", p, err)
 			})
@@ -353,11 +409,18 @@ rate and time left.`,
 // saveLocal writes r to the local file name (or name/base when name is a
 // folder) through a temporary beside it, renamed over it once r is
 // drained; on failure the temporary is removed and name is left alone.
+// The file gets the mode of the one it replaces, else 0666 less the umask.
 func saveLocal(name, base string, r io.Reader) error {
+	mode := fs.FileMode(0)
 	if fi, err := os.Stat(name); err == nil && fi.IsDir() {
 		name = filepath.Join(name, base)
+		if fi, err := os.Stat(name); err == nil && fi.Mode().IsRegular() {
+			mode = fi.Mode().Perm()
+		}
+	} else if err == nil && fi.Mode().IsRegular() {
+		mode = fi.Mode().Perm()
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".roomstore-*")
+	tmp, err := createBeside(name)
 	if err != nil {
 		return localError(name, err)
 	}
@@ -365,8 +428,8 @@ func saveLocal(name, base string, r io.Reader) error {
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
+	if err == nil && mode != 0 {
+		err = os.Chmod(tmp.Name(), mode)
 	}
 	if err == nil {
 		if err = os.Rename(tmp.Name(), name); err != nil {
@@ -377,6 +440,62 @@ func saveLocal(name, base string, r io.Reader) error {
 		os.Remove(tmp.Name())
 	}
 	return err
+}
+
+// createBeside creates a new temporary file in name's folder with mode
+// 0666, which the umask narrows as for any new file (os.CreateTemp's are
+// 0600).
+func createBeside(name string) (*os.File, error) {
+	for {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		tmp := filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+".roomstore-"+hex.EncodeToString(b[:]))
+		f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+}
+
+// interruptible returns a reader of r whose Read returns ctx's error as
+// soon as ctx ends, even while r blocks (a terminal or pipe with nothing
+// to read): each read runs in a goroutine of its own, left behind when
+// ctx ends first, as the command ends then.
+func interruptible(ctx context.Context, r io.Reader) io.Reader {
+	return &ctxReader{ctx: ctx, r: r, res: make(chan readResult, 1)}
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+	buf []byte
+	res chan readResult
+}
+
+type readResult struct {
+	n   int
+	err error
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if cap(c.buf) < len(p) {
+		c.buf = make([]byte, len(p))
+	}
+	buf := c.buf[:len(p)]
+	go func() {
+		n, err := c.r.Read(buf)
+		c.res <- readResult{n, err}
+	}()
+	select {
+	case r := <-c.res:
+		return copy(p, buf[:r.n]), r.err
+	case <-c.ctx.Done():
+		c.buf = nil // the read left behind still owns it
+		return 0, c.ctx.Err()
+	}
 }
 
 // localError describes a failure to write a local file without the host
@@ -398,7 +517,8 @@ func newRmCmd(sf *storeFlags) *cobra.Command {
 	cmd := fileCmd(sf, "rm [-r] PATH", "Remove a file (or, with -r, a folder and everything in it)",
 		`rm removes the file at PATH. With -r, PATH may also be a folder, which is
 removed with every file beneath it (one file.deleted event each); "/" is
-the whole store. A PATH with nothing there fails, with or without -r.`,
+the whole store (the root always exists, even when empty). A PATH with
+nothing there fails, with or without -r; an empty PATH always does.`,
 		cobra.ExactArgs(1),
 		func(ctx context.Context, _ *cobra.Command, args []string) error {
 			p, t := args[0], backend.TargetFile
@@ -437,8 +557,7 @@ fails, unless --overwrite is given.`,
 				}
 			}
 			return withStore(ctx, sf, false, func(s store) error {
-				err := s.Move(ctx, args[0], args[1], overwrite)
-				return opError("mv", args[0]+" "+args[1], err)
+				return mvError(args[0], args[1], s.Move(ctx, args[0], args[1], overwrite))
 			})
 		})
 	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace what is at DST")
@@ -456,6 +575,9 @@ a browser to save the file under its base name rather than show it.`,
 		func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			if err := checkPath("url", args[0], backend.TargetFile); err != nil {
 				return err
+			}
+			if sc := sf.scheme(); sc == "file" || sc == "mem" {
+				return fmt.Errorf("url %s: %s", shown(args[0]), errNoURLs)
 			}
 			return withStore(ctx, sf, false, func(s store) error {
 				u, err := s.DownloadURL(ctx, args[0], attachment)

@@ -366,8 +366,8 @@ func TestWatchSeesAnotherProcessesChangesThroughServe(t *testing.T) {
 	if code := js.wait(t, runTimeout); code != 1 {
 		t.Errorf("watch after its server was killed: exit %d, want 1", code)
 	}
-	if got := js.stderrText(); !strings.HasSuffix(got, "\n") || !strings.Contains(got, "roomstore: watch: lost the room server") {
-		t.Errorf("watch after its server was killed said %q", got)
+	if got := strings.Split(js.stderrText(), "\n"); len(got) != 3 || got[2] != "" || !strings.HasPrefix(got[1], "roomstore: watch: lost the room server: ") {
+		t.Errorf("watch after its server was killed said %q, want its watching line and one more", got)
 	}
 }
 
@@ -423,6 +423,8 @@ func TestFailuresExitOneWithOneLineAndChangeNothing(t *testing.T) {
 	gone := procOptions{env: map[string]string{storeEnv: "ws://127.0.0.1:1/rooms/r1", tokenEnv: r.opts.env[tokenEnv]}}
 	withStore := func(store string) procOptions { return procOptions{env: map[string]string{storeEnv: store}} }
 
+	folder := t.TempDir()
+	ws := r.opts.env[storeEnv]
 	for _, c := range []struct {
 		name string
 		o    procOptions
@@ -435,8 +437,9 @@ func TestFailuresExitOneWithOneLineAndChangeNothing(t *testing.T) {
 		{"get of a folder in a room", r.opts, []string{"get", "notes"}, "get notes: is a folder"},
 		{"get of an invalid path", disk, []string{"get", "../x"}, "get ../x: invalid path: path has an empty, '.' or '..' element"},
 		{"get of the root", disk, []string{"get", "/"}, "get /: invalid path: the root is not a file"},
+		{"get of an empty path", disk, []string{"get", ""}, "get: an empty path (the root is /)"},
 		{"put of a missing local file", disk, []string{"put", "no-such.txt", "notes/a.txt"}, "put no-such.txt: no such local file"},
-		{"put of a local folder", disk, []string{"put", t.TempDir(), "notes/c.txt"}, ""},
+		{"put of a local folder", disk, []string{"put", folder, "notes/c.txt"}, "put " + folder + ": is a folder (put uploads one file)"},
 		{"put to an invalid path", disk, []string{"put", local, "notes/.roomstore/x"}, `put notes/.roomstore/x: invalid path: element starts with the reserved prefix ".roomstore"`},
 		{"put of a control character", disk, []string{"put", local, "notes/a\x07"}, `put "notes/a\a": invalid path: path contains control character U+0007`},
 		{"put over a file", disk, []string{"put", local, "notes/a.txt"}, "put notes/a.txt: file already exists (--overwrite replaces it)"},
@@ -447,27 +450,31 @@ func TestFailuresExitOneWithOneLineAndChangeNothing(t *testing.T) {
 		{"rm of a folder", disk, []string{"rm", "notes"}, "rm notes: is a folder (rm -r removes a folder and everything in it)"},
 		{"rm of a missing file", disk, []string{"rm", "notes/x.txt"}, "rm notes/x.txt: file does not exist"},
 		{"rm -r of a missing folder", r.opts, []string{"rm", "-r", "nothing"}, "rm nothing: file does not exist"},
+		{"rm -r of an empty path", disk, []string{"rm", "-r", ""}, "rm: an empty path (the root is /)"},
+		{"rm -r of an empty path in a room", r.opts, []string{"rm", "-r", ""}, "rm: an empty path (the root is /)"},
 		{"mv onto a file", disk, []string{"mv", "notes/a.txt", "notes/b.txt"}, "mv notes/a.txt notes/b.txt: file already exists (--overwrite replaces it)"},
+		{"mv of a name with a space", disk, []string{"mv", "notes/my file.txt", "notes/b.txt"}, `mv "notes/my file.txt" notes/b.txt: file does not exist`},
 		{"mv into itself in a room", r.opts, []string{"mv", "notes/a.txt", "notes/a.txt/b"}, "mv notes/a.txt notes/a.txt/b: a folder cannot move into itself"},
 		{"mv of a missing file", disk, []string{"mv", "notes/x.txt", "y.txt"}, "mv notes/x.txt y.txt: file does not exist"},
 		{"stat of a missing file", disk, []string{"stat", "x"}, "stat x: file does not exist"},
 		{"ls of a file's child", disk, []string{"ls", "notes/a.txt/x"}, "ls notes/a.txt/x: file does not exist: path runs through a file"},
 		{"ls of a missing folder", disk, []string{"ls", "nothing"}, "ls nothing: file does not exist"},
-		{"url of a disk store", disk, []string{"url", "notes/a.txt"}, "url notes/a.txt: a store opened directly signs no URLs of its own (only s3:// and gs:// do); serve it with roomstore serve and ask the room server"},
+		{"url of a disk store", disk, []string{"url", "notes/a.txt"}, "url notes/a.txt: " + errNoURLs.Error()},
+		{"url of a memory store", withStore("mem://"), []string{"url", "notes/a.txt"}, "url notes/a.txt: " + errNoURLs.Error()},
 		{"url of a missing file", r.opts, []string{"url", "notes/x.txt"}, "url notes/x.txt: file does not exist"},
 		{"watch of a disk store", disk, []string{"watch"}, "watch: a store opened directly shows only this command's own changes; watch a room server's room (--store ws://HOST:PORT/rooms/ROOM)"},
-		{"sweep of a room", r.opts, []string{"sweep"}, ""},
-		{"sweep of a memory store", withStore("mem://"), []string{"sweep"}, "sweep: only disk stores (file://) keep temporaries to sweep, not mem://"},
-		{"an unknown scheme", withStore("ftp://host/x"), []string{"ls"}, "--store ftp://host/x: unknown scheme \"ftp\" (known: file, gs, mem, s3, ws)"},
-		{"a store that is no URL", withStore("just-a-name"), []string{"ls"}, ""},
-		{"a missing store directory", missing, []string{"ls"}, ""},
-		{"a missing store directory for get", missing, []string{"get", "a.txt"}, ""},
-		{"a bad file URL parameter", withStore("file://" + dir + "?fsyncc=false"), []string{"ls"}, ""},
-		{"a ws URL without a token", noToken, []string{"ls"}, ""},
-		{"a token in the ws URL", withStore(r.opts.env[storeEnv] + "?token=" + r.opts.env[tokenEnv]), []string{"ls"}, ""},
-		{"a token of another secret", badToken, []string{"ls"}, ""},
-		{"a token for another room", otherRoom, []string{"ls"}, ""},
-		{"a room server that is not there", gone, []string{"ls"}, ""},
+		{"sweep of a room", r.opts, []string{"sweep"}, "sweep: only disk stores (file://) keep temporaries to sweep, not ws:// stores"},
+		{"sweep of a memory store", withStore("mem://"), []string{"sweep"}, "sweep: only disk stores (file://) keep temporaries to sweep, not mem:// stores"},
+		{"an unknown scheme", withStore("ftp://host/x"), []string{"ls"}, `--store ftp://host/x: unknown scheme "ftp" (known: file, gs, mem, s3, ws)`},
+		{"a store that is no URL", withStore("just-a-name"), []string{"ls"}, "--store just-a-name: want a store URL (file, gs, mem, s3, ws) or a room server's ws://HOST:PORT/rooms/ROOM"},
+		{"a missing store directory", missing, []string{"ls"}, "--store file://" + missingDir + ": no store there (its directory does not exist; put creates it)"},
+		{"a missing store directory for get", missing, []string{"get", "a.txt"}, "--store file://" + missingDir + ": no store there (its directory does not exist; put creates it)"},
+		{"a bad file URL parameter", withStore("file://" + dir + "?fsyncc=false"), []string{"ls"}, "--store file://" + dir + `?fsyncc=false: unknown parameter "fsyncc" in file URL (known: fsync)`},
+		{"a ws URL without a token", noToken, []string{"ls"}, "--store " + ws + ": a room server needs a participant token: give --token or set ROOMSTORE_TOKEN (see roomstore token)"},
+		{"a token in the ws URL", withStore(ws + "?token=" + r.opts.env[tokenEnv]), []string{"ls"}, "--store " + ws + ": give the token with --token or ROOMSTORE_TOKEN, not in the URL"},
+		{"a token of another secret", badToken, []string{"ls"}, "--store " + ws + ": the room server refused the token (bad, expired, or for another room)"},
+		{"a token for another room", otherRoom, []string{"ls"}, "--store ws://" + r.addr + "/rooms/r2: the room server refused the token (bad, expired, or for another room)"},
+		{"a room server that is not there", gone, []string{"ls"}, "--store ws://127.0.0.1:1/rooms/r1: cannot reach the room server: dial tcp 127.0.0.1:1: connect: connection refused"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before, beforeRoom, beforeMissing := snapshot(t, dir), snapshot(t, r.dir), snapshot(t, missingDir)
@@ -486,10 +493,17 @@ func TestFailuresExitOneWithOneLineAndChangeNothing(t *testing.T) {
 			if c.want != "" && line != c.want {
 				t.Errorf("said %q\n    want %q", line, c.want)
 			}
-			if strings.Contains(line, t.TempDir()[:8]) && !strings.Contains(c.o.env[storeEnv], t.TempDir()[:8]) {
+			// No host path but those the command was given (its store URL
+			// and local file) may show.
+			rest := line
+			for _, given := range append([]string{c.o.env[storeEnv]}, c.args...) {
+				if given != "" {
+					rest = strings.ReplaceAll(rest, given, "")
+				}
+			}
+			if strings.Contains(rest, os.TempDir()) {
 				t.Errorf("the message names a host path: %q", line)
 			}
-			t.Logf("%s", line)
 			if after := snapshot(t, dir); !maps.Equal(before, after) {
 				t.Errorf("the disk store changed:\n%v\n%v", before, after)
 			}
@@ -517,6 +531,9 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"put", "--overwrite", "--exclusive", "x", "y"}, "--overwrite and --exclusive exclude each other"},
 		{[]string{"sweep", "x"}, `unknown command "x" for "roomstore sweep"`},
 		{[]string{"token", "--room", "r1"}, `required flag(s) "name" not set`},
+		{[]string{"--token", "x", "serve"}, "serve: --token is for the file commands"},
+		{[]string{"token", "--store", "mem://", "--name", "a", "--room", "r1"}, "token: --store is for the file commands"},
+		{[]string{"--timeout", "-1s", "ls"}, "--timeout -1s is negative"},
 	} {
 		res := runCmd(t, o, c.args...)
 		if res.code != 2 || !strings.Contains(res.stderr, c.want) || res.stdout != "" {
@@ -617,22 +634,31 @@ func TestSweepRemovesWhatAKilledPutLeft(t *testing.T) {
 	po.stdin = pr // an *os.File: the child reads it itself
 	p := startWith(t, po, "put", "-", "big.bin")
 	pr.Close()
-	chunk := bytes.Repeat([]byte("x"), 1<<20)
 	tmp := filepath.Join(dir, ".roomstore", "tmp")
-	deadline := time.Now().Add(runTimeout)
-	for staged := 0; staged == 0; {
-		if _, err := pw.Write(chunk); err != nil {
-			t.Fatal(err)
-		}
-		ents, _ := os.ReadDir(tmp)
-		for _, e := range ents {
-			if fi, err := e.Info(); err == nil && fi.Size() > 0 {
-				staged++
+	staged := make(chan error, 1)
+	go func() { // feeds it until its bytes are staged, or it is gone
+		chunk := bytes.Repeat([]byte("x"), 1<<20)
+		for {
+			if _, err := pw.Write(chunk); err != nil {
+				staged <- err
+				return
+			}
+			ents, _ := os.ReadDir(tmp)
+			for _, e := range ents {
+				if fi, err := e.Info(); err == nil && fi.Size() > 0 {
+					staged <- nil
+					return
+				}
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("put staged nothing")
+	}()
+	select {
+	case err := <-staged:
+		if err != nil {
+			t.Fatalf("put stopped reading: %v", err)
 		}
+	case <-time.After(runTimeout):
+		t.Fatal("put staged nothing")
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -649,5 +675,162 @@ func TestSweepRemovesWhatAKilledPutLeft(t *testing.T) {
 	}
 	if got := lsPaths(t, o, "-r"); !slices.Equal(got, []string{"seed.txt 0"}) {
 		t.Errorf("the killed put left %q", got)
+	}
+}
+
+func TestAnInterruptedPutLeavesNothing(t *testing.T) {
+	o, dir := diskStore(t)
+	mustRun(t, o, "put", "-", "seed.txt") // creates the store
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	po := o
+	po.stdin = pr
+	p := startWith(t, po, "put", "-", "big.bin")
+	pr.Close()
+	tmp := filepath.Join(dir, ".roomstore", "tmp")
+	staged := func() bool {
+		ents, _ := os.ReadDir(tmp)
+		for _, e := range ents {
+			if fi, err := e.Info(); err == nil && fi.Size() > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	// Feed it until its bytes are staged, then interrupt it and go on
+	// feeding, so that the read it waits in returns, until it exits.
+	fed := make(chan error, 1)
+	interrupt := make(chan struct{})
+	go func() {
+		defer pw.Close()
+		chunk := bytes.Repeat([]byte("x"), 1<<20)
+		for {
+			if _, err := pw.Write(chunk); err != nil {
+				fed <- nil // the command has gone: its end of the pipe closed
+				return
+			}
+			select {
+			case <-p.done:
+				fed <- nil
+				return
+			case <-interrupt:
+			default:
+				if staged() {
+					close(interrupt)
+					fed <- p.cmd.Process.Signal(syscall.SIGINT)
+				}
+			}
+		}
+	}()
+	select {
+	case err := <-fed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(runTimeout):
+		t.Fatal("put staged nothing")
+	}
+	if code := p.wait(t, runTimeout); code != 1 {
+		t.Errorf("an interrupted put: exit %d, want 1", code)
+	}
+	if got := p.stderr.String(); got != "roomstore: put big.bin: interrupted\n" {
+		t.Errorf("an interrupted put said %q", got)
+	}
+	if ents, err := os.ReadDir(tmp); err != nil || len(ents) != 0 {
+		t.Errorf("an interrupted put left %d temporaries (%v)", len(ents), err)
+	}
+	if got := lsPaths(t, o, "-r"); !slices.Equal(got, []string{"seed.txt 0"}) {
+		t.Errorf("an interrupted put left %q", got)
+	}
+}
+
+func TestWatchBehindABlockedOutputCountsEveryEventAndStopsOnCtrlC(t *testing.T) {
+	r := serveRoom(t)
+	const n = 6000 // far more lines than a pipe and watch's queue hold
+	bulk := filepath.Join(r.dir, "bulk")
+	if err := os.MkdirAll(bulk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(bulk, fmt.Sprintf("f%04d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blocked := func() (*proc, *os.File, *lines) {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pr.Close() })
+		errOut := newLines()
+		o := r.opts
+		o.stdout, o.stderr = pw, errOut
+		p := startWith(t, o, "watch", "--json")
+		pw.Close() // the child has its own
+		if line := errOut.next(t, "watching line"); !strings.HasPrefix(line, "roomstore: watching ") {
+			t.Fatalf("watch said %q first", line)
+		}
+		return p, pr, errOut
+	}
+	counted, countedOut, countedErr := blocked()
+	stopped, _, _ := blocked()
+
+	mustRun(t, r.opts, "rm", "-r", "bulk") // n events, while neither watch's output is read
+
+	// Ctrl-C ends a watch whose output is blocked.
+	if err := stopped.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := stopped.wait(t, runTimeout); code != 0 {
+		t.Errorf("watch blocked on its output, after SIGINT: exit %d, want 0", code)
+	}
+
+	// Every event is printed, or counted in a loss report.
+	type result struct {
+		printed, lost uint64
+		err           error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var res result
+		dec := json.NewDecoder(countedOut)
+		for res.printed+res.lost < n {
+			var e jsonEvent
+			if res.err = dec.Decode(&e); res.err != nil {
+				break
+			}
+			switch e.Type {
+			case "file.deleted":
+				res.printed++
+			case "events.overflow":
+				res.lost += e.Dropped
+			default:
+				res.err = fmt.Errorf("an event %+v", e)
+			}
+		}
+		done <- res
+	}()
+	select {
+	case res := <-done:
+		if res.err != nil || res.printed+res.lost != n {
+			t.Fatalf("watch printed %d events and reported %d lost, want %d in all (%v)", res.printed, res.lost, n, res.err)
+		}
+		if res.lost == 0 {
+			t.Errorf("no loss reported, with %d events behind a blocked pipe", n)
+		}
+		if !strings.Contains(countedErr.String(), " events were lost here (the output could not keep up)\n") {
+			t.Errorf("no loss line on stderr: %q", countedErr.String())
+		}
+		t.Logf("%d events printed, %d reported lost", res.printed, res.lost)
+	case <-time.After(runTimeout):
+		t.Fatal("watch's output did not account for every event in time")
+	}
+	if err := counted.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := counted.wait(t, runTimeout); code != 0 {
+		t.Errorf("watch after SIGINT: exit %d", code)
 	}
 }

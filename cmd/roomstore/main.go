@@ -107,7 +107,8 @@ The file commands work on the store named by --store (default
 $` + storeEnv + `, else ` + defaultStore + `):
   a store URL, opened directly:   mem://, file:///abs/dir, file://./rel/dir,
                                   s3://bucket/prefix?region=R, gs://bucket/prefix
-  a room server's room:           ws://HOST:PORT/rooms/ROOM (or wss://), with the
+  a room server's room:           ws://HOST:PORT/rooms/ROOM (or wss://; http:// and
+                                  https:// are taken as ws:// and wss://), with the
                                   participant token of --token (default $` + tokenEnv + `)
 
 serve serves each room at ws://ADDR/rooms/{room} on a store of its own,
@@ -136,6 +137,7 @@ Exit status: 0 on success; 1 on failure, with one line on standard error
 	pf := root.PersistentFlags()
 	pf.StringVar(&sf.url, "store", "", "store URL or ws://HOST:PORT/rooms/ROOM (default $"+storeEnv+", else "+defaultStore+")")
 	pf.StringVar(&sf.token, "token", "", "participant token for a ws:// store (default $"+tokenEnv+")")
+	pf.DurationVar(&sf.timeout, "timeout", 0, "bound on the whole command (default 2m for ls, stat, rm, mv, url and sweep; none for put, get and watch)")
 	root.AddCommand(
 		newLsCmd(&sf), newStatCmd(&sf), newPutCmd(&sf), newGetCmd(&sf), newRmCmd(&sf),
 		newMvCmd(&sf), newURLCmd(&sf), newWatchCmd(&sf), newSweepCmd(&sf),
@@ -147,6 +149,18 @@ Exit status: 0 on success; 1 on failure, with one line on standard error
 		}
 		if run := c.RunE; run != nil {
 			c.RunE = func(cmd *cobra.Command, args []string) error { return failure(run(cmd, args)) }
+		}
+		if c.Name() == "serve" || c.Name() == "token" {
+			// They take the file commands' flags from the root too; refuse
+			// them rather than ignore them.
+			c.PreRunE = func(cmd *cobra.Command, _ []string) error {
+				for _, name := range []string{"token", "timeout", "store"} {
+					if f := cmd.InheritedFlags().Lookup(name); f != nil && f.Changed {
+						return usagef("%s: --%s is for the file commands (see '%s --help')", cmd.Name(), name, cmd.CommandPath())
+					}
+				}
+				return nil
+			}
 		}
 	}
 	return root

@@ -36,8 +36,13 @@ func openMetrics(addr string, log *slog.Logger) (metric.MeterProvider, func(), e
 	if err != nil {
 		return nil, nil, fmt.Errorf("--metrics: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter),
-		sdkmetric.WithResource(resource.NewSchemaless(attribute.String("service.name", "roomstore"))))
+	// service.name roomstore, unless OTEL_SERVICE_NAME or
+	// OTEL_RESOURCE_ATTRIBUTES say otherwise.
+	res, err := resource.Merge(resource.NewSchemaless(attribute.String("service.name", "roomstore")), resource.Environment())
+	if err != nil {
+		return nil, nil, fmt.Errorf("--metrics: OTEL_RESOURCE_ATTRIBUTES: %w", err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter), sdkmetric.WithResource(res))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		_ = mp.Shutdown(context.Background())
@@ -45,7 +50,7 @@ func openMetrics(addr string, log *slog.Logger) (metric.MeterProvider, func(), e
 	}
 	mux := http.NewServeMux()
 	mux.Handle(metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Warn("metrics endpoint stopped", "err", err)

@@ -64,7 +64,9 @@ func newServeCmd() *cobra.Command {
 element, escaped), such as file://./roomstore-data/{room},
 file:///var/lib/rooms/{room}, s3://bucket/rooms/{room}?region=eu-west-1,
 gs://bucket/rooms/{room} or mem://rooms/{room} (in memory for the life of
-the process; a bare mem:// keeps each room only while it is open).
+the process; a bare mem:// keeps each room only while it is open). It is a
+flag of serve's own: $ROOMSTORE_STORE, the file commands' default, does not
+apply.
 
 Connections need a token signed with the HS256 secret in ` + secretEnv + `
 (see roomstore token); without one serve refuses to start unless

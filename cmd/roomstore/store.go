@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/user"
@@ -59,8 +60,11 @@ type reader interface {
 	Entry() roomstore.Entry
 }
 
-// storeFlags are the root command's --store and --token.
-type storeFlags struct{ url, token string }
+// storeFlags are the root command's --store, --token and --timeout.
+type storeFlags struct {
+	url, token string
+	timeout    time.Duration
+}
 
 // target returns --store, else $ROOMSTORE_STORE, else the default.
 func (f *storeFlags) target() string {
@@ -71,6 +75,24 @@ func (f *storeFlags) target() string {
 		return os.Getenv(storeEnv)
 	}
 	return defaultStore
+}
+
+// scheme returns the lower-case scheme of the store the flags name, or "".
+func (f *storeFlags) scheme() string {
+	u, err := url.Parse(f.target())
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(u.Scheme)
+}
+
+// isRoom reports whether the flags name a room server's room.
+func (f *storeFlags) isRoom() bool {
+	switch f.scheme() {
+	case "ws", "wss", "http", "https":
+		return true
+	}
+	return false
 }
 
 // open opens the store the flags name. A disk store's directory is
@@ -114,17 +136,19 @@ func (f *storeFlags) dial(ctx context.Context, u *url.URL) (store, error) {
 		token = os.Getenv(tokenEnv)
 	}
 	shown := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String() // never a token in the query
-	if token == "" {
-		return nil, fmt.Errorf("--store %s: a room server needs a participant token: give --token or set %s (see roomstore token)", shown, tokenEnv)
-	}
 	if u.Query().Has("token") {
 		return nil, fmt.Errorf("--store %s: give the token with --token or %s, not in the URL", shown, tokenEnv)
+	}
+	if token == "" {
+		return nil, fmt.Errorf("--store %s: a room server needs a participant token: give --token or set %s (see roomstore token)", shown, tokenEnv)
 	}
 	room, ok := strings.CutPrefix(u.Path, roomsPrefix)
 	if u.Host == "" || !ok || room == "" || strings.Contains(room, "/") {
 		return nil, fmt.Errorf("--store %s: want ws://HOST:PORT/rooms/ROOM", shown)
 	}
-	c, err := roomclient.Dial(ctx, u.String(), roomclient.Options{Token: token})
+	// The client's own logs would add lines to the command's one-line
+	// errors; what they say reaches the command as errors anyway.
+	c, err := roomclient.Dial(ctx, u.String(), roomclient.Options{Token: token, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		switch {
 		case errors.Is(err, roomclient.ErrForbidden):
@@ -166,12 +190,16 @@ func storeDirExists(u *url.URL) error {
 
 func schemeList() string { return strings.Join(append(backend.Schemes(), "ws"), ", ") }
 
-// redactedURL returns raw with a password hidden.
+// redactedURL returns raw with a password hidden, and for a room server
+// without its query (where a token could be).
 func redactedURL(raw string) string {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
 		return "(a malformed URL)"
+	case u.RawQuery != "" && (u.Scheme == "ws" || u.Scheme == "wss" || u.Scheme == "http" || u.Scheme == "https"):
+		u.RawQuery = ""
+		return u.Redacted()
 	case u.User == nil:
 		return raw
 	}
@@ -234,7 +262,7 @@ func (s *engineStore) DownloadURL(ctx context.Context, p string, attachment bool
 	}
 	u, err := s.e.DownloadURL(ctx, p, opts...)
 	if errors.Is(err, errors.ErrUnsupported) {
-		return "", errors.New("a store opened directly signs no URLs of its own (only s3:// and gs:// do); serve it with roomstore serve and ask the room server")
+		return "", errNoURLs
 	}
 	return u, err
 }
@@ -312,11 +340,12 @@ func reason(err error) string {
 		err = ue.Err
 	}
 	msg := err.Error()
-	// "invalid path: invalid argument: the root is not a file" says it twice.
+	// "invalid path: invalid argument: the root is not a file" says it
+	// twice, "backend: invalid argument: unknown parameter" once too often.
 	if before, after, ok := strings.Cut(msg, fs.ErrInvalid.Error()+": "); ok && before != "" {
 		msg = before + after
 	}
-	return msg
+	return strings.TrimPrefix(msg, "backend: ")
 }
 
 // baseName is the last element of a store path.

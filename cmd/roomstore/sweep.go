@@ -25,15 +25,19 @@ func newSweepCmd(sf *storeFlags) *cobra.Command {
 in a disk store (file://): their staged bytes, invisible but taking space,
 in the store's reserved folder. The temporaries of writers still running,
 in any process on this host, are left alone, and so are those of other
-hosts sharing the directory. It prints how many it removed. Opening a disk
-store sweeps too, so servers rarely need this; it is for stores that are
-shared by long-running processes, or to see what a crash left.`,
+hosts sharing the directory. It prints how many it removed. Every opening
+of a disk store sweeps too (the other commands do so silently), so this is
+for stores that long-running processes share, which may crash meanwhile.`,
 		cobra.NoArgs,
 		func(ctx context.Context, cmd *cobra.Command, _ []string) error {
 			raw := sf.target()
 			u, err := url.Parse(raw)
 			if err != nil || strings.ToLower(u.Scheme) != "file" {
-				return fmt.Errorf("sweep: only disk stores (file://) keep temporaries to sweep, not %s", redactedURL(raw))
+				what := "this store"
+				if err == nil && u.Scheme != "" {
+					what = strings.ToLower(u.Scheme) + ":// stores"
+				}
+				return fmt.Errorf("sweep: only disk stores (file://) keep temporaries to sweep, not %s", what)
 			}
 			if err := storeDirExists(u); err != nil {
 				return err

@@ -6,11 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,12 +37,13 @@ func newWatchCmd(sf *storeFlags) *cobra.Command {
 whole room without PATH) as the room server reports it, whoever makes it:
 time (UTC), event (file.updated, file.deleted or file.moved), path,
 participant, and for a move the path it came from. With --json each line is
-one JSON object: {"time", "type", "path", "source_path", "participant"}. Once subscribed it says so on standard error, then runs until
-Ctrl-C (exit status 0) or until the room server is lost (1).
+one JSON object: {"time", "type", "path", "source_path", "participant"}.
+Once subscribed it says so on standard error, then runs until Ctrl-C (exit
+status 0) or until the room server is lost (1).
 
 If watch falls behind (its output blocked), the events it could not keep
 are counted and reported, as a line on standard error (with --json, also an
-object of type "overflow" with "dropped"), and it goes on.
+object of type "events.overflow" with "dropped"), and it goes on.
 
 watch needs a room server (--store ws://HOST:PORT/rooms/ROOM): a store
 opened directly by this command would show only the command's own changes.`,
@@ -58,12 +56,10 @@ opened directly by this command would show only the command's own changes.`,
 				}
 				prefix = strings.Trim(args[0], "/")
 			}
-			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-			defer stop()
+			if !sf.isRoom() {
+				return errors.New("watch: a store opened directly shows only this command's own changes; watch a room server's room (--store ws://HOST:PORT/rooms/ROOM)")
+			}
 			return withStore(ctx, sf, false, func(s store) error {
-				if _, direct := s.(*engineStore); direct {
-					return errors.New("watch: a store opened directly shows only this command's own changes; watch a room server's room (--store ws://HOST:PORT/rooms/ROOM)")
-				}
 				return watch(ctx, s, prefix, cmd.OutOrStdout(), cmd.ErrOrStderr(), asJSON)
 			})
 		})
@@ -71,48 +67,65 @@ opened directly by this command would show only the command's own changes.`,
 	return cmd
 }
 
+// watchQueue bounds the lines waiting for watch's output; past it the
+// events are counted as lost, so that a blocked output never blocks the
+// store's event delivery, nor Ctrl-C.
+const watchQueue = 4096
+
 // watch prints the events beneath prefix until ctx ends or the store is
-// lost.
+// lost. The handler only queues lines: a writer prints them, and is not
+// waited for at the end, when it may be stuck on an output nobody reads
+// (the process ends then). Every event is printed or counted in a loss
+// report.
 func watch(ctx context.Context, s store, prefix string, out, errOut io.Writer, asJSON bool) error {
-	var mu sync.Mutex // lines whole, and none after watch returns
-	done := false
-	print := func(e events.Event) {
-		mu.Lock()
-		defer mu.Unlock()
-		if done {
+	queue := make(chan string, watchQueue)
+	wake := make(chan struct{}, 1) // a loss to report
+	var lost atomic.Uint64         // events lost since the writer last said so
+	report := func() {
+		n := lost.Swap(0)
+		if n == 0 {
 			return
 		}
-		if e.Type == events.TypeOverflow {
-			fmt.Fprintf(errOut, "roomstore: watch: %d events were lost here (the output could not keep up)\n", e.Dropped)
-			if asJSON {
-				_ = json.NewEncoder(out).Encode(jsonEvent{Time: time.Now().UTC(), Type: e.Type, Dropped: e.Dropped})
+		fmt.Fprintf(errOut, "roomstore: watch: %d events were lost here (the output could not keep up)\n", n)
+		if asJSON {
+			b, _ := json.Marshal(jsonEvent{Time: time.Now().UTC(), Type: events.TypeOverflow, Dropped: n})
+			fmt.Fprintln(out, string(b))
+		}
+	}
+	go func() {
+		for {
+			select {
+			case l := <-queue:
+				report()
+				fmt.Fprintln(out, l)
+			case <-wake:
+				report()
 			}
+		}
+	}()
+	lose := func(n uint64) {
+		lost.Add(n)
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	handler := func(e events.Event) {
+		if e.Type == events.TypeOverflow {
+			lose(max(e.Dropped, 1)) // 0: the server could not say how many
 			return
 		}
 		if !beneath(e.Path, prefix) && !(e.SourcePath != "" && beneath(e.SourcePath, prefix)) {
 			return
 		}
-		if asJSON {
-			_ = json.NewEncoder(out).Encode(jsonEvent{Time: e.Time.UTC(), Type: e.Type, Path: e.Path, SourcePath: e.SourcePath, Participant: e.ParticipantID})
-			return
+		select {
+		case queue <- formatEvent(e, asJSON):
+		default:
+			lose(1)
 		}
-		who := e.ParticipantID
-		if who == "" {
-			who = "-"
-		}
-		line := fmt.Sprintf("%s  %-12s  %s  %s", e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00"), e.Type, e.Path, who)
-		if e.SourcePath != "" {
-			line += "  (from " + e.SourcePath + ")"
-		}
-		fmt.Fprintln(out, line)
 	}
-	sub := s.Subscribe(print)
-	defer func() {
-		sub.Unsubscribe()
-		mu.Lock()
-		done = true
-		mu.Unlock()
-	}()
+	sub := s.Subscribe(handler)
+	defer sub.Unsubscribe()
 	where := "the room"
 	if prefix != "" {
 		where = prefix
@@ -133,6 +146,24 @@ func watch(ctx context.Context, s store, prefix string, out, errOut io.Writer, a
 			}
 		}
 	}
+}
+
+// formatEvent is watch's line for e: time, type, path, participant and,
+// for a move, where from; or one JSON object.
+func formatEvent(e events.Event, asJSON bool) string {
+	if asJSON {
+		b, _ := json.Marshal(jsonEvent{Time: e.Time.UTC(), Type: e.Type, Path: e.Path, SourcePath: e.SourcePath, Participant: e.ParticipantID})
+		return string(b)
+	}
+	who := e.ParticipantID
+	if who == "" {
+		who = "-"
+	}
+	line := fmt.Sprintf("%s  %-12s  %s  %s", e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00"), e.Type, shown(e.Path), who)
+	if e.SourcePath != "" {
+		line += "  (from " + shown(e.SourcePath) + ")"
+	}
+	return line
 }
 
 // beneath reports whether the store path p is prefix or lies beneath it.

@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"time"
@@ -39,6 +40,7 @@ func main() {
 		benchtime = flag.String("benchtime", "1s", "-test.benchtime of the ratio cases")
 		dir       = flag.String("dir", ".", "the bench module's folder")
 		command   = flag.String("command", "", "the command that ran this program, to cite in the report (make sets \"make bench\")")
+		baseline  = flag.String("baseline", "", "a git revision of the engine before a change, whose small-file cycle each round also runs, interleaved with this one's (section 12)")
 		cloneDir  = flag.String("clone-dir", "", "a folder on a file system that clones (XFS, btrfs), for the append case's clone rows")
 	)
 	flag.Parse()
@@ -47,7 +49,7 @@ func main() {
 	}
 	log.SetFlags(0)
 	log.SetPrefix("benchreport: ")
-	if err := run(*dir, *out, *benchtime, *rounds, *command, *cloneDir); err != nil {
+	if err := run(*dir, *out, *benchtime, *rounds, *command, *cloneDir, *baseline); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -78,7 +80,7 @@ func (p plan) args() []string {
 	return []string{"-test.run", "^$", "-test.bench", p.regex, "-test.benchmem", "-test.benchtime", p.benchtime, "-test.timeout", "60m"}
 }
 
-func run(dir, out, benchtime string, rounds int, command, cloneDir string) error {
+func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline string) error {
 	start := time.Now()
 	tmp, err := os.MkdirTemp("", "roomstore-bench-")
 	if err != nil {
@@ -99,6 +101,36 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir string) error
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("build the suite: %w", err)
+	}
+
+	// The engine of -baseline: its own suite, from a worktree of that
+	// revision, built the same way.
+	var baseBin string
+	if baseline != "" {
+		worktree := filepath.Join(tmp, "baseline")
+		for _, c := range [][]string{
+			{"git", "worktree", "add", "--detach", worktree, baseline},
+			{"go", "test", "-mod=mod", "-c", "-o", filepath.Join(tmp, "baseline.test"), "."}, // its go.sum may predate its go.mod
+		} {
+			log.Printf("%s", strings.Join(c, " "))
+			cmd := exec.Command(c[0], c[1:]...)
+			cmd.Dir = dir
+			if c[0] == "go" {
+				cmd.Dir = filepath.Join(worktree, "bench")
+			}
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			if err := cmd.Run(); err != nil {
+				return fmt.Errorf("build the suite of -baseline %s: %w", baseline, err)
+			}
+			if c[0] == "git" {
+				defer func() {
+					rm := exec.Command("git", "worktree", "remove", "--force", worktree)
+					rm.Dir = dir
+					_ = rm.Run()
+				}()
+			}
+		}
+		baseBin = filepath.Join(tmp, "baseline.test")
 	}
 
 	// Each round runs every ratio plan; the list and large-file cases take
@@ -124,8 +156,10 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir string) error
 	for _, p := range oncePlans {
 		invocations = append(invocations, "bench.test "+quoteArgs(p.args()))
 	}
-	runPlan := func(p plan, round, of int) error {
-		inv := "bench.test " + quoteArgs(p.args())
+	// runWith runs p with the suite binary bin, renaming its benchmarks
+	// from "BenchmarkX/" to "BenchmarkX"+rename+"/" when rename is set.
+	runWith := func(bin, rename string, p plan, round, of int) error {
+		inv := filepath.Base(bin) + " " + quoteArgs(p.args())
 		log.Printf("round %d/%d: %s", round+1, of, inv)
 		cmd := exec.Command(bin, p.args()...)
 		cmd.Dir = dir
@@ -139,11 +173,32 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir string) error
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("%s: %w", inv, err)
 		}
-		return res.parse(&buf, round)
+		out := buf.String()
+		if rename != "" {
+			out = regexp.MustCompile(`(?m)^(Benchmark[^/\s]+)/`).ReplaceAllString(out, "${1}"+rename+"/")
+		}
+		return res.parse(strings.NewReader(out), round)
+	}
+	runPlan := func(p plan, round, of int) error { return runWith(bin, "", p, round, of) }
+	basePlan := plan{regex: "^BenchmarkSmallFile$/^(" + baselineCases + ")$", benchtime: benchtime}
+	if baseBin != "" {
+		invocations = append(invocations, "bench.test and baseline.test "+quoteArgs(basePlan.args())+"  # every round, alternately, which goes first alternating")
 	}
 	for r := range rounds {
 		for _, p := range ratioPlans {
 			if err := runPlan(p, r, rounds); err != nil {
+				return err
+			}
+		}
+		if baseBin == "" {
+			continue
+		}
+		pair := [][2]string{{bin, nowSuffix}, {baseBin, baseSuffix}}
+		if r%2 == 1 {
+			pair[0], pair[1] = pair[1], pair[0]
+		}
+		for _, b := range pair {
+			if err := runWith(b[0], b[1], basePlan, r, rounds); err != nil {
 				return err
 			}
 		}
@@ -167,6 +222,7 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir string) error
 	m.self = selfCommand()
 	m.invocations = append([]string{strings.Join(build, " ")}, invocations...)
 	m.rounds = rounds
+	m.baseline = baseline
 	m.load = loadStart + " at the start, " + loadAverage() + " at the end"
 	m.elapsed = time.Since(start)
 	report := render(m, res)
@@ -178,6 +234,14 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir string) error
 	log.Printf("wrote %s in %v", out, m.elapsed.Round(time.Second))
 	return nil
 }
+
+// The small-file cases section 12 runs with -baseline too, and the
+// suffixes that tell the two engines' figures apart.
+const (
+	baselineCases = "file-nofsync-vs-os-nofsync|mem-vs-memblob"
+	nowSuffix     = "Now"
+	baseSuffix    = "Baseline"
+)
 
 // selfCommand reconstructs this program's command line, without -command.
 func selfCommand() string {
@@ -220,6 +284,7 @@ type machine struct {
 	syscalls    syscallReport
 	tmpFS       string // the file system of the temporary folders
 	cloneFS     string // that of -clone-dir, if given
+	baseline    string // -baseline, if given
 }
 
 func readMachine() (machine, error) {

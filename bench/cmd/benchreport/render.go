@@ -99,6 +99,7 @@ func render(m machine, r *results) string {
 	w.natsEvents()
 	w.syscalls(m.syscalls)
 	w.instrumentation()
+	w.againstBaseline()
 	w.summary()
 	w.all()
 	return w.String()
@@ -478,6 +479,31 @@ func (w *report) instrumentation() {
 		w.row(c.label, w.fig(n, "uninstrumented-ns/cycle", fmtDur), w.fig(n, "off-ns/cycle", fmtDur), w.fig(n, "on-ns/cycle", fmtDur),
 			fmtRatio3(off, ok), "≤ 1.03x", st, fmtRatio3(p50, p50ok),
 			fmtRounds(w.r.roundRatios(n, "off-ns/cycle", n, "uninstrumented-ns/cycle")), fmtRatio(on, onok))
+	}
+	w.line("")
+}
+
+func (w *report) againstBaseline() {
+	if w.m.baseline == "" {
+		return
+	}
+	w.line("## 12. Against the engine before a change (-baseline %s)", w.m.baseline)
+	w.line("")
+	w.line("Section 1's small-file cycle run by two builds of the suite: this tree's, and that of revision %s (`git worktree add` of it, `go test -c` in its bench folder), one after the other in every round, which goes first alternating. The two engines run the same benchmark code, each with default options (no providers), on the store `roomstore.OpenURL` returns for the URL shown; the time is the roomstore side's mean per cycle. A ratio is this tree's over the baseline's within each round, then the median over the rounds.", w.m.baseline)
+	w.line("")
+	w.header("store", "this tree", w.m.baseline, "ratio", "target", "", "ratio by round")
+	for _, c := range []struct{ label, name string }{
+		{"`mem://`", "mem-vs-memblob"},
+		{"`file://DIR?fsync=false`", "file-nofsync-vs-os-nofsync"},
+	} {
+		now, base := small[:len(small)-1]+nowSuffix+"/"+c.name, small[:len(small)-1]+baseSuffix+"/"+c.name
+		rounds := w.r.roundRatios(now, "roomstore-ns/cycle", base, "roomstore-ns/cycle")
+		ratio, ok := 0.0, len(rounds) > 0
+		if ok {
+			ratio = median(rounds)
+		}
+		st := w.status(ok && ratio <= 1.03, ok, fmt.Sprintf("against %s: %s's small-file cycle %.3fx (target ≤ 1.03x)", w.m.baseline, c.label, ratio))
+		w.row(c.label, w.fig(now, "roomstore-ns/cycle", fmtDur), w.fig(base, "roomstore-ns/cycle", fmtDur), fmtRatio3(ratio, ok), "≤ 1.03x", st, fmtRounds(rounds))
 	}
 	w.line("")
 }
