@@ -88,9 +88,18 @@
 // with the attributes roomstore.path (the store path as given; for a
 // Write, Close or Abort, the handle's clean path),
 // roomstore.destination (Move), roomstore.outcome and roomstore.bytes
-// (where bytes move), and, on failure, the error recorded and the status
-// Error. The metrics, of the instrumentation scope
-// "github.com/roomstore/roomstore", all synchronous but the transport's:
+// (where bytes move; a failed Write has none). Paths and messages go into
+// spans as valid UTF-8 (invalid bytes replaced by U+FFFD) of at most
+// backend.MaxPathLen bytes, cut beyond that. A failed call's span has the
+// status Error with the error's message, and the error recorded as an
+// exception event, but for the outcomes that callers meet in the normal
+// course of things: not_exist (a Stat that finds nothing), and closed for
+// an Abort (the harmless deferred Abort after Close). A call that panics
+// (in the caller's code: Upload's reader, the body of a loop over Walk,
+// the http.ResponseWriter of ServeFile or Handler) counts with the outcome
+// error, its span records the panic, and the panic goes on. The metrics,
+// of the instrumentation scope "github.com/roomstore/roomstore", all
+// synchronous but the transport's:
 //
 //   - roomstore.calls ({call}) and roomstore.call.duration (s, a
 //     histogram), by roomstore.operation and roomstore.outcome;
@@ -106,8 +115,12 @@
 //     histogram of the time from another engine's change to its event's
 //     delivery here), and observable mirrors of TransportStats:
 //     roomstore.events.transport.published, .retries, .gave_up,
-//     .throttled, .received, .held, .duplicates, .lost, .malformed,
-//     .reconnects, and .queued (up-down).
+//     .throttled, .received, .held, .duplicates, .lost, .gaps ({gap}),
+//     .malformed, .foreign, .reconnects, and .queued (up-down), each with
+//     the attribute roomstore.engine, the engine's ID: engines that share
+//     a MeterProvider each have their own series, which ends when the
+//     engine shuts down, where a sum over them would shrink and read as a
+//     counter reset.
 //
 // # Deadlines
 //
@@ -412,7 +425,7 @@ func (e *Engine) enter(op, p string, t backend.Target) (string, error) {
 // file reports false.
 func (e *Engine) Exists(ctx context.Context, p string) (_ bool, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Exists, p)
-	defer func() { call.End(err) }()
+	defer call.End(&err)
 	clean, err := e.enter("exists", p, backend.TargetAny)
 	if err != nil {
 		return false, err
@@ -436,7 +449,7 @@ func folderMeant(p, clean string) bool { return clean != "" && strings.HasSuffix
 // neither).
 func (e *Engine) Stat(ctx context.Context, p string) (_ Entry, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Stat, p)
-	defer func() { call.End(err) }()
+	defer call.End(&err)
 	clean, err := e.enter("stat", p, backend.TargetAny)
 	if err != nil {
 		return Entry{}, err
@@ -478,8 +491,7 @@ func (e *Engine) checkParents(ctx context.Context, p string) error {
 // to hold in memory.
 func (e *Engine) Download(ctx context.Context, p string) (_ *File, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Download, p)
-	n := int64(-1)
-	defer func() { call.EndBytes(err, n) }()
+	defer call.End(&err)
 	clean, err := e.enter("download", p, backend.TargetFile)
 	if err != nil {
 		return nil, err
@@ -494,7 +506,8 @@ func (e *Engine) Download(ctx context.Context, p string) (_ *File, err error) {
 	if err != nil {
 		return nil, pathError("download", p, err)
 	}
-	n = int64(len(data))
+	n := int64(len(data))
+	call.SetBytes(n)
 	e.tel.BytesRead(ctx, telemetry.Download, n)
 	return &File{
 		Name:     info.Name(),
@@ -527,7 +540,7 @@ func mimeType(p string, head []byte) string {
 // fs.ErrNotExist and a file ErrNotFolder.
 func (e *Engine) List(ctx context.Context, p string) (_ []Entry, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.List, p)
-	defer func() { call.End(err) }()
+	defer call.End(&err)
 	clean, err := e.enter("list", p, backend.TargetAny)
 	if err != nil {
 		return nil, err
@@ -583,7 +596,7 @@ func sortKey(e Entry) string {
 // RemoveAll).
 func (e *Engine) Delete(ctx context.Context, p string) (err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Delete, p)
-	defer func() { call.End(err) }()
+	defer call.End(&err)
 	clean, err := e.enter("delete", p, backend.TargetFile)
 	if err != nil {
 		return err
@@ -613,7 +626,7 @@ func (e *Engine) remove(ctx context.Context, clean string) error {
 // each file removed. A missing path is not an error, as with os.RemoveAll.
 func (e *Engine) RemoveAll(ctx context.Context, p string) (err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.RemoveAll, p)
-	defer func() { call.End(err) }()
+	defer call.End(&err)
 	clean, err := e.enter("removeall", p, backend.TargetAny)
 	if err != nil {
 		return err

@@ -83,7 +83,7 @@ func (f *roomFS) enter(op, name string) (string, error) {
 // Open opens the file or folder name.
 func (f *roomFS) Open(name string) (_ fs.File, err error) {
 	ctx, call := f.start(telemetry.FSOpen, name)
-	defer func() { call.End(err) }()
+	defer call.End(&err)
 	clean, err := f.enter("open", name)
 	if err != nil {
 		return nil, err
@@ -111,7 +111,7 @@ func (f *roomFS) Open(name string) (_ fs.File, err error) {
 // Stat describes name.
 func (f *roomFS) Stat(name string) (_ fs.FileInfo, err error) {
 	ctx, call := f.start(telemetry.FSStat, name)
-	defer func() { call.End(err) }()
+	defer call.End(&err)
 	clean, err := f.enter("stat", name)
 	if err != nil {
 		return nil, err
@@ -139,7 +139,7 @@ func baseName(name string) string {
 // ReadDir lists the folder name, sorted by name.
 func (f *roomFS) ReadDir(name string) (_ []fs.DirEntry, err error) {
 	ctx, call := f.start(telemetry.FSReadDir, name)
-	defer func() { call.End(err) }()
+	defer call.End(&err)
 	clean, err := f.enter("readdir", name)
 	if err != nil {
 		return nil, err
@@ -164,8 +164,7 @@ func (f *roomFS) readDir(ctx context.Context, name, clean string) ([]fs.DirEntry
 // ReadFile returns the whole content of the file name.
 func (f *roomFS) ReadFile(name string) (_ []byte, err error) {
 	ctx, call := f.start(telemetry.FSReadFile, name)
-	n := int64(-1)
-	defer func() { call.EndBytes(err, n) }()
+	defer call.End(&err)
 	clean, err := f.enter("readfile", name)
 	if err != nil {
 		return nil, err
@@ -183,7 +182,8 @@ func (f *roomFS) ReadFile(name string) (_ []byte, err error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "readfile", Path: name, Err: err}
 	}
-	n = int64(len(data))
+	n := int64(len(data))
+	call.SetBytes(n)
 	f.e.tel.BytesRead(ctx, telemetry.FSReadFile, n)
 	return data, nil
 }
@@ -324,7 +324,7 @@ func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
 // list lists the folder, a call of fs_read_dir.
 func (d *dirFile) list() (_ []fs.DirEntry, err error) {
 	ctx, call := d.fsys.e.tel.Start(d.fsys.ctx, telemetry.FSReadDir, d.clean)
-	defer func() { call.End(err) }()
+	defer call.End(&err)
 	if err := d.fsys.e.begin("readdir", d.name); err != nil {
 		return nil, err
 	}

@@ -108,13 +108,18 @@ func (h *Handle) ownerContext() (context.Context, context.CancelFunc) {
 // fs.ErrInvalid on a bad path. The handle belongs to ParticipantFrom(ctx)
 // and outlives ctx: only the calls on it are bound to their own contexts.
 func (e *Engine) Open(ctx context.Context, p string, opts OpenOptions) (_ *Handle, err error) {
+	life := ctx // without the open span, which ends when Open returns
 	ctx, call := e.tel.Start(ctx, telemetry.Open, p)
-	defer func() { call.End(err) }()
-	return e.open(ctx, p, opts)
+	defer call.End(&err)
+	return e.open(ctx, life, p, opts)
 }
 
-// open is Open, unrecorded, for Upload.
-func (e *Engine) open(ctx context.Context, p string, opts OpenOptions) (*Handle, error) {
+// open is Open, unrecorded, for Upload. The handle's own context, which
+// lives as long as the handle, derives from life: the caller's context
+// before Open's span began (a span that ends when Open returns must not
+// be the parent of the backend's later work, nor kept alive by it), or
+// for Upload, whose handle ends within it, Upload's own.
+func (e *Engine) open(ctx, life context.Context, p string, opts OpenOptions) (*Handle, error) {
 	clean, err := e.enter("open", p, backend.TargetFile)
 	if err != nil {
 		return nil, err
@@ -155,7 +160,7 @@ func (e *Engine) open(ctx context.Context, p string, opts OpenOptions) (*Handle,
 
 	// The writer may keep its context for the whole upload (GCS does), so it
 	// gets one that lives with the handle rather than with this call.
-	h.ctx, h.stop = context.WithCancel(context.WithoutCancel(ctx))
+	h.ctx, h.stop = context.WithCancel(context.WithoutCancel(life))
 	wopts := backend.WriteOptions{Exclusive: opts.Exclusive, ContentType: mimeTypeByExt(clean)}
 	if opts.Exclusive || opts.Overwrite {
 		h.w, err = e.b.Create(h.ctx, clean, wopts)
@@ -178,6 +183,16 @@ func (e *Engine) open(ctx context.Context, p string, opts OpenOptions) (*Handle,
 	// stop it.
 	h.timer = time.AfterFunc(time.Hour, h.idle)
 	h.timer.Stop()
+	// roomstore.handles.open counts the handle before it is registered:
+	// once registered, a Shutdown can discard it and count it closed at
+	// once, and counted only after that (once e.mu is released), the metric
+	// would read one less for a moment (-1 with no other handle open).
+	// Counted first, it reads one more for a moment instead, taken back
+	// below if Shutdown came first. The SDK is not called under e.mu, which
+	// every Open, Close, Shutdown and Stats takes: an instrument's Add takes
+	// the SDK's own locks and runs its views and exemplar reservoir, which
+	// they would all wait for.
+	e.tel.HandleOpened(ctx)
 	e.mu.Lock()
 	e.reserved--
 	closed := e.closed
@@ -185,10 +200,8 @@ func (e *Engine) open(ctx context.Context, p string, opts OpenOptions) (*Handle,
 		e.handles[h.id] = h
 	}
 	e.mu.Unlock()
-	if !closed {
-		e.tel.HandleOpened(ctx)
-	}
 	if closed { // Shutdown ran meanwhile and could not see this handle
+		e.tel.HandleClosed(ctx) // it was counted, but is never registered for forget to take back
 		h.mu <- struct{}{}
 		h.finishLocked(ctx, fs.ErrClosed)
 		h.unlock()
@@ -267,8 +280,11 @@ func (h *Handle) callContext(ctx context.Context) (context.Context, context.Canc
 // the same handle returns the context's error and leaves the handle alone.
 func (e *Engine) Write(ctx context.Context, h *Handle, data []byte) (err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Write, handlePath(h))
-	defer func() { call.EndBytes(err, int64(len(data))) }()
-	return e.write(ctx, h, data)
+	defer call.End(&err)
+	if err = e.write(ctx, h, data); err == nil { // a failed Write staged nothing
+		call.SetBytes(int64(len(data)))
+	}
+	return err
 }
 
 // handlePath is h's path for a call's record, "" for a nil h.
@@ -340,9 +356,9 @@ func (h *Handle) failLocked(ctx context.Context, op string, err, reason error) e
 // waits for another commit to the same path discards the handle.
 func (e *Engine) Close(ctx context.Context, h *Handle) (err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Close, handlePath(h))
-	n := int64(-1)
-	defer func() { call.EndBytes(err, n) }()
-	_, n, err = e.close(ctx, telemetry.Close, h)
+	defer call.End(&err)
+	_, n, err := e.close(ctx, telemetry.Close, h)
+	call.SetBytes(n)
 	return err
 }
 
@@ -416,7 +432,7 @@ func (e *Engine) commit(ctx context.Context, top telemetry.Op, h *Handle) (backe
 // a remote store goes on in the background once ctx has ended.
 func (e *Engine) Abort(ctx context.Context, h *Handle) (err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Abort, handlePath(h))
-	defer func() { call.End(err) }()
+	defer call.End(&err)
 	if err := e.check(ctx, "abort", h); err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ type MoveOptions struct {
 // retried one as a retry) of the operation "move".
 func (e *Engine) Move(ctx context.Context, src, dst string, opts MoveOptions) (err error) {
 	ctx, call := e.tel.StartMove(ctx, src, dst)
-	defer func() { call.End(err) }()
+	defer call.End(&err)
 	from, err := backend.Clean(src, backend.TargetAny)
 	if err != nil {
 		return &fs.PathError{Op: "move", Path: src, Err: err}

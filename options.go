@@ -231,8 +231,9 @@ func WithHandleTimeout(d time.Duration) Option {
 // WithMeterProvider makes the engine record its metrics (see Observability
 // in the package documentation) with instruments of mp, under the
 // instrumentation scope "github.com/roomstore/roomstore". The instruments
-// are synchronous (but for the transport's observable mirrors), so engines
-// that share mp add up. Without this option
+// are synchronous, so engines that share mp add up, but for the
+// transport's observable mirrors, one series per engine (by the attribute
+// roomstore.engine). Without this option
 // the engine records no metric and never calls OpenTelemetry (Engine.Stats
 // still counts). A nil mp is refused with fs.ErrInvalid, and so is one
 // that refuses to create an instrument.

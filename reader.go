@@ -50,11 +50,7 @@ type Reader struct {
 // is never counted.
 func (e *Engine) OpenReader(ctx context.Context, p string, offset, length int64) (_ *Reader, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.OpenReader, p)
-	defer func() {
-		if err != nil {
-			call.End(err)
-		}
-	}()
+	defer call.End(&err) // ends it if OpenReader fails or panics; else the Reader's Close does
 	clean, err := e.enter("read", p, backend.TargetFile)
 	if err != nil {
 		return nil, err
@@ -68,6 +64,7 @@ func (e *Engine) OpenReader(ctx context.Context, p string, offset, length int64)
 		return nil, pathError("read", p, err)
 	}
 	info.Path = clean
+	call.Continue()
 	return &Reader{rc: r, entry: entry(info), offset: offset, e: e, ctx: ctx, call: call}, nil
 }
 
@@ -110,7 +107,8 @@ func (r *Reader) Close() error {
 		if r.err != nil {
 			outcome = r.err
 		}
-		r.call.EndBytes(outcome, r.n)
+		r.call.SetBytes(r.n)
+		r.call.Finish(outcome)
 	}
 	return err
 }

@@ -32,8 +32,11 @@ import (
 // "ok" for any response http.ServeContent chose (a 304 or 416 too).
 func (e *Engine) ServeFile(w http.ResponseWriter, r *http.Request, p string) {
 	ctx, call := e.tel.Start(r.Context(), telemetry.ServeFile, p)
-	n, err := e.serveFile(ctx, w, r, p)
-	call.EndBytes(err, n)
+	var err error
+	defer call.End(&err) // deferred, so that a panic of w (http.ErrAbortHandler) ends the call too
+	var n int64
+	n, err = e.serveFile(ctx, w, r, p)
+	call.SetBytes(n)
 }
 
 func (e *Engine) serveFile(ctx context.Context, w http.ResponseWriter, r *http.Request, p string) (int64, error) {
@@ -63,7 +66,9 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 
 // serve serves the file at clean for the call op, whose context is ctx,
 // with a Content-Disposition header when disposition is set. It returns
-// the bytes of the body sent (-1 when none was) and the failure, if any.
+// the bytes of the body sent and the failure, if any: -1 when it failed
+// before http.ServeContent ran, and 0 for a response that ServeContent
+// sent without the file's bytes (HEAD, 304, 416).
 func (e *Engine) serve(ctx context.Context, op telemetry.Op, w http.ResponseWriter, r *http.Request, clean, disposition string) (int64, error) {
 	if err := e.begin("serve", clean); err != nil {
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)
@@ -94,7 +99,10 @@ func (e *Engine) serve(ctx context.Context, op telemetry.Op, w http.ResponseWrit
 		}
 		return -1, err
 	}
-	content := &versionReader{ctx: ctx, b: e.b, path: clean, info: info, r: stream}
+	// http.ServeContent sniffs the type of a file without an extension with
+	// a read before it first seeks (to learn the size), and reads the body
+	// only after: those sniffed bytes are not the body's.
+	content := &versionReader{ctx: ctx, b: e.b, path: clean, info: info, r: stream, bodyOnly: true}
 	defer content.Close()
 	h = w.Header()
 	h.Set("ETag", `"`+info.ETag+`"`)
@@ -129,8 +137,11 @@ type versionReader struct {
 	pos  int64         // where the next Read reads
 	r    io.ReadCloser // the open stream, if any
 	at   int64         // where r stands
-	n    int64         // bytes Read returned, in all
+	n    int64         // bytes Read returned, in all (with bodyOnly, since the first Seek)
 	err  error         // the first error of Read other than io.EOF
+
+	bodyOnly bool // n counts no Read before the first Seek (see serve)
+	seeked   bool // Seek was called
 }
 
 // errChanged reports a file that changed while a versionReader read it.
@@ -138,7 +149,9 @@ var errChanged = fmt.Errorf("%w: the file changed while being read", ErrConflict
 
 func (v *versionReader) Read(p []byte) (int, error) {
 	n, err := v.read(p)
-	v.n += int64(n)
+	if v.seeked || !v.bodyOnly {
+		v.n += int64(n)
+	}
 	if err != nil && err != io.EOF && v.err == nil {
 		v.err = err
 	}
@@ -186,7 +199,7 @@ func (v *versionReader) Seek(offset int64, whence int) (int64, error) {
 	if pos < 0 {
 		return 0, fmt.Errorf("%w: negative position %d", fs.ErrInvalid, pos)
 	}
-	v.pos = pos
+	v.pos, v.seeked = pos, true
 	return pos, nil
 }
 

@@ -65,7 +65,7 @@ func validFilename(name string) bool {
 // ErrIsFolder, and a bad option fs.ErrInvalid.
 func (e *Engine) DownloadURL(ctx context.Context, p string, opts ...URLOption) (_ string, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.DownloadURL, p)
-	defer func() { call.End(err) }()
+	defer call.End(&err)
 	var o urlOptions
 	for _, opt := range opts {
 		if opt == nil {
@@ -170,10 +170,9 @@ var errForbidden = fmt.Errorf("%w: the URL's signature is invalid, expired or fo
 func (e *Engine) serveSigned(w http.ResponseWriter, r *http.Request) {
 	clean, disposition, ok := e.verify(r) // clean is "" unless ok
 	ctx, call := e.tel.Start(r.Context(), telemetry.ServeURL, clean)
-	var (
-		n   int64 = -1
-		err error
-	)
+	var err error
+	defer call.End(&err) // deferred, so that a panic of w (http.ErrAbortHandler) ends the call too
+	n := int64(-1)
 	switch {
 	case !allowGet(w, r):
 		err = errMethod
@@ -183,7 +182,7 @@ func (e *Engine) serveSigned(w http.ResponseWriter, r *http.Request) {
 	default:
 		n, err = e.serve(ctx, telemetry.ServeURL, w, r, clean, disposition)
 	}
-	call.EndBytes(err, n)
+	call.SetBytes(n)
 }
 
 // verify checks the URL's signature and expiry and returns the clean path

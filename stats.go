@@ -32,15 +32,20 @@ type Stats struct {
 	// CommitConflicts counts the attempts that lost a race with another
 	// writer (the backend's ErrConflict).
 	CommitConflicts uint64
-	// CommitRetries counts the conflicts that were tried again; a call
-	// fails with ErrConflict after CommitConflicts - CommitRetries of them.
+	// CommitRetries counts the conflicts after which the commit was to be
+	// tried again (WithCommitAttempts allowed another attempt). Each of
+	// the other CommitConflicts - CommitRetries ended its call with
+	// ErrConflict; a retried one may still end its call, with the
+	// context's error, when the context ends in the wait before the next
+	// attempt.
 	CommitRetries uint64
 	// EventsPublished counts the engine's own events (one per file
 	// updated, deleted or moved) published on its bus.
 	EventsPublished uint64
-	// EventsDelivered counts the handler calls of the engine's
-	// subscribers (overflow events included), for its own events and, with
-	// a transport, others'.
+	// EventsDelivered counts the events delivered to the engine's
+	// subscribers, once per subscriber, for its own events and, with a
+	// transport, others'. Overflow events count too, also those delivered
+	// to an On handler that takes paths, which is not called for them.
 	EventsDelivered uint64
 	// EventsDropped counts the events lost to a full subscriber queue,
 	// once per subscriber that lost one (the sum of the subscriptions'

@@ -11,9 +11,12 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -22,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
@@ -225,7 +229,9 @@ func spanAttr(sp sdktrace.ReadOnlySpan, key string) string {
 
 // checkSpan fails the test unless sp has the attributes want (key to
 // emitted value) and, for a non-nil err, status Error with err's message
-// and err recorded; for a nil err, status Unset.
+// and err recorded as an exception event, unless its outcome is one a
+// caller expects (not_exist, closed for an abort), which records none;
+// for a nil err, status Unset and no exception event.
 func checkSpan(t *testing.T, sp sdktrace.ReadOnlySpan, want map[string]string, err error) {
 	t.Helper()
 	if sp == nil {
@@ -238,21 +244,23 @@ func checkSpan(t *testing.T, sp sdktrace.ReadOnlySpan, want map[string]string, e
 		}
 	}
 	st := sp.Status()
+	recorded := false
+	for _, ev := range sp.Events() {
+		recorded = recorded || ev.Name == "exception"
+	}
 	if err == nil {
-		if st.Code != codes.Unset {
-			t.Errorf("span %s: status %v, want unset", sp.Name(), st)
+		if st.Code != codes.Unset || recorded {
+			t.Errorf("span %s: status %v, exception recorded %v; want unset, none", sp.Name(), st, recorded)
 		}
 		return
 	}
 	if st.Code != codes.Error || st.Description != err.Error() {
 		t.Errorf("span %s: status %v, want Error %q", sp.Name(), st, err)
 	}
-	recorded := false
-	for _, ev := range sp.Events() {
-		recorded = recorded || ev.Name == "exception"
-	}
-	if !recorded {
-		t.Errorf("span %s: the error is not recorded (events %v)", sp.Name(), sp.Events())
+	outcome := spanAttr(sp, telemetry.AttrOutcome)
+	expected := outcome == "not_exist" || sp.Name() == "roomstore.abort" && outcome == "closed"
+	if recorded == expected {
+		t.Errorf("span %s with the outcome %s: exception recorded %v, want %v (events %v)", sp.Name(), outcome, recorded, !expected, sp.Events())
 	}
 }
 
@@ -727,6 +735,14 @@ func TestEnginesSharingAMeterProviderAddUp(t *testing.T) {
 // and gives none to the engine.
 func TestWithoutProvidersNothingIsRecordedAndStatsStillCount(t *testing.T) {
 	global := newSDK(t)
+	// Restored for the tests that follow (OpenTelemetry's default providers,
+	// once they have delegated to others, keep doing so: to global's, shut
+	// down and so doing nothing, once the test is over).
+	mp, tp := otel.GetMeterProvider(), otel.GetTracerProvider()
+	t.Cleanup(func() { // before global's providers shut down
+		otel.SetMeterProvider(mp)
+		otel.SetTracerProvider(tp)
+	})
 	otel.SetMeterProvider(global.mp)
 	otel.SetTracerProvider(global.tp)
 	unused := newSDK(t)
@@ -823,5 +839,292 @@ func TestWithoutProvidersTheInstrumentationAllocatesNothing(t *testing.T) {
 	}
 	if n := e.Stats().Calls["close"]["ok"]; n != 300+4*201 {
 		t.Errorf("Stats() counts %d closes, want %d: those of the warm-up and the instrumented rounds alone", n, 300+4*201)
+	}
+}
+
+// checkText fails the test unless every string that sp carries (its
+// attributes, its status message, its events' attributes) is valid UTF-8
+// of at most backend.MaxPathLen bytes.
+func checkText(t *testing.T, sp sdktrace.ReadOnlySpan) {
+	t.Helper()
+	check := func(what, s string) {
+		if !utf8.ValidString(s) || len(s) > backend.MaxPathLen {
+			t.Errorf("span %s: %s of %d bytes, valid UTF-8 %v; want valid UTF-8 of at most %d bytes", sp.Name(), what, len(s), utf8.ValidString(s), backend.MaxPathLen)
+		}
+	}
+	for _, kv := range sp.Attributes() {
+		check(string(kv.Key), kv.Value.String())
+	}
+	check("the status message", sp.Status().Description)
+	for _, ev := range sp.Events() {
+		for _, kv := range ev.Attributes {
+			check(ev.Name+" "+string(kv.Key), kv.Value.String())
+		}
+	}
+}
+
+func TestSpansCarryOnlyValidUTF8OfBoundedLength(t *testing.T) {
+	s := newSDK(t)
+	e := s.engine(t, backend_mem.New())
+	ctx := t.Context()
+	fsys := e.FS(ctx)
+	huge := strings.Repeat("abcd/", 20<<10) + "f" // 100 KB
+	for _, p := range []string{"\xff", "dir/\xffname", huge, strings.Repeat("a\xff", 50<<10)} {
+		if _, err := e.Stat(ctx, p); !errors.Is(err, fs.ErrInvalid) {
+			t.Fatalf("Stat of %d bytes = %v, want fs.ErrInvalid", len(p), err)
+		}
+		if _, err := fs.Stat(fsys, p); !errors.Is(err, fs.ErrInvalid) {
+			t.Fatalf("FS Stat of %d bytes = %v, want fs.ErrInvalid", len(p), err)
+		}
+		if err := e.Move(ctx, "src", p, roomstore.MoveOptions{}); !errors.Is(err, fs.ErrInvalid) {
+			t.Fatalf("Move to %d bytes = %v, want fs.ErrInvalid", len(p), err)
+		}
+	}
+	ended := s.spans.Ended()
+	if len(ended) != 12 {
+		t.Fatalf("%d spans, want 12", len(ended))
+	}
+	for _, sp := range ended {
+		checkText(t, sp)
+		if sp.Status().Code != codes.Error || sp.Status().Description == "" || len(sp.Events()) != 1 {
+			t.Errorf("span %s: status %v, events %v; want Error with a message, and the error recorded", sp.Name(), sp.Status(), sp.Events())
+		}
+	}
+	// A path too long is cut, not garbled; an invalid byte is replaced.
+	for i, want := range map[int]string{0: "\uFFFD", 1: "\uFFFD", 6: huge[:backend.MaxPathLen], 7: huge[:backend.MaxPathLen]} {
+		if got := spanAttr(ended[i], telemetry.AttrPath); got != want {
+			t.Errorf("span %d (%s): roomstore.path = %.40q (%d bytes), want %.40q (%d bytes)", i, ended[i].Name(), got, len(got), want, len(want))
+		}
+	}
+	if got := spanAttr(ended[8], telemetry.AttrDestination); got != huge[:backend.MaxPathLen] {
+		t.Errorf("move span: roomstore.destination = %.40q (%d bytes), want the first %d bytes of the path", got, len(got), backend.MaxPathLen)
+	}
+}
+
+// recovered runs f and returns what it panicked with, nil if it did not.
+func recovered(f func()) (p any) {
+	defer func() { p = recover() }()
+	f()
+	return nil
+}
+
+// errBoom is what user code panics with in these tests.
+var errBoom = errors.New("boom")
+
+// panicReader yields "abc" once, then panics.
+type panicReader struct{ read bool }
+
+func (r *panicReader) Read(p []byte) (int, error) {
+	if r.read {
+		panic(errBoom)
+	}
+	r.read = true
+	return copy(p, "abc"), nil
+}
+
+// panicWriter is a ResponseWriter whose Write panics, as net/http's
+// handlers do with http.ErrAbortHandler to abort a response.
+type panicWriter struct{ http.ResponseWriter }
+
+func (panicWriter) Write([]byte) (int, error) { panic(http.ErrAbortHandler) }
+
+// checkPanicked fails the test unless the last span named name ended with
+// the status Error, the outcome error and the panic recorded.
+func checkPanicked(t *testing.T, s *sdk, name string, p any) {
+	t.Helper()
+	spans, _ := s.ended(t)
+	sp := spans[name]
+	if sp == nil {
+		t.Fatalf("no %s span ended", name)
+	}
+	want := fmt.Sprint("panic: ", p)
+	if st := sp.Status(); st.Code != codes.Error || st.Description != want || spanAttr(sp, telemetry.AttrOutcome) != "error" {
+		t.Errorf("span %s: status %v, outcome %s; want Error %q, error", name, st, spanAttr(sp, telemetry.AttrOutcome), want)
+	}
+	if evs := sp.Events(); len(evs) != 1 || evs[0].Name != "exception" {
+		t.Errorf("span %s: events %v, want the panic recorded", name, evs)
+	}
+}
+
+func TestACallThatPanicsCountsAsAnErrorAndThePanicGoesOn(t *testing.T) {
+	t.Run("an upload whose reader panics aborts its handle", func(t *testing.T) {
+		s := newSDK(t)
+		e := s.engine(t, backend_mem.New())
+		p := recovered(func() { _, _ = e.Upload(t.Context(), "f", &panicReader{}, roomstore.OpenOptions{}) })
+		if p != errBoom {
+			t.Fatalf("Upload panicked with %v, want %v", p, errBoom)
+		}
+		m, st := s.collect(t), e.Stats()
+		checkCalls(t, m, st, calls{"upload": {"error": 1}})
+		if n := m.sum("roomstore.handles.open"); n != 0 || st.OpenHandles != 0 {
+			t.Errorf("after the panic: roomstore.handles.open = %d, Stats().OpenHandles = %d, want 0", n, st.OpenHandles)
+		}
+		checkPanicked(t, s, "roomstore.upload", errBoom)
+		if ok, err := e.Exists(t.Context(), "f"); ok || err != nil {
+			t.Errorf("Exists(f) = %v, %v after the panicked upload, want false", ok, err)
+		}
+	})
+	t.Run("a walk whose loop body panics", func(t *testing.T) {
+		s := newSDK(t)
+		e := s.engine(t, backend_mem.New())
+		put(t, e, "d/f", "x")
+		p := recovered(func() {
+			for range e.Walk(t.Context(), "") {
+				panic(errBoom)
+			}
+		})
+		if p != errBoom {
+			t.Fatalf("the loop panicked with %v, want %v", p, errBoom)
+		}
+		checkCalls(t, s.collect(t), e.Stats(), calls{"open": {"ok": 1}, "write": {"ok": 1}, "close": {"ok": 1}, "walk": {"error": 1}})
+		checkPanicked(t, s, "roomstore.walk", errBoom)
+	})
+	t.Run("a served file or signed URL whose ResponseWriter panics", func(t *testing.T) {
+		s := newSDK(t)
+		e := s.engine(t, backend_mem.New(), roomstore.WithBaseURL("http://files.test/dl"))
+		put(t, e, "page.html", "<p>hello</p>")
+		u, err := e.DownloadURL(t.Context(), "page.html")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := panicWriter{httptest.NewRecorder()}
+		if p := recovered(func() { e.ServeFile(w, httptest.NewRequest(http.MethodGet, "/x", nil), "page.html") }); p != http.ErrAbortHandler {
+			t.Fatalf("ServeFile panicked with %v, want http.ErrAbortHandler", p)
+		}
+		checkPanicked(t, s, "roomstore.serve_file", http.ErrAbortHandler)
+		if p := recovered(func() { e.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, u, nil)) }); p != http.ErrAbortHandler {
+			t.Fatalf("Handler panicked with %v, want http.ErrAbortHandler", p)
+		}
+		checkPanicked(t, s, "roomstore.serve_url", http.ErrAbortHandler)
+		checkCalls(t, s.collect(t), e.Stats(), calls{
+			"open": {"ok": 1}, "write": {"ok": 1}, "close": {"ok": 1}, "download_url": {"ok": 1},
+			"serve_file": {"error": 1}, "serve_url": {"error": 1},
+		})
+	})
+}
+
+func TestExpectedFailuresRecordNoExceptionGenuineOnesDo(t *testing.T) {
+	s := newSDK(t)
+	b := backend_mem.New()
+	e := s.engine(t, b)
+	ctx := t.Context()
+	put(t, e, "dir/f", "x")
+	h, err := e.Open(ctx, "g", roomstore.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	s.spans.Reset()
+	abortErr := e.Abort(ctx, h) // the deferred Abort after Close
+	_, statErr := e.Stat(ctx, "missing")
+	_, dlErr := e.Download(ctx, "missing")
+	closeErr := e.Close(ctx, h) // a Close of a finished handle is a caller's mistake
+	_, folderErr := e.Download(ctx, "dir")
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpWrite, Err: errors.New("disk on fire"), Times: 1})
+	h, err = e.Open(ctx, "w", roomstore.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeErr := e.Write(ctx, h, []byte("abc"))
+	errs := []error{abortErr, statErr, dlErr, closeErr, folderErr, writeErr}
+	for _, err := range errs {
+		if err == nil {
+			t.Fatal("a call that should fail succeeded")
+		}
+	}
+	ended := s.spans.Ended()
+	if len(ended) != 7 {
+		t.Fatalf("%d spans, want 7", len(ended))
+	}
+	ended = slices.Delete(ended, 5, 6) // the open
+	for i, want := range []string{"closed", "not_exist", "not_exist", "closed", "is_folder", "error"} {
+		checkSpan(t, ended[i], map[string]string{telemetry.AttrOutcome: want}, errs[i])
+	}
+	if n := spanAttr(ended[5], telemetry.AttrBytes); n != "" {
+		t.Errorf("failed write span: roomstore.bytes = %s, want none", n)
+	}
+}
+
+// ctxBackend keeps the contexts its writers are made with.
+type ctxBackend struct {
+	backend.Backend
+	mu   sync.Mutex
+	ctxs []context.Context
+}
+
+func (b *ctxBackend) keep(ctx context.Context) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ctxs = append(b.ctxs, ctx)
+}
+
+func (b *ctxBackend) Create(ctx context.Context, p string, o backend.WriteOptions) (backend.Writer, error) {
+	b.keep(ctx)
+	return b.Backend.Create(ctx, p, o)
+}
+
+func (b *ctxBackend) Append(ctx context.Context, p string, o backend.WriteOptions) (backend.Writer, error) {
+	b.keep(ctx)
+	return b.Backend.Append(ctx, p, o)
+}
+
+func TestAHandlesContextDoesNotCarryTheOpenSpan(t *testing.T) {
+	s := newSDK(t)
+	b := &ctxBackend{Backend: backend_mem.New()}
+	e := s.engine(t, b)
+	ctx, request := s.tp.Tracer("test").Start(t.Context(), "request")
+	defer request.End()
+	h, err := e.Open(ctx, "f", roomstore.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Upload(ctx, "g", strings.NewReader("x"), roomstore.OpenOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	spans, _ := s.ended(t)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.ctxs) != 2 {
+		t.Fatalf("%d writers made, want 2", len(b.ctxs))
+	}
+	// The open span ends when Open returns: the handle's writer, which may
+	// keep its context for the whole write, gets the caller's. An Upload's
+	// handle ends within it: its writer works under the upload span.
+	for i, want := range []trace.SpanContext{request.SpanContext(), spans["roomstore.upload"].SpanContext()} {
+		if got := trace.SpanContextFromContext(b.ctxs[i]); !got.Equal(want) {
+			t.Errorf("writer %d's context carries the span %v, want %v (the open span is %v)", i, got.SpanID(), want.SpanID(), spans["roomstore.open"].SpanContext().SpanID())
+		}
+	}
+}
+
+func TestServedBytesAreTheBodysAlone(t *testing.T) {
+	s := newSDK(t)
+	e := s.engine(t, backend_mem.New())
+	put(t, e, "README", strings.Repeat("x", 1000)) // no extension: http.ServeContent sniffs its type
+	for _, c := range []struct {
+		method string
+		header string
+		want   int64
+	}{
+		{http.MethodGet, "", 1000},
+		{http.MethodHead, "", 0},
+		{http.MethodGet, "Range: bytes=10-19", 10},
+		{http.MethodGet, "Range: bytes=5000-", 0}, // 416
+	} {
+		before := e.Stats().BytesRead
+		r := httptest.NewRequestWithContext(t.Context(), c.method, "/x", nil)
+		if k, v, ok := strings.Cut(c.header, ": "); ok {
+			r.Header.Set(k, v)
+		}
+		e.ServeFile(httptest.NewRecorder(), r, "README")
+		spans, _ := s.ended(t)
+		if got, span := int64(e.Stats().BytesRead-before), spanAttr(spans["roomstore.serve_file"], telemetry.AttrBytes); got != c.want || span != fmt.Sprint(c.want) {
+			t.Errorf("%s %s: %d bytes read, span's roomstore.bytes %s; want %d", c.method, c.header, got, span, c.want)
+		}
 	}
 }

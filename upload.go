@@ -21,8 +21,8 @@ var uploadBuffers = sync.Pool{New: func() any { b := make([]byte, uploadChunk); 
 // Upload writes everything r yields to the file at path through a handle
 // (Open with opts, Write in chunks, Close), so memory stays bounded
 // whatever the size, and returns the Entry of the committed file. If r
-// fails, or ctx ends, the handle is aborted and the file keeps its old
-// content; a read that blocks is not interrupted by ctx (as with io.Copy),
+// fails or panics (the panic goes on), or ctx ends, the handle is aborted
+// and the file keeps its old content; a read that blocks is not interrupted by ctx (as with io.Copy),
 // so give r a deadline of its own where it can block. Errors are those of
 // Open, Write and Close under the operation "upload", r's error wrapped
 // (also for a reader that breaks the io.Reader contract); a nil r yields
@@ -30,15 +30,24 @@ var uploadBuffers = sync.Pool{New: func() any { b := make([]byte, uploadChunk); 
 // the operation "upload": its Open, Writes and Close are not recorded apart.
 func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOptions) (_ Entry, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Upload, p)
-	written := int64(-1)
-	defer func() { call.EndBytes(err, written) }()
+	defer call.End(&err)
 	if r == nil {
 		return Entry{}, &fs.PathError{Op: "upload", Path: p, Err: fmt.Errorf("%w: nil reader", fs.ErrInvalid)}
 	}
-	h, err := e.open(ctx, p, opts)
+	h, err := e.open(ctx, ctx, p, opts)
 	if err != nil {
 		return Entry{}, reop("upload", err)
 	}
+	// Whatever ends the upload before its Close (r fails, a Write fails and
+	// has discarded h already, r panics), h is discarded on the way out, on
+	// the caller's context: what the abort has left to do once ctx has
+	// ended goes on in the background (Shutdown waits).
+	closed := false
+	defer func() {
+		if !closed {
+			_, _ = h.discard(ctx, errUploadFailed, "")
+		}
+	}()
 	bp := uploadBuffers.Get().(*[]byte)
 	defer uploadBuffers.Put(bp)
 	buf := *bp
@@ -59,16 +68,15 @@ func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOpt
 			rerr = ctx.Err()
 		}
 		if rerr != nil {
-			// On the caller's context: what the abort has left to do once
-			// ctx has ended goes on in the background (Shutdown waits).
-			_, _ = h.discard(ctx, errUploadFailed, "")
 			return Entry{}, &fs.PathError{Op: "upload", Path: p, Err: fmt.Errorf("reading the upload: %w", rerr)}
 		}
 	}
 	info, written, err := e.close(ctx, telemetry.Upload, h)
+	closed = true // Close has finished h, or Shutdown will
 	if err != nil {
 		return Entry{}, err
 	}
+	call.SetBytes(written)
 	return entry(info), nil
 }
 

@@ -27,7 +27,7 @@ func (e *Engine) Walk(ctx context.Context, dir string) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
 		wctx, call := e.tel.Start(ctx, telemetry.Walk, dir)
 		var err error
-		defer func() { call.End(err) }()
+		defer call.End(&err)
 		clean, err := e.enter("walk", dir, backend.TargetAny)
 		if err != nil {
 			yield(Entry{}, err)

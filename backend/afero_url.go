@@ -13,12 +13,12 @@ import (
 
 func init() { Register("file", openFile) }
 
-// openFile serves "file:///abs/dir" and "file://./rel/dir" (relative to the
-// working directory), creating the directory if needed, through NewOSRoot.
-// "?fsync=false" turns fsync at commit off; any other parameter is refused
-// with fs.ErrInvalid, as a misspelt option must not pass silently. The
-// backend owns its os.Root: Close closes it.
-func openFile(_ context.Context, u *url.URL) (Backend, error) {
+// FileDir returns the directory that a file:// URL names, as the file://
+// opener reads it: file:///abs/dir, or file://./rel/dir relative to the
+// working directory (then a relative path), in the platform's form. A URL
+// that names a host, or no directory, yields an error wrapping
+// fs.ErrInvalid.
+func FileDir(u *url.URL) (string, error) {
 	var dir string
 	switch u.Host {
 	case "", "localhost":
@@ -26,10 +26,23 @@ func openFile(_ context.Context, u *url.URL) (Backend, error) {
 	case ".":
 		dir = "." + u.Path
 	default:
-		return nil, fmt.Errorf("backend: %w: file URL %q names host %q; use file:///abs/dir or file://./rel/dir", fs.ErrInvalid, u.Redacted(), u.Host)
+		return "", fmt.Errorf("backend: %w: file URL %q names host %q; use file:///abs/dir or file://./rel/dir", fs.ErrInvalid, u.Redacted(), u.Host)
 	}
 	if dir == "" || dir == "." {
-		return nil, fmt.Errorf("backend: %w: file URL %q names no directory", fs.ErrInvalid, u.Redacted())
+		return "", fmt.Errorf("backend: %w: file URL %q names no directory", fs.ErrInvalid, u.Redacted())
+	}
+	return filepath.FromSlash(dir), nil
+}
+
+// openFile serves "file:///abs/dir" and "file://./rel/dir" (relative to the
+// working directory), creating the directory if needed, through NewOSRoot.
+// "?fsync=false" turns fsync at commit off; any other parameter is refused
+// with fs.ErrInvalid, as a misspelt option must not pass silently. The
+// backend owns its os.Root: Close closes it.
+func openFile(_ context.Context, u *url.URL) (Backend, error) {
+	dir, err := FileDir(u)
+	if err != nil {
+		return nil, err
 	}
 	var opts []AferoOption
 	for name, values := range u.Query() {
@@ -45,7 +58,7 @@ func openFile(_ context.Context, u *url.URL) (Backend, error) {
 		}
 		opts = append(opts, WithFsync(on))
 	}
-	abs, err := filepath.Abs(filepath.FromSlash(dir))
+	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("backend: %w: file URL %q: %w", fs.ErrInvalid, u.Redacted(), err)
 	}

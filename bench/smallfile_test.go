@@ -56,19 +56,7 @@ func BenchmarkSmallFile(b *testing.B) {
 	engine := func(mk func(b *testing.B) *roomstore.Engine) cycler {
 		return func(b *testing.B) func(int) {
 			e := mk(b)
-			return func(i int) {
-				name := names[i%len(names)]
-				h, err := e.Open(ctx, name, roomstore.OpenOptions{Overwrite: true})
-				check(b, err)
-				check(b, e.Write(ctx, h, payload))
-				check(b, e.Close(ctx, h))
-				f, err := e.Download(ctx, name)
-				check(b, err)
-				check(b, sameSize(len(f.Data)))
-				_, err = e.Stat(ctx, name)
-				check(b, err)
-				check(b, e.Delete(ctx, name))
-			}
+			return func(i int) { smallCycle(b, ctx, e, names[i%len(names)], payload) }
 		}
 	}
 	rawOS := func(fsync bool) cycler {
@@ -122,6 +110,21 @@ func BenchmarkSmallFile(b *testing.B) {
 		{"mem-vs-memblob", paired(mem, memblobs)},
 		{"basepath-nofsync-vs-os-nofsync", paired(basePath, rawOS(false))},
 	})
+}
+
+// smallCycle is one small-file cycle of e on name: open, write payload,
+// close, download, stat, delete.
+func smallCycle(b *testing.B, ctx context.Context, e *roomstore.Engine, name string, payload []byte) {
+	h, err := e.Open(ctx, name, roomstore.OpenOptions{Overwrite: true})
+	check(b, err)
+	check(b, e.Write(ctx, h, payload))
+	check(b, e.Close(ctx, h))
+	f, err := e.Download(ctx, name)
+	check(b, err)
+	check(b, sameSize(len(f.Data)))
+	_, err = e.Stat(ctx, name)
+	check(b, err)
+	check(b, e.Delete(ctx, name))
 }
 
 // BenchmarkUploadMove measures the two other ways a small file changes, on

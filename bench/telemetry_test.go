@@ -77,19 +77,7 @@ func instrumentationCase(open func(b *testing.B, opts ...roomstore.Option) *room
 		}
 		labels := [3]string{"uninstrumented", "off", "on"}
 		b.Cleanup(func() { telemetry.Off.Store(false) })
-		cycle := func(e *roomstore.Engine, i int) {
-			name := names[i%len(names)]
-			h, err := e.Open(ctx, name, roomstore.OpenOptions{Overwrite: true})
-			check(b, err)
-			check(b, e.Write(ctx, h, payload))
-			check(b, e.Close(ctx, h))
-			f, err := e.Download(ctx, name)
-			check(b, err)
-			check(b, sameSize(len(f.Data)))
-			_, err = e.Stat(ctx, name)
-			check(b, err)
-			check(b, e.Delete(ctx, name))
-		}
+		cycle := func(e *roomstore.Engine, i int) { smallCycle(b, ctx, e, names[i%len(names)], payload) }
 		var (
 			total [3]time.Duration
 			times [3][]time.Duration

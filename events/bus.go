@@ -80,9 +80,11 @@ type Observer interface {
 	// goroutine, before the event is queued, whether or not anyone
 	// subscribed to topic.
 	Published(topic string, e Event)
-	// Delivered is called on a subscriber's goroutine right before its
-	// handler is called with e, overflow events included: once a handler
-	// has run, its call has been counted.
+	// Delivered is called on a subscriber's goroutine right before e is
+	// handed to it, overflow events included: once a handler has run, its
+	// event has been counted. An overflow event handed to a subscriber of
+	// On with a handler that takes paths counts too, though that handler
+	// is not called for it.
 	Delivered(e Event)
 	// Dropped is called when e is dropped for a subscriber whose queue is
 	// full, once for each subscriber that lost it, on the publisher's
@@ -113,8 +115,8 @@ type Bus struct {
 }
 
 // New returns an open Bus configured by opts, applied in order. If an
-// option is nil or fails (see WithBuffer and WithLogger), New returns nil
-// and that first error, which wraps fs.ErrInvalid.
+// option is nil or fails (see WithBuffer, WithLogger and WithObserver),
+// New returns nil and that first error, which wraps fs.ErrInvalid.
 func New(opts ...Option) (*Bus, error) {
 	b := &Bus{
 		eb:       evbus.New(),

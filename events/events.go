@@ -16,7 +16,7 @@
 //     a writer: when its queue is full the event is dropped for that
 //     subscriber only, counted (Subscription.Dropped), logged, and told
 //     to the bus's Observer, if any (WithObserver), which also hears of
-//     every event published and every handler call.
+//     every event published and every one delivered.
 //   - A subscriber that lost events is told where: its stream holds one
 //     event of type TypeOverflow at the gap, after every event queued
 //     before the first drop and before every event accepted once its queue

@@ -42,8 +42,9 @@ func fileCmd(sf *storeFlags, use, short, long string, args cobra.PositionalArgs,
 			// second one ends the process at once.
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			interrupted := ctx.Done()
 			go func() {
-				<-ctx.Done()
+				<-interrupted
 				stop()
 			}()
 			if sf.timeout < 0 {

@@ -622,44 +622,60 @@ func TestProgressOnATerminalOnly(t *testing.T) {
 	}
 }
 
-func TestSweepRemovesWhatAKilledPutLeft(t *testing.T) {
-	o, dir := diskStore(t)
+// feedingPut starts `put - big.bin` on the disk store o in dir, its
+// stdin a pipe that is fed 1 MiB at a time until the command has gone,
+// and returns once some of its bytes are staged in the store's
+// temporaries' folder (tmp).
+func feedingPut(t *testing.T, o procOptions, dir string) (p *proc, tmp string) {
+	t.Helper()
 	mustRun(t, o, "put", "-", "seed.txt") // creates the store
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pw.Close()
-	po := o
-	po.stdin = pr // an *os.File: the child reads it itself
-	p := startWith(t, po, "put", "-", "big.bin")
+	o.stdin = pr // an *os.File: the child reads it itself
+	p = startWith(t, o, "put", "-", "big.bin")
 	pr.Close()
-	tmp := filepath.Join(dir, ".roomstore", "tmp")
-	staged := make(chan error, 1)
-	go func() { // feeds it until its bytes are staged, or it is gone
+	tmp = filepath.Join(dir, ".roomstore", "tmp")
+	staged := make(chan struct{})
+	go func() {
+		defer pw.Close()
 		chunk := bytes.Repeat([]byte("x"), 1<<20)
+		seen := false
 		for {
 			if _, err := pw.Write(chunk); err != nil {
-				staged <- err
-				return
+				return // the command has gone
 			}
-			ents, _ := os.ReadDir(tmp)
-			for _, e := range ents {
-				if fi, err := e.Info(); err == nil && fi.Size() > 0 {
-					staged <- nil
-					return
-				}
+			if !seen && stagedBytes(tmp) {
+				seen = true
+				close(staged)
 			}
 		}
 	}()
 	select {
-	case err := <-staged:
-		if err != nil {
-			t.Fatalf("put stopped reading: %v", err)
-		}
+	case <-staged:
+	case <-p.done:
+		t.Fatalf("put exited with %d before staging anything: %s", p.code, p.stderr.String())
 	case <-time.After(runTimeout):
 		t.Fatal("put staged nothing")
 	}
+	return p, tmp
+}
+
+// stagedBytes reports whether a temporary in tmp holds bytes.
+func stagedBytes(tmp string) bool {
+	ents, _ := os.ReadDir(tmp)
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Size() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSweepRemovesWhatAKilledPutLeft(t *testing.T) {
+	o, dir := diskStore(t)
+	p, tmp := feedingPut(t, o, dir)
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -680,57 +696,9 @@ func TestSweepRemovesWhatAKilledPutLeft(t *testing.T) {
 
 func TestAnInterruptedPutLeavesNothing(t *testing.T) {
 	o, dir := diskStore(t)
-	mustRun(t, o, "put", "-", "seed.txt") // creates the store
-	pr, pw, err := os.Pipe()
-	if err != nil {
+	p, tmp := feedingPut(t, o, dir) // fed on after the signal, so that the read it waits in returns
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
-	}
-	po := o
-	po.stdin = pr
-	p := startWith(t, po, "put", "-", "big.bin")
-	pr.Close()
-	tmp := filepath.Join(dir, ".roomstore", "tmp")
-	staged := func() bool {
-		ents, _ := os.ReadDir(tmp)
-		for _, e := range ents {
-			if fi, err := e.Info(); err == nil && fi.Size() > 0 {
-				return true
-			}
-		}
-		return false
-	}
-	// Feed it until its bytes are staged, then interrupt it and go on
-	// feeding, so that the read it waits in returns, until it exits.
-	fed := make(chan error, 1)
-	interrupt := make(chan struct{})
-	go func() {
-		defer pw.Close()
-		chunk := bytes.Repeat([]byte("x"), 1<<20)
-		for {
-			if _, err := pw.Write(chunk); err != nil {
-				fed <- nil // the command has gone: its end of the pipe closed
-				return
-			}
-			select {
-			case <-p.done:
-				fed <- nil
-				return
-			case <-interrupt:
-			default:
-				if staged() {
-					close(interrupt)
-					fed <- p.cmd.Process.Signal(syscall.SIGINT)
-				}
-			}
-		}
-	}()
-	select {
-	case err := <-fed:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(runTimeout):
-		t.Fatal("put staged nothing")
 	}
 	if code := p.wait(t, runTimeout); code != 1 {
 		t.Errorf("an interrupted put: exit %d, want 1", code)

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/user"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -166,19 +165,11 @@ func (f *storeFlags) dial(ctx context.Context, u *url.URL) (store, error) {
 // storeDirExists reports a file:// store whose directory is missing, the
 // way the file:// opener reads the URL (malformed ones are left to it).
 func storeDirExists(u *url.URL) error {
-	var dir string
-	switch u.Host {
-	case "", "localhost":
-		dir = u.Path
-	case ".":
-		dir = "." + u.Path
-	default:
-		return nil
+	dir, err := backend.FileDir(u)
+	if err != nil {
+		return nil // the opener says why
 	}
-	if dir == "" || dir == "." {
-		return nil
-	}
-	fi, err := os.Stat(filepath.FromSlash(dir))
+	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("--store %s: no store there (its directory does not exist; put creates it)", redactedURL(u.String()))

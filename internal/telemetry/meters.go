@@ -62,7 +62,7 @@ func newMeters(mt metric.Meter) (*meters, error) {
 	m.conflicts = counter("roomstore.commit.conflicts", "{attempt}", "Commit attempts that lost a race with another writer, by operation.")
 	m.retries = counter("roomstore.commit.retries", "{attempt}", "Commit attempts repeated after a conflict, by operation.")
 	m.published = counter("roomstore.events.published", "{event}", "Events the engine published on its bus.")
-	m.delivered = counter("roomstore.events.delivered", "{event}", "Handler calls made by the engine's bus.")
+	m.delivered = counter("roomstore.events.delivered", "{event}", "Events the engine's bus delivered to its subscribers, once per subscriber, overflow events included.")
 	m.dropped = counter("roomstore.events.dropped", "{event}", "Events lost to a full subscriber queue, once per subscriber.")
 	m.lag = histogram("roomstore.events.remote_lag", "Time from another engine's change to its event's delivery to this engine's bus, through the event transport.")
 	if err := errors.Join(errs...); err != nil {
@@ -81,8 +81,8 @@ func newMeters(mt metric.Meter) (*meters, error) {
 }
 
 // observeTransport registers the observable mirrors of a transport's
-// counters.
-func (m *meters) observeTransport(stats func() events.TransportStats) (metric.Registration, error) {
+// counters, observed with the attribute AttrEngine set to origin.
+func (m *meters) observeTransport(origin string, stats func() events.TransportStats) (metric.Registration, error) {
 	type mirror struct {
 		inst metric.Int64Observable
 		get  func(events.TransportStats) uint64
@@ -91,11 +91,12 @@ func (m *meters) observeTransport(stats func() events.TransportStats) (metric.Re
 		mirrors []mirror
 		errs    []error
 	)
-	counter := func(name, desc string, get func(events.TransportStats) uint64) {
-		c, err := m.meter.Int64ObservableCounter("roomstore.events.transport."+name, metric.WithUnit("{event}"), metric.WithDescription(desc))
+	counterOf := func(name, unit, desc string, get func(events.TransportStats) uint64) {
+		c, err := m.meter.Int64ObservableCounter("roomstore.events.transport."+name, metric.WithUnit(unit), metric.WithDescription(desc))
 		errs = append(errs, err)
 		mirrors = append(mirrors, mirror{c, get})
 	}
+	counter := func(name, desc string, get func(events.TransportStats) uint64) { counterOf(name, "{event}", desc, get) }
 	counter("published", "The engine's events the transport's server acknowledged.", func(s events.TransportStats) uint64 { return s.Published })
 	counter("retries", "Publish attempts repeated after a failure or timeout.", func(s events.TransportStats) uint64 { return s.Retries })
 	counter("gave_up", "The engine's events the transport dropped unpublished.", func(s events.TransportStats) uint64 { return s.GaveUp })
@@ -104,7 +105,9 @@ func (m *meters) observeTransport(stats func() events.TransportStats) (metric.Re
 	counter("held", "Times delivery of other engines' events waited for a subscriber's queue.", func(s events.TransportStats) uint64 { return s.Held })
 	counter("duplicates", "Events recognised as repeated and not delivered again.", func(s events.TransportStats) uint64 { return s.Duplicates })
 	counter("lost", "Other engines' events known lost (signalled to subscribers).", func(s events.TransportStats) uint64 { return s.Lost })
+	counterOf("gaps", "{gap}", "Times the transport told the engine's subscribers of lost events, some of unknown number.", func(s events.TransportStats) uint64 { return s.Gaps })
 	counter("malformed", "Messages that could not be decoded.", func(s events.TransportStats) uint64 { return s.Malformed })
+	counter("foreign", "Messages of another store on this store's subject, not delivered.", func(s events.TransportStats) uint64 { return s.Foreign })
 	counter("reconnects", "Resumptions of delivery after the subscription broke.", func(s events.TransportStats) uint64 { return s.Reconnects })
 	queued, err := m.meter.Int64ObservableUpDownCounter("roomstore.events.transport.queued", metric.WithUnit("{event}"),
 		metric.WithDescription("The engine's events waiting to be published now."))
@@ -116,12 +119,13 @@ func (m *meters) observeTransport(stats func() events.TransportStats) (metric.Re
 	for _, mr := range mirrors {
 		insts = append(insts, mr.inst)
 	}
+	engine := metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrEngine, origin)))
 	return m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		s := stats()
 		for _, mr := range mirrors {
-			o.ObserveInt64(mr.inst, int64(mr.get(s)))
+			o.ObserveInt64(mr.inst, int64(mr.get(s)), engine)
 		}
-		o.ObserveInt64(queued, int64(s.Queued))
+		o.ObserveInt64(queued, int64(s.Queued), engine)
 		return nil
 	}, insts...)
 }

@@ -13,9 +13,12 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -44,10 +47,41 @@ const ScopeName = "github.com/roomstore/roomstore"
 const (
 	AttrOperation   = "roomstore.operation"   // the Op, on call, byte and commit metrics
 	AttrOutcome     = "roomstore.outcome"     // the Outcome, on call metrics and spans
-	AttrPath        = "roomstore.path"        // the store path of a span's call, as the caller gave it (a handle's: its clean path)
-	AttrDestination = "roomstore.destination" // a move's destination, as the caller gave it
+	AttrPath        = "roomstore.path"        // the store path of a span's call, as the caller gave it (a handle's: its clean path), through Text
+	AttrDestination = "roomstore.destination" // a move's destination, as the caller gave it, through Text
 	AttrBytes       = "roomstore.bytes"       // the bytes a span's call wrote or read
+	AttrEngine      = "roomstore.engine"      // the engine's ID, on the transport's observable mirrors
 )
+
+// Text returns s as it may go into a span, as an attribute, a status or a
+// recorded error's message: valid UTF-8 (each invalid byte sequence
+// replaced by U+FFFD, as strings.ToValidUTF8 does) and at most
+// backend.MaxPathLen bytes (cut at a rune boundary). Spans carry the
+// caller's paths before they are validated, and an OTLP exporter drops a
+// whole batch over one string that is not UTF-8. A string already fit is
+// returned as it is, without allocating.
+func Text(s string) string {
+	const limit = backend.MaxPathLen
+	if len(s) <= limit && utf8.ValidString(s) {
+		return s
+	}
+	// Cut first, so that a huge string costs no more than the limit; the
+	// replacements may lengthen it again, so cut once more after them.
+	return cut(strings.ToValidUTF8(cut(s, limit), string(utf8.RuneError)), limit)
+}
+
+// cut returns s cut to at most n bytes, before a rune that would not fit
+// whole.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > n-utf8.UTFMax && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}
 
 // Op is a public operation of the engine.
 type Op uint8
@@ -200,18 +234,21 @@ func New(origin string, mp metric.MeterProvider, tp trace.TracerProvider) (*Reco
 	return r, nil
 }
 
-// Call is one public call being recorded, from Start to End. The zero
-// Call records nothing.
+// Call is one public call being recorded, from Start to End (or Finish).
+// The zero Call records nothing.
 type Call struct {
 	r     *Recorder
 	op    Op
 	ctx   context.Context // set when metered or traced
 	span  trace.Span      // nil unless traced
 	start time.Time       // zero unless metered
+	n     int64           // the bytes moved, if bytes is set
+	bytes bool            // SetBytes was called with n >= 0
+	goOn  bool            // Continue was called: End ends only a failed or panicking call
 }
 
 // Start begins a call of op on path (a store path as the caller gave
-// it), returning the context for the call's work: ctx, or with a tracer a
+// it, which goes on the span through Text), returning the context for the call's work: ctx, or with a tracer a
 // child of it that carries the call's span.
 func (r *Recorder) Start(ctx context.Context, op Op, path string) (context.Context, Call) {
 	if Off.Load() {
@@ -222,7 +259,7 @@ func (r *Recorder) Start(ctx context.Context, op Op, path string) (context.Conte
 		return ctx, c
 	}
 	if r.tracer != nil {
-		ctx, c.span = r.tracer.Start(ctx, spanNames[op], trace.WithAttributes(attribute.String(AttrPath, path)))
+		ctx, c.span = r.tracer.Start(ctx, spanNames[op], trace.WithAttributes(attribute.String(AttrPath, Text(path))))
 	}
 	c.ctx = ctx
 	if r.m != nil {
@@ -239,22 +276,69 @@ func (r *Recorder) Tracing() bool { return r.tracer != nil && !Off.Load() }
 func (r *Recorder) StartMove(ctx context.Context, src, dst string) (context.Context, Call) {
 	ctx, c := r.Start(ctx, Move, src)
 	if c.span != nil {
-		c.span.SetAttributes(attribute.String(AttrDestination, dst))
+		c.span.SetAttributes(attribute.String(AttrDestination, Text(dst)))
 	}
 	return ctx, c
 }
 
-// End ends the call with its error.
-func (c Call) End(err error) { c.EndBytes(err, -1) }
+// SetBytes sets the bytes the call wrote or read, n, for the span's
+// roomstore.bytes attribute; a negative n (nothing moved) sets none. The
+// byte counters are moved by BytesWritten and BytesRead.
+func (c *Call) SetBytes(n int64) {
+	if n >= 0 {
+		c.n, c.bytes = n, true
+	}
+}
 
-// EndBytes ends the call with its error and, when n >= 0, the bytes it
-// wrote or read (an attribute of its span; the byte counters are moved by
-// BytesWritten and BytesRead).
-func (c Call) EndBytes(err error, n int64) {
+// Continue marks a call that goes on after the function that started it
+// has returned (OpenReader's, until its Reader's Close): End then ends it
+// only if it failed or panicked, and its new owner ends it with Finish.
+func (c *Call) Continue() { c.goOn = true }
+
+// End ends the call with *err, the error the call returns. Every
+// instrumented function defers it directly, right after Start, with its
+// named error result:
+//
+//	ctx, call := e.tel.Start(ctx, telemetry.Stat, p)
+//	defer call.End(&err)
+//
+// so that it also sees a panic that goes through the call (from a
+// reader, a range loop's body, an http.ResponseWriter): the call is then
+// recorded with the outcome Error, its span with the panic as its error,
+// and the panic goes on with the same value. Only as a directly deferred
+// call can End see a panic (recover works nowhere else).
+func (c *Call) End(err *error) {
+	if p := recover(); p != nil {
+		c.finish(panicError{p}, true)
+		panic(p)
+	}
+	if c.goOn && *err == nil {
+		return
+	}
+	c.finish(*err, false)
+}
+
+// Finish ends a call that went on past its function (see Continue) with
+// err, and the bytes set by SetBytes.
+func (c Call) Finish(err error) { c.finish(err, false) }
+
+// panicError is the error of a call that panicked, for its span.
+type panicError struct{ value any }
+
+func (p panicError) Error() string { return fmt.Sprint("panic: ", p.value) }
+
+// finish records the call's end: its outcome (Error for a panic), and on
+// its span the outcome, the bytes, and for a failure the status Error
+// with the error's message and, unless the outcome is expected (see
+// expected), the error recorded as an exception event.
+func (c *Call) finish(err error, panicked bool) {
 	if c.r == nil {
 		return
 	}
 	o := OutcomeOf(err)
+	if panicked {
+		o = Error
+	}
 	c.r.calls[c.op][o].Add(1)
 	if c.ctx == nil {
 		return
@@ -264,18 +348,40 @@ func (c Call) EndBytes(err error, n int64) {
 		m.duration.Record(c.ctx, time.Since(c.start).Seconds(), m.callRecord[c.op][o]...)
 	}
 	if s := c.span; s != nil {
-		if n >= 0 {
-			s.SetAttributes(attribute.String(AttrOutcome, o.String()), attribute.Int64(AttrBytes, n))
+		if c.bytes {
+			s.SetAttributes(attribute.String(AttrOutcome, o.String()), attribute.Int64(AttrBytes, c.n))
 		} else {
 			s.SetAttributes(attribute.String(AttrOutcome, o.String()))
 		}
 		if err != nil {
-			s.RecordError(err)
-			s.SetStatus(codes.Error, err.Error())
+			msg := err.Error()
+			if safe := Text(msg); safe != msg {
+				msg, err = safe, textError(safe)
+			}
+			if !expected(c.op, o) {
+				s.RecordError(err)
+			}
+			s.SetStatus(codes.Error, msg)
 		}
 		s.End()
 	}
 }
+
+// expected reports the failures that a caller meets in the normal course
+// of things, whose spans get the status Error and their outcome but no
+// exception event (see Observability in the package roomstore
+// documentation, where the rule is stated): a missing path (a Stat that
+// answers "no such file"), and an Abort of a finished handle (the
+// harmless deferred Abort after Close).
+func expected(op Op, o Outcome) bool {
+	return o == NotExist || op == Abort && o == Closed
+}
+
+// textError is an error whose message Text had to change, recorded on a
+// span in place of the call's error.
+type textError string
+
+func (e textError) Error() string { return string(e) }
 
 // BytesWritten counts n bytes that op committed.
 func (r *Recorder) BytesWritten(ctx context.Context, op Op, n int64) {
@@ -383,13 +489,17 @@ func (r *Recorder) Dropped(events.Event) {
 var _ events.Observer = (*Recorder)(nil)
 
 // ObserveTransport reports stats, the counters of the engine's event
-// transport, as observable instruments, read at each collection. Without
-// a MeterProvider it does nothing.
+// transport, as observable instruments, read at each collection, with
+// the attribute AttrEngine (the engine's ID): engines that share a
+// MeterProvider each have their own series, which ends when the engine
+// shuts down (Close), rather than a sum that would shrink then and read
+// as a counter reset. Without a MeterProvider it does nothing; it fails
+// only if the MeterProvider refuses an instrument or the callback.
 func (r *Recorder) ObserveTransport(stats func() events.TransportStats) error {
 	if r.m == nil {
 		return nil
 	}
-	reg, err := r.m.observeTransport(stats)
+	reg, err := r.m.observeTransport(r.origin, stats)
 	if err != nil {
 		return err
 	}
@@ -397,7 +507,9 @@ func (r *Recorder) ObserveTransport(stats func() events.TransportStats) error {
 	return nil
 }
 
-// Close stops the observation of the transport. It is idempotent.
+// Close stops the observation of the transport, so that its series end.
+// It is idempotent; its error is the MeterProvider's, should it fail to
+// unregister the callback.
 func (r *Recorder) Close() error {
 	if r.reg == nil {
 		return nil

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/telemetry"
@@ -65,5 +67,24 @@ func TestEveryOperationAndOutcomeHasASnakeCaseName(t *testing.T) {
 			t.Errorf("outcome %d is named %q", o, n)
 		}
 		seen[o.String()] = true
+	}
+}
+
+func TestTextIsValidUTF8OfAtMostMaxPathLenBytes(t *testing.T) {
+	const limit = backend.MaxPathLen
+	for _, c := range []struct {
+		name, in, want string
+	}{
+		{"a fit string is kept", "docs/a.txt", "docs/a.txt"},
+		{"an invalid byte is replaced", "a\xffb", "a\uFFFDb"},
+		{"a long string is cut", strings.Repeat("x", 100<<10), strings.Repeat("x", limit)},
+		{"a cut never splits a rune", "x" + strings.Repeat("é", limit), "x" + strings.Repeat("é", (limit-1)/2)},
+		{"nor a four-byte one", "x" + strings.Repeat("\U0001D11E", limit), "x" + strings.Repeat("\U0001D11E", (limit-1)/4)},
+		{"replacements that lengthen it are cut too", strings.Repeat("a\xff", limit), strings.Repeat("a\uFFFD", limit/4)},
+	} {
+		got := telemetry.Text(c.in)
+		if got != c.want || !utf8.ValidString(got) || len(got) > limit {
+			t.Errorf("%s: Text of %d bytes = %.20q... (%d bytes), want %.20q... (%d bytes)", c.name, len(c.in), got, len(got), c.want, len(c.want))
+		}
 	}
 }
