@@ -236,15 +236,24 @@ func New(origin string, mp metric.MeterProvider, tp trace.TracerProvider) (*Reco
 
 // Call is one public call being recorded, from Start to End (or Finish).
 // The zero Call records nothing.
+//
+// It is small: every public call makes one on its stack and defers its
+// End, so that without providers a call costs a few words and one atomic
+// add. What only a provider needs lives in a record of its own.
 type Call struct {
-	r     *Recorder
-	op    Op
-	ctx   context.Context // set when metered or traced
-	span  trace.Span      // nil unless traced
-	start time.Time       // zero unless metered
-	n     int64           // the bytes moved, if bytes is set
-	bytes bool            // SetBytes was called with n >= 0
-	goOn  bool            // Continue was called: End ends only a failed or panicking call
+	r    *Recorder
+	x    *record // nil unless metered or traced
+	op   Op
+	goOn bool // Continue was called: End ends only a failed or panicking call
+}
+
+// record is what a call keeps for its providers.
+type record struct {
+	ctx   context.Context
+	span  trace.Span // nil unless traced
+	start time.Time  // zero unless metered
+	n     int64      // the bytes moved, if bytes is set
+	bytes bool       // SetBytes was called with n >= 0
 }
 
 // Start begins a call of op on path (a store path as the caller gave
@@ -258,12 +267,13 @@ func (r *Recorder) Start(ctx context.Context, op Op, path string) (context.Conte
 	if r.m == nil && r.tracer == nil {
 		return ctx, c
 	}
+	c.x = &record{}
 	if r.tracer != nil {
-		ctx, c.span = r.tracer.Start(ctx, spanNames[op], trace.WithAttributes(attribute.String(AttrPath, Text(path))))
+		ctx, c.x.span = r.tracer.Start(ctx, spanNames[op], trace.WithAttributes(attribute.String(AttrPath, Text(path))))
 	}
-	c.ctx = ctx
+	c.x.ctx = ctx
 	if r.m != nil {
-		c.start = time.Now()
+		c.x.start = time.Now()
 	}
 	return ctx, c
 }
@@ -275,8 +285,8 @@ func (r *Recorder) Tracing() bool { return r.tracer != nil && !Off.Load() }
 // StartMove is Start for a move from src to dst.
 func (r *Recorder) StartMove(ctx context.Context, src, dst string) (context.Context, Call) {
 	ctx, c := r.Start(ctx, Move, src)
-	if c.span != nil {
-		c.span.SetAttributes(attribute.String(AttrDestination, Text(dst)))
+	if c.x != nil && c.x.span != nil {
+		c.x.span.SetAttributes(attribute.String(AttrDestination, Text(dst)))
 	}
 	return ctx, c
 }
@@ -285,8 +295,8 @@ func (r *Recorder) StartMove(ctx context.Context, src, dst string) (context.Cont
 // roomstore.bytes attribute; a negative n (nothing moved) sets none. The
 // byte counters are moved by BytesWritten and BytesRead.
 func (c *Call) SetBytes(n int64) {
-	if n >= 0 {
-		c.n, c.bytes = n, true
+	if n >= 0 && c.x != nil {
+		c.x.n, c.x.bytes = n, true
 	}
 }
 
@@ -340,16 +350,17 @@ func (c *Call) finish(err error, panicked bool) {
 		o = Error
 	}
 	c.r.calls[c.op][o].Add(1)
-	if c.ctx == nil {
+	x := c.x
+	if x == nil {
 		return
 	}
 	if m := c.r.m; m != nil {
-		m.calls.Add(c.ctx, 1, m.callAdd[c.op][o]...)
-		m.duration.Record(c.ctx, time.Since(c.start).Seconds(), m.callRecord[c.op][o]...)
+		m.calls.Add(x.ctx, 1, m.callAdd[c.op][o]...)
+		m.duration.Record(x.ctx, time.Since(x.start).Seconds(), m.callRecord[c.op][o]...)
 	}
-	if s := c.span; s != nil {
-		if c.bytes {
-			s.SetAttributes(attribute.String(AttrOutcome, o.String()), attribute.Int64(AttrBytes, c.n))
+	if s := x.span; s != nil {
+		if x.bytes {
+			s.SetAttributes(attribute.String(AttrOutcome, o.String()), attribute.Int64(AttrBytes, x.n))
 		} else {
 			s.SetAttributes(attribute.String(AttrOutcome, o.String()))
 		}
