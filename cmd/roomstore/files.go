@@ -137,10 +137,8 @@ func mvError(src, dst string, err error) error {
 // explain adds to msg, the reason of err, what the user can do about it.
 func explain(op string, err error, msg string) string {
 	switch {
-	case errors.Is(err, roomstore.ErrIsFolder) && (op == "rm" || op == "get" || op == "url"):
-		if op == "rm" {
-			msg += " (rm -r removes a folder and everything in it)"
-		}
+	case op == "rm" && errors.Is(err, roomstore.ErrIsFolder):
+		msg += " (rm -r removes a folder and everything in it)"
 	case errors.Is(err, fs.ErrExist) && (op == "put" || op == "mv"):
 		msg += " (--overwrite replaces it)"
 	case errors.Is(err, context.Canceled):

@@ -92,51 +92,49 @@ func randomBytes(t *testing.T, n int) []byte {
 	return b
 }
 
+// onBothStores runs f as a subtest on a disk store opened directly, and
+// on a room of a roomstore serve.
+func onBothStores(t *testing.T, f func(t *testing.T, o procOptions)) {
+	t.Run("file", func(t *testing.T) { o, _ := diskStore(t); f(t, o) })
+	t.Run("room server", func(t *testing.T) { f(t, serveRoom(t).opts) })
+}
+
 func TestPutGetRoundTrip20MiBByteExact(t *testing.T) {
 	data := randomBytes(t, 20<<20)
 	local := filepath.Join(t.TempDir(), "big.bin")
 	if err := os.WriteFile(local, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		name string
-		opts func(t *testing.T) procOptions
-	}{
-		{"file", func(t *testing.T) procOptions { o, _ := diskStore(t); return o }},
-		{"room server", func(t *testing.T) procOptions { return serveRoom(t).opts }},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			o := c.opts(t)
-			mustRun(t, o, "put", local, "data/big.bin")
-			in := o
-			in.stdin = bytes.NewReader(data)
-			mustRun(t, in, "put", "-", "data/piped.bin")
+	onBothStores(t, func(t *testing.T, o procOptions) {
+		mustRun(t, o, "put", local, "data/big.bin")
+		in := o
+		in.stdin = bytes.NewReader(data)
+		mustRun(t, in, "put", "-", "data/piped.bin")
 
-			if out := mustRun(t, o, "get", "data/big.bin", "-"); out != string(data) {
-				t.Errorf("get to stdout: %d bytes, differ from the 20 MiB put", len(out))
-			}
-			if out := mustRun(t, o, "get", "data/piped.bin"); out != string(data) {
-				t.Errorf("get of what put read from stdin: %d bytes, differ", len(out))
-			}
-			dst := filepath.Join(t.TempDir(), "copy.bin")
-			mustRun(t, o, "get", "data/piped.bin", dst)
-			if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, data) {
-				t.Errorf("get to a local file: %d bytes, %v", len(got), err)
-			}
-			folder := t.TempDir()
-			mustRun(t, o, "get", "data/big.bin", folder)
-			if got, err := os.ReadFile(filepath.Join(folder, "big.bin")); err != nil || !bytes.Equal(got, data) {
-				t.Errorf("get into a local folder: %d bytes, %v", len(got), err)
-			}
-			if ents, _ := os.ReadDir(folder); len(ents) != 1 {
-				t.Errorf("get left %d entries in the folder, want the file alone", len(ents))
-			}
-			var e jsonEntry
-			if err := json.Unmarshal([]byte(mustRun(t, o, "stat", "--json", "data/big.bin")), &e); err != nil || e.Size != int64(len(data)) || e.Type != "file" || e.Path != "data/big.bin" {
-				t.Errorf("stat --json: %+v, %v", e, err)
-			}
-		})
-	}
+		if out := mustRun(t, o, "get", "data/big.bin", "-"); out != string(data) {
+			t.Errorf("get to stdout: %d bytes, differ from the 20 MiB put", len(out))
+		}
+		if out := mustRun(t, o, "get", "data/piped.bin"); out != string(data) {
+			t.Errorf("get of what put read from stdin: %d bytes, differ", len(out))
+		}
+		dst := filepath.Join(t.TempDir(), "copy.bin")
+		mustRun(t, o, "get", "data/piped.bin", dst)
+		if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("get to a local file: %d bytes, %v", len(got), err)
+		}
+		folder := t.TempDir()
+		mustRun(t, o, "get", "data/big.bin", folder)
+		if got, err := os.ReadFile(filepath.Join(folder, "big.bin")); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("get into a local folder: %d bytes, %v", len(got), err)
+		}
+		if ents, _ := os.ReadDir(folder); len(ents) != 1 {
+			t.Errorf("get left %d entries in the folder, want the file alone", len(ents))
+		}
+		var e jsonEntry
+		if err := json.Unmarshal([]byte(mustRun(t, o, "stat", "--json", "data/big.bin")), &e); err != nil || e.Size != int64(len(data)) || e.Type != "file" || e.Path != "data/big.bin" {
+			t.Errorf("stat --json: %+v, %v", e, err)
+		}
+	})
 }
 
 // lsLine is one line of ls's text output: size (or -), time (or -), path.
@@ -165,62 +163,53 @@ func lsPaths(t *testing.T, o procOptions, args ...string) []string {
 }
 
 func TestLsRecursiveMvAndRmRecursive(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		opts func(t *testing.T) procOptions
-	}{
-		{"file", func(t *testing.T) procOptions { o, _ := diskStore(t); return o }},
-		{"room server", func(t *testing.T) procOptions { return serveRoom(t).opts }},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			o := c.opts(t)
-			for p, size := range map[string]int{"a.txt": 1, "docs/b.txt": 22, "docs/sub/c.txt": 333, "docs/sub/d.txt": 4, "z/e.txt": 5} {
-				in := o
-				in.stdin = bytes.NewReader(bytes.Repeat([]byte("x"), size))
-				mustRun(t, in, "put", "-", p)
+	onBothStores(t, func(t *testing.T, o procOptions) {
+		for p, size := range map[string]int{"a.txt": 1, "docs/b.txt": 22, "docs/sub/c.txt": 333, "docs/sub/d.txt": 4, "z/e.txt": 5} {
+			in := o
+			in.stdin = bytes.NewReader(bytes.Repeat([]byte("x"), size))
+			mustRun(t, in, "put", "-", p)
+		}
+		want := []string{"a.txt 1", "docs/ -", "docs/b.txt 22", "docs/sub/ -", "docs/sub/c.txt 333", "docs/sub/d.txt 4", "z/ -", "z/e.txt 5"}
+		if got := lsPaths(t, o, "-r"); !slices.Equal(got, want) {
+			t.Errorf("ls -r:\n got %q\nwant %q", got, want)
+		}
+		if got := lsPaths(t, o); !slices.Equal(got, []string{"a.txt 1", "docs/ -", "z/ -"}) {
+			t.Errorf("ls: %q", got)
+		}
+		if got := lsPaths(t, o, "docs/sub/c.txt"); !slices.Equal(got, []string{"docs/sub/c.txt 333"}) {
+			t.Errorf("ls of a file: %q", got)
+		}
+		var objs []jsonEntry
+		dec := json.NewDecoder(strings.NewReader(mustRun(t, o, "ls", "-r", "--json", "docs")))
+		for {
+			var e jsonEntry
+			if err := dec.Decode(&e); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatal(err)
 			}
-			want := []string{"a.txt 1", "docs/ -", "docs/b.txt 22", "docs/sub/ -", "docs/sub/c.txt 333", "docs/sub/d.txt 4", "z/ -", "z/e.txt 5"}
-			if got := lsPaths(t, o, "-r"); !slices.Equal(got, want) {
-				t.Errorf("ls -r:\n got %q\nwant %q", got, want)
-			}
-			if got := lsPaths(t, o); !slices.Equal(got, []string{"a.txt 1", "docs/ -", "z/ -"}) {
-				t.Errorf("ls: %q", got)
-			}
-			if got := lsPaths(t, o, "docs/sub/c.txt"); !slices.Equal(got, []string{"docs/sub/c.txt 333"}) {
-				t.Errorf("ls of a file: %q", got)
-			}
-			var objs []jsonEntry
-			dec := json.NewDecoder(strings.NewReader(mustRun(t, o, "ls", "-r", "--json", "docs")))
-			for {
-				var e jsonEntry
-				if err := dec.Decode(&e); err == io.EOF {
-					break
-				} else if err != nil {
-					t.Fatal(err)
-				}
-				objs = append(objs, e)
-			}
-			if len(objs) != 4 || objs[0].Path != "docs/b.txt" || objs[1].Type != "folder" || objs[1].Path != "docs/sub/" || objs[2].Size != 333 || objs[2].Modified == nil || objs[2].Modified.IsZero() {
-				t.Errorf("ls -r --json docs: %+v", objs)
-			}
+			objs = append(objs, e)
+		}
+		if len(objs) != 4 || objs[0].Path != "docs/b.txt" || objs[1].Type != "folder" || objs[1].Path != "docs/sub/" || objs[2].Size != 333 || objs[2].Modified == nil || objs[2].Modified.IsZero() {
+			t.Errorf("ls -r --json docs: %+v", objs)
+		}
 
-			mustRun(t, o, "mv", "docs/sub", "moved")
-			mustRun(t, o, "mv", "a.txt", "moved/a.txt")
-			want = []string{"docs/ -", "docs/b.txt 22", "moved/ -", "moved/a.txt 1", "moved/c.txt 333", "moved/d.txt 4", "z/ -", "z/e.txt 5"}
-			if got := lsPaths(t, o, "-r"); !slices.Equal(got, want) {
-				t.Errorf("ls -r after mv:\n got %q\nwant %q", got, want)
-			}
-			mustRun(t, o, "rm", "-r", "moved")
-			mustRun(t, o, "rm", "z/e.txt")
-			if got := lsPaths(t, o, "-r"); !slices.Equal(got, []string{"docs/ -", "docs/b.txt 22"}) {
-				t.Errorf("ls -r after rm -r: %q", got)
-			}
-			mustRun(t, o, "rm", "-r", "/")
-			if got := lsPaths(t, o, "-r"); len(got) != 0 {
-				t.Errorf("ls -r after rm -r /: %q", got)
-			}
-		})
-	}
+		mustRun(t, o, "mv", "docs/sub", "moved")
+		mustRun(t, o, "mv", "a.txt", "moved/a.txt")
+		want = []string{"docs/ -", "docs/b.txt 22", "moved/ -", "moved/a.txt 1", "moved/c.txt 333", "moved/d.txt 4", "z/ -", "z/e.txt 5"}
+		if got := lsPaths(t, o, "-r"); !slices.Equal(got, want) {
+			t.Errorf("ls -r after mv:\n got %q\nwant %q", got, want)
+		}
+		mustRun(t, o, "rm", "-r", "moved")
+		mustRun(t, o, "rm", "z/e.txt")
+		if got := lsPaths(t, o, "-r"); !slices.Equal(got, []string{"docs/ -", "docs/b.txt 22"}) {
+			t.Errorf("ls -r after rm -r: %q", got)
+		}
+		mustRun(t, o, "rm", "-r", "/")
+		if got := lsPaths(t, o, "-r"); len(got) != 0 {
+			t.Errorf("ls -r after rm -r /: %q", got)
+		}
+	})
 }
 
 func TestURLIsFetchedWithAPlainHTTPGet(t *testing.T) {

@@ -47,9 +47,6 @@ type store interface {
 	RemoveAll(ctx context.Context, p string) error
 	Move(ctx context.Context, src, dst string, overwrite bool) error
 	DownloadURL(ctx context.Context, p string, attachment bool) (string, error)
-	Subscribe(handler func(events.Event)) *roomstore.Subscription
-	// Alive reports an error once the store can no longer be reached.
-	Alive(ctx context.Context) error
 	Close(ctx context.Context) error
 }
 
@@ -258,12 +255,6 @@ func (s *engineStore) DownloadURL(ctx context.Context, p string, attachment bool
 	return u, err
 }
 
-func (s *engineStore) Subscribe(handler func(events.Event)) *roomstore.Subscription {
-	return s.e.Subscribe(handler)
-}
-
-func (s *engineStore) Alive(context.Context) error { return nil }
-
 func (s *engineStore) Close(ctx context.Context) error { return s.e.Shutdown(ctx) }
 
 // clientStore is a room reached through its room server.
@@ -308,6 +299,7 @@ func (s clientStore) Subscribe(handler func(events.Event)) *roomstore.Subscripti
 	return s.c.Subscribe(handler)
 }
 
+// Alive reports an error once the room server can no longer be reached.
 func (s clientStore) Alive(ctx context.Context) error {
 	_, err := s.c.Exists(ctx, "")
 	return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/events"
 )
@@ -60,11 +61,22 @@ opened directly by this command would show only the command's own changes.`,
 				return errors.New("watch: a store opened directly shows only this command's own changes; watch a room server's room (--store ws://HOST:PORT/rooms/ROOM)")
 			}
 			return withStore(ctx, sf, false, func(s store) error {
-				return watch(ctx, s, prefix, cmd.OutOrStdout(), cmd.ErrOrStderr(), asJSON)
+				w, ok := s.(watchable)
+				if !ok {
+					return errors.New("watch: this store cannot be watched")
+				}
+				return watch(ctx, w, prefix, cmd.OutOrStdout(), cmd.ErrOrStderr(), asJSON)
 			})
 		})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per event")
 	return cmd
+}
+
+// watchable is a store whose every participant's changes reach this
+// process: a room server's room (clientStore).
+type watchable interface {
+	Subscribe(handler func(events.Event)) *roomstore.Subscription
+	Alive(ctx context.Context) error
 }
 
 // watchQueue bounds the lines waiting for watch's output; past it the
@@ -77,7 +89,7 @@ const watchQueue = 4096
 // waited for at the end, when it may be stuck on an output nobody reads
 // (the process ends then). Every event is printed or counted in a loss
 // report.
-func watch(ctx context.Context, s store, prefix string, out, errOut io.Writer, asJSON bool) error {
+func watch(ctx context.Context, s watchable, prefix string, out, errOut io.Writer, asJSON bool) error {
 	queue := make(chan string, watchQueue)
 	wake := make(chan struct{}, 1) // a loss to report
 	var lost atomic.Uint64         // events lost since the writer last said so
