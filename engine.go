@@ -53,17 +53,35 @@
 // meanwhile is moved too or makes Move fail with ErrConflict, losing
 // nothing. A folder moves file by file: on object stores not atomically.
 //
+// # Access
+//
+// A context may carry a Policy (WithPolicy): what one participant may
+// read and write. Every call made with it asks the policy first (Read for
+// Exists, Stat, List, Walk, FS, Download, OpenReader, ServeFile and
+// DownloadURL; Write for Open and again at Close, Upload, Delete, every
+// file of a RemoveAll and every file of a Move at both its paths) and a
+// refusal is an *AccessError that changes nothing: a RemoveAll or a
+// folder's Move that would touch one file the policy refuses touches
+// none. List, Walk and FS show only what the policy lets be read, a folder
+// while something readable lies beneath it, and a path the participant
+// may not read is refused whether or not anything is there. A context
+// without a policy is not restricted. Events are not filtered: a server
+// that tells participants of events (package roomserver does) asks each
+// one's policy.
+//
 // # Errors
 //
 // Every error is an *fs.PathError (or wraps one) naming the operation and
 // the caller's path, and matches with errors.Is one of fs.ErrNotExist,
 // fs.ErrExist, fs.ErrInvalid (bad paths, offsets, handles, options),
 // fs.ErrClosed (finished handles, a shut-down engine), fs.ErrPermission
-// (another participant's handle, a store that refuses access),
+// (another participant's handle, a right the context's Policy does not
+// grant (an *AccessError), a store that refuses access),
 // errors.ErrUnsupported, ErrIsFolder, ErrNotFolder, ErrTooManyHandles,
 // ErrConflict and ErrStoreUnavailable (a missing bucket or directory, a
 // broken staging area: never a missing file). A context's error is
-// returned as is inside the PathError. Messages name the operation, the
+// returned as is inside the PathError, and so is the error of a Policy
+// that fails (never taken for a grant). Messages name the operation, the
 // caller's path and the reason; they never show a host path or a system
 // call, while the provider's error (an S3 or GCS API error, a
 // syscall.Errno) stays reachable with errors.As.
@@ -260,6 +278,9 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 			return nil, &fs.PathError{Op: "new", Path: "", Err: err}
 		}
 	}
+	if cfg.selfSign && cfg.baseURL == nil {
+		return nil, &fs.PathError{Op: "new", Path: "", Err: badOption("WithPresign(false) needs WithBaseURL: the URLs the engine signs are served below it")}
+	}
 	if cfg.signingKey == nil {
 		cfg.signingKey = make([]byte, MinSigningKeyLen)
 		_, _ = rand.Read(cfg.signingKey)
@@ -422,7 +443,8 @@ func (e *Engine) enter(op, p string, t backend.Target) (string, error) {
 }
 
 // Exists reports whether a file or folder is at path. A path through a
-// file reports false.
+// file reports false. A path the Policy of ctx does not let be read
+// yields an *AccessError (see Access in the package documentation).
 func (e *Engine) Exists(ctx context.Context, p string) (_ bool, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Exists, p)
 	defer call.End(&err)
@@ -432,6 +454,11 @@ func (e *Engine) Exists(ctx context.Context, p string) (_ bool, err error) {
 	}
 	defer e.inflight.Done()
 	info, err := e.b.Stat(ctx, clean)
+	if g := gateOf(ctx); !g.open() {
+		if v, gerr := e.see(g, clean, info, err); v == seenNothing {
+			return false, denied("exists", p, Read, gerr)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
@@ -446,7 +473,8 @@ func (e *Engine) Exists(ctx context.Context, p string) (_ bool, err error) {
 func folderMeant(p, clean string) bool { return clean != "" && strings.HasSuffix(p, "/") }
 
 // Stat describes the file or folder at path (fs.ErrNotExist when there is
-// neither).
+// neither). A path the Policy of ctx does not let be read yields an
+// *AccessError.
 func (e *Engine) Stat(ctx context.Context, p string) (_ Entry, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Stat, p)
 	defer call.End(&err)
@@ -456,6 +484,11 @@ func (e *Engine) Stat(ctx context.Context, p string) (_ Entry, err error) {
 	}
 	defer e.inflight.Done()
 	info, err := e.b.Stat(ctx, clean)
+	if g := gateOf(ctx); !g.open() {
+		if v, gerr := e.see(g, clean, info, err); v == seenNothing {
+			return Entry{}, denied("stat", p, Read, gerr)
+		}
+	}
 	if err != nil {
 		return Entry{}, pathError("stat", p, err)
 	}
@@ -488,7 +521,8 @@ func (e *Engine) checkParents(ctx context.Context, p string) error {
 }
 
 // Download returns the whole file at path. Use OpenReader for files too big
-// to hold in memory.
+// to hold in memory. A file the Policy of ctx does not let be read yields
+// an *AccessError.
 func (e *Engine) Download(ctx context.Context, p string) (_ *File, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Download, p)
 	defer call.End(&err)
@@ -497,6 +531,9 @@ func (e *Engine) Download(ctx context.Context, p string) (_ *File, err error) {
 		return nil, err
 	}
 	defer e.inflight.Done()
+	if err := gateOf(ctx).check(Read, clean); err != nil {
+		return nil, pathError("download", p, err)
+	}
 	r, info, err := e.b.Read(ctx, clean, 0, -1)
 	if err != nil {
 		return nil, pathError("download", p, err)
@@ -537,7 +574,10 @@ func mimeType(p string, head []byte) string {
 // List returns the direct children of the folder at path ("" or "/" for
 // the root), ordered bytewise by name with a folder's name taken as ending
 // in "/". The root of an empty store lists empty; a missing folder yields
-// fs.ErrNotExist and a file ErrNotFolder.
+// fs.ErrNotExist and a file ErrNotFolder. With a Policy in ctx, List
+// returns only the entries it lets be read (a folder while a readable
+// file lies beneath it), and a folder it shows nothing of yields an
+// *AccessError.
 func (e *Engine) List(ctx context.Context, p string) (_ []Entry, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.List, p)
 	defer call.End(&err)
@@ -546,9 +586,45 @@ func (e *Engine) List(ctx context.Context, p string) (_ []Entry, err error) {
 		return nil, err
 	}
 	defer e.inflight.Done()
-	out, err := e.list(ctx, clean)
+	out, err := e.listSeen(gateOf(ctx), clean)
 	if err != nil {
 		return nil, pathError("list", p, err)
+	}
+	return out, nil
+}
+
+// listSeen is list through a gate: what the participant may see of the
+// folder clean, or an *AccessError when it may see nothing of it. A
+// folder whose entries are all hidden is refused as a whole, as if it
+// were not there for this participant.
+func (e *Engine) listSeen(g gate, clean string) ([]Entry, error) {
+	if g.open() {
+		return e.list(g.ctx, clean)
+	}
+	s, err := g.beneath(Read, clean)
+	if err != nil {
+		return nil, err
+	}
+	out, err := e.list(g.ctx, clean)
+	switch {
+	case s.All:
+		return out, err
+	case err != nil:
+		// A missing folder, or a file: said only to a participant that may
+		// read what would be there.
+		if ok, aerr := g.allowed(Read, clean); aerr != nil || !ok {
+			return nil, refused(Read, aerr)
+		}
+		return nil, err
+	case s.Empty():
+		return nil, &AccessError{Right: Read}
+	}
+	out, err = e.filter(g, out)
+	switch {
+	case err != nil:
+		return nil, err
+	case len(out) == 0 && clean != "":
+		return nil, &AccessError{Right: Read}
 	}
 	return out, nil
 }
@@ -593,7 +669,8 @@ func sortKey(e Entry) string {
 
 // Delete removes the file at path and publishes EventFileDeleted. A missing
 // file yields fs.ErrNotExist and no event; a folder yields ErrIsFolder (see
-// RemoveAll).
+// RemoveAll); a file the Policy of ctx does not let be written, an
+// *AccessError.
 func (e *Engine) Delete(ctx context.Context, p string) (err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Delete, p)
 	defer call.End(&err)
@@ -602,6 +679,9 @@ func (e *Engine) Delete(ctx context.Context, p string) (err error) {
 		return err
 	}
 	defer e.inflight.Done()
+	if err := gateOf(ctx).check(Write, clean); err != nil {
+		return pathError("delete", p, err)
+	}
 	if err := e.remove(ctx, clean); err != nil {
 		return pathError("delete", p, err)
 	}
@@ -624,6 +704,11 @@ func (e *Engine) remove(ctx context.Context, clean string) error {
 // RemoveAll removes the file at path, or every file in the folder at path
 // and below (the whole store for the root), publishing EventFileDeleted for
 // each file removed. A missing path is not an error, as with os.RemoveAll.
+// With a Policy in ctx, every file must be writable: if one is not,
+// nothing is removed and the *AccessError names that file when the policy
+// lets it be read (a file that appears meanwhile where the policy refuses
+// Write is left); a missing path outside what the policy lets be written
+// yields an *AccessError too.
 func (e *Engine) RemoveAll(ctx context.Context, p string) (err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.RemoveAll, p)
 	defer call.End(&err)
@@ -632,26 +717,40 @@ func (e *Engine) RemoveAll(ctx context.Context, p string) (err error) {
 		return err
 	}
 	defer e.inflight.Done()
-	if err := e.removeTree(ctx, clean, folderMeant(p, clean)); err != nil {
+	if err := e.removeTree(ctx, gateOf(ctx), clean, folderMeant(p, clean)); err != nil {
 		return pathError("removeall", p, err)
 	}
 	return nil
 }
 
-// removeTree removes clean: a file (unless folderOnly) or a folder tree.
-func (e *Engine) removeTree(ctx context.Context, clean string, folderOnly bool) error {
+// removeTree removes clean: a file (unless folderOnly) or a folder tree,
+// each file only if the gate lets it be written. When one may not be,
+// nothing is removed (see treeWritable); a file that a policy refuses
+// once the removal is under way (one added meanwhile) is left.
+func (e *Engine) removeTree(ctx context.Context, g gate, clean string, folderOnly bool) error {
 	if clean != "" {
 		info, err := e.b.Stat(ctx, clean)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			return nil
+			return unnamed(g.reaches(Write, clean, true), clean)
 		case err != nil:
+			if werr := unnamed(g.reaches(Write, clean, true), clean); werr != nil {
+				return werr
+			}
 			return err
-		case !info.IsFolder && folderOnly:
-			return ErrNotFolder
 		case !info.IsFolder:
+			if err := g.check(Write, clean); err != nil {
+				return err
+			}
+			if folderOnly {
+				return ErrNotFolder
+			}
 			return ignoreNotExist(e.remove(ctx, clean))
 		}
+	}
+	perFile, err := e.treeWritable(g, clean, "")
+	if err != nil {
+		return err
 	}
 	for c, err := range e.walkClean(ctx, clean) {
 		switch {
@@ -659,10 +758,19 @@ func (e *Engine) removeTree(ctx context.Context, clean string, folderOnly bool) 
 			return nil // removed meanwhile
 		case err != nil:
 			return err
-		case !c.IsFolder:
-			if err := ignoreNotExist(e.remove(ctx, c.Path)); err != nil {
+		case c.IsFolder:
+			continue
+		case perFile:
+			ok, err := g.treeFileWritable(c.Path, clean, "")
+			if err != nil {
 				return err
 			}
+			if !ok {
+				continue
+			}
+		}
+		if err := ignoreNotExist(e.remove(ctx, c.Path)); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -89,6 +89,9 @@ func (f *roomFS) Open(name string) (_ fs.File, err error) {
 		return nil, err
 	}
 	defer f.e.inflight.Done()
+	if err := f.see(ctx, "open", name, clean); err != nil {
+		return nil, err
+	}
 	if clean == "" {
 		return &dirFile{fsys: f, name: name, clean: clean, info: fileInfo{name: ".", isDir: true}}, nil
 	}
@@ -108,6 +111,24 @@ func (f *roomFS) Open(name string) (_ fs.File, err error) {
 	}, nil
 }
 
+// see refuses a call on name unless the Policy of ctx lets the caller
+// see clean (see Engine.Stat).
+func (f *roomFS) see(ctx context.Context, op, name, clean string) error {
+	g := gateOf(ctx)
+	if g.open() {
+		return nil
+	}
+	var info backend.Info
+	var err error
+	if clean != "" {
+		info, err = f.e.b.Stat(ctx, clean)
+	}
+	if v, gerr := f.e.see(g, clean, info, err); v == seenNothing {
+		return denied(op, name, Read, gerr)
+	}
+	return nil
+}
+
 // Stat describes name.
 func (f *roomFS) Stat(name string) (_ fs.FileInfo, err error) {
 	ctx, call := f.start(telemetry.FSStat, name)
@@ -118,9 +139,17 @@ func (f *roomFS) Stat(name string) (_ fs.FileInfo, err error) {
 	}
 	defer f.e.inflight.Done()
 	if clean == "" {
+		if err := f.see(ctx, "stat", name, clean); err != nil {
+			return nil, err
+		}
 		return fileInfo{name: ".", isDir: true}, nil
 	}
 	info, err := f.e.b.Stat(ctx, clean)
+	if g := gateOf(ctx); !g.open() {
+		if v, gerr := f.e.see(g, clean, info, err); v == seenNothing {
+			return nil, denied("stat", name, Read, gerr)
+		}
+	}
 	if err != nil {
 		return nil, &fs.PathError{Op: "stat", Path: name, Err: err}
 	}
@@ -149,7 +178,7 @@ func (f *roomFS) ReadDir(name string) (_ []fs.DirEntry, err error) {
 }
 
 func (f *roomFS) readDir(ctx context.Context, name, clean string) ([]fs.DirEntry, error) {
-	entries, err := f.e.list(ctx, clean)
+	entries, err := f.e.listSeen(gateOf(ctx), clean)
 	if err != nil {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
 	}
@@ -172,6 +201,9 @@ func (f *roomFS) ReadFile(name string) (_ []byte, err error) {
 	defer f.e.inflight.Done()
 	if clean == "" {
 		return nil, &fs.PathError{Op: "readfile", Path: name, Err: ErrIsFolder}
+	}
+	if err := gateOf(ctx).check(Read, clean); err != nil {
+		return nil, &fs.PathError{Op: "readfile", Path: name, Err: err}
 	}
 	r, info, err := f.e.b.Read(ctx, clean, 0, -1)
 	if err != nil {

@@ -23,10 +23,13 @@ type Handle struct {
 	id    string
 	path  string
 	owner string
-	w     backend.Writer
-	ctx   context.Context // lives as long as the handle; cancelled by discard
-	stop  context.CancelFunc
-	timer *time.Timer
+	// policy is the Policy the handle was opened under (nil: none), asked
+	// again at Close.
+	policy Policy
+	w      backend.Writer
+	ctx    context.Context // lives as long as the handle; cancelled by discard
+	stop   context.CancelFunc
+	timer  *time.Timer
 
 	// discarding holds the reason of the first discard (Abort, idle
 	// timeout, Shutdown), set before it interrupts a running call so that
@@ -105,8 +108,11 @@ func (h *Handle) ownerContext() (context.Context, context.CancelFunc) {
 // existing file is treated. Open fails with ErrIsFolder on a folder,
 // ErrNotFolder when a parent is a file, fs.ErrExist for Exclusive on an
 // existing file, ErrTooManyHandles past WithMaxOpenHandles, and
-// fs.ErrInvalid on a bad path. The handle belongs to ParticipantFrom(ctx)
-// and outlives ctx: only the calls on it are bound to their own contexts.
+// fs.ErrInvalid on a bad path, and with an *AccessError when the Policy
+// of ctx does not let the file be written (asked again at Close, so that
+// rights withdrawn meanwhile stop the commit). The handle belongs to
+// ParticipantFrom(ctx) and outlives ctx: only the calls on it are bound
+// to their own contexts.
 func (e *Engine) Open(ctx context.Context, p string, opts OpenOptions) (_ *Handle, err error) {
 	life := ctx // without the open span, which ends when Open returns
 	ctx, call := e.tel.Start(ctx, telemetry.Open, p)
@@ -126,6 +132,10 @@ func (e *Engine) open(ctx, life context.Context, p string, opts OpenOptions) (*H
 	}
 	defer e.inflight.Done()
 	fail := func(err error) (*Handle, error) { return nil, pathError("open", p, err) }
+	g := gateOf(ctx)
+	if err := g.check(Write, clean); err != nil {
+		return fail(err)
+	}
 
 	info, err := e.b.Stat(ctx, clean)
 	switch {
@@ -143,7 +153,7 @@ func (e *Engine) open(ctx, life context.Context, p string, opts OpenOptions) (*H
 
 	var idb [16]byte
 	_, _ = rand.Read(idb[:])
-	h := &Handle{e: e, id: hex.EncodeToString(idb[:]), path: clean, owner: ParticipantFrom(ctx), mu: make(chan struct{}, 1)}
+	h := &Handle{e: e, id: hex.EncodeToString(idb[:]), path: clean, owner: ParticipantFrom(ctx), policy: g.p, mu: make(chan struct{}, 1)}
 	h.lastUsed.Store(time.Now().UnixNano())
 	e.mu.Lock()
 	switch {
@@ -381,6 +391,11 @@ func (e *Engine) close(ctx context.Context, top telemetry.Op, h *Handle) (backen
 	h.timer.Stop()
 	if r := h.discarding.Load(); r != nil { // discarded while this call waited for h.mu
 		return backend.Info{}, -1, h.failLocked(ctx, op, *r, *r)
+	}
+	// The policy is asked again, so that rights withdrawn while the handle
+	// was open (a revoked token) stop its commit.
+	if err := (gate{ctx: ctx, p: h.policy}).check(Write, h.path); err != nil {
+		return backend.Info{}, -1, h.failLocked(ctx, op, err, errCloseFailed)
 	}
 	mu := e.stripe(h.path)
 	if !mu.TryAcquire(1) {

@@ -50,8 +50,13 @@ type MoveOptions struct {
 // folder) is at dst without Overwrite; ErrIsFolder when a file would
 // replace a folder; ErrNotFolder when src is written as a folder ("a/")
 // but is a file, when a folder would replace a file, or when a parent of
-// dst is a file; ErrConflict as above; and the context's error. Errors are
-// *fs.PathError values on src whose message names dst.
+// dst is a file; ErrConflict as above; and the context's error. With a
+// Policy in ctx, Write must be granted on src and dst (for a folder, on
+// every file beneath src and on where it goes): else Move fails with an
+// *AccessError naming the refused path (beneath a folder, only a path the
+// policy lets be read), before anything moves; a file refused once the
+// folder's move is under way (one added meanwhile) stays where it is.
+// Errors are *fs.PathError values on src whose message names dst.
 //
 // A Move is one call in Stats and metrics, and one span, however many
 // files it moves; each file's move counts as a commit attempt (and a
@@ -86,16 +91,34 @@ func (e *Engine) Move(ctx context.Context, src, dst string, opts MoveOptions) (e
 		return err
 	}
 	defer e.inflight.Done()
+	g := gateOf(ctx)
+	// Nothing of either path is told to a participant that may write to
+	// neither a file there nor anything beneath it.
+	for _, q := range []string{from, to} {
+		if err := g.reaches(Write, q, false); err != nil {
+			return fail(err)
+		}
+	}
 	info, err := e.b.Stat(ctx, from)
 	switch {
 	case err != nil:
 		return fail(err)
-	case !info.IsFolder && folderMeant(src, from):
-		return fail(ErrNotFolder)
 	case !info.IsFolder:
+		for _, q := range []string{from, to} {
+			if err := g.check(Write, q); err != nil {
+				return fail(named(err, q))
+			}
+		}
+		if folderMeant(src, from) {
+			return fail(ErrNotFolder)
+		}
 		err = e.moveFile(ctx, from, to, opts)
 	default:
-		err = e.moveFolder(ctx, from, to, opts)
+		perFile, werr := e.treeWritable(g, from, to)
+		if werr != nil {
+			return fail(werr)
+		}
+		err = e.moveFolder(ctx, g, perFile, from, to, opts)
 	}
 	if err != nil {
 		return fail(err)
@@ -136,8 +159,9 @@ func (e *Engine) moveFile(ctx context.Context, src, dst string, opts MoveOptions
 	}
 }
 
-// moveFolder moves every file beneath src to the same place beneath dst.
-func (e *Engine) moveFolder(ctx context.Context, src, dst string, opts MoveOptions) error {
+// moveFolder moves every file beneath src to the same place beneath dst;
+// with perFile, only those the gate lets be moved now.
+func (e *Engine) moveFolder(ctx context.Context, g gate, perFile bool, src, dst string, opts MoveOptions) error {
 	info, err := e.b.Stat(ctx, dst)
 	switch {
 	case err == nil && !info.IsFolder:
@@ -153,6 +177,15 @@ func (e *Engine) moveFolder(ctx context.Context, src, dst string, opts MoveOptio
 		}
 		if entry.IsFolder {
 			continue
+		}
+		if perFile {
+			ok, err := g.treeFileWritable(entry.Path, src, dst)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue // refused since the check: left where it is
+			}
 		}
 		err := e.moveFile(ctx, entry.Path, dst+entry.Path[len(src):], opts)
 		if errors.Is(err, fs.ErrNotExist) { // removed meanwhile: nothing to move

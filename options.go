@@ -50,6 +50,7 @@ type config struct {
 	storeID     string
 	meters      metric.MeterProvider // nil: no metrics
 	tracers     trace.TracerProvider // nil: no spans
+	selfSign    bool                 // sign every URL, never presign
 }
 
 func defaultConfig() config {
@@ -194,6 +195,22 @@ func WithBaseURL(base string) Option {
 		u.Path = strings.TrimSuffix(u.Path, "/")
 		u.RawPath = ""
 		c.baseURL = u
+		return nil
+	}
+}
+
+// WithPresign(false) has DownloadURL sign every URL itself below
+// WithBaseURL, to be served by Handler, even on backends that presign
+// natively (S3, GCS): such a URL reaches the store through the server
+// that serves Handler (wherever the store's own endpoint is not
+// reachable), stays bound to the version it was issued for, and has
+// the engine's own expiry. It needs WithBaseURL. WithPresign(true), the
+// default, presigns natively where the backend can: downloads then go to
+// the store directly, and a presigned URL names the path, so it serves
+// whatever version is there when it is fetched.
+func WithPresign(native bool) Option {
+	return func(c *config) error {
+		c.selfSign = !native
 		return nil
 	}
 }

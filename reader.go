@@ -40,8 +40,9 @@ type Reader struct {
 // the end) in constant memory. The Reader's Entry describes the version it
 // reads (Size is the whole file's), so a streamed download can send a
 // Content-Length and an ETag that match its bytes. An offset below zero or
-// past the end yields fs.ErrInvalid, a missing file fs.ErrNotExist and a
-// folder ErrIsFolder; a length past the end is cut at the end.
+// past the end yields fs.ErrInvalid, a missing file fs.ErrNotExist, a
+// folder ErrIsFolder, and a file the Policy of ctx does not let be read an
+// *AccessError; a length past the end is cut at the end.
 //
 // The call, in Stats, metrics and its span, lasts until the Reader's
 // Close (or ends at once when OpenReader fails): its duration is the
@@ -58,6 +59,9 @@ func (e *Engine) OpenReader(ctx context.Context, p string, offset, length int64)
 	defer e.inflight.Done()
 	if offset < 0 {
 		return nil, &fs.PathError{Op: "read", Path: p, Err: fmt.Errorf("%w: negative offset %d", fs.ErrInvalid, offset)}
+	}
+	if err := gateOf(ctx).check(Read, clean); err != nil {
+		return nil, pathError("read", p, err)
 	}
 	r, info, err := e.b.Read(ctx, clean, offset, length)
 	if err != nil {

@@ -18,9 +18,10 @@ import (
 // and ModTime, Content-Type (from the extension, else sniffed), all through
 // http.ServeContent, with every byte from the one version whose headers
 // were sent. The request's context bounds the reads. It answers 400 for an
-// invalid path, 404 when no file is there (a folder included), 405 for
-// other methods, 503 after Shutdown or when the store fails (logged); the
-// response never tells why beyond that. Stored files are user content, so
+// invalid path, 403 when the Policy of the request's context (WithPolicy)
+// refuses Read, 404 when no file is there (a folder included), 405 for
+// other methods, 503 after Shutdown or when the store or the policy fails
+// (logged); the response never tells why beyond that. Stored files are user content, so
 // the response also carries X-Content-Type-Options: nosniff and
 // Content-Security-Policy: sandbox.
 //
@@ -48,7 +49,16 @@ func (e *Engine) serveFile(ctx context.Context, w http.ResponseWriter, r *http.R
 		http.Error(w, "bad path", http.StatusBadRequest)
 		return -1, err
 	}
-	return e.serve(ctx, telemetry.ServeFile, w, r, clean, "")
+	if err := gateOf(ctx).check(Read, clean); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			http.Error(w, "forbidden", http.StatusForbidden)
+		} else {
+			e.cfg.logger.Error("roomstore: serving a file", "path", clean, "err", err)
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+		}
+		return -1, err
+	}
+	return e.serve(ctx, telemetry.ServeFile, w, r, clean, "", "")
 }
 
 // errMethod is the outcome of a request that allowGet refuses.
@@ -65,11 +75,13 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 }
 
 // serve serves the file at clean for the call op, whose context is ctx,
-// with a Content-Disposition header when disposition is set. It returns
+// with a Content-Disposition header when disposition is set, and only
+// the version whose ETag is version when that is set (410 Gone for any
+// other). It returns
 // the bytes of the body sent and the failure, if any: -1 when it failed
 // before http.ServeContent ran, and 0 for a response that ServeContent
 // sent without the file's bytes (HEAD, 304, 416).
-func (e *Engine) serve(ctx context.Context, op telemetry.Op, w http.ResponseWriter, r *http.Request, clean, disposition string) (int64, error) {
+func (e *Engine) serve(ctx context.Context, op telemetry.Op, w http.ResponseWriter, r *http.Request, clean, disposition, version string) (int64, error) {
 	if err := e.begin("serve", clean); err != nil {
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		return -1, err
@@ -98,6 +110,13 @@ func (e *Engine) serve(ctx context.Context, op telemetry.Op, w http.ResponseWrit
 			http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		}
 		return -1, err
+	}
+	if version != "" && info.ETag != version {
+		if stream != nil {
+			stream.Close()
+		}
+		http.Error(w, "gone: the file has changed since this URL was issued", http.StatusGone)
+		return -1, fmt.Errorf("%w: the URL's version has been replaced", fs.ErrNotExist)
 	}
 	// http.ServeContent sniffs the type of a file without an extension with
 	// a read before it first seeks (to learn the size), and reads the body

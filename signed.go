@@ -27,6 +27,21 @@ type URLOption func(*urlOptions) error
 type urlOptions struct {
 	attachment bool
 	filename   string
+	notAfter   time.Time
+}
+
+// NotAfter bounds the URL's life: it expires at t at the latest, before
+// its usual expiry (WithURLExpiry) if t comes first; a room server passes
+// the end of the participant's token, so that no URL outlives it. A t
+// less than a second away makes DownloadURL fail with fs.ErrInvalid.
+func NotAfter(t time.Time) URLOption {
+	return func(o *urlOptions) error {
+		if !o.notAfter.IsZero() && o.notAfter.Before(t) {
+			return nil // the earlier bound holds
+		}
+		o.notAfter = t
+		return nil
+	}
 }
 
 // Attachment asks for a URL whose response carries Content-Disposition:
@@ -55,14 +70,26 @@ func validFilename(name string) bool {
 }
 
 // DownloadURL returns a URL that a plain HTTP GET can fetch the file at
-// path with until it expires (WithURLExpiry); with Attachment, its
-// response asks the browser to save the file. S3 and GCS sign it natively
-// (an attachment through their signed response-header override); for
-// other backends the engine signs it itself (HMAC-SHA256 over method,
-// path, expiry and disposition) below WithBaseURL, to be served by
-// Handler. Without a base URL such a backend yields
-// errors.ErrUnsupported. A missing file yields fs.ErrNotExist, a folder
-// ErrIsFolder, and a bad option fs.ErrInvalid.
+// path with until it expires (WithURLExpiry, or NotAfter); with
+// Attachment, its response asks the browser to save the file. S3 and GCS
+// sign it natively (an attachment through their signed response-header
+// override) unless WithPresign(false); otherwise the engine signs it
+// itself (HMAC-SHA256 over method, path, version, expiry and
+// disposition) below WithBaseURL, to be served by Handler. Without a base
+// URL such a backend yields errors.ErrUnsupported.
+//
+// A URL the engine signs is bound to the version of the file it was
+// issued for (its ETag is signed in): once the file is overwritten,
+// appended to, moved or deleted, the URL no longer serves it (Handler
+// answers 410 Gone, or 404 for a file that is no longer there), so a
+// link someone shared never hands out content written after it was
+// made. A URL the store presigns names the path only (S3 cannot pin a
+// version in a presigned URL without bucket versioning): it serves what
+// is at the path when fetched.
+//
+// Read must be granted on path by the Policy of ctx (WithPolicy), else
+// DownloadURL fails with an *AccessError. A missing file yields
+// fs.ErrNotExist, a folder ErrIsFolder, and a bad option fs.ErrInvalid.
 func (e *Engine) DownloadURL(ctx context.Context, p string, opts ...URLOption) (_ string, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.DownloadURL, p)
 	defer call.End(&err)
@@ -80,6 +107,9 @@ func (e *Engine) DownloadURL(ctx context.Context, p string, opts ...URLOption) (
 		return "", err
 	}
 	defer e.inflight.Done()
+	if err := gateOf(ctx).check(Read, clean); err != nil {
+		return "", pathError("downloadurl", p, err)
+	}
 	info, err := e.b.Stat(ctx, clean)
 	switch {
 	case err != nil:
@@ -94,18 +124,34 @@ func (e *Engine) DownloadURL(ctx context.Context, p string, opts ...URLOption) (
 			filename = info.Name()
 		}
 	}
-	u, err := e.b.Presign(ctx, clean, backend.PresignOptions{Expiry: e.cfg.urlExpiry, ContentDisposition: disposition(filename)})
-	switch {
-	case err == nil:
-		return u, nil
-	case !errors.Is(err, errors.ErrUnsupported):
-		return "", pathError("downloadurl", p, err)
-	case e.cfg.baseURL == nil:
-		return "", &fs.PathError{Op: "downloadurl", Path: p, Err: fmt.Errorf("%w: the backend cannot presign and no WithBaseURL is set", errors.ErrUnsupported)}
+	now := time.Now()
+	expiry := e.cfg.urlExpiry
+	if !o.notAfter.IsZero() {
+		left := o.notAfter.Sub(now).Truncate(time.Second)
+		if left < time.Second {
+			return "", &fs.PathError{Op: "downloadurl", Path: p, Err: fmt.Errorf("%w: NotAfter leaves the URL less than a second", fs.ErrInvalid)}
+		}
+		expiry = min(expiry, left)
 	}
-	// Whole seconds, rounded up, so a URL lives at least the expiry.
-	expires := time.Now().Unix() + int64((e.cfg.urlExpiry+time.Second-1)/time.Second)
-	return e.signURL(http.MethodGet, clean, expires, filename), nil
+	if !e.cfg.selfSign {
+		u, err := e.b.Presign(ctx, clean, backend.PresignOptions{Expiry: expiry, ContentDisposition: disposition(filename)})
+		switch {
+		case err == nil:
+			return u, nil
+		case !errors.Is(err, errors.ErrUnsupported):
+			return "", pathError("downloadurl", p, err)
+		case e.cfg.baseURL == nil:
+			return "", &fs.PathError{Op: "downloadurl", Path: p, Err: fmt.Errorf("%w: the backend cannot presign and no WithBaseURL is set", errors.ErrUnsupported)}
+		}
+	}
+	// Whole seconds, rounded up, so a URL lives at least the expiry; but a
+	// URL is valid through the second it names, so one bound by NotAfter
+	// names the second before it.
+	expires := now.Unix() + int64((expiry+time.Second-1)/time.Second)
+	if !o.notAfter.IsZero() {
+		expires = min(expires, o.notAfter.Unix()-1)
+	}
+	return e.signURL(http.MethodGet, clean, expires, filename, info.ETag), nil
 }
 
 // disposition is the Content-Disposition of an attachment named filename
@@ -120,8 +166,8 @@ func disposition(filename string) string {
 	return "attachment"
 }
 
-// signURL builds base/escaped/path?exp=UNIX[&att=NAME]&sig=MAC.
-func (e *Engine) signURL(method, clean string, expires int64, attachment string) string {
+// signURL builds base/escaped/path?exp=UNIX[&att=NAME][&v=ETAG]&sig=MAC.
+func (e *Engine) signURL(method, clean string, expires int64, attachment, version string) string {
 	exp := strconv.FormatInt(expires, 10)
 	u := *e.cfg.baseURL
 	segs := strings.Split(clean, "/")
@@ -134,11 +180,14 @@ func (e *Engine) signURL(method, clean string, expires int64, attachment string)
 	if attachment != "" {
 		u.RawQuery += "&att=" + url.QueryEscape(attachment)
 	}
-	u.RawQuery += "&sig=" + e.signature(method, clean, exp, attachment)
+	if version != "" {
+		u.RawQuery += "&v=" + url.QueryEscape(version)
+	}
+	u.RawQuery += "&sig=" + e.signature(method, clean, exp, attachment, version)
 	return u.String()
 }
 
-func (e *Engine) signature(method, clean, exp, attachment string) string {
+func (e *Engine) signature(method, clean, exp, attachment, version string) string {
 	m := hmac.New(sha256.New, e.cfg.signingKey)
 	// The base path is signed too, so that engines sharing a key but
 	// mounted at different places (one room each) never accept each
@@ -149,6 +198,11 @@ func (e *Engine) signature(method, clean, exp, attachment string) string {
 	if attachment != "" {
 		fmt.Fprintf(m, "\nattachment\n%s", attachment)
 	}
+	// An ETag is opaque: its length goes first, so that no ETag can be
+	// read as another with something after it.
+	if version != "" {
+		fmt.Fprintf(m, "\nversion\n%d\n%s", len(version), version)
+	}
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
@@ -158,7 +212,9 @@ func (e *Engine) signature(method, clean, exp, attachment string) string {
 // request path). A URL that is tampered with, expired, signed for another
 // path, or signed by an engine mounted at another base path (even with the
 // same key) gets 403 with no detail; a validly signed URL of a file
-// deleted since gets 404. HEAD is accepted on URLs signed for GET. Each
+// deleted since gets 404, and of a file changed since (another version
+// than the one the URL was issued for) 410 Gone. HEAD is accepted on URLs
+// signed for GET. Each
 // request is one call of the operation "serve_url" in Stats, metrics and
 // spans (see ServeFile), a refused signature with the outcome
 // "permission" and no path.
@@ -168,7 +224,7 @@ func (e *Engine) Handler() http.Handler { return http.HandlerFunc(e.serveSigned)
 var errForbidden = fmt.Errorf("%w: the URL's signature is invalid, expired or for another path", fs.ErrPermission)
 
 func (e *Engine) serveSigned(w http.ResponseWriter, r *http.Request) {
-	clean, disposition, ok := e.verify(r) // clean is "" unless ok
+	clean, disposition, version, ok := e.verify(r) // clean is "" unless ok
 	ctx, call := e.tel.Start(r.Context(), telemetry.ServeURL, clean)
 	var err error
 	defer call.End(&err) // deferred, so that a panic of w (http.ErrAbortHandler) ends the call too
@@ -180,36 +236,39 @@ func (e *Engine) serveSigned(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forbidden", http.StatusForbidden)
 		err = errForbidden
 	default:
-		n, err = e.serve(ctx, telemetry.ServeURL, w, r, clean, disposition)
+		n, err = e.serve(ctx, telemetry.ServeURL, w, r, clean, disposition, version)
 	}
 	call.SetBytes(n)
 }
 
 // verify checks the URL's signature and expiry and returns the clean path
-// it was signed for and the Content-Disposition it asks for ("" for none).
-func (e *Engine) verify(r *http.Request) (string, string, bool) {
+// it was signed for, the Content-Disposition it asks for ("" for none)
+// and the version it is bound to ("" for a URL signed before URLs named
+// one, which names the path).
+func (e *Engine) verify(r *http.Request) (clean, disp, version string, ok bool) {
 	prefix := e.basePath() + "/"
 	if !strings.HasPrefix(r.URL.Path, prefix) {
-		return "", "", false
+		return "", "", "", false
 	}
 	clean, err := backend.Clean(r.URL.Path[len(prefix):], backend.TargetFile)
 	if err != nil {
-		return "", "", false
+		return "", "", "", false
 	}
 	q := r.URL.Query()
-	exp, sig, att := q.Get("exp"), q.Get("sig"), q.Get("att")
-	if len(q["exp"]) != 1 || len(q["sig"]) != 1 || len(q["att"]) > 1 || len(q["att"]) == 1 && att == "" {
-		return "", "", false
+	exp, sig, att, v := q.Get("exp"), q.Get("sig"), q.Get("att"), q.Get("v")
+	if len(q["exp"]) != 1 || len(q["sig"]) != 1 || len(q["att"]) > 1 || len(q["att"]) == 1 && att == "" ||
+		len(q["v"]) > 1 || len(q["v"]) == 1 && v == "" {
+		return "", "", "", false
 	}
-	want := e.signature(http.MethodGet, clean, exp, att)
+	want := e.signature(http.MethodGet, clean, exp, att, v)
 	if !hmac.Equal([]byte(sig), []byte(want)) {
-		return "", "", false
+		return "", "", "", false
 	}
 	unix, err := strconv.ParseInt(exp, 10, 64)
 	if err != nil || time.Now().Unix() > unix {
-		return "", "", false
+		return "", "", "", false
 	}
-	return clean, disposition(att), true
+	return clean, disposition(att), v, true
 }
 
 func (e *Engine) basePath() string {

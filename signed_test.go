@@ -91,13 +91,23 @@ func TestSignedURLServesGetHeadRangeAndConditionalRequests(t *testing.T) {
 		t.Fatalf("POST: %d", resp.StatusCode)
 	}
 	put(t, e, "dir/page.html", "<p>changed</p>")
-	if resp, body := do(t, http.MethodGet, u, http.Header{"If-None-Match": {etag}}); resp.StatusCode != 200 || body != "<p>changed</p>" {
-		t.Fatalf("after a change: %d %q", resp.StatusCode, body)
+	// The URL names the version it was issued for, never a later one.
+	for _, h := range []http.Header{nil, {"If-None-Match": {etag}}, {"Range": {"bytes=0-2"}}} {
+		if resp, body := do(t, http.MethodGet, u, h); resp.StatusCode != 410 || strings.Contains(body, "<p>") {
+			t.Fatalf("the old version's URL after a change (%v): %d %q", h, resp.StatusCode, body)
+		}
+	}
+	fresh, err := e.DownloadURL(t.Context(), "dir/page.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := do(t, http.MethodGet, fresh, http.Header{"If-None-Match": {etag}}); resp.StatusCode != 200 || body != "<p>changed</p>" {
+		t.Fatalf("a new URL after a change: %d %q", resp.StatusCode, body)
 	}
 	if err := e.Delete(t.Context(), "dir/page.html"); err != nil {
 		t.Fatal(err)
 	}
-	if resp, _ := do(t, http.MethodGet, u, nil); resp.StatusCode != 404 {
+	if resp, _ := do(t, http.MethodGet, fresh, nil); resp.StatusCode != 404 {
 		t.Fatalf("deleted file: %d", resp.StatusCode)
 	}
 }

@@ -18,7 +18,9 @@ import (
 // skipped. Errors are yielded once, and then Walk stops: fs.ErrInvalid
 // for a bad dir, fs.ErrNotExist for a missing one, ErrNotFolder for a
 // file, fs.ErrClosed after Shutdown, or the error of a listing below, as
-// *fs.PathError values with the operation "walk" on dir. Stopping the loop
+// *fs.PathError values with the operation "walk" on dir; with a Policy in
+// ctx, Walk yields only what List would show at each level, and a dir it
+// shows nothing of yields an *AccessError. Stopping the loop
 // early is fine. A Walk that has begun runs to its end across a Shutdown.
 // Each range over the sequence is one call in Stats and metrics, and one
 // span, from its start to its end (its loop's too: a loop body's time
@@ -34,7 +36,7 @@ func (e *Engine) Walk(ctx context.Context, dir string) iter.Seq2[Entry, error] {
 			return
 		}
 		defer e.inflight.Done()
-		for en, lerr := range e.walkClean(wctx, clean) {
+		for en, lerr := range e.walkSeen(gateOf(wctx), clean) {
 			if lerr != nil {
 				err = pathError("walk", dir, lerr)
 				yield(Entry{}, err)
@@ -47,21 +49,36 @@ func (e *Engine) Walk(ctx context.Context, dir string) iter.Seq2[Entry, error] {
 	}
 }
 
-// walkClean is Walk of a clean path inside an admitted operation. Its one
-// error is the backend's, naming the folder below dir that failed.
+// walkClean is Walk of a clean path inside an admitted operation, seeing
+// everything. Its one error is the backend's, naming the folder below dir
+// that failed.
 func (e *Engine) walkClean(ctx context.Context, clean string) iter.Seq2[Entry, error] {
+	return e.walkSeen(gate{ctx: ctx}, clean)
+}
+
+// walkSeen is walkClean through a gate: only what the participant may
+// see (see listSeen), and an *AccessError when that is nothing.
+func (e *Engine) walkSeen(g gate, clean string) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
-		children, err := e.list(ctx, clean)
+		children, err := e.listSeen(g, clean)
 		if err != nil {
 			yield(Entry{}, err)
 			return
 		}
-		e.walk(ctx, children, yield)
+		if !g.open() {
+			// Beneath a folder whose every path is readable, nothing
+			// needs to be filtered.
+			if s, err := g.beneath(Read, clean); err == nil && s.All {
+				g.p = nil
+			}
+		}
+		e.walk(g, children, yield)
 	}
 }
 
-// walk yields level and what lies below it; false means stop.
-func (e *Engine) walk(ctx context.Context, level []Entry, yield func(Entry, error) bool) bool {
+// walk yields level and what lies below it, filtered through the gate;
+// false means stop.
+func (e *Engine) walk(g gate, level []Entry, yield func(Entry, error) bool) bool {
 	for _, c := range level {
 		if !yield(c, nil) {
 			return false
@@ -69,7 +86,7 @@ func (e *Engine) walk(ctx context.Context, level []Entry, yield func(Entry, erro
 		if !c.IsFolder {
 			continue
 		}
-		below, err := e.list(ctx, c.Path)
+		below, err := e.list(g.ctx, c.Path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, ErrNotFolder):
 			continue // gone, or replaced by a file, since its parent was listed
@@ -77,7 +94,20 @@ func (e *Engine) walk(ctx context.Context, level []Entry, yield func(Entry, erro
 			yield(Entry{}, fmt.Errorf("listing %s: %w", c.Path, err))
 			return false
 		}
-		if !e.walk(ctx, below, yield) {
+		sub := g
+		if !g.open() {
+			s, err := g.beneath(Read, c.Path)
+			if err == nil && s.All {
+				sub.p = nil
+			} else if err == nil {
+				below, err = e.filter(g, below)
+			}
+			if err != nil {
+				yield(Entry{}, err)
+				return false
+			}
+		}
+		if !e.walk(sub, below, yield) {
 			return false
 		}
 	}

@@ -70,15 +70,26 @@ type env struct {
 
 func newEnv(t *testing.T, storeURL func(room string) string) *env {
 	t.Helper()
+	return newEnvWith(t, storeURL, nil)
+}
+
+// newEnvWith is newEnv with server options of the test's own: tweak may
+// change the options before the server is made.
+func newEnvWith(t *testing.T, storeURL func(room string) string, tweak func(*roomserver.Options)) *env {
+	t.Helper()
 	e := &env{secret: []byte("roomclient-test-secret-0123456789"), conns: map[net.Conn]struct{}{}}
-	srv, err := roomserver.New(roomserver.Options{
+	o := roomserver.Options{
 		Resolve: func(ctx context.Context, room string) (*roomstore.Engine, error) {
 			return roomstore.OpenURL(ctx, storeURL(room),
 				roomstore.WithBaseURL(e.ts.URL+"/files/"+room+"/"), roomstore.WithLogger(quiet()))
 		},
 		Verify: roomserver.HS256(e.secret),
 		Logger: quiet(),
-	})
+	}
+	if tweak != nil {
+		tweak(&o)
+	}
+	srv, err := roomserver.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,9 +124,9 @@ func (e *env) roomURL(room string) string {
 	return "ws" + strings.TrimPrefix(e.ts.URL, "http") + "/rooms/" + room
 }
 
-func (e *env) token(t *testing.T, name, room string) string {
+func (e *env) token(t *testing.T, name, room string, opts ...roomserver.TokenOption) string {
 	t.Helper()
-	tok, err := roomserver.NewToken(e.secret, name, room, time.Hour)
+	tok, err := roomserver.NewToken(e.secret, name, room, time.Hour, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

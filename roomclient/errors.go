@@ -53,8 +53,12 @@ type Error struct {
 // newError builds the Error for a reply about path p.
 func newError(code int, text, p string) *Error {
 	e := &Error{Code: code, Text: text, reason: text}
-	// The server writes "<op> <path>: <reason>"; the PathError around
-	// this Error names op and path again, so keep only the reason.
+	// The server writes "<op> <path>: <reason>" (the root as "/"); the
+	// PathError around this Error names op and path again, so keep only
+	// the reason.
+	if p == "" {
+		p = "/"
+	}
 	if i := strings.Index(text, " "+p+": "); i > 0 && !strings.Contains(text[:i], " ") {
 		e.reason = text[i+len(p)+3:]
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/roomstore/roomstore"
@@ -16,7 +17,7 @@ import (
 // Error codes of the replies, as HTTP status codes.
 const (
 	CodeBadRequest  = 400 // an invalid path or a malformed call
-	CodeForbidden   = 403 // another participant's handle
+	CodeForbidden   = 403 // refused by the participant's policy (a right it lacks), another participant's handle, an expired token
 	CodeNotFound    = 404
 	CodeConflict    = 409 // exists, a folder where a file is meant or the reverse, a lost race
 	CodeTooMany     = 429 // too many handles or streams
@@ -67,7 +68,18 @@ func errorContent(err error) wire.Content {
 		return wire.Error(code, "internal error")
 	}
 	var pe *fs.PathError
-	if errors.As(err, &pe) {
+	var ae *roomstore.AccessError
+	if errors.As(err, &pe) && pe.Path == "" {
+		pe = &fs.PathError{Op: pe.Op, Path: "/", Err: pe.Err} // the root, named
+	}
+	switch {
+	case pe != nil && errors.As(pe.Err, &ae):
+		// The refused path names itself unless it is the call's own.
+		if ae.Path == "" || ae.Path == strings.TrimPrefix(pe.Path, "/") {
+			return wire.Error(code, fmt.Sprintf("%s %s: no %s access", pe.Op, pe.Path, ae.Right))
+		}
+		return wire.Error(code, fmt.Sprintf("%s %s: %s", pe.Op, pe.Path, ae))
+	case pe != nil:
 		return wire.Error(code, fmt.Sprintf("%s %s: %s", pe.Op, pe.Path, sentinelText(pe.Err)))
 	}
 	return wire.Error(code, err.Error())
@@ -152,7 +164,7 @@ func (c *conn) call(tool string, args json.RawMessage) wire.Content {
 				return wire.Content{}, badRequest("storage.delete needs a path")
 			}
 			if a.Recursive != nil && *a.Recursive {
-				return wire.Empty(), e.RemoveAll(ctx, p)
+				return wire.Empty(), asOp("delete", e.RemoveAll(ctx, p))
 			}
 			return wire.Empty(), e.Delete(ctx, p)
 		case "move":
@@ -170,8 +182,11 @@ func (c *conn) call(tool string, args json.RawMessage) wire.Content {
 			if a.Download != nil && *a.Download {
 				opts = append(opts, roomstore.Attachment(path.Base(p)))
 			}
+			if !c.ident.Expires.IsZero() {
+				opts = append(opts, roomstore.NotAfter(c.ident.Expires))
+			}
 			u, err := e.DownloadURL(ctx, p, opts...)
-			return wire.JSONOf(map[string]string{"url": u}), err
+			return wire.JSONOf(map[string]string{"url": u}), asOp("download_url", err)
 		default:
 			return wire.Content{}, &requestError{CodeNotFound, fmt.Sprintf("no tool storage.%s", truncate(tool, 64))}
 		}

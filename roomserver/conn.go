@@ -36,6 +36,7 @@ type conn struct {
 	ident Identity
 
 	ctx    context.Context // ends when the connection does
+	ectx   context.Context // ctx with the participant and its policy, for the engine
 	cancel context.CancelFunc
 	out    chan outMsg
 	nextID atomic.Uint64
@@ -58,6 +59,10 @@ func newConn(s *Server, rm *room, ws *websocket.Conn, ident Identity) *conn {
 		reqs:    make(chan struct{}, s.o.MaxRequests),
 		streams: map[string]*stream{},
 	}
+	c.ectx = roomstore.WithParticipant(ctx, c.id)
+	if ident.Policy != nil {
+		c.ectx = roomstore.WithPolicy(c.ectx, ident.Policy)
+	}
 	c.nextID.Store(1 << 62) // server ids never meet the client's, which count from 0
 	// The socket's own calls take contexts of their own: a cancelled
 	// context there drops the socket at once, before a close frame could
@@ -66,8 +71,14 @@ func newConn(s *Server, rm *room, ws *websocket.Conn, ident Identity) *conn {
 	return c
 }
 
-// engineCtx is the context of the calls made for this participant.
-func (c *conn) engineCtx() context.Context { return roomstore.WithParticipant(c.ctx, c.id) }
+// engineCtx is the context of the calls made for this participant: its
+// id and its policy.
+func (c *conn) engineCtx() context.Context { return c.ectx }
+
+// expired reports whether the participant's token has ended.
+func (c *conn) expired() bool {
+	return !c.ident.Expires.IsZero() && !time.Now().Before(c.ident.Expires)
+}
 
 // serve runs the connection to its end.
 func (c *conn) serve() {
@@ -80,6 +91,15 @@ func (c *conn) serve() {
 	go func() { defer close(writerDone); c.writer() }()
 	pingDone := make(chan struct{})
 	go func() { defer close(pingDone); c.pinger() }()
+	if !c.ident.Expires.IsZero() {
+		// The token ends the connection when it ends: what the participant
+		// has open is aborted, and it must come back with a new token.
+		expiry := time.AfterFunc(time.Until(c.ident.Expires), func() {
+			log.Info("participant's token expired", "name", c.ident.Name)
+			c.close(websocket.StatusPolicyViolation, "token expired")
+		})
+		defer expiry.Stop()
+	}
 
 	attrs := c.ident.Attributes
 	if attrs == nil {
@@ -226,6 +246,9 @@ func (c *conn) invoke(id uint64, req wire.InvokeTool, payload []byte) error {
 	}
 	if c.s.draining() {
 		return c.reply(id, wire.Error(503, "server shutting down"), nil)
+	}
+	if c.expired() {
+		return c.reply(id, wire.Error(CodeForbidden, "token expired"), nil)
 	}
 	if req.Arguments.Type == wire.KindControl && req.Arguments.Method == "open" {
 		return c.openStream(id, req)

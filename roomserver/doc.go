@@ -20,24 +20,64 @@
 // updated_at and chunk_size, the bytes each pull brings, which clients
 // that do not know them ignore).
 //
+// # Who may do what
+//
+// A connection's token is checked once, at the upgrade, by
+// Options.Verify, which returns the participant's Identity: its name, and
+// the roomstore.Policy that decides every call it makes. The engine asks
+// the policy on every call (see roomstore.Policy): Read for exists, stat,
+// list, download and download_url; Write for uploads, delete (every file
+// of a recursive delete: one file it may not write refuses the whole
+// delete, which then removes nothing) and move (every file at its source
+// and at its destination). List shows only what the participant may read:
+// a folder appears while something it may read lies beneath it. A path it
+// may not read is refused whether or not anything is there, so a refusal
+// never tells what lies outside its reach. Events reach a participant only
+// for paths it may read; a move between a path it may read and one it may
+// not reaches it as the event of its own side (storage.file.updated of the
+// destination, or storage.file.deleted of the source), never naming the
+// other path.
+//
+// HS256 builds the policy from the token's MeshAgent storage grant
+// (StorageGrant: api.storage.paths[{path, read_only}], decided exactly as
+// MeshAgent's clients decide it), and refuses storage to a token whose api
+// grant has no storage key, or that has no api grant at all, as MeshAgent
+// does. An embedding server plugs rules of its own by returning another
+// policy from its Verifier (a lookup in its database, roles): see the
+// example. A nil policy grants everything.
+//
+// A token ends: Identity.Expires (HS256: the exp claim, with Leeway) closes
+// the connection at that moment with 1008 "token expired", aborting the
+// uploads it has open, and no download URL the participant obtains lives
+// past it (roomstore.NotAfter). A token without exp stays valid while its
+// connection lives, as MeshAgent's do. To revoke one before it ends, the
+// Verifier refuses it at the door (a denylist looked up there) and its
+// policy refuses it on every call of a connection already open (the same
+// denylist looked up there), as the example shows.
+//
 // # Errors
 //
 // A refused call gets an error reply whose code is an HTTP status:
 // CodeBadRequest (invalid path, malformed call), CodeNotFound,
 // CodeConflict (exists; a folder where a file is meant or the reverse),
-// CodeForbidden, CodeTooMany (handles or streams), CodeUnavailable
-// (shutting down) and CodeInternal (logged; its text says nothing of the
-// host). A token that does not verify is HTTP 403 on the upgrade. A frame
-// that breaks the framing, a text frame or a message over
-// Options.MaxMessageSize closes that connection alone, with 1002, 1003 or
-// 1009 and a log line; malformed JSON, unknown message types and chunks
-// of unknown or ended streams get error replies.
+// CodeForbidden (a right the participant lacks: "delete a.txt: no write
+// access", naming the file when a recursive delete or a move refuses one
+// other than the call's own path and the participant may read it; another
+// participant's handle; an expired token), CodeTooMany (handles or
+// streams), CodeUnavailable (shutting down) and CodeInternal (logged; its
+// text says nothing of the host, nor of a policy that failed). A token
+// that does not verify, or an Identity that has already expired, is HTTP
+// 403 on the upgrade. A frame that breaks the framing, a text frame or a
+// message over Options.MaxMessageSize closes that connection alone, with
+// 1002, 1003 or 1009 and a log line; malformed JSON, unknown message types
+// and chunks of unknown or ended streams get error replies.
 //
 // # Events
 //
 // storage.file.updated, storage.file.deleted and storage.file.moved go to
-// every participant of the room, the one that caused them included, with
-// its participant id. storage.events.overflow {dropped} tells that events
-// were lost (re-list to catch up). A participant whose send queue is full
-// is disconnected with 1008 rather than allowed to stall the room.
+// every participant of the room that may read their path (see above), the
+// one that caused them included, with its participant id.
+// storage.events.overflow {dropped} tells that events were lost (re-list
+// to catch up). A participant whose send queue is full is disconnected
+// with 1008 rather than allowed to stall the room.
 package roomserver

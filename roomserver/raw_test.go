@@ -21,7 +21,7 @@ import (
 	"github.com/roomstore/roomstore/roomserver"
 )
 
-var secret = []byte("roomserver test secret")
+var secret = []byte("roomserver test secret, 32 bytes or more")
 
 // fixture is a server on a loopback port whose rooms are memory stores
 // the test can reach directly.

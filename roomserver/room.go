@@ -177,25 +177,25 @@ func (rm *room) leave(c *conn) {
 	rm.mu.Unlock()
 }
 
-// fanout sends one engine event to every participant of the room. It
-// never waits: a participant whose queue is full is disconnected.
+// view is how one participant sees an event, by what its policy lets it
+// read.
+type view uint8
+
+const (
+	viewNone    view = iota // nothing it may read
+	viewWhole               // the event as it is
+	viewUpdated             // a move seen from its destination alone: the file appeared there
+	viewDeleted             // a move seen from its source alone: the file left it
+)
+
+// fanout sends one engine event to every participant of the room that
+// may read its path. It never waits: a participant whose queue is full
+// is disconnected. Each form of the event is encoded once, and its frames
+// are shared by the participants that get it.
 func (rm *room) fanout(ev events.Event) {
-	var v any
-	typ := ""
 	switch ev.Type {
-	case roomstore.EventFileUpdated:
-		typ, v = wire.TypeFileUpdated, wire.FileEvent{Path: ev.Path, ParticipantID: ev.ParticipantID}
-	case roomstore.EventFileDeleted:
-		typ, v = wire.TypeFileDeleted, wire.FileEvent{Path: ev.Path, ParticipantID: ev.ParticipantID}
-	case roomstore.EventFileMoved:
-		typ, v = wire.TypeFileMoved, wire.MoveEvent{SourcePath: ev.SourcePath, DestinationPath: ev.Path, ParticipantID: ev.ParticipantID}
-	case roomstore.EventOverflow:
-		typ, v = wire.TypeEventsOverflow, wire.OverflowEvent{Dropped: ev.Dropped}
+	case roomstore.EventFileUpdated, roomstore.EventFileDeleted, roomstore.EventFileMoved, roomstore.EventOverflow:
 	default:
-		return
-	}
-	m, err := wire.Encode(1<<63|rm.nextID.Add(1), typ, v, nil)
-	if err != nil {
 		return
 	}
 	rm.mu.Lock()
@@ -204,9 +204,75 @@ func (rm *room) fanout(ev events.Event) {
 		conns = append(conns, c)
 	}
 	rm.mu.Unlock()
+	var forms [4]*wire.Encoded
 	for _, c := range conns {
-		c.trySend(m)
+		v := c.view(ev)
+		if v == viewNone {
+			continue
+		}
+		if forms[v] == nil {
+			m, err := rm.encode(ev, v)
+			if err != nil {
+				return
+			}
+			forms[v] = &m
+		}
+		c.trySend(*forms[v])
 	}
+}
+
+// encode builds the message of ev as view v shows it.
+func (rm *room) encode(ev events.Event, v view) (wire.Encoded, error) {
+	var body any
+	typ := ""
+	switch {
+	case ev.Type == roomstore.EventOverflow:
+		typ, body = wire.TypeEventsOverflow, wire.OverflowEvent{Dropped: ev.Dropped}
+	case ev.Type == roomstore.EventFileMoved && v == viewWhole:
+		typ, body = wire.TypeFileMoved, wire.MoveEvent{SourcePath: ev.SourcePath, DestinationPath: ev.Path, ParticipantID: ev.ParticipantID}
+	case ev.Type == roomstore.EventFileMoved && v == viewDeleted:
+		typ, body = wire.TypeFileDeleted, wire.FileEvent{Path: ev.SourcePath, ParticipantID: ev.ParticipantID}
+	case ev.Type == roomstore.EventFileDeleted:
+		typ, body = wire.TypeFileDeleted, wire.FileEvent{Path: ev.Path, ParticipantID: ev.ParticipantID}
+	default: // updated, or a move seen from its destination
+		typ, body = wire.TypeFileUpdated, wire.FileEvent{Path: ev.Path, ParticipantID: ev.ParticipantID}
+	}
+	return wire.Encode(1<<63|rm.nextID.Add(1), typ, body, nil)
+}
+
+// view decides how the participant sees ev: only the paths its policy
+// lets it read, a move between a readable and an unreadable path as the
+// event of its readable side, never naming the other. A policy that
+// fails counts as a refusal.
+func (c *conn) view(ev events.Event) view {
+	p := c.ident.Policy
+	if p == nil || ev.Type == roomstore.EventOverflow {
+		return viewWhole
+	}
+	readable := func(path string) bool {
+		ok, err := p.Allow(c.ectx, roomstore.Read, path)
+		if err != nil {
+			c.s.log.Warn("access policy failed; event withheld", "room", c.rm.name, "participant", c.id, "err", err)
+		}
+		return ok && err == nil
+	}
+	dst := readable(ev.Path)
+	if ev.Type != roomstore.EventFileMoved {
+		if dst {
+			return viewWhole
+		}
+		return viewNone
+	}
+	src := readable(ev.SourcePath)
+	switch {
+	case src && dst:
+		return viewWhole
+	case dst:
+		return viewUpdated
+	case src:
+		return viewDeleted
+	}
+	return viewNone
 }
 
 // Files returns the handler for the engines' signed download URLs,

@@ -179,6 +179,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 		id, err := s.o.Verify(r.Context(), name, token)
+		if err == nil && !id.Expires.IsZero() && !time.Now().Before(id.Expires) {
+			err = errors.New("the identity has expired")
+		}
 		if err != nil {
 			s.log.Info("room connection refused", "room", name, "reason", err)
 			http.Error(w, "forbidden", http.StatusForbidden)

@@ -229,7 +229,7 @@ func TestEventsReachEveryParticipantOfTheRoomOnly(t *testing.T) {
 
 func TestTokens(t *testing.T) {
 	f := newFixture(t, nil)
-	other, _ := roomserver.NewToken([]byte("another secret"), "eve", "r1", time.Hour)
+	other, _ := roomserver.NewToken([]byte("another secret, also 32 bytes long"), "eve", "r1", time.Hour)
 	expired := signed(t, roomserver.Claims{
 		Name:             "eve",
 		Grants:           []roomserver.Grant{{Name: "room", Scope: "r1"}},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"sync"
 	"time"
@@ -68,6 +69,16 @@ func (st *stream) respond(body wire.Content, payload []byte) error {
 	return st.c.send(m)
 }
 
+// asOp is err as the refusal of the protocol's call op (the client asked
+// for an upload, not for the engine's open and close).
+func asOp(op string, err error) error {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	return &fs.PathError{Op: op, Path: pe.Path, Err: pe.Err}
+}
+
 func (st *stream) fail(err error) {
 	ec := errorContent(err)
 	if ec.Code == CodeInternal {
@@ -115,7 +126,7 @@ func (st *stream) upload(h map[string]any) {
 	ctx := st.c.engineCtx()
 	hd, err := e.Open(ctx, p, roomstore.OpenOptions{Overwrite: overwrite, Exclusive: !overwrite})
 	if err != nil {
-		st.fail(err)
+		st.fail(asOp("upload", err))
 		return
 	}
 	committed := false
@@ -172,7 +183,7 @@ func (st *stream) upload(h map[string]any) {
 			}
 			committed = true
 			if err := e.Close(ctx, hd); err != nil {
-				st.fail(err)
+				st.fail(asOp("upload", err))
 				return
 			}
 			_ = st.respond(wire.Control("close"), nil)
@@ -200,7 +211,7 @@ func (st *stream) download(h map[string]any) {
 	}
 	r, err := st.c.rm.eng.OpenReader(st.c.engineCtx(), p, 0, -1)
 	if err != nil {
-		st.fail(err)
+		st.fail(asOp("download", err))
 		return
 	}
 	defer r.Close()

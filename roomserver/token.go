@@ -7,18 +7,34 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/roomstore/roomstore"
 )
 
-// Identity is who a verified token names: the participant's name and the
-// attributes sent to it in the connected message.
+// Identity is who a verified token names: the participant's name, the
+// attributes sent to it in the connected message, what it may do with
+// the room's files, and when it stops being valid.
 type Identity struct {
 	Name       string
 	Attributes map[string]any
+	// Policy decides every storage call of the participant and which
+	// events reach it (see roomstore.Policy); nil grants everything, as
+	// Verifiers written before policies existed expect. HS256 builds it
+	// from the token's storage grant (see StorageGrant).
+	Policy roomstore.Policy
+	// Expires is when the identity ends (zero: never): the connection is
+	// closed then with 1008 "token expired", its uploads aborted, and no
+	// download URL the participant obtains lives past it.
+	Expires time.Time
 }
 
 // Verifier checks the token of a connection to room and returns who it
 // names. Any error refuses the connection with HTTP 403; the error is
-// logged, never sent. The embedding server may plug its own.
+// logged, never sent. The embedding server may plug its own: one that
+// wraps HS256 and looks the token up in a denylist refuses a revoked
+// token at connect, and one whose Identity.Policy consults the denylist
+// on every call cuts off a connection already open (see the package
+// example).
 type Verifier func(ctx context.Context, room, token string) (Identity, error)
 
 // ErrBadToken reports a token that is missing, malformed, badly signed,
@@ -32,11 +48,13 @@ type Grant struct {
 }
 
 // Claims are a participant token's claims, as the MeshAgent clients make
-// them: the participant's name and its grants, one of which names the
-// room.
+// them: the participant's name, its grants (one names the room, the api
+// grant holds the storage grant) and the version of the client that made
+// it.
 type Claims struct {
-	Name   string  `json:"name"`
-	Grants []Grant `json:"grants"`
+	Name    string  `json:"name"`
+	Grants  []Grant `json:"grants"`
+	Version string  `json:"version,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -52,13 +70,39 @@ func (c *Claims) Room() string {
 	return ""
 }
 
+// MinSecretLen is the shortest token secret HS256 and NewToken accept, in
+// bytes: an HS256 key shorter than its hash is open to brute force.
+const MinSecretLen = 32
+
+// Leeway is how far past its exp claim HS256 still accepts a token, for
+// clocks that disagree; the Identity it returns expires as late.
+const Leeway = 5 * time.Second
+
+// TokenOption tunes NewToken.
+type TokenOption func(*Claims)
+
+// WithStorage gives the token this storage grant (the api grant's
+// storage key) instead of every path.
+func WithStorage(g StorageGrant) TokenOption {
+	return func(c *Claims) {
+		for i := range c.Grants {
+			if c.Grants[i].Name == "api" {
+				c.Grants[i].Scope = apiScope{Storage: &g}
+			}
+		}
+	}
+}
+
 // NewToken returns an HS256 token for participant name in room, signed
-// with secret, expiring after ttl (never when ttl is 0). It fails on an
-// empty secret or name, or a room that is not a valid room name.
-func NewToken(secret []byte, name, room string, ttl time.Duration) (string, error) {
+// with secret, expiring after ttl (never when ttl is 0), as the MeshAgent
+// clients mint them: grants room, role "user" and api, whose storage
+// grant covers every path unless WithStorage narrows it. It fails on a
+// secret shorter than MinSecretLen, an empty name, or a room that is not
+// a valid room name.
+func NewToken(secret []byte, name, room string, ttl time.Duration, opts ...TokenOption) (string, error) {
 	switch {
-	case len(secret) == 0:
-		return "", fmt.Errorf("roomserver: an empty token secret")
+	case len(secret) < MinSecretLen:
+		return "", fmt.Errorf("roomserver: a token secret of %d bytes; at least %d are needed", len(secret), MinSecretLen)
 	case name == "":
 		return "", fmt.Errorf("roomserver: a token needs a participant name")
 	case !ValidRoom(room):
@@ -72,8 +116,12 @@ func NewToken(secret []byte, name, room string, ttl time.Duration) (string, erro
 		Grants: []Grant{
 			{Name: "room", Scope: room},
 			{Name: "role", Scope: "user"},
+			{Name: "api", Scope: apiScope{Storage: &StorageGrant{}}},
 		},
 		RegisteredClaims: jwt.RegisteredClaims{IssuedAt: jwt.NewNumericDate(now)},
+	}
+	for _, o := range opts {
+		o(&c)
 	}
 	if ttl > 0 {
 		c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
@@ -82,15 +130,19 @@ func NewToken(secret []byte, name, room string, ttl time.Duration) (string, erro
 }
 
 // HS256 returns the Verifier for tokens signed with secret (HS256 only):
-// the room grant must name the room, an exp claim is honoured, and the
-// name claim must be set. It panics on an empty secret, a programming
-// error.
+// the room grant must name the room, the name claim must be set, an exp
+// claim is honoured (with Leeway, and again while connected: the
+// Identity expires then), and the api grant's storage grant becomes the
+// Identity's Policy (see Claims.Policy: no storage grant, no storage). A
+// malformed api grant refuses the token. HS256 panics on a secret shorter
+// than MinSecretLen, a programming error: check the length of a secret
+// read from configuration first.
 func HS256(secret []byte) Verifier {
-	if len(secret) == 0 {
-		panic("roomserver: HS256 with an empty secret")
+	if len(secret) < MinSecretLen {
+		panic(fmt.Sprintf("roomserver: HS256 with a secret of %d bytes; at least %d are needed", len(secret), MinSecretLen))
 	}
 	key := append([]byte(nil), secret...)
-	parser := jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithLeeway(5*time.Second))
+	parser := jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithLeeway(Leeway))
 	return func(_ context.Context, room, token string) (Identity, error) {
 		var c Claims
 		if _, err := parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return key, nil }); err != nil {
@@ -102,6 +154,14 @@ func HS256(secret []byte) Verifier {
 		if c.Name == "" {
 			return Identity{}, fmt.Errorf("%w: the token names no participant", ErrBadToken)
 		}
-		return Identity{Name: c.Name, Attributes: map[string]any{"name": c.Name}}, nil
+		policy, err := c.Policy()
+		if err != nil {
+			return Identity{}, fmt.Errorf("%w: %w", ErrBadToken, err)
+		}
+		id := Identity{Name: c.Name, Attributes: map[string]any{"name": c.Name}, Policy: policy}
+		if c.ExpiresAt != nil {
+			id.Expires = c.ExpiresAt.Add(Leeway)
+		}
+		return id, nil
 	}
 }

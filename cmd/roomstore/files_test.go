@@ -407,7 +407,7 @@ func TestFailuresExitOneWithOneLineAndChangeNothing(t *testing.T) {
 	missingDir := filepath.Join(t.TempDir(), "nothing-here")
 	missing := procOptions{env: map[string]string{storeEnv: "file://" + missingDir}}
 	noToken := procOptions{env: map[string]string{storeEnv: r.opts.env[storeEnv]}}
-	badToken := procOptions{env: map[string]string{storeEnv: r.opts.env[storeEnv], tokenEnv: mustToken(t, "another secret", "r1")}}
+	badToken := procOptions{env: map[string]string{storeEnv: r.opts.env[storeEnv], tokenEnv: mustToken(t, "another secret, 32 bytes or longer", "r1")}}
 	otherRoom := procOptions{env: map[string]string{storeEnv: "ws://" + r.addr + "/rooms/r2", tokenEnv: r.opts.env[tokenEnv]}}
 	gone := procOptions{env: map[string]string{storeEnv: "ws://127.0.0.1:1/rooms/r1", tokenEnv: r.opts.env[tokenEnv]}}
 	withStore := func(store string) procOptions { return procOptions{env: map[string]string{storeEnv: store}} }

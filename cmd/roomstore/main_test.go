@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/roomserver"
 )
 
@@ -38,7 +39,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-const testSecret = "cmd-roomstore-test-secret"
+const testSecret = "cmd-roomstore-test-secret-0123456789"
 
 // syncBuffer is a bytes.Buffer safe to read while the command writes.
 type syncBuffer struct {
@@ -238,6 +239,61 @@ func TestServeRefusesToStartWithoutATokenSecret(t *testing.T) {
 	}
 }
 
+func TestServeRefusesATokenSecretShorterThan32Bytes(t *testing.T) {
+	p := start(t, strings.Repeat("s", 31), "serve", "--listen", "127.0.0.1:0", "--store", "mem://")
+	if code := p.wait(t, 20*time.Second); code != 1 {
+		t.Fatalf("exit code %d, want 1; stderr:\n%s", code, p.stderr.String())
+	}
+	msg := p.stderr.String()
+	if want := "roomstore: ROOMSTORE_TOKEN_SECRET holds 31 bytes; a token secret needs at least 32"; !strings.HasPrefix(msg, want) || strings.Count(msg, "\n") != 1 {
+		t.Errorf("stderr %q, want one line beginning %q", msg, want)
+	}
+	if strings.Contains(msg, "listening") {
+		t.Errorf("serve listened with a short secret:\n%s", msg)
+	}
+}
+
+// TestTokenReadAndWriteNarrowTheStorageGrant mints restricted tokens and
+// checks what HS256 makes of them, path by path.
+func TestTokenReadAndWriteNarrowTheStorageGrant(t *testing.T) {
+	verify := roomserver.HS256([]byte(testSecret))
+	for _, c := range []struct {
+		name        string
+		args        []string
+		read, write map[string]bool
+	}{
+		{"full access by default", nil,
+			map[string]bool{"a": true, "x/y": true}, map[string]bool{"a": true, "x/y": true}},
+		{"a read-only viewer of everything", []string{"--read", "/"},
+			map[string]bool{"a": true, "x/y": true}, map[string]bool{"a": false, "x/y": false}},
+		{"one folder", []string{"--write", "team/"},
+			map[string]bool{"team/a": true, "other/b": false, "teammates": false}, map[string]bool{"team/a": true, "other/b": false}},
+		{"the longest prefix decides a write", []string{"--read", "team/", "--write", "team/drafts/"},
+			map[string]bool{"team/a": true, "team/drafts/d": true}, map[string]bool{"team/a": false, "team/drafts/d": true}},
+		{"and the other way round", []string{"--write", "team/", "--read", "team/archive/"},
+			map[string]bool{"team/archive/x": true}, map[string]bool{"team/a": true, "team/archive/x": false}},
+		{"a prefix given to both is writable", []string{"--read", "docs/", "--write", "docs/"},
+			map[string]bool{"docs/a": true}, map[string]bool{"docs/a": true}},
+		{"several", []string{"--read", "a/", "--read", "b/", "--write", "c/"},
+			map[string]bool{"a/1": true, "b/1": true, "c/1": true, "d/1": false}, map[string]bool{"a/1": false, "b/1": false, "c/1": true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tok := runToken(t, testSecret, append([]string{"--name", "alice", "--room", "r1"}, c.args...)...)
+			id, err := verify(t.Context(), "r1", tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for r, m := range map[roomstore.Right]map[string]bool{roomstore.Read: c.read, roomstore.Write: c.write} {
+				for p, want := range m {
+					if got, err := id.Policy.Allow(t.Context(), r, p); err != nil || got != want {
+						t.Errorf("%v %q: %v, %v; want %v", r, p, got, err, want)
+					}
+				}
+			}
+		})
+	}
+}
+
 func TestServeInsecureDevAdmitsWithoutATokenAndSIGTERMExitsZero(t *testing.T) {
 	p, addr := startServe(t, "", "--insecure-dev")
 	ws := join(t, addr, "r1", "")
@@ -277,7 +333,7 @@ func TestServeAdmitsOnlyTokensSignedWithTheSecretForTheRoom(t *testing.T) {
 	p, addr := startServe(t, testSecret, "--log-format", "json")
 	for name, u := range map[string]string{
 		"no token":     "ws://" + addr + "/rooms/r1",
-		"wrong secret": "ws://" + addr + "/rooms/r1?token=" + mustToken(t, "other-secret", "r1"),
+		"wrong secret": "ws://" + addr + "/rooms/r1?token=" + mustToken(t, "other-secret-that-is-32-bytes-long", "r1"),
 		"another room": "ws://" + addr + "/rooms/r1?token=" + mustToken(t, testSecret, "r2"),
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -343,7 +399,7 @@ func TestTokenPrintsATokenHS256VerifiesForItsRoom(t *testing.T) {
 	if _, err := verify(t.Context(), "r2", tok); !errors.Is(err, roomserver.ErrBadToken) {
 		t.Errorf("for another room: %v, want ErrBadToken", err)
 	}
-	if _, err := roomserver.HS256([]byte("other"))(t.Context(), "r1", tok); !errors.Is(err, roomserver.ErrBadToken) {
+	if _, err := roomserver.HS256([]byte("another secret of at least 32 bytes"))(t.Context(), "r1", tok); !errors.Is(err, roomserver.ErrBadToken) {
 		t.Errorf("with another secret: %v, want ErrBadToken", err)
 	}
 	forever := runToken(t, testSecret, "--name", "bob", "--room", "r1", "--ttl", "0")
@@ -361,6 +417,8 @@ func TestTokenFailsClearly(t *testing.T) {
 		{"without a secret", "", []string{"--name", "a", "--room", "r1"}, "ROOMSTORE_TOKEN_SECRET is not set"},
 		{"for an invalid room", testSecret, []string{"--name", "a", "--room", "../x"}, "not a valid room name"},
 		{"with a negative ttl", testSecret, []string{"--name", "a", "--room", "r1", "--ttl", "-1s"}, "negative"},
+		{"with a secret of 31 bytes", strings.Repeat("s", 31), []string{"--name", "a", "--room", "r1"}, "ROOMSTORE_TOKEN_SECRET holds 31 bytes; a token secret needs at least 32"},
+		{"with a control character in a prefix", testSecret, []string{"--name", "a", "--room", "r1", "--read", "a\nb"}, "holds a control character"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := start(t, c.secret, append([]string{"token"}, c.args...)...)

@@ -37,7 +37,7 @@ import (
 type serveConfig struct {
 	store, listen, publicURL, addrFile string
 	events, metrics                    string
-	insecureDev                        bool
+	insecureDev, presign               bool
 	roomIdle, shutdownTimeout          time.Duration
 	logFormat, logLevel                string
 }
@@ -69,9 +69,17 @@ flag of serve's own: $ROOMSTORE_STORE, the file commands' default, does not
 apply.
 
 Connections need a token signed with the HS256 secret in ` + secretEnv + `
-(see roomstore token); without one serve refuses to start unless
---insecure-dev, which admits everyone. Download URLs are served on the same
-listener below /files/ and signed with a key derived from the secret.
+(at least 32 bytes; see roomstore token); without one serve refuses to
+start unless --insecure-dev, which admits everyone. A token's storage
+grant decides every call of its participant (read for exists, stat, list
+and downloads; write for uploads, deletes and both paths of a move) and
+which events reach it; a token with an exp claim ends its connection at
+that time. Download URLs are served on the same listener below /files/,
+signed with a key derived from the secret, bound to the version of the
+file they were issued for and never valid past the token that asked for
+them. With --presign, s3:// and gs:// rooms hand out the store's own
+presigned URLs instead: downloads then bypass the server, but such a URL
+names the path rather than the version.
 
 On SIGINT or SIGTERM serve stops accepting connections, lets uploads and
 downloads under way finish for --shutdown-timeout, then aborts the rest
@@ -104,6 +112,7 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (such as 127.0.0.1:9464)")
 	f.StringVar(&c.addrFile, "addr-file", "", "write the address listened on to this file once listening")
 	f.BoolVar(&c.insecureDev, "insecure-dev", false, "admit connections without a token (development only)")
+	f.BoolVar(&c.presign, "presign", false, "hand out the store's own presigned download URLs (s3://, gs://) instead of URLs this server serves below /files/ (see above)")
 	f.DurationVar(&c.roomIdle, "room-idle", time.Minute, "how long a room stays open after its last participant left")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long uploads and downloads may finish on shutdown before they are aborted")
 	f.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
@@ -119,6 +128,11 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 	secret := tokenSecret()
 	if secret == nil && !c.insecureDev {
 		return errors.New(secretEnv + " is not set: set it to the secret participant tokens are signed with (HS256, see roomstore token), or pass --insecure-dev to admit connections without tokens (development only)")
+	}
+	if secret != nil {
+		if err := checkSecret(secret); err != nil {
+			return err
+		}
 	}
 	if c.roomIdle <= 0 || c.shutdownTimeout <= 0 {
 		return errors.New("--room-idle and --shutdown-timeout must be positive")
@@ -167,6 +181,7 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 			ropts := []roomstore.Option{
 				roomstore.WithBaseURL(public + filesPrefix + url.PathEscape(room) + "/"),
 				roomstore.WithSigningKey(key),
+				roomstore.WithPresign(c.presign),
 				roomstore.WithLogger(log.With("room", room)),
 			}
 			if transport != nil {

@@ -17,7 +17,16 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 // 0.39.9's ESM build cannot be imported by name; its CommonJS build can.
 const require = createRequire(import.meta.url);
-const { ApiScope, ParticipantToken, RoomClient, WebSocketClientProtocol } = require("@meshagent/meshagent");
+const {
+  ApiScope,
+  MessagingGrant,
+  ParticipantToken,
+  RoomClient,
+  StorageGrant,
+  StoragePathGrant,
+  WebSocketClientProtocol,
+  unpackMessage,
+} = require("@meshagent/meshagent");
 
 const BIN = process.env.ROOMSTORE_BIN;
 if (!BIN) {
@@ -254,29 +263,38 @@ async function regularFiles(dir) {
   return out.sort();
 }
 
+// serveForSuite runs roomstore serve on a fresh store of kind (a
+// temporary folder per suite for file://, one folder per room) for the
+// suite it is called in, hands the server and the folder to set, and
+// stops the server after the suite (it must exit 0).
+function serveForSuite(kind, prefix, set) {
+  let srv;
+  let dir;
+  before(async () => {
+    let store = "mem://";
+    if (kind === "file") {
+      dir = await mkdtemp(join(tmpdir(), prefix));
+      store = `file://${dir}/{room}`;
+    }
+    srv = await startServer(store);
+    set(srv, dir);
+  });
+  after(async () => {
+    try {
+      if (srv) assert.equal(await srv.stop(), 0, "roomstore serve exits 0 after SIGTERM:\n" + srv.logs.slice(-20).join("\n"));
+    } finally {
+      if (dir) await rm(dir, { recursive: true, force: true });
+    }
+  });
+}
+
 // ---- the suites ----
 
 for (const kind of ["file", "mem"]) {
   describe(`roomstore serve --store ${kind}://`, () => {
     let srv;
     let dir; // file:// only: the folder holding one folder per room
-
-    before(async () => {
-      let store = "mem://";
-      if (kind === "file") {
-        dir = await mkdtemp(join(tmpdir(), "roomstore-node-"));
-        store = `file://${dir}/{room}`;
-      }
-      srv = await startServer(store);
-    });
-
-    after(async () => {
-      try {
-        if (srv) assert.equal(await srv.stop(), 0, "roomstore serve exits 0 after SIGTERM:\n" + srv.logs.slice(-20).join("\n"));
-      } finally {
-        if (dir) await rm(dir, { recursive: true, force: true });
-      }
-    });
+    serveForSuite(kind, "roomstore-node-", (s, d) => ([srv, dir] = [s, d]));
 
     test("every storage call works through the client", async (t) => {
       const room = freshRoom("calls");
@@ -583,6 +601,390 @@ for (const kind of ["file", "mem"]) {
         assert.match(cli.stderr, /ROOMSTORE_TOKEN_SECRET/);
       });
     }
+  });
+}
+
+// ---- storage grants ----
+
+// grantToken mints a token with the 0.39.9 client's own classes, as a
+// MeshAgent deployment would: room, role user, and the api grant
+// ApiScope({storage: StorageGrant({paths})}), paths given as [path,
+// readOnly] pairs; without paths, StorageGrant() (every path).
+async function grantToken(room, name, paths) {
+  const t = new ParticipantToken({ name });
+  t.addRoomGrant(room);
+  t.addRoleGrant("user");
+  const storage = new StorageGrant({ paths: paths?.map(([path, readOnly]) => new StoragePathGrant({ path, readOnly })) });
+  t.addApiGrant(new ApiScope({ storage }));
+  return await t.toJwt({ token: SECRET });
+}
+
+// jwtClaims decodes a token's claims, unverified.
+const jwtClaims = (jwt) => JSON.parse(Buffer.from(jwt.split(".")[1], "base64url").toString("utf8"));
+
+// rawEvents keeps every storage event the client receives as the server
+// sent it: the client's event objects keep only the keys they know, and
+// a path a participant may not read must not appear in any key.
+function rawEvents(client) {
+  const raw = [];
+  for (const type of ["storage.file.updated", "storage.file.deleted", "storage.file.moved"]) {
+    const inner = client.protocol.getHandler(type);
+    const outer = (protocol, id, ty, bytes) => {
+      raw.push({ type: ty, ...unpackMessage(bytes)[0] });
+      return inner(protocol, id, ty, bytes);
+    };
+    client.protocol.removeHandler(type, inner);
+    client.protocol.addHandler(type, outer);
+  }
+  return raw;
+}
+
+// refused asserts that a call fails with 403 and a message: equal to
+// want when it is a string, matching it when a RegExp.
+async function refused(promise, want, what) {
+  await assert.rejects(call(promise, what), (err) => {
+    assert.equal(err?.name, "RoomServerException", `${what}: ${err}`);
+    assert.equal(err.code, 403, `${what}: ${err.message}`);
+    if (typeof want === "string") assert.equal(err.message, want, what);
+    else assert.match(err.message, want, what);
+    return true;
+  });
+}
+
+// A refusal reads "<call> <path>: no <right> access"; noRead and noWrite
+// match the path and the right whatever the call's name.
+const escapeRE = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+const noRead = (path) => new RegExp(`^\\w+ ${escapeRE(path)}: no read access$`);
+const noWrite = (path) => new RegExp(`^\\w+ ${escapeRE(path)}: no write access$`);
+
+async function* chunksOf(...parts) {
+  for (const p of parts) yield enc.encode(p);
+}
+const sha256 = (s) => createHash("sha256").update(s).digest("hex");
+const listing = (entries) => entries.map((e) => [e.name, e.isFolder]).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+const text = async (s, path) => dec.decode((await call(s.download(path), `download ${path}`)).data);
+
+for (const kind of ["file", "mem"]) {
+  describe(`storage grants in the token (roomstore serve --store ${kind}://)`, () => {
+    let srv;
+    let dir;
+    serveForSuite(kind, "roomstore-node-grants-", (s, d) => ([srv, dir] = [s, d]));
+
+    // seed uploads files through a full-access participant.
+    async function seed(admin, files) {
+      for (const [p, body] of Object.entries(files)) await call(admin.storage.upload(p, enc.encode(body)), `upload ${p}`);
+    }
+
+    test("a read-only participant reads everything; its upload, delete and move are refused with 403 and change nothing", async (t) => {
+      const room = freshRoom("grant-ro");
+      const admin = await connect(t, srv.addr, room, { name: "admin" });
+      const viewer = await connect(t, srv.addr, room, { name: "viewer", token: await grantToken(room, "viewer", [["", true]]) });
+      const [ra, rv] = [recorder(admin), recorder(viewer)];
+      const files = { "docs/a.txt": "alpha", "docs/d/b.txt": "beta", "secret.txt": "secret" };
+      await seed(admin, files);
+
+      const v = viewer.storage;
+      assert.equal(await call(v.exists("docs/a.txt"), "exists"), true);
+      assert.equal(await call(v.exists("nothing.txt"), "exists of a missing file"), false);
+      assert.equal((await call(v.stat("secret.txt"), "stat")).size, 6);
+      assert.equal((await call(v.stat("docs"), "stat folder")).isFolder, true);
+      assert.deepEqual(listing(await call(v.list(""), "list")), [["docs", true], ["secret.txt", false]]);
+      assert.deepEqual(listing(await call(v.list("docs"), "list docs")), [["a.txt", false], ["d", true]]);
+      assert.equal(await text(v, "docs/a.txt"), "alpha");
+      assert.equal((await call(readStream(await v.downloadStream("docs/d/b.txt")), "downloadStream")).sha256, sha256("beta"));
+      const res = await call(fetch(await call(v.downloadUrl("secret.txt"), "downloadUrl")), "fetch");
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), "secret");
+
+      await refused(v.upload("new.txt", enc.encode("x")), noWrite("new.txt"), "upload of a new file");
+      await refused(v.upload("docs/a.txt", enc.encode("overwritten"), { overwrite: true }), noWrite("docs/a.txt"), "upload with overwrite");
+      await refused(v.uploadStream("streamed.txt", chunksOf("str", "eamed")), noWrite("streamed.txt"), "uploadStream");
+      await refused(v.delete("secret.txt"), "delete secret.txt: no write access", "delete");
+      await refused(v.delete("docs", { recursive: true }), /^\w+ docs: no write access/, "recursive delete");
+      await refused(v.move("docs/a.txt", "docs/moved.txt"), "move docs/a.txt: no write access", "move");
+      await refused(v.move("docs", "elsewhere"), "move docs: no write access", "move of a folder");
+
+      // A marker both must see closes the run: nothing else happened.
+      await call(admin.storage.upload("marker", enc.encode("m")), "marker");
+      for (const r of [ra, rv]) await r.waitFor({ type: "file.updated", path: "marker" });
+      const adminID = admin.localParticipant.id;
+      const want = [...Object.keys(files), "marker"].map((path) => ({ type: "file.updated", path, participantId: adminID }));
+      assert.deepEqual(ra.events, want, "only the full-access participant's uploads happened");
+      assert.deepEqual(rv.events, want, "the viewer reads every path, so it hears of every change");
+
+      const a = admin.storage;
+      assert.deepEqual(listing(await call(a.list(""), "list")), [["docs", true], ["marker", false], ["secret.txt", false]]);
+      assert.deepEqual(listing(await call(a.list("docs"), "list docs")), [["a.txt", false], ["d", true]]);
+      for (const [p, body] of Object.entries(files)) assert.equal(await text(a, p), body, `${p} unchanged`);
+      for (const p of ["new.txt", "streamed.txt", "docs/moved.txt", "elsewhere"]) assert.equal(await call(a.exists(p), `exists ${p}`), false, p);
+      if (dir) assert.deepEqual(await regularFiles(join(dir, room)), ["docs/a.txt", "docs/d/b.txt", "marker", "secret.txt"]);
+    });
+
+    test("the first matching entry decides a write: a read-only folder inside a writable one refuses the whole recursive delete or move", async (t) => {
+      const room = freshRoom("grant-first");
+      const admin = await connect(t, srv.addr, room, { name: "admin" });
+      // locked/ before team/: team/locked/ is read-only. team/ before
+      // open/: team/open/ stays writable.
+      const editor = await connect(t, srv.addr, room, {
+        name: "editor",
+        token: await grantToken(room, "editor", [["team/locked/", true], ["team/", false], ["team/open/", true]]),
+      });
+      const files = { "team/a.txt": "a", "team/locked/l.txt": "l", "team/open/o.txt": "o" };
+      await seed(admin, files);
+      const e = editor.storage;
+      await refused(e.upload("team/locked/new.txt", enc.encode("x")), noWrite("team/locked/new.txt"), "upload into the read-only folder");
+      await refused(e.delete("team/locked/l.txt"), "delete team/locked/l.txt: no write access", "delete in the read-only folder");
+      await refused(e.delete("team", { recursive: true }), /^\w+ team: no write access to team\/locked\/l\.txt$/, "recursive delete over a read-only file");
+      await refused(e.move("team", "moved"), /^move team: no write access/, "move of a folder out of the grant");
+      await refused(e.move("team/locked", "team/unlocked"), /^move team\/locked: no write access/, "move of the read-only folder");
+      assert.equal(await text(e, "team/locked/l.txt"), "l", "readable all the same");
+      await call(e.upload("team/open/new.txt", enc.encode("n")), "upload where the first entry (team/) allows it");
+      await call(e.move("team/a.txt", "team/open/a.txt"), "move within the writable area");
+      await call(e.delete("team/open", { recursive: true }), "recursive delete of a writable folder");
+      assert.deepEqual(listing(await call(admin.storage.list("team"), "list")), [["locked", true]]);
+      assert.equal(await text(admin.storage, "team/locked/l.txt"), "l");
+      if (dir) assert.deepEqual(await regularFiles(join(dir, room)), ["team/locked/l.txt"]);
+    });
+
+    test("a participant limited to team/ sees, reads and writes only team/, and hears only of team/", async (t) => {
+      const room = freshRoom("grant-team");
+      const admin = await connect(t, srv.addr, room, { name: "admin" });
+      const member = await connect(t, srv.addr, room, { name: "member", token: await grantToken(room, "member", [["team/", false]]) });
+      const [ra, rt] = [recorder(admin), recorder(member)];
+      const raw = rawEvents(member);
+      const adminID = admin.localParticipant.id;
+      const memberID = member.localParticipant.id;
+      const files = {
+        "team/a.txt": "a",
+        "team/sub/b.txt": "b",
+        "outside/x": "x",
+        "outside/keep": "keep",
+        "top.txt": "top",
+        "teammates.txt": "mates", // "team/" is a prefix of neither
+        "teamwork/z": "z",
+      };
+      await seed(admin, files);
+      const m = member.storage;
+
+      assert.deepEqual(listing(await call(m.list(""), "list root")), [["team", true]], "only team/ at the root");
+      assert.deepEqual(listing(await call(m.list("team"), "list team")), [["a.txt", false], ["sub", true]]);
+      assert.equal((await call(m.stat("team"), "stat team")).isFolder, true);
+      assert.equal(await call(m.exists("team"), "exists team"), true);
+      assert.equal(await text(m, "team/a.txt"), "a");
+      assert.equal((await call(m.stat("team/sub/b.txt"), "stat")).size, 1);
+      assert.equal(await call(m.exists("team/sub/b.txt"), "exists"), true);
+      assert.equal(await call(m.exists("team/nothing"), "exists of a missing file"), false);
+      assert.equal((await call(readStream(await m.downloadStream("team/sub/b.txt")), "downloadStream")).sha256, sha256("b"));
+      const url = await call(m.downloadUrl("team/a.txt"), "downloadUrl");
+      const res = await call(fetch(url), "fetch");
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), "a");
+
+      for (const p of ["outside/x", "top.txt", "teammates.txt", "teamwork/z", "outside/missing"]) {
+        await refused(m.download(p), noRead(p), `download ${p}`);
+        await refused((async () => readStream(await m.downloadStream(p)))(), noRead(p), `downloadStream ${p}`);
+        await refused(m.stat(p), `stat ${p}: no read access`, `stat ${p}`);
+        await refused(m.exists(p), `exists ${p}: no read access`, `exists ${p}`);
+        await refused(m.downloadUrl(p), noRead(p), `downloadUrl ${p}`);
+      }
+      for (const f of ["outside", "teamwork"]) {
+        await refused(m.list(f), `list ${f}: no read access`, `list ${f}`);
+        await refused(m.stat(f), `stat ${f}: no read access`, `stat ${f}`);
+        await refused(m.exists(f), `exists ${f}: no read access`, `exists ${f}`);
+      }
+
+      await call(m.upload("team/new.txt", enc.encode("new")), "upload in team/");
+      await call(m.move("team/new.txt", "team/sub/new.txt"), "move within team/");
+      await call(m.delete("team/sub/new.txt"), "delete in team/");
+      await refused(m.upload("outside/y", enc.encode("y")), noWrite("outside/y"), "upload outside");
+      await refused(m.upload("teammates.txt", enc.encode("y"), { overwrite: true }), noWrite("teammates.txt"), "upload over teammates.txt");
+      await refused(m.move("team/a.txt", "outside/a.txt"), "move team/a.txt: no write access to outside/a.txt", "move out of team/");
+      await refused(m.move("outside/x", "team/x"), "move outside/x: no write access", "move into team/");
+      await refused(m.delete("outside/keep"), "delete outside/keep: no write access", "delete outside");
+      await refused(m.delete("outside", { recursive: true }), /^\w+ outside: no write access$/, "recursive delete outside");
+
+      // Changes by the full-access participant: only those in team/ reach
+      // the member, a move across the border as its readable side.
+      const a = admin.storage;
+      await call(a.upload("outside/o.txt", enc.encode("o")), "upload outside");
+      await call(a.upload("team/t.txt", enc.encode("t")), "upload in team/");
+      await rt.waitFor({ type: "file.updated", path: "team/t.txt" }); // after it, any event of outside/o.txt would have come
+      await call(a.delete("outside/keep"), "delete outside");
+      await call(a.move("outside/o.txt", "outside/p.txt"), "move outside");
+      await call(a.move("outside/x", "team/x"), "move into team/");
+      await call(a.upload("team/y", enc.encode("y")), "upload team/y");
+      await call(a.move("team/y", "outside/y"), "move out of team/");
+      await call(a.upload("teammates.txt", enc.encode("mates 2"), { overwrite: true }), "upload beside team/");
+      await call(a.upload("team/last", enc.encode("last")), "marker in team/");
+      for (const r of [ra, rt]) await r.waitFor({ type: "file.updated", path: "team/last" });
+
+      const own = [
+        { type: "file.updated", path: "team/new.txt", participantId: memberID },
+        { type: "file.moved", sourcePath: "team/new.txt", destinationPath: "team/sub/new.txt", participantId: memberID },
+        { type: "file.deleted", path: "team/sub/new.txt", participantId: memberID },
+      ];
+      assert.deepEqual(rt.events, [
+        { type: "file.updated", path: "team/a.txt", participantId: adminID }, // of the seven files seeded
+        { type: "file.updated", path: "team/sub/b.txt", participantId: adminID },
+        ...own,
+        { type: "file.updated", path: "team/t.txt", participantId: adminID },
+        { type: "file.updated", path: "team/x", participantId: adminID }, // moved in from outside/x
+        { type: "file.updated", path: "team/y", participantId: adminID },
+        { type: "file.deleted", path: "team/y", participantId: adminID }, // moved out to outside/y
+        { type: "file.updated", path: "team/last", participantId: adminID },
+      ]);
+      assert.equal(raw.length, rt.events.length, "one message per event");
+      const leaked = raw.filter((e) => !Object.entries(e).every(([k, v]) => k === "type" || k === "participant_id" || String(v).startsWith("team/")));
+      assert.deepEqual(leaked, [], "no event names a path outside team/");
+      assert.deepEqual(raw[6], { type: "storage.file.updated", path: "team/x", participant_id: adminID }, "a move in: an update, no source path");
+      assert.deepEqual(raw[8], { type: "storage.file.deleted", path: "team/y", participant_id: adminID }, "a move out: a delete, no destination path");
+      assert.deepEqual(ra.events.slice(Object.keys(files).length), [
+        ...own,
+        { type: "file.updated", path: "outside/o.txt", participantId: adminID },
+        { type: "file.updated", path: "team/t.txt", participantId: adminID },
+        { type: "file.deleted", path: "outside/keep", participantId: adminID },
+        { type: "file.moved", sourcePath: "outside/o.txt", destinationPath: "outside/p.txt", participantId: adminID },
+        { type: "file.moved", sourcePath: "outside/x", destinationPath: "team/x", participantId: adminID },
+        { type: "file.updated", path: "team/y", participantId: adminID },
+        { type: "file.moved", sourcePath: "team/y", destinationPath: "outside/y", participantId: adminID },
+        { type: "file.updated", path: "teammates.txt", participantId: adminID },
+        { type: "file.updated", path: "team/last", participantId: adminID },
+      ], "the full-access participant hears of everything");
+
+      const want = {
+        "outside/p.txt": "o",
+        "outside/y": "y",
+        "team/a.txt": "a",
+        "team/last": "last",
+        "team/sub/b.txt": "b",
+        "team/t.txt": "t",
+        "team/x": "x",
+        "teammates.txt": "mates 2",
+        "teamwork/z": "z",
+        "top.txt": "top",
+      };
+      for (const [p, body] of Object.entries(want)) assert.equal(await text(a, p), body, p);
+      assert.deepEqual(listing(await call(a.list(""), "list")), [["outside", true], ["team", true], ["teammates.txt", false], ["teamwork", true], ["top.txt", false]]);
+      assert.deepEqual(listing(await call(a.list("outside"), "list outside")), [["p.txt", false], ["y", false]]);
+      if (dir) assert.deepEqual(await regularFiles(join(dir, room)), Object.keys(want).sort());
+    });
+
+    test("a token without an api grant, or whose api grant has no storage, joins the room but every storage call is refused with 403", async (t) => {
+      const room = freshRoom("grant-none");
+      const admin = await connect(t, srv.addr, room, { name: "admin" });
+      const files = { "docs/a.txt": "alpha", "secret.txt": "secret" };
+      await seed(admin, files);
+
+      const bare = new ParticipantToken({ name: "bare" });
+      bare.addRoomGrant(room);
+      bare.addRoleGrant("user");
+      const warn = console.warn; // toJwt warns that such a token cannot call the room API
+      console.warn = () => {};
+      let bareJWT;
+      try {
+        bareJWT = await bare.toJwt({ token: SECRET });
+      } finally {
+        console.warn = warn;
+      }
+      const claims = jwtClaims(bareJWT);
+      assert.deepEqual(claims.grants.map((g) => g.name), ["room", "role"], "no api grant");
+      const [major, minor, patch] = claims.version.split(".").map(Number);
+      assert.ok(major > 0 || minor > 3 || (minor === 3 && patch > 5), `version claim ${claims.version} is newer than 0.3.5`);
+      const noStorage = new ParticipantToken({ name: "nostorage" });
+      noStorage.addRoomGrant(room);
+      noStorage.addRoleGrant("user");
+      noStorage.addApiGrant(new ApiScope({ messaging: new MessagingGrant() }));
+      const noStorageJWT = await noStorage.toJwt({ token: SECRET });
+      assert.deepEqual(jwtClaims(noStorageJWT).grants[2], { name: "api", scope: { messaging: {} } });
+
+      for (const [what, token] of [["no api grant", bareJWT], ["an api grant without storage", noStorageJWT]]) {
+        const c = await connect(t, srv.addr, room, { name: what, token });
+        const s = c.storage;
+        await refused(s.exists("secret.txt"), "exists secret.txt: no read access", `${what}: exists`);
+        await refused(s.exists("missing"), "exists missing: no read access", `${what}: exists of a missing file`);
+        await refused(s.stat("secret.txt"), "stat secret.txt: no read access", `${what}: stat`);
+        await refused(s.list(""), /^list .*no read access$/, `${what}: list of the root`);
+        await refused(s.list("docs"), "list docs: no read access", `${what}: list`);
+        await refused(s.download("docs/a.txt"), noRead("docs/a.txt"), `${what}: download`);
+        await refused((async () => readStream(await s.downloadStream("docs/a.txt")))(), noRead("docs/a.txt"), `${what}: downloadStream`);
+        await refused(s.downloadUrl("secret.txt"), noRead("secret.txt"), `${what}: downloadUrl`);
+        await refused(s.upload("new.txt", enc.encode("x")), noWrite("new.txt"), `${what}: upload`);
+        await refused(s.upload("secret.txt", enc.encode("x"), { overwrite: true }), noWrite("secret.txt"), `${what}: upload with overwrite`);
+        await refused(s.uploadStream("streamed.txt", chunksOf("x")), noWrite("streamed.txt"), `${what}: uploadStream`);
+        await refused(s.delete("secret.txt"), "delete secret.txt: no write access", `${what}: delete`);
+        await refused(s.delete("docs", { recursive: true }), /^\w+ docs: no write access$/, `${what}: recursive delete`);
+        await refused(s.move("secret.txt", "moved.txt"), "move secret.txt: no write access", `${what}: move`);
+      }
+      const a = admin.storage;
+      assert.deepEqual(listing(await call(a.list(""), "list")), [["docs", true], ["secret.txt", false]]);
+      for (const [p, body] of Object.entries(files)) assert.equal(await text(a, p), body, `${p} unchanged`);
+      if (dir) assert.deepEqual(await regularFiles(join(dir, room)), Object.keys(files).sort());
+    });
+
+    test("full access: ApiScope.agentDefault() and StorageGrant() without paths may do everything and hear of everything", async (t) => {
+      const room = freshRoom("grant-full");
+      const agent = await connect(t, srv.addr, room, { name: "agent" }); // mintToken: ApiScope.agentDefault()
+      const open = await connect(t, srv.addr, room, { name: "open", token: await grantToken(room, "open") });
+      assert.deepEqual(jwtClaims(await grantToken(room, "open")).grants[2], { name: "api", scope: { storage: {} } });
+      const [r1, r2] = [recorder(agent), recorder(open)];
+      const [id1, id2] = [agent.localParticipant.id, open.localParticipant.id];
+      await call(agent.storage.upload("a/1.txt", enc.encode("one")), "upload by agent");
+      await call(open.storage.uploadStream("b/2.txt", chunksOf("t", "wo")), "uploadStream by open");
+      await call(open.storage.move("a/1.txt", "b/1.txt"), "move by open");
+      assert.deepEqual(listing(await call(open.storage.list("b"), "list")), [["1.txt", false], ["2.txt", false]]);
+      assert.equal(await text(agent.storage, "b/1.txt"), "one");
+      const res = await call(fetch(await call(open.storage.downloadUrl("b/2.txt"), "downloadUrl")), "fetch");
+      assert.equal(await res.text(), "two");
+      await call(agent.storage.delete("b", { recursive: true }), "recursive delete by agent");
+      for (const r of [r1, r2]) await r.waitFor({ type: "file.deleted", path: "b/2.txt" });
+      const want = [
+        { type: "file.updated", path: "a/1.txt", participantId: id1 },
+        { type: "file.updated", path: "b/2.txt", participantId: id2 },
+        { type: "file.moved", sourcePath: "a/1.txt", destinationPath: "b/1.txt", participantId: id2 },
+        { type: "file.deleted", path: "b/1.txt", participantId: id1 },
+        { type: "file.deleted", path: "b/2.txt", participantId: id1 },
+      ];
+      assert.deepEqual(r1.events, want);
+      assert.deepEqual(r2.events, want);
+      assert.deepEqual(await call(open.storage.list(""), "list"), []);
+    });
+
+    test("roomstore token --read team/ reads team/ but cannot write it; --write team/ writes it", async (t) => {
+      const room = freshRoom("grant-cli");
+      const cli = async (name, ...flags) => {
+        const r = await run(["token", "--name", name, "--room", room, ...flags]);
+        assert.equal(r.code, 0, r.stderr);
+        return r.stdout.trim();
+      };
+      const [readTok, writeTok] = [await cli("reader", "--read", "team/"), await cli("writer", "--write", "team/")];
+      // The 0.39.9 client reads the CLI's grants as the server does.
+      const rg = (await ParticipantToken.fromJwt(readTok, { token: SECRET })).getApiGrant().storage;
+      const wg = (await ParticipantToken.fromJwt(writeTok, { token: SECRET })).getApiGrant().storage;
+      assert.deepEqual([rg.canRead("team/a.txt"), rg.canWrite("team/a.txt"), rg.canRead("outside/x")], [true, false, false]);
+      assert.deepEqual([wg.canRead("team/a.txt"), wg.canWrite("team/a.txt"), wg.canRead("outside/x"), wg.canWrite("outside/x")], [true, true, false, false]);
+
+      const admin = await connect(t, srv.addr, room, { name: "admin" });
+      await seed(admin, { "team/a.txt": "a", "outside/x": "x" });
+      const r = (await connect(t, srv.addr, room, { name: "reader", token: readTok })).storage;
+      assert.deepEqual(listing(await call(r.list(""), "list")), [["team", true]]);
+      assert.equal(await text(r, "team/a.txt"), "a");
+      await refused(r.upload("team/r.txt", enc.encode("r")), noWrite("team/r.txt"), "reader: upload in team/");
+      await refused(r.delete("team/a.txt"), "delete team/a.txt: no write access", "reader: delete in team/");
+      await refused(r.move("team/a.txt", "team/b.txt"), "move team/a.txt: no write access", "reader: move in team/");
+      await refused(r.download("outside/x"), noRead("outside/x"), "reader: download outside");
+
+      const w = (await connect(t, srv.addr, room, { name: "writer", token: writeTok })).storage;
+      await call(w.upload("team/w.txt", enc.encode("w")), "writer: upload in team/");
+      await call(w.move("team/w.txt", "team/w2.txt"), "writer: move in team/");
+      await call(w.delete("team/a.txt"), "writer: delete in team/");
+      await refused(w.upload("outside/w", enc.encode("w")), noWrite("outside/w"), "writer: upload outside");
+      await refused(w.download("outside/x"), noRead("outside/x"), "writer: download outside");
+
+      assert.deepEqual(listing(await call(admin.storage.list("team"), "list")), [["w2.txt", false]]);
+      assert.equal(await text(admin.storage, "team/w2.txt"), "w");
+      assert.equal(await text(admin.storage, "outside/x"), "x");
+      if (dir) assert.deepEqual(await regularFiles(join(dir, room)), ["outside/x", "team/w2.txt"]);
+    });
   });
 }
 
