@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 
 	"github.com/roomstore/roomstore/backend"
@@ -71,10 +72,48 @@ func (s Scope) Empty() bool { return !s.All && len(s.Within) == 0 }
 
 type policyKey struct{ p Policy }
 
-// WithPolicy returns a context whose Engine calls p restricts. A nil p
-// restricts nothing.
+// WithPolicy returns a context whose Engine calls p restricts. Policies
+// nest: a context that already carries one grants only what both grant,
+// so code handed a restricted context cannot widen it. A nil p restricts
+// nothing more.
 func WithPolicy(ctx context.Context, p Policy) context.Context {
+	if p == nil {
+		return ctx
+	}
+	if outer := PolicyFrom(ctx); outer != nil {
+		p = both{outer, p}
+	}
 	return context.WithValue(ctx, policyKey{}, policyKey{p})
+}
+
+// both grants what a and b both grant.
+type both struct{ a, b Policy }
+
+func (p both) Allow(ctx context.Context, r Right, path string) (bool, error) {
+	ok, err := p.a.Allow(ctx, r, path)
+	if err != nil || !ok {
+		return false, err
+	}
+	return p.b.Allow(ctx, r, path)
+}
+
+func (p both) Beneath(ctx context.Context, r Right, folder string) (Scope, error) {
+	sa, err := p.a.Beneath(ctx, r, folder)
+	if err != nil || sa.Empty() {
+		return Scope{}, err
+	}
+	sb, err := p.b.Beneath(ctx, r, folder)
+	switch {
+	case err != nil || sb.Empty():
+		return Scope{}, err
+	case sa.All:
+		return sb, nil
+	case sb.All:
+		return sa, nil
+	}
+	// Both narrow it: what either leaves out is out, and within the rest
+	// Allow decides.
+	return Scope{Within: slices.Concat(sa.Within, sb.Within)}, nil
 }
 
 // PolicyFrom returns the Policy in ctx, or nil.
@@ -128,12 +167,30 @@ func (e *AccessError) Is(target error) bool { return target == fs.ErrPermission 
 // gate is the policy of one call and its context; a gate without a
 // policy restricts nothing.
 type gate struct {
-	ctx context.Context
-	p   Policy
+	ctx  context.Context
+	p    Policy
+	memo map[string]bool // with memoized: which folders are visible
 }
 
 // gateOf returns the gate of a call made with ctx.
 func gateOf(ctx context.Context) gate { return gate{ctx: ctx, p: PolicyFrom(ctx)} }
+
+// memoized returns g keeping what it learns of folders for the rest of
+// the call (a listing, a walk), which must not outlive the call: a
+// later call asks the policy and the store anew.
+func (g gate) memoized() gate {
+	if g.p != nil && g.memo == nil {
+		g.memo = map[string]bool{}
+	}
+	return g
+}
+
+// remember keeps whether the folder clean is visible, if g keeps that.
+func (g gate) remember(clean string, visible bool) {
+	if g.memo != nil {
+		g.memo[clean] = visible
+	}
+}
 
 // open reports whether the gate restricts nothing.
 func (g gate) open() bool { return g.p == nil }
@@ -188,22 +245,29 @@ const (
 	seenNothing  seen = iota // refuse the call
 	seenAll                  // the path, and everything beneath it
 	seenFiltered             // a folder, whose entries must be filtered
+	seenAbsent               // something it may not see, where it would be told that nothing is
 )
 
 // see decides what the gate lets a reader learn of clean, given the
 // backend's answer to a Stat of it (info and err; the root always
 // exists). A file is seen when Read is allowed on it; a folder when
-// everything beneath it is granted, or something it holds is readable;
-// anything else (a missing path, an error) only when Read is granted on
-// it or on everything beneath it, so that an error never tells of a path
-// the reader may not know.
+// everything beneath it is granted, or something it holds is readable.
+// What a reader may not see is, for it, either nothing (when it may
+// read a file at clean or everything beneath it, as it would be told
+// were nothing there) or refused: a reader learns the same of a path it
+// cannot see whether or not anything is there. A failure of the store is
+// told only to a reader that may read what is there.
 func (e *Engine) see(g gate, clean string, info backend.Info, err error) (seen, error) {
 	isFolder := clean == "" || err == nil && info.IsFolder
 	if err == nil && !isFolder {
-		if ok, err := g.allowed(Read, clean); err != nil || !ok {
-			return seenNothing, err
+		ok, aerr := g.allowed(Read, clean)
+		switch {
+		case aerr != nil:
+			return seenNothing, aerr
+		case ok:
+			return seenAll, nil
 		}
-		return seenAll, nil
+		return e.hidden(g, clean, nil)
 	}
 	s, serr := g.beneath(Read, clean)
 	switch {
@@ -211,45 +275,93 @@ func (e *Engine) see(g gate, clean string, info backend.Info, err error) (seen, 
 		return seenNothing, serr
 	case s.All:
 		return seenAll, nil
-	case !isFolder:
-		if ok, err := g.allowed(Read, clean); err != nil || !ok {
-			return seenNothing, err
+	case !isFolder: // nothing there, or the store failed
+		ok, aerr := g.allowed(Read, clean)
+		if aerr != nil || !ok {
+			return seenNothing, aerr
 		}
 		return seenAll, nil
-	case s.Empty():
-		return seenNothing, nil
 	case clean == "":
+		if s.Empty() {
+			return seenNothing, nil
+		}
 		return seenFiltered, nil // the root is there whatever it holds
 	}
-	ok, verr := e.holdsReadable(g, s)
-	if verr != nil || !ok {
-		return seenNothing, verr
+	if !s.Empty() {
+		ok, verr := e.holdsReadable(g, s)
+		if verr != nil {
+			return seenNothing, verr
+		}
+		if ok {
+			return seenFiltered, nil
+		}
 	}
-	return seenFiltered, nil
+	return e.hidden(g, clean, &s)
+}
+
+// hidden is what a reader learns of something at clean it may not see:
+// that nothing is there, when it may read a file at clean or everything
+// beneath it (s, when known); else nothing at all.
+func (e *Engine) hidden(g gate, clean string, s *Scope) (seen, error) {
+	ok, err := g.allowed(Read, clean)
+	switch {
+	case err != nil:
+		return seenNothing, err
+	case ok:
+		return seenAbsent, nil
+	}
+	if s == nil {
+		sc, err := g.beneath(Read, clean)
+		if err != nil {
+			return seenNothing, err
+		}
+		s = &sc
+	}
+	if s.All {
+		return seenAbsent, nil
+	}
+	return seenNothing, nil
 }
 
 // visible reports whether the folder clean, which exists, holds
-// something the gate lets read.
+// something the gate lets read. Each answer is kept for the rest of the
+// call, so that a walk asks about each folder once.
 func (e *Engine) visible(g gate, clean string) (bool, error) {
+	if v, ok := g.memo[clean]; ok {
+		return v, nil
+	}
 	s, err := g.beneath(Read, clean)
 	switch {
 	case err != nil:
 		return false, err
 	case s.All:
+		g.remember(clean, true)
 		return true, nil
 	}
-	return e.holdsReadable(g, s)
+	v, err := e.holdsReadable(g, s)
+	if err == nil {
+		g.remember(clean, v)
+	}
+	return v, err
 }
 
 // holdsReadable reports whether a readable file lies within one of the
-// prefixes of s. Each prefix costs one listing of the folder it ends in,
-// and a look into the folders there that match it.
+// prefixes of s: one listing of each folder the prefixes end in, and a
+// look into the folders there that match one.
 func (e *Engine) holdsReadable(g gate, s Scope) (bool, error) {
+	var dirs []string
+	rests := map[string][]string{} // folder -> the ends of the prefixes in it
 	for _, prefix := range s.Within {
 		dir, rest := "", prefix
 		if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
 			dir, rest = prefix[:i], prefix[i+1:]
 		}
+		if _, ok := rests[dir]; !ok {
+			dirs = append(dirs, dir)
+		}
+		rests[dir] = append(rests[dir], rest)
+	}
+	for _, dir := range dirs {
 		entries, err := e.list(g.ctx, dir)
 		switch {
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, ErrNotFolder), errors.Is(err, fs.ErrInvalid):
@@ -258,7 +370,7 @@ func (e *Engine) holdsReadable(g gate, s Scope) (bool, error) {
 			return false, err
 		}
 		for _, en := range entries {
-			if !strings.HasPrefix(en.Name, rest) {
+			if !slices.ContainsFunc(rests[dir], func(rest string) bool { return strings.HasPrefix(en.Name, rest) }) {
 				continue
 			}
 			var ok bool
@@ -322,8 +434,13 @@ func (e *Engine) treeWritable(g gate, src, dst string) (perFile bool, err error)
 	all := true
 	for _, dir := range dirs {
 		s, err := g.beneath(Write, dir)
-		if err != nil {
+		switch {
+		case err != nil:
 			return false, err
+		case s.Empty():
+			// Nothing beneath may be written: refused with no walk to find
+			// the first file (a move's destination is named).
+			return false, unnamed(&AccessError{Right: Write, Path: dir}, src)
 		}
 		all = all && s.All
 	}
@@ -434,4 +551,33 @@ func named(err error, p string) error {
 		ae.Path = p
 	}
 	return err
+}
+
+// masked is err, a conflict at p (something there, a folder there, a file
+// above it), unless the participant may not see what stands at p: then
+// an *AccessError for Write, which tells no more than that the write was
+// refused. Only conflicts are masked, and only for a restricted gate.
+func (e *Engine) masked(g gate, p string, err error) error {
+	if g.open() || !(errors.Is(err, fs.ErrExist) || errors.Is(err, ErrIsFolder) || errors.Is(err, ErrNotFolder)) {
+		return err
+	}
+	// What stands in the way is p itself or, when nothing is at p, the
+	// nearest thing above it.
+	for at := p; ; at = backend.Parent(at) {
+		info, serr := e.b.Stat(g.ctx, at)
+		if errors.Is(serr, fs.ErrNotExist) && at != "" {
+			continue
+		}
+		if serr != nil {
+			return err
+		}
+		v, verr := e.see(g.memoized(), at, info, nil)
+		switch {
+		case verr != nil:
+			return verr
+		case v == seenNothing, v == seenAbsent:
+			return &AccessError{Right: Write}
+		}
+		return err
+	}
 }

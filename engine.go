@@ -63,11 +63,15 @@
 // refusal is an *AccessError that changes nothing: a RemoveAll or a
 // folder's Move that would touch one file the policy refuses touches
 // none. List, Walk and FS show only what the policy lets be read, a folder
-// while something readable lies beneath it, and a path the participant
-// may not read is refused whether or not anything is there. A context
-// without a policy is not restricted. Events are not filtered: a server
-// that tells participants of events (package roomserver does) asks each
-// one's policy.
+// while something readable lies beneath it. What a participant may not
+// see tells it nothing: a call about it answers the same whether or not
+// anything is there (refused, or "not there" where the participant may
+// read whatever would be there), and a write that something it may not
+// see stands in the way of is refused with an *AccessError rather than
+// told why. A context without a policy is not restricted, and policies
+// nest (WithPolicy). Events are not filtered: a server that tells
+// participants of events (package roomserver does) asks each one's
+// policy.
 //
 // # Errors
 //
@@ -455,8 +459,11 @@ func (e *Engine) Exists(ctx context.Context, p string) (_ bool, err error) {
 	defer e.inflight.Done()
 	info, err := e.b.Stat(ctx, clean)
 	if g := gateOf(ctx); !g.open() {
-		if v, gerr := e.see(g, clean, info, err); v == seenNothing {
+		switch v, gerr := e.see(g.memoized(), clean, info, err); v {
+		case seenNothing:
 			return false, denied("exists", p, Read, gerr)
+		case seenAbsent:
+			return false, nil
 		}
 	}
 	if err != nil {
@@ -485,8 +492,11 @@ func (e *Engine) Stat(ctx context.Context, p string) (_ Entry, err error) {
 	defer e.inflight.Done()
 	info, err := e.b.Stat(ctx, clean)
 	if g := gateOf(ctx); !g.open() {
-		if v, gerr := e.see(g, clean, info, err); v == seenNothing {
+		switch v, gerr := e.see(g.memoized(), clean, info, err); v {
+		case seenNothing:
 			return Entry{}, denied("stat", p, Read, gerr)
+		case seenAbsent:
+			return Entry{}, pathError("stat", p, fs.ErrNotExist)
 		}
 	}
 	if err != nil {
@@ -594,37 +604,58 @@ func (e *Engine) List(ctx context.Context, p string) (_ []Entry, err error) {
 }
 
 // listSeen is list through a gate: what the participant may see of the
-// folder clean, or an *AccessError when it may see nothing of it. A
-// folder whose entries are all hidden is refused as a whole, as if it
-// were not there for this participant.
+// folder clean, a folder it sees nothing in being, for it, not there
+// (see Engine.see): fs.ErrNotExist or an *AccessError.
 func (e *Engine) listSeen(g gate, clean string) ([]Entry, error) {
 	if g.open() {
 		return e.list(g.ctx, clean)
 	}
+	g = g.memoized()
 	s, err := g.beneath(Read, clean)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, err
+	case s.Empty():
+		// Nothing beneath may be seen, so nothing is listed.
+		v, err := e.hidden(g, clean, &s)
+		if v == seenAbsent && clean != "" {
+			return nil, fs.ErrNotExist
+		}
+		return nil, refused(Read, err)
 	}
 	out, err := e.list(g.ctx, clean)
 	switch {
-	case s.All:
-		return out, err
+	case err != nil && errors.Is(err, ErrNotFolder):
+		// A file: said so only to a participant that may read it.
+		ok, aerr := g.allowed(Read, clean)
+		switch {
+		case aerr != nil:
+			return nil, aerr
+		case ok:
+			return nil, err
+		case s.All:
+			return nil, fs.ErrNotExist
+		}
+		return nil, &AccessError{Right: Read}
 	case err != nil:
-		// A missing folder, or a file: said only to a participant that may
-		// read what would be there.
-		if ok, aerr := g.allowed(Read, clean); aerr != nil || !ok {
+		// Nothing there, or the store failed: said only to a participant
+		// that may read what would be there.
+		if ok, aerr := g.allowed(Read, clean); aerr != nil || !(ok || s.All) {
 			return nil, refused(Read, aerr)
 		}
 		return nil, err
-	case s.Empty():
-		return nil, &AccessError{Right: Read}
+	case s.All:
+		return out, nil
 	}
-	out, err = e.filter(g, out)
-	switch {
-	case err != nil:
+	if out, err = e.filter(g, out); err != nil {
 		return nil, err
-	case len(out) == 0 && clean != "":
-		return nil, &AccessError{Right: Read}
+	}
+	if len(out) == 0 && clean != "" {
+		v, err := e.hidden(g, clean, &s)
+		if v == seenAbsent {
+			return nil, fs.ErrNotExist
+		}
+		return nil, refused(Read, err)
 	}
 	return out, nil
 }
@@ -740,6 +771,9 @@ func (e *Engine) removeTree(ctx context.Context, g gate, clean string, folderOnl
 			return err
 		case !info.IsFolder:
 			if err := g.check(Write, clean); err != nil {
+				if v, _ := e.see(g.memoized(), clean, info, nil); v == seenAbsent {
+					return nil // for this participant nothing is there
+				}
 				return err
 			}
 			if folderOnly {

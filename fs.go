@@ -102,6 +102,12 @@ func (f *roomFS) Open(name string) (_ fs.File, err error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
+	// What was looked at before the read may have been replaced since: the
+	// file read is the one that must be readable.
+	if err := gateOf(ctx).check(Read, clean); err != nil {
+		r.Close()
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
 	info.Path = clean
 	return &file{
 		name: name,
@@ -123,8 +129,11 @@ func (f *roomFS) see(ctx context.Context, op, name, clean string) error {
 	if clean != "" {
 		info, err = f.e.b.Stat(ctx, clean)
 	}
-	if v, gerr := f.e.see(g, clean, info, err); v == seenNothing {
+	switch v, gerr := f.e.see(g.memoized(), clean, info, err); v {
+	case seenNothing:
 		return denied(op, name, Read, gerr)
+	case seenAbsent:
+		return &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
 	}
 	return nil
 }
@@ -146,8 +155,11 @@ func (f *roomFS) Stat(name string) (_ fs.FileInfo, err error) {
 	}
 	info, err := f.e.b.Stat(ctx, clean)
 	if g := gateOf(ctx); !g.open() {
-		if v, gerr := f.e.see(g, clean, info, err); v == seenNothing {
+		switch v, gerr := f.e.see(g.memoized(), clean, info, err); v {
+		case seenNothing:
 			return nil, denied("stat", name, Read, gerr)
+		case seenAbsent:
+			return nil, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrNotExist}
 		}
 	}
 	if err != nil {

@@ -140,12 +140,12 @@ func (e *Engine) open(ctx, life context.Context, p string, opts OpenOptions) (*H
 	info, err := e.b.Stat(ctx, clean)
 	switch {
 	case err == nil && info.IsFolder:
-		return fail(ErrIsFolder)
+		return fail(e.masked(g, clean, ErrIsFolder))
 	case err == nil && opts.Exclusive:
-		return fail(fs.ErrExist)
+		return fail(e.masked(g, clean, fs.ErrExist))
 	case errors.Is(err, fs.ErrNotExist):
 		if err := e.checkParents(ctx, clean); err != nil {
-			return fail(err)
+			return fail(e.masked(g, clean, err))
 		}
 	case err != nil:
 		return fail(err)

@@ -51,11 +51,13 @@ type MoveOptions struct {
 // replace a folder; ErrNotFolder when src is written as a folder ("a/")
 // but is a file, when a folder would replace a file, or when a parent of
 // dst is a file; ErrConflict as above; and the context's error. With a
-// Policy in ctx, Write must be granted on src and dst (for a folder, on
-// every file beneath src and on where it goes): else Move fails with an
-// *AccessError naming the refused path (beneath a folder, only a path the
-// policy lets be read), before anything moves; a file refused once the
-// folder's move is under way (one added meanwhile) stays where it is.
+// Policy in ctx, the participant must see src, and Write must be granted
+// on src and dst (for a folder, on every file beneath src and on where it
+// goes): else Move fails with an *AccessError naming the refused path
+// (beneath a folder, only a path the policy lets be read), before
+// anything moves; a file refused once the folder's move is under way (one
+// added meanwhile) stays where it is, and a conflict at dst with
+// something the participant may not see is an *AccessError too.
 // Errors are *fs.PathError values on src whose message names dst.
 //
 // A Move is one call in Stats and metrics, and one span, however many
@@ -100,10 +102,24 @@ func (e *Engine) Move(ctx context.Context, src, dst string, opts MoveOptions) (e
 		}
 	}
 	info, err := e.b.Stat(ctx, from)
+	if err != nil && !g.open() {
+		// That nothing is there is told only to whoever may see it.
+		if v, verr := e.see(g.memoized(), from, info, err); v == seenNothing {
+			return fail(named(refused(Write, verr), from))
+		}
+	}
 	switch {
 	case err != nil:
 		return fail(err)
 	case !info.IsFolder:
+		if !g.open() {
+			switch v, verr := e.see(g.memoized(), from, info, nil); v {
+			case seenNothing:
+				return fail(named(refused(Write, verr), from))
+			case seenAbsent:
+				return fail(fs.ErrNotExist) // for this participant nothing is there
+			}
+		}
 		for _, q := range []string{from, to} {
 			if err := g.check(Write, q); err != nil {
 				return fail(named(err, q))
@@ -121,7 +137,7 @@ func (e *Engine) Move(ctx context.Context, src, dst string, opts MoveOptions) (e
 		err = e.moveFolder(ctx, g, perFile, from, to, opts)
 	}
 	if err != nil {
-		return fail(err)
+		return fail(named(e.masked(g, to, err), to))
 	}
 	return nil
 }

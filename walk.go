@@ -60,6 +60,7 @@ func (e *Engine) walkClean(ctx context.Context, clean string) iter.Seq2[Entry, e
 // see (see listSeen), and an *AccessError when that is nothing.
 func (e *Engine) walkSeen(g gate, clean string) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
+		g = g.memoized()
 		children, err := e.listSeen(g, clean)
 		if err != nil {
 			yield(Entry{}, err)

@@ -49,6 +49,18 @@
 //     sub-benchmark: uninstrumented (internal/telemetry.Off set for its
 //     cycles), no providers (the default), and OpenTelemetry SDK
 //     providers recording every metric and span.
+//   - BenchmarkRoomGrantCycle: the small-file cycle through the room
+//     server (roomclient Upload 4 KiB, Download, Stat, Delete) by a
+//     participant whose token carries a 20-entry storage grant (19
+//     prefixes that do not match, then the one that does, with write
+//     access) against one without restriction, in one room of one
+//     server and engine (file:// fsync on, mem://), cycle by cycle in
+//     one sub-benchmark.
+//   - BenchmarkRoomGrantList10k: roomclient.List of a 10,000-file folder
+//     through the room server by a participant without restriction and
+//     two whose 20-entry grants make the engine check every entry (all
+//     pass; half pass), interleaved in one sub-benchmark, on file://
+//     and mem://.
 //
 // Profiles come from the usual flags, one case at a time, for example:
 //

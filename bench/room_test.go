@@ -62,9 +62,10 @@ func newRoomEnv(b testing.TB, rooms map[string]*roomstore.Engine) *roomEnv {
 }
 
 // dial connects one participant to room with the client's default
-// options; it is closed when b ends, before the server.
-func (env *roomEnv) dial(b testing.TB, room, name string) *roomclient.Client {
-	token, err := roomserver.NewToken(roomSecret, name, room, 0)
+// options, its token made by roomserver.NewToken with opts (none: access
+// to every path); it is closed when b ends, before the server.
+func (env *roomEnv) dial(b testing.TB, room, name string, opts ...roomserver.TokenOption) *roomclient.Client {
+	token, err := roomserver.NewToken(roomSecret, name, room, 0, opts...)
 	check(b, err)
 	url := "ws" + strings.TrimPrefix(env.ts.URL, "http") + "/rooms/" + room
 	c, err := roomclient.Dial(context.Background(), url, roomclient.Options{Token: token, Logger: quietLog})

@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -127,9 +128,8 @@ var accessCases = []tcase{
 		_, err = e.Upload(ro, "a.txt", strings.NewReader("changed"), overwrite)
 		refused(t, "Upload", err, roomstore.Write, "")
 		refused(t, "Delete", e.Delete(ro, "a.txt"), roomstore.Write, "")
-		// The refused file is named: the participant may read it.
-		refused(t, "RemoveAll of a folder", e.RemoveAll(ro, "dir"), roomstore.Write, "dir/b.txt")
-		refused(t, "RemoveAll of the root", e.RemoveAll(ro, ""), roomstore.Write, "a.txt")
+		refused(t, "RemoveAll of a folder", e.RemoveAll(ro, "dir"), roomstore.Write, "")
+		refused(t, "RemoveAll of the root", e.RemoveAll(ro, ""), roomstore.Write, "")
 		refused(t, "Move", e.Move(ro, "a.txt", "c.txt", roomstore.MoveOptions{}), roomstore.Write, "a.txt")
 		refused(t, "Move of a folder", e.Move(ro, "dir", "dir2", roomstore.MoveOptions{}), roomstore.Write, "dir")
 		e.mustContain(t, "a.txt", []byte("a"))
@@ -295,6 +295,74 @@ var accessCases = []tcase{
 		noErr(t, "RemoveAll c/d", e.RemoveAll(ctx, "c/d"))
 		e.mustBeAbsent(t, "c/d/keep")
 		e.mustContain(t, "c/e/hide", []byte("c/e/hide"))
+	}},
+	{"what a participant may not see looks the same whether or not something is there", func(t *testing.T, h Harness) {
+		// probe answers every call about p through ctx, in classes of
+		// outcome, on a store that holds files.
+		probe := func(policy roomstore.Policy, p string, files ...string) []string {
+			e := fresh(t, h)
+			for _, f := range files {
+				e.put(t, f, []byte("hidden"), overwrite)
+			}
+			ctx := e.as(policy)
+			var out []string
+			note := func(what string, err error) {
+				switch {
+				case err == nil:
+					out = append(out, what+": ok")
+				case errors.Is(err, fs.ErrPermission):
+					out = append(out, what+": refused "+err.Error())
+				case errors.Is(err, fs.ErrNotExist):
+					out = append(out, what+": not there")
+				default:
+					out = append(out, what+": "+err.Error())
+				}
+			}
+			ok, err := e.Exists(ctx, p)
+			note(fmt.Sprintf("exists %v", ok), err)
+			_, err = e.Stat(ctx, p)
+			note("stat", err)
+			_, err = e.List(ctx, p)
+			note("list", err)
+			_, err = e.Download(ctx, p)
+			note("download", err)
+			_, err = e.FS(ctx).Open(p)
+			note("fs open", err)
+			_, err = fs.Stat(e.FS(ctx), p)
+			note("fs stat", err)
+			note("delete", e.Delete(ctx, p))
+			note("removeall", e.RemoveAll(ctx, p))
+			note("move", e.Move(ctx, p, "mine/moved", roomstore.MoveOptions{}))
+			_, err = e.Upload(ctx, p+"/below", strings.NewReader("x"), overwrite)
+			if err == nil {
+				err = e.RemoveAll(e.ctx, p+"/below")
+			}
+			note("upload below", err)
+			return out
+		}
+		for _, c := range []struct {
+			name   string
+			policy roomstore.Policy
+			p      string
+			hidden []string // what is there, that the policy hides
+		}{
+			{"a file named as the grant's folder", grant("team/", "mine/"), "team", []string{"team"}},
+			{"a file outside the grant", grant("team/", "mine/"), "secret.txt", []string{"secret.txt"}},
+			{"a folder of hidden files", grant("team/", "mine/"), "other", []string{"other/a", "other/b/c"}},
+			{"a file under a policy that may grant anything", listed{"mine/moved": true, "mine/x": true}, "hidden.txt", []string{"hidden.txt"}},
+		} {
+			there, absent := probe(c.policy, c.p, append(c.hidden, "mine/x")...), probe(c.policy, c.p, "mine/x")
+			// Writing below a file is refused, and only that tells it is
+			// there; the reads, deletes and moves tell nothing.
+			for i := range there {
+				if strings.HasPrefix(there[i], "upload below") {
+					continue
+				}
+				if there[i] != absent[i] {
+					t.Errorf("%s: %q with it there, %q without", c.name, there[i], absent[i])
+				}
+			}
+		}
 	}},
 	{"a recursive delete needs write on every file and removes none without it", func(t *testing.T, h Harness) {
 		e := fresh(t, h)

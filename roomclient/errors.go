@@ -42,12 +42,16 @@ var (
 //	503 roomstore.ErrStoreUnavailable when the text says so, otherwise
 //	    fs.ErrClosed (the server or the room is shutting down)
 //
-// A 500 matches no sentinel.
+// A 500 matches no sentinel. A 403 that refuses a right the participant's
+// policy does not grant ("no write access", "no read access to a/b")
+// wraps the *roomstore.AccessError an Engine would have returned, so that
+// errors.As finds it.
 type Error struct {
 	Code int    // HTTP-like status code of the reply
 	Text string // the server's text, verbatim
 
-	reason string // Text without the server's "op path: " prefix
+	reason string                 // Text without the server's "op path: " prefix
+	access *roomstore.AccessError // the refusal of a right, if that is what it is
 }
 
 // newError builds the Error for a reply about path p.
@@ -65,7 +69,40 @@ func newError(code int, text, p string) *Error {
 	if e.reason == "" {
 		e.reason = fmt.Sprintf("room server error %d", code)
 	}
+	if code == 403 {
+		e.access = accessError(e.reason)
+	}
 	return e
+}
+
+// accessError reads a refused right from a reason: "no read access" or
+// "no write access", and " to PATH" when it names another path.
+func accessError(reason string) *roomstore.AccessError {
+	rest, ok := strings.CutPrefix(reason, "no ")
+	if !ok {
+		return nil
+	}
+	for _, r := range []roomstore.Right{roomstore.Read, roomstore.Write} {
+		tail, ok := strings.CutPrefix(rest, r.String()+" access")
+		if !ok {
+			continue
+		}
+		if tail == "" {
+			return &roomstore.AccessError{Right: r}
+		}
+		if p, ok := strings.CutPrefix(tail, " to "); ok && p != "" {
+			return &roomstore.AccessError{Right: r, Path: p}
+		}
+	}
+	return nil
+}
+
+// Unwrap returns the *roomstore.AccessError of a refused right, or nil.
+func (e *Error) Unwrap() error {
+	if e.access == nil {
+		return nil
+	}
+	return e.access
 }
 
 // Error returns the server's reason.

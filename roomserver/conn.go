@@ -35,8 +35,9 @@ type conn struct {
 	id    string
 	ident Identity
 
-	ctx    context.Context // ends when the connection does
-	ectx   context.Context // ctx with the participant and its policy, for the engine
+	ctx    context.Context  // ends when the connection does
+	ectx   context.Context  // ctx with the participant and its policy, for the engine
+	policy roomstore.Policy // the identity's, as the connection applies it (nil: everything)
 	cancel context.CancelFunc
 	out    chan outMsg
 	nextID atomic.Uint64
@@ -60,8 +61,9 @@ func newConn(s *Server, rm *room, ws *websocket.Conn, ident Identity) *conn {
 		streams: map[string]*stream{},
 	}
 	c.ectx = roomstore.WithParticipant(ctx, c.id)
-	if ident.Policy != nil {
-		c.ectx = roomstore.WithPolicy(c.ectx, ident.Policy)
+	if ident.Policy != nil || !ident.Expires.IsZero() {
+		c.policy = connPolicy{p: ident.Policy, expires: ident.Expires}
+		c.ectx = roomstore.WithPolicy(c.ectx, c.policy)
 	}
 	c.nextID.Store(1 << 62) // server ids never meet the client's, which count from 0
 	// The socket's own calls take contexts of their own: a cancelled
@@ -74,6 +76,49 @@ func newConn(s *Server, rm *room, ws *websocket.Conn, ident Identity) *conn {
 // engineCtx is the context of the calls made for this participant: its
 // id and its policy.
 func (c *conn) engineCtx() context.Context { return c.ectx }
+
+// connPolicy is a participant's policy as its connection applies it: it
+// grants nothing once the identity has ended (whatever is still under
+// way, an upload's commit included), and a policy that panics fails the
+// call it decides rather than the server.
+type connPolicy struct {
+	p       roomstore.Policy // nil: everything
+	expires time.Time        // zero: never
+}
+
+func (c connPolicy) ended() bool { return !c.expires.IsZero() && !time.Now().Before(c.expires) }
+
+// Allow implements roomstore.Policy.
+func (c connPolicy) Allow(ctx context.Context, r roomstore.Right, path string) (ok bool, err error) {
+	switch {
+	case c.ended():
+		return false, nil
+	case c.p == nil:
+		return true, nil
+	}
+	defer recovered(&err)
+	return c.p.Allow(ctx, r, path)
+}
+
+// Beneath implements roomstore.Policy.
+func (c connPolicy) Beneath(ctx context.Context, r roomstore.Right, folder string) (s roomstore.Scope, err error) {
+	switch {
+	case c.ended():
+		return roomstore.Scope{}, nil
+	case c.p == nil:
+		return roomstore.Scope{All: true}, nil
+	}
+	defer recovered(&err)
+	return c.p.Beneath(ctx, r, folder)
+}
+
+// recovered turns a panic of the embedder's policy into the error of the
+// call it was deciding.
+func recovered(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("the access policy panicked: %v", r)
+	}
+}
 
 // expired reports whether the participant's token has ended.
 func (c *conn) expired() bool {

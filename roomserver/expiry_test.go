@@ -3,12 +3,14 @@ package roomserver_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/internal/wire"
 	"github.com/roomstore/roomstore/roomserver"
 )
@@ -77,5 +79,58 @@ func TestAnExpiringIdentityClosesItsConnectionAndAbortsItsUpload(t *testing.T) {
 	_, resp, err := f.tryDial("r1", "?token="+token(t, "late", "r1", time.Hour), nil, nil)
 	if err == nil || resp == nil || resp.StatusCode != 403 {
 		t.Fatalf("an identity that ended before the upgrade: %v (%v), want 403", err, resp)
+	}
+}
+
+// panicky is an embedder's policy with a bug: it panics on one folder.
+type panicky struct{}
+
+func (panicky) Allow(_ context.Context, _ roomstore.Right, p string) (bool, error) {
+	if strings.HasPrefix(p, "bug/") {
+		panic("the policy's own bug")
+	}
+	return true, nil
+}
+
+func (panicky) Beneath(context.Context, roomstore.Right, string) (roomstore.Scope, error) {
+	return roomstore.Scope{Within: []string{""}}, nil
+}
+
+// TestAPanickingPolicyFailsTheCallNotTheServer checks that a policy that
+// panics fails the one call it decides (500) and withholds the events it
+// decides, while the connection and the server go on.
+func TestAPanickingPolicyFailsTheCallNotTheServer(t *testing.T) {
+	f := newFixture(t, func(o *roomserver.Options) {
+		hs := o.Verify
+		o.Verify = func(ctx context.Context, room, token string) (roomserver.Identity, error) {
+			id, err := hs(ctx, room, token)
+			id.Policy = panicky{}
+			return id, err
+		}
+	})
+	r := f.dial("r1", "alice")
+	if c := r.call("exists", map[string]any{"path": "bug/x"}); c.Type != wire.KindError || c.Code != roomserver.CodeInternal || c.Text != "internal error" {
+		t.Fatalf("exists under the bug: %+v, want a plain 500", c)
+	}
+	if c := r.upload("u1", "bug/y", []byte("data"), true); c.Type != wire.KindError || c.Code != roomserver.CodeInternal {
+		t.Fatalf("upload under the bug: %+v, want a 500", c)
+	}
+	e := f.engine("r1")
+	if _, err := e.Upload(t.Context(), "bug/z", strings.NewReader("z"), roomstore.OpenOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Upload(t.Context(), "fine", strings.NewReader("f"), roomstore.OpenOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The event of bug/z is withheld; the next one arrives.
+	m := r.until(func(m *wire.Message) bool {
+		return m.Type == wire.TypeFileUpdated || m.Type == wire.TypeFileDeleted || m.Type == wire.TypeFileMoved
+	})
+	body, _, _ := m.Split()
+	if !strings.Contains(string(body), `"fine"`) {
+		t.Fatalf("first event %s, want the one of fine", body)
+	}
+	if c := r.call("exists", map[string]any{"path": "fine"}); c.Type != wire.KindJSON {
+		t.Fatalf("a call after the panics: %+v", c)
 	}
 }

@@ -112,7 +112,10 @@ func (g StorageGrant) Allow(_ context.Context, r roomstore.Right, path string) (
 // Beneath implements roomstore.Policy: what the grant decides for every
 // path beneath folder.
 func (g StorageGrant) Beneath(_ context.Context, r roomstore.Right, folder string) (roomstore.Scope, error) {
-	if g.Paths == nil {
+	switch {
+	case r != roomstore.Read && r != roomstore.Write:
+		return roomstore.Scope{}, nil
+	case g.Paths == nil:
 		return roomstore.Scope{All: true}, nil
 	}
 	dir := "" // every path beneath folder begins with dir

@@ -245,7 +245,7 @@ func (rm *room) encode(ev events.Event, v view) (wire.Encoded, error) {
 // event of its readable side, never naming the other. A policy that
 // fails counts as a refusal.
 func (c *conn) view(ev events.Event) view {
-	p := c.ident.Policy
+	p := c.policy
 	if p == nil || ev.Type == roomstore.EventOverflow {
 		return viewWhole
 	}

@@ -5,8 +5,8 @@
 //	go run ./cmd/benchreport -rounds 5 -out ../BENCHMARKS.md
 //
 // It compiles the suite's test binary once (go test -c), runs the ratio
-// cases (small files, events, list, 64 MiB, the room server's 64 MiB and
-// fan-out, instrumentation) for -rounds rounds, reversing
+// cases (small files, events, list, 64 MiB, the room server's 64 MiB,
+// fan-out and access grants, instrumentation) for -rounds rounds, reversing
 // the order of roomstore and its baselines on every other round, runs the
 // memory and append cases once, and prints and writes, for every
 // comparison, roomstore's figure, each baseline's, their ratio and the
@@ -61,6 +61,10 @@ const fixedIterations = "4x"
 // fanoutIterations is the -test.benchtime of the fan-out case: the writes
 // whose latency its percentiles come from.
 const fanoutIterations = "300x"
+
+// grantListIterations is the -test.benchtime of the access grants' list
+// case: iterations of its three lists, a multiple of their six orders.
+const grantListIterations = "18x"
 
 // natsLatencyIterations and natsThroughputIterations are the
 // -test.benchtime of the cross-process event cases: 5 s of commits at
@@ -136,11 +140,14 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline str
 	// Each round runs every ratio plan; the list and large-file cases take
 	// a fixed number of iterations, as one of their iterations can take
 	// longer than the time budget and would leave a single sample, and so
-	// does the fan-out case, whose percentiles need a known sample count.
+	// does the fan-out case, whose percentiles need a known sample count,
+	// and the access grants' list case, whose three participants take
+	// their six orders evenly.
 	ratioPlans := []plan{
-		{regex: "^(BenchmarkSmallFile|BenchmarkUploadMove|BenchmarkEvents|BenchmarkInstrumentation)$", benchtime: benchtime},
+		{regex: "^(BenchmarkSmallFile|BenchmarkUploadMove|BenchmarkEvents|BenchmarkInstrumentation|BenchmarkRoomGrantCycle)$", benchtime: benchtime},
 		{regex: "^(BenchmarkList100k|BenchmarkLarge64MiB|BenchmarkRoomServer64MiB)$", benchtime: fixedIterations},
 		{regex: "^BenchmarkRoomFanout100$", benchtime: fanoutIterations},
+		{regex: "^BenchmarkRoomGrantList10k$", benchtime: grantListIterations},
 		{regex: "^BenchmarkEventsNATS$/^latency-1k$", benchtime: natsLatencyIterations},
 		{regex: "^BenchmarkEventsNATS$/^throughput$", benchtime: natsThroughputIterations},
 	}

@@ -65,6 +65,8 @@ const (
 	room   = "BenchmarkRoomServer64MiB/"
 	fanout = "BenchmarkRoomFanout100"
 	instr  = "BenchmarkInstrumentation/"
+	gcycle = "BenchmarkRoomGrantCycle/"
+	glist  = "BenchmarkRoomGrantList10k/"
 	nsop   = "ns/op"
 )
 
@@ -100,6 +102,7 @@ func render(m machine, r *results) string {
 	w.syscalls(m.syscalls)
 	w.instrumentation()
 	w.againstBaseline()
+	w.accessGrants()
 	w.summary()
 	w.all()
 	return w.String()
@@ -508,6 +511,47 @@ func (w *report) againstBaseline() {
 	w.line("")
 }
 
+// accessGrants is section 13. (Section 12, against -baseline, appears only
+// with that flag; the README cites both by number.)
+func (w *report) accessGrants() {
+	w.line("## 13. Room server: access grants")
+	w.line("")
+	w.line("What a participant's storage grant (MeshAgent's api grant: path prefixes, read-only or not, checked by the engine on every call through `roomstore.WithPolicy`, and by the server for every event it sends) costs through the room server. Participants of one room of a loopback room server (HS256 tokens from `roomserver.NewToken`, default options; roomclient, default options), whose room resolves to one engine from `roomstore.OpenURL` with default options, on a `file://` temp folder (fsync on) and on `mem://`; the baseline is a participant whose token has no restriction (NewToken's default: every path; the engine still asks its grant, which answers at once), on the same server and engine.")
+	w.line("")
+	w.line("Cycle: Upload 4 KiB (overwrite), Download, Stat, Delete through roomclient, on 1,000 rotating names in `team/shared/`. The restricted participant's grant has 20 entries: 19 prefixes of other folders (`team/project-00/` … `team/project-18/`, every other one read-only), then `team/shared/` with write access, so that every check, read or write, walks the whole list. Each row is one sub-benchmark that runs a cycle of each participant on the same name alternately (which goes first alternating, after 20 untimed cycles of each); both participants get the events of both. Mean time per cycle; the ratio is the restricted participant's over the unrestricted one's within each round, then the median over the rounds; the p50 ratio is that of the medians of the cycle times.")
+	w.line("")
+	w.header("store", "no restriction", "20-entry grant", "ratio", "target", "", "p50 ratio", "ratio by round")
+	for _, c := range []struct{ label, name string }{
+		{"`file://`, fsync on", "file"},
+		{"`mem://`", "mem"},
+	} {
+		n := gcycle + c.name
+		ratio, ok := w.r.ratioWithin(n, "grants-ns/cycle", "full-ns/cycle")
+		p50, p50ok := w.r.ratioWithin(n, "grants-p50-ns", "full-p50-ns")
+		st := w.status(ok && ratio <= 1.05, ok, fmt.Sprintf("access grants: room server small-file cycle on %s, 20-entry grant %.3fx no restriction (target ≤ 1.05x)", c.label, ratio))
+		w.row(c.label, w.fig(n, "full-ns/cycle", fmtDur), w.fig(n, "grants-ns/cycle", fmtDur), fmtRatio3(ratio, ok), "≤ 1.05x", st,
+			fmtRatio3(p50, p50ok), fmtRounds(w.r.roundRatios(n, "grants-ns/cycle", n, "full-ns/cycle")))
+	}
+	w.line("")
+	w.line("List: roomclient.List of a folder of 10,000 16-byte files (`big/`; on `file://` written there before the engine opens). Three participants list it, one list each per iteration, in each of their six orders in turn (%s iterations per round, after one untimed list each that checks every entry each one sees): one without restriction; one whose 20-entry grant lists 19 prefixes in the folder that no file has (`big/f-100` …), then `big/f-`, so that the engine checks each of the 10,000 entries against all 20 and every one passes; and one whose grant lists 15 such prefixes, then `big/f-00`, `big/f-02`, … `big/f-08`, so that each entry is checked against 16 to 20 of them and half pass (its reply carries 5,000 entries, so its ratio also counts the smaller reply). Mean time per list; a ratio is over the unrestricted participant's within each round, then the median over the rounds; the p50 ratios are those of the medians of the list times. No target.", strings.TrimSuffix(grantListIterations, "x"))
+	w.line("")
+	w.header("store", "no restriction (10,000 entries)", "grant, all pass (10,000)", "grant, half pass (5,000)", "all pass / no restriction", "half pass / no restriction", "target", "p50 ratios, all / half pass", "all-pass ratio by round")
+	for _, c := range []struct{ label, name string }{
+		{"`file://`, fsync on", "file"},
+		{"`mem://`", "mem"},
+	} {
+		n := glist + c.name
+		all, allok := w.r.ratioWithin(n, "grants-all-ns/list", "full-ns/list")
+		half, halfok := w.r.ratioWithin(n, "grants-half-ns/list", "full-ns/list")
+		allP50, allP50ok := w.r.ratioWithin(n, "grants-all-p50-ns", "full-p50-ns")
+		halfP50, halfP50ok := w.r.ratioWithin(n, "grants-half-p50-ns", "full-p50-ns")
+		w.row(c.label, w.fig(n, "full-ns/list", fmtDur), w.fig(n, "grants-all-ns/list", fmtDur), w.fig(n, "grants-half-ns/list", fmtDur),
+			fmtRatio3(all, allok), fmtRatio3(half, halfok), "—", fmtRatio3(allP50, allP50ok)+" / "+fmtRatio3(halfP50, halfP50ok),
+			fmtRounds(w.r.roundRatios(n, "grants-all-ns/list", n, "full-ns/list")))
+	}
+	w.line("")
+}
+
 // fmtRatio3 is fmtRatio to three decimals, for ratios near 1.
 func fmtRatio3(r float64, ok bool) string {
 	if !ok {
@@ -533,7 +577,7 @@ func (w *report) summary() {
 func (w *report) all() {
 	w.line("## Every benchmark")
 	w.line("")
-	w.line("Medians over the rounds; \"spread\" is the lowest and highest time per op of the rounds. A small-file or list op is one roomstore call plus one baseline call, a room-server 64 MiB op one direct cycle plus one server cycle, and a fan-out op one write to each of its two rooms, so their time, B/op and allocs/op cover both.")
+	w.line("Medians over the rounds; \"spread\" is the lowest and highest time per op of the rounds. A small-file or list op is one roomstore call plus one baseline call, a room-server 64 MiB op one direct cycle plus one server cycle, a fan-out op one write to each of its two rooms, an access-grant cycle op one cycle of each of its two participants and an access-grant list op one list by each of its three, so their time, B/op and allocs/op cover every side.")
 	w.line("")
 	w.header("benchmark", "rounds", "time/op", "spread", "B/op", "allocs/op", "other metrics")
 	for _, name := range w.r.order {
