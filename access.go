@@ -267,7 +267,16 @@ func (e *Engine) see(g gate, clean string, info backend.Info, err error) (seen, 
 		case ok:
 			return seenAll, nil
 		}
-		return e.hidden(g, clean, nil)
+		// Hidden, but where the reader may read everything beneath clean
+		// it is told what it would be told were nothing there.
+		s, serr := g.beneath(Read, clean)
+		switch {
+		case serr != nil:
+			return seenNothing, serr
+		case s.All:
+			return seenAbsent, nil
+		}
+		return seenNothing, nil
 	}
 	s, serr := g.beneath(Read, clean)
 	switch {
@@ -296,28 +305,32 @@ func (e *Engine) see(g gate, clean string, info backend.Info, err error) (seen, 
 			return seenFiltered, nil
 		}
 	}
-	return e.hidden(g, clean, &s)
+	return g.hidden(clean)
 }
 
-// hidden is what a reader learns of something at clean it may not see:
-// that nothing is there, when it may read a file at clean or everything
-// beneath it (s, when known); else nothing at all.
-func (e *Engine) hidden(g gate, clean string, s *Scope) (seen, error) {
+// seeing applies see to a call of op on p, whose clean path the backend
+// described as info and err: an error for a reader that may see nothing
+// of it, or whether, for that reader, nothing is there.
+func (e *Engine) seeing(g gate, op, p, clean string, info backend.Info, err error) (absent bool, _ error) {
+	switch v, gerr := e.see(g.memoized(), clean, info, err); v {
+	case seenNothing:
+		return false, denied(op, p, Read, gerr)
+	case seenAbsent:
+		return true, nil
+	}
+	return false, nil
+}
+
+// hidden is what a reader learns of a folder at clean in which it sees
+// nothing, and beneath which not everything is granted: that nothing is
+// there when it may read a file at clean (as it would be told were
+// nothing there), else nothing at all.
+func (g gate) hidden(clean string) (seen, error) {
 	ok, err := g.allowed(Read, clean)
 	switch {
 	case err != nil:
 		return seenNothing, err
 	case ok:
-		return seenAbsent, nil
-	}
-	if s == nil {
-		sc, err := g.beneath(Read, clean)
-		if err != nil {
-			return seenNothing, err
-		}
-		s = &sc
-	}
-	if s.All {
 		return seenAbsent, nil
 	}
 	return seenNothing, nil

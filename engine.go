@@ -459,11 +459,8 @@ func (e *Engine) Exists(ctx context.Context, p string) (_ bool, err error) {
 	defer e.inflight.Done()
 	info, err := e.b.Stat(ctx, clean)
 	if g := gateOf(ctx); !g.open() {
-		switch v, gerr := e.see(g.memoized(), clean, info, err); v {
-		case seenNothing:
-			return false, denied("exists", p, Read, gerr)
-		case seenAbsent:
-			return false, nil
+		if absent, err := e.seeing(g, "exists", p, clean, info, err); absent || err != nil {
+			return false, err
 		}
 	}
 	if err != nil {
@@ -492,11 +489,12 @@ func (e *Engine) Stat(ctx context.Context, p string) (_ Entry, err error) {
 	defer e.inflight.Done()
 	info, err := e.b.Stat(ctx, clean)
 	if g := gateOf(ctx); !g.open() {
-		switch v, gerr := e.see(g.memoized(), clean, info, err); v {
-		case seenNothing:
-			return Entry{}, denied("stat", p, Read, gerr)
-		case seenAbsent:
-			return Entry{}, pathError("stat", p, fs.ErrNotExist)
+		absent, err := e.seeing(g, "stat", p, clean, info, err)
+		if absent {
+			err = pathError("stat", p, fs.ErrNotExist)
+		}
+		if err != nil {
+			return Entry{}, err
 		}
 	}
 	if err != nil {
@@ -617,7 +615,7 @@ func (e *Engine) listSeen(g gate, clean string) ([]Entry, error) {
 		return nil, err
 	case s.Empty():
 		// Nothing beneath may be seen, so nothing is listed.
-		v, err := e.hidden(g, clean, &s)
+		v, err := g.hidden(clean)
 		if v == seenAbsent && clean != "" {
 			return nil, fs.ErrNotExist
 		}
@@ -651,7 +649,7 @@ func (e *Engine) listSeen(g gate, clean string) ([]Entry, error) {
 		return nil, err
 	}
 	if len(out) == 0 && clean != "" {
-		v, err := e.hidden(g, clean, &s)
+		v, err := g.hidden(clean)
 		if v == seenAbsent {
 			return nil, fs.ErrNotExist
 		}

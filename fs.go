@@ -129,13 +129,17 @@ func (f *roomFS) see(ctx context.Context, op, name, clean string) error {
 	if clean != "" {
 		info, err = f.e.b.Stat(ctx, clean)
 	}
-	switch v, gerr := f.e.see(g.memoized(), clean, info, err); v {
-	case seenNothing:
-		return denied(op, name, Read, gerr)
-	case seenAbsent:
+	return f.seeing(g, op, name, clean, info, err)
+}
+
+// seeing is Engine.seeing for the io/fs name: nothing there is
+// fs.ErrNotExist.
+func (f *roomFS) seeing(g gate, op, name, clean string, info backend.Info, err error) error {
+	absent, err := f.e.seeing(g, op, name, clean, info, err)
+	if absent {
 		return &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
 	}
-	return nil
+	return err
 }
 
 // Stat describes name.
@@ -155,11 +159,8 @@ func (f *roomFS) Stat(name string) (_ fs.FileInfo, err error) {
 	}
 	info, err := f.e.b.Stat(ctx, clean)
 	if g := gateOf(ctx); !g.open() {
-		switch v, gerr := f.e.see(g.memoized(), clean, info, err); v {
-		case seenNothing:
-			return nil, denied("stat", name, Read, gerr)
-		case seenAbsent:
-			return nil, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrNotExist}
+		if err := f.seeing(g, "stat", name, clean, info, err); err != nil {
+			return nil, err
 		}
 	}
 	if err != nil {

@@ -237,7 +237,13 @@ func (e *env) mustBeAbsent(t *testing.T, p string) {
 // names lists p and returns the entry names, folders with a trailing "/".
 func (e *env) names(t *testing.T, p string) []string {
 	t.Helper()
-	es, err := e.List(e.ctx, p)
+	return e.listNames(t, e.ctx, p)
+}
+
+// listNames is names through ctx.
+func (e *env) listNames(t *testing.T, ctx context.Context, p string) []string {
+	t.Helper()
+	es, err := e.List(ctx, p)
 	if err != nil {
 		t.Fatalf("list %q: %v", p, err)
 	}

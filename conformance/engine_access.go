@@ -46,21 +46,6 @@ func refused(t *testing.T, what string, err error, r roomstore.Right, path strin
 	}
 }
 
-// listNames is names through ctx.
-func (e *env) listNames(t *testing.T, ctx context.Context, p string) []string {
-	t.Helper()
-	es, err := e.List(ctx, p)
-	noErr(t, "List "+p, err)
-	out := make([]string, len(es))
-	for i, x := range es {
-		out[i] = x.Name
-		if x.IsFolder {
-			out[i] += "/"
-		}
-	}
-	return out
-}
-
 // walked is every path Walk yields beneath dir through ctx, folders with
 // a trailing slash.
 func (e *env) walked(t *testing.T, ctx context.Context, dir string) []string {

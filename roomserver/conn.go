@@ -86,7 +86,11 @@ type connPolicy struct {
 	expires time.Time        // zero: never
 }
 
-func (c connPolicy) ended() bool { return !c.expires.IsZero() && !time.Now().Before(c.expires) }
+func (c connPolicy) ended() bool { return ended(c.expires) }
+
+// ended reports whether an identity that expires then (zero: never) has
+// ended.
+func ended(expires time.Time) bool { return !expires.IsZero() && !time.Now().Before(expires) }
 
 // Allow implements roomstore.Policy.
 func (c connPolicy) Allow(ctx context.Context, r roomstore.Right, path string) (ok bool, err error) {
@@ -121,9 +125,7 @@ func recovered(err *error) {
 }
 
 // expired reports whether the participant's token has ended.
-func (c *conn) expired() bool {
-	return !c.ident.Expires.IsZero() && !time.Now().Before(c.ident.Expires)
-}
+func (c *conn) expired() bool { return ended(c.ident.Expires) }
 
 // serve runs the connection to its end.
 func (c *conn) serve() {

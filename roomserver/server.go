@@ -179,7 +179,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 		id, err := s.o.Verify(r.Context(), name, token)
-		if err == nil && !id.Expires.IsZero() && !time.Now().Before(id.Expires) {
+		if err == nil && ended(id.Expires) {
 			err = errors.New("the identity has expired")
 		}
 		if err != nil {
