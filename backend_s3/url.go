@@ -121,6 +121,9 @@ func OpenURL(ctx context.Context, u *url.URL) (*Backend, error) {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
 		o.UsePathStyle = pathStyle
+		// Servers that return no checksum (most S3-compatible ones) would
+		// otherwise log one line per download.
+		o.DisableLogOutputChecksumValidationSkipped = true
 	})
 	b, err := New(client, bucket, u.Path, opts...)
 	if err != nil {

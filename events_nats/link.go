@@ -618,12 +618,14 @@ func (l *link) deliverChunk(origin string, chunk []wireEvent) {
 		}
 		p.last, p.seen = w.Seq, now
 		e := w.event(origin)
-		l.bus.Publish(e.Type, e)
+		// Counted before it is published, so that whoever sees the
+		// event sees it counted.
 		l.stats.received.Add(1)
 		lag := max(now.Sub(w.Time), 0)
 		l.stats.lagCount.Add(1)
 		l.stats.lagTotal.Add(int64(lag))
 		raise(&l.stats.lagMax, int64(lag))
+		l.bus.Publish(e.Type, e)
 	}
 }
 
