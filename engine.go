@@ -378,7 +378,22 @@ func (e *Engine) TransportStats() events.TransportStats {
 // URL or option, and whatever the backend's opener reports (a missing
 // bucket is ErrStoreUnavailable).
 func OpenURL(ctx context.Context, rawURL string, opts ...Option) (*Engine, error) {
-	b, err := backend.Open(ctx, rawURL)
+	return openURL(ctx, rawURL, backend.Open, opts)
+}
+
+// OpenExistingURL is OpenURL for a store that already exists: where
+// opening would create the store (file:// makes its directory, mem://name
+// its named store) and there is none, it fails with an error wrapping
+// fs.ErrNotExist and creates nothing. An s3:// or gs:// store is a prefix
+// of a bucket that must exist: it opens as with OpenURL. A server opens a
+// room with it for callers that may only read, so that a read never
+// creates a store.
+func OpenExistingURL(ctx context.Context, rawURL string, opts ...Option) (*Engine, error) {
+	return openURL(ctx, rawURL, backend.OpenExisting, opts)
+}
+
+func openURL(ctx context.Context, rawURL string, open func(context.Context, string) (backend.Backend, error), opts []Option) (*Engine, error) {
+	b, err := open(ctx, rawURL)
 	if err != nil {
 		return nil, &fs.PathError{Op: "openurl", Path: redact(rawURL), Err: err}
 	}

@@ -102,6 +102,11 @@ func WithMaxOpenHandles(n int) Option {
 	}
 }
 
+// MaxOpenHandles returns the handles the engine lets be open at once
+// (WithMaxOpenHandles), so that a server can give each participant a
+// share of them.
+func (e *Engine) MaxOpenHandles() int { return e.cfg.maxHandles }
+
 // WithURLExpiry sets how long a DownloadURL stays valid (default
 // DefaultURLExpiry). S3 presigned URLs allow at most 7 days.
 func WithURLExpiry(d time.Duration) Option {

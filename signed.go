@@ -188,13 +188,17 @@ func (e *Engine) signURL(method, clean string, expires int64, attachment, versio
 }
 
 func (e *Engine) signature(method, clean, exp, attachment, version string) string {
-	m := hmac.New(sha256.New, e.cfg.signingKey)
+	return signature(e.cfg.signingKey, e.basePath(), method, clean, exp, attachment, version)
+}
+
+func signature(key []byte, basePath, method, clean, exp, attachment, version string) string {
+	m := hmac.New(sha256.New, key)
 	// The base path is signed too, so that engines sharing a key but
 	// mounted at different places (one room each) never accept each
 	// other's URLs. Newlines cannot occur in a clean path, a parsed URL
 	// path or a valid attachment name, so no field can be shifted into
 	// another; a URL without attachment signs what the first URLs did.
-	fmt.Fprintf(m, "roomstore-url-v1\n%s\n%s\n%s\n%s", method, e.basePath(), clean, exp)
+	fmt.Fprintf(m, "roomstore-url-v1\n%s\n%s\n%s\n%s", method, basePath, clean, exp)
 	if attachment != "" {
 		fmt.Fprintf(m, "\nattachment\n%s", attachment)
 	}
@@ -246,7 +250,26 @@ func (e *Engine) serveSigned(w http.ResponseWriter, r *http.Request) {
 // and the version it is bound to ("" for a URL signed before URLs named
 // one, which names the path).
 func (e *Engine) verify(r *http.Request) (clean, disp, version string, ok bool) {
-	prefix := e.basePath() + "/"
+	return verify(r, e.cfg.signingKey, e.basePath())
+}
+
+// VerifyURL reports whether r asks for a URL that an engine signed with
+// key (WithSigningKey) below a base URL whose path is basePath
+// (WithBaseURL, such as "/files/room-1"), and that has not expired. It
+// opens nothing and reads no store, so that a server mounting the
+// Handlers of many engines can refuse a forged or expired URL before it
+// opens the engine the URL names. A URL that passes may still answer 404
+// or 410 (its file deleted or changed since).
+func VerifyURL(r *http.Request, key []byte, basePath string) bool {
+	if len(key) < MinSigningKeyLen {
+		return false
+	}
+	_, _, _, ok := verify(r, key, strings.TrimSuffix(basePath, "/"))
+	return ok
+}
+
+func verify(r *http.Request, key []byte, basePath string) (clean, disp, version string, ok bool) {
+	prefix := basePath + "/"
 	if !strings.HasPrefix(r.URL.Path, prefix) {
 		return "", "", "", false
 	}
@@ -260,7 +283,7 @@ func (e *Engine) verify(r *http.Request) (clean, disp, version string, ok bool) 
 		len(q["v"]) > 1 || len(q["v"]) == 1 && v == "" {
 		return "", "", "", false
 	}
-	want := e.signature(http.MethodGet, clean, exp, att, v)
+	want := signature(key, basePath, http.MethodGet, clean, exp, att, v)
 	if !hmac.Equal([]byte(sig), []byte(want)) {
 		return "", "", "", false
 	}

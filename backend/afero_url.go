@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -11,7 +12,26 @@ import (
 	"strconv"
 )
 
-func init() { Register("file", openFile) }
+func init() {
+	Register("file", openFile)
+	RegisterProber("file", probeFile)
+}
+
+// probeFile reports whether the directory of a file:// URL exists.
+func probeFile(_ context.Context, u *url.URL) (bool, error) {
+	dir, err := FileDir(u)
+	if err != nil {
+		return false, err
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("backend: the store directory of %q: %w", u.Redacted(), osError(err))
+	}
+	return fi.IsDir(), nil
+}
 
 // FileDir returns the directory that a file:// URL names, as the file://
 // opener reads it: file:///abs/dir, or file://./rel/dir relative to the

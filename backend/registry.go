@@ -14,9 +14,14 @@ import (
 // It must not keep ctx beyond the call.
 type Opener func(ctx context.Context, u *url.URL) (Backend, error)
 
+// Prober reports whether the store a URL names exists, creating
+// nothing, for OpenExisting. It must not keep ctx beyond the call.
+type Prober func(ctx context.Context, u *url.URL) (bool, error)
+
 var (
 	registryMu sync.RWMutex
 	registry   = map[string]Opener{}
+	probers    = map[string]Prober{}
 )
 
 // Register makes a URL scheme available to Open (and so to
@@ -30,6 +35,20 @@ func Register(scheme string, open Opener) {
 		panic("backend: Register called twice for scheme " + scheme)
 	}
 	registry[scheme] = open
+}
+
+// RegisterProber lets OpenExisting tell whether a store of scheme
+// exists before opening it, for a scheme whose Opener creates the store
+// it opens (file:// makes its directory, mem:// its named store).
+// Registering a scheme's prober twice panics.
+func RegisterProber(scheme string, p Prober) {
+	scheme = strings.ToLower(scheme)
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := probers[scheme]; dup {
+		panic("backend: RegisterProber called twice for scheme " + scheme)
+	}
+	probers[scheme] = p
 }
 
 // Schemes returns the registered URL schemes, sorted.
@@ -48,16 +67,52 @@ func Schemes() []string {
 // An unknown scheme yields an error wrapping fs.ErrInvalid that lists the
 // registered ones (a backend package registers its scheme when imported).
 func Open(ctx context.Context, rawURL string) (Backend, error) {
-	u, err := url.Parse(rawURL)
+	u, open, _, err := lookup(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("backend: bad store URL: %w: %w", fs.ErrInvalid, err)
-	}
-	registryMu.RLock()
-	open, ok := registry[strings.ToLower(u.Scheme)]
-	registryMu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("backend: %w: no backend for scheme %q (registered: %s; import the backend package to register its scheme)",
-			fs.ErrInvalid, u.Scheme, strings.Join(Schemes(), ", "))
+		return nil, err
 	}
 	return open(ctx, u)
+}
+
+// ErrNoStore reports a store that OpenExisting found not to exist. It
+// wraps fs.ErrNotExist.
+var ErrNoStore = Errorf(fs.ErrNotExist, nil, "no such store")
+
+// OpenExisting is Open for a store that exists: when the scheme's Prober
+// (RegisterProber) finds none at rawURL it fails with ErrNoStore and
+// creates nothing. A scheme without a prober opens as Open does: its
+// Opener creates nothing (an S3 or GCS store is a prefix of a bucket that
+// must exist).
+func OpenExisting(ctx context.Context, rawURL string) (Backend, error) {
+	u, open, probe, err := lookup(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if probe != nil {
+		ok, err := probe(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, ErrNoStore
+		}
+	}
+	return open(ctx, u)
+}
+
+func lookup(rawURL string) (*url.URL, Opener, Prober, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("backend: bad store URL: %w: %w", fs.ErrInvalid, err)
+	}
+	scheme := strings.ToLower(u.Scheme)
+	registryMu.RLock()
+	open, ok := registry[scheme]
+	probe := probers[scheme]
+	registryMu.RUnlock()
+	if !ok {
+		return nil, nil, nil, fmt.Errorf("backend: %w: no backend for scheme %q (registered: %s; import the backend package to register its scheme)",
+			fs.ErrInvalid, u.Scheme, strings.Join(Schemes(), ", "))
+	}
+	return u, open, probe, nil
 }

@@ -5,7 +5,8 @@
 // Opening "mem://" through roomstore.OpenURL gives a fresh private store;
 // "mem://name" gives the store of that name, shared by every OpenURL in the
 // process, so two Engines can share one store as two processes would share
-// a bucket. A named store lives until Drop forgets it.
+// a bucket. A named store lives until Drop forgets it, or until the last
+// backend opened on it is closed while it holds no file.
 //
 // A file is held once: in the chunks its writer staged (up to 1 MiB each),
 // which a commit hands over without copying; a read streams from them.
@@ -46,6 +47,7 @@ import (
 
 func init() {
 	backend.Register("mem", open)
+	backend.RegisterProber("mem", probe)
 }
 
 var (
@@ -53,19 +55,40 @@ var (
 	named   = map[string]*Backend{}
 )
 
-func open(_ context.Context, u *url.URL) (backend.Backend, error) {
+// storeName is the name of the store a mem:// URL names, "" for a
+// private one.
+func storeName(u *url.URL) string {
 	if u.Host == "" && u.Opaque == "" && strings.Trim(u.Path, "/") == "" {
+		return ""
+	}
+	return u.Host + u.Opaque + u.Path
+}
+
+func open(_ context.Context, u *url.URL) (backend.Backend, error) {
+	name := storeName(u)
+	if name == "" {
 		return New(), nil
 	}
-	name := u.Host + u.Opaque + u.Path
 	namedMu.Lock()
 	defer namedMu.Unlock()
 	b, ok := named[name]
 	if !ok {
 		b = New()
+		b.name = name
 		named[name] = b
 	}
+	b.refs++
 	return b, nil
+}
+
+// probe reports whether a named store exists; a private one never does
+// before it is opened.
+func probe(_ context.Context, u *url.URL) (bool, error) {
+	name := storeName(u)
+	namedMu.Lock()
+	defer namedMu.Unlock()
+	_, ok := named[name]
+	return ok && name != "", nil
 }
 
 // Drop forgets the named store "mem://name", so that the next OpenURL of
@@ -82,6 +105,9 @@ func Drop(name string) bool {
 
 // Backend stores files in memory. The zero value is not usable; call New.
 type Backend struct {
+	name string // of a named store; guarded by namedMu with refs
+	refs int    // the OpenURLs of a named store not yet closed
+
 	mu     sync.RWMutex
 	root   *folder
 	gen    uint64
@@ -454,6 +480,26 @@ func (b *Backend) check(ctx context.Context, op Op) error {
 var errThroughFile = backend.Errorf(fs.ErrNotExist, nil, "path runs through a file")
 
 // Close implements backend.Backend. A store in memory holds nothing that
-// needs releasing: it goes when the last reference does (see Drop for
-// named stores), and it keeps working after Close.
-func (b *Backend) Close() error { return nil }
+// needs releasing: it goes when the last reference does, and it keeps
+// working after Close. A named store is forgotten (as by Drop) when the
+// last backend opened on it through OpenURL is closed while it holds no
+// file, so that names opened once and never written cost nothing.
+func (b *Backend) Close() error {
+	namedMu.Lock()
+	defer namedMu.Unlock()
+	if b.name == "" || b.refs == 0 {
+		return nil
+	}
+	b.refs--
+	if b.refs == 0 && named[b.name] == b && b.empty() {
+		delete(named, b.name)
+	}
+	return nil
+}
+
+// empty reports whether the store holds no file.
+func (b *Backend) empty() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.root.files) == 0 && len(b.root.folders) == 0
+}

@@ -40,7 +40,7 @@ type roomEnv struct {
 func newRoomEnv(b testing.TB, rooms map[string]*roomstore.Engine) *roomEnv {
 	b.Helper()
 	srv, err := roomserver.New(roomserver.Options{
-		Resolve: func(_ context.Context, room string) (*roomstore.Engine, error) {
+		Resolve: func(_ context.Context, room string, _ bool) (*roomstore.Engine, error) {
 			if e := rooms[room]; e != nil {
 				return e, nil
 			}

@@ -78,13 +78,19 @@ func newEnv(t *testing.T, storeURL func(room string) string) *env {
 func newEnvWith(t *testing.T, storeURL func(room string) string, tweak func(*roomserver.Options)) *env {
 	t.Helper()
 	e := &env{secret: []byte("roomclient-test-secret-0123456789"), conns: map[net.Conn]struct{}{}}
+	key := []byte("roomclient-test-download-url-key-0123")
 	o := roomserver.Options{
-		Resolve: func(ctx context.Context, room string) (*roomstore.Engine, error) {
-			return roomstore.OpenURL(ctx, storeURL(room),
+		Resolve: func(ctx context.Context, room string, create bool) (*roomstore.Engine, error) {
+			open := roomstore.OpenURL
+			if !create {
+				open = roomstore.OpenExistingURL
+			}
+			return open(ctx, storeURL(room), roomstore.WithSigningKey(key),
 				roomstore.WithBaseURL(e.ts.URL+"/files/"+room+"/"), roomstore.WithLogger(quiet()))
 		},
-		Verify: roomserver.HS256(e.secret),
-		Logger: quiet(),
+		Verify:     roomserver.HS256(e.secret),
+		Logger:     quiet(),
+		SigningKey: key,
 	}
 	if tweak != nil {
 		tweak(&o)

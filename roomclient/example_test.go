@@ -21,7 +21,7 @@ func Example() {
 	ctx := context.Background()
 	secret := []byte("an example secret of 32 bytes or more")
 	srv, err := roomserver.New(roomserver.Options{
-		Resolve: func(ctx context.Context, room string) (*roomstore.Engine, error) {
+		Resolve: func(ctx context.Context, room string, _ bool) (*roomstore.Engine, error) {
 			return roomstore.OpenURL(ctx, "mem://")
 		},
 		Verify: roomserver.HS256(secret),

@@ -20,10 +20,11 @@ const (
 	CodeForbidden   = 403 // refused by the participant's policy (a right it lacks), another participant's handle, an expired token
 	CodeNotFound    = 404
 	CodeConflict    = 409 // exists, a folder where a file is meant or the reverse, a lost race
-	CodeTooMany     = 429 // too many handles or streams
+	CodeTooLarge    = 413 // a folder with more entries than a list may return (Options.MaxListEntries)
+	CodeTooMany     = 429 // too many handles, streams or calls: a budget of the participant (see Budget)
 	CodeInternal    = 500
 	CodeUnsupported = 501
-	CodeUnavailable = 503 // shutting down, or the store is unavailable
+	CodeUnavailable = 503 // shutting down, a budget of the server spent, or the store is unavailable
 )
 
 // requestError is a refusal the server itself makes.
@@ -149,9 +150,21 @@ func (c *conn) call(tool string, args json.RawMessage) wire.Content {
 			if !ok {
 				return wire.Content{}, badRequest("storage.list needs a path")
 			}
+			// A list's reply is built whole: one identity builds two at
+			// most at once, each of MaxListEntries at most.
+			select {
+			case c.idst.lists <- struct{}{}:
+			case <-c.ctx.Done():
+				return wire.Content{}, c.ctx.Err()
+			}
+			defer func() { <-c.idst.lists }()
 			ents, err := e.List(ctx, p)
 			if err != nil {
 				return wire.Content{}, err
+			}
+			if len(ents) > c.s.o.MaxListEntries {
+				c.s.lim.refuse(BudgetListEntries)
+				return wire.Content{}, &requestError{CodeTooLarge, fmt.Sprintf("list %s: more than %d entries", shown(p), c.s.o.MaxListEntries)}
 			}
 			files := make([]wire.Entry, len(ents))
 			for i, ent := range ents {
@@ -215,4 +228,12 @@ func entryOf(e roomstore.Entry) wire.Entry {
 		}
 	}
 	return we
+}
+
+// shown is a path as a reply names it: the root as "/".
+func shown(p string) string {
+	if p == "" {
+		return "/"
+	}
+	return p
 }

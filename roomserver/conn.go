@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/internal/wire"
@@ -18,6 +19,7 @@ import (
 // outMsg is one message waiting for the connection's writer.
 type outMsg struct {
 	m wire.Encoded
+	n int64 // the bytes of the send buffer it holds
 	// closing, set on the last message, closes the connection once what
 	// was queued before it has gone out.
 	closing     bool
@@ -34,12 +36,15 @@ type conn struct {
 	ws    *websocket.Conn
 	id    string
 	ident Identity
+	idst  *identity // the budgets it shares with its identity's other connections
 
 	ctx    context.Context  // ends when the connection does
 	ectx   context.Context  // ctx with the participant and its policy, for the engine
 	policy roomstore.Policy // the identity's, as the connection applies it (nil: everything)
 	cancel context.CancelFunc
 	out    chan outMsg
+	buf    *semaphore.Weighted // the send buffer's bytes (Options.SendBuffer)
+	queued atomic.Int64        // what buf holds, for Stats
 	nextID atomic.Uint64
 	reqs   chan struct{} // semaphore of simple calls
 
@@ -51,12 +56,13 @@ type conn struct {
 	closer    sync.WaitGroup // the close handshake under way
 }
 
-func newConn(s *Server, rm *room, ws *websocket.Conn, ident Identity) *conn {
+func newConn(s *Server, rm *room, ws *websocket.Conn, ident Identity, idst *identity) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		s: s, rm: rm, ws: ws, id: participantID(), ident: ident,
+		s: s, rm: rm, ws: ws, id: participantID(), ident: ident, idst: idst,
 		ctx: ctx, cancel: cancel,
 		out:     make(chan outMsg, s.o.SendQueue),
+		buf:     semaphore.NewWeighted(int64(s.o.SendBuffer)),
 		reqs:    make(chan struct{}, s.o.MaxRequests),
 		streams: map[string]*stream{},
 	}
@@ -130,9 +136,11 @@ func (c *conn) expired() bool { return ended(c.ident.Expires) }
 // serve runs the connection to its end.
 func (c *conn) serve() {
 	defer c.s.untrack(c)
+	defer c.s.lim.leave(c.idst)
 	defer c.s.release(c.rm)
+	defer c.rm.exit()
 	log := c.s.log.With("room", c.rm.name, "participant", c.id)
-	log.Info("participant connected", "name", c.ident.Name)
+	log.Info("participant connected", "name", shorten(c.ident.Name))
 
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); c.writer() }()
@@ -142,7 +150,7 @@ func (c *conn) serve() {
 		// The token ends the connection when it ends: what the participant
 		// has open is aborted, and it must come back with a new token.
 		expiry := time.AfterFunc(time.Until(c.ident.Expires), func() {
-			log.Info("participant's token expired", "name", c.ident.Name)
+			log.Info("participant's token expired", "name", shorten(c.ident.Name))
 			c.close(websocket.StatusPolicyViolation, "token expired")
 		})
 		defer expiry.Stop()
@@ -164,6 +172,9 @@ func (c *conn) serve() {
 	c.work.Wait()
 	<-writerDone
 	<-pingDone
+	for len(c.out) > 0 { // never to be written: nothing sends any more
+		c.unqueue(<-c.out)
+	}
 	// After this Do no close can begin, and one that began has its
 	// goroutine counted: the wait below cannot race with its Go.
 	c.closeOnce.Do(func() {})
@@ -220,14 +231,42 @@ func truncate(s string, n int) string {
 // reader reads and dispatches messages until the connection ends.
 func (c *conn) reader() error {
 	a := wire.Assembler{Max: c.s.o.MaxMessageSize}
+	// A message must arrive in full within MessageTimeout of its first
+	// byte: the timer runs from a frame's start while a message is
+	// partly received. What it holds meanwhile counts against the
+	// server's MaxPendingBytes.
+	late := time.AfterFunc(time.Hour, func() {
+		c.s.logRefusal(BudgetMessageTimeout, "closing connection", "room", c.rm.name, "participant", c.id, "reason", "a message incomplete after "+c.s.o.MessageTimeout.String())
+		c.close(websocket.StatusPolicyViolation, "message incomplete after "+c.s.o.MessageTimeout.String())
+	})
+	late.Stop()
+	defer late.Stop()
+	var held int64
+	defer func() { c.s.lim.hold(-held) }()
 	for {
 		typ, r, err := c.ws.Reader(context.Background()) // ended by the close
 		if err == nil && typ != websocket.MessageBinary {
 			return c.protocolError(websocket.StatusUnsupportedData, errors.New("a text frame"))
 		}
+		if err == nil && held == 0 {
+			late.Reset(c.s.o.MessageTimeout)
+		}
 		var m *wire.Message
 		if err == nil {
 			m, err = a.ReadFrame(r)
+		}
+		if err == nil {
+			if now := int64(a.Pending()); now != held {
+				if !c.s.lim.hold(now - held) {
+					c.s.logRefusal(Budget(""), "closing connection", "room", c.rm.name, "participant", c.id, "reason", "the server's budget of partly received messages is spent")
+					c.close(websocket.StatusTryAgainLater, "server busy: try again later")
+					return errors.New("the server's budget of partly received messages is spent")
+				}
+				held = now
+			}
+			if held == 0 {
+				late.Stop()
+			}
 		}
 		switch {
 		case errors.Is(err, wire.ErrTooLarge):
@@ -297,6 +336,9 @@ func (c *conn) invoke(id uint64, req wire.InvokeTool, payload []byte) error {
 	if c.expired() {
 		return c.reply(id, wire.Error(CodeForbidden, "token expired"), nil)
 	}
+	if !c.s.lim.allowCall(c.idst) {
+		return c.reply(id, wire.Error(CodeTooMany, fmt.Sprintf("rate limited: at most %g calls a second", c.s.o.CallRate)), nil)
+	}
 	if req.Arguments.Type == wire.KindControl && req.Arguments.Method == "open" {
 		return c.openStream(id, req)
 	}
@@ -332,7 +374,12 @@ func (c *conn) openStream(id uint64, req wire.InvokeTool) error {
 	}
 	if len(c.streams) >= c.s.o.MaxStreams {
 		c.mu.Unlock()
+		c.s.lim.refuse(BudgetStreams)
 		return c.reply(id, wire.Error(429, fmt.Sprintf("too many streams (at most %d per connection)", c.s.o.MaxStreams)), nil)
+	}
+	if code, text := c.s.lim.openStream(c.idst); code != 0 {
+		c.mu.Unlock()
+		return c.reply(id, wire.Error(code, text), nil)
 	}
 	st := newStream(c, req.ToolCallID, req.Tool)
 	c.streams[st.id] = st
@@ -352,6 +399,7 @@ func (c *conn) endStream(st *stream) {
 		delete(c.streams, st.id)
 	}
 	c.mu.Unlock()
+	c.s.lim.closeStream(c.idst)
 	// A chunk that came in as the stream ended is answered, not lost.
 	st.mu.Lock()
 	st.done = true
@@ -443,28 +491,60 @@ func (c *conn) sendJSON(typ string, v any) {
 	}
 }
 
-// send queues a message, waiting for room in the queue while the
-// connection lives: only this participant's own calls wait.
+// size is what m holds of a send buffer: all of it, or the whole
+// buffer for a message bigger than that, which then goes alone.
+func (c *conn) size(m wire.Encoded) int64 {
+	return min(int64(len(m.Header)+len(m.Body)), int64(c.s.o.SendBuffer))
+}
+
+// send queues a message, waiting for room in the send buffer and the
+// queue while the connection lives: only this participant's own calls
+// wait.
 func (c *conn) send(m wire.Encoded) error {
+	n := c.size(m)
+	if err := c.buf.Acquire(c.ctx, n); err != nil {
+		return err
+	}
+	c.queued.Add(n)
 	select {
-	case c.out <- outMsg{m: m}:
+	case c.out <- outMsg{m: m, n: n}:
 		return nil
 	case <-c.ctx.Done():
+		c.unqueue(outMsg{n: n})
 		return c.ctx.Err()
 	}
 }
 
 // trySend queues an event without waiting; a participant too slow to
-// take it is disconnected. The event's frames are shared by every
-// participant of the room.
+// take it (its send buffer or queue full) is disconnected. The event's
+// frames are shared by every participant of the room.
 func (c *conn) trySend(m wire.Encoded) {
-	select {
-	case c.out <- outMsg{m: m}:
-	case <-c.ctx.Done():
-	default:
-		c.s.log.Warn("disconnecting a slow participant", "room", c.rm.name, "participant", c.id, "queue", cap(c.out))
-		c.close(websocket.StatusPolicyViolation, "too slow: send queue full")
+	n := c.size(m)
+	if c.ctx.Err() != nil {
+		return
 	}
+	if c.buf.TryAcquire(n) {
+		c.queued.Add(n)
+		select {
+		case c.out <- outMsg{m: m, n: n}:
+			return
+		case <-c.ctx.Done():
+			c.unqueue(outMsg{n: n})
+			return
+		default:
+			c.unqueue(outMsg{n: n})
+		}
+	}
+	c.s.logRefusal(BudgetSendBuffer, "disconnecting a slow participant", "room", c.rm.name, "participant", c.id)
+	c.close(websocket.StatusPolicyViolation, "too slow: send buffer full")
+}
+
+// unqueue gives back what a message held of the send buffer, once it
+// was written or will never be.
+func (c *conn) unqueue(m outMsg) {
+	m.m.Release()
+	c.buf.Release(m.n)
+	c.queued.Add(-m.n)
 }
 
 // writer writes queued messages, each message's frames back to back. A
@@ -472,7 +552,10 @@ func (c *conn) trySend(m wire.Encoded) {
 // one timer, armed for each message, rather than a context per write
 // (which costs the library a timer of its own per frame).
 func (c *conn) writer() {
-	stalled := time.AfterFunc(time.Hour, func() { _ = c.ws.CloseNow() })
+	stalled := time.AfterFunc(time.Hour, func() {
+		c.s.logRefusal(BudgetSendBuffer, "dropping a participant that stopped reading", "room", c.rm.name, "participant", c.id, "after", c.s.o.WriteTimeout)
+		_ = c.ws.CloseNow()
+	})
 	stalled.Stop()
 	defer stalled.Stop()
 	for {
@@ -488,7 +571,7 @@ func (c *conn) writer() {
 				err = c.ws.Write(context.Background(), websocket.MessageBinary, m.m.Body)
 			}
 			stalled.Stop()
-			m.m.Release()
+			c.unqueue(m)
 			if err != nil {
 				c.cancel()
 				return

@@ -62,7 +62,7 @@ func Example_policy() {
 	deny := &denylist{revoked: map[string]bool{}}
 	hs256 := roomserver.HS256(secret)
 	srv, err := roomserver.New(roomserver.Options{
-		Resolve: func(ctx context.Context, room string) (*roomstore.Engine, error) {
+		Resolve: func(ctx context.Context, room string, _ bool) (*roomstore.Engine, error) {
 			return roomstore.OpenURL(ctx, "mem://")
 		},
 		Verify: func(ctx context.Context, room, token string) (roomserver.Identity, error) {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/internal/wire"
@@ -20,7 +22,7 @@ func TestOverflowIsForwarded(t *testing.T) {
 	rm := &room{name: "r", conns: map[*conn]struct{}{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, out: make(chan outMsg, 4)}
+	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, out: make(chan outMsg, 4), buf: semaphore.NewWeighted(int64(s.o.SendBuffer))}
 	rm.join(c)
 	rm.fanout(events.Event{Type: roomstore.EventOverflow, Dropped: 7, Time: time.Now()})
 	rm.fanout(events.Event{Type: "something.else"})

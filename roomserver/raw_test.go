@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -26,20 +27,107 @@ var secret = []byte("roomserver test secret, 32 bytes or more")
 // fixture is a server on a loopback port whose rooms are memory stores
 // the test can reach directly.
 type fixture struct {
-	t     *testing.T
-	srv   *roomserver.Server
-	http  *httptest.Server
-	mu    sync.Mutex
-	rooms map[string][]*roomstore.Engine // every engine resolved, per room
+	t      *testing.T
+	srv    *roomserver.Server
+	http   *httptest.Server // nil for a fixture on pipes
+	base   string           // http://host
+	client *http.Client     // nil: the default
+	mu     sync.Mutex
+	rooms  map[string][]*roomstore.Engine // every engine resolved, per room
 }
 
 func newFixture(t *testing.T, tweak func(*roomserver.Options)) *fixture {
+	t.Helper()
+	f, srv := newServer(t, tweak)
+	f.http = httptest.NewServer(srv)
+	f.base = f.http.URL
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		f.http.CloseClientConnections()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		f.http.Close()
+	})
+	return f
+}
+
+// newPipeFixture is newFixture on in-memory pipes (net.Pipe) rather than
+// sockets, for tests in a synctest bubble, where the server's timers run
+// on the bubble's clock. A pipe holds nothing: a peer that stops reading
+// stalls its writer at once.
+func newPipeFixture(t *testing.T, tweak func(*roomserver.Options)) *fixture {
+	t.Helper()
+	f, srv := newServer(t, tweak)
+	ln := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	hs := &http.Server{Handler: srv}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = hs.Serve(ln) }()
+	f.base = "http://pipe"
+	f.client = &http.Client{Transport: &http.Transport{DialContext: ln.dial}}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		_ = hs.Close()
+		<-served
+		f.client.CloseIdleConnections()
+	})
+	return f
+}
+
+// pipeListener hands the server one end of a net.Pipe per dial.
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	server, client := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
+
+// newServer makes the fixture's server: rooms are memory stores the test
+// can reach directly.
+func newServer(t *testing.T, tweak func(*roomserver.Options)) (*fixture, *roomserver.Server) {
 	t.Helper()
 	f := &fixture{t: t, rooms: map[string][]*roomstore.Engine{}}
 	o := roomserver.Options{
 		Logger: slog.New(slog.DiscardHandler),
 		Verify: roomserver.HS256(secret),
-		Resolve: func(ctx context.Context, room string) (*roomstore.Engine, error) {
+		Resolve: func(ctx context.Context, room string, _ bool) (*roomstore.Engine, error) {
 			e, err := roomstore.OpenURL(ctx, "mem://")
 			if err == nil {
 				f.mu.Lock()
@@ -57,17 +145,7 @@ func newFixture(t *testing.T, tweak func(*roomserver.Options)) *fixture {
 		t.Fatal(err)
 	}
 	f.srv = srv
-	f.http = httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		f.http.CloseClientConnections()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		f.http.Close()
-	})
-	return f
+	return f, srv
 }
 
 // engine returns the room's current engine.
@@ -82,7 +160,7 @@ func (f *fixture) engine(room string) *roomstore.Engine {
 }
 
 func (f *fixture) url(room string) string {
-	return "ws" + strings.TrimPrefix(f.http.URL, "http") + "/rooms/" + room
+	return "ws" + strings.TrimPrefix(f.base, "http") + "/rooms/" + room
 }
 
 func token(t *testing.T, name, room string, ttl time.Duration) string {
@@ -117,7 +195,7 @@ func (f *fixture) dial(room, name string) *raw {
 func (f *fixture) tryDial(room, query string, hdr http.Header, protos []string) (*raw, *http.Response, error) {
 	ctx, cancel := context.WithTimeout(f.t.Context(), 10*time.Second)
 	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, f.url(room)+query, &websocket.DialOptions{HTTPHeader: hdr, Subprotocols: protos})
+	ws, resp, err := websocket.Dial(ctx, f.url(room)+query, &websocket.DialOptions{HTTPHeader: hdr, Subprotocols: protos, HTTPClient: f.client})
 	if err != nil {
 		return nil, resp, err
 	}

@@ -3,6 +3,7 @@ package roomserver
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"net/http"
 	"strings"
 	"sync"
@@ -19,24 +20,44 @@ import (
 type room struct {
 	name  string
 	ready chan struct{} // closed once engine or err is set
-	eng   *roomstore.Engine
-	err   error
-	sub   *events.Subscription
+	// create is whether the room was opened for a caller that may create
+	// it (see Resolver).
+	create bool
+	eng    *roomstore.Engine
+	err    error
+	sub    *events.Subscription
 	// nextID numbers the room's events. Their frames are shared by every
 	// participant, so they take ids from a range of their own: 1<<63 up,
 	// above the connections' (from 1<<62) and the clients' (from 0).
 	nextID atomic.Uint64
 
-	mu    sync.Mutex
-	conns map[*conn]struct{}
-	refs  int
-	idle  *time.Timer
-	gone  bool // removed from the server; a new acquire opens anew
+	mu      sync.Mutex
+	conns   map[*conn]struct{}
+	entered int            // connections admitted, before and after they join
+	writes  map[string]int // the uploads open, by identity name
+	refs    int
+	idle    *time.Timer
+	gone    bool // removed from the server; a new acquire opens anew
 }
 
 // acquire returns the room, opening its engine on first use, and counts
-// a use of it until release.
-func (s *Server) acquire(ctx context.Context, name string) (*room, error) {
+// a use of it until release. With create false a room whose store does
+// not exist yields an error wrapping fs.ErrNotExist; a caller that may
+// create it, waiting on such an opening, opens it again itself.
+func (s *Server) acquire(ctx context.Context, name string, create bool) (*room, error) {
+	for {
+		rm, err := s.acquireOnce(ctx, name, create)
+		if err != nil && create && rm != nil && !rm.create && errors.Is(err, fs.ErrNotExist) {
+			continue // opened by a reader meanwhile, which found nothing
+		}
+		if err != nil {
+			return nil, err
+		}
+		return rm, nil
+	}
+}
+
+func (s *Server) acquireOnce(ctx context.Context, name string, create bool) (*room, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -44,7 +65,7 @@ func (s *Server) acquire(ctx context.Context, name string) (*room, error) {
 	}
 	rm, ok := s.rooms[name]
 	if !ok {
-		rm = &room{name: name, ready: make(chan struct{}), conns: map[*conn]struct{}{}}
+		rm = &room{name: name, ready: make(chan struct{}), conns: map[*conn]struct{}{}, create: create}
 		s.rooms[name] = rm
 		rm.refs++
 		s.mu.Unlock()
@@ -67,7 +88,7 @@ func (s *Server) acquire(ctx context.Context, name string) (*room, error) {
 	}
 	if rm.err != nil {
 		s.release(rm)
-		return nil, rm.err
+		return rm, rm.err
 	}
 	return rm, nil
 }
@@ -75,7 +96,7 @@ func (s *Server) acquire(ctx context.Context, name string) (*room, error) {
 // open resolves rm's engine and subscribes to its events.
 func (s *Server) open(ctx context.Context, rm *room) {
 	defer close(rm.ready)
-	eng, err := s.o.Resolve(context.WithoutCancel(ctx), rm.name)
+	eng, err := s.o.Resolve(context.WithoutCancel(ctx), rm.name, rm.create)
 	if err == nil && eng == nil {
 		err = errors.New("the resolver returned no engine")
 	}
@@ -163,6 +184,50 @@ func (s *Server) closeRooms(ctx context.Context) error {
 		errs = append(errs, s.shutRoom(ctx, rm))
 	}
 	return errors.Join(errs...)
+}
+
+// enter admits one more connection to the room, unless it has max.
+func (rm *room) enter(max int) bool {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if rm.entered >= max {
+		return false
+	}
+	rm.entered++
+	return true
+}
+
+// takeHandle counts an upload of the identity named name, unless it
+// holds its share of the room's handles already: half of them, so that
+// no identity can take the last one. It returns the share when refused.
+func (rm *room) takeHandle(name string) (share int, ok bool) {
+	share = max(rm.eng.MaxOpenHandles()/2, 1)
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if rm.writes[name] >= share {
+		return share, false
+	}
+	if rm.writes == nil {
+		rm.writes = map[string]int{}
+	}
+	rm.writes[name]++
+	return share, true
+}
+
+// dropHandle ends an upload that takeHandle counted.
+func (rm *room) dropHandle(name string) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if rm.writes[name]--; rm.writes[name] <= 0 {
+		delete(rm.writes, name)
+	}
+}
+
+// exit ends a connection that enter admitted.
+func (rm *room) exit() {
+	rm.mu.Lock()
+	rm.entered--
+	rm.mu.Unlock()
 }
 
 func (rm *room) join(c *conn) {
@@ -278,8 +343,13 @@ func (c *conn) view(ev events.Event) view {
 // Files returns the handler for the engines' signed download URLs,
 // mounted at prefix (such as "/files/"): a request for
 // prefix+room+"/"+rest goes to that room's Engine.Handler, which should
-// have been built with WithBaseURL(base + prefix + room + "/"). An
-// invalid room name gets 404, a room that cannot be opened 503.
+// have been built with WithBaseURL(base + prefix + room + "/") and
+// Options.SigningKey. Nothing is opened before the URL's signature and
+// expiry are checked (roomstore.VerifyURL): a forged, expired or unsigned
+// URL gets 403, an invalid room name 404, both without side effects; a
+// valid URL of a room whose store no longer exists gets 404, creating
+// nothing; a room that cannot be opened gets 503. Without
+// Options.SigningKey every request gets 403.
 func (s *Server) Files(prefix string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rest, ok := strings.CutPrefix(r.URL.Path, prefix)
@@ -288,8 +358,18 @@ func (s *Server) Files(prefix string) http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		rm, err := s.acquire(r.Context(), name)
-		if err != nil {
+		if !roomstore.VerifyURL(r, s.o.SigningKey, prefix+name) {
+			s.logRefusal(RefusedUnauthorized, "download URL refused", "room", name, "reason", "invalid, expired or unsigned")
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		rm, err := s.acquire(r.Context(), name, false)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			s.logRefusal(RefusedNoRoom, "download URL refused", "room", name, "reason", "no such room")
+			http.NotFound(w, r)
+			return
+		case err != nil:
 			http.Error(w, "room unavailable", http.StatusServiceUnavailable)
 			return
 		}

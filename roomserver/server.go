@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/internal/batchconn"
@@ -25,7 +27,15 @@ import (
 // fetching one of its signed URLs) and shuts the engine down after
 // Options.RoomIdle without connections; it must not hand out an engine
 // it shuts down itself.
-type Resolver func(ctx context.Context, room string) (*roomstore.Engine, error)
+//
+// create reports whether the room may be created: it is true only for a
+// participant whose token lets it write somewhere in the room. For a
+// participant that may only read, and for a signed download URL, a room
+// whose store does not exist must yield an error wrapping fs.ErrNotExist
+// and create nothing (roomstore.OpenExistingURL does that), so that no
+// read ever creates a store, a directory or an event stream; the server
+// answers it with 404.
+type Resolver func(ctx context.Context, room string, create bool) (*roomstore.Engine, error)
 
 // Options configure a Server. Zero values take the documented defaults.
 type Options struct {
@@ -53,9 +63,66 @@ type Options struct {
 	// connection (default 32); more wait, and so does the connection.
 	MaxRequests int
 	// SendQueue bounds the messages waiting to go out on one connection
-	// (default 256). An event that finds it full disconnects that
-	// participant (close code 1008): a slow reader never stalls the room.
-	SendQueue int
+	// (default 256), and SendBuffer their bytes (default 8 MiB; a message
+	// bigger than that goes alone). A reply or a download chunk waits for
+	// room, which only the participant's own calls wait for; an event
+	// that finds no room disconnects the participant (close code 1008),
+	// and a participant that stops reading is dropped after
+	// WriteTimeout: a slow reader never stalls the room, nor holds more
+	// than its buffer.
+	SendQueue  int
+	SendBuffer int
+
+	// Budgets a participant cannot exhaust for the others: every refusal
+	// is counted in Stats().Refused and the roomstore.server.refused
+	// metric under its Budget, and logged (at most 10 lines a second).
+	//
+	// MaxConnections bounds the room connections open at once (default
+	// 10,000): one more is refused with HTTP 503 before the upgrade.
+	MaxConnections int
+	// MaxConnectionsPerIdentity bounds the connections of one identity
+	// (Identity.Name, across rooms) at once (default 32): one more is
+	// refused with HTTP 429.
+	MaxConnectionsPerIdentity int
+	// MaxParticipants bounds the connections to one room at once
+	// (default 1,000): one more is refused with HTTP 429.
+	MaxParticipants int
+	// MaxStreamsPerIdentity bounds the uploads and downloads of one
+	// identity open at once across its connections (default 64), and
+	// MaxOpenStreams those of the server (default 4,096): each holds a
+	// handle or a reader (on disk, a descriptor). One more is refused
+	// with code 429 (the identity's) or 503 (the server's).
+	MaxStreamsPerIdentity int
+	MaxOpenStreams        int
+	// CallRate is the calls a second one identity may start, across its
+	// connections (a token bucket of CallBurst calls; defaults 1,000 a
+	// second and a burst of 1,000; a negative CallRate is unlimited). A
+	// call beyond it is refused at once with code 429, and nobody else
+	// waits. The chunks of a stream are not calls.
+	CallRate  float64
+	CallBurst int
+	// MessageTimeout bounds the time from the first byte of a message to
+	// its last (default 30 s), and MaxPendingBytes the bytes of messages
+	// partly received across all connections (default 256 MiB). A
+	// message over either closes its connection (code 1008, or 1013 for
+	// the server's budget).
+	MessageTimeout  time.Duration
+	MaxPendingBytes int64
+	// MaxListEntries bounds the entries of one list reply (default
+	// 100,000, about 14 MB); a folder with more is refused with code 413
+	// (its entries can still be reached by path). One identity runs at
+	// most two lists at once; more wait.
+	MaxListEntries int
+	// MeterProvider, if set, receives the server's metrics: the
+	// connections and streams open (roomstore.server.connections,
+	// roomstore.server.streams), the bytes partly received
+	// (roomstore.server.pending) and the refusals by budget
+	// (roomstore.server.refused).
+	MeterProvider metric.MeterProvider
+	// SigningKey is the key the rooms' engines sign download URLs with
+	// (roomstore.WithSigningKey): Files checks a URL's signature with it
+	// before it opens the room. Without it Files refuses every request.
+	SigningKey []byte
 	// ChunkSize is the upload chunk size the server pulls (default and
 	// most: MaxMessageSize less 64 KiB, so 4 MiB less 64 KiB). Each
 	// upload under way holds about two chunks, so a server expecting
@@ -98,6 +165,21 @@ func (o *Options) defaults() {
 	defi(&o.MaxStreams, 16)
 	defi(&o.MaxRequests, 32)
 	defi(&o.SendQueue, 256)
+	defi(&o.SendBuffer, 8<<20)
+	defi(&o.MaxConnections, 10_000)
+	defi(&o.MaxConnectionsPerIdentity, 32)
+	defi(&o.MaxParticipants, 1_000)
+	defi(&o.MaxStreamsPerIdentity, 64)
+	defi(&o.MaxOpenStreams, 4_096)
+	if o.CallRate == 0 {
+		o.CallRate = 1_000
+	}
+	defi(&o.CallBurst, 1_000)
+	def(&o.MessageTimeout, 30*time.Second)
+	if o.MaxPendingBytes <= 0 {
+		o.MaxPendingBytes = 256 << 20
+	}
+	defi(&o.MaxListEntries, 100_000)
 	o.MaxMessageSize = max(o.MaxMessageSize, 128<<10)
 	defi(&o.ChunkSize, o.MaxMessageSize-64<<10)
 	o.ChunkSize = min(o.ChunkSize, o.MaxMessageSize-64<<10)
@@ -111,14 +193,16 @@ func (o *Options) defaults() {
 // http.Handler for GET /rooms/{room} (mount it with http.StripPrefix to
 // serve it below a prefix). Create it with New.
 type Server struct {
-	o      Options
-	log    *slog.Logger
-	mu     sync.Mutex
-	rooms  map[string]*room
-	conns  map[*conn]struct{}
-	closed bool
-	drain  chan struct{}  // closed when Shutdown begins
-	wg     sync.WaitGroup // connections and room shutdowns
+	o       Options
+	log     *slog.Logger
+	lim     *limits
+	metrics func() // unregisters the server's metrics
+	mu      sync.Mutex
+	rooms   map[string]*room
+	conns   map[*conn]struct{}
+	closed  bool
+	drain   chan struct{}  // closed when Shutdown begins
+	wg      sync.WaitGroup // connections and room shutdowns
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -126,7 +210,8 @@ type Server struct {
 }
 
 // New returns a Server. It fails without Options.Resolve, or without
-// Options.Verify unless Options.Insecure is set.
+// Options.Verify unless Options.Insecure is set, or when the
+// MeterProvider refuses its instruments.
 func New(o Options) (*Server, error) {
 	if o.Resolve == nil {
 		return nil, errors.New("roomserver: Options.Resolve is required")
@@ -135,7 +220,16 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("roomserver: Options.Verify is required unless Options.Insecure is set")
 	}
 	o.defaults()
-	return &Server{o: o, log: o.Logger, rooms: map[string]*room{}, conns: map[*conn]struct{}{}, drain: make(chan struct{}), stopped: make(chan struct{})}, nil
+	s := &Server{o: o, log: o.Logger, rooms: map[string]*room{}, conns: map[*conn]struct{}{}, drain: make(chan struct{}), stopped: make(chan struct{}), metrics: func() {}}
+	s.lim = newLimits(&s.o)
+	if o.MeterProvider != nil {
+		unregister, err := s.instruments(o.MeterProvider)
+		if err != nil {
+			return nil, err
+		}
+		s.metrics = unregister
+	}
+	return s, nil
 }
 
 // ValidRoom reports whether name can name a room: one path element of
@@ -154,9 +248,13 @@ func ValidRoom(name string) bool {
 }
 
 // ServeHTTP upgrades GET /rooms/{room} to a room connection. A bad or
-// missing token gets 403, an unknown path or invalid room name 404, a
-// server shutting down or a room that cannot be opened 503, all before
-// the upgrade.
+// missing token gets 403, an unknown path or invalid room name 404, and
+// so does a room whose store does not exist for a participant that may
+// only read (which creates nothing); a server shutting down, full
+// (MaxConnections) or with a room that cannot be opened gets 503, an
+// identity at MaxConnectionsPerIdentity or a room at MaxParticipants 429,
+// all before the upgrade, and nothing is opened before the token is
+// checked.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name, ok := strings.CutPrefix(r.URL.Path, "/rooms/")
 	if !ok || !ValidRoom(name) {
@@ -174,7 +272,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case token == "" && s.o.Insecure:
 	case s.o.Verify == nil && s.o.Insecure:
 	case token == "":
-		s.log.Info("room connection refused", "room", name, "reason", "no token")
+		s.logRefusal(RefusedUnauthorized, "room connection refused", "room", name, "reason", "no token")
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	default:
@@ -183,16 +281,45 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			err = errors.New("the identity has expired")
 		}
 		if err != nil {
-			s.log.Info("room connection refused", "room", name, "reason", err)
+			s.logRefusal(RefusedUnauthorized, "room connection refused", "room", name, "reason", err)
 			http.Error(w, "forbidden", http.StatusForbidden)
 			return
 		}
 		ident = id
 	}
-	rm, err := s.acquire(r.Context(), name)
+	idst, code, err := s.lim.admit(ident.Name)
 	if err != nil {
+		s.logRefusal(Budget(""), "room connection refused", "room", name, "name", ident.Name, "reason", err)
+		http.Error(w, err.Error(), code)
+		return
+	}
+	admitted := true
+	defer func() {
+		if admitted {
+			s.lim.leave(idst)
+		}
+	}()
+	create, err := mayWrite(r.Context(), ident)
+	if err != nil {
+		s.log.Warn("room connection refused: the access policy failed", "room", name, "err", err)
+		http.Error(w, "room unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	rm, err := s.acquire(r.Context(), name, create)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		s.logRefusal(RefusedNoRoom, "room connection refused", "room", name, "reason", "no such room, and the participant may not create it")
+		http.Error(w, "no such room", http.StatusNotFound)
+		return
+	case err != nil:
 		s.log.Warn("room unavailable", "room", name, "err", err)
 		http.Error(w, "room unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	if !rm.enter(s.o.MaxParticipants) {
+		s.release(rm)
+		s.logRefusal(BudgetParticipants, "room connection refused", "room", name, "reason", "room full")
+		http.Error(w, fmt.Sprintf("room full: at most %d participants", s.o.MaxParticipants), http.StatusTooManyRequests)
 		return
 	}
 	var protos []string
@@ -201,18 +328,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws, err := websocket.Accept(batched{w}, r, &websocket.AcceptOptions{Subprotocols: protos, OriginPatterns: s.o.OriginPatterns})
 	if err != nil {
+		rm.exit()
 		s.release(rm)
-		s.log.Info("room upgrade failed", "room", name, "err", err)
+		s.logRefusal(Budget(""), "room upgrade failed", "room", name, "err", err)
 		return
 	}
 	ws.SetReadLimit(int64(s.o.MaxMessageSize) + 16 + 256)
-	c := newConn(s, rm, ws, ident)
+	c := newConn(s, rm, ws, ident, idst)
+	admitted = false // the connection leaves when it ends
 	if !s.track(c) {
 		_ = ws.Close(websocket.StatusGoingAway, "server shutting down")
+		rm.exit()
 		s.release(rm)
+		s.lim.leave(idst)
 		return
 	}
 	c.serve()
+}
+
+// mayWrite reports whether ident may write anywhere in its room, and so
+// create the room's store.
+func mayWrite(ctx context.Context, ident Identity) (ok bool, err error) {
+	p := connPolicy{p: ident.Policy, expires: ident.Expires}
+	sc, err := p.Beneath(ctx, roomstore.Write, "")
+	return !sc.Empty(), err
 }
 
 // tokenOf finds a connection's token: ?token=, Authorization: Bearer, or

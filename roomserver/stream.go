@@ -124,6 +124,12 @@ func (st *stream) upload(h map[string]any) {
 	}
 	e := st.c.rm.eng
 	ctx := st.c.engineCtx()
+	if share, ok := st.c.rm.takeHandle(st.c.idst.name); !ok {
+		st.c.s.lim.refuse(BudgetRoomHandles)
+		st.fail(&requestError{CodeTooMany, fmt.Sprintf("upload %s: too many uploads open in this room (at most %d per identity)", truncate(p, 256), share)})
+		return
+	}
+	defer st.c.rm.dropHandle(st.c.idst.name)
 	hd, err := e.Open(ctx, p, roomstore.OpenOptions{Overwrite: overwrite, Exclusive: !overwrite})
 	if err != nil {
 		st.fail(asOp("upload", err))

@@ -40,6 +40,14 @@ type serveConfig struct {
 	insecureDev, presign               bool
 	roomIdle, shutdownTimeout          time.Duration
 	logFormat, logLevel                string
+
+	// budgets (roomserver.Options)
+	maxConns, maxIdentityConns, maxParticipants    int
+	maxStreams, maxIdentityStreams, maxOpenStreams int
+	callRate                                       float64
+	callBurst, maxList                             int
+	sendBuffer, maxPending                         int64
+	messageTimeout                                 time.Duration
 }
 
 // Paths the server answers below: rooms, and the download URLs the
@@ -115,6 +123,18 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.BoolVar(&c.presign, "presign", false, "hand out the store's own presigned download URLs (s3://, gs://) instead of URLs this server serves below /files/ (see above)")
 	f.DurationVar(&c.roomIdle, "room-idle", time.Minute, "how long a room stays open after its last participant left")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long uploads and downloads may finish on shutdown before they are aborted")
+	f.IntVar(&c.maxConns, "max-connections", 10_000, "room connections open at once; one more gets 503")
+	f.IntVar(&c.maxIdentityConns, "max-connections-per-identity", 32, "connections of one token identity at once; one more gets 429")
+	f.IntVar(&c.maxParticipants, "max-participants", 1_000, "connections to one room at once; one more gets 429")
+	f.IntVar(&c.maxStreams, "max-streams", 16, "uploads and downloads open at once on one connection; one more gets 429")
+	f.IntVar(&c.maxIdentityStreams, "max-streams-per-identity", 64, "uploads and downloads of one identity open at once; one more gets 429")
+	f.IntVar(&c.maxOpenStreams, "max-open-streams", 4_096, "uploads and downloads open at once in the server (each holds a descriptor on disk); one more gets 503")
+	f.Float64Var(&c.callRate, "call-rate", 1_000, "calls a second one identity may start (a token bucket; negative: unlimited); one more gets 429")
+	f.IntVar(&c.callBurst, "call-burst", 1_000, "the call-rate bucket's size")
+	f.Int64Var(&c.sendBuffer, "send-buffer", 8<<20, "bytes waiting to go out to one connection; a participant that stops reading is dropped")
+	f.DurationVar(&c.messageTimeout, "message-timeout", 30*time.Second, "time from a message's first byte to its last")
+	f.Int64Var(&c.maxPending, "max-pending-bytes", 256<<20, "bytes of messages partly received across all connections")
+	f.IntVar(&c.maxList, "max-list-entries", 100_000, "entries one list may return; a bigger folder gets 413")
 	f.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -134,8 +154,11 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 			return err
 		}
 	}
-	if c.roomIdle <= 0 || c.shutdownTimeout <= 0 {
-		return errors.New("--room-idle and --shutdown-timeout must be positive")
+	if c.roomIdle <= 0 || c.shutdownTimeout <= 0 || c.messageTimeout <= 0 {
+		return errors.New("--room-idle, --shutdown-timeout and --message-timeout must be positive")
+	}
+	if err := c.checkBudgets(); err != nil {
+		return err
 	}
 	store, err := parseStoreTemplate(c.store)
 	if err != nil {
@@ -174,7 +197,7 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 		rand.Read(key)
 	}
 	opts := roomserver.Options{
-		Resolve: func(ctx context.Context, room string) (*roomstore.Engine, error) {
+		Resolve: func(ctx context.Context, room string, create bool) (*roomstore.Engine, error) {
 			if !roomserver.ValidRoom(room) {
 				return nil, fmt.Errorf("invalid room name %q", room)
 			}
@@ -190,11 +213,29 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 			if meters != nil {
 				ropts = append(ropts, roomstore.WithMeterProvider(meters))
 			}
+			if !create {
+				return roomstore.OpenExistingURL(ctx, store.url(room), ropts...)
+			}
 			return roomstore.OpenURL(ctx, store.url(room), ropts...)
 		},
-		Insecure: c.insecureDev,
-		Logger:   log,
-		RoomIdle: c.roomIdle,
+		Insecure:   c.insecureDev,
+		Logger:     log,
+		RoomIdle:   c.roomIdle,
+		SigningKey: key,
+
+		MaxConnections:            c.maxConns,
+		MaxConnectionsPerIdentity: c.maxIdentityConns,
+		MaxParticipants:           c.maxParticipants,
+		MaxStreams:                c.maxStreams,
+		MaxStreamsPerIdentity:     c.maxIdentityStreams,
+		MaxOpenStreams:            c.maxOpenStreams,
+		CallRate:                  c.callRate,
+		CallBurst:                 c.callBurst,
+		SendBuffer:                int(c.sendBuffer),
+		MessageTimeout:            c.messageTimeout,
+		MaxPendingBytes:           c.maxPending,
+		MaxListEntries:            c.maxList,
+		MeterProvider:             meters,
 	}
 	if secret != nil {
 		opts.Verify = roomserver.HS256(secret)
@@ -408,4 +449,27 @@ func parseStoreTemplate(raw string) (storeTemplate, error) {
 // decodes back to exactly one path element (it holds no '/').
 func (t storeTemplate) url(room string) string {
 	return strings.ReplaceAll(t.raw, roomPlaceholder, url.PathEscape(room))
+}
+
+// checkBudgets refuses a budget flag that is not positive (but a
+// negative --call-rate, which is unlimited).
+func (c serveConfig) checkBudgets() error {
+	for _, b := range []struct {
+		flag string
+		n    int64
+	}{
+		{"--max-connections", int64(c.maxConns)}, {"--max-connections-per-identity", int64(c.maxIdentityConns)},
+		{"--max-participants", int64(c.maxParticipants)}, {"--max-streams", int64(c.maxStreams)},
+		{"--max-streams-per-identity", int64(c.maxIdentityStreams)}, {"--max-open-streams", int64(c.maxOpenStreams)},
+		{"--call-burst", int64(c.callBurst)}, {"--send-buffer", c.sendBuffer},
+		{"--max-pending-bytes", c.maxPending}, {"--max-list-entries", int64(c.maxList)},
+	} {
+		if b.n <= 0 {
+			return fmt.Errorf("%s must be positive, got %d", b.flag, b.n)
+		}
+	}
+	if c.callRate == 0 || c.sendBuffer > 1<<31 {
+		return errors.New("--call-rate must not be 0 (negative: unlimited), and --send-buffer at most 2 GiB")
+	}
+	return nil
 }

@@ -314,3 +314,12 @@ func (a *Assembler) ReadFrame(r io.Reader) (*Message, error) {
 	putBuf(bp)
 	return m, err
 }
+
+// Pending is the bytes of the message partly received, held until its
+// last frame: 0 between messages.
+func (a *Assembler) Pending() int {
+	if !a.busy {
+		return 0
+	}
+	return len(a.data)
+}
