@@ -214,6 +214,10 @@ type OpenOptions struct {
 	// appears before Close; of several racing exclusive creators, also
 	// across engines sharing a store, exactly one wins.
 	Exclusive bool
+	// Size, when positive, is the number of bytes the caller means to
+	// write: with a Quota, Open refuses with ErrQuotaExceeded a size the
+	// quota cannot hold, before the first byte. It bounds nothing else.
+	Size int64
 }
 
 // Entry describes a file or folder.
@@ -258,6 +262,7 @@ type Engine struct {
 	stripes  [64]*semaphore.Weighted // order commit+publish per path within this engine
 	inflight sync.WaitGroup
 	cleanups sync.WaitGroup // aborts of writers that go on after their call
+	usage    *usage         // nil without a Quota
 
 	mu       sync.Mutex
 	closed   bool
@@ -294,7 +299,13 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "new", Path: "", Err: badOption("WithMeterProvider: %v", err)}
 	}
-	bus, err := events.New(events.WithBuffer(cfg.eventBuffer), events.WithLogger(cfg.logger), events.WithObserver(tel))
+	var obs events.Observer = tel
+	var u *usage
+	if cfg.quota != (Quota{}) {
+		u = &usage{q: cfg.quota}
+		obs = observer{Recorder: tel, u: u}
+	}
+	bus, err := events.New(events.WithBuffer(cfg.eventBuffer), events.WithLogger(cfg.logger), events.WithObserver(obs))
 	if err != nil {
 		return nil, &fs.PathError{Op: "new", Path: "", Err: err}
 	}
@@ -307,6 +318,13 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 		seed:    maphash.MakeSeed(),
 		handles: map[string]*Handle{},
 		stopped: make(chan struct{}),
+		usage:   u,
+	}
+	if u != nil {
+		if err := tel.ObserveUsage(u.snapshot, u.q.Bytes, u.q.Files); err != nil {
+			_ = bus.Close(context.Background())
+			return nil, &fs.PathError{Op: "new", Path: "", Err: badOption("WithMeterProvider: %v", err)}
+		}
 	}
 	for i := range e.stripes {
 		e.stripes[i] = semaphore.NewWeighted(1)

@@ -26,7 +26,10 @@ type Handle struct {
 	// policy is the Policy the handle was opened under (nil: none), asked
 	// again at Close.
 	policy Policy
-	w      backend.Writer
+	// replace is whether Close replaces the file (Overwrite, Exclusive)
+	// rather than append to it.
+	replace bool
+	w       backend.Writer
 	ctx    context.Context // lives as long as the handle; cancelled by discard
 	stop   context.CancelFunc
 	timer  *time.Timer
@@ -153,7 +156,12 @@ func (e *Engine) open(ctx, life context.Context, p string, opts OpenOptions) (*H
 
 	var idb [16]byte
 	_, _ = rand.Read(idb[:])
-	h := &Handle{e: e, id: hex.EncodeToString(idb[:]), path: clean, owner: ParticipantFrom(ctx), policy: g.p, mu: make(chan struct{}, 1)}
+	if e.usage != nil {
+		if err := e.usage.admit(ctx, e, clean, opts.Size, opts.Overwrite || opts.Exclusive); err != nil {
+			return fail(err)
+		}
+	}
+	h := &Handle{e: e, id: hex.EncodeToString(idb[:]), path: clean, owner: ParticipantFrom(ctx), policy: g.p, replace: opts.Overwrite || opts.Exclusive, mu: make(chan struct{}, 1)}
 	h.lastUsed.Store(time.Now().UnixNano())
 	e.mu.Lock()
 	switch {
@@ -321,6 +329,9 @@ func (e *Engine) write(ctx context.Context, h *Handle, data []byte) error {
 	cctx, cancel := h.callContext(ctx)
 	defer cancel()
 	err := cctx.Err()
+	if err == nil && e.usage != nil {
+		err = e.usage.room(h.path, h.size+int64(len(data)))
+	}
 	if err == nil {
 		err = h.w.Write(cctx, data)
 	}
@@ -407,6 +418,15 @@ func (e *Engine) close(ctx context.Context, top telemetry.Op, h *Handle) (backen
 		}
 	}
 	defer mu.Release(1)
+	if e.usage != nil {
+		// Reserved until the commit's event has been applied to the usage
+		// (or the commit failed), so that concurrent commits count it.
+		release, err := e.usage.reserve(ctx, e, h.path, h.size, h.replace)
+		if err != nil {
+			return backend.Info{}, -1, h.failLocked(ctx, op, err, errCloseFailed)
+		}
+		defer release()
+	}
 	// Once a commit has begun, only the caller's context may cut it short:
 	// an Abort or Shutdown waits for it rather than leave the outcome in
 	// doubt on a remote store.

@@ -51,6 +51,7 @@ type config struct {
 	meters      metric.MeterProvider // nil: no metrics
 	tracers     trace.TracerProvider // nil: no spans
 	selfSign    bool                 // sign every URL, never presign
+	quota       Quota                // zero: none
 }
 
 func defaultConfig() config {

@@ -54,6 +54,11 @@ type Stats struct {
 	// Transport is the event transport's counters (see
 	// Engine.TransportStats), all zero without WithEventTransport.
 	Transport events.TransportStats
+	// Usage is, with a Quota (WithQuota), what the store holds as the
+	// engine knows it, and the quota: its Bytes and Files are 0 until the
+	// first call that needed them scanned the store (see Engine.Usage).
+	// It is all zero without a Quota.
+	Usage Usage
 }
 
 // Stats returns the engine's counters (see Stats), also after Shutdown.
@@ -75,6 +80,10 @@ func (e *Engine) Stats() Stats {
 		EventsDelivered: snap.EventsDelivered,
 		EventsDropped:   snap.EventsDropped,
 		Transport:       e.TransportStats(),
+	}
+	if u := e.usage; u != nil {
+		bytes, files, _ := u.snapshot()
+		s.Usage = Usage{Bytes: bytes, Files: files, Quota: u.q}
 	}
 	for op := range telemetry.NumOps {
 		for o := range telemetry.NumOutcomes {

@@ -21,6 +21,7 @@ func runEngine(t *testing.T, h Harness) {
 	t.Run("urls", func(t *testing.T) { cases(t, h, append(slices.Clone(urlCases), attachmentCases...)) })
 	t.Run("moves", func(t *testing.T) { cases(t, h, moveCases) })
 	t.Run("access", func(t *testing.T) { cases(t, h, accessCases) })
+	t.Run("quota", func(t *testing.T) { cases(t, h, quotaCases) })
 	t.Run("streams", func(t *testing.T) { cases(t, h, streamCases(h)) })
 	t.Run("events", func(t *testing.T) { cases(t, h, eventCases) })
 	t.Run("shutdown", func(t *testing.T) { cases(t, h, shutdownCases) })

@@ -92,6 +92,14 @@ type Observer interface {
 	Dropped(e Event)
 }
 
+// GapObserver is an Observer that is also told of every Gap, on the
+// goroutine that calls it, whether or not anyone subscribed: for state
+// kept from the events, which must be rebuilt once some were lost.
+type GapObserver interface {
+	Observer
+	Gap(n uint64)
+}
+
 // Bus delivers events to subscribers. It is safe for concurrent use.
 type Bus struct {
 	eb     evbus.Bus
@@ -293,6 +301,9 @@ func (b *Bus) Gap(n uint64) {
 	defer b.mu.RUnlock()
 	if b.closed {
 		return
+	}
+	if g, ok := b.obs.(GapObserver); ok {
+		g.Gap(n)
 	}
 	for s := range b.everyone {
 		if !s.stopped.Load() {

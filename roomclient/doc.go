@@ -45,7 +45,8 @@
 // engine returns: fs.ErrNotExist (404), fs.ErrExist (409 "exists"),
 // roomstore.ErrIsFolder, ErrNotFolder and ErrConflict (409, by their
 // text), fs.ErrInvalid (400), fs.ErrPermission (403),
-// roomstore.ErrTooManyHandles (429), errors.ErrUnsupported (501), and
+// roomstore.ErrTooManyHandles or ErrRateLimited (429),
+// errors.ErrUnsupported (501), roomstore.ErrQuotaExceeded (507), and
 // roomstore.ErrStoreUnavailable or fs.ErrClosed (503). The client's own
 // errors are ErrDisconnected (no connection, or it dropped mid-call),
 // fs.ErrClosed (after Close), fs.ErrInvalid (a bad argument), ErrProtocol

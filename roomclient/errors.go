@@ -24,7 +24,15 @@ var (
 	// unexpected chunk, more bytes than announced): the call fails and,
 	// where the framing itself broke, the connection is dropped.
 	ErrProtocol = errors.New("protocol error")
+	// ErrRateLimited reports a call the server refused because the
+	// participant's identity started more calls than its rate allows
+	// (roomserver.Options.CallRate): nothing was done; retry later.
+	ErrRateLimited = errors.New(rateLimited)
 )
+
+// rateLimited begins the text of the server's refusal of a call over the
+// identity's rate.
+const rateLimited = "rate limited"
 
 // Error is an error reply of the room server: an HTTP-like Code and the
 // server's Text. Calls return it inside an *fs.PathError, so errors.As
@@ -37,8 +45,11 @@ var (
 //	409 roomstore.ErrIsFolder, roomstore.ErrNotFolder or roomstore.ErrConflict
 //	    when the text ends with theirs, otherwise fs.ErrExist when it
 //	    speaks of existing, otherwise roomstore.ErrConflict
-//	429 roomstore.ErrTooManyHandles
+//	429 ErrRateLimited when the text says so (the identity's call rate
+//	    is spent), otherwise roomstore.ErrTooManyHandles (a budget of
+//	    handles, streams or connections)
 //	501 errors.ErrUnsupported
+//	507 roomstore.ErrQuotaExceeded
 //	503 roomstore.ErrStoreUnavailable when the text says so, otherwise
 //	    fs.ErrClosed (the server or the room is shutting down)
 //
@@ -138,9 +149,14 @@ func (e *Error) sentinel() error {
 		}
 		return roomstore.ErrConflict
 	case 429:
+		if strings.HasPrefix(e.reason, rateLimited) {
+			return ErrRateLimited
+		}
 		return roomstore.ErrTooManyHandles
 	case 501:
 		return errors.ErrUnsupported
+	case 507:
+		return roomstore.ErrQuotaExceeded
 	case 503:
 		if strings.Contains(e.Text, roomstore.ErrStoreUnavailable.Error()) {
 			return roomstore.ErrStoreUnavailable

@@ -25,6 +25,7 @@ const (
 	CodeInternal    = 500
 	CodeUnsupported = 501
 	CodeUnavailable = 503 // shutting down, a budget of the server spent, or the store is unavailable
+	CodeQuota       = 507 // the room's quota (roomstore.ErrQuotaExceeded)
 )
 
 // requestError is a refusal the server itself makes.
@@ -59,6 +60,8 @@ func errorContent(err error) wire.Content {
 		code = CodeForbidden
 	case errors.Is(err, roomstore.ErrTooManyHandles):
 		code = CodeTooMany
+	case errors.Is(err, roomstore.ErrQuotaExceeded):
+		code = CodeQuota
 	case errors.Is(err, errors.ErrUnsupported):
 		code = CodeUnsupported
 	case errors.Is(err, fs.ErrClosed), errors.Is(err, roomstore.ErrStoreUnavailable),
@@ -89,10 +92,10 @@ func errorContent(err error) wire.Content {
 // sentinelText names the class of err without the provider's details.
 func sentinelText(err error) string {
 	for _, s := range []error{fs.ErrInvalid, fs.ErrNotExist, fs.ErrExist, fs.ErrPermission, fs.ErrClosed,
-		roomstore.ErrIsFolder, roomstore.ErrNotFolder, roomstore.ErrConflict, roomstore.ErrTooManyHandles,
+		roomstore.ErrIsFolder, roomstore.ErrNotFolder, roomstore.ErrConflict, roomstore.ErrTooManyHandles, roomstore.ErrQuotaExceeded,
 		roomstore.ErrStoreUnavailable, errors.ErrUnsupported, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, s) {
-			if s == fs.ErrInvalid || s == errors.ErrUnsupported {
+			if s == fs.ErrInvalid || s == errors.ErrUnsupported || s == roomstore.ErrQuotaExceeded {
 				return err.Error() // says which rule the path broke
 			}
 			return s.Error()

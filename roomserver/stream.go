@@ -130,7 +130,7 @@ func (st *stream) upload(h map[string]any) {
 		return
 	}
 	defer st.c.rm.dropHandle(st.c.idst.name)
-	hd, err := e.Open(ctx, p, roomstore.OpenOptions{Overwrite: overwrite, Exclusive: !overwrite})
+	hd, err := e.Open(ctx, p, roomstore.OpenOptions{Overwrite: overwrite, Exclusive: !overwrite, Size: max(want, 0)})
 	if err != nil {
 		st.fail(asOp("upload", err))
 		return

@@ -286,6 +286,56 @@ commit; where the store gives one). With --json it prints one JSON object, as ls
 	return cmd
 }
 
+func newUsageCmd(sf *storeFlags) *cobra.Command {
+	var asJSON bool
+	cmd := fileCmd(sf, "usage [PATH]", "Count the bytes and files beneath a folder (the root by default)",
+		`usage prints what the files beneath the folder at PATH (the whole store
+without PATH) hold: their sizes together in bytes, and their number. A
+PATH that is a file counts that file. A room server's room is counted as
+far as the token may read it. With --json it prints one JSON object:
+{"path", "bytes", "files"}. roomstore serve --quota-bytes and
+--quota-files bound what each room may hold.`,
+		cobra.MaximumNArgs(1),
+		func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			dir := ""
+			if len(args) == 1 {
+				if err := checkPath("usage", args[0], backend.TargetAny); err != nil {
+					return err
+				}
+				dir = args[0]
+			}
+			name := dir
+			if name == "" {
+				name = "/"
+			}
+			return withStore(ctx, sf, false, func(s store) error {
+				var bytes, files int64
+				err := list(ctx, s, dir, true, func(e roomstore.Entry) error {
+					if !e.IsFolder {
+						bytes += e.Size
+						files++
+					}
+					return nil
+				})
+				if err != nil {
+					return opError("usage", name, err)
+				}
+				out := cmd.OutOrStdout()
+				if asJSON {
+					return json.NewEncoder(out).Encode(struct {
+						Path  string `json:"path"`
+						Bytes int64  `json:"bytes"`
+						Files int64  `json:"files"`
+					}{name, bytes, files})
+				}
+				_, err = fmt.Fprintf(out, "%s: %d bytes in %d files\n", name, bytes, files)
+				return err
+			})
+		})
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	return cmd
+}
+
 func newPutCmd(sf *storeFlags) *cobra.Command {
 	var overwrite, exclusive bool
 	cmd := fileCmd(sf, "put LOCAL|- PATH [--overwrite|--exclusive]", "Upload a local file (or stdin) to PATH",

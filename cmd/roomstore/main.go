@@ -139,7 +139,7 @@ Exit status: 0 on success; 1 on failure, with one line on standard error
 	pf.StringVar(&sf.token, "token", "", "participant token for a ws:// store (default $"+tokenEnv+")")
 	pf.DurationVar(&sf.timeout, "timeout", 0, "bound on the whole command (default 2m for ls, stat, rm, mv, url and sweep; none for put, get and watch)")
 	root.AddCommand(
-		newLsCmd(&sf), newStatCmd(&sf), newPutCmd(&sf), newGetCmd(&sf), newRmCmd(&sf),
+		newLsCmd(&sf), newStatCmd(&sf), newUsageCmd(&sf), newPutCmd(&sf), newGetCmd(&sf), newRmCmd(&sf),
 		newMvCmd(&sf), newURLCmd(&sf), newWatchCmd(&sf), newSweepCmd(&sf),
 		newServeCmd(), newTokenCmd(),
 	)

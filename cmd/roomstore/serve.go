@@ -48,6 +48,7 @@ type serveConfig struct {
 	callBurst, maxList                             int
 	sendBuffer, maxPending                         int64
 	messageTimeout                                 time.Duration
+	quotaBytes, quotaFiles                         int64
 }
 
 // Paths the server answers below: rooms, and the download URLs the
@@ -88,6 +89,24 @@ file they were issued for and never valid past the token that asked for
 them. With --presign, s3:// and gs:// rooms hand out the store's own
 presigned URLs instead: downloads then bypass the server, but such a URL
 names the path rather than the version.
+
+Nothing is opened before a request is authenticated: a connection's token
+and a download URL's signature are checked first, a participant that may
+only read cannot create its room (it gets 404), and no participant can
+exhaust the server for the others. Each identity (a token's name) holds at
+most --max-connections-per-identity connections, --max-streams-per-identity
+uploads and downloads, half of a room's handles, and --call-rate calls a
+second; each connection --max-streams streams and --send-buffer bytes
+waiting to go out (a participant that stops reading is dropped); each room
+--max-participants connections; the server --max-connections connections,
+--max-open-streams streams and --max-pending-bytes of messages partly
+received, each of which must arrive within --message-timeout. A refusal is
+an HTTP 429 or 503 (a code 429 or 503 for a call), counted in the metric
+roomstore.server.refused by budget and logged at most 10 lines a second.
+--quota-bytes and --quota-files bound what each room may hold: a commit
+past either fails with code 507 and changes nothing, an upload that
+announces a size past it is refused before its first byte (see roomstore
+usage).
 
 On SIGINT or SIGTERM serve stops accepting connections, lets uploads and
 downloads under way finish for --shutdown-timeout, then aborts the rest
@@ -135,6 +154,8 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.DurationVar(&c.messageTimeout, "message-timeout", 30*time.Second, "time from a message's first byte to its last")
 	f.Int64Var(&c.maxPending, "max-pending-bytes", 256<<20, "bytes of messages partly received across all connections")
 	f.IntVar(&c.maxList, "max-list-entries", 100_000, "entries one list may return; a bigger folder gets 413")
+	f.Int64Var(&c.quotaBytes, "quota-bytes", 0, "bytes each room may hold (0: unbounded); a commit past it fails with code 507")
+	f.Int64Var(&c.quotaFiles, "quota-files", 0, "files each room may hold (0: unbounded); a commit past it fails with code 507")
 	f.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -209,6 +230,9 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 			}
 			if transport != nil {
 				ropts = append(ropts, roomstore.WithEventTransport(transport))
+			}
+			if c.quotaBytes > 0 || c.quotaFiles > 0 {
+				ropts = append(ropts, roomstore.WithQuota(roomstore.Quota{Bytes: c.quotaBytes, Files: c.quotaFiles}))
 			}
 			if meters != nil {
 				ropts = append(ropts, roomstore.WithMeterProvider(meters))
@@ -467,6 +491,9 @@ func (c serveConfig) checkBudgets() error {
 		if b.n <= 0 {
 			return fmt.Errorf("%s must be positive, got %d", b.flag, b.n)
 		}
+	}
+	if c.quotaBytes < 0 || c.quotaFiles < 0 {
+		return errors.New("--quota-bytes and --quota-files must not be negative (0: unbounded)")
 	}
 	if c.callRate == 0 || c.sendBuffer > 1<<31 {
 		return errors.New("--call-rate must not be 0 (negative: unlimited), and --send-buffer at most 2 GiB")

@@ -129,3 +129,33 @@ func (m *meters) observeTransport(origin string, stats func() events.TransportSt
 		return nil
 	}, insts...)
 }
+
+// observeUsage reports what the store holds and its quota, as the engine
+// knows them (usage: ok false while unknown), with the attribute
+// AttrEngine.
+func (m *meters) observeUsage(origin string, usage func() (bytes, files int64, ok bool), quotaBytes, quotaFiles int64) (metric.Registration, error) {
+	gauge := func(name, unit, desc string) (metric.Int64ObservableGauge, error) {
+		return m.meter.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	}
+	ub, err1 := gauge("roomstore.usage.bytes", "By", "The sizes of the store's files together, as the engine knows them.")
+	uf, err2 := gauge("roomstore.usage.files", "{file}", "The number of the store's files, as the engine knows it.")
+	qb, err3 := gauge("roomstore.quota.bytes", "By", "The store's byte quota (absent: unbounded).")
+	qf, err4 := gauge("roomstore.quota.files", "{file}", "The store's file quota (absent: unbounded).")
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return nil, err
+	}
+	engine := metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrEngine, origin)))
+	return m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		if bytes, files, ok := usage(); ok {
+			o.ObserveInt64(ub, bytes, engine)
+			o.ObserveInt64(uf, files, engine)
+		}
+		if quotaBytes > 0 {
+			o.ObserveInt64(qb, quotaBytes, engine)
+		}
+		if quotaFiles > 0 {
+			o.ObserveInt64(qf, quotaFiles, engine)
+		}
+		return nil
+	}, ub, uf, qb, qf)
+}

@@ -210,10 +210,11 @@ type Recorder struct {
 	commitAttempts, commitConflicts, commitRetries atomic.Uint64
 	published, delivered, dropped                  atomic.Uint64
 
-	origin string       // the engine's id: its own events carry it
-	m      *meters      // nil without a MeterProvider
-	tracer trace.Tracer // nil without a TracerProvider
-	reg    metric.Registration
+	origin   string       // the engine's id: its own events carry it
+	m        *meters      // nil without a MeterProvider
+	tracer   trace.Tracer // nil without a TracerProvider
+	reg      metric.Registration
+	usageReg metric.Registration
 }
 
 // New returns the recorder of the engine origin, with metrics from mp and
@@ -518,16 +519,34 @@ func (r *Recorder) ObserveTransport(stats func() events.TransportStats) error {
 	return nil
 }
 
-// Close stops the observation of the transport, so that its series end.
-// It is idempotent; its error is the MeterProvider's, should it fail to
-// unregister the callback.
-func (r *Recorder) Close() error {
-	if r.reg == nil {
+// ObserveUsage reports what the store holds (usage; ok false while the
+// engine does not know) and its quota as observable gauges, with the
+// attribute AttrEngine. Without a MeterProvider it does nothing; it
+// fails only if the MeterProvider refuses an instrument or the callback.
+func (r *Recorder) ObserveUsage(usage func() (bytes, files int64, ok bool), quotaBytes, quotaFiles int64) error {
+	if r.m == nil {
 		return nil
 	}
-	reg := r.reg
-	r.reg = nil
-	return reg.Unregister()
+	reg, err := r.m.observeUsage(r.origin, usage, quotaBytes, quotaFiles)
+	if err != nil {
+		return err
+	}
+	r.usageReg = reg
+	return nil
+}
+
+// Close stops the observation of the transport and the usage, so that
+// their series end. It is idempotent; its error is the MeterProvider's,
+// should it fail to unregister a callback.
+func (r *Recorder) Close() error {
+	var errs []error
+	for _, reg := range []*metric.Registration{&r.reg, &r.usageReg} {
+		if *reg != nil {
+			errs = append(errs, (*reg).Unregister())
+			*reg = nil
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Snapshot is the recorder's counters at one moment (each read

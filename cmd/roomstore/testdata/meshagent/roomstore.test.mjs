@@ -988,6 +988,56 @@ for (const kind of ["file", "mem"]) {
   });
 }
 
+describe("roomstore serve quotas and budgets", () => {
+  let dir;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "roomstore-node-budgets-"));
+  });
+  after(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test("an upload past --quota-bytes fails with code 507 and changes nothing; what a delete frees fits", async (t) => {
+    const srv = await startServer(`file://${dir}/{room}`, ["--quota-bytes", "100", "--quota-files", "10"]);
+    t.after(() => srv.stop());
+    const room = freshRoom("quota");
+    const c = await connect(t, srv.addr, room);
+    const s = c.storage;
+    await call(s.upload("a.txt", enc.encode("a".repeat(60))), "upload of 60 bytes");
+    await rejectsWithCode(s.upload("b.txt", enc.encode("b".repeat(41))), 507, "upload of 41 bytes more");
+    await rejectsWithCode(s.upload("a.txt", enc.encode("c".repeat(101)), { overwrite: true }), 507, "overwrite past the quota");
+    assert.equal(await call(s.exists("b.txt"), "exists b.txt"), false, "the refused upload left nothing");
+    assert.equal(dec.decode((await call(s.download("a.txt"), "download a.txt")).data), "a".repeat(60), "a.txt kept its content");
+    await call(s.delete("a.txt"), "delete a.txt");
+    await call(s.upload("b.txt", enc.encode("b".repeat(100))), "upload of 100 bytes into the room freed");
+  });
+
+  test("calls past --call-rate are refused with code 429 at once, and another identity's are served", async (t) => {
+    const srv = await startServer(`file://${dir}/{room}`, ["--call-rate", "5", "--call-burst", "5"]);
+    t.after(() => srv.stop());
+    const room = freshRoom("rate");
+    const m = await connect(t, srv.addr, room, { name: "mallory" });
+    const b = await connect(t, srv.addr, room, { name: "bob" });
+    const began = Date.now();
+    const outcomes = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        call(m.storage.exists(`x${i}`), `exists ${i}`).then(
+          () => "ok",
+          (err) => (err?.name === "RoomServerException" ? err.code : String(err)),
+        ),
+      ),
+    );
+    // The bucket holds 5 and refills 5 a second: no more calls are served
+    // than that allows in the time they took.
+    const allowed = 5 + Math.ceil(((Date.now() - began) / 1000) * 5);
+    const served = outcomes.filter((o) => o === "ok").length;
+    assert.ok(served >= 1 && served <= allowed, `mallory's 12 calls: ${outcomes} (at most ${allowed} allowed)`);
+    assert.equal(outcomes.filter((o) => o === 429).length, 12 - served, `mallory's 12 calls: ${outcomes}`);
+    assert.equal(outcomes.filter((o) => o !== "ok" && o !== 429).length, 0, `mallory's 12 calls: ${outcomes}`);
+    assert.equal(await call(b.storage.exists("x"), "bob's call"), false);
+  });
+});
+
 describe("roomstore serve shutdown", () => {
   let dir;
   before(async () => {

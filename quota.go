@@ -1,0 +1,322 @@
+package roomstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/roomstore/roomstore/events"
+	"github.com/roomstore/roomstore/internal/telemetry"
+)
+
+// ErrQuotaExceeded reports a commit (Close, Upload) that would take the
+// store past its Quota, an Open or Write whose bytes alone would, or a
+// Move over a file while the store is past it. Nothing was changed: the
+// file keeps its old content. Free room (delete files) or raise the
+// quota. The room protocol's code for it is 507.
+var ErrQuotaExceeded = errors.New("quota exceeded")
+
+// Quota bounds what one store holds: Bytes the sizes of its files
+// together, Files their number; 0 leaves either unbounded.
+//
+// The engine knows the store's usage from a scan of the store, made at
+// the first call that needs it (the first Open, Upload or Usage), and
+// keeps it from then on through every change it sees: its own commits,
+// deletes and moves, and, with WithEventTransport, those of the other
+// engines of the store. A commit is refused with ErrQuotaExceeded when
+// the usage it knows, plus the commits in flight on this engine, plus
+// its own change would pass the quota. An Open (and an Upload) whose
+// announced size (OpenOptions.Size) the quota cannot hold is refused
+// before the first byte, and so is a Write once a handle's bytes alone
+// could not fit: nothing stages more than the quota.
+//
+// Across engines the bound is as exact as their events are timely: a
+// commit on one engine is known to the others once its event reaches
+// them (with events_nats, within tens of milliseconds). Commits in flight
+// on several engines at once each see only the usage the others had
+// committed before, so the store may pass its quota by at most what the
+// commits of the other engines, in flight at that moment, add: with n
+// engines, less than n-1 such commits. Changes made behind the engines'
+// backs are known only at the next scan, which follows an overflow of
+// the engine's events (a transport that lost some).
+type Quota struct {
+	Bytes int64
+	Files int64
+}
+
+// WithQuota bounds what the engine's store may hold (see Quota). A
+// negative bound is refused.
+func WithQuota(q Quota) Option {
+	return func(c *config) error {
+		if q.Bytes < 0 || q.Files < 0 {
+			return badOption("quota bounds must not be negative, got %d bytes and %d files", q.Bytes, q.Files)
+		}
+		c.quota = q
+		return nil
+	}
+}
+
+// Usage is what a store holds, as an engine knows it.
+type Usage struct {
+	Bytes int64 // the sizes of its files together
+	Files int64 // the number of its files
+	// Quota is the engine's Quota (zero: unbounded).
+	Quota Quota
+}
+
+// Usage returns what the store holds. With a Quota it is the usage the
+// engine keeps (scanned at the first need, then kept up to date);
+// without one it scans the store each time. It fails as Walk does, and
+// with fs.ErrClosed after Shutdown.
+func (e *Engine) Usage(ctx context.Context) (Usage, error) {
+	if err := e.begin("usage", ""); err != nil {
+		return Usage{}, err
+	}
+	defer e.inflight.Done()
+	if e.usage == nil {
+		u := &usage{}
+		if err := u.scan(ctx, e); err != nil {
+			return Usage{}, pathError("usage", "", err)
+		}
+		return Usage{Bytes: u.bytes, Files: u.files}, nil // a scan of its own
+	}
+	if err := e.usage.ready(ctx, e); err != nil {
+		return Usage{}, pathError("usage", "", err)
+	}
+	e.usage.mu.Lock()
+	defer e.usage.mu.Unlock()
+	return Usage{Bytes: e.usage.bytes, Files: e.usage.files, Quota: e.usage.q}, nil
+}
+
+// usage is the record of what a store with a quota holds: the size of
+// every file, from a scan and then from every event the engine's bus
+// sees. Applying an event sets a file's state, so that applying one twice,
+// or one the scan had already seen, changes nothing.
+type usage struct {
+	q Quota
+
+	mu      sync.Mutex
+	known   bool             // scanned, and kept since
+	sizes   map[string]int64 // by clean path, while known
+	pending []events.Event   // seen during a scan, applied after it
+	bytes   int64
+	files   int64
+	// What the commits in flight on this engine may add.
+	inBytes, inFiles int64
+
+	scanMu sync.Mutex // one scan at a time
+	gen    uint64     // bumped by each overflow: a scan older than it is stale
+}
+
+// ready makes sure the usage is known, scanning the store if it is not.
+func (u *usage) ready(ctx context.Context, e *Engine) error {
+	u.mu.Lock()
+	known := u.known
+	u.mu.Unlock()
+	if known {
+		return nil
+	}
+	u.scanMu.Lock()
+	defer u.scanMu.Unlock()
+	for {
+		u.mu.Lock()
+		if u.known {
+			u.mu.Unlock()
+			return nil
+		}
+		gen := u.gen
+		u.pending = []events.Event{}
+		u.mu.Unlock()
+		if err := u.scan(ctx, e); err != nil {
+			u.mu.Lock()
+			u.pending = nil
+			u.mu.Unlock()
+			return err
+		}
+		u.mu.Lock()
+		if u.gen == gen { // no overflow meanwhile: what the scan missed is pending
+			for _, ev := range u.pending {
+				u.applyLocked(ev)
+			}
+			u.pending, u.known = nil, true
+			u.mu.Unlock()
+			return nil
+		}
+		u.mu.Unlock()
+	}
+}
+
+// scan counts the files of the store.
+func (u *usage) scan(ctx context.Context, e *Engine) error {
+	sizes := map[string]int64{}
+	var bytes int64
+	for en, err := range e.walkClean(ctx, "") {
+		if err != nil {
+			return err
+		}
+		if !en.IsFolder {
+			sizes[en.Path] = en.Size
+			bytes += en.Size
+		}
+	}
+	u.mu.Lock()
+	u.sizes, u.bytes, u.files = sizes, bytes, int64(len(sizes))
+	u.mu.Unlock()
+	return nil
+}
+
+// Published applies an event of the engine's bus, its own or another
+// engine's: what it says a file now is.
+func (u *usage) Published(_ string, ev events.Event) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case u.pending != nil:
+		u.pending = append(u.pending, ev)
+	case u.known:
+		u.applyLocked(ev)
+	}
+}
+
+// Gap forgets the usage after events were lost: the next need scans.
+func (u *usage) Gap(uint64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.gen++
+	u.known, u.sizes, u.pending = false, nil, nil
+}
+
+func (u *usage) applyLocked(ev events.Event) {
+	set := func(p string, size int64) {
+		old, ok := u.sizes[p]
+		if !ok {
+			u.files++
+		}
+		u.bytes += size - old
+		u.sizes[p] = size
+	}
+	drop := func(p string) (int64, bool) {
+		old, ok := u.sizes[p]
+		if ok {
+			u.files--
+			u.bytes -= old
+			delete(u.sizes, p)
+		}
+		return old, ok
+	}
+	switch ev.Type {
+	case EventFileUpdated:
+		set(ev.Path, ev.Size)
+	case EventFileDeleted:
+		drop(ev.Path)
+	case EventFileMoved:
+		size, ok := drop(ev.SourcePath)
+		if !ok {
+			size = ev.Size
+		}
+		set(ev.Path, size)
+	}
+}
+
+// admit checks, at Open, that the quota can hold size more bytes (0:
+// unknown) at p, replacing the file or appended to it; it reserves
+// nothing.
+func (u *usage) admit(ctx context.Context, e *Engine, p string, size int64, replace bool) error {
+	if err := u.ready(ctx, e); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.fitsLocked(p, max(size, 0), replace)
+}
+
+// fitsLocked reports ErrQuotaExceeded when a file of size bytes at p (a
+// new one counted when it is not there) would pass the quota, counting
+// the commits in flight; with replace, the file's present size is
+// freed.
+func (u *usage) fitsLocked(p string, size int64, replace bool) error {
+	old, exists := u.sizes[p]
+	if !replace {
+		size += old // an append adds to what is there
+	}
+	bytes := u.bytes + u.inBytes - old + size
+	files := u.files + u.inFiles
+	if !exists {
+		files++
+	}
+	switch {
+	case u.q.Bytes > 0 && bytes > u.q.Bytes:
+		return fmt.Errorf("%w: %d bytes would pass the quota of %d", ErrQuotaExceeded, bytes, u.q.Bytes)
+	case u.q.Files > 0 && files > u.q.Files:
+		return fmt.Errorf("%w: %d files would pass the quota of %d", ErrQuotaExceeded, files, u.q.Files)
+	}
+	return nil
+}
+
+// room reports whether n bytes staged for p, alone, could still fit.
+func (u *usage) room(p string, n int64) error {
+	if u.q.Bytes == 0 {
+		return nil
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.known {
+		return nil // checked at the commit
+	}
+	return u.fitsLocked(p, n, true)
+}
+
+// reserve checks and reserves a commit of size bytes at p (an append of
+// size bytes unless replace) until the returned release, which the
+// caller calls once the commit's event has been applied, or it failed.
+func (u *usage) reserve(ctx context.Context, e *Engine, p string, size int64, replace bool) (func(), error) {
+	if err := u.ready(ctx, e); err != nil {
+		return nil, err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err := u.fitsLocked(p, size, replace); err != nil {
+		return nil, err
+	}
+	old, exists := u.sizes[p]
+	add := size
+	if replace {
+		add = max(size-old, 0)
+	}
+	var files int64
+	if !exists {
+		files = 1
+	}
+	u.inBytes += add
+	u.inFiles += files
+	return func() {
+		u.mu.Lock()
+		u.inBytes -= add
+		u.inFiles -= files
+		u.mu.Unlock()
+	}, nil
+}
+
+// snapshot returns the usage, and false while it is not known.
+func (u *usage) snapshot() (bytes, files int64, ok bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.bytes, u.files, u.known
+}
+
+// observer is the engine bus's observer: its telemetry, and its usage
+// when it has a quota.
+type observer struct {
+	*telemetry.Recorder
+	u *usage
+}
+
+// Published implements events.Observer.
+func (o observer) Published(topic string, ev events.Event) {
+	o.Recorder.Published(topic, ev)
+	o.u.Published(topic, ev)
+}
+
+// Gap implements events.GapObserver.
+func (o observer) Gap(n uint64) { o.u.Gap(n) }

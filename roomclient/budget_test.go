@@ -1,0 +1,48 @@
+package roomclient_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/roomclient"
+	"github.com/roomstore/roomstore/roomserver"
+)
+
+// A room's quota reaches the client as the engine's ErrQuotaExceeded
+// (code 507), before the first byte when the upload announces its size;
+// the identity's call rate as ErrRateLimited (429).
+func TestQuotaAndRateRefusalsAreTheEnginesErrors(t *testing.T) {
+	e := newEnvWith(t, stores[0].url(t), func(o *roomserver.Options) {
+		o.CallRate, o.CallBurst = 100, 100
+		o.Resolve = func(ctx context.Context, room string, _ bool) (*roomstore.Engine, error) {
+			return roomstore.OpenURL(ctx, "mem://", roomstore.WithQuota(roomstore.Quota{Bytes: 10}))
+		}
+	})
+	ctx := deadline(t)
+	c := e.dial(t, "ann", "r1", roomclient.Options{})
+	if _, err := c.Upload(ctx, "a", strings.NewReader("0123456789"), roomclient.UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []roomclient.UploadOptions{{}, {Size: 1}} {
+		_, err := c.Upload(ctx, "b", strings.NewReader("x"), o)
+		var re *roomclient.Error
+		if !errors.Is(err, roomstore.ErrQuotaExceeded) || !errors.As(err, &re) || re.Code != roomserver.CodeQuota {
+			t.Fatalf("upload past the quota (%+v): %v, want ErrQuotaExceeded with code 507", o, err)
+		}
+	}
+	if ok, err := c.Exists(ctx, "b"); ok || err != nil {
+		t.Fatalf("b after refused uploads: %v %v", ok, err)
+	}
+	var limited error
+	for i := 0; i < 2_000 && limited == nil; i++ {
+		if _, err := c.Exists(ctx, "a"); err != nil {
+			limited = err
+		}
+	}
+	if !errors.Is(limited, roomclient.ErrRateLimited) {
+		t.Fatalf("calls past the rate: %v, want ErrRateLimited", limited)
+	}
+}
