@@ -30,9 +30,9 @@ type Handle struct {
 	// rather than append to it.
 	replace bool
 	w       backend.Writer
-	ctx    context.Context // lives as long as the handle; cancelled by discard
-	stop   context.CancelFunc
-	timer  *time.Timer
+	ctx     context.Context // lives as long as the handle; cancelled by discard
+	stop    context.CancelFunc
+	timer   *time.Timer
 
 	// discarding holds the reason of the first discard (Abort, idle
 	// timeout, Shutdown), set before it interrupts a running call so that
