@@ -1,12 +1,16 @@
 package roomstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/telemetry"
@@ -136,6 +140,7 @@ func (e *Engine) serve(ctx context.Context, op telemetry.Op, w http.ResponseWrit
 	// of the origin that serves them.
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", "sandbox")
+	boundRanges(r.Header, info.Size)
 	http.ServeContent(w, r, info.Name(), info.ModTime, content)
 	e.tel.BytesRead(ctx, op, content.n)
 	return content.n, content.err
@@ -229,4 +234,78 @@ func (v *versionReader) Close() error {
 	err := v.r.Close()
 	v.r = nil
 	return err
+}
+
+// maxRanges bounds the ranges of one response: each costs a read of its
+// own (and on disk an open), so that a request for thousands of ranges
+// would cost that many for a body no bigger than the file.
+const maxRanges = 16
+
+// boundRanges rewrites a Range header of more than maxRanges ranges:
+// overlapping and adjacent ranges are merged, and if more than maxRanges
+// remain the header is dropped, so that the whole file is served (RFC
+// 9110 lets a server ignore Range). A header it cannot parse is left for
+// http.ServeContent, which refuses it before reading anything.
+func boundRanges(h http.Header, size int64) {
+	v := h.Get("Range")
+	if strings.Count(v, ",") < maxRanges {
+		return
+	}
+	spec, ok := strings.CutPrefix(v, "bytes=")
+	if !ok {
+		return
+	}
+	type span struct{ start, end int64 } // inclusive
+	var spans []span
+	for part := range strings.SplitSeq(spec, ",") {
+		a, b, ok := strings.Cut(strings.TrimSpace(part), "-")
+		if !ok {
+			return
+		}
+		var s span
+		switch {
+		case a == "": // the last b bytes
+			n, err := strconv.ParseInt(b, 10, 64)
+			if err != nil || n < 0 {
+				return
+			}
+			s = span{max(size-n, 0), size - 1}
+		default:
+			start, err := strconv.ParseInt(a, 10, 64)
+			if err != nil || start < 0 {
+				return
+			}
+			end := size - 1
+			if b != "" {
+				if end, err = strconv.ParseInt(b, 10, 64); err != nil || end < start {
+					return
+				}
+			}
+			s = span{start, min(end, size-1)}
+		}
+		if s.start <= s.end { // one past the end is left out, as ServeContent does
+			spans = append(spans, s)
+		}
+	}
+	slices.SortFunc(spans, func(x, y span) int { return cmp.Compare(x.start, y.start) })
+	merged := spans[:0]
+	for _, s := range spans {
+		if n := len(merged); n > 0 && s.start <= merged[n-1].end+1 {
+			merged[n-1].end = max(merged[n-1].end, s.end)
+			continue
+		}
+		merged = append(merged, s)
+	}
+	switch {
+	case len(merged) == 0:
+		return // none satisfiable: ServeContent answers 416, reading nothing
+	case len(merged) > maxRanges:
+		h.Del("Range")
+		return
+	}
+	parts := make([]string, len(merged))
+	for i, s := range merged {
+		parts[i] = strconv.FormatInt(s.start, 10) + "-" + strconv.FormatInt(s.end, 10)
+	}
+	h.Set("Range", "bytes="+strings.Join(parts, ","))
 }

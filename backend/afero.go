@@ -41,7 +41,7 @@ const (
 // elsewhere the old content is copied (in the kernel where it can),
 // O(file size). On an OS file system the lock is an flock(2) on a lock
 // file inside the root, so appends from several processes (or several
-// Afero values) on one directory lose nothing. Empty folders are pruned.
+// Afero values) on one directory lose nothing. Empty folders are pruned (see afero_folders.go).
 // Paths never follow symbolic links: a path that crosses one yields
 // fs.ErrPermission, and List leaves symlinks out. No open ever waits for
 // a FIFO or a device: such files are not files of the store.
@@ -63,6 +63,9 @@ type Afero struct {
 	locks *fsLocks
 	owner *owner
 	swept int // temporaries removed by NewAfero's sweep
+	// defer_ holds the directories emptied whose pruning waits (see
+	// afero_folders.go).
+	defer_ deferred
 
 	release   func() // gives back the shared locks and the liveness lock
 	closer    io.Closer
@@ -140,6 +143,7 @@ func (a *Afero) Swept() int { return a.swept }
 // Later calls may fail with fs.ErrClosed. It is idempotent.
 func (a *Afero) Close() error {
 	a.closeOnce.Do(func() {
+		a.closeFolders()
 		a.closed.Store(true)
 		a.release()
 		if a.closer != nil {
@@ -329,36 +333,6 @@ func (a *Afero) open(name string, dir bool) (afero.File, os.FileInfo, error) {
 		return nil, nil, fs.ErrNotExist
 	}
 	return f, fi, nil
-}
-
-// hasFiles reports whether a file lies somewhere beneath dir. Pruning
-// removes directories without files, but a crash between a removal and its
-// pruning can leave some behind, and those are not folders.
-func (a *Afero) hasFiles(dir string) bool {
-	f, fi, err := a.open(dir, true)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	if linkCount(fi) == 0 {
-		return false // removed while open
-	}
-	next := a.batches(f, 16)
-	for {
-		batch, err := next()
-		for _, fi := range batch {
-			switch {
-			case IsReserved(fi.Name()):
-			case fi.Mode().IsRegular():
-				return true
-			case fi.IsDir() && a.hasFiles(Join(dir, fi.Name())):
-				return true
-			}
-		}
-		if err != nil || len(batch) == 0 {
-			return false
-		}
-	}
 }
 
 // Read implements Backend.
@@ -573,7 +547,7 @@ func (a *Afero) Remove(ctx context.Context, path string) error {
 	if err := a.remove(path); err != nil {
 		return osError(err)
 	}
-	a.prune(ctx, Parent(path))
+	a.emptied(ctx, Parent(path))
 	return nil
 }
 
@@ -628,35 +602,10 @@ func (a *Afero) Move(ctx context.Context, src, dst string, opts MoveOptions) (In
 	if err := a.place(ctx, src, dst, false); err != nil {
 		return Info{}, err
 	}
-	a.prune(ctx, Parent(src))
+	a.emptied(ctx, Parent(src))
 	// A rename keeps the inode, so src's description is dst's; on file
 	// systems that do not keep inodes (MemMapFs) it is the same object.
 	return fileInfo(dst, fi), nil
-}
-
-// prune removes dir and its ancestors while they are empty. A context
-// that ends first leaves them, which is harmless: a directory without
-// files is no folder of the store.
-func (a *Afero) prune(ctx context.Context, dir string) {
-	unlock, err := a.locks.ownTree(ctx)
-	if err != nil {
-		return
-	}
-	defer unlock()
-	for ; dir != ""; dir = Parent(dir) {
-		f, _, err := a.open(dir, true)
-		if err != nil {
-			return
-		}
-		names, _ := f.Readdirnames(1)
-		f.Close()
-		// Checked first because some afero file systems (MemMapFs) remove
-		// a directory that still has children; an OS file system refuses
-		// anyway, which covers other processes.
-		if len(names) > 0 || a.fs.Remove(dir) != nil {
-			return
-		}
-	}
 }
 
 // removeEmptyTree removes the directories at and below dir bottom-up; an

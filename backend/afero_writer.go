@@ -403,6 +403,7 @@ func (a *Afero) place(ctx context.Context, src, path string, fresh bool) error {
 	}
 	defer unlock()
 	parent := Parent(path)
+	a.kept(parent) // a deferred pruning of it, or of an ancestor, is off
 	for attempt := 0; ; attempt++ {
 		err := a.mkdirs(parent)
 		if err == nil {

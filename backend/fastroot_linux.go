@@ -171,6 +171,12 @@ func (r *fastRoot) remove(path string) error {
 	return pathErr("remove", path, err)
 }
 
+// rmdir removes the empty directory at path.
+func (r *fastRoot) rmdir(path string) error {
+	err := r.inParent(path, func(dir int, base string) error { return unix.Unlinkat(dir, base, unix.AT_REMOVEDIR) })
+	return pathErr("rmdir", path, err)
+}
+
 // syncDir fsyncs the folder dir ("" the root), so that a rename in it is
 // durable.
 func (r *fastRoot) syncDir(dir string) error {

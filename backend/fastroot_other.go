@@ -28,6 +28,7 @@ func (*fastRoot) open(string, int, uint32) (*fdFile, error)          { return ni
 func (*fastRoot) lstat(string) (os.FileInfo, error)                  { return nil, errNoFastPath }
 func (*fastRoot) reopenTemp(string) (*fdFile, error)                 { return nil, errNoFastPath }
 func (*fastRoot) remove(string) error                                { return errNoFastPath }
+func (*fastRoot) rmdir(string) error                                 { return errNoFastPath }
 func (*fastRoot) rename(string, string, bool) error                  { return errNoFastPath }
 func (*fastRoot) syncDir(string) error                               { return errNoFastPath }
 func (*fastRoot) createTempIn(func() error, string) (*fdFile, error) { return nil, errNoFastPath }

@@ -1,0 +1,282 @@
+package backend
+
+import (
+	"context"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// Folders on disk.
+//
+// A folder of the store is implicit: it exists while a file lies beneath
+// it. On disk a directory is removed once its last file goes (pruning),
+// so a directory that exists holds files, but for three exceptions: a
+// directory emptied a moment ago, whose removal is deferred (see below);
+// one a crash left between a removal and its pruning; one another
+// program made. hasFiles tells them apart without walking subtrees: a
+// directory holds files when it has a regular file, or a subdirectory
+// with anything in it. Deeper is trusted, which holds for every
+// directory roomstore leaves (deferral never leaves two empty levels, and
+// pruning removes chains whole); an empty chain of two levels or more,
+// left by a crash or another program, shows as a folder until it is
+// pruned (Sweep with a tree walk is not made at open, as it would cost
+// every open a walk of the store). The cost of a listing is then one or
+// two directory reads per entry, whatever the depth beneath it.
+//
+// Pruning at once would make a folder that empties and fills again on
+// every write (an inbox, an upload folder) pay a rmdir and a mkdir per
+// cycle, which on ext4 cost more than the write itself. A directory
+// emptied whose parent keeps something else (or is the root) is left for
+// pruneDelay instead; a write into it meanwhile keeps it. Readers never
+// see it (it is empty), and Close prunes what is left.
+
+// pruneDelay is how long an emptied directory waits before it is
+// removed.
+const pruneDelay = 2 * time.Second
+
+// deferred is the set of directories emptied and left for pruneDelay.
+type deferred struct {
+	mu     sync.Mutex
+	dirs   map[string]time.Time // by path: when to prune it
+	timer  *time.Timer
+	closed bool
+}
+
+// hasFiles reports whether a file lies beneath dir, as the package's
+// layout above says: a regular file in it, or a subdirectory that is not
+// empty.
+func (a *Afero) hasFiles(dir string) bool {
+	found := false
+	a.eachEntry(dir, 16, func(name string, fi os.FileInfo) bool {
+		switch {
+		case fi.Mode().IsRegular():
+			found = true
+		case fi.IsDir() && a.hasEntry(Join(dir, name)):
+			found = true
+		}
+		return !found
+	})
+	return found
+}
+
+// hasEntry reports whether dir holds a regular file or a directory.
+func (a *Afero) hasEntry(dir string) bool {
+	found := false
+	a.eachEntry(dir, 4, func(_ string, fi os.FileInfo) bool {
+		found = fi.Mode().IsRegular() || fi.IsDir()
+		return !found
+	})
+	return found
+}
+
+// eachEntry calls fn for the entries of the directory dir but reserved
+// ones, read n at a time, until fn returns false. A directory that
+// cannot be opened, or was removed while open, has none.
+func (a *Afero) eachEntry(dir string, n int, fn func(string, os.FileInfo) bool) {
+	f, fi, err := a.open(dirName(dir), true)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if linkCount(fi) == 0 {
+		return // removed while open
+	}
+	next := a.batches(f, n)
+	for {
+		batch, err := next()
+		for _, fi := range batch {
+			if IsReserved(fi.Name()) {
+				continue
+			}
+			if !fn(fi.Name(), fi) {
+				return
+			}
+		}
+		if err != nil || len(batch) == 0 {
+			return
+		}
+	}
+}
+
+// emptied is called once a file has left dir (a removal or a move): an
+// empty dir is pruned, at once or after pruneDelay (see above).
+func (a *Afero) emptied(ctx context.Context, dir string) {
+	if dir == "" {
+		return // the root stays
+	}
+	if !a.osBacked {
+		a.prune(ctx, dir)
+		return
+	}
+	empty := true
+	a.eachEntry(dir, 8, func(string, os.FileInfo) bool {
+		empty = false
+		return false
+	})
+	switch {
+	case !empty && a.hasAny(dir, ""):
+		return // something but deferred directories
+	case !empty:
+		// Only deferred directories: pruned with it, so that no empty
+		// directory ever waits inside another.
+		a.prune(ctx, dir)
+	case Parent(dir) == "" || a.hasAny(Parent(dir), dir):
+		a.deferPrune(dir)
+	default:
+		a.prune(ctx, dir)
+	}
+}
+
+// hasAny reports whether dir holds anything but reserved names, except
+// a directory at but (a path) and directories whose pruning is deferred.
+func (a *Afero) hasAny(dir, but string) bool {
+	found := false
+	a.eachEntry(dir, 8, func(name string, fi os.FileInfo) bool {
+		p := Join(dir, name)
+		found = p != but && !(fi.IsDir() && a.isDeferred(p))
+		return !found
+	})
+	return found
+}
+
+func (a *Afero) deferPrune(dir string) {
+	d := &a.defer_
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	if d.dirs == nil {
+		d.dirs = map[string]time.Time{}
+	}
+	d.dirs[dir] = time.Now().Add(pruneDelay)
+	if d.timer == nil {
+		d.timer = time.AfterFunc(pruneDelay, a.pruneDue)
+	}
+}
+
+func (a *Afero) isDeferred(dir string) bool {
+	d := &a.defer_
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.dirs[dir]
+	return ok
+}
+
+// kept takes dir, and every ancestor, out of the deferred set: a write
+// lands beneath it.
+func (a *Afero) kept(dir string) {
+	d := &a.defer_
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.dirs) == 0 {
+		return
+	}
+	for ; dir != ""; dir = Parent(dir) {
+		delete(d.dirs, dir)
+	}
+}
+
+// pruneDue prunes the deferred directories whose time has come, and
+// waits for the others.
+func (a *Afero) pruneDue() {
+	d := &a.defer_
+	d.mu.Lock()
+	now := time.Now()
+	var due []string
+	next := time.Time{}
+	for dir, at := range d.dirs {
+		if !at.After(now) {
+			due = append(due, dir)
+			delete(d.dirs, dir)
+		} else if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	if next.IsZero() {
+		d.timer = nil
+	} else {
+		d.timer.Reset(next.Sub(now))
+	}
+	d.mu.Unlock()
+	a.pruneAll(due)
+}
+
+// pruneAll prunes dirs, within a bound of its own.
+func (a *Afero) pruneAll(dirs []string) {
+	if len(dirs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, dir := range dirs {
+		a.prune(ctx, dir)
+	}
+}
+
+// closeFolders prunes every deferred directory now; none is deferred
+// after.
+func (a *Afero) closeFolders() {
+	d := &a.defer_
+	d.mu.Lock()
+	d.closed = true
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+	dirs := make([]string, 0, len(d.dirs))
+	for dir := range d.dirs {
+		dirs = append(dirs, dir)
+	}
+	d.dirs = nil
+	d.mu.Unlock()
+	a.pruneAll(dirs)
+}
+
+// prune removes dir and its ancestors while they are empty, deferred
+// directories in them included. A context that ends first leaves them,
+// which is harmless: a directory without files is no folder of the store.
+func (a *Afero) prune(ctx context.Context, dir string) {
+	unlock, err := a.locks.ownTree(ctx)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	for ; dir != ""; dir = Parent(dir) {
+		f, _, err := a.open(dir, true)
+		if err != nil {
+			return
+		}
+		names, rerr := f.Readdirnames(8)
+		f.Close()
+		if rerr != nil && rerr != io.EOF {
+			return
+		}
+		left := len(names) == 8 // more than were read: not empty
+		for _, n := range names {
+			p := Join(dir, n)
+			if a.isDeferred(p) && a.rmdir(p) == nil {
+				a.kept(p)
+				continue
+			}
+			left = true
+		}
+		// Checked first because some afero file systems (MemMapFs) remove
+		// a directory that still has children; an OS file system refuses
+		// anyway, which covers other processes.
+		if left || a.rmdir(dir) != nil {
+			return
+		}
+		a.kept(dir)
+	}
+}
+
+// rmdir removes the empty directory dir.
+func (a *Afero) rmdir(dir string) error {
+	if a.fast != nil {
+		return a.fast.rmdir(dir)
+	}
+	return a.fs.Remove(dir)
+}

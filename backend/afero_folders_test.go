@@ -1,0 +1,186 @@
+package backend_test
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/roomstore/roomstore/backend"
+)
+
+func put(t *testing.T, b backend.Backend, p, data string) {
+	t.Helper()
+	w, err := b.Create(t.Context(), p, backend.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(t.Context(), []byte(data)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func listed(t *testing.T, b backend.Backend, dir string) []string {
+	t.Helper()
+	var out []string
+	for info, err := range b.List(t.Context(), dir) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.IsFolder {
+			out = append(out, info.Path+"/")
+		} else {
+			out = append(out, info.Path)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// A folder that empties and fills again keeps its directory (no rmdir
+// and mkdir per cycle), while no reader, in this process or another,
+// ever sees it empty; once it stays empty for a while it is removed, and
+// Close removes what is left at once.
+func TestAnEmptiedFolderIsHiddenAtOnceAndRemovedLater(t *testing.T) {
+	for _, kind := range diskKinds {
+		t.Run(kind, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				dir := t.TempDir()
+				a, err := openDisk(kind, dir, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				other, err := openDisk(kind, dir, false) // as another process would
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer other.Close()
+				put(t, a, "keep.txt", "k")
+				put(t, a, "inbox/1.txt", "1")
+				ino := inode(t, filepath.Join(dir, "inbox"))
+				for i := range 3 {
+					if err := a.Remove(t.Context(), "inbox/1.txt"); err != nil {
+						t.Fatal(err)
+					}
+					for _, b := range []backend.Backend{a, other} {
+						if got := listed(t, b, ""); !slices.Equal(got, []string{"keep.txt"}) {
+							t.Fatalf("cycle %d: the root lists %v", i, got)
+						}
+						if _, err := b.Stat(t.Context(), "inbox"); !errors.Is(err, fs.ErrNotExist) {
+							t.Fatalf("cycle %d: Stat of the emptied folder: %v", i, err)
+						}
+					}
+					time.Sleep(time.Second) // less than the delay
+					put(t, a, "inbox/1.txt", "1")
+					if got := inode(t, filepath.Join(dir, "inbox")); got != ino {
+						t.Fatalf("cycle %d: the folder was made anew", i)
+					}
+				}
+				if err := a.Remove(t.Context(), "inbox/1.txt"); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(3 * time.Second)
+				synctest.Wait()
+				if _, err := os.Stat(filepath.Join(dir, "inbox")); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("the emptied directory is still there after the delay: %v", err)
+				}
+				put(t, a, "outbox/1.txt", "1")
+				if err := a.Remove(t.Context(), "outbox/1.txt"); err != nil {
+					t.Fatal(err)
+				}
+				if err := a.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := os.Stat(filepath.Join(dir, "outbox")); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("Close left an emptied directory: %v", err)
+				}
+			})
+		})
+	}
+}
+
+// Emptying never leaves two empty levels: a folder whose last file goes
+// while an emptied subfolder waits is removed with it, and so are
+// emptied chains; a listing at any depth sees none of them.
+func TestEmptiedFoldersNeverNest(t *testing.T) {
+	for _, kind := range diskKinds {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			a, err := openDisk(kind, dir, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			put(t, a, "top/f.txt", "f")
+			put(t, a, "top/x/1.txt", "1")
+			put(t, a, "deep/a/b/c/1.txt", "1")
+			if err := a.Remove(t.Context(), "top/x/1.txt"); err != nil { // x waits: top keeps f.txt
+				t.Fatal(err)
+			}
+			if err := a.Remove(t.Context(), "top/f.txt"); err != nil { // top goes, x with it
+				t.Fatal(err)
+			}
+			if err := a.Remove(t.Context(), "deep/a/b/c/1.txt"); err != nil { // a chain: pruned whole
+				t.Fatal(err)
+			}
+			for _, d := range []string{"top", "deep"} {
+				if _, err := os.Stat(filepath.Join(dir, d)); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("%s is still on disk: %v", d, err)
+				}
+			}
+			if got := listed(t, a, ""); len(got) != 0 {
+				t.Fatalf("the root lists %v", got)
+			}
+		})
+	}
+}
+
+// A file deep beneath a folder is found without walking down to it: a
+// directory with a non-empty subdirectory holds files.
+func TestADeepFileMakesItsFoldersShow(t *testing.T) {
+	dir := t.TempDir()
+	a, err := openDisk("file", dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var p bytes.Buffer
+	for i := range 300 {
+		if i > 0 {
+			p.WriteByte('/')
+		}
+		p.WriteString("d")
+	}
+	deep := p.String() + "/f.txt"
+	put(t, a, deep, "x")
+	if got := listed(t, a, ""); !slices.Equal(got, []string{"d/"}) {
+		t.Fatalf("the root lists %v", got)
+	}
+	if err := a.Remove(t.Context(), deep); err != nil {
+		t.Fatal(err)
+	}
+	if got := listed(t, a, ""); len(got) != 0 {
+		t.Fatalf("after the delete the root lists %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "d")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the chain is still on disk: %v", err)
+	}
+}
