@@ -42,7 +42,6 @@ type conn struct {
 	ectx   context.Context  // ctx with the participant and its policy, for the engine
 	policy roomstore.Policy // the identity's, as the connection applies it (nil: everything)
 	cancel context.CancelFunc
-	out    chan outMsg
 	buf    *semaphore.Weighted // the send buffer's bytes (Options.SendBuffer)
 	queued atomic.Int64        // what buf holds, for Stats
 	nextID atomic.Uint64
@@ -54,6 +53,21 @@ type conn struct {
 
 	closeOnce sync.Once
 	closer    sync.WaitGroup // the close handshake under way
+
+	// The messages waiting to go out, and their writer: a goroutine that
+	// runs while there are some, so that an idle connection holds neither
+	// a goroutine nor a queue.
+	qmu     sync.Mutex
+	queue   []outMsg
+	writing bool
+	writers sync.WaitGroup
+	stalled *time.Timer // drops a connection whose write takes over WriteTimeout
+
+	// The pings, on a timer rather than a goroutine of their own.
+	pingMu      sync.Mutex
+	pingT       *time.Timer
+	pingStopped bool
+	pinging     sync.WaitGroup
 }
 
 func newConn(s *Server, rm *room, ws *websocket.Conn, ident Identity, idst *identity) *conn {
@@ -61,7 +75,6 @@ func newConn(s *Server, rm *room, ws *websocket.Conn, ident Identity, idst *iden
 	c := &conn{
 		s: s, rm: rm, ws: ws, id: participantID(), ident: ident, idst: idst,
 		ctx: ctx, cancel: cancel,
-		out:     make(chan outMsg, s.o.SendQueue),
 		buf:     semaphore.NewWeighted(int64(s.o.SendBuffer)),
 		reqs:    make(chan struct{}, s.o.MaxRequests),
 		streams: map[string]*stream{},
@@ -72,6 +85,15 @@ func newConn(s *Server, rm *room, ws *websocket.Conn, ident Identity, idst *iden
 		c.ectx = roomstore.WithPolicy(c.ectx, c.policy)
 	}
 	c.nextID.Store(1 << 62) // server ids never meet the client's, which count from 0
+	// Both made stopped: serve starts the pings, the writer arms the other
+	// for each message.
+	c.stalled = time.AfterFunc(time.Hour, func() {
+		c.s.logRefusal(BudgetSendBuffer, "dropping a participant that stopped reading", "room", c.rm.name, "participant", c.id, "after", c.s.o.WriteTimeout)
+		_ = c.ws.CloseNow()
+	})
+	c.stalled.Stop()
+	c.pingT = time.AfterFunc(time.Hour, c.ping)
+	c.pingT.Stop()
 	// The socket's own calls take contexts of their own: a cancelled
 	// context there drops the socket at once, before a close frame could
 	// tell the peer why. Ending the connection closes it properly.
@@ -142,10 +164,8 @@ func (c *conn) serve() {
 	log := c.s.log.With("room", c.rm.name, "participant", c.id)
 	log.Info("participant connected", "name", shorten(c.ident.Name))
 
-	writerDone := make(chan struct{})
-	go func() { defer close(writerDone); c.writer() }()
-	pingDone := make(chan struct{})
-	go func() { defer close(pingDone); c.pinger() }()
+	defer c.stalled.Stop()
+	c.pingT.Reset(c.s.o.PingInterval)
 	if !c.ident.Expires.IsZero() {
 		// The token ends the connection when it ends: what the participant
 		// has open is aborted, and it must come back with a new token.
@@ -170,10 +190,22 @@ func (c *conn) serve() {
 	c.rm.leave(c)
 	c.cancel()
 	c.work.Wait()
-	<-writerDone
-	<-pingDone
-	for len(c.out) > 0 { // never to be written: nothing sends any more
-		c.unqueue(<-c.out)
+	c.stopPings()
+	// A writer starts under qmu, and none once the context has ended,
+	// which it has: one running now is the last, and its Add happened
+	// before this Wait.
+	c.qmu.Lock()
+	running := c.writing
+	c.qmu.Unlock()
+	if running {
+		c.writers.Wait()
+	}
+	c.qmu.Lock()
+	left := c.queue
+	c.queue = nil
+	c.qmu.Unlock()
+	for _, m := range left { // never to be written
+		c.unqueue(m)
 	}
 	// After this Do no close can begin, and one that began has its
 	// goroutine counted: the wait below cannot race with its Go.
@@ -204,14 +236,7 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 // client before the close frame. A queue that does not drain within
 // WriteTimeout is dropped.
 func (c *conn) closeAfterQueued(code websocket.StatusCode, reason string) {
-	t := time.NewTimer(c.s.o.WriteTimeout)
-	defer t.Stop()
-	select {
-	case c.out <- outMsg{closing: true, closeCode: code, closeReason: reason}:
-	case <-c.ctx.Done():
-	case <-t.C:
-		c.close(code, reason)
-	}
+	_ = c.enqueue(outMsg{closing: true, closeCode: code, closeReason: reason})
 }
 
 // protocolError closes the connection over a frame it cannot trust.
@@ -506,13 +531,27 @@ func (c *conn) send(m wire.Encoded) error {
 		return err
 	}
 	c.queued.Add(n)
-	select {
-	case c.out <- outMsg{m: m, n: n}:
-		return nil
-	case <-c.ctx.Done():
-		c.unqueue(outMsg{n: n})
-		return c.ctx.Err()
+	return c.enqueue(outMsg{m: m, n: n})
+}
+
+// enqueue queues m for the writer, starting the writer if none runs. Once
+// the connection has ended nothing is queued: m is given back and the
+// context's error returned.
+func (c *conn) enqueue(m outMsg) error {
+	c.qmu.Lock()
+	if err := c.ctx.Err(); err != nil {
+		c.qmu.Unlock()
+		c.unqueue(m)
+		return err
 	}
+	c.queue = append(c.queue, m)
+	if !c.writing {
+		c.writing = true
+		c.writers.Add(1)
+		go c.writer()
+	}
+	c.qmu.Unlock()
+	return nil
 }
 
 // trySend queues an event without waiting; a participant too slow to
@@ -523,17 +562,13 @@ func (c *conn) trySend(m wire.Encoded) {
 	if c.ctx.Err() != nil {
 		return
 	}
-	if c.buf.TryAcquire(n) {
+	c.qmu.Lock()
+	full := len(c.queue) >= c.s.o.SendQueue
+	c.qmu.Unlock()
+	if !full && c.buf.TryAcquire(n) {
 		c.queued.Add(n)
-		select {
-		case c.out <- outMsg{m: m, n: n}:
-			return
-		case <-c.ctx.Done():
-			c.unqueue(outMsg{n: n})
-			return
-		default:
-			c.unqueue(outMsg{n: n})
-		}
+		_ = c.enqueue(outMsg{m: m, n: n})
+		return
 	}
 	c.s.logRefusal(BudgetSendBuffer, "disconnecting a slow participant", "room", c.rm.name, "participant", c.id)
 	c.close(websocket.StatusPolicyViolation, "too slow: send buffer full")
@@ -547,58 +582,77 @@ func (c *conn) unqueue(m outMsg) {
 	c.queued.Add(-m.n)
 }
 
-// writer writes queued messages, each message's frames back to back. A
-// message that takes over WriteTimeout to go out drops the connection:
-// one timer, armed for each message, rather than a context per write
-// (which costs the library a timer of its own per frame).
+// writer writes the queued messages, each message's frames back to back,
+// until none is left. A message that takes over WriteTimeout to go out
+// drops the connection: one timer per connection, armed for each message,
+// rather than a context per write (which costs the library a timer of its
+// own per frame).
 func (c *conn) writer() {
-	stalled := time.AfterFunc(time.Hour, func() {
-		c.s.logRefusal(BudgetSendBuffer, "dropping a participant that stopped reading", "room", c.rm.name, "participant", c.id, "after", c.s.o.WriteTimeout)
-		_ = c.ws.CloseNow()
-	})
-	stalled.Stop()
-	defer stalled.Stop()
+	defer c.writers.Done()
 	for {
-		select {
-		case m := <-c.out:
-			if m.closing {
-				c.close(m.closeCode, m.closeReason)
-				return
-			}
-			stalled.Reset(c.s.o.WriteTimeout)
-			err := c.ws.Write(context.Background(), websocket.MessageBinary, m.m.Header)
-			if err == nil {
-				err = c.ws.Write(context.Background(), websocket.MessageBinary, m.m.Body)
-			}
-			stalled.Stop()
-			c.unqueue(m)
-			if err != nil {
-				c.cancel()
-				return
-			}
-		case <-c.ctx.Done():
+		c.qmu.Lock()
+		if len(c.queue) == 0 || c.ctx.Err() != nil {
+			c.writing = false
+			c.qmu.Unlock()
 			return
+		}
+		m := c.queue[0]
+		c.queue[0] = outMsg{}
+		c.queue = c.queue[1:]
+		if len(c.queue) == 0 {
+			c.queue = nil // an idle connection keeps no array
+		}
+		c.qmu.Unlock()
+		if m.closing {
+			// Nothing goes out after the close frame: writing stays set,
+			// so that no writer starts again.
+			c.close(m.closeCode, m.closeReason)
+			return
+		}
+		c.stalled.Reset(c.s.o.WriteTimeout)
+		err := c.ws.Write(context.Background(), websocket.MessageBinary, m.m.Header)
+		if err == nil {
+			err = c.ws.Write(context.Background(), websocket.MessageBinary, m.m.Body)
+		}
+		c.stalled.Stop()
+		c.unqueue(m)
+		if err != nil {
+			c.cancel()
 		}
 	}
 }
 
-// pinger drops a connection whose peer stops answering pings.
-func (c *conn) pinger() {
-	t := time.NewTicker(c.s.o.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), c.s.o.PingTimeout)
-			err := c.ws.Ping(ctx)
-			cancel()
-			if err != nil && c.ctx.Err() == nil {
-				c.s.log.Info("dropping a participant that stopped answering pings", "room", c.rm.name, "participant", c.id)
-				c.close(websocket.StatusPolicyViolation, "ping timeout")
-				return
-			}
-		case <-c.ctx.Done():
-			return
-		}
+// ping pings the peer, and drops a connection whose peer stops
+// answering; it runs on its timer every PingInterval.
+func (c *conn) ping() {
+	c.pingMu.Lock()
+	if c.pingStopped {
+		c.pingMu.Unlock()
+		return
 	}
+	c.pinging.Add(1)
+	c.pingMu.Unlock()
+	defer c.pinging.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.o.PingTimeout)
+	err := c.ws.Ping(ctx)
+	cancel()
+	if err != nil && c.ctx.Err() == nil {
+		c.s.log.Info("dropping a participant that stopped answering pings", "room", c.rm.name, "participant", c.id)
+		c.close(websocket.StatusPolicyViolation, "ping timeout")
+		return
+	}
+	c.pingMu.Lock()
+	if !c.pingStopped {
+		c.pingT.Reset(c.s.o.PingInterval)
+	}
+	c.pingMu.Unlock()
+}
+
+// stopPings stops the pings and waits for one under way.
+func (c *conn) stopPings() {
+	c.pingMu.Lock()
+	c.pingStopped = true
+	c.pingT.Stop()
+	c.pingMu.Unlock()
+	c.pinging.Wait()
 }
