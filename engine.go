@@ -82,8 +82,9 @@
 // (another participant's handle, a right the context's Policy does not
 // grant (an *AccessError), a store that refuses access),
 // errors.ErrUnsupported, ErrIsFolder, ErrNotFolder, ErrTooManyHandles,
-// ErrConflict and ErrStoreUnavailable (a missing bucket or directory, a
-// broken staging area: never a missing file). A context's error is
+// ErrConflict, ErrQuotaExceeded (a commit past the store's Quota) and
+// ErrStoreUnavailable (a missing bucket or directory, a broken staging
+// area: never a missing file). A context's error is
 // returned as is inside the PathError, and so is the error of a Policy
 // that fails (never taken for a grant). Messages name the operation, the
 // caller's path and the reason; they never show a host path or a system

@@ -55,6 +55,31 @@
 // policy refuses it on every call of a connection already open (the same
 // denylist looked up there), as the example shows.
 //
+// # Budgets
+//
+// Nothing is opened before a request is authenticated: the token is
+// checked before the room is opened, and Files checks a download URL's
+// signature (roomstore.VerifyURL with Options.SigningKey) before it opens
+// anything. A participant whose policy grants no write, and a download
+// URL, open a room with Resolver's create false, so that a read never
+// creates a store (the resolver answers fs.ErrNotExist; the server 404).
+//
+// No participant can exhaust the server for the others. An identity
+// (Identity.Name) holds at most Options.MaxConnectionsPerIdentity
+// connections, MaxStreamsPerIdentity uploads and downloads, half of a
+// room's handles (roomstore.WithMaxOpenHandles) and CallRate calls a
+// second (a token bucket); a connection MaxStreams streams and SendBuffer
+// bytes waiting to go out; a room MaxParticipants connections; the server
+// MaxConnections connections, MaxOpenStreams streams and MaxPendingBytes
+// of messages partly received, each of which must arrive within
+// MessageTimeout. A list reply holds at most MaxListEntries entries, and
+// an identity builds two at most at once. A refusal is immediate: HTTP
+// 429 or 503 before the upgrade, code 429 or 503 for a call, 413 for a
+// list, close code 1008 or 1013 for a connection; it is counted in
+// Stats().Refused and the roomstore.server.refused metric under its
+// Budget, and logged at most 10 lines a second. A room's quota
+// (roomstore.WithQuota) refuses a commit with CodeQuota (507).
+//
 // # Errors
 //
 // A refused call gets an error reply whose code is an HTTP status:
@@ -64,7 +89,10 @@
 // access", naming the file when a recursive delete or a move refuses one
 // other than the call's own path and the participant may read it; another
 // participant's handle; an expired token), CodeTooMany (handles or
-// streams), CodeUnavailable (shutting down) and CodeInternal (logged; its
+// streams, CodeTooMany also for a call past the identity's rate:
+// "rate limited: ..."), CodeTooLarge (a folder too big to list), CodeQuota
+// (the room's quota), CodeUnavailable (shutting down, or a budget of the
+// server spent) and CodeInternal (logged; its
 // text says nothing of the host, nor of a policy that failed). A token
 // that does not verify, or an Identity that has already expired, is HTTP
 // 403 on the upgrade. A frame that breaks the framing, a text frame or a
@@ -78,6 +106,6 @@
 // every participant of the room that may read their path (see above), the
 // one that caused them included, with its participant id.
 // storage.events.overflow {dropped} tells that events were lost (re-list
-// to catch up). A participant whose send queue is full is disconnected
+// to catch up). A participant whose send buffer is full is disconnected
 // with 1008 rather than allowed to stall the room.
 package roomserver
