@@ -2,8 +2,11 @@ package backend_mem_test
 
 import (
 	"errors"
+	"io/fs"
+	"strings"
 	"testing"
 
+	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/backend_mem"
 	"github.com/roomstore/roomstore/conformance"
@@ -35,4 +38,40 @@ func TestConformance(t *testing.T) {
 var allOps = []backend_mem.Op{
 	backend_mem.OpStat, backend_mem.OpCreate, backend_mem.OpAppend, backend_mem.OpWrite, backend_mem.OpCommit,
 	backend_mem.OpRead, backend_mem.OpList, backend_mem.OpRemove, backend_mem.OpPresign,
+}
+
+// A named store opened and closed without a file is forgotten, so that
+// names opened once cost nothing; one that holds a file stays.
+func TestAnEmptyNamedStoreIsReleasedWithItsLastEngine(t *testing.T) {
+	ctx := t.Context()
+	name := "mem://release-" + t.Name()
+	e, err := roomstore.OpenURL(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := roomstore.OpenExistingURL(ctx, name); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("an empty named store after its engine shut down: %v, want not-exist", err)
+	}
+	e, err = roomstore.OpenURL(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Upload(ctx, "a", strings.NewReader("a"), roomstore.OpenOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again, err := roomstore.OpenExistingURL(ctx, name)
+	if err != nil {
+		t.Fatalf("a named store that holds a file: %v", err)
+	}
+	defer again.Shutdown(ctx)
+	t.Cleanup(func() { backend_mem.Drop(strings.TrimPrefix(name, "mem://")) })
+	if ok, err := again.Exists(ctx, "a"); !ok || err != nil {
+		t.Fatalf("the file is gone: %v %v", ok, err)
+	}
 }

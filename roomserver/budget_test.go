@@ -628,3 +628,26 @@ func TestRefusalsAreLoggedAtABoundedRateAndShortened(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
+
+// An upload that announces more than the room's quota can hold is
+// refused at its start, with 507, before the server pulls one byte.
+func TestAnOversizeUploadIsRefusedBeforeItsFirstByte(t *testing.T) {
+	f := newFixture(t, func(o *roomserver.Options) {
+		o.Resolve = func(ctx context.Context, room string, _ bool) (*roomstore.Engine, error) {
+			return roomstore.OpenURL(ctx, "mem://", roomstore.WithQuota(roomstore.Quota{Bytes: 1 << 20}))
+		}
+	})
+	r := f.dial("r1", "a")
+	r.open("upload", "u")
+	r.chunk("u", wire.Binary(map[string]any{"kind": "start", "path": "huge.bin", "size": 1 << 50}), nil)
+	c, _ := r.streamed("u")
+	if c.Type != wire.KindError || c.Code != roomserver.CodeQuota || !strings.Contains(c.Text, "quota exceeded") {
+		t.Fatalf("the start of a 1 PiB upload: %+v, want a 507 before any pull", c)
+	}
+	r.chunk("u", wire.Control("close"), nil)
+	var ex struct{ Exists bool }
+	jsonOf(t, r.call("exists", map[string]any{"path": "huge.bin"}), &ex)
+	if ex.Exists {
+		t.Fatal("the refused upload left a file")
+	}
+}
