@@ -628,7 +628,31 @@ func (e *Engine) List(ctx context.Context, p string) (_ []Entry, err error) {
 		return nil, err
 	}
 	defer e.inflight.Done()
-	out, err := e.listSeen(gateOf(ctx), clean)
+	out, err := e.listSeen(gateOf(ctx), clean, 0)
+	if err != nil {
+		return nil, pathError("list", p, err)
+	}
+	return out, nil
+}
+
+// ListMax is List for a caller that takes at most max entries (max >= 1):
+// a folder that holds more (counted before the Policy of ctx leaves any
+// out) fails with ErrTooManyEntries once max+1 have been read, so that
+// the work and memory of one listing stay bounded whatever the folder
+// holds. It fails otherwise as List does, and with fs.ErrInvalid for a max
+// below 1.
+func (e *Engine) ListMax(ctx context.Context, p string, max int) (_ []Entry, err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.List, p)
+	defer call.End(&err)
+	if max < 1 {
+		return nil, &fs.PathError{Op: "list", Path: p, Err: fmt.Errorf("%w: max %d entries", fs.ErrInvalid, max)}
+	}
+	clean, err := e.enter("list", p, backend.TargetAny)
+	if err != nil {
+		return nil, err
+	}
+	defer e.inflight.Done()
+	out, err := e.listSeen(gateOf(ctx), clean, max)
 	if err != nil {
 		return nil, pathError("list", p, err)
 	}
@@ -638,9 +662,9 @@ func (e *Engine) List(ctx context.Context, p string) (_ []Entry, err error) {
 // listSeen is list through a gate: what the participant may see of the
 // folder clean, a folder it sees nothing in being, for it, not there
 // (see Engine.see): fs.ErrNotExist or an *AccessError.
-func (e *Engine) listSeen(g gate, clean string) ([]Entry, error) {
+func (e *Engine) listSeen(g gate, clean string, max int) ([]Entry, error) {
 	if g.open() {
-		return e.list(g.ctx, clean)
+		return e.listMax(g.ctx, clean, max)
 	}
 	g = g.memoized()
 	s, err := g.beneath(Read, clean)
@@ -655,8 +679,10 @@ func (e *Engine) listSeen(g gate, clean string) ([]Entry, error) {
 		}
 		return nil, refused(Read, err)
 	}
-	out, err := e.list(g.ctx, clean)
+	out, err := e.listMax(g.ctx, clean, max)
 	switch {
+	case err != nil && errors.Is(err, ErrTooManyEntries):
+		return nil, err
 	case err != nil && errors.Is(err, ErrNotFolder):
 		// A file: said so only to a participant that may read it.
 		ok, aerr := g.allowed(Read, clean)
@@ -695,7 +721,13 @@ func (e *Engine) listSeen(g gate, clean string) ([]Entry, error) {
 // list is List of a clean path inside an admitted operation, with the
 // backend's error.
 func (e *Engine) list(ctx context.Context, clean string) ([]Entry, error) {
-	out, err := collect(e.b.List(ctx, clean))
+	return e.listMax(ctx, clean, 0)
+}
+
+// listMax is list that fails with ErrTooManyEntries past max entries (0:
+// no bound), having read max+1.
+func (e *Engine) listMax(ctx context.Context, clean string, max int) ([]Entry, error) {
+	out, err := collect(e.b.List(ctx, clean), max)
 	if err != nil {
 		return nil, err
 	}
@@ -712,11 +744,14 @@ func (e *Engine) list(ctx context.Context, clean string) ([]Entry, error) {
 	return out, nil
 }
 
-func collect(seq iter.Seq2[backend.Info, error]) ([]Entry, error) {
+func collect(seq iter.Seq2[backend.Info, error], max int) ([]Entry, error) {
 	var out []Entry
 	for info, err := range seq {
 		if err != nil {
 			return nil, err
+		}
+		if max > 0 && len(out) == max {
+			return nil, fmt.Errorf("%w: more than %d", ErrTooManyEntries, max)
 		}
 		out = append(out, entry(info))
 	}

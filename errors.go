@@ -1,6 +1,7 @@
 package roomstore
 
 import (
+	"errors"
 	"io/fs"
 
 	"github.com/roomstore/roomstore/backend"
@@ -28,6 +29,10 @@ var (
 	// open, or a write that found the process out of file descriptors.
 	// Nothing was changed; retry once other handles are closed.
 	ErrTooManyHandles = backend.ErrTooManyHandles
+	// ErrTooManyEntries reports a ListMax of a folder that holds more
+	// entries than its caller takes. Nothing was changed; the entries
+	// are still reached by their paths (Stat, Walk).
+	ErrTooManyEntries = errors.New("too many entries")
 	// ErrStoreUnavailable reports that the store itself cannot be used:
 	// its bucket or directory is missing, or its staging area is broken.
 	// A missing file is never reported so: a vanished store does not pass

@@ -191,7 +191,7 @@ func (f *roomFS) ReadDir(name string) (_ []fs.DirEntry, err error) {
 }
 
 func (f *roomFS) readDir(ctx context.Context, name, clean string) ([]fs.DirEntry, error) {
-	entries, err := f.e.listSeen(gateOf(ctx), clean)
+	entries, err := f.e.listSeen(gateOf(ctx), clean, 0)
 	if err != nil {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
 	}

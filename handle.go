@@ -330,10 +330,13 @@ func (e *Engine) write(ctx context.Context, h *Handle, data []byte) error {
 	defer cancel()
 	err := cctx.Err()
 	if err == nil && e.usage != nil {
-		err = e.usage.room(h.path, h.size+int64(len(data)))
+		err = e.usage.stage(h.path, h.size, int64(len(data)))
 	}
 	if err == nil {
 		err = h.w.Write(cctx, data)
+		if err != nil && e.usage != nil {
+			e.usage.unstage(int64(len(data)))
+		}
 	}
 	if err != nil {
 		return h.failLocked(ctx, "write", err, fmt.Errorf("%w: handle discarded after a failed write", fs.ErrClosed))
@@ -432,6 +435,9 @@ func (e *Engine) close(ctx context.Context, top telemetry.Op, h *Handle) (backen
 	// doubt on a remote store.
 	info, err := e.commit(ctx, top, h)
 	if err != nil {
+		if e.usage != nil && ctx.Err() != nil {
+			e.usage.Gap(0) // the store may have applied it, and no event tells
+		}
 		return backend.Info{}, -1, h.failLocked(ctx, op, err, errCloseFailed)
 	}
 	h.finishLocked(ctx, errCommitted)
@@ -528,6 +534,9 @@ var errCloseFailed = fmt.Errorf("%w: handle discarded after a failed close", fs.
 // allows. The caller holds h.mu.
 func (h *Handle) finishLocked(ctx context.Context, reason error) {
 	h.done = reason
+	if h.e.usage != nil {
+		h.e.usage.unstage(h.size)
+	}
 	h.timer.Stop()
 	if reason != errCommitted {
 		h.e.abortWriter(ctx, h.w)

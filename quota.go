@@ -104,6 +104,10 @@ type usage struct {
 	files   int64
 	// What the commits in flight on this engine may add.
 	inBytes, inFiles int64
+	// staged is the bytes the open handles hold: together they stay
+	// within the byte quota, so that staging never takes more disk than
+	// that.
+	staged int64
 
 	scanMu sync.Mutex // one scan at a time
 	gen    uint64     // bumped by each overflow: a scan older than it is stale
@@ -179,7 +183,9 @@ func (u *usage) Published(_ string, ev events.Event) {
 	}
 }
 
-// Gap forgets the usage after events were lost: the next need scans.
+// Gap forgets the usage after events were lost, or a commit whose
+// outcome is unknown (its context ended while the store applied it,
+// which then publishes no event): the next need scans.
 func (u *usage) Gap(uint64) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -254,17 +260,36 @@ func (u *usage) fitsLocked(p string, size int64, replace bool) error {
 	return nil
 }
 
-// room reports whether n bytes staged for p, alone, could still fit.
-func (u *usage) room(p string, n int64) error {
+// stage counts n more bytes staged by a handle for p, which holds size
+// already, refusing them when the handle's bytes alone could not fit, or
+// when the bytes staged in all handles together would pass the byte
+// quota.
+func (u *usage) stage(p string, size, n int64) error {
 	if u.q.Bytes == 0 {
 		return nil
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if !u.known {
-		return nil // checked at the commit
+	if u.staged+n > u.q.Bytes {
+		return fmt.Errorf("%w: %d bytes staged in the open handles would pass the quota of %d", ErrQuotaExceeded, u.staged+n, u.q.Bytes)
 	}
-	return u.fitsLocked(p, n, true)
+	if u.known {
+		if err := u.fitsLocked(p, size+n, true); err != nil {
+			return err
+		}
+	}
+	u.staged += n
+	return nil
+}
+
+// unstage gives back what a finished handle staged.
+func (u *usage) unstage(n int64) {
+	if u.q.Bytes == 0 || n == 0 {
+		return
+	}
+	u.mu.Lock()
+	u.staged -= n
+	u.mu.Unlock()
 }
 
 // reserve checks and reserves a commit of size bytes at p (an append of

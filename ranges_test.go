@@ -57,6 +57,9 @@ func TestManyRangesCostOneRead(t *testing.T) {
 		{"60,000 disjoint ranges: the whole file", ranges(60_000, func(i int) string { return fmt.Sprintf("%d-%d", 3*i, 3*i) }), 200, data, 1, false},
 		{"60,000 overlapping ranges: one", ranges(60_000, func(i int) string { return fmt.Sprintf("%d-%d", i%10, 10+i%10) }), 206, data[:20], 1, false},
 		{"60,000 adjacent ranges: one", ranges(60_000, func(i int) string { return fmt.Sprintf("%d-%d", i, i) }), 206, data[:60_000], 1, false},
+		{"60,000 disjoint ranges with blanks: the whole file", ranges(60_000, func(i int) string { return fmt.Sprintf(" %d -%d", 3*i, 3*i) }), 200, data, 1, false},
+		{"60,000 disjoint ranges after an empty one: the whole file", "bytes=," + strings.TrimPrefix(ranges(60_000, func(i int) string { return fmt.Sprintf("%d-%d", 3*i, 3*i) }), "bytes="), 200, data, 1, false},
+		{"60,000 ranges, one unreadable: the whole file", ranges(60_000, func(i int) string { return fmt.Sprintf("%d-%d", 3*i, 3*i) }) + ",x-y", 200, data, 1, false},
 		{"3 disjoint ranges: as asked", "bytes=0-1,10-11,20-21", 206, "", 3, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {

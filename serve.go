@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/textproto"
 	"slices"
 	"strconv"
 	"strings"
@@ -243,9 +244,8 @@ const maxRanges = 16
 
 // boundRanges rewrites a Range header of more than maxRanges ranges:
 // overlapping and adjacent ranges are merged, and if more than maxRanges
-// remain the header is dropped, so that the whole file is served (RFC
-// 9110 lets a server ignore Range). A header it cannot parse is left for
-// http.ServeContent, which refuses it before reading anything.
+// remain, or the header cannot be read, it is dropped, so that the whole
+// file is served (RFC 9110 lets a server ignore Range).
 func boundRanges(h http.Header, size int64) {
 	v := h.Get("Range")
 	if strings.Count(v, ",") < maxRanges {
@@ -253,31 +253,43 @@ func boundRanges(h http.Header, size int64) {
 	}
 	spec, ok := strings.CutPrefix(v, "bytes=")
 	if !ok {
+		h.Del("Range") // not bytes: served whole, as ServeContent would
 		return
 	}
 	type span struct{ start, end int64 } // inclusive
 	var spans []span
 	for part := range strings.SplitSeq(spec, ",") {
-		a, b, ok := strings.Cut(strings.TrimSpace(part), "-")
+		// Read as ServeContent reads it: blanks around each side, empty
+		// elements skipped.
+		part = textproto.TrimString(part)
+		if part == "" {
+			continue
+		}
+		a, b, ok := strings.Cut(part, "-")
 		if !ok {
+			h.Del("Range") // too many to pass on, and not to be read: ignored
 			return
 		}
+		a, b = textproto.TrimString(a), textproto.TrimString(b)
 		var s span
 		switch {
 		case a == "": // the last b bytes
 			n, err := strconv.ParseInt(b, 10, 64)
 			if err != nil || n < 0 {
+				h.Del("Range")
 				return
 			}
 			s = span{max(size-n, 0), size - 1}
 		default:
 			start, err := strconv.ParseInt(a, 10, 64)
 			if err != nil || start < 0 {
+				h.Del("Range")
 				return
 			}
 			end := size - 1
 			if b != "" {
 				if end, err = strconv.ParseInt(b, 10, 64); err != nil || end < start {
+					h.Del("Range")
 					return
 				}
 			}

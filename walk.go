@@ -61,7 +61,7 @@ func (e *Engine) walkClean(ctx context.Context, clean string) iter.Seq2[Entry, e
 func (e *Engine) walkSeen(g gate, clean string) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
 		g = g.memoized()
-		children, err := e.listSeen(g, clean)
+		children, err := e.listSeen(g, clean, 0)
 		if err != nil {
 			yield(Entry{}, err)
 			return

@@ -17,13 +17,15 @@ import (
 // one a crash left between a removal and its pruning; one another
 // program made. hasFiles tells them apart without walking subtrees: a
 // directory holds files when it has a regular file, or a subdirectory
-// with anything in it. Deeper is trusted, which holds for every
-// directory roomstore leaves (deferral never leaves two empty levels, and
-// pruning removes chains whole); an empty chain of two levels or more,
-// left by a crash or another program, shows as a folder until it is
-// pruned (Sweep with a tree walk is not made at open, as it would cost
-// every open a walk of the store). The cost of a listing is then one or
-// two directory reads per entry, whatever the depth beneath it.
+// that has a regular file or a non-empty subdirectory of its own. Deeper
+// is trusted, which holds for what roomstore leaves: a process defers
+// only an empty leaf whose parent keeps something, and pruning removes
+// chains whole, so that two processes deferring at once leave two empty
+// levels at most, which this sees through. An empty chain of three levels
+// or more, left by a crash or another program, shows as a folder until
+// it is pruned (a tree walk at open would cost every open a walk of the
+// store). A listing then costs at most three directory reads per entry,
+// whatever the depth beneath it.
 //
 // Pruning at once would make a folder that empties and fills again on
 // every write (an inbox, an upload folder) pay a rmdir and a mkdir per
@@ -61,11 +63,20 @@ func (a *Afero) hasFiles(dir string) bool {
 	return found
 }
 
-// hasEntry reports whether dir holds a regular file or a directory.
+// hasEntry reports whether dir holds a regular file, or a directory
+// that holds anything.
 func (a *Afero) hasEntry(dir string) bool {
 	found := false
-	a.eachEntry(dir, 4, func(_ string, fi os.FileInfo) bool {
-		found = fi.Mode().IsRegular() || fi.IsDir()
+	a.eachEntry(dir, 8, func(name string, fi os.FileInfo) bool {
+		switch {
+		case fi.Mode().IsRegular():
+			found = true
+		case fi.IsDir():
+			a.eachEntry(Join(dir, name), 1, func(string, os.FileInfo) bool {
+				found = true
+				return false
+			})
+		}
 		return !found
 	})
 	return found

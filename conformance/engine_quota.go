@@ -74,6 +74,25 @@ var quotaCases = []tcase{
 		e.mustContain(t, "a.txt", pattern(500, 1))
 		e.usage(t, 500, 1)
 	}},
+	{"the bytes staged in all open handles together stay within the quota", func(t *testing.T, h Harness) {
+		e := fresh(t, h, roomstore.WithQuota(roomstore.Quota{Bytes: 1000}))
+		var hs []*roomstore.Handle
+		for i := range 3 {
+			hd, err := e.Open(e.ctx, string(rune('a'+i))+".bin", overwrite)
+			noErr(t, "Open", err)
+			hs = append(hs, hd)
+		}
+		noErr(t, "Write 400 to the first", e.Write(e.ctx, hs[0], pattern(400, 1)))
+		noErr(t, "Write 400 to the second", e.Write(e.ctx, hs[1], pattern(400, 2)))
+		wantErr(t, "Write 400 to the third", e.Write(e.ctx, hs[2], pattern(400, 3)), roomstore.ErrQuotaExceeded)
+		noErr(t, "Abort the first", e.Abort(e.ctx, hs[0]))
+		hd, err := e.Open(e.ctx, "c.bin", overwrite)
+		noErr(t, "Open again", err)
+		noErr(t, "Write 400 once the first gave its bytes back", e.Write(e.ctx, hd, pattern(400, 3)))
+		noErr(t, "Close", e.Close(e.ctx, hd))
+		noErr(t, "Close the second", e.Close(e.ctx, hs[1]))
+		e.usage(t, 800, 2)
+	}},
 	{"the file quota counts files, and deletes and moves free or keep what they should", func(t *testing.T, h Harness) {
 		e := fresh(t, h, roomstore.WithQuota(roomstore.Quota{Files: 3, Bytes: 30}))
 		for _, p := range []string{"a", "d/b", "d/c"} {

@@ -57,6 +57,7 @@ type link struct {
 	ctx                     context.Context
 	cancel                  context.CancelFunc
 	pubDone, recvDone, wake chan struct{}
+	made                    chan struct{} // the publisher made the stream: the receiver need not wait
 
 	mu       sync.Mutex
 	queue    []entry
@@ -92,7 +93,7 @@ func newLink(t *Transport, store, origin string, bus *events.Bus) *link {
 		hash: storeHash(store), subject: t.Subject(store), stream: t.Stream(store),
 		bus: bus, log: t.cfg.log.With("store", storeHash(store)[:12], "engine", origin),
 		since: time.Now().Add(-startSkew), ctx: ctx, cancel: cancel,
-		pubDone: make(chan struct{}), recvDone: make(chan struct{}), wake: make(chan struct{}, 1), closed: make(chan struct{}),
+		pubDone: make(chan struct{}), recvDone: make(chan struct{}), wake: make(chan struct{}, 1), made: make(chan struct{}, 1), closed: make(chan struct{}),
 		peers: map[string]*peer{},
 	}
 	l.room.L = &l.mu
@@ -245,6 +246,22 @@ func (l *link) deleteConsumer(ctx context.Context, name string) {
 }
 
 // sleep waits d, or less if the link stops; it reports whether it may go on.
+// awaitStream waits until this engine's publisher has made the stream, or
+// for maxBackoff (another engine may have made it); false once the link
+// stops.
+func (l *link) awaitStream() bool {
+	t := time.NewTimer(maxBackoff)
+	defer t.Stop()
+	select {
+	case <-l.made:
+		return true
+	case <-t.C:
+		return true
+	case <-l.ctx.Done():
+		return false
+	}
+}
+
 func (l *link) sleep(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -264,14 +281,17 @@ func backoff(n int) time.Duration {
 }
 
 // ensureStream returns the store's stream's info, creating the stream if
-// it does not exist.
-func (l *link) ensureStream(ctx context.Context) (*jetstream.StreamInfo, error) {
+// it does not exist and create is set: only a publisher creates it, so
+// that an engine that only reads a store (a room opened for a reader)
+// leaves nothing behind on the server; a receiver that finds no stream
+// gets jetstream.ErrStreamNotFound and waits for one.
+func (l *link) ensureStream(ctx context.Context, create bool) (*jetstream.StreamInfo, error) {
 	l.streamMu.Lock()
 	defer l.streamMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, attemptWait)
 	defer cancel()
 	s, err := l.t.js.Stream(ctx, l.stream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
+	if create && errors.Is(err, jetstream.ErrStreamNotFound) {
 		cfg := l.t.cfg
 		s, err = l.t.js.CreateStream(ctx, jetstream.StreamConfig{
 			Name:        l.stream,
@@ -390,7 +410,11 @@ func (l *link) send(batch []entry) {
 		var ack *jetstream.PubAck
 		ack, err = publish(ctx)
 		if errors.Is(err, jetstream.ErrNoStreamResponse) { // no stream (yet, or any more)
-			if _, serr := l.ensureStream(ctx); serr == nil {
+			if _, serr := l.ensureStream(ctx, true); serr == nil {
+				select { // the receiver waits for it
+				case l.made <- struct{}{}:
+				default:
+				}
 				// Made (by this engine or another) or found: the first
 				// message of an engine that got there before its receiver
 				// made the stream is no failure of the publisher.
@@ -447,7 +471,17 @@ func (l *link) receiveLoop() {
 		if l.ctx.Err() != nil {
 			return
 		}
-		info, err := l.ensureStream(l.ctx)
+		info, err := l.ensureStream(l.ctx, false)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			// Nobody has published yet: the first publisher, this engine
+			// or another, makes the stream. Delivery starts from the
+			// engine's start (l.since) whenever it comes.
+			attempt = 0
+			if !l.awaitStream() {
+				return
+			}
+			continue
+		}
 		var it jetstream.MessagesContext
 		if err == nil {
 			if !created.IsZero() && !info.Created.Equal(created) {

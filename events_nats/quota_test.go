@@ -6,6 +6,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/events"
@@ -89,4 +92,30 @@ func TestTwoEnginesKeepOneQuotaWithinTheDocumentedOvershoot(t *testing.T) {
 		}
 	}
 	t.Logf("racing commits: %d committed, the store holds %d bytes of a 1000-byte quota", committed, total)
+}
+
+// An engine that only reads its store makes no stream on the server: the
+// first engine to publish makes it, and an engine that was waiting for it
+// then gets the other's events from its own start.
+func TestOnlyAPublisherMakesTheStream(t *testing.T) {
+	srv := natstest.Start(t)
+	store := fileStore(t)
+	b := newSide(t, store, srv.URL())
+	js, err := jetstream.New(b.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := b.tr.Stream(b.eng.StoreID())
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := js.Stream(ctx, name); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("a reading engine's stream: %v, want none", err)
+	}
+	a := newSide(t, store, srv.URL())
+	a.write(t, "alice", "f", "x")
+	waitStats(t, "A's event published", a.eng.TransportStats, func(s events.TransportStats) bool { return s.Published == 1 })
+	if _, err := js.Stream(ctx, name); err != nil {
+		t.Fatalf("the stream after a publish: %v", err)
+	}
+	b.rec.waitUntil(t, "A's event at B, which waited for the stream", func(evs []events.Event) bool { return countFrom(evs, a.eng.ID()) == 1 })
 }

@@ -34,6 +34,7 @@ const (
 	BudgetPendingBytes        Budget = "pending_bytes"        // Options.MaxPendingBytes
 	BudgetMessageTimeout      Budget = "message_timeout"      // Options.MessageTimeout
 	BudgetListEntries         Budget = "list_entries"         // Options.MaxListEntries
+	BudgetDownloads           Budget = "downloads"            // Options.MaxDownloads
 	// RefusedUnauthorized counts connections without a valid token and
 	// download URLs without a valid signature.
 	RefusedUnauthorized Budget = "unauthorized"
@@ -46,7 +47,7 @@ const (
 var budgets = []Budget{
 	BudgetConnections, BudgetIdentityConnections, BudgetParticipants, BudgetStreams,
 	BudgetIdentityStreams, BudgetOpenStreams, BudgetRoomHandles, BudgetCallRate, BudgetSendBuffer,
-	BudgetPendingBytes, BudgetMessageTimeout, BudgetListEntries,
+	BudgetPendingBytes, BudgetMessageTimeout, BudgetListEntries, BudgetDownloads,
 	RefusedUnauthorized, RefusedNoRoom,
 }
 
@@ -57,6 +58,8 @@ type Stats struct {
 	// Streams is the number of uploads and downloads open, each holding
 	// a handle or a reader (and so, on disk, a descriptor).
 	Streams int
+	// Downloads is the number of signed URLs being served (Files).
+	Downloads int
 	// PendingBytes is the bytes of messages partly received, across all
 	// connections.
 	PendingBytes int64
@@ -71,7 +74,7 @@ type Stats struct {
 // Stats returns what the server holds and what it refused.
 func (s *Server) Stats() Stats {
 	s.lim.mu.Lock()
-	st := Stats{Connections: s.lim.conns, Streams: s.lim.streams}
+	st := Stats{Connections: s.lim.conns, Streams: s.lim.streams, Downloads: s.lim.downloads}
 	s.lim.mu.Unlock()
 	st.PendingBytes = s.lim.pending.Load()
 	s.mu.Lock()
@@ -93,10 +96,11 @@ func (s *Server) Stats() Stats {
 type limits struct {
 	o *Options
 
-	mu      sync.Mutex
-	conns   int
-	streams int
-	ids     map[string]*identity
+	mu        sync.Mutex
+	conns     int
+	streams   int
+	downloads int
+	ids       map[string]*identity
 
 	pending atomic.Int64
 	refused []atomic.Uint64 // by budgetIndex
@@ -123,6 +127,7 @@ type identity struct {
 	streams int
 	rate    *rate.Limiter // nil: unlimited
 	lists   chan struct{} // the lists it may run at once
+	forget  *time.Timer   // once it has no connection: forgets it when its rate is whole again
 }
 
 // maxListsPerIdentity bounds the lists one identity runs at once: a
@@ -158,20 +163,55 @@ func (l *limits) admit(name string) (*identity, int, error) {
 		l.refuse(BudgetIdentityConnections)
 		return nil, http.StatusTooManyRequests, fmt.Errorf("too many connections: at most %d per identity", l.o.MaxConnectionsPerIdentity)
 	}
+	if id.rate != nil && !id.rate.Allow() { // a connection costs a call
+		l.refuse(BudgetCallRate)
+		return nil, http.StatusTooManyRequests, fmt.Errorf("rate limited: at most %g calls a second", l.o.CallRate)
+	}
+	if id.forget != nil {
+		id.forget.Stop()
+		id.forget = nil
+	}
 	id.conns++
 	l.conns++
 	return id, 0, nil
 }
 
 // leave ends a connection that admit counted. An identity with no
-// connection left is forgotten, its call rate with it.
+// connection left is forgotten once its bucket has refilled, so that
+// connecting again gives it no calls it had spent.
 func (l *limits) leave(id *identity) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.conns--
 	id.conns--
-	if id.conns == 0 && l.ids[id.name] == id {
+	if id.conns > 0 || l.ids[id.name] != id {
+		return
+	}
+	var whole time.Duration
+	if id.rate != nil {
+		whole = time.Duration((float64(id.rate.Burst()) - id.rate.Tokens()) / float64(id.rate.Limit()) * float64(time.Second))
+	}
+	if whole <= 0 {
 		delete(l.ids, id.name)
+		return
+	}
+	id.forget = time.AfterFunc(whole, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if id.conns == 0 && l.ids[id.name] == id {
+			delete(l.ids, id.name)
+		}
+	})
+}
+
+// stop stops forgetting the identities: the server has stopped.
+func (l *limits) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range l.ids {
+		if id.forget != nil {
+			id.forget.Stop()
+		}
 	}
 }
 
@@ -199,6 +239,24 @@ func (l *limits) closeStream(id *identity) {
 	defer l.mu.Unlock()
 	id.streams--
 	l.streams--
+}
+
+// download counts a download of a signed URL, or refuses it.
+func (l *limits) download() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.downloads >= l.o.MaxDownloads {
+		return false
+	}
+	l.downloads++
+	return true
+}
+
+// downloaded ends a download that download counted.
+func (l *limits) downloaded() {
+	l.mu.Lock()
+	l.downloads--
+	l.mu.Unlock()
 }
 
 // allowCall takes a call from the identity's rate, or reports that it

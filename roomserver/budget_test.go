@@ -5,10 +5,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -393,18 +396,22 @@ func TestListRepliesAreBounded(t *testing.T) {
 	}
 }
 
-// Each identity's calls come from a token bucket of its own: past it a
-// call is refused at once, another identity is not touched, and the
-// bucket refills with time.
+// Each identity's calls (its connections count as calls too) come from
+// a token bucket of its own: past it a call is refused at once, and the
+// connection that made it reads nothing more until the bucket holds a
+// call again, so that a flood waits in its own socket; another identity
+// is not touched, and the bucket refills with time.
 func TestTheCallRateIsPerIdentity(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newPipeFixture(t, func(o *roomserver.Options) {
 			o.CallRate, o.CallBurst = 10, 10
 			o.PingInterval = time.Hour
 		})
+		start := time.Now() // the bubble's clock
 		m1, m2 := f.dial("r1", "mallory"), f.dial("r1", "mallory")
 		bob := f.dial("r1", "bob")
 		ok, limited := 0, 0
+		var refusedAt time.Time
 		for i := range 30 {
 			r := m1
 			if i%2 == 1 {
@@ -416,22 +423,62 @@ func TestTheCallRateIsPerIdentity(t *testing.T) {
 				ok++
 			case c.Type == wire.KindError && c.Code == roomserver.CodeTooMany && strings.HasPrefix(c.Text, "rate limited"):
 				limited++
+				refusedAt = time.Now()
 			default:
 				t.Fatalf("call %d: %+v", i, c)
 			}
 		}
-		if ok != 10 || limited != 20 {
-			t.Fatalf("mallory: %d calls served and %d refused; want 10 and 20 (no time passed)", ok, limited)
+		elapsed := time.Since(start)
+		// The bucket held 10, of which the two connections took 2, and
+		// refilled 10 a second meanwhile.
+		if most := 8 + int(elapsed.Seconds()*10) + 1; ok < 8 || ok > most || limited == 0 {
+			t.Fatalf("mallory: %d calls served and %d refused in %v; want 8 to %d served and some refused", ok, limited, elapsed, most)
+		}
+		if elapsed < time.Duration(limited)*10*time.Millisecond/2 {
+			t.Fatalf("%d refusals in %v: the refused connections did not pause", limited, elapsed)
 		}
 		if c := bob.call("exists", map[string]any{"path": "a"}); c.Type != wire.KindJSON {
 			t.Fatalf("bob's call: %+v", c)
 		}
 		time.Sleep(time.Second) // the bubble's clock: the bucket refills
 		if c := m1.call("exists", map[string]any{"path": "a"}); c.Type != wire.KindJSON {
-			t.Fatalf("mallory's call a second later: %+v", c)
+			t.Fatalf("mallory's call a second after her last refusal (%v): %+v", time.Since(refusedAt), c)
 		}
-		if got := f.srv.Stats().Refused[roomserver.BudgetCallRate]; got != 20 {
-			t.Fatalf("Refused[call_rate] = %d, want 20", got)
+		if got := f.srv.Stats().Refused[roomserver.BudgetCallRate]; got != uint64(limited) {
+			t.Fatalf("Refused[call_rate] = %d, want %d", got, limited)
+		}
+	})
+}
+
+// Connecting again gives an identity no calls back: its bucket outlives
+// its connections until it has refilled.
+func TestReconnectingDoesNotRefillTheCallRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newPipeFixture(t, func(o *roomserver.Options) {
+			o.CallRate, o.CallBurst = 1, 3
+			o.PingInterval = time.Hour
+		})
+		start := time.Now() // the bubble's clock
+		served, connected := 0, 0
+		for range 5 {
+			code, r := f.dialStatus("r1", "mallory")
+			if code != http.StatusSwitchingProtocols {
+				continue // the connection itself was refused: it costs a call
+			}
+			connected++
+			for range 3 {
+				if c := r.call("exists", map[string]any{"path": "a"}); c.Type == wire.KindJSON {
+					served++
+				}
+			}
+			_ = r.ws.Close(websocket.StatusNormalClosure, "")
+			synctest.Wait()
+		}
+		// 3 in the bucket, and 1 a second over the time the test took
+		// (the refused connections' pauses); each connection took one.
+		elapsed := time.Since(start)
+		if most := 3 + int(elapsed.Seconds()) + 1; served+connected > most {
+			t.Fatalf("%d calls served and %d connections over %v; the bucket allowed %d", served, connected, elapsed, most)
 		}
 	})
 }
@@ -649,5 +696,210 @@ func TestAnOversizeUploadIsRefusedBeforeItsFirstByte(t *testing.T) {
 	jsonOf(t, r.call("exists", map[string]any{"path": "huge.bin"}), &ex)
 	if ex.Exists {
 		t.Fatal("the refused upload left a file")
+	}
+}
+
+// A download of tiny chunks that its reader never takes holds no more
+// than the send buffer: each chunk counts the pooled buffer it lies in,
+// not the few bytes it carries.
+func TestTinyChunksCountTheMemoryTheyHold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const buffer = 1 << 20
+		f := newPipeFixture(t, func(o *roomserver.Options) {
+			o.SendBuffer = buffer
+			o.WriteTimeout = 5 * time.Second
+			o.PingInterval = time.Hour
+		})
+		r := f.dial("r1", "reader")
+		if _, err := f.engine("r1").Upload(t.Context(), "f.bin", bytes.NewReader(make([]byte, 100_000)), roomstore.OpenOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		r.open("download", "d")
+		r.chunk("d", wire.Binary(map[string]any{"kind": "start", "path": "f.bin", "chunk_size": 1}), nil)
+		r.streamed("d")
+		var before runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		pulls := make(chan struct{})
+		go func() {
+			defer close(pulls)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			for i := range 5000 {
+				m, _ := wire.Encode(uint64(1000+i), wire.TypeRequestChunk, wire.Chunk{ToolCallID: "d", Chunk: wire.Binary(map[string]any{"kind": "pull"})}, nil)
+				if r.ws.Write(ctx, websocket.MessageBinary, m.Header) != nil || r.ws.Write(ctx, websocket.MessageBinary, m.Body) != nil {
+					return
+				}
+			}
+		}()
+		var peak int64
+		var heap uint64
+		for range 200 {
+			synctest.Wait()
+			st := f.srv.Stats()
+			peak = max(peak, st.Queued)
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			heap = max(heap, ms.HeapAlloc)
+			if st.Connections == 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		_ = r.ws.CloseNow()
+		<-pulls
+		if peak > buffer {
+			t.Fatalf("the queue peaked at %d bytes, over the buffer of %d", peak, buffer)
+		}
+		if grew := int64(heap) - int64(before.HeapAlloc); grew > 32<<20 {
+			t.Fatalf("the heap grew by %d MiB for a 1 MiB send buffer", grew>>20)
+		}
+	})
+}
+
+// A message sent as one data frame counts against the server's budget
+// of partly received messages while it arrives.
+func TestOneFrameMessagesCountAgainstThePendingBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newPipeFixture(t, func(o *roomserver.Options) {
+			o.MaxPendingBytes = 1 << 20
+			o.PingInterval = time.Hour
+		})
+		r := f.dial("r1", "a")
+		m, err := wire.Encode(7, wire.TypeInvokeTool, wire.InvokeTool{Toolkit: "storage", Tool: "exists"}, make([]byte, 3<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.sendFrames(m.Header)
+		w, err := r.ws.Writer(t.Context(), websocket.MessageBinary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _, _ = w.Write(m.Body[:len(m.Body)-1]) }() // and never the last byte
+		if got := r.closeStatus(); got != websocket.StatusTryAgainLater {
+			t.Fatalf("closed with %d, want 1013", got)
+		}
+		synctest.Wait()
+		if st := f.srv.Stats(); st.PendingBytes != 0 || st.Refused[roomserver.BudgetPendingBytes] != 1 {
+			t.Fatalf("after: %+v", st)
+		}
+	})
+}
+
+// A message whose header came and whose data never does is dropped at the
+// deadline too.
+func TestAHeaderAloneIsDroppedAtTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newPipeFixture(t, func(o *roomserver.Options) {
+			o.MessageTimeout = 30 * time.Second
+			o.PingInterval = time.Hour
+		})
+		r := f.dial("r1", "slow")
+		r.sendFrames(halfMessage(t, 7, 10)[0])
+		time.Sleep(31 * time.Second)
+		if got := r.closeStatus(); got != websocket.StatusPolicyViolation {
+			t.Fatalf("closed with %d, want 1008", got)
+		}
+	})
+}
+
+// An event is never refused because a reply of the participant waits for
+// room in its send buffer: events are counted apart.
+func TestAWaitingReplyDoesNotMakeEventsDropTheParticipant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newPipeFixture(t, func(o *roomserver.Options) {
+			o.SendBuffer = 1 << 20
+			o.WriteTimeout = time.Minute
+			o.PingInterval = time.Hour
+		})
+		r := f.dial("r1", "reader")
+		e := f.engine("r1")
+		if _, err := e.Upload(t.Context(), "f.bin", bytes.NewReader(make([]byte, 4<<20)), roomstore.OpenOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		r.open("download", "d")
+		r.chunk("d", wire.Binary(map[string]any{"kind": "start", "path": "f.bin", "chunk_size": 700 << 10}), nil)
+		r.streamed("d")
+		go func() { // two pulls, read by no one: the second chunk waits for room
+			for i := range 2 {
+				m, _ := wire.Encode(uint64(1000+i), wire.TypeRequestChunk, wire.Chunk{ToolCallID: "d", Chunk: wire.Binary(map[string]any{"kind": "pull"})}, nil)
+				_ = r.ws.Write(context.Background(), websocket.MessageBinary, m.Header)
+				_ = r.ws.Write(context.Background(), websocket.MessageBinary, m.Body)
+			}
+		}()
+		synctest.Wait()
+		for i := range 10 {
+			if _, err := e.Upload(roomstore.WithParticipant(t.Context(), "w"), fmt.Sprint("e", i), strings.NewReader("x"), roomstore.OpenOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+		if st := f.srv.Stats(); st.Connections != 1 || st.Refused[roomserver.BudgetSendBuffer] != 0 {
+			t.Fatalf("a participant with a reply waiting was dropped for events: %+v", st)
+		}
+		_ = r.ws.CloseNow()
+	})
+}
+
+// Downloads of signed URLs have a budget of their own.
+func TestSignedURLDownloadsHaveABudget(t *testing.T) {
+	d := newDiskRooms(t, func(o *roomserver.Options) { o.MaxDownloads = 2 })
+	w := d.f.dial("r1", "writer")
+	if c := w.upload("u", "big.bin", make([]byte, 16<<20), false); c.Method != "close" {
+		t.Fatalf("upload: %+v", c)
+	}
+	var got struct{ URL string }
+	jsonOf(t, w.call("download_url", map[string]any{"path": "big.bin"}), &got)
+	u, err := url.Parse(got.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stalled []net.Conn
+	for range 2 { // requests whose bodies nobody reads
+		c, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stalled = append(stalled, c)
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", u.RequestURI(), u.Host)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for d.f.srv.Stats().Downloads != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled downloads were not counted: %+v", d.f.srv.Stats())
+		}
+		<-time.After(10 * time.Millisecond) // the next look
+	}
+	if code, _ := get(t, got.URL); code != http.StatusServiceUnavailable {
+		t.Fatalf("a third download: %d, want 503", code)
+	}
+	for _, c := range stalled {
+		c.Close()
+	}
+	for d.f.srv.Stats().Downloads != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the downloads whose clients went away are still counted: %+v", d.f.srv.Stats())
+		}
+		<-time.After(10 * time.Millisecond) // the next look
+	}
+	if code, body := get(t, got.URL); code != http.StatusOK || len(body) != 16<<20 {
+		t.Fatalf("a download after: %d, %d bytes", code, len(body))
+	}
+	if got := d.f.srv.Stats().Refused[roomserver.BudgetDownloads]; got != 1 {
+		t.Fatalf("Refused[downloads] = %d, want 1", got)
+	}
+}
+
+// The quota's refusal tells the participant no figures of the room.
+func TestTheQuotasRefusalSaysNoFigures(t *testing.T) {
+	f := newFixture(t, func(o *roomserver.Options) {
+		o.Resolve = func(ctx context.Context, room string, _ bool) (*roomstore.Engine, error) {
+			return roomstore.OpenURL(ctx, "mem://", roomstore.WithQuota(roomstore.Quota{Bytes: 10}))
+		}
+	})
+	r := f.dial("r1", "a")
+	c := r.upload("u", "f.bin", make([]byte, 11), false)
+	if c.Type != wire.KindError || c.Code != roomserver.CodeQuota || c.Text != "upload f.bin: quota exceeded" {
+		t.Fatalf("%+v, want exactly %q", c, "upload f.bin: quota exceeded")
 	}
 }

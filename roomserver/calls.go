@@ -95,7 +95,9 @@ func sentinelText(err error) string {
 		roomstore.ErrIsFolder, roomstore.ErrNotFolder, roomstore.ErrConflict, roomstore.ErrTooManyHandles, roomstore.ErrQuotaExceeded,
 		roomstore.ErrStoreUnavailable, errors.ErrUnsupported, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, s) {
-			if s == fs.ErrInvalid || s == errors.ErrUnsupported || s == roomstore.ErrQuotaExceeded {
+			// The quota's refusal says no more: its figures are the
+			// room's, files the participant may not read included.
+			if s == fs.ErrInvalid || s == errors.ErrUnsupported {
 				return err.Error() // says which rule the path broke
 			}
 			return s.Error()
@@ -154,20 +156,21 @@ func (c *conn) call(tool string, args json.RawMessage) wire.Content {
 				return wire.Content{}, badRequest("storage.list needs a path")
 			}
 			// A list's reply is built whole: one identity builds two at
-			// most at once, each of MaxListEntries at most.
+			// most at once, and the engine reads at most MaxListEntries+1
+			// entries of the folder for it.
 			select {
 			case c.idst.lists <- struct{}{}:
 			case <-c.ctx.Done():
 				return wire.Content{}, c.ctx.Err()
 			}
 			defer func() { <-c.idst.lists }()
-			ents, err := e.List(ctx, p)
-			if err != nil {
-				return wire.Content{}, err
-			}
-			if len(ents) > c.s.o.MaxListEntries {
+			ents, err := e.ListMax(ctx, p, c.s.o.MaxListEntries)
+			if errors.Is(err, roomstore.ErrTooManyEntries) {
 				c.s.lim.refuse(BudgetListEntries)
 				return wire.Content{}, &requestError{CodeTooLarge, fmt.Sprintf("list %s: more than %d entries", shown(p), c.s.o.MaxListEntries)}
+			}
+			if err != nil {
+				return wire.Content{}, err
 			}
 			files := make([]wire.Entry, len(ents))
 			for i, ent := range ents {

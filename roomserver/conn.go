@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/internal/wire"
@@ -18,8 +18,9 @@ import (
 
 // outMsg is one message waiting for the connection's writer.
 type outMsg struct {
-	m wire.Encoded
-	n int64 // the bytes of the send buffer it holds
+	m     wire.Encoded
+	n     int64 // the bytes of the send buffer it holds
+	event bool  // an event: counted in events, not in the send buffer
 	// closing, set on the last message, closes the connection once what
 	// was queued before it has gone out.
 	closing     bool
@@ -38,14 +39,15 @@ type conn struct {
 	ident Identity
 	idst  *identity // the budgets it shares with its identity's other connections
 
-	ctx    context.Context  // ends when the connection does
-	ectx   context.Context  // ctx with the participant and its policy, for the engine
-	policy roomstore.Policy // the identity's, as the connection applies it (nil: everything)
-	cancel context.CancelFunc
-	buf    *semaphore.Weighted // the send buffer's bytes (Options.SendBuffer)
-	queued atomic.Int64        // what buf holds, for Stats
-	nextID atomic.Uint64
-	reqs   chan struct{} // semaphore of simple calls
+	ctx      context.Context  // ends when the connection does
+	ectx     context.Context  // ctx with the participant and its policy, for the engine
+	policy   roomstore.Policy // the identity's, as the connection applies it (nil: everything)
+	cancel   context.CancelFunc
+	buf      *sendBuffer  // the send buffer's bytes (Options.SendBuffer)
+	queued   atomic.Int64 // what buf holds, for Stats
+	dropping atomic.Bool  // disconnected for a full queue: refused once
+	nextID   atomic.Uint64
+	reqs     chan struct{} // semaphore of simple calls
 
 	mu      sync.Mutex
 	streams map[string]*stream
@@ -59,6 +61,7 @@ type conn struct {
 	// a goroutine nor a queue.
 	qmu     sync.Mutex
 	queue   []outMsg
+	events  int // of queue
 	writing bool
 	writers sync.WaitGroup
 	stalled *time.Timer // drops a connection whose write takes over WriteTimeout
@@ -75,7 +78,7 @@ func newConn(s *Server, rm *room, ws *websocket.Conn, ident Identity, idst *iden
 	c := &conn{
 		s: s, rm: rm, ws: ws, id: participantID(), ident: ident, idst: idst,
 		ctx: ctx, cancel: cancel,
-		buf:     semaphore.NewWeighted(int64(s.o.SendBuffer)),
+		buf:     newSendBuffer(int64(s.o.SendBuffer)),
 		reqs:    make(chan struct{}, s.o.MaxRequests),
 		streams: map[string]*stream{},
 	}
@@ -273,24 +276,32 @@ func (c *conn) reader() error {
 		if err == nil && typ != websocket.MessageBinary {
 			return c.protocolError(websocket.StatusUnsupportedData, errors.New("a text frame"))
 		}
-		if err == nil && held == 0 {
-			late.Reset(c.s.o.MessageTimeout)
+		if err == nil && !a.Busy() {
+			late.Reset(c.s.o.MessageTimeout) // a message begins
 		}
 		var m *wire.Message
 		if err == nil {
-			m, err = a.ReadFrame(r)
-		}
-		if err == nil {
-			if now := int64(a.Pending()); now != held {
-				if !c.s.lim.hold(now - held) {
-					c.s.logRefusal(Budget(""), "closing connection", "room", c.rm.name, "participant", c.id, "reason", "the server's budget of partly received messages is spent")
-					c.close(websocket.StatusTryAgainLater, "server busy: try again later")
-					return errors.New("the server's budget of partly received messages is spent")
+			// The frame's bytes count against the server's budget as they
+			// are read, and what the message keeps of them until it ends.
+			fr := &heldReader{r: r, lim: c.s.lim}
+			m, err = a.ReadFrame(fr)
+			c.s.lim.hold(-fr.n)
+			if err == nil {
+				if now := int64(a.Pending()); now != held {
+					if !c.s.lim.hold(now - held) {
+						err = errPendingBudget
+					} else {
+						held = now
+					}
 				}
-				held = now
 			}
-			if held == 0 {
-				late.Stop()
+			if errors.Is(err, errPendingBudget) {
+				c.s.logRefusal(Budget(""), "closing connection", "room", c.rm.name, "participant", c.id, "reason", "the server's budget of partly received messages is spent")
+				c.close(websocket.StatusTryAgainLater, "server busy: try again later")
+				return err
+			}
+			if err == nil && !a.Busy() {
+				late.Stop() // it ended
 			}
 		}
 		switch {
@@ -362,7 +373,10 @@ func (c *conn) invoke(id uint64, req wire.InvokeTool, payload []byte) error {
 		return c.reply(id, wire.Error(CodeForbidden, "token expired"), nil)
 	}
 	if !c.s.lim.allowCall(c.idst) {
-		return c.reply(id, wire.Error(CodeTooMany, fmt.Sprintf("rate limited: at most %g calls a second", c.s.o.CallRate)), nil)
+		if err := c.reply(id, wire.Error(CodeTooMany, fmt.Sprintf("rate limited: at most %g calls a second", c.s.o.CallRate)), nil); err != nil {
+			return err
+		}
+		return c.pause()
 	}
 	if req.Arguments.Type == wire.KindControl && req.Arguments.Method == "open" {
 		return c.openStream(id, req)
@@ -383,6 +397,31 @@ func (c *conn) invoke(id uint64, req wire.InvokeTool, payload []byte) error {
 		_ = c.reply(id, res, nil)
 	}()
 	return nil
+}
+
+// Bounds of the pause of a connection whose identity spent its calls.
+const (
+	minPause = 10 * time.Millisecond
+	maxPause = time.Second
+)
+
+// pause stops reading the connection until its identity's bucket holds a
+// call again (at least minPause, at most maxPause), after a call refused
+// over the rate: a participant that floods then waits in its own socket,
+// rather than cost the server a refusal per call it can send. Only this
+// connection waits.
+func (c *conn) pause() error {
+	r := c.idst.rate.Reserve()
+	d := min(max(r.Delay(), minPause), maxPause)
+	r.Cancel()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-c.ctx.Done():
+		return c.ctx.Err()
+	}
 }
 
 func (c *conn) openStream(id uint64, req wire.InvokeTool) error {
@@ -516,18 +555,24 @@ func (c *conn) sendJSON(typ string, v any) {
 	}
 }
 
-// size is what m holds of a send buffer: all of it, or the whole
-// buffer for a message bigger than that, which then goes alone.
+// size is what m holds of a send buffer: the memory it holds (a pooled
+// buffer's capacity, not only the bytes it carries) and its place in the
+// queue; the whole buffer for a message bigger than that, which then goes
+// alone.
 func (c *conn) size(m wire.Encoded) int64 {
-	return min(int64(len(m.Header)+len(m.Body)), int64(c.s.o.SendBuffer))
+	return min(int64(m.Held()+queueEntry), int64(c.s.o.SendBuffer))
 }
+
+// queueEntry is what a queued message costs beyond its frames.
+const queueEntry = 128
 
 // send queues a message, waiting for room in the send buffer and the
 // queue while the connection lives: only this participant's own calls
 // wait.
 func (c *conn) send(m wire.Encoded) error {
 	n := c.size(m)
-	if err := c.buf.Acquire(c.ctx, n); err != nil {
+	if err := c.buf.acquire(c.ctx, n); err != nil {
+		m.Release()
 		return err
 	}
 	c.queued.Add(n)
@@ -545,6 +590,9 @@ func (c *conn) enqueue(m outMsg) error {
 		return err
 	}
 	c.queue = append(c.queue, m)
+	if m.event {
+		c.events++
+	}
 	if !c.writing {
 		c.writing = true
 		c.writers.Add(1)
@@ -555,31 +603,37 @@ func (c *conn) enqueue(m outMsg) error {
 }
 
 // trySend queues an event without waiting; a participant too slow to
-// take it (its send buffer or queue full) is disconnected. The event's
-// frames are shared by every participant of the room.
+// take it (SendQueue events waiting already) is disconnected. The event's
+// frames are shared by every participant of the room, so that what a
+// participant's queued events hold is their place in its queue: they are
+// counted apart from the send buffer, which replies and download chunks
+// may fill without an event ever finding it full.
 func (c *conn) trySend(m wire.Encoded) {
-	n := c.size(m)
-	if c.ctx.Err() != nil {
+	if c.ctx.Err() != nil || c.dropping.Load() {
 		return
 	}
 	c.qmu.Lock()
-	full := len(c.queue) >= c.s.o.SendQueue
+	full := c.events >= c.s.o.SendQueue
 	c.qmu.Unlock()
-	if !full && c.buf.TryAcquire(n) {
-		c.queued.Add(n)
-		_ = c.enqueue(outMsg{m: m, n: n})
+	if !full {
+		_ = c.enqueue(outMsg{m: m, event: true})
 		return
 	}
+	if c.dropping.Swap(true) {
+		return // refused and logged once
+	}
 	c.s.logRefusal(BudgetSendBuffer, "disconnecting a slow participant", "room", c.rm.name, "participant", c.id)
-	c.close(websocket.StatusPolicyViolation, "too slow: send buffer full")
+	c.close(websocket.StatusPolicyViolation, "too slow: send queue full")
 }
 
 // unqueue gives back what a message held of the send buffer, once it
 // was written or will never be.
 func (c *conn) unqueue(m outMsg) {
 	m.m.Release()
-	c.buf.Release(m.n)
-	c.queued.Add(-m.n)
+	if m.n > 0 {
+		c.buf.release(m.n)
+		c.queued.Add(-m.n)
+	}
 }
 
 // writer writes the queued messages, each message's frames back to back,
@@ -599,6 +653,9 @@ func (c *conn) writer() {
 		m := c.queue[0]
 		c.queue[0] = outMsg{}
 		c.queue = c.queue[1:]
+		if m.event {
+			c.events--
+		}
 		if len(c.queue) == 0 {
 			c.queue = nil // an idle connection keeps no array
 		}
@@ -655,4 +712,70 @@ func (c *conn) stopPings() {
 	c.pingT.Stop()
 	c.pingMu.Unlock()
 	c.pinging.Wait()
+}
+
+// errPendingBudget ends a connection whose message would pass the
+// server's MaxPendingBytes.
+var errPendingBudget = errors.New("the server's budget of partly received messages is spent")
+
+// heldReader counts the bytes of a frame being read against the server's
+// MaxPendingBytes (n of them so far), failing a read that would pass it.
+type heldReader struct {
+	r   io.Reader
+	lim *limits
+	n   int64
+}
+
+func (h *heldReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if n > 0 {
+		if !h.lim.hold(int64(n)) {
+			return 0, errPendingBudget
+		}
+		h.n += int64(n)
+	}
+	return n, err
+}
+
+// sendBuffer bounds the bytes waiting to go out on one connection. A
+// message that finds the buffer empty is taken whatever its size; the
+// others wait for room, each on its own (no order among them), so that
+// one big message waiting holds up no smaller one that fits.
+type sendBuffer struct {
+	mu   sync.Mutex
+	used int64
+	max  int64
+	room chan struct{} // closed and replaced when bytes are given back
+}
+
+func newSendBuffer(max int64) *sendBuffer {
+	return &sendBuffer{max: max, room: make(chan struct{})}
+}
+
+// acquire takes n bytes, waiting for room while ctx lives.
+func (b *sendBuffer) acquire(ctx context.Context, n int64) error {
+	for {
+		b.mu.Lock()
+		if b.used == 0 || b.used+n <= b.max {
+			b.used += n
+			b.mu.Unlock()
+			return nil
+		}
+		room := b.room
+		b.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// release gives n bytes back.
+func (b *sendBuffer) release(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	close(b.room)
+	b.room = make(chan struct{})
+	b.mu.Unlock()
 }

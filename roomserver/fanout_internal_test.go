@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sync/semaphore"
-
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/internal/wire"
@@ -23,7 +21,7 @@ func TestOverflowIsForwarded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// writing set: the test reads the queue itself, no writer starts.
-	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, buf: semaphore.NewWeighted(int64(s.o.SendBuffer))}
+	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
 	rm.join(c)
 	rm.fanout(events.Event{Type: roomstore.EventOverflow, Dropped: 7, Time: time.Now()})
 	rm.fanout(events.Event{Type: "something.else"})

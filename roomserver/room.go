@@ -374,6 +374,28 @@ func (s *Server) Files(prefix string) http.Handler {
 			return
 		}
 		defer s.release(rm)
-		rm.eng.Handler().ServeHTTP(w, r)
+		if !s.lim.download() {
+			s.logRefusal(BudgetDownloads, "download URL refused", "room", name, "reason", "server busy")
+			http.Error(w, "server busy: too many downloads", http.StatusServiceUnavailable)
+			return
+		}
+		defer s.lim.downloaded()
+		rm.eng.Handler().ServeHTTP(stallGuard{w, http.NewResponseController(w), s.o.WriteTimeout}, r)
 	})
 }
+
+// stallGuard cuts off a response whose client stops taking bytes: each
+// write must go out within timeout.
+type stallGuard struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (g stallGuard) Write(p []byte) (int, error) {
+	_ = g.rc.SetWriteDeadline(time.Now().Add(g.timeout))
+	return g.ResponseWriter.Write(p)
+}
+
+// Unwrap is the ResponseWriter the guard wraps.
+func (g stallGuard) Unwrap() http.ResponseWriter { return g.ResponseWriter }

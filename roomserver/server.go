@@ -97,8 +97,11 @@ type Options struct {
 	// CallRate is the calls a second one identity may start, across its
 	// connections (a token bucket of CallBurst calls; defaults 1,000 a
 	// second and a burst of 1,000; a negative CallRate is unlimited). A
-	// call beyond it is refused at once with code 429, and nobody else
-	// waits. The chunks of a stream are not calls.
+	// call beyond it is refused at once with code 429, and its connection
+	// reads nothing more until the bucket holds a call again (10 ms at
+	// least): a flood waits in its own sockets rather than cost the server
+	// a refusal per call, and nobody else waits. The chunks of a stream
+	// are not calls.
 	CallRate  float64
 	CallBurst int
 	// MessageTimeout bounds the time from the first byte of a message to
@@ -119,6 +122,11 @@ type Options struct {
 	// (roomstore.server.pending) and the refusals by budget
 	// (roomstore.server.refused).
 	MeterProvider metric.MeterProvider
+	// MaxDownloads bounds the downloads of signed URLs (Files) served at
+	// once (default 1,024), each holding a reader of its file: one more is
+	// refused with HTTP 503. A download whose client stops taking bytes
+	// for WriteTimeout is cut off.
+	MaxDownloads int
 	// SigningKey is the key the rooms' engines sign download URLs with
 	// (roomstore.WithSigningKey): Files checks a URL's signature with it
 	// before it opens the room. Without it Files refuses every request.
@@ -180,6 +188,7 @@ func (o *Options) defaults() {
 		o.MaxPendingBytes = 256 << 20
 	}
 	defi(&o.MaxListEntries, 100_000)
+	defi(&o.MaxDownloads, 1_024)
 	o.MaxMessageSize = max(o.MaxMessageSize, 128<<10)
 	defi(&o.ChunkSize, o.MaxMessageSize-64<<10)
 	o.ChunkSize = min(o.ChunkSize, o.MaxMessageSize-64<<10)
@@ -343,7 +352,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.lim.leave(idst)
 		return
 	}
-	c.serve()
+	// On a goroutine of its own, so that the handler returns and net/http
+	// lets go of the request and its response buffers: an idle
+	// participant then holds its reader's goroutine and little else.
+	go c.serve()
 }
 
 // mayWrite reports whether ident may write anywhere in its room, and so
@@ -441,6 +453,8 @@ func (s *Server) stop() {
 	closing.Wait()
 	s.wg.Wait()
 	s.stopErr = s.closeRooms(context.Background())
+	s.metrics() // the server's series end with it
+	s.lim.stop()
 }
 
 func (s *Server) draining() bool {
@@ -469,8 +483,14 @@ func (b batched) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	bc := batchconn.New(c)
-	return bc, bufio.NewReadWriter(brw.Reader, bufio.NewWriter(bc)), nil
+	// A small writer: batchconn gathers the frames anyway, and the server's
+	// frames are not masked, so the library writes a payload straight
+	// through once the header is buffered.
+	return bc, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(bc, hijackWriterSize)), nil
 }
+
+// hijackWriterSize is the buffer of a connection's frame writer.
+const hijackWriterSize = 512
 
 // Unwrap is the ResponseWriter batched wraps.
 func (b batched) Unwrap() http.ResponseWriter { return b.ResponseWriter }

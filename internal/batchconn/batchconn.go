@@ -37,15 +37,17 @@ type Conn struct {
 	spare   []byte // the last batch's buffer, reused
 	busy    bool   // a write to the socket is under way
 	err     error  // the socket's write failure, or net.ErrClosed
-	done    chan struct{}
+	running bool   // the writing goroutine runs: something was gathered
+	writer  sync.WaitGroup
 	close   sync.Once
 }
 
-// New wraps c, starting its writing goroutine; Close ends it.
+// New wraps c. Its writing goroutine runs while something gathered waits
+// for the socket, so that an idle connection holds none; Close waits for
+// it.
 func New(c net.Conn) *Conn {
-	b := &Conn{Conn: c, done: make(chan struct{})}
+	b := &Conn{Conn: c}
 	b.cond = sync.NewCond(&b.mu)
-	go b.run()
 	return b
 }
 
@@ -74,6 +76,11 @@ func (b *Conn) Write(p []byte) (int, error) {
 		return 0, b.err
 	}
 	b.pending = append(b.pending, p...)
+	if !b.running {
+		b.running = true
+		b.writer.Add(1)
+		go b.run()
+	}
 	b.cond.Broadcast()
 	return len(p), nil
 }
@@ -87,16 +94,22 @@ func (b *Conn) wrote(err error) {
 	b.cond.Broadcast()
 }
 
-// run writes what was gathered until the connection closes or fails.
+// run writes what was gathered until nothing is left, or the connection
+// closes or fails.
 func (b *Conn) run() {
-	defer close(b.done)
+	defer b.writer.Done()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for {
-		for b.err == nil && (b.busy || len(b.pending) == 0) {
+		for b.err == nil && b.busy {
 			b.cond.Wait()
 		}
-		if b.err != nil {
+		if b.err != nil || len(b.pending) == 0 {
+			b.running = false
+			if cap(b.spare) > idleSpare {
+				b.spare = nil // an idle connection keeps a small buffer at most
+			}
+			b.cond.Broadcast()
 			return
 		}
 		batch := b.pending
@@ -124,7 +137,13 @@ func (b *Conn) Close() error {
 		b.cond.Broadcast()
 		b.mu.Unlock()
 		err = b.Conn.Close() // ends a write under way
-		<-b.done
+		// No writer starts once err is set (under mu, above): one that
+		// runs started before, and its Add happened before this Wait.
+		b.writer.Wait()
 	})
 	return err
 }
+
+// idleSpare bounds the buffer an idle connection keeps for its next
+// batch.
+const idleSpare = 4 << 10

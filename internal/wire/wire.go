@@ -78,6 +78,15 @@ type Encoded struct {
 	buf *[]byte // the pooled buffer Body lies in, if any
 }
 
+// Held is the memory the message holds: its pooled buffer's capacity,
+// or the bytes of its frames.
+func (m Encoded) Held() int {
+	if m.buf != nil {
+		return cap(*m.buf) + len(m.Header)
+	}
+	return len(m.Header) + len(m.Body)
+}
+
 // Release hands the message's buffer back for reuse, once it has been
 // written and will not be written again. Calling it is optional, and
 // does nothing for an Encode result (only EncodeFill's lie in a pooled
@@ -323,3 +332,7 @@ func (a *Assembler) Pending() int {
 	}
 	return len(a.data)
 }
+
+// Busy reports whether a message is partly received: its header frame
+// came, and not all its data frames.
+func (a *Assembler) Busy() bool { return a.busy }
