@@ -332,10 +332,12 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 	}
 	if cfg.transport != nil {
 		if err := e.attach(); err != nil {
+			_ = tel.Close()
 			_ = bus.Close(context.Background())
 			return nil, &fs.PathError{Op: "new", Path: "", Err: err}
 		}
 		if err := tel.ObserveTransport(e.link.Stats); err != nil {
+			_ = tel.Close()
 			_ = e.link.Close(context.Background())
 			_ = bus.Close(context.Background())
 			return nil, &fs.PathError{Op: "new", Path: "", Err: badOption("WithMeterProvider: %v", err)}

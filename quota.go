@@ -11,10 +11,11 @@ import (
 )
 
 // ErrQuotaExceeded reports a commit (Close, Upload) that would take the
-// store past its Quota, an Open or Write whose bytes alone would, or a
-// Move over a file while the store is past it. Nothing was changed: the
+// store past its Quota, or an Open or Write whose bytes would (alone, or
+// with those staged in the other open handles). Nothing was changed: the
 // file keeps its old content. Free room (delete files) or raise the
-// quota. The room protocol's code for it is 507.
+// quota. The room protocol's code for it is 507. A Move never adds to
+// the store, and is never refused for its quota.
 var ErrQuotaExceeded = errors.New("quota exceeded")
 
 // Quota bounds what one store holds: Bytes the sizes of its files
@@ -29,7 +30,10 @@ var ErrQuotaExceeded = errors.New("quota exceeded")
 // its own change would pass the quota. An Open (and an Upload) whose
 // announced size (OpenOptions.Size) the quota cannot hold is refused
 // before the first byte, and so is a Write once a handle's bytes alone
-// could not fit: nothing stages more than the quota.
+// could not fit, or once the bytes staged in all open handles together
+// would pass the byte quota: staging never takes more than the quota. A
+// commit whose outcome is unknown (its context ended while the store
+// applied it) makes the engine scan again.
 //
 // Across engines the bound is as exact as their events are timely: a
 // commit on one engine is known to the others once its event reaches

@@ -184,3 +184,45 @@ func TestADeepFileMakesItsFoldersShow(t *testing.T) {
 		t.Fatalf("the chain is still on disk: %v", err)
 	}
 }
+
+// Two backends on one directory (two processes) each defer what they
+// empty, knowing nothing of the other's: what they leave shows nowhere,
+// and a file can be written where it lies.
+func TestTwoProcessesDeferringShowNoFolder(t *testing.T) {
+	for _, kind := range diskKinds {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			a, err := openDisk(kind, dir, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			other, err := openDisk(kind, dir, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			put(t, a, "keep.txt", "k")
+			put(t, a, "F/E/D/x", "x")
+			put(t, a, "F/E/y", "y")
+			if err := a.Remove(t.Context(), "F/E/D/x"); err != nil { // D waits in a: E keeps y
+				t.Fatal(err)
+			}
+			if err := other.Remove(t.Context(), "F/E/y"); err != nil { // other sees D, keeps E
+				t.Fatal(err)
+			}
+			for _, b := range []backend.Backend{a, other} {
+				if got := listed(t, b, ""); !slices.Equal(got, []string{"keep.txt"}) {
+					t.Fatalf("the root lists %v", got)
+				}
+				if _, err := b.Stat(t.Context(), "F"); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("Stat(F): %v", err)
+				}
+			}
+			put(t, other, "F", "a file where the empty chain was")
+			if info, err := a.Stat(t.Context(), "F"); err != nil || info.IsFolder {
+				t.Fatalf("Stat(F) after a file was written there: %+v %v", info, err)
+			}
+		})
+	}
+}

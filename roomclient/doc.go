@@ -46,7 +46,8 @@
 // roomstore.ErrIsFolder, ErrNotFolder and ErrConflict (409, by their
 // text), fs.ErrInvalid (400), fs.ErrPermission (403),
 // roomstore.ErrTooManyHandles or ErrRateLimited (429),
-// errors.ErrUnsupported (501), roomstore.ErrQuotaExceeded (507), and
+// errors.ErrUnsupported (501), roomstore.ErrTooManyEntries (413),
+// roomstore.ErrQuotaExceeded (507), and
 // roomstore.ErrStoreUnavailable or fs.ErrClosed (503). The client's own
 // errors are ErrDisconnected (no connection, or it dropped mid-call),
 // fs.ErrClosed (after Close), fs.ErrInvalid (a bad argument), ErrProtocol

@@ -49,6 +49,7 @@ const rateLimited = "rate limited"
 //	    is spent), otherwise roomstore.ErrTooManyHandles (a budget of
 //	    handles, streams or connections)
 //	501 errors.ErrUnsupported
+//	413 roomstore.ErrTooManyEntries (a folder too big to list)
 //	507 roomstore.ErrQuotaExceeded
 //	503 roomstore.ErrStoreUnavailable when the text says so, otherwise
 //	    fs.ErrClosed (the server or the room is shutting down)
@@ -155,6 +156,8 @@ func (e *Error) sentinel() error {
 		return roomstore.ErrTooManyHandles
 	case 501:
 		return errors.ErrUnsupported
+	case 413:
+		return roomstore.ErrTooManyEntries
 	case 507:
 		return roomstore.ErrQuotaExceeded
 	case 503:

@@ -45,7 +45,7 @@ type serveConfig struct {
 	maxConns, maxIdentityConns, maxParticipants    int
 	maxStreams, maxIdentityStreams, maxOpenStreams int
 	callRate                                       float64
-	callBurst, maxList                             int
+	callBurst, maxList, maxDownloads               int
 	sendBuffer, maxPending                         int64
 	messageTimeout                                 time.Duration
 	quotaBytes, quotaFiles                         int64
@@ -100,7 +100,8 @@ second; each connection --max-streams streams and --send-buffer bytes
 waiting to go out (a participant that stops reading is dropped); each room
 --max-participants connections; the server --max-connections connections,
 --max-open-streams streams and --max-pending-bytes of messages partly
-received, each of which must arrive within --message-timeout. A refusal is
+received, each of which must arrive within --message-timeout, and
+--max-downloads signed URLs served at once. A refusal is
 an HTTP 429 or 503 (a code 429 or 503 for a call), counted in the metric
 roomstore.server.refused by budget and logged at most 10 lines a second.
 --quota-bytes and --quota-files bound what each room may hold: a commit
@@ -154,6 +155,7 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.DurationVar(&c.messageTimeout, "message-timeout", 30*time.Second, "time from a message's first byte to its last")
 	f.Int64Var(&c.maxPending, "max-pending-bytes", 256<<20, "bytes of messages partly received across all connections")
 	f.IntVar(&c.maxList, "max-list-entries", 100_000, "entries one list may return; a bigger folder gets 413")
+	f.IntVar(&c.maxDownloads, "max-downloads", 1_024, "downloads of signed URLs served at once; one more gets 503")
 	f.Int64Var(&c.quotaBytes, "quota-bytes", 0, "bytes each room may hold (0: unbounded); a commit past it fails with code 507")
 	f.Int64Var(&c.quotaFiles, "quota-files", 0, "files each room may hold (0: unbounded); a commit past it fails with code 507")
 	f.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
@@ -259,6 +261,7 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 		MessageTimeout:            c.messageTimeout,
 		MaxPendingBytes:           c.maxPending,
 		MaxListEntries:            c.maxList,
+		MaxDownloads:              c.maxDownloads,
 		MeterProvider:             meters,
 	}
 	if secret != nil {
@@ -487,6 +490,7 @@ func (c serveConfig) checkBudgets() error {
 		{"--max-streams-per-identity", int64(c.maxIdentityStreams)}, {"--max-open-streams", int64(c.maxOpenStreams)},
 		{"--call-burst", int64(c.callBurst)}, {"--send-buffer", c.sendBuffer},
 		{"--max-pending-bytes", c.maxPending}, {"--max-list-entries", int64(c.maxList)},
+		{"--max-downloads", int64(c.maxDownloads)},
 	} {
 		if b.n <= 0 {
 			return fmt.Errorf("%s must be positive, got %d", b.flag, b.n)
