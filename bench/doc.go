@@ -55,12 +55,31 @@
 //     prefixes that do not match, then the one that does, with write
 //     access) against one without restriction, in one room of one
 //     server and engine (file:// fsync on, mem://), cycle by cycle in
-//     one sub-benchmark.
+//     one sub-benchmark; the server's call rate unlimited, which the
+//     back-to-back cycles would otherwise pass.
 //   - BenchmarkRoomGrantList10k: roomclient.List of a 10,000-file folder
 //     through the room server by a participant without restriction and
 //     two whose 20-entry grants make the engine check every entry (all
 //     pass; half pass), interleaved in one sub-benchmark, on file://
 //     and mem://.
+//   - BenchmarkBudgetsFlood: p50 and p99 of one participant's cycles
+//     (BenchmarkRoomGrantCycle's, at most one every 5 ms) through a room
+//     server with default options, alone, against while another identity
+//     of the same room floods the server (8 connections, 32 goroutines
+//     uploading and reading back to back, ignoring 429), in alternating
+//     phases of 50 cycles; file:// (fsync on) and mem://.
+//   - BenchmarkBudgetsIdle10k: `roomstore serve` (go build of
+//     ../cmd/roomstore) as a child process holding 10,000 idle WebSocket
+//     participants (20 rooms of 500, one identity each, opened frame by
+//     frame with github.com/coder/websocket): its RSS, Go heap, stacks
+//     and goroutines before and after, per participant.
+//   - BenchmarkBudgetsEmptyingFolder: the small-file cycle on
+//     dir/fNNNN.txt where dir/ empties at every delete, against a dir/
+//     that another file keeps, on file:// with fsync on and off, cycle
+//     by cycle in one sub-benchmark.
+//   - BenchmarkBudgetsDeepList: List("") of a root holding a folder with
+//     a file 511 levels deep, against one whose folder holds the file
+//     itself, on file://.
 //
 // Profiles come from the usual flags, one case at a time, for example:
 //

@@ -40,12 +40,17 @@ func cycleGrant() roomserver.StorageGrant {
 	return roomserver.StorageGrant{Paths: paths}
 }
 
+// unlimitedCalls lifts the server's call rate (CallRate -1): a
+// participant calling back to back exceeds the default 500 calls a
+// second of its identity, which would refuse its calls with 429.
+func unlimitedCalls(o *roomserver.Options) { o.CallRate = -1 }
+
 // BenchmarkRoomGrantCycle measures what a participant's storage grant
 // costs the small-file cycle through the room server: Upload 4 KiB
 // (roomclient.Upload, overwrite), Download, Stat, Delete, on 1,000
 // rotating names in team/shared/, by two roomclient participants (default
 // options) of one room of a loopback room server (HS256 tokens, default
-// options), whose room resolves to one engine (roomstore.OpenURL, default
+// options but an unlimited call rate: unlimitedCalls), whose room resolves to one engine (roomstore.OpenURL, default
 // options) on a file:// temp folder (fsync on) and on mem://. One
 // participant's token has the 20-entry grant of cycleGrant, whose last
 // entry alone matches, so that every check walks the whole list; the
@@ -72,7 +77,7 @@ func grantCycleCase(url func(b *testing.B) string) func(b *testing.B) {
 			names[i] = grantCycleFolder + names[i]
 		}
 		e := openURLEngine(b, url(b))
-		env := newRoomEnv(b, map[string]*roomstore.Engine{"bench": e})
+		env := newRoomEnv(b, map[string]*roomstore.Engine{"bench": e}, unlimitedCalls)
 		labels := [2]string{"full", "grants"}
 		clients := [2]*roomclient.Client{
 			env.dial(b, "bench", "full"),

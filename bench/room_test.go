@@ -36,10 +36,11 @@ type roomEnv struct {
 }
 
 // newRoomEnv starts a room server whose rooms are the given engines; it
-// is shut down when b ends (which shuts the engines down too).
-func newRoomEnv(b testing.TB, rooms map[string]*roomstore.Engine) *roomEnv {
+// is shut down when b ends (which shuts the engines down too). tweaks,
+// if any, change its options before it starts.
+func newRoomEnv(b testing.TB, rooms map[string]*roomstore.Engine, tweaks ...func(*roomserver.Options)) *roomEnv {
 	b.Helper()
-	srv, err := roomserver.New(roomserver.Options{
+	o := roomserver.Options{
 		Resolve: func(_ context.Context, room string, _ bool) (*roomstore.Engine, error) {
 			if e := rooms[room]; e != nil {
 				return e, nil
@@ -48,7 +49,11 @@ func newRoomEnv(b testing.TB, rooms map[string]*roomstore.Engine) *roomEnv {
 		},
 		Verify: roomserver.HS256(roomSecret),
 		Logger: quietLog,
-	})
+	}
+	for _, t := range tweaks {
+		t(&o)
+	}
+	srv, err := roomserver.New(o)
 	check(b, err)
 	ts := httptest.NewServer(srv)
 	env := &roomEnv{ts: ts, srv: srv}

@@ -95,7 +95,7 @@ type Options struct {
 	MaxStreamsPerIdentity int
 	MaxOpenStreams        int
 	// CallRate is the calls a second one identity may start, across its
-	// connections (a token bucket of CallBurst calls; defaults 1,000 a
+	// connections (a token bucket of CallBurst calls; defaults 500 a
 	// second and a burst of 1,000; a negative CallRate is unlimited). A
 	// call beyond it is refused at once with code 429, and its connection
 	// reads nothing more until the bucket holds a call again (10 ms at
@@ -180,7 +180,7 @@ func (o *Options) defaults() {
 	defi(&o.MaxStreamsPerIdentity, 64)
 	defi(&o.MaxOpenStreams, 4_096)
 	if o.CallRate == 0 {
-		o.CallRate = 1_000
+		o.CallRate = 500
 	}
 	defi(&o.CallBurst, 1_000)
 	def(&o.MessageTimeout, 30*time.Second)

@@ -149,7 +149,7 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.IntVar(&c.maxStreams, "max-streams", 16, "uploads and downloads open at once on one connection; one more gets 429")
 	f.IntVar(&c.maxIdentityStreams, "max-streams-per-identity", 64, "uploads and downloads of one identity open at once; one more gets 429")
 	f.IntVar(&c.maxOpenStreams, "max-open-streams", 4_096, "uploads and downloads open at once in the server (each holds a descriptor on disk); one more gets 503")
-	f.Float64Var(&c.callRate, "call-rate", 1_000, "calls a second one identity may start (a token bucket; negative: unlimited); one more gets 429")
+	f.Float64Var(&c.callRate, "call-rate", 500, "calls a second one identity may start (a token bucket; negative: unlimited); one more gets 429")
 	f.IntVar(&c.callBurst, "call-burst", 1_000, "the call-rate bucket's size")
 	f.Int64Var(&c.sendBuffer, "send-buffer", 8<<20, "bytes waiting to go out to one connection; a participant that stops reading is dropped")
 	f.DurationVar(&c.messageTimeout, "message-timeout", 30*time.Second, "time from a message's first byte to its last")

@@ -6,11 +6,11 @@
 //
 // It compiles the suite's test binary once (go test -c), runs the ratio
 // cases (small files, events, list, 64 MiB, the room server's 64 MiB,
-// fan-out and access grants, instrumentation) for -rounds rounds, reversing
-// the order of roomstore and its baselines on every other round, runs the
-// memory and append cases once, and prints and writes, for every
-// comparison, roomstore's figure, each baseline's, their ratio and the
-// target. A figure is the median over the rounds; a ratio is the median of
+// fan-out and access grants, instrumentation, budgets) for -rounds
+// rounds, reversing the order of roomstore and its baselines on every
+// other round, runs the memory and append cases once, and prints and
+// writes, for every comparison, roomstore's figure, each baseline's,
+// their ratio and the target. A figure is the median over the rounds; a ratio is the median of
 // the ratios taken within each round, so that both sides of a ratio always
 // come from the same process a few seconds apart. Every benchmark line is
 // also echoed as it arrives, in the usual `go test -bench` format.
@@ -65,6 +65,11 @@ const fanoutIterations = "300x"
 // grantListIterations is the -test.benchtime of the access grants' list
 // case: iterations of its three lists, a multiple of their six orders.
 const grantListIterations = "18x"
+
+// floodIterations is the -test.benchtime of the budgets' flood case: the
+// measured participant's cycles, half alone and half flooded, in phases
+// of 50 (bench.floodBlock).
+const floodIterations = "1000x"
 
 // natsLatencyIterations and natsThroughputIterations are the
 // -test.benchtime of the cross-process event cases: 5 s of commits at
@@ -141,8 +146,10 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline str
 	// a fixed number of iterations, as one of their iterations can take
 	// longer than the time budget and would leave a single sample, and so
 	// does the fan-out case, whose percentiles need a known sample count,
-	// and the access grants' list case, whose three participants take
-	// their six orders evenly.
+	// the access grants' list case, whose three participants take their
+	// six orders evenly, the budgets' flood case, whose phases take turns
+	// every 50 cycles, and its idle case, one server and 10,000
+	// connections per round.
 	ratioPlans := []plan{
 		{regex: "^(BenchmarkSmallFile|BenchmarkUploadMove|BenchmarkEvents|BenchmarkInstrumentation|BenchmarkRoomGrantCycle)$", benchtime: benchtime},
 		{regex: "^(BenchmarkList100k|BenchmarkLarge64MiB|BenchmarkRoomServer64MiB)$", benchtime: fixedIterations},
@@ -150,6 +157,9 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline str
 		{regex: "^BenchmarkRoomGrantList10k$", benchtime: grantListIterations},
 		{regex: "^BenchmarkEventsNATS$/^latency-1k$", benchtime: natsLatencyIterations},
 		{regex: "^BenchmarkEventsNATS$/^throughput$", benchtime: natsThroughputIterations},
+		{regex: "^(BenchmarkBudgetsEmptyingFolder|BenchmarkBudgetsDeepList)$", benchtime: benchtime},
+		{regex: "^BenchmarkBudgetsFlood$", benchtime: floodIterations},
+		{regex: "^BenchmarkBudgetsIdle10k$", benchtime: "1x"},
 	}
 	oncePlans := []plan{
 		{regex: "^(BenchmarkMemory1GiB|BenchmarkMemoryMem64MiB)$", benchtime: "1x"},

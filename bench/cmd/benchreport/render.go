@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -67,6 +68,10 @@ const (
 	instr  = "BenchmarkInstrumentation/"
 	gcycle = "BenchmarkRoomGrantCycle/"
 	glist  = "BenchmarkRoomGrantList10k/"
+	bflood = "BenchmarkBudgetsFlood/"
+	bidle  = "BenchmarkBudgetsIdle10k"
+	bempty = "BenchmarkBudgetsEmptyingFolder/"
+	bdeep  = "BenchmarkBudgetsDeepList/"
 	nsop   = "ns/op"
 )
 
@@ -103,6 +108,7 @@ func render(m machine, r *results) string {
 	w.instrumentation()
 	w.againstBaseline()
 	w.accessGrants()
+	w.budgets()
 	w.summary()
 	w.all()
 	return w.String()
@@ -518,7 +524,7 @@ func (w *report) accessGrants() {
 	w.line("")
 	w.line("What a participant's storage grant (MeshAgent's api grant: path prefixes, read-only or not, checked by the engine on every call through `roomstore.WithPolicy`, and by the server for every event it sends) costs through the room server. Participants of one room of a loopback room server (HS256 tokens from `roomserver.NewToken`, default options; roomclient, default options), whose room resolves to one engine from `roomstore.OpenURL` with default options, on a `file://` temp folder (fsync on) and on `mem://`; the baseline is a participant whose token has no restriction (NewToken's default: every path; the engine still asks its grant, which answers at once), on the same server and engine.")
 	w.line("")
-	w.line("Cycle: Upload 4 KiB (overwrite), Download, Stat, Delete through roomclient, on 1,000 rotating names in `team/shared/`. The restricted participant's grant has 20 entries: 19 prefixes of other folders (`team/project-00/` … `team/project-18/`, every other one read-only), then `team/shared/` with write access, so that every check, read or write, walks the whole list. Each row is one sub-benchmark that runs a cycle of each participant on the same name alternately (which goes first alternating, after 20 untimed cycles of each); both participants get the events of both. Mean time per cycle; the ratio is the restricted participant's over the unrestricted one's within each round, then the median over the rounds; the p50 ratio is that of the medians of the cycle times.")
+	w.line("Cycle: Upload 4 KiB (overwrite), Download, Stat, Delete through roomclient, on 1,000 rotating names in `team/shared/`. The restricted participant's grant has 20 entries: 19 prefixes of other folders (`team/project-00/` … `team/project-18/`, every other one read-only), then `team/shared/` with write access, so that every check, read or write, walks the whole list. Each row is one sub-benchmark that runs a cycle of each participant on the same name alternately (which goes first alternating, after 20 untimed cycles of each); both participants get the events of both. For this case the server's call rate is unlimited (`CallRate` -1): back to back, each participant's cycles would pass the default 500 calls a second of its identity and be refused with 429 (section 14 measures that budget). Mean time per cycle; the ratio is the restricted participant's over the unrestricted one's within each round, then the median over the rounds; the p50 ratio is that of the medians of the cycle times.")
 	w.line("")
 	w.header("store", "no restriction", "20-entry grant", "ratio", "target", "", "p50 ratio", "ratio by round")
 	for _, c := range []struct{ label, name string }{
@@ -552,6 +558,81 @@ func (w *report) accessGrants() {
 	w.line("")
 }
 
+// budgets is section 14.
+func (w *report) budgets() {
+	w.line("## 14. Budgets")
+	w.line("")
+	w.line("What the room server's budgets (the per identity, room and server bounds of `roomserver.Options`: connections, streams, calls, bytes) protect and cost, and what the disk backend's folders cost when they empty and fill again or hold deep subtrees. Each measurement uses the configuration users get: a room server with default options (every budget at its default, among them 500 calls a second per identity with a burst of 1,000; HS256 tokens from `roomserver.NewToken`; roomclient with default options) or the `roomstore serve` command with its default flags, and engines from `roomstore.OpenURL` with default options.")
+	w.line("")
+	w.line("Flood: one participant's small-file cycles through the room server (section 13's cycle: roomclient Upload 4 KiB with overwrite, Download, Stat, Delete, on 1,000 rotating names in `mine/`), at most one every 10 ms (400 calls a second, within its identity's call rate), each timed from its start to the Delete's return: alone (nobody else calling; the flooder's connections open and idle), against while another identity of the same room floods the server as hard as it can: 8 roomclient connections of its own, 4 goroutines on each looping over Upload 4 KiB (overwrite), Download, Stat and Exists of a file of their own in `flood/`, back to back, ignoring the 429 refusals of its call rate. One room of a loopback room server on one engine, on a `file://` temp folder (fsync on) and on `mem://`; the server, the engine and both identities' clients share this process and the machine's %d cores. %s measured cycles per round, in phases of 50 that alternate, alone and flooded (which comes first alternating between rounds); a flooded phase begins once the flooder has been refused a first time (its burst spent), an alone one once every flooder call has returned. A percentile is each round's over that phase's cycles, then the median over the rounds; a ratio is flooded over alone within each round, then the median over the rounds. The flooder's calls answered and refused per second, and this process's CPU use (getrusage, in cores), are those of the flooded phases (CPU use also of the alone ones).", w.m.cores, fmtCount(iterations(floodIterations)))
+	w.line("")
+	w.header("store", "alone p50", "flooded p50", "p50 ratio", "alone p99", "flooded p99", "p99 ratio", "target", "", "flooder: answered / refused per s", "CPUs alone / flooded", "p99 ratio by round")
+	us := func(v float64) string { return fmtDur(v * 1e3) }
+	rate := func(v float64) string { return fmtCount(v) }
+	cores := func(v float64) string { return fmt.Sprintf("%.2f", v) }
+	for _, c := range []struct{ label, name string }{
+		{"`file://`, fsync on", "file"},
+		{"`mem://`", "mem"},
+	} {
+		n := bflood + c.name
+		p50, p50ok := w.r.ratioWithin(n, "flooded-p50-µs", "alone-p50-µs")
+		p99, p99ok := w.r.ratioWithin(n, "flooded-p99-µs", "alone-p99-µs")
+		st := w.status(p99ok && p99 <= 2, p99ok, fmt.Sprintf("budgets: on %s, a participant's p99 cycle while another identity of its room floods the server %.2fx its p99 alone (target ≤ 2x)", c.label, p99))
+		w.row(c.label, w.fig(n, "alone-p50-µs", us), w.fig(n, "flooded-p50-µs", us), fmtRatio(p50, p50ok),
+			w.fig(n, "alone-p99-µs", us), w.fig(n, "flooded-p99-µs", us), fmtRatio(p99, p99ok), "p99 ≤ 2x", st,
+			w.fig(n, "flood-served/s", rate)+" / "+w.fig(n, "flood-refused/s", rate),
+			w.fig(n, "alone-CPUs", cores)+" / "+w.fig(n, "flooded-CPUs", cores),
+			fmtRounds(w.r.roundRatios(n, "flooded-p99-µs", n, "alone-p99-µs")))
+	}
+	w.line("")
+	w.line("Idle participants: the memory of `roomstore serve` (built with `go build ./cmd/roomstore`, run as a child process with its default flags but `--store file://TMP/{room} --listen 127.0.0.1:0 --metrics 127.0.0.1:0 --log-format json`, the token secret in `ROOMSTORE_TOKEN_SECRET`) holding idle participants: WebSocket connections that this process opens (github.com/coder/websocket, speaking the protocol frame by frame, not roomclient; its own memory is not measured), 32 at a time, spread over 20 rooms of 500, each with a token of its own name, so that no budget refuses one (10,000 is the default MaxConnections); each waits for room_ready and connected, makes one exists call (as roomclient's Dial does, which proves it joined), then stays idle, a goroutine reading it (which answers pings). The child's resident set (VmRSS of /proc/PID/status) is read before the first connection and once every participant has joined, and so are, from its metrics endpoint, the Go heap in use (go_memstats_heap_inuse_bytes), the goroutine stacks (go_memstats_stack_inuse_bytes) and the goroutines; the endpoint must show every connection open and nothing refused. No GC is forced (the command has no way to), so the heap after also holds what garbage of the handshakes no GC has collected yet. A per-participant figure is the growth over the participants (it also carries the 20 rooms' engines); once per round, then the median over the rounds.")
+	w.line("")
+	w.header("participants", "RSS before", "RSS after", "RSS per participant", "target", "", "Go heap per participant", "stacks per participant", "goroutines per participant", "time to join them all")
+	{
+		mib := func(v float64) string { return fmt.Sprintf("%.1f MiB", v) }
+		v, ok := w.r.median(bidle, "RSS-B/participant")
+		st := w.status(ok && v <= 32<<10, ok, fmt.Sprintf("budgets: %s of resident memory per idle participant of `roomstore serve` (target ≤ 32 KiB)", fmtBytes(v)))
+		w.row(w.fig(bidle, "participants", fmtCount), w.fig(bidle, "RSS-before-MiB", mib), w.fig(bidle, "RSS-after-MiB", mib),
+			w.fig(bidle, "RSS-B/participant", fmtBytes), "≤ 32 KiB", st,
+			w.fig(bidle, "heap-B/participant", fmtBytes), w.fig(bidle, "stack-B/participant", fmtBytes),
+			w.fig(bidle, "goroutines/participant", func(v float64) string { return fmt.Sprintf("%.2f", v) }),
+			w.fig(bidle, "join-s", func(v float64) string { return fmt.Sprintf("%.1f s", v) }))
+	}
+	w.line("")
+	w.line("A folder that empties: section 1's small-file cycle (open, write 4 KiB, close, download, stat, delete) on 1,000 rotating names `dir/fNNNN.txt`, on two engines of the URL shown, each on a temporary folder of its own: in one nothing else lies in `dir/`, which empties at every delete (emptying); in the other `dir/keep.txt` keeps it (kept). Each row is one sub-benchmark that runs a cycle of each on the same name alternately (which goes first alternating, after 20 untimed cycles of each). Mean time per cycle; the ratio is emptying over kept within each round, then the median over the rounds; the p50 ratio is that of the medians of the cycle times.")
+	w.line("")
+	w.header("store", "kept", "emptying", "ratio", "target", "", "p50 ratio", "ratio by round")
+	for _, c := range []struct{ label, name string }{
+		{"`file://DIR` (fsync on)", "file-fsync"},
+		{"`file://DIR?fsync=false`", "file-nofsync"},
+	} {
+		n := bempty + c.name
+		ratio, ok := w.r.ratioWithin(n, "emptying-ns/cycle", "kept-ns/cycle")
+		p50, p50ok := w.r.ratioWithin(n, "emptying-p50-ns", "kept-p50-ns")
+		st := w.status(ok && ratio <= 1.3, ok, fmt.Sprintf("budgets: small-file cycle in a folder that empties on %s %.2fx one kept (target ≤ 1.3x)", c.label, ratio))
+		w.row(c.label, w.fig(n, "kept-ns/cycle", fmtDur), w.fig(n, "emptying-ns/cycle", fmtDur), fmtRatio3(ratio, ok), "≤ 1.30x", st,
+			fmtRatio3(p50, p50ok), fmtRounds(w.r.roundRatios(n, "emptying-ns/cycle", n, "kept-ns/cycle")))
+	}
+	w.line("")
+	w.line("A deep folder: `List(\"\")` of a root that holds one folder `d` with a file 511 levels deep (`d/d/…/d/f`: 511 folders, then the file; 1,023 bytes, within the 1,024-byte path limit), against a root whose folder `d` holds the file itself (`d/f`), each on an engine of its own (`file://DIR`, fsync on; the file uploaded through it). Both lists return the one entry `d`, a folder. Each iteration lists each root once, which goes first alternating, after one untimed list of each. Mean time per list; the ratio is deep over shallow within each round, then the median over the rounds; the p50 ratio is that of the medians of the list times. No target: what a deep subtree costs a listing of its parent.")
+	w.line("")
+	w.header("store", "shallow (`d/f`)", "deep (511 levels)", "ratio", "target", "p50 ratio", "ratio by round")
+	{
+		n := bdeep + "file"
+		ratio, ok := w.r.ratioWithin(n, "deep-ns/list", "shallow-ns/list")
+		p50, p50ok := w.r.ratioWithin(n, "deep-p50-ns", "shallow-p50-ns")
+		w.row("`file://DIR` (fsync on)", w.fig(n, "shallow-ns/list", fmtDur), w.fig(n, "deep-ns/list", fmtDur), fmtRatio3(ratio, ok), "—",
+			fmtRatio3(p50, p50ok), fmtRounds(w.r.roundRatios(n, "deep-ns/list", n, "shallow-ns/list")))
+	}
+	w.line("")
+}
+
+// iterations returns the count of a -test.benchtime of the form "Nx".
+func iterations(benchtime string) float64 {
+	n, _ := strconv.Atoi(strings.TrimSuffix(benchtime, "x"))
+	return float64(n)
+}
+
 // fmtRatio3 is fmtRatio to three decimals, for ratios near 1.
 func fmtRatio3(r float64, ok bool) string {
 	if !ok {
@@ -577,7 +658,7 @@ func (w *report) summary() {
 func (w *report) all() {
 	w.line("## Every benchmark")
 	w.line("")
-	w.line("Medians over the rounds; \"spread\" is the lowest and highest time per op of the rounds. A small-file or list op is one roomstore call plus one baseline call, a room-server 64 MiB op one direct cycle plus one server cycle, a fan-out op one write to each of its two rooms, an access-grant cycle op one cycle of each of its two participants and an access-grant list op one list by each of its three, so their time, B/op and allocs/op cover every side.")
+	w.line("Medians over the rounds; \"spread\" is the lowest and highest time per op of the rounds. A small-file or list op is one roomstore call plus one baseline call, a room-server 64 MiB op one direct cycle plus one server cycle, a fan-out op one write to each of its two rooms, an access-grant cycle op one cycle of each of its two participants an access-grant list op one list by each of its three, an emptying-folder op one cycle on each of its two engines and a deep-list op one list of each of its two roots, so their time, B/op and allocs/op cover every side; a flood op is one measured cycle with its pause and its share of the phase switches, and an idle op a whole run of the command (start, 10,000 joins, measurements, stop).")
 	w.line("")
 	w.header("benchmark", "rounds", "time/op", "spread", "B/op", "allocs/op", "other metrics")
 	for _, name := range w.r.order {
