@@ -246,21 +246,50 @@ func (l *link) deleteConsumer(ctx context.Context, name string) {
 }
 
 // sleep waits d, or less if the link stops; it reports whether it may go on.
-// awaitStream waits until this engine's publisher has made the stream, or
-// for maxBackoff (another engine may have made it); false once the link
-// stops.
-func (l *link) awaitStream() bool {
-	t := time.NewTimer(maxBackoff)
+// creation tells of the creation of a link's stream by any engine: the
+// advisory JetStream publishes then.
+type creation struct {
+	c   chan *nats.Msg
+	sub *nats.Subscription // nil when the subscription failed
+}
+
+func (c creation) stop() {
+	if c.sub != nil {
+		_ = c.sub.Unsubscribe()
+	}
+}
+
+// watchCreation subscribes to the advisory of the stream's creation.
+func (l *link) watchCreation() creation {
+	c := creation{c: make(chan *nats.Msg, 1)}
+	c.sub, _ = l.t.nc.ChanSubscribe(streamCreated+l.stream, c.c)
+	return c
+}
+
+// awaitStream waits until the stream is made (the advisory, or this
+// engine's publisher made it), or for streamPoll should the advisory
+// never come (an account that may not read advisories); false once the
+// link stops.
+func (l *link) awaitStream(created creation) bool {
+	t := time.NewTimer(streamPoll)
 	defer t.Stop()
 	select {
+	case <-created.c:
 	case <-l.made:
-		return true
 	case <-t.C:
-		return true
 	case <-l.ctx.Done():
 		return false
 	}
+	return true
 }
+
+// streamCreated is the subject of JetStream's advisory of a stream's
+// creation, less the stream's name.
+const streamCreated = "$JS.EVENT.ADVISORY.STREAM.CREATED."
+
+// streamPoll is how often a receiver looks for a stream that does not
+// exist yet, besides the advisory of its creation.
+const streamPoll = 10 * time.Second
 
 func (l *link) sleep(d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -471,17 +500,23 @@ func (l *link) receiveLoop() {
 		if l.ctx.Err() != nil {
 			return
 		}
+		// Told of the stream's creation before looking for it, so that
+		// one made in between is not missed.
+		advisory := l.watchCreation()
 		info, err := l.ensureStream(l.ctx, false)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			// Nobody has published yet: the first publisher, this engine
 			// or another, makes the stream. Delivery starts from the
 			// engine's start (l.since) whenever it comes.
 			attempt = 0
-			if !l.awaitStream() {
+			ok := l.awaitStream(advisory)
+			advisory.stop()
+			if !ok {
 				return
 			}
 			continue
 		}
+		advisory.stop()
 		var it jetstream.MessagesContext
 		if err == nil {
 			if !created.IsZero() && !info.Created.Equal(created) {

@@ -62,14 +62,14 @@ type Options struct {
 	// MaxRequests bounds the simple calls running at once on one
 	// connection (default 32); more wait, and so does the connection.
 	MaxRequests int
-	// SendQueue bounds the messages waiting to go out on one connection
-	// (default 256), and SendBuffer their bytes (default 8 MiB; a message
-	// bigger than that goes alone). A reply or a download chunk waits for
-	// room, which only the participant's own calls wait for; an event
-	// that finds no room disconnects the participant (close code 1008),
-	// and a participant that stops reading is dropped after
-	// WriteTimeout: a slow reader never stalls the room, nor holds more
-	// than its buffer.
+	// SendBuffer bounds the replies and download chunks waiting to go out
+	// on one connection, by the memory they hold (default 8 MiB; a
+	// message bigger than that goes alone): they wait for room, which only
+	// the participant's own calls wait for. SendQueue bounds its events
+	// waiting (default 256; their frames are shared by the room): an
+	// event past it disconnects the participant (close code 1008). A
+	// participant that stops reading is dropped after WriteTimeout: a slow
+	// reader never stalls the room, nor holds more than its buffer.
 	SendQueue  int
 	SendBuffer int
 
