@@ -497,27 +497,7 @@ func TestAReaderThatStopsHoldsNoMoreThanItsSendBuffer(t *testing.T) {
 		if _, err := f.engine("r1").Upload(t.Context(), "big.bin", bytes.NewReader(make([]byte, 64<<20)), roomstore.OpenOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		r.open("download", "d")
-		r.chunk("d", wire.Binary(map[string]any{"kind": "start", "path": "big.bin", "chunk_size": 4 << 20}), nil)
-		r.streamed("d")
-		// Pulls, and no read from here on.
-		pulls := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			for i := range 16 {
-				m, _ := wire.Encode(uint64(1000+i), wire.TypeRequestChunk, wire.Chunk{ToolCallID: "d", Chunk: wire.Binary(map[string]any{"kind": "pull"})}, nil)
-				if err := r.ws.Write(ctx, websocket.MessageBinary, m.Header); err != nil {
-					pulls <- err
-					return
-				}
-				if err := r.ws.Write(ctx, websocket.MessageBinary, m.Body); err != nil {
-					pulls <- err
-					return
-				}
-			}
-			pulls <- nil
-		}()
+		pulls := r.pullBlind("big.bin", 4<<20, 16) // and no read from here on
 		var peak int64
 		for range 100 {
 			synctest.Wait()
@@ -714,24 +694,10 @@ func TestTinyChunksCountTheMemoryTheyHold(t *testing.T) {
 		if _, err := f.engine("r1").Upload(t.Context(), "f.bin", bytes.NewReader(make([]byte, 100_000)), roomstore.OpenOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		r.open("download", "d")
-		r.chunk("d", wire.Binary(map[string]any{"kind": "start", "path": "f.bin", "chunk_size": 1}), nil)
-		r.streamed("d")
 		var before runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		pulls := make(chan struct{})
-		go func() {
-			defer close(pulls)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			for i := range 5000 {
-				m, _ := wire.Encode(uint64(1000+i), wire.TypeRequestChunk, wire.Chunk{ToolCallID: "d", Chunk: wire.Binary(map[string]any{"kind": "pull"})}, nil)
-				if r.ws.Write(ctx, websocket.MessageBinary, m.Header) != nil || r.ws.Write(ctx, websocket.MessageBinary, m.Body) != nil {
-					return
-				}
-			}
-		}()
+		pulls := r.pullBlind("f.bin", 1, 5000)
 		var peak int64
 		var heap uint64
 		for range 200 {
@@ -817,16 +783,7 @@ func TestAWaitingReplyDoesNotMakeEventsDropTheParticipant(t *testing.T) {
 		if _, err := e.Upload(t.Context(), "f.bin", bytes.NewReader(make([]byte, 4<<20)), roomstore.OpenOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		r.open("download", "d")
-		r.chunk("d", wire.Binary(map[string]any{"kind": "start", "path": "f.bin", "chunk_size": 700 << 10}), nil)
-		r.streamed("d")
-		go func() { // two pulls, read by no one: the second chunk waits for room
-			for i := range 2 {
-				m, _ := wire.Encode(uint64(1000+i), wire.TypeRequestChunk, wire.Chunk{ToolCallID: "d", Chunk: wire.Binary(map[string]any{"kind": "pull"})}, nil)
-				_ = r.ws.Write(context.Background(), websocket.MessageBinary, m.Header)
-				_ = r.ws.Write(context.Background(), websocket.MessageBinary, m.Body)
-			}
-		}()
+		pulls := r.pullBlind("f.bin", 700<<10, 2) // the second chunk waits for room
 		synctest.Wait()
 		for i := range 10 {
 			if _, err := e.Upload(roomstore.WithParticipant(t.Context(), "w"), fmt.Sprint("e", i), strings.NewReader("x"), roomstore.OpenOptions{}); err != nil {
@@ -838,6 +795,7 @@ func TestAWaitingReplyDoesNotMakeEventsDropTheParticipant(t *testing.T) {
 			t.Fatalf("a participant with a reply waiting was dropped for events: %+v", st)
 		}
 		_ = r.ws.CloseNow()
+		<-pulls
 	})
 }
 
@@ -902,4 +860,28 @@ func TestTheQuotasRefusalSaysNoFigures(t *testing.T) {
 	if c.Type != wire.KindError || c.Code != roomserver.CodeQuota || c.Text != "upload f.bin: quota exceeded" {
 		t.Fatalf("%+v, want exactly %q", c, "upload f.bin: quota exceeded")
 	}
+}
+
+// pullBlind starts the download "d" of p in chunks of chunk bytes, then,
+// on a goroutine of its own, sends n pulls and never reads what they
+// bring. The channel is closed once the pulls are sent, or the
+// connection refuses them.
+func (r *raw) pullBlind(p string, chunk, n int) <-chan struct{} {
+	r.t.Helper()
+	r.open("download", "d")
+	r.chunk("d", wire.Binary(map[string]any{"kind": "start", "path": p, "chunk_size": chunk}), nil)
+	r.streamed("d")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for i := range n {
+			m, _ := wire.Encode(uint64(1000+i), wire.TypeRequestChunk, wire.Chunk{ToolCallID: "d", Chunk: wire.Binary(map[string]any{"kind": "pull"})}, nil)
+			if r.ws.Write(ctx, websocket.MessageBinary, m.Header) != nil || r.ws.Write(ctx, websocket.MessageBinary, m.Body) != nil {
+				return
+			}
+		}
+	}()
+	return done
 }

@@ -340,6 +340,25 @@ func (c *conn) view(ev events.Event) view {
 	return viewNone
 }
 
+// enterRoom acquires the room for a request, or answers it: 404 (and no
+// store created) for a room that does not exist and may not be created,
+// 503 for one that cannot be opened. refused names the request's refusal
+// in the log.
+func (s *Server) enterRoom(w http.ResponseWriter, r *http.Request, name string, create bool, refused string) (*room, bool) {
+	rm, err := s.acquire(r.Context(), name, create)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		s.logRefusal(RefusedNoRoom, refused, "room", name, "reason", "no such room, and the request may not create it")
+		http.Error(w, "no such room", http.StatusNotFound)
+		return nil, false
+	case err != nil:
+		s.log.Warn("room unavailable", "room", name, "err", err)
+		http.Error(w, "room unavailable", http.StatusServiceUnavailable)
+		return nil, false
+	}
+	return rm, true
+}
+
 // Files returns the handler for the engines' signed download URLs,
 // mounted at prefix (such as "/files/"): a request for
 // prefix+room+"/"+rest goes to that room's Engine.Handler, which should
@@ -363,14 +382,8 @@ func (s *Server) Files(prefix string) http.Handler {
 			http.Error(w, "forbidden", http.StatusForbidden)
 			return
 		}
-		rm, err := s.acquire(r.Context(), name, false)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			s.logRefusal(RefusedNoRoom, "download URL refused", "room", name, "reason", "no such room")
-			http.NotFound(w, r)
-			return
-		case err != nil:
-			http.Error(w, "room unavailable", http.StatusServiceUnavailable)
+		rm, ok := s.enterRoom(w, r, name, false, "download URL refused")
+		if !ok {
 			return
 		}
 		defer s.release(rm)

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -314,15 +313,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "room unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	rm, err := s.acquire(r.Context(), name, create)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		s.logRefusal(RefusedNoRoom, "room connection refused", "room", name, "reason", "no such room, and the participant may not create it")
-		http.Error(w, "no such room", http.StatusNotFound)
-		return
-	case err != nil:
-		s.log.Warn("room unavailable", "room", name, "err", err)
-		http.Error(w, "room unavailable", http.StatusServiceUnavailable)
+	rm, ok := s.enterRoom(w, r, name, create, "room connection refused")
+	if !ok {
 		return
 	}
 	if !rm.enter(s.o.MaxParticipants) {
