@@ -433,10 +433,12 @@ func (e *Engine) close(ctx context.Context, top telemetry.Op, h *Handle) (backen
 	// Once a commit has begun, only the caller's context may cut it short:
 	// an Abort or Shutdown waits for it rather than leave the outcome in
 	// doubt on a remote store.
-	info, err := e.commit(ctx, top, h)
+	info, tried, err := e.commit(ctx, top, h)
 	if err != nil {
-		if e.usage != nil && ctx.Err() != nil {
-			e.usage.Gap(0) // the store may have applied it, and no event tells
+		if e.usage != nil && tried && ctx.Err() != nil {
+			// The store may have applied it, and no event tells: what is
+			// at the path now says.
+			e.usage.settle(ctx, e, h.path)
 		}
 		return backend.Info{}, -1, h.failLocked(ctx, op, err, errCloseFailed)
 	}
@@ -446,20 +448,23 @@ func (e *Engine) close(ctx context.Context, top telemetry.Op, h *Handle) (backen
 	return info, h.size, nil
 }
 
-func (e *Engine) commit(ctx context.Context, top telemetry.Op, h *Handle) (backend.Info, error) {
+// commit commits h's writer, retrying conflicts; tried says whether the
+// store was asked at all.
+func (e *Engine) commit(ctx context.Context, top telemetry.Op, h *Handle) (_ backend.Info, tried bool, _ error) {
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return backend.Info{}, err
+			return backend.Info{}, tried, err
 		}
+		tried = true
 		info, err := h.w.Commit(ctx)
 		conflict := err != nil && errors.Is(err, ErrConflict)
 		retry := conflict && attempt < e.cfg.attempts
 		e.tel.Attempt(ctx, top, conflict, retry)
 		if !retry {
-			return info, err
+			return info, tried, err
 		}
 		if err := backoff(ctx, attempt); err != nil {
-			return backend.Info{}, err
+			return backend.Info{}, tried, err
 		}
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"sync"
+	"time"
 
 	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/internal/telemetry"
@@ -32,8 +34,8 @@ var ErrQuotaExceeded = errors.New("quota exceeded")
 // before the first byte, and so is a Write once a handle's bytes alone
 // could not fit, or once the bytes staged in all open handles together
 // would pass the byte quota: staging never takes more than the quota. A
-// commit whose outcome is unknown (its context ended while the store
-// applied it) makes the engine scan again.
+// commit whose outcome is unknown (its context ended while the store had
+// it) is settled by a Stat of its path.
 //
 // Across engines the bound is as exact as their events are timely: a
 // commit on one engine is known to the others once its event reaches
@@ -174,6 +176,26 @@ func (u *usage) scan(ctx context.Context, e *Engine) error {
 	return nil
 }
 
+// settle learns what a commit of unknown outcome left at p (its context
+// ended while the store had it): the file there now, or none. A store
+// that cannot say makes the next need scan.
+func (u *usage) settle(ctx context.Context, e *Engine, p string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	info, err := e.b.Stat(ctx, p)
+	switch {
+	case err == nil && !info.IsFolder:
+		u.Published("", events.Event{Type: EventFileUpdated, Path: p, Size: info.Size})
+	case errors.Is(err, fs.ErrNotExist):
+		u.Published("", events.Event{Type: EventFileDeleted, Path: p})
+	default:
+		u.Gap(0)
+	}
+}
+
+// settleTimeout bounds the Stat of settle.
+const settleTimeout = 30 * time.Second
+
 // Published applies an event of the engine's bus, its own or another
 // engine's: what it says a file now is.
 func (u *usage) Published(_ string, ev events.Event) {
@@ -188,8 +210,7 @@ func (u *usage) Published(_ string, ev events.Event) {
 }
 
 // Gap forgets the usage after events were lost, or a commit whose
-// outcome is unknown (its context ended while the store applied it,
-// which then publishes no event): the next need scans.
+// outcome settle could not learn: the next need scans.
 func (u *usage) Gap(uint64) {
 	u.mu.Lock()
 	defer u.mu.Unlock()

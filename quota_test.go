@@ -3,7 +3,9 @@ package roomstore_test
 import (
 	"context"
 	"errors"
+	"iter"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/roomstore/roomstore"
@@ -62,4 +64,50 @@ func TestACommitOfUnknownOutcomeIsCountedAgain(t *testing.T) {
 	if !errors.Is(err, roomstore.ErrQuotaExceeded) {
 		t.Fatalf("900 bytes more past a 1000-byte quota holding 900: %v", err)
 	}
+}
+
+// A Close whose context ended before its commit began changes nothing
+// and costs no scan of the store.
+func TestACloseCancelledBeforeItsCommitCostsNoScan(t *testing.T) {
+	b := &listCounting{Backend: backend_mem.New()}
+	e, err := roomstore.New(b, roomstore.WithQuota(roomstore.Quota{Bytes: 1000}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	if _, err := e.Usage(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	scans := b.lists.Load()
+	for range 10 {
+		h, err := e.Open(t.Context(), "a", roomstore.OpenOptions{Overwrite: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Write(t.Context(), h, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if err := e.Close(ctx, h); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Close on an ended context: %v", err)
+		}
+	}
+	if _, err := e.Usage(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.lists.Load() - scans; got != 0 {
+		t.Fatalf("10 Closes that committed nothing cost %d listings of the store", got)
+	}
+}
+
+// listCounting counts its backend's listings.
+type listCounting struct {
+	backend.Backend
+	lists atomic.Int64
+}
+
+func (l *listCounting) List(ctx context.Context, dir string) iter.Seq2[backend.Info, error] {
+	l.lists.Add(1)
+	return l.Backend.List(ctx, dir)
 }

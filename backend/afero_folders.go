@@ -40,10 +40,11 @@ const pruneDelay = 2 * time.Second
 
 // deferred is the set of directories emptied and left for pruneDelay.
 type deferred struct {
-	mu     sync.Mutex
-	dirs   map[string]time.Time // by path: when to prune it
-	timer  *time.Timer
-	closed bool
+	mu      sync.Mutex
+	dirs    map[string]time.Time // by path: when to prune it
+	timer   *time.Timer
+	closed  bool
+	pruning sync.WaitGroup // the timer's prunes under way, which Close waits for
 }
 
 // hasFiles reports whether a file lies beneath dir, as the package's
@@ -128,9 +129,9 @@ func (a *Afero) emptied(ctx context.Context, dir string) {
 	})
 	switch {
 	case !empty && a.hasAny(dir, ""):
-		return // something but deferred directories
+		return // something but empty directories
 	case !empty:
-		// Only deferred directories: pruned with it, so that no empty
+		// Only empty directories: pruned with it, so that no empty
 		// directory ever waits inside another.
 		a.prune(ctx, dir)
 	case Parent(dir) == "" || a.hasAny(Parent(dir), dir):
@@ -141,12 +142,22 @@ func (a *Afero) emptied(ctx context.Context, dir string) {
 }
 
 // hasAny reports whether dir holds anything but reserved names, except
-// a directory at but (a path) and directories whose pruning is deferred.
+// a directory at but (a path) and empty directories (deferred by this
+// process or another, or left by a crash).
 func (a *Afero) hasAny(dir, but string) bool {
 	found := false
 	a.eachEntry(dir, 8, func(name string, fi os.FileInfo) bool {
 		p := Join(dir, name)
-		found = p != but && !(fi.IsDir() && a.isDeferred(p))
+		switch {
+		case p == but:
+		case fi.IsDir():
+			a.eachEntry(p, 1, func(string, os.FileInfo) bool {
+				found = true
+				return false
+			})
+		default:
+			found = true
+		}
 		return !found
 	})
 	return found
@@ -195,6 +206,12 @@ func (a *Afero) kept(dir string) {
 func (a *Afero) pruneDue() {
 	d := &a.defer_
 	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	d.pruning.Add(1) // under mu, before closed is set: Close's Wait sees it
+	defer d.pruning.Done()
 	now := time.Now()
 	var due []string
 	next := time.Time{}
@@ -243,6 +260,7 @@ func (a *Afero) closeFolders() {
 	}
 	d.dirs = nil
 	d.mu.Unlock()
+	d.pruning.Wait() // the timer's prunes under way finish before the root closes
 	a.pruneAll(dirs)
 }
 
@@ -267,8 +285,11 @@ func (a *Afero) prune(ctx context.Context, dir string) {
 		}
 		left := len(names) == 8 // more than were read: not empty
 		for _, n := range names {
+			// An empty directory in it, deferred by this process or
+			// another, or left by a crash, goes with it: rmdir refuses
+			// one that is not empty.
 			p := Join(dir, n)
-			if a.isDeferred(p) && a.rmdir(p) == nil {
+			if !IsReserved(n) && a.rmdir(p) == nil {
 				a.kept(p)
 				continue
 			}

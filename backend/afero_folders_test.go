@@ -226,3 +226,39 @@ func TestTwoProcessesDeferringShowNoFolder(t *testing.T) {
 		})
 	}
 }
+
+// Deeper, the same: the chain another process's deferral left is pruned
+// with the folder emptied here, and Close waits for the pruning the
+// timer began.
+func TestTwoProcessesDeferringDeepShowNoFolder(t *testing.T) {
+	for _, kind := range diskKinds {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			a, err := openDisk(kind, dir, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			other, err := openDisk(kind, dir, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			put(t, a, "keep.txt", "k")
+			put(t, a, "G/F/E/D/x", "x")
+			put(t, a, "G/F/E/y", "y")
+			if err := a.Remove(t.Context(), "G/F/E/D/x"); err != nil {
+				t.Fatal(err)
+			}
+			if err := other.Remove(t.Context(), "G/F/E/y"); err != nil {
+				t.Fatal(err)
+			}
+			if got := listed(t, a, ""); !slices.Equal(got, []string{"keep.txt"}) {
+				t.Fatalf("the root lists %v", got)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "G")); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("the empty chain is still on disk: %v", err)
+			}
+		})
+	}
+}

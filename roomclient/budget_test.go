@@ -3,6 +3,7 @@ package roomclient_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"strings"
 	"testing"
 
@@ -44,5 +45,25 @@ func TestQuotaAndRateRefusalsAreTheEnginesErrors(t *testing.T) {
 	}
 	if !errors.Is(limited, roomclient.ErrRateLimited) {
 		t.Fatalf("calls past the rate: %v, want ErrRateLimited", limited)
+	}
+}
+
+// A budget of the whole server spent is ErrBusy, which a caller may
+// retry, not the fs.ErrClosed of a client that is closed.
+func TestAServerBudgetSpentIsErrBusy(t *testing.T) {
+	e := newEnvWith(t, stores[0].url(t), func(o *roomserver.Options) { o.MaxOpenStreams = 1 })
+	ctx := deadline(t)
+	c := e.dial(t, "ann", "r1", roomclient.Options{})
+	if _, err := c.Upload(ctx, "a", strings.NewReader("a"), roomclient.UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.OpenReader(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, err = c.OpenReader(ctx, "a")
+	if !errors.Is(err, roomclient.ErrBusy) || errors.Is(err, fs.ErrClosed) {
+		t.Fatalf("a second stream past the server's one: %v, want ErrBusy", err)
 	}
 }

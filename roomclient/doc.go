@@ -48,7 +48,7 @@
 // roomstore.ErrTooManyHandles or ErrRateLimited (429),
 // errors.ErrUnsupported (501), roomstore.ErrTooManyEntries (413),
 // roomstore.ErrQuotaExceeded (507), and
-// roomstore.ErrStoreUnavailable or fs.ErrClosed (503). The client's own
+// roomstore.ErrStoreUnavailable, ErrBusy or fs.ErrClosed (503). The client's own
 // errors are ErrDisconnected (no connection, or it dropped mid-call),
 // fs.ErrClosed (after Close), fs.ErrInvalid (a bad argument), ErrProtocol
 // (a server that breaks the protocol) and the call's context's error.

@@ -28,7 +28,15 @@ var (
 	// participant's identity started more calls than its rate allows
 	// (roomserver.Options.CallRate): nothing was done; retry later.
 	ErrRateLimited = errors.New(rateLimited)
+	// ErrBusy reports a call the server refused because a budget of the
+	// whole server is spent (roomserver.Options.MaxOpenStreams): nothing
+	// was done; retry later.
+	ErrBusy = errors.New(serverBusy)
 )
+
+// serverBusy is in the text of the server's refusals for a budget of its
+// own.
+const serverBusy = "server busy"
 
 // rateLimited begins the text of the server's refusal of a call over the
 // identity's rate.
@@ -51,8 +59,9 @@ const rateLimited = "rate limited"
 //	501 errors.ErrUnsupported
 //	413 roomstore.ErrTooManyEntries (a folder too big to list)
 //	507 roomstore.ErrQuotaExceeded
-//	503 roomstore.ErrStoreUnavailable when the text says so, otherwise
-//	    fs.ErrClosed (the server or the room is shutting down)
+//	503 roomstore.ErrStoreUnavailable when the text says so, ErrBusy
+//	    when it says "server busy", otherwise fs.ErrClosed (the server or
+//	    the room is shutting down)
 //
 // A 500 matches no sentinel. A 403 that refuses a right the participant's
 // policy does not grant ("no write access", "no read access to a/b")
@@ -161,8 +170,11 @@ func (e *Error) sentinel() error {
 	case 507:
 		return roomstore.ErrQuotaExceeded
 	case 503:
-		if strings.Contains(e.Text, roomstore.ErrStoreUnavailable.Error()) {
+		switch {
+		case strings.Contains(e.Text, roomstore.ErrStoreUnavailable.Error()):
 			return roomstore.ErrStoreUnavailable
+		case strings.Contains(e.reason, serverBusy):
+			return ErrBusy
 		}
 		return fs.ErrClosed
 	}

@@ -885,3 +885,31 @@ func (r *raw) pullBlind(p string, chunk, n int) <-chan struct{} {
 	}()
 	return done
 }
+
+// Messages the server answers without running a call (chunks of no
+// stream, unknown types, stray answers) cost the identity calls too, and
+// pause its connection past the rate.
+func TestMessagesThatAreNoCallsCostCallsToo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newPipeFixture(t, func(o *roomserver.Options) {
+			o.CallRate, o.CallBurst = 10, 10
+			o.PingInterval = time.Hour
+		})
+		start := time.Now() // the bubble's clock
+		r := f.dial("r1", "mallory")
+		const n = 100
+		for range n {
+			r.chunk("nothing", wire.Binary(map[string]any{"kind": "pull"}), nil) // 404 each
+		}
+		elapsed := time.Since(start)
+		// 10 in the bucket (the connection took one), then per token two
+		// answers at most: the one it pays for, and one refused (answered
+		// all the same), after which the connection pauses for the next.
+		if most := 10 + int(elapsed.Seconds()*2*10) + 2; n > most {
+			t.Fatalf("%d chunks of no stream answered in %v; the rate allowed %d", n, elapsed, most)
+		}
+		if got := f.srv.Stats().Refused[roomserver.BudgetCallRate]; got == 0 {
+			t.Fatal("no refusal counted")
+		}
+	})
+}

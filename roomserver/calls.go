@@ -155,15 +155,8 @@ func (c *conn) call(tool string, args json.RawMessage) wire.Content {
 			if !ok {
 				return wire.Content{}, badRequest("storage.list needs a path")
 			}
-			// A list's reply is built whole: one identity builds two at
-			// most at once, and the engine reads at most MaxListEntries+1
-			// entries of the folder for it.
-			select {
-			case c.idst.lists <- struct{}{}:
-			case <-c.ctx.Done():
-				return wire.Content{}, c.ctx.Err()
-			}
-			defer func() { <-c.idst.lists }()
+			// The engine reads at most MaxListEntries+1 entries of the
+			// folder (invoke holds one of the identity's two list slots).
 			ents, err := e.ListMax(ctx, p, c.s.o.MaxListEntries)
 			if errors.Is(err, roomstore.ErrTooManyEntries) {
 				c.s.lim.refuse(BudgetListEntries)

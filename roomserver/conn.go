@@ -283,9 +283,13 @@ func (c *conn) reader() error {
 		if err == nil {
 			// The frame's bytes count against the server's budget as they
 			// are read, and what the message keeps of them until it ends.
-			fr := &heldReader{r: r, lim: c.s.lim}
-			m, err = a.ReadFrame(fr)
-			c.s.lim.hold(-fr.n)
+			fr := &heldReader{r: r, lim: c.s.lim, free: int64(a.Hint())}
+			if !c.s.lim.hold(fr.free) {
+				err = errPendingBudget
+			} else {
+				m, err = a.ReadFrame(fr)
+				c.s.lim.hold(-max(fr.n, fr.free))
+			}
 			if err == nil {
 				if now := int64(a.Pending()); now != held {
 					if !c.s.lim.hold(now - held) {
@@ -333,36 +337,62 @@ func (c *conn) reader() error {
 func (c *conn) dispatch(m *wire.Message) error {
 	switch m.Type {
 	case wire.TypeResponse:
-		return nil // the server sends no requests; a stray answer is ignored
+		return c.charge() // the server sends no requests; a stray answer is ignored
 	case wire.TypeInvokeTool:
 		body, payload, err := m.Split()
 		if err != nil {
-			return c.reply(m.ID, wire.Error(400, "malformed message: "+err.Error()), nil)
+			return c.refuse(m.ID, wire.Error(400, "malformed message: "+err.Error()))
 		}
 		var req wire.InvokeTool
 		if err := json.Unmarshal(body, &req); err != nil {
-			return c.reply(m.ID, wire.Error(400, "invalid JSON in room.invoke_tool"), nil)
+			return c.refuse(m.ID, wire.Error(400, "invalid JSON in room.invoke_tool"))
 		}
 		return c.invoke(m.ID, req, payload)
 	case wire.TypeRequestChunk:
 		body, payload, err := m.Split()
 		if err != nil {
-			return c.reply(m.ID, wire.Error(400, "malformed message: "+err.Error()), nil)
+			return c.refuse(m.ID, wire.Error(400, "malformed message: "+err.Error()))
 		}
 		var ch wire.Chunk
 		if err := json.Unmarshal(body, &ch); err != nil {
-			return c.reply(m.ID, wire.Error(400, "invalid JSON in room.tool_call_request_chunk"), nil)
+			return c.refuse(m.ID, wire.Error(400, "invalid JSON in room.tool_call_request_chunk"))
 		}
 		return c.chunk(m, ch, payload)
 	default:
-		return c.reply(m.ID, wire.Error(400, fmt.Sprintf("unsupported message type %q", truncate(m.Type, 64))), nil)
+		return c.refuse(m.ID, wire.Error(400, fmt.Sprintf("unsupported message type %q", truncate(m.Type, 64))))
 	}
+}
+
+// refuse answers a message that is no call the server runs (malformed,
+// of an unknown type, a chunk of no live stream): it costs the identity a
+// call, as one would, so that a flood of them is paced as calls are.
+func (c *conn) refuse(id uint64, body wire.Content) error {
+	if err := c.reply(id, body, nil); err != nil {
+		return err
+	}
+	return c.charge()
+}
+
+// charge takes a call from the identity's rate for a message the server
+// answers without running a call; past the rate the connection pauses,
+// as after a refused call.
+func (c *conn) charge() error {
+	if c.s.lim.allowCall(c.idst) {
+		return nil
+	}
+	return c.pause()
 }
 
 // invoke starts a call: a stream opens at once, so that its chunks (which
 // the client sends without waiting for the open) find it; a simple call
 // runs on its own, bounded by MaxRequests.
 func (c *conn) invoke(id uint64, req wire.InvokeTool, payload []byte) error {
+	if !c.s.lim.allowCall(c.idst) {
+		if err := c.reply(id, wire.Error(CodeTooMany, fmt.Sprintf("rate limited: at most %g calls a second", c.s.o.CallRate)), nil); err != nil {
+			return err
+		}
+		return c.pause()
+	}
 	if req.Toolkit != "storage" {
 		return c.reply(id, wire.Error(404, fmt.Sprintf("no toolkit %q", truncate(req.Toolkit, 64))), nil)
 	}
@@ -371,12 +401,6 @@ func (c *conn) invoke(id uint64, req wire.InvokeTool, payload []byte) error {
 	}
 	if c.expired() {
 		return c.reply(id, wire.Error(CodeForbidden, "token expired"), nil)
-	}
-	if !c.s.lim.allowCall(c.idst) {
-		if err := c.reply(id, wire.Error(CodeTooMany, fmt.Sprintf("rate limited: at most %g calls a second", c.s.o.CallRate)), nil); err != nil {
-			return err
-		}
-		return c.pause()
 	}
 	if req.Arguments.Type == wire.KindControl && req.Arguments.Method == "open" {
 		return c.openStream(id, req)
@@ -393,6 +417,17 @@ func (c *conn) invoke(id uint64, req wire.InvokeTool, payload []byte) error {
 	go func() {
 		defer c.work.Done()
 		defer func() { <-c.reqs }()
+		if req.Tool == "list" {
+			// A list's reply is built whole: one identity holds two at
+			// most, from the start of the listing until the reply has its
+			// place in the send buffer.
+			select {
+			case c.idst.lists <- struct{}{}:
+			case <-c.ctx.Done():
+				return
+			}
+			defer func() { <-c.idst.lists }()
+		}
 		res := c.call(req.Tool, req.Arguments.JSON)
 		_ = c.reply(id, res, nil)
 	}()
@@ -485,24 +520,29 @@ func (c *conn) chunk(m *wire.Message, ch wire.Chunk, payload []byte) error {
 	c.mu.Unlock()
 	if st == nil {
 		if ch.Chunk.Type == wire.KindControl && ch.Chunk.Method == "close" {
-			return c.reply(id, wire.Empty(), nil)
+			return c.refuse(id, wire.Empty())
 		}
-		return c.reply(id, wire.Error(404, "no open stream with that tool_call_id"), nil)
+		return c.refuse(id, wire.Error(404, "no open stream with that tool_call_id"))
 	}
 	// Under the stream's lock a chunk either reaches the stream's inbox
 	// before it ends (and is answered by it or by endStream) or finds it
-	// done.
+	// done. Any other answer is the connection's, and costs a call, as
+	// one that no stream takes would.
 	st.mu.Lock()
-	defer st.mu.Unlock()
+	var answer wire.Content
 	if st.done {
-		return c.reply(id, endedReply(ch.Chunk), nil)
+		answer = endedReply(ch.Chunk)
+	} else {
+		select {
+		case st.in <- inChunk{id: id, c: ch.Chunk, data: payload, msg: m}:
+			st.mu.Unlock()
+			return nil
+		default:
+			answer = wire.Error(429, "a chunk before the stream's previous one was answered")
+		}
 	}
-	select {
-	case st.in <- inChunk{id: id, c: ch.Chunk, data: payload, msg: m}:
-		return nil
-	default:
-		return c.reply(id, wire.Error(429, "a chunk before the stream's previous one was answered"), nil)
-	}
+	st.mu.Unlock()
+	return c.refuse(id, answer)
 }
 
 // endedReply answers a chunk of a stream that has ended: its close is
@@ -719,17 +759,27 @@ func (c *conn) stopPings() {
 var errPendingBudget = errors.New("the server's budget of partly received messages is spent")
 
 // heldReader counts the bytes of a frame being read against the server's
-// MaxPendingBytes (n of them so far), failing a read that would pass it.
+// MaxPendingBytes (n of them so far, the first free of them held already:
+// the buffer the frame is read into), failing a read that would pass it.
+// It reads at most heldStep bytes at a time, so that they are counted as
+// they arrive.
 type heldReader struct {
-	r   io.Reader
-	lim *limits
-	n   int64
+	r    io.Reader
+	lim  *limits
+	n    int64
+	free int64
 }
 
+// heldStep bounds one read of a frame.
+const heldStep = 64 << 10
+
 func (h *heldReader) Read(p []byte) (int, error) {
+	if len(p) > heldStep {
+		p = p[:heldStep]
+	}
 	n, err := h.r.Read(p)
 	if n > 0 {
-		if !h.lim.hold(int64(n)) {
+		if more := h.n + int64(n) - max(h.n, h.free); more > 0 && !h.lim.hold(more) {
 			return 0, errPendingBudget
 		}
 		h.n += int64(n)

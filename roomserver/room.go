@@ -349,11 +349,11 @@ func (s *Server) enterRoom(w http.ResponseWriter, r *http.Request, name string, 
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		s.logRefusal(RefusedNoRoom, refused, "room", name, "reason", "no such room, and the request may not create it")
-		http.Error(w, "no such room", http.StatusNotFound)
+		refuseHTTP(w, "no such room", http.StatusNotFound)
 		return nil, false
 	case err != nil:
 		s.log.Warn("room unavailable", "room", name, "err", err)
-		http.Error(w, "room unavailable", http.StatusServiceUnavailable)
+		refuseHTTP(w, "room unavailable", http.StatusServiceUnavailable)
 		return nil, false
 	}
 	return rm, true
@@ -379,7 +379,7 @@ func (s *Server) Files(prefix string) http.Handler {
 		}
 		if !roomstore.VerifyURL(r, s.o.SigningKey, prefix+name) {
 			s.logRefusal(RefusedUnauthorized, "download URL refused", "room", name, "reason", "invalid, expired or unsigned")
-			http.Error(w, "forbidden", http.StatusForbidden)
+			refuseHTTP(w, "forbidden", http.StatusForbidden)
 			return
 		}
 		rm, ok := s.enterRoom(w, r, name, false, "download URL refused")
@@ -389,7 +389,7 @@ func (s *Server) Files(prefix string) http.Handler {
 		defer s.release(rm)
 		if !s.lim.download() {
 			s.logRefusal(BudgetDownloads, "download URL refused", "room", name, "reason", "server busy")
-			http.Error(w, "server busy: too many downloads", http.StatusServiceUnavailable)
+			refuseHTTP(w, "server busy: too many downloads", http.StatusServiceUnavailable)
 			return
 		}
 		defer s.lim.downloaded()

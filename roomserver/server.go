@@ -271,7 +271,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		refuseHTTP(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
 	token, subprotocol := tokenOf(r)
@@ -281,7 +281,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.o.Verify == nil && s.o.Insecure:
 	case token == "":
 		s.logRefusal(RefusedUnauthorized, "room connection refused", "room", name, "reason", "no token")
-		http.Error(w, "forbidden", http.StatusForbidden)
+		refuseHTTP(w, "forbidden", http.StatusForbidden)
 		return
 	default:
 		id, err := s.o.Verify(r.Context(), name, token)
@@ -290,7 +290,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if err != nil {
 			s.logRefusal(RefusedUnauthorized, "room connection refused", "room", name, "reason", err)
-			http.Error(w, "forbidden", http.StatusForbidden)
+			refuseHTTP(w, "forbidden", http.StatusForbidden)
 			return
 		}
 		ident = id
@@ -298,7 +298,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	idst, code, err := s.lim.admit(ident.Name)
 	if err != nil {
 		s.logRefusal(Budget(""), "room connection refused", "room", name, "name", ident.Name, "reason", err)
-		http.Error(w, err.Error(), code)
+		refuseHTTP(w, err.Error(), code)
 		return
 	}
 	admitted := true
@@ -310,7 +310,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	create, err := mayWrite(r.Context(), ident)
 	if err != nil {
 		s.log.Warn("room connection refused: the access policy failed", "room", name, "err", err)
-		http.Error(w, "room unavailable", http.StatusServiceUnavailable)
+		refuseHTTP(w, "room unavailable", http.StatusServiceUnavailable)
 		return
 	}
 	rm, ok := s.enterRoom(w, r, name, create, "room connection refused")
@@ -320,7 +320,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !rm.enter(s.o.MaxParticipants) {
 		s.release(rm)
 		s.logRefusal(BudgetParticipants, "room connection refused", "room", name, "reason", "room full")
-		http.Error(w, fmt.Sprintf("room full: at most %d participants", s.o.MaxParticipants), http.StatusTooManyRequests)
+		refuseHTTP(w, fmt.Sprintf("room full: at most %d participants", s.o.MaxParticipants), http.StatusTooManyRequests)
 		return
 	}
 	var protos []string
@@ -348,6 +348,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// lets go of the request and its response buffers: an idle
 	// participant then holds its reader's goroutine and little else.
 	go c.serve()
+}
+
+// refuseHTTP answers a request the server refuses, and closes its
+// connection after the answer: a refused client keeps no socket open.
+func refuseHTTP(w http.ResponseWriter, text string, code int) {
+	w.Header().Set("Connection", "close")
+	http.Error(w, text, code)
 }
 
 // mayWrite reports whether ident may write anywhere in its room, and so

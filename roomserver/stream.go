@@ -188,7 +188,12 @@ func (st *stream) upload(h map[string]any) {
 				return
 			}
 			committed = true
-			if err := e.Close(ctx, hd); err != nil {
+			// Every byte came: the commit is the server's now, and a client
+			// that goes away meanwhile does not cut it short.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+			err := e.Close(cctx, hd)
+			cancel()
+			if err != nil {
 				st.fail(asOp("upload", err))
 				return
 			}
@@ -201,6 +206,9 @@ func (st *stream) upload(h map[string]any) {
 		}
 	}
 }
+
+// commitTimeout bounds the commit of an upload whose bytes all came.
+const commitTimeout = time.Minute
 
 // maxDownloadChunk bounds the chunk size a client may ask for.
 const maxDownloadChunk = 4<<20 - 64<<10

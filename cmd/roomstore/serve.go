@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -102,8 +103,11 @@ waiting to go out (a participant that stops reading is dropped); each room
 --max-open-streams streams and --max-pending-bytes of messages partly
 received, each of which must arrive within --message-timeout, and
 --max-downloads signed URLs served at once. A refusal is
-an HTTP 429 or 503 (a code 429 or 503 for a call), counted in the metric
-roomstore.server.refused by budget and logged at most 10 lines a second.
+an HTTP 429 or 503 that closes its connection (for a call: code 429,
+503, or 413 for a folder too big to list; for a connection: close code
+1008 or 1013), counted in the metric roomstore.server.refused by budget
+and logged at most 10 lines a second; serve accepts no more sockets than
+--max-connections plus --max-downloads plus 1,024.
 --quota-bytes and --quota-files bound what each room may hold: a commit
 past either fails with code 507 and changes nothing, an upload that
 announces a size past it is refused before its first byte (see roomstore
@@ -286,7 +290,12 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	// Every socket counts, authenticated or not: past the connections the
+	// budgets allow (and slack for the requests being refused), the
+	// listener accepts no more until some close, so that no flood of
+	// sockets takes the descriptors the rooms need.
+	sockets := c.maxConns + c.maxDownloads + socketSlack
+	go func() { served <- hs.Serve(limitListener(ln, sockets)) }()
 
 	if secret == nil {
 		log.Warn("insecure development mode: connections need no token and download URLs die with the process")
@@ -505,4 +514,52 @@ func (c serveConfig) checkBudgets() error {
 		return errors.New("--call-rate must not be 0 (negative: unlimited), and --send-buffer at most 2 GiB")
 	}
 	return nil
+}
+
+// socketSlack is the sockets serve accepts beyond --max-connections and
+// --max-downloads: requests being refused, metrics scrapes.
+const socketSlack = 1_024
+
+// limitListener accepts at most n connections open at once; Accept waits
+// for one to close past that (the kernel's backlog holds the rest).
+func limitListener(ln net.Listener, n int) net.Listener {
+	return &limitedListener{Listener: ln, slots: make(chan struct{}, n), done: make(chan struct{})}
+}
+
+type limitedListener struct {
+	net.Listener
+	slots chan struct{}
+	done  chan struct{} // closed by Close: an Accept waiting for a slot ends
+	once  sync.Once
+}
+
+func (l *limitedListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+func (l *limitedListener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"errors"
+	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 )
 
 func TestStoreTemplateRefusesWhatCouldMixOrEscapeRooms(t *testing.T) {
@@ -50,3 +54,69 @@ func TestStoreTemplatePutsTheRoomNameInOnePathElementExactly(t *testing.T) {
 		}
 	}
 }
+
+// The listener holds at most n connections open: past that an Accept
+// waits until one closes, and Close ends a waiting Accept.
+func TestLimitListenerHoldsAtMostN(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		inner := &chanListener{conns: make(chan net.Conn, 3), done: make(chan struct{})}
+		for range 3 {
+			server, client := net.Pipe()
+			defer client.Close()
+			inner.conns <- server
+		}
+		ln := limitListener(inner, 2)
+		accepted := make(chan net.Conn, 3)
+		done := make(chan error, 1)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					done <- err
+					return
+				}
+				accepted <- c
+			}
+		}()
+		synctest.Wait()
+		if len(accepted) != 2 {
+			t.Fatalf("%d connections accepted, want 2 of the 3 waiting", len(accepted))
+		}
+		(<-accepted).Close()
+		synctest.Wait()
+		if len(accepted) != 2 {
+			t.Fatalf("%d connections accepted after one closed, want 2", len(accepted))
+		}
+		ln.Close()
+		synctest.Wait()
+		if err := <-done; !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v", err)
+		}
+		for len(accepted) > 0 {
+			(<-accepted).Close()
+		}
+	})
+}
+
+// chanListener hands out the connections put in conns.
+type chanListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }

@@ -109,6 +109,9 @@ func (b *Conn) run() {
 			if cap(b.spare) > idleSpare {
 				b.spare = nil // an idle connection keeps a small buffer at most
 			}
+			if cap(b.pending) > idleSpare {
+				b.pending = nil
+			}
 			b.cond.Broadcast()
 			return
 		}

@@ -333,6 +333,15 @@ func (a *Assembler) Pending() int {
 	return len(a.data)
 }
 
+// Hint is the buffer the next ReadFrame takes before it reads a byte (0:
+// the pool's smallest).
+func (a *Assembler) Hint() int {
+	if a.busy && a.total == 1 {
+		return a.last
+	}
+	return 0
+}
+
 // Busy reports whether a message is partly received: its header frame
 // came, and not all its data frames.
 func (a *Assembler) Busy() bool { return a.busy }
