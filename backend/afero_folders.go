@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 	"time"
@@ -179,14 +180,6 @@ func (a *Afero) deferPrune(dir string) {
 	}
 }
 
-func (a *Afero) isDeferred(dir string) bool {
-	d := &a.defer_
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, ok := d.dirs[dir]
-	return ok
-}
-
 // kept takes dir, and every ancestor, out of the deferred set: a write
 // lands beneath it.
 func (a *Afero) kept(dir string) {
@@ -305,10 +298,29 @@ func (a *Afero) prune(ctx context.Context, dir string) {
 	}
 }
 
-// rmdir removes the empty directory dir.
+// rmdir removes dir if it is an empty directory, and nothing else: a
+// file or a directory with anything in it stays.
 func (a *Afero) rmdir(dir string) error {
 	if a.fast != nil {
-		return a.fast.rmdir(dir)
+		return a.fast.rmdir(dir) // unlinkat(AT_REMOVEDIR): empty directories only
+	}
+	// Elsewhere Remove also removes files, and on some file systems
+	// (MemMapFs) a directory with children: checked first. On the OS a
+	// directory that fills meanwhile is refused anyway.
+	fi, err := a.lstat(dir)
+	switch {
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return ErrNotFolder
+	}
+	empty := true
+	a.eachEntry(dir, 1, func(string, os.FileInfo) bool {
+		empty = false
+		return false
+	})
+	if !empty {
+		return fs.ErrExist
 	}
 	return a.fs.Remove(dir)
 }

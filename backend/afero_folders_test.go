@@ -12,6 +12,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/spf13/afero"
+
 	"github.com/roomstore/roomstore/backend"
 )
 
@@ -258,6 +260,44 @@ func TestTwoProcessesDeferringDeepShowNoFolder(t *testing.T) {
 			}
 			if _, err := os.Stat(filepath.Join(dir, "G")); !errors.Is(err, fs.ErrNotExist) {
 				t.Fatalf("the empty chain is still on disk: %v", err)
+			}
+		})
+	}
+}
+
+// Pruning removes empty directories and nothing else: a file beside the
+// folder it prunes stays, on every kind of disk and in memory.
+func TestPruningNeverRemovesAFile(t *testing.T) {
+	for _, kind := range append(diskKinds, "memmapfs") {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			var a *backend.Afero
+			var err error
+			if kind == "memmapfs" {
+				a = backend.NewAfero(afero.NewMemMapFs())
+			} else if a, err = openDisk(kind, dir, false); err != nil {
+				t.Fatal(err)
+			}
+			put(t, a, "P/a.txt", "a")
+			put(t, a, "P/D/x", "x")
+			if err := a.Remove(t.Context(), "P/D/x"); err != nil {
+				t.Fatal(err)
+			}
+			mem := a.Fs()
+			if err := a.Close(); err != nil { // prunes what waits
+				t.Fatal(err)
+			}
+			if kind == "memmapfs" {
+				if _, err := mem.Stat("P/a.txt"); err != nil {
+					t.Fatalf("the file beside the pruned folder: %v", err)
+				}
+				return
+			}
+			if _, err := os.Stat(filepath.Join(dir, "P", "a.txt")); err != nil {
+				t.Fatalf("the file beside the pruned folder: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "P", "D")); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("the emptied folder: %v", err)
 			}
 		})
 	}
