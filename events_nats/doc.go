@@ -12,7 +12,10 @@
 // Each store has a subject, PREFIX.HASH (see Transport.Subject: HASH comes
 // from the store's id, so ids, which may be host paths, never travel), and
 // a stream of its own that captures it (Transport.Stream), created by the
-// first engine that needs it: file storage, messages kept for the retention
+// first engine that publishes (an engine that only reads a store makes
+// nothing on the server; its receiver waits for the stream, told of its
+// creation by JetStream's advisory, and delivers from the engine's
+// start): file storage, messages kept for the retention
 // (WithRetention), a de-duplication window of twice the publish timeout
 // (at least two minutes, at most the retention). Two stores never share a
 // subject or a stream, so their events never mix; a message that names
@@ -76,7 +79,8 @@
 //     event, as it does local events.
 //   - Overflow events are also what subscribers get when the stream held
 //     messages that expired before this engine could read them, or when the
-//     stream was deleted (it is created again, and what it held is gone).
+//     stream was deleted (the next publish creates it again, and what it
+//     held is gone).
 //   - An event committed by a process that dies before publishing it is
 //     lost to the other engines, with no gap to tell: the change is in the
 //     store, its event is not. Closing (the engine's Shutdown) publishes what
