@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/internal/wire"
 )
 
@@ -41,6 +42,14 @@ type conn struct {
 	cancel context.CancelFunc
 	out    chan outMsg
 	nextID atomic.Uint64
+
+	// lost counts the events dropped since the participant was last
+	// told (storage.events.overflow); while it is not zero, every event
+	// waits behind that notice, so that none arrives ahead of a loss
+	// before it. trySend and the writer hold lossMu to change it.
+	lossMu sync.Mutex
+	lost   uint64
+	logged time.Time     // when a loss was last logged (at most one a minute)
 	reqs   chan struct{} // semaphore of simple calls
 
 	mu      sync.Mutex
@@ -454,17 +463,58 @@ func (c *conn) send(m wire.Encoded) error {
 	}
 }
 
-// trySend queues an event without waiting; a participant too slow to
-// take it is disconnected. The event's frames are shared by every
-// participant of the room.
+// trySend queues an event without waiting. An event that finds the
+// queue full is dropped and counted; the participant is told how many
+// it lost (storage.events.overflow {dropped}) before the next event it
+// gets, or as soon as the queue has drained, so that it re-lists rather
+// than being disconnected by a burst of changes. A participant that
+// stops reading altogether is dropped after WriteTimeout by the writer.
+// The event's frames are shared by every participant of the room.
 func (c *conn) trySend(m wire.Encoded) {
+	c.lossMu.Lock()
+	defer c.lossMu.Unlock()
+	if c.ctx.Err() != nil {
+		return
+	}
+	if c.lost > 0 {
+		notice, err := c.rm.encode(events.Event{Type: roomstore.EventOverflow, Dropped: c.lost}, viewWhole)
+		if err != nil {
+			c.lost++
+			return
+		}
+		select {
+		case c.out <- outMsg{m: notice}:
+			c.lost = 0
+		default:
+			c.lost++
+			return
+		}
+	}
 	select {
 	case c.out <- outMsg{m: m}:
-	case <-c.ctx.Done():
 	default:
-		c.s.log.Warn("disconnecting a slow participant", "room", c.rm.name, "participant", c.id, "queue", cap(c.out))
-		c.close(websocket.StatusPolicyViolation, "too slow: send queue full")
+		if c.lost == 0 && time.Since(c.logged) >= time.Minute {
+			c.logged = time.Now()
+			c.s.log.Warn("a slow participant lost events", "room", c.rm.name, "participant", c.id, "queue", cap(c.out))
+		}
+		c.lost++
 	}
+}
+
+// lossNotice takes the loss to tell the participant once every event
+// queued before it has gone out, or returns false.
+func (c *conn) lossNotice() (wire.Encoded, bool) {
+	c.lossMu.Lock()
+	defer c.lossMu.Unlock()
+	if c.lost == 0 || len(c.out) != 0 {
+		return wire.Encoded{}, false
+	}
+	notice, err := c.rm.encode(events.Event{Type: roomstore.EventOverflow, Dropped: c.lost}, viewWhole)
+	if err != nil {
+		return wire.Encoded{}, false
+	}
+	c.lost = 0
+	return notice, true
 }
 
 // writer writes queued messages, each message's frames back to back. A
@@ -472,9 +522,22 @@ func (c *conn) trySend(m wire.Encoded) {
 // one timer, armed for each message, rather than a context per write
 // (which costs the library a timer of its own per frame).
 func (c *conn) writer() {
-	stalled := time.AfterFunc(time.Hour, func() { _ = c.ws.CloseNow() })
+	stalled := time.AfterFunc(time.Hour, func() {
+		c.s.log.Warn("dropping a participant that stopped reading", "room", c.rm.name, "participant", c.id)
+		_ = c.ws.CloseNow()
+	})
 	stalled.Stop()
 	defer stalled.Stop()
+	write := func(m wire.Encoded) error {
+		stalled.Reset(c.s.o.WriteTimeout)
+		err := c.ws.Write(context.Background(), websocket.MessageBinary, m.Header)
+		if err == nil {
+			err = c.ws.Write(context.Background(), websocket.MessageBinary, m.Body)
+		}
+		stalled.Stop()
+		m.Release()
+		return err
+	}
 	for {
 		select {
 		case m := <-c.out:
@@ -482,13 +545,10 @@ func (c *conn) writer() {
 				c.close(m.closeCode, m.closeReason)
 				return
 			}
-			stalled.Reset(c.s.o.WriteTimeout)
-			err := c.ws.Write(context.Background(), websocket.MessageBinary, m.m.Header)
-			if err == nil {
-				err = c.ws.Write(context.Background(), websocket.MessageBinary, m.m.Body)
+			err := write(m.m)
+			if notice, ok := c.lossNotice(); ok && err == nil {
+				err = write(notice)
 			}
-			stalled.Stop()
-			m.m.Release()
 			if err != nil {
 				c.cancel()
 				return

@@ -53,8 +53,10 @@ type Options struct {
 	// connection (default 32); more wait, and so does the connection.
 	MaxRequests int
 	// SendQueue bounds the messages waiting to go out on one connection
-	// (default 256). An event that finds it full disconnects that
-	// participant (close code 1008): a slow reader never stalls the room.
+	// (default 256). An event that finds it full is dropped, and the
+	// participant is told how many it lost (storage.events.overflow)
+	// before its next event; one that stops reading is dropped after
+	// WriteTimeout: a slow reader never stalls the room.
 	SendQueue int
 	// ChunkSize is the upload chunk size the server pulls (default and
 	// most: MaxMessageSize less 64 KiB, so 4 MiB less 64 KiB). Each
