@@ -30,7 +30,7 @@ const (
 	BudgetOpenStreams         Budget = "open_streams"         // Options.MaxOpenStreams
 	BudgetRoomHandles         Budget = "room_handles"         // half of the room's handles (roomstore.WithMaxOpenHandles) per identity
 	BudgetCallRate            Budget = "call_rate"            // Options.CallRate
-	BudgetSendBuffer          Budget = "send_buffer"          // Options.SendBuffer
+	BudgetSendBuffer          Budget = "send_buffer"          // Options.SendBuffer and SendQueue: a participant that stopped reading, or lost events
 	BudgetPendingBytes        Budget = "pending_bytes"        // Options.MaxPendingBytes
 	BudgetMessageTimeout      Budget = "message_timeout"      // Options.MessageTimeout
 	BudgetListEntries         Budget = "list_entries"         // Options.MaxListEntries

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/internal/wire"
 )
 
@@ -39,15 +40,14 @@ type conn struct {
 	ident Identity
 	idst  *identity // the budgets it shares with its identity's other connections
 
-	ctx      context.Context  // ends when the connection does
-	ectx     context.Context  // ctx with the participant and its policy, for the engine
-	policy   roomstore.Policy // the identity's, as the connection applies it (nil: everything)
-	cancel   context.CancelFunc
-	buf      *sendBuffer  // the send buffer's bytes (Options.SendBuffer)
-	queued   atomic.Int64 // what buf holds, for Stats
-	dropping atomic.Bool  // disconnected for a full queue: refused once
-	nextID   atomic.Uint64
-	reqs     chan struct{} // semaphore of simple calls
+	ctx    context.Context  // ends when the connection does
+	ectx   context.Context  // ctx with the participant and its policy, for the engine
+	policy roomstore.Policy // the identity's, as the connection applies it (nil: everything)
+	cancel context.CancelFunc
+	buf    *sendBuffer  // the send buffer's bytes (Options.SendBuffer)
+	queued atomic.Int64 // what buf holds, for Stats
+	nextID atomic.Uint64
+	reqs   chan struct{} // semaphore of simple calls
 
 	mu      sync.Mutex
 	streams map[string]*stream
@@ -63,6 +63,11 @@ type conn struct {
 	queue   []outMsg
 	events  int // of queue
 	writing bool
+	// lost counts the events dropped for a full queue since the
+	// participant was last told (storage.events.overflow); while it is
+	// not zero, an event is queued only behind that notice, so that none
+	// arrives ahead of a loss before it.
+	lost    uint64
 	writers sync.WaitGroup
 	stalled *time.Timer // drops a connection whose write takes over WriteTimeout
 
@@ -629,6 +634,13 @@ func (c *conn) enqueue(m outMsg) error {
 		c.unqueue(m)
 		return err
 	}
+	c.enqueueLocked(m)
+	c.qmu.Unlock()
+	return nil
+}
+
+// enqueueLocked queues m on a live connection; c.qmu is held.
+func (c *conn) enqueueLocked(m outMsg) {
 	c.queue = append(c.queue, m)
 	if m.event {
 		c.events++
@@ -638,32 +650,47 @@ func (c *conn) enqueue(m outMsg) error {
 		c.writers.Add(1)
 		go c.writer()
 	}
-	c.qmu.Unlock()
-	return nil
 }
 
-// trySend queues an event without waiting; a participant too slow to
-// take it (SendQueue events waiting already) is disconnected. The event's
-// frames are shared by every participant of the room, so that what a
-// participant's queued events hold is their place in its queue: they are
-// counted apart from the send buffer, which replies and download chunks
-// may fill without an event ever finding it full.
+// trySend queues an event without waiting. The event's frames are
+// shared by every participant of the room, so that what a participant's
+// queued events hold is their place in its queue: they are counted apart
+// from the send buffer, which replies and download chunks may fill
+// without an event ever finding it full. An event that finds SendQueue
+// events waiting already is dropped for this participant and counted;
+// it is told how many it lost (storage.events.overflow {dropped}) before
+// its next event, or once its queue holds no event, so that it re-lists
+// rather than being disconnected by a burst of changes. A participant
+// that stops reading altogether is dropped after WriteTimeout.
 func (c *conn) trySend(m wire.Encoded) {
-	if c.ctx.Err() != nil || c.dropping.Load() {
-		return
-	}
 	c.qmu.Lock()
-	full := c.events >= c.s.o.SendQueue
-	c.qmu.Unlock()
-	if !full {
-		_ = c.enqueue(outMsg{m: m, event: true})
+	defer c.qmu.Unlock()
+	if c.ctx.Err() != nil {
 		return
 	}
-	if c.dropping.Swap(true) {
-		return // refused and logged once
+	if c.lost > 0 && c.events < c.s.o.SendQueue {
+		c.tellLossLocked()
 	}
-	c.s.logRefusal(BudgetSendBuffer, "disconnecting a slow participant", "room", c.rm.name, "participant", c.id)
-	c.close(websocket.StatusPolicyViolation, "too slow: send queue full")
+	if c.lost > 0 || c.events >= c.s.o.SendQueue {
+		if c.lost == 0 {
+			c.s.logRefusal(BudgetSendBuffer, "a slow participant lost events", "room", c.rm.name, "participant", c.id, "queue", c.s.o.SendQueue)
+		}
+		c.lost++
+		return
+	}
+	c.enqueueLocked(outMsg{m: m, event: true})
+}
+
+// tellLossLocked queues the notice of the events lost (c.lost > 0) and
+// resets the count; c.qmu is held. A notice that cannot be encoded waits
+// for the next chance.
+func (c *conn) tellLossLocked() {
+	notice, err := c.rm.encode(events.Event{Type: roomstore.EventOverflow, Dropped: c.lost}, viewWhole)
+	if err != nil {
+		return
+	}
+	c.lost = 0
+	c.enqueueLocked(outMsg{m: notice, event: true})
 }
 
 // unqueue gives back what a message held of the send buffer, once it
@@ -684,22 +711,10 @@ func (c *conn) unqueue(m outMsg) {
 func (c *conn) writer() {
 	defer c.writers.Done()
 	for {
-		c.qmu.Lock()
-		if len(c.queue) == 0 || c.ctx.Err() != nil {
-			c.writing = false
-			c.qmu.Unlock()
+		m, ok := c.pop()
+		if !ok {
 			return
 		}
-		m := c.queue[0]
-		c.queue[0] = outMsg{}
-		c.queue = c.queue[1:]
-		if m.event {
-			c.events--
-		}
-		if len(c.queue) == 0 {
-			c.queue = nil // an idle connection keeps no array
-		}
-		c.qmu.Unlock()
 		if m.closing {
 			// Nothing goes out after the close frame: writing stays set,
 			// so that no writer starts again.
@@ -717,6 +732,30 @@ func (c *conn) writer() {
 			c.cancel()
 		}
 	}
+}
+
+// pop takes the next message for the writer; without one (or once the
+// connection has ended) the writer stops.
+func (c *conn) pop() (outMsg, bool) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if len(c.queue) == 0 || c.ctx.Err() != nil {
+		c.writing = false
+		return outMsg{}, false
+	}
+	m := c.queue[0]
+	c.queue[0] = outMsg{}
+	c.queue = c.queue[1:]
+	if m.event {
+		c.events--
+		if c.events == 0 && c.lost > 0 {
+			c.tellLossLocked() // after m, every event before the loss
+		}
+	}
+	if len(c.queue) == 0 {
+		c.queue = nil // an idle connection keeps no array
+	}
+	return m, true
 }
 
 // ping pings the peer, and drops a connection whose peer stops

@@ -106,6 +106,8 @@
 // every participant of the room that may read their path (see above), the
 // one that caused them included, with its participant id.
 // storage.events.overflow {dropped} tells that events were lost (re-list
-// to catch up). A participant whose send buffer is full is disconnected
-// with 1008 rather than allowed to stall the room.
+// to catch up): an event that finds Options.SendQueue events waiting for
+// a participant is dropped for it alone and counted in the next overflow
+// it gets, rather than allowed to stall the room. A participant that
+// stops reading is dropped after Options.WriteTimeout.
 package roomserver

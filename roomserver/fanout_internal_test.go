@@ -3,6 +3,8 @@ package roomserver
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -44,4 +46,81 @@ func TestOverflowIsForwarded(t *testing.T) {
 			t.Fatalf("got %s %s %v", msg.Type, body, err)
 		}
 	}
+}
+
+// Events lost to a full queue are told in order: the notice goes out
+// after every event queued before the loss and before any queued after.
+func TestLostEventsAreToldInOrder(t *testing.T) {
+	s := &Server{o: Options{SendQueue: 2, Logger: slog.New(slog.DiscardHandler)}}
+	s.o.defaults()
+	s.log = s.o.Logger
+	s.lim = newLimits(&s.o)
+	rm := &room{name: "r", conns: map[*conn]struct{}{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// writing set: the test takes the messages itself, no writer starts.
+	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
+	event := func(i int) wire.Encoded {
+		m, err := wire.Encode(uint64(i), wire.TypeFileUpdated, wire.FileEvent{Path: fmt.Sprint(i)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	// take takes the next queued message, as the writer does
+	var got []string
+	take := func() {
+		t.Helper()
+		m, ok := c.pop()
+		if !ok {
+			t.Fatal("nothing queued")
+		}
+		got = append(got, describe(t, m.m))
+	}
+	for i := 1; i <= 5; i++ { // 1 and 2 queued, 3 to 5 lost
+		c.trySend(event(i))
+	}
+	take()              // 1
+	c.trySend(event(6)) // the notice of 3 takes the free place; 6 is lost
+	take()              // 2
+	take()              // the notice of 3; with no event left, that of 1 is queued
+	take()              // the notice of 1
+	c.trySend(event(7))
+	take() // 7
+	want := []string{"1", "2", "lost 3", "lost 1", "7"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("the participant got %v, want %v", got, want)
+	}
+	if n := s.Stats().Refused[BudgetSendBuffer]; n != 2 {
+		t.Fatalf("%d losses counted, want 2", n)
+	}
+}
+
+// describe is what a queued message tells: an event's path, or a loss.
+func describe(t *testing.T, m wire.Encoded) string {
+	t.Helper()
+	var a wire.Assembler
+	if _, err := a.Add(m.Header); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := a.Add(m.Body)
+	if err != nil || msg == nil {
+		t.Fatalf("data frame: %v %v", msg, err)
+	}
+	body, _, err := msg.Split()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Type == wire.TypeEventsOverflow {
+		var ov wire.OverflowEvent
+		if err := json.Unmarshal(body, &ov); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint("lost ", ov.Dropped)
+	}
+	var fe wire.FileEvent
+	if err := json.Unmarshal(body, &fe); err != nil {
+		t.Fatal(err)
+	}
+	return fe.Path
 }

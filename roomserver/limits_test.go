@@ -3,6 +3,7 @@ package roomserver_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -49,45 +50,120 @@ func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
 func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler { return w }
 func (w *logWatch) WithGroup(string) slog.Handler      { return w }
 
-func TestASlowReaderIsDisconnectedAndNeverStallsTheRoom(t *testing.T) {
-	watch := newLogWatch("disconnecting a slow participant")
+// A participant that reads slower than the room changes loses events
+// for itself alone, is told exactly how many, and stays connected; the
+// writer and the other participants are never held up.
+func TestASlowReaderLosesCountedEventsAndNeverStallsTheRoom(t *testing.T) {
+	watch := newLogWatch("a slow participant lost events")
 	f := newFixture(t, func(o *roomserver.Options) {
 		o.SendQueue = 8
+		o.WriteTimeout = 5 * time.Minute // reading late is not stopping
 		o.Logger = slog.New(watch)
 	})
-	slow := f.dial("r1", "slow") // never reads from here on
+	slow := f.dial("r1", "slow") // does not read until the loss
 	fast := f.dial("r1", "fast")
 	e := f.engine("r1")
 	ctx := roomstore.WithParticipant(t.Context(), "writer")
 	name := strings.Repeat("n", 200) // bigger events fill the socket sooner
+	upload := func(i int) {
+		// The writer is never held up by the slow participant; the fast
+		// one keeps up with every event.
+		if _, err := e.Upload(ctx, fmt.Sprintf("%s/%d", name, i%50), bytes.NewReader(nil), roomstore.OpenOptions{Overwrite: true}); err != nil {
+			t.Fatal(err)
+		}
+		fast.until(func(m *wire.Message) bool { return m.Type == wire.TypeFileUpdated })
+	}
 	deadline := time.After(60 * time.Second)
 	events := 0
+	for lost := false; !lost; events++ {
+		select {
+		case <-watch.seen["a slow participant lost events"]:
+			lost = true
+		case <-deadline:
+			t.Fatalf("the slow participant never lost an event after %d", events)
+		default:
+		}
+		upload(events)
+	}
+	const after = 5 // events past the loss
+	for i := range after {
+		upload(events + i)
+	}
+	events += after
+
+	// Every event reaches the slow participant, or is counted in a
+	// notice; the notices come in order, none ahead of an event before
+	// its loss.
+	var got, dropped, notices int
+	for got+dropped < events {
+		m := slow.until(func(m *wire.Message) bool {
+			return m.Type == wire.TypeFileUpdated || m.Type == wire.TypeEventsOverflow
+		})
+		if m.Type == wire.TypeFileUpdated {
+			got++
+			continue
+		}
+		var ov wire.OverflowEvent
+		body, _, _ := m.Split()
+		if err := json.Unmarshal(body, &ov); err != nil || ov.Dropped == 0 {
+			t.Fatalf("overflow %s: %v", body, err)
+		}
+		dropped += int(ov.Dropped)
+		notices++
+	}
+	if got+dropped != events || notices == 0 || dropped == 0 {
+		t.Fatalf("the slow participant got %d events and %d notices of %d lost, of %d", got, notices, dropped, events)
+	}
+	t.Logf("%d events: %d delivered, %d lost in %d notices", events, got, dropped, notices)
+	// Both are still served.
+	for i, p := range []*raw{slow, fast} {
+		if c := p.upload("u", fmt.Sprintf("after%d.txt", i), []byte("x"), false); c.Method != "close" {
+			t.Fatalf("upload after: %+v", c)
+		}
+	}
+}
+
+// A participant that stops reading altogether is dropped after
+// WriteTimeout, and the room goes on.
+func TestAParticipantThatStopsReadingIsDropped(t *testing.T) {
+	watch := newLogWatch("dropping a participant that stopped reading")
+	f := newFixture(t, func(o *roomserver.Options) {
+		o.SendQueue = 8
+		o.WriteTimeout = 200 * time.Millisecond
+		o.Logger = slog.New(watch)
+	})
+	stuck := f.dial("r1", "stuck") // never reads from here on
+	fast := f.dial("r1", "fast")
+	e := f.engine("r1")
+	ctx := roomstore.WithParticipant(t.Context(), "writer")
+	name := strings.Repeat("n", 200)
+	deadline := time.After(60 * time.Second)
 	for i := 0; ; i++ {
 		select {
-		case <-watch.seen["disconnecting a slow participant"]:
+		case <-watch.seen["dropping a participant that stopped reading"]:
 		case <-deadline:
-			t.Fatalf("the slow participant was never disconnected after %d events", i)
+			t.Fatalf("the participant that stopped reading was never dropped after %d events", i)
 		default:
-			// The writer is never held up by the slow participant; the
-			// fast one keeps up with every event.
 			if _, err := e.Upload(ctx, fmt.Sprintf("%s/%d", name, i%50), bytes.NewReader(nil), roomstore.OpenOptions{Overwrite: true}); err != nil {
 				t.Fatal(err)
 			}
 			fast.until(func(m *wire.Message) bool { return m.Type == wire.TypeFileUpdated })
-			events++
 			continue
 		}
 		break
 	}
-	if got := slow.closeStatus(); got != websocket.StatusPolicyViolation && got != -1 {
-		t.Fatalf("slow participant closed with %d", got)
+	rctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for {
+		if _, err := stuck.read(rctx); err != nil {
+			if rctx.Err() != nil {
+				t.Fatal("the dropped connection is still open")
+			}
+			break // what was written before the drop, then the end
+		}
 	}
-	// The fast participant is still served.
 	if c := fast.upload("u", "after.txt", []byte("x"), false); c.Method != "close" {
 		t.Fatalf("upload after: %+v", c)
-	}
-	if events == 0 {
-		t.Fatal("the fast participant saw no events")
 	}
 }
 

@@ -255,7 +255,7 @@ const (
 
 // fanout sends one engine event to every participant of the room that
 // may read its path. It never waits: a participant whose queue is full
-// is disconnected. Each form of the event is encoded once, and its frames
+// loses the event, and is told so (see conn.trySend). Each form of the event is encoded once, and its frames
 // are shared by the participants that get it.
 func (rm *room) fanout(ev events.Event) {
 	switch ev.Type {

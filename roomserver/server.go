@@ -66,7 +66,8 @@ type Options struct {
 	// message bigger than that goes alone): they wait for room, which only
 	// the participant's own calls wait for. SendQueue bounds its events
 	// waiting (default 256; their frames are shared by the room): an
-	// event past it disconnects the participant (close code 1008). A
+	// event past it is dropped for that participant alone, which is told
+	// how many it lost (storage.events.overflow) before its next event. A
 	// participant that stops reading is dropped after WriteTimeout: a slow
 	// reader never stalls the room, nor holds more than its buffer.
 	SendQueue  int

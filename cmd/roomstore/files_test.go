@@ -772,7 +772,7 @@ func TestWatchBehindABlockedOutputCountsEveryEventAndStopsOnCtrlC(t *testing.T) 
 	select {
 	case res := <-done:
 		if res.err != nil || res.printed+res.lost != n {
-			t.Fatalf("watch printed %d events and reported %d lost, want %d in all (%v)", res.printed, res.lost, n, res.err)
+			t.Fatalf("watch printed %d events and reported %d lost, want %d in all (%v); it said %q", res.printed, res.lost, n, res.err, countedErr.String())
 		}
 		if res.lost == 0 {
 			t.Errorf("no loss reported, with %d events behind a blocked pipe", n)

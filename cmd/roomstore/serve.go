@@ -156,7 +156,7 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.Float64Var(&c.callRate, "call-rate", 500, "calls a second one identity may start (a token bucket; negative: unlimited); one more gets 429")
 	f.IntVar(&c.callBurst, "call-burst", 1_000, "the call-rate bucket's size")
 	f.Int64Var(&c.sendBuffer, "send-buffer", 8<<20, "bytes waiting to go out to one connection; a participant that stops reading is dropped")
-	f.IntVar(&c.sendQueue, "send-queue", 256, "events waiting to go out to one connection; a participant that lets more wait is dropped")
+	f.IntVar(&c.sendQueue, "send-queue", 256, "events waiting to go out to one connection; past it a participant loses events and is told how many")
 	f.DurationVar(&c.messageTimeout, "message-timeout", 30*time.Second, "time from a message's first byte to its last")
 	f.Int64Var(&c.maxPending, "max-pending-bytes", 256<<20, "bytes of messages partly received across all connections")
 	f.IntVar(&c.maxList, "max-list-entries", 100_000, "entries one list may return; a bigger folder gets 413")
