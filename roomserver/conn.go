@@ -477,7 +477,7 @@ func (c *conn) trySend(m wire.Encoded) {
 		return
 	}
 	if c.lost > 0 {
-		notice, err := c.rm.encode(events.Event{Type: roomstore.EventOverflow, Dropped: c.lost}, viewWhole)
+		notice, err := c.lossMessage()
 		if err != nil {
 			c.lost++
 			return
@@ -509,12 +509,18 @@ func (c *conn) lossNotice() (wire.Encoded, bool) {
 	if c.lost == 0 || len(c.out) != 0 {
 		return wire.Encoded{}, false
 	}
-	notice, err := c.rm.encode(events.Event{Type: roomstore.EventOverflow, Dropped: c.lost}, viewWhole)
+	notice, err := c.lossMessage()
 	if err != nil {
 		return wire.Encoded{}, false
 	}
 	c.lost = 0
 	return notice, true
+}
+
+// lossMessage is the storage.events.overflow telling the loss counted so
+// far; c.lossMu is held.
+func (c *conn) lossMessage() (wire.Encoded, error) {
+	return c.rm.encode(events.Event{Type: roomstore.EventOverflow, Dropped: c.lost}, viewWhole)
 }
 
 // writer writes queued messages, each message's frames back to back. A
@@ -546,8 +552,10 @@ func (c *conn) writer() {
 				return
 			}
 			err := write(m.m)
-			if notice, ok := c.lossNotice(); ok && err == nil {
-				err = write(notice)
+			if err == nil {
+				if notice, ok := c.lossNotice(); ok {
+					err = write(notice)
+				}
 			}
 			if err != nil {
 				c.cancel()
