@@ -100,7 +100,7 @@ func floodCase(url func(b *testing.B) string) func(b *testing.B) {
 		}
 		b.Cleanup(func() { fl.stop(b) })
 		cycle := func(name string) {
-			_, err := me.Upload(ctx, name, bytes.NewReader(payload), roomclient.UploadOptions{Overwrite: true, Size: smallFileSize})
+			_, err := me.Upload(ctx, name, bytes.NewReader(payload), roomstore.OpenOptions{Overwrite: true, Size: smallFileSize})
 			check(b, err)
 			f, err := me.Download(ctx, name)
 			check(b, err)
@@ -285,7 +285,7 @@ func (f *flooder) loop(c *roomclient.Client, name string) {
 	defer f.wg.Done()
 	ctx := context.Background()
 	for !f.halt.Load() {
-		_, err := c.Upload(ctx, name, bytes.NewReader(f.payload), roomclient.UploadOptions{Overwrite: true, Size: smallFileSize})
+		_, err := c.Upload(ctx, name, bytes.NewReader(f.payload), roomstore.OpenOptions{Overwrite: true, Size: smallFileSize})
 		if !f.count(err) {
 			return
 		}

@@ -85,7 +85,7 @@ func grantCycleCase(url func(b *testing.B) string) func(b *testing.B) {
 		}
 		checkCycleGrant(b, ctx, clients[1], payload)
 		cycle := func(c *roomclient.Client, name string) {
-			_, err := c.Upload(ctx, name, bytes.NewReader(payload), roomclient.UploadOptions{Overwrite: true, Size: smallFileSize})
+			_, err := c.Upload(ctx, name, bytes.NewReader(payload), roomstore.OpenOptions{Overwrite: true, Size: smallFileSize})
 			check(b, err)
 			f, err := c.Download(ctx, name)
 			check(b, err)
@@ -125,7 +125,7 @@ func grantCycleCase(url func(b *testing.B) string) func(b *testing.B) {
 // entry's folder are refused.
 func checkCycleGrant(b *testing.B, ctx context.Context, c *roomclient.Client, payload []byte) {
 	for _, p := range []string{"outside.txt", "team/project-00/doc.txt"} {
-		_, err := c.Upload(ctx, p, bytes.NewReader(payload), roomclient.UploadOptions{Overwrite: true, Size: smallFileSize})
+		_, err := c.Upload(ctx, p, bytes.NewReader(payload), roomstore.OpenOptions{Overwrite: true, Size: smallFileSize})
 		if !errors.Is(err, fs.ErrPermission) {
 			b.Fatalf("the restricted participant's upload to %s: %v, want fs.ErrPermission", p, err)
 		}

@@ -127,10 +127,10 @@ func BenchmarkRoomServer64MiB(b *testing.B) {
 			}
 			server := func(ph *phases) {
 				ph.start()
-				_, err := c.Upload(ctx, "server.bin", bytes.NewReader(data), roomclient.UploadOptions{Overwrite: true, Size: largeSize})
+				_, err := c.Upload(ctx, "server.bin", bytes.NewReader(data), roomstore.OpenOptions{Overwrite: true, Size: largeSize})
 				check(b, err)
 				ph.written()
-				r, err := c.OpenReader(ctx, "server.bin")
+				r, err := c.OpenReader(ctx, "server.bin", 0, -1)
 				check(b, err)
 				n, err := drain(r, buf)
 				check(b, err)

@@ -70,14 +70,14 @@ func testReadOnlyParticipant(t *testing.T, e *env) {
 	ctx := deadline(t)
 	admin := e.dial(t, "admin", "r1", roomclient.Options{})
 	for _, p := range []string{"a.txt", "dir/b.txt"} {
-		_, err := admin.Upload(ctx, p, strings.NewReader("content of "+p), roomclient.UploadOptions{Overwrite: true})
+		_, err := admin.Upload(ctx, p, strings.NewReader("content of "+p), roomstore.OpenOptions{Overwrite: true})
 		must(t, err)
 	}
 	viewer := e.dialAs(t, "viewer", "r1", grantOf(":ro"))
 	seen := record(t, admin)
-	_, err := viewer.Upload(ctx, "a.txt", strings.NewReader("changed"), roomclient.UploadOptions{Overwrite: true})
+	_, err := viewer.Upload(ctx, "a.txt", strings.NewReader("changed"), roomstore.OpenOptions{Overwrite: true})
 	forbidden(t, "Upload", err, "upload a.txt: no write access")
-	_, err = viewer.Upload(ctx, "new.txt", strings.NewReader("new"), roomclient.UploadOptions{})
+	_, err = viewer.Upload(ctx, "new.txt", strings.NewReader("new"), roomstore.OpenOptions{Exclusive: true})
 	forbidden(t, "Upload of a new file", err, "upload new.txt: no write access")
 	forbidden(t, "Delete", viewer.Delete(ctx, "a.txt"), "delete a.txt: no write access")
 	forbidden(t, "RemoveAll", viewer.RemoveAll(ctx, "dir"), "delete dir: no write access")
@@ -93,7 +93,7 @@ func testReadOnlyParticipant(t *testing.T, e *env) {
 	if string(f.Data) != "content of a.txt" {
 		t.Fatalf("a.txt holds %q", f.Data)
 	}
-	_, err = admin.Upload(ctx, "marker", strings.NewReader(""), roomclient.UploadOptions{Overwrite: true})
+	_, err = admin.Upload(ctx, "marker", strings.NewReader(""), roomstore.OpenOptions{Overwrite: true})
 	must(t, err)
 	seen.expect(t, roomstore.EventFileUpdated, "marker", "", admin.ParticipantID())
 	seen.none(t)
@@ -118,7 +118,7 @@ func testFolderParticipant(t *testing.T, e *env) {
 	all := record(t, e.dialAs(t, "viewer", "r1", grantOf(":ro")))
 	id := admin.ParticipantID()
 	for _, p := range []string{"team/a", "other/b", "other/x", "top.txt", "teammates.txt"} {
-		_, err := admin.Upload(ctx, p, strings.NewReader(p), roomclient.UploadOptions{Overwrite: true})
+		_, err := admin.Upload(ctx, p, strings.NewReader(p), roomstore.OpenOptions{Overwrite: true})
 		must(t, err)
 		all.expect(t, roomstore.EventFileUpdated, p, "", id)
 	}
@@ -143,15 +143,15 @@ func testFolderParticipant(t *testing.T, e *env) {
 	forbidden(t, "List other", err, "list other: no read access")
 
 	// Changes outside reach the member only as the side it may read.
-	_, err = admin.Upload(ctx, "other/y", strings.NewReader("y"), roomclient.UploadOptions{Overwrite: true})
+	_, err = admin.Upload(ctx, "other/y", strings.NewReader("y"), roomstore.OpenOptions{Overwrite: true})
 	must(t, err)
-	_, err = admin.Upload(ctx, "team/z", strings.NewReader("z"), roomclient.UploadOptions{Overwrite: true})
+	_, err = admin.Upload(ctx, "team/z", strings.NewReader("z"), roomstore.OpenOptions{Overwrite: true})
 	must(t, err)
 	must(t, admin.Move(ctx, "other/b", "team/b", roomstore.MoveOptions{}))
 	must(t, admin.Move(ctx, "team/a", "other/a", roomstore.MoveOptions{}))
 	must(t, admin.Delete(ctx, "other/x"))
 	must(t, admin.Move(ctx, "team/z", "team/z2", roomstore.MoveOptions{}))
-	_, err = admin.Upload(ctx, "team/end", strings.NewReader(""), roomclient.UploadOptions{Overwrite: true})
+	_, err = admin.Upload(ctx, "team/end", strings.NewReader(""), roomstore.OpenOptions{Overwrite: true})
 	must(t, err)
 	seen.expect(t, roomstore.EventFileUpdated, "team/z", "", id)
 	seen.expect(t, roomstore.EventFileUpdated, "team/b", "", id) // moved in from other/b
@@ -170,7 +170,7 @@ func testFolderParticipant(t *testing.T, e *env) {
 	all.none(t)
 
 	// Inside its folder the member does everything.
-	_, err = member.Upload(ctx, "team/mine", strings.NewReader("mine"), roomclient.UploadOptions{})
+	_, err = member.Upload(ctx, "team/mine", strings.NewReader("mine"), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
 	must(t, member.Move(ctx, "team/mine", "team/sub/mine", roomstore.MoveOptions{}))
 	list, err = member.List(ctx, "team")
@@ -179,7 +179,7 @@ func testFolderParticipant(t *testing.T, e *env) {
 		t.Fatalf("the member's team: %s", got)
 	}
 	must(t, member.RemoveAll(ctx, "team/sub"))
-	_, err = member.Upload(ctx, "other/mine", strings.NewReader("mine"), roomclient.UploadOptions{})
+	_, err = member.Upload(ctx, "other/mine", strings.NewReader("mine"), roomstore.OpenOptions{Exclusive: true})
 	forbidden(t, "Upload outside", err, "upload other/mine: no write access")
 	forbidden(t, "Move out", member.Move(ctx, "team/b", "other/b", roomstore.MoveOptions{}), "move team/b: no write access to other/b")
 	if ok, err := admin.Exists(ctx, "other/mine"); err != nil || ok {
@@ -190,7 +190,7 @@ func testFolderParticipant(t *testing.T, e *env) {
 func testNoAPIGrant(t *testing.T, e *env) {
 	ctx := deadline(t)
 	admin := e.dial(t, "admin", "r1", roomclient.Options{})
-	_, err := admin.Upload(ctx, "f", strings.NewReader("f"), roomclient.UploadOptions{})
+	_, err := admin.Upload(ctx, "f", strings.NewReader("f"), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
 	// As MeshAgent's clients mint a token without an api grant.
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
@@ -204,7 +204,7 @@ func testNoAPIGrant(t *testing.T, e *env) {
 	forbidden(t, "Exists", err, "exists f: no read access")
 	_, err = bare.List(ctx, "")
 	forbidden(t, "List", err, "list /: no read access")
-	_, err = bare.Upload(ctx, "g", strings.NewReader("g"), roomclient.UploadOptions{})
+	_, err = bare.Upload(ctx, "g", strings.NewReader("g"), roomstore.OpenOptions{Exclusive: true})
 	forbidden(t, "Upload", err, "upload g: no write access")
 	forbidden(t, "Delete", bare.Delete(ctx, "f"), "delete f: no write access")
 }
@@ -276,13 +276,13 @@ func TestAnEmbeddersPolicyDecidesEveryCall(t *testing.T) {
 	ctx := deadline(t)
 	ann := e.dial(t, "ann", "r1", roomclient.Options{})
 	bob := e.dial(t, "bob", "r1", roomclient.Options{})
-	_, err := ann.Upload(ctx, "projects/a/plan", strings.NewReader("a"), roomclient.UploadOptions{})
+	_, err := ann.Upload(ctx, "projects/a/plan", strings.NewReader("a"), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
-	_, err = bob.Upload(ctx, "projects/b/plan", strings.NewReader("b"), roomclient.UploadOptions{})
+	_, err = bob.Upload(ctx, "projects/b/plan", strings.NewReader("b"), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
-	_, err = bob.Upload(ctx, "shared/notes", strings.NewReader("n"), roomclient.UploadOptions{})
+	_, err = bob.Upload(ctx, "shared/notes", strings.NewReader("n"), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
-	_, err = ann.Upload(ctx, "projects/b/plan", strings.NewReader("x"), roomclient.UploadOptions{Overwrite: true})
+	_, err = ann.Upload(ctx, "projects/b/plan", strings.NewReader("x"), roomstore.OpenOptions{Overwrite: true})
 	forbidden(t, "ann writing bob's project", err, "upload projects/b/plan: no write access")
 	for who, want := range map[*roomclient.Client]string{ann: "projects(true,0) ", bob: "projects(true,0) shared(true,0) "} {
 		list, err := who.List(ctx, "")
@@ -332,7 +332,7 @@ func TestAnExpiringTokenEndsItsConnection(t *testing.T) {
 	})
 	ctx := deadline(t)
 	admin := e.dial(t, "admin", "r1", roomclient.Options{})
-	_, err := admin.Upload(ctx, "f", strings.NewReader("old"), roomclient.UploadOptions{})
+	_, err := admin.Upload(ctx, "f", strings.NewReader("old"), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
 	brief := e.dial(t, "brief", "r1", roomclient.Options{})
 	mu.Lock()
@@ -390,7 +390,7 @@ func TestARefusedRightIsTheEnginesAccessError(t *testing.T) {
 	e := newEnv(t, stores[0].url(t))
 	ctx := deadline(t)
 	admin := e.dial(t, "admin", "r1", roomclient.Options{})
-	_, err := admin.Upload(ctx, "in/a", strings.NewReader("a"), roomclient.UploadOptions{})
+	_, err := admin.Upload(ctx, "in/a", strings.NewReader("a"), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
 	c := e.dialAs(t, "c", "r1", grantOf("in/", "out/:ro"))
 	for _, tc := range []struct {
@@ -408,7 +408,7 @@ func TestARefusedRightIsTheEnginesAccessError(t *testing.T) {
 			t.Errorf("%s: %v, want an AccessError for %v naming %q", tc.what, tc.err, tc.right, tc.path)
 		}
 	}
-	_, err = admin.Upload(ctx, "in/a", strings.NewReader("again"), roomclient.UploadOptions{})
+	_, err = admin.Upload(ctx, "in/a", strings.NewReader("again"), roomstore.OpenOptions{Exclusive: true})
 	var ae *roomstore.AccessError
 	if errors.As(err, &ae) {
 		t.Errorf("a conflict is no AccessError: %v", err)

@@ -24,10 +24,10 @@ func TestQuotaAndRateRefusalsAreTheEnginesErrors(t *testing.T) {
 	})
 	ctx := deadline(t)
 	c := e.dial(t, "ann", "r1", roomclient.Options{})
-	if _, err := c.Upload(ctx, "a", strings.NewReader("0123456789"), roomclient.UploadOptions{}); err != nil {
+	if _, err := c.Upload(ctx, "a", strings.NewReader("0123456789"), roomstore.OpenOptions{Exclusive: true}); err != nil {
 		t.Fatal(err)
 	}
-	for _, o := range []roomclient.UploadOptions{{}, {Size: 1}} {
+	for _, o := range []roomstore.OpenOptions{{Exclusive: true}, {Exclusive: true, Size: 1}} {
 		_, err := c.Upload(ctx, "b", strings.NewReader("x"), o)
 		var re *roomclient.Error
 		if !errors.Is(err, roomstore.ErrQuotaExceeded) || !errors.As(err, &re) || re.Code != roomserver.CodeQuota {
@@ -54,15 +54,15 @@ func TestAServerBudgetSpentIsErrBusy(t *testing.T) {
 	e := newEnvWith(t, stores[0].url(t), func(o *roomserver.Options) { o.MaxOpenStreams = 1 })
 	ctx := deadline(t)
 	c := e.dial(t, "ann", "r1", roomclient.Options{})
-	if _, err := c.Upload(ctx, "a", strings.NewReader("a"), roomclient.UploadOptions{}); err != nil {
+	if _, err := c.Upload(ctx, "a", strings.NewReader("a"), roomstore.OpenOptions{Exclusive: true}); err != nil {
 		t.Fatal(err)
 	}
-	r, err := c.OpenReader(ctx, "a")
+	r, err := c.OpenReader(ctx, "a", 0, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	_, err = c.OpenReader(ctx, "a")
+	_, err = c.OpenReader(ctx, "a", 0, -1)
 	if !errors.Is(err, roomclient.ErrBusy) || errors.Is(err, fs.ErrClosed) {
 		t.Fatalf("a second stream past the server's one: %v, want ErrBusy", err)
 	}

@@ -63,14 +63,14 @@ func testCalls(t *testing.T, e *env) {
 	if ok, err := c.Exists(ctx, "docs/a.txt"); err != nil || ok {
 		t.Fatalf("Exists before upload: %v, %v", ok, err)
 	}
-	ent, err := c.Upload(ctx, "/docs/a.txt", strings.NewReader("hello"), roomclient.UploadOptions{})
+	ent, err := c.Upload(ctx, "/docs/a.txt", strings.NewReader("hello"), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
 	if ent.Name != "a.txt" || ent.Path != "docs/a.txt" || ent.Size != 5 || ent.IsFolder {
 		t.Fatalf("Upload entry %+v", ent)
 	}
-	_, err = c.Upload(ctx, "docs/b.md", strings.NewReader("abc"), roomclient.UploadOptions{Size: 3})
+	_, err = c.Upload(ctx, "docs/b.md", strings.NewReader("abc"), roomstore.OpenOptions{Exclusive: true, Size: 3})
 	must(t, err)
-	_, err = c.Upload(ctx, "z.bin", bytes.NewReader(nil), roomclient.UploadOptions{})
+	_, err = c.Upload(ctx, "z.bin", bytes.NewReader(nil), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
 
 	for _, p := range []string{"docs/a.txt", "docs", "docs/", "/docs/b.md", "z.bin", ""} {
@@ -85,7 +85,7 @@ func testCalls(t *testing.T, e *env) {
 	}
 	// Reads name the version they stream: its ETag, and the ModTime Stat
 	// gives (which has a precision of its own).
-	rd, err := c.OpenReader(ctx, "docs/a.txt")
+	rd, err := c.OpenReader(ctx, "docs/a.txt", 0, -1)
 	must(t, err)
 	got := rd.Entry()
 	must(t, rd.Close())
@@ -136,7 +136,7 @@ func testCalls(t *testing.T, e *env) {
 	_, err = c.Download(ctx, "docs")
 	wantErr(t, "Download a folder", err, roomstore.ErrIsFolder)
 
-	r, err := c.OpenReader(ctx, "docs/b.md")
+	r, err := c.OpenReader(ctx, "docs/b.md", 0, -1)
 	must(t, err)
 	if r.Entry().Size != 3 || r.Size() != 3 || r.Entry().Name != "b.md" || r.MimeType() == "" {
 		t.Errorf("OpenReader: %+v %q", r.Entry(), r.MimeType())
@@ -181,13 +181,13 @@ func testCalls(t *testing.T, e *env) {
 	wantErr(t, "Move missing", c.Move(ctx, "nope", "x", roomstore.MoveOptions{}), fs.ErrNotExist)
 	wantErr(t, "Move into itself", c.Move(ctx, "docs", "docs/in", roomstore.MoveOptions{}), fs.ErrInvalid)
 
-	_, err = c.Upload(ctx, "z.bin/under", strings.NewReader("x"), roomclient.UploadOptions{})
+	_, err = c.Upload(ctx, "z.bin/under", strings.NewReader("x"), roomstore.OpenOptions{Exclusive: true})
 	wantErr(t, "Upload below a file", err, roomstore.ErrNotFolder)
-	_, err = c.Upload(ctx, "docs", strings.NewReader("x"), roomclient.UploadOptions{Overwrite: true})
+	_, err = c.Upload(ctx, "docs", strings.NewReader("x"), roomstore.OpenOptions{Overwrite: true})
 	wantErr(t, "Upload onto a folder", err, roomstore.ErrIsFolder)
-	_, err = c.Upload(ctx, "sized", strings.NewReader("four"), roomclient.UploadOptions{Size: 3})
+	_, err = c.Upload(ctx, "sized", strings.NewReader("four"), roomstore.OpenOptions{Exclusive: true, Size: 3})
 	wantErr(t, "Upload longer than its Size", err, fs.ErrInvalid)
-	_, err = c.Upload(ctx, "nil", nil, roomclient.UploadOptions{})
+	_, err = c.Upload(ctx, "nil", nil, roomstore.OpenOptions{Exclusive: true})
 	wantErr(t, "Upload of a nil reader", err, fs.ErrInvalid)
 
 	wantErr(t, "Delete a folder", c.Delete(ctx, "docs"), roomstore.ErrIsFolder)
@@ -233,7 +233,7 @@ func testEvents(t *testing.T, e *env) {
 		t.Fatalf("participant ids %q and %q", a.ParticipantID(), b.ParticipantID())
 	}
 
-	_, err := a.Upload(ctx, "e/one", strings.NewReader("1"), roomclient.UploadOptions{})
+	_, err := a.Upload(ctx, "e/one", strings.NewReader("1"), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
 	ra.expect(t, roomstore.EventFileUpdated, "e/one", "", a.ParticipantID())
 	rb.expect(t, roomstore.EventFileUpdated, "e/one", "", a.ParticipantID())
@@ -246,7 +246,7 @@ func testEvents(t *testing.T, e *env) {
 
 	// Carol's own change reaches her after anything room r1 could have
 	// sent her: the first event she gets must be hers.
-	_, err = c.Upload(ctx, "mine", strings.NewReader("c"), roomclient.UploadOptions{})
+	_, err = c.Upload(ctx, "mine", strings.NewReader("c"), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
 	rc.expect(t, roomstore.EventFileUpdated, "mine", "", c.ParticipantID())
 	rc.none(t)
@@ -257,9 +257,9 @@ func testEvents(t *testing.T, e *env) {
 func testOverwriteRefused(t *testing.T, e *env) {
 	c := e.dial(t, "alice", "r1", roomclient.Options{})
 	ctx := deadline(t)
-	_, err := c.Upload(ctx, "f", strings.NewReader("old"), roomclient.UploadOptions{})
+	_, err := c.Upload(ctx, "f", strings.NewReader("old"), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
-	_, err = c.Upload(ctx, "f", strings.NewReader("new"), roomclient.UploadOptions{})
+	_, err = c.Upload(ctx, "f", strings.NewReader("new"), roomstore.OpenOptions{Exclusive: true})
 	wantErr(t, "Upload onto a file without Overwrite", err, fs.ErrExist)
 	var re *roomclient.Error
 	if !errors.As(err, &re) || re.Code != 409 {
@@ -268,7 +268,7 @@ func testOverwriteRefused(t *testing.T, e *env) {
 	if f, err := c.Download(ctx, "f"); err != nil || string(f.Data) != "old" {
 		t.Fatalf("after the refusal: %v %q, want the old content", err, f.Data)
 	}
-	_, err = c.Upload(ctx, "f", strings.NewReader("new"), roomclient.UploadOptions{Overwrite: true})
+	_, err = c.Upload(ctx, "f", strings.NewReader("new"), roomstore.OpenOptions{Overwrite: true})
 	must(t, err)
 	if f, err := c.Download(ctx, "f"); err != nil || string(f.Data) != "new" {
 		t.Fatalf("after Overwrite: %v %q", err, f.Data)
@@ -287,12 +287,12 @@ func roundTrip(t *testing.T, e *env, size int64) {
 	defer cancel()
 	up := sha256.New()
 	src := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{1}), size), up)
-	ent, err := c.Upload(ctx, "big/blob.bin", src, roomclient.UploadOptions{Size: size})
+	ent, err := c.Upload(ctx, "big/blob.bin", src, roomstore.OpenOptions{Exclusive: true, Size: size})
 	must(t, err)
 	if ent.Size != size {
 		t.Fatalf("uploaded %d bytes, want %d", ent.Size, size)
 	}
-	r, err := c.OpenReader(ctx, "big/blob.bin")
+	r, err := c.OpenReader(ctx, "big/blob.bin", 0, -1)
 	must(t, err)
 	defer r.Close()
 	if r.Size() != size || r.MimeType() != "application/octet-stream" {
@@ -312,7 +312,7 @@ func testWeirdNames(t *testing.T, e *env) {
 	ctx := deadline(t)
 	names := []string{"with space.txt", `quo"te's.txt`, "%41.txt", "what?.txt", "hash#tag", "plus+plus", "emoji 🎉.txt", `back\slash`, "t-/in", "t/in"}
 	for _, n := range names {
-		_, err := c.Upload(ctx, n, strings.NewReader("content of "+n), roomclient.UploadOptions{})
+		_, err := c.Upload(ctx, n, strings.NewReader("content of "+n), roomstore.OpenOptions{Exclusive: true})
 		must(t, err)
 		rc.expect(t, roomstore.EventFileUpdated, n, "", c.ParticipantID())
 	}
@@ -358,7 +358,7 @@ func testInvalidPaths(t *testing.T, e *env) {
 	c := e.dial(t, "alice", "r1", roomclient.Options{})
 	ctx := deadline(t)
 	for _, p := range []string{"", "/", ".", "a/../b", "../x", "./a", "a//b", "trailing/", ".roomstore/x", "a\x00b", "tab\tname", "bad\xffutf8", strings.Repeat("x", 256)} {
-		_, err := c.Upload(ctx, p, strings.NewReader("x"), roomclient.UploadOptions{Overwrite: true})
+		_, err := c.Upload(ctx, p, strings.NewReader("x"), roomstore.OpenOptions{Overwrite: true})
 		wantErr(t, "Upload("+p+")", err, fs.ErrInvalid)
 		if p != "" && p != "/" && p != "." && p != "trailing/" {
 			_, err = c.Stat(ctx, p)
@@ -399,7 +399,7 @@ func testClosedMidUpload(t *testing.T, e *env) {
 	br := &blockingReader{chunk: fill(1, chunk), blocked: make(chan struct{}), release: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Upload(deadline(t), "partial.bin", br, roomclient.UploadOptions{})
+		_, err := c.Upload(deadline(t), "partial.bin", br, roomstore.OpenOptions{Exclusive: true})
 		done <- err
 	}()
 	select {
@@ -463,7 +463,7 @@ func testHandlers(t *testing.T, e *env) {
 	must(t, err)
 	gone.Unsubscribe()
 
-	_, err = c.Upload(ctx, "h", strings.NewReader("x"), roomclient.UploadOptions{})
+	_, err = c.Upload(ctx, "h", strings.NewReader("x"), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
 	must(t, c.Move(ctx, "h", "h2", roomstore.MoveOptions{}))
 	must(t, c.Delete(ctx, "h2"))
@@ -505,14 +505,14 @@ func testReconnect(t *testing.T, e *env) {
 	b := e.dial(t, "bob", "r1", opts)
 	ra, rb := record(t, a), record(t, b)
 	ctx := deadline(t)
-	_, err := a.Upload(ctx, "big", bytes.NewReader(fill(2, 1<<20)), roomclient.UploadOptions{})
+	_, err := a.Upload(ctx, "big", bytes.NewReader(fill(2, 1<<20)), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
 	ra.expect(t, roomstore.EventFileUpdated, "big", "", a.ParticipantID())
 	rb.expect(t, roomstore.EventFileUpdated, "big", "", a.ParticipantID())
 
 	// In flight at the drop: a download half read and an upload whose
 	// reader is blocked.
-	r, err := a.OpenReader(ctx, "big")
+	r, err := a.OpenReader(ctx, "big", 0, -1)
 	must(t, err)
 	defer r.Close()
 	if _, err := io.ReadFull(r, make([]byte, 100<<10)); err != nil {
@@ -521,7 +521,7 @@ func testReconnect(t *testing.T, e *env) {
 	br := &blockingReader{chunk: fill(3, 64<<10), blocked: make(chan struct{}), release: make(chan struct{})}
 	upload := make(chan error, 1)
 	go func() {
-		_, err := b.Upload(ctx, "cut", br, roomclient.UploadOptions{})
+		_, err := b.Upload(ctx, "cut", br, roomstore.OpenOptions{Exclusive: true})
 		upload <- err
 	}()
 	select {
@@ -552,7 +552,7 @@ func testReconnect(t *testing.T, e *env) {
 	if a.ParticipantID() == before || a.ParticipantID() == "" {
 		t.Errorf("participant id %q after reconnecting, was %q", a.ParticipantID(), before)
 	}
-	_, err = b.Upload(ctx, "after", strings.NewReader("x"), roomclient.UploadOptions{})
+	_, err = b.Upload(ctx, "after", strings.NewReader("x"), roomstore.OpenOptions{Exclusive: true})
 	must(t, err)
 	ra.expect(t, roomstore.EventFileUpdated, "after", "", b.ParticipantID())
 	rb.expect(t, roomstore.EventFileUpdated, "after", "", b.ParticipantID())
@@ -571,9 +571,9 @@ func testNoReconnect(t *testing.T, e *env) {
 		_, err := a.Exists(ctx, "x")
 		wantErr(t, "Exists after the drop", err, roomclient.ErrDisconnected)
 	}
-	_, err := a.Upload(ctx, "x", strings.NewReader("x"), roomclient.UploadOptions{})
+	_, err := a.Upload(ctx, "x", strings.NewReader("x"), roomstore.OpenOptions{Exclusive: true})
 	wantErr(t, "Upload after the drop", err, roomclient.ErrDisconnected)
-	_, err = a.OpenReader(ctx, "x")
+	_, err = a.OpenReader(ctx, "x", 0, -1)
 	wantErr(t, "OpenReader after the drop", err, roomclient.ErrDisconnected)
 }
 
@@ -590,9 +590,9 @@ func testPullAhead(t *testing.T, e *env) {
 	for i, size := range []int{1, chunk - 1, chunk, chunk + 1, 2 * chunk, 3*chunk + 7} {
 		data := fill(byte(i), size)
 		p := fmt.Sprintf("ahead/%d.bin", size)
-		_, err := c.Upload(ctx, p, bytes.NewReader(data), roomclient.UploadOptions{})
+		_, err := c.Upload(ctx, p, bytes.NewReader(data), roomstore.OpenOptions{Exclusive: true})
 		must(t, err)
-		r, err := c.OpenReader(ctx, p)
+		r, err := c.OpenReader(ctx, p, 0, -1)
 		must(t, err)
 		var got []byte
 		for {
@@ -610,7 +610,7 @@ func testPullAhead(t *testing.T, e *env) {
 	}
 	// Closed after its first Read: a pull is then in flight.
 	for range 20 { // more than the server's streams per connection
-		r, err := c.OpenReader(ctx, "ahead/196615.bin")
+		r, err := c.OpenReader(ctx, "ahead/196615.bin", 0, -1)
 		must(t, err)
 		if _, err := r.Read(buf); err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -60,6 +61,7 @@ type conn struct {
 	ready       chan struct{} // closed once room_ready and connected arrived
 	gotRoom     bool          // under mu
 	participant string        // under mu until ready, then fixed
+	ext         map[string]bool // the extensions room_ready named; under mu until ready, then fixed
 	readyOnce   sync.Once
 	wg          sync.WaitGroup // reader, pinger
 }
@@ -76,7 +78,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	if c.o.Token != "" {
 		h.Set("Authorization", "Bearer "+c.o.Token)
 	}
-	ws, resp, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{HTTPClient: c.http, HTTPHeader: h})
+	ws, resp, err := websocket.Dial(ctx, withExtensions(c.url), &websocket.DialOptions{HTTPClient: c.http, HTTPHeader: h})
 	if err != nil {
 		c.closeIdle()
 		if resp != nil {
@@ -261,7 +263,17 @@ func (k *conn) dispatch(m *wire.Message) {
 			in.once.Do(func() { close(in.broken) })
 		}
 	case wire.TypeRoomReady:
+		var v struct {
+			Extensions []string `json:"extensions"`
+		}
+		_ = json.Unmarshal(body, &v)
 		k.mu.Lock()
+		if !k.gotRoom {
+			k.ext = map[string]bool{}
+			for _, e := range v.Extensions {
+				k.ext[e] = true
+			}
+		}
 		k.gotRoom = true
 		k.mu.Unlock()
 		k.checkReady()
@@ -291,6 +303,26 @@ func (k *conn) checkReady() {
 	if ok {
 		k.readyOnce.Do(func() { close(k.ready) })
 	}
+}
+
+// has reports whether the server named extension ext in room_ready.
+func (k *conn) has(ext string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.ext[ext]
+}
+
+// withExtensions is the room's URL asking for roomstore's extensions
+// (wire.ExtensionsParam); a server that does not know them ignores it.
+func withExtensions(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	q := u.Query()
+	q.Set(wire.ExtensionsParam, "1")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // participantID is the id the server gave this connection.

@@ -10,7 +10,7 @@
 //	}
 //	defer c.Close()
 //	c.On(roomstore.EventFileUpdated, func(path, participant string) { ... })
-//	_, err = c.Upload(ctx, "notes/today.md", strings.NewReader("- ship it\n"), roomclient.UploadOptions{Overwrite: true})
+//	_, err = c.Upload(ctx, "notes/today.md", strings.NewReader("- ship it\n"), roomstore.OpenOptions{Overwrite: true})
 //
 // The calls mirror the engine's: Exists, Stat, List, Delete, RemoveAll,
 // Move, DownloadURL, Upload, Download and OpenReader (a streaming

@@ -48,7 +48,7 @@ func Example() {
 	c.On(roomstore.EventFileUpdated, func(path, participant string) {
 		updated <- fmt.Sprintf("%s by me: %v", path, participant == c.ParticipantID())
 	})
-	if _, err := c.Upload(ctx, "notes/today.md", strings.NewReader("- ship it\n"), roomclient.UploadOptions{}); err != nil {
+	if _, err := c.Upload(ctx, "notes/today.md", strings.NewReader("- ship it\n"), roomstore.OpenOptions{Exclusive: true}); err != nil {
 		panic(err)
 	}
 	fmt.Println("updated:", <-updated)
@@ -59,7 +59,7 @@ func Example() {
 	}
 	fmt.Printf("%s: %q\n", f.Path, f.Data)
 
-	_, err = c.Upload(ctx, "notes/today.md", strings.NewReader("again"), roomclient.UploadOptions{})
+	_, err = c.Upload(ctx, "notes/today.md", strings.NewReader("again"), roomstore.OpenOptions{Exclusive: true})
 	fmt.Println(errors.Is(err, fs.ErrExist), err)
 	// Output:
 	// updated: notes/today.md by me: true

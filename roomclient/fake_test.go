@@ -255,7 +255,7 @@ func TestADownloadPastItsSizeIsAProtocolError(t *testing.T) {
 	c, err := roomclient.Dial(deadline(t), wsURL(ts), roomclient.Options{Logger: quiet()})
 	must(t, err)
 	defer c.Close()
-	r, err := c.OpenReader(deadline(t), "f")
+	r, err := c.OpenReader(deadline(t), "f", 0, -1)
 	must(t, err)
 	if r.Size() != 3 || r.MimeType() != "text/plain" {
 		t.Errorf("reader %+v %q", r.Entry(), r.MimeType())

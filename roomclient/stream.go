@@ -158,44 +158,38 @@ func (st *stream) chunkError(r reply, expected string) error {
 	return protocolError("a %s %s chunk where %s was expected", r.c.Type, kind, expected)
 }
 
-// UploadOptions say how Upload treats an existing file and what it
-// announces.
-type UploadOptions struct {
-	// Overwrite replaces an existing file. Without it, an existing file
-	// makes Upload fail with fs.ErrExist and stay as it was.
-	Overwrite bool
-	// Size is the number of bytes the reader yields, when known (> 0);
-	// the server then refuses an upload that yields another number. 0
-	// announces no size.
-	Size int64
-	// MimeType is announced to the server (default: from the path's
-	// extension, else application/octet-stream).
-	MimeType string
-}
-
 // Upload streams everything r yields to the file at p, following the
 // server's pull flow control (at most one chunk of Options.ChunkSize in
 // flight), and returns the Entry of the file written: Name, Path and
 // Size (ModTime is zero: the protocol's answer carries none; Stat for
-// it). Nothing is visible before the server has committed the last byte:
-// if r fails, ctx ends, the connection drops or the client is closed, the
+// it). opts mean what they mean to Engine.Upload: Overwrite replaces the
+// file, Exclusive refuses an existing one (fs.ErrExist), neither appends
+// (from a server that speaks roomstore's append extension, as
+// roomserver does; any other yields errors.ErrUnsupported, since the
+// protocol's upload can only create or replace), and Size, when
+// positive, is announced so that the server refuses another number of
+// bytes (and a quota refuses the upload before its first byte). The MIME
+// type announced comes from the path's extension.
+//
+// Nothing is visible before the server has committed the last byte: if r
+// fails, ctx ends, the connection drops or the client is closed, the
 // upload is cancelled and the file keeps its old content. A Read that
 // blocks is not interrupted by ctx (as with io.Copy). Errors are
-// *fs.PathError values of the operation "upload": fs.ErrExist when the
-// file exists and opts.Overwrite is false, fs.ErrInvalid for an invalid
-// path, a nil r or a size that does not match opts.Size,
-// roomstore.ErrIsFolder or ErrNotFolder where a folder is in the way,
-// roomstore.ErrTooManyHandles, r's error wrapped, ctx's error, and
+// *fs.PathError values of the operation "upload": fs.ErrExist,
+// fs.ErrInvalid for an invalid path, a nil r or a size that does not
+// match opts.Size, roomstore.ErrIsFolder or ErrNotFolder where a folder
+// is in the way, roomstore.ErrTooManyHandles, ErrQuotaExceeded,
+// errors.ErrUnsupported, r's error wrapped, ctx's error, and
 // ErrDisconnected.
-func (c *Client) Upload(ctx context.Context, p string, r io.Reader, opts UploadOptions) (roomstore.Entry, error) {
+func (c *Client) Upload(ctx context.Context, p string, r io.Reader, opts roomstore.OpenOptions) (roomstore.Entry, error) {
 	if r == nil {
 		return roomstore.Entry{}, pathError("upload", p, &classError{"nil reader", fs.ErrInvalid})
 	}
-	st, err := c.openStream(ctx, "upload", p, "upload")
+	st, first, err := c.beginUpload(ctx, "upload", p, opts)
 	if err != nil {
 		return roomstore.Entry{}, err
 	}
-	n, err := st.upload(ctx, r, opts, c.o.ChunkSize)
+	n, err := st.pump(ctx, r, first, opts.Size, c.o.ChunkSize)
 	if err != nil {
 		return roomstore.Entry{}, pathError("upload", p, err)
 	}
@@ -203,7 +197,64 @@ func (c *Client) Upload(ctx context.Context, p string, r io.Reader, opts UploadO
 	return roomstore.Entry{Name: path.Base(cp), Path: cp, Size: n}, nil
 }
 
-func (st *stream) upload(ctx context.Context, r io.Reader, opts UploadOptions, chunkSize int) (sent int64, err error) {
+// beginUpload opens an upload stream for op on p and returns it with the
+// server's first pull, once the server has opened the file; a refusal
+// (the file exists, a quota, a right) is returned as the error of op.
+func (c *Client) beginUpload(ctx context.Context, op, p string, opts roomstore.OpenOptions) (*stream, reply, error) {
+	start := map[string]any{"kind": "start", "path": p, "name": path.Base(clean(p)), "size": nil}
+	switch {
+	case opts.Exclusive:
+		start["overwrite"] = false
+	case opts.Overwrite:
+		start["overwrite"] = true
+	default:
+		// Appending is roomstore's extension: a server that does not
+		// speak it would create or refuse instead.
+		if err := checkPath(op, p, p); err != nil {
+			return nil, reply{}, err
+		}
+		k, err := c.conn(op, p)
+		if err != nil {
+			return nil, reply{}, err
+		}
+		if !k.has(wire.ExtAppend) {
+			return nil, reply{}, pathError(op, p, &classError{"appending needs a server that speaks roomstore's append extension: pass Overwrite or Exclusive", errors.ErrUnsupported})
+		}
+		start["overwrite"], start["append"] = false, true
+	}
+	mt := mime.TypeByExtension(path.Ext(p))
+	if mt == "" {
+		mt = "application/octet-stream"
+	}
+	start["mime_type"] = mt
+	if opts.Size > 0 {
+		start["size"] = opts.Size
+	}
+	st, err := c.openStream(ctx, op, p, "upload")
+	if err != nil {
+		return nil, reply{}, err
+	}
+	fail := func(err error) (*stream, reply, error) {
+		st.close(ctx, statusCancelled)
+		return nil, reply{}, pathError(op, p, err)
+	}
+	if err := st.send(ctx, wire.Binary(start), nil); err != nil {
+		return fail(err)
+	}
+	first, err := st.next(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if kind, _ := first.c.Headers["kind"].(string); first.c.Type != wire.KindBinary || kind != "pull" {
+		return fail(st.chunkError(first, "a pull"))
+	}
+	return st, first, nil
+}
+
+// pump answers the server's pulls, the first of which has come, with
+// what r yields, then commits; it returns the bytes sent. Unless it
+// committed, the stream is cancelled, and the server keeps nothing.
+func (st *stream) pump(ctx context.Context, r io.Reader, first reply, size int64, chunkSize int) (sent int64, err error) {
 	committed := false
 	defer func() {
 		if !committed {
@@ -212,28 +263,10 @@ func (st *stream) upload(ctx context.Context, r io.Reader, opts UploadOptions, c
 			st.k.closeInbox(st.id)
 		}
 	}()
-	mt := opts.MimeType
-	if mt == "" {
-		if mt = mime.TypeByExtension(path.Ext(st.p)); mt == "" {
-			mt = "application/octet-stream"
-		}
-	}
-	var size any
-	if opts.Size > 0 {
-		size = opts.Size
-	}
-	start := wire.Binary(map[string]any{"kind": "start", "path": st.p, "overwrite": opts.Overwrite,
-		"name": path.Base(st.p), "mime_type": mt, "size": size})
-	if err := st.send(ctx, start, nil); err != nil {
-		return 0, err
-	}
 	data := wire.Chunk{ToolCallID: st.id, Chunk: wire.Binary(map[string]any{"kind": "data"})}
 	closed := false // the closing chunk went out: the server commits
+	ch := first
 	for {
-		ch, err := st.next(ctx)
-		if err != nil {
-			return sent, err
-		}
 		switch kind, _ := ch.c.Headers["kind"].(string); {
 		case ch.c.Type == wire.KindBinary && kind == "pull" && !closed:
 			n := chunkSize
@@ -266,9 +299,12 @@ func (st *stream) upload(ctx context.Context, r io.Reader, opts UploadOptions, c
 					return sent, err
 				}
 				sent += int64(m)
-				continue // the next pull asks for more, or for the close
+				break // the next pull asks for more, or for the close
 			}
 			msg.Release()
+			if size > 0 && sent != size {
+				return sent, &classError{fmt.Sprintf("%d bytes where %d were announced", sent, size), fs.ErrInvalid}
+			}
 			if err := st.send(ctx, wire.Control("close"), nil); err != nil {
 				return sent, err
 			}
@@ -279,7 +315,118 @@ func (st *stream) upload(ctx context.Context, r io.Reader, opts UploadOptions, c
 		default:
 			return sent, st.chunkError(ch, "a pull, or the close that commits")
 		}
+		if ch, err = st.next(ctx); err != nil {
+			return sent, err
+		}
 	}
+}
+
+// Handle is an open write to one file of the room, made by Open: the
+// remote twin of the engine's Handle, built on the protocol's upload
+// stream (so it works with any server of the 0.30 protocol and later).
+// Its bytes stay invisible until Close commits them; Abort, a Write that
+// fails, the end of Open's context, the connection dropping or the
+// server's idle limit for streams (roomserver.Options.StreamIdle, 2
+// minutes by default) discard them. Write, Close and Abort may be called
+// from several goroutines.
+type Handle struct {
+	p    string
+	pw   *io.PipeWriter
+	done chan struct{} // closed when the upload has ended
+	err  error         // its outcome, set before done closes
+
+	mu       sync.Mutex
+	finished bool // Close or Abort was called
+}
+
+// errAborted ends the upload of an aborted Handle.
+var errAborted = errors.New("handle aborted")
+
+// Open opens the file at p for writing, as Engine.Open: opts.Overwrite
+// replaces it at Close, opts.Exclusive refuses an existing file
+// (fs.ErrExist, at Open), and neither appends at Close (from a server
+// that speaks roomstore's append extension; any other yields
+// errors.ErrUnsupported); a positive opts.Size is announced, so that
+// Close fails when another number of bytes was written. ctx bounds the
+// handle's whole life: when it ends, the handle is aborted. Open returns
+// once the server has opened the file, so that its refusals (a right,
+// a quota, too many handles) are Open's errors, *fs.PathError values of
+// the operation "open".
+func (c *Client) Open(ctx context.Context, p string, opts roomstore.OpenOptions) (*Handle, error) {
+	st, first, err := c.beginUpload(ctx, "open", p, opts)
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	h := &Handle{p: p, pw: pw, done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		_, err := st.pump(ctx, pr, first, opts.Size, c.o.ChunkSize)
+		h.err = err
+		if err == nil {
+			err = fs.ErrClosed // a Write after the commit
+		}
+		_ = pr.CloseWithError(err)
+	}()
+	return h, nil
+}
+
+// Path returns the path the handle writes, as given to Open.
+func (h *Handle) Path() string { return h.p }
+
+// Write stages b: it returns once the upload has taken the bytes (at
+// most a chunk is held in memory; Write waits for the server's next pull
+// beyond that). After a failure of the upload it returns that failure,
+// and after Close or Abort fs.ErrClosed, as *fs.PathError values of the
+// operation "write".
+func (h *Handle) Write(b []byte) (int, error) {
+	n, err := h.pw.Write(b)
+	if err != nil {
+		if errors.Is(err, io.ErrClosedPipe) || err == errAborted {
+			err = fs.ErrClosed
+		}
+		return n, pathError("write", h.p, err)
+	}
+	return n, nil
+}
+
+// Close commits what was written and returns once the server has (the
+// file is then visible, and its event published), or returns why it
+// could not: the upload's failure (the file keeps its old content), or
+// fs.ErrClosed for a handle already closed or aborted; *fs.PathError
+// values of the operation "close".
+func (h *Handle) Close() error {
+	if !h.finish() {
+		return pathError("close", h.p, fs.ErrClosed)
+	}
+	_ = h.pw.Close()
+	<-h.done
+	if h.err != nil {
+		return pathError("close", h.p, h.err)
+	}
+	return nil
+}
+
+// Abort discards what was written: the file keeps its old content. It
+// returns once the server has been told, or fs.ErrClosed (an
+// *fs.PathError of the operation "abort") for a handle already closed or
+// aborted.
+func (h *Handle) Abort() error {
+	if !h.finish() {
+		return pathError("abort", h.p, fs.ErrClosed)
+	}
+	_ = h.pw.CloseWithError(errAborted)
+	<-h.done
+	return nil
+}
+
+// finish marks the handle finished, reporting whether it was open.
+func (h *Handle) finish() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	was := h.finished
+	h.finished = true
+	return !was
 }
 
 // Reader streams one file from the room with the protocol's pull flow
@@ -293,7 +440,10 @@ type Reader struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc // Close cancels with errReaderClosed
 	entry  roomstore.Entry
+	size   int64 // the bytes the server streams
 	mime   string
+	skip   int64 // bytes to drop before the first Read returns any (a range the server did not cut)
+	left   int64 // bytes Read may still return (-1: all)
 
 	mu     sync.Mutex    // Read and Close
 	buf    []byte        // received, not yet read
@@ -311,33 +461,60 @@ type Reader struct {
 	ack   *waiter // the last pull sent, not yet answered
 }
 
-// OpenReader opens the file at p for streaming. ctx bounds the opening
-// and every later Read. The Reader's Entry gives the file's Name, Path and
-// Size as the server announced them (the size of the version it streams)
-// and MimeType its MIME type. A missing file yields fs.ErrNotExist, a
-// folder roomstore.ErrIsFolder, an invalid path fs.ErrInvalid, all as
-// *fs.PathError values of the operation "read", as are the errors of Read.
-func (c *Client) OpenReader(ctx context.Context, p string) (*Reader, error) {
-	return c.openReader(ctx, "read", p)
+// OpenReader opens length bytes of the file at p from offset (length <
+// 0: to the end) for streaming, as Engine.OpenReader. ctx bounds the
+// opening and every later Read. The Reader's Entry gives the file's
+// Name, Path and Size (the whole file's, of the version it streams) and
+// MimeType its MIME type. A server that speaks roomstore's range
+// extension (roomserver) streams only the range; from any other the
+// bytes before offset are read and dropped. A missing file yields
+// fs.ErrNotExist, a folder roomstore.ErrIsFolder, an invalid path or an
+// offset below zero or past the end fs.ErrInvalid, all as *fs.PathError
+// values of the operation "read", as are the errors of Read; a length
+// past the end is cut at the end.
+func (c *Client) OpenReader(ctx context.Context, p string, offset, length int64) (*Reader, error) {
+	if offset < 0 {
+		return nil, pathError("read", p, &classError{fmt.Sprintf("negative offset %d", offset), fs.ErrInvalid})
+	}
+	return c.openReader(ctx, "read", p, offset, length)
 }
 
-func (c *Client) openReader(ctx context.Context, op, p string) (*Reader, error) {
+func (c *Client) openReader(ctx context.Context, op, p string, offset, length int64) (*Reader, error) {
 	st, err := c.openStream(ctx, op, p, "download")
 	if err != nil {
 		return nil, err
 	}
-	rd, err := st.start(ctx, c.o.ChunkSize)
+	ranged := (offset > 0 || length >= 0) && st.k.has(wire.ExtRange)
+	rd, err := st.start(ctx, c.o.ChunkSize, ranged, offset, length)
+	if err == nil && !ranged && offset > rd.entry.Size {
+		err = &classError{fmt.Sprintf("offset %d past the end (%d bytes)", offset, rd.entry.Size), fs.ErrInvalid}
+	}
 	if err != nil {
 		st.close(ctx, statusDone)
 		return nil, pathError(op, p, err)
 	}
 	rd.ctx, rd.cancel = context.WithCancelCause(ctx)
+	rd.left = -1
+	if !ranged {
+		rd.skip = offset
+		if length >= 0 {
+			rd.left = length
+		}
+	}
 	return rd, nil
 }
 
-// start asks for the file and reads the server's start chunk.
-func (st *stream) start(ctx context.Context, chunkSize int) (*Reader, error) {
-	if err := st.send(ctx, wire.Binary(map[string]any{"kind": "start", "path": st.p, "chunk_size": chunkSize}), nil); err != nil {
+// start asks for the file (a range of it, when ranged) and reads the
+// server's start chunk.
+func (st *stream) start(ctx context.Context, chunkSize int, ranged bool, offset, length int64) (*Reader, error) {
+	h := map[string]any{"kind": "start", "path": st.p, "chunk_size": chunkSize}
+	if ranged {
+		h["offset"] = offset
+		if length >= 0 {
+			h["length"] = length
+		}
+	}
+	if err := st.send(ctx, wire.Binary(h), nil); err != nil {
 		return nil, err
 	}
 	ch, err := st.next(ctx)
@@ -357,8 +534,9 @@ func (st *stream) start(ctx context.Context, chunkSize int) (*Reader, error) {
 	if name == "" {
 		name = path.Base(p)
 	}
-	rd := &Reader{st: st, entry: roomstore.Entry{Name: name, Path: p, Size: int64(size)}, mime: mt}
-	// roomserver also names the version streamed; other servers may not.
+	rd := &Reader{st: st, entry: roomstore.Entry{Name: name, Path: p, Size: int64(size)}, size: int64(size), mime: mt}
+	// roomserver also names the version streamed, and the whole file's
+	// size of a range; other servers do not.
 	if etag, ok := ch.c.Headers["etag"].(string); ok {
 		rd.entry.ETag = etag
 	}
@@ -366,6 +544,9 @@ func (st *stream) start(ctx context.Context, chunkSize int) (*Reader, error) {
 		if t, err := time.Parse(time.RFC3339Nano, at); err == nil {
 			rd.entry.ModTime = t
 		}
+	}
+	if n, ok := ch.c.Headers["total_size"].(float64); ok && n >= size && n == float64(int64(n)) {
+		rd.entry.Size = int64(n)
 	}
 	if n, ok := ch.c.Headers["chunk_size"].(float64); ok && n >= 1 && n == float64(int64(n)) {
 		rd.chunk = int64(n)
@@ -397,11 +578,32 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if r.closed {
 		return 0, pathError("read", r.st.p, errReaderClosed)
 	}
+	for r.skip > 0 && r.err == nil {
+		if len(r.buf) == 0 {
+			if r.err = r.pull(); r.err != nil {
+				break
+			}
+		}
+		n := int(min(int64(len(r.buf)), r.skip))
+		r.buf, r.skip = r.buf[n:], r.skip-int64(n)
+		if len(r.buf) == 0 {
+			r.release()
+		}
+	}
+	if r.left == 0 {
+		return 0, io.EOF
+	}
 	if len(r.buf) == 0 && r.err == nil {
 		r.err = r.pull()
 	}
 	if len(r.buf) > 0 {
+		if r.left > 0 && int64(len(p)) > r.left {
+			p = p[:r.left]
+		}
 		n := copy(p, r.buf)
+		if r.left > 0 {
+			r.left -= int64(n)
+		}
 		r.buf = r.buf[n:]
 		if len(r.buf) == 0 {
 			r.release()
@@ -423,7 +625,7 @@ var errReaderClosed error = &classError{"reader closed", fs.ErrClosed}
 // announced byte has arrived, or the failure (an *fs.PathError).
 func (r *Reader) pull() error {
 	fail := func(err error) error { return pathError("read", r.st.p, err) }
-	if r.got >= r.entry.Size {
+	if r.got >= r.size {
 		if r.ack != nil {
 			// Pulls never run past the size announced; one that did is
 			// the server's chunks breaking the size it announced.
@@ -446,7 +648,7 @@ func (r *Reader) pull() error {
 		if err != nil {
 			return fail(err)
 		}
-		if r.chunk > 0 && r.asked < r.entry.Size {
+		if r.chunk > 0 && r.asked < r.size {
 			if err := r.postPull(); err != nil {
 				return fail(err)
 			}
@@ -459,8 +661,8 @@ func (r *Reader) pull() error {
 	switch kind, _ := ch.c.Headers["kind"].(string); {
 	case ch.c.Type == wire.KindBinary && kind == "data":
 		r.pulls--
-		if int64(len(ch.data)) > r.entry.Size-r.got {
-			return fail(protocolError("more bytes than the %d announced", r.entry.Size))
+		if int64(len(ch.data)) > r.size-r.got {
+			return fail(protocolError("more bytes than the %d announced", r.size))
 		}
 		if len(ch.data) == 0 {
 			return fail(protocolError("an empty data chunk"))
@@ -469,7 +671,7 @@ func (r *Reader) pull() error {
 		r.buf, r.msg = ch.data, ch.msg
 		return nil
 	case ch.c.Type == wire.KindControl && ch.c.Method == "close":
-		return fail(fmt.Errorf("the download ended after %d of %d bytes: %w", r.got, r.entry.Size, io.ErrUnexpectedEOF))
+		return fail(fmt.Errorf("the download ended after %d of %d bytes: %w", r.got, r.size, io.ErrUnexpectedEOF))
 	default:
 		return fail(r.st.chunkError(ch, "data"))
 	}
@@ -525,12 +727,12 @@ func (r *Reader) Close() error {
 // for files too big to hold in memory. Errors are those of OpenReader
 // and Read, under the operation "download".
 func (c *Client) Download(ctx context.Context, p string) (*roomstore.File, error) {
-	r, err := c.openReader(ctx, "download", p)
+	r, err := c.openReader(ctx, "download", p, 0, -1)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	buf := bytes.NewBuffer(make([]byte, 0, min(r.entry.Size, 64<<20)+bytes.MinRead))
+	buf := bytes.NewBuffer(make([]byte, 0, min(r.size, 64<<20)+bytes.MinRead))
 	if _, err := buf.ReadFrom(r); err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {

@@ -106,8 +106,9 @@ func sentinelText(err error) string {
 	return "error"
 }
 
-// call runs one simple storage call.
-func (c *conn) call(tool string, args json.RawMessage) wire.Content {
+// call runs one simple storage call; legacy answers as the handle era
+// did (see legacy.go).
+func (c *conn) call(tool string, args json.RawMessage, legacy bool) wire.Content {
 	var a struct {
 		Path            *string `json:"path"`
 		Recursive       *bool   `json:"recursive"`
@@ -148,6 +149,10 @@ func (c *conn) call(tool string, args json.RawMessage) wire.Content {
 			if err != nil {
 				return wire.Content{}, err
 			}
+			if legacy {
+				le := legacyEntryOf(ent)
+				return wire.JSONOf(wire.LegacyStat{Exists: true, LegacyEntry: &le}), nil
+			}
 			we := entryOf(ent)
 			return wire.JSONOf(wire.Stat{Exists: true, Entry: &we}), nil
 		case "list":
@@ -165,6 +170,13 @@ func (c *conn) call(tool string, args json.RawMessage) wire.Content {
 			if err != nil {
 				return wire.Content{}, err
 			}
+			if legacy {
+				files := make([]wire.LegacyEntry, len(ents))
+				for i, ent := range ents {
+					files[i] = legacyEntryOf(ent)
+				}
+				return wire.JSONOf(map[string]any{"files": files}), nil
+			}
 			files := make([]wire.Entry, len(ents))
 			for i, ent := range ents {
 				files[i] = entryOf(ent)
@@ -175,10 +187,14 @@ func (c *conn) call(tool string, args json.RawMessage) wire.Content {
 			if !ok {
 				return wire.Content{}, badRequest("storage.delete needs a path")
 			}
-			if a.Recursive != nil && *a.Recursive {
-				return wire.Empty(), asOp("delete", e.RemoveAll(ctx, p))
+			done := wire.Empty()
+			if legacy {
+				done = wire.JSONOf(struct{}{}) // the Dart client casts it to a JSON body
 			}
-			return wire.Empty(), e.Delete(ctx, p)
+			if a.Recursive != nil && *a.Recursive {
+				return done, asOp("delete", e.RemoveAll(ctx, p))
+			}
+			return done, e.Delete(ctx, p)
 		case "move":
 			if a.SourcePath == nil || a.DestinationPath == nil {
 				return wire.Content{}, badRequest("storage.move needs source_path and destination_path")

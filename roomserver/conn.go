@@ -39,6 +39,15 @@ type conn struct {
 	id    string
 	ident Identity
 	idst  *identity // the budgets it shares with its identity's other connections
+	greet greeting
+	// extras: the client asked for roomstore's extensions
+	// (wire.ExtensionsParam), and gets the fields and messages MeshAgent
+	// clients are never sent.
+	extras bool
+	// legacy is set by the first handle-era message: the client then gets
+	// a move as the deletion of its source and the update of its
+	// destination, the events its generation knows.
+	legacy atomic.Bool
 
 	ctx    context.Context  // ends when the connection does
 	ectx   context.Context  // ctx with the participant and its policy, for the engine
@@ -51,7 +60,9 @@ type conn struct {
 
 	mu      sync.Mutex
 	streams map[string]*stream
-	work    sync.WaitGroup // calls and streams
+	handles map[string]*legacyHandle // the handle-era handles it opened, by id
+	opening int                      // handles being opened
+	work    sync.WaitGroup           // calls and streams
 
 	closeOnce sync.Once
 	closer    sync.WaitGroup // the close handshake under way
@@ -78,14 +89,16 @@ type conn struct {
 	pinging     sync.WaitGroup
 }
 
-func newConn(s *Server, rm *room, ws *websocket.Conn, ident Identity, idst *identity) *conn {
+func newConn(s *Server, rm *room, ws *websocket.Conn, ident Identity, idst *identity, greet greeting) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
 		s: s, rm: rm, ws: ws, id: participantID(), ident: ident, idst: idst,
+		greet: greet, extras: greet.extensions,
 		ctx: ctx, cancel: cancel,
 		buf:     newSendBuffer(int64(s.o.SendBuffer)),
 		reqs:    make(chan struct{}, s.o.MaxRequests),
 		streams: map[string]*stream{},
+		handles: map[string]*legacyHandle{},
 	}
 	c.ectx = roomstore.WithParticipant(ctx, c.id)
 	if ident.Policy != nil || !ident.Expires.IsZero() {
@@ -191,7 +204,11 @@ func (c *conn) serve() {
 	// Joined before the greetings: a client acts on connected at once, and
 	// must not miss the events of its first calls.
 	c.rm.join(c)
-	c.sendJSON(wire.TypeRoomReady, map[string]any{"room_name": c.rm.name, "session_id": c.id})
+	ready := map[string]any{"room_name": c.rm.name, "room_url": c.greet.roomURL, "session_id": c.id}
+	if c.extras {
+		ready["extensions"] = extensions
+	}
+	c.sendJSON(wire.TypeRoomReady, ready)
 	c.sendJSON(wire.TypeConnected, map[string]any{"type": "init", "participantId": c.id, "attributes": attrs})
 
 	err := c.reader()
@@ -341,8 +358,11 @@ func (c *conn) reader() error {
 // returned.
 func (c *conn) dispatch(m *wire.Message) error {
 	switch m.Type {
-	case wire.TypeResponse:
-		return c.charge() // the server sends no requests; a stray answer is ignored
+	case wire.TypeResponse, wire.TypeSetAttributes:
+		// The server sends no requests, so a stray answer is ignored; so
+		// are a participant's attributes, which older clients send after
+		// connected and expect no answer to.
+		return c.charge()
 	case wire.TypeInvokeTool:
 		body, payload, err := m.Split()
 		if err != nil {
@@ -364,6 +384,9 @@ func (c *conn) dispatch(m *wire.Message) error {
 		}
 		return c.chunk(m, ch, payload)
 	default:
+		if isLegacy(m.Type) {
+			return c.legacyCall(m)
+		}
 		return c.refuse(m.ID, wire.Error(400, fmt.Sprintf("unsupported message type %q", truncate(m.Type, 64))))
 	}
 }
@@ -392,20 +415,11 @@ func (c *conn) charge() error {
 // the client sends without waiting for the open) find it; a simple call
 // runs on its own, bounded by MaxRequests.
 func (c *conn) invoke(id uint64, req wire.InvokeTool, payload []byte) error {
-	if !c.s.lim.allowCall(c.idst) {
-		if err := c.reply(id, wire.Error(CodeTooMany, fmt.Sprintf("rate limited: at most %g calls a second", c.s.o.CallRate)), nil); err != nil {
-			return err
-		}
-		return c.pause()
+	if ok, err := c.admit(id); !ok {
+		return err
 	}
 	if req.Toolkit != "storage" {
 		return c.reply(id, wire.Error(404, fmt.Sprintf("no toolkit %q", truncate(req.Toolkit, 64))), nil)
-	}
-	if c.s.draining() {
-		return c.reply(id, wire.Error(503, "server shutting down"), nil)
-	}
-	if c.expired() {
-		return c.reply(id, wire.Error(CodeForbidden, "token expired"), nil)
 	}
 	if req.Arguments.Type == wire.KindControl && req.Arguments.Method == "open" {
 		return c.openStream(id, req)
@@ -413,6 +427,13 @@ func (c *conn) invoke(id uint64, req wire.InvokeTool, payload []byte) error {
 	if req.Arguments.Type != wire.KindJSON {
 		return c.reply(id, wire.Error(400, fmt.Sprintf("storage.%s takes JSON arguments", truncate(req.Tool, 64))), nil)
 	}
+	return c.spawn(id, req.Tool == "list", func() wire.Content { return c.call(req.Tool, req.Arguments.JSON, false) })
+}
+
+// spawn runs a simple call on its own goroutine, bounded by MaxRequests
+// (past them the connection waits), and answers request id with what it
+// returns, unless that is no content: run then sent the reply itself.
+func (c *conn) spawn(id uint64, list bool, run func() wire.Content) error {
 	select {
 	case c.reqs <- struct{}{}:
 	case <-c.ctx.Done():
@@ -422,7 +443,7 @@ func (c *conn) invoke(id uint64, req wire.InvokeTool, payload []byte) error {
 	go func() {
 		defer c.work.Done()
 		defer func() { <-c.reqs }()
-		if req.Tool == "list" {
+		if list {
 			// A list's reply is built whole: one identity holds two at
 			// most, from the start of the listing until the reply has its
 			// place in the send buffer.
@@ -433,10 +454,31 @@ func (c *conn) invoke(id uint64, req wire.InvokeTool, payload []byte) error {
 			}
 			defer func() { <-c.idst.lists }()
 		}
-		res := c.call(req.Tool, req.Arguments.JSON)
-		_ = c.reply(id, res, nil)
+		if res := run(); res.Type != "" { // else run sent its reply itself
+			_ = c.reply(id, res, nil)
+		}
 	}()
 	return nil
+}
+
+// admit takes a call from the identity's rate for request id, or answers
+// it: past the rate (429, and the connection pauses), while the server
+// shuts down (503), once the token has ended (403). It reports whether
+// the call may run, and a connection-level failure.
+func (c *conn) admit(id uint64) (bool, error) {
+	if !c.s.lim.allowCall(c.idst) {
+		if err := c.reply(id, wire.Error(CodeTooMany, fmt.Sprintf("rate limited: at most %g calls a second", c.s.o.CallRate)), nil); err != nil {
+			return false, err
+		}
+		return false, c.pause()
+	}
+	if c.s.draining() {
+		return false, c.reply(id, wire.Error(503, "server shutting down"), nil)
+	}
+	if c.expired() {
+		return false, c.reply(id, wire.Error(CodeForbidden, "token expired"), nil)
+	}
+	return true, nil
 }
 
 // Bounds of the pause of a connection whose identity spent its calls.
@@ -476,7 +518,7 @@ func (c *conn) openStream(id uint64, req wire.InvokeTool) error {
 		c.mu.Unlock()
 		return c.reply(id, wire.Error(409, "tool_call_id already in use"), nil)
 	}
-	if len(c.streams) >= c.s.o.MaxStreams {
+	if len(c.streams)+len(c.handles)+c.opening >= c.s.o.MaxStreams {
 		c.mu.Unlock()
 		c.s.lim.refuse(BudgetStreams)
 		return c.reply(id, wire.Error(429, fmt.Sprintf("too many streams (at most %d per connection)", c.s.o.MaxStreams)), nil)
@@ -657,28 +699,61 @@ func (c *conn) enqueueLocked(m outMsg) {
 // queued events hold is their place in its queue: they are counted apart
 // from the send buffer, which replies and download chunks may fill
 // without an event ever finding it full. An event that finds SendQueue
-// events waiting already is dropped for this participant and counted;
-// it is told how many it lost (storage.events.overflow {dropped}) before
-// its next event, or once its queue holds no event, so that it re-lists
-// rather than being disconnected by a burst of changes. A participant
-// that stops reading altogether is dropped after WriteTimeout.
+// events waiting already is lost for this participant (see lose). A
+// participant that stops reading altogether is dropped after
+// WriteTimeout.
 func (c *conn) trySend(m wire.Encoded) {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
 	if c.ctx.Err() != nil {
 		return
 	}
-	if c.lost > 0 && c.events < c.s.o.SendQueue {
+	if c.lost > 0 && c.extras && c.events < c.s.o.SendQueue {
 		c.tellLossLocked()
 	}
 	if c.lost > 0 || c.events >= c.s.o.SendQueue {
-		if c.lost == 0 {
-			c.s.logRefusal(BudgetSendBuffer, "a slow participant lost events", "room", c.rm.name, "participant", c.id, "queue", c.s.o.SendQueue)
-		}
-		c.lost++
+		c.loseLocked(1, true)
 		return
 	}
 	c.enqueueLocked(outMsg{m: m, event: true})
+}
+
+// lose records n events lost for the participant (a full queue here, or
+// the room's own subscription overflowing). A client that asked for
+// roomstore's extensions is told how many (storage.events.overflow
+// {dropped}) before its next event, or once its queue holds no event, so
+// that it re-lists rather than being disconnected by a burst of changes.
+// Any other client cannot be told (MeshAgent clients know no such
+// message, and the strict ones refuse unknown ones): its connection is
+// closed with 1013 after the events queued before the loss, so that it
+// reconnects and re-lists rather than believe a view that is wrong.
+func (c *conn) lose(n uint64) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if c.ctx.Err() == nil {
+		c.loseLocked(n, false)
+	}
+}
+
+// loseLocked is lose with c.qmu held, on a live connection; slow tells
+// that the participant's own queue was full, which counts against its
+// send buffer's budget.
+func (c *conn) loseLocked(n uint64, slow bool) {
+	first := c.lost == 0
+	c.lost += n
+	if !first {
+		return
+	}
+	if slow {
+		c.s.logRefusal(BudgetSendBuffer, "a slow participant lost events", "room", c.rm.name, "participant", c.id, "queue", c.s.o.SendQueue)
+	}
+	if c.extras {
+		if c.events < c.s.o.SendQueue {
+			c.tellLossLocked() // an overflow of the room's own, told at once
+		}
+		return
+	}
+	c.enqueueLocked(outMsg{closing: true, closeCode: websocket.StatusTryAgainLater, closeReason: "events lost: reconnect and re-list"})
 }
 
 // tellLossLocked queues the notice of the events lost (c.lost > 0) and
@@ -748,7 +823,7 @@ func (c *conn) pop() (outMsg, bool) {
 	c.queue = c.queue[1:]
 	if m.event {
 		c.events--
-		if c.events == 0 && c.lost > 0 {
+		if c.events == 0 && c.lost > 0 && c.extras {
 			c.tellLossLocked() // after m, every event before the loss
 		}
 	}

@@ -98,9 +98,9 @@ func Example_policy() {
 		panic(err)
 	}
 	defer ann.Close()
-	_, err = ann.Upload(ctx, "home/ann/plan.md", strings.NewReader("# plan"), roomclient.UploadOptions{})
+	_, err = ann.Upload(ctx, "home/ann/plan.md", strings.NewReader("# plan"), roomstore.OpenOptions{Exclusive: true})
 	fmt.Println("ann writes her home:", err)
-	_, err = ann.Upload(ctx, "home/bob/plan.md", strings.NewReader("# mine now"), roomclient.UploadOptions{})
+	_, err = ann.Upload(ctx, "home/bob/plan.md", strings.NewReader("# mine now"), roomstore.OpenOptions{Exclusive: true})
 	fmt.Println("ann writes bob's home:", err)
 
 	deny.mu.Lock()

@@ -13,18 +13,23 @@ import (
 	"github.com/roomstore/roomstore/internal/wire"
 )
 
-// The engine's overflow marker reaches participants as
-// storage.events.overflow, with the count lost, so that they re-list.
+// The engine's overflow marker reaches participants that asked for
+// roomstore's extensions as storage.events.overflow, with the count
+// lost, so that they re-list; any other participant is closed with 1013,
+// so that it reconnects and re-lists.
 func TestOverflowIsForwarded(t *testing.T) {
 	s := &Server{o: Options{SendQueue: 4}}
 	s.o.defaults()
 	s.log = s.o.Logger
+	s.lim = newLimits(&s.o)
 	rm := &room{name: "r", conns: map[*conn]struct{}{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// writing set: the test reads the queue itself, no writer starts.
-	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
+	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, extras: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
+	strict := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
 	rm.join(c)
+	rm.join(strict)
 	rm.fanout(events.Event{Type: roomstore.EventOverflow, Dropped: 7, Time: time.Now()})
 	rm.fanout(events.Event{Type: "something.else"})
 	if len(c.queue) != 1 {
@@ -46,6 +51,51 @@ func TestOverflowIsForwarded(t *testing.T) {
 			t.Fatalf("got %s %s %v", msg.Type, body, err)
 		}
 	}
+	if len(strict.queue) != 1 || !strict.queue[0].closing || strict.queue[0].closeCode != 1013 {
+		t.Fatalf("the participant without extensions got %+v, want a close with 1013", strict.queue)
+	}
+	if n := s.Stats().Refused[BudgetSendBuffer]; n != 0 {
+		t.Errorf("the room's own overflow counted %d against participants' send buffers", n)
+	}
+}
+
+// A participant that did not ask for roomstore's extensions cannot be
+// told of a loss: it gets the events queued before it, then a close with
+// 1013, and nothing after.
+func TestAStrictParticipantThatLosesEventsIsClosedAfterWhatCameBefore(t *testing.T) {
+	s := &Server{o: Options{SendQueue: 2, Logger: slog.New(slog.DiscardHandler)}}
+	s.o.defaults()
+	s.log = s.o.Logger
+	s.lim = newLimits(&s.o)
+	rm := &room{name: "r", conns: map[*conn]struct{}{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
+	for i := 1; i <= 5; i++ { // 1 and 2 queued, 3 lost: the close; 4 and 5 lost
+		m, err := wire.Encode(uint64(i), wire.TypeFileUpdated, wire.FileEvent{Path: fmt.Sprint(i)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.trySend(m)
+	}
+	var got []string
+	for {
+		m, ok := c.pop()
+		if !ok {
+			break
+		}
+		if m.closing {
+			got = append(got, fmt.Sprint("close ", int(m.closeCode)))
+			continue
+		}
+		got = append(got, describe(t, m.m))
+	}
+	if want := []string{"1", "2", "close 1013"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("the participant got %v, want %v", got, want)
+	}
+	if n := s.Stats().Refused[BudgetSendBuffer]; n != 1 {
+		t.Fatalf("%d losses counted, want 1", n)
+	}
 }
 
 // Events lost to a full queue are told in order: the notice goes out
@@ -59,7 +109,7 @@ func TestLostEventsAreToldInOrder(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// writing set: the test takes the messages itself, no writer starts.
-	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
+	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, extras: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
 	event := func(i int) wire.Encoded {
 		m, err := wire.Encode(uint64(i), wire.TypeFileUpdated, wire.FileEvent{Path: fmt.Sprint(i)}, nil)
 		if err != nil {

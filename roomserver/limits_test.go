@@ -60,7 +60,8 @@ func TestASlowReaderLosesCountedEventsAndNeverStallsTheRoom(t *testing.T) {
 		o.WriteTimeout = 5 * time.Minute // reading late is not stopping
 		o.Logger = slog.New(watch)
 	})
-	slow := f.dial("r1", "slow") // does not read until the loss
+	slow := f.dialExt("r1", "slow") // does not read until the loss
+	plain := f.dial("r1", "plain")  // neither; asked for no extensions
 	fast := f.dial("r1", "fast")
 	e := f.engine("r1")
 	ctx := roomstore.WithParticipant(t.Context(), "writer")
@@ -75,15 +76,20 @@ func TestASlowReaderLosesCountedEventsAndNeverStallsTheRoom(t *testing.T) {
 	}
 	deadline := time.After(60 * time.Second)
 	events := 0
-	for lost := false; !lost; events++ {
+	// Until both participants that do not read have lost events, each
+	// counted once.
+	for ; f.srv.Stats().Refused[roomserver.BudgetSendBuffer] < 2; events++ {
 		select {
-		case <-watch.seen["a slow participant lost events"]:
-			lost = true
 		case <-deadline:
-			t.Fatalf("the slow participant never lost an event after %d", events)
+			t.Fatalf("the slow participants never lost an event after %d", events)
 		default:
 		}
 		upload(events)
+	}
+	select {
+	case <-watch.seen["a slow participant lost events"]:
+	default:
+		t.Fatal("the loss was not logged")
 	}
 	const after = 5 // events past the loss
 	for i := range after {
@@ -115,6 +121,29 @@ func TestASlowReaderLosesCountedEventsAndNeverStallsTheRoom(t *testing.T) {
 		t.Fatalf("the slow participant got %d events and %d notices of %d lost, of %d", got, notices, dropped, events)
 	}
 	t.Logf("%d events: %d delivered, %d lost in %d notices", events, got, dropped, notices)
+	// The participant that asked for no extensions cannot be told: it
+	// gets what was queued before its loss, then a close with 1013.
+	ctx2, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	plainGot := 0
+	for {
+		m, err := plain.read(ctx2)
+		if err != nil {
+			if code := websocket.CloseStatus(err); code != websocket.StatusTryAgainLater || ctx2.Err() != nil {
+				t.Fatalf("the plain participant ended with %v (code %d), want a close with 1013", err, code)
+			}
+			break
+		}
+		switch m.Type {
+		case wire.TypeFileUpdated:
+			plainGot++
+		case wire.TypeEventsOverflow:
+			t.Fatalf("%s sent to a participant that did not ask for it", m.Type)
+		}
+	}
+	if plainGot == 0 || plainGot >= events {
+		t.Fatalf("the plain participant got %d of %d events before its close", plainGot, events)
+	}
 	// Both are still served.
 	for i, p := range []*raw{slow, fast} {
 		if c := p.upload("u", fmt.Sprintf("after%d.txt", i), []byte("x"), false); c.Method != "close" {
@@ -132,7 +161,7 @@ func TestAParticipantThatStopsReadingIsDropped(t *testing.T) {
 		o.WriteTimeout = 200 * time.Millisecond
 		o.Logger = slog.New(watch)
 	})
-	stuck := f.dial("r1", "stuck") // never reads from here on
+	stuck := f.dialExt("r1", "stuck") // never reads from here on
 	fast := f.dial("r1", "fast")
 	e := f.engine("r1")
 	ctx := roomstore.WithParticipant(t.Context(), "writer")

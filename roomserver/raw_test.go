@@ -192,6 +192,17 @@ func (f *fixture) dial(room, name string) *raw {
 	return r
 }
 
+// dialExt is dial for a client that asks for roomstore's extensions,
+// as roomclient does.
+func (f *fixture) dialExt(room, name string) *raw {
+	f.t.Helper()
+	r, resp, err := f.tryDial(room, "?token="+token(f.t, name, room, time.Hour)+"&"+wire.ExtensionsParam+"=1", nil, nil)
+	if err != nil {
+		f.t.Fatalf("dial %s: %v (%v)", room, err, resp)
+	}
+	return r
+}
+
 func (f *fixture) tryDial(room, query string, hdr http.Header, protos []string) (*raw, *http.Response, error) {
 	ctx, cancel := context.WithTimeout(f.t.Context(), 10*time.Second)
 	defer cancel()

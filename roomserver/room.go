@@ -255,8 +255,8 @@ const (
 
 // fanout sends one engine event to every participant of the room that
 // may read its path. It never waits: a participant whose queue is full
-// loses the event, and is told so (see conn.trySend). Each form of the event is encoded once, and its frames
-// are shared by the participants that get it.
+// loses the event (see conn.lose). Each form of the event is encoded
+// once, and its frames are shared by the participants that get it.
 func (rm *room) fanout(ev events.Event) {
 	switch ev.Type {
 	case roomstore.EventFileUpdated, roomstore.EventFileDeleted, roomstore.EventFileMoved, roomstore.EventOverflow:
@@ -269,20 +269,41 @@ func (rm *room) fanout(ev events.Event) {
 		conns = append(conns, c)
 	}
 	rm.mu.Unlock()
+	if ev.Type == roomstore.EventOverflow {
+		// The room's own subscription lost events: so did everyone.
+		for _, c := range conns {
+			c.lose(max(ev.Dropped, 1))
+		}
+		return
+	}
 	var forms [4]*wire.Encoded
+	form := func(v view) *wire.Encoded {
+		if forms[v] == nil {
+			m, err := rm.encode(ev, v)
+			if err != nil {
+				return nil
+			}
+			forms[v] = &m
+		}
+		return forms[v]
+	}
 	for _, c := range conns {
 		v := c.view(ev)
 		if v == viewNone {
 			continue
 		}
-		if forms[v] == nil {
-			m, err := rm.encode(ev, v)
-			if err != nil {
-				return
+		if v == viewWhole && ev.Type == roomstore.EventFileMoved && c.legacy.Load() {
+			// The handle era knows no move: its source was deleted, its
+			// destination updated.
+			if d, u := form(viewDeleted), form(viewUpdated); d != nil && u != nil {
+				c.trySend(*d)
+				c.trySend(*u)
 			}
-			forms[v] = &m
+			continue
 		}
-		c.trySend(*forms[v])
+		if m := form(v); m != nil {
+			c.trySend(*m)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/internal/batchconn"
+	"github.com/roomstore/roomstore/internal/wire"
 )
 
 // Resolver returns the engine of a room, opening it on first use. The
@@ -152,6 +154,12 @@ type Options struct {
 	// OriginPatterns lists the hosts browsers may connect from besides
 	// the server's own (see websocket.AcceptOptions).
 	OriginPatterns []string
+	// PublicURL is the base URL participants reach the server at (http,
+	// https, ws or wss; a server mounted below a prefix names it), from
+	// which room_ready's room_url is made: its ws or wss form followed by
+	// rooms/{room}. Empty: the URL the participant connected to, without
+	// its query.
+	PublicURL string
 }
 
 func (o *Options) defaults() {
@@ -276,6 +284,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token, subprotocol := tokenOf(r)
+	greet := greeting{roomURL: s.roomURL(r, name), extensions: r.URL.Query().Get(wire.ExtensionsParam) == "1"}
 	ident := Identity{Name: "anonymous", Attributes: map[string]any{"name": "anonymous"}}
 	switch {
 	case token == "" && s.o.Insecure:
@@ -336,7 +345,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(int64(s.o.MaxMessageSize) + 16 + 256)
-	c := newConn(s, rm, ws, ident, idst)
+	c := newConn(s, rm, ws, ident, idst, greet)
 	admitted = false // the connection leaves when it ends
 	if !s.track(c) {
 		_ = ws.Close(websocket.StatusGoingAway, "server shutting down")
@@ -349,6 +358,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// lets go of the request and its response buffers: an idle
 	// participant then holds its reader's goroutine and little else.
 	go c.serve()
+}
+
+// greeting is what a connection's request says of how to greet it.
+type greeting struct {
+	roomURL    string
+	extensions bool // the client asked for roomstore's extensions (wire.ExtensionsParam)
+}
+
+// roomURL is the URL of the room as room_ready names it: Options.PublicURL's
+// ws or wss form followed by rooms/{room}, else the URL the request came
+// to, without its query.
+func (s *Server) roomURL(r *http.Request, name string) string {
+	if base := s.o.PublicURL; base != "" {
+		for from, to := range map[string]string{"http://": "ws://", "https://": "wss://"} {
+			if rest, ok := strings.CutPrefix(base, from); ok {
+				base = to + rest
+			}
+		}
+		return strings.TrimSuffix(base, "/") + "/rooms/" + url.PathEscape(name)
+	}
+	scheme := "ws"
+	if r.TLS != nil {
+		scheme = "wss"
+	}
+	return (&url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path}).String()
 }
 
 // refuseHTTP answers a request the server refuses, and closes its

@@ -114,6 +114,8 @@ func (st *stream) upload(h map[string]any) {
 		return
 	}
 	overwrite, _ := h["overwrite"].(bool)
+	appending, _ := h["append"].(bool) // wire.ExtAppend
+	opts := roomstore.OpenOptions{Overwrite: overwrite, Exclusive: !overwrite && !appending}
 	want := int64(-1)
 	if n, ok := h["size"].(float64); ok {
 		if n < 0 || n != float64(int64(n)) {
@@ -130,7 +132,8 @@ func (st *stream) upload(h map[string]any) {
 		return
 	}
 	defer st.c.rm.dropHandle(st.c.idst.name)
-	hd, err := e.Open(ctx, p, roomstore.OpenOptions{Overwrite: overwrite, Exclusive: !overwrite, Size: max(want, 0)})
+	opts.Size = max(want, 0)
+	hd, err := e.Open(ctx, p, opts)
 	if err != nil {
 		st.fail(asOp("upload", err))
 		return
@@ -223,24 +226,42 @@ func (st *stream) download(h map[string]any) {
 	if n, ok := h["chunk_size"].(float64); ok && n >= 1 {
 		size = int(min(n, float64(min(maxDownloadChunk, st.c.s.o.MaxMessageSize-64<<10))))
 	}
-	r, err := st.c.rm.eng.OpenReader(st.c.engineCtx(), p, 0, -1)
+	// wire.ExtRange: a range of the file rather than all of it.
+	offset, length := int64(0), int64(-1)
+	for key, v := range map[string]*int64{"offset": &offset, "length": &length} {
+		if n, ok := h[key].(float64); ok {
+			if n < 0 || n != float64(int64(n)) {
+				st.fail(badRequest("download " + key + " must be a whole number of bytes"))
+				return
+			}
+			*v = int64(n)
+		}
+	}
+	r, err := st.c.rm.eng.OpenReader(st.c.engineCtx(), p, offset, length)
 	if err != nil {
 		st.fail(asOp("download", err))
 		return
 	}
 	defer r.Close()
 	ent := r.Entry()
-	mt := r.MimeType()
-	// chunk_size tells the client how much each pull brings, so that it
-	// may pull the next chunk before this one has arrived.
-	start := map[string]any{"kind": "start", "name": path.Base(ent.Path), "mime_type": mt, "size": ent.Size, "etag": ent.ETag, "chunk_size": size}
-	if !ent.ModTime.IsZero() {
-		start["updated_at"] = ent.ModTime.UTC().Format(time.RFC3339Nano)
+	left := ent.Size - offset
+	if length >= 0 {
+		left = min(left, length)
+	}
+	// Exactly the fields MeshAgent's clients know (the strict ones refuse
+	// any other), unless the client asked for roomstore's extensions:
+	// the version streamed, and chunk_size, how much each pull brings,
+	// so that the client may pull the next chunk before this one came.
+	start := map[string]any{"kind": "start", "name": path.Base(ent.Path), "mime_type": r.MimeType(), "size": left}
+	if st.c.extras {
+		start["etag"], start["chunk_size"], start["total_size"] = ent.ETag, size, ent.Size
+		if !ent.ModTime.IsZero() {
+			start["updated_at"] = ent.ModTime.UTC().Format(time.RFC3339Nano)
+		}
 	}
 	if st.respond(wire.Binary(start), nil) != nil {
 		return
 	}
-	left := ent.Size
 	data := wire.Chunk{ToolCallID: st.id, Chunk: wire.Binary(map[string]any{"kind": "data"})}
 	for left > 0 {
 		ch, err := st.next()

@@ -47,7 +47,7 @@ type serveConfig struct {
 	maxStreams, maxIdentityStreams, maxOpenStreams int
 	callRate                                       float64
 	callBurst, maxList, maxDownloads, sendQueue    int
-	sendBuffer, maxPending                         int64
+	sendBuffer, maxPending, maxMessage             int64
 	messageTimeout                                 time.Duration
 	quotaBytes, quotaFiles                         int64
 }
@@ -156,7 +156,8 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.Float64Var(&c.callRate, "call-rate", 500, "calls a second one identity may start (a token bucket; negative: unlimited); one more gets 429")
 	f.IntVar(&c.callBurst, "call-burst", 1_000, "the call-rate bucket's size")
 	f.Int64Var(&c.sendBuffer, "send-buffer", 8<<20, "bytes waiting to go out to one connection; a participant that stops reading is dropped")
-	f.IntVar(&c.sendQueue, "send-queue", 256, "events waiting to go out to one connection; past it a participant loses events and is told how many")
+	f.IntVar(&c.sendQueue, "send-queue", 256, "events waiting to go out to one connection; past it a participant loses events (told how many, or reconnected)")
+	f.Int64Var(&c.maxMessage, "max-message-size", 4<<20, "bytes of one message either way (at least 128 KiB): a handle-era write, a handle-era download's file")
 	f.DurationVar(&c.messageTimeout, "message-timeout", 30*time.Second, "time from a message's first byte to its last")
 	f.Int64Var(&c.maxPending, "max-pending-bytes", 256<<20, "bytes of messages partly received across all connections")
 	f.IntVar(&c.maxList, "max-list-entries", 100_000, "entries one list may return; a bigger folder gets 413")
@@ -267,6 +268,8 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 		MessageTimeout:            c.messageTimeout,
 		MaxPendingBytes:           c.maxPending,
 		MaxListEntries:            c.maxList,
+		MaxMessageSize:            int(min(c.maxMessage, 1<<30)),
+		PublicURL:                 public,
 		MaxDownloads:              c.maxDownloads,
 		MeterProvider:             meters,
 	}
@@ -502,6 +505,7 @@ func (c serveConfig) checkBudgets() error {
 		{"--call-burst", int64(c.callBurst)}, {"--send-buffer", c.sendBuffer},
 		{"--max-pending-bytes", c.maxPending}, {"--max-list-entries", int64(c.maxList)},
 		{"--max-downloads", int64(c.maxDownloads)}, {"--send-queue", int64(c.sendQueue)},
+		{"--max-message-size", c.maxMessage},
 	} {
 		if b.n <= 0 {
 			return fmt.Errorf("%s must be positive, got %d", b.flag, b.n)

@@ -269,7 +269,7 @@ func (s clientStore) List(ctx context.Context, p string) ([]roomstore.Entry, err
 }
 
 func (s clientStore) Upload(ctx context.Context, p string, r io.Reader, size int64, overwrite bool) (roomstore.Entry, error) {
-	opts := roomclient.UploadOptions{Overwrite: overwrite}
+	opts := roomstore.OpenOptions{Overwrite: overwrite, Exclusive: !overwrite}
 	if size > 0 {
 		opts.Size = size
 	}
@@ -277,7 +277,7 @@ func (s clientStore) Upload(ctx context.Context, p string, r io.Reader, size int
 }
 
 func (s clientStore) Open(ctx context.Context, p string) (reader, error) {
-	return s.c.OpenReader(ctx, p)
+	return s.c.OpenReader(ctx, p, 0, -1)
 }
 
 func (s clientStore) Delete(ctx context.Context, p string) error    { return s.c.Delete(ctx, p) }

@@ -9,6 +9,9 @@ const (
 	KindEmpty   = "empty"
 	KindControl = "control"
 	KindBinary  = "binary"
+	// KindFile is the handle-era storage.download reply: the file's name
+	// and MIME type, its bytes as the payload.
+	KindFile = "file"
 )
 
 // Content is a reply body or a stream chunk's header: one JSON object
@@ -22,6 +25,8 @@ type Content struct {
 	Method     string          `json:"method,omitempty"`
 	StatusCode int             `json:"status_code,omitempty"`
 	Headers    map[string]any  `json:"headers,omitempty"`
+	Name       string          `json:"name,omitempty"`      // KindFile
+	MimeType   string          `json:"mime_type,omitempty"` // KindFile
 }
 
 // Empty is the empty reply.
@@ -47,6 +52,10 @@ func Control(method string) Content {
 	}
 	return c
 }
+
+// File is the handle-era download reply of a file; its bytes travel as
+// the payload.
+func File(name, mimeType string) Content { return Content{Type: KindFile, Name: name, MimeType: mimeType} }
 
 // Binary is a binary content with the given headers.
 func Binary(headers map[string]any) Content { return Content{Type: KindBinary, Headers: headers} }
@@ -90,6 +99,21 @@ type Entry struct {
 	Size      *int64  `json:"size"`
 	CreatedAt *string `json:"created_at"`
 	UpdatedAt *string `json:"updated_at"`
+}
+
+// LegacyEntry is a file or folder as the handle era's storage.stat and
+// storage.list describe it: no size, and timestamps always present.
+type LegacyEntry struct {
+	Name      string `json:"name"`
+	IsFolder  bool   `json:"is_folder"`
+	CreatedAt string `json:"created_at"`
+	UpdatedAt string `json:"updated_at"`
+}
+
+// LegacyStat is the handle era's stat reply.
+type LegacyStat struct {
+	Exists bool `json:"exists"`
+	*LegacyEntry
 }
 
 // Stat is the stat reply: Exists false carries nothing else.

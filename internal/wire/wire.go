@@ -33,6 +33,48 @@ const (
 	// it, so that it re-lists what it shows. Clients that do not know it
 	// ignore it.
 	TypeEventsOverflow = "storage.events.overflow"
+	// TypeSetAttributes is a participant's attribute update, which older
+	// TypeScript clients send after connected and expect no answer to.
+	TypeSetAttributes = "set_attributes"
+)
+
+// The handle-era messages (clients before 0.30): one message type per
+// storage call, each answered by a __response__.
+const (
+	TypeLegacyExists      = "storage.exists"
+	TypeLegacyStat        = "storage.stat"
+	TypeLegacyOpen        = "storage.open"
+	TypeLegacyWrite       = "storage.write"
+	TypeLegacyClose       = "storage.close"
+	TypeLegacyDownload    = "storage.download"
+	TypeLegacyDownloadURL = "storage.download_url"
+	TypeLegacyList        = "storage.list"
+	TypeLegacyDelete      = "storage.delete"
+)
+
+// ExtensionsParam is the query parameter (value "1") with which a client
+// asks a roomstore server for what MeshAgent clients are never sent:
+// the extra fields of download starts, storage.events.overflow, and the
+// list of extensions the server speaks, in room_ready's "extensions".
+// MeshAgent clients never send it, and some of them refuse any field
+// the protocol does not define, so that a server sends none unasked.
+const ExtensionsParam = "roomstore_extensions"
+
+// The extensions a roomstore server names in room_ready for a client
+// that asked for them (ExtensionsParam).
+const (
+	// ExtAppend: an upload start with "append": true (and no overwrite)
+	// appends to the file, as Engine.Open without Overwrite or Exclusive.
+	ExtAppend = "append"
+	// ExtRange: a download start with "offset" and "length" streams that
+	// range; its start then also carries "total_size", the file's size.
+	ExtRange = "range"
+	// ExtVersion: a download start carries "etag", "updated_at" and
+	// "chunk_size" (the bytes each pull brings).
+	ExtVersion = "version"
+	// ExtOverflow: storage.events.overflow {dropped} tells the client
+	// that events were lost for it, rather than closing its connection.
+	ExtOverflow = "overflow"
 )
 
 // Framing bounds.
