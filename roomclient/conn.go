@@ -58,9 +58,9 @@ type conn struct {
 	pending map[uint64]chan reply
 	streams map[string]*inbox
 
-	ready       chan struct{} // closed once room_ready and connected arrived
-	gotRoom     bool          // under mu
-	participant string        // under mu until ready, then fixed
+	ready       chan struct{}   // closed once room_ready and connected arrived
+	gotRoom     bool            // under mu
+	participant string          // under mu until ready, then fixed
 	ext         map[string]bool // the extensions room_ready named; under mu until ready, then fixed
 	readyOnce   sync.Once
 	wg          sync.WaitGroup // reader, pinger

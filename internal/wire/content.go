@@ -55,7 +55,9 @@ func Control(method string) Content {
 
 // File is the handle-era download reply of a file; its bytes travel as
 // the payload.
-func File(name, mimeType string) Content { return Content{Type: KindFile, Name: name, MimeType: mimeType} }
+func File(name, mimeType string) Content {
+	return Content{Type: KindFile, Name: name, MimeType: mimeType}
+}
 
 // Binary is a binary content with the given headers.
 func Binary(headers map[string]any) Content { return Content{Type: KindBinary, Headers: headers} }
