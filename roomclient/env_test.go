@@ -17,6 +17,7 @@ import (
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/events"
+	"github.com/roomstore/roomstore/internal/wire"
 	"github.com/roomstore/roomstore/roomclient"
 	"github.com/roomstore/roomstore/roomserver"
 )
@@ -77,6 +78,19 @@ func newEnv(t *testing.T, storeURL func(room string) string) *env {
 // change the options before the server is made.
 func newEnvWith(t *testing.T, storeURL func(room string) string, tweak func(*roomserver.Options)) *env {
 	t.Helper()
+	return newEnvFull(t, storeURL, tweak, false)
+}
+
+// newPlainEnv is newEnv whose server does not hear a client ask for
+// roomstore's extensions: it answers as a server of the bare MeshAgent
+// protocol would (no extensions named in room_ready, strict replies).
+func newPlainEnv(t *testing.T, storeURL func(room string) string) *env {
+	t.Helper()
+	return newEnvFull(t, storeURL, nil, true)
+}
+
+func newEnvFull(t *testing.T, storeURL func(room string) string, tweak func(*roomserver.Options), plain bool) *env {
+	t.Helper()
 	e := &env{secret: []byte("roomclient-test-secret-0123456789"), conns: map[net.Conn]struct{}{}}
 	key := []byte("roomclient-test-download-url-key-0123")
 	o := roomserver.Options{
@@ -101,7 +115,17 @@ func newEnvWith(t *testing.T, storeURL func(room string) string, tweak func(*roo
 	}
 	e.srv = srv
 	mux := http.NewServeMux()
-	mux.Handle("/rooms/", srv)
+	if !plain {
+		mux.Handle("/rooms/", srv)
+	}
+	if plain {
+		mux.Handle("/rooms/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			q := r.URL.Query()
+			q.Del(wire.ExtensionsParam)
+			r.URL.RawQuery = q.Encode()
+			srv.ServeHTTP(w, r)
+		}))
+	}
 	mux.Handle("/files/", srv.Files("/files/"))
 	e.ts = httptest.NewUnstartedServer(mux)
 	e.ts.Config.ConnState = func(c net.Conn, s http.ConnState) {

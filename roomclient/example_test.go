@@ -66,3 +66,67 @@ func Example() {
 	// notes/today.md: "- ship it\n"
 	// true upload notes/today.md: file already exists
 }
+
+// The engine's own Example (package roomstore), remotely: the same calls
+// in the same order, through a room server. A handle's bytes are
+// invisible until Close, as on the engine.
+func Example_engine() {
+	ctx := context.Background()
+	secret := []byte("an example secret of 32 bytes or more")
+	srv, err := roomserver.New(roomserver.Options{
+		Resolve: func(ctx context.Context, room string, _ bool) (*roomstore.Engine, error) {
+			return roomstore.OpenURL(ctx, "mem://")
+		},
+		Verify: roomserver.HS256(secret),
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	defer srv.Shutdown(ctx)
+	token, err := roomserver.NewToken(secret, "alice", "r1", time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	store, err := roomclient.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/rooms/r1", roomclient.Options{Token: token})
+	if err != nil {
+		panic(err)
+	}
+	defer store.Close()
+
+	seen := make(chan string)
+	store.On(roomstore.EventFileUpdated, func(path, participant string) {
+		who := participant
+		if participant == store.ParticipantID() {
+			who = "alice"
+		}
+		seen <- fmt.Sprintf("file.updated %s by %s", path, who)
+	})
+
+	h, _ := store.Open(ctx, "notes/hello.txt", roomstore.OpenOptions{Overwrite: true})
+	h.Write([]byte("Hello, "))
+	h.Write([]byte("room!"))
+	if err := h.Close(); err != nil {
+		panic(err)
+	}
+	fmt.Println(<-seen)
+
+	f, _ := store.Download(ctx, "notes/hello.txt")
+	fmt.Printf("%s (%s): %s\n", f.Path, f.MimeType, f.Data)
+
+	entries, _ := store.List(ctx, "/")
+	for _, e := range entries {
+		fmt.Println("entry:", e.Name, "folder:", e.IsFolder)
+	}
+
+	store.Delete(ctx, "notes/hello.txt")
+	ok, _ := store.Exists(ctx, "notes")
+	fmt.Println("notes exists after delete:", ok)
+	// Output:
+	// file.updated notes/hello.txt by alice
+	// notes/hello.txt (text/plain; charset=utf-8): Hello, room!
+	// entry: notes folder: true
+	// notes exists after delete: false
+}
