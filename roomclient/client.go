@@ -70,6 +70,11 @@ type Options struct {
 	// download holds up to two chunks: it pulls the next one before the
 	// last has arrived when the server says how much each pull brings.
 	ChunkSize int
+	// Compression offers permessage-deflate (without context takeover);
+	// the server decides (roomserver declines unless its
+	// Options.Compression is set). Worth it only on a slow network and
+	// for content that compresses: see roomserver.Options.Compression.
+	Compression bool
 	// MaxMessageSize bounds one incoming message (default 64 MiB); a
 	// bigger one drops the connection.
 	MaxMessageSize int

@@ -78,7 +78,11 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	if c.o.Token != "" {
 		h.Set("Authorization", "Bearer "+c.o.Token)
 	}
-	ws, resp, err := websocket.Dial(ctx, withExtensions(c.url), &websocket.DialOptions{HTTPClient: c.http, HTTPHeader: h})
+	do := &websocket.DialOptions{HTTPClient: c.http, HTTPHeader: h}
+	if c.o.Compression {
+		do.CompressionMode = websocket.CompressionNoContextTakeover
+	}
+	ws, resp, err := websocket.Dial(ctx, withExtensions(c.url), do)
 	if err != nil {
 		c.closeIdle()
 		if resp != nil {

@@ -48,6 +48,7 @@ type serveConfig struct {
 	callRate                                       float64
 	callBurst, maxList, maxDownloads, sendQueue    int
 	sendBuffer, maxPending, maxMessage             int64
+	compression                                    bool
 	messageTimeout                                 time.Duration
 	quotaBytes, quotaFiles                         int64
 }
@@ -157,6 +158,7 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.IntVar(&c.callBurst, "call-burst", 1_000, "the call-rate bucket's size")
 	f.Int64Var(&c.sendBuffer, "send-buffer", 8<<20, "bytes waiting to go out to one connection; a participant that stops reading is dropped")
 	f.IntVar(&c.sendQueue, "send-queue", 256, "events waiting to go out to one connection; past it a participant loses events (told how many, or reconnected)")
+	f.BoolVar(&c.compression, "compression", false, "accept permessage-deflate from clients that offer it (costs CPU; see BENCHMARKS.md section 15)")
 	f.Int64Var(&c.maxMessage, "max-message-size", 4<<20, "bytes of one message either way (at least 128 KiB): a handle-era write, a handle-era download's file")
 	f.DurationVar(&c.messageTimeout, "message-timeout", 30*time.Second, "time from a message's first byte to its last")
 	f.Int64Var(&c.maxPending, "max-pending-bytes", 256<<20, "bytes of messages partly received across all connections")
@@ -270,6 +272,7 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 		MaxListEntries:            c.maxList,
 		MaxMessageSize:            int(min(c.maxMessage, 1<<30)),
 		PublicURL:                 public,
+		Compression:               c.compression,
 		MaxDownloads:              c.maxDownloads,
 		MeterProvider:             meters,
 	}

@@ -6,7 +6,7 @@
 //
 // It compiles the suite's test binary once (go test -c), runs the ratio
 // cases (small files, events, list, 64 MiB, the room server's 64 MiB,
-// fan-out and access grants, instrumentation, budgets) for -rounds
+// fan-out and access grants, instrumentation, budgets, compression) for -rounds
 // rounds, reversing the order of roomstore and its baselines on every
 // other round, runs the memory and append cases once, and prints and
 // writes, for every comparison, roomstore's figure, each baseline's,
@@ -152,7 +152,7 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline str
 	// connections per round.
 	ratioPlans := []plan{
 		{regex: "^(BenchmarkSmallFile|BenchmarkUploadMove|BenchmarkEvents|BenchmarkInstrumentation|BenchmarkRoomGrantCycle)$", benchtime: benchtime},
-		{regex: "^(BenchmarkList100k|BenchmarkLarge64MiB|BenchmarkRoomServer64MiB)$", benchtime: fixedIterations},
+		{regex: "^(BenchmarkList100k|BenchmarkLarge64MiB|BenchmarkRoomServer64MiB|BenchmarkRoomServerDeflate)$", benchtime: fixedIterations},
 		{regex: "^BenchmarkRoomFanout100$", benchtime: fanoutIterations},
 		{regex: "^BenchmarkRoomGrantList10k$", benchtime: grantListIterations},
 		{regex: "^BenchmarkEventsNATS$/^latency-1k$", benchtime: natsLatencyIterations},

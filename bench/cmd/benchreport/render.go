@@ -72,6 +72,7 @@ const (
 	bidle  = "BenchmarkBudgetsIdle10k"
 	bempty = "BenchmarkBudgetsEmptyingFolder/"
 	bdeep  = "BenchmarkBudgetsDeepList/"
+	defl   = "BenchmarkRoomServerDeflate/"
 	nsop   = "ns/op"
 )
 
@@ -109,6 +110,7 @@ func render(m machine, r *results) string {
 	w.againstBaseline()
 	w.accessGrants()
 	w.budgets()
+	w.deflate()
 	w.summary()
 	w.all()
 	return w.String()
@@ -623,6 +625,29 @@ func (w *report) budgets() {
 		p50, p50ok := w.r.ratioWithin(n, "deep-p50-ns", "shallow-p50-ns")
 		w.row("`file://DIR` (fsync on)", w.fig(n, "shallow-ns/list", fmtDur), w.fig(n, "deep-ns/list", fmtDur), fmtRatio3(ratio, ok), "—",
 			fmtRatio3(p50, p50ok), fmtRounds(w.r.roundRatios(n, "deep-ns/list", n, "shallow-ns/list")))
+	}
+	w.line("")
+}
+
+func (w *report) deflate() {
+	w.line("## 15. Room server: permessage-deflate")
+	w.line("")
+	w.line("Whether the room server should accept the permessage-deflate compression the newest MeshAgent clients offer. A 16 MiB file uploaded and read back to the end (1 MiB buffer) through the room server by roomclient offering compression (`roomclient.Options.Compression`, no context takeover), to a server that declines it (roomserver's default) and to one that accepts it (`roomserver.Options.Compression`), each a loopback room server with default options otherwise on a `mem://` room, so that the store costs nothing. Text is log-like records (timestamp, sensor, two numbers, a status) that compress as logs and CSV do; random bytes stand for a file already compressed (images, archives, video). Each iteration runs one cycle against each server (which goes first alternating, after one untimed cycle of each), %s times per round. Wall time and this process's CPU time (getrusage: user and system, client and server together) per cycle, and the bytes that crossed the client's socket both ways; ratios are accepted over declined within each round, then the median over the rounds. No target: the figures decide the default (declined: see `roomserver.Options.Compression`).", strings.TrimSuffix(fixedIterations, "x"))
+	w.line("")
+	w.header("content", "wall, declined", "wall, accepted", "ratio", "CPU, declined", "CPU, accepted", "ratio", "on the wire, declined", "on the wire, accepted", "ratio")
+	ms := func(v float64) string { return fmtDur(v * 1e6) }
+	mb := func(v float64) string { return fmt.Sprintf("%.1f MB", v) }
+	for _, c := range []struct{ label, name string }{
+		{"text (log-like records)", "text"},
+		{"random bytes", "random"},
+	} {
+		n := defl + c.name
+		wall, wok := w.r.ratioWithin(n, "on-ms", "off-ms")
+		cpu, cok := w.r.ratioWithin(n, "on-cpu-ms", "off-cpu-ms")
+		wire, bok := w.r.ratioWithin(n, "on-wire-MB", "off-wire-MB")
+		w.row(c.label, w.fig(n, "off-ms", ms), w.fig(n, "on-ms", ms), fmtRatio(wall, wok),
+			w.fig(n, "off-cpu-ms", ms), w.fig(n, "on-cpu-ms", ms), fmtRatio(cpu, cok),
+			w.fig(n, "off-wire-MB", mb), w.fig(n, "on-wire-MB", mb), fmtRatio(wire, bok))
 	}
 	w.line("")
 }
