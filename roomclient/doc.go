@@ -12,12 +12,42 @@
 //	c.On(roomstore.EventFileUpdated, func(path, participant string) { ... })
 //	_, err = c.Upload(ctx, "notes/today.md", strings.NewReader("- ship it\n"), roomstore.OpenOptions{Overwrite: true})
 //
-// The calls mirror the engine's: Exists, Stat, List, Delete, RemoveAll,
-// Move, DownloadURL, Upload, Download and OpenReader (a streaming
-// io.ReadCloser), and the events through On, Off and Subscribe. The
-// entries of Stat and List have no ETag (the protocol does not carry
-// one), and Upload's no ModTime; Download and OpenReader have both from
-// roomserver, which names the version it streams.
+// The calls mirror the engine's, so that code written against an Engine
+// runs against a room with the same shape:
+//
+//	Engine                             Client
+//	Exists, Stat, List                 Exists, Stat, List (entries without ETag: the protocol has none)
+//	Open, then Write, Close, Abort     Open, then Handle.Write, Handle.Close, Handle.Abort
+//	Upload(ctx, p, r, OpenOptions)     Upload(ctx, p, r, OpenOptions)
+//	OpenReader(ctx, p, offset, length) OpenReader(ctx, p, offset, length)
+//	Download                           Download
+//	DownloadURL(ctx, p, opts...)       DownloadURL(ctx, p, URLOptions)
+//	Delete, RemoveAll, Move            Delete, RemoveAll, Move
+//	On, Off, Subscribe                 On, Off, Subscribe
+//	Shutdown                           Close
+//	Walk, FS, ServeFile, Handle(id),   none: the protocol has no such calls
+//	Usage, Stats
+//
+// OpenOptions mean what they mean to the engine: Overwrite replaces,
+// Exclusive refuses an existing file, neither appends. The protocol's
+// upload can only create or replace, so appending needs a server that
+// speaks roomstore's append extension (roomserver does); against any
+// other, an append fails with errors.ErrUnsupported rather than do
+// something else. Two differences the protocol imposes: OpenOptions.Size
+// is announced and the server holds the upload to it (the engine takes
+// it as a hint), and the entries of Upload and a Handle have no ModTime
+// (Stat for it). Download and OpenReader name the version they stream
+// (ETag, ModTime) from a server that says it (roomserver); a range is cut
+// by a server that speaks the range extension, and read and dropped up
+// to its offset from any other.
+//
+// # Extensions
+//
+// The client asks every server for roomstore's extensions (the query
+// parameter roomstore_extensions=1, which other servers ignore) and uses
+// those the server names in room_ready: appends, ranges, the version of
+// a download, and storage.events.overflow (see Events). It works with
+// any server of the protocol without them.
 //
 // # Connection
 //
@@ -70,8 +100,8 @@
 //
 // # Streams
 //
-// Upload and OpenReader follow the protocol's pull flow control: an
-// upload sends a chunk only when the server pulls one, a download asks
+// Upload, Open's handles and OpenReader follow the protocol's pull flow
+// control: an upload sends a chunk only when the server pulls one, a download asks
 // for each chunk (and, when the server says how much a pull brings, for
 // the next one as soon as the last was answered, so that the server
 // reads while the data travels), so memory stays at about two chunks per

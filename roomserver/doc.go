@@ -1,24 +1,85 @@
 // Package roomserver serves roomstore rooms to remote participants over
-// the MeshAgent room protocol (the storage toolkit of the 0.39 clients),
-// so that the MeshAgent TypeScript client, roomclient and the roomstore
-// command reach a room's files through one WebSocket per participant.
+// the MeshAgent room protocol, so that every MeshAgent client that
+// exists (the handle-era clients before 0.30, the toolkit clients of
+// 0.30 and later, the strict Python clients of today), roomclient and
+// the roomstore command reach a room's files through one WebSocket per
+// participant.
 //
 // A Server is an http.Handler for GET /rooms/{room}. Each connection is
 // one participant: it gets its own participant id (sent in the connected
-// message, carried by every event its calls cause), and the uploads and
-// downloads it opened die with it: an upload cut short leaves nothing
-// visible. The engine of each room comes from Options.Resolve and is shut
-// down Options.RoomIdle after its last participant left.
+// message, carried by every event its calls cause), and the uploads,
+// downloads and handles it opened die with it: an upload cut short
+// leaves nothing visible. The engine of each room comes from
+// Options.Resolve and is shut down Options.RoomIdle after its last
+// participant left.
+//
+// # Connecting
+//
+// A client brings its token as ?token= (clients before 0.43), in an
+// Authorization: Bearer header (Node, Python and Dart clients from
+// 0.43), or as the subprotocol meshagent-room.<jwt> (browsers), which
+// the server echoes; other query parameters (Python's ?v=) are ignored.
+// The server greets it with room_ready {room_name, room_url, session_id}
+// (room_url: Options.PublicURL's ws or wss form followed by
+// rooms/{room}, else the URL the client connected to, without its
+// query) and connected {type: "init", participantId, attributes}. A
+// set_attributes message, which older TypeScript clients send after
+// connected, is taken without an answer. permessage-deflate is declined
+// unless Options.Compression is set; a client that offers it connects
+// either way.
 //
 // # Calls
 //
-// storage.exists, stat, list, delete (recursive: RemoveAll), move,
+// The toolkit of the 0.30 and later clients (room.invoke_tool, toolkit
+// storage): exists, stat, list, delete (recursive: RemoveAll), move,
 // download_url (download: an attachment URL), and the streams upload
 // (Open, Write per pulled chunk, Close: nothing is visible before the
 // last byte) and download (a Reader, so that the size announced is the
-// size of the version streamed; its start also carries etag,
-// updated_at and chunk_size, the bytes each pull brings, which clients
-// that do not know them ignore).
+// size of the version streamed).
+//
+// The handle-era messages of the clients before 0.30, each its own
+// message type answered by a __response__: storage.exists, storage.stat
+// ({exists, name, is_folder, created_at, updated_at}), storage.list
+// ({files: [{name, is_folder, created_at, updated_at}]}; a folder, whose
+// time the store does not keep, has the Unix epoch), storage.open
+// ({path, overwrite}: Engine.Open, answered with {handle}, a string that
+// belongs to the connection; without overwrite the close appends, as
+// the seed of the protocol says), storage.write ({handle} and the bytes
+// as payload: Engine.Write, nothing visible), storage.close ({handle}:
+// Engine.Close, then storage.file.updated), storage.download ({type:
+// "file", name, mime_type} and the bytes of a file of at most
+// MaxMessageSize; a bigger one is refused with 413 naming
+// storage.download_url), storage.download_url and storage.delete ({path}
+// or {path, recursive}, answered with json {}). A handle's writes and
+// its close run in the order they came; a call on it before the
+// previous one was answered is refused (429). A handle is aborted when
+// its connection ends or after StreamIdle without a call, and counts as
+// a stream in the budgets. Another connection's handle is refused (403,
+// naming no file), one that has ended is not found (404). One write is
+// one message, so at most MaxMessageSize bytes.
+//
+// Replies, stream headers and events carry exactly the fields the
+// protocol defines, because the strict Python clients refuse any other.
+// A client that asks for roomstore's extensions, with the query
+// parameter roomstore_extensions=1 (MeshAgent clients never send it;
+// roomclient does), is named them in room_ready's "extensions" and gets
+// what they add:
+//
+//   - "version": a download start also carries etag and updated_at (the
+//     version streamed) and chunk_size (the bytes each pull brings, so
+//     that the client may pull the next chunk before this one came);
+//   - "range": a download start with offset and length streams that
+//     range (size is then the range's), and carries total_size;
+//   - "append": an upload start with append true (and no overwrite)
+//     appends to the file, as Engine.Open without Overwrite or
+//     Exclusive;
+//   - "overflow": storage.events.overflow {dropped} tells of lost events
+//     (see Events).
+//
+// Requests may carry null and unknown fields, which are ignored:
+// participant_id and on_behalf_of_id null, a tool_call_id on a simple
+// call, recursive null and download null (false). The range and append
+// fields of the extensions are honoured from any client.
 //
 // # Who may do what
 //
@@ -104,10 +165,15 @@
 //
 // storage.file.updated, storage.file.deleted and storage.file.moved go to
 // every participant of the room that may read their path (see above), the
-// one that caused them included, with its participant id.
-// storage.events.overflow {dropped} tells that events were lost (re-list
-// to catch up): an event that finds Options.SendQueue events waiting for
-// a participant is dropped for it alone and counted in the next overflow
-// it gets, rather than allowed to stall the room. A participant that
-// stops reading is dropped after Options.WriteTimeout.
+// one that caused them included, with its participant id; a handle-era
+// participant gets a move as the storage.file.deleted of its source and
+// the storage.file.updated of its destination. An event that finds
+// Options.SendQueue events waiting for a participant is dropped for it
+// alone, rather than allowed to stall the room, and so is every event
+// when the room's own subscription lost some. A participant that asked
+// for the extensions is told how many it lost, storage.events.overflow
+// {dropped}, before its next event (re-list to catch up); any other
+// cannot be told, and is closed with 1013 once the events queued before
+// the loss have gone out, so that it reconnects and re-lists. A
+// participant that stops reading is dropped after Options.WriteTimeout.
 package roomserver
