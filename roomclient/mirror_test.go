@@ -10,9 +10,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/roomclient"
+	"github.com/roomstore/roomstore/roomserver"
 )
 
 // read returns the content of p through c, or its error.
@@ -257,5 +259,59 @@ func TestRangedReadsAtChunkBoundaries(t *testing.T) {
 			}
 			t.Logf("%d ranges read", reads)
 		})
+	}
+}
+
+// A handle's bytes go out as they are written, not once a chunk is full:
+// a writer that pauses between small Writes for longer in all than the
+// server's idle limit for streams, but never that long at once, keeps
+// its handle.
+func TestASlowWritersHandleLives(t *testing.T) {
+	e := newEnvWith(t, stores[0].url(t), func(o *roomserver.Options) { o.StreamIdle = 300 * time.Millisecond })
+	c := e.dial(t, "ann", "r", roomclient.Options{})
+	h, err := c.Open(deadline(t), "log.txt", roomstore.OpenOptions{Overwrite: true})
+	must(t, err)
+	var want strings.Builder
+	for i := range 10 {
+		line := fmt.Sprintf("line %d\n", i)
+		want.WriteString(line)
+		_, err := h.Write([]byte(line))
+		must(t, err)
+		time.Sleep(100 * time.Millisecond) // the writer's pace, the scenario itself: 1 s in all, 3x the idle limit
+	}
+	must(t, h.Close())
+	if got, err := read(t, c, "log.txt"); got != want.String() || err != nil {
+		t.Fatalf("the slow writer's file holds %q, %v", got, err)
+	}
+}
+
+// A handle never closed ends with its context, or with its client: its
+// goroutine and its stream go (the package's goleak check sees to it),
+// and its Write and Close report why.
+func TestAHandleNeverClosedEndsWithItsContextOrItsClient(t *testing.T) {
+	e := newEnv(t, stores[0].url(t))
+	c := e.dial(t, "ann", "r", roomclient.Options{})
+	ctx, cancel := context.WithCancel(deadline(t))
+	h1, err := c.Open(ctx, "one.txt", roomstore.OpenOptions{Overwrite: true})
+	must(t, err)
+	_, err = h1.Write([]byte("staged"))
+	must(t, err)
+	h2, err := c.Open(context.Background(), "two.txt", roomstore.OpenOptions{Overwrite: true})
+	must(t, err)
+	cancel()
+	must(t, c.Close())
+	_, err = h2.Write([]byte("late"))
+	// The upload ends as the client closes; until then a Write stages.
+	for end := time.Now().Add(wait); err == nil && time.Now().Before(end); {
+		_, err = h2.Write([]byte("late"))
+	}
+	wantErr(t, "Write after Client.Close", err, fs.ErrClosed)
+	wantErr(t, "Close of a handle whose context ended", h1.Close(), context.Canceled)
+	wantErr(t, "Close after Client.Close", h2.Close(), fs.ErrClosed)
+	other := e.dial(t, "bob", "r", roomclient.Options{})
+	for _, p := range []string{"one.txt", "two.txt"} {
+		if ok, err := other.Exists(deadline(t), p); ok || err != nil {
+			t.Errorf("%s after its handle ended: %v %v", p, ok, err)
+		}
 	}
 }

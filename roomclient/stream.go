@@ -189,7 +189,7 @@ func (c *Client) Upload(ctx context.Context, p string, r io.Reader, opts roomsto
 	if err != nil {
 		return roomstore.Entry{}, err
 	}
-	n, err := st.pump(ctx, r, first, opts.Size, c.o.ChunkSize)
+	n, err := st.pump(ctx, readFull(r), first, opts.Size, c.o.ChunkSize)
 	if err != nil {
 		return roomstore.Entry{}, pathError("upload", p, err)
 	}
@@ -251,10 +251,23 @@ func (c *Client) beginUpload(ctx context.Context, op, p string, opts roomstore.O
 	return st, first, nil
 }
 
+// readFull is the fill of an upload from r: whole chunks, io.EOF with
+// the last bytes (or none).
+func readFull(r io.Reader) func([]byte) (int, error) {
+	return func(b []byte) (int, error) {
+		n, err := io.ReadFull(r, b)
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+		return n, err
+	}
+}
+
 // pump answers the server's pulls, the first of which has come, with
-// what r yields, then commits; it returns the bytes sent. Unless it
+// the bytes fill puts in each chunk (at most the chunk; io.EOF once there
+// are no more), then commits; it returns the bytes sent. Unless it
 // committed, the stream is cancelled, and the server keeps nothing.
-func (st *stream) pump(ctx context.Context, r io.Reader, first reply, size int64, chunkSize int) (sent int64, err error) {
+func (st *stream) pump(ctx context.Context, fill func([]byte) (int, error), first reply, size int64, chunkSize int) (sent int64, err error) {
 	committed := false
 	defer func() {
 		if !committed {
@@ -280,12 +293,9 @@ func (st *stream) pump(ctx context.Context, r io.Reader, first reply, size int64
 			m := 0
 			msg, rerr := wire.EncodeFill(0, wire.TypeRequestChunk, data, n, func(b []byte) (int, error) {
 				var err error
-				m, err = io.ReadFull(r, b)
+				m, err = fill(b)
 				return m, err
 			})
-			if rerr == io.ErrUnexpectedEOF {
-				rerr = io.EOF
-			}
 			if rerr != nil && rerr != io.EOF {
 				msg.Release()
 				return sent, fmt.Errorf("reading the upload: %w", rerr)
@@ -324,23 +334,36 @@ func (st *stream) pump(ctx context.Context, r io.Reader, first reply, size int64
 // Handle is an open write to one file of the room, made by Open: the
 // remote twin of the engine's Handle, built on the protocol's upload
 // stream (so it works with any server of the 0.30 protocol and later).
-// Its bytes stay invisible until Close commits them; Abort, a Write that
-// fails, the end of Open's context, the connection dropping or the
-// server's idle limit for streams (roomserver.Options.StreamIdle, 2
-// minutes by default) discard them. Write, Close and Abort may be called
-// from several goroutines.
+// Its bytes stay invisible until Close commits them; Abort, a failure of
+// the upload, the end of Open's context, the connection dropping or
+// Client.Close discard them, as does the server when the handle takes no
+// byte for its idle limit (roomserver.Options.StreamIdle, 2 minutes by
+// default), as an engine's handle is discarded after WithHandleTimeout.
+// Each Write's bytes go out as soon as the server pulls, a chunk at most
+// at a time. Write, Close and Abort may be called from several
+// goroutines; Close or Abort every handle, as a file.
 type Handle struct {
-	p    string
-	pw   *io.PipeWriter
-	done chan struct{} // closed when the upload has ended
-	err  error         // its outcome, set before done closes
+	p   string
+	max int // bytes staged at most: a chunk
 
 	mu       sync.Mutex
-	finished bool // Close or Abort was called
+	buf      []byte // staged, not yet sent
+	closing  bool   // Close was called: the rest goes out, then the commit
+	finished bool   // Close or Abort was called
+	err      error  // why the upload ended, once it has (errCommitted: it committed)
+
+	more  chan struct{} // (1) bytes were staged, or Close was called
+	room  chan struct{} // (1) staged bytes were taken
+	abort chan struct{} // closed by Abort
+	done  chan struct{} // closed once the upload has ended
 }
 
-// errAborted ends the upload of an aborted Handle.
-var errAborted = errors.New("handle aborted")
+// errAborted ends the upload of an aborted Handle; errCommitted is the
+// end of one that committed.
+var (
+	errAborted   = errors.New("handle aborted")
+	errCommitted = errors.New("committed")
+)
 
 // Open opens the file at p for writing, as Engine.Open: opts.Overwrite
 // replaces it at Close, opts.Exclusive refuses an existing file
@@ -357,37 +380,94 @@ func (c *Client) Open(ctx context.Context, p string, opts roomstore.OpenOptions)
 	if err != nil {
 		return nil, err
 	}
-	pr, pw := io.Pipe()
-	h := &Handle{p: p, pw: pw, done: make(chan struct{})}
+	h := &Handle{p: p, max: c.o.ChunkSize, more: make(chan struct{}, 1), room: make(chan struct{}, 1), abort: make(chan struct{}), done: make(chan struct{})}
 	go func() {
-		defer close(h.done)
-		_, err := st.pump(ctx, pr, first, opts.Size, c.o.ChunkSize)
-		h.err = err
+		_, err := st.pump(ctx, func(b []byte) (int, error) { return h.take(ctx, st.k, b) }, first, opts.Size, c.o.ChunkSize)
 		if err == nil {
-			err = fs.ErrClosed // a Write after the commit
+			err = errCommitted
 		}
-		_ = pr.CloseWithError(err)
+		h.mu.Lock()
+		h.err = err
+		h.mu.Unlock()
+		close(h.done)
 	}()
 	return h, nil
+}
+
+// signal wakes the one waiting on ch, if any.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// take moves the staged bytes (at most len(b)) into b for the next
+// chunk, waiting for some; io.EOF once Close was called and all went
+// out. It fails when the handle is aborted, its context ends or its
+// connection does.
+func (h *Handle) take(ctx context.Context, k *conn, b []byte) (int, error) {
+	for {
+		h.mu.Lock()
+		if n := copy(b, h.buf); n > 0 {
+			h.buf = h.buf[:copy(h.buf, h.buf[n:])]
+			h.mu.Unlock()
+			signal(h.room)
+			return n, nil
+		}
+		closing := h.closing
+		h.mu.Unlock()
+		if closing {
+			return 0, io.EOF
+		}
+		select {
+		case <-h.more:
+		case <-h.abort:
+			return 0, errAborted
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-k.ctx.Done():
+			return 0, k.cause()
+		}
+	}
 }
 
 // Path returns the path the handle writes, as given to Open.
 func (h *Handle) Path() string { return h.p }
 
-// Write stages b: it returns once the upload has taken the bytes (at
-// most a chunk is held in memory; Write waits for the server's next pull
-// beyond that). After a failure of the upload it returns that failure,
-// and after Close or Abort fs.ErrClosed, as *fs.PathError values of the
-// operation "write".
+// Write stages b: it returns once every byte is staged (at most a chunk
+// waits in memory; Write waits for the server to take the bytes beyond
+// that). After a failure of the upload it returns that failure, and
+// after Close or Abort fs.ErrClosed, as *fs.PathError values of the
+// operation "write"; the file then keeps its old content.
 func (h *Handle) Write(b []byte) (int, error) {
-	n, err := h.pw.Write(b)
-	if err != nil {
-		if errors.Is(err, io.ErrClosedPipe) || err == errAborted {
-			err = fs.ErrClosed
+	n := 0
+	for {
+		h.mu.Lock()
+		switch {
+		case h.finished || h.err == errCommitted:
+			h.mu.Unlock()
+			return n, pathError("write", h.p, fs.ErrClosed)
+		case h.err != nil:
+			err := h.err
+			h.mu.Unlock()
+			return n, pathError("write", h.p, err)
 		}
-		return n, pathError("write", h.p, err)
+		k := min(len(b), h.max-len(h.buf))
+		h.buf = append(h.buf, b[:k]...)
+		b, n = b[k:], n+k
+		h.mu.Unlock()
+		if k > 0 {
+			signal(h.more)
+		}
+		if len(b) == 0 {
+			return n, nil
+		}
+		select {
+		case <-h.room:
+		case <-h.done:
+		}
 	}
-	return n, nil
 }
 
 // Close commits what was written and returns once the server has (the
@@ -396,12 +476,16 @@ func (h *Handle) Write(b []byte) (int, error) {
 // fs.ErrClosed for a handle already closed or aborted; *fs.PathError
 // values of the operation "close".
 func (h *Handle) Close() error {
-	if !h.finish() {
+	h.mu.Lock()
+	if h.finished {
+		h.mu.Unlock()
 		return pathError("close", h.p, fs.ErrClosed)
 	}
-	_ = h.pw.Close()
+	h.finished, h.closing = true, true
+	h.mu.Unlock()
+	signal(h.more)
 	<-h.done
-	if h.err != nil {
+	if h.err != errCommitted {
 		return pathError("close", h.p, h.err)
 	}
 	return nil
@@ -412,21 +496,16 @@ func (h *Handle) Close() error {
 // *fs.PathError of the operation "abort") for a handle already closed or
 // aborted.
 func (h *Handle) Abort() error {
-	if !h.finish() {
+	h.mu.Lock()
+	if h.finished {
+		h.mu.Unlock()
 		return pathError("abort", h.p, fs.ErrClosed)
 	}
-	_ = h.pw.CloseWithError(errAborted)
+	h.finished = true
+	h.mu.Unlock()
+	close(h.abort)
 	<-h.done
 	return nil
-}
-
-// finish marks the handle finished, reporting whether it was open.
-func (h *Handle) finish() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	was := h.finished
-	h.finished = true
-	return !was
 }
 
 // Reader streams one file from the room with the protocol's pull flow

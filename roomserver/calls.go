@@ -20,7 +20,7 @@ const (
 	CodeForbidden   = 403 // refused by the participant's policy (a right it lacks), another participant's handle, an expired token
 	CodeNotFound    = 404
 	CodeConflict    = 409 // exists, a folder where a file is meant or the reverse, a lost race
-	CodeTooLarge    = 413 // a folder with more entries than a list may return (Options.MaxListEntries)
+	CodeTooLarge    = 413 // a folder with more entries than a list may return (Options.MaxListEntries), a handle-era download of a file over Options.MaxMessageSize
 	CodeTooMany     = 429 // too many handles, streams or calls: a budget of the participant (see Budget)
 	CodeInternal    = 500
 	CodeUnsupported = 501

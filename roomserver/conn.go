@@ -78,9 +78,12 @@ type conn struct {
 	// participant was last told (storage.events.overflow); while it is
 	// not zero, an event is queued only behind that notice, so that none
 	// arrives ahead of a loss before it.
-	lost    uint64
-	writers sync.WaitGroup
-	stalled *time.Timer // drops a connection whose write takes over WriteTimeout
+	lost uint64
+	// progress is when the writer last took a message, or the queue last
+	// went from empty to not: how far behind the participant is.
+	progress time.Time
+	writers  sync.WaitGroup
+	stalled  *time.Timer // drops a connection whose write takes over WriteTimeout
 
 	// The pings, on a timer rather than a goroutine of their own.
 	pingMu      sync.Mutex
@@ -465,14 +468,19 @@ func (c *conn) spawn(id uint64, list bool, run func() wire.Content) error {
 // it: past the rate (429, and the connection pauses), while the server
 // shuts down (503), once the token has ended (403). It reports whether
 // the call may run, and a connection-level failure.
-func (c *conn) admit(id uint64) (bool, error) {
+func (c *conn) admit(id uint64) (bool, error) { return c.admitting(id, false) }
+
+// admitting is admit; under way, a call that goes on with something
+// already open (a handle's write or close) is admitted while the server
+// shuts down, which lets what is open finish.
+func (c *conn) admitting(id uint64, underWay bool) (bool, error) {
 	if !c.s.lim.allowCall(c.idst) {
 		if err := c.reply(id, wire.Error(CodeTooMany, fmt.Sprintf("rate limited: at most %g calls a second", c.s.o.CallRate)), nil); err != nil {
 			return false, err
 		}
 		return false, c.pause()
 	}
-	if c.s.draining() {
+	if c.s.draining() && !underWay {
 		return false, c.reply(id, wire.Error(503, "server shutting down"), nil)
 	}
 	if c.expired() {
@@ -601,22 +609,28 @@ func endedReply(ch wire.Content) wire.Content {
 	return wire.Error(404, "the stream has ended")
 }
 
-// drainStreams waits until the connection has no stream open, or ctx
-// ends.
+// drainStreams waits until the connection has no stream and no
+// handle-era handle open, or ctx ends.
 func (c *conn) drainStreams(ctx context.Context) {
 	for {
+		var ended chan struct{}
 		c.mu.Lock()
-		var st *stream
 		for _, s := range c.streams {
-			st = s
+			ended = s.ended
 			break
 		}
+		if ended == nil {
+			for _, h := range c.handles {
+				ended = h.ended
+				break
+			}
+		}
 		c.mu.Unlock()
-		if st == nil {
+		if ended == nil {
 			return
 		}
 		select {
-		case <-st.ended:
+		case <-ended:
 		case <-c.ctx.Done():
 			return
 		case <-ctx.Done():
@@ -683,6 +697,9 @@ func (c *conn) enqueue(m outMsg) error {
 
 // enqueueLocked queues m on a live connection; c.qmu is held.
 func (c *conn) enqueueLocked(m outMsg) {
+	if len(c.queue) == 0 {
+		c.progress = time.Now()
+	}
 	c.queue = append(c.queue, m)
 	if m.event {
 		c.events++
@@ -711,11 +728,27 @@ func (c *conn) trySend(m wire.Encoded) {
 	if c.lost > 0 && c.extras && c.events < c.s.o.SendQueue {
 		c.tellLossLocked()
 	}
-	if c.lost > 0 || c.events >= c.s.o.SendQueue {
+	if c.lost > 0 || c.events >= c.s.o.SendQueue && !c.burstLocked() {
 		c.loseLocked(1, true)
 		return
 	}
 	c.enqueueLocked(outMsg{m: m, event: true})
+}
+
+// Room for bursts of events (a recursive delete, a folder moved) to a
+// participant that cannot be told of a loss: up to strictBurst times
+// SendQueue events, while its writer took a message within burstLag.
+const (
+	strictBurst = 8
+	burstLag    = time.Second
+)
+
+// burstLocked reports whether an event past SendQueue is queued still:
+// only for a participant that did not ask for the extensions (a loss
+// closes its connection) and keeps reading, within strictBurst times
+// SendQueue; c.qmu is held.
+func (c *conn) burstLocked() bool {
+	return !c.extras && c.events < strictBurst*c.s.o.SendQueue && time.Since(c.progress) < burstLag
 }
 
 // lose records n events lost for the participant (a full queue here, or
@@ -726,7 +759,10 @@ func (c *conn) trySend(m wire.Encoded) {
 // Any other client cannot be told (MeshAgent clients know no such
 // message, and the strict ones refuse unknown ones): its connection is
 // closed with 1013 after the events queued before the loss, so that it
-// reconnects and re-lists rather than believe a view that is wrong.
+// reconnects and re-lists rather than believe a view that is wrong. So
+// that a burst of changes does not close the connection of a
+// participant that keeps reading, such a participant has room for
+// strictBurst times SendQueue events while it does (see burstLocked).
 func (c *conn) lose(n uint64) {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
@@ -821,6 +857,7 @@ func (c *conn) pop() (outMsg, bool) {
 	m := c.queue[0]
 	c.queue[0] = outMsg{}
 	c.queue = c.queue[1:]
+	c.progress = time.Now()
 	if m.event {
 		c.events--
 		if c.events == 0 && c.lost > 0 && c.extras {

@@ -51,10 +51,13 @@
 // MaxMessageSize; a bigger one is refused with 413 naming
 // storage.download_url), storage.download_url and storage.delete ({path}
 // or {path, recursive}, answered with json {}). A handle's writes and
-// its close run in the order they came; a call on it before the
-// previous one was answered is refused (429). A handle is aborted when
+// its close run in the order they came; a call sent before the previous
+// one was answered waits for it (and so does the connection, as for
+// MaxRequests). A handle is aborted when
 // its connection ends or after StreamIdle without a call, and counts as
-// a stream in the budgets. Another connection's handle is refused (403,
+// a stream in the budgets; Shutdown lets it finish as it lets streams.
+// A storage.download takes its place in the send buffer before its file
+// is opened. Another connection's handle is refused (403,
 // naming no file), one that has ended is not found (404). One write is
 // one message, so at most MaxMessageSize bytes.
 //
@@ -151,7 +154,8 @@
 // other than the call's own path and the participant may read it; another
 // participant's handle; an expired token), CodeTooMany (handles or
 // streams, CodeTooMany also for a call past the identity's rate:
-// "rate limited: ..."), CodeTooLarge (a folder too big to list), CodeQuota
+// "rate limited: ..."), CodeTooLarge (a folder too big to list, a
+// handle-era download of a file over MaxMessageSize), CodeQuota
 // (the room's quota), CodeUnavailable (shutting down, or a budget of the
 // server spent) and CodeInternal (logged; its
 // text says nothing of the host, nor of a policy that failed). A token
@@ -174,6 +178,9 @@
 // for the extensions is told how many it lost, storage.events.overflow
 // {dropped}, before its next event (re-list to catch up); any other
 // cannot be told, and is closed with 1013 once the events queued before
-// the loss have gone out, so that it reconnects and re-lists. A
+// the loss have gone out, so that it reconnects and re-lists. Since a
+// loss costs such a participant its connection, it has room for bursts
+// (a recursive delete of many files) of up to 8 times SendQueue events
+// while it keeps reading. A
 // participant that stops reading is dropped after Options.WriteTimeout.
 package roomserver

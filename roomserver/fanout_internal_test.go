@@ -72,11 +72,12 @@ func TestAStrictParticipantThatLosesEventsIsClosedAfterWhatCameBefore(t *testing
 	defer cancel()
 	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
 	for i := 1; i <= 5; i++ { // 1 and 2 queued, 3 lost: the close; 4 and 5 lost
-		m, err := wire.Encode(uint64(i), wire.TypeFileUpdated, wire.FileEvent{Path: fmt.Sprint(i)}, nil)
-		if err != nil {
-			t.Fatal(err)
+		if i == 3 {
+			// Its writer has taken nothing for longer than burstLag: it
+			// is not reading.
+			c.progress = time.Now().Add(-2 * burstLag)
 		}
-		c.trySend(m)
+		c.trySend(fileEvent(t, i))
 	}
 	var got []string
 	for {
@@ -143,6 +144,58 @@ func TestLostEventsAreToldInOrder(t *testing.T) {
 	}
 	if n := s.Stats().Refused[BudgetSendBuffer]; n != 2 {
 		t.Fatalf("%d losses counted, want 2", n)
+	}
+}
+
+// fileEvent is the storage.file.updated of path i.
+func fileEvent(t *testing.T, i int) wire.Encoded {
+	t.Helper()
+	m, err := wire.Encode(uint64(i), wire.TypeFileUpdated, wire.FileEvent{Path: fmt.Sprint(i)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// A participant that did not ask for the extensions, and keeps reading,
+// has room for a burst of strictBurst times SendQueue events (a
+// recursive delete) before a loss closes it; one that asked is told of
+// a loss past SendQueue.
+func TestABurstDoesNotCloseAStrictParticipantThatKeepsReading(t *testing.T) {
+	s := &Server{o: Options{SendQueue: 4, Logger: slog.New(slog.DiscardHandler)}}
+	s.o.defaults()
+	s.log = s.o.Logger
+	s.lim = newLimits(&s.o)
+	rm := &room{name: "r", conns: map[*conn]struct{}{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	strict := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
+	told := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, extras: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
+	burst := strictBurst * s.o.SendQueue
+	for i := 1; i <= burst+1; i++ {
+		strict.trySend(fileEvent(t, i))
+		told.trySend(fileEvent(t, i))
+	}
+	drain := func(c *conn) (events, closes, notices int) {
+		for {
+			m, ok := c.pop()
+			switch {
+			case !ok:
+				return
+			case m.closing:
+				closes++
+			case describe(t, m.m)[0] == 'l':
+				notices++
+			default:
+				events++
+			}
+		}
+	}
+	if e, cl, _ := drain(strict); e != burst || cl != 1 {
+		t.Errorf("the strict participant got %d events and %d closes of a burst of %d, want %d and the close of the one past them", e, cl, burst+1, burst)
+	}
+	if e, cl, n := drain(told); e != s.o.SendQueue || cl != 0 || n != 1 {
+		t.Errorf("the participant that asked got %d events, %d closes, %d notices, want %d, 0, 1", e, cl, n, s.o.SendQueue)
 	}
 }
 

@@ -79,10 +79,11 @@ type legacyArgs struct {
 // legacyCall handles one handle-era message.
 func (c *conn) legacyCall(m *wire.Message) error {
 	c.legacy.Store(true)
-	if ok, err := c.admit(m.ID); !ok {
+	name := m.Type
+	underWay := name == wire.TypeLegacyWrite || name == wire.TypeLegacyClose
+	if ok, err := c.admitting(m.ID, underWay); !ok {
 		return err
 	}
-	name := m.Type
 	body, payload, err := m.Split()
 	if err != nil {
 		return c.reply(m.ID, wire.Error(CodeBadRequest, "malformed message: "+err.Error()), nil)
@@ -164,23 +165,41 @@ func (c *conn) handleOp(m *wire.Message, typ string, a legacyArgs, payload []byt
 	lh := c.handles[id]
 	c.mu.Unlock()
 	if lh == nil {
-		return c.refuse(m.ID, c.foreignHandle(typ, id))
+		return c.reply(m.ID, c.foreignHandle(typ, id), nil)
 	}
+	op := legacyOp{id: m.ID, typ: typ, data: payload, msg: m}
+	ended := wire.Error(CodeNotFound, typ+": the handle has ended")
 	lh.mu.Lock()
-	var answer wire.Content
 	if lh.done {
-		answer = wire.Error(CodeNotFound, typ+": the handle has ended")
-	} else {
-		select {
-		case lh.ops <- legacyOp{id: m.ID, typ: typ, data: payload, msg: m}:
-			lh.mu.Unlock()
-			return nil
-		default:
-			answer = wire.Error(CodeTooMany, typ+": a call before the handle's previous one was answered")
-		}
+		lh.mu.Unlock()
+		return c.reply(m.ID, ended, nil)
+	}
+	select {
+	case lh.ops <- op:
+		lh.mu.Unlock()
+		return nil
+	default:
 	}
 	lh.mu.Unlock()
-	return c.refuse(m.ID, answer)
+	// A call sent before the previous one was answered waits for it, and
+	// so does the connection, as for MaxRequests: the handle's calls run
+	// in the order they came, and a participant holds no more than one
+	// waiting per handle.
+	select {
+	case lh.ops <- op:
+	case <-lh.ended:
+		return c.reply(m.ID, ended, nil)
+	case <-c.ctx.Done():
+		return c.ctx.Err()
+	}
+	// The handle may have ended while op went in: endHandle, which drains
+	// under lh.mu once done is set, answered it, or this does.
+	lh.mu.Lock()
+	if lh.done {
+		lh.drainLocked(c)
+	}
+	lh.mu.Unlock()
+	return nil
 }
 
 // foreignHandle is the refusal of a handle id this connection did not
@@ -261,13 +280,19 @@ func (c *conn) endHandle(lh *legacyHandle) {
 	c.s.lim.closeStream(c.idst)
 	lh.mu.Lock()
 	lh.done = true
+	lh.drainLocked(c)
+	lh.mu.Unlock()
+	close(lh.ended)
+}
+
+// drainLocked answers the calls left for a handle that has ended; lh.mu
+// is held.
+func (lh *legacyHandle) drainLocked(c *conn) {
 	for len(lh.ops) > 0 {
 		op := <-lh.ops
 		op.msg.Release()
 		_ = c.reply(op.id, wire.Error(CodeNotFound, op.typ+": the handle has ended"), nil)
 	}
-	lh.mu.Unlock()
-	close(lh.ended)
 }
 
 // spawnDownload answers storage.download with the whole file in one
@@ -276,23 +301,36 @@ func (c *conn) endHandle(lh *legacyHandle) {
 // MaxMessageSize is refused (413) with a pointer to storage.download_url.
 func (c *conn) spawnDownload(id uint64, p string) error {
 	return c.spawn(id, false, func() wire.Content {
-		r, err := c.rm.eng.OpenReader(c.engineCtx(), p, 0, -1)
+		// The file's place in the send buffer is taken before it is
+		// opened, so that a participant's downloads hold no more than its
+		// buffer, and no reader (on disk a descriptor) waits for room.
+		ctx := c.engineCtx()
+		bound := int64(c.s.o.MaxMessageSize)
+		tooBig := func(size int64) wire.Content {
+			return wire.Error(CodeTooLarge, fmt.Sprintf("download %s: %d bytes, over the %d a storage.download reply carries: use storage.download_url", truncate(p, 256), size, bound))
+		}
+		want := int64(0)
+		if ent, err := c.rm.eng.Stat(ctx, p); err == nil && !ent.IsFolder { // else OpenReader says what is wrong
+			if ent.Size > bound {
+				return tooBig(ent.Size)
+			}
+			want = min(ent.Size+legacyOverhead+queueEntry, int64(c.s.o.SendBuffer))
+			if err := c.buf.acquire(c.ctx, want); err != nil {
+				return wire.Content{} // the connection ended: no reply goes out
+			}
+		}
+		r, err := c.rm.eng.OpenReader(ctx, p, 0, -1)
 		if err != nil {
+			c.buf.release(want)
 			return c.errorReply("storage.download", asOp("download", err))
 		}
 		defer r.Close()
 		ent := r.Entry()
-		if ent.Size > int64(c.s.o.MaxMessageSize) {
-			return wire.Error(CodeTooLarge, fmt.Sprintf("download %s: %d bytes, over the %d a storage.download reply carries: use storage.download_url", truncate(p, 256), ent.Size, c.s.o.MaxMessageSize))
+		if ent.Size > bound { // replaced since the Stat
+			c.buf.release(want)
+			return tooBig(ent.Size)
 		}
-		n := int(ent.Size)
-		// The send buffer's bytes are taken before the file is read, so
-		// that a participant's downloads hold no more than its buffer.
-		want := min(int64(n+legacyOverhead+queueEntry), int64(c.s.o.SendBuffer))
-		if err := c.buf.acquire(c.ctx, want); err != nil {
-			return wire.Content{} // the connection ended: no reply goes out
-		}
-		m, err := wire.EncodeFill(id, wire.TypeResponse, wire.File(path.Base(ent.Path), r.MimeType()), n, func(b []byte) (int, error) {
+		m, err := wire.EncodeFill(id, wire.TypeResponse, wire.File(path.Base(ent.Path), r.MimeType()), int(ent.Size), func(b []byte) (int, error) {
 			return io.ReadFull(r, b)
 		})
 		if err != nil {

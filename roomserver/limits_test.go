@@ -24,10 +24,11 @@ import (
 type logWatch struct {
 	mu   sync.Mutex
 	seen map[string]chan struct{}
+	who  map[string]bool // message and participant of each record that names one
 }
 
 func newLogWatch(msgs ...string) *logWatch {
-	w := &logWatch{seen: map[string]chan struct{}{}}
+	w := &logWatch{seen: map[string]chan struct{}{}, who: map[string]bool{}}
 	for _, m := range msgs {
 		w.seen[m] = make(chan struct{})
 	}
@@ -38,6 +39,12 @@ func (w *logWatch) Enabled(context.Context, slog.Level) bool { return true }
 func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "participant" {
+			w.who[r.Message+" "+a.Value.String()] = true
+		}
+		return true
+	})
 	if ch, ok := w.seen[r.Message]; ok {
 		select {
 		case <-ch:
@@ -47,6 +54,14 @@ func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
 	}
 	return nil
 }
+
+// logged reports whether msg was logged naming participant.
+func (w *logWatch) logged(msg, participant string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.who[msg+" "+participant]
+}
+
 func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler { return w }
 func (w *logWatch) WithGroup(string) slog.Handler      { return w }
 
@@ -76,9 +91,11 @@ func TestASlowReaderLosesCountedEventsAndNeverStallsTheRoom(t *testing.T) {
 	}
 	deadline := time.After(60 * time.Second)
 	events := 0
-	// Until both participants that do not read have lost events, each
-	// counted once.
-	for ; f.srv.Stats().Refused[roomserver.BudgetSendBuffer] < 2; events++ {
+	// Until both participants that do not read have lost events (the one
+	// that did not ask for extensions once its writer has been stuck for
+	// a second: it has room for bursts while it reads).
+	const lost = "a slow participant lost events"
+	for ; !watch.logged(lost, slow.id) || !watch.logged(lost, plain.id); events++ {
 		select {
 		case <-deadline:
 			t.Fatalf("the slow participants never lost an event after %d", events)
@@ -297,5 +314,39 @@ func TestShutdownLetsUploadsFinish(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Shutdown did not return")
+	}
+}
+
+// A participant that did not ask for roomstore's extensions, and keeps
+// reading, gets every event of a burst bigger than its queue (a
+// recursive delete of 600 files, default options): a burst is no loss,
+// and does not close it.
+func TestABurstReachesAStrictReaderWhole(t *testing.T) {
+	f := newFixture(t, nil)
+	strict := f.dial("r1", "strict")
+	other := f.dialExt("r1", "other")
+	e := f.engine("r1")
+	ctx := roomstore.WithParticipant(t.Context(), "writer")
+	const n = 600
+	for i := range n {
+		if _, err := e.Upload(ctx, fmt.Sprintf("burst/%03d.txt", i), bytes.NewReader(nil), roomstore.OpenOptions{Overwrite: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := other.call("delete", map[string]any{"path": "burst", "recursive": true}); c.Type == wire.KindError {
+		t.Fatalf("recursive delete: %+v", c)
+	}
+	ctx2, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	counts := map[string]int{}
+	for counts[wire.TypeFileUpdated] < n || counts[wire.TypeFileDeleted] < n {
+		m, err := strict.read(ctx2)
+		if err != nil {
+			t.Fatalf("after %v events: %v (close code %d)", counts, err, websocket.CloseStatus(err))
+		}
+		counts[m.Type]++
+	}
+	if counts[wire.TypeEventsOverflow] != 0 {
+		t.Fatalf("the strict reader got %v", counts)
 	}
 }

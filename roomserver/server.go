@@ -68,10 +68,15 @@ type Options struct {
 	// message bigger than that goes alone): they wait for room, which only
 	// the participant's own calls wait for. SendQueue bounds its events
 	// waiting (default 256; their frames are shared by the room): an
-	// event past it is dropped for that participant alone, which is told
-	// how many it lost (storage.events.overflow) before its next event. A
-	// participant that stops reading is dropped after WriteTimeout: a slow
-	// reader never stalls the room, nor holds more than its buffer.
+	// event past it is dropped for that participant alone. A participant
+	// that asked for roomstore's extensions is told how many it lost
+	// (storage.events.overflow) before its next event; any other is
+	// closed with 1013 after the events queued before the loss, and has
+	// room for bursts of up to 8 times SendQueue events while it keeps
+	// reading (its writer took a message within the last second), since
+	// a loss costs it its connection. A participant that stops reading is
+	// dropped after WriteTimeout: a slow reader never stalls the room, nor
+	// holds more than its buffer.
 	SendQueue  int
 	SendBuffer int
 
@@ -158,7 +163,8 @@ type Options struct {
 	// https, ws or wss; a server mounted below a prefix names it), from
 	// which room_ready's room_url is made: its ws or wss form followed by
 	// rooms/{room}. Empty: the URL the participant connected to, without
-	// its query.
+	// its query, which behind a proxy that terminates TLS, or below a
+	// prefix, is not the URL the participant reached: set PublicURL there.
 	PublicURL string
 	// Compression accepts permessage-deflate (without context takeover,
 	// so that a connection keeps no compressor between messages) from
