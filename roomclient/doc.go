@@ -77,7 +77,8 @@
 // text), fs.ErrInvalid (400), fs.ErrPermission (403),
 // roomstore.ErrTooManyHandles or ErrRateLimited (429),
 // errors.ErrUnsupported (501), roomstore.ErrTooManyEntries (413),
-// roomstore.ErrQuotaExceeded (507), and
+// roomstore.ErrQuotaExceeded (507), 408 (a stream the server ended
+// after its idle limit without a chunk: the *Error alone), and
 // roomstore.ErrStoreUnavailable, ErrBusy or fs.ErrClosed (503). The client's own
 // errors are ErrDisconnected (no connection, or it dropped mid-call),
 // fs.ErrClosed (after Close), fs.ErrInvalid (a bad argument), ErrProtocol

@@ -108,21 +108,29 @@ func TestHandlesMirrorTheEngine(t *testing.T) {
 				t.Errorf("a short handle was committed")
 			}
 
-			// Writes from several goroutines all land.
+			// Writes from several goroutines all land, each Write's bytes
+			// together (a Write is bigger than a chunk here).
 			h, err = c.Open(ctx, "many.txt", roomstore.OpenOptions{Overwrite: true})
 			must(t, err)
 			var wg sync.WaitGroup
-			for range 8 {
+			for i := range 8 {
 				wg.Go(func() {
-					if _, err := h.Write(bytes.Repeat([]byte("z"), 300)); err != nil {
+					if _, err := h.Write(bytes.Repeat([]byte{byte('a' + i)}, 5000)); err != nil {
 						t.Errorf("Write: %v", err)
 					}
 				})
 			}
 			wg.Wait()
 			must(t, h.Close())
-			if got, _ := read(t, other, "many.txt"); got != strings.Repeat("z", 2400) {
-				t.Errorf("concurrent writes: %d bytes", len(got))
+			got, _ := read(t, other, "many.txt")
+			runs := 0
+			for i := range got {
+				if i == 0 || got[i] != got[i-1] {
+					runs++
+				}
+			}
+			if len(got) != 8*5000 || runs != 8 {
+				t.Errorf("concurrent writes: %d bytes in %d runs, want %d in 8", len(got), runs, 8*5000)
 			}
 		})
 	}
@@ -282,6 +290,32 @@ func TestASlowWritersHandleLives(t *testing.T) {
 	must(t, h.Close())
 	if got, err := read(t, c, "log.txt"); got != want.String() || err != nil {
 		t.Fatalf("the slow writer's file holds %q, %v", got, err)
+	}
+}
+
+// A handle whose stream the server ended for idling is told so: its
+// Close fails at once (code 408) rather than wait for a commit.
+func TestAHandleIdledOutByTheServerFailsItsClose(t *testing.T) {
+	e := newEnvWith(t, stores[0].url(t), func(o *roomserver.Options) { o.StreamIdle = 200 * time.Millisecond })
+	c := e.dial(t, "ann", "r", roomclient.Options{})
+	h, err := c.Open(deadline(t), "idle.txt", roomstore.OpenOptions{Overwrite: true})
+	must(t, err)
+	_, err = h.Write([]byte("x"))
+	must(t, err)
+	// Until the server has ended the stream (it holds none then).
+	for end := time.Now().Add(wait); e.srv.Stats().Streams > 0; {
+		if time.Now().After(end) {
+			t.Fatal("the server never ended the idle stream")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the server's own count, bounded by the deadline
+	}
+	err = h.Close()
+	var re *roomclient.Error
+	if !errors.As(err, &re) || re.Code != 408 {
+		t.Fatalf("Close of an idled-out handle: %v, want code 408", err)
+	}
+	if ok, _ := c.Exists(deadline(t), "idle.txt"); ok {
+		t.Fatal("an idled-out handle was committed")
 	}
 }
 

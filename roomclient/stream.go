@@ -341,11 +341,13 @@ func (st *stream) pump(ctx context.Context, fill func([]byte) (int, error), firs
 // default), as an engine's handle is discarded after WithHandleTimeout.
 // Each Write's bytes go out as soon as the server pulls, a chunk at most
 // at a time. Write, Close and Abort may be called from several
-// goroutines; Close or Abort every handle, as a file.
+// goroutines (Writes one after the other, each Write's bytes together);
+// Close or Abort every handle, as a file.
 type Handle struct {
 	p   string
 	max int // bytes staged at most: a chunk
 
+	wmu      sync.Mutex // one Write at a time, so that each Write's bytes stay together
 	mu       sync.Mutex
 	buf      []byte // staged, not yet sent
 	closing  bool   // Close was called: the rest goes out, then the commit
@@ -441,6 +443,8 @@ func (h *Handle) Path() string { return h.p }
 // after Close or Abort fs.ErrClosed, as *fs.PathError values of the
 // operation "write"; the file then keeps its old content.
 func (h *Handle) Write(b []byte) (int, error) {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
 	n := 0
 	for {
 		h.mu.Lock()

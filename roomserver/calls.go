@@ -19,6 +19,7 @@ const (
 	CodeBadRequest  = 400 // an invalid path or a malformed call
 	CodeForbidden   = 403 // refused by the participant's policy (a right it lacks), another participant's handle, an expired token
 	CodeNotFound    = 404
+	CodeTimeout     = 408 // a stream that took no chunk for Options.StreamIdle, ended
 	CodeConflict    = 409 // exists, a folder where a file is meant or the reverse, a lost race
 	CodeTooLarge    = 413 // a folder with more entries than a list may return (Options.MaxListEntries), a handle-era download of a file over Options.MaxMessageSize
 	CodeTooMany     = 429 // too many handles, streams or calls: a budget of the participant (see Budget)

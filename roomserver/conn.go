@@ -972,6 +972,14 @@ func (b *sendBuffer) acquire(ctx context.Context, n int64) error {
 	}
 }
 
+// force takes n bytes without waiting: for a message that exists
+// already and holds a little more than was taken for it.
+func (b *sendBuffer) force(n int64) {
+	b.mu.Lock()
+	b.used += n
+	b.mu.Unlock()
+}
+
 // release gives n bytes back.
 func (b *sendBuffer) release(n int64) {
 	b.mu.Lock()

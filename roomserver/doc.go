@@ -148,6 +148,8 @@
 //
 // A refused call gets an error reply whose code is an HTTP status:
 // CodeBadRequest (invalid path, malformed call), CodeNotFound,
+// CodeTimeout (a stream ended after StreamIdle without a chunk, told in
+// an error chunk),
 // CodeConflict (exists; a folder where a file is meant or the reverse),
 // CodeForbidden (a right the participant lacks: "delete a.txt: no write
 // access", naming the file when a recursive delete or a move refuses one

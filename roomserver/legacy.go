@@ -159,12 +159,14 @@ func (c *conn) legacyOpen(p string, overwrite bool) wire.Content {
 func (c *conn) handleOp(m *wire.Message, typ string, a legacyArgs, payload []byte) error {
 	id, ok := a.Handle.(string)
 	if !ok {
+		m.Release()
 		return c.reply(m.ID, wire.Error(CodeBadRequest, typ+" needs a handle (a string)"), nil)
 	}
 	c.mu.Lock()
 	lh := c.handles[id]
 	c.mu.Unlock()
 	if lh == nil {
+		m.Release()
 		return c.reply(m.ID, c.foreignHandle(typ, id), nil)
 	}
 	op := legacyOp{id: m.ID, typ: typ, data: payload, msg: m}
@@ -172,6 +174,7 @@ func (c *conn) handleOp(m *wire.Message, typ string, a legacyArgs, payload []byt
 	lh.mu.Lock()
 	if lh.done {
 		lh.mu.Unlock()
+		m.Release()
 		return c.reply(m.ID, ended, nil)
 	}
 	select {
@@ -188,11 +191,13 @@ func (c *conn) handleOp(m *wire.Message, typ string, a legacyArgs, payload []byt
 	select {
 	case lh.ops <- op:
 	case <-lh.ended:
+		m.Release()
 		return c.reply(m.ID, ended, nil)
 	case <-c.ctx.Done():
+		m.Release()
 		return c.ctx.Err()
 	}
-	// The handle may have ended while op went in: endHandle, which drains
+	// The handle may have ended while op went in: finishHandle, which drains
 	// under lh.mu once done is set, answered it, or this does.
 	lh.mu.Lock()
 	if lh.done {
@@ -225,12 +230,16 @@ func (c *conn) runHandle(lh *legacyHandle) {
 	ctx := c.engineCtx()
 	committed := false
 	defer func() {
+		// Calls waiting for the handle are answered before an abort, which
+		// may take its time: the connection's reader may be one of them.
+		c.finishHandle(lh)
 		if !committed {
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			_ = e.Abort(actx, lh.h)
 			cancel()
 		}
-		c.endHandle(lh)
+		c.rm.dropHandle(c.idst.name)
+		c.s.lim.closeStream(c.idst)
 	}()
 	idle := time.NewTimer(c.s.o.StreamIdle)
 	defer idle.Stop()
@@ -257,6 +266,7 @@ func (c *conn) runHandle(lh *legacyHandle) {
 		}
 		// The close commits: a client that goes away meanwhile does not
 		// cut it short.
+		op.msg.Release()
 		committed = true
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 		err := e.Close(cctx, lh.h)
@@ -270,14 +280,13 @@ func (c *conn) runHandle(lh *legacyHandle) {
 	}
 }
 
-// endHandle lets go of a handle that ended: its budgets, and the calls
-// that came for it as it ended, which are answered.
-func (c *conn) endHandle(lh *legacyHandle) {
+// finishHandle ends a handle for its calls: it is no longer found, the
+// calls that came for it as it ended are answered, and those that wait
+// for it are let go.
+func (c *conn) finishHandle(lh *legacyHandle) {
 	c.mu.Lock()
 	delete(c.handles, lh.h.ID())
 	c.mu.Unlock()
-	c.rm.dropHandle(c.idst.name)
-	c.s.lim.closeStream(c.idst)
 	lh.mu.Lock()
 	lh.done = true
 	lh.drainLocked(c)
@@ -324,34 +333,34 @@ func (c *conn) spawnDownload(id uint64, p string) error {
 			c.buf.release(want)
 			return c.errorReply("storage.download", asOp("download", err))
 		}
-		defer r.Close()
 		ent := r.Entry()
 		if ent.Size > bound { // replaced since the Stat
+			r.Close()
 			c.buf.release(want)
 			return tooBig(ent.Size)
 		}
-		m, err := wire.EncodeFill(id, wire.TypeResponse, wire.File(path.Base(ent.Path), r.MimeType()), int(ent.Size), func(b []byte) (int, error) {
+		// A message of its own size, so that what it holds is what was
+		// taken for it; the file is closed before anything else waits.
+		m, err := wire.EncodeFillOwn(id, wire.TypeResponse, wire.File(path.Base(ent.Path), r.MimeType()), int(ent.Size), func(b []byte) (int, error) {
 			return io.ReadFull(r, b)
 		})
+		r.Close()
 		if err != nil {
-			m.Release()
 			c.buf.release(want)
 			return c.errorReply("storage.download", asOp("download", err))
 		}
-		held := c.size(m)
-		switch {
+		// Never wait while holding a place: a file replaced by a bigger
+		// one since the Stat takes the little more it needs at once.
+		switch held := c.size(m); {
 		case held > want:
-			err = c.buf.acquire(c.ctx, held-want)
+			c.buf.force(held - want)
+			want = held
 		case held < want:
 			c.buf.release(want - held)
+			want = held
 		}
-		if err != nil {
-			m.Release()
-			c.buf.release(want)
-			return wire.Content{}
-		}
-		c.queued.Add(held)
-		_ = c.enqueue(outMsg{m: m, n: held})
+		c.queued.Add(want)
+		_ = c.enqueue(outMsg{m: m, n: want})
 		return wire.Content{} // sent
 	})
 }

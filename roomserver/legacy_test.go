@@ -64,10 +64,19 @@ func TestHandleEraDownloadsHoldNoDescriptorsWhileTheyWait(t *testing.T) {
 	if c := p.response(p.legacy(wire.TypeLegacyClose, map[string]any{"handle": h}, nil)); c.Type != wire.KindEmpty {
 		t.Fatalf("close: %+v", c)
 	}
+	h = p.handle("small.txt", true)
+	p.response(p.legacy(wire.TypeLegacyWrite, map[string]any{"handle": h}, []byte("small")))
+	if c := p.response(p.legacy(wire.TypeLegacyClose, map[string]any{"handle": h}, nil)); c.Type != wire.KindEmpty {
+		t.Fatalf("close: %+v", c)
+	}
 	base := openFiles(t, d.dir) // the engine's own: its folders
 	const asked = 32            // MaxRequests: every one of them runs
-	for range asked {
-		p.legacy(wire.TypeLegacyDownload, map[string]any{"path": "big.bin"}, nil)
+	for i := range asked {
+		name := "big.bin"
+		if i%2 == 1 {
+			name = "small.txt"
+		}
+		p.legacy(wire.TypeLegacyDownload, map[string]any{"path": name}, nil)
 	}
 	// Whatever the server does with them, it holds a handful of the
 	// room's files open at most, and none once they wait.
@@ -83,12 +92,17 @@ func TestHandleEraDownloadsHoldNoDescriptorsWhileTheyWait(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // polling a count the kernel keeps, bounded by the deadline
 	}
 	// Every download comes once the participant reads.
-	for i := range asked {
+	sizes := map[int]int{}
+	for range asked {
 		m := p.until(func(m *wire.Message) bool { return m.Type == wire.TypeResponse })
 		_, payload, err := m.Split()
-		if err != nil || len(payload) != len(big) {
-			t.Fatalf("download %d: %d bytes, %v", i, len(payload), err)
+		if err != nil {
+			t.Fatal(err)
 		}
+		sizes[len(payload)]++
+	}
+	if sizes[len(big)] != asked/2 || sizes[len("small")] != asked/2 {
+		t.Fatalf("downloads by size: %v", sizes)
 	}
 }
 

@@ -49,6 +49,9 @@ func (st *stream) next() (inChunk, error) {
 	case ch := <-st.in:
 		return ch, nil
 	case <-t.C:
+		// The client is told, so that one waiting for the stream's end
+		// (an upload's commit) does not wait for ever.
+		st.fail(&requestError{CodeTimeout, fmt.Sprintf("%s ended: no chunk for %s", st.tool, st.c.s.o.StreamIdle)})
 		return inChunk{}, fmt.Errorf("%w: no chunk for %s", errStreamEnded, st.c.s.o.StreamIdle)
 	case <-st.c.ctx.Done():
 		return inChunk{}, errStreamEnded

@@ -169,6 +169,21 @@ func EncodeFill(id uint64, typ string, v any, n int, fill func([]byte) (int, err
 	return m, err
 }
 
+// EncodeFillOwn is EncodeFill whose frames lie in a buffer of their own,
+// of exactly their size, rather than in a pooled one (whose capacity may
+// be far more than a small message needs): for a sender that counts the
+// memory a message holds before it exists.
+func EncodeFillOwn(id uint64, typ string, v any, n int, fill func([]byte) (int, error)) (Encoded, error) {
+	j, err := json.Marshal(v)
+	if err != nil {
+		return Encoded{}, err
+	}
+	m := newEncoded(id, typ, j, n, nil)
+	k, err := fill(m.Body[len(m.Body) : len(m.Body)+n])
+	m.Body = m.Body[:len(m.Body)+k]
+	return m, err
+}
+
 // newEncoded lays out the frames up to the payload, leaving room for n
 // payload bytes; the body goes in *bp when bp is not nil.
 func newEncoded(id uint64, typ string, j []byte, n int, bp *[]byte) Encoded {
