@@ -275,17 +275,17 @@ func TestRangedReadsAtChunkBoundaries(t *testing.T) {
 // server's idle limit for streams, but never that long at once, keeps
 // its handle.
 func TestASlowWritersHandleLives(t *testing.T) {
-	e := newEnvWith(t, stores[0].url(t), func(o *roomserver.Options) { o.StreamIdle = 300 * time.Millisecond })
+	e := newEnvWith(t, stores[0].url(t), func(o *roomserver.Options) { o.StreamIdle = 600 * time.Millisecond })
 	c := e.dial(t, "ann", "r", roomclient.Options{})
 	h, err := c.Open(deadline(t), "log.txt", roomstore.OpenOptions{Overwrite: true})
 	must(t, err)
 	var want strings.Builder
-	for i := range 10 {
+	for i := range 20 {
 		line := fmt.Sprintf("line %d\n", i)
 		want.WriteString(line)
 		_, err := h.Write([]byte(line))
 		must(t, err)
-		time.Sleep(100 * time.Millisecond) // the writer's pace, the scenario itself: 1 s in all, 3x the idle limit
+		time.Sleep(100 * time.Millisecond) // the writer's pace, the scenario itself: 2 s in all, over 3x the idle limit
 	}
 	must(t, h.Close())
 	if got, err := read(t, c, "log.txt"); got != want.String() || err != nil {
