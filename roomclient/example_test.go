@@ -15,10 +15,10 @@ import (
 	"github.com/roomstore/roomstore/roomserver"
 )
 
-// A participant joins a room served by roomserver, watches its files and
-// writes one.
-func Example() {
-	ctx := context.Background()
+// exampleRoom serves rooms on mem:// stores from a loopback room server,
+// and returns the URL of room, a token for participant name, and the
+// function that stops the server.
+func exampleRoom(ctx context.Context, name, room string) (url, token string, stop func()) {
 	secret := []byte("an example secret of 32 bytes or more")
 	srv, err := roomserver.New(roomserver.Options{
 		Resolve: func(ctx context.Context, room string, _ bool) (*roomstore.Engine, error) {
@@ -31,14 +31,23 @@ func Example() {
 		panic(err)
 	}
 	ts := httptest.NewServer(srv)
-	defer ts.Close()
-	defer srv.Shutdown(ctx)
-
-	token, err := roomserver.NewToken(secret, "alice", "r1", time.Hour)
+	token, err = roomserver.NewToken(secret, name, room, time.Hour)
 	if err != nil {
 		panic(err)
 	}
-	c, err := roomclient.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/rooms/r1", roomclient.Options{Token: token})
+	return "ws" + strings.TrimPrefix(ts.URL, "http") + "/rooms/" + room, token, func() {
+		srv.Shutdown(ctx)
+		ts.Close()
+	}
+}
+
+// A participant joins a room served by roomserver, watches its files and
+// writes one.
+func Example() {
+	ctx := context.Background()
+	url, token, stop := exampleRoom(ctx, "alice", "r1")
+	defer stop()
+	c, err := roomclient.Dial(ctx, url, roomclient.Options{Token: token})
 	if err != nil {
 		panic(err)
 	}
@@ -72,25 +81,9 @@ func Example() {
 // invisible until Close, as on the engine.
 func Example_engine() {
 	ctx := context.Background()
-	secret := []byte("an example secret of 32 bytes or more")
-	srv, err := roomserver.New(roomserver.Options{
-		Resolve: func(ctx context.Context, room string, _ bool) (*roomstore.Engine, error) {
-			return roomstore.OpenURL(ctx, "mem://")
-		},
-		Verify: roomserver.HS256(secret),
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		panic(err)
-	}
-	ts := httptest.NewServer(srv)
-	defer ts.Close()
-	defer srv.Shutdown(ctx)
-	token, err := roomserver.NewToken(secret, "alice", "r1", time.Hour)
-	if err != nil {
-		panic(err)
-	}
-	store, err := roomclient.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/rooms/r1", roomclient.Options{Token: token})
+	url, token, stop := exampleRoom(ctx, "alice", "r1")
+	defer stop()
+	store, err := roomclient.Dial(ctx, url, roomclient.Options{Token: token})
 	if err != nil {
 		panic(err)
 	}

@@ -18,16 +18,9 @@ import (
 // lost, so that they re-list; any other participant is closed with 1013,
 // so that it reconnects and re-lists.
 func TestOverflowIsForwarded(t *testing.T) {
-	s := &Server{o: Options{SendQueue: 4}}
-	s.o.defaults()
-	s.log = s.o.Logger
-	s.lim = newLimits(&s.o)
-	rm := &room{name: "r", conns: map[*conn]struct{}{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	// writing set: the test reads the queue itself, no writer starts.
-	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, extras: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
-	strict := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
+	s, rm := queueTestRoom(t, 4)
+	c := queueTestConn(t, s, rm, true)
+	strict := queueTestConn(t, s, rm, false)
 	rm.join(c)
 	rm.join(strict)
 	rm.fanout(events.Event{Type: roomstore.EventOverflow, Dropped: 7, Time: time.Now()})
@@ -63,14 +56,8 @@ func TestOverflowIsForwarded(t *testing.T) {
 // told of a loss: it gets the events queued before it, then a close with
 // 1013, and nothing after.
 func TestAStrictParticipantThatLosesEventsIsClosedAfterWhatCameBefore(t *testing.T) {
-	s := &Server{o: Options{SendQueue: 2, Logger: slog.New(slog.DiscardHandler)}}
-	s.o.defaults()
-	s.log = s.o.Logger
-	s.lim = newLimits(&s.o)
-	rm := &room{name: "r", conns: map[*conn]struct{}{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
+	s, rm := queueTestRoom(t, 2)
+	c := queueTestConn(t, s, rm, false)
 	for i := 1; i <= 5; i++ { // 1 and 2 queued, 3 lost: the close; 4 and 5 lost
 		if i == 3 {
 			// Its writer has taken nothing for longer than burstLag: it
@@ -102,15 +89,8 @@ func TestAStrictParticipantThatLosesEventsIsClosedAfterWhatCameBefore(t *testing
 // Events lost to a full queue are told in order: the notice goes out
 // after every event queued before the loss and before any queued after.
 func TestLostEventsAreToldInOrder(t *testing.T) {
-	s := &Server{o: Options{SendQueue: 2, Logger: slog.New(slog.DiscardHandler)}}
-	s.o.defaults()
-	s.log = s.o.Logger
-	s.lim = newLimits(&s.o)
-	rm := &room{name: "r", conns: map[*conn]struct{}{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	// writing set: the test takes the messages itself, no writer starts.
-	c := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, extras: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
+	s, rm := queueTestRoom(t, 2)
+	c := queueTestConn(t, s, rm, true)
 	event := func(i int) wire.Encoded {
 		m, err := wire.Encode(uint64(i), wire.TypeFileUpdated, wire.FileEvent{Path: fmt.Sprint(i)}, nil)
 		if err != nil {
@@ -147,6 +127,26 @@ func TestLostEventsAreToldInOrder(t *testing.T) {
 	}
 }
 
+// queueTestRoom is a server with SendQueue sendQueue and a room, for the
+// tests of a connection's queue.
+func queueTestRoom(t *testing.T, sendQueue int) (*Server, *room) {
+	t.Helper()
+	s := &Server{o: Options{SendQueue: sendQueue, Logger: slog.New(slog.DiscardHandler)}}
+	s.o.defaults()
+	s.log = s.o.Logger
+	s.lim = newLimits(&s.o)
+	return s, &room{name: "r", conns: map[*conn]struct{}{}}
+}
+
+// queueTestConn is a live connection of rm whose queue the test takes
+// itself: writing is set, so that no writer starts.
+func queueTestConn(t *testing.T, s *Server, rm *room, extras bool) *conn {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, extras: extras, buf: newSendBuffer(int64(s.o.SendBuffer))}
+}
+
 // fileEvent is the storage.file.updated of path i.
 func fileEvent(t *testing.T, i int) wire.Encoded {
 	t.Helper()
@@ -162,15 +162,9 @@ func fileEvent(t *testing.T, i int) wire.Encoded {
 // recursive delete) before a loss closes it; one that asked is told of
 // a loss past SendQueue.
 func TestABurstDoesNotCloseAStrictParticipantThatKeepsReading(t *testing.T) {
-	s := &Server{o: Options{SendQueue: 4, Logger: slog.New(slog.DiscardHandler)}}
-	s.o.defaults()
-	s.log = s.o.Logger
-	s.lim = newLimits(&s.o)
-	rm := &room{name: "r", conns: map[*conn]struct{}{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	strict := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
-	told := &conn{s: s, rm: rm, ctx: ctx, cancel: cancel, writing: true, extras: true, buf: newSendBuffer(int64(s.o.SendBuffer))}
+	s, rm := queueTestRoom(t, 4)
+	strict := queueTestConn(t, s, rm, false)
+	told := queueTestConn(t, s, rm, true)
 	burst := strictBurst * s.o.SendQueue
 	for i := 1; i <= burst+1; i++ {
 		strict.trySend(fileEvent(t, i))

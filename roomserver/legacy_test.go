@@ -9,10 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/roomstore/roomstore/internal/wire"
-	"github.com/roomstore/roomstore/roomserver"
 )
 
 // legacy sends a handle-era message and returns its id.
@@ -141,36 +138,14 @@ func TestShutdownLetsHandlesFinish(t *testing.T) {
 	if c := p.response(p.legacy(wire.TypeLegacyWrite, map[string]any{"handle": h}, []byte("all "))); c.Type != wire.KindEmpty {
 		t.Fatalf("write: %+v", c)
 	}
-	done := make(chan error, 1)
-	go func() { done <- f.srv.Shutdown(t.Context()) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c := p.call("exists", map[string]any{"path": ""})
-		if c.Type == wire.KindError {
-			wantError(t, c, roomserver.CodeUnavailable)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("calls were still served during Shutdown")
-		}
-	}
+	done := f.shutdownRefusing(p)
 	if c := p.response(p.legacy(wire.TypeLegacyWrite, map[string]any{"handle": h}, []byte("of it"))); c.Type != wire.KindEmpty {
 		t.Fatalf("a write during Shutdown: %+v", c)
 	}
 	if c := p.response(p.legacy(wire.TypeLegacyClose, map[string]any{"handle": h}, nil)); c.Type != wire.KindEmpty {
 		t.Fatalf("the close during Shutdown: %+v", c)
 	}
-	if got := p.closeStatus(); got != websocket.StatusGoingAway {
-		t.Fatalf("close code %d, want 1001", got)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Shutdown did not return")
-	}
+	shutdownEnds(t, p, done)
 	if b, err := os.ReadFile(filepath.Join(d.dir, "r1", "whole.txt")); err != nil || string(b) != "all of it" {
 		t.Fatalf("after Shutdown the file holds %q, %v", b, err)
 	}

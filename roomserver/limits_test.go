@@ -284,26 +284,40 @@ func TestShutdownLetsUploadsFinish(t *testing.T) {
 	p.open("upload", "u")
 	p.chunk("u", wire.Binary(map[string]any{"kind": "start", "path": "whole.bin"}), nil)
 	p.streamed("u")
-	done := make(chan error, 1)
-	go func() { done <- f.srv.Shutdown(t.Context()) }()
 	// New calls are refused while the upload goes on.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c := p.call("exists", map[string]any{"path": ""})
-		if c.Type == wire.KindError {
-			wantError(t, c, roomserver.CodeUnavailable)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("calls were still served during Shutdown")
-		}
-	}
+	done := f.shutdownRefusing(p)
 	p.chunk("u", wire.Binary(map[string]any{"kind": "data"}), []byte("all of it"))
 	p.streamed("u") // the next pull
 	p.chunk("u", wire.Control("close"), nil)
 	if c, _ := p.streamed("u"); c.Method != "close" {
 		t.Fatalf("upload end: %+v", c)
 	}
+	shutdownEnds(t, p, done)
+}
+
+// shutdownRefusing begins the server's Shutdown and returns once p's
+// calls are refused (503), with the channel of Shutdown's outcome.
+func (f *fixture) shutdownRefusing(p *raw) <-chan error {
+	f.t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Shutdown(f.t.Context()) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c := p.call("exists", map[string]any{"path": ""})
+		if c.Type == wire.KindError {
+			wantError(f.t, c, roomserver.CodeUnavailable)
+			return done
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatal("calls were still served during Shutdown")
+		}
+	}
+}
+
+// shutdownEnds checks that p's connection ends with 1001 and that
+// Shutdown returns without error.
+func shutdownEnds(t *testing.T, p *raw, done <-chan error) {
+	t.Helper()
 	if got := p.closeStatus(); got != websocket.StatusGoingAway {
 		t.Fatalf("close code %d, want 1001", got)
 	}
