@@ -24,11 +24,10 @@ import (
 type logWatch struct {
 	mu   sync.Mutex
 	seen map[string]chan struct{}
-	who  map[string]bool // message and participant of each record that names one
 }
 
 func newLogWatch(msgs ...string) *logWatch {
-	w := &logWatch{seen: map[string]chan struct{}{}, who: map[string]bool{}}
+	w := &logWatch{seen: map[string]chan struct{}{}}
 	for _, m := range msgs {
 		w.seen[m] = make(chan struct{})
 	}
@@ -39,12 +38,6 @@ func (w *logWatch) Enabled(context.Context, slog.Level) bool { return true }
 func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "participant" {
-			w.who[r.Message+" "+a.Value.String()] = true
-		}
-		return true
-	})
 	if ch, ok := w.seen[r.Message]; ok {
 		select {
 		case <-ch:
@@ -55,13 +48,6 @@ func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// logged reports whether msg was logged naming participant.
-func (w *logWatch) logged(msg, participant string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.who[msg+" "+participant]
-}
-
 func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler { return w }
 func (w *logWatch) WithGroup(string) slog.Handler      { return w }
 
@@ -69,50 +55,9 @@ func (w *logWatch) WithGroup(string) slog.Handler      { return w }
 // for itself alone, is told exactly how many, and stays connected; the
 // writer and the other participants are never held up.
 func TestASlowReaderLosesCountedEventsAndNeverStallsTheRoom(t *testing.T) {
-	watch := newLogWatch("a slow participant lost events")
-	f := newFixture(t, func(o *roomserver.Options) {
-		o.SendQueue = 8
-		o.WriteTimeout = 5 * time.Minute // reading late is not stopping
-		o.Logger = slog.New(watch)
-	})
+	f, watch, upload := slowRoom(t)
 	slow := f.dialExt("r1", "slow") // does not read until the loss
-	plain := f.dial("r1", "plain")  // neither; asked for no extensions
-	fast := f.dial("r1", "fast")
-	e := f.engine("r1")
-	ctx := roomstore.WithParticipant(t.Context(), "writer")
-	name := strings.Repeat("n", 200) // bigger events fill the socket sooner
-	upload := func(i int) {
-		// The writer is never held up by the slow participant; the fast
-		// one keeps up with every event.
-		if _, err := e.Upload(ctx, fmt.Sprintf("%s/%d", name, i%50), bytes.NewReader(nil), roomstore.OpenOptions{Overwrite: true}); err != nil {
-			t.Fatal(err)
-		}
-		fast.until(func(m *wire.Message) bool { return m.Type == wire.TypeFileUpdated })
-	}
-	deadline := time.After(60 * time.Second)
-	events := 0
-	// Until both participants that do not read have lost events (the one
-	// that did not ask for extensions once its writer has been stuck for
-	// a second: it has room for bursts while it reads).
-	const lost = "a slow participant lost events"
-	for ; !watch.logged(lost, slow.id) || !watch.logged(lost, plain.id); events++ {
-		select {
-		case <-deadline:
-			t.Fatalf("the slow participants never lost an event after %d", events)
-		default:
-		}
-		upload(events)
-	}
-	select {
-	case <-watch.seen["a slow participant lost events"]:
-	default:
-		t.Fatal("the loss was not logged")
-	}
-	const after = 5 // events past the loss
-	for i := range after {
-		upload(events + i)
-	}
-	events += after
+	events := upload.untilLost(watch)
 
 	// Every event reaches the slow participant, or is counted in a
 	// notice; the notices come in order, none ahead of an event before
@@ -138,34 +83,98 @@ func TestASlowReaderLosesCountedEventsAndNeverStallsTheRoom(t *testing.T) {
 		t.Fatalf("the slow participant got %d events and %d notices of %d lost, of %d", got, notices, dropped, events)
 	}
 	t.Logf("%d events: %d delivered, %d lost in %d notices", events, got, dropped, notices)
-	// The participant that asked for no extensions cannot be told: it
-	// gets what was queued before its loss, then a close with 1013.
-	ctx2, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	// Both are still served.
+	for i, p := range []*raw{slow, upload.fast} {
+		if c := p.upload("u", fmt.Sprintf("after%d.txt", i), []byte("x"), false); c.Method != "close" {
+			t.Fatalf("upload after: %+v", c)
+		}
+	}
+}
+
+// slowRoom is a room whose participants have a queue of 8 events and a
+// long WriteTimeout (reading late is not stopping), with a participant
+// that reads every event, and the uploads that make them.
+func slowRoom(t *testing.T) (*fixture, *logWatch, *uploader) {
+	watch := newLogWatch("a slow participant lost events")
+	f := newFixture(t, func(o *roomserver.Options) {
+		o.SendQueue = 8
+		o.WriteTimeout = 5 * time.Minute
+		o.Logger = slog.New(watch)
+	})
+	return f, watch, &uploader{t: t, e: f.engine, fast: f.dial("r1", "fast")}
+}
+
+// uploader makes one event at a time in room r1, each waited for by a
+// participant that reads them all: the writer is never held up by a
+// slow participant.
+type uploader struct {
+	t    *testing.T
+	e    func(room string) *roomstore.Engine
+	fast *raw
+}
+
+func (u *uploader) upload(i int) {
+	u.t.Helper()
+	ctx := roomstore.WithParticipant(u.t.Context(), "writer")
+	name := strings.Repeat("n", 200) // bigger events fill the socket sooner
+	if _, err := u.e("r1").Upload(ctx, fmt.Sprintf("%s/%d", name, i%50), bytes.NewReader(nil), roomstore.OpenOptions{Overwrite: true}); err != nil {
+		u.t.Fatal(err)
+	}
+	u.fast.until(func(m *wire.Message) bool { return m.Type == wire.TypeFileUpdated })
+}
+
+// untilLost uploads until the one participant that does not read has
+// lost an event (it is logged), then 5 more, and returns how many it
+// made.
+func (u *uploader) untilLost(watch *logWatch) int {
+	u.t.Helper()
+	deadline := time.After(60 * time.Second)
+	events := 0
+	for lost := false; !lost; events++ {
+		select {
+		case <-watch.seen["a slow participant lost events"]:
+			lost = true
+		case <-deadline:
+			u.t.Fatalf("the slow participant never lost an event after %d", events)
+		default:
+		}
+		u.upload(events)
+	}
+	for range 5 {
+		u.upload(events)
+		events++
+	}
+	return events
+}
+
+// A participant that did not ask for roomstore's extensions, and stops
+// reading, cannot be told of its loss: it gets what was queued before
+// it, then a close with 1013 (once its writer has been stuck for a
+// second: while it reads it has room for bursts).
+func TestAStrictReaderThatStopsReadingIsClosedAfterWhatCameBefore(t *testing.T) {
+	f, watch, upload := slowRoom(t)
+	plain := f.dial("r1", "plain")
+	events := upload.untilLost(watch)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	plainGot := 0
+	got := 0
 	for {
-		m, err := plain.read(ctx2)
+		m, err := plain.read(ctx)
 		if err != nil {
-			if code := websocket.CloseStatus(err); code != websocket.StatusTryAgainLater || ctx2.Err() != nil {
-				t.Fatalf("the plain participant ended with %v (code %d), want a close with 1013", err, code)
+			if code := websocket.CloseStatus(err); code != websocket.StatusTryAgainLater || ctx.Err() != nil {
+				t.Fatalf("the participant ended with %v (code %d), want a close with 1013", err, code)
 			}
 			break
 		}
 		switch m.Type {
 		case wire.TypeFileUpdated:
-			plainGot++
+			got++
 		case wire.TypeEventsOverflow:
 			t.Fatalf("%s sent to a participant that did not ask for it", m.Type)
 		}
 	}
-	if plainGot == 0 || plainGot >= events {
-		t.Fatalf("the plain participant got %d of %d events before its close", plainGot, events)
-	}
-	// Both are still served.
-	for i, p := range []*raw{slow, fast} {
-		if c := p.upload("u", fmt.Sprintf("after%d.txt", i), []byte("x"), false); c.Method != "close" {
-			t.Fatalf("upload after: %+v", c)
-		}
+	if got == 0 || got >= events {
+		t.Fatalf("the participant got %d of %d events before its close", got, events)
 	}
 }
 
