@@ -389,11 +389,24 @@ func (k *conn) send(ctx context.Context, m wire.Encoded, register func(id uint64
 		err = k.ws.Write(wctx, websocket.MessageBinary, m.Body)
 	}
 	if err != nil {
+		// A server that closed the connection said why in its close
+		// frame, which the reader may be about to read: let it, briefly,
+		// so that the cause is the server's reason, not the write's.
+		t := time.NewTimer(closeReasonWait)
+		select {
+		case <-k.done:
+		case <-t.C:
+		}
+		t.Stop()
 		k.drop(disconnected(err))
 		return k.cause()
 	}
 	return nil
 }
+
+// closeReasonWait bounds how long a failed write waits for the reader to
+// learn why the connection ended.
+const closeReasonWait = time.Second
 
 // request sends a message and waits for its __response__. An error reply
 // is returned as content, for the caller to turn into an *Error with its
