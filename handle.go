@@ -437,8 +437,9 @@ func (e *Engine) close(ctx context.Context, top telemetry.Op, h *Handle) (backen
 	if err != nil {
 		if e.usage != nil && tried && ctx.Err() != nil {
 			// The store may have applied it, and no event tells: what is
-			// at the path now says.
-			e.usage.settle(ctx, e, h.path)
+			// at the path says, at the next need (not on this call, whose
+			// context has ended).
+			e.usage.unsettle(h.path)
 		}
 		return backend.Info{}, -1, h.failLocked(ctx, op, err, errCloseFailed)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"sync"
-	"time"
 
 	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/internal/telemetry"
@@ -35,7 +34,7 @@ var ErrQuotaExceeded = errors.New("quota exceeded")
 // could not fit, or once the bytes staged in all open handles together
 // would pass the byte quota: staging never takes more than the quota. A
 // commit whose outcome is unknown (its context ended while the store had
-// it) is settled by a Stat of its path.
+// it) is settled by a Stat of its path at the next need.
 //
 // Across engines the bound is as exact as their events are timely: a
 // commit on one engine is known to the others once its event reaches
@@ -115,18 +114,72 @@ type usage struct {
 	// that.
 	staged int64
 
+	// unsettled holds the paths of commits whose outcome is unknown (their
+	// context ended while the store had them), which the next need learns
+	// with a Stat each before it counts on the usage.
+	unsettled map[string]struct{}
+
 	scanMu sync.Mutex // one scan at a time
 	gen    uint64     // bumped by each overflow: a scan older than it is stale
 }
 
-// ready makes sure the usage is known, scanning the store if it is not.
+// ready makes sure the usage is known, scanning the store if it is not,
+// and settling the commits of unknown outcome.
 func (u *usage) ready(ctx context.Context, e *Engine) error {
 	u.mu.Lock()
-	known := u.known
+	known, settled := u.known, len(u.unsettled) == 0
 	u.mu.Unlock()
-	if known {
+	if !known {
+		if err := u.know(ctx, e); err != nil {
+			return err
+		}
+	}
+	if settled {
 		return nil
 	}
+	return u.settle(ctx, e)
+}
+
+// unsettle records a commit at p whose outcome is unknown; it costs the
+// caller, whose context has ended, no request.
+func (u *usage) unsettle(p string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.unsettled == nil {
+		u.unsettled = map[string]struct{}{}
+	}
+	u.unsettled[p] = struct{}{}
+}
+
+// settle learns what each commit of unknown outcome left at its path
+// (the file there now, or none), on the context of the need; one the
+// store cannot say fails the need and stays to be learned.
+func (u *usage) settle(ctx context.Context, e *Engine) error {
+	u.mu.Lock()
+	paths := make([]string, 0, len(u.unsettled))
+	for p := range u.unsettled {
+		paths = append(paths, p)
+	}
+	u.mu.Unlock()
+	for _, p := range paths {
+		info, err := e.b.Stat(ctx, p)
+		switch {
+		case err == nil && !info.IsFolder:
+			u.Published("", events.Event{Type: EventFileUpdated, Path: p, Size: info.Size})
+		case err == nil || errors.Is(err, fs.ErrNotExist):
+			u.Published("", events.Event{Type: EventFileDeleted, Path: p})
+		default:
+			return err
+		}
+		u.mu.Lock()
+		delete(u.unsettled, p)
+		u.mu.Unlock()
+	}
+	return nil
+}
+
+// know scans the store until a scan no overflow made stale completes.
+func (u *usage) know(ctx context.Context, e *Engine) error {
 	u.scanMu.Lock()
 	defer u.scanMu.Unlock()
 	for {
@@ -176,26 +229,6 @@ func (u *usage) scan(ctx context.Context, e *Engine) error {
 	return nil
 }
 
-// settle learns what a commit of unknown outcome left at p (its context
-// ended while the store had it): the file there now, or none. A store
-// that cannot say makes the next need scan.
-func (u *usage) settle(ctx context.Context, e *Engine, p string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-	defer cancel()
-	info, err := e.b.Stat(ctx, p)
-	switch {
-	case err == nil && !info.IsFolder:
-		u.Published("", events.Event{Type: EventFileUpdated, Path: p, Size: info.Size})
-	case errors.Is(err, fs.ErrNotExist):
-		u.Published("", events.Event{Type: EventFileDeleted, Path: p})
-	default:
-		u.Gap(0)
-	}
-}
-
-// settleTimeout bounds the Stat of settle.
-const settleTimeout = 30 * time.Second
-
 // Published applies an event of the engine's bus, its own or another
 // engine's: what it says a file now is.
 func (u *usage) Published(_ string, ev events.Event) {
@@ -209,8 +242,7 @@ func (u *usage) Published(_ string, ev events.Event) {
 	}
 }
 
-// Gap forgets the usage after events were lost, or a commit whose
-// outcome settle could not learn: the next need scans.
+// Gap forgets the usage after events were lost: the next need scans.
 func (u *usage) Gap(uint64) {
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -43,8 +43,8 @@ func (c cancelling) Commit(ctx context.Context) (backend.Info, error) {
 	return backend.Info{}, ctx.Err()
 }
 
-// A commit whose outcome is unknown makes the engine count the store
-// again, so that the quota holds what the store holds.
+// A commit whose outcome is unknown is learned at the next need, so that
+// the quota holds what the store holds.
 func TestACommitOfUnknownOutcomeIsCountedAgain(t *testing.T) {
 	mem := backend_mem.New()
 	ctx, cancel := context.WithCancel(t.Context())

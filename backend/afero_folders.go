@@ -152,10 +152,7 @@ func (a *Afero) hasAny(dir, but string) bool {
 		switch {
 		case p == but:
 		case fi.IsDir():
-			a.eachEntry(p, 1, func(string, os.FileInfo) bool {
-				found = true
-				return false
-			})
+			found = !a.emptyDir(p)
 		default:
 			found = true
 		}
@@ -314,13 +311,19 @@ func (a *Afero) rmdir(dir string) error {
 	case !fi.IsDir():
 		return ErrNotFolder
 	}
+	if !a.emptyDir(dir) {
+		return fs.ErrExist
+	}
+	return a.fs.Remove(dir)
+}
+
+// emptyDir reports whether the directory dir has no entry (one read of
+// one entry at most).
+func (a *Afero) emptyDir(dir string) bool {
 	empty := true
 	a.eachEntry(dir, 1, func(string, os.FileInfo) bool {
 		empty = false
 		return false
 	})
-	if !empty {
-		return fs.ErrExist
-	}
-	return a.fs.Remove(dir)
+	return empty
 }

@@ -66,14 +66,8 @@ func TestAnEmptiedFolderIsHiddenAtOnceAndRemovedLater(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				dir := t.TempDir()
-				a, err := openDisk(kind, dir, false)
-				if err != nil {
-					t.Fatal(err)
-				}
-				other, err := openDisk(kind, dir, false) // as another process would
-				if err != nil {
-					t.Fatal(err)
-				}
+				a := mustOpenDisk(t, kind, dir)
+				other := mustOpenDisk(t, kind, dir) // as another process would
 				defer other.Close()
 				put(t, a, "keep.txt", "k")
 				put(t, a, "inbox/1.txt", "1")
@@ -126,10 +120,7 @@ func TestEmptiedFoldersNeverNest(t *testing.T) {
 	for _, kind := range diskKinds {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
-			a, err := openDisk(kind, dir, false)
-			if err != nil {
-				t.Fatal(err)
-			}
+			a := mustOpenDisk(t, kind, dir)
 			defer a.Close()
 			put(t, a, "top/f.txt", "f")
 			put(t, a, "top/x/1.txt", "1")
@@ -194,15 +185,9 @@ func TestTwoProcessesDeferringShowNoFolder(t *testing.T) {
 	for _, kind := range diskKinds {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
-			a, err := openDisk(kind, dir, false)
-			if err != nil {
-				t.Fatal(err)
-			}
+			a := mustOpenDisk(t, kind, dir)
 			defer a.Close()
-			other, err := openDisk(kind, dir, false)
-			if err != nil {
-				t.Fatal(err)
-			}
+			other := mustOpenDisk(t, kind, dir)
 			defer other.Close()
 			put(t, a, "keep.txt", "k")
 			put(t, a, "F/E/D/x", "x")
@@ -236,15 +221,9 @@ func TestTwoProcessesDeferringDeepShowNoFolder(t *testing.T) {
 	for _, kind := range diskKinds {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
-			a, err := openDisk(kind, dir, false)
-			if err != nil {
-				t.Fatal(err)
-			}
+			a := mustOpenDisk(t, kind, dir)
 			defer a.Close()
-			other, err := openDisk(kind, dir, false)
-			if err != nil {
-				t.Fatal(err)
-			}
+			other := mustOpenDisk(t, kind, dir)
 			defer other.Close()
 			put(t, a, "keep.txt", "k")
 			put(t, a, "G/F/E/D/x", "x")

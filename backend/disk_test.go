@@ -20,6 +20,16 @@ import (
 var diskKinds = []string{"file", "osroot", "basepath"}
 
 // openDisk opens the afero backend of kind on dir. The caller closes it.
+// mustOpenDisk is openDisk with fsync off, failing t on an error.
+func mustOpenDisk(t *testing.T, kind, dir string) *backend.Afero {
+	t.Helper()
+	a, err := openDisk(kind, dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 func openDisk(kind, dir string, fsync bool) (*backend.Afero, error) {
 	switch kind {
 	case "basepath":
