@@ -390,12 +390,14 @@ func (k *conn) send(ctx context.Context, m wire.Encoded, register func(id uint64
 	}
 	if err != nil {
 		// A server that closed the connection said why in its close
-		// frame, which the reader may be about to read: let it, briefly,
-		// so that the cause is the server's reason, not the write's.
+		// frame, which the reader may be about to read: let it, briefly
+		// and never past ctx, so that the cause is the server's reason,
+		// not the write's.
 		t := time.NewTimer(closeReasonWait)
 		select {
 		case <-k.done:
 		case <-t.C:
+		case <-ctx.Done():
 		}
 		t.Stop()
 		k.drop(disconnected(err))
