@@ -3,6 +3,7 @@ package roomclient_test
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"strings"
 	"testing"
@@ -65,5 +66,46 @@ func TestAServerBudgetSpentIsErrBusy(t *testing.T) {
 	_, err = c.OpenReader(ctx, "a", 0, -1)
 	if !errors.Is(err, roomclient.ErrBusy) || errors.Is(err, fs.ErrClosed) {
 		t.Fatalf("a second stream past the server's one: %v, want ErrBusy", err)
+	}
+}
+
+// A stream's budgets are given back before its last answer: a client
+// that has its answer may open the next stream at once, with one stream
+// of the server's, one of the connection's and one upload of the room's.
+func TestAnAnsweredStreamHoldsNoBudget(t *testing.T) {
+	e := newEnvWith(t, stores[0].url(t), func(o *roomserver.Options) {
+		o.MaxOpenStreams, o.MaxStreams = 1, 1
+		o.Resolve = func(ctx context.Context, room string, _ bool) (*roomstore.Engine, error) {
+			return roomstore.OpenURL(ctx, "mem://", roomstore.WithMaxOpenHandles(2))
+		}
+	})
+	ctx := deadline(t)
+	c := e.dial(t, "ann", "r1", roomclient.Options{})
+	uploads, reads, refused := 0, 0, 0
+	for i := range 200 {
+		o := roomstore.OpenOptions{Overwrite: true}
+		if i%3 == 2 {
+			o = roomstore.OpenOptions{Exclusive: true} // refused: the file exists
+		}
+		if _, err := c.Upload(ctx, "a", strings.NewReader("abc"), o); err == nil {
+			uploads++
+		} else if errors.Is(err, fs.ErrExist) {
+			refused++
+		} else {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		r, err := c.OpenReader(ctx, "a", 0, -1)
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		b, err := io.ReadAll(r)
+		if err != nil || string(b) != "abc" {
+			t.Fatalf("read %d: %q %v", i, b, err)
+		}
+		must(t, r.Close())
+		reads++
+	}
+	if uploads != 134 || refused != 66 || reads != 200 {
+		t.Fatalf("%d uploads, %d refused, %d reads; want 134, 66, 200", uploads, refused, reads)
 	}
 }

@@ -61,7 +61,7 @@ type conn struct {
 	mu      sync.Mutex
 	streams map[string]*stream
 	handles map[string]*legacyHandle // the handle-era handles it opened, by id
-	opening int                      // handles being opened
+	slots   int                      // streams and handles holding a budget (takeSlot)
 	work    sync.WaitGroup           // calls and streams
 
 	closeOnce sync.Once
@@ -526,12 +526,7 @@ func (c *conn) openStream(id uint64, req wire.InvokeTool) error {
 		c.mu.Unlock()
 		return c.reply(id, wire.Error(409, "tool_call_id already in use"), nil)
 	}
-	if len(c.streams)+len(c.handles)+c.opening >= c.s.o.MaxStreams {
-		c.mu.Unlock()
-		c.s.lim.refuse(BudgetStreams)
-		return c.reply(id, wire.Error(429, fmt.Sprintf("too many streams (at most %d per connection)", c.s.o.MaxStreams)), nil)
-	}
-	if code, text := c.s.lim.openStream(c.idst); code != 0 {
+	if code, text := c.takeSlotLocked("streams"); code != 0 {
 		c.mu.Unlock()
 		return c.reply(id, wire.Error(code, text), nil)
 	}
@@ -547,13 +542,39 @@ func (c *conn) openStream(id uint64, req wire.InvokeTool) error {
 	return c.reply(id, wire.Control("open"), nil)
 }
 
+// takeSlotLocked counts a stream or a handle-era handle against the
+// connection's MaxStreams and the identity's and the server's stream
+// budgets, or refuses it with an error reply's code and text (what
+// names the connection's kind in it). c.mu is held.
+func (c *conn) takeSlotLocked(what string) (int, string) {
+	if c.slots >= c.s.o.MaxStreams {
+		c.s.lim.refuse(BudgetStreams)
+		return CodeTooMany, fmt.Sprintf("too many %s (at most %d per connection)", what, c.s.o.MaxStreams)
+	}
+	if code, text := c.s.lim.openStream(c.idst); code != 0 {
+		return code, text
+	}
+	c.slots++
+	return 0, ""
+}
+
+// dropSlot gives back what takeSlotLocked counted. A stream or handle
+// does so before the answer that ends it goes out, so that a client
+// that has its answer may open the next one at once.
+func (c *conn) dropSlot() {
+	c.mu.Lock()
+	c.slots--
+	c.mu.Unlock()
+	c.s.lim.closeStream(c.idst)
+}
+
 func (c *conn) endStream(st *stream) {
+	st.release()
 	c.mu.Lock()
 	if c.streams[st.id] == st {
 		delete(c.streams, st.id)
 	}
 	c.mu.Unlock()
-	c.s.lim.closeStream(c.idst)
 	// A chunk that came in as the stream ended is answered, not lost.
 	st.mu.Lock()
 	st.done = true

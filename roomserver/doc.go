@@ -142,7 +142,10 @@
 // list, close code 1008 or 1013 for a connection; it is counted in
 // Stats().Refused and the roomstore.server.refused metric under its
 // Budget, and logged at most 10 lines a second. A room's quota
-// (roomstore.WithQuota) refuses a commit with CodeQuota (507).
+// (roomstore.WithQuota) refuses a commit with CodeQuota (507). A stream
+// or handle gives back what it holds of these budgets before the answer
+// that ends it goes out, so that a participant that has its answer may
+// open the next one at once, whatever the budget.
 //
 // # Errors
 //

@@ -116,22 +116,13 @@ func (c *conn) legacyCall(m *wire.Message) error {
 // protocol says.
 func (c *conn) legacyOpen(p string, overwrite bool) wire.Content {
 	c.mu.Lock()
-	if len(c.streams)+len(c.handles)+c.opening >= c.s.o.MaxStreams {
-		c.mu.Unlock()
-		c.s.lim.refuse(BudgetStreams)
-		return wire.Error(CodeTooMany, fmt.Sprintf("too many handles and streams (at most %d per connection)", c.s.o.MaxStreams))
-	}
-	if code, text := c.s.lim.openStream(c.idst); code != 0 {
-		c.mu.Unlock()
+	code, text := c.takeSlotLocked("handles and streams")
+	c.mu.Unlock()
+	if code != 0 {
 		return wire.Error(code, text)
 	}
-	c.opening++
-	c.mu.Unlock()
 	fail := func(res wire.Content) wire.Content {
-		c.mu.Lock()
-		c.opening--
-		c.mu.Unlock()
-		c.s.lim.closeStream(c.idst)
+		c.dropSlot()
 		return res
 	}
 	share, ok := c.rm.takeHandle(c.idst.name)
@@ -146,7 +137,6 @@ func (c *conn) legacyOpen(p string, overwrite bool) wire.Content {
 	}
 	lh := &legacyHandle{h: h, ops: make(chan legacyOp, 1), ended: make(chan struct{})}
 	c.mu.Lock()
-	c.opening--
 	c.handles[h.ID()] = lh
 	c.work.Add(1) // within this call's own count: serve's Wait cannot have returned
 	c.mu.Unlock()
@@ -229,7 +219,10 @@ func (c *conn) runHandle(lh *legacyHandle) {
 	e := c.rm.eng
 	ctx := c.engineCtx()
 	committed := false
-	defer func() {
+	// end ends the handle and gives back its budgets, before the answer
+	// that ends it goes out: a client that has its answer may open the
+	// next handle at once.
+	end := sync.OnceFunc(func() {
 		// Calls waiting for the handle are answered before an abort, which
 		// may take its time: the connection's reader may be one of them.
 		c.finishHandle(lh)
@@ -239,8 +232,9 @@ func (c *conn) runHandle(lh *legacyHandle) {
 			cancel()
 		}
 		c.rm.dropHandle(c.idst.name)
-		c.s.lim.closeStream(c.idst)
-	}()
+		c.dropSlot()
+	})
+	defer end()
 	idle := time.NewTimer(c.s.o.StreamIdle)
 	defer idle.Stop()
 	for {
@@ -258,8 +252,9 @@ func (c *conn) runHandle(lh *legacyHandle) {
 			err := e.Write(ctx, lh.h, op.data)
 			op.msg.Release() // the engine keeps no slice of what it was given
 			if err != nil {
+				end() // the engine discarded the handle
 				_ = c.reply(op.id, c.errorReply(op.typ, err), nil)
-				return // the engine discarded the handle
+				return
 			}
 			_ = c.reply(op.id, wire.Empty(), nil)
 			continue
@@ -275,6 +270,7 @@ func (c *conn) runHandle(lh *legacyHandle) {
 		if err != nil {
 			res = c.errorReply(op.typ, err)
 		}
+		end()
 		_ = c.reply(op.id, res, nil)
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/roomstore/roomstore/internal/wire"
+	"github.com/roomstore/roomstore/roomserver"
 )
 
 // legacy sends a handle-era message and returns its id.
@@ -125,6 +126,31 @@ func TestHandleEraCallsSentAtOnceRunInOrder(t *testing.T) {
 	file, err := f.engine("r1").Download(t.Context(), "f.txt")
 	if err != nil || len(file.Data) != 256<<10+2 || !strings.HasSuffix(string(file.Data), "abc") {
 		t.Fatalf("the file holds %d bytes ending %q, %v", len(file.Data), file.Data[max(0, len(file.Data)-3):], err)
+	}
+}
+
+// A handle-era handle gives back its budgets before its close is
+// answered: with one stream of the server's and one of the connection's,
+// a participant opens the next handle as soon as it has that answer.
+func TestHandleEraClosedHandleHoldsNoBudget(t *testing.T) {
+	f := newFixture(t, func(o *roomserver.Options) { o.MaxOpenStreams, o.MaxStreams = 1, 1 })
+	p := f.dial("r1", "ann")
+	for round := range 200 {
+		h := p.handle("f.txt", round%2 == 0)
+		for i, id := range []uint64{
+			p.legacy(wire.TypeLegacyWrite, map[string]any{"handle": h}, []byte("ab")),
+			p.legacy(wire.TypeLegacyClose, map[string]any{"handle": h}, nil),
+		} {
+			if c := p.response(id); c.Type != wire.KindEmpty {
+				t.Fatalf("round %d, call %d: %+v", round, i, c)
+			}
+		}
+	}
+	// Rounds alternate overwrite and append: the last (199) appended to
+	// what round 198 wrote.
+	file, err := f.engine("r1").Download(t.Context(), "f.txt")
+	if err != nil || string(file.Data) != "abab" {
+		t.Fatalf("the file holds %q, %v; want abab", file.Data, err)
 	}
 }
 

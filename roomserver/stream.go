@@ -32,10 +32,31 @@ type stream struct {
 	tool  string
 	in    chan inChunk
 	ended chan struct{}
+
+	// release gives back what the stream holds (its reader or handle,
+	// the room's upload share, its slot), once: before the answer that
+	// ends the stream goes out, so that a client that has its answer
+	// may open the next stream at once, or at the latest as it ends.
+	release func()
+	cleanup []func() // what release undoes, last first
 }
 
 func newStream(c *conn, id, tool string) *stream {
-	return &stream{c: c, id: id, tool: tool, in: make(chan inChunk, 1), ended: make(chan struct{})}
+	st := &stream{c: c, id: id, tool: tool, in: make(chan inChunk, 1), ended: make(chan struct{})}
+	st.release = sync.OnceFunc(func() {
+		for i := len(st.cleanup) - 1; i >= 0; i-- {
+			st.cleanup[i]()
+		}
+		c.dropSlot()
+	})
+	return st
+}
+
+// finish sends the response chunk that ends the stream, after giving
+// back what the stream holds.
+func (st *stream) finish(body wire.Content) {
+	st.release()
+	_ = st.respond(body, nil)
 }
 
 // errStreamEnded ends a stream whose client went away or stalled.
@@ -82,12 +103,13 @@ func asOp(op string, err error) error {
 	return &fs.PathError{Op: op, Path: pe.Path, Err: pe.Err}
 }
 
+// fail ends the stream with err.
 func (st *stream) fail(err error) {
 	ec := errorContent(err)
 	if ec.Code == CodeInternal {
 		st.c.s.log.Error("storage stream failed", "room", st.c.rm.name, "participant", st.c.id, "tool", st.tool, "err", err)
 	}
-	_ = st.respond(ec, nil)
+	st.finish(ec)
 }
 
 func (st *stream) run() {
@@ -95,10 +117,12 @@ func (st *stream) run() {
 	if err != nil {
 		return
 	}
-	_ = st.answer(ch, wire.Empty())
 	if ch.c.Type == wire.KindControl && ch.c.Method == "close" {
+		st.release()
+		_ = st.answer(ch, wire.Empty())
 		return
 	}
+	_ = st.answer(ch, wire.Empty())
 	if ch.c.Type != wire.KindBinary || ch.c.Headers["kind"] != "start" {
 		st.fail(badRequest("a stream begins with a binary chunk of kind start"))
 		return
@@ -134,7 +158,7 @@ func (st *stream) upload(h map[string]any) {
 		st.fail(&requestError{CodeTooMany, fmt.Sprintf("upload %s: too many uploads open in this room (at most %d per identity)", truncate(p, 256), share)})
 		return
 	}
-	defer st.c.rm.dropHandle(st.c.idst.name)
+	st.cleanup = append(st.cleanup, func() { st.c.rm.dropHandle(st.c.idst.name) })
 	opts.Size = max(want, 0)
 	hd, err := e.Open(ctx, p, opts)
 	if err != nil {
@@ -142,13 +166,13 @@ func (st *stream) upload(h map[string]any) {
 		return
 	}
 	committed := false
-	defer func() {
+	st.cleanup = append(st.cleanup, func() {
 		if !committed {
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			_ = e.Abort(actx, hd)
 			cancel()
 		}
-	}()
+	})
 	size := st.c.s.o.ChunkSize
 	pull := wire.Binary(map[string]any{"kind": "pull", "chunk_size": size})
 	if st.respond(pull, nil) != nil {
@@ -203,7 +227,7 @@ func (st *stream) upload(h map[string]any) {
 				st.fail(asOp("upload", err))
 				return
 			}
-			_ = st.respond(wire.Control("close"), nil)
+			st.finish(wire.Control("close"))
 			return
 		default:
 			_ = st.answer(ch, wire.Error(400, "an upload takes data chunks and a close"))
@@ -245,7 +269,7 @@ func (st *stream) download(h map[string]any) {
 		st.fail(asOp("download", err))
 		return
 	}
-	defer r.Close()
+	st.cleanup = append(st.cleanup, func() { _ = r.Close() })
 	ent := r.Entry()
 	left := ent.Size - offset
 	if length >= 0 {
@@ -292,6 +316,7 @@ func (st *stream) download(h map[string]any) {
 				return
 			}
 		case ch.c.Type == wire.KindControl && ch.c.Method == "close":
+			st.release()
 			_ = st.answer(ch, wire.Empty())
 			return
 		default:
@@ -300,5 +325,5 @@ func (st *stream) download(h map[string]any) {
 			return
 		}
 	}
-	_ = st.respond(wire.Control("close"), nil)
+	st.finish(wire.Control("close"))
 }
