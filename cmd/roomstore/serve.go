@@ -126,7 +126,7 @@ the background. Every replica must open the same store for a room (for
 file:// the same absolute directory).
 
 With --metrics ADDR it serves the rooms' metrics (calls, latency, bytes,
-open handles, commits, events; see the README's operations section) for
+open handles, commits, events; see docs/operations.md) for
 Prometheus at http://ADDR/metrics, with the Go runtime's and the process's,
 and logs "serving metrics addr=HOST:PORT".
 

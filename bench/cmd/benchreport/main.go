@@ -1,6 +1,6 @@
-// Command benchreport runs roomstore's benchmark suite and writes the table
-// that the README quotes (BENCHMARKS.md). `make bench` runs it from the
-// bench folder:
+// Command benchreport runs roomstore's benchmark suite and writes the report
+// that docs/performance.md quotes (BENCHMARKS.md). `make bench` runs it from
+// the bench folder:
 //
 //	go run ./cmd/benchreport -rounds 5 -out ../BENCHMARKS.md
 //

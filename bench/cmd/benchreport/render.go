@@ -520,7 +520,7 @@ func (w *report) againstBaseline() {
 }
 
 // accessGrants is section 13. (Section 12, against -baseline, appears only
-// with that flag; the README cites both by number.)
+// with that flag; docs/operations.md cites both by number.)
 func (w *report) accessGrants() {
 	w.line("## 13. Room server: access grants")
 	w.line("")
