@@ -1,0 +1,55 @@
+package events
+
+import (
+	"fmt"
+	"io/fs"
+	"log/slog"
+)
+
+// Option configures New. An Option returns an error, wrapping
+// fs.ErrInvalid, when its argument is unusable; New then fails with it.
+type Option func(*Bus) error
+
+// WithBuffer sets how many events may wait for each subscriber (default
+// DefaultBuffer). Past that, events are dropped for that subscriber only,
+// counted (Subscription.Dropped), logged and marked in its stream by an
+// event of type TypeOverflow, which has room even in a full queue. The
+// queue grows on demand up to n and gives its memory back when it drains,
+// so a large n costs only while events are actually waiting. An n below 1 makes New fail with an
+// error wrapping fs.ErrInvalid.
+func WithBuffer(n int) Option {
+	return func(b *Bus) error {
+		if n < 1 {
+			return fmt.Errorf("events: buffer must be at least 1, got %d: %w", n, fs.ErrInvalid)
+		}
+		b.buffer = n
+		return nil
+	}
+}
+
+// WithLogger sets where recovered panics and dropped events are logged
+// (default slog.Default()). A nil l makes New fail with an error wrapping
+// fs.ErrInvalid.
+func WithLogger(l *slog.Logger) Option {
+	return func(b *Bus) error {
+		if l == nil {
+			return fmt.Errorf("events: WithLogger(nil): %w", fs.ErrInvalid)
+		}
+		b.log = l
+		return nil
+	}
+}
+
+// WithObserver makes the bus tell o, as they happen, of the events it
+// accepts, delivers and drops (see Observer): the hook for counters and
+// metrics, which the bus does not keep itself. A nil o makes New fail with
+// an error wrapping fs.ErrInvalid.
+func WithObserver(o Observer) Option {
+	return func(b *Bus) error {
+		if o == nil {
+			return fmt.Errorf("events: WithObserver(nil): %w", fs.ErrInvalid)
+		}
+		b.obs = o
+		return nil
+	}
+}
