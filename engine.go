@@ -12,8 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sync/semaphore"
-
 	"github.com/roomstore/roomstore/backend"
 	_ "github.com/roomstore/roomstore/backend_mem" // registers mem://
 	"github.com/roomstore/roomstore/events"
@@ -22,6 +20,27 @@ import (
 
 // Engine is a room's file store. It is safe for concurrent use; several
 // Engines (in one process or many) may share one store.
+//
+// Lock order: a goroutine that holds one of these locks takes only those
+// listed after it, never one listed before.
+//
+//  1. Handle.mu, of one handle at a time: a call on the handle (Write,
+//     Close, Abort, the idle timeout, Shutdown's abort); see Handle.
+//  2. stripes, a ctxMutex per path hash: a commit or removal of the path
+//     and the publishing of its event, so that this engine's events of a
+//     path come in the order of its changes. Close, Delete and each file
+//     of RemoveAll take one; Move takes both of its paths', lower index
+//     first (lockPair).
+//  3. usage.scanMu (one scan of the store for a Quota at a time).
+//  4. The locks of the events.Bus and of the transport's events.Link,
+//     taken by publish.
+//  5. usage.mu: the bus tells the usage of events and gaps from under its
+//     own lock.
+//  6. mu, which guards closed, handles and reserved, and is held for
+//     nothing else: nothing is called while it is held.
+//
+// inflight and cleanups are counted, not held: Shutdown waits for them
+// holding no lock.
 type Engine struct {
 	b        backend.Backend
 	cfg      config
@@ -33,7 +52,7 @@ type Engine struct {
 	evSeq    atomic.Uint64
 	owned    bool // Shutdown closes b: OpenURL built it
 	seed     maphash.Seed
-	stripes  [64]*semaphore.Weighted // order commit+publish per path within this engine
+	stripes  [64]ctxMutex // order commit+publish per path within this engine
 	inflight sync.WaitGroup
 	cleanups sync.WaitGroup // aborts of writers that go on after their call
 	usage    *usage         // nil without a Quota
@@ -101,7 +120,7 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 		}
 	}
 	for i := range e.stripes {
-		e.stripes[i] = semaphore.NewWeighted(1)
+		e.stripes[i] = newCtxMutex()
 	}
 	if cfg.transport != nil {
 		if err := e.attach(); err != nil {

@@ -14,6 +14,16 @@ import (
 // invisible until Close commits them. A Handle implements io.WriteCloser
 // for code that has no context to pass; those calls act as the participant
 // that opened it, bounded by WithHandleTimeout.
+//
+// A handle is open, then closing (a Close has taken it to commit), then
+// closed (committed) or aborted (discarded); see handleState. Every call
+// on it holds mu, its one lock, which a waiting call gives up when its
+// context ends. Only two things reach it from outside mu: an abort (Abort,
+// the idle timeout, Shutdown) first records its reason in discarding and
+// cancels ctx, so that a call stuck in the backend lets go of mu and
+// reports that reason; and the idle timer reads lastUsed. A handle is
+// registered in its Engine's handles while open or closing; see the
+// Engine for the lock order.
 type Handle struct {
 	e     *Engine
 	id    string
@@ -36,29 +46,62 @@ type Handle struct {
 	discarding atomic.Pointer[error]
 	lastUsed   atomic.Int64 // UnixNano of the last Write, read by the idle timer
 
-	// mu serialises Write, Close and Abort: a one-slot semaphore, so that
-	// a call waiting for another honours its context.
-	mu   chan struct{}
-	done error // why the handle is finished; nil while open; guarded by mu
-	size int64 // guarded by mu
+	// mu serialises Write, Close and Abort, the idle timeout and
+	// Shutdown's abort.
+	mu ctxMutex
+	// state and reason change only in setState; reason is why the handle
+	// ended (the error of every later call on it), nil while it is open or
+	// closing. Guarded by mu.
+	state  handleState
+	reason error
+	size   int64 // guarded by mu
 }
 
-// lock takes h.mu, waiting as ctx allows.
-func (h *Handle) lock(ctx context.Context) error {
-	select {
-	case h.mu <- struct{}{}:
-		return nil
-	default:
-	}
-	select {
-	case h.mu <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// handleState is where a Handle is in its life:
+//
+//	open ──Close takes it──▶ closing ──commit──▶ closed
+//	  │                        │
+//	  │                        └──failed check or commit──▶ aborted
+//	  └──Abort, failed Write, idle timeout, Shutdown──────▶ aborted
+//
+// closed and aborted are final. A Write or Close finds a handle open or
+// finished, never closing: the Close that holds a closing handle holds
+// its mu until the handle is closed or aborted, and an Abort waits for it.
+type handleState uint8
 
-func (h *Handle) unlock() { <-h.mu }
+const (
+	handleOpen    handleState = iota // takes Write, Close and Abort
+	handleClosing                    // a Close commits it or fails: it never reopens
+	handleClosed                     // committed: its bytes are in the file
+	handleAborted                    // discarded: its bytes are dropped, the file as it was
+)
+
+// setState moves h to the state to, the one place where a handle's state
+// changes; to is the next state of the diagram on handleState. Closing
+// stops the idle timer, the commit being no idle time. Ending (closed or
+// aborted) records why as h's reason, gives back what h staged against
+// the Quota, stops the timer, aborts the writer unless it committed (Abort
+// is then a no-op by the backend.Writer contract, and the goroutine and
+// bounded context it needs would cost every Close), cancels h's context
+// and frees its slot; the abort is waited for as long as ctx allows. The
+// caller holds h.mu.
+func (h *Handle) setState(ctx context.Context, to handleState, why error) {
+	h.state = to
+	if to == handleClosing {
+		h.timer.Stop()
+		return
+	}
+	h.reason = why
+	if h.e.usage != nil {
+		h.e.usage.unstage(h.size)
+	}
+	h.timer.Stop()
+	if to == handleAborted {
+		h.e.abortWriter(ctx, h.w)
+	}
+	h.stop()
+	h.e.forget(h)
+}
 
 // ID returns the handle's id: 32 random hex digits, safe to hand to a
 // client and resolve later with Engine.Handle.
@@ -177,7 +220,7 @@ func (h *Handle) failLocked(ctx context.Context, op string, err, reason error) e
 	if r != nil {
 		reason = *r
 	}
-	h.finishLocked(ctx, reason)
+	h.setState(ctx, handleAborted, reason)
 	return pathError(op, h.path, err)
 }
 
@@ -198,17 +241,17 @@ func (h *Handle) idle() {
 func (h *Handle) discard(ctx context.Context, reason error, why string) (bool, error) {
 	h.discarding.CompareAndSwap(nil, &reason)
 	h.stop() // so that a Write or Close stuck in the backend lets go of h.mu
-	if err := h.lock(ctx); err != nil {
+	if err := h.mu.lock(ctx); err != nil {
 		return false, err
 	}
-	defer h.unlock()
-	if h.done != nil {
-		return h.done == reason, nil // an interrupted call already ended h for us
+	defer h.mu.unlock()
+	if h.state != handleOpen {
+		return h.reason == reason, nil // an interrupted call already ended h for us
 	}
 	if why != "" {
 		h.e.cfg.logger.Warn("roomstore: handle discarded", "path", h.path, "handle", h.id, "participant", h.owner, "reason", why, "bytes", h.size)
 	}
-	h.finishLocked(ctx, reason)
+	h.setState(ctx, handleAborted, reason)
 	return true, nil
 }
 
@@ -219,24 +262,6 @@ var errCommitted = fmt.Errorf("%w: handle already closed", fs.ErrClosed)
 
 // errCloseFailed is why a handle whose Close failed is finished.
 var errCloseFailed = fmt.Errorf("%w: handle discarded after a failed close", fs.ErrClosed)
-
-// finishLocked ends h for good: the writer is aborted (unless it
-// committed: Abort is then a no-op by the backend.Writer contract, and the
-// goroutine and bounded context it needs would cost every Close), the
-// timer stopped and the slot freed. The abort is waited for as long as ctx
-// allows. The caller holds h.mu.
-func (h *Handle) finishLocked(ctx context.Context, reason error) {
-	h.done = reason
-	if h.e.usage != nil {
-		h.e.usage.unstage(h.size)
-	}
-	h.timer.Stop()
-	if reason != errCommitted {
-		h.e.abortWriter(ctx, h.w)
-	}
-	h.stop()
-	h.e.forget(h)
-}
 
 // abortTimeout bounds the abort of a writer, which removes what it staged
 // (on a remote store, requests that retry while the server is away).

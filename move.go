@@ -221,15 +221,15 @@ func (e *Engine) lockPair(ctx context.Context, p, q string) (func(), error) {
 	if a > b {
 		a, b = b, a
 	}
-	if err := e.stripes[a].Acquire(ctx, 1); err != nil {
+	if err := e.lockStripe(ctx, a); err != nil {
 		return nil, err
 	}
 	if a == b {
-		return func() { e.stripes[a].Release(1) }, nil
+		return e.stripes[a].unlock, nil
 	}
-	if err := e.stripes[b].Acquire(ctx, 1); err != nil {
-		e.stripes[a].Release(1)
+	if err := e.lockStripe(ctx, b); err != nil {
+		e.stripes[a].unlock()
 		return nil, err
 	}
-	return func() { e.stripes[b].Release(1); e.stripes[a].Release(1) }, nil
+	return func() { e.stripes[b].unlock(); e.stripes[a].unlock() }, nil
 }

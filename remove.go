@@ -31,11 +31,11 @@ func (e *Engine) Delete(ctx context.Context, p string) (err error) {
 }
 
 func (e *Engine) remove(ctx context.Context, clean string) error {
-	mu := e.stripe(clean)
-	if err := mu.Acquire(ctx, 1); err != nil {
+	i := e.stripeIndex(clean)
+	if err := e.lockStripe(ctx, i); err != nil {
 		return err
 	}
-	defer mu.Release(1)
+	defer e.stripes[i].unlock()
 	if err := e.b.Remove(ctx, clean); err != nil {
 		return err
 	}

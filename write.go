@@ -11,8 +11,6 @@ import (
 	mrand "math/rand/v2"
 	"time"
 
-	"golang.org/x/sync/semaphore"
-
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/telemetry"
 )
@@ -87,7 +85,7 @@ func (e *Engine) open(ctx, life context.Context, p string, opts OpenOptions) (*H
 			return fail(err)
 		}
 	}
-	h := &Handle{e: e, id: hex.EncodeToString(idb[:]), path: clean, owner: ParticipantFrom(ctx), policy: g.p, replace: opts.Overwrite || opts.Exclusive, mu: make(chan struct{}, 1)}
+	h := &Handle{e: e, id: hex.EncodeToString(idb[:]), path: clean, owner: ParticipantFrom(ctx), policy: g.p, replace: opts.Overwrite || opts.Exclusive, mu: newCtxMutex()}
 	h.lastUsed.Store(time.Now().UnixNano())
 	e.mu.Lock()
 	switch {
@@ -146,9 +144,9 @@ func (e *Engine) open(ctx, life context.Context, p string, opts OpenOptions) (*H
 	e.mu.Unlock()
 	if closed { // Shutdown ran meanwhile and could not see this handle
 		e.tel.HandleClosed(ctx) // it was counted, but is never registered for forget to take back
-		h.mu <- struct{}{}
-		h.finishLocked(ctx, fs.ErrClosed)
-		h.unlock()
+		h.mu.tryLock()          // free: nobody else has h
+		h.setState(ctx, handleAborted, fs.ErrClosed)
+		h.mu.unlock()
 		return fail(fs.ErrClosed)
 	}
 	h.timer.Reset(e.cfg.idleTimeout)
@@ -185,12 +183,12 @@ func (e *Engine) write(ctx context.Context, h *Handle, data []byte) error {
 		return err
 	}
 	defer e.inflight.Done()
-	if err := h.lock(ctx); err != nil {
+	if err := h.mu.lock(ctx); err != nil {
 		return pathError("write", h.path, err)
 	}
-	defer h.unlock()
-	if h.done != nil {
-		return &fs.PathError{Op: "write", Path: h.path, Err: h.done}
+	defer h.mu.unlock()
+	if h.state != handleOpen {
+		return &fs.PathError{Op: "write", Path: h.path, Err: h.reason}
 	}
 	cctx, cancel := h.callContext(ctx)
 	defer cancel()
@@ -243,14 +241,14 @@ func (e *Engine) close(ctx context.Context, top telemetry.Op, h *Handle) (backen
 		return backend.Info{}, -1, err
 	}
 	defer e.inflight.Done()
-	if err := h.lock(ctx); err != nil {
+	if err := h.mu.lock(ctx); err != nil {
 		return backend.Info{}, -1, pathError(op, h.path, err)
 	}
-	defer h.unlock()
-	if h.done != nil {
-		return backend.Info{}, -1, &fs.PathError{Op: op, Path: h.path, Err: h.done}
+	defer h.mu.unlock()
+	if h.state != handleOpen {
+		return backend.Info{}, -1, &fs.PathError{Op: op, Path: h.path, Err: h.reason}
 	}
-	h.timer.Stop()
+	h.setState(ctx, handleClosing, nil)
 	if r := h.discarding.Load(); r != nil { // discarded while this call waited for h.mu
 		return backend.Info{}, -1, h.failLocked(ctx, op, *r, *r)
 	}
@@ -259,16 +257,16 @@ func (e *Engine) close(ctx context.Context, top telemetry.Op, h *Handle) (backen
 	if err := (gate{ctx: ctx, p: h.policy}).check(Write, h.path); err != nil {
 		return backend.Info{}, -1, h.failLocked(ctx, op, err, errCloseFailed)
 	}
-	mu := e.stripe(h.path)
-	if !mu.TryAcquire(1) {
+	mu := e.stripes[e.stripeIndex(h.path)]
+	if !mu.tryLock() {
 		wctx, cancel := h.callContext(ctx) // an Abort or Shutdown ends the wait
-		err := mu.Acquire(wctx, 1)
+		err := mu.lock(wctx)
 		cancel()
 		if err != nil {
 			return backend.Info{}, -1, h.failLocked(ctx, op, err, errCloseFailed)
 		}
 	}
-	defer mu.Release(1)
+	defer mu.unlock()
 	if e.usage != nil {
 		// Reserved until the commit's event has been applied to the usage
 		// (or the commit failed), so that concurrent commits count it.
@@ -291,7 +289,7 @@ func (e *Engine) close(ctx context.Context, top telemetry.Op, h *Handle) (backen
 		}
 		return backend.Info{}, -1, h.failLocked(ctx, op, err, errCloseFailed)
 	}
-	h.finishLocked(ctx, errCommitted)
+	h.setState(ctx, handleClosed, errCommitted)
 	e.tel.BytesWritten(ctx, top, h.size)
 	e.publish(ctx, EventFileUpdated, h.path, info.Size)
 	return info, h.size, nil
@@ -342,10 +340,18 @@ func (e *Engine) Abort(ctx context.Context, h *Handle) (err error) {
 	return nil
 }
 
-func (e *Engine) stripe(p string) *semaphore.Weighted { return e.stripes[e.stripeIndex(p)] }
-
+// stripeIndex returns the index of p's stripe in e.stripes.
 func (e *Engine) stripeIndex(p string) int {
 	return int(maphash.String(e.seed, p) % uint64(len(e.stripes)))
+}
+
+// lockStripe takes stripe i, waiting as ctx allows; a call whose context
+// has ended takes none, even a free one, and changes nothing.
+func (e *Engine) lockStripe(ctx context.Context, i int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.stripes[i].lock(ctx)
 }
 
 // backoff sleeps before commit attempt n (n >= 1) with full jitter, so
