@@ -131,18 +131,9 @@ func (q *queue) push(e Event, bound int) bool {
 		return false
 	}
 	if q.marking { // e goes after the gap: waiting < bound leaves room for both
-		q.put(q.marker(), bound)
+		*q.slot(bound) = q.marker()
 	}
-	// put, inlined: the compiler does not, and this is every event's path.
-	if q.n == len(q.buf) {
-		q.grow(bound)
-	}
-	i := q.head + q.n
-	if i >= len(q.buf) {
-		i -= len(q.buf)
-	}
-	q.buf[i] = e
-	q.n++
+	*q.slot(bound) = e
 	first := q.n == 1 // not when a marker was waiting: the consumer knows
 	q.mu.Unlock()
 	if first {
@@ -171,8 +162,11 @@ func (q *queue) gap(n uint64, at time.Time) {
 	q.signal()
 }
 
-// put appends e to buf, growing it. q.mu is held and q.n < bound.
-func (q *queue) put(e Event, bound int) {
+// slot appends an element to buf, growing it, and returns it for the
+// caller to fill, so that an event is copied once, straight into buf: a
+// call that took the event by value would copy it once more, on every
+// event's path. q.mu is held and q.n < bound.
+func (q *queue) slot(bound int) *Event {
 	if q.n == len(q.buf) {
 		q.grow(bound)
 	}
@@ -180,8 +174,8 @@ func (q *queue) put(e Event, bound int) {
 	if i >= len(q.buf) {
 		i -= len(q.buf)
 	}
-	q.buf[i] = e
 	q.n++
+	return &q.buf[i]
 }
 
 // marker takes the waiting overflow marker out of lost and lostAt. q.mu is
