@@ -39,8 +39,9 @@ import (
 //  6. mu, which guards closed, handles and reserved, and is held for
 //     nothing else: nothing is called while it is held.
 //
-// inflight and cleanups are counted, not held: Shutdown waits for them
-// holding no lock.
+// A backend's own locks (on disk, a path's cross-process lock) are taken
+// inside its calls, under any of 1 to 3. inflight and cleanups are
+// counted, not held: Shutdown waits for them holding no lock.
 type Engine struct {
 	b        backend.Backend
 	cfg      config
