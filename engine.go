@@ -10,7 +10,7 @@
 // # Paths and folders
 //
 // Paths are slash-separated and case-sensitive; a leading slash is ignored
-// and "", "/" and "." name the root. See backend.Clean for what is
+// and "", "/" and "." name the root. See roompath.Clean for what is
 // rejected. Folders are implicit: a folder exists while a file lies beneath
 // it. List returns a folder's direct children ordered bytewise by name, a
 // folder comparing as its name followed by "/" (the order of object-store
@@ -113,7 +113,7 @@
 // roomstore.destination (Move), roomstore.outcome and roomstore.bytes
 // (where bytes move; a failed Write has none). Paths and messages go into
 // spans as valid UTF-8 (invalid bytes replaced by U+FFFD) of at most
-// backend.MaxPathLen bytes, cut beyond that. A failed call's span has the
+// roompath.MaxPathLen bytes, cut beyond that. A failed call's span has the
 // status Error with the error's message, and the error recorded as an
 // exception event, but for the outcomes that callers meet in the normal
 // course of things: not_exist (a Stat that finds nothing), and closed for
@@ -185,6 +185,7 @@ import (
 	_ "github.com/roomstore/roomstore/backend_mem" // registers mem://
 	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/internal/telemetry"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // Event topics.
@@ -471,8 +472,8 @@ func (e *Engine) begin(op, p string) error {
 }
 
 // enter validates the path and admits the operation.
-func (e *Engine) enter(op, p string, t backend.Target) (string, error) {
-	clean, err := backend.Clean(p, t)
+func (e *Engine) enter(op, p string, t roompath.Target) (string, error) {
+	clean, err := roompath.Clean(p, t)
 	if err != nil {
 		return "", &fs.PathError{Op: op, Path: p, Err: err}
 	}
@@ -488,7 +489,7 @@ func (e *Engine) enter(op, p string, t backend.Target) (string, error) {
 func (e *Engine) Exists(ctx context.Context, p string) (_ bool, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Exists, p)
 	defer call.End(&err)
-	clean, err := e.enter("exists", p, backend.TargetAny)
+	clean, err := e.enter("exists", p, roompath.TargetAny)
 	if err != nil {
 		return false, err
 	}
@@ -518,7 +519,7 @@ func folderMeant(p, clean string) bool { return clean != "" && strings.HasSuffix
 func (e *Engine) Stat(ctx context.Context, p string) (_ Entry, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Stat, p)
 	defer call.End(&err)
-	clean, err := e.enter("stat", p, backend.TargetAny)
+	clean, err := e.enter("stat", p, roompath.TargetAny)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -550,7 +551,7 @@ func entry(i backend.Info) Entry {
 // walks up from the parent and stops at the first folder, since a folder's
 // own ancestors are folders.
 func (e *Engine) checkParents(ctx context.Context, p string) error {
-	for dir := backend.Parent(p); dir != ""; dir = backend.Parent(dir) {
+	for dir := roompath.Parent(p); dir != ""; dir = roompath.Parent(dir) {
 		info, err := e.b.Stat(ctx, dir)
 		switch {
 		case err == nil && info.IsFolder:
@@ -570,7 +571,7 @@ func (e *Engine) checkParents(ctx context.Context, p string) error {
 func (e *Engine) Download(ctx context.Context, p string) (_ *File, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Download, p)
 	defer call.End(&err)
-	clean, err := e.enter("download", p, backend.TargetFile)
+	clean, err := e.enter("download", p, roompath.TargetFile)
 	if err != nil {
 		return nil, err
 	}
@@ -625,7 +626,7 @@ func mimeType(p string, head []byte) string {
 func (e *Engine) List(ctx context.Context, p string) (_ []Entry, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.List, p)
 	defer call.End(&err)
-	clean, err := e.enter("list", p, backend.TargetAny)
+	clean, err := e.enter("list", p, roompath.TargetAny)
 	if err != nil {
 		return nil, err
 	}
@@ -649,7 +650,7 @@ func (e *Engine) ListMax(ctx context.Context, p string, max int) (_ []Entry, err
 	if max < 1 {
 		return nil, &fs.PathError{Op: "list", Path: p, Err: fmt.Errorf("%w: max %d entries", fs.ErrInvalid, max)}
 	}
-	clean, err := e.enter("list", p, backend.TargetAny)
+	clean, err := e.enter("list", p, roompath.TargetAny)
 	if err != nil {
 		return nil, err
 	}
@@ -774,7 +775,7 @@ func sortKey(e Entry) string {
 func (e *Engine) Delete(ctx context.Context, p string) (err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Delete, p)
 	defer call.End(&err)
-	clean, err := e.enter("delete", p, backend.TargetFile)
+	clean, err := e.enter("delete", p, roompath.TargetFile)
 	if err != nil {
 		return err
 	}
@@ -812,7 +813,7 @@ func (e *Engine) remove(ctx context.Context, clean string) error {
 func (e *Engine) RemoveAll(ctx context.Context, p string) (err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.RemoveAll, p)
 	defer call.End(&err)
-	clean, err := e.enter("removeall", p, backend.TargetAny)
+	clean, err := e.enter("removeall", p, roompath.TargetAny)
 	if err != nil {
 		return err
 	}

@@ -9,12 +9,13 @@ import (
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/conformance"
+	"github.com/roomstore/roomstore/roompath"
 	"github.com/spf13/afero"
 )
 
 // leftovers lists the temporaries under an afero store's reserved folder.
 func leftovers(_ *testing.T, b backend.Backend) []string {
-	f, err := b.(*backend.Afero).Fs().Open(backend.ReservedPrefix + "/tmp")
+	f, err := b.(*backend.Afero).Fs().Open(roompath.ReservedPrefix + "/tmp")
 	if err != nil {
 		return nil
 	}
@@ -49,7 +50,7 @@ func TestConformanceMemMapFs(t *testing.T) {
 // directory, through open.
 func diskBroken(t *testing.T, open func(t *testing.T, dir string) backend.Backend) []conformance.BrokenStore {
 	staging := t.TempDir()
-	if err := os.WriteFile(filepath.Join(staging, backend.ReservedPrefix), []byte("not a folder"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(staging, roompath.ReservedPrefix), []byte("not a folder"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	removed := filepath.Join(t.TempDir(), "store")

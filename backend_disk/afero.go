@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/roomstore/roomstore/roompath"
 	"github.com/spf13/afero"
 )
 
@@ -22,9 +23,9 @@ import (
 // top-level folder so that staging a file never creates its parent folder
 // before Commit (which would make the folder visible early).
 const (
-	aferoTmpDir  = ReservedPrefix + "/tmp"
-	aferoLockDir = ReservedPrefix + "/lock"
-	aferoLiveDir = ReservedPrefix + "/live"
+	aferoTmpDir  = roompath.ReservedPrefix + "/tmp"
+	aferoLockDir = roompath.ReservedPrefix + "/lock"
+	aferoLiveDir = roompath.ReservedPrefix + "/live"
 )
 
 // Afero is a Backend over any afero.Fs: NewOSRoot(dir) (what file:// uses)
@@ -459,10 +460,10 @@ func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[Info, error] {
 			batch, err := next()
 			for _, fi := range batch {
 				name := fi.Name()
-				if IsReserved(name) || fi.Mode()&os.ModeSymlink != 0 {
+				if roompath.IsReserved(name) || fi.Mode()&os.ModeSymlink != 0 {
 					continue
 				}
-				p := Join(dir, name)
+				p := roompath.Join(dir, name)
 				var info Info
 				switch {
 				case fi.IsDir():
@@ -547,7 +548,7 @@ func (a *Afero) Remove(ctx context.Context, path string) error {
 	if err := a.remove(path); err != nil {
 		return osError(err)
 	}
-	a.emptied(ctx, Parent(path))
+	a.emptied(ctx, roompath.Parent(path))
 	return nil
 }
 
@@ -602,7 +603,7 @@ func (a *Afero) Move(ctx context.Context, src, dst string, opts MoveOptions) (In
 	if err := a.place(ctx, src, dst, false); err != nil {
 		return Info{}, err
 	}
-	a.emptied(ctx, Parent(src))
+	a.emptied(ctx, roompath.Parent(src))
 	// A rename keeps the inode, so src's description is dst's; on file
 	// systems that do not keep inodes (MemMapFs) it is the same object.
 	return fileInfo(dst, fi), nil
@@ -623,7 +624,7 @@ func (a *Afero) removeEmptyTree(ctx context.Context, dir string) error {
 			f.Close()
 			for _, fi := range infos {
 				if fi.IsDir() {
-					walk(Join(d, fi.Name()))
+					walk(roompath.Join(d, fi.Name()))
 				}
 			}
 		}

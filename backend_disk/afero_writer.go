@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"syscall"
+
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // Create implements Backend.
@@ -402,7 +404,7 @@ func (a *Afero) place(ctx context.Context, src, path string, fresh bool) error {
 		return err
 	}
 	defer unlock()
-	parent := Parent(path)
+	parent := roompath.Parent(path)
 	a.kept(parent) // a deferred pruning of it, or of an ancestor, is off
 	for attempt := 0; ; attempt++ {
 		err := a.mkdirs(parent)
@@ -454,7 +456,7 @@ func (a *Afero) mkdirs(dir string) error {
 	case !errors.Is(err, fs.ErrNotExist):
 		return err
 	}
-	if err := a.mkdirs(Parent(dir)); err != nil {
+	if err := a.mkdirs(roompath.Parent(dir)); err != nil {
 		return err
 	}
 	if err := a.fs.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
