@@ -3,7 +3,7 @@
 // one small API (Exists, Stat, Open/Write/Close, Upload, Download,
 // OpenReader, DownloadURL, ServeFile, List, Walk, Delete, RemoveAll, Move,
 // and the io/fs view FS) and file events, over interchangeable backends:
-// local disk through afero, S3, GCS, or memory. OpenURL picks the backend from a URL:
+// local disk (package backend_disk), S3, GCS, or memory. OpenURL picks the backend from a URL:
 // "mem://", "file:///var/lib/rooms/r1", "s3://bucket/prefix",
 // "gs://bucket/prefix".
 //
@@ -182,7 +182,8 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/roomstore/roomstore/backend"
-	_ "github.com/roomstore/roomstore/backend_mem" // registers mem://
+	_ "github.com/roomstore/roomstore/backend_disk" // registers file://
+	_ "github.com/roomstore/roomstore/backend_mem"  // registers mem://
 	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/internal/telemetry"
 	"github.com/roomstore/roomstore/roompath"

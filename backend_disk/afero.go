@@ -1,4 +1,4 @@
-package backend
+package backend_disk
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/roompath"
 	"github.com/spf13/afero"
 )
@@ -158,25 +159,25 @@ func (a *Afero) Close() error {
 func (a *Afero) Fs() afero.Fs { return a.fs }
 
 // Stat implements Backend.
-func (a *Afero) Stat(ctx context.Context, path string) (Info, error) {
+func (a *Afero) Stat(ctx context.Context, path string) (backend.Info, error) {
 	if err := ctx.Err(); err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if path == "" {
-		return Info{IsFolder: true}, nil
+		return backend.Info{IsFolder: true}, nil
 	}
 	fi, err := a.lstat(path)
 	if err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if fi.IsDir() {
 		if !a.hasFiles(path) {
-			return Info{}, fs.ErrNotExist
+			return backend.Info{}, fs.ErrNotExist
 		}
-		return Info{Path: path, IsFolder: true}, nil
+		return backend.Info{Path: path, IsFolder: true}, nil
 	}
 	if !fi.Mode().IsRegular() {
-		return Info{}, fs.ErrNotExist // FIFOs, devices: never files of the store
+		return backend.Info{}, fs.ErrNotExist // FIFOs, devices: never files of the store
 	}
 	return fileInfo(path, fi), nil
 }
@@ -189,7 +190,7 @@ func (a *Afero) fileOnly(path string, fi os.FileInfo) error {
 	case fi.Mode().IsRegular():
 		return nil
 	case fi.IsDir() && a.hasFiles(path):
-		return ErrIsFolder
+		return backend.ErrIsFolder
 	}
 	return fs.ErrNotExist
 }
@@ -231,7 +232,7 @@ func (a *Afero) lstatAs(path string, report bool) (os.FileInfo, error) {
 			if i == 0 && errors.Is(err, fs.ErrNotExist) {
 				return nil, a.missing(err)
 			}
-			if errors.Is(err, ErrNotFolder) {
+			if errors.Is(err, backend.ErrNotFolder) {
 				return nil, errThroughFile
 			}
 			return nil, err
@@ -287,7 +288,7 @@ func (a *Afero) lstatOne(name string) (os.FileInfo, error) {
 // unlinked) makes every name missing.
 func (a *Afero) missing(err error) error {
 	if a.rootGone() {
-		return &Error{Kind: ErrStoreUnavailable, Detail: "store directory missing"}
+		return &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "store directory missing"}
 	}
 	return err
 }
@@ -297,7 +298,7 @@ func (a *Afero) missing(err error) error {
 // again, and with it a store that somebody removed.
 func (a *Afero) mkdirReserved(dir string) error {
 	if a.rootGone() {
-		return &Error{Kind: ErrStoreUnavailable, Detail: "store directory missing"}
+		return &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "store directory missing"}
 	}
 	return a.fs.MkdirAll(dir, 0o755)
 }
@@ -328,7 +329,7 @@ func (a *Afero) open(name string, dir bool) (afero.File, os.FileInfo, error) {
 		return nil, nil, osError(err)
 	case dir && !fi.IsDir():
 		f.Close()
-		return nil, nil, ErrNotFolder
+		return nil, nil, backend.ErrNotFolder
 	case !dir && !fi.Mode().IsRegular():
 		f.Close()
 		return nil, nil, fs.ErrNotExist
@@ -337,9 +338,9 @@ func (a *Afero) open(name string, dir bool) (afero.File, os.FileInfo, error) {
 }
 
 // Read implements Backend.
-func (a *Afero) Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, Info, error) {
+func (a *Afero) Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, backend.Info, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, Info{}, err
+		return nil, backend.Info{}, err
 	}
 	var (
 		f  stagedFile
@@ -350,7 +351,7 @@ func (a *Afero) Read(ctx context.Context, path string, offset, length int64) (io
 		// was opened (open never waits, even for a FIFO).
 		ff, err := a.fast.open(path, os.O_RDONLY|openNonBlock, 0)
 		if err != nil {
-			return nil, Info{}, a.fastError(err)
+			return nil, backend.Info{}, a.fastError(err)
 		}
 		if fi, err = ff.Stat(); err != nil {
 			err = osError(err)
@@ -359,35 +360,35 @@ func (a *Afero) Read(ctx context.Context, path string, offset, length int64) (io
 		}
 		if err != nil {
 			ff.Close()
-			return nil, Info{}, err
+			return nil, backend.Info{}, err
 		}
 		f = ff
 	} else {
 		lfi, err := a.lstat(path)
 		if err != nil {
-			return nil, Info{}, err
+			return nil, backend.Info{}, err
 		}
 		if err := a.fileOnly(path, lfi); err != nil {
-			return nil, Info{}, err
+			return nil, backend.Info{}, err
 		}
 		// The descriptor pins the version to read: a commit may have
 		// renamed a new one in since the lstat, and open's fstat
 		// describes this one.
 		af, afi, err := a.open(path, false)
 		if err != nil {
-			return nil, Info{}, err
+			return nil, backend.Info{}, err
 		}
 		f, fi = af, afi
 	}
 	info := fileInfo(path, fi)
 	if offset < 0 || offset > info.Size {
 		f.Close()
-		return nil, Info{}, Errorf(fs.ErrInvalid, nil, "offset %d outside file of %d bytes", offset, info.Size)
+		return nil, backend.Info{}, backend.Errorf(fs.ErrInvalid, nil, "offset %d outside file of %d bytes", offset, info.Size)
 	}
 	if offset > 0 {
 		if _, err := f.Seek(offset, io.SeekStart); err != nil {
 			f.Close()
-			return nil, Info{}, osError(err)
+			return nil, backend.Info{}, osError(err)
 		}
 	}
 	if length < 0 || offset+length > info.Size {
@@ -412,23 +413,23 @@ func (l *limitedFile) Read(p []byte) (int, error) {
 func (l *limitedFile) Close() error { return osError(l.f.Close()) }
 
 // Presign implements Backend: local files have no native URL signing.
-func (a *Afero) Presign(context.Context, string, PresignOptions) (string, error) {
+func (a *Afero) Presign(context.Context, string, backend.PresignOptions) (string, error) {
 	return "", errors.ErrUnsupported
 }
 
 // List implements Backend. Entries are read in batches, so memory holds one
 // batch at a time.
-func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[Info, error] {
-	return func(yield func(Info, error) bool) {
+func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[backend.Info, error] {
+	return func(yield func(backend.Info, error) bool) {
 		if err := ctx.Err(); err != nil {
-			yield(Info{}, err)
+			yield(backend.Info{}, err)
 			return
 		}
 		if dir != "" {
 			fi, err := a.lstat(dir)
 			if err != nil {
 				if !errors.Is(err, fs.ErrNotExist) {
-					yield(Info{}, err)
+					yield(backend.Info{}, err)
 				}
 				return
 			}
@@ -440,13 +441,13 @@ func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[Info, error] {
 		switch {
 		case err == nil && dir == "" && linkCount(fi) == 0:
 			f.Close()
-			err = &Error{Kind: ErrStoreUnavailable, Detail: "store directory removed"}
+			err = &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "store directory removed"}
 		case err != nil && dir == "" && errors.Is(err, fs.ErrNotExist):
-			err = &Error{Kind: ErrStoreUnavailable, Detail: "store directory missing"}
+			err = &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "store directory missing"}
 		}
 		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrNotFolder) {
-				yield(Info{}, err)
+			if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, backend.ErrNotFolder) {
+				yield(backend.Info{}, err)
 			}
 			return
 		}
@@ -454,7 +455,7 @@ func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[Info, error] {
 		next := a.batches(f, 1024)
 		for {
 			if err := ctx.Err(); err != nil {
-				yield(Info{}, err)
+				yield(backend.Info{}, err)
 				return
 			}
 			batch, err := next()
@@ -464,13 +465,13 @@ func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[Info, error] {
 					continue
 				}
 				p := roompath.Join(dir, name)
-				var info Info
+				var info backend.Info
 				switch {
 				case fi.IsDir():
 					if !a.hasFiles(p) {
 						continue
 					}
-					info = Info{Path: p, IsFolder: true}
+					info = backend.Info{Path: p, IsFolder: true}
 				case fi.Mode().IsRegular():
 					info = fileInfo(p, fi)
 				default:
@@ -484,7 +485,7 @@ func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[Info, error] {
 				return
 			}
 			if err != nil {
-				yield(Info{}, osError(err))
+				yield(backend.Info{}, osError(err))
 				return
 			}
 		}
@@ -556,52 +557,52 @@ func (a *Afero) Remove(ctx context.Context, path string) error {
 // (held across processes on the OS), so a commit to either path lands
 // wholly before or after it and readers see the file at src or at dst.
 // The file keeps its inode, so its ETag and ModTime.
-func (a *Afero) Move(ctx context.Context, src, dst string, opts MoveOptions) (Info, error) {
+func (a *Afero) Move(ctx context.Context, src, dst string, opts backend.MoveOptions) (backend.Info, error) {
 	if err := ctx.Err(); err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if a.osBacked {
 		units, err := acquire(ctx, 4) // two locks, and two folders renamed in or pruned
 		if err != nil {
-			return Info{}, err
+			return backend.Info{}, err
 		}
 		defer units.release()
 	}
 	unlock, err := a.locks.lockPair(ctx, a, src, dst)
 	if err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	defer unlock()
 	fi, err := a.lstat(src)
 	if err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if err := a.fileOnly(src, fi); err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	to, err := a.lstatAs(dst, false)
 	switch {
 	case err == nil && to.IsDir() && a.hasFiles(dst):
-		return Info{}, ErrIsFolder
+		return backend.Info{}, backend.ErrIsFolder
 	case err == nil && to.IsDir():
 		// left by a crash; no folder in the API's eyes
 		if err := a.removeEmptyTree(ctx, dst); err != nil {
-			return Info{}, err
+			return backend.Info{}, err
 		}
 	case err == errThroughFile:
-		return Info{}, ErrNotFolder
+		return backend.Info{}, backend.ErrNotFolder
 	case err == nil && to.Mode().IsRegular() && !opts.Overwrite:
 		// Anything else at dst (a FIFO, a device) is no file of the store
 		// and is replaced, as a commit replaces it.
-		return Info{}, fs.ErrExist
+		return backend.Info{}, fs.ErrExist
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if err := a.place(ctx, src, dst, false); err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	a.emptied(ctx, roompath.Parent(src))
 	// A rename keeps the inode, so src's description is dst's; on file
@@ -667,7 +668,7 @@ func osFile(f any) *os.File {
 	}
 }
 
-func fileInfo(path string, fi os.FileInfo) Info {
+func fileInfo(path string, fi os.FileInfo) backend.Info {
 	mt := fi.ModTime()
 	// Built with strconv rather than fmt: List makes one per file, and
 	// two Sprintf calls and a concatenation allocated four times per file.
@@ -681,7 +682,7 @@ func fileInfo(path string, fi os.FileInfo) Info {
 		etag = append(etag, '-')
 		etag = strconv.AppendUint(etag, st.Ino, 16)
 	}
-	return Info{Path: path, Size: fi.Size(), ModTime: mt, ETag: string(etag)}
+	return backend.Info{Path: path, Size: fi.Size(), ModTime: mt, ETag: string(etag)}
 }
 
 // errClosedBackend is the answer of a write on a closed backend.

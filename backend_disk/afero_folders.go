@@ -1,4 +1,4 @@
-package backend
+package backend_disk
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/roompath"
 )
 
@@ -311,7 +312,7 @@ func (a *Afero) rmdir(dir string) error {
 	case err != nil:
 		return err
 	case !fi.IsDir():
-		return ErrNotFolder
+		return backend.ErrNotFolder
 	}
 	if !a.emptyDir(dir) {
 		return fs.ErrExist

@@ -1,4 +1,4 @@
-package backend_test
+package backend_disk_test
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/roomstore/roomstore"
-	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_disk"
 	"github.com/roomstore/roomstore/backend_mem"
 	"github.com/roomstore/roomstore/roompath"
 	"github.com/spf13/afero"
@@ -70,7 +70,7 @@ func TestLockWaitsEndWithTheirContext(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			fsys := &stallingFs{Fs: base(t), stalled: make(chan struct{}), release: make(chan struct{})}
 			engine := func() *roomstore.Engine {
-				b := closing(t, backend.NewAfero(fsys, backend.WithFsync(false)))
+				b := closing(t, backend_disk.NewAfero(fsys, backend_disk.WithFsync(false)))
 				e, err := roomstore.New(b)
 				must(t, err)
 				t.Cleanup(func() {

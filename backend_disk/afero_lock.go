@@ -1,4 +1,4 @@
-package backend
+package backend_disk
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/roomstore/roomstore/backend"
 	"github.com/spf13/afero"
 	"golang.org/x/sync/semaphore"
 )
@@ -214,7 +215,7 @@ func (l *fsLocks) lockFile(ctx context.Context, a *Afero, n uint32) (io.Closer, 
 	}
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, &Error{Kind: ErrStoreUnavailable, Detail: "lock file " + name + " is not a regular file"}
+		return nil, &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "lock file " + name + " is not a regular file"}
 	}
 	l.osPaths[n] = osf.Name()
 	if err := waitFlock(ctx, func() (bool, error) { return tryFlock(osf) }); err != nil {

@@ -1,4 +1,4 @@
-package backend
+package backend_disk
 
 import (
 	"context"
@@ -11,11 +11,12 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/roompath"
 )
 
 // Create implements Backend.
-func (a *Afero) Create(ctx context.Context, path string, opts WriteOptions) (Writer, error) {
+func (a *Afero) Create(ctx context.Context, path string, opts backend.WriteOptions) (backend.Writer, error) {
 	mode := commitReplace
 	if opts.Exclusive {
 		mode = commitExclusive
@@ -24,7 +25,7 @@ func (a *Afero) Create(ctx context.Context, path string, opts WriteOptions) (Wri
 }
 
 // Append implements Backend.
-func (a *Afero) Append(ctx context.Context, path string, _ WriteOptions) (Writer, error) {
+func (a *Afero) Append(ctx context.Context, path string, _ backend.WriteOptions) (backend.Writer, error) {
 	return a.newWriter(ctx, path, commitAppend)
 }
 
@@ -39,7 +40,7 @@ const (
 // newWriter returns a writer that stages in memory first, so it takes no
 // descriptor and touches no disk until it has more than stageInMemory
 // bytes or commits.
-func (a *Afero) newWriter(ctx context.Context, path string, mode commitMode) (Writer, error) {
+func (a *Afero) newWriter(ctx context.Context, path string, mode commitMode) (backend.Writer, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -188,9 +189,9 @@ func (a *Afero) tempFile() (stagedFile, string, error) {
 	}
 }
 
-func (w *aferoWriter) Commit(ctx context.Context) (Info, error) {
+func (w *aferoWriter) Commit(ctx context.Context) (backend.Info, error) {
 	if w.done {
-		return Info{}, fs.ErrClosed
+		return backend.Info{}, fs.ErrClosed
 	}
 	info, err := w.commit(ctx)
 	w.done = true
@@ -200,15 +201,15 @@ func (w *aferoWriter) Commit(ctx context.Context) (Info, error) {
 	return info, err
 }
 
-func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
+func (w *aferoWriter) commit(ctx context.Context) (backend.Info, error) {
 	a := w.a
 	if err := ctx.Err(); err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if a.osBacked {
 		units, err := acquire(ctx, commitFDs)
 		if err != nil {
-			return Info{}, err
+			return backend.Info{}, err
 		}
 		defer units.release()
 	}
@@ -218,25 +219,25 @@ func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
 	if f == nil {
 		var err error
 		if f, err = w.openTemp(); err != nil {
-			return Info{}, err
+			return backend.Info{}, err
 		}
 		w.f = f
 	}
 	if err := w.writeStaged(f, nil); err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if a.fsync {
 		if err := f.Sync(); err != nil {
-			return Info{}, osError(err)
+			return backend.Info{}, osError(err)
 		}
 	}
 	unlock, err := a.locks.lock(ctx, a, w.path)
 	if err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	defer unlock()
 	if err := ctx.Err(); err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 
 	src, srcFile := w.tmp, f
@@ -250,36 +251,36 @@ func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
 		case err == nil:
 			done = true
 		case !errors.Is(err, fs.ErrExist) && !errors.Is(err, syscall.EINVAL):
-			return Info{}, err
+			return backend.Info{}, err
 		}
 	}
 	if !done {
 		fi, err := a.lstatAs(w.path, false)
 		switch {
 		case err == nil && fi.IsDir() && a.hasFiles(w.path):
-			return Info{}, ErrIsFolder
+			return backend.Info{}, backend.ErrIsFolder
 		case err == nil && fi.IsDir():
 			// left by a crash; no folder in the API's eyes
 			if err := a.removeEmptyTree(ctx, w.path); err != nil {
-				return Info{}, err
+				return backend.Info{}, err
 			}
 		case err == errThroughFile:
-			return Info{}, ErrNotFolder
+			return backend.Info{}, backend.ErrNotFolder
 		case err == nil && fi.Mode().IsRegular() && w.mode == commitExclusive:
-			return Info{}, fs.ErrExist
+			return backend.Info{}, fs.ErrExist
 		case err == nil && fi.Mode().IsRegular() && w.mode == commitAppend:
 			joined, out, err := a.concat(w.path, f)
 			if err != nil {
-				return Info{}, err
+				return backend.Info{}, err
 			}
 			defer a.remove(joined) // a no-op once renamed into place
 			defer out.Close()      // a no-op once closed below
 			src, srcFile = joined, out
 		case err != nil && !errors.Is(err, fs.ErrNotExist):
-			return Info{}, err
+			return backend.Info{}, err
 		}
 		if err := a.place(ctx, src, w.path, false); err != nil {
-			return Info{}, err
+			return backend.Info{}, err
 		}
 	}
 	// On the OS the open descriptor describes the placed file exactly (a
@@ -300,7 +301,7 @@ func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
 	w.tmp = ""
 	if placed == nil {
 		if placed, err = a.fs.Stat(w.path); err != nil {
-			return Info{}, osError(err)
+			return backend.Info{}, osError(err)
 		}
 	}
 	return fileInfo(w.path, placed), nil
@@ -423,7 +424,7 @@ func (a *Afero) place(ctx context.Context, src, path string, fresh bool) error {
 			break
 		}
 		if errors.Is(err, fs.ErrNotExist) && a.rootGone() {
-			return &Error{Kind: ErrStoreUnavailable, Detail: "store directory missing"}
+			return &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "store directory missing"}
 		}
 		if attempt < 10 && errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -452,7 +453,7 @@ func (a *Afero) mkdirs(dir string) error {
 	case err == nil && fi.IsDir():
 		return nil
 	case err == nil, err == errThroughFile:
-		return ErrNotFolder
+		return backend.ErrNotFolder
 	case !errors.Is(err, fs.ErrNotExist):
 		return err
 	}

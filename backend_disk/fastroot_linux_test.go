@@ -1,4 +1,4 @@
-package backend_test
+package backend_disk_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/roomstore/roomstore"
-	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_disk"
 	"github.com/roomstore/roomstore/roompath"
 )
 
@@ -20,7 +20,7 @@ import (
 // "file" kind test that path.
 func TestFileStoresTakeTheFastPathOnLinux(t *testing.T) {
 	b := diskBackend(t, "file", t.TempDir())
-	if !backend.UsesFastPath(b.Fs()) {
+	if !backend_disk.UsesFastPath(b.Fs()) {
 		t.Fatal("a file:// store on Linux does not use the openat2 path")
 	}
 }

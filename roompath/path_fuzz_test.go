@@ -12,7 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/roomstore/roomstore"
-	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_disk"
 	"github.com/roomstore/roomstore/backend_mem"
 	"github.com/roomstore/roomstore/roompath"
 	"github.com/spf13/afero"
@@ -27,7 +27,7 @@ func FuzzClean(f *testing.F) {
 		f.Add(s)
 	}
 	root := f.TempDir()
-	disk, err := roomstore.New(backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), root), backend.WithFsync(false)))
+	disk, err := roomstore.New(backend_disk.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), root), backend_disk.WithFsync(false)))
 	if err != nil {
 		f.Fatal(err)
 	}
