@@ -57,10 +57,10 @@ type Afero struct {
 	osBacked bool // fs hands out *os.File: descriptors, flocks, other processes
 	oflags   int  // flags of every open on the OS: openNonBlock|openNoFollow
 	dirflag  int  // openDirectory on the OS
-	// fast is the fast path of an OS root (NewOSRoot on Linux): the
-	// frequent calls (path lookups, reads, temporaries, locks, renames,
-	// removals) go through it, the rest through fs.
-	fast *fastRoot
+	// paths reaches the files beneath the root for the frequent calls
+	// (path lookups, reads, temporaries, locks, renames, removals):
+	// chosen once by NewAfero, see paths.go.
+	paths paths
 
 	locks *fsLocks
 	owner *owner
@@ -110,8 +110,9 @@ func NewAfero(fsys afero.Fs, opts ...AferoOption) *Afero {
 	} else if _, mem := fsys.(*afero.MemMapFs); mem {
 		a.osBacked = false
 	}
-	if r, ok := fsys.(*osRoot); ok {
-		a.fast = r.fast
+	a.paths = fsPaths{a}
+	if p := fastPathsFor(a, fsys); p != nil {
+		a.paths = p
 	}
 	if a.osBacked {
 		// Only for the OS: some afero file systems treat any flag but
@@ -206,19 +207,12 @@ func (a *Afero) lstat(path string) (os.FileInfo, error) { return a.lstatAs(path,
 // even when the store's directory is gone, which spares the fast path a
 // call where the caller goes on to a step that reports it (place).
 func (a *Afero) lstatAs(path string, report bool) (os.FileInfo, error) {
-	if a.fast != nil {
-		fi, err := a.fast.lstat(path)
-		if err != nil && !report && errors.Is(err, syscall.ENOENT) {
-			return nil, osError(err)
-		}
-		if err != nil {
-			return nil, a.fastError(err)
-		}
-		if fi.Mode()&os.ModeSymlink != 0 {
-			return nil, errSymlink
-		}
-		return fi, nil
-	}
+	return a.paths.lstat(path, report)
+}
+
+// lstat walks path through the afero.Fs, one element at a time.
+func (p fsPaths) lstat(path string, _ bool) (os.FileInfo, error) {
+	a := p.a
 	var fi os.FileInfo
 	for i := 0; ; {
 		j := strings.IndexByte(path[i:], '/')
@@ -248,23 +242,6 @@ func (a *Afero) lstatAs(path string, report bool) (os.FileInfo, error) {
 		}
 		i = end + 1
 	}
-}
-
-// fastError classifies an error of the fast path's resolution as lstat
-// does: a missing element fs.ErrNotExist (or the store unavailable, when
-// its directory is gone), a file on the way errThroughFile, a symbolic
-// link (or a way out of the root, which only a link could offer, and
-// which the fast path reports as one) errSymlink.
-func (a *Afero) fastError(err error) error {
-	switch {
-	case errors.Is(err, syscall.ENOENT):
-		return a.missing(osError(err))
-	case errors.Is(err, syscall.ENOTDIR):
-		return errThroughFile
-	case errors.Is(err, syscall.ELOOP):
-		return errSymlink
-	}
-	return osError(err)
 }
 
 func (a *Afero) lstatOne(name string) (os.FileInfo, error) {
@@ -342,43 +319,9 @@ func (a *Afero) Read(ctx context.Context, path string, offset, length int64) (io
 	if err := ctx.Err(); err != nil {
 		return nil, backend.Info{}, err
 	}
-	var (
-		f  stagedFile
-		fi os.FileInfo
-	)
-	if a.fast != nil {
-		// One resolution refuses links and ways out; the fstat says what
-		// was opened (open never waits, even for a FIFO).
-		ff, err := a.fast.open(path, os.O_RDONLY|openNonBlock, 0)
-		if err != nil {
-			return nil, backend.Info{}, a.fastError(err)
-		}
-		if fi, err = ff.Stat(); err != nil {
-			err = osError(err)
-		} else {
-			err = a.fileOnly(path, fi)
-		}
-		if err != nil {
-			ff.Close()
-			return nil, backend.Info{}, err
-		}
-		f = ff
-	} else {
-		lfi, err := a.lstat(path)
-		if err != nil {
-			return nil, backend.Info{}, err
-		}
-		if err := a.fileOnly(path, lfi); err != nil {
-			return nil, backend.Info{}, err
-		}
-		// The descriptor pins the version to read: a commit may have
-		// renamed a new one in since the lstat, and open's fstat
-		// describes this one.
-		af, afi, err := a.open(path, false)
-		if err != nil {
-			return nil, backend.Info{}, err
-		}
-		f, fi = af, afi
+	f, fi, err := a.paths.openFile(path)
+	if err != nil {
+		return nil, backend.Info{}, err
 	}
 	info := fileInfo(path, fi)
 	if offset < 0 || offset > info.Size {
@@ -638,12 +581,7 @@ func (a *Afero) removeEmptyTree(ctx context.Context, dir string) error {
 }
 
 // remove removes the file at path.
-func (a *Afero) remove(path string) error {
-	if a.fast != nil {
-		return a.fast.remove(path)
-	}
-	return a.fs.Remove(path)
-}
+func (a *Afero) remove(path string) error { return a.paths.remove(path) }
 
 // stagedFile is what a writer stages in and a reader reads: an afero.File,
 // or a bare descriptor on the fast path.

@@ -3,12 +3,10 @@ package backend_disk
 import (
 	"context"
 	"io"
-	"io/fs"
 	"os"
 	"sync"
 	"time"
 
-	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/roompath"
 )
 
@@ -300,25 +298,7 @@ func (a *Afero) prune(ctx context.Context, dir string) {
 
 // rmdir removes dir if it is an empty directory, and nothing else: a
 // file or a directory with anything in it stays.
-func (a *Afero) rmdir(dir string) error {
-	if a.fast != nil {
-		return a.fast.rmdir(dir) // unlinkat(AT_REMOVEDIR): empty directories only
-	}
-	// Elsewhere Remove also removes files, and on some file systems
-	// (MemMapFs) a directory with children: checked first. On the OS a
-	// directory that fills meanwhile is refused anyway.
-	fi, err := a.lstat(dir)
-	switch {
-	case err != nil:
-		return err
-	case !fi.IsDir():
-		return backend.ErrNotFolder
-	}
-	if !a.emptyDir(dir) {
-		return fs.ErrExist
-	}
-	return a.fs.Remove(dir)
-}
+func (a *Afero) rmdir(dir string) error { return a.paths.rmdir(dir) }
 
 // emptyDir reports whether the directory dir has no entry (one read of
 // one entry at most).
