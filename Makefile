@@ -66,7 +66,7 @@ lint: $(call stamp,$(STATICCHECK))
 # Each fuzz target for FUZZTIME; `make test` already runs their committed
 # corpora (testdata/fuzz) as ordinary tests.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzClean$$' -fuzztime $(FUZZTIME) ./backend/
+	$(GO) test -run '^$$' -fuzz '^FuzzClean$$' -fuzztime $(FUZZTIME) ./roompath/
 	$(GO) test -run '^$$' -fuzz '^FuzzSignedURL$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzBus$$' -fuzztime $(FUZZTIME) ./events/
 

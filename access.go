@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // Right is what a Policy grants on a path.
@@ -38,7 +39,7 @@ func (r Right) String() string {
 // Policy decides what one participant may do with a store's files. A
 // context that carries one (WithPolicy) restricts every Engine call made
 // with it; a context without one restricts nothing. The paths a Policy
-// is asked about are clean (see backend.Clean): no leading or trailing
+// is asked about are clean (see roompath.Clean): no leading or trailing
 // slash, "" for the root. Its methods are called with the context of the
 // call they decide, may be called concurrently, and should be quick: List
 // and Walk ask about every entry they return, and a room server asks
@@ -576,7 +577,7 @@ func (e *Engine) masked(g gate, p string, err error) error {
 	}
 	// What stands in the way is p itself or, when nothing is at p, the
 	// nearest thing above it.
-	for at := p; ; at = backend.Parent(at) {
+	for at := p; ; at = roompath.Parent(at) {
 		info, serr := e.b.Stat(g.ctx, at)
 		if errors.Is(serr, fs.ErrNotExist) && at != "" {
 			continue

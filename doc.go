@@ -3,14 +3,14 @@
 // one small API (Exists, Stat, Open/Write/Close, Upload, Download,
 // OpenReader, DownloadURL, ServeFile, List, Walk, Delete, RemoveAll, Move,
 // and the io/fs view FS) and file events, over interchangeable backends:
-// local disk through afero, S3, GCS, or memory. OpenURL picks the backend from a URL:
+// local disk (package backend_disk), S3, GCS, or memory. OpenURL picks the backend from a URL:
 // "mem://", "file:///var/lib/rooms/r1", "s3://bucket/prefix",
 // "gs://bucket/prefix".
 //
 // # Paths and folders
 //
 // Paths are slash-separated and case-sensitive; a leading slash is ignored
-// and "", "/" and "." name the root. See backend.Clean for what is
+// and "", "/" and "." name the root. See roompath.Clean for what is
 // rejected. Folders are implicit: a folder exists while a file lies beneath
 // it. List returns a folder's direct children ordered bytewise by name, a
 // folder comparing as its name followed by "/" (the order of object-store
@@ -113,7 +113,7 @@
 // roomstore.destination (Move), roomstore.outcome and roomstore.bytes
 // (where bytes move; a failed Write has none). Paths and messages go into
 // spans as valid UTF-8 (invalid bytes replaced by U+FFFD) of at most
-// backend.MaxPathLen bytes, cut beyond that. A failed call's span has the
+// roompath.MaxPathLen bytes, cut beyond that. A failed call's span has the
 // status Error with the error's message, and the error recorded as an
 // exception event, but for the outcomes that callers meet in the normal
 // course of things: not_exist (a Stat that finds nothing), and closed for

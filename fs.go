@@ -11,6 +11,7 @@ import (
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/telemetry"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // FS returns a read-only io/fs view of the store, for http.FileServerFS,
@@ -55,7 +56,7 @@ func (f *roomFS) start(op telemetry.Op, name string) (context.Context, telemetry
 	case name == ".":
 		p = f.dir
 	case f.dir != "" && f.e.tel.Tracing():
-		p = backend.Join(f.dir, name)
+		p = roompath.Join(f.dir, name)
 	}
 	return f.e.tel.Start(f.ctx, op, p)
 }
@@ -68,9 +69,9 @@ func (f *roomFS) enter(op, name string) (string, error) {
 	}
 	p := f.dir
 	if name != "." {
-		p = backend.Join(f.dir, name)
+		p = roompath.Join(f.dir, name)
 	}
-	clean, err := backend.Clean(p, backend.TargetAny)
+	clean, err := roompath.Clean(p, roompath.TargetAny)
 	if err != nil {
 		return "", &fs.PathError{Op: op, Path: name, Err: err}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/telemetry"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // List returns the direct children of the folder at path ("" or "/" for
@@ -23,7 +24,7 @@ import (
 func (e *Engine) List(ctx context.Context, p string) (_ []Entry, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.List, p)
 	defer call.End(&err)
-	clean, err := e.enter("list", p, backend.TargetAny)
+	clean, err := e.enter("list", p, roompath.TargetAny)
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +48,7 @@ func (e *Engine) ListMax(ctx context.Context, p string, max int) (_ []Entry, err
 	if max < 1 {
 		return nil, &fs.PathError{Op: "list", Path: p, Err: fmt.Errorf("%w: max %d entries", fs.ErrInvalid, max)}
 	}
-	clean, err := e.enter("list", p, backend.TargetAny)
+	clean, err := e.enter("list", p, roompath.TargetAny)
 	if err != nil {
 		return nil, err
 	}

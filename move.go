@@ -10,6 +10,7 @@ import (
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/internal/telemetry"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // MoveOptions say how Move treats what is at the destination.
@@ -66,11 +67,11 @@ type MoveOptions struct {
 func (e *Engine) Move(ctx context.Context, src, dst string, opts MoveOptions) (err error) {
 	ctx, call := e.tel.StartMove(ctx, src, dst)
 	defer call.End(&err)
-	from, err := backend.Clean(src, backend.TargetAny)
+	from, err := roompath.Clean(src, roompath.TargetAny)
 	if err != nil {
 		return &fs.PathError{Op: "move", Path: src, Err: err}
 	}
-	to, err := backend.Clean(dst, backend.TargetAny)
+	to, err := roompath.Clean(dst, roompath.TargetAny)
 	if err != nil {
 		return &fs.PathError{Op: "move", Path: src, Err: fmt.Errorf("destination %q: %w", dst, err)}
 	}

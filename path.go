@@ -6,12 +6,12 @@ import (
 	"io/fs"
 	"strings"
 
-	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // enter validates the path and admits the operation.
-func (e *Engine) enter(op, p string, t backend.Target) (string, error) {
-	clean, err := backend.Clean(p, t)
+func (e *Engine) enter(op, p string, t roompath.Target) (string, error) {
+	clean, err := roompath.Clean(p, t)
 	if err != nil {
 		return "", &fs.PathError{Op: op, Path: p, Err: err}
 	}
@@ -29,7 +29,7 @@ func folderMeant(p, clean string) bool { return clean != "" && strings.HasSuffix
 // walks up from the parent and stops at the first folder, since a folder's
 // own ancestors are folders.
 func (e *Engine) checkParents(ctx context.Context, p string) error {
-	for dir := backend.Parent(p); dir != ""; dir = backend.Parent(dir) {
+	for dir := roompath.Parent(p); dir != ""; dir = roompath.Parent(dir) {
 		info, err := e.b.Stat(ctx, dir)
 		switch {
 		case err == nil && info.IsFolder:

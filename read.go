@@ -13,6 +13,7 @@ import (
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/telemetry"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // Entry describes a file or folder.
@@ -47,7 +48,7 @@ type File struct {
 func (e *Engine) Exists(ctx context.Context, p string) (_ bool, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Exists, p)
 	defer call.End(&err)
-	clean, err := e.enter("exists", p, backend.TargetAny)
+	clean, err := e.enter("exists", p, roompath.TargetAny)
 	if err != nil {
 		return false, err
 	}
@@ -73,7 +74,7 @@ func (e *Engine) Exists(ctx context.Context, p string) (_ bool, err error) {
 func (e *Engine) Stat(ctx context.Context, p string) (_ Entry, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Stat, p)
 	defer call.End(&err)
-	clean, err := e.enter("stat", p, backend.TargetAny)
+	clean, err := e.enter("stat", p, roompath.TargetAny)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -107,7 +108,7 @@ func entry(i backend.Info) Entry {
 func (e *Engine) Download(ctx context.Context, p string) (_ *File, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Download, p)
 	defer call.End(&err)
-	clean, err := e.enter("download", p, backend.TargetFile)
+	clean, err := e.enter("download", p, roompath.TargetFile)
 	if err != nil {
 		return nil, err
 	}

@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"sync"
 
-	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/telemetry"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // Reader streams one version of a file: the one its Entry describes, even
@@ -52,7 +52,7 @@ type Reader struct {
 func (e *Engine) OpenReader(ctx context.Context, p string, offset, length int64) (_ *Reader, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.OpenReader, p)
 	defer call.End(&err) // ends it if OpenReader fails or panics; else the Reader's Close does
-	clean, err := e.enter("read", p, backend.TargetFile)
+	clean, err := e.enter("read", p, roompath.TargetFile)
 	if err != nil {
 		return nil, err
 	}

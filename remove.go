@@ -5,8 +5,8 @@ import (
 	"errors"
 	"io/fs"
 
-	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/telemetry"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // Delete removes the file at path and publishes EventFileDeleted. A missing
@@ -16,7 +16,7 @@ import (
 func (e *Engine) Delete(ctx context.Context, p string) (err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Delete, p)
 	defer call.End(&err)
-	clean, err := e.enter("delete", p, backend.TargetFile)
+	clean, err := e.enter("delete", p, roompath.TargetFile)
 	if err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func (e *Engine) remove(ctx context.Context, clean string) error {
 func (e *Engine) RemoveAll(ctx context.Context, p string) (err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.RemoveAll, p)
 	defer call.End(&err)
-	clean, err := e.enter("removeall", p, backend.TargetAny)
+	clean, err := e.enter("removeall", p, roompath.TargetAny)
 	if err != nil {
 		return err
 	}

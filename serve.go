@@ -15,6 +15,7 @@ import (
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/telemetry"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // ServeFile serves the file at path to an HTTP GET or HEAD, for servers
@@ -49,7 +50,7 @@ func (e *Engine) serveFile(ctx context.Context, w http.ResponseWriter, r *http.R
 	if !allowGet(w, r) {
 		return -1, errMethod
 	}
-	clean, err := backend.Clean(p, backend.TargetFile)
+	clean, err := roompath.Clean(p, roompath.TargetFile)
 	if err != nil {
 		http.Error(w, "bad path", http.StatusBadRequest)
 		return -1, err

@@ -19,6 +19,7 @@ import (
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/telemetry"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // URLOption tunes one DownloadURL.
@@ -61,7 +62,7 @@ func Attachment(filename string) URLOption {
 }
 
 func validFilename(name string) bool {
-	if len(name) > backend.MaxElementLen || !utf8.ValidString(name) || strings.Contains(name, "/") {
+	if len(name) > roompath.MaxElementLen || !utf8.ValidString(name) || strings.Contains(name, "/") {
 		return false
 	}
 	// Format characters (Cf) such as a right-to-left override could make a
@@ -102,7 +103,7 @@ func (e *Engine) DownloadURL(ctx context.Context, p string, opts ...URLOption) (
 			return "", &fs.PathError{Op: "downloadurl", Path: p, Err: err}
 		}
 	}
-	clean, err := e.enter("downloadurl", p, backend.TargetFile)
+	clean, err := e.enter("downloadurl", p, roompath.TargetFile)
 	if err != nil {
 		return "", err
 	}
@@ -273,7 +274,7 @@ func verify(r *http.Request, key []byte, basePath string) (clean, disp, version 
 	if !strings.HasPrefix(r.URL.Path, prefix) {
 		return "", "", "", false
 	}
-	clean, err := backend.Clean(r.URL.Path[len(prefix):], backend.TargetFile)
+	clean, err := roompath.Clean(r.URL.Path[len(prefix):], roompath.TargetFile)
 	if err != nil {
 		return "", "", "", false
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/roomstore/roomstore"
-	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_disk"
 	"github.com/spf13/afero"
 )
 
@@ -20,7 +20,7 @@ import (
 // answer may reveal where the store lives on the host.
 func FuzzSignedURL(f *testing.F) {
 	root := f.TempDir()
-	e, err := roomstore.New(backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), root), backend.WithFsync(false)),
+	e, err := roomstore.New(backend_disk.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), root), backend_disk.WithFsync(false)),
 		roomstore.WithBaseURL("http://files.test/dl"), roomstore.WithSigningKey([]byte(strings.Repeat("s", 32))))
 	if err != nil {
 		f.Fatal(err)

@@ -31,6 +31,7 @@ import (
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/backend_mem"
 	"github.com/roomstore/roomstore/internal/telemetry"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // quietLogger swallows the warnings that tests provoke (dropped events).
@@ -844,12 +845,12 @@ func TestWithoutProvidersTheInstrumentationAllocatesNothing(t *testing.T) {
 
 // checkText fails the test unless every string that sp carries (its
 // attributes, its status message, its events' attributes) is valid UTF-8
-// of at most backend.MaxPathLen bytes.
+// of at most roompath.MaxPathLen bytes.
 func checkText(t *testing.T, sp sdktrace.ReadOnlySpan) {
 	t.Helper()
 	check := func(what, s string) {
-		if !utf8.ValidString(s) || len(s) > backend.MaxPathLen {
-			t.Errorf("span %s: %s of %d bytes, valid UTF-8 %v; want valid UTF-8 of at most %d bytes", sp.Name(), what, len(s), utf8.ValidString(s), backend.MaxPathLen)
+		if !utf8.ValidString(s) || len(s) > roompath.MaxPathLen {
+			t.Errorf("span %s: %s of %d bytes, valid UTF-8 %v; want valid UTF-8 of at most %d bytes", sp.Name(), what, len(s), utf8.ValidString(s), roompath.MaxPathLen)
 		}
 	}
 	for _, kv := range sp.Attributes() {
@@ -891,13 +892,13 @@ func TestSpansCarryOnlyValidUTF8OfBoundedLength(t *testing.T) {
 		}
 	}
 	// A path too long is cut, not garbled; an invalid byte is replaced.
-	for i, want := range map[int]string{0: "\uFFFD", 1: "\uFFFD", 6: huge[:backend.MaxPathLen], 7: huge[:backend.MaxPathLen]} {
+	for i, want := range map[int]string{0: "\uFFFD", 1: "\uFFFD", 6: huge[:roompath.MaxPathLen], 7: huge[:roompath.MaxPathLen]} {
 		if got := spanAttr(ended[i], telemetry.AttrPath); got != want {
 			t.Errorf("span %d (%s): roomstore.path = %.40q (%d bytes), want %.40q (%d bytes)", i, ended[i].Name(), got, len(got), want, len(want))
 		}
 	}
-	if got := spanAttr(ended[8], telemetry.AttrDestination); got != huge[:backend.MaxPathLen] {
-		t.Errorf("move span: roomstore.destination = %.40q (%d bytes), want the first %d bytes of the path", got, len(got), backend.MaxPathLen)
+	if got := spanAttr(ended[8], telemetry.AttrDestination); got != huge[:roompath.MaxPathLen] {
+		t.Errorf("move span: roomstore.destination = %.40q (%d bytes), want the first %d bytes of the path", got, len(got), roompath.MaxPathLen)
 	}
 }
 

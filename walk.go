@@ -7,8 +7,8 @@ import (
 	"io/fs"
 	"iter"
 
-	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/telemetry"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // Walk yields every file and folder beneath the folder dir ("" or "/" for
@@ -30,7 +30,7 @@ func (e *Engine) Walk(ctx context.Context, dir string) iter.Seq2[Entry, error] {
 		wctx, call := e.tel.Start(ctx, telemetry.Walk, dir)
 		var err error
 		defer call.End(&err)
-		clean, err := e.enter("walk", dir, backend.TargetAny)
+		clean, err := e.enter("walk", dir, roompath.TargetAny)
 		if err != nil {
 			yield(Entry{}, err)
 			return

@@ -13,6 +13,7 @@ import (
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/telemetry"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // OpenOptions say how Open treats an existing file.
@@ -53,7 +54,7 @@ func (e *Engine) Open(ctx context.Context, p string, opts OpenOptions) (_ *Handl
 // be the parent of the backend's later work, nor kept alive by it), or
 // for Upload, whose handle ends within it, Upload's own.
 func (e *Engine) open(ctx, life context.Context, p string, opts OpenOptions) (*Handle, error) {
-	clean, err := e.enter("open", p, backend.TargetFile)
+	clean, err := e.enter("open", p, roompath.TargetFile)
 	if err != nil {
 		return nil, err
 	}

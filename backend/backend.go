@@ -1,11 +1,14 @@
 // Package backend defines the storage contract that roomstore's Engine runs
-// on, the path rules every store shares, the URL-scheme registry used by
-// roomstore.OpenURL, and the local-disk implementation over afero
-// (NewAfero).
+// on: the Backend interface and its optional interfaces, Info, the errors a
+// backend reports, and the URL-scheme registry used by roomstore.OpenURL.
+// Each store lives in a package of its own (backend_disk, backend_mem,
+// backend_s3, backend_gcs) that imports this one; the path rules every
+// store shares are in package roompath.
 //
-// A Backend only stores bytes. The Engine validates paths (Clean) before any
-// backend call, owns handles, retries lost races, publishes events and signs
-// URLs, so a backend can assume clean paths and stay small.
+// A Backend only stores bytes. The Engine validates paths (roompath.Clean)
+// before any backend call, owns handles, retries lost races, publishes
+// events and signs URLs, so a backend can assume clean paths and stay small
+// (see Backend for what the Engine guarantees).
 //
 // # Errors
 //
@@ -52,7 +55,7 @@ type Identifier interface {
 	StoreID() string
 }
 
-// Backend stores files under clean paths (see Clean). Every method takes the
+// Backend stores files under clean paths (see roompath.Clean). Every method takes the
 // context of the call first and must return promptly once it is done,
 // with an error matching the context's. Errors follow the package's
 // # Errors section; any method may also fail with ErrStoreUnavailable, or
@@ -60,7 +63,24 @@ type Identifier interface {
 //
 // Folders are implicit: a folder exists while at least one file lies beneath
 // it. A backend must never report an empty folder, nor anything under
-// ReservedPrefix.
+// roompath.ReservedPrefix.
+//
+// The Engine guarantees, so that a backend need not check again:
+//
+//   - every path is the clean form roompath.Clean returns: no leading or
+//     trailing slash, no empty, "." or ".." element, none starting with
+//     roompath.ReservedPrefix, within roompath.MaxPathLen;
+//   - a path that names a file (Create, Append, Read, Presign, Remove,
+//     Move) is never the root; only Stat and List get "";
+//   - Read's offset is not negative;
+//   - Move's src and dst differ, neither is the root nor beneath the
+//     other, src held a file when the Engine looked, and the Engine has
+//     checked that no parent of dst is a file (a check an object store
+//     cannot make atomically; a store that can tell still reports
+//     ErrNotFolder);
+//   - Presign's expiry is at least a second.
+//
+// A Backend used without the Engine (tests, tools) gets none of these.
 type Backend interface {
 	// Stat describes the file or folder at path. The root ("") is always a
 	// folder. A path with neither a file nor a file beneath it, or one that

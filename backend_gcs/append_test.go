@@ -15,6 +15,7 @@ import (
 	"github.com/googleapis/gax-go/v2"
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/testserver"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 func TestAppend(t *testing.T) {
@@ -379,7 +380,7 @@ func (s *store) temporaries(t *testing.T) []string {
 	t.Helper()
 	var out []string
 	for _, n := range s.objects(t) {
-		if strings.Contains(n, backend.ReservedPrefix+"/tmp/") {
+		if strings.Contains(n, roompath.ReservedPrefix+"/tmp/") {
 			out = append(out, n)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"cloud.google.com/go/storage"
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/roompath"
 	"google.golang.org/api/iterator"
 )
 
@@ -54,7 +55,7 @@ const defaultClaimLease = time.Minute
 // ownership of client: neither New nor Close ever closes it.
 //
 // An empty bucket name, a nil client, a prefix that is not a valid
-// roomstore folder path (see backend.CleanPrefix) or a bad option yields
+// roomstore folder path (see roompath.CleanPrefix) or a bad option yields
 // an error wrapping fs.ErrInvalid.
 func New(client *storage.Client, bucket, prefix string, opts ...Option) (*Backend, error) {
 	if client == nil {
@@ -63,7 +64,7 @@ func New(client *storage.Client, bucket, prefix string, opts ...Option) (*Backen
 	if bucket == "" {
 		return nil, fmt.Errorf("backend_gcs: empty bucket name: %w", fs.ErrInvalid)
 	}
-	prefix, err := backend.CleanPrefix(prefix)
+	prefix, err := roompath.CleanPrefix(prefix)
 	if err != nil {
 		return nil, fmt.Errorf("backend_gcs: %w", err)
 	}
@@ -117,7 +118,7 @@ func (b *Backend) dirPrefix(dir string) string {
 // tempName names a new private staging object. Paths cannot address
 // anything under ReservedPrefix, so no file can collide with it.
 func (b *Backend) tempName(id string) string {
-	return b.key(backend.ReservedPrefix + "/tmp/" + id)
+	return b.key(roompath.ReservedPrefix + "/tmp/" + id)
 }
 
 // claimName names the claim on generation gen of the object key. Hashing
@@ -125,7 +126,7 @@ func (b *Backend) tempName(id string) string {
 // at 1024 bytes).
 func (b *Backend) claimName(key string, gen int64) string {
 	sum := sha256.Sum256([]byte(key))
-	return b.key(backend.ReservedPrefix + "/claim/" + hex.EncodeToString(sum[:20]) + "." + strconv.FormatInt(gen, 10))
+	return b.key(roompath.ReservedPrefix + "/claim/" + hex.EncodeToString(sum[:20]) + "." + strconv.FormatInt(gen, 10))
 }
 
 func newID() string {
@@ -223,18 +224,18 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 			if a.Prefix != "" {
 				name := strings.TrimSuffix(strings.TrimPrefix(a.Prefix, pfx), "/")
 				// "a//b" makes an empty-named prefix; no clean path can name it.
-				if name == "" || strings.Contains(name, "/") || backend.IsReserved(name) {
+				if name == "" || strings.Contains(name, "/") || roompath.IsReserved(name) {
 					continue
 				}
-				info = backend.Info{Path: backend.Join(dir, name), IsFolder: true}
+				info = backend.Info{Path: roompath.Join(dir, name), IsFolder: true}
 			} else {
 				name := strings.TrimPrefix(a.Name, pfx)
 				// An object named like a folder ("dir/") is a console
 				// placeholder, not a file.
-				if name == "" || backend.IsReserved(name) {
+				if name == "" || roompath.IsReserved(name) {
 					continue
 				}
-				info = fileInfo(backend.Join(dir, name), a)
+				info = fileInfo(roompath.Join(dir, name), a)
 			}
 			if !yield(info, nil) {
 				return

@@ -13,6 +13,7 @@ import (
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/conformance"
 	"github.com/roomstore/roomstore/internal/testserver"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // TestConformance runs the shared suite against fake-gcs-server: one
@@ -53,7 +54,7 @@ func TestConformance(t *testing.T) {
 func reservedObjects(t *testing.T, client *storage.Client, bucket, prefix string) []string {
 	t.Helper()
 	var out []string
-	it := client.Bucket(bucket).Objects(context.Background(), &storage.Query{Prefix: prefix + "/" + backend.ReservedPrefix + "/"})
+	it := client.Bucket(bucket).Objects(context.Background(), &storage.Query{Prefix: prefix + "/" + roompath.ReservedPrefix + "/"})
 	for {
 		a, err := it.Next()
 		if errors.Is(err, iterator.Done) {

@@ -14,6 +14,7 @@ import (
 	"cloud.google.com/go/storage"
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/testserver"
+	"github.com/roomstore/roomstore/roompath"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 )
@@ -121,7 +122,7 @@ func (s *store) reserved(t *testing.T) []string {
 	t.Helper()
 	var out []string
 	for _, n := range s.objects(t) {
-		if strings.Contains(n, backend.ReservedPrefix) {
+		if strings.Contains(n, roompath.ReservedPrefix) {
 			out = append(out, n)
 		}
 	}
@@ -226,7 +227,7 @@ func list(t *testing.T, b backend.Backend, dir string) []string {
 		if err != nil {
 			t.Fatalf("List %q: %v", dir, err)
 		}
-		if backend.Parent(info.Path) != dir {
+		if roompath.Parent(info.Path) != dir {
 			t.Errorf("List %q yielded %q, which is not a child", dir, info.Path)
 		}
 		if info.IsFolder {

@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 func init() {
@@ -270,10 +271,10 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 		if f != nil {
 			out = make([]backend.Info, 0, len(f.files)+len(f.folders))
 			for name, o := range f.files {
-				out = append(out, info(backend.Join(dir, name), o))
+				out = append(out, info(roompath.Join(dir, name), o))
 			}
 			for name := range f.folders {
-				out = append(out, backend.Info{Path: backend.Join(dir, name), IsFolder: true})
+				out = append(out, backend.Info{Path: roompath.Join(dir, name), IsFolder: true})
 			}
 		}
 		b.mu.RUnlock()
@@ -353,7 +354,7 @@ func (b *Backend) Move(ctx context.Context, src, dst string, opts backend.MoveOp
 // prune drops the folders above path that no longer hold anything. The
 // caller holds b.mu.
 func (b *Backend) prune(path string) {
-	for dir := backend.Parent(path); dir != ""; dir = backend.Parent(dir) {
+	for dir := roompath.Parent(path); dir != ""; dir = roompath.Parent(dir) {
 		parent, name, _ := b.find(dir)
 		if parent == nil {
 			return

@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/roomstore/roomstore"
-	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // TestACloseCutShortAfterTheServerStagedLeavesNothing cuts a Close short
@@ -29,7 +29,7 @@ func TestACloseCutShortAfterTheServerStagedLeavesNothing(t *testing.T) {
 	)
 	client := g.answeredClient(func(op string, input any, err error) error {
 		in, ok := input.(*s3.CompleteMultipartUploadInput)
-		if op != "CompleteMultipartUpload" || !ok || err != nil || !strings.Contains(aws.ToString(in.Key), backend.ReservedPrefix+"/tmp/") {
+		if op != "CompleteMultipartUpload" || !ok || err != nil || !strings.Contains(aws.ToString(in.Key), roompath.ReservedPrefix+"/tmp/") {
 			return err
 		}
 		if c := cancel.Load(); c != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/backend_s3"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // weirdNames are paths that must round-trip byte for byte (SPEC 2).
@@ -49,7 +50,7 @@ func TestWeirdKeys(t *testing.T) {
 				t.Fatalf("Stat = %+v, %v", info, err)
 			}
 			found := false
-			for info, err := range s.List(t.Context(), backend.Parent(name)) {
+			for info, err := range s.List(t.Context(), roompath.Parent(name)) {
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -58,7 +59,7 @@ func TestWeirdKeys(t *testing.T) {
 				}
 			}
 			if !found {
-				t.Errorf("List(%q) misses %q", backend.Parent(name), name)
+				t.Errorf("List(%q) misses %q", roompath.Parent(name), name)
 			}
 			u, err := s.Presign(t.Context(), name, backend.PresignOptions{Expiry: time.Minute})
 			if err != nil {
@@ -231,7 +232,7 @@ func TestStatAndList(t *testing.T) {
 		var want []string
 		for _, p := range []string{"a", "b", "c", "d/x", "e/y", "f", "g/z"} {
 			put(t, s, p, []byte(p))
-			if d := backend.Parent(p); d != "" {
+			if d := roompath.Parent(p); d != "" {
 				want = append(want, d+"/")
 			} else {
 				want = append(want, p)

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // moveStore is a store whose client runs a switchable hook, and a second
@@ -81,7 +82,7 @@ func assertMovedInfo(t *testing.T, s *store, info backend.Info, dst string, size
 	if info.Path != st.Path || info.Size != st.Size || info.ETag != st.ETag || !info.ModTime.Equal(st.ModTime) {
 		t.Errorf("Move Info = %+v, later Stat = %+v", info, st)
 	}
-	for l, err := range s.List(t.Context(), backend.Parent(dst)) {
+	for l, err := range s.List(t.Context(), roompath.Parent(dst)) {
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -105,6 +105,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // Size limits S3 puts on multipart uploads.
@@ -125,7 +126,7 @@ const (
 const DefaultCleanupTimeout = 30 * time.Second
 
 // tmpDir is where staged appends live, relative to the store's root.
-const tmpDir = backend.ReservedPrefix + "/tmp/"
+const tmpDir = roompath.ReservedPrefix + "/tmp/"
 
 // Backend is a backend.Backend over one S3 bucket and prefix. It is safe
 // for concurrent use; several Backend values (or processes) may share one
@@ -206,7 +207,7 @@ func WithListPageSize(n int) Option {
 // missing bucket shows up on the first call (as backend.ErrStoreUnavailable).
 //
 // New fails with an error wrapping fs.ErrInvalid when client is nil, bucket
-// is empty, prefix is not a valid roomstore path (see backend.Clean), or an
+// is empty, prefix is not a valid roomstore path (see roompath.Clean), or an
 // option is out of range.
 func New(client *s3.Client, bucket, prefix string, opts ...Option) (*Backend, error) {
 	if client == nil {
@@ -215,7 +216,7 @@ func New(client *s3.Client, bucket, prefix string, opts ...Option) (*Backend, er
 	if bucket == "" {
 		return nil, fmt.Errorf("backend_s3: %w: empty bucket name", fs.ErrInvalid)
 	}
-	prefix, err := backend.CleanPrefix(prefix)
+	prefix, err := roompath.CleanPrefix(prefix)
 	if err != nil {
 		return nil, fmt.Errorf("backend_s3: %w", err)
 	}
@@ -456,7 +457,7 @@ func (b *Backend) Presign(ctx context.Context, path string, opts backend.Presign
 
 // List yields the files and folders directly in dir, one ListObjectsV2 page
 // (delimiter "/") at a time, so memory does not grow with the folder. Names
-// starting with backend.ReservedPrefix are skipped. A missing folder, or a
+// starting with roompath.ReservedPrefix are skipped. A missing folder, or a
 // file, yields nothing; a failed page yields one error and ends the
 // sequence.
 func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, error] {
@@ -476,10 +477,10 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 			}
 			for _, cp := range page.CommonPrefixes {
 				name := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), pfx), "/")
-				if name == "" || strings.Contains(name, "/") || backend.IsReserved(name) {
+				if name == "" || strings.Contains(name, "/") || roompath.IsReserved(name) {
 					continue
 				}
-				if !yield(backend.Info{Path: backend.Join(dir, name), IsFolder: true}, nil) {
+				if !yield(backend.Info{Path: roompath.Join(dir, name), IsFolder: true}, nil) {
 					return
 				}
 			}
@@ -487,13 +488,13 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 				name := strings.TrimPrefix(aws.ToString(obj.Key), pfx)
 				// An empty name is a folder marker ("dir/") made by other
 				// tools; it is not a file.
-				if name == "" || strings.Contains(name, "/") || backend.IsReserved(name) {
+				if name == "" || strings.Contains(name, "/") || roompath.IsReserved(name) {
 					continue
 				}
 				// ListObjectsV2 carries no metadata, so the commit id, and
 				// with it the ETag (see commitMeta), is unknown here: an
 				// ETag that no Stat would report is worse than none.
-				info := fileInfo(backend.Join(dir, name), aws.ToInt64(obj.Size), aws.ToTime(obj.LastModified), "", "")
+				info := fileInfo(roompath.Join(dir, name), aws.ToInt64(obj.Size), aws.ToTime(obj.LastModified), "", "")
 				if !yield(info, nil) {
 					return
 				}

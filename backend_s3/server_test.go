@@ -19,6 +19,7 @@ import (
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/backend_s3"
 	"github.com/roomstore/roomstore/internal/testserver"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 const (
@@ -93,7 +94,7 @@ func (g *gateway) leftovers(t *testing.T, bucket, prefix string) []string {
 	for _, u := range ups.Uploads {
 		out = append(out, "multipart upload of "+aws.ToString(u.Key))
 	}
-	reserved := backend.ReservedPrefix + "/"
+	reserved := roompath.ReservedPrefix + "/"
 	if prefix != "" {
 		reserved = prefix + "/" + reserved
 	}

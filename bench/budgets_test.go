@@ -778,7 +778,7 @@ func emptyingCase(fsync bool) func(b *testing.B) {
 
 // deepLevels is how deep BenchmarkBudgetsDeepList's file lies: the
 // folders of "d/d/.../d/f", 1,023 bytes, the longest path but one
-// (backend.MaxPathLen is 1,024).
+// (roompath.MaxPathLen is 1,024).
 const deepLevels = 511
 
 // BenchmarkBudgetsDeepList measures List("") of a store whose root holds

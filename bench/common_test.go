@@ -15,6 +15,7 @@ import (
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_disk"
 )
 
 // benchCase is one sub-benchmark of a comparison.
@@ -75,7 +76,7 @@ func fileURL(dir string, fsync bool) string {
 // dir), the portable disk path (os calls per path element, no kernel
 // confinement).
 func basePathEngine(b testing.TB, dir string, fsync bool) *roomstore.Engine {
-	return newEngine(b, backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir), backend.WithFsync(fsync)), roomstore.WithLogger(quietLog))
+	return newEngine(b, backend_disk.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir), backend_disk.WithFsync(fsync)), roomstore.WithLogger(quietLog))
 }
 
 // memEngine returns the engine of roomstore.OpenURL("mem://").

@@ -41,7 +41,7 @@ type cycler func(b *testing.B) func(i int)
 // the same work (temp file, write, optional fsync of the file and its
 // folder, rename, read, stat, remove), gocloud.dev fileblob (which never
 // fsyncs) and memblob; and, for reference, the portable disk path
-// (backend.NewAfero over afero.NewBasePathFs(afero.NewOsFs(), DIR)).
+// (backend_disk.NewAfero over afero.NewBasePathFs(afero.NewOsFs(), DIR)).
 //
 // Each sub-benchmark pairs roomstore with one baseline and runs their
 // cycles alternately, one each per iteration (which goes first alternates

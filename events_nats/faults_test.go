@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/afero"
 
 	"github.com/roomstore/roomstore"
-	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_disk"
 	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/events_nats"
 	"github.com/roomstore/roomstore/internal/natstest"
@@ -298,7 +298,7 @@ func TestBadArguments(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr2.Close(ctx)
-	anon := backend.NewAfero(afero.NewMemMapFs())
+	anon := backend_disk.NewAfero(afero.NewMemMapFs())
 	if _, err := roomstore.New(anon, roomstore.WithEventTransport(tr2)); !errors.Is(err, fs.ErrInvalid) {
 		t.Errorf("New over an unnamed store = %v, want fs.ErrInvalid", err)
 	}

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/events"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // messageVersion is the format of the messages below; a message of
@@ -96,7 +96,7 @@ func checkEvent(e wireEvent) error {
 }
 
 func checkPath(p string) error {
-	clean, err := backend.Clean(p, backend.TargetFile)
+	clean, err := roompath.Clean(p, roompath.TargetFile)
 	if err != nil {
 		return err
 	}

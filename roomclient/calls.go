@@ -10,8 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/roomstore/roomstore"
-	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/wire"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // Every call below honours its context: it returns ctx's error (inside
@@ -216,9 +216,9 @@ func checkPath(op, p, q string) error {
 }
 
 // clean is p as the server names it: its clean form when p is valid
-// (backend.Clean), else p without its outer slashes.
+// (roompath.Clean), else p without its outer slashes.
 func clean(p string) string {
-	if c, err := backend.Clean(p, backend.TargetAny); err == nil {
+	if c, err := roompath.Clean(p, roompath.TargetAny); err == nil {
 		return c
 	}
 	return strings.Trim(p, "/")

@@ -21,7 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/roomstore/roomstore"
-	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // The file commands: each opens the store, does one thing, and closes it.
@@ -94,12 +94,12 @@ func withStore(ctx context.Context, sf *storeFlags, create bool, f func(store) e
 
 // checkPath fails with the one line of an invalid store path p, before
 // the store is opened, so that nothing is created or changed.
-func checkPath(op, p string, t backend.Target) error {
+func checkPath(op, p string, t roompath.Target) error {
 	if p == "" {
 		// An unset shell variable must not name the root: "/" does.
 		return fmt.Errorf("%s: an empty path (the root is /)", op)
 	}
-	if _, err := backend.Clean(p, t); err != nil {
+	if _, err := roompath.Clean(p, t); err != nil {
 		return fmt.Errorf("%s %s: %s", op, shown(p), reason(err))
 	}
 	return nil
@@ -207,7 +207,7 @@ is one JSON object: {"path", "name", "type" ("file" or "folder"), "size",
 				name = "/"
 			}
 			if len(args) == 1 {
-				if err := checkPath("ls", dir, backend.TargetAny); err != nil {
+				if err := checkPath("ls", dir, roompath.TargetAny); err != nil {
 					return err
 				}
 			}
@@ -259,7 +259,7 @@ bytes, time of the last commit (UTC) and ETag (which changes with every
 commit; where the store gives one). With --json it prints one JSON object, as ls --json does.`,
 		cobra.ExactArgs(1),
 		func(ctx context.Context, cmd *cobra.Command, args []string) error {
-			if err := checkPath("stat", args[0], backend.TargetAny); err != nil {
+			if err := checkPath("stat", args[0], roompath.TargetAny); err != nil {
 				return err
 			}
 			return withStore(ctx, sf, false, func(s store) error {
@@ -299,7 +299,7 @@ far as the token may read it. With --json it prints one JSON object:
 		func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			dir := ""
 			if len(args) == 1 {
-				if err := checkPath("usage", args[0], backend.TargetAny); err != nil {
+				if err := checkPath("usage", args[0], roompath.TargetAny); err != nil {
 					return err
 				}
 				dir = args[0]
@@ -358,7 +358,7 @@ and time left.`,
 			if overwrite && exclusive {
 				return usagef("put: --overwrite and --exclusive exclude each other (see 'roomstore put --help')")
 			}
-			if err := checkPath("put", p, backend.TargetFile); err != nil {
+			if err := checkPath("put", p, roompath.TargetFile); err != nil {
 				return err
 			}
 			var (
@@ -432,7 +432,7 @@ rate and time left.`,
 			if len(args) == 2 {
 				local = args[1]
 			}
-			if err := checkPath("get", p, backend.TargetFile); err != nil {
+			if err := checkPath("get", p, roompath.TargetFile); err != nil {
 				return err
 			}
 			return withStore(ctx, sf, false, func(s store) error {
@@ -570,9 +570,9 @@ the whole store (the root always exists, even when empty). A PATH with
 nothing there fails, with or without -r; an empty PATH always does.`,
 		cobra.ExactArgs(1),
 		func(ctx context.Context, _ *cobra.Command, args []string) error {
-			p, t := args[0], backend.TargetFile
+			p, t := args[0], roompath.TargetFile
 			if recursive {
-				t = backend.TargetAny
+				t = roompath.TargetAny
 			}
 			if err := checkPath("rm", p, t); err != nil {
 				return err
@@ -601,7 +601,7 @@ fails, unless --overwrite is given.`,
 		cobra.ExactArgs(2),
 		func(ctx context.Context, _ *cobra.Command, args []string) error {
 			for _, p := range args {
-				if err := checkPath("mv", p, backend.TargetAny); err != nil {
+				if err := checkPath("mv", p, roompath.TargetAny); err != nil {
 					return err
 				}
 			}
@@ -622,7 +622,7 @@ S3 or GCS for s3:// and gs:// stores. With --attachment the response asks
 a browser to save the file under its base name rather than show it.`,
 		cobra.ExactArgs(1),
 		func(ctx context.Context, cmd *cobra.Command, args []string) error {
-			if err := checkPath("url", args[0], backend.TargetFile); err != nil {
+			if err := checkPath("url", args[0], roompath.TargetFile); err != nil {
 				return err
 			}
 			if sc := sf.scheme(); sc == "file" || sc == "mem" {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_disk"
 	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/roomclient"
 )
@@ -162,7 +163,7 @@ func (f *storeFlags) dial(ctx context.Context, u *url.URL) (store, error) {
 // storeDirExists reports a file:// store whose directory is missing, the
 // way the file:// opener reads the URL (malformed ones are left to it).
 func storeDirExists(u *url.URL) error {
-	dir, err := backend.FileDir(u)
+	dir, err := backend_disk.FileDir(u)
 	if err != nil {
 		return nil // the opener says why
 	}

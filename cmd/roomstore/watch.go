@@ -13,8 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/roomstore/roomstore"
-	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/events"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // watchHeartbeat is how often watch checks that the room server is still
@@ -52,7 +52,7 @@ opened directly by this command would show only the command's own changes.`,
 		func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			prefix := ""
 			if len(args) == 1 {
-				if err := checkPath("watch", args[0], backend.TargetAny); err != nil {
+				if err := checkPath("watch", args[0], roompath.TargetAny); err != nil {
 					return err
 				}
 				prefix = strings.Trim(args[0], "/")

@@ -27,6 +27,7 @@ import (
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/events"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // Off, once set, turns off the instrumentation of every engine: calls,
@@ -56,12 +57,12 @@ const (
 // Text returns s as it may go into a span, as an attribute, a status or a
 // recorded error's message: valid UTF-8 (each invalid byte sequence
 // replaced by U+FFFD, as strings.ToValidUTF8 does) and at most
-// backend.MaxPathLen bytes (cut at a rune boundary). Spans carry the
+// roompath.MaxPathLen bytes (cut at a rune boundary). Spans carry the
 // caller's paths before they are validated, and an OTLP exporter drops a
 // whole batch over one string that is not UTF-8. A string already fit is
 // returned as it is, without allocating.
 func Text(s string) string {
-	const limit = backend.MaxPathLen
+	const limit = roompath.MaxPathLen
 	if len(s) <= limit && utf8.ValidString(s) {
 		return s
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/telemetry"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 func TestOutcomeOfMapsEachSentinelWhereverItIsWrapped(t *testing.T) {
@@ -71,7 +72,7 @@ func TestEveryOperationAndOutcomeHasASnakeCaseName(t *testing.T) {
 }
 
 func TestTextIsValidUTF8OfAtMostMaxPathLenBytes(t *testing.T) {
-	const limit = backend.MaxPathLen
+	const limit = roompath.MaxPathLen
 	for _, c := range []struct {
 		name, in, want string
 	}{

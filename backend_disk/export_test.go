@@ -1,4 +1,4 @@
-package backend
+package backend_disk
 
 import "github.com/spf13/afero"
 

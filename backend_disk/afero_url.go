@@ -1,4 +1,4 @@
-package backend
+package backend_disk
 
 import (
 	"context"
@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/roomstore/roomstore/backend"
 )
 
 func init() {
-	Register("file", openFile)
-	RegisterProber("file", probeFile)
+	backend.Register("file", openFile)
+	backend.RegisterProber("file", probeFile)
 }
 
 // probeFile reports whether the directory of a file:// URL exists.
@@ -59,7 +61,7 @@ func FileDir(u *url.URL) (string, error) {
 // "?fsync=false" turns fsync at commit off; any other parameter is refused
 // with fs.ErrInvalid, as a misspelt option must not pass silently. The
 // backend owns its os.Root: Close closes it.
-func openFile(_ context.Context, u *url.URL) (Backend, error) {
+func openFile(_ context.Context, u *url.URL) (backend.Backend, error) {
 	dir, err := FileDir(u)
 	if err != nil {
 		return nil, err

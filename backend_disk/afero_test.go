@@ -1,4 +1,4 @@
-package backend_test
+package backend_disk_test
 
 import (
 	"context"
@@ -8,13 +8,15 @@ import (
 	"testing"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_disk"
 	"github.com/roomstore/roomstore/conformance"
+	"github.com/roomstore/roomstore/roompath"
 	"github.com/spf13/afero"
 )
 
 // leftovers lists the temporaries under an afero store's reserved folder.
 func leftovers(_ *testing.T, b backend.Backend) []string {
-	f, err := b.(*backend.Afero).Fs().Open(backend.ReservedPrefix + "/tmp")
+	f, err := b.(*backend_disk.Afero).Fs().Open(roompath.ReservedPrefix + "/tmp")
 	if err != nil {
 		return nil
 	}
@@ -32,14 +34,14 @@ func closing(t *testing.T, b backend.Backend) backend.Backend {
 func TestConformanceMemMapFs(t *testing.T) {
 	conformance.Run(t, conformance.Harness{
 		Leftovers: leftovers,
-		New:       func(t *testing.T) backend.Backend { return closing(t, backend.NewAfero(afero.NewMemMapFs())) },
+		New:       func(t *testing.T) backend.Backend { return closing(t, backend_disk.NewAfero(afero.NewMemMapFs())) },
 		Reopen: func(t *testing.T, b backend.Backend) backend.Backend {
-			return closing(t, backend.NewAfero(b.(*backend.Afero).Fs()))
+			return closing(t, backend_disk.NewAfero(b.(*backend_disk.Afero).Fs()))
 		},
 		Broken: func(t *testing.T) []conformance.BrokenStore {
 			return []conformance.BrokenStore{{
 				Name:    "the file system is read-only",
-				Backend: closing(t, backend.NewAfero(afero.NewReadOnlyFs(afero.NewMemMapFs()))),
+				Backend: closing(t, backend_disk.NewAfero(afero.NewReadOnlyFs(afero.NewMemMapFs()))),
 			}}
 		},
 	})
@@ -49,7 +51,7 @@ func TestConformanceMemMapFs(t *testing.T) {
 // directory, through open.
 func diskBroken(t *testing.T, open func(t *testing.T, dir string) backend.Backend) []conformance.BrokenStore {
 	staging := t.TempDir()
-	if err := os.WriteFile(filepath.Join(staging, backend.ReservedPrefix), []byte("not a folder"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(staging, roompath.ReservedPrefix), []byte("not a folder"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	removed := filepath.Join(t.TempDir(), "store")
@@ -87,7 +89,7 @@ func runDisk(t *testing.T, open func(t *testing.T, dir string) backend.Backend) 
 
 func TestConformanceOsFs(t *testing.T) {
 	runDisk(t, func(t *testing.T, dir string) backend.Backend {
-		return closing(t, backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir))) // fsync on, as users get it
+		return closing(t, backend_disk.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir))) // fsync on, as users get it
 	})
 }
 
@@ -96,7 +98,7 @@ func TestConformanceOsFs(t *testing.T) {
 // openat2 (or kernels before 5.6) store.
 func TestConformanceOSRootPortable(t *testing.T) {
 	runDisk(t, func(t *testing.T, dir string) backend.Backend {
-		b, err := backend.NewPortableOSRoot(dir, backend.WithFsync(false))
+		b, err := backend_disk.NewPortableOSRoot(dir, backend_disk.WithFsync(false))
 		if err != nil {
 			t.Fatal(err)
 		}

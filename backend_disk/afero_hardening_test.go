@@ -1,4 +1,4 @@
-package backend_test
+package backend_disk_test
 
 import (
 	"bytes"
@@ -18,8 +18,9 @@ import (
 	"time"
 
 	"github.com/roomstore/roomstore"
-	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_disk"
 	"github.com/roomstore/roomstore/backend_mem"
+	"github.com/roomstore/roomstore/roompath"
 	"github.com/spf13/afero"
 )
 
@@ -50,7 +51,7 @@ type stallingFs struct {
 }
 
 func (s *stallingFs) Rename(oldname, newname string) error {
-	if strings.Contains(oldname, backend.ReservedPrefix) && !strings.Contains(newname, backend.ReservedPrefix) && s.armed.CompareAndSwap(true, false) {
+	if strings.Contains(oldname, roompath.ReservedPrefix) && !strings.Contains(newname, roompath.ReservedPrefix) && s.armed.CompareAndSwap(true, false) {
 		close(s.stalled)
 		<-s.release
 	}
@@ -69,7 +70,7 @@ func TestLockWaitsEndWithTheirContext(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			fsys := &stallingFs{Fs: base(t), stalled: make(chan struct{}), release: make(chan struct{})}
 			engine := func() *roomstore.Engine {
-				b := closing(t, backend.NewAfero(fsys, backend.WithFsync(false)))
+				b := closing(t, backend_disk.NewAfero(fsys, backend_disk.WithFsync(false)))
 				e, err := roomstore.New(b)
 				must(t, err)
 				t.Cleanup(func() {
@@ -259,8 +260,8 @@ func TestNoOpenWaitsForAFIFO(t *testing.T) {
 	owner := hex.EncodeToString([]byte(host)) + fmt.Sprintf("-%d-00000000000000aa", os.Getpid())
 	for _, p := range []string{
 		"pipe", "d/pipe",
-		backend.ReservedPrefix + "/tmp/" + owner + "-0123456789abcdef01234567",
-		backend.ReservedPrefix + "/live/" + owner,
+		roompath.ReservedPrefix + "/tmp/" + owner + "-0123456789abcdef01234567",
+		roompath.ReservedPrefix + "/live/" + owner,
 	} {
 		must(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755))
 		must(t, syscall.Mkfifo(filepath.Join(dir, p), 0o644))

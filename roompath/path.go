@@ -1,4 +1,9 @@
-package backend
+// Package roompath holds the path rules every roomstore store shares: which
+// paths are valid (Clean), the names that stores keep for themselves
+// (ReservedPrefix), and the small helpers over clean paths (Parent, Join).
+// It imports only the standard library, so that a client of the protocol
+// can check a path without compiling a store.
+package roompath
 
 import (
 	"fmt"

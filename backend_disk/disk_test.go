@@ -1,4 +1,4 @@
-package backend_test
+package backend_disk_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/afero"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_disk"
 )
 
 // diskKinds are the ways the afero backend reaches a folder on disk:
@@ -21,7 +22,7 @@ var diskKinds = []string{"file", "osroot", "basepath"}
 
 // openDisk opens the afero backend of kind on dir. The caller closes it.
 // mustOpenDisk is openDisk with fsync off, failing t on an error.
-func mustOpenDisk(t *testing.T, kind, dir string) *backend.Afero {
+func mustOpenDisk(t *testing.T, kind, dir string) *backend_disk.Afero {
 	t.Helper()
 	a, err := openDisk(kind, dir, false)
 	if err != nil {
@@ -30,19 +31,19 @@ func mustOpenDisk(t *testing.T, kind, dir string) *backend.Afero {
 	return a
 }
 
-func openDisk(kind, dir string, fsync bool) (*backend.Afero, error) {
+func openDisk(kind, dir string, fsync bool) (*backend_disk.Afero, error) {
 	switch kind {
 	case "basepath":
-		return backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir), backend.WithFsync(fsync)), nil
+		return backend_disk.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), dir), backend_disk.WithFsync(fsync)), nil
 	case "osroot":
-		return backend.NewPortableOSRoot(dir, backend.WithFsync(fsync))
+		return backend_disk.NewPortableOSRoot(dir, backend_disk.WithFsync(fsync))
 	}
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(dir), RawQuery: "fsync=" + strconv.FormatBool(fsync)}
 	b, err := backend.Open(context.Background(), u.String())
 	if err != nil {
 		return nil, err
 	}
-	return b.(*backend.Afero), nil
+	return b.(*backend_disk.Afero), nil
 }
 
 // onEachDisk runs test as a subtest on each kind of disk backend.
@@ -53,7 +54,7 @@ func onEachDisk(t *testing.T, test func(t *testing.T, kind string)) {
 }
 
 // diskBackend opens kind on dir with fsync on, closed when t ends.
-func diskBackend(t *testing.T, kind, dir string) *backend.Afero {
+func diskBackend(t *testing.T, kind, dir string) *backend_disk.Afero {
 	t.Helper()
 	b, err := openDisk(kind, dir, true)
 	if err != nil {

@@ -1,4 +1,4 @@
-package backend_test
+package backend_disk_test
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/afero"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_disk"
 )
 
 func put(t *testing.T, b backend.Backend, p, data string) {
@@ -250,10 +251,10 @@ func TestPruningNeverRemovesAFile(t *testing.T) {
 	for _, kind := range append(diskKinds, "memmapfs") {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
-			var a *backend.Afero
+			var a *backend_disk.Afero
 			var err error
 			if kind == "memmapfs" {
-				a = backend.NewAfero(afero.NewMemMapFs())
+				a = backend_disk.NewAfero(afero.NewMemMapFs())
 			} else if a, err = openDisk(kind, dir, false); err != nil {
 				t.Fatal(err)
 			}

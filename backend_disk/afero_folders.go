@@ -1,12 +1,13 @@
-package backend
+package backend_disk
 
 import (
 	"context"
 	"io"
-	"io/fs"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // Folders on disk.
@@ -57,7 +58,7 @@ func (a *Afero) hasFiles(dir string) bool {
 		switch {
 		case fi.Mode().IsRegular():
 			found = true
-		case fi.IsDir() && a.hasEntry(Join(dir, name)):
+		case fi.IsDir() && a.hasEntry(roompath.Join(dir, name)):
 			found = true
 		}
 		return !found
@@ -74,7 +75,7 @@ func (a *Afero) hasEntry(dir string) bool {
 		case fi.Mode().IsRegular():
 			found = true
 		case fi.IsDir():
-			a.eachEntry(Join(dir, name), 1, func(string, os.FileInfo) bool {
+			a.eachEntry(roompath.Join(dir, name), 1, func(string, os.FileInfo) bool {
 				found = true
 				return false
 			})
@@ -100,7 +101,7 @@ func (a *Afero) eachEntry(dir string, n int, fn func(string, os.FileInfo) bool) 
 	for {
 		batch, err := next()
 		for _, fi := range batch {
-			if IsReserved(fi.Name()) {
+			if roompath.IsReserved(fi.Name()) {
 				continue
 			}
 			if !fn(fi.Name(), fi) {
@@ -135,7 +136,7 @@ func (a *Afero) emptied(ctx context.Context, dir string) {
 		// Only empty directories: pruned with it, so that no empty
 		// directory ever waits inside another.
 		a.prune(ctx, dir)
-	case Parent(dir) == "" || a.hasAny(Parent(dir), dir):
+	case roompath.Parent(dir) == "" || a.hasAny(roompath.Parent(dir), dir):
 		a.deferPrune(dir)
 	default:
 		a.prune(ctx, dir)
@@ -148,7 +149,7 @@ func (a *Afero) emptied(ctx context.Context, dir string) {
 func (a *Afero) hasAny(dir, but string) bool {
 	found := false
 	a.eachEntry(dir, 8, func(name string, fi os.FileInfo) bool {
-		p := Join(dir, name)
+		p := roompath.Join(dir, name)
 		switch {
 		case p == but:
 		case fi.IsDir():
@@ -186,7 +187,7 @@ func (a *Afero) kept(dir string) {
 	if len(d.dirs) == 0 {
 		return
 	}
-	for ; dir != ""; dir = Parent(dir) {
+	for ; dir != ""; dir = roompath.Parent(dir) {
 		delete(d.dirs, dir)
 	}
 }
@@ -263,7 +264,7 @@ func (a *Afero) prune(ctx context.Context, dir string) {
 		return
 	}
 	defer unlock()
-	for ; dir != ""; dir = Parent(dir) {
+	for ; dir != ""; dir = roompath.Parent(dir) {
 		f, _, err := a.open(dir, true)
 		if err != nil {
 			return
@@ -278,8 +279,8 @@ func (a *Afero) prune(ctx context.Context, dir string) {
 			// An empty directory in it, deferred by this process or
 			// another, or left by a crash, goes with it: rmdir refuses
 			// one that is not empty.
-			p := Join(dir, n)
-			if !IsReserved(n) && a.rmdir(p) == nil {
+			p := roompath.Join(dir, n)
+			if !roompath.IsReserved(n) && a.rmdir(p) == nil {
 				a.kept(p)
 				continue
 			}
@@ -297,25 +298,7 @@ func (a *Afero) prune(ctx context.Context, dir string) {
 
 // rmdir removes dir if it is an empty directory, and nothing else: a
 // file or a directory with anything in it stays.
-func (a *Afero) rmdir(dir string) error {
-	if a.fast != nil {
-		return a.fast.rmdir(dir) // unlinkat(AT_REMOVEDIR): empty directories only
-	}
-	// Elsewhere Remove also removes files, and on some file systems
-	// (MemMapFs) a directory with children: checked first. On the OS a
-	// directory that fills meanwhile is refused anyway.
-	fi, err := a.lstat(dir)
-	switch {
-	case err != nil:
-		return err
-	case !fi.IsDir():
-		return ErrNotFolder
-	}
-	if !a.emptyDir(dir) {
-		return fs.ErrExist
-	}
-	return a.fs.Remove(dir)
-}
+func (a *Afero) rmdir(dir string) error { return a.paths.rmdir(dir) }
 
 // emptyDir reports whether the directory dir has no entry (one read of
 // one entry at most).

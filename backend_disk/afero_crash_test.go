@@ -1,4 +1,4 @@
-package backend_test
+package backend_disk_test
 
 import (
 	"bufio"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 const crashChildEnv = "ROOMSTORE_CRASH_CHILD_DIR"
@@ -213,11 +214,11 @@ func checkCrashedStore(t *testing.T, dir, kind string, kill int) (records, versi
 		t.Fatal(err)
 	}
 	for _, x := range root {
-		if strings.HasPrefix(x.Name, backend.ReservedPrefix) {
+		if strings.HasPrefix(x.Name, roompath.ReservedPrefix) {
 			t.Fatalf("after kill %d: List shows %q", kill, x.Name)
 		}
 	}
-	tmp, _ := os.ReadDir(filepath.Join(dir, backend.ReservedPrefix, "tmp"))
+	tmp, _ := os.ReadDir(filepath.Join(dir, roompath.ReservedPrefix, "tmp"))
 	if len(tmp) != 0 {
 		t.Fatalf("after kill %d: %d temporaries of the dead child survived the sweep", kill, len(tmp))
 	}
@@ -245,8 +246,8 @@ func testSweepLeavesLiveTemporariesAlone(t *testing.T, kind string) {
 	}
 	host, _ := os.Hostname()
 	owner := func(n int) string { return fmt.Sprintf("%s-%d-%016x", hex.EncodeToString([]byte(host)), n, n) }
-	tmpDir := filepath.Join(dir, backend.ReservedPrefix, "tmp")
-	liveDir := filepath.Join(dir, backend.ReservedPrefix, "live")
+	tmpDir := filepath.Join(dir, roompath.ReservedPrefix, "tmp")
+	liveDir := filepath.Join(dir, roompath.ReservedPrefix, "live")
 	put := func(p string) {
 		t.Helper()
 		if err := os.WriteFile(p, []byte("stale"), 0o644); err != nil {

@@ -1,4 +1,4 @@
-package backend_test
+package backend_disk_test
 
 import (
 	"context"

@@ -1,6 +1,6 @@
 //go:build linux
 
-package backend
+package backend_disk
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/roomstore/roomstore/backend"
 	"golang.org/x/sys/unix"
 )
 
@@ -559,7 +560,7 @@ func (r *fastRoot) lock(ctx context.Context, n uint32, name string, mkdir func()
 	if !r.checked[n].Load() {
 		if fi, err := l.Stat(); err != nil || !fi.Mode().IsRegular() {
 			l.Close()
-			return nil, &Error{Kind: ErrStoreUnavailable, Detail: "lock file " + name + " is not a regular file"}
+			return nil, &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "lock file " + name + " is not a regular file"}
 		}
 		r.checked[n].Store(true)
 	}

@@ -1,4 +1,4 @@
-package backend
+package backend_disk
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/roompath"
 	"github.com/spf13/afero"
 )
 
@@ -22,9 +24,9 @@ import (
 // top-level folder so that staging a file never creates its parent folder
 // before Commit (which would make the folder visible early).
 const (
-	aferoTmpDir  = ReservedPrefix + "/tmp"
-	aferoLockDir = ReservedPrefix + "/lock"
-	aferoLiveDir = ReservedPrefix + "/live"
+	aferoTmpDir  = roompath.ReservedPrefix + "/tmp"
+	aferoLockDir = roompath.ReservedPrefix + "/lock"
+	aferoLiveDir = roompath.ReservedPrefix + "/live"
 )
 
 // Afero is a Backend over any afero.Fs: NewOSRoot(dir) (what file:// uses)
@@ -55,10 +57,10 @@ type Afero struct {
 	osBacked bool // fs hands out *os.File: descriptors, flocks, other processes
 	oflags   int  // flags of every open on the OS: openNonBlock|openNoFollow
 	dirflag  int  // openDirectory on the OS
-	// fast is the fast path of an OS root (NewOSRoot on Linux): the
-	// frequent calls (path lookups, reads, temporaries, locks, renames,
-	// removals) go through it, the rest through fs.
-	fast *fastRoot
+	// paths reaches the files beneath the root for the frequent calls
+	// (path lookups, reads, temporaries, locks, renames, removals):
+	// chosen once by NewAfero, see paths.go.
+	paths paths
 
 	locks *fsLocks
 	owner *owner
@@ -108,8 +110,9 @@ func NewAfero(fsys afero.Fs, opts ...AferoOption) *Afero {
 	} else if _, mem := fsys.(*afero.MemMapFs); mem {
 		a.osBacked = false
 	}
-	if r, ok := fsys.(*osRoot); ok {
-		a.fast = r.fast
+	a.paths = fsPaths{a}
+	if p := fastPathsFor(a, fsys); p != nil {
+		a.paths = p
 	}
 	if a.osBacked {
 		// Only for the OS: some afero file systems treat any flag but
@@ -157,25 +160,25 @@ func (a *Afero) Close() error {
 func (a *Afero) Fs() afero.Fs { return a.fs }
 
 // Stat implements Backend.
-func (a *Afero) Stat(ctx context.Context, path string) (Info, error) {
+func (a *Afero) Stat(ctx context.Context, path string) (backend.Info, error) {
 	if err := ctx.Err(); err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if path == "" {
-		return Info{IsFolder: true}, nil
+		return backend.Info{IsFolder: true}, nil
 	}
 	fi, err := a.lstat(path)
 	if err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if fi.IsDir() {
 		if !a.hasFiles(path) {
-			return Info{}, fs.ErrNotExist
+			return backend.Info{}, fs.ErrNotExist
 		}
-		return Info{Path: path, IsFolder: true}, nil
+		return backend.Info{Path: path, IsFolder: true}, nil
 	}
 	if !fi.Mode().IsRegular() {
-		return Info{}, fs.ErrNotExist // FIFOs, devices: never files of the store
+		return backend.Info{}, fs.ErrNotExist // FIFOs, devices: never files of the store
 	}
 	return fileInfo(path, fi), nil
 }
@@ -188,7 +191,7 @@ func (a *Afero) fileOnly(path string, fi os.FileInfo) error {
 	case fi.Mode().IsRegular():
 		return nil
 	case fi.IsDir() && a.hasFiles(path):
-		return ErrIsFolder
+		return backend.ErrIsFolder
 	}
 	return fs.ErrNotExist
 }
@@ -204,19 +207,12 @@ func (a *Afero) lstat(path string) (os.FileInfo, error) { return a.lstatAs(path,
 // even when the store's directory is gone, which spares the fast path a
 // call where the caller goes on to a step that reports it (place).
 func (a *Afero) lstatAs(path string, report bool) (os.FileInfo, error) {
-	if a.fast != nil {
-		fi, err := a.fast.lstat(path)
-		if err != nil && !report && errors.Is(err, syscall.ENOENT) {
-			return nil, osError(err)
-		}
-		if err != nil {
-			return nil, a.fastError(err)
-		}
-		if fi.Mode()&os.ModeSymlink != 0 {
-			return nil, errSymlink
-		}
-		return fi, nil
-	}
+	return a.paths.lstat(path, report)
+}
+
+// lstat walks path through the afero.Fs, one element at a time.
+func (p fsPaths) lstat(path string, _ bool) (os.FileInfo, error) {
+	a := p.a
 	var fi os.FileInfo
 	for i := 0; ; {
 		j := strings.IndexByte(path[i:], '/')
@@ -230,7 +226,7 @@ func (a *Afero) lstatAs(path string, report bool) (os.FileInfo, error) {
 			if i == 0 && errors.Is(err, fs.ErrNotExist) {
 				return nil, a.missing(err)
 			}
-			if errors.Is(err, ErrNotFolder) {
+			if errors.Is(err, backend.ErrNotFolder) {
 				return nil, errThroughFile
 			}
 			return nil, err
@@ -246,23 +242,6 @@ func (a *Afero) lstatAs(path string, report bool) (os.FileInfo, error) {
 		}
 		i = end + 1
 	}
-}
-
-// fastError classifies an error of the fast path's resolution as lstat
-// does: a missing element fs.ErrNotExist (or the store unavailable, when
-// its directory is gone), a file on the way errThroughFile, a symbolic
-// link (or a way out of the root, which only a link could offer, and
-// which the fast path reports as one) errSymlink.
-func (a *Afero) fastError(err error) error {
-	switch {
-	case errors.Is(err, syscall.ENOENT):
-		return a.missing(osError(err))
-	case errors.Is(err, syscall.ENOTDIR):
-		return errThroughFile
-	case errors.Is(err, syscall.ELOOP):
-		return errSymlink
-	}
-	return osError(err)
 }
 
 func (a *Afero) lstatOne(name string) (os.FileInfo, error) {
@@ -286,7 +265,7 @@ func (a *Afero) lstatOne(name string) (os.FileInfo, error) {
 // unlinked) makes every name missing.
 func (a *Afero) missing(err error) error {
 	if a.rootGone() {
-		return &Error{Kind: ErrStoreUnavailable, Detail: "store directory missing"}
+		return &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "store directory missing"}
 	}
 	return err
 }
@@ -296,7 +275,7 @@ func (a *Afero) missing(err error) error {
 // again, and with it a store that somebody removed.
 func (a *Afero) mkdirReserved(dir string) error {
 	if a.rootGone() {
-		return &Error{Kind: ErrStoreUnavailable, Detail: "store directory missing"}
+		return &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "store directory missing"}
 	}
 	return a.fs.MkdirAll(dir, 0o755)
 }
@@ -327,7 +306,7 @@ func (a *Afero) open(name string, dir bool) (afero.File, os.FileInfo, error) {
 		return nil, nil, osError(err)
 	case dir && !fi.IsDir():
 		f.Close()
-		return nil, nil, ErrNotFolder
+		return nil, nil, backend.ErrNotFolder
 	case !dir && !fi.Mode().IsRegular():
 		f.Close()
 		return nil, nil, fs.ErrNotExist
@@ -336,57 +315,23 @@ func (a *Afero) open(name string, dir bool) (afero.File, os.FileInfo, error) {
 }
 
 // Read implements Backend.
-func (a *Afero) Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, Info, error) {
+func (a *Afero) Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, backend.Info, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, Info{}, err
+		return nil, backend.Info{}, err
 	}
-	var (
-		f  stagedFile
-		fi os.FileInfo
-	)
-	if a.fast != nil {
-		// One resolution refuses links and ways out; the fstat says what
-		// was opened (open never waits, even for a FIFO).
-		ff, err := a.fast.open(path, os.O_RDONLY|openNonBlock, 0)
-		if err != nil {
-			return nil, Info{}, a.fastError(err)
-		}
-		if fi, err = ff.Stat(); err != nil {
-			err = osError(err)
-		} else {
-			err = a.fileOnly(path, fi)
-		}
-		if err != nil {
-			ff.Close()
-			return nil, Info{}, err
-		}
-		f = ff
-	} else {
-		lfi, err := a.lstat(path)
-		if err != nil {
-			return nil, Info{}, err
-		}
-		if err := a.fileOnly(path, lfi); err != nil {
-			return nil, Info{}, err
-		}
-		// The descriptor pins the version to read: a commit may have
-		// renamed a new one in since the lstat, and open's fstat
-		// describes this one.
-		af, afi, err := a.open(path, false)
-		if err != nil {
-			return nil, Info{}, err
-		}
-		f, fi = af, afi
+	f, fi, err := a.paths.openFile(path)
+	if err != nil {
+		return nil, backend.Info{}, err
 	}
 	info := fileInfo(path, fi)
 	if offset < 0 || offset > info.Size {
 		f.Close()
-		return nil, Info{}, Errorf(fs.ErrInvalid, nil, "offset %d outside file of %d bytes", offset, info.Size)
+		return nil, backend.Info{}, backend.Errorf(fs.ErrInvalid, nil, "offset %d outside file of %d bytes", offset, info.Size)
 	}
 	if offset > 0 {
 		if _, err := f.Seek(offset, io.SeekStart); err != nil {
 			f.Close()
-			return nil, Info{}, osError(err)
+			return nil, backend.Info{}, osError(err)
 		}
 	}
 	if length < 0 || offset+length > info.Size {
@@ -411,23 +356,23 @@ func (l *limitedFile) Read(p []byte) (int, error) {
 func (l *limitedFile) Close() error { return osError(l.f.Close()) }
 
 // Presign implements Backend: local files have no native URL signing.
-func (a *Afero) Presign(context.Context, string, PresignOptions) (string, error) {
+func (a *Afero) Presign(context.Context, string, backend.PresignOptions) (string, error) {
 	return "", errors.ErrUnsupported
 }
 
 // List implements Backend. Entries are read in batches, so memory holds one
 // batch at a time.
-func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[Info, error] {
-	return func(yield func(Info, error) bool) {
+func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[backend.Info, error] {
+	return func(yield func(backend.Info, error) bool) {
 		if err := ctx.Err(); err != nil {
-			yield(Info{}, err)
+			yield(backend.Info{}, err)
 			return
 		}
 		if dir != "" {
 			fi, err := a.lstat(dir)
 			if err != nil {
 				if !errors.Is(err, fs.ErrNotExist) {
-					yield(Info{}, err)
+					yield(backend.Info{}, err)
 				}
 				return
 			}
@@ -439,13 +384,13 @@ func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[Info, error] {
 		switch {
 		case err == nil && dir == "" && linkCount(fi) == 0:
 			f.Close()
-			err = &Error{Kind: ErrStoreUnavailable, Detail: "store directory removed"}
+			err = &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "store directory removed"}
 		case err != nil && dir == "" && errors.Is(err, fs.ErrNotExist):
-			err = &Error{Kind: ErrStoreUnavailable, Detail: "store directory missing"}
+			err = &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "store directory missing"}
 		}
 		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrNotFolder) {
-				yield(Info{}, err)
+			if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, backend.ErrNotFolder) {
+				yield(backend.Info{}, err)
 			}
 			return
 		}
@@ -453,23 +398,23 @@ func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[Info, error] {
 		next := a.batches(f, 1024)
 		for {
 			if err := ctx.Err(); err != nil {
-				yield(Info{}, err)
+				yield(backend.Info{}, err)
 				return
 			}
 			batch, err := next()
 			for _, fi := range batch {
 				name := fi.Name()
-				if IsReserved(name) || fi.Mode()&os.ModeSymlink != 0 {
+				if roompath.IsReserved(name) || fi.Mode()&os.ModeSymlink != 0 {
 					continue
 				}
-				p := Join(dir, name)
-				var info Info
+				p := roompath.Join(dir, name)
+				var info backend.Info
 				switch {
 				case fi.IsDir():
 					if !a.hasFiles(p) {
 						continue
 					}
-					info = Info{Path: p, IsFolder: true}
+					info = backend.Info{Path: p, IsFolder: true}
 				case fi.Mode().IsRegular():
 					info = fileInfo(p, fi)
 				default:
@@ -483,7 +428,7 @@ func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[Info, error] {
 				return
 			}
 			if err != nil {
-				yield(Info{}, osError(err))
+				yield(backend.Info{}, osError(err))
 				return
 			}
 		}
@@ -547,7 +492,7 @@ func (a *Afero) Remove(ctx context.Context, path string) error {
 	if err := a.remove(path); err != nil {
 		return osError(err)
 	}
-	a.emptied(ctx, Parent(path))
+	a.emptied(ctx, roompath.Parent(path))
 	return nil
 }
 
@@ -555,54 +500,54 @@ func (a *Afero) Remove(ctx context.Context, path string) error {
 // (held across processes on the OS), so a commit to either path lands
 // wholly before or after it and readers see the file at src or at dst.
 // The file keeps its inode, so its ETag and ModTime.
-func (a *Afero) Move(ctx context.Context, src, dst string, opts MoveOptions) (Info, error) {
+func (a *Afero) Move(ctx context.Context, src, dst string, opts backend.MoveOptions) (backend.Info, error) {
 	if err := ctx.Err(); err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if a.osBacked {
 		units, err := acquire(ctx, 4) // two locks, and two folders renamed in or pruned
 		if err != nil {
-			return Info{}, err
+			return backend.Info{}, err
 		}
 		defer units.release()
 	}
 	unlock, err := a.locks.lockPair(ctx, a, src, dst)
 	if err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	defer unlock()
 	fi, err := a.lstat(src)
 	if err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if err := a.fileOnly(src, fi); err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	to, err := a.lstatAs(dst, false)
 	switch {
 	case err == nil && to.IsDir() && a.hasFiles(dst):
-		return Info{}, ErrIsFolder
+		return backend.Info{}, backend.ErrIsFolder
 	case err == nil && to.IsDir():
 		// left by a crash; no folder in the API's eyes
 		if err := a.removeEmptyTree(ctx, dst); err != nil {
-			return Info{}, err
+			return backend.Info{}, err
 		}
 	case err == errThroughFile:
-		return Info{}, ErrNotFolder
+		return backend.Info{}, backend.ErrNotFolder
 	case err == nil && to.Mode().IsRegular() && !opts.Overwrite:
 		// Anything else at dst (a FIFO, a device) is no file of the store
 		// and is replaced, as a commit replaces it.
-		return Info{}, fs.ErrExist
+		return backend.Info{}, fs.ErrExist
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if err := a.place(ctx, src, dst, false); err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
-	a.emptied(ctx, Parent(src))
+	a.emptied(ctx, roompath.Parent(src))
 	// A rename keeps the inode, so src's description is dst's; on file
 	// systems that do not keep inodes (MemMapFs) it is the same object.
 	return fileInfo(dst, fi), nil
@@ -623,7 +568,7 @@ func (a *Afero) removeEmptyTree(ctx context.Context, dir string) error {
 			f.Close()
 			for _, fi := range infos {
 				if fi.IsDir() {
-					walk(Join(d, fi.Name()))
+					walk(roompath.Join(d, fi.Name()))
 				}
 			}
 		}
@@ -636,12 +581,7 @@ func (a *Afero) removeEmptyTree(ctx context.Context, dir string) error {
 }
 
 // remove removes the file at path.
-func (a *Afero) remove(path string) error {
-	if a.fast != nil {
-		return a.fast.remove(path)
-	}
-	return a.fs.Remove(path)
-}
+func (a *Afero) remove(path string) error { return a.paths.remove(path) }
 
 // stagedFile is what a writer stages in and a reader reads: an afero.File,
 // or a bare descriptor on the fast path.
@@ -666,7 +606,7 @@ func osFile(f any) *os.File {
 	}
 }
 
-func fileInfo(path string, fi os.FileInfo) Info {
+func fileInfo(path string, fi os.FileInfo) backend.Info {
 	mt := fi.ModTime()
 	// Built with strconv rather than fmt: List makes one per file, and
 	// two Sprintf calls and a concatenation allocated four times per file.
@@ -680,7 +620,7 @@ func fileInfo(path string, fi os.FileInfo) Info {
 		etag = append(etag, '-')
 		etag = strconv.AppendUint(etag, st.Ino, 16)
 	}
-	return Info{Path: path, Size: fi.Size(), ModTime: mt, ETag: string(etag)}
+	return backend.Info{Path: path, Size: fi.Size(), ModTime: mt, ETag: string(etag)}
 }
 
 // errClosedBackend is the answer of a write on a closed backend.

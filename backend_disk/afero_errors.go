@@ -1,4 +1,4 @@
-package backend
+package backend_disk
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"syscall"
+
+	"github.com/roomstore/roomstore/backend"
 )
 
 // osError classifies an error of the file system under an Afero backend.
@@ -18,7 +20,7 @@ func osError(err error) error {
 	if err == nil {
 		return nil
 	}
-	var e *Error
+	var e *backend.Error
 	if errors.As(err, &e) {
 		return err // classified already
 	}
@@ -29,13 +31,13 @@ func osError(err error) error {
 	)
 	switch {
 	case errors.Is(cause, syscall.EMFILE), errors.Is(cause, syscall.ENFILE):
-		kind, detail = ErrTooManyHandles, "out of file descriptors"
+		kind, detail = backend.ErrTooManyHandles, "out of file descriptors"
 	case errors.Is(cause, syscall.ELOOP):
 		kind, detail = fs.ErrPermission, "symbolic link"
 	case errors.Is(cause, syscall.ENOTDIR):
-		kind = ErrNotFolder
+		kind = backend.ErrNotFolder
 	case errors.Is(cause, syscall.EISDIR):
-		kind = ErrIsFolder
+		kind = backend.ErrIsFolder
 	case errors.Is(cause, fs.ErrNotExist):
 		kind = fs.ErrNotExist
 	case errors.Is(cause, fs.ErrExist):
@@ -49,7 +51,7 @@ func osError(err error) error {
 		// os package does not export that error.
 		kind, detail = fs.ErrPermission, "path leads out of the store"
 	}
-	return &Error{Kind: kind, Detail: detail, Cause: cause}
+	return &backend.Error{Kind: kind, Detail: detail, Cause: cause}
 }
 
 // bareCause strips the layers of err that name a path or a system call.
@@ -76,14 +78,14 @@ func reservedError(err error, dir string) error {
 	cause := bareCause(err)
 	err = osError(err)
 	switch {
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, ErrNotFolder), errors.Is(err, ErrIsFolder), errors.Is(err, fs.ErrExist):
-		return &Error{Kind: ErrStoreUnavailable, Detail: "reserved folder " + dir + " unusable", Cause: cause}
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, backend.ErrNotFolder), errors.Is(err, backend.ErrIsFolder), errors.Is(err, fs.ErrExist):
+		return &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "reserved folder " + dir + " unusable", Cause: cause}
 	}
 	return err
 }
 
 // Answers of the path walk (Afero.lstat).
 var (
-	errSymlink     = &Error{Kind: fs.ErrPermission, Detail: "path crosses a symbolic link"}
-	errThroughFile = &Error{Kind: fs.ErrNotExist, Detail: "path runs through a file"}
+	errSymlink     = &backend.Error{Kind: fs.ErrPermission, Detail: "path crosses a symbolic link"}
+	errThroughFile = &backend.Error{Kind: fs.ErrNotExist, Detail: "path runs through a file"}
 )

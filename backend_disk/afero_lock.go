@@ -1,4 +1,4 @@
-package backend
+package backend_disk
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/roomstore/roomstore/backend"
 	"github.com/spf13/afero"
 	"golang.org/x/sync/semaphore"
 )
@@ -137,7 +138,7 @@ func (l *fsLocks) lockStripe(ctx context.Context, a *Afero, n uint32) (func(), e
 	if err := sem.Acquire(ctx, 1); err != nil {
 		return nil, err
 	}
-	f, err := l.lockFile(ctx, a, n)
+	f, err := a.paths.lock(ctx, n)
 	if err != nil {
 		sem.Release(1)
 		return nil, err
@@ -174,20 +175,10 @@ func (l *fsLocks) ownTree(ctx context.Context) (func(), error) {
 // it by its OS path with plain system calls: os.OpenFile would also try to
 // register the descriptor with the network poller (four fcntl calls and a
 // failing epoll_ctl on a regular file): five of a lock's eight calls.
-//
-// On the fast path a lock opens the file beneath the root with one
-// openat2(2) for each lock (so that a lock file removed or renamed
-// meanwhile is never the one locked), flocks it, and closes it to unlock.
+// It is the afero.Fs's way (fsPaths.lock); the fast path has its own.
 func (l *fsLocks) lockFile(ctx context.Context, a *Afero, n uint32) (io.Closer, error) {
 	fsys := a.fs
 	name := lockNames[n]
-	if a.fast != nil {
-		c, err := a.fast.lock(ctx, n, name, func() error { return a.mkdirReserved(aferoLockDir) })
-		if err != nil && ctx.Err() == nil {
-			err = reservedError(err, aferoLockDir)
-		}
-		return c, err
-	}
 	if p := l.osPaths[n]; p != "" {
 		c, err := flockPath(ctx, p)
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -214,7 +205,7 @@ func (l *fsLocks) lockFile(ctx context.Context, a *Afero, n uint32) (io.Closer, 
 	}
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, &Error{Kind: ErrStoreUnavailable, Detail: "lock file " + name + " is not a regular file"}
+		return nil, &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "lock file " + name + " is not a regular file"}
 	}
 	l.osPaths[n] = osf.Name()
 	if err := waitFlock(ctx, func() (bool, error) { return tryFlock(osf) }); err != nil {

@@ -1,4 +1,4 @@
-package backend_test
+package roompath_test
 
 import (
 	"bytes"
@@ -12,8 +12,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/roomstore/roomstore"
-	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_disk"
 	"github.com/roomstore/roomstore/backend_mem"
+	"github.com/roomstore/roomstore/roompath"
 	"github.com/spf13/afero"
 )
 
@@ -26,7 +27,7 @@ func FuzzClean(f *testing.F) {
 		f.Add(s)
 	}
 	root := f.TempDir()
-	disk, err := roomstore.New(backend.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), root), backend.WithFsync(false)))
+	disk, err := roomstore.New(backend_disk.NewAfero(afero.NewBasePathFs(afero.NewOsFs(), root), backend_disk.WithFsync(false)))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -39,27 +40,27 @@ func FuzzClean(f *testing.F) {
 		mem.Shutdown(context.Background())
 	})
 	f.Fuzz(func(t *testing.T, p string) {
-		for _, target := range []backend.Target{backend.TargetFile, backend.TargetAny} {
-			c, err := backend.Clean(p, target)
+		for _, target := range []roompath.Target{roompath.TargetFile, roompath.TargetAny} {
+			c, err := roompath.Clean(p, target)
 			if err != nil {
 				if !isInvalid(err) {
 					t.Fatalf("Clean(%q) error %v does not match fs.ErrInvalid", p, err)
 				}
 				continue
 			}
-			if c != "" && !fs.ValidPath(c) || !utf8.ValidString(c) || len(c) > backend.MaxPathLen {
+			if c != "" && !fs.ValidPath(c) || !utf8.ValidString(c) || len(c) > roompath.MaxPathLen {
 				t.Fatalf("Clean(%q) = %q, not a clean path", p, c)
 			}
-			if again, err := backend.Clean(c, target); err != nil || again != c {
+			if again, err := roompath.Clean(c, target); err != nil || again != c {
 				t.Fatalf("Clean is not stable on %q: %q, %v", c, again, err)
 			}
 			for elem := range strings.SplitSeq(c, "/") {
-				if backend.IsReserved(elem) {
+				if roompath.IsReserved(elem) {
 					t.Fatalf("Clean(%q) accepted the reserved element %q", p, elem)
 				}
 			}
 		}
-		c, err := backend.Clean(p, backend.TargetFile)
+		c, err := roompath.Clean(p, roompath.TargetFile)
 		if err != nil {
 			return
 		}

@@ -1,4 +1,4 @@
-package backend_test
+package backend_disk_test
 
 import (
 	"bytes"
@@ -11,7 +11,8 @@ import (
 	"testing"
 
 	"github.com/roomstore/roomstore"
-	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_disk"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // TestFileStoresTakeTheFastPathOnLinux checks that what a file:// URL
@@ -19,7 +20,7 @@ import (
 // "file" kind test that path.
 func TestFileStoresTakeTheFastPathOnLinux(t *testing.T) {
 	b := diskBackend(t, "file", t.TempDir())
-	if !backend.UsesFastPath(b.Fs()) {
+	if !backend_disk.UsesFastPath(b.Fs()) {
 		t.Fatal("a file:// store on Linux does not use the openat2 path")
 	}
 }
@@ -30,7 +31,7 @@ func TestFileStoresTakeTheFastPathOnLinux(t *testing.T) {
 // both must lock the files now at the names, or they exclude nobody and
 // appends get lost.
 func TestAppendsFromTwoEnginesLoseNothingAfterTheReservedFolderChanges(t *testing.T) {
-	reserved := func(dir string) string { return filepath.Join(dir, backend.ReservedPrefix) }
+	reserved := func(dir string) string { return filepath.Join(dir, roompath.ReservedPrefix) }
 	for name, change := range map[string]func(dir string) error{
 		"lock folder removed":     func(dir string) error { return os.RemoveAll(filepath.Join(reserved(dir), "lock")) },
 		"reserved folder renamed": func(dir string) error { return os.Rename(reserved(dir), reserved(dir)+".old") },
@@ -104,7 +105,7 @@ func TestWritesGoOnAfterTheTemporariesFolderIsRemoved(t *testing.T) {
 	must(t, err)
 	defer e.Shutdown(context.Background())
 	must(t, write(ctx, e, "a", "first"))
-	must(t, os.RemoveAll(filepath.Join(dir, backend.ReservedPrefix, "tmp")))
+	must(t, os.RemoveAll(filepath.Join(dir, roompath.ReservedPrefix, "tmp")))
 	must(t, write(ctx, e, "a", "second"))
 	f, err := e.Download(ctx, "a")
 	if err != nil || string(f.Data) != "second" {

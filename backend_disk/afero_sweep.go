@@ -1,4 +1,4 @@
-package backend
+package backend_disk
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/roomstore/roomstore/backend"
 	"github.com/spf13/afero"
 )
 
@@ -82,7 +83,7 @@ func (o *owner) ensure(a *Afero) (string, error) {
 			return "", reservedError(err, aferoLiveDir)
 		}
 		if attempt > 10 {
-			return "", &Error{Kind: ErrStoreUnavailable, Detail: "cannot take a liveness lock in " + aferoLiveDir}
+			return "", &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "cannot take a liveness lock in " + aferoLiveDir}
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package backend
+package backend_disk
 
 import (
 	"context"
@@ -7,13 +7,14 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"os"
-	"strings"
 	"syscall"
+
+	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // Create implements Backend.
-func (a *Afero) Create(ctx context.Context, path string, opts WriteOptions) (Writer, error) {
+func (a *Afero) Create(ctx context.Context, path string, opts backend.WriteOptions) (backend.Writer, error) {
 	mode := commitReplace
 	if opts.Exclusive {
 		mode = commitExclusive
@@ -22,7 +23,7 @@ func (a *Afero) Create(ctx context.Context, path string, opts WriteOptions) (Wri
 }
 
 // Append implements Backend.
-func (a *Afero) Append(ctx context.Context, path string, _ WriteOptions) (Writer, error) {
+func (a *Afero) Append(ctx context.Context, path string, _ backend.WriteOptions) (backend.Writer, error) {
 	return a.newWriter(ctx, path, commitAppend)
 }
 
@@ -37,7 +38,7 @@ const (
 // newWriter returns a writer that stages in memory first, so it takes no
 // descriptor and touches no disk until it has more than stageInMemory
 // bytes or commits.
-func (a *Afero) newWriter(ctx context.Context, path string, mode commitMode) (Writer, error) {
+func (a *Afero) newWriter(ctx context.Context, path string, mode commitMode) (backend.Writer, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -133,18 +134,7 @@ func (w *aferoWriter) writeStaged(f stagedFile, p []byte) error {
 // openTemp creates the writer's temporary, or opens it again to add to it.
 func (w *aferoWriter) openTemp() (stagedFile, error) {
 	if w.tmp != "" {
-		if w.a.fast != nil {
-			f, err := w.a.fast.reopenTemp(strings.TrimPrefix(w.tmp, aferoTmpDir+"/"))
-			if err != nil {
-				return nil, reservedError(err, aferoTmpDir)
-			}
-			return f, nil
-		}
-		f, err := w.a.fs.OpenFile(w.tmp, os.O_RDWR|os.O_APPEND|w.a.oflags, 0)
-		if err != nil {
-			return nil, reservedError(err, aferoTmpDir)
-		}
-		return f, nil
+		return w.a.paths.reopenTemp(w.tmp)
 	}
 	f, name, err := w.a.tempFile()
 	if err != nil {
@@ -161,34 +151,19 @@ func (a *Afero) tempFile() (stagedFile, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	for attempt := 0; ; attempt++ {
-		var b [12]byte
-		_, _ = rand.Read(b[:])
-		base := prefix + hex.EncodeToString(b[:])
-		name := aferoTmpDir + "/" + base
-		if a.fast != nil {
-			f, err := a.fast.createTempIn(func() error { return a.mkdirReserved(aferoTmpDir) }, base)
-			if err != nil {
-				return nil, "", reservedError(err, aferoTmpDir)
-			}
-			return f, name, nil
-		}
-		f, err := a.fs.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_RDWR|a.oflags, 0o644)
-		if err == nil {
-			return f, name, nil
-		}
-		if attempt == 0 && errors.Is(err, fs.ErrNotExist) {
-			if err = a.mkdirReserved(aferoTmpDir); err == nil {
-				continue
-			}
-		}
-		return nil, "", reservedError(err, aferoTmpDir)
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	base := prefix + hex.EncodeToString(b[:])
+	f, err := a.paths.createTemp(base)
+	if err != nil {
+		return nil, "", err
 	}
+	return f, aferoTmpDir + "/" + base, nil
 }
 
-func (w *aferoWriter) Commit(ctx context.Context) (Info, error) {
+func (w *aferoWriter) Commit(ctx context.Context) (backend.Info, error) {
 	if w.done {
-		return Info{}, fs.ErrClosed
+		return backend.Info{}, fs.ErrClosed
 	}
 	info, err := w.commit(ctx)
 	w.done = true
@@ -198,96 +173,155 @@ func (w *aferoWriter) Commit(ctx context.Context) (Info, error) {
 	return info, err
 }
 
-func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
+// commit stages every byte in the open temporary, takes path's lock, and
+// places the temporary as the writer's mode says (replace, create or
+// append).
+func (w *aferoWriter) commit(ctx context.Context) (backend.Info, error) {
 	a := w.a
 	if err := ctx.Err(); err != nil {
-		return Info{}, err
+		return backend.Info{}, err
 	}
 	if a.osBacked {
 		units, err := acquire(ctx, commitFDs)
 		if err != nil {
-			return Info{}, err
+			return backend.Info{}, err
 		}
 		defer units.release()
 	}
-	// All the staged bytes go to an open temporary, which stays open until
-	// it is in place: its descriptor describes the placed file.
+	f, err := w.stageAll()
+	if err != nil {
+		return backend.Info{}, err
+	}
+	unlock, err := a.locks.lock(ctx, a, w.path)
+	if err != nil {
+		return backend.Info{}, err
+	}
+	defer unlock()
+	if err := ctx.Err(); err != nil {
+		return backend.Info{}, err
+	}
+	src, srcFile := w.tmp, f
+	switch w.mode {
+	case commitReplace:
+		err = w.replace(ctx)
+	case commitExclusive:
+		err = w.create(ctx)
+	case commitAppend:
+		src, srcFile, err = w.append(ctx, f)
+	}
+	if err != nil {
+		return backend.Info{}, err
+	}
+	return w.placed(src, srcFile)
+}
+
+// stageAll writes every staged byte to the writer's temporary, which stays
+// open until it is in place (its descriptor describes the placed file),
+// and syncs it when the backend fsyncs.
+func (w *aferoWriter) stageAll() (stagedFile, error) {
 	f := w.f
 	if f == nil {
 		var err error
 		if f, err = w.openTemp(); err != nil {
-			return Info{}, err
+			return nil, err
 		}
 		w.f = f
 	}
 	if err := w.writeStaged(f, nil); err != nil {
-		return Info{}, err
+		return nil, err
 	}
-	if a.fsync {
+	if w.a.fsync {
 		if err := f.Sync(); err != nil {
-			return Info{}, osError(err)
+			return nil, osError(err)
 		}
 	}
-	unlock, err := a.locks.lock(ctx, a, w.path)
-	if err != nil {
-		return Info{}, err
-	}
-	defer unlock()
-	if err := ctx.Err(); err != nil {
-		return Info{}, err
-	}
+	return f, nil
+}
 
-	src, srcFile := w.tmp, f
-	// On the fast path a replacing commit to a name with nothing at it
-	// (the common case: a new file) renames at once, with
-	// RENAME_NOREPLACE; only when something is there is it looked at
-	// first, as on every other path.
-	done := false
-	if a.fast != nil && w.mode == commitReplace {
-		switch err := a.place(ctx, src, w.path, true); {
+// replace places the temporary at path, whatever file is there. Where
+// renames can refuse to replace (the fast path, RENAME_NOREPLACE), a name
+// with nothing at it (the common case: a new file) takes the temporary at
+// once; only when something is there is it looked at first.
+func (w *aferoWriter) replace(ctx context.Context) error {
+	a := w.a
+	if a.paths.renamesFresh() {
+		switch err := a.place(ctx, w.tmp, w.path, true); {
 		case err == nil:
-			done = true
+			return nil
 		case !errors.Is(err, fs.ErrExist) && !errors.Is(err, syscall.EINVAL):
-			return Info{}, err
+			return err
 		}
 	}
-	if !done {
-		fi, err := a.lstatAs(w.path, false)
-		switch {
-		case err == nil && fi.IsDir() && a.hasFiles(w.path):
-			return Info{}, ErrIsFolder
-		case err == nil && fi.IsDir():
-			// left by a crash; no folder in the API's eyes
-			if err := a.removeEmptyTree(ctx, w.path); err != nil {
-				return Info{}, err
-			}
-		case err == errThroughFile:
-			return Info{}, ErrNotFolder
-		case err == nil && fi.Mode().IsRegular() && w.mode == commitExclusive:
-			return Info{}, fs.ErrExist
-		case err == nil && fi.Mode().IsRegular() && w.mode == commitAppend:
-			joined, out, err := a.concat(w.path, f)
-			if err != nil {
-				return Info{}, err
-			}
-			defer a.remove(joined) // a no-op once renamed into place
-			defer out.Close()      // a no-op once closed below
-			src, srcFile = joined, out
-		case err != nil && !errors.Is(err, fs.ErrNotExist):
-			return Info{}, err
-		}
-		if err := a.place(ctx, src, w.path, false); err != nil {
-			return Info{}, err
-		}
+	if _, err := w.target(ctx); err != nil {
+		return err
 	}
-	// On the OS the open descriptor describes the placed file exactly (a
-	// rename keeps size, times and inode), which spares a walk of the path.
-	// Other file systems (MemMapFs) stamp the time at close, so they are
-	// asked after it; path's lock keeps other commits out meanwhile.
-	var placed os.FileInfo
-	if _, fd := srcFile.(*fdFile); fd || osFile(srcFile) != nil {
-		placed, _ = srcFile.Stat()
+	return a.place(ctx, w.tmp, w.path, false)
+}
+
+// create places the temporary at path unless a file is there
+// (fs.ErrExist).
+func (w *aferoWriter) create(ctx context.Context) error {
+	switch isFile, err := w.target(ctx); {
+	case err != nil:
+		return err
+	case isFile:
+		return fs.ErrExist
 	}
+	return w.a.place(ctx, w.tmp, w.path, false)
+}
+
+// append places at path the file's content followed by the staged bytes
+// (a new temporary, see concat), or the temporary alone where no file is,
+// and returns the name and open file of what it placed.
+func (w *aferoWriter) append(ctx context.Context, staged stagedFile) (string, stagedFile, error) {
+	a := w.a
+	isFile, err := w.target(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	if !isFile {
+		return w.tmp, staged, a.place(ctx, w.tmp, w.path, false)
+	}
+	joined, out, err := a.concat(w.path, staged)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := a.place(ctx, joined, w.path, false); err != nil {
+		out.Close()
+		_ = a.remove(joined)
+		return "", nil, err
+	}
+	return joined, out, nil
+}
+
+// target looks at what is at the writer's path before a commit places a
+// file there and reports whether it is a regular file. A folder is
+// ErrIsFolder, and an empty directory tree (left by a crash; no folder in
+// the API's eyes) is removed; a path through a file is ErrNotFolder.
+func (w *aferoWriter) target(ctx context.Context) (bool, error) {
+	fi, err := w.a.lstatAs(w.path, false)
+	switch {
+	case err == nil && fi.IsDir() && w.a.hasFiles(w.path):
+		return false, backend.ErrIsFolder
+	case err == nil && fi.IsDir():
+		return false, w.a.removeEmptyTree(ctx, w.path)
+	case err == errThroughFile:
+		return false, backend.ErrNotFolder
+	case err == nil:
+		return fi.Mode().IsRegular(), nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return false, err
+	}
+	return false, nil
+}
+
+// placed finishes a commit whose file src (open as srcFile) is in place:
+// it closes the temporaries and describes the placed file, from its
+// descriptor where that describes it exactly (see paths.describe), else
+// by its path, path's lock keeping other commits out meanwhile.
+func (w *aferoWriter) placed(src string, srcFile stagedFile) (backend.Info, error) {
+	a := w.a
+	fi := a.paths.describe(srcFile)
 	if srcFile != w.f {
 		srcFile.Close()
 	}
@@ -296,12 +330,13 @@ func (w *aferoWriter) commit(ctx context.Context) (Info, error) {
 		_ = a.remove(w.tmp)
 	}
 	w.tmp = ""
-	if placed == nil {
-		if placed, err = a.fs.Stat(w.path); err != nil {
-			return Info{}, osError(err)
+	if fi == nil {
+		var err error
+		if fi, err = a.fs.Stat(w.path); err != nil {
+			return backend.Info{}, osError(err)
 		}
 	}
-	return fileInfo(w.path, placed), nil
+	return fileInfo(w.path, fi), nil
 }
 
 // closeTemp closes the open temporary, if any, and gives its unit back.
@@ -322,25 +357,13 @@ func (a *Afero) concat(path string, staged stagedFile) (string, stagedFile, erro
 		return "", nil, err
 	}
 	err = func() error {
-		if a.fast != nil {
-			if err := a.cloneInto(out, path); err != nil {
-				return err
-			}
-		} else {
-			in, _, err := a.open(path, false)
-			if err != nil {
-				return err
-			}
-			_, err = copyFile(out, in)
-			in.Close()
-			if err != nil {
-				return osError(err)
-			}
+		if err := a.paths.copyFrom(out, path); err != nil {
+			return err
 		}
 		if _, err := staged.Seek(0, io.SeekStart); err != nil {
 			return osError(err)
 		}
-		if _, err := copyFile(out, staged); err != nil {
+		if _, err := a.paths.copy(out, staged); err != nil {
 			return osError(err)
 		}
 		if a.fsync {
@@ -356,44 +379,12 @@ func (a *Afero) concat(path string, staged stagedFile) (string, stagedFile, erro
 	return name, out, nil
 }
 
-// cloneInto makes the empty temporary out a copy of the file at path,
-// sharing its blocks where the file system clones (see clone): an append
-// then writes only what it adds.
-func (a *Afero) cloneInto(out stagedFile, path string) error {
-	in, err := a.fast.open(path, os.O_RDONLY|openNonBlock, 0)
-	if err != nil {
-		return a.fastError(err)
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	switch {
-	case err != nil:
-		return osError(err)
-	case !fi.Mode().IsRegular():
-		return fs.ErrNotExist // replaced by something else since the lstat
-	}
-	return osError(clone(out.(*fdFile), in, fi.Size()))
-}
-
-// copyFile copies in to out, through the kernel (copy_file_range) when both
-// are OS files.
-func copyFile(out, in stagedFile) (int64, error) {
-	o, ook := out.(*fdFile)
-	if i, iok := in.(*fdFile); ook && iok {
-		return copyFD(o, i)
-	}
-	if o, i := osFile(out), osFile(in); o != nil && i != nil {
-		return io.Copy(o, i)
-	}
-	return io.Copy(struct{ io.Writer }{out}, struct{ io.Reader }{in})
-}
-
 // place renames the finished temporary src onto path, creating the parent
 // folders. Another process may prune a parent between the two steps (this
 // process's own pruning waits on the tree lock), so a vanished parent is
 // made again.
 //
-// With fresh (the fast path only), the rename fails with fs.ErrExist,
+// With fresh (only where paths.renamesFresh), the rename fails with fs.ErrExist,
 // changing nothing, when anything is at path already; syscall.EINVAL
 // where the file system cannot make that check.
 func (a *Afero) place(ctx context.Context, src, path string, fresh bool) error {
@@ -402,39 +393,26 @@ func (a *Afero) place(ctx context.Context, src, path string, fresh bool) error {
 		return err
 	}
 	defer unlock()
-	parent := Parent(path)
+	parent := roompath.Parent(path)
 	a.kept(parent) // a deferred pruning of it, or of an ancestor, is off
 	for attempt := 0; ; attempt++ {
 		err := a.mkdirs(parent)
 		if err == nil {
-			if a.fast != nil {
-				err = a.fast.rename(src, path, fresh)
-				if errors.Is(err, syscall.ELOOP) {
-					err = errSymlink // a parent swapped for a link since mkdirs
-				}
-			} else {
-				err = a.fs.Rename(src, path)
-			}
-			err = osError(err)
+			err = osError(a.paths.rename(src, path, fresh))
 		}
 		if err == nil {
 			break
 		}
 		if errors.Is(err, fs.ErrNotExist) && a.rootGone() {
-			return &Error{Kind: ErrStoreUnavailable, Detail: "store directory missing"}
+			return &backend.Error{Kind: backend.ErrStoreUnavailable, Detail: "store directory missing"}
 		}
 		if attempt < 10 && errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		return err
 	}
-	if a.fsync && a.fast != nil {
-		_ = a.fast.syncDir(parent) // best effort, as below
-	} else if a.fsync {
-		if d, _, err := a.open(dirName(parent), true); err == nil {
-			_ = d.Sync() // best effort: not every file system syncs directories
-			d.Close()
-		}
+	if a.fsync {
+		a.paths.syncDir(parent)
 	}
 	return nil
 }
@@ -450,11 +428,11 @@ func (a *Afero) mkdirs(dir string) error {
 	case err == nil && fi.IsDir():
 		return nil
 	case err == nil, err == errThroughFile:
-		return ErrNotFolder
+		return backend.ErrNotFolder
 	case !errors.Is(err, fs.ErrNotExist):
 		return err
 	}
-	if err := a.mkdirs(Parent(dir)); err != nil {
+	if err := a.mkdirs(roompath.Parent(dir)); err != nil {
 		return err
 	}
 	if err := a.fs.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
