@@ -185,8 +185,11 @@ func (e *Engine) TransportStats() events.TransportStats {
 }
 
 // OpenURL opens the backend named by rawURL (see package backend for the
-// registry; mem:// and file:// are built in, s3:// and gs:// register when
-// their packages are imported) and returns an Engine over it. The Engine
+// registry; mem:// is built in, file://, s3:// and gs:// register when
+// their packages backend_disk, backend_s3 and backend_gcs are imported, as
+// in import _ "github.com/roomstore/roomstore/backend_disk") and returns
+// an Engine over it. A scheme whose package is not imported is refused
+// with fs.ErrInvalid and an error that names the import. The Engine
 // owns that backend: Shutdown closes it. Errors are *fs.PathError values
 // on the URL (its password, if any, redacted): fs.ErrInvalid for a bad
 // URL or option, and whatever the backend's opener reports (a missing

@@ -100,6 +100,17 @@ func OpenExisting(ctx context.Context, rawURL string) (Backend, error) {
 	return open(ctx, u)
 }
 
+// schemePackages names the package that registers each of roomstore's own
+// schemes, for the error that tells a program which import it lacks: only
+// mem:// comes with the roomstore package, so that a program that embeds
+// the engine or its client compiles no store it does not use.
+var schemePackages = map[string]string{
+	"file": "github.com/roomstore/roomstore/backend_disk",
+	"mem":  "github.com/roomstore/roomstore/backend_mem",
+	"s3":   "github.com/roomstore/roomstore/backend_s3",
+	"gs":   "github.com/roomstore/roomstore/backend_gcs",
+}
+
 func lookup(rawURL string) (*url.URL, Opener, Prober, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -111,6 +122,10 @@ func lookup(rawURL string) (*url.URL, Opener, Prober, error) {
 	probe := probers[scheme]
 	registryMu.RUnlock()
 	if !ok {
+		if pkg, known := schemePackages[scheme]; known {
+			return nil, nil, nil, fmt.Errorf("backend: %w: no backend for %s:// URLs in this program: import _ %q to register it",
+				fs.ErrInvalid, scheme, pkg)
+		}
 		return nil, nil, nil, fmt.Errorf("backend: %w: no backend for scheme %q (registered: %s; import the backend package to register its scheme)",
 			fs.ErrInvalid, u.Scheme, strings.Join(Schemes(), ", "))
 	}

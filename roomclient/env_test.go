@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/roomstore/roomstore"
+	_ "github.com/roomstore/roomstore/backend_disk" // registers file://
 	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/internal/wire"
 	"github.com/roomstore/roomstore/roomclient"

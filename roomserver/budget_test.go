@@ -22,6 +22,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/roomstore/roomstore"
+	_ "github.com/roomstore/roomstore/backend_disk" // registers file://
 	"github.com/roomstore/roomstore/internal/wire"
 	"github.com/roomstore/roomstore/roomserver"
 )

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/roomstore/roomstore"
+	_ "github.com/roomstore/roomstore/backend_disk" // registers file://
 )
 
 func main() {

@@ -1,4 +1,4 @@
-package events_nats_test
+package roomstore_test
 
 import (
 	"context"
@@ -8,11 +8,21 @@ import (
 	"time"
 )
 
-// TestImportsNoStore checks that the event transport builds without any
-// store: a program that links events_nats compiles neither the disk store
-// (afero, the openat2 path) nor the S3 or GCS SDKs.
+// TestImportsNoStore checks that the engine, the protocol client and the
+// event transport build without any store but the in-memory one: a program
+// that links them compiles neither the disk store (afero, the openat2
+// path) nor the S3 or GCS SDKs unless it imports their packages.
 func TestImportsNoStore(t *testing.T) {
-	const pkg = "github.com/roomstore/roomstore/events_nats"
+	for _, pkg := range []string{
+		"github.com/roomstore/roomstore",
+		"github.com/roomstore/roomstore/roomclient",
+		"github.com/roomstore/roomstore/events_nats",
+	} {
+		t.Run(pkg, func(t *testing.T) { importsNoStore(t, pkg) })
+	}
+}
+
+func importsNoStore(t *testing.T, pkg string) {
 	forbidden := []string{
 		"github.com/spf13/afero",
 		"github.com/aws/",
