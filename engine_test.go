@@ -5,51 +5,63 @@ import (
 	"errors"
 	"io/fs"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend_mem"
 )
 
+// The bubble's clock makes "promptly" exact: Shutdown returns when its
+// deadline passes, not a moment later, however slow the machine.
 func TestShutdownHonoursItsDeadlineAndFinishesLater(t *testing.T) {
-	b := backend_mem.New()
-	e, err := roomstore.New(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	delivered := make(chan struct{}, 1)
-	e.Subscribe(func(roomstore.Event) { delivered <- struct{}{} })
-	b.Inject(backend_mem.Fault{Op: backend_mem.OpCommit, Stall: true, Times: 1})
-	h, _ := e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
-	e.Write(t.Context(), h, []byte("x"))
-	closeCtx, cancelClose := context.WithCancel(t.Context())
-	closed := make(chan error, 1)
-	go func() { closed <- e.Close(closeCtx, h) }()
-	time.Sleep(20 * time.Millisecond) // Close is now stuck committing
+	synctest.Test(t, func(t *testing.T) {
+		b := backend_mem.New()
+		e, err := roomstore.New(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		delivered := make(chan struct{}, 1)
+		e.Subscribe(func(roomstore.Event) { delivered <- struct{}{} })
+		stuck := make(chan struct{}, 1)
+		b.Inject(backend_mem.Fault{Op: backend_mem.OpCommit, Stall: true, Times: 1, Notify: func() { stuck <- struct{}{} }})
+		h, err := e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		if err := e.Write(t.Context(), h, []byte("x")); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		closeCtx, cancelClose := context.WithCancel(t.Context())
+		closed := make(chan error, 1)
+		go func() { closed <- e.Close(closeCtx, h) }()
+		<-stuck // Close is now stuck committing
 
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	err = e.Shutdown(ctx)
-	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
-		t.Fatalf("Shutdown = %v after %v, want its deadline promptly", err, time.Since(start))
-	}
-	var pe *fs.PathError
-	if !errors.As(err, &pe) {
-		t.Fatalf("Shutdown error %v is not a PathError", err)
-	}
-	cancelClose() // the stuck call ends; the background work can finish
-	if err := <-closed; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Close = %v", err)
-	}
-	if err := e.Shutdown(t.Context()); err != nil {
-		t.Fatalf("second Shutdown: %v", err)
-	}
-	select {
-	case <-delivered:
-		t.Fatal("a failed Close published an event")
-	default:
-	}
+		const deadline = 50 * time.Millisecond
+		ctx, cancel := context.WithTimeout(t.Context(), deadline)
+		defer cancel()
+		start := time.Now()
+		err = e.Shutdown(ctx)
+		if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took != deadline {
+			t.Fatalf("Shutdown = %v after %v, want its deadline after exactly %v", err, took, deadline)
+		}
+		var pe *fs.PathError
+		if !errors.As(err, &pe) {
+			t.Fatalf("Shutdown error %v is not a PathError", err)
+		}
+		cancelClose() // the stuck call ends; the background work can finish
+		if err := <-closed; !errors.Is(err, context.Canceled) {
+			t.Fatalf("Close = %v", err)
+		}
+		if err := e.Shutdown(t.Context()); err != nil {
+			t.Fatalf("second Shutdown: %v", err)
+		}
+		select {
+		case <-delivered:
+			t.Fatal("a failed Close published an event")
+		default:
+		}
+	})
 }
 
 func TestSubscriptionCallsFollowTheErrorModel(t *testing.T) {
