@@ -217,7 +217,10 @@ func checkCrashedStore(t *testing.T, dir, kind string, kill int) (records, versi
 			t.Fatalf("after kill %d: List shows %q", kill, x.Name)
 		}
 	}
-	tmp, _ := os.ReadDir(filepath.Join(dir, backend.ReservedPrefix, "tmp"))
+	tmp, err := os.ReadDir(filepath.Join(dir, backend.ReservedPrefix, "tmp"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("after kill %d: %v", kill, err)
+	}
 	if len(tmp) != 0 {
 		t.Fatalf("after kill %d: %d temporaries of the dead child survived the sweep", kill, len(tmp))
 	}

@@ -70,7 +70,7 @@ func TestAppend(t *testing.T) {
 	t.Run("staged bytes are invisible and kept out of listings before commit", func(t *testing.T) {
 		s := newStore(t, ep, "")
 		mustCreate(t, s, "f", []byte("old"))
-		w, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		w := openWriter(t, s, "f", true, backend.WriteOptions{})
 		write(t, w, randBytes(testChunk+1, 1), 8192)
 		mustEqual(t, "f", readAll(t, s, "f"), []byte("old"))
 		if got := list(t, s, ""); len(got) != 1 || got[0] != "f" {
@@ -87,7 +87,7 @@ func TestAppend(t *testing.T) {
 	t.Run("a held claim yields ErrConflict, keeps the staged bytes, and Commit again succeeds", func(t *testing.T) {
 		s := newStore(t, ep, "p")
 		before := mustCreate(t, s, "f", []byte("old,"))
-		w, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		w := openWriter(t, s, "f", true, backend.WriteOptions{})
 		write(t, w, []byte("new"), 10)
 
 		release := s.holdClaim(t, "f", before.ETag)
@@ -117,7 +117,7 @@ func TestAppend(t *testing.T) {
 	t.Run("after a conflict the retry appends to the version that won", func(t *testing.T) {
 		s := newStore(t, ep, "p")
 		before := mustCreate(t, s, "f", []byte("old,"))
-		w, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		w := openWriter(t, s, "f", true, backend.WriteOptions{})
 		write(t, w, []byte("mine"), 10)
 
 		release := s.holdClaim(t, "f", before.ETag)
@@ -138,7 +138,7 @@ func TestAppend(t *testing.T) {
 		before := mustCreate(t, s, "f", []byte("a"))
 		s.holdClaim(t, "f", before.ETag) // never released: its holder "crashed"
 		s.claimLease = 0
-		w, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		w := openWriter(t, s, "f", true, backend.WriteOptions{})
 		write(t, w, []byte("b"), 1)
 		if _, err := w.Commit(t.Context()); !errors.Is(err, backend.ErrConflict) {
 			t.Fatalf("first Commit = %v, want backend.ErrConflict (claim held)", err)
@@ -156,7 +156,7 @@ func TestAppend(t *testing.T) {
 		s := newStore(t, ep, "p")
 		before := mustCreate(t, s, "f", []byte("old"))
 		release := s.holdClaim(t, "f", before.ETag)
-		w, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		w := openWriter(t, s, "f", true, backend.WriteOptions{})
 		write(t, w, []byte("new"), 10)
 		if _, err := w.Commit(t.Context()); !errors.Is(err, backend.ErrConflict) {
 			t.Fatalf("Commit = %v, want backend.ErrConflict", err)
@@ -178,7 +178,7 @@ func TestAppend(t *testing.T) {
 		s := newStore(t, ep, "p")
 		before := mustCreate(t, s, "f", []byte("old"))
 		release := s.holdClaim(t, "f", before.ETag)
-		w, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		w := openWriter(t, s, "f", true, backend.WriteOptions{})
 		write(t, w, []byte("new"), 10)
 		if _, err := w.Commit(t.Context()); !errors.Is(err, backend.ErrConflict) {
 			t.Fatalf("Commit = %v, want backend.ErrConflict", err)
@@ -196,7 +196,7 @@ func TestAppend(t *testing.T) {
 	t.Run("an attempt that landed but reported failure is not composed again", func(t *testing.T) {
 		s := newStore(t, ep, "p")
 		mustCreate(t, s, "f", []byte("old,"))
-		bw, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		bw := openWriter(t, s, "f", true, backend.WriteOptions{})
 		w := bw.(*appendWriter)
 		write(t, w, []byte("once"), 10)
 		staged, err := w.up.finish(t.Context())
@@ -228,7 +228,7 @@ func TestAppend(t *testing.T) {
 		}
 		s := &store{Backend: b, endpoint: ep, client: client, bucket: b.bucketName}
 		mustCreate(t, s, "f", []byte("old"))
-		bw, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		bw := openWriter(t, s, "f", true, backend.WriteOptions{})
 		w := bw.(*appendWriter)
 		write(t, w, []byte("new"), 10)
 		w.staged, err = w.up.finish(t.Context())
@@ -270,13 +270,13 @@ func TestAppend(t *testing.T) {
 
 	t.Run("content type: kept on append, set when the append creates the file", func(t *testing.T) {
 		s := newStore(t, ep, "p")
-		w, _ := s.Create(t.Context(), "a.csv", backend.WriteOptions{ContentType: "text/csv"})
+		w := openWriter(t, s, "a.csv", false, backend.WriteOptions{ContentType: "text/csv"})
 		write(t, w, []byte("x,y\n"), 10)
 		if _, err := w.Commit(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		mustAppend(t, s, "a.csv", []byte("1,2\n"))
-		w, _ = s.Append(t.Context(), "new.json", backend.WriteOptions{ContentType: "application/json"})
+		w = openWriter(t, s, "new.json", true, backend.WriteOptions{ContentType: "application/json"})
 		write(t, w, []byte("{}"), 10)
 		if _, err := w.Commit(t.Context()); err != nil {
 			t.Fatal(err)

@@ -133,7 +133,10 @@ func TestPresign(t *testing.T) {
 		if len(signed) != 1 || !strings.HasPrefix(string(signed[0]), "GOOG4-RSA-SHA256\n") {
 			t.Fatalf("sign called %d times with %q", len(signed), signed)
 		}
-		u, _ := url.Parse(raw)
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
 		sig, err := hex.DecodeString(u.Query().Get("X-Goog-Signature"))
 		if err != nil {
 			t.Fatal(err)
@@ -208,7 +211,10 @@ func TestPresign(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		u, _ := url.Parse(raw)
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if want, _ := url.Parse(ep); u.Scheme != "https" || u.Host != want.Host || u.Path != "/"+s.bucket+"/p/f" {
 			t.Fatalf("URL = %s, want https://%s/%s/p/f", raw, want.Host, s.bucket)
 		}

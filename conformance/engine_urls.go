@@ -128,7 +128,8 @@ var urlCases = []tcase{
 			t.Fatalf("fresh URL: %d %q", status, body)
 		}
 		if h.URLSignaturesUnchecked {
-			u, _ := url.Parse(raw)
+			u, err := url.Parse(raw)
+			noErr(t, "parse", err)
 			if k := queryParam(u.Query(), isExpiry); k == "" || u.Query().Get(k) != "2" {
 				t.Fatalf("URL %s does not carry a 2-second expiry", raw)
 			}
