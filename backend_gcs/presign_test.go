@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/testserver"
 )
 
 const testSigner = "roomstore-test@example.iam.gserviceaccount.com"
@@ -45,16 +45,7 @@ func httpGet(t *testing.T, u string) (int, []byte) {
 // httpGetHeader is httpGet that also returns the response's header.
 func httpGetHeader(t *testing.T, u string) (int, http.Header, []byte) {
 	t.Helper()
-	res, err := http.Get(u)
-	if err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.StatusCode, res.Header, body
+	return testserver.Get(t, u)
 }
 
 // v4RequestHash returns the hex SHA-256 of the V4 canonical request of a

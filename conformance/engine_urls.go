@@ -144,6 +144,15 @@ var urlCases = []tcase{
 	}},
 }
 
+// withQuery returns a copy of u with its query changed by change.
+func withQuery(u *url.URL, change func(url.Values)) *url.URL {
+	c := *u
+	q := c.Query()
+	change(q)
+	c.RawQuery = q.Encode()
+	return &c
+}
+
 func boolInt(b bool) int {
 	if b {
 		return 1
@@ -207,10 +216,20 @@ var attachmentCases = []tcase{
 		if h.URLSignaturesUnchecked {
 			return // the server cannot tell; the parameter is there, signed
 		}
-		q.Set(key, strings.Replace(q.Get(key), "f.txt", "evil.exe", 1))
-		u.RawQuery = q.Encode()
-		if body, status := fetch(t, u.String(), nil); status != http.StatusForbidden || strings.Contains(string(body), "secret") {
-			t.Fatalf("changed disposition: %d %q, want 403", status, body)
+		plain, err := url.Parse(e.url(t, "f.txt"))
+		noErr(t, "parse", err)
+		for what, forged := range map[string]*url.URL{
+			"changed": withQuery(u, func(q url.Values) { q.Set(key, strings.Replace(q.Get(key), "f.txt", "evil.exe", 1)) }),
+			"dropped": withQuery(u, func(q url.Values) { q.Del(key) }),
+			"added":   withQuery(plain, func(q url.Values) { q.Set(key, q.Get(key)+`attachment; filename="evil.exe"`) }),
+		} {
+			if body, status := fetch(t, forged.String(), nil); status != http.StatusForbidden || strings.Contains(string(body), "secret") {
+				t.Fatalf("disposition %s: %d %q, want 403", what, status, body)
+			}
+		}
+		// The control: re-encoding the query alone keeps the URL valid.
+		if body, status := fetch(t, withQuery(u, func(url.Values) {}).String(), nil); status != http.StatusOK || string(body) != "secret" {
+			t.Fatalf("the untouched attachment URL, its query re-encoded: %d %q", status, body)
 		}
 	}},
 }
