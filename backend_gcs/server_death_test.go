@@ -102,20 +102,6 @@ func newDeathStore(t *testing.T, d *dyingServer, before func(*http.Request)) *st
 	return &store{Backend: b, endpoint: d.Endpoint, client: raw, bucket: bucket}
 }
 
-// notBlocked runs f and fails the test if it has not returned after
-// blockedLimit, so that a call stuck on the dead server shows up as a
-// failure rather than a hung test.
-func notBlocked(t *testing.T, what string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() { defer close(done); f() }()
-	select {
-	case <-done:
-	case <-time.After(blockedLimit):
-		t.Fatalf("%s still blocked after %v", what, blockedLimit)
-	}
-}
-
 // assertNothingPartial checks, once the server is back, that the file at
 // path holds old (or is missing when old is nil), that the store lists
 // exactly want at its root, and that the bucket holds the files in want
@@ -143,19 +129,6 @@ func assertNothingPartial(t *testing.T, s *store, path string, old []byte, want 
 
 func sameNames(a, b []string) bool {
 	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
-}
-
-// writeUntilError writes data through w in pieces of piece bytes and
-// returns the first error (nil when every piece was written).
-func writeUntilError(ctx context.Context, w backend.Writer, data []byte, piece int) error {
-	for len(data) > 0 {
-		n := min(piece, len(data))
-		if err := w.Write(ctx, data[:n]); err != nil {
-			return err
-		}
-		data = data[n:]
-	}
-	return nil
 }
 
 // TestServerDeath kills fake-gcs-server (SIGKILL) while a Writer's
@@ -193,9 +166,9 @@ func TestServerDeath(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
 			defer cancel()
 			var err error
-			notBlocked(t, "the write to the restarted server", func() {
+			testserver.Within(t, blockedLimit, "the write to the restarted server", func() {
 				if tc.after > 0 {
-					err = writeUntilError(ctx, w, data[tc.before:], 64<<10)
+					err = testserver.WriteUntilError(ctx, w, data[tc.before:], 64<<10)
 				} else {
 					_, err = w.Commit(ctx)
 				}
@@ -217,7 +190,7 @@ func TestServerDeath(t *testing.T) {
 					t.Error("Commit after a failed Write succeeded")
 				}
 			}
-			notBlocked(t, "Abort", func() { err = w.Abort(ctx) })
+			testserver.Within(t, blockedLimit, "Abort", func() { err = w.Abort(ctx) })
 			if err != nil {
 				t.Errorf("Abort: %v", err)
 			}
@@ -251,7 +224,7 @@ func TestServerDeath(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
 		defer cancel()
 		var err error
-		notBlocked(t, "Commit", func() { _, err = commitRetrying(ctx, w) })
+		testserver.Within(t, blockedLimit, "Commit", func() { _, err = commitRetrying(ctx, w) })
 		if !died.Load() {
 			t.Fatal("the server never died: Commit sent no compose")
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/backend_s3"
+	"github.com/roomstore/roomstore/internal/testserver"
 )
 
 // The conformance suite's server-death cases kill the gateway under
@@ -117,33 +118,6 @@ func (c *crasher) state() (down int, restarted bool, err error) {
 	return c.cleanupsDown, c.restarted, c.restartErr
 }
 
-// within runs f and fails the test if it has not returned after d, so
-// that a call stuck on the dead gateway shows up as a failure rather than
-// a hung test.
-func within(t *testing.T, d time.Duration, what string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() { defer close(done); f() }()
-	select {
-	case <-done:
-	case <-time.After(d):
-		t.Fatalf("%s still blocked after %v", what, d)
-	}
-}
-
-// writeUntilError writes data through w in pieces of piece bytes and
-// returns the first error (nil when every piece was written).
-func writeUntilError(ctx context.Context, w backend.Writer, data []byte, piece int) error {
-	for len(data) > 0 {
-		n := min(piece, len(data))
-		if err := w.Write(ctx, data[:n]); err != nil {
-			return err
-		}
-		data = data[n:]
-	}
-	return nil
-}
-
 // assertNothingLeft checks, once the gateway is back, that the failed
 // write of a new file left no file, no key in the bucket and no
 // multipart upload.
@@ -177,7 +151,7 @@ func deadWriter(t *testing.T, c *crasher, s *store, appending bool) backend.Writ
 	c.arm()
 	ctx, cancel := context.WithTimeout(t.Context(), deathTimeout)
 	defer cancel()
-	within(t, deathTimeout+time.Second, "Write", func() { err = writeUntilError(ctx, w, content(1, 3*part), mib) })
+	testserver.Within(t, deathTimeout+time.Second, "Write", func() { err = testserver.WriteUntilError(ctx, w, content(1, 3*part), mib) })
 	c.assertKilled(t)
 	if err == nil {
 		t.Fatal("Write to the dead gateway succeeded")
@@ -198,7 +172,7 @@ func TestAbortKeepsTryingUntilTheGatewayIsBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), deathTimeout)
 	defer cancel()
 	var err error
-	within(t, deathTimeout+time.Second, "Abort", func() { err = w.Abort(ctx) })
+	testserver.Within(t, deathTimeout+time.Second, "Abort", func() { err = w.Abort(ctx) })
 	downAfter, restarted, restartErr := c.state()
 	if restartErr != nil {
 		t.Fatal(restartErr)
@@ -224,7 +198,7 @@ func TestAbortGivesUpAfterTheCleanupTimeoutAndTheNextAbortFinishesTheJob(t *test
 	ctx, cancel := context.WithTimeout(t.Context(), deathTimeout)
 	defer cancel()
 	var err error
-	within(t, cleanupTimeout+5*time.Second, "Abort", func() { err = w.Abort(ctx) })
+	testserver.Within(t, cleanupTimeout+5*time.Second, "Abort", func() { err = w.Abort(ctx) })
 	if err == nil {
 		t.Fatal("Abort on a dead gateway succeeded")
 	}
