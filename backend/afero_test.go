@@ -2,6 +2,8 @@ package backend_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,13 +15,19 @@ import (
 )
 
 // leftovers lists the temporaries under an afero store's reserved folder.
-func leftovers(_ *testing.T, b backend.Backend) []string {
+func leftovers(t *testing.T, b backend.Backend) []string {
 	f, err := b.(*backend.Afero).Fs().Open(backend.ReservedPrefix + "/tmp")
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
+	if err != nil {
+		t.Fatalf("open the temporaries' folder: %v", err)
+	}
 	defer f.Close()
-	names, _ := f.Readdirnames(-1)
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		t.Fatalf("list the temporaries: %v", err)
+	}
 	return names
 }
 
