@@ -15,6 +15,11 @@ stamp = $(BIN)/.$(subst /,_,$(1))
 
 FUZZTIME  ?= 60s
 
+# Under CI=true every package runs again (-count=1): a pass from the test
+# cache must not stand in for a run. A developer's repeated `make test`
+# keeps the cache.
+GOTESTFLAGS ?= $(if $(filter true,$(CI)),-count=1)
+
 # The MeshAgent TypeScript client's tests of `roomstore serve`
 # (cmd/roomstore/testdata/meshagent): node_modules comes from the committed
 # package-lock.json with `npm ci`, again only when the lock file changes.
@@ -29,8 +34,8 @@ demo:
 	$(GO) run ./cmd/demo
 
 test: tools
-	@echo "== go: go test -race ./..."
-	GOTRACEBACK=all $(GO) test -race -timeout 15m ./...
+	@echo "== go: go test -race $(GOTESTFLAGS) ./..."
+	GOTRACEBACK=all $(GO) test -race -timeout 15m $(GOTESTFLAGS) ./...
 	@$(MAKE) --no-print-directory test-node
 
 # Runs roomstore serve (built here) as a subprocess and drives it with

@@ -74,7 +74,9 @@ func faulty(t *testing.T, opts ...roomstore.Option) (*roomstore.Engine, *backend
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		e.Shutdown(ctx)
+		if err := e.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
 	})
 	put(t, e, "f", "old")
 	c := &counter{barriers: map[string]chan struct{}{}}
@@ -150,7 +152,9 @@ func TestFailuresKeepOldContentPublishNothingAndFreeTheHandle(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Open after the failure: %v", err)
 				}
-				e.Abort(t.Context(), h)
+				if err := e.Abort(t.Context(), h); err != nil {
+					t.Fatalf("Abort: %v", err)
+				}
 			})
 		}
 	}
@@ -159,12 +163,20 @@ func TestFailuresKeepOldContentPublishNothingAndFreeTheHandle(t *testing.T) {
 func TestLostAppendRacesAreRetried(t *testing.T) {
 	e, b, events := faulty(t)
 	b.Inject(backend_mem.Fault{Op: backend_mem.OpCommit, Err: backend.ErrConflict, Times: 3})
-	h, _ := e.Open(t.Context(), "f", roomstore.OpenOptions{})
-	e.Write(t.Context(), h, []byte("+new"))
+	h, err := e.Open(t.Context(), "f", roomstore.OpenOptions{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if err := e.Write(t.Context(), h, []byte("+new")); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
 	if err := e.Close(t.Context(), h); err != nil {
 		t.Fatalf("Close after 3 lost races: %v", err)
 	}
-	f, _ := e.Download(t.Context(), "f")
+	f, err := e.Download(t.Context(), "f")
+	if err != nil {
+		t.Fatalf("Download: %v", err)
+	}
 	if string(f.Data) != "old+new" {
 		t.Fatalf("f = %q", f.Data)
 	}
@@ -176,8 +188,13 @@ func TestLostAppendRacesAreRetried(t *testing.T) {
 func TestAnAppendThatKeepsLosingFailsWithConflict(t *testing.T) {
 	e, b, events := faulty(t, roomstore.WithCommitAttempts(3))
 	b.Inject(backend_mem.Fault{Op: backend_mem.OpCommit, Err: backend.ErrConflict})
-	h, _ := e.Open(t.Context(), "f", roomstore.OpenOptions{})
-	e.Write(t.Context(), h, []byte("+new"))
+	h, err := e.Open(t.Context(), "f", roomstore.OpenOptions{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if err := e.Write(t.Context(), h, []byte("+new")); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
 	if err := e.Close(t.Context(), h); !errors.Is(err, roomstore.ErrConflict) {
 		t.Fatalf("Close: %v, want ErrConflict", err)
 	}
@@ -199,8 +216,13 @@ func TestAFailedRemoveKeepsTheFileAndPublishesNothing(t *testing.T) {
 func TestAStalledCommitEndsWithItsContext(t *testing.T) {
 	e, b, events := faulty(t)
 	b.Inject(backend_mem.Fault{Op: backend_mem.OpCommit, Stall: true})
-	h, _ := e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
-	e.Write(t.Context(), h, []byte("new"))
+	h, err := e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if err := e.Write(t.Context(), h, []byte("new")); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	if err := e.Close(ctx, h); !errors.Is(err, context.DeadlineExceeded) {
@@ -213,7 +235,10 @@ func TestAbortAndShutdownInterruptAStalledWrite(t *testing.T) {
 	e, b, events := faulty(t)
 	stalled, notify := stallNotice()
 	b.Inject(backend_mem.Fault{Op: backend_mem.OpWrite, Stall: true, Notify: notify})
-	h, _ := e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
+	h, err := e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- e.Write(t.Context(), h, []byte("new")) }()
 	awaitStall(t, stalled)
@@ -227,7 +252,10 @@ func TestAbortAndShutdownInterruptAStalledWrite(t *testing.T) {
 
 	stalled, notify = stallNotice()
 	b.Inject(backend_mem.Fault{Op: backend_mem.OpWrite, Stall: true, Notify: notify})
-	h, _ = e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
+	h, err = e.Open(t.Context(), "f", roomstore.OpenOptions{Overwrite: true})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
 	go func() { done <- e.Write(t.Context(), h, []byte("new")) }()
 	awaitStall(t, stalled)
 	if err := e.Shutdown(t.Context()); err != nil {

@@ -25,7 +25,11 @@ func FuzzSignedURL(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(func() { e.Shutdown(context.Background()) })
+	f.Cleanup(func() {
+		if err := e.Shutdown(context.Background()); err != nil {
+			f.Errorf("Shutdown: %v", err)
+		}
+	})
 	ctx := context.Background()
 	issued := map[[3]string]bool{}
 	for _, p := range []string{"a.txt", "dir/b c.txt", "dir/%41", "secret/key"} {
@@ -33,7 +37,9 @@ func FuzzSignedURL(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		e.Write(ctx, h, []byte("content of "+p))
+		if err := e.Write(ctx, h, []byte("content of "+p)); err != nil {
+			f.Fatal(err)
+		}
 		if err := e.Close(ctx, h); err != nil {
 			f.Fatal(err)
 		}
@@ -41,7 +47,10 @@ func FuzzSignedURL(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		u, _ := url.Parse(raw)
+		u, err := url.Parse(raw)
+		if err != nil {
+			f.Fatal(err)
+		}
 		issued[[3]string{p, u.Query().Get("exp"), u.Query().Get("sig")}] = true
 		f.Add(u.RequestURI())
 		f.Add(strings.Replace(u.RequestURI(), "sig=", "sig=A", 1))

@@ -47,6 +47,16 @@ func put(t *testing.T, e *roomstore.Engine, p, data string) {
 	}
 }
 
+// downloadURL returns p's download URL, failing the test on error.
+func downloadURL(t *testing.T, e *roomstore.Engine, p string) string {
+	t.Helper()
+	u, err := e.DownloadURL(t.Context(), p)
+	if err != nil {
+		t.Fatalf("DownloadURL %q: %v", p, err)
+	}
+	return u
+}
+
 func do(t *testing.T, method, u string, hdr http.Header) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, u, nil)
@@ -61,7 +71,10 @@ func do(t *testing.T, method, u string, hdr http.Header) (*http.Response, string
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read the body of %s %s: %v", method, u, err)
+	}
 	return resp, string(b)
 }
 
@@ -169,7 +182,7 @@ func TestURLsOfOneRoomDoNotOpenAnotherMountedElsewhere(t *testing.T) {
 		put(t, e, "notes.txt", name+" notes")
 		rooms[name] = e
 	}
-	u, _ := rooms["public"].DownloadURL(t.Context(), "notes.txt")
+	u := downloadURL(t, rooms["public"], "notes.txt")
 	if resp, body := do(t, http.MethodGet, u, nil); resp.StatusCode != 200 || body != "public notes" {
 		t.Fatalf("own room: %d %q", resp.StatusCode, body)
 	}
@@ -182,7 +195,7 @@ func TestURLsOfOneRoomDoNotOpenAnotherMountedElsewhere(t *testing.T) {
 func TestSignedURLsAreServedAsInertContent(t *testing.T) {
 	e, _ := served(t)
 	put(t, e, "x.html", "<script>alert(1)</script>")
-	u, _ := e.DownloadURL(t.Context(), "x.html")
+	u := downloadURL(t, e, "x.html")
 	resp, _ := do(t, http.MethodGet, u, nil)
 	if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Content-Security-Policy") != "sandbox" {
 		t.Fatalf("headers %v", resp.Header)
@@ -217,7 +230,7 @@ func TestSigningOptionsAreChecked(t *testing.T) {
 func TestSignedURLAfterShutdownIsUnavailable(t *testing.T) {
 	e, _ := served(t, roomstore.WithURLExpiry(time.Minute))
 	put(t, e, "f", "x")
-	u, _ := e.DownloadURL(t.Context(), "f")
+	u := downloadURL(t, e, "f")
 	if err := e.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,10 @@ func TestOpenURLFileStoresOnDisk(t *testing.T) {
 		t.Fatalf("file on disk: %q, %v", got, err)
 	}
 
-	wd, _ := os.Getwd()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Chdir(t.TempDir())
 	rel, err := roomstore.OpenURL(t.Context(), "file://./rel/room")
 	if err != nil {

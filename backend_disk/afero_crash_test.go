@@ -25,6 +25,11 @@ import (
 
 const crashChildEnv = "ROOMSTORE_CRASH_CHILD_DIR"
 
+// crashSeedEnv, when set, gives the seed that picks the moments of the
+// kills, so that a failure the test logs can be replayed:
+// ROOMSTORE_CRASH_SEED=<seed> go test -run TestCrashesNeverTearFiles.
+const crashSeedEnv = "ROOMSTORE_CRASH_SEED"
+
 // crashKills is how many times the crash test kills its child.
 const crashKills = 60
 
@@ -117,7 +122,15 @@ func record(n int) []byte {
 // holds whole records 0..n each once, and no temporary shows or lingers.
 func TestCrashesNeverTearFiles(t *testing.T) {
 	dir := t.TempDir()
-	r := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv(crashSeedEnv); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("%s=%q: %v", crashSeedEnv, v, err)
+		}
+	}
+	t.Logf("kill moments from seed %d (replay with %s=%d)", seed, crashSeedEnv, seed)
+	r := rand.New(rand.NewPCG(1, seed))
 	records, versions := 0, 0
 	for kill := range crashKills {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -218,7 +231,10 @@ func checkCrashedStore(t *testing.T, dir, kind string, kill int) (records, versi
 			t.Fatalf("after kill %d: List shows %q", kill, x.Name)
 		}
 	}
-	tmp, _ := os.ReadDir(filepath.Join(dir, roompath.ReservedPrefix, "tmp"))
+	tmp, err := os.ReadDir(filepath.Join(dir, roompath.ReservedPrefix, "tmp"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("after kill %d: %v", kill, err)
+	}
 	if len(tmp) != 0 {
 		t.Fatalf("after kill %d: %d temporaries of the dead child survived the sweep", kill, len(tmp))
 	}

@@ -2,26 +2,35 @@ package backend_disk_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
+	"github.com/spf13/afero"
+
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/backend_disk"
 	"github.com/roomstore/roomstore/conformance"
 	"github.com/roomstore/roomstore/roompath"
-	"github.com/spf13/afero"
 )
 
 // leftovers lists the temporaries under an afero store's reserved folder.
-func leftovers(_ *testing.T, b backend.Backend) []string {
+func leftovers(t *testing.T, b backend.Backend) []string {
 	f, err := b.(*backend_disk.Afero).Fs().Open(roompath.ReservedPrefix + "/tmp")
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
+	if err != nil {
+		t.Fatalf("open the temporaries' folder: %v", err)
+	}
 	defer f.Close()
-	names, _ := f.Readdirnames(-1)
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		t.Fatalf("list the temporaries: %v", err)
+	}
 	return names
 }
 

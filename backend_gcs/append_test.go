@@ -71,7 +71,7 @@ func TestAppend(t *testing.T) {
 	t.Run("staged bytes are invisible and kept out of listings before commit", func(t *testing.T) {
 		s := newStore(t, ep, "")
 		mustCreate(t, s, "f", []byte("old"))
-		w, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		w := openWriter(t, s, "f", true, backend.WriteOptions{})
 		write(t, w, randBytes(testChunk+1, 1), 8192)
 		mustEqual(t, "f", readAll(t, s, "f"), []byte("old"))
 		if got := list(t, s, ""); len(got) != 1 || got[0] != "f" {
@@ -88,7 +88,7 @@ func TestAppend(t *testing.T) {
 	t.Run("a held claim yields ErrConflict, keeps the staged bytes, and Commit again succeeds", func(t *testing.T) {
 		s := newStore(t, ep, "p")
 		before := mustCreate(t, s, "f", []byte("old,"))
-		w, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		w := openWriter(t, s, "f", true, backend.WriteOptions{})
 		write(t, w, []byte("new"), 10)
 
 		release := s.holdClaim(t, "f", before.ETag)
@@ -118,7 +118,7 @@ func TestAppend(t *testing.T) {
 	t.Run("after a conflict the retry appends to the version that won", func(t *testing.T) {
 		s := newStore(t, ep, "p")
 		before := mustCreate(t, s, "f", []byte("old,"))
-		w, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		w := openWriter(t, s, "f", true, backend.WriteOptions{})
 		write(t, w, []byte("mine"), 10)
 
 		release := s.holdClaim(t, "f", before.ETag)
@@ -139,7 +139,7 @@ func TestAppend(t *testing.T) {
 		before := mustCreate(t, s, "f", []byte("a"))
 		s.holdClaim(t, "f", before.ETag) // never released: its holder "crashed"
 		s.claimLease = 0
-		w, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		w := openWriter(t, s, "f", true, backend.WriteOptions{})
 		write(t, w, []byte("b"), 1)
 		if _, err := w.Commit(t.Context()); !errors.Is(err, backend.ErrConflict) {
 			t.Fatalf("first Commit = %v, want backend.ErrConflict (claim held)", err)
@@ -157,7 +157,7 @@ func TestAppend(t *testing.T) {
 		s := newStore(t, ep, "p")
 		before := mustCreate(t, s, "f", []byte("old"))
 		release := s.holdClaim(t, "f", before.ETag)
-		w, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		w := openWriter(t, s, "f", true, backend.WriteOptions{})
 		write(t, w, []byte("new"), 10)
 		if _, err := w.Commit(t.Context()); !errors.Is(err, backend.ErrConflict) {
 			t.Fatalf("Commit = %v, want backend.ErrConflict", err)
@@ -179,7 +179,7 @@ func TestAppend(t *testing.T) {
 		s := newStore(t, ep, "p")
 		before := mustCreate(t, s, "f", []byte("old"))
 		release := s.holdClaim(t, "f", before.ETag)
-		w, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		w := openWriter(t, s, "f", true, backend.WriteOptions{})
 		write(t, w, []byte("new"), 10)
 		if _, err := w.Commit(t.Context()); !errors.Is(err, backend.ErrConflict) {
 			t.Fatalf("Commit = %v, want backend.ErrConflict", err)
@@ -197,7 +197,7 @@ func TestAppend(t *testing.T) {
 	t.Run("an attempt that landed but reported failure is not composed again", func(t *testing.T) {
 		s := newStore(t, ep, "p")
 		mustCreate(t, s, "f", []byte("old,"))
-		bw, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		bw := openWriter(t, s, "f", true, backend.WriteOptions{})
 		w := bw.(*appendWriter)
 		write(t, w, []byte("once"), 10)
 		staged, err := w.up.finish(t.Context())
@@ -229,7 +229,7 @@ func TestAppend(t *testing.T) {
 		}
 		s := &store{Backend: b, endpoint: ep, client: client, bucket: b.bucketName}
 		mustCreate(t, s, "f", []byte("old"))
-		bw, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		bw := openWriter(t, s, "f", true, backend.WriteOptions{})
 		w := bw.(*appendWriter)
 		write(t, w, []byte("new"), 10)
 		w.staged, err = w.up.finish(t.Context())
@@ -271,13 +271,13 @@ func TestAppend(t *testing.T) {
 
 	t.Run("content type: kept on append, set when the append creates the file", func(t *testing.T) {
 		s := newStore(t, ep, "p")
-		w, _ := s.Create(t.Context(), "a.csv", backend.WriteOptions{ContentType: "text/csv"})
+		w := openWriter(t, s, "a.csv", false, backend.WriteOptions{ContentType: "text/csv"})
 		write(t, w, []byte("x,y\n"), 10)
 		if _, err := w.Commit(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		mustAppend(t, s, "a.csv", []byte("1,2\n"))
-		w, _ = s.Append(t.Context(), "new.json", backend.WriteOptions{ContentType: "application/json"})
+		w = openWriter(t, s, "new.json", true, backend.WriteOptions{ContentType: "application/json"})
 		write(t, w, []byte("{}"), 10)
 		if _, err := w.Commit(t.Context()); err != nil {
 			t.Fatal(err)

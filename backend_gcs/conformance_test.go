@@ -18,17 +18,22 @@ import (
 
 // TestConformance runs the shared suite against fake-gcs-server: one
 // server for the whole suite, a fresh bucket per store, and presigning with
-// a throwaway key so that DownloadURL goes through native V4 URLs.
+// a throwaway key so that DownloadURL goes through native V4 URLs. The
+// server-death cases get a server of their own, on disk so that its
+// buckets and objects survive a crash.
 func TestConformance(t *testing.T) {
 	ep := testserver.StartFakeGCS(t)
 	_, keyPEM := throwawayKey(t)
 	opts := []Option{WithChunkSize(conformanceChunk), WithURLEndpoint(ep), WithSigner(testSigner, keyPEM)}
-	open := func(t *testing.T, bucket string) *Backend {
+	openOn := func(t *testing.T, ep, bucket string, opts ...Option) *Backend {
 		b, err := New(testserver.FakeGCSClient(t, ep), bucket, "room", opts...)
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
 		return b
+	}
+	open := func(t *testing.T, bucket string) *Backend {
+		return openOn(t, ep, bucket, opts...)
 	}
 	conformance.Run(t, conformance.Harness{
 		New: func(t *testing.T) backend.Backend {
@@ -41,10 +46,15 @@ func TestConformance(t *testing.T) {
 		URLSignaturesUnchecked: true,
 		CommitIgnoresFolders:   true,
 		Leftovers: func(t *testing.T, b backend.Backend) []string {
-			return reservedObjects(t, testserver.FakeGCSClient(t, ep), b.(*Backend).bucketName, "room")
+			return reservedObjects(t, b.(*Backend).client, b.(*Backend).bucketName, "room")
 		},
 		Broken: func(t *testing.T) []conformance.BrokenStore {
 			return []conformance.BrokenStore{{Name: "the bucket is missing", Backend: open(t, "no-such-bucket-"+strings.ToLower(rand.Text())), Gone: true}}
+		},
+		Mortal: func(t *testing.T) conformance.MortalStore {
+			own := testserver.StartFakeGCSOnDisk(t)
+			b := openOn(t, own.Endpoint, testserver.NewFakeGCSBucket(t, own.Endpoint), WithChunkSize(conformanceChunk), WithURLEndpoint(own.Endpoint))
+			return conformance.MortalStore{Backend: b, Kill: own.Kill, Restart: own.Restart}
 		},
 	})
 }

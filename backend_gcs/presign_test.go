@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/testserver"
 )
 
 const testSigner = "roomstore-test@example.iam.gserviceaccount.com"
@@ -45,16 +45,7 @@ func httpGet(t *testing.T, u string) (int, []byte) {
 // httpGetHeader is httpGet that also returns the response's header.
 func httpGetHeader(t *testing.T, u string) (int, http.Header, []byte) {
 	t.Helper()
-	res, err := http.Get(u)
-	if err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.StatusCode, res.Header, body
+	return testserver.Get(t, u)
 }
 
 // v4RequestHash returns the hex SHA-256 of the V4 canonical request of a
@@ -133,7 +124,10 @@ func TestPresign(t *testing.T) {
 		if len(signed) != 1 || !strings.HasPrefix(string(signed[0]), "GOOG4-RSA-SHA256\n") {
 			t.Fatalf("sign called %d times with %q", len(signed), signed)
 		}
-		u, _ := url.Parse(raw)
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
 		sig, err := hex.DecodeString(u.Query().Get("X-Goog-Signature"))
 		if err != nil {
 			t.Fatal(err)
@@ -208,7 +202,10 @@ func TestPresign(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		u, _ := url.Parse(raw)
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if want, _ := url.Parse(ep); u.Scheme != "https" || u.Host != want.Host || u.Path != "/"+s.bucket+"/p/f" {
 			t.Fatalf("URL = %s, want https://%s/%s/p/f", raw, want.Host, s.bucket)
 		}

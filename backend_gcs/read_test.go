@@ -71,7 +71,10 @@ func TestRead(t *testing.T) {
 		}
 		defer r.Close()
 		mustCreate(t, s, "v", []byte("version two, longer"))
-		got, _ := io.ReadAll(r)
+		got, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatalf("read the older version: %v", err)
+		}
 		if string(got) != "version one" || info.Size != int64(len("version one")) {
 			t.Fatalf("read %q with Info size %d, want version one", got, info.Size)
 		}
@@ -85,13 +88,19 @@ func TestRead(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer jc.Close()
-		jb, _ := New(jc, s.bucket, "p")
+		jb, err := New(jc, s.bucket, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
 		r, _, err := jb.Read(t.Context(), "f", 3, 50)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, _ := io.ReadAll(r)
+		got, err := io.ReadAll(r)
 		r.Close()
+		if err != nil {
+			t.Fatalf("JSON read: %v", err)
+		}
 		mustEqual(t, "JSON read", got, data[3:53])
 	})
 }
@@ -178,12 +187,12 @@ func TestStatAndList(t *testing.T) {
 	t.Run("reserved objects and other prefixes stay out", func(t *testing.T) {
 		s := newStore(t, ep, "p")
 		mustCreate(t, s, "f", []byte("x"))
-		w, _ := s.Append(t.Context(), "f", backend.WriteOptions{})
+		w := openWriter(t, s, "f", true, backend.WriteOptions{})
 		write(t, w, []byte("staged"), 10)
 		if _, err := w.Commit(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		w, _ = s.Append(t.Context(), "f", backend.WriteOptions{})
+		w = openWriter(t, s, "f", true, backend.WriteOptions{})
 		write(t, w, []byte("staged"), 10)
 		defer w.Abort(t.Context())
 		s.holdClaim(t, "f", "1")
@@ -238,8 +247,10 @@ func TestStatAndList(t *testing.T) {
 
 	t.Run("list reports a missing bucket", func(t *testing.T) {
 		s := newStore(t, ep, "p")
-		b, _ := New(s.client, "no-such-bucket", "")
-		var err error
+		b, err := New(s.client, "no-such-bucket", "")
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, e := range b.List(t.Context(), "") {
 			err = e
 		}

@@ -150,6 +150,21 @@ func write(t *testing.T, w backend.Writer, data []byte, piece int) {
 	}
 }
 
+// openWriter starts a Create (or, with appending, an Append) of path,
+// failing the test on error.
+func openWriter(t *testing.T, b backend.Backend, path string, appending bool, o backend.WriteOptions) backend.Writer {
+	t.Helper()
+	op, start := "Create", b.Create
+	if appending {
+		op, start = "Append", b.Append
+	}
+	w, err := start(t.Context(), path, o)
+	if err != nil {
+		t.Fatalf("%s %q: %v", op, path, err)
+	}
+	return w
+}
+
 func mustCreate(t *testing.T, b backend.Backend, path string, data []byte) backend.Info {
 	t.Helper()
 	w, err := b.Create(t.Context(), path, backend.WriteOptions{})

@@ -83,7 +83,7 @@ func TestCreate(t *testing.T) {
 
 	t.Run("exclusive create of a new file succeeds", func(t *testing.T) {
 		s := newStore(t, ep, "p")
-		w, _ := s.Create(t.Context(), "x", backend.WriteOptions{Exclusive: true})
+		w := openWriter(t, s, "x", false, backend.WriteOptions{Exclusive: true})
 		write(t, w, []byte("mine"), 10)
 		if _, err := w.Commit(t.Context()); err != nil {
 			t.Fatalf("exclusive Commit on a missing file: %v", err)
@@ -94,7 +94,7 @@ func TestCreate(t *testing.T) {
 	t.Run("exclusive create over an existing file fails with ErrExist and keeps it", func(t *testing.T) {
 		s := newStore(t, ep, "p")
 		mustCreate(t, s, "x", []byte("old"))
-		w, _ := s.Create(t.Context(), "x", backend.WriteOptions{Exclusive: true})
+		w := openWriter(t, s, "x", false, backend.WriteOptions{Exclusive: true})
 		write(t, w, []byte("new"), 10)
 		_, err := w.Commit(t.Context())
 		if !errors.Is(err, fs.ErrExist) {
@@ -113,7 +113,7 @@ func TestCreate(t *testing.T) {
 
 	t.Run("an exclusive create that finds its own upload already there succeeds", func(t *testing.T) {
 		s := newStore(t, ep, "p")
-		bw, _ := s.Create(t.Context(), "x", backend.WriteOptions{Exclusive: true})
+		bw := openWriter(t, s, "x", false, backend.WriteOptions{Exclusive: true})
 		w := bw.(*createWriter)
 		write(t, w, []byte("mine"), 10)
 		// What a first try whose response was lost leaves behind, before
@@ -133,7 +133,7 @@ func TestCreate(t *testing.T) {
 
 	t.Run("exclusive create loses to a file that appears before commit", func(t *testing.T) {
 		s := newStore(t, ep, "p")
-		w, _ := s.Create(t.Context(), "x", backend.WriteOptions{Exclusive: true})
+		w := openWriter(t, s, "x", false, backend.WriteOptions{Exclusive: true})
 		write(t, w, randBytes(testChunk+5, 3), 4096)
 		mustCreate(t, s.reopen(t), "x", []byte("winner"))
 		if _, err := w.Commit(t.Context()); !errors.Is(err, fs.ErrExist) {
@@ -151,7 +151,7 @@ func TestCreate(t *testing.T) {
 			if i%2 == 1 {
 				b = s.reopen(t)
 			}
-			writers[i], _ = b.Create(t.Context(), "race", backend.WriteOptions{Exclusive: true})
+			writers[i] = openWriter(t, b, "race", false, backend.WriteOptions{Exclusive: true})
 			write(t, writers[i], fmt.Appendf(nil, "writer %d", i), 100)
 		}
 		errs := make(chan error, n)
@@ -175,7 +175,7 @@ func TestCreate(t *testing.T) {
 
 	t.Run("content type is stored", func(t *testing.T) {
 		s := newStore(t, ep, "p")
-		w, _ := s.Create(t.Context(), "doc.txt", backend.WriteOptions{ContentType: "text/plain; charset=utf-8"})
+		w := openWriter(t, s, "doc.txt", false, backend.WriteOptions{ContentType: "text/plain; charset=utf-8"})
 		write(t, w, []byte("hello"), 10)
 		if _, err := w.Commit(t.Context()); err != nil {
 			t.Fatal(err)
@@ -188,7 +188,7 @@ func TestCreate(t *testing.T) {
 
 	t.Run("write and commit after commit fail with ErrClosed", func(t *testing.T) {
 		s := newStore(t, ep, "p")
-		w, _ := s.Create(t.Context(), "f", backend.WriteOptions{})
+		w := openWriter(t, s, "f", false, backend.WriteOptions{})
 		write(t, w, []byte("x"), 1)
 		if _, err := w.Commit(t.Context()); err != nil {
 			t.Fatal(err)

@@ -73,7 +73,10 @@ func TestChunksKeepEveryVersionWhole(t *testing.T) {
 	}
 	// 4,000 appends of 11 bytes: the chunks grow, they do not pile up.
 	for range 4000 {
-		w, _ := b.Append(ctx, "log", backend.WriteOptions{})
+		w, err := b.Append(ctx, "log", backend.WriteOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := w.Write(ctx, []byte("0123456789\n")); err != nil {
 			t.Fatal(err)
 		}

@@ -32,13 +32,29 @@ func TestConformance(t *testing.T) {
 				{Name: "every call says the store is gone", Backend: gone, Gone: true},
 			}
 		},
+		// A store in memory has no server; faults on every call stand in
+		// for one that died, and clearing them for its restart.
+		Mortal: func(*testing.T) conformance.MortalStore {
+			b := backend_mem.New()
+			return conformance.MortalStore{
+				Backend: b,
+				Kill: func() {
+					for _, op := range allOps {
+						b.Inject(backend_mem.Fault{Op: op, Err: errServerDied})
+					}
+				},
+				Restart: func() error { b.ClearFaults(); return nil },
+			}
+		},
 	})
 }
 
 var allOps = []backend_mem.Op{
 	backend_mem.OpStat, backend_mem.OpCreate, backend_mem.OpAppend, backend_mem.OpWrite, backend_mem.OpCommit,
-	backend_mem.OpRead, backend_mem.OpList, backend_mem.OpRemove, backend_mem.OpPresign,
+	backend_mem.OpRead, backend_mem.OpList, backend_mem.OpRemove, backend_mem.OpPresign, backend_mem.OpMove,
 }
+
+var errServerDied = errors.New("connection refused: the store's server died")
 
 // A named store opened and closed without a file is forgotten, so that
 // names opened once cost nothing; one that holds a file stays.

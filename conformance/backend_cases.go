@@ -93,7 +93,7 @@ func runBackend(t *testing.T, h Harness) {
 			commit(t, b, "x", []byte("winner"), false)
 			_, err = w.Commit(t.Context())
 			wantIs(t, "exclusive Commit", err, fs.ErrExist)
-			_ = w.Abort(t.Context())
+			noErr(t, "Abort after the lost commit", w.Abort(t.Context()))
 			if got, _ := read(t, b, "x", 0, -1); string(got) != "winner" {
 				t.Fatalf("content %q, want winner", got)
 			}

@@ -10,6 +10,8 @@
 //		conformance.Run(t, conformance.Harness{
 //			New: func(t *testing.T) backend.Backend { return backend_mem.New() },
 //			Reopen: func(t *testing.T, b backend.Backend) backend.Backend { return b },
+//			Broken: func(t *testing.T) []conformance.BrokenStore { ... },
+//			Mortal: func(t *testing.T) conformance.MortalStore { ... }, // optional
 //		})
 //	}
 //
@@ -90,6 +92,17 @@ type Harness struct {
 	// fails); at least one is required. The broken-store cases check that
 	// writes fail cleanly on each and that a store that is gone says so.
 	Broken func(t *testing.T) []BrokenStore
+	// Mortal, when set, returns a fresh, empty store on a server of its
+	// own that the server-death cases kill while a writer has an upload in
+	// flight and bring back (S3 and GCS: the emulator's process; memory:
+	// faults that fail every call until Restart clears them). Those cases
+	// check that the calls meeting the dead server fail within their
+	// context, that the engine discards the handle, and that once the
+	// server is back the old content stays and nothing partial is left. A
+	// store with no server to lose (a local disk, whose process crashes
+	// are the disk store's crash test) leaves it nil, and the cases are
+	// not listed for it.
+	Mortal func(t *testing.T) MortalStore
 }
 
 func (h Harness) partSize() int {
@@ -126,6 +139,9 @@ func Run(t *testing.T, h Harness) {
 	}
 	t.Run("backend", func(t *testing.T) { runBackend(t, h) })
 	t.Run("engine", func(t *testing.T) { runEngine(t, h) })
+	if h.Mortal != nil {
+		t.Run("server death", func(t *testing.T) { runServerDeath(t, h) })
+	}
 }
 
 // cases runs named cases as parallel subtests.

@@ -196,8 +196,8 @@ var folderCases = []tcase{
 		e := fresh(t, h)
 		e.put(t, "a/b/c.txt", []byte("x"), overwrite)
 		e.put(t, "a/b/d.txt", []byte("x"), overwrite)
-		if ok, _ := e.Exists(e.ctx, "a/b/"); !ok {
-			t.Fatal("folder a/b does not exist")
+		if ok, err := e.Exists(e.ctx, "a/b/"); err != nil || !ok {
+			t.Fatalf("Exists(a/b/) = %v, %v; want true", ok, err)
 		}
 		noErr(t, "Delete", e.Delete(e.ctx, "a/b/c.txt"))
 		if got := e.names(t, "a"); !slices.Equal(got, []string{"b/"}) {

@@ -271,7 +271,8 @@ func streamCases(h Harness) []tcase {
 			}
 			info, err := fs.Stat(fsys, "a/1.txt")
 			noErr(t, "Stat", err)
-			st, _ := e.Stat(e.ctx, "a/1.txt")
+			st, err := e.Stat(e.ctx, "a/1.txt")
+			noErr(t, "engine Stat", err)
 			if en, ok := info.Sys().(roomstore.Entry); !ok || en.ETag != st.ETag || info.Mode() != 0o444 {
 				t.Fatalf("FileInfo %v (Sys %#v), want mode 0444 and the Entry", info, info.Sys())
 			}

@@ -128,7 +128,8 @@ var urlCases = []tcase{
 			t.Fatalf("fresh URL: %d %q", status, body)
 		}
 		if h.URLSignaturesUnchecked {
-			u, _ := url.Parse(raw)
+			u, err := url.Parse(raw)
+			noErr(t, "parse", err)
 			if k := queryParam(u.Query(), isExpiry); k == "" || u.Query().Get(k) != "2" {
 				t.Fatalf("URL %s does not carry a 2-second expiry", raw)
 			}
@@ -141,6 +142,15 @@ var urlCases = []tcase{
 			t.Fatalf("expired URL: %d %q, want 403", status, body)
 		}
 	}},
+}
+
+// withQuery returns a copy of u with its query changed by change.
+func withQuery(u *url.URL, change func(url.Values)) *url.URL {
+	c := *u
+	q := c.Query()
+	change(q)
+	c.RawQuery = q.Encode()
+	return &c
 }
 
 func boolInt(b bool) int {
@@ -206,10 +216,20 @@ var attachmentCases = []tcase{
 		if h.URLSignaturesUnchecked {
 			return // the server cannot tell; the parameter is there, signed
 		}
-		q.Set(key, strings.Replace(q.Get(key), "f.txt", "evil.exe", 1))
-		u.RawQuery = q.Encode()
-		if body, status := fetch(t, u.String(), nil); status != http.StatusForbidden || strings.Contains(string(body), "secret") {
-			t.Fatalf("changed disposition: %d %q, want 403", status, body)
+		plain, err := url.Parse(e.url(t, "f.txt"))
+		noErr(t, "parse", err)
+		for what, forged := range map[string]*url.URL{
+			"changed": withQuery(u, func(q url.Values) { q.Set(key, strings.Replace(q.Get(key), "f.txt", "evil.exe", 1)) }),
+			"dropped": withQuery(u, func(q url.Values) { q.Del(key) }),
+			"added":   withQuery(plain, func(q url.Values) { q.Set(key, q.Get(key)+`attachment; filename="evil.exe"`) }),
+		} {
+			if body, status := fetch(t, forged.String(), nil); status != http.StatusForbidden || strings.Contains(string(body), "secret") {
+				t.Fatalf("disposition %s: %d %q, want 403", what, status, body)
+			}
+		}
+		// The control: re-encoding the query alone keeps the URL valid.
+		if body, status := fetch(t, withQuery(u, func(url.Values) {}).String(), nil); status != http.StatusOK || string(body) != "secret" {
+			t.Fatalf("the untouched attachment URL, its query re-encoded: %d %q", status, body)
 		}
 	}},
 }

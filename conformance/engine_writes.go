@@ -41,7 +41,8 @@ var writeCases = []tcase{
 		noErr(t, "Open", err)
 		noErr(t, "Write", e.Write(e.ctx, hd, []byte("brand new")))
 		e.mustContain(t, "f", []byte("old"))
-		st, _ := e.Stat(e.ctx, "f")
+		st, err := e.Stat(e.ctx, "f")
+		noErr(t, "Stat", err)
 		if st.Size != 3 {
 			t.Fatalf("Stat size %d before close, want 3", st.Size)
 		}

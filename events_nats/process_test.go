@@ -235,7 +235,11 @@ func runChild(spec string) int {
 		return 2
 	}
 	storeURL, natsURL, participant := f[0], f[1], f[2]
-	seed, _ := strconv.ParseUint(f[3], 10, 64)
+	seed, err := strconv.ParseUint(f[3], 10, 64)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "child: bad seed in spec %q: %v\n", spec, err)
+		return 2
+	}
 	nc, err := nats.Connect(natsURL, events_nats.ConnOptions()...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)

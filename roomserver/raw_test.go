@@ -316,7 +316,10 @@ func content(t *testing.T, data []byte) wire.Content {
 // call makes one simple storage call.
 func (r *raw) call(tool string, args any) wire.Content {
 	r.t.Helper()
-	j, _ := json.Marshal(args)
+	j, err := json.Marshal(args)
+	if err != nil {
+		r.t.Fatalf("encode the arguments of %s: %v", tool, err)
+	}
 	return r.response(r.request(wire.TypeInvokeTool, wire.InvokeTool{Toolkit: "storage", Tool: tool, Arguments: wire.Content{Type: wire.KindJSON, JSON: j}}, nil))
 }
 

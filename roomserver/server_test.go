@@ -229,7 +229,10 @@ func TestEventsReachEveryParticipantOfTheRoomOnly(t *testing.T) {
 
 func TestTokens(t *testing.T) {
 	f := newFixture(t, nil)
-	other, _ := roomserver.NewToken([]byte("another secret, also 32 bytes long"), "eve", "r1", time.Hour)
+	other, err := roomserver.NewToken([]byte("another secret, also 32 bytes long"), "eve", "r1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	expired := signed(t, roomserver.Claims{
 		Name:             "eve",
 		Grants:           []roomserver.Grant{{Name: "room", Scope: "r1"}},

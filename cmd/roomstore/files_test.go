@@ -369,7 +369,10 @@ func snapshot(t *testing.T, dir string) map[string]string {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, p)
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
 		if rel == ".roomstore" {
 			return filepath.SkipDir // the engine's own: locks, temporaries
 		}

@@ -1,5 +1,6 @@
 // Package natstest runs an embedded nats-server with JetStream for tests,
-// on a free loopback port with its streams in a folder of the test's, and
+// on a loopback port it picks itself (so no other process can take the
+// port between its choice and its use), with its streams in a folder of the test's, and
 // lets a test restart it (same port, same streams) or cut one client's
 // connection, to see what the event transport does about it.
 package natstest
@@ -29,7 +30,7 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{t: t, opts: server.Options{
 		Host:      "127.0.0.1",
-		Port:      freePort(t),
+		Port:      server.RANDOM_PORT, // Resume keeps the port it got
 		JetStream: true,
 		StoreDir:  t.TempDir(),
 		NoSigs:    true,
@@ -51,15 +52,6 @@ func Reserve(t testing.TB) *Server {
 	return s
 }
 
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // URL is the client URL, the same across restarts.
 func (s *Server) URL() string {
 	return "nats://127.0.0.1:" + strconv.Itoa(s.opts.Port)
@@ -77,28 +69,45 @@ func (s *Server) Stop() {
 }
 
 // Resume starts the server again, on the same port with the same streams,
-// and waits (at most 30s) until it accepts connections. It is safe from
-// any goroutine; it reports failure as an error.
+// and waits (at most 30s) until it accepts connections. While it was down
+// another process may have bound the port: Resume then tries again until
+// the port is free or the 30s are over. It is safe from any goroutine; it
+// reports failure as an error.
 func (s *Server) Resume() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.srv != nil {
 		return nil
 	}
-	opts := s.opts
-	srv, err := server.NewServer(&opts)
-	if err != nil {
-		return err
-	}
-	srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
+	deadline := time.Now().Add(resumeTimeout)
+	for {
+		opts := s.opts
+		srv, err := server.NewServer(&opts)
+		if err != nil {
+			return err
+		}
+		srv.Start()
+		if srv.ReadyForConnections(min(readyTimeout, time.Until(deadline))) {
+			if s.opts.Port == server.RANDOM_PORT {
+				s.opts.Port = srv.Addr().(*net.TCPAddr).Port
+			}
+			s.srv = srv
+			return nil
+		}
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return errNotReady
+		if time.Now().After(deadline) {
+			return errNotReady
+		}
 	}
-	s.srv = srv
-	return nil
 }
+
+// resumeTimeout bounds Resume; readyTimeout bounds one try, which fails
+// when the port is taken.
+const (
+	resumeTimeout = 30 * time.Second
+	readyTimeout  = 5 * time.Second
+)
 
 // Restart stops the server and starts it again.
 func (s *Server) Restart() error {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -64,18 +65,18 @@ func StartFakeGCSOnDisk(t testing.TB) *FakeGCS {
 func startFakeGCS(t testing.TB, backendArgs ...string) *FakeGCS {
 	t.Helper()
 	bin := Binary(t, "fake-gcs-server", FakeGCSInstall)
-	addr := FreeAddr(t)
-	_, port, _ := strings.Cut(addr, ":")
-	endpoint := "http://" + addr
-	args := append(backendArgs,
-		"-scheme", "http",
-		"-host", "127.0.0.1",
-		"-port", port,
-		"-public-host", addr,
-		"-external-url", endpoint,
-		"-log-level", "error",
-	)
-	return &FakeGCS{Endpoint: endpoint, Process: Start(t, addr, bin, args...)}
+	p := Start(t, bin, func(addr string) []string {
+		_, port, _ := strings.Cut(addr, ":") // addr is 127.0.0.1:port, from a listener
+		return append(slices.Clip(backendArgs),
+			"-scheme", "http",
+			"-host", "127.0.0.1",
+			"-port", port,
+			"-public-host", addr,
+			"-external-url", "http://"+addr,
+			"-log-level", "error",
+		)
+	})
+	return &FakeGCS{Endpoint: "http://" + p.Addr(), Process: p}
 }
 
 // Kill crashes the server with SIGKILL and returns once it has exited;

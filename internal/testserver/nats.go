@@ -22,9 +22,11 @@ type NATS struct {
 // stops it when the test ends.
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
-	addr := FreeAddr(t)
-	host, port, _ := net.SplitHostPort(addr)
 	bin := Binary(t, "nats-server", NATSServerInstall)
-	p := Start(t, addr, bin, "-a", host, "-p", port, "-js", "-sd", t.TempDir())
-	return &NATS{Process: p, URL: "nats://" + addr}
+	dir := t.TempDir()
+	p := Start(t, bin, func(addr string) []string {
+		host, port, _ := net.SplitHostPort(addr) // addr is host:port, from a listener
+		return []string{"-a", host, "-p", port, "-js", "-sd", dir}
+	})
+	return &NATS{Process: p, URL: "nats://" + p.Addr()}
 }

@@ -60,19 +60,20 @@ func StartVersityGW(t testing.TB) *VersityGW {
 		AccessKey: "roomstore-test",
 		SecretKey: "secret-" + randomHex(t, 16),
 	}
-	addr := FreeAddr(t)
-	g.Endpoint = "http://" + addr
 	// The global flags must precede the backend subcommand. Single-account
 	// mode (no IAM flags) still authenticates every request: only the root
 	// credentials given here verify as SigV4 signatures.
-	g.Process = Start(t, addr, bin,
-		"--port", addr,
-		"--access", g.AccessKey,
-		"--secret", g.SecretKey,
-		"--region", VersityGWRegion,
-		"--quiet",
-		"posix", root,
-	)
+	g.Process = Start(t, bin, func(addr string) []string {
+		return []string{
+			"--port", addr,
+			"--access", g.AccessKey,
+			"--secret", g.SecretKey,
+			"--region", VersityGWRegion,
+			"--quiet",
+			"posix", root,
+		}
+	})
+	g.Endpoint = "http://" + g.Process.Addr()
 	return g
 }
 
