@@ -10,7 +10,6 @@ import (
 
 	"cloud.google.com/go/storage"
 	"github.com/roomstore/roomstore/backend"
-	"github.com/roomstore/roomstore/internal/grace"
 )
 
 // Append returns a writer that stages its bytes in a private temporary
@@ -98,7 +97,7 @@ func (w *appendWriter) removeTemp(ctx context.Context) {
 	if w.staged == nil {
 		return
 	}
-	cctx, cancel := grace.Context(ctx, cleanupTimeout)
+	cctx, cancel := cleanup.Once(ctx)
 	defer cancel()
 	_ = w.temp.Generation(w.staged.Generation).Delete(cctx)
 }
@@ -181,7 +180,7 @@ const composeAttempts = 4
 // than gen (0: missing), so that a failed compose met a race rather than
 // a broken server.
 func (w *appendWriter) moved(ctx context.Context, gen int64) bool {
-	cctx, cancel := grace.Context(ctx, cleanupTimeout)
+	cctx, cancel := cleanup.Once(ctx)
 	defer cancel()
 	cur, err := w.current(cctx)
 	return err == nil && generation(cur) != gen
@@ -205,7 +204,7 @@ func (w *appendWriter) verify(gen int64, res *storage.ObjectAttrs) (backend.Info
 // landed returns the file's attributes when its current version is this
 // writer's compose result, else nil.
 func (w *appendWriter) landed(ctx context.Context) *storage.ObjectAttrs {
-	cctx, cancel := grace.Context(ctx, cleanupTimeout)
+	cctx, cancel := cleanup.Once(ctx)
 	defer cancel()
 	a, err := w.obj.Attrs(cctx)
 	if err != nil || a.Metadata[markerKey] != w.id {
@@ -271,7 +270,7 @@ func (b *Backend) claim(ctx context.Context, path, key string, gen int64) (relea
 
 func (b *Backend) releaser(ctx context.Context, tok *storage.ObjectHandle, gen int64) func() {
 	return func() {
-		cctx, cancel := grace.Context(ctx, cleanupTimeout)
+		cctx, cancel := cleanup.Once(ctx)
 		defer cancel()
 		_ = tok.Generation(gen).Delete(cctx)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"cloud.google.com/go/storage"
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/objstore"
 	"github.com/roomstore/roomstore/roompath"
 	"google.golang.org/api/iterator"
 )
@@ -145,103 +146,88 @@ func fileInfo(path string, a *storage.ObjectAttrs) backend.Info {
 }
 
 // Stat describes the object at path, or the implicit folder path when no
-// object has that name but some object lies beneath it. The root is always
-// a folder. Neither yields fs.ErrNotExist.
+// object has that name but some object lies beneath it (see
+// objstore.Stat). The root is always a folder.
 func (b *Backend) Stat(ctx context.Context, path string) (backend.Info, error) {
-	if path == "" {
-		return backend.Info{IsFolder: true}, nil
-	}
-	a, err := b.bucket.Object(b.key(path)).Attrs(ctx)
-	if err == nil {
-		return fileInfo(path, a), nil
-	}
-	if !isNotExist(err) {
+	return objstore.Stat(ctx, objects{b}, path)
+}
+
+// objects is the Backend as the shared folder logic (objstore) sees it.
+type objects struct{ b *Backend }
+
+// StatFile describes the object of the file at path.
+func (o objects) StatFile(ctx context.Context, path string) (backend.Info, error) {
+	a, err := o.b.bucket.Object(o.b.key(path)).Attrs(ctx)
+	if err != nil {
 		return backend.Info{}, classify(err)
 	}
-	if err := b.missing(ctx, path, err); !errors.Is(err, backend.ErrIsFolder) {
-		return backend.Info{}, err
-	}
-	return backend.Info{Path: path, IsFolder: true}, nil
+	return fileInfo(path, a), nil
 }
 
-// missing tells what a 404 for the object at path means: ErrIsFolder when
-// objects lie beneath path, ErrStoreUnavailable when the bucket is gone (an
-// object's 404 cannot say, a listing's can), else notFound classified.
-func (b *Backend) missing(ctx context.Context, path string, notFound error) error {
-	folder, err := b.hasChildren(ctx, path)
-	switch {
-	case err != nil && isNotExist(err):
-		return withKind(backend.ErrStoreUnavailable, err, "bucket not found")
-	case err != nil:
-		return classify(err)
-	case folder:
-		return backend.ErrIsFolder
-	}
-	return classify(notFound)
-}
-
-// hasChildren reports whether any object lies beneath the folder path,
-// reading at most one listing entry.
-func (b *Backend) hasChildren(ctx context.Context, path string) (bool, error) {
-	q := &storage.Query{Prefix: b.dirPrefix(path), Delimiter: "/"}
+// HasChildren reads at most one listing entry under the folder path. A
+// listing has no object to miss: its 404 means the bucket is gone.
+func (o objects) HasChildren(ctx context.Context, path string) (bool, error) {
+	q := &storage.Query{Prefix: o.b.dirPrefix(path), Delimiter: "/"}
 	if err := q.SetAttrSelection([]string{"Name"}); err != nil {
-		return false, err
+		return false, classify(err)
 	}
-	it := b.bucket.Objects(ctx, q)
+	it := o.b.bucket.Objects(ctx, q)
 	it.PageInfo().MaxSize = 1
 	_, err := it.Next()
-	if errors.Is(err, iterator.Done) {
+	switch {
+	case errors.Is(err, iterator.Done):
 		return false, nil
+	case err != nil:
+		return false, listError(err)
 	}
-	return err == nil, err
+	return true, nil
+}
+
+// listError classifies the failure of a listing.
+func listError(err error) error {
+	if isNotExist(err) {
+		return withKind(backend.ErrStoreUnavailable, err, "bucket not found")
+	}
+	return classify(err)
+}
+
+// missing tells what a 404 for the object at path means (see
+// objstore.Missing).
+func (b *Backend) missing(ctx context.Context, path string, notFound error) error {
+	return objstore.Missing(ctx, objects{b}, path, classify(notFound))
 }
 
 // List yields the files and folders directly inside dir from a delimiter
 // listing, one page at a time. Reserved names are skipped. A missing
 // folder or a file yields nothing.
 func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, error] {
-	return func(yield func(backend.Info, error) bool) {
-		pfx := b.dirPrefix(dir)
+	pfx := b.dirPrefix(dir)
+	return objstore.List(dir, pfx, func(yield func(objstore.Entry, error) bool) {
 		q := &storage.Query{Prefix: pfx, Delimiter: "/"}
 		if err := q.SetAttrSelection([]string{"Name", "Size", "Updated", "Generation"}); err != nil {
-			yield(backend.Info{}, classify(err))
+			yield(objstore.Entry{}, classify(err))
 			return
 		}
 		it := b.bucket.Objects(ctx, q)
 		for {
 			a, err := it.Next()
-			if errors.Is(err, iterator.Done) {
+			switch {
+			case errors.Is(err, iterator.Done):
+				return
+			case err != nil:
+				yield(objstore.Entry{}, listError(err))
 				return
 			}
-			if err != nil {
-				if isNotExist(err) { // a listing has no object to miss: the bucket is gone
-					err = withKind(backend.ErrStoreUnavailable, err, "bucket not found")
-				}
-				yield(backend.Info{}, classify(err))
-				return
+			e := objstore.Entry{Key: a.Prefix, Prefix: true}
+			if a.Prefix == "" {
+				f := fileInfo("", a)
+				e = objstore.Entry{Key: a.Name, Size: f.Size, ModTime: f.ModTime, ETag: f.ETag}
 			}
-			var info backend.Info
-			if a.Prefix != "" {
-				name := strings.TrimSuffix(strings.TrimPrefix(a.Prefix, pfx), "/")
-				// "a//b" makes an empty-named prefix; no clean path can name it.
-				if name == "" || strings.Contains(name, "/") || roompath.IsReserved(name) {
-					continue
-				}
-				info = backend.Info{Path: roompath.Join(dir, name), IsFolder: true}
-			} else {
-				name := strings.TrimPrefix(a.Name, pfx)
-				// An object named like a folder ("dir/") is a console
-				// placeholder, not a file.
-				if name == "" || roompath.IsReserved(name) {
-					continue
-				}
-				info = fileInfo(roompath.Join(dir, name), a)
-			}
-			if !yield(info, nil) {
+			if !yield(e, nil) {
 				return
 			}
 		}
-	}
+	})
 }
 
 // Remove deletes the object at path; a missing one yields fs.ErrNotExist
@@ -268,9 +254,6 @@ const maxReadRetries = 10
 // past the end yields fs.ErrInvalid; offset == size an empty reader; a
 // missing object fs.ErrNotExist.
 func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, backend.Info, error) {
-	if offset < 0 {
-		return nil, backend.Info{}, backend.Errorf(fs.ErrInvalid, nil, "negative offset %d", offset)
-	}
 	obj := b.bucket.Object(b.key(path))
 	for attempt := 0; ; attempt++ {
 		a, err := obj.Attrs(ctx)

@@ -7,7 +7,6 @@ import (
 
 	"cloud.google.com/go/storage"
 	"github.com/roomstore/roomstore/backend"
-	"github.com/roomstore/roomstore/internal/grace"
 )
 
 // markerKey is the metadata key that tags an object with the writer that
@@ -71,7 +70,7 @@ func (w *createWriter) Commit(ctx context.Context) (backend.Info, error) {
 		return fileInfo(w.path, a), nil
 	}
 	if w.exclusive && isPrecondition(err) {
-		cctx, cancel := grace.Context(ctx, cleanupTimeout)
+		cctx, cancel := cleanup.Once(ctx)
 		defer cancel()
 		if cur, aerr := w.obj.Attrs(cctx); aerr == nil && cur.Metadata[markerKey] == w.id {
 			return fileInfo(w.path, cur), nil

@@ -7,7 +7,7 @@ import (
 
 	"cloud.google.com/go/storage"
 	"github.com/roomstore/roomstore/backend"
-	"github.com/roomstore/roomstore/internal/grace"
+	"github.com/roomstore/roomstore/internal/objstore"
 )
 
 // Move renames the object at src to dst by a server-side copy of the
@@ -36,7 +36,11 @@ func (b *Backend) Move(ctx context.Context, src, dst string, opts backend.MoveOp
 	}
 	gen := a.Generation
 	dstObj := b.bucket.Object(b.key(dst))
-	if err := b.checkMoveTarget(ctx, dst, dstObj, opts.Overwrite); err != nil {
+	// On Cloud Storage the copy's DoesNotExist precondition decides a
+	// file at dst atomically; the emulator ignores that precondition,
+	// and there this check is the only guard, one that a file created at
+	// dst just after it can slip past.
+	if err := objstore.CheckMoveTarget(ctx, objects{b}, dst, opts.Overwrite); err != nil {
 		return backend.Info{}, err
 	}
 
@@ -72,32 +76,6 @@ func (b *Backend) Move(ctx context.Context, src, dst string, opts backend.MoveOp
 		return backend.Info{}, err
 	}
 	return fileInfo(dst, copied), nil
-}
-
-// checkMoveTarget refuses a dst that is a folder and, without overwrite,
-// one that holds an object. On Cloud Storage the copy's DoesNotExist
-// precondition already decides the latter atomically; the emulator
-// ignores that precondition, and there this check is the only guard, one
-// that a file created at dst just after it can slip past.
-func (b *Backend) checkMoveTarget(ctx context.Context, dst string, dstObj *storage.ObjectHandle, overwrite bool) error {
-	folder, err := b.hasChildren(ctx, dst)
-	if err != nil {
-		return classify(err)
-	}
-	if folder {
-		return backend.ErrIsFolder
-	}
-	if overwrite {
-		return nil
-	}
-	_, err = dstObj.Attrs(ctx)
-	switch {
-	case err == nil:
-		return backend.Errorf(fs.ErrExist, nil, "a file is at the destination")
-	case isNotExist(err):
-		return nil
-	}
-	return classify(err)
 }
 
 // move is one attempt of Move, from generation gen of src to dst.
@@ -174,7 +152,7 @@ func (m *move) deleteSource(ctx context.Context, copied *storage.ObjectAttrs) er
 	if err == nil {
 		return nil
 	}
-	cctx, cancel := grace.Context(ctx, cleanupTimeout)
+	cctx, cancel := cleanup.Once(ctx)
 	defer cancel()
 	cur, aerr := m.src.Attrs(cctx)
 	switch {
@@ -204,7 +182,7 @@ func (m *move) deleteSource(ctx context.Context, copied *storage.ObjectAttrs) er
 // ownCopy returns dst's attributes when its current version is this
 // move's copy, else nil.
 func (m *move) ownCopy(ctx context.Context) *storage.ObjectAttrs {
-	cctx, cancel := grace.Context(ctx, cleanupTimeout)
+	cctx, cancel := cleanup.Once(ctx)
 	defer cancel()
 	a, err := m.dst.Attrs(cctx)
 	if err != nil || a.Metadata[markerKey] != m.id {
@@ -216,7 +194,7 @@ func (m *move) ownCopy(ctx context.Context) *storage.ObjectAttrs {
 // undoCopy deletes the copy's generation only, so that a file written to
 // dst since is never removed. A copy already gone is no failure.
 func (m *move) undoCopy(ctx context.Context, copied *storage.ObjectAttrs) error {
-	cctx, cancel := grace.Context(ctx, cleanupTimeout)
+	cctx, cancel := cleanup.Once(ctx)
 	defer cancel()
 	err := m.dst.Generation(copied.Generation).Delete(cctx)
 	if err == nil || isNotExist(err) {

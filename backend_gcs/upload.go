@@ -5,10 +5,10 @@ import (
 	"errors"
 	"io/fs"
 	"sync"
-	"time"
 
 	"cloud.google.com/go/storage"
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/objstore"
 )
 
 // upload streams bytes into one object through a storage.Writer. The
@@ -134,8 +134,8 @@ func (u *upload) closeLocked() {
 	}
 }
 
-// cleanupTimeout bounds the best-effort work that follows an operation
-// (deleting a temporary or a claim, telling whether a compose landed); it
-// runs on a grace.Context, so a caller whose context ends waits at most
+// cleanup bounds the best-effort work that follows an operation (deleting
+// a temporary, a claim or a copy, telling whether a compose landed): it
+// runs once, on cleanup.Once, so a caller whose context ends waits at most
 // grace.Period more.
-const cleanupTimeout = 30 * time.Second
+var cleanup = objstore.Cleanup{Timeout: objstore.DefaultCleanupTimeout}

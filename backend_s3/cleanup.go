@@ -2,14 +2,10 @@ package backend_s3
 
 import (
 	"context"
-	"math/rand/v2"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-
-	"github.com/roomstore/roomstore/internal/grace"
 )
 
 // effort says how hard a cleanup call (AbortMultipartUpload, DeleteObject
@@ -18,7 +14,7 @@ type effort int
 
 const (
 	// once sends the call a single time (retried only by the client's own
-	// retryer) on a grace.Context of the caller's, so that the call it
+	// retryer) on the cleanup budget's Once context, so that the call it
 	// follows waits at most grace.Period past its deadline. It is the
 	// cleanup a failed Write or Commit runs before it returns (the caller
 	// must Abort the writer next, and Abort persists), and the removal of
@@ -26,60 +22,30 @@ const (
 	// removed is left to a lifecycle rule).
 	once effort = iota
 	// persist retries the call until it succeeds, the server gives an
-	// answer that retrying cannot change, or the cleanup timeout passes,
-	// so that a server that restarts within the timeout still has the
-	// upload aborted. It is the cleanup of Abort.
+	// answer that retrying cannot change, or the cleanup timeout passes
+	// (objstore.Cleanup.Persist), so that a server that restarts within
+	// the timeout still has the upload aborted. It is the cleanup of
+	// Abort.
 	persist
 )
 
-// Pauses between the tries of a persistent cleanup: they double from the
-// first to the last, each cut by up to half at random so that writers
-// cleaning up after one outage do not retry in step.
-const (
-	cleanupFirstPause = 50 * time.Millisecond
-	cleanupMaxPause   = time.Second
-)
-
-// cleanupContext returns a context for cleanup after a failure: it keeps
-// parent's values but not its cancellation, and is bounded by the cleanup
-// timeout.
-func (b *Backend) cleanupContext(parent context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(parent), b.cleanupTimeout)
-}
-
-// cleanup runs call on a cleanup context with the given effort and returns
-// its last error. call passes opts to the client.
+// runCleanup runs call with the given effort and returns its last error.
+// call passes opts to the client.
 //
 // A persistent cleanup sends each try as a single attempt (the client's
 // retryer is told not to retry), so that the pauses between tries are
-// this loop's alone and an outage does not drain the client's retry
+// the budget's alone and an outage does not drain the client's retry
 // quota, which the caller's other requests share. A try is repeated when
 // it failed for a reason the SDK's default retryer deems transient: no
 // answer at all (connection refused or reset, as while the server
 // restarts), a 5xx, throttling.
-func (b *Backend) cleanup(parent context.Context, e effort, call func(ctx context.Context, opts ...func(*s3.Options)) error) error {
+func (b *Backend) runCleanup(parent context.Context, e effort, call func(ctx context.Context, opts ...func(*s3.Options)) error) error {
 	if e == once {
-		ctx, cancel := grace.Context(parent, b.cleanupTimeout)
+		ctx, cancel := b.cleanup.Once(parent)
 		defer cancel()
 		return call(ctx)
 	}
-	ctx, cancel := b.cleanupContext(parent)
-	defer cancel()
-	pause := cleanupFirstPause
-	for {
-		err := call(ctx, singleAttempt)
-		if err == nil || !transient(err) {
-			return err
-		}
-		t := time.NewTimer(pause/2 + rand.N(pause/2+1))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-		pause = min(2*pause, cleanupMaxPause)
-	}
+	return b.cleanup.Persist(parent, func(ctx context.Context) error { return call(ctx, singleAttempt) }, transient)
 }
 
 func singleAttempt(o *s3.Options) { o.RetryMaxAttempts = 1 }
@@ -91,10 +57,10 @@ func transient(err error) bool {
 	return defaultRetryables.IsErrorRetryable(err) == aws.TrueTernary
 }
 
-// deleteTemp removes a temporary object on a cleanup context. A temporary
-// that is already gone counts as removed.
+// deleteTemp removes a temporary object with the given effort. A
+// temporary that is already gone counts as removed.
 func (b *Backend) deleteTemp(ctx context.Context, key string, e effort) error {
-	return b.cleanup(ctx, e, func(ctx context.Context, opts ...func(*s3.Options)) error {
+	return b.runCleanup(ctx, e, func(ctx context.Context, opts ...func(*s3.Options)) error {
 		_, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)}, opts...)
 		if isNotFound(err) {
 			return nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -13,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/objstore"
 )
 
 // Move renames the file at src to dst: it copies src on the server to dst
@@ -69,7 +69,7 @@ func (b *Backend) Move(ctx context.Context, src, dst string, opts backend.MoveOp
 		return backend.Info{}, classify(err)
 	}
 	m.from = from
-	if err := m.checkTarget(ctx, dst); err != nil {
+	if err := objstore.CheckMoveTarget(ctx, objects{b}, dst, opts.Overwrite); err != nil {
 		return backend.Info{}, err
 	}
 	info, err := m.run(ctx)
@@ -135,25 +135,6 @@ func (b *Backend) version(ctx context.Context, key string) (objectHead, error) {
 	return h, nil
 }
 
-// checkTarget refuses a dst that is a folder, or a file when the move may
-// not overwrite it, before anything is copied. The create-only copy still
-// guards against a file that appears later.
-func (m *move) checkTarget(ctx context.Context, dst string) error {
-	_, err := m.b.head(ctx, m.dstKey, nil)
-	switch {
-	case err == nil && !m.overwrite:
-		return backend.Errorf(fs.ErrExist, nil, "a file is at the destination")
-	case err == nil:
-		return nil
-	case !isNotFound(err):
-		return classify(err)
-	}
-	if err := m.b.missing(ctx, dst, err); !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
 func (m *move) run(ctx context.Context) (backend.Info, error) {
 	commit, meta, err := newCommit()
 	if err != nil {
@@ -186,7 +167,7 @@ func (m *move) run(ctx context.Context) (backend.Info, error) {
 	// request removed src and an append then created it anew (the copy is
 	// then the only one of the old content), so the copy stays whatever
 	// the retry answers.
-	if rerr := m.b.cleanup(ctx, once, m.removeSource); rerr == nil && ctx.Err() == nil {
+	if rerr := m.b.runCleanup(ctx, once, m.removeSource); rerr == nil && ctx.Err() == nil {
 		return m.b.committedInfo(ctx, m.dst, m.copied, m.commit, m.from.size), nil
 	}
 	return backend.Info{}, err
@@ -310,7 +291,7 @@ func (m *move) undo(ctx context.Context) error {
 	if m.overwrite || (m.copied == "" && !m.landed) {
 		return nil
 	}
-	err := m.b.cleanup(ctx, once, func(ctx context.Context, opts ...func(*s3.Options)) error {
+	err := m.b.runCleanup(ctx, once, func(ctx context.Context, opts ...func(*s3.Options)) error {
 		etag := m.copied
 		if etag == "" {
 			h, err := m.b.head(ctx, m.dstKey, nil)

@@ -92,7 +92,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -105,6 +104,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/objstore"
 	"github.com/roomstore/roomstore/roompath"
 )
 
@@ -123,7 +123,7 @@ const (
 
 // DefaultCleanupTimeout bounds the calls that clean up after an aborted or
 // failed write; see WithCleanupTimeout.
-const DefaultCleanupTimeout = 30 * time.Second
+const DefaultCleanupTimeout = objstore.DefaultCleanupTimeout
 
 // tmpDir is where staged appends live, relative to the store's root.
 const tmpDir = roompath.ReservedPrefix + "/tmp/"
@@ -133,13 +133,13 @@ const tmpDir = roompath.ReservedPrefix + "/tmp/"
 // store, as every commit that depends on the current content is guarded by
 // a precondition.
 type Backend struct {
-	client         *s3.Client
-	presign        *s3.PresignClient
-	bucket         string
-	prefix         string // "" or ending in "/"
-	partSize       int64
-	cleanupTimeout time.Duration
-	listPageSize   int32
+	client       *s3.Client
+	presign      *s3.PresignClient
+	bucket       string
+	prefix       string // "" or ending in "/"
+	partSize     int64
+	cleanup      objstore.Cleanup
+	listPageSize int32
 	// closeIdle closes the idle connections of an HTTP client that OpenURL
 	// built, which nobody else holds; nil for a Backend from New.
 	closeIdle func()
@@ -237,13 +237,13 @@ func New(client *s3.Client, bucket, prefix string, opts ...Option) (*Backend, er
 		return nil, fmt.Errorf("backend_s3: %w: cleanup timeout %v is not positive", fs.ErrInvalid, o.cleanupTimeout)
 	}
 	return &Backend{
-		client:         client,
-		presign:        s3.NewPresignClient(client),
-		bucket:         bucket,
-		prefix:         prefix,
-		partSize:       o.partSize,
-		cleanupTimeout: o.cleanupTimeout,
-		listPageSize:   int32(o.listPageSize),
+		client:       client,
+		presign:      s3.NewPresignClient(client),
+		bucket:       bucket,
+		prefix:       prefix,
+		partSize:     o.partSize,
+		cleanup:      objstore.Cleanup{Timeout: o.cleanupTimeout},
+		listPageSize: int32(o.listPageSize),
 	}, nil
 }
 
@@ -267,41 +267,43 @@ func (b *Backend) dirKey(dir string) string {
 }
 
 // Stat describes the file at path or, when there is none, the implicit
-// folder with at least one object under path + "/". The root is always a
-// folder. Neither yields an error wrapping fs.ErrNotExist.
+// folder with at least one object under path + "/" (see objstore.Stat).
+// The root is always a folder.
 func (b *Backend) Stat(ctx context.Context, path string) (backend.Info, error) {
-	if path == "" {
-		return backend.Info{IsFolder: true}, nil
-	}
-	head, err := b.head(ctx, b.key(path), nil)
-	if err == nil {
-		return fileInfo(path, head.size, head.modTime, head.etag, head.commit), nil
-	}
-	if !isNotFound(err) {
-		return backend.Info{}, classify(err)
-	}
-	if err := b.missing(ctx, path, err); !errors.Is(err, backend.ErrIsFolder) {
-		return backend.Info{}, err
-	}
-	return backend.Info{Path: path, IsFolder: true}, nil
+	return objstore.Stat(ctx, objects{b}, path)
 }
 
-// missing tells what a 404 for the object at path means: ErrIsFolder when
-// objects lie beneath path, ErrStoreUnavailable when the bucket is gone (a
-// HEAD's 404 cannot say, a listing's can), else notFound classified.
-func (b *Backend) missing(ctx context.Context, path string, notFound error) error {
-	out, err := b.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
-		Bucket:  aws.String(b.bucket),
-		Prefix:  aws.String(b.dirKey(path)),
+// objects is the Backend as the shared folder logic (objstore) sees it.
+type objects struct{ b *Backend }
+
+// StatFile describes the object of the file at path, with a HEAD.
+func (o objects) StatFile(ctx context.Context, path string) (backend.Info, error) {
+	h, err := o.b.head(ctx, o.b.key(path), nil)
+	if err != nil {
+		return backend.Info{}, classify(err)
+	}
+	return fileInfo(path, h.size, h.modTime, h.etag, h.commit), nil
+}
+
+// HasChildren lists at most one key under the folder path; a missing
+// bucket answers NoSuchBucket (ErrStoreUnavailable), which a HEAD's bare
+// 404 cannot tell.
+func (o objects) HasChildren(ctx context.Context, path string) (bool, error) {
+	out, err := o.b.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+		Bucket:  aws.String(o.b.bucket),
+		Prefix:  aws.String(o.b.dirKey(path)),
 		MaxKeys: aws.Int32(1),
 	})
-	switch {
-	case err != nil:
-		return classify(err)
-	case len(out.Contents) > 0 || len(out.CommonPrefixes) > 0:
-		return backend.ErrIsFolder
+	if err != nil {
+		return false, classify(err)
 	}
-	return classify(notFound)
+	return len(out.Contents) > 0 || len(out.CommonPrefixes) > 0, nil
+}
+
+// missing tells what a 404 for the object at path means (see
+// objstore.Missing).
+func (b *Backend) missing(ctx context.Context, path string, notFound error) error {
+	return objstore.Missing(ctx, objects{b}, path, classify(notFound))
 }
 
 // objectHead is what a HEAD tells about an object. etag keeps its quotes,
@@ -362,13 +364,10 @@ func newID() (string, error) {
 // to the end) with one ranged GET, and returns the Info of the version the
 // GET reads. A length past the end is cut at the end; offset equal to the
 // size yields an empty reader (S3 answers 416 there, which Read resolves
-// with a HEAD). A negative offset, or one past the end, yields an error
-// wrapping fs.ErrInvalid; a missing file fs.ErrNotExist and a folder
+// with a HEAD). An offset past the end yields an error wrapping
+// fs.ErrInvalid; a missing file fs.ErrNotExist and a folder
 // backend.ErrIsFolder.
 func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, backend.Info, error) {
-	if offset < 0 {
-		return nil, backend.Info{}, backend.Errorf(fs.ErrInvalid, nil, "negative offset %d", offset)
-	}
 	key := b.key(path)
 	if length == 0 {
 		return b.emptyRead(ctx, path, key, offset, nil)
@@ -461,8 +460,8 @@ func (b *Backend) Presign(ctx context.Context, path string, opts backend.Presign
 // file, yields nothing; a failed page yields one error and ends the
 // sequence.
 func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, error] {
-	return func(yield func(backend.Info, error) bool) {
-		pfx := b.dirKey(dir)
+	pfx := b.dirKey(dir)
+	return objstore.List(dir, pfx, func(yield func(objstore.Entry, error) bool) {
 		pages := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{
 			Bucket:    aws.String(b.bucket),
 			Prefix:    aws.String(pfx),
@@ -472,35 +471,25 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 		for pages.HasMorePages() {
 			page, err := pages.NextPage(ctx)
 			if err != nil {
-				yield(backend.Info{}, classify(err))
+				yield(objstore.Entry{}, classify(err))
 				return
 			}
 			for _, cp := range page.CommonPrefixes {
-				name := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), pfx), "/")
-				if name == "" || strings.Contains(name, "/") || roompath.IsReserved(name) {
-					continue
-				}
-				if !yield(backend.Info{Path: roompath.Join(dir, name), IsFolder: true}, nil) {
+				if !yield(objstore.Entry{Key: aws.ToString(cp.Prefix), Prefix: true}, nil) {
 					return
 				}
 			}
 			for _, obj := range page.Contents {
-				name := strings.TrimPrefix(aws.ToString(obj.Key), pfx)
-				// An empty name is a folder marker ("dir/") made by other
-				// tools; it is not a file.
-				if name == "" || strings.Contains(name, "/") || roompath.IsReserved(name) {
-					continue
-				}
 				// ListObjectsV2 carries no metadata, so the commit id, and
 				// with it the ETag (see commitMeta), is unknown here: an
 				// ETag that no Stat would report is worse than none.
-				info := fileInfo(roompath.Join(dir, name), aws.ToInt64(obj.Size), aws.ToTime(obj.LastModified), "", "")
-				if !yield(info, nil) {
+				e := objstore.Entry{Key: aws.ToString(obj.Key), Size: aws.ToInt64(obj.Size), ModTime: aws.ToTime(obj.LastModified)}
+				if !yield(e, nil) {
 					return
 				}
 			}
 		}
-	}
+	})
 }
 
 // Remove deletes the file at path. S3's DeleteObject succeeds on a missing

@@ -136,7 +136,7 @@ func (u *upload) abort(ctx context.Context, e effort) error {
 	if u.id == "" {
 		return nil
 	}
-	err := u.b.cleanup(ctx, e, func(ctx context.Context, opts ...func(*s3.Options)) error {
+	err := u.b.runCleanup(ctx, e, func(ctx context.Context, opts ...func(*s3.Options)) error {
 		_, err := u.b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
 			Bucket:   aws.String(u.b.bucket),
 			Key:      aws.String(u.key),
