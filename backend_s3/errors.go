@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"strings"
 
 	"github.com/aws/smithy-go"
 
@@ -17,6 +18,10 @@ func classify(err error) error { return backend.Classify(err, sentinel, codeDeta
 
 // codeDetail names the S3 code of err for people, "" when there is none.
 func codeDetail(err error) string {
+	var ce *credentialsError
+	if errors.As(err, &ce) {
+		return ce.detail()
+	}
 	if code := errorCode(err); code != "" {
 		return "S3 " + code
 	}
@@ -24,6 +29,12 @@ func codeDetail(err error) string {
 }
 
 func sentinel(err error) error {
+	var ce *credentialsError
+	if errors.As(err, &ce) {
+		// Before the status: the instance metadata service's 403 may be
+		// in the chain.
+		return fs.ErrPermission
+	}
 	switch errorCode(err) {
 	case "NoSuchBucket":
 		return backend.ErrStoreUnavailable
@@ -97,4 +108,22 @@ func conflict(err error) error {
 // exists marks err as a lost exclusive create.
 func exists(err error) error {
 	return fmt.Errorf("%w: %w", fs.ErrExist, err)
+}
+
+// credentialsError is a failure to get credentials from the AWS chain
+// (see credentials).
+type credentialsError struct {
+	instanceOnly bool
+	err          error
+}
+
+func (e *credentialsError) Error() string { return "get AWS credentials: " + e.err.Error() }
+func (e *credentialsError) Unwrap() error { return e.err }
+
+// detail says what went wrong and what to do, in one line.
+func (e *credentialsError) detail() string {
+	if e.instanceOnly {
+		return "no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE; an endpoint= server needs them too)"
+	}
+	return "cannot get AWS credentials: " + strings.ReplaceAll(e.err.Error(), "\n", " ")
 }

@@ -13,7 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/roomstore/roomstore/backend"
 )
@@ -47,7 +49,11 @@ func init() {
 //
 // Credentials come from the default AWS chain (config.LoadDefaultConfig:
 // AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, shared files, SSO, instance
-// roles); OpenURL is the only place in roomstore that reads them. A URL
+// roles), for an S3-compatible server named by endpoint too; OpenURL is
+// the only place in roomstore that reads them. When the chain yields none,
+// the first request fails with an error wrapping fs.ErrPermission that
+// says so and how to give them, rather than as the server's refusal. The
+// SDK's own log output is turned off. A URL
 // with user info, an unknown parameter or a bad value fails with an error
 // wrapping fs.ErrInvalid. OpenURL checks the bucket with HeadBucket, so a
 // missing bucket fails here, with an error wrapping
@@ -105,7 +111,13 @@ func OpenURL(ctx context.Context, u *url.URL) (*Backend, error) {
 	// (and their goroutines) when the store is closed.
 	var transport atomic.Pointer[http.Transport]
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) { transport.Store(t) })
-	load := []func(*config.LoadOptions) error{config.WithHTTPClient(httpClient)}
+	load := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(httpClient),
+		// The SDK logs to standard error on its own (falling back to
+		// IMDSv1, skipped checksums); a library must not, and every
+		// failure reaches the caller as an error anyway.
+		config.WithLogger(logging.Nop{}),
+	}
 	if region != "" {
 		load = append(load, config.WithRegion(region))
 	}
@@ -115,6 +127,12 @@ func OpenURL(ctx context.Context, u *url.URL) (*Backend, error) {
 	}
 	if cfg.Region == "" {
 		cfg.Region = DefaultRegion
+	}
+	if cfg.Credentials != nil {
+		cfg.Credentials = credentials{
+			CredentialsProvider: cfg.Credentials,
+			instanceOnly:        aws.IsCredentialsProvider(cfg.Credentials, (*ec2rolecreds.Provider)(nil)),
+		}
 	}
 	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		if endpoint != "" {
@@ -142,4 +160,24 @@ func OpenURL(ctx context.Context, u *url.URL) (*Backend, error) {
 		return nil, classify(err)
 	}
 	return b, nil
+}
+
+// credentials is the provider the AWS configuration chose, with its
+// failures marked as a credentialsError, so that they are told apart from
+// the server's refusal of a request (a 403 either way) and say how to give
+// credentials.
+type credentials struct {
+	aws.CredentialsProvider
+	// instanceOnly: the chain found nothing before the instance metadata
+	// service, its last resort, so a failure means no credentials at all.
+	instanceOnly bool
+}
+
+// Retrieve implements aws.CredentialsProvider.
+func (c credentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	v, err := c.CredentialsProvider.Retrieve(ctx)
+	if err != nil {
+		return v, &credentialsError{instanceOnly: c.instanceOnly, err: err}
+	}
+	return v, nil
 }
