@@ -30,7 +30,7 @@ func (b *Backend) Append(ctx context.Context, path string, opts backend.WriteOpt
 		id:          id,
 		temp:        temp,
 		// Nobody else knows the temporary's name, so re-sending is safe.
-		up: b.startUpload(ctx, temp.Retryer(storage.WithPolicy(storage.RetryAlways)), opts.ContentType, nil),
+		up: b.startUpload(ctx, retryable(b.bucket.Object(b.tempName(id)), storage.WithPolicy(storage.RetryAlways)), opts.ContentType, nil),
 	}, nil
 }
 
@@ -134,12 +134,13 @@ func (w *appendWriter) attempt(ctx context.Context) (backend.Info, error) {
 	}
 
 	var (
-		dst         *storage.ObjectHandle
+		// A handle of its own (see retryable).
+		dst         = retryable(w.b.bucket.Object(w.obj.ObjectName()), storage.WithMaxAttempts(composeAttempts))
 		srcs        []*storage.ObjectHandle
 		contentType = w.contentType
 	)
 	if base == nil {
-		dst = w.obj.If(storage.Conditions{DoesNotExist: true})
+		dst = dst.If(storage.Conditions{DoesNotExist: true})
 		if contentType == "" {
 			contentType = w.staged.ContentType
 		}
@@ -147,7 +148,7 @@ func (w *appendWriter) attempt(ctx context.Context) (backend.Info, error) {
 		// The destination precondition is what makes this safe on Cloud
 		// Storage; pinning the source generation makes a compose that
 		// slipped past it read the version we checked or fail.
-		dst = w.obj.If(storage.Conditions{GenerationMatch: gen})
+		dst = dst.If(storage.Conditions{GenerationMatch: gen})
 		srcs = append(srcs, w.obj.Generation(gen))
 		contentType = now.ContentType
 	}
@@ -155,7 +156,7 @@ func (w *appendWriter) attempt(ctx context.Context) (backend.Info, error) {
 	// The SDK retries a failed compose until the context ends; a source
 	// deleted under us (which the emulator reports as a 500) must not
 	// stall the Commit, so the retries are bounded and the file checked.
-	c := dst.Retryer(storage.WithMaxAttempts(composeAttempts)).ComposerFrom(srcs...)
+	c := dst.ComposerFrom(srcs...)
 	c.ContentType = contentType
 	c.Metadata = map[string]string{markerKey: w.id}
 	res, err := c.Run(ctx)

@@ -130,6 +130,15 @@ func (b *Backend) claimName(key string, gen int64) string {
 	return b.key(roompath.ReservedPrefix + "/claim/" + hex.EncodeToString(sum[:20]) + "." + strconv.FormatInt(gen, 10))
 }
 
+// retryable returns o with the retry options opts. o must be a handle of
+// its own, fresh from BucketHandle.Object: ObjectHandle.Retryer changes
+// the retry settings that o shares with the handles it was derived from
+// (If, Generation) and, on a client with retry settings of its own (see
+// SetRetry in the gs:// opener), would carry one call's policy to others.
+func retryable(o *storage.ObjectHandle, opts ...storage.RetryOption) *storage.ObjectHandle {
+	return o.Retryer(opts...)
+}
+
 func newID() string {
 	var p [16]byte
 	_, _ = rand.Read(p[:])

@@ -32,7 +32,8 @@ func (b *Backend) Create(ctx context.Context, path string, opts backend.WriteOpt
 		// Re-sending an unconditional upload can only write the same bytes
 		// again, so it is safe to retry, which the SDK does not do for
 		// uploads without preconditions by default.
-		obj = obj.Retryer(storage.WithPolicy(storage.RetryAlways))
+		// A handle of its own (see retryable).
+		obj = retryable(b.bucket.Object(b.key(path)), storage.WithPolicy(storage.RetryAlways))
 	}
 	w.up = b.startUpload(ctx, obj, opts.ContentType, meta)
 	return w, nil

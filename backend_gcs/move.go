@@ -67,7 +67,7 @@ func (b *Backend) Move(ctx context.Context, src, dst string, opts backend.MoveOp
 		return backend.Info{}, conflict("file changed before the copy", nil)
 	}
 
-	m := &move{src: srcObj, gen: gen, dst: dstObj, overwrite: opts.Overwrite, id: newID()}
+	m := &move{bucket: b.bucket, src: srcObj, gen: gen, dst: dstObj, overwrite: opts.Overwrite, id: newID()}
 	copied, err := m.copyGeneration(ctx, now)
 	if err != nil {
 		return backend.Info{}, err
@@ -80,6 +80,7 @@ func (b *Backend) Move(ctx context.Context, src, dst string, opts backend.MoveOp
 
 // move is one attempt of Move, from generation gen of src to dst.
 type move struct {
+	bucket    *storage.BucketHandle
 	src       *storage.ObjectHandle
 	gen       int64
 	dst       *storage.ObjectHandle
@@ -97,7 +98,8 @@ func (m *move) copyGeneration(ctx context.Context, a *storage.ObjectAttrs) (*sto
 	to := m.dst
 	if m.overwrite {
 		// Copying the same generation again writes the same bytes.
-		to = to.Retryer(storage.WithPolicy(storage.RetryAlways))
+		// A handle of its own (see retryable).
+		to = retryable(m.bucket.Object(m.dst.ObjectName()), storage.WithPolicy(storage.RetryAlways))
 	} else {
 		to = to.If(storage.Conditions{DoesNotExist: true})
 	}

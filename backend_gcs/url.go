@@ -2,10 +2,12 @@ package backend_gcs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
 	"strings"
+	"syscall"
 
 	"cloud.google.com/go/storage"
 	"github.com/roomstore/roomstore/backend"
@@ -18,7 +20,11 @@ func init() { backend.Register("gs", openURL) }
 // endpoint= it talks to an emulator at that base URL (as
 // STORAGE_EMULATOR_HOST would name it) without credentials; without it the
 // client uses Application Default Credentials. The Backend owns the client
-// and its Close closes it.
+// and its Close closes it. Its requests are retried as the SDK does
+// (storage.ShouldRetry), except that a refused connection is tried
+// refusedAttempts times in all, so that a store with no server behind it
+// fails within seconds, as an S3 store does, instead of being retried
+// until the caller's deadline.
 func openURL(ctx context.Context, u *url.URL) (backend.Backend, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("backend_gcs: %q names no bucket (gs://bucket/prefix): %w", u.Redacted(), fs.ErrInvalid)
@@ -43,6 +49,7 @@ func openURL(ctx context.Context, u *url.URL) (backend.Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backend_gcs: %w", err)
 	}
+	client.SetRetry(storage.WithErrorFuncWithContext(shouldRetry))
 	b, err := New(client, u.Host, u.Path, opts...)
 	if err != nil {
 		client.Close()
@@ -64,4 +71,17 @@ func newEmulatorClient(ctx context.Context, endpoint string) (*storage.Client, e
 		storage.WithJSONReads(),
 		storage.WithDisabledClientMetrics(),
 	)
+}
+
+// refusedAttempts is how many times the gs:// opener's client tries a
+// request whose connection is refused: a server that is restarting gets a
+// moment, a server that is not there is reported at once.
+const refusedAttempts = 3
+
+// shouldRetry is the retry decision of the gs:// opener's client.
+func shouldRetry(err error, rc *storage.RetryContext) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) && (rc == nil || rc.Attempt >= refusedAttempts) {
+		return false
+	}
+	return storage.ShouldRetry(err)
 }
