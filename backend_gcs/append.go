@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"sync"
-	"time"
 
 	"cloud.google.com/go/storage"
 	"github.com/roomstore/roomstore/backend"
@@ -228,51 +227,4 @@ func generation(a *storage.ObjectAttrs) int64 {
 		return 0
 	}
 	return a.Generation
-}
-
-// claim takes the exclusive right to compose onto generation gen of the
-// object key (gen 0: to create it) by creating a claim object with a
-// DoesNotExist precondition, and returns the function that gives it back.
-// A claim held by someone else yields a conflict; one older than the
-// lease is deleted on the way, so that the engine's next attempt can take
-// it. Move takes the claims of the file it moves too, to keep appenders
-// off it.
-func (b *Backend) claim(ctx context.Context, path, key string, gen int64) (release func(), err error) {
-	tok := b.bucket.Object(b.claimName(key, gen))
-	nonce := newID()
-	w := tok.If(storage.Conditions{DoesNotExist: true}).NewWriter(ctx)
-	w.ChunkSize = 0 // a few bytes: one request, no buffer
-	w.ContentType = "text/plain; charset=utf-8"
-	w.Metadata = map[string]string{markerKey: nonce}
-	_, err = w.Write([]byte(key))
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		return b.releaser(ctx, tok, w.Attrs().Generation), nil
-	}
-	if !isPrecondition(err) {
-		return nil, classify(err)
-	}
-	held, aerr := tok.Attrs(ctx)
-	switch {
-	case aerr != nil:
-		// Released since; the engine's retry will find it free.
-	case held.Metadata[markerKey] == nonce:
-		// Our own create, retried by the SDK after a lost response.
-		return b.releaser(ctx, tok, held.Generation), nil
-	case time.Since(held.Created) > b.claimLease:
-		// Its holder is presumed dead. Deleting that exact generation
-		// cannot remove a claim taken after this check.
-		_ = tok.Generation(held.Generation).Delete(ctx)
-	}
-	return nil, conflict("another writer is appending to or moving the file", err)
-}
-
-func (b *Backend) releaser(ctx context.Context, tok *storage.ObjectHandle, gen int64) func() {
-	return func() {
-		cctx, cancel := cleanup.Once(ctx)
-		defer cancel()
-		_ = tok.Generation(gen).Delete(cctx)
-	}
 }

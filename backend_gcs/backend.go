@@ -3,7 +3,6 @@ package backend_gcs
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -40,15 +39,12 @@ type Backend struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// claimLease is how old an append claim must be before another writer
-	// treats its holder as dead.
+	// claimLease is how old, in server time, an append claim must be
+	// before another writer treats its holder as dead (see claim.go).
 	claimLease time.Duration
+	// clock tells the server's time, by which claims age.
+	clock serverClock
 }
-
-// defaultClaimLease bounds how long a crashed appender can block appends to
-// its file, and must stay far above the time one Commit attempt holds a
-// claim (two metadata calls and a compose).
-const defaultClaimLease = time.Minute
 
 // New returns a Backend that stores files in bucket under prefix (leading
 // and trailing slashes are ignored; "" uses the whole bucket) through
@@ -120,14 +116,6 @@ func (b *Backend) dirPrefix(dir string) string {
 // anything under ReservedPrefix, so no file can collide with it.
 func (b *Backend) tempName(id string) string {
 	return b.key(roompath.ReservedPrefix + "/tmp/" + id)
-}
-
-// claimName names the claim on generation gen of the object key. Hashing
-// keeps the name short whatever the path length (object names are capped
-// at 1024 bytes).
-func (b *Backend) claimName(key string, gen int64) string {
-	sum := sha256.Sum256([]byte(key))
-	return b.key(roompath.ReservedPrefix + "/claim/" + hex.EncodeToString(sum[:20]) + "." + strconv.FormatInt(gen, 10))
 }
 
 // retryable returns o with the retry options opts. o must be a handle of

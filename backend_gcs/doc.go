@@ -41,8 +41,10 @@
 // composes without holding its lock, so two composes onto one file could
 // both succeed and one append would vanish; the claim relies only on the
 // create-only upload, which every server enforces. A claim older than
-// one minute is taken to belong to a crashed writer and is removed by the
-// next attempt, which still reports a conflict and lets the retry proceed.
+// one minute, by the server's clock, is taken to belong to a crashed
+// writer and is removed by the next attempt, which still reports a
+// conflict and lets the retry proceed. claim.go states the protocol's
+// invariants.
 //
 // # Moves
 //
