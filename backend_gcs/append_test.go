@@ -134,25 +134,6 @@ func TestAppend(t *testing.T) {
 		mustEqual(t, "f", readAll(t, s, "f"), []byte("old,theirs,mine"))
 	})
 
-	t.Run("a stale claim is broken and the next attempt succeeds", func(t *testing.T) {
-		s := newStore(t, ep, "p")
-		before := mustCreate(t, s, "f", []byte("a"))
-		s.holdClaim(t, "f", before.ETag) // never released: its holder "crashed"
-		s.claimLease = 0
-		w := openWriter(t, s, "f", true, backend.WriteOptions{})
-		write(t, w, []byte("b"), 1)
-		if _, err := w.Commit(t.Context()); !errors.Is(err, backend.ErrConflict) {
-			t.Fatalf("first Commit = %v, want backend.ErrConflict (claim held)", err)
-		}
-		if _, err := w.Commit(t.Context()); err != nil {
-			t.Fatalf("Commit after the stale claim was broken: %v", err)
-		}
-		mustEqual(t, "f", readAll(t, s, "f"), []byte("ab"))
-		if r := s.reserved(t); len(r) != 0 {
-			t.Fatalf("reserved objects left behind: %q", r)
-		}
-	})
-
 	t.Run("abort after a conflict removes the temporary and keeps the file", func(t *testing.T) {
 		s := newStore(t, ep, "p")
 		before := mustCreate(t, s, "f", []byte("old"))

@@ -51,9 +51,6 @@ func TestRead(t *testing.T) {
 		if _, _, err := s.Read(t.Context(), "f", int64(len(data))+1, -1); !errors.Is(err, fs.ErrInvalid) {
 			t.Fatalf("Read = %v, want fs.ErrInvalid", err)
 		}
-		if _, _, err := s.Read(t.Context(), "f", -1, -1); !errors.Is(err, fs.ErrInvalid) {
-			t.Fatalf("Read at -1 = %v, want fs.ErrInvalid", err)
-		}
 	})
 
 	t.Run("an empty file reads empty", func(t *testing.T) {

@@ -67,7 +67,6 @@ func TestRead(t *testing.T) {
 		{"f", size + 1, -1},
 		{"f", size + 1, 10},
 		{"f", size + 1, 0},
-		{"f", -1, -1},
 		{"empty", 1, -1},
 	} {
 		t.Run(fmt.Sprintf("%s from %d length %d is invalid", r.path, r.offset, r.length), func(t *testing.T) {
