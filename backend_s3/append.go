@@ -297,13 +297,14 @@ func (w *appendWriter) create(ctx context.Context, key string) (backend.Info, er
 			Metadata:      meta,
 			IfNoneMatch:   aws.String("*"),
 		})
+		etag, err := w.settled(ctx, key, commit, out, err)
 		if err != nil {
-			return backend.Info{}, guarded(err)
+			return backend.Info{}, err
 		}
-		return b.committedInfo(ctx, w.path, aws.ToString(out.ETag), commit, size), nil
+		return b.committedInfo(ctx, w.path, etag, commit, size), nil
 	}
 	u := &upload{b: b, key: key, contentType: w.contentType, metadata: meta}
-	etag, err := w.compose(ctx, u, func() error {
+	etag, err := w.compose(ctx, u, commit, func() error {
 		if err := u.copyParts(ctx, w.s.key, nil, 0, w.tempSize()); err != nil {
 			return err
 		}
@@ -343,14 +344,15 @@ func (w *appendWriter) extend(ctx context.Context, key string, old currentFile) 
 			Metadata:      meta,
 			IfMatch:       ifMatch,
 		})
+		etag, err := w.settled(ctx, key, commit, out, err)
 		if err != nil {
-			return backend.Info{}, guarded(err)
+			return backend.Info{}, err
 		}
-		return b.committedInfo(ctx, w.path, aws.ToString(out.ETag), commit, size), nil
+		return b.committedInfo(ctx, w.path, etag, commit, size), nil
 	}
 
 	u := &upload{b: b, key: key, contentType: contentType, metadata: meta}
-	etag, err := w.compose(ctx, u, func() error {
+	etag, err := w.compose(ctx, u, commit, func() error {
 		if old.size == 0 || old.size >= MinPartSize {
 			if err := u.copyParts(ctx, key, ifMatch, 0, old.size); err != nil {
 				return b.sourceChanged(ctx, key, ifMatch, err)
@@ -402,11 +404,11 @@ func newCommit() (string, map[string]string, error) {
 	return id, map[string]string{commitMeta: id}, nil
 }
 
-// compose fills the multipart upload u with parts and completes it with
-// the preconditions in done. On any failure u joins the orphans, which
-// Commit aborts before it returns. A failed precondition at completion is
-// a lost race.
-func (w *appendWriter) compose(ctx context.Context, u *upload, parts func() error, done *s3.CompleteMultipartUploadInput) (string, error) {
+// compose fills the multipart upload u with parts and completes it, as
+// the given commit, with the preconditions in done. On any failure u joins
+// the orphans, which Commit aborts before it returns. A completion that
+// failed is settled as settled says.
+func (w *appendWriter) compose(ctx context.Context, u *upload, commit string, parts func() error, done *s3.CompleteMultipartUploadInput) (string, error) {
 	if err := parts(); err != nil {
 		w.orphans = append(w.orphans, u)
 		return "", err
@@ -414,9 +416,33 @@ func (w *appendWriter) compose(ctx context.Context, u *upload, parts func() erro
 	out, err := u.complete(ctx, done)
 	if err != nil {
 		w.orphans = append(w.orphans, u)
-		return "", guarded(err)
+		return w.settled(ctx, u.key, commit, nil, err)
 	}
 	return aws.ToString(out.ETag), nil
+}
+
+// settled returns the S3 ETag that the write of commit to key, guarded by
+// the file's version, produced (out holds its answer, when it has one), or
+// the error that describes its failure err. An unsettled failure is
+// settled by the object's commit id, as an exclusive create's is (see
+// createWriter.commitError): this commit's means the write landed;
+// another's is a lost race (backend.ErrConflict); none leaves err, a lost
+// race if the file vanished under a precondition (see guarded).
+func (w *appendWriter) settled(ctx context.Context, key, commit string, out *s3.PutObjectOutput, err error) (string, error) {
+	if err == nil {
+		return aws.ToString(out.ETag), nil
+	}
+	if !unsettled(err) {
+		return "", guarded(err)
+	}
+	h, found := w.s.b.settle(ctx, key)
+	switch {
+	case found && h.commit == commit:
+		return h.etag, nil
+	case found:
+		return "", conflict(err)
+	}
+	return "", guarded(err)
 }
 
 // abortOrphans aborts the composed uploads of failed commit attempts with

@@ -74,6 +74,12 @@
 //     objects beneath it, or a Move onto one.
 //   - fs.ErrExist: an exclusive Create, or a Move without Overwrite, lost
 //     (412 PreconditionFailed), or Move found a file at its destination.
+//     A conditional commit whose request got no answer (the server may
+//     reset the connection of a refused upload while its body is still
+//     coming in), or whose retry met a failed precondition, is settled by
+//     the object's commit id before an error is chosen: this commit's is
+//     a success, another's fs.ErrExist (backend.ErrConflict for an
+//     append), none the transport error.
 //   - backend.ErrConflict: an Append commit, or a Move, lost a race (412,
 //     or the source object vanished or changed under the server-side
 //     copy).

@@ -379,7 +379,7 @@ func (w *createWriter) commit(ctx context.Context) (backend.Info, error) {
 			IfNoneMatch:   ifNoneMatch,
 		})
 		if err != nil {
-			return backend.Info{}, w.commitError(err)
+			return w.commitError(ctx, err)
 		}
 		etag = aws.ToString(out.ETag)
 	} else {
@@ -392,7 +392,7 @@ func (w *createWriter) commit(ctx context.Context) (backend.Info, error) {
 		}
 		out, err := s.complete(ctx, &s3.CompleteMultipartUploadInput{IfNoneMatch: ifNoneMatch})
 		if err != nil {
-			return backend.Info{}, w.commitError(err)
+			return w.commitError(ctx, err)
 		}
 		etag = aws.ToString(out.ETag)
 	}
@@ -405,11 +405,44 @@ func (w *createWriter) failed(ctx context.Context, err error) error {
 	return w.fail(classify(errors.Join(err, w.s.discard(ctx, once))))
 }
 
-func (w *createWriter) commitError(err error) error {
-	if w.exclusive && isPreconditionFailed(err) {
-		return exists(err)
+// commitError tells what the failed request that commits an exclusive
+// create did. An unsettled failure (see unsettled) is settled by the
+// object's commit id: this commit's means the create landed (an earlier
+// try of the request wrote it before its answer was lost); another's
+// means a file was there (fs.ErrExist); none leaves err.
+func (w *createWriter) commitError(ctx context.Context, err error) (backend.Info, error) {
+	if !w.exclusive || !unsettled(err) {
+		return backend.Info{}, err
 	}
-	return err
+	h, found := w.s.b.settle(ctx, w.s.key)
+	switch {
+	case found && h.commit == w.commitID:
+		return fileInfo(w.path, h.size, h.modTime, h.etag, h.commit), nil
+	case found || isPreconditionFailed(err):
+		return backend.Info{}, exists(err)
+	}
+	return backend.Info{}, err
+}
+
+// unsettled reports a failure of a conditional write that does not say
+// whether the write landed: no answer at all (the server may reset the
+// connection of a refused PUT while its body is still coming in, and the
+// SDK then reports a transport error), a 5xx, or a failed precondition or
+// vanished upload met by a retry whose earlier try may have written the
+// object.
+func unsettled(err error) bool {
+	return !answered(err) || isPreconditionFailed(err) || errorCode(err) == "NoSuchUpload"
+}
+
+// settle reads the object at key after a conditional write to it failed
+// without a definitive answer, on the cleanup budget's Once context (the
+// call's own may have ended). found is false when there is no object or
+// the HEAD failed too.
+func (b *Backend) settle(ctx context.Context, key string) (h objectHead, found bool) {
+	hctx, cancel := b.cleanup.Once(ctx)
+	defer cancel()
+	h, err := b.head(hctx, key, nil)
+	return h, err == nil
 }
 
 // Abort discards the staged bytes and aborts the multipart upload, trying
