@@ -5,46 +5,11 @@ import (
 	"encoding/binary"
 	"io"
 	"runtime"
-	"runtime/metrics"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/heappeak"
 )
-
-// heapPeak samples the live heap-object bytes every millisecond until
-// stop is called, which returns the peak seen.
-func heapPeak() (stop func() uint64) {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	var (
-		peak uint64
-		wg   sync.WaitGroup
-		done = make(chan struct{})
-	)
-	read := func() {
-		metrics.Read(sample)
-		peak = max(peak, sample[0].Value.Uint64())
-	}
-	wg.Go(func() {
-		t := time.NewTicker(time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				read()
-				return
-			case <-t.C:
-				read()
-			}
-		}
-	})
-	return func() uint64 {
-		close(done)
-		wg.Wait()
-		return peak
-	}
-}
 
 // TestWriteMemoryIsConstant writes 256 MiB through a Create writer in
 // 1 MiB writes with the default chunk size and checks that the heap stays
@@ -64,9 +29,8 @@ func TestWriteMemoryIsConstant(t *testing.T) {
 	}
 
 	runtime.GC()
-	base := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(base)
-	stop := heapPeak()
+	base := heappeak.Live()
+	stop := heappeak.Start()
 
 	w, err := s.Create(t.Context(), "big.bin", backend.WriteOptions{})
 	if err != nil {
@@ -86,7 +50,7 @@ func TestWriteMemoryIsConstant(t *testing.T) {
 	}
 	peak := stop()
 	t.Logf("256 MiB write in 1 MiB writes, chunk %d MiB: peak heap %.1f MiB (%.1f MiB before the write)",
-		DefaultChunkSize>>20, float64(peak)/(1<<20), float64(base[0].Value.Uint64())/(1<<20))
+		DefaultChunkSize>>20, float64(peak)/(1<<20), float64(base)/(1<<20))
 	if peak >= bound {
 		t.Errorf("peak heap %d MiB >= %d MiB: the writer buffers", peak>>20, bound>>20)
 	}

@@ -2,47 +2,11 @@ package backend_s3_test
 
 import (
 	"runtime"
-	"runtime/metrics"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/heappeak"
 )
-
-// heapPeak samples the live heap (runtime/metrics
-// "/memory/classes/heap/objects:bytes") every millisecond until stop is
-// called, which returns the highest sample.
-func heapPeak() (stop func() uint64) {
-	const name = "/memory/classes/heap/objects:bytes"
-	sample := []metrics.Sample{{Name: name}}
-	read := func() uint64 {
-		metrics.Read(sample)
-		return sample[0].Value.Uint64()
-	}
-	var (
-		wg   sync.WaitGroup
-		done = make(chan struct{})
-		peak uint64
-	)
-	wg.Go(func() {
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for {
-			peak = max(peak, read())
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	})
-	return func() uint64 {
-		close(done)
-		wg.Wait()
-		return peak
-	}
-}
 
 // TestWriteHeapStaysSmall writes 256 MiB through one Writer, 1 MiB per
 // Write, and checks that the heap never comes near the file's size: the
@@ -60,7 +24,7 @@ func TestWriteHeapStaysSmall(t *testing.T) {
 			put(t, s, "big", content(1, 10))
 			buf := content(2, chunk)
 			runtime.GC()
-			stop := heapPeak()
+			stop := heappeak.Start()
 			var w backend.Writer
 			var err error
 			if kind == "create" {
