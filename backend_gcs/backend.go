@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"iter"
@@ -55,15 +54,9 @@ type Backend struct {
 // roomstore folder path (see roompath.CleanPrefix) or a bad option yields
 // an error wrapping fs.ErrInvalid.
 func New(client *storage.Client, bucket, prefix string, opts ...Option) (*Backend, error) {
-	if client == nil {
-		return nil, fmt.Errorf("backend_gcs: nil client: %w", fs.ErrInvalid)
-	}
-	if bucket == "" {
-		return nil, fmt.Errorf("backend_gcs: empty bucket name: %w", fs.ErrInvalid)
-	}
-	prefix, err := roompath.CleanPrefix(prefix)
+	prefix, err := objstore.Location("backend_gcs", client != nil, bucket, prefix)
 	if err != nil {
-		return nil, fmt.Errorf("backend_gcs: %w", err)
+		return nil, err
 	}
 	cfg := config{chunkSize: DefaultChunkSize}
 	for _, o := range opts {

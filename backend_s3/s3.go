@@ -216,15 +216,9 @@ func WithListPageSize(n int) Option {
 // is empty, prefix is not a valid roomstore path (see roompath.Clean), or an
 // option is out of range.
 func New(client *s3.Client, bucket, prefix string, opts ...Option) (*Backend, error) {
-	if client == nil {
-		return nil, fmt.Errorf("backend_s3: %w: nil client", fs.ErrInvalid)
-	}
-	if bucket == "" {
-		return nil, fmt.Errorf("backend_s3: %w: empty bucket name", fs.ErrInvalid)
-	}
-	prefix, err := roompath.CleanPrefix(prefix)
+	prefix, err := objstore.Location("backend_s3", client != nil, bucket, prefix)
 	if err != nil {
-		return nil, fmt.Errorf("backend_s3: %w", err)
+		return nil, err
 	}
 	if prefix != "" {
 		prefix += "/"

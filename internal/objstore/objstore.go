@@ -18,6 +18,7 @@ package objstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"iter"
 	"strings"
@@ -137,4 +138,24 @@ func List(dir, pfx string, entries iter.Seq2[Entry, error]) iter.Seq2[backend.In
 			}
 		}
 	}
+}
+
+// Location checks what every object store's constructor is given: a
+// client (hasClient), a bucket name and a prefix, which it returns clean
+// (see roompath.CleanPrefix: "" for the whole bucket, else without leading
+// or trailing slashes). A missing client or bucket name, or a prefix that
+// is not a valid roomstore folder path, yields an error wrapping
+// fs.ErrInvalid that starts with pkg, the constructor's package.
+func Location(pkg string, hasClient bool, bucket, prefix string) (string, error) {
+	switch {
+	case !hasClient:
+		return "", fmt.Errorf("%s: %w: nil client", pkg, fs.ErrInvalid)
+	case bucket == "":
+		return "", fmt.Errorf("%s: %w: empty bucket name", pkg, fs.ErrInvalid)
+	}
+	prefix, err := roompath.CleanPrefix(prefix)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", pkg, err)
+	}
+	return prefix, nil
 }
