@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/heappeak"
@@ -30,7 +31,7 @@ func TestWriteMemoryIsConstant(t *testing.T) {
 
 	runtime.GC()
 	base := heappeak.Live()
-	stop := heappeak.Start()
+	heap := heappeak.Start(time.Millisecond)
 
 	w, err := s.Create(t.Context(), "big.bin", backend.WriteOptions{})
 	if err != nil {
@@ -48,7 +49,7 @@ func TestWriteMemoryIsConstant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peak := stop()
+	peak := heap.Stop()
 	t.Logf("256 MiB write in 1 MiB writes, chunk %d MiB: peak heap %.1f MiB (%.1f MiB before the write)",
 		DefaultChunkSize>>20, float64(peak)/(1<<20), float64(base)/(1<<20))
 	if peak >= bound {

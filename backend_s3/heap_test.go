@@ -3,6 +3,7 @@ package backend_s3_test
 import (
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/heappeak"
@@ -24,7 +25,7 @@ func TestWriteHeapStaysSmall(t *testing.T) {
 			put(t, s, "big", content(1, 10))
 			buf := content(2, chunk)
 			runtime.GC()
-			stop := heappeak.Start()
+			heap := heappeak.Start(time.Millisecond)
 			var w backend.Writer
 			var err error
 			if kind == "create" {
@@ -41,7 +42,7 @@ func TestWriteHeapStaysSmall(t *testing.T) {
 				}
 			}
 			info, err := w.Commit(t.Context())
-			peak := stop()
+			peak := heap.Stop()
 			if err != nil {
 				t.Fatalf("Commit: %v", err)
 			}

@@ -3,6 +3,7 @@ package heappeak_test
 import (
 	"runtime"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -17,9 +18,9 @@ var sink []byte
 func TestPeakSeesAnAllocationStillLive(t *testing.T) {
 	const n = 64 << 20
 	runtime.GC()
-	stop := heappeak.Start()
+	s := heappeak.Start(time.Millisecond)
 	sink = make([]byte, n)
-	peak := stop()
+	peak := s.Stop()
 	if peak < n {
 		t.Errorf("peak %d bytes with %d bytes live", peak, n)
 	}

@@ -11,73 +11,22 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"runtime/metrics"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/roomstore/roomstore/internal/heappeak"
 )
 
-// heapObjects is the runtime/metrics name of the bytes held by heap
-// objects, live or not yet swept: the figure that peaks while a workload
-// runs and drops after a collection.
-const heapObjects = "/memory/classes/heap/objects:bytes"
-
-// HeapObjects returns the bytes currently held by heap objects.
-func HeapObjects() uint64 {
-	s := []metrics.Sample{{Name: heapObjects}}
-	metrics.Read(s)
-	return s[0].Value.Uint64()
-}
+// HeapObjects returns the bytes currently held by heap objects (see
+// heappeak.Live).
+func HeapObjects() uint64 { return heappeak.Live() }
 
 // HeapSampler samples HeapObjects on its own goroutine and keeps the
-// largest value. Sampling steals a little CPU, so benchmarks run it beside
-// an untimed pass of the workload, never beside the timed loop.
-type HeapSampler struct {
-	peak atomic.Uint64
-	stop chan struct{}
-	wg   sync.WaitGroup
-}
+// largest value (see heappeak.Sampler).
+type HeapSampler = heappeak.Sampler
 
 // StartHeap starts sampling every interval (and once right away).
-func StartHeap(interval time.Duration) *HeapSampler {
-	s := &HeapSampler{stop: make(chan struct{})}
-	s.observe()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-t.C:
-				s.observe()
-			}
-		}
-	}()
-	return s
-}
-
-func (s *HeapSampler) observe() {
-	v := HeapObjects()
-	for {
-		old := s.peak.Load()
-		if v <= old || s.peak.CompareAndSwap(old, v) {
-			return
-		}
-	}
-}
-
-// Stop ends the sampling, takes a last sample and returns the peak in
-// bytes.
-func (s *HeapSampler) Stop() uint64 {
-	close(s.stop)
-	s.wg.Wait()
-	s.observe()
-	return s.peak.Load()
-}
+func StartHeap(interval time.Duration) *HeapSampler { return heappeak.Start(interval) }
 
 // Memory is the process's resident set from /proc/self/status.
 type Memory struct {
