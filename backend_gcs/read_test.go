@@ -105,17 +105,6 @@ func TestRead(t *testing.T) {
 func TestStatAndList(t *testing.T) {
 	ep := newServer(t)
 
-	t.Run("the root is a folder, also when empty, and lists empty", func(t *testing.T) {
-		s := newStore(t, ep, "p")
-		info, err := s.Stat(t.Context(), "")
-		if err != nil || !info.IsFolder {
-			t.Fatalf("Stat root = %+v, %v", info, err)
-		}
-		if got := list(t, s, ""); len(got) != 0 {
-			t.Fatalf("List root of an empty store = %q", got)
-		}
-	})
-
 	t.Run("files and implicit folders", func(t *testing.T) {
 		s := newStore(t, ep, "p")
 		for _, p := range []string{"a.txt", "dir/b.txt", "dir/sub/c.txt", "t-/x", "t/y", "z"} {

@@ -123,17 +123,6 @@ func TestWeirdKeys(t *testing.T) {
 func TestStatAndList(t *testing.T) {
 	g := startGateway(t)
 
-	t.Run("the root is a folder, even when empty", func(t *testing.T) {
-		s := g.newStore(t)
-		info, err := s.Stat(t.Context(), "")
-		if err != nil || !info.IsFolder {
-			t.Fatalf("Stat root = %+v, %v", info, err)
-		}
-		if got := names(t, s, ""); len(got) != 0 {
-			t.Errorf("List of an empty root = %q", got)
-		}
-	})
-
 	t.Run("folders are implicit and vanish with their last file", func(t *testing.T) {
 		s := g.newStore(t)
 		put(t, s, "a/b/c.txt", []byte("c"))
