@@ -83,7 +83,9 @@
 //   - backend.ErrConflict: an Append commit, or a Move, lost a race (412,
 //     or the source object vanished or changed under the server-side
 //     copy).
-//   - fs.ErrPermission: AccessDenied, a bad signature or key, any 403.
+//   - fs.ErrPermission: AccessDenied, a bad signature or key, any 403;
+//     for a Backend from OpenURL also no credentials from the AWS chain,
+//     which the error's detail says with how to give them.
 //   - fs.ErrInvalid: bad arguments (read offset past the end, bad options).
 //   - backend.ErrIsFolder, backend.ErrNotFolder at commit: servers that
 //     store objects as files (versitygw's posix backend) refuse a file over
