@@ -216,21 +216,6 @@ func TestStatAndList(t *testing.T) {
 		}
 	})
 
-	t.Run("list stops when the consumer stops", func(t *testing.T) {
-		s := newStore(t, ep, "p")
-		for _, p := range []string{"a", "b", "c"} {
-			mustCreate(t, s, p, nil)
-		}
-		n := 0
-		for range s.List(t.Context(), "") {
-			n++
-			break
-		}
-		if n != 1 {
-			t.Fatalf("yielded %d entries after break", n)
-		}
-	})
-
 	t.Run("list reports a missing bucket", func(t *testing.T) {
 		s := newStore(t, ep, "p")
 		b, err := New(s.client, "no-such-bucket", "")
