@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,6 +54,9 @@ func TestOpenURLFileStoresOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Chdir(t.TempDir())
+	if err := os.Mkdir("rel", 0o755); err != nil {
+		t.Fatal(err)
+	}
 	rel, err := roomstore.OpenURL(t.Context(), "file://./rel/room")
 	if err != nil {
 		t.Fatal(err)
@@ -66,12 +70,32 @@ func TestOpenURLFileStoresOnDisk(t *testing.T) {
 
 func TestOpenURLRefusesBadURLs(t *testing.T) {
 	dir := t.TempDir()
-	for _, u := range []string{"nosuch://x", "file://host/dir", "file://", "file://" + dir + "?fsync=maybe", "file://" + dir + "?fsynk=false", "file://" + dir + "?fsync=true&fsync=false", "::bad"} {
+	for _, u := range []string{"nosuch://x", "file://host/dir", "file://", "file:" + dir, "file:/." + dir, "file:." + dir, "file:///." + dir, "file://" + dir + "/../x", "file://" + dir + "?fsync=maybe", "file://" + dir + "?fsynk=false", "file://" + dir + "?fsync=true&fsync=false", "::bad"} {
 		_, err := roomstore.OpenURL(t.Context(), u)
 		var pe *fs.PathError
 		if !errors.Is(err, fs.ErrInvalid) || !errors.As(err, &pe) || pe.Op != "openurl" {
 			t.Fatalf("OpenURL(%q) = %v, want a PathError wrapping fs.ErrInvalid", u, err)
 		}
+	}
+}
+
+func TestOpenURLCreatesTheStoreDirectoryButNotItsParents(t *testing.T) {
+	base := t.TempDir()
+	typo := filepath.Join(base, "typo", "dir")
+	_, err := roomstore.OpenURL(t.Context(), "file://"+typo)
+	if !errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "no such file") {
+		t.Errorf("OpenURL of a store whose parent is missing: %v, want fs.ErrNotExist saying which directory is missing", err)
+	}
+	if _, err := os.Stat(filepath.Join(base, "typo")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("OpenURL created the parent of a store directory (%v)", err)
+	}
+	e, err := roomstore.OpenURL(t.Context(), "file://"+filepath.Join(base, "room"))
+	if err != nil {
+		t.Fatalf("OpenURL of a new store in an existing directory: %v", err)
+	}
+	e.Shutdown(context.Background())
+	if fi, err := os.Stat(filepath.Join(base, "room")); err != nil || !fi.IsDir() {
+		t.Errorf("OpenURL did not create the store's own directory: %v", err)
 	}
 }
 

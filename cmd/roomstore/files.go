@@ -10,11 +10,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 	"unicode"
 
@@ -37,16 +35,10 @@ func fileCmd(sf *storeFlags, use, short, long string, args cobra.PositionalArgs,
 		Long:  long,
 		Args:  usageArgs(args),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// Ctrl-C (or SIGTERM) ends the command's context, so that an
-			// upload is aborted and a download's temporary removed; a
-			// second one ends the process at once.
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			interrupted := ctx.Done()
-			go func() {
-				<-interrupted
-				stop()
-			}()
+			// Ctrl-C (or SIGTERM) ends the command's context (see
+			// main), so that an upload is aborted and a download's
+			// temporary removed.
+			ctx := cmd.Context()
 			if sf.timeout < 0 {
 				return usagef("--timeout %v is negative", sf.timeout)
 			}
@@ -348,7 +340,8 @@ A file already at PATH is kept, and put fails, unless --overwrite is given,
 which replaces it. --exclusive states the default explicitly: put fails if
 a file is at PATH, or appears there before the upload completes (of several
 racing exclusive uploads exactly one wins). On a disk store (file://) put
-creates the store's directory if it does not exist yet.
+creates the store's directory if it does not exist yet, but not the
+directories above it.
 
 When standard error is a terminal put shows its progress: bytes sent, rate
 and time left.`,

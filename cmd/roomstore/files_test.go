@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -621,6 +622,12 @@ func TestProgressOnATerminalOnly(t *testing.T) {
 func feedingPut(t *testing.T, o procOptions, dir string) (p *proc, tmp string) {
 	t.Helper()
 	mustRun(t, o, "put", "-", "seed.txt") // creates the store
+	return feedPut(t, o, dir)
+}
+
+// feedPut is feedingPut on a store that exists.
+func feedPut(t *testing.T, o procOptions, dir string) (p *proc, tmp string) {
+	t.Helper()
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -703,6 +710,77 @@ func TestAnInterruptedPutLeavesNothing(t *testing.T) {
 	}
 	if got := lsPaths(t, o, "-r"); !slices.Equal(got, []string{"seed.txt 0"}) {
 		t.Errorf("an interrupted put left %q", got)
+	}
+}
+
+// TestFileURLsThatNameAnotherDirectoryAreRefused runs put on file:// URLs
+// whose directory is not the one their writer meant: each is refused with
+// one line naming the right forms, and creates nothing anywhere. A new
+// store's directory is created only when its parent exists.
+func TestFileURLsThatNameAnotherDirectoryAreRefused(t *testing.T) {
+	base := t.TempDir()
+	wd := t.TempDir()
+	local := filepath.Join(t.TempDir(), "x.txt")
+	if err := os.WriteFile(local, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	abs := filepath.Join(base, "s")     // where a misread URL would write
+	rel := strings.TrimPrefix(abs, "/") // the same, relative: what "./" meant
+	const forms = "(use file:///abs/dir for an absolute directory, file://./rel/dir for one relative to the working directory)"
+	for _, c := range []struct{ store, want string }{
+		{"file:/./" + rel, "a file URL needs // after file: " + forms},
+		{"file:" + abs, "a file URL needs // after file: " + forms},
+		{"file:./" + rel, "a file URL needs // after file: " + forms},
+		{"file:///./" + rel, "the path /./" + rel + " is not clean: it names " + abs + " " + forms},
+		{"file://" + base + "/typo/s", "the directory that would hold the store does not exist (only the store's own directory is created)"},
+	} {
+		res := runCmd(t, procOptions{dir: wd, env: map[string]string{storeEnv: c.store}}, "put", local, "a")
+		if want := "roomstore: --store " + c.store + ": " + c.want + "\n"; res.code != 1 || res.stderr != want {
+			t.Errorf("put on %s: exit %d, %q; want 1, %q", c.store, res.code, res.stderr, want)
+		}
+		for _, d := range []string{abs, filepath.Join(wd, rel), filepath.Join(base, "typo")} {
+			if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("put on %s created %s (%v)", c.store, d, err)
+			}
+		}
+	}
+	// The forms meant: put creates the store's own directory.
+	for _, store := range []string{"file://" + abs, "file://./s"} {
+		mustRun(t, procOptions{dir: wd, env: map[string]string{storeEnv: store}}, "put", local, "a")
+	}
+	for _, f := range []string{filepath.Join(abs, "a"), filepath.Join(wd, "s", "a")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("put did not write %s: %v", f, err)
+		}
+	}
+}
+
+// TestOneCtrlCDeliveredTwiceIsOneInterruption sends SIGINT to the put and
+// then to its process group, as a terminal or timeout(1) can: the put is
+// interrupted once, says so in one line and exits 1, and leaves nothing.
+func TestOneCtrlCDeliveredTwiceIsOneInterruption(t *testing.T) {
+	o, dir := diskStore(t)
+	o.group = true
+	mustRun(t, o, "put", "-", "seed.txt") // creates the store
+	for i := range 20 {
+		p, tmp := feedPut(t, o, dir)
+		pid := p.cmd.Process.Pid
+		if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(-pid, syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		code := p.wait(t, runTimeout)
+		if got := p.stderr.String(); code != 1 || got != "roomstore: put big.bin: interrupted\n" {
+			t.Fatalf("run %d: SIGINT to the put and its group: exit %d and %q, want 1 and one line", i, code, got)
+		}
+		if ents, err := os.ReadDir(tmp); err != nil || len(ents) != 0 {
+			t.Fatalf("run %d: the interrupted put left %d temporaries (%v)", i, len(ents), err)
+		}
+	}
+	if got := lsPaths(t, o, "-r"); !slices.Equal(got, []string{"seed.txt 0"}) {
+		t.Errorf("the interrupted puts left %q", got)
 	}
 }
 

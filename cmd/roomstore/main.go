@@ -35,7 +35,21 @@ import (
 // never a flag, so that it stays out of process listings and shell history.
 const secretEnv = "ROOMSTORE_TOKEN_SECRET"
 
-func main() { os.Exit(run(context.Background(), os.Args[1:])) }
+// main runs the command with a context that the first SIGINT or SIGTERM
+// ends, so that a transfer is aborted cleanly (put, get) or a server
+// shuts down (serve). A second signal, repeatWindow or more after the
+// first, ends the process at once with one line and status 128 plus the
+// signal's number (130 for Ctrl-C); the same signal delivered again
+// sooner (to the process and to its group) changes nothing. Signals stay
+// handled until the process exits, so that none arriving as it ends
+// kills it before it prints its line.
+func main() {
+	ctx := interruptContext(context.Background(), func(sig os.Signal) {
+		fmt.Fprintln(os.Stderr, "roomstore: interrupted again, stopped at once")
+		os.Exit(signalStatus(sig))
+	})
+	os.Exit(run(ctx, os.Args[1:]))
+}
 
 // run runs the command line args and returns the exit status.
 func run(ctx context.Context, args []string) int {
