@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/internal/wire"
 )
@@ -61,7 +62,7 @@ func (s *Server) acquireOnce(ctx context.Context, name string, create bool) (*ro
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, errors.New("server shutting down")
+		return nil, errShuttingDown
 	}
 	rm, ok := s.rooms[name]
 	if !ok {
@@ -368,16 +369,48 @@ func (c *conn) view(ev events.Event) view {
 func (s *Server) enterRoom(w http.ResponseWriter, r *http.Request, name string, create bool, refused string) (*room, bool) {
 	rm, err := s.acquire(r.Context(), name, create)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist) && !create:
 		s.logRefusal(RefusedNoRoom, refused, "room", name, "reason", "no such room, and the request may not create it")
 		refuseHTTP(w, "no such room", http.StatusNotFound)
 		return nil, false
+	case errors.Is(err, errShuttingDown):
+		refuseHTTP(w, err.Error(), http.StatusServiceUnavailable)
+		return nil, false
 	case err != nil:
 		s.log.Warn("room unavailable", "room", name, "err", err)
-		refuseHTTP(w, "room unavailable", http.StatusServiceUnavailable)
+		refuseHTTP(w, unavailable(err), http.StatusServiceUnavailable)
 		return nil, false
 	}
 	return rm, true
+}
+
+// errShuttingDown refuses a room to a request that comes once Shutdown
+// has begun.
+var errShuttingDown = errors.New("server shutting down")
+
+// unavailable is what a client is told of a room whose store cannot be
+// opened: "room store unavailable", and the reason a backend gave when
+// it classified the failure (a backend's message names no host path, a
+// Resolver's own error may: only its kind is told).
+func unavailable(err error) string {
+	const text = "room store unavailable"
+	var be *backend.Error
+	if errors.As(err, &be) {
+		var parts []string
+		if be.Kind != nil && be.Kind != backend.ErrStoreUnavailable {
+			parts = append(parts, be.Kind.Error())
+		}
+		if be.Detail != "" {
+			parts = append(parts, be.Detail)
+		}
+		if len(parts) > 0 {
+			return text + ": " + strings.Join(parts, ": ")
+		}
+	}
+	if k := backend.KindOf(err); k != nil && k != backend.ErrStoreUnavailable {
+		return text + ": " + k.Error()
+	}
+	return text
 }
 
 // Files returns the handler for the engines' signed download URLs,

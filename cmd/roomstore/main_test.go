@@ -391,6 +391,21 @@ func TestServeCreatesTheRoomsDirectoryButNotItsParents(t *testing.T) {
 	}
 }
 
+func TestARoomWhoseStoreCannotBeOpenedIsOneLineNamingTheCause(t *testing.T) {
+	_, addr := startServe(t, testSecret, "--store", "file:///proc/{room}")
+	store := "ws://" + addr + "/rooms/r1"
+	res := runCmd(t, procOptions{env: map[string]string{storeEnv: store, tokenEnv: mustToken(t, testSecret, "r1")}}, "ls")
+	prefix := "roomstore: --store " + store + ": room store unavailable: "
+	if res.code != 1 || !strings.HasPrefix(res.stderr, prefix) || len(res.stderr) <= len(prefix)+1 || strings.Count(res.stderr, "\n") != 1 {
+		t.Fatalf("ls in a room whose store cannot be opened: exit %d, %q; want 1 and one line beginning %q and naming the cause", res.code, res.stderr, prefix)
+	}
+	for _, leak := range []string{"/proc", "status code", "503"} {
+		if strings.Contains(res.stderr, leak) {
+			t.Errorf("the line %q says %q", res.stderr, leak)
+		}
+	}
+}
+
 func mustToken(t *testing.T, secret, room string) string {
 	t.Helper()
 	tok, err := roomserver.NewToken([]byte(secret), "alice", room, time.Hour)
