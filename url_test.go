@@ -36,6 +36,30 @@ func TestOpenURLMemoryStoresArePrivateUnlessNamed(t *testing.T) {
 	}
 }
 
+func TestFaultsReachANamedMemoryStoreOpenedByURL(t *testing.T) {
+	name := t.Name()
+	t.Cleanup(func() { backend_mem.Drop(name) })
+	b := backend_mem.Named(name)
+	if b == nil || backend_mem.Named(name) != b || backend_mem.Named("") != nil {
+		t.Fatal("Named does not return the one store of a name")
+	}
+	full := errors.New("disk full")
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpCommit, Err: full})
+	e, err := roomstore.OpenURL(t.Context(), "mem://"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	if _, err := e.Upload(t.Context(), "a.txt", strings.NewReader("x"), roomstore.OpenOptions{}); !errors.Is(err, full) {
+		t.Fatalf("Upload into the store with a commit fault: %v, want the injected error", err)
+	}
+	b.ClearFaults()
+	put(t, e, "a.txt", "x")
+	if _, err := b.Stat(t.Context(), "a.txt"); err != nil {
+		t.Errorf("the engine's file is not in the store Named returned: %v", err)
+	}
+}
+
 func TestOpenURLFileStoresOnDisk(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "room")
 	e, err := roomstore.OpenURL(t.Context(), "file://"+dir+"?fsync=false")
