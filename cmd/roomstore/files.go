@@ -141,34 +141,11 @@ func explain(op string, err error, msg string) string {
 	return msg
 }
 
-// jsonEntry is an Entry as ls --json and stat --json print it.
-type jsonEntry struct {
-	Path     string     `json:"path"`
-	Name     string     `json:"name"`
-	Type     string     `json:"type"` // "file" or "folder"
-	Size     int64      `json:"size"`
-	Modified *time.Time `json:"modified,omitempty"`
-	ETag     string     `json:"etag,omitempty"`
-}
-
-func newJSONEntry(e roomstore.Entry) jsonEntry {
-	j := jsonEntry{Path: e.Path, Name: e.Name, Type: "file", Size: e.Size, ETag: e.ETag}
-	if e.IsFolder {
-		j.Type = "folder"
-		j.Path += "/"
-	}
-	if !e.ModTime.IsZero() {
-		t := e.ModTime.UTC()
-		j.Modified = &t
-	}
-	return j
-}
-
 // printEntry prints one line of ls: size, modification time and path, a
 // folder's path ending in '/'.
 func printEntry(w io.Writer, e roomstore.Entry, asJSON bool) error {
 	if asJSON {
-		return json.NewEncoder(w).Encode(newJSONEntry(e))
+		return json.NewEncoder(w).Encode(e) // roomstore.Entry's JSON
 	}
 	if e.IsFolder {
 		_, err := fmt.Fprintf(w, "%12s  %-20s  %s/\n", "-", "-", e.Path)
@@ -261,10 +238,13 @@ commit; where the store gives one). With --json it prints one JSON object, as ls
 				}
 				out := cmd.OutOrStdout()
 				if asJSON {
-					return json.NewEncoder(out).Encode(newJSONEntry(e))
+					return json.NewEncoder(out).Encode(e)
 				}
-				j := newJSONEntry(e)
-				fmt.Fprintf(out, "path:      %s\ntype:      %s\n", j.Path, j.Type)
+				if e.IsFolder {
+					fmt.Fprintf(out, "path:      %s/\ntype:      folder\n", e.Path)
+				} else {
+					fmt.Fprintf(out, "path:      %s\ntype:      file\n", e.Path)
+				}
 				if !e.IsFolder {
 					fmt.Fprintf(out, "size:      %d\nmodified:  %s\n", e.Size, e.ModTime.UTC().Format(time.RFC3339Nano))
 					if e.ETag != "" {

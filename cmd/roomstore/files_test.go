@@ -23,6 +23,8 @@ import (
 
 	"github.com/creack/pty"
 	"github.com/spf13/pflag"
+
+	"github.com/roomstore/roomstore"
 )
 
 // runTimeout bounds one run of a file command.
@@ -131,8 +133,8 @@ func TestPutGetRoundTrip20MiBByteExact(t *testing.T) {
 		if ents, _ := os.ReadDir(folder); len(ents) != 1 {
 			t.Errorf("get left %d entries in the folder, want the file alone", len(ents))
 		}
-		var e jsonEntry
-		if err := json.Unmarshal([]byte(mustRun(t, o, "stat", "--json", "data/big.bin")), &e); err != nil || e.Size != int64(len(data)) || e.Type != "file" || e.Path != "data/big.bin" {
+		var e roomstore.Entry
+		if err := json.Unmarshal([]byte(mustRun(t, o, "stat", "--json", "data/big.bin")), &e); err != nil || e.Size != int64(len(data)) || e.IsFolder || e.Path != "data/big.bin" || e.Name != "big.bin" || e.ModTime.IsZero() {
 			t.Errorf("stat --json: %+v, %v", e, err)
 		}
 	})
@@ -180,10 +182,14 @@ func TestLsRecursiveMvAndRmRecursive(t *testing.T) {
 		if got := lsPaths(t, o, "docs/sub/c.txt"); !slices.Equal(got, []string{"docs/sub/c.txt 333"}) {
 			t.Errorf("ls of a file: %q", got)
 		}
-		var objs []jsonEntry
-		dec := json.NewDecoder(strings.NewReader(mustRun(t, o, "ls", "-r", "--json", "docs")))
+		var objs []roomstore.Entry
+		out := mustRun(t, o, "ls", "-r", "--json", "docs")
+		if !strings.Contains(out, `{"path":"docs/sub/","name":"sub","type":"folder","size":0}`+"\n") {
+			t.Errorf("ls -r --json docs shows the folder docs/sub otherwise:\n%s", out)
+		}
+		dec := json.NewDecoder(strings.NewReader(out))
 		for {
-			var e jsonEntry
+			var e roomstore.Entry
 			if err := dec.Decode(&e); err == io.EOF {
 				break
 			} else if err != nil {
@@ -191,7 +197,7 @@ func TestLsRecursiveMvAndRmRecursive(t *testing.T) {
 			}
 			objs = append(objs, e)
 		}
-		if len(objs) != 4 || objs[0].Path != "docs/b.txt" || objs[1].Type != "folder" || objs[1].Path != "docs/sub/" || objs[2].Size != 333 || objs[2].Modified == nil || objs[2].Modified.IsZero() {
+		if len(objs) != 4 || objs[0].Path != "docs/b.txt" || !objs[1].IsFolder || objs[1].Path != "docs/sub" || objs[2].Size != 333 || objs[2].ModTime.IsZero() {
 			t.Errorf("ls -r --json docs: %+v", objs)
 		}
 
