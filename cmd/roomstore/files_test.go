@@ -323,9 +323,9 @@ func TestWatchSeesAnotherProcessesChangesThroughServe(t *testing.T) {
 
 	stamp := `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`
 	for i, want := range []string{
-		`^` + stamp + `  file\.updated  docs/a\.txt  [A-Z0-9]{26}$`,
-		`^` + stamp + `  file\.moved    docs/b\.txt  [A-Z0-9]{26}  \(from docs/a\.txt\)$`,
-		`^` + stamp + `  file\.deleted  docs/b\.txt  [A-Z0-9]{26}$`,
+		`^` + stamp + `  file\.updated  docs/a\.txt  alice$`,
+		`^` + stamp + `  file\.moved    docs/b\.txt  alice  \(from docs/a\.txt\)$`,
+		`^` + stamp + `  file\.deleted  docs/b\.txt  alice$`,
 	} {
 		if line := textOut.next(t, "event line"); !regexp.MustCompile(want).MatchString(line) {
 			t.Errorf("watch docs, event %d: %q, want %s", i, line, want)
@@ -344,7 +344,7 @@ func TestWatchSeesAnotherProcessesChangesThroughServe(t *testing.T) {
 			t.Fatalf("watch --json printed %q: %v", line, err)
 		}
 		// Each command is a participant of its own, with an id the server gives.
-		if e.Type != w.Type || e.Path != w.Path || e.SourcePath != w.SourcePath || len(e.Participant) != 26 || time.Since(e.Time) > time.Minute {
+		if e.Type != w.Type || e.Path != w.Path || e.SourcePath != w.SourcePath || len(e.Participant) != 26 || e.Name != "alice" || time.Since(e.Time) > time.Minute {
 			t.Errorf("watch --json, event %d: %+v, want %+v", i, e, w)
 		}
 	}
