@@ -19,7 +19,12 @@
 // Exit status: 0 on success (serve: after a clean shutdown on SIGINT or
 // SIGTERM); 1 on failure, with one line on stderr such as "roomstore: get
 // notes/x.txt: file does not exist"; 2 on a usage error (an unknown command
-// or flag, a missing argument), with the usage hint on stderr.
+// or flag, a missing argument), with the usage hint on stderr. Ctrl-C (or
+// SIGTERM) aborts a command cleanly ("interrupted", status 1; watch and
+// serve exit 0); a second one, a second or more after the first, stops it
+// at once with the line "roomstore: interrupted again, stopped at once"
+// and status 130 (143 for SIGTERM). The same signal delivered twice at
+// once, to the process and to its group, counts as one.
 package main
 
 import (
@@ -129,7 +134,9 @@ serve serves each room at ws://ADDR/rooms/{room} on a store of its own,
 with tokens signed with the secret in ` + secretEnv + ` (see token).
 
 Exit status: 0 on success; 1 on failure, with one line on standard error
-("roomstore: get notes/x.txt: file does not exist"); 2 on a usage error.`,
+("roomstore: get notes/x.txt: file does not exist"); 2 on a usage error.
+Ctrl-C aborts a command cleanly; a second Ctrl-C, a second or more after
+the first, stops it at once (status 130).`,
 		Example: `  roomstore put report.pdf docs/report.pdf
   roomstore ls -r
   cat big.bin | roomstore put - data/big.bin --overwrite
