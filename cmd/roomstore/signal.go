@@ -27,10 +27,10 @@ func interruptContext(parent context.Context, hard func(os.Signal)) context.Cont
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		sig := <-sigs
+		<-sigs
 		first := time.Now()
 		cancel()
-		for sig = range sigs {
+		for sig := range sigs {
 			if time.Since(first) >= repeatWindow {
 				hard(sig)
 			}
