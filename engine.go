@@ -81,7 +81,7 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 			return nil, &fs.PathError{Op: "new", Path: "", Err: err}
 		}
 	}
-	if cfg.selfSign && cfg.baseURL == nil {
+	if cfg.selfSign && cfg.baseURL.load() == nil {
 		return nil, &fs.PathError{Op: "new", Path: "", Err: badOption("WithPresign(false) needs WithBaseURL: the URLs the engine signs are served below it")}
 	}
 	if cfg.signingKey == nil {

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net/url"
-	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -43,7 +41,7 @@ type config struct {
 	urlExpiry   time.Duration
 	eventBuffer int
 	signingKey  []byte
-	baseURL     *url.URL
+	baseURL     *baseRef // shared by the config's copies; SetBaseURL sets it later
 	attempts    int
 	handleCall  time.Duration
 	transport   events.Transport
@@ -63,6 +61,7 @@ func defaultConfig() config {
 		eventBuffer: DefaultEventBuffer,
 		attempts:    DefaultCommitAttempts,
 		handleCall:  DefaultHandleTimeout,
+		baseURL:     new(baseRef),
 	}
 }
 
@@ -191,16 +190,15 @@ func WithSigningKey(key []byte) Option {
 // "https://files.example.com/dl", so that DownloadURL can return
 // engine-signed URLs below it for backends without native presigning.
 // Without it, DownloadURL on such a backend fails with
-// errors.ErrUnsupported.
+// errors.ErrUnsupported. Engine.SetBaseURL sets it once the engine
+// exists.
 func WithBaseURL(base string) Option {
 	return func(c *config) error {
-		u, err := url.Parse(base)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			return badOption("base URL must be an absolute http(s) URL without query, got %q", base)
+		u, err := parseBaseURL(base)
+		if err != nil {
+			return err
 		}
-		u.Path = strings.TrimSuffix(u.Path, "/")
-		u.RawPath = ""
-		c.baseURL = u
+		c.baseURL.p.Store(u)
 		return nil
 	}
 }

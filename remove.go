@@ -54,13 +54,13 @@ func (e *Engine) remove(ctx context.Context, clean string) error {
 func (e *Engine) RemoveAll(ctx context.Context, p string) (err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.RemoveAll, p)
 	defer call.End(&err)
-	clean, err := e.enter("removeall", p, roompath.TargetAny)
+	clean, err := e.enter(opRemoveAll, p, roompath.TargetAny)
 	if err != nil {
 		return err
 	}
 	defer e.inflight.Done()
 	if err := e.removeTree(ctx, gateOf(ctx), clean, folderMeant(p, clean)); err != nil {
-		return pathError("removeall", p, err)
+		return pathError(opRemoveAll, p, err)
 	}
 	return nil
 }

@@ -59,12 +59,24 @@ func (e *Engine) serveFile(ctx context.Context, w http.ResponseWriter, r *http.R
 		if errors.Is(err, fs.ErrPermission) {
 			http.Error(w, "forbidden", http.StatusForbidden)
 		} else {
-			e.cfg.logger.Error("roomstore: serving a file", "path", clean, "err", err)
+			e.logServeFailure(ctx, clean, err)
 			http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		}
 		return -1, err
 	}
 	return e.serve(ctx, telemetry.ServeFile, w, r, clean, "", "")
+}
+
+// logServeFailure logs a request for the file at clean that failed with
+// err: at ERROR, unless the request's context ended first (the client
+// gave up waiting, on a stalled store, or went away), an ordinary event
+// logged at INFO.
+func (e *Engine) logServeFailure(ctx context.Context, clean string, err error) {
+	if ctx.Err() != nil {
+		e.cfg.logger.Info("roomstore: a request for a file ended before the store answered: the client gave up or went away", "path", clean, "err", err)
+		return
+	}
+	e.cfg.logger.Error("roomstore: serving a file", "path", clean, "err", err)
 }
 
 // errMethod is the outcome of a request that allowGet refuses.
@@ -112,7 +124,7 @@ func (e *Engine) serve(ctx context.Context, op telemetry.Op, w http.ResponseWrit
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrIsFolder) {
 			http.Error(w, "not found", http.StatusNotFound)
 		} else {
-			e.cfg.logger.Error("roomstore: serving a file", "path", clean, "err", err)
+			e.logServeFailure(ctx, clean, err)
 			http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		}
 		return -1, err

@@ -97,26 +97,26 @@ func (e *Engine) DownloadURL(ctx context.Context, p string, opts ...URLOption) (
 	var o urlOptions
 	for _, opt := range opts {
 		if opt == nil {
-			return "", &fs.PathError{Op: "downloadurl", Path: p, Err: fmt.Errorf("%w: nil URLOption", fs.ErrInvalid)}
+			return "", &fs.PathError{Op: opDownloadURL, Path: p, Err: fmt.Errorf("%w: nil URLOption", fs.ErrInvalid)}
 		}
 		if err := opt(&o); err != nil {
-			return "", &fs.PathError{Op: "downloadurl", Path: p, Err: err}
+			return "", &fs.PathError{Op: opDownloadURL, Path: p, Err: err}
 		}
 	}
-	clean, err := e.enter("downloadurl", p, roompath.TargetFile)
+	clean, err := e.enter(opDownloadURL, p, roompath.TargetFile)
 	if err != nil {
 		return "", err
 	}
 	defer e.inflight.Done()
 	if err := gateOf(ctx).check(Read, clean); err != nil {
-		return "", pathError("downloadurl", p, err)
+		return "", pathError(opDownloadURL, p, err)
 	}
 	info, err := e.b.Stat(ctx, clean)
 	switch {
 	case err != nil:
-		return "", pathError("downloadurl", p, err)
+		return "", pathError(opDownloadURL, p, err)
 	case info.IsFolder:
-		return "", &fs.PathError{Op: "downloadurl", Path: p, Err: ErrIsFolder}
+		return "", &fs.PathError{Op: opDownloadURL, Path: p, Err: ErrIsFolder}
 	}
 	filename := ""
 	if o.attachment {
@@ -130,7 +130,7 @@ func (e *Engine) DownloadURL(ctx context.Context, p string, opts ...URLOption) (
 	if !o.notAfter.IsZero() {
 		left := o.notAfter.Sub(now).Truncate(time.Second)
 		if left < time.Second {
-			return "", &fs.PathError{Op: "downloadurl", Path: p, Err: fmt.Errorf("%w: NotAfter leaves the URL less than a second", fs.ErrInvalid)}
+			return "", &fs.PathError{Op: opDownloadURL, Path: p, Err: fmt.Errorf("%w: NotAfter leaves the URL less than a second", fs.ErrInvalid)}
 		}
 		expiry = min(expiry, left)
 	}
@@ -140,9 +140,9 @@ func (e *Engine) DownloadURL(ctx context.Context, p string, opts ...URLOption) (
 		case err == nil:
 			return u, nil
 		case !errors.Is(err, errors.ErrUnsupported):
-			return "", pathError("downloadurl", p, err)
-		case e.cfg.baseURL == nil:
-			return "", &fs.PathError{Op: "downloadurl", Path: p, Err: fmt.Errorf("%w: the backend cannot presign and no WithBaseURL is set", errors.ErrUnsupported)}
+			return "", pathError(opDownloadURL, p, err)
+		case e.cfg.baseURL.load() == nil:
+			return "", &fs.PathError{Op: opDownloadURL, Path: p, Err: fmt.Errorf("%w: the backend cannot presign and no WithBaseURL is set", errors.ErrUnsupported)}
 		}
 	}
 	// Whole seconds, rounded up, so a URL lives at least the expiry; but a
@@ -170,7 +170,7 @@ func disposition(filename string) string {
 // signURL builds base/escaped/path?exp=UNIX[&att=NAME][&v=ETAG]&sig=MAC.
 func (e *Engine) signURL(method, clean string, expires int64, attachment, version string) string {
 	exp := strconv.FormatInt(expires, 10)
-	u := *e.cfg.baseURL
+	u := *e.cfg.baseURL.load()
 	segs := strings.Split(clean, "/")
 	for i, s := range segs {
 		segs[i] = url.PathEscape(s)
@@ -296,8 +296,9 @@ func verify(r *http.Request, key []byte, basePath string) (clean, disp, version 
 }
 
 func (e *Engine) basePath() string {
-	if e.cfg.baseURL == nil {
+	u := e.cfg.baseURL.load()
+	if u == nil {
 		return ""
 	}
-	return e.cfg.baseURL.Path
+	return u.Path
 }

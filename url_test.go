@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,6 +36,30 @@ func TestOpenURLMemoryStoresArePrivateUnlessNamed(t *testing.T) {
 	}
 }
 
+func TestFaultsReachANamedMemoryStoreOpenedByURL(t *testing.T) {
+	name := t.Name()
+	t.Cleanup(func() { backend_mem.Drop(name) })
+	b := backend_mem.Named(name)
+	if b == nil || backend_mem.Named(name) != b || backend_mem.Named("") != nil {
+		t.Fatal("Named does not return the one store of a name")
+	}
+	full := errors.New("disk full")
+	b.Inject(backend_mem.Fault{Op: backend_mem.OpCommit, Err: full})
+	e, err := roomstore.OpenURL(t.Context(), "mem://"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	if _, err := e.Upload(t.Context(), "a.txt", strings.NewReader("x"), roomstore.OpenOptions{}); !errors.Is(err, full) {
+		t.Fatalf("Upload into the store with a commit fault: %v, want the injected error", err)
+	}
+	b.ClearFaults()
+	put(t, e, "a.txt", "x")
+	if _, err := b.Stat(t.Context(), "a.txt"); err != nil {
+		t.Errorf("the engine's file is not in the store Named returned: %v", err)
+	}
+}
+
 func TestOpenURLFileStoresOnDisk(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "room")
 	e, err := roomstore.OpenURL(t.Context(), "file://"+dir+"?fsync=false")
@@ -53,6 +78,9 @@ func TestOpenURLFileStoresOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Chdir(t.TempDir())
+	if err := os.Mkdir("rel", 0o755); err != nil {
+		t.Fatal(err)
+	}
 	rel, err := roomstore.OpenURL(t.Context(), "file://./rel/room")
 	if err != nil {
 		t.Fatal(err)
@@ -66,12 +94,32 @@ func TestOpenURLFileStoresOnDisk(t *testing.T) {
 
 func TestOpenURLRefusesBadURLs(t *testing.T) {
 	dir := t.TempDir()
-	for _, u := range []string{"nosuch://x", "file://host/dir", "file://", "file://" + dir + "?fsync=maybe", "file://" + dir + "?fsynk=false", "file://" + dir + "?fsync=true&fsync=false", "::bad"} {
+	for _, u := range []string{"nosuch://x", "file://host/dir", "file://", "file:" + dir, "file:/." + dir, "file:." + dir, "file:///." + dir, "file://" + dir + "/../x", "file://" + dir + "?fsync=maybe", "file://" + dir + "?fsynk=false", "file://" + dir + "?fsync=true&fsync=false", "::bad"} {
 		_, err := roomstore.OpenURL(t.Context(), u)
 		var pe *fs.PathError
 		if !errors.Is(err, fs.ErrInvalid) || !errors.As(err, &pe) || pe.Op != "openurl" {
 			t.Fatalf("OpenURL(%q) = %v, want a PathError wrapping fs.ErrInvalid", u, err)
 		}
+	}
+}
+
+func TestOpenURLCreatesTheStoreDirectoryButNotItsParents(t *testing.T) {
+	base := t.TempDir()
+	typo := filepath.Join(base, "typo", "dir")
+	_, err := roomstore.OpenURL(t.Context(), "file://"+typo)
+	if !errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "no such file") {
+		t.Errorf("OpenURL of a store whose parent is missing: %v, want fs.ErrNotExist saying which directory is missing", err)
+	}
+	if _, err := os.Stat(filepath.Join(base, "typo")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("OpenURL created the parent of a store directory (%v)", err)
+	}
+	e, err := roomstore.OpenURL(t.Context(), "file://"+filepath.Join(base, "room"))
+	if err != nil {
+		t.Fatalf("OpenURL of a new store in an existing directory: %v", err)
+	}
+	e.Shutdown(context.Background())
+	if fi, err := os.Stat(filepath.Join(base, "room")); err != nil || !fi.IsDir() {
+		t.Errorf("OpenURL did not create the store's own directory: %v", err)
 	}
 }
 

@@ -8,8 +8,11 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 
 	"github.com/roomstore/roomstore/backend"
 )
@@ -38,13 +41,23 @@ func probeFile(_ context.Context, u *url.URL) (bool, error) {
 // FileDir returns the directory that a file:// URL names, as the file://
 // opener reads it: file:///abs/dir, or file://./rel/dir relative to the
 // working directory (then a relative path), in the platform's form. A URL
-// that names a host, or no directory, yields an error wrapping
-// fs.ErrInvalid.
+// of any other form yields an error wrapping fs.ErrInvalid that names the
+// two right ones: one without "//" after "file:" (file:/dir, file:dir,
+// file:/./dir), one that names a host, or no directory, and an absolute
+// one whose path is not clean (file:///./dir, file:///a/../b), which
+// would name a directory other than the one its writer meant.
 func FileDir(u *url.URL) (string, error) {
+	const forms = "file:///abs/dir for an absolute directory, file://./rel/dir for one relative to the working directory"
+	if u.Opaque != "" || u.OmitHost {
+		return "", fmt.Errorf("backend: %w: a file URL needs // after file: (use %s)", fs.ErrInvalid, forms)
+	}
 	var dir string
 	switch u.Host {
 	case "", "localhost":
 		dir = u.Path
+		if clean := path.Clean(dir); dir != "" && clean != strings.TrimSuffix(dir, "/") && clean != dir {
+			return "", fmt.Errorf("backend: %w: the path %s is not clean: it names %s (use %s)", fs.ErrInvalid, dir, clean, forms)
+		}
 	case ".":
 		dir = "." + u.Path
 	default:
@@ -57,7 +70,10 @@ func FileDir(u *url.URL) (string, error) {
 }
 
 // openFile serves "file:///abs/dir" and "file://./rel/dir" (relative to the
-// working directory), creating the directory if needed, through NewOSRoot.
+// working directory) through NewOSRoot. It creates the store's directory
+// if it does not exist, but never the directories above it: a missing
+// parent (a mistyped path) fails with an error wrapping fs.ErrNotExist
+// and creates nothing.
 // "?fsync=false" turns fsync at commit off; any other parameter is refused
 // with fs.ErrInvalid, as a misspelt option must not pass silently. The
 // backend owns its os.Root: Close closes it.
@@ -84,7 +100,10 @@ func openFile(_ context.Context, u *url.URL) (backend.Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backend: %w: file URL %q: %w", fs.ErrInvalid, u.Redacted(), err)
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
+	if err := os.Mkdir(abs, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, backend.Errorf(nil, syscall.ENOENT, "the directory that would hold the store does not exist (only the store's own directory is created)")
+		}
 		return nil, fmt.Errorf("backend: create the store directory of %q: %w", u.Redacted(), osError(err))
 	}
 	root, err := NewOSRoot(abs)

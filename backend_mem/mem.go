@@ -16,7 +16,9 @@
 // 1.03x that in heap (BENCHMARKS.md).
 //
 // Faults (Backend.Inject) make chosen operations fail or stall on cue, so
-// that code built on roomstore can test its error paths.
+// that code built on roomstore can test its error paths: on a Backend
+// given to roomstore.New, or on the named store an Engine opened by URL,
+// which Named returns.
 //
 // # Errors
 //
@@ -104,10 +106,40 @@ func Drop(name string) bool {
 	return ok
 }
 
+// Named returns the named store that roomstore.OpenURL("mem://"+name)
+// opens, creating it if there is none, so that a test reaches the store
+// of an Engine it opened by URL: to inject faults into it (Inject) or
+// look at it. name is what follows "mem://" ("t1" for "mem://t1",
+// "rooms/r1" for "mem://rooms/r1"). A store that Named returned lives
+// until Drop(name), even while it holds no file. An empty name names no
+// shared store (a bare "mem://" opens a private one each time): Named
+// returns nil for it.
+//
+//	b := backend_mem.Named(t.Name())
+//	t.Cleanup(func() { backend_mem.Drop(t.Name()) })
+//	b.Inject(backend_mem.Fault{Op: backend_mem.OpCommit, Err: errDiskFull})
+//	e, err := roomstore.OpenURL(ctx, "mem://"+t.Name()) // its commits fail
+func Named(name string) *Backend {
+	if strings.Trim(name, "/") == "" {
+		return nil
+	}
+	namedMu.Lock()
+	defer namedMu.Unlock()
+	b, ok := named[name]
+	if !ok {
+		b = New()
+		b.name = name
+		named[name] = b
+	}
+	b.pinned = true
+	return b
+}
+
 // Backend stores files in memory. The zero value is not usable; call New.
 type Backend struct {
-	name string // of a named store; guarded by namedMu with refs
-	refs int    // the OpenURLs of a named store not yet closed
+	name   string // of a named store; guarded by namedMu with refs and pinned
+	refs   int    // the OpenURLs of a named store not yet closed
+	pinned bool   // returned by Named: kept until Drop
 
 	mu     sync.RWMutex
 	root   *folder
@@ -492,7 +524,7 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	b.refs--
-	if b.refs == 0 && named[b.name] == b && b.empty() {
+	if b.refs == 0 && !b.pinned && named[b.name] == b && b.empty() {
 		delete(named, b.name)
 	}
 	return nil

@@ -316,7 +316,7 @@ var accessCases = []tcase{
 			_, err = fs.Stat(e.FS(ctx), p)
 			note("fs stat", err)
 			note("delete", e.Delete(ctx, p))
-			note("removeall", e.RemoveAll(ctx, p))
+			note("remove_all", e.RemoveAll(ctx, p))
 			note("move", e.Move(ctx, p, "mine/moved", roomstore.MoveOptions{}))
 			_, err = e.Upload(ctx, p+"/below", strings.NewReader("x"), overwrite)
 			if err == nil {

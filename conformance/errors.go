@@ -170,7 +170,7 @@ var engineErrorCases = []tcase{
 		_, err = e.OpenReader(e.ctx, "deep/nope", 0, -1)
 		check("read", "deep/nope", err, fs.ErrNotExist)
 		_, err = e.DownloadURL(e.ctx, "nope")
-		check("downloadurl", "nope", err, fs.ErrNotExist)
+		check("download_url", "nope", err, fs.ErrNotExist)
 		check("delete", "nope", e.Delete(e.ctx, "nope"), fs.ErrNotExist)
 		check("delete", "dir", e.Delete(e.ctx, "dir"), roomstore.ErrIsFolder)
 		_, err = e.Download(e.ctx, "dir")

@@ -80,6 +80,10 @@ type Event struct {
 	// ParticipantID identifies who caused the change: the participant in
 	// the context of the call that made it ("" when none was set).
 	ParticipantID string
+	// ParticipantName is the name of that participant where the source of
+	// the event knows it: a room server tells roomclient the name of its
+	// token's identity; an Engine's own events leave it "".
+	ParticipantName string
 	// Size is the file's size after the change (0 for a deletion).
 	Size int64
 	// Time is when the change became visible.

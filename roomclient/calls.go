@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/internal/telemetry"
 	"github.com/roomstore/roomstore/internal/wire"
 	"github.com/roomstore/roomstore/roompath"
 )
@@ -141,7 +142,7 @@ func (c *Client) Delete(ctx context.Context, p string) error {
 // file removed. A missing path is not an error; an invalid one yields
 // fs.ErrInvalid.
 func (c *Client) RemoveAll(ctx context.Context, p string) error {
-	_, err := c.call(ctx, "removeall", p, "delete", map[string]any{"path": p, "recursive": true})
+	_, err := c.call(ctx, telemetry.RemoveAll.String(), p, "delete", map[string]any{"path": p, "recursive": true})
 	return err
 }
 
@@ -175,18 +176,18 @@ type URLOptions struct {
 // path fs.ErrInvalid, and a server that cannot make URLs
 // errors.ErrUnsupported.
 func (c *Client) DownloadURL(ctx context.Context, p string, opts URLOptions) (string, error) {
-	j, err := c.call(ctx, "downloadurl", p, "download_url", map[string]any{"path": p, "download": opts.Attachment})
+	j, err := c.call(ctx, telemetry.DownloadURL.String(), p, "download_url", map[string]any{"path": p, "download": opts.Attachment})
 	if err != nil {
 		return "", err
 	}
 	var v struct {
 		URL string `json:"url"`
 	}
-	if err := decode("downloadurl", p, j, &v); err != nil {
+	if err := decode(telemetry.DownloadURL.String(), p, j, &v); err != nil {
 		return "", err
 	}
 	if v.URL == "" {
-		return "", pathError("downloadurl", p, protocolError("a download_url reply without a url"))
+		return "", pathError(telemetry.DownloadURL.String(), p, protocolError("a download_url reply without a url"))
 	}
 	return v.URL, nil
 }

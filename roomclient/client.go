@@ -147,8 +147,12 @@ type Client struct {
 // every event from then on reaches the client's subscribers. Dial does
 // not retry: a refused handshake fails with an error wrapping ErrForbidden
 // (HTTP 403: bad, expired or missing token, or a token for another room)
-// or fs.ErrNotExist (HTTP 404: no such room), any other failure (the
-// server unreachable or answering 503, ctx ending first) with its cause.
+// or fs.ErrNotExist (HTTP 404: no such room); another refusal whose body
+// gives a reason with an *Error of its status and that reason (HTTP 503
+// "room store unavailable: permission denied" matches
+// roomstore.ErrStoreUnavailable, 429 roomstore.ErrTooManyHandles, see
+// Error); any other failure (the server unreachable, ctx ending first)
+// with its cause.
 // Options.Reconnect applies to connections that drop after Dial.
 func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	opts.defaults()

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/coder/websocket"
 
@@ -92,6 +95,9 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 			case http.StatusNotFound:
 				return nil, fmt.Errorf("dial %s: %w", c.name, errNoRoom)
 			}
+			if text := refusal(resp); text != "" {
+				return nil, fmt.Errorf("dial %s: %w", c.name, newError(resp.StatusCode, text, ""))
+			}
 		}
 		return nil, fmt.Errorf("dial %s: %w", c.name, err)
 	}
@@ -134,6 +140,22 @@ func (k *conn) handshake(ctx context.Context) error {
 	// event can be missed.
 	_, _, err := k.invoke(ctx, wire.InvokeTool{Toolkit: "storage", Tool: "exists", Arguments: jsonArgs(map[string]string{"path": ""})})
 	return err
+}
+
+// refusal returns the reason a room server gave for refusing the upgrade
+// (an error status and a one-line text/plain body, such as "room store
+// unavailable: permission denied"), or "" for any other answer, whose
+// body is no reason meant for people (an HTML page of a proxy).
+func refusal(resp *http.Response) string {
+	if resp.StatusCode < 400 || resp.Body == nil || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512)) // the dialler kept the body's first bytes
+	text := strings.TrimSpace(string(b))
+	if text == "" || strings.ContainsFunc(text, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return ""
+	}
+	return text
 }
 
 // errNoRoom is the cause of a 404 on the upgrade.

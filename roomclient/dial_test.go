@@ -10,6 +10,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/roomclient"
 	"github.com/roomstore/roomstore/roomserver"
 )
@@ -49,6 +50,21 @@ func TestDialRefusals(t *testing.T) {
 			wantErr(t, "Dial", err, tc.want)
 		})
 	}
+
+	t.Run("a room whose store cannot be opened fails Dial with the store's reason", func(t *testing.T) {
+		broken := newEnv(t, func(room string) string { return "file:///proc/" + room })
+		_, err := roomclient.Dial(deadline(t), broken.roomURL("r1"), roomclient.Options{Token: broken.token(t, "alice", "r1"), Logger: quiet()})
+		wantErr(t, "Dial", err, roomstore.ErrStoreUnavailable)
+		var re *roomclient.Error
+		if !errors.As(err, &re) || re.Code != 503 || !strings.HasPrefix(re.Error(), "room store unavailable: ") || len(re.Error()) == len("room store unavailable: ") {
+			t.Errorf("Dial: %v, want a 503 *Error saying why the room's store is unavailable", err)
+		}
+		for _, leak := range []string{"/proc", "status code", "101"} {
+			if strings.Contains(err.Error(), leak) {
+				t.Errorf("Dial: %q says %q", err, leak)
+			}
+		}
+	})
 
 	t.Run("an unreachable server fails Dial with its cause", func(t *testing.T) {
 		_, err := roomclient.Dial(deadline(t), "ws://127.0.0.1:1/rooms/r1", roomclient.Options{Logger: quiet()})

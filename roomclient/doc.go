@@ -83,7 +83,9 @@
 // errors are ErrDisconnected (no connection, or it dropped mid-call),
 // fs.ErrClosed (after Close), fs.ErrInvalid (a bad argument), ErrProtocol
 // (a server that breaks the protocol) and the call's context's error.
-// Dial fails with ErrForbidden on HTTP 403 and fs.ErrNotExist on 404.
+// Dial fails with ErrForbidden on HTTP 403 and fs.ErrNotExist on 404, and
+// with an *Error on another refusal that gives its reason (a 503 "room
+// store unavailable: ..." matches roomstore.ErrStoreUnavailable).
 //
 // # Events
 //

@@ -30,7 +30,7 @@ func TestErrorsMatchTheEngineSentinels(t *testing.T) {
 		{409, "tool_call_id already in use", roomstore.ErrConflict},
 		{429, "open f: too many open handles", roomstore.ErrTooManyHandles},
 		{429, "too many streams (at most 16 per connection)", roomstore.ErrTooManyHandles},
-		{501, "downloadurl f: unsupported operation", errors.ErrUnsupported},
+		{501, "download_url f: unsupported operation", errors.ErrUnsupported},
 		{503, "list : store unavailable", roomstore.ErrStoreUnavailable},
 		{503, "server shutting down", fs.ErrClosed},
 	} {

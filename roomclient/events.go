@@ -191,7 +191,7 @@ func (c *Client) publish(typ string, body json.RawMessage) {
 		if typ == wire.TypeFileDeleted {
 			topic = roomstore.EventFileDeleted
 		}
-		c.bus.Publish(topic, events.Event{Type: topic, Path: v.Path, ParticipantID: v.ParticipantID, Time: now})
+		c.bus.Publish(topic, events.Event{Type: topic, Path: v.Path, ParticipantID: v.ParticipantID, ParticipantName: v.ParticipantName, Time: now})
 	case wire.TypeFileMoved:
 		var v wire.MoveEvent
 		if err := json.Unmarshal(body, &v); err != nil {
@@ -199,7 +199,7 @@ func (c *Client) publish(typ string, body json.RawMessage) {
 			return
 		}
 		c.bus.Publish(roomstore.EventFileMoved, events.Event{Type: roomstore.EventFileMoved,
-			Path: v.DestinationPath, SourcePath: v.SourcePath, ParticipantID: v.ParticipantID, Time: now})
+			Path: v.DestinationPath, SourcePath: v.SourcePath, ParticipantID: v.ParticipantID, ParticipantName: v.ParticipantName, Time: now})
 	case wire.TypeEventsOverflow:
 		var v wire.OverflowEvent
 		if err := json.Unmarshal(body, &v); err != nil {

@@ -817,7 +817,7 @@ func (c *conn) loseLocked(n uint64, slow bool) {
 // resets the count; c.qmu is held. A notice that cannot be encoded waits
 // for the next chance.
 func (c *conn) tellLossLocked() {
-	notice, err := c.rm.encode(events.Event{Type: roomstore.EventOverflow, Dropped: c.lost}, viewWhole)
+	notice, err := c.rm.encode(events.Event{Type: roomstore.EventOverflow, Dropped: c.lost}, viewWhole, "")
 	if err != nil {
 		return
 	}

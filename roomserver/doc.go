@@ -79,6 +79,11 @@
 //   - "overflow": storage.events.overflow {dropped} tells of lost events
 //     (see Events).
 //
+// Such a client also gets participant_name in storage.file.updated,
+// deleted and moved: the name (Identity.Name) of the participant whose
+// change it reports, where the server knows it (a change made through
+// this server; not one another replica sent through NATS).
+//
 // Requests may carry null and unknown fields, which are ignored:
 // participant_id and on_behalf_of_id null, a tool_call_id on a simple
 // call, recursive null and download null (false). The range and append

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/internal/wire"
 )
@@ -31,8 +32,14 @@ type room struct {
 	// above the connections' (from 1<<62) and the clients' (from 0).
 	nextID atomic.Uint64
 
-	mu      sync.Mutex
-	conns   map[*conn]struct{}
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	// names are the identity names of the room's participants by id, for
+	// the events their changes cause (a change's event may be fanned out
+	// after its connection left); left holds the ids of those that left,
+	// oldest first, whose names go once more than keptNames have left.
+	names   map[string]string
+	left    []string
 	entered int            // connections admitted, before and after they join
 	writes  map[string]int // the uploads open, by identity name
 	refs    int
@@ -61,7 +68,7 @@ func (s *Server) acquireOnce(ctx context.Context, name string, create bool) (*ro
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, errors.New("server shutting down")
+		return nil, errShuttingDown
 	}
 	rm, ok := s.rooms[name]
 	if !ok {
@@ -233,12 +240,25 @@ func (rm *room) exit() {
 func (rm *room) join(c *conn) {
 	rm.mu.Lock()
 	rm.conns[c] = struct{}{}
+	if rm.names == nil {
+		rm.names = map[string]string{}
+	}
+	rm.names[c.id] = c.ident.Name
 	rm.mu.Unlock()
 }
+
+// keptNames bounds the names of departed participants a room keeps for
+// the events of their last changes.
+const keptNames = 256
 
 func (rm *room) leave(c *conn) {
 	rm.mu.Lock()
 	delete(rm.conns, c)
+	rm.left = append(rm.left, c.id)
+	if len(rm.left) > keptNames {
+		delete(rm.names, rm.left[0])
+		rm.left = append(rm.left[:0], rm.left[1:]...)
+	}
 	rm.mu.Unlock()
 }
 
@@ -268,6 +288,7 @@ func (rm *room) fanout(ev events.Event) {
 	for c := range rm.conns {
 		conns = append(conns, c)
 	}
+	name := rm.names[ev.ParticipantID] // "" for a change made elsewhere
 	rm.mu.Unlock()
 	if ev.Type == roomstore.EventOverflow {
 		// The room's own subscription lost events: so did everyone.
@@ -276,21 +297,31 @@ func (rm *room) fanout(ev events.Event) {
 		}
 		return
 	}
-	var forms [4]*wire.Encoded
-	form := func(v view) *wire.Encoded {
-		if forms[v] == nil {
-			m, err := rm.encode(ev, v)
-			if err != nil {
-				return nil
-			}
-			forms[v] = &m
-		}
-		return forms[v]
-	}
+	// Forms by whether they name the participant (for the clients that
+	// asked for roomstore's extensions) and by view.
+	var forms [2][4]*wire.Encoded
 	for _, c := range conns {
 		v := c.view(ev)
 		if v == viewNone {
 			continue
+		}
+		named := 0
+		if c.extras && name != "" {
+			named = 1
+		}
+		form := func(v view) *wire.Encoded {
+			if forms[named][v] == nil {
+				n := ""
+				if named == 1 {
+					n = name
+				}
+				m, err := rm.encode(ev, v, n)
+				if err != nil {
+					return nil
+				}
+				forms[named][v] = &m
+			}
+			return forms[named][v]
 		}
 		if v == viewWhole && ev.Type == roomstore.EventFileMoved && c.legacy.Load() {
 			// The handle era knows no move: its source was deleted, its
@@ -307,21 +338,22 @@ func (rm *room) fanout(ev events.Event) {
 	}
 }
 
-// encode builds the message of ev as view v shows it.
-func (rm *room) encode(ev events.Event, v view) (wire.Encoded, error) {
+// encode builds the message of ev as view v shows it, naming the
+// participant that caused it when name is set.
+func (rm *room) encode(ev events.Event, v view, name string) (wire.Encoded, error) {
 	var body any
 	typ := ""
 	switch {
 	case ev.Type == roomstore.EventOverflow:
 		typ, body = wire.TypeEventsOverflow, wire.OverflowEvent{Dropped: ev.Dropped}
 	case ev.Type == roomstore.EventFileMoved && v == viewWhole:
-		typ, body = wire.TypeFileMoved, wire.MoveEvent{SourcePath: ev.SourcePath, DestinationPath: ev.Path, ParticipantID: ev.ParticipantID}
+		typ, body = wire.TypeFileMoved, wire.MoveEvent{SourcePath: ev.SourcePath, DestinationPath: ev.Path, ParticipantID: ev.ParticipantID, ParticipantName: name}
 	case ev.Type == roomstore.EventFileMoved && v == viewDeleted:
-		typ, body = wire.TypeFileDeleted, wire.FileEvent{Path: ev.SourcePath, ParticipantID: ev.ParticipantID}
+		typ, body = wire.TypeFileDeleted, wire.FileEvent{Path: ev.SourcePath, ParticipantID: ev.ParticipantID, ParticipantName: name}
 	case ev.Type == roomstore.EventFileDeleted:
-		typ, body = wire.TypeFileDeleted, wire.FileEvent{Path: ev.Path, ParticipantID: ev.ParticipantID}
+		typ, body = wire.TypeFileDeleted, wire.FileEvent{Path: ev.Path, ParticipantID: ev.ParticipantID, ParticipantName: name}
 	default: // updated, or a move seen from its destination
-		typ, body = wire.TypeFileUpdated, wire.FileEvent{Path: ev.Path, ParticipantID: ev.ParticipantID}
+		typ, body = wire.TypeFileUpdated, wire.FileEvent{Path: ev.Path, ParticipantID: ev.ParticipantID, ParticipantName: name}
 	}
 	return wire.Encode(1<<63|rm.nextID.Add(1), typ, body, nil)
 }
@@ -368,16 +400,48 @@ func (c *conn) view(ev events.Event) view {
 func (s *Server) enterRoom(w http.ResponseWriter, r *http.Request, name string, create bool, refused string) (*room, bool) {
 	rm, err := s.acquire(r.Context(), name, create)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist) && !create:
 		s.logRefusal(RefusedNoRoom, refused, "room", name, "reason", "no such room, and the request may not create it")
 		refuseHTTP(w, "no such room", http.StatusNotFound)
 		return nil, false
+	case errors.Is(err, errShuttingDown):
+		refuseHTTP(w, err.Error(), http.StatusServiceUnavailable)
+		return nil, false
 	case err != nil:
 		s.log.Warn("room unavailable", "room", name, "err", err)
-		refuseHTTP(w, "room unavailable", http.StatusServiceUnavailable)
+		refuseHTTP(w, unavailable(err), http.StatusServiceUnavailable)
 		return nil, false
 	}
 	return rm, true
+}
+
+// errShuttingDown refuses a room to a request that comes once Shutdown
+// has begun.
+var errShuttingDown = errors.New("server shutting down")
+
+// unavailable is what a client is told of a room whose store cannot be
+// opened: "room store unavailable", and the reason a backend gave when
+// it classified the failure (a backend's message names no host path, a
+// Resolver's own error may: only its kind is told).
+func unavailable(err error) string {
+	const text = "room store unavailable"
+	var be *backend.Error
+	if errors.As(err, &be) {
+		var parts []string
+		if be.Kind != nil && be.Kind != backend.ErrStoreUnavailable {
+			parts = append(parts, be.Kind.Error())
+		}
+		if be.Detail != "" {
+			parts = append(parts, be.Detail)
+		}
+		if len(parts) > 0 {
+			return text + ": " + strings.Join(parts, ": ")
+		}
+	}
+	if k := backend.KindOf(err); k != nil && k != backend.ErrStoreUnavailable {
+		return text + ": " + k.Error()
+	}
+	return text
 }
 
 // Files returns the handler for the engines' signed download URLs,

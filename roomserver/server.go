@@ -284,7 +284,10 @@ func ValidRoom(name string) bool {
 // missing token gets 403, an unknown path or invalid room name 404, and
 // so does a room whose store does not exist for a participant that may
 // only read (which creates nothing); a server shutting down, full
-// (MaxConnections) or with a room that cannot be opened gets 503, an
+// (MaxConnections) or with a room that cannot be opened gets 503 (for a
+// room whose store cannot be opened, with the one-line body "room store
+// unavailable: " and the backend's reason, such as "permission denied",
+// never a host path; roomclient reports it), an
 // identity at MaxConnectionsPerIdentity or a room at MaxParticipants 429,
 // all before the upgrade, and nothing is opened before the token is
 // checked.

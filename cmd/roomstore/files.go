@@ -10,11 +10,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 	"unicode"
 
@@ -37,16 +35,10 @@ func fileCmd(sf *storeFlags, use, short, long string, args cobra.PositionalArgs,
 		Long:  long,
 		Args:  usageArgs(args),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// Ctrl-C (or SIGTERM) ends the command's context, so that an
-			// upload is aborted and a download's temporary removed; a
-			// second one ends the process at once.
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			interrupted := ctx.Done()
-			go func() {
-				<-interrupted
-				stop()
-			}()
+			// Ctrl-C (or SIGTERM) ends the command's context (see
+			// main), so that an upload is aborted and a download's
+			// temporary removed.
+			ctx := cmd.Context()
 			if sf.timeout < 0 {
 				return usagef("--timeout %v is negative", sf.timeout)
 			}
@@ -149,34 +141,11 @@ func explain(op string, err error, msg string) string {
 	return msg
 }
 
-// jsonEntry is an Entry as ls --json and stat --json print it.
-type jsonEntry struct {
-	Path     string     `json:"path"`
-	Name     string     `json:"name"`
-	Type     string     `json:"type"` // "file" or "folder"
-	Size     int64      `json:"size"`
-	Modified *time.Time `json:"modified,omitempty"`
-	ETag     string     `json:"etag,omitempty"`
-}
-
-func newJSONEntry(e roomstore.Entry) jsonEntry {
-	j := jsonEntry{Path: e.Path, Name: e.Name, Type: "file", Size: e.Size, ETag: e.ETag}
-	if e.IsFolder {
-		j.Type = "folder"
-		j.Path += "/"
-	}
-	if !e.ModTime.IsZero() {
-		t := e.ModTime.UTC()
-		j.Modified = &t
-	}
-	return j
-}
-
 // printEntry prints one line of ls: size, modification time and path, a
 // folder's path ending in '/'.
 func printEntry(w io.Writer, e roomstore.Entry, asJSON bool) error {
 	if asJSON {
-		return json.NewEncoder(w).Encode(newJSONEntry(e))
+		return json.NewEncoder(w).Encode(e) // roomstore.Entry's JSON
 	}
 	if e.IsFolder {
 		_, err := fmt.Fprintf(w, "%12s  %-20s  %s/\n", "-", "-", e.Path)
@@ -269,10 +238,13 @@ commit; where the store gives one). With --json it prints one JSON object, as ls
 				}
 				out := cmd.OutOrStdout()
 				if asJSON {
-					return json.NewEncoder(out).Encode(newJSONEntry(e))
+					return json.NewEncoder(out).Encode(e)
 				}
-				j := newJSONEntry(e)
-				fmt.Fprintf(out, "path:      %s\ntype:      %s\n", j.Path, j.Type)
+				if e.IsFolder {
+					fmt.Fprintf(out, "path:      %s/\ntype:      folder\n", e.Path)
+				} else {
+					fmt.Fprintf(out, "path:      %s\ntype:      file\n", e.Path)
+				}
 				if !e.IsFolder {
 					fmt.Fprintf(out, "size:      %d\nmodified:  %s\n", e.Size, e.ModTime.UTC().Format(time.RFC3339Nano))
 					if e.ETag != "" {
@@ -348,7 +320,8 @@ A file already at PATH is kept, and put fails, unless --overwrite is given,
 which replaces it. --exclusive states the default explicitly: put fails if
 a file is at PATH, or appears there before the upload completes (of several
 racing exclusive uploads exactly one wins). On a disk store (file://) put
-creates the store's directory if it does not exist yet.
+creates the store's directory if it does not exist yet, but not the
+directories above it.
 
 When standard error is a terminal put shows its progress: bytes sent, rate
 and time left.`,

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -22,6 +23,8 @@ import (
 
 	"github.com/creack/pty"
 	"github.com/spf13/pflag"
+
+	"github.com/roomstore/roomstore"
 )
 
 // runTimeout bounds one run of a file command.
@@ -130,8 +133,8 @@ func TestPutGetRoundTrip20MiBByteExact(t *testing.T) {
 		if ents, _ := os.ReadDir(folder); len(ents) != 1 {
 			t.Errorf("get left %d entries in the folder, want the file alone", len(ents))
 		}
-		var e jsonEntry
-		if err := json.Unmarshal([]byte(mustRun(t, o, "stat", "--json", "data/big.bin")), &e); err != nil || e.Size != int64(len(data)) || e.Type != "file" || e.Path != "data/big.bin" {
+		var e roomstore.Entry
+		if err := json.Unmarshal([]byte(mustRun(t, o, "stat", "--json", "data/big.bin")), &e); err != nil || e.Size != int64(len(data)) || e.IsFolder || e.Path != "data/big.bin" || e.Name != "big.bin" || e.ModTime.IsZero() {
 			t.Errorf("stat --json: %+v, %v", e, err)
 		}
 	})
@@ -179,10 +182,14 @@ func TestLsRecursiveMvAndRmRecursive(t *testing.T) {
 		if got := lsPaths(t, o, "docs/sub/c.txt"); !slices.Equal(got, []string{"docs/sub/c.txt 333"}) {
 			t.Errorf("ls of a file: %q", got)
 		}
-		var objs []jsonEntry
-		dec := json.NewDecoder(strings.NewReader(mustRun(t, o, "ls", "-r", "--json", "docs")))
+		var objs []roomstore.Entry
+		out := mustRun(t, o, "ls", "-r", "--json", "docs")
+		if !strings.Contains(out, `{"path":"docs/sub/","name":"sub","type":"folder","size":0}`+"\n") {
+			t.Errorf("ls -r --json docs shows the folder docs/sub otherwise:\n%s", out)
+		}
+		dec := json.NewDecoder(strings.NewReader(out))
 		for {
-			var e jsonEntry
+			var e roomstore.Entry
 			if err := dec.Decode(&e); err == io.EOF {
 				break
 			} else if err != nil {
@@ -190,7 +197,7 @@ func TestLsRecursiveMvAndRmRecursive(t *testing.T) {
 			}
 			objs = append(objs, e)
 		}
-		if len(objs) != 4 || objs[0].Path != "docs/b.txt" || objs[1].Type != "folder" || objs[1].Path != "docs/sub/" || objs[2].Size != 333 || objs[2].Modified == nil || objs[2].Modified.IsZero() {
+		if len(objs) != 4 || objs[0].Path != "docs/b.txt" || !objs[1].IsFolder || objs[1].Path != "docs/sub" || objs[2].Size != 333 || objs[2].ModTime.IsZero() {
 			t.Errorf("ls -r --json docs: %+v", objs)
 		}
 
@@ -316,9 +323,9 @@ func TestWatchSeesAnotherProcessesChangesThroughServe(t *testing.T) {
 
 	stamp := `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`
 	for i, want := range []string{
-		`^` + stamp + `  file\.updated  docs/a\.txt  [A-Z0-9]{26}$`,
-		`^` + stamp + `  file\.moved    docs/b\.txt  [A-Z0-9]{26}  \(from docs/a\.txt\)$`,
-		`^` + stamp + `  file\.deleted  docs/b\.txt  [A-Z0-9]{26}$`,
+		`^` + stamp + `  file\.updated  docs/a\.txt  alice$`,
+		`^` + stamp + `  file\.moved    docs/b\.txt  alice  \(from docs/a\.txt\)$`,
+		`^` + stamp + `  file\.deleted  docs/b\.txt  alice$`,
 	} {
 		if line := textOut.next(t, "event line"); !regexp.MustCompile(want).MatchString(line) {
 			t.Errorf("watch docs, event %d: %q, want %s", i, line, want)
@@ -337,7 +344,7 @@ func TestWatchSeesAnotherProcessesChangesThroughServe(t *testing.T) {
 			t.Fatalf("watch --json printed %q: %v", line, err)
 		}
 		// Each command is a participant of its own, with an id the server gives.
-		if e.Type != w.Type || e.Path != w.Path || e.SourcePath != w.SourcePath || len(e.Participant) != 26 || time.Since(e.Time) > time.Minute {
+		if e.Type != w.Type || e.Path != w.Path || e.SourcePath != w.SourcePath || len(e.Participant) != 26 || e.Name != "alice" || time.Since(e.Time) > time.Minute {
 			t.Errorf("watch --json, event %d: %+v, want %+v", i, e, w)
 		}
 	}
@@ -621,6 +628,12 @@ func TestProgressOnATerminalOnly(t *testing.T) {
 func feedingPut(t *testing.T, o procOptions, dir string) (p *proc, tmp string) {
 	t.Helper()
 	mustRun(t, o, "put", "-", "seed.txt") // creates the store
+	return feedPut(t, o, dir)
+}
+
+// feedPut is feedingPut on a store that exists.
+func feedPut(t *testing.T, o procOptions, dir string) (p *proc, tmp string) {
+	t.Helper()
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -703,6 +716,83 @@ func TestAnInterruptedPutLeavesNothing(t *testing.T) {
 	}
 	if got := lsPaths(t, o, "-r"); !slices.Equal(got, []string{"seed.txt 0"}) {
 		t.Errorf("an interrupted put left %q", got)
+	}
+}
+
+// TestFileURLsThatNameAnotherDirectoryAreRefused runs put on file:// URLs
+// whose directory is not the one their writer meant: each is refused with
+// one line naming the right forms, and creates nothing anywhere. A new
+// store's directory is created only when its parent exists.
+func TestFileURLsThatNameAnotherDirectoryAreRefused(t *testing.T) {
+	base := t.TempDir()
+	wd := t.TempDir()
+	local := filepath.Join(t.TempDir(), "x.txt")
+	if err := os.WriteFile(local, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	abs := filepath.Join(base, "s")     // where a misread URL would write
+	rel := strings.TrimPrefix(abs, "/") // the same, relative: what "./" meant
+	const forms = "(use file:///abs/dir for an absolute directory, file://./rel/dir for one relative to the working directory)"
+	for _, c := range []struct{ store, want string }{
+		{"file:/./" + rel, "a file URL needs // after file: " + forms},
+		{"file:" + abs, "a file URL needs // after file: " + forms},
+		{"file:./" + rel, "a file URL needs // after file: " + forms},
+		{"file:///./" + rel, "the path /./" + rel + " is not clean: it names " + abs + " " + forms},
+		{"file://" + base + "/typo/s", "the directory that would hold the store does not exist (only the store's own directory is created)"},
+	} {
+		res := runCmd(t, procOptions{dir: wd, env: map[string]string{storeEnv: c.store}}, "put", local, "a")
+		if want := "roomstore: --store " + c.store + ": " + c.want + "\n"; res.code != 1 || res.stderr != want {
+			t.Errorf("put on %s: exit %d, %q; want 1, %q", c.store, res.code, res.stderr, want)
+		}
+		for _, d := range []string{abs, filepath.Join(wd, rel), filepath.Join(base, "typo")} {
+			if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("put on %s created %s (%v)", c.store, d, err)
+			}
+		}
+	}
+	// The forms meant: put creates the store's own directory.
+	for _, store := range []string{"file://" + abs, "file://./s"} {
+		mustRun(t, procOptions{dir: wd, env: map[string]string{storeEnv: store}}, "put", local, "a")
+	}
+	for _, f := range []string{filepath.Join(abs, "a"), filepath.Join(wd, "s", "a")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("put did not write %s: %v", f, err)
+		}
+	}
+}
+
+// TestOneCtrlCDeliveredTwiceIsOneInterruption sends SIGINT to the put and
+// then to its process group, as a terminal or timeout(1) can: the put is
+// interrupted once, says so in one line and exits 1, and leaves nothing.
+// The second delivery follows the first by 0 to 38 ms (2 ms more each
+// run): not a wait for anything, but the spread between the two
+// deliveries of one Ctrl-C on a busy machine, so that some come before
+// the command has acted on the first and some after.
+func TestOneCtrlCDeliveredTwiceIsOneInterruption(t *testing.T) {
+	o, dir := diskStore(t)
+	o.group = true
+	mustRun(t, o, "put", "-", "seed.txt") // creates the store
+	for i := range 20 {
+		p, tmp := feedPut(t, o, dir)
+		pid := p.cmd.Process.Pid
+		if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(i) * 2 * time.Millisecond) // the spread, see above
+		// The put may have finished already: then the group is gone.
+		if err := syscall.Kill(-pid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
+			t.Fatal(err)
+		}
+		code := p.wait(t, runTimeout)
+		if got := p.stderr.String(); code != 1 || got != "roomstore: put big.bin: interrupted\n" {
+			t.Fatalf("run %d: SIGINT to the put and its group: exit %d and %q, want 1 and one line", i, code, got)
+		}
+		if ents, err := os.ReadDir(tmp); err != nil || len(ents) != 0 {
+			t.Fatalf("run %d: the interrupted put left %d temporaries (%v)", i, len(ents), err)
+		}
+	}
+	if got := lsPaths(t, o, "-r"); !slices.Equal(got, []string{"seed.txt 0"}) {
+		t.Errorf("the interrupted puts left %q", got)
 	}
 }
 

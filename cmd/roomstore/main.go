@@ -19,7 +19,12 @@
 // Exit status: 0 on success (serve: after a clean shutdown on SIGINT or
 // SIGTERM); 1 on failure, with one line on stderr such as "roomstore: get
 // notes/x.txt: file does not exist"; 2 on a usage error (an unknown command
-// or flag, a missing argument), with the usage hint on stderr.
+// or flag, a missing argument), with the usage hint on stderr. Ctrl-C (or
+// SIGTERM) aborts a command cleanly ("interrupted", status 1; watch and
+// serve exit 0); a second one, a second or more after the first, stops it
+// at once with the line "roomstore: interrupted again, stopped at once"
+// and status 130 (143 for SIGTERM). The same signal delivered twice at
+// once, to the process and to its group, counts as one.
 package main
 
 import (
@@ -35,7 +40,21 @@ import (
 // never a flag, so that it stays out of process listings and shell history.
 const secretEnv = "ROOMSTORE_TOKEN_SECRET"
 
-func main() { os.Exit(run(context.Background(), os.Args[1:])) }
+// main runs the command with a context that the first SIGINT or SIGTERM
+// ends, so that a transfer is aborted cleanly (put, get) or a server
+// shuts down (serve). A second signal, repeatWindow or more after the
+// first, ends the process at once with one line and status 128 plus the
+// signal's number (130 for Ctrl-C); the same signal delivered again
+// sooner (to the process and to its group) changes nothing. Signals stay
+// handled until the process exits, so that none arriving as it ends
+// kills it before it prints its line.
+func main() {
+	ctx := interruptContext(context.Background(), func(sig os.Signal) {
+		fmt.Fprintln(os.Stderr, "roomstore: interrupted again, stopped at once")
+		os.Exit(signalStatus(sig))
+	})
+	os.Exit(run(ctx, os.Args[1:]))
+}
 
 // run runs the command line args and returns the exit status.
 func run(ctx context.Context, args []string) int {
@@ -115,7 +134,9 @@ serve serves each room at ws://ADDR/rooms/{room} on a store of its own,
 with tokens signed with the secret in ` + secretEnv + ` (see token).
 
 Exit status: 0 on success; 1 on failure, with one line on standard error
-("roomstore: get notes/x.txt: file does not exist"); 2 on a usage error.`,
+("roomstore: get notes/x.txt: file does not exist"); 2 on a usage error.
+Ctrl-C aborts a command cleanly; a second Ctrl-C, a second or more after
+the first, stops it at once (status 130).`,
 		Example: `  roomstore put report.pdf docs/report.pdf
   roomstore ls -r
   cat big.bin | roomstore put - data/big.bin --overwrite

@@ -82,6 +82,7 @@ type procOptions struct {
 	stdin  io.Reader         // default none
 	stdout io.Writer         // default a buffer (p.stdout)
 	stderr io.Writer         // default a buffer (p.stderr)
+	group  bool              // a process group of its own, which the test may signal
 }
 
 // cleanEnv is the test's environment without the variables the command
@@ -115,6 +116,9 @@ func startWith(t *testing.T, o procOptions, args ...string) *proc {
 	}
 	p.cmd.Env = env
 	p.cmd.Dir = o.dir
+	if o.group {
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	p.cmd.Stdin = o.stdin
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if o.stdout != nil {
@@ -360,6 +364,45 @@ func TestServeAdmitsOnlyTokensSignedWithTheSecretForTheRoom(t *testing.T) {
 	}
 	if code := p.wait(t, 15*time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0; stderr:\n%s", code, p.stderr.String())
+	}
+}
+
+func TestServeCreatesTheRoomsDirectoryButNotItsParents(t *testing.T) {
+	base := t.TempDir()
+	typo := "file://" + base + "/typo/rooms/{room}"
+	p := start(t, testSecret, "serve", "--listen", "127.0.0.1:0", "--store", typo)
+	if code := p.wait(t, 20*time.Second); code != 1 {
+		t.Fatalf("serve on a store whose parent is missing: exit %d, want 1; stderr:\n%s", code, p.stderr.String())
+	}
+	want := "roomstore: --store \"" + typo + "\": the directory that would hold " + base + "/typo/rooms does not exist (serve creates the directory of the rooms' stores, not its parents)\n"
+	if got := p.stderr.String(); got != want {
+		t.Errorf("stderr %q, want %q", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(base, "typo")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("serve created the parent of the rooms' directory (%v)", err)
+	}
+
+	_, addr := startServe(t, testSecret, "--store", "file://"+base+"/rooms/{room}/files")
+	o := procOptions{env: map[string]string{storeEnv: "ws://" + addr + "/rooms/r1", tokenEnv: mustToken(t, testSecret, "r1")}}
+	o.stdin = strings.NewReader("x")
+	mustRun(t, o, "put", "-", "a.txt")
+	if got, err := os.ReadFile(filepath.Join(base, "rooms", "r1", "files", "a.txt")); err != nil || string(got) != "x" {
+		t.Errorf("the room's file on disk: %q, %v", got, err)
+	}
+}
+
+func TestARoomWhoseStoreCannotBeOpenedIsOneLineNamingTheCause(t *testing.T) {
+	_, addr := startServe(t, testSecret, "--store", "file:///proc/{room}")
+	store := "ws://" + addr + "/rooms/r1"
+	res := runCmd(t, procOptions{env: map[string]string{storeEnv: store, tokenEnv: mustToken(t, testSecret, "r1")}}, "ls")
+	prefix := "roomstore: --store " + store + ": room store unavailable: "
+	if res.code != 1 || !strings.HasPrefix(res.stderr, prefix) || len(res.stderr) <= len(prefix)+1 || strings.Count(res.stderr, "\n") != 1 {
+		t.Fatalf("ls in a room whose store cannot be opened: exit %d, %q; want 1 and one line beginning %q and naming the cause", res.code, res.stderr, prefix)
+	}
+	for _, leak := range []string{"/proc", "status code", "503"} {
+		if strings.Contains(res.stderr, leak) {
+			t.Errorf("the line %q says %q", res.stderr, leak)
+		}
 	}
 }
 

@@ -8,18 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/backend_disk"
 	_ "github.com/roomstore/roomstore/backend_gcs" // registers gs://
 	_ "github.com/roomstore/roomstore/backend_mem" // registers mem://
 	_ "github.com/roomstore/roomstore/backend_s3"  // registers s3://
@@ -77,7 +77,10 @@ file:///var/lib/rooms/{room}, s3://bucket/rooms/{room}?region=eu-west-1,
 gs://bucket/rooms/{room} or mem://rooms/{room} (in memory for the life of
 the process; a bare mem:// keeps each room only while it is open). It is a
 flag of serve's own: $ROOMSTORE_STORE, the file commands' default, does not
-apply.
+apply. For file:// serve creates the directory that holds the rooms' stores
+(the path before {room}) when it starts, if it does not exist, but not the
+directories above it; a room's directory is created when a participant
+that may write first joins the room.
 
 Connections need a token signed with the HS256 secret in ` + secretEnv + `
 (at least 32 bytes; see roomstore token); without one serve refuses to
@@ -195,6 +198,10 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := store.prepareDisk(log); err != nil {
+		return err
+	}
+	_, roomLast, _ := store.diskFolders()
 
 	transport, closeEvents, err := openEvents(c.events, log)
 	if err != nil {
@@ -250,6 +257,14 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 			if !create {
 				return roomstore.OpenExistingURL(ctx, store.url(room), ropts...)
 			}
+			if !roomLast {
+				// {room} names a directory above the store's own one
+				// (file:///rooms/{room}/files), which the opener does
+				// not create.
+				if err := store.mkdirRoom(room); err != nil {
+					return nil, err
+				}
+			}
 			return roomstore.OpenURL(ctx, store.url(room), ropts...)
 		},
 		Insecure:   c.insecureDev,
@@ -293,8 +308,6 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stopSignals()
 	served := make(chan error, 1)
 	// Every socket counts, authenticated or not: past the connections the
 	// budgets allow (and slack for the requests being refused), the
@@ -321,7 +334,6 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	stopSignals() // a second signal ends the process at once
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
 	return shutdown(hs, srv, c.shutdownTimeout, log)
 }
@@ -487,6 +499,72 @@ func parseStoreTemplate(raw string) (storeTemplate, error) {
 		return storeTemplate{}, fmt.Errorf("--store %q has no {room}: every room would share one store; put {room} in its path, such as file://./roomstore-data/{room}", raw)
 	}
 	return storeTemplate{raw: raw}, nil
+}
+
+// diskFolders is, for a file:// template, the directory that holds the
+// rooms' stores (the part of the path before the element with {room})
+// and whether {room} is in the path's last element; "" for other
+// schemes. A file URL of a form that names some other directory is
+// refused, as the file:// opener refuses it.
+func (t storeTemplate) diskFolders() (base string, last bool, err error) {
+	const mark = "roomstore-room-name-placeholder"
+	u, err := url.Parse(strings.ReplaceAll(t.raw, roomPlaceholder, mark))
+	if err != nil || strings.ToLower(u.Scheme) != "file" {
+		return "", false, nil
+	}
+	dir, err := backend_disk.FileDir(u)
+	if err != nil {
+		return "", false, fmt.Errorf("--store %q: %s", t.raw, reason(err))
+	}
+	elems := strings.Split(filepath.ToSlash(dir), "/")
+	i := slices.IndexFunc(elems, func(e string) bool { return strings.Contains(e, mark) })
+	base = filepath.FromSlash(strings.Join(elems[:i], "/"))
+	if base == "" {
+		base = string(filepath.Separator)
+	}
+	return base, i == len(elems)-1, nil
+}
+
+// prepareDisk creates, for a file:// template, the directory that holds
+// the rooms' stores if it does not exist yet (never its parents: a
+// mistyped path fails here, before serve listens). Each room's own
+// directory is created when a participant that may write first joins it.
+func (t storeTemplate) prepareDisk(log *slog.Logger) error {
+	base, _, err := t.diskFolders()
+	if err != nil || base == "" {
+		return err
+	}
+	err = os.Mkdir(base, 0o755)
+	switch {
+	case err == nil:
+		log.Info("created the directory of the rooms' stores", "dir", base)
+	case errors.Is(err, fs.ErrExist):
+		if fi, serr := os.Stat(base); serr == nil && !fi.IsDir() {
+			return fmt.Errorf("--store %q: %s is not a directory", t.raw, base)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("--store %q: the directory that would hold %s does not exist (serve creates the directory of the rooms' stores, not its parents)", t.raw, base)
+	default:
+		return fmt.Errorf("--store %q: creating %s: %s", t.raw, base, reason(err))
+	}
+	return nil
+}
+
+// mkdirRoom creates, for a file:// template whose {room} is not in the
+// path's last element, the directories above room's store directory.
+func (t storeTemplate) mkdirRoom(room string) error {
+	u, err := url.Parse(t.url(room))
+	if err != nil || strings.ToLower(u.Scheme) != "file" {
+		return nil
+	}
+	dir, err := backend_disk.FileDir(u)
+	if err != nil {
+		return nil // the opener says why
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("creating the room's directory: %s", reason(err))
+	}
+	return nil
 }
 
 // url returns the store URL of room, a valid room name: escaped, the name

@@ -155,6 +155,10 @@ func (f *storeFlags) dial(ctx context.Context, u *url.URL) (store, error) {
 		case errors.Is(err, context.DeadlineExceeded):
 			return nil, fmt.Errorf("--store %s: no answer from the room server within %v", shown, connectTimeout)
 		}
+		var refused *roomclient.Error
+		if errors.As(err, &refused) {
+			return nil, fmt.Errorf("--store %s: %s", shown, refused.Error()) // the server's reason
+		}
 		return nil, fmt.Errorf("--store %s: cannot reach the room server: %s", shown, reason(err))
 	}
 	return clientStore{c}, nil

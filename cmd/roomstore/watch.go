@@ -28,6 +28,7 @@ type jsonEvent struct {
 	Path        string    `json:"path,omitempty"`
 	SourcePath  string    `json:"source_path,omitempty"`
 	Participant string    `json:"participant,omitempty"`
+	Name        string    `json:"participant_name,omitempty"`
 	Dropped     uint64    `json:"dropped,omitempty"`
 }
 
@@ -37,8 +38,10 @@ func newWatchCmd(sf *storeFlags) *cobra.Command {
 		`watch prints one line per change to the files at or beneath PATH (the
 whole room without PATH) as the room server reports it, whoever makes it:
 time (UTC), event (file.updated, file.deleted or file.moved), path,
-participant, and for a move the path it came from. With --json each line is
-one JSON object: {"time", "type", "path", "source_path", "participant"}.
+participant (the name in its token, or its id where the room server cannot
+name it), and for a move the path it came from. With --json each line is
+one JSON object: {"time", "type", "path", "source_path", "participant"
+(the id), "participant_name"}.
 Once subscribed it says so on standard error, then runs until Ctrl-C (exit
 status 0) or until the room server is lost (1).
 
@@ -164,12 +167,17 @@ func watch(ctx context.Context, s watchable, prefix string, out, errOut io.Write
 // for a move, where from; or one JSON object.
 func formatEvent(e events.Event, asJSON bool) string {
 	if asJSON {
-		b, _ := json.Marshal(jsonEvent{Time: e.Time.UTC(), Type: e.Type, Path: e.Path, SourcePath: e.SourcePath, Participant: e.ParticipantID})
+		b, _ := json.Marshal(jsonEvent{Time: e.Time.UTC(), Type: e.Type, Path: e.Path, SourcePath: e.SourcePath, Participant: e.ParticipantID, Name: e.ParticipantName})
 		return string(b)
 	}
-	who := e.ParticipantID
+	who := e.ParticipantName // the name of the participant's token
+	if who == "" {
+		who = e.ParticipantID // a change the server cannot name
+	}
 	if who == "" {
 		who = "-"
+	} else {
+		who = shown(who)
 	}
 	line := fmt.Sprintf("%s  %-12s  %s  %s", e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00"), e.Type, shown(e.Path), who)
 	if e.SourcePath != "" {

@@ -77,16 +77,21 @@ type Chunk struct {
 }
 
 // FileEvent is the body of storage.file.updated and storage.file.deleted.
+// ParticipantName, roomstore's extension, is sent only to the clients
+// that asked for the extensions, and only where the server knows it.
 type FileEvent struct {
-	Path          string `json:"path"`
-	ParticipantID string `json:"participant_id"`
+	Path            string `json:"path"`
+	ParticipantID   string `json:"participant_id"`
+	ParticipantName string `json:"participant_name,omitempty"`
 }
 
-// MoveEvent is the body of storage.file.moved.
+// MoveEvent is the body of storage.file.moved (ParticipantName: as in
+// FileEvent).
 type MoveEvent struct {
 	SourcePath      string `json:"source_path"`
 	DestinationPath string `json:"destination_path"`
 	ParticipantID   string `json:"participant_id"`
+	ParticipantName string `json:"participant_name,omitempty"`
 }
 
 // OverflowEvent is the body of storage.events.overflow.
