@@ -120,21 +120,32 @@ func (m metrics) find(name string) (metricdata.Metrics, bool) {
 	return metricdata.Metrics{}, false
 }
 
+// aggregation returns the data of the metric name, which must be an A
+// (want says what that is), or A's zero value when there is no such
+// metric.
+func aggregation[A metricdata.Aggregation](m metrics, name, want string) A {
+	m.t.Helper()
+	var data A
+	if mt, ok := m.find(name); ok {
+		if data, ok = mt.Data.(A); !ok {
+			m.t.Fatalf("%s is a %T, want %s", name, mt.Data, want)
+		}
+	}
+	return data
+}
+
+// exactly reports whether set holds exactly attrs.
+func exactly(set attribute.Set, attrs []attribute.KeyValue) bool {
+	want := attribute.NewSet(attrs...)
+	return set.Equals(&want)
+}
+
 // sum returns the value of the counter name at exactly attrs, 0 when it
 // has none there.
 func (m metrics) sum(name string, attrs ...attribute.KeyValue) int64 {
 	m.t.Helper()
-	mt, ok := m.find(name)
-	if !ok {
-		return 0
-	}
-	data, ok := mt.Data.(metricdata.Sum[int64])
-	if !ok {
-		m.t.Fatalf("%s is a %T, want an int64 sum", name, mt.Data)
-	}
-	set := attribute.NewSet(attrs...)
-	for _, dp := range data.DataPoints {
-		if dp.Attributes.Equals(&set) {
+	for _, dp := range aggregation[metricdata.Sum[int64]](m, name, "an int64 sum").DataPoints {
+		if exactly(dp.Attributes, attrs) {
 			return dp.Value
 		}
 	}
@@ -144,17 +155,8 @@ func (m metrics) sum(name string, attrs ...attribute.KeyValue) int64 {
 // count returns how many values the histogram name holds at exactly attrs.
 func (m metrics) count(name string, attrs ...attribute.KeyValue) uint64 {
 	m.t.Helper()
-	mt, ok := m.find(name)
-	if !ok {
-		return 0
-	}
-	data, ok := mt.Data.(metricdata.Histogram[float64])
-	if !ok {
-		m.t.Fatalf("%s is a %T, want a float64 histogram", name, mt.Data)
-	}
-	set := attribute.NewSet(attrs...)
-	for _, dp := range data.DataPoints {
-		if dp.Attributes.Equals(&set) {
+	for _, dp := range aggregation[metricdata.Histogram[float64]](m, name, "a float64 histogram").DataPoints {
+		if exactly(dp.Attributes, attrs) {
 			return dp.Count
 		}
 	}
