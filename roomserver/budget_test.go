@@ -197,6 +197,28 @@ func TestAReadOnlyParticipantCreatesNoRoom(t *testing.T) {
 	}
 }
 
+// newQuietFixture is newPipeFixture with tweak's options and no pings
+// within a test's time.
+func newQuietFixture(t *testing.T, tweak func(*roomserver.Options)) *fixture {
+	t.Helper()
+	return newPipeFixture(t, func(o *roomserver.Options) {
+		tweak(o)
+		o.PingInterval = time.Hour
+	})
+}
+
+// newReaderFixture is a quiet fixture whose server holds at most buffer
+// bytes for a participant and drops one whose writes stall for
+// writeTimeout, with the participant "reader" in room r1.
+func newReaderFixture(t *testing.T, buffer int, writeTimeout time.Duration) (*fixture, *raw) {
+	t.Helper()
+	f := newQuietFixture(t, func(o *roomserver.Options) {
+		o.SendBuffer = buffer
+		o.WriteTimeout = writeTimeout
+	})
+	return f, f.dial("r1", "reader")
+}
+
 // dialStatus dials and returns the HTTP status of a refused upgrade, or
 // 101 and the participant.
 func (f *fixture) dialStatus(room, name string) (int, *raw) {
@@ -404,9 +426,8 @@ func TestListRepliesAreBounded(t *testing.T) {
 // is not touched, and the bucket refills with time.
 func TestTheCallRateIsPerIdentity(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newPipeFixture(t, func(o *roomserver.Options) {
+		f := newQuietFixture(t, func(o *roomserver.Options) {
 			o.CallRate, o.CallBurst = 10, 10
-			o.PingInterval = time.Hour
 		})
 		start := time.Now() // the bubble's clock
 		m1, m2 := f.dial("r1", "mallory"), f.dial("r1", "mallory")
@@ -455,9 +476,8 @@ func TestTheCallRateIsPerIdentity(t *testing.T) {
 // its connections until it has refilled.
 func TestReconnectingDoesNotRefillTheCallRate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newPipeFixture(t, func(o *roomserver.Options) {
+		f := newQuietFixture(t, func(o *roomserver.Options) {
 			o.CallRate, o.CallBurst = 1, 3
-			o.PingInterval = time.Hour
 		})
 		start := time.Now() // the bubble's clock
 		served, connected := 0, 0
@@ -489,12 +509,7 @@ func TestReconnectingDoesNotRefillTheCallRate(t *testing.T) {
 func TestAReaderThatStopsHoldsNoMoreThanItsSendBuffer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const buffer = 8 << 20
-		f := newPipeFixture(t, func(o *roomserver.Options) {
-			o.SendBuffer = buffer
-			o.WriteTimeout = 5 * time.Second
-			o.PingInterval = time.Hour
-		})
-		r := f.dial("r1", "reader")
+		f, r := newReaderFixture(t, buffer, 5*time.Second)
 		if _, err := f.engine("r1").Upload(t.Context(), "big.bin", bytes.NewReader(make([]byte, 64<<20)), roomstore.OpenOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -527,9 +542,8 @@ func TestAReaderThatStopsHoldsNoMoreThanItsSendBuffer(t *testing.T) {
 // first byte closes its connection and frees what it held.
 func TestAHalfSentMessageIsDroppedAtItsDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newPipeFixture(t, func(o *roomserver.Options) {
+		f := newQuietFixture(t, func(o *roomserver.Options) {
 			o.MessageTimeout = 30 * time.Second
-			o.PingInterval = time.Hour
 		})
 		r := f.dial("r1", "slow")
 		half := halfMessage(t, 7, 1<<20)
@@ -573,9 +587,8 @@ func halfMessage(t *testing.T, id uint64, n int) [][]byte {
 // others complete theirs.
 func TestPartlyReceivedMessagesHaveAServerWideBudget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newPipeFixture(t, func(o *roomserver.Options) {
+		f := newQuietFixture(t, func(o *roomserver.Options) {
 			o.MaxPendingBytes = 3 << 19 // 1.5 MiB
-			o.PingInterval = time.Hour
 		})
 		a, b := f.dial("r1", "a"), f.dial("r1", "b")
 		a.sendFrames(halfMessage(t, 7, 1<<20)...)
@@ -686,12 +699,7 @@ func TestAnOversizeUploadIsRefusedBeforeItsFirstByte(t *testing.T) {
 func TestTinyChunksCountTheMemoryTheyHold(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const buffer = 1 << 20
-		f := newPipeFixture(t, func(o *roomserver.Options) {
-			o.SendBuffer = buffer
-			o.WriteTimeout = 5 * time.Second
-			o.PingInterval = time.Hour
-		})
-		r := f.dial("r1", "reader")
+		f, r := newReaderFixture(t, buffer, 5*time.Second)
 		if _, err := f.engine("r1").Upload(t.Context(), "f.bin", bytes.NewReader(make([]byte, 100_000)), roomstore.OpenOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -728,9 +736,8 @@ func TestTinyChunksCountTheMemoryTheyHold(t *testing.T) {
 // of partly received messages while it arrives.
 func TestOneFrameMessagesCountAgainstThePendingBudget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newPipeFixture(t, func(o *roomserver.Options) {
+		f := newQuietFixture(t, func(o *roomserver.Options) {
 			o.MaxPendingBytes = 1 << 20
-			o.PingInterval = time.Hour
 		})
 		r := f.dial("r1", "a")
 		m, err := wire.Encode(7, wire.TypeInvokeTool, wire.InvokeTool{Toolkit: "storage", Tool: "exists"}, make([]byte, 3<<20))
@@ -757,9 +764,8 @@ func TestOneFrameMessagesCountAgainstThePendingBudget(t *testing.T) {
 // deadline too.
 func TestAHeaderAloneIsDroppedAtTheDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newPipeFixture(t, func(o *roomserver.Options) {
+		f := newQuietFixture(t, func(o *roomserver.Options) {
 			o.MessageTimeout = 30 * time.Second
-			o.PingInterval = time.Hour
 		})
 		r := f.dial("r1", "slow")
 		r.sendFrames(halfMessage(t, 7, 10)[0])
@@ -774,12 +780,7 @@ func TestAHeaderAloneIsDroppedAtTheDeadline(t *testing.T) {
 // room in its send buffer: events are counted apart.
 func TestAWaitingReplyDoesNotMakeEventsDropTheParticipant(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newPipeFixture(t, func(o *roomserver.Options) {
-			o.SendBuffer = 1 << 20
-			o.WriteTimeout = time.Minute
-			o.PingInterval = time.Hour
-		})
-		r := f.dial("r1", "reader")
+		f, r := newReaderFixture(t, 1<<20, time.Minute)
 		e := f.engine("r1")
 		if _, err := e.Upload(t.Context(), "f.bin", bytes.NewReader(make([]byte, 4<<20)), roomstore.OpenOptions{}); err != nil {
 			t.Fatal(err)
@@ -892,9 +893,8 @@ func (r *raw) pullBlind(p string, chunk, n int) <-chan struct{} {
 // pause its connection past the rate.
 func TestMessagesThatAreNoCallsCostCallsToo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newPipeFixture(t, func(o *roomserver.Options) {
+		f := newQuietFixture(t, func(o *roomserver.Options) {
 			o.CallRate, o.CallBurst = 10, 10
-			o.PingInterval = time.Hour
 		})
 		start := time.Now() // the bubble's clock
 		r := f.dial("r1", "mallory")
