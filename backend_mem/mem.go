@@ -194,7 +194,14 @@ func (b *Backend) StoreID() string { return b.id }
 // find walks to the folder that holds path's last element. It reports
 // ErrNotFolder when an ancestor is a file and returns nil when an ancestor
 // is missing. The caller holds b.mu.
-func (b *Backend) find(path string) (*folder, string, error) {
+func (b *Backend) find(path string) (*folder, string, error) { return b.walk(path, false) }
+
+// mkdirs returns the folder that is to hold path's last element, creating
+// missing folders. The caller holds b.mu for writing.
+func (b *Backend) mkdirs(path string) (*folder, string, error) { return b.walk(path, true) }
+
+// walk is find, and with create mkdirs.
+func (b *Backend) walk(path string, create bool) (*folder, string, error) {
 	f := b.root
 	for {
 		i := strings.IndexByte(path, '/')
@@ -205,10 +212,15 @@ func (b *Backend) find(path string) (*folder, string, error) {
 		if _, ok := f.files[elem]; ok {
 			return nil, "", backend.ErrNotFolder
 		}
-		if f = f.folders[elem]; f == nil {
-			return nil, "", nil
+		next := f.folders[elem]
+		if next == nil {
+			if !create {
+				return nil, "", nil
+			}
+			next = newFolder()
+			f.folders[elem] = next
 		}
-		path = path[i+1:]
+		f, path = next, path[i+1:]
 	}
 }
 
@@ -471,28 +483,6 @@ func (w *writer) Commit(ctx context.Context) (backend.Info, error) {
 	o := &object{chunks: staged.list, size: staged.size, mod: time.Now(), gen: b.gen}
 	f.files[name] = o
 	return info(w.path, o), nil
-}
-
-// mkdirs returns the folder that is to hold path's last element, creating
-// missing folders. The caller holds b.mu for writing.
-func (b *Backend) mkdirs(path string) (*folder, string, error) {
-	f := b.root
-	for {
-		i := strings.IndexByte(path, '/')
-		if i < 0 {
-			return f, path, nil
-		}
-		elem := path[:i]
-		if _, ok := f.files[elem]; ok {
-			return nil, "", backend.ErrNotFolder
-		}
-		next := f.folders[elem]
-		if next == nil {
-			next = newFolder()
-			f.folders[elem] = next
-		}
-		f, path = next, path[i+1:]
-	}
 }
 
 func (w *writer) Abort(context.Context) error {
