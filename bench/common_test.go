@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"crypto/rand"
-	"errors"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -81,23 +79,6 @@ func basePathEngine(b testing.TB, dir string, fsync bool) *roomstore.Engine {
 
 // memEngine returns the engine of roomstore.OpenURL("mem://").
 func memEngine(b testing.TB) *roomstore.Engine { return openURLEngine(b, "mem://") }
-
-// drain reads r to its end through buf, the way a caller streaming a file
-// with a buffer of that size would, and returns the byte count. (io.Copy
-// to io.Discard would read in 8 KiB pieces whatever the source.)
-func drain(r io.Reader, buf []byte) (int64, error) {
-	var n int64
-	for {
-		k, err := r.Read(buf)
-		n += int64(k)
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
-}
 
 // check fails b on err. It calls Helper only on failure: Helper walks the
 // stack, which would otherwise show up in every profile.

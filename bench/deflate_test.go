@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/bench/internal/measure"
 	"github.com/roomstore/roomstore/roomclient"
 	"github.com/roomstore/roomstore/roomserver"
 )
@@ -103,7 +104,7 @@ func BenchmarkRoomServerDeflate(b *testing.B) {
 				check(b, err)
 				r, err := s.c.OpenReader(ctx, "f.bin", 0, -1)
 				check(b, err)
-				n, err := drain(r, buf)
+				n, err := measure.Drain(r, buf)
 				check(b, err)
 				check(b, r.Close())
 				if n != int64(len(data)) {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend_gcs"
 	"github.com/roomstore/roomstore/backend_s3"
+	"github.com/roomstore/roomstore/bench/internal/measure"
 	"github.com/roomstore/roomstore/bench/internal/rawos"
 	"github.com/roomstore/roomstore/bench/internal/rawsdk"
 )
@@ -66,11 +68,7 @@ func BenchmarkLarge64MiB(b *testing.B) {
 				ph.written()
 				r, err := e.OpenReader(ctx, "large.bin", 0, -1)
 				check(b, err)
-				n, err := drain(r, buf)
-				check(b, err)
-				check(b, r.Close())
-				ph.read()
-				return n
+				return ph.readBack(b, r, buf)
 			})
 		}
 	}
@@ -99,11 +97,7 @@ func BenchmarkLarge64MiB(b *testing.B) {
 				ph.written()
 				r, err := os.Open(name)
 				check(b, err)
-				n, err := drain(r, buf)
-				check(b, err)
-				check(b, r.Close())
-				ph.read()
-				return n
+				return ph.readBack(b, r, buf)
 			})
 		}
 	}
@@ -121,11 +115,7 @@ func BenchmarkLarge64MiB(b *testing.B) {
 			ph.written()
 			r, err := bucket.NewReader(ctx, "large.bin", nil)
 			check(b, err)
-			n, err := drain(r, buf)
-			check(b, err)
-			check(b, r.Close())
-			ph.read()
-			return n
+			return ph.readBack(b, r, buf)
 		})
 	}
 	s3SDK := func(b *testing.B) {
@@ -143,11 +133,7 @@ func BenchmarkLarge64MiB(b *testing.B) {
 			ph.written()
 			out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
 			check(b, err)
-			n, err := drain(out.Body, buf)
-			check(b, err)
-			check(b, out.Body.Close())
-			ph.read()
-			return n
+			return ph.readBack(b, out.Body, buf)
 		})
 	}
 	gcsSDK := func(b *testing.B) {
@@ -165,11 +151,7 @@ func BenchmarkLarge64MiB(b *testing.B) {
 			ph.written()
 			r, err := obj.NewReader(ctx)
 			check(b, err)
-			n, err := drain(r, buf)
-			check(b, err)
-			check(b, r.Close())
-			ph.read()
-			return n
+			return ph.readBack(b, r, buf)
 		})
 	}
 	runCases(b, []benchCase{
@@ -221,6 +203,16 @@ func (p *phases) written() {
 func (p *phases) read() {
 	p.reading += time.Since(p.t1)
 	p.n++
+}
+
+// readBack drains r through buf, closes it and ends the reading phase;
+// it returns the bytes read.
+func (p *phases) readBack(b testing.TB, r io.ReadCloser, buf []byte) int64 {
+	n, err := measure.Drain(r, buf)
+	check(b, err)
+	check(b, r.Close())
+	p.read()
+	return n
 }
 
 func (p *phases) report(b *testing.B) {

@@ -119,11 +119,7 @@ func BenchmarkRoomServer64MiB(b *testing.B) {
 				ph.written()
 				r, err := e.OpenReader(ctx, "direct.bin", 0, -1)
 				check(b, err)
-				n, err := drain(r, buf)
-				check(b, err)
-				check(b, r.Close())
-				ph.read()
-				check(b, verify(n))
+				check(b, verify(ph.readBack(b, r, buf)))
 			}
 			server := func(ph *phases) {
 				ph.start()
@@ -132,11 +128,7 @@ func BenchmarkRoomServer64MiB(b *testing.B) {
 				ph.written()
 				r, err := c.OpenReader(ctx, "server.bin", 0, -1)
 				check(b, err)
-				n, err := drain(r, buf)
-				check(b, err)
-				check(b, r.Close())
-				ph.read()
-				check(b, verify(n))
+				check(b, verify(ph.readBack(b, r, buf)))
 			}
 			tcp := loopbackTCP(b, data)
 			var warm, pd, ps phases

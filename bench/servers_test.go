@@ -13,6 +13,7 @@ import (
 
 	"github.com/roomstore/roomstore/backend_gcs"
 	"github.com/roomstore/roomstore/backend_s3"
+	"github.com/roomstore/roomstore/bench/internal/measure"
 	"github.com/roomstore/roomstore/bench/internal/rawsdk"
 	"github.com/roomstore/roomstore/internal/testserver"
 )
@@ -130,7 +131,7 @@ func warmS3(b *testing.B, client *s3.Client, bucket string) {
 	check(b, w.Close())
 	out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
 	check(b, err)
-	_, err = drain(out.Body, make([]byte, 1<<20))
+	_, err = measure.Drain(out.Body, make([]byte, 1<<20))
 	check(b, err)
 	check(b, out.Body.Close())
 	_, err = client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &bucket, Key: &key})
@@ -147,7 +148,7 @@ func warmGCS(b *testing.B, client *storage.Client, bucket string) {
 	check(b, w.Close())
 	r, err := obj.NewReader(ctx)
 	check(b, err)
-	_, err = drain(r, make([]byte, 1<<20))
+	_, err = measure.Drain(r, make([]byte, 1<<20))
 	check(b, err)
 	check(b, r.Close())
 	check(b, obj.Delete(ctx))

@@ -20,10 +20,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -197,7 +195,7 @@ func (s engineStore) read(ctx context.Context, name string, buf []byte) (int64, 
 		return 0, err
 	}
 	defer r.Close()
-	return drain(r, buf)
+	return measure.Drain(r, buf)
 }
 
 type osWorkload struct{ dir string }
@@ -230,7 +228,7 @@ func (s osWorkload) read(_ context.Context, name string, buf []byte) (int64, err
 		return 0, err
 	}
 	defer f.Close()
-	return drain(f, buf)
+	return measure.Drain(f, buf)
 }
 
 // s3Workload is the raw SDK doing what the S3 backend does: 5 MiB parts
@@ -256,21 +254,5 @@ func (s s3Workload) read(ctx context.Context, name string, buf []byte) (int64, e
 		return 0, err
 	}
 	defer out.Body.Close()
-	return drain(out.Body, buf)
-}
-
-// drain reads r to its end through buf, as a caller streaming a file
-// would.
-func drain(r io.Reader, buf []byte) (int64, error) {
-	var n int64
-	for {
-		k, err := r.Read(buf)
-		n += int64(k)
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
+	return measure.Drain(out.Body, buf)
 }

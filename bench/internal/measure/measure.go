@@ -1,7 +1,8 @@
 // Package measure reads the figures that roomstore's benchmarks report
 // beside time: the live heap (runtime/metrics), the resident set of the
 // process and its high-water mark (/proc/self/status), and the bytes the
-// process handed to the kernel's read and write paths (/proc/self/io).
+// process handed to the kernel's read and write paths (/proc/self/io);
+// and it reads a stream back the way the benchmarks' callers do (Drain).
 //
 // The /proc readers work on Linux only and return an error elsewhere.
 package measure
