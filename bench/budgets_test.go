@@ -87,10 +87,7 @@ func floodCase(url func(b *testing.B) string) func(b *testing.B) {
 	return func(b *testing.B) {
 		ctx := context.Background()
 		payload := randomBytes(smallFileSize)
-		names := smallNames()
-		for i := range names {
-			names[i] = "mine/" + names[i]
-		}
+		names := smallNamesIn("mine/")
 		e := openURLEngine(b, url(b))
 		env := newRoomEnv(b, map[string]*roomstore.Engine{"bench": e})
 		me := env.dial(b, "bench", "measured")
@@ -99,16 +96,7 @@ func floodCase(url func(b *testing.B) string) func(b *testing.B) {
 			fl.clients = append(fl.clients, env.dial(b, "bench", "flooder"))
 		}
 		b.Cleanup(func() { fl.stop(b) })
-		cycle := func(name string) {
-			_, err := me.Upload(ctx, name, bytes.NewReader(payload), roomstore.OpenOptions{Overwrite: true, Size: smallFileSize})
-			check(b, err)
-			f, err := me.Download(ctx, name)
-			check(b, err)
-			check(b, sameSize(len(f.Data)))
-			_, err = me.Stat(ctx, name)
-			check(b, err)
-			check(b, me.Delete(ctx, name))
-		}
+		cycle := func(name string) { clientCycle(b, ctx, me, name, payload) }
 		pace := spacer{interval: floodInterval}
 		for i := range 20 {
 			pace.wait()
@@ -755,24 +743,9 @@ func emptyingCase(fsync bool) func(b *testing.B) {
 		if entries, err := emptying.List(ctx, ""); err != nil || len(entries) != 0 {
 			b.Fatalf("emptying: the root lists %d entries (%v), want none", len(entries), err)
 		}
-		var (
-			total [2]time.Duration
-			times [2][]time.Duration
-		)
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			for k := range 2 {
-				v := k ^ (i % 2)
-				t0 := time.Now()
-				smallCycle(b, ctx, engines[v], names[i%len(names)], payload)
-				d := time.Since(t0)
-				total[v] += d
-				times[v] = append(times[v], d)
-			}
-			i++
-		}
-		reportGrantSides(b, labels[:], total[:], times[:], i, "cycle")
+		timeSides(b, labels[:], "cycle", alternate, func(v, i int) {
+			smallCycle(b, ctx, engines[v], names[i%len(names)], payload)
+		})
 	}
 }
 
@@ -810,24 +783,7 @@ func BenchmarkBudgetsDeepList(b *testing.B) {
 			}
 			list(0)
 			list(1)
-			var (
-				total [2]time.Duration
-				times [2][]time.Duration
-			)
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				for k := range 2 {
-					v := k ^ (i % 2)
-					t0 := time.Now()
-					list(v)
-					d := time.Since(t0)
-					total[v] += d
-					times[v] = append(times[v], d)
-				}
-				i++
-			}
-			reportGrantSides(b, labels[:], total[:], times[:], i, "list")
+			timeSides(b, labels[:], "list", alternate, func(v, _ int) { list(v) })
 		}},
 	})
 }

@@ -72,10 +72,7 @@ func grantCycleCase(url func(b *testing.B) string) func(b *testing.B) {
 	return func(b *testing.B) {
 		ctx := context.Background()
 		payload := randomBytes(smallFileSize)
-		names := smallNames()
-		for i := range names {
-			names[i] = grantCycleFolder + names[i]
-		}
+		names := smallNamesIn(grantCycleFolder)
 		e := openURLEngine(b, url(b))
 		env := newRoomEnv(b, map[string]*roomstore.Engine{"bench": e}, unlimitedCalls)
 		labels := [2]string{"full", "grants"}
@@ -84,39 +81,14 @@ func grantCycleCase(url func(b *testing.B) string) func(b *testing.B) {
 			env.dial(b, "bench", "granted", roomserver.WithStorage(cycleGrant())),
 		}
 		checkCycleGrant(b, ctx, clients[1], payload)
-		cycle := func(c *roomclient.Client, name string) {
-			_, err := c.Upload(ctx, name, bytes.NewReader(payload), roomstore.OpenOptions{Overwrite: true, Size: smallFileSize})
-			check(b, err)
-			f, err := c.Download(ctx, name)
-			check(b, err)
-			check(b, sameSize(len(f.Data)))
-			_, err = c.Stat(ctx, name)
-			check(b, err)
-			check(b, c.Delete(ctx, name))
-		}
 		for i := range 20 {
 			for _, c := range clients {
-				cycle(c, names[i])
+				clientCycle(b, ctx, c, names[i], payload)
 			}
 		}
-		var (
-			total [2]time.Duration
-			times [2][]time.Duration
-		)
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			for k := range 2 {
-				v := k ^ (i % 2)
-				t0 := time.Now()
-				cycle(clients[v], names[i%len(names)])
-				d := time.Since(t0)
-				total[v] += d
-				times[v] = append(times[v], d)
-			}
-			i++
-		}
-		reportGrantSides(b, labels[:], total[:], times[:], i, "cycle")
+		timeSides(b, labels[:], "cycle", alternate, func(v, i int) {
+			clientCycle(b, ctx, clients[v], names[i%len(names)], payload)
+		})
 	}
 }
 
@@ -130,6 +102,45 @@ func checkCycleGrant(b *testing.B, ctx context.Context, c *roomclient.Client, pa
 			b.Fatalf("the restricted participant's upload to %s: %v, want fs.ErrPermission", p, err)
 		}
 	}
+}
+
+// clientCycle is one small-file cycle of c on name through the room
+// server: upload payload (overwrite), download, stat, delete.
+func clientCycle(b *testing.B, ctx context.Context, c *roomclient.Client, name string, payload []byte) {
+	_, err := c.Upload(ctx, name, bytes.NewReader(payload), roomstore.OpenOptions{Overwrite: true, Size: smallFileSize})
+	check(b, err)
+	f, err := c.Download(ctx, name)
+	check(b, err)
+	check(b, sameSize(len(f.Data)))
+	_, err = c.Stat(ctx, name)
+	check(b, err)
+	check(b, c.Delete(ctx, name))
+}
+
+// pairOrders are the two orders of two sides.
+var pairOrders = [2][2]int{{0, 1}, {1, 0}}
+
+// alternate puts each of two sides first every other iteration.
+func alternate(i int) []int { return pairOrders[i%2][:] }
+
+// timeSides times, each iteration i, one step of each side v in the order
+// order(i) gives, and reports the sides as reportGrantSides does.
+func timeSides(b *testing.B, labels []string, unit string, order func(i int) []int, step func(v, i int)) {
+	total := make([]time.Duration, len(labels))
+	times := make([][]time.Duration, len(labels))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		for _, v := range order(i) {
+			t0 := time.Now()
+			step(v, i)
+			d := time.Since(t0)
+			total[v] += d
+			times[v] = append(times[v], d)
+		}
+		i++
+	}
+	reportGrantSides(b, labels, total, times, i, unit)
 }
 
 // reportGrantSides reports each side's mean (LABEL-ns/UNIT) and median
@@ -243,23 +254,7 @@ func grantListCase(open func(b *testing.B) *roomstore.Engine) func(b *testing.B)
 				b.Fatalf("%s listed %d entries, want %d", labels[v], len(entries), want[v])
 			}
 		}
-		var (
-			total [3]time.Duration
-			times [3][]time.Duration
-		)
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			for _, v := range orders[i%len(orders)] {
-				t0 := time.Now()
-				list(v)
-				d := time.Since(t0)
-				total[v] += d
-				times[v] = append(times[v], d)
-			}
-			i++
-		}
-		reportGrantSides(b, labels[:], total[:], times[:], i, "list")
+		timeSides(b, labels[:], "list", func(i int) []int { return orders[i%len(orders)][:] }, func(v, _ int) { list(v) })
 	}
 }
 

@@ -31,6 +31,15 @@ func smallNames() []string {
 	return names
 }
 
+// smallNamesIn is smallNames, each behind prefix.
+func smallNamesIn(prefix string) []string {
+	names := smallNames()
+	for i := range names {
+		names[i] = prefix + names[i]
+	}
+	return names
+}
+
 // cycler prepares a store in b and returns the function that runs cycle i.
 type cycler func(b *testing.B) func(i int)
 
