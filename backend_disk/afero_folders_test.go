@@ -32,6 +32,34 @@ func put(t *testing.T, b backend.Backend, p, data string) {
 	}
 }
 
+// remove deletes p from b, failing t on an error.
+func remove(t *testing.T, b backend.Backend, p string) {
+	t.Helper()
+	if err := b.Remove(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// twoProcesses opens two backends of kind on one new directory, as two
+// processes would; both close when t ends.
+func twoProcesses(t *testing.T, kind string) (dir string, a, other *backend_disk.Afero) {
+	t.Helper()
+	dir = t.TempDir()
+	a = mustOpenDisk(t, kind, dir)
+	t.Cleanup(func() { a.Close() })
+	other = mustOpenDisk(t, kind, dir)
+	t.Cleanup(func() { other.Close() })
+	return dir, a, other
+}
+
+// goneFromDisk fails t, saying what, unless nothing is at path.
+func goneFromDisk(t *testing.T, path, what string) {
+	t.Helper()
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
 func listed(t *testing.T, b backend.Backend, dir string) []string {
 	t.Helper()
 	var out []string
@@ -74,9 +102,7 @@ func TestAnEmptiedFolderIsHiddenAtOnceAndRemovedLater(t *testing.T) {
 				put(t, a, "inbox/1.txt", "1")
 				ino := inode(t, filepath.Join(dir, "inbox"))
 				for i := range 3 {
-					if err := a.Remove(t.Context(), "inbox/1.txt"); err != nil {
-						t.Fatal(err)
-					}
+					remove(t, a, "inbox/1.txt")
 					for _, b := range []backend.Backend{a, other} {
 						if got := listed(t, b, ""); !slices.Equal(got, []string{"keep.txt"}) {
 							t.Fatalf("cycle %d: the root lists %v", i, got)
@@ -91,24 +117,16 @@ func TestAnEmptiedFolderIsHiddenAtOnceAndRemovedLater(t *testing.T) {
 						t.Fatalf("cycle %d: the folder was made anew", i)
 					}
 				}
-				if err := a.Remove(t.Context(), "inbox/1.txt"); err != nil {
-					t.Fatal(err)
-				}
+				remove(t, a, "inbox/1.txt")
 				time.Sleep(3 * time.Second)
 				synctest.Wait()
-				if _, err := os.Stat(filepath.Join(dir, "inbox")); !errors.Is(err, fs.ErrNotExist) {
-					t.Fatalf("the emptied directory is still there after the delay: %v", err)
-				}
+				goneFromDisk(t, filepath.Join(dir, "inbox"), "the emptied directory is still there after the delay")
 				put(t, a, "outbox/1.txt", "1")
-				if err := a.Remove(t.Context(), "outbox/1.txt"); err != nil {
-					t.Fatal(err)
-				}
+				remove(t, a, "outbox/1.txt")
 				if err := a.Close(); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := os.Stat(filepath.Join(dir, "outbox")); !errors.Is(err, fs.ErrNotExist) {
-					t.Fatalf("Close left an emptied directory: %v", err)
-				}
+				goneFromDisk(t, filepath.Join(dir, "outbox"), "Close left an emptied directory")
 			})
 		})
 	}
@@ -126,19 +144,11 @@ func TestEmptiedFoldersNeverNest(t *testing.T) {
 			put(t, a, "top/f.txt", "f")
 			put(t, a, "top/x/1.txt", "1")
 			put(t, a, "deep/a/b/c/1.txt", "1")
-			if err := a.Remove(t.Context(), "top/x/1.txt"); err != nil { // x waits: top keeps f.txt
-				t.Fatal(err)
-			}
-			if err := a.Remove(t.Context(), "top/f.txt"); err != nil { // top goes, x with it
-				t.Fatal(err)
-			}
-			if err := a.Remove(t.Context(), "deep/a/b/c/1.txt"); err != nil { // a chain: pruned whole
-				t.Fatal(err)
-			}
+			remove(t, a, "top/x/1.txt")      // x waits: top keeps f.txt
+			remove(t, a, "top/f.txt")        // top goes, x with it
+			remove(t, a, "deep/a/b/c/1.txt") // a chain: pruned whole
 			for _, d := range []string{"top", "deep"} {
-				if _, err := os.Stat(filepath.Join(dir, d)); !errors.Is(err, fs.ErrNotExist) {
-					t.Fatalf("%s is still on disk: %v", d, err)
-				}
+				goneFromDisk(t, filepath.Join(dir, d), d+" is still on disk")
 			}
 			if got := listed(t, a, ""); len(got) != 0 {
 				t.Fatalf("the root lists %v", got)
@@ -174,9 +184,7 @@ func TestADeepFileMakesItsFoldersShow(t *testing.T) {
 	if got := listed(t, a, ""); len(got) != 0 {
 		t.Fatalf("after the delete the root lists %v", got)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "d")); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("the chain is still on disk: %v", err)
-	}
+	goneFromDisk(t, filepath.Join(dir, "d"), "the chain is still on disk")
 }
 
 // Two backends on one directory (two processes) each defer what they
@@ -185,20 +193,12 @@ func TestADeepFileMakesItsFoldersShow(t *testing.T) {
 func TestTwoProcessesDeferringShowNoFolder(t *testing.T) {
 	for _, kind := range diskKinds {
 		t.Run(kind, func(t *testing.T) {
-			dir := t.TempDir()
-			a := mustOpenDisk(t, kind, dir)
-			defer a.Close()
-			other := mustOpenDisk(t, kind, dir)
-			defer other.Close()
+			_, a, other := twoProcesses(t, kind)
 			put(t, a, "keep.txt", "k")
 			put(t, a, "F/E/D/x", "x")
 			put(t, a, "F/E/y", "y")
-			if err := a.Remove(t.Context(), "F/E/D/x"); err != nil { // D waits in a: E keeps y
-				t.Fatal(err)
-			}
-			if err := other.Remove(t.Context(), "F/E/y"); err != nil { // other sees D, keeps E
-				t.Fatal(err)
-			}
+			remove(t, a, "F/E/D/x")   // D waits in a: E keeps y
+			remove(t, other, "F/E/y") // other sees D, keeps E
 			for _, b := range []backend.Backend{a, other} {
 				if got := listed(t, b, ""); !slices.Equal(got, []string{"keep.txt"}) {
 					t.Fatalf("the root lists %v", got)
@@ -221,26 +221,16 @@ func TestTwoProcessesDeferringShowNoFolder(t *testing.T) {
 func TestTwoProcessesDeferringDeepShowNoFolder(t *testing.T) {
 	for _, kind := range diskKinds {
 		t.Run(kind, func(t *testing.T) {
-			dir := t.TempDir()
-			a := mustOpenDisk(t, kind, dir)
-			defer a.Close()
-			other := mustOpenDisk(t, kind, dir)
-			defer other.Close()
+			dir, a, other := twoProcesses(t, kind)
 			put(t, a, "keep.txt", "k")
 			put(t, a, "G/F/E/D/x", "x")
 			put(t, a, "G/F/E/y", "y")
-			if err := a.Remove(t.Context(), "G/F/E/D/x"); err != nil {
-				t.Fatal(err)
-			}
-			if err := other.Remove(t.Context(), "G/F/E/y"); err != nil {
-				t.Fatal(err)
-			}
+			remove(t, a, "G/F/E/D/x")
+			remove(t, other, "G/F/E/y")
 			if got := listed(t, a, ""); !slices.Equal(got, []string{"keep.txt"}) {
 				t.Fatalf("the root lists %v", got)
 			}
-			if _, err := os.Stat(filepath.Join(dir, "G")); !errors.Is(err, fs.ErrNotExist) {
-				t.Fatalf("the empty chain is still on disk: %v", err)
-			}
+			goneFromDisk(t, filepath.Join(dir, "G"), "the empty chain is still on disk")
 		})
 	}
 }
@@ -260,9 +250,7 @@ func TestPruningNeverRemovesAFile(t *testing.T) {
 			}
 			put(t, a, "P/a.txt", "a")
 			put(t, a, "P/D/x", "x")
-			if err := a.Remove(t.Context(), "P/D/x"); err != nil {
-				t.Fatal(err)
-			}
+			remove(t, a, "P/D/x")
 			mem := a.Fs()
 			if err := a.Close(); err != nil { // prunes what waits
 				t.Fatal(err)
@@ -276,9 +264,7 @@ func TestPruningNeverRemovesAFile(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, "P", "a.txt")); err != nil {
 				t.Fatalf("the file beside the pruned folder: %v", err)
 			}
-			if _, err := os.Stat(filepath.Join(dir, "P", "D")); !errors.Is(err, fs.ErrNotExist) {
-				t.Fatalf("the emptied folder: %v", err)
-			}
+			goneFromDisk(t, filepath.Join(dir, "P", "D"), "the emptied folder")
 		})
 	}
 }
