@@ -215,15 +215,21 @@ func TestWriterLifecycle(t *testing.T) {
 		},
 	}
 	for kind, open := range kinds {
+		// start opens a writer of f in s, failing t on an error.
+		start := func(t *testing.T, s *store) backend.Writer {
+			t.Helper()
+			w, err := open(s, t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return w
+		}
 		t.Run(kind+": abort discards a multipart write", func(t *testing.T) {
 			t.Parallel()
 			s := g.newStore(t)
 			old := content(1, 6*mib)
 			put(t, s, "f", old)
-			w, err := open(s, t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := start(t, s)
 			writeAll(t, w, content(2, 2*part+1), mib)
 			assertUploads(t, g, s, 1)
 			if err := w.Abort(t.Context()); err != nil {
@@ -247,14 +253,11 @@ func TestWriterLifecycle(t *testing.T) {
 			s := g.newStore(t)
 			old := content(1, 100)
 			put(t, s, "f", old)
-			w, err := open(s, t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := start(t, s)
 			writeAll(t, w, content(2, part+1), mib)
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel()
-			err = w.Write(ctx, []byte("more"))
+			err := w.Write(ctx, []byte("more"))
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("Write with a cancelled context: %v, want context.Canceled", err)
 			}
@@ -276,10 +279,7 @@ func TestWriterLifecycle(t *testing.T) {
 			s := g.newStore(t)
 			old := content(1, 6*mib)
 			put(t, s, "f", old)
-			w, err := open(s, t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := start(t, s)
 			writeAll(t, w, content(2, part+1), mib)
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel()
@@ -302,10 +302,7 @@ func TestWriterLifecycle(t *testing.T) {
 			put(t, s, "f", old)
 			injected := errors.New("injected network failure")
 			hooks.set(nthBefore("UploadPart", 2, func(context.Context) error { return injected }))
-			w, err := open(s, t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := start(t, s)
 			data := content(2, 3*part)
 			var werr error
 			for len(data) > 0 && werr == nil {
@@ -325,10 +322,7 @@ func TestWriterLifecycle(t *testing.T) {
 		t.Run(kind+": calls after commit fail with ErrClosed and Abort is a no-op", func(t *testing.T) {
 			t.Parallel()
 			s := g.newStore(t)
-			w, err := open(s, t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := start(t, s)
 			data := content(1, part+3)
 			writeAll(t, w, data, mib)
 			if _, err := w.Commit(t.Context()); err != nil {

@@ -68,6 +68,15 @@ func assertMissing(t *testing.T, b backend.Backend, path string) {
 	}
 }
 
+// assertMoved checks that dst holds data, that info is what Stat and
+// List report for it, and that src is gone.
+func assertMoved(t *testing.T, s *store, info backend.Info, src, dst string, data []byte) {
+	t.Helper()
+	assertContent(t, s, dst, data)
+	assertMovedInfo(t, s, info, dst, len(data))
+	assertMissing(t, s, src)
+}
+
 // assertMovedInfo checks that the Info Move returned is what Stat and
 // List report for dst.
 func assertMovedInfo(t *testing.T, s *store, info backend.Info, dst string, size int) {
@@ -112,12 +121,10 @@ func TestMove(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		assertContent(t, s, "b/c/dst.txt", data)
-		assertMovedInfo(t, s, info, "b/c/dst.txt", len(data))
+		assertMoved(t, s, info, "a/src.txt", "b/c/dst.txt", data)
 		if info.ETag == before.ETag {
 			t.Errorf("dst kept src's ETag %q: a move is a new commit at dst", info.ETag)
 		}
-		assertMissing(t, s, "a/src.txt")
 		if got, want := names(t, s, ""), []string{"b/"}; !sameSet(got, want) {
 			t.Errorf("List root = %q, want %q (src's folder pruned)", got, want)
 		}
@@ -140,9 +147,7 @@ func TestMove(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			assertContent(t, s, "dst", nil)
-			assertMovedInfo(t, s, info, "dst", 0)
-			assertMissing(t, s, "src")
+			assertMoved(t, s, info, "src", "dst", nil)
 		})
 
 		t.Run("a file larger than a part moves "+name, func(t *testing.T) {
@@ -164,9 +169,7 @@ func TestMove(t *testing.T) {
 			if !strings.Contains(ops, want) {
 				t.Errorf("Move sent %s, want a %s", ops, want)
 			}
-			assertContent(t, m, "dst", data)
-			assertMovedInfo(t, m.store, info, "dst", len(data))
-			assertMissing(t, m, "big")
+			assertMoved(t, m.store, info, "big", "dst", data)
 		})
 
 		t.Run("a missing src is fs.ErrNotExist "+name, func(t *testing.T) {
@@ -182,37 +185,33 @@ func TestMove(t *testing.T) {
 			assertContent(t, s, "dst", []byte("keep"))
 		})
 
-		t.Run("a folder src is ErrIsFolder "+name, func(t *testing.T) {
-			t.Parallel()
-			s := g.newStore(t)
-			put(t, s, "dir/f", []byte("f"))
-			_, err := s.Move(t.Context(), "dir", "dst", backend.MoveOptions{Overwrite: overwrite})
-			assertIs(t, err, backend.ErrIsFolder)
-			assertContent(t, s, "dir/f", []byte("f"))
-			assertMissing(t, s, "dst")
-		})
-
-		t.Run("a folder dst is ErrIsFolder "+name, func(t *testing.T) {
-			t.Parallel()
-			s := g.newStore(t)
-			put(t, s, "src", []byte("src"))
-			put(t, s, "dir/f", []byte("f"))
-			_, err := s.Move(t.Context(), "src", "dir", backend.MoveOptions{Overwrite: overwrite})
-			assertIs(t, err, backend.ErrIsFolder)
-			assertContent(t, s, "src", []byte("src"))
-			assertContent(t, s, "dir/f", []byte("f"))
-		})
-
-		t.Run("a dst below a file is ErrNotFolder on versitygw "+name, func(t *testing.T) {
-			t.Parallel()
-			s := g.newStore(t)
-			put(t, s, "src", []byte("src"))
-			put(t, s, "file", []byte("file"))
-			_, err := s.Move(t.Context(), "src", "file/dst", backend.MoveOptions{Overwrite: overwrite})
-			assertIs(t, err, backend.ErrNotFolder)
-			assertContent(t, s, "src", []byte("src"))
-			assertContent(t, s, "file", []byte("file"))
-		})
+		for _, tc := range []struct {
+			name     string
+			files    [][2]string // path and content, written first
+			src, dst string
+			want     error
+			missing  string // a path the move must not create
+		}{
+			{"a folder src is ErrIsFolder ", [][2]string{{"dir/f", "f"}}, "dir", "dst", backend.ErrIsFolder, "dst"},
+			{"a folder dst is ErrIsFolder ", [][2]string{{"src", "src"}, {"dir/f", "f"}}, "src", "dir", backend.ErrIsFolder, ""},
+			{"a dst below a file is ErrNotFolder on versitygw ", [][2]string{{"src", "src"}, {"file", "file"}}, "src", "file/dst", backend.ErrNotFolder, ""},
+		} {
+			t.Run(tc.name+name, func(t *testing.T) {
+				t.Parallel()
+				s := g.newStore(t)
+				for _, f := range tc.files {
+					put(t, s, f[0], []byte(f[1]))
+				}
+				_, err := s.Move(t.Context(), tc.src, tc.dst, backend.MoveOptions{Overwrite: overwrite})
+				assertIs(t, err, tc.want)
+				for _, f := range tc.files {
+					assertContent(t, s, f[0], []byte(f[1]))
+				}
+				if tc.missing != "" {
+					assertMissing(t, s, tc.missing)
+				}
+			})
+		}
 	}
 
 	t.Run("onto a file without Overwrite is fs.ErrExist and changes nothing", func(t *testing.T) {
@@ -236,12 +235,10 @@ func TestMove(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		assertContent(t, s, "dst", data)
-		assertMovedInfo(t, s, info, "dst", len(data))
+		assertMoved(t, s, info, "src", "dst", data)
 		if info.ETag == old.ETag {
 			t.Errorf("dst's ETag %q did not change", info.ETag)
 		}
-		assertMissing(t, s, "src")
 	})
 
 	t.Run("a file created at dst during the copy wins: fs.ErrExist, and it stays", func(t *testing.T) {
@@ -324,9 +321,7 @@ func TestMoveConflict(t *testing.T) {
 			if err != nil {
 				t.Fatalf("second Move: %v", err)
 			}
-			assertContent(t, m, "dst", whole)
-			assertMovedInfo(t, m.store, info, "dst", len(whole))
-			assertMissing(t, m, "src")
+			assertMoved(t, m.store, info, "src", "dst", whole)
 		})
 	}
 }
