@@ -41,9 +41,7 @@ func TestAppend(t *testing.T) {
 				}
 			}
 		}
-		if r := s.reserved(t); len(r) != 0 {
-			t.Fatalf("reserved objects left behind: %q", r)
-		}
+		s.noneReserved(t)
 	})
 
 	t.Run("40 successive appends stay correct and leave no temporaries", func(t *testing.T) {
@@ -60,9 +58,7 @@ func TestAppend(t *testing.T) {
 			etags[info.ETag] = true
 		}
 		mustEqual(t, "log.txt", readAll(t, s, "log.txt"), want)
-		if r := s.reserved(t); len(r) != 0 {
-			t.Fatalf("reserved objects left behind: %q", r)
-		}
+		s.noneReserved(t)
 		if got := s.objects(t); len(got) != 1 || got[0] != "p/log.txt" {
 			t.Fatalf("bucket holds %q, want only p/log.txt", got)
 		}
@@ -110,9 +106,7 @@ func TestAppend(t *testing.T) {
 			t.Fatalf("Commit after the claim was released: %v", err)
 		}
 		mustEqual(t, "f", readAll(t, s, "f"), []byte("old,new"))
-		if r := s.reserved(t); len(r) != 0 {
-			t.Fatalf("reserved objects left behind: %q", r)
-		}
+		s.noneReserved(t)
 	})
 
 	t.Run("after a conflict the retry appends to the version that won", func(t *testing.T) {
@@ -122,9 +116,7 @@ func TestAppend(t *testing.T) {
 		write(t, w, []byte("mine"), 10)
 
 		release := s.holdClaim(t, "f", before.ETag)
-		if _, err := w.Commit(t.Context()); !errors.Is(err, backend.ErrConflict) {
-			t.Fatalf("Commit = %v, want backend.ErrConflict", err)
-		}
+		commitConflicts(t, w)
 		// The claimant finishes its append, then gives the claim back.
 		mustCreate(t, s.reopen(t), "f", []byte("old,theirs,"))
 		release()
@@ -135,36 +127,20 @@ func TestAppend(t *testing.T) {
 	})
 
 	t.Run("abort after a conflict removes the temporary and keeps the file", func(t *testing.T) {
-		s := newStore(t, ep, "p")
-		before := mustCreate(t, s, "f", []byte("old"))
-		release := s.holdClaim(t, "f", before.ETag)
-		w := openWriter(t, s, "f", true, backend.WriteOptions{})
-		write(t, w, []byte("new"), 10)
-		if _, err := w.Commit(t.Context()); !errors.Is(err, backend.ErrConflict) {
-			t.Fatalf("Commit = %v, want backend.ErrConflict", err)
-		}
+		s, w, release := conflictedAppend(t, ep)
 		if err := w.Abort(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		release()
 		mustEqual(t, "f", readAll(t, s, "f"), []byte("old"))
-		if r := s.reserved(t); len(r) != 0 {
-			t.Fatalf("reserved objects left behind: %q", r)
-		}
+		s.noneReserved(t)
 		if _, err := w.Commit(t.Context()); !errors.Is(err, fs.ErrClosed) {
 			t.Errorf("Commit after Abort = %v, want fs.ErrClosed", err)
 		}
 	})
 
 	t.Run("a file removed between attempts is created by the retry", func(t *testing.T) {
-		s := newStore(t, ep, "p")
-		before := mustCreate(t, s, "f", []byte("old"))
-		release := s.holdClaim(t, "f", before.ETag)
-		w := openWriter(t, s, "f", true, backend.WriteOptions{})
-		write(t, w, []byte("new"), 10)
-		if _, err := w.Commit(t.Context()); !errors.Is(err, backend.ErrConflict) {
-			t.Fatalf("Commit = %v, want backend.ErrConflict", err)
-		}
+		s, w, release := conflictedAppend(t, ep)
 		if err := s.Remove(t.Context(), "f"); err != nil {
 			t.Fatal(err)
 		}
@@ -196,9 +172,7 @@ func TestAppend(t *testing.T) {
 			t.Fatalf("Commit: %v", err)
 		}
 		mustEqual(t, "f", readAll(t, s, "f"), []byte("old,once"))
-		if r := s.reserved(t); len(r) != 0 {
-			t.Fatalf("reserved objects left behind: %q", r)
-		}
+		s.noneReserved(t)
 	})
 
 	t.Run("a compose that fails for another reason than a race fails the commit", func(t *testing.T) {
@@ -230,9 +204,7 @@ func TestAppend(t *testing.T) {
 		if _, err := w.Commit(t.Context()); !errors.Is(err, fs.ErrClosed) {
 			t.Errorf("Commit after a final failure = %v, want fs.ErrClosed", err)
 		}
-		if r := s.reserved(t); len(r) != 0 {
-			t.Fatalf("reserved objects left behind: %q", r)
-		}
+		s.noneReserved(t)
 	})
 
 	t.Run("a compose result that cannot hold the staged bytes is a conflict", func(t *testing.T) {
@@ -313,9 +285,7 @@ func TestAppend(t *testing.T) {
 		if len(records) != writers*appends {
 			t.Errorf("%d records, want %d", len(records), writers*appends)
 		}
-		if r := s.reserved(t); len(r) != 0 {
-			t.Fatalf("reserved objects left behind: %q", r)
-		}
+		s.noneReserved(t)
 	})
 }
 
@@ -366,4 +336,26 @@ func (s *store) temporaries(t *testing.T) []string {
 		}
 	}
 	return out
+}
+
+// commitConflicts fails t unless w's Commit is backend.ErrConflict.
+func commitConflicts(t *testing.T, w backend.Writer) {
+	t.Helper()
+	if _, err := w.Commit(t.Context()); !errors.Is(err, backend.ErrConflict) {
+		t.Fatalf("Commit = %v, want backend.ErrConflict", err)
+	}
+}
+
+// conflictedAppend appends "new" to f, "old" in a new store, while f's
+// claim is held, and checks that the Commit conflicts. It returns the
+// store, the writer and the claim's release.
+func conflictedAppend(t *testing.T, ep string) (*store, backend.Writer, func()) {
+	t.Helper()
+	s := newStore(t, ep, "p")
+	before := mustCreate(t, s, "f", []byte("old"))
+	release := s.holdClaim(t, "f", before.ETag)
+	w := openWriter(t, s, "f", true, backend.WriteOptions{})
+	write(t, w, []byte("new"), 10)
+	commitConflicts(t, w)
+	return s, w, release
 }

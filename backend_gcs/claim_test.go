@@ -94,8 +94,6 @@ func TestClaimLeaseInServerTime(t *testing.T) {
 			t.Fatalf("Commit after the stale claim was broken: %v", err)
 		}
 		mustEqual(t, "f", readAll(t, s, "f"), []byte("ab"))
-		if r := s.reserved(t); len(r) != 0 {
-			t.Fatalf("reserved objects left behind: %q", r)
-		}
+		s.noneReserved(t)
 	})
 }

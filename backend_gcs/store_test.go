@@ -129,6 +129,14 @@ func (s *store) reserved(t *testing.T) []string {
 	return out
 }
 
+// noneReserved fails t if a reserved object is left.
+func (s *store) noneReserved(t *testing.T) {
+	t.Helper()
+	if r := s.reserved(t); len(r) != 0 {
+		t.Fatalf("reserved objects left behind: %q", r)
+	}
+}
+
 func randBytes(n int, seed uint64) []byte {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	p := make([]byte, n)
