@@ -76,22 +76,7 @@ func BenchmarkList100k(b *testing.B) {
 func listPaired(b *testing.B, rs, base func()) {
 	rs()
 	base()
-	b.ReportAllocs()
-	var trs, tbase time.Duration
-	i := 0
-	for b.Loop() {
-		first, second, tfirst, tsecond := rs, base, &trs, &tbase
-		if i%2 == 1 {
-			first, second, tfirst, tsecond = base, rs, &tbase, &trs
-		}
-		t0 := time.Now()
-		first()
-		t1 := time.Now()
-		second()
-		*tsecond += time.Since(t1)
-		*tfirst += t1.Sub(t0)
-		i++
-	}
+	trs, tbase, i := timePaired(b, func(int) { rs() }, func(int) { base() })
 	b.ReportMetric(float64(trs.Nanoseconds())/float64(i), "roomstore-ns/list")
 	b.ReportMetric(float64(tbase.Nanoseconds())/float64(i), "baseline-ns/list")
 	b.ReportMetric(peakHeap(rs), "roomstore-peak-heap-MiB")

@@ -190,26 +190,31 @@ func BenchmarkUploadMove(b *testing.B) {
 // the mean time of each.
 func paired(roomstore, baseline cycler) func(b *testing.B) {
 	return func(b *testing.B) {
-		rs, base := roomstore(b), baseline(b)
-		b.ReportAllocs()
-		var trs, tbase time.Duration
-		i := 0
-		for b.Loop() {
-			first, second, tfirst, tsecond := rs, base, &trs, &tbase
-			if i%2 == 1 {
-				first, second, tfirst, tsecond = base, rs, &tbase, &trs
-			}
-			t0 := time.Now()
-			first(i)
-			t1 := time.Now()
-			second(i)
-			*tsecond += time.Since(t1)
-			*tfirst += t1.Sub(t0)
-			i++
-		}
-		b.ReportMetric(float64(trs.Nanoseconds())/float64(i), "roomstore-ns/cycle")
-		b.ReportMetric(float64(tbase.Nanoseconds())/float64(i), "baseline-ns/cycle")
+		trs, tbase, n := timePaired(b, roomstore(b), baseline(b))
+		b.ReportMetric(float64(trs.Nanoseconds())/float64(n), "roomstore-ns/cycle")
+		b.ReportMetric(float64(tbase.Nanoseconds())/float64(n), "baseline-ns/cycle")
 	}
+}
+
+// timePaired runs rs and base once each per iteration i, which goes first
+// alternating, and returns the time each took in all and the iterations.
+func timePaired(b *testing.B, rs, base func(i int)) (trs, tbase time.Duration, n int) {
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		first, second, tfirst, tsecond := rs, base, &trs, &tbase
+		if i%2 == 1 {
+			first, second, tfirst, tsecond = base, rs, &tbase, &trs
+		}
+		t0 := time.Now()
+		first(i)
+		t1 := time.Now()
+		second(i)
+		*tsecond += time.Since(t1)
+		*tfirst += t1.Sub(t0)
+		i++
+	}
+	return trs, tbase, i
 }
 
 // rawDir returns a fresh folder for the raw os baseline and the folder of
