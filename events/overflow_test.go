@@ -35,6 +35,25 @@ func heldSubscriber(t *testing.T, b *events.Bus) (sub *events.Subscription, got 
 	return sub, ch, hold
 }
 
+// heldBus is a quiet bus of opts with a held subscriber whose handler
+// holds on to the event -100: what is published next queues.
+func heldBus(t *testing.T, opts ...events.Option) (b *events.Bus, sub *events.Subscription, got <-chan events.Event, hold chan struct{}) {
+	t.Helper()
+	b = quietBus(t, opts...)
+	sub, got, hold = heldSubscriber(t, b)
+	publish(b, -100)
+	expect(t, got, []int64{-100})
+	return b, sub, got, hold
+}
+
+// expectDropped fails t unless sub has dropped n events.
+func expectDropped(t *testing.T, sub *events.Subscription, n uint64) {
+	t.Helper()
+	if d := sub.Dropped(); d != n {
+		t.Fatalf("Dropped() = %d, want %d", d, n)
+	}
+}
+
 // release lets a handler that waits on hold go on, within 10s.
 func release(t *testing.T, hold chan<- struct{}) {
 	t.Helper()
@@ -110,18 +129,13 @@ func seq(from, to int64) []int64 {
 func TestAnOverflowMarkerSitsWhereTheGapIs(t *testing.T) {
 	for _, c := range []struct{ buffer, lost int }{{1, 1}, {1, 7}, {4, 1}, {64, 100}} {
 		t.Run(fmt.Sprintf("buffer %d, %d lost", c.buffer, c.lost), func(t *testing.T) {
-			b := quietBus(t, events.WithBuffer(c.buffer))
-			sub, got, hold := heldSubscriber(t, b)
-			publish(b, -100)
-			expect(t, got, []int64{-100}) // the handler holds on to it
+			b, sub, got, hold := heldBus(t, events.WithBuffer(c.buffer))
 			n := int64(c.buffer)
 			publish(b, seq(0, n)...)
 			before := time.Now()
 			publish(b, seq(n, n+int64(c.lost))...)
 			after := time.Now()
-			if d := sub.Dropped(); d != uint64(c.lost) {
-				t.Fatalf("Dropped() = %d, want %d", d, c.lost)
-			}
+			expectDropped(t, sub, uint64(c.lost))
 			release(t, hold)
 
 			for i := range n {
@@ -145,10 +159,7 @@ func TestAnOverflowMarkerSitsWhereTheGapIs(t *testing.T) {
 }
 
 func TestDropsMergeIntoTheWaitingMarker(t *testing.T) {
-	b := quietBus(t, events.WithBuffer(3))
-	sub, got, hold := heldSubscriber(t, b)
-	publish(b, -100)
-	expect(t, got, []int64{-100})
+	b, sub, got, hold := heldBus(t, events.WithBuffer(3))
 	publish(b, -1, 2, 3) // queued
 	publish(b, 4)        // lost: the marker waits after 3
 	release(t, hold)
@@ -158,17 +169,12 @@ func TestDropsMergeIntoTheWaitingMarker(t *testing.T) {
 	expect(t, got, []int64{2, 3, mark}, 2)
 	publish(b, 6)
 	expect(t, got, []int64{6})
-	if d := sub.Dropped(); d != 2 {
-		t.Fatalf("Dropped() = %d, want 2", d)
-	}
+	expectDropped(t, sub, 2)
 	expectNothingMore(t, b, got)
 }
 
 func TestADropAfterAnAcceptedEventStartsANewMarker(t *testing.T) {
-	b := quietBus(t, events.WithBuffer(3))
-	sub, got, hold := heldSubscriber(t, b)
-	publish(b, -100)
-	expect(t, got, []int64{-100})
+	b, sub, got, hold := heldBus(t, events.WithBuffer(3))
 	publish(b, -1, -2, 3) // queued
 	publish(b, 4)         // lost
 	release(t, hold)
@@ -182,9 +188,7 @@ func TestADropAfterAnAcceptedEventStartsANewMarker(t *testing.T) {
 	expect(t, got, []int64{3, mark, 6, mark}, 2, 2)
 	publish(b, 9)
 	expect(t, got, []int64{9})
-	if d := sub.Dropped(); d != 4 {
-		t.Fatalf("Dropped() = %d, want 4", d)
-	}
+	expectDropped(t, sub, 4)
 	expectNothingMore(t, b, got)
 }
 
@@ -282,10 +286,7 @@ func TestOnlyHandlersThatTakeAnEventGetTheMarker(t *testing.T) {
 
 func TestCloseDeliversAWaitingMarker(t *testing.T) {
 	const buffer, lost = 4, 2
-	b := quietBus(t, events.WithBuffer(buffer))
-	_, got, hold := heldSubscriber(t, b)
-	publish(b, -100)
-	expect(t, got, []int64{-100})
+	b, _, got, hold := heldBus(t, events.WithBuffer(buffer))
 	publish(b, seq(0, buffer+lost)...)
 	// A done context: Close closes at once and does not wait for the
 	// handler, which still holds -100 while the marker waits.
