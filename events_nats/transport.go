@@ -66,6 +66,19 @@ type config struct {
 	log            *slog.Logger
 }
 
+// validOption is the Option that sets what set sets when ok, else fails
+// with an error wrapping fs.ErrInvalid that says what is wrong (format and
+// args, as fmt.Sprintf takes them).
+func validOption(ok bool, set func(*config), format string, args ...any) Option {
+	return func(c *config) error {
+		if !ok {
+			return fmt.Errorf("events_nats: %s: %w", fmt.Sprintf(format, args...), fs.ErrInvalid)
+		}
+		set(c)
+		return nil
+	}
+}
+
 var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 
 // WithPrefix sets the first tokens of the subjects (PREFIX.HASH) and, with
@@ -74,13 +87,7 @@ var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 // NATS account keep apart. Every engine of a store must use the same. It
 // must be dot-separated tokens of letters, digits, '_' and '-'.
 func WithPrefix(p string) Option {
-	return func(c *config) error {
-		if !prefixPattern.MatchString(p) {
-			return fmt.Errorf("events_nats: prefix %q is not dot-separated tokens of [A-Za-z0-9_-]: %w", p, fs.ErrInvalid)
-		}
-		c.prefix = p
-		return nil
-	}
+	return validOption(prefixPattern.MatchString(p), func(c *config) { c.prefix = p }, "prefix %q is not dot-separated tokens of [A-Za-z0-9_-]", p)
 }
 
 // WithRetention sets how long a store's stream keeps its events (default
@@ -90,13 +97,7 @@ func WithPrefix(p string) Option {
 // be at least a minute (the streams' de-duplication window is kept within
 // it).
 func WithRetention(d time.Duration) Option {
-	return func(c *config) error {
-		if d < time.Minute {
-			return fmt.Errorf("events_nats: retention %v is under a minute: %w", d, fs.ErrInvalid)
-		}
-		c.retention = d
-		return nil
-	}
+	return validOption(d >= time.Minute, func(c *config) { c.retention = d }, "retention %v is under a minute", d)
 }
 
 // WithPublishTimeout bounds how long an event may wait to be published,
@@ -107,26 +108,14 @@ func WithRetention(d time.Duration) Option {
 // It must be positive and at most half the retention, so that a retried
 // message is still within the stream's de-duplication window.
 func WithPublishTimeout(d time.Duration) Option {
-	return func(c *config) error {
-		if d <= 0 {
-			return fmt.Errorf("events_nats: publish timeout %v is not positive: %w", d, fs.ErrInvalid)
-		}
-		c.publishTimeout = d
-		return nil
-	}
+	return validOption(d > 0, func(c *config) { c.publishTimeout = d }, "publish timeout %v is not positive", d)
 }
 
 // WithFlushTimeout bounds how long a Link's Close goes on publishing what
 // is queued (default DefaultFlushTimeout); the rest is given up on. It must
 // be positive.
 func WithFlushTimeout(d time.Duration) Option {
-	return func(c *config) error {
-		if d <= 0 {
-			return fmt.Errorf("events_nats: flush timeout %v is not positive: %w", d, fs.ErrInvalid)
-		}
-		c.flushTimeout = d
-		return nil
-	}
+	return validOption(d > 0, func(c *config) { c.flushTimeout = d }, "flush timeout %v is not positive", d)
 }
 
 // WithQueue sets how many of an engine's events may wait to be published
@@ -137,13 +126,7 @@ func WithFlushTimeout(d time.Duration) Option {
 // publisher is failing, or once the commit's context ends, the event is
 // given up on at once instead. It must be at least 1.
 func WithQueue(n int) Option {
-	return func(c *config) error {
-		if n < 1 {
-			return fmt.Errorf("events_nats: queue %d is under 1: %w", n, fs.ErrInvalid)
-		}
-		c.queue = n
-		return nil
-	}
+	return validOption(n >= 1, func(c *config) { c.queue = n }, "queue %d is under 1", n)
 }
 
 // WithHold bounds how long the receiver holds other engines' events for a
@@ -157,38 +140,20 @@ func WithQueue(n int) Option {
 // dropped and marked by an overflow event. Zero never holds; a negative d
 // makes New fail with an error wrapping fs.ErrInvalid.
 func WithHold(d time.Duration) Option {
-	return func(c *config) error {
-		if d < 0 {
-			return fmt.Errorf("events_nats: hold %v is negative: %w", d, fs.ErrInvalid)
-		}
-		c.hold = d
-		return nil
-	}
+	return validOption(d >= 0, func(c *config) { c.hold = d }, "hold %v is negative", d)
 }
 
 // WithReplicas sets how many servers of a NATS cluster hold each stream
 // this transport creates (default 1). It must be 1 to 5.
 func WithReplicas(n int) Option {
-	return func(c *config) error {
-		if n < 1 || n > 5 {
-			return fmt.Errorf("events_nats: replicas %d outside 1..5: %w", n, fs.ErrInvalid)
-		}
-		c.replicas = n
-		return nil
-	}
+	return validOption(n >= 1 && n <= 5, func(c *config) { c.replicas = n }, "replicas %d outside 1..5", n)
 }
 
 // WithLogger sets where the transport logs (default slog.Default()): a
 // connection lost and regained, events given up on, malformed messages. A
 // nil l is refused.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) error {
-		if l == nil {
-			return fmt.Errorf("events_nats: WithLogger(nil): %w", fs.ErrInvalid)
-		}
-		c.log = l
-		return nil
-	}
+	return validOption(l != nil, func(c *config) { c.log = l }, "WithLogger(nil)")
 }
 
 // ConnOptions are the nats.Connect options a transport's connection should
