@@ -533,12 +533,9 @@ func (w *report) accessGrants() {
 		{"`file://`, fsync on", "file"},
 		{"`mem://`", "mem"},
 	} {
-		n := gcycle + c.name
-		ratio, ok := w.r.ratioWithin(n, "grants-ns/cycle", "full-ns/cycle")
-		p50, p50ok := w.r.ratioWithin(n, "grants-p50-ns", "full-p50-ns")
-		st := w.status(ok && ratio <= 1.05, ok, fmt.Sprintf("access grants: room server small-file cycle on %s, 20-entry grant %.3fx no restriction (target ≤ 1.05x)", c.label, ratio))
-		w.row(c.label, w.fig(n, "full-ns/cycle", fmtDur), w.fig(n, "grants-ns/cycle", fmtDur), fmtRatio3(ratio, ok), "≤ 1.05x", st,
-			fmtRatio3(p50, p50ok), fmtRounds(w.r.roundRatios(n, "grants-ns/cycle", n, "full-ns/cycle")))
+		w.sidesRow(c.label, gcycle+c.name, "full", "grants", "cycle", 1.05, func(ratio float64) string {
+			return fmt.Sprintf("access grants: room server small-file cycle on %s, 20-entry grant %.3fx no restriction (target ≤ 1.05x)", c.label, ratio)
+		})
 	}
 	w.line("")
 	w.line("List: roomclient.List of a folder of 10,000 16-byte files (`big/`; on `file://` written there before the engine opens). Three participants list it, one list each per iteration, in each of their six orders in turn (%s iterations per round, after one untimed list each that checks every entry each one sees): one without restriction; one whose 20-entry grant lists 19 prefixes in the folder that no file has (`big/f-100` …), then `big/f-`, so that the engine checks each of the 10,000 entries against all 20 and every one passes; and one whose grant lists 15 such prefixes, then `big/f-00`, `big/f-02`, … `big/f-08`, so that each entry is checked against 16 to 20 of them and half pass (its reply carries 5,000 entries, so its ratio also counts the smaller reply). Mean time per list; a ratio is over the unrestricted participant's within each round, then the median over the rounds; the p50 ratios are those of the medians of the list times. No target.", strings.TrimSuffix(grantListIterations, "x"))
@@ -558,6 +555,25 @@ func (w *report) accessGrants() {
 			fmtRounds(w.r.roundRatios(n, "grants-all-ns/list", n, "full-ns/list")))
 	}
 	w.line("")
+}
+
+// sidesRow writes the row of benchmark n that compares two sides,
+// base and other, whose figures are SIDE-ns/UNIT (mean) and SIDE-p50-ns
+// (median): label, each side's mean, other over base within each round
+// against the target limit, the status miss describes given that ratio,
+// the p50 ratio and the ratio by round. A limit of 0 is no target: "—",
+// and no status cell.
+func (w *report) sidesRow(label, n, base, other, unit string, limit float64, miss func(ratio float64) string) {
+	baseMean, otherMean := base+"-ns/"+unit, other+"-ns/"+unit
+	ratio, ok := w.r.ratioWithin(n, otherMean, baseMean)
+	p50, p50ok := w.r.ratioWithin(n, other+"-p50-ns", base+"-p50-ns")
+	cells := []string{label, w.fig(n, baseMean, fmtDur), w.fig(n, otherMean, fmtDur), fmtRatio3(ratio, ok)}
+	if limit == 0 {
+		cells = append(cells, "—")
+	} else {
+		cells = append(cells, fmt.Sprintf("≤ %.2fx", limit), w.status(ok && ratio <= limit, ok, miss(ratio)))
+	}
+	w.row(append(cells, fmtRatio3(p50, p50ok), fmtRounds(w.r.roundRatios(n, otherMean, n, baseMean)))...)
 }
 
 // budgets is section 14.
@@ -608,24 +624,15 @@ func (w *report) budgets() {
 		{"`file://DIR` (fsync on)", "file-fsync"},
 		{"`file://DIR?fsync=false`", "file-nofsync"},
 	} {
-		n := bempty + c.name
-		ratio, ok := w.r.ratioWithin(n, "emptying-ns/cycle", "kept-ns/cycle")
-		p50, p50ok := w.r.ratioWithin(n, "emptying-p50-ns", "kept-p50-ns")
-		st := w.status(ok && ratio <= 1.3, ok, fmt.Sprintf("budgets: small-file cycle in a folder that empties on %s %.2fx one kept (target ≤ 1.3x)", c.label, ratio))
-		w.row(c.label, w.fig(n, "kept-ns/cycle", fmtDur), w.fig(n, "emptying-ns/cycle", fmtDur), fmtRatio3(ratio, ok), "≤ 1.30x", st,
-			fmtRatio3(p50, p50ok), fmtRounds(w.r.roundRatios(n, "emptying-ns/cycle", n, "kept-ns/cycle")))
+		w.sidesRow(c.label, bempty+c.name, "kept", "emptying", "cycle", 1.3, func(ratio float64) string {
+			return fmt.Sprintf("budgets: small-file cycle in a folder that empties on %s %.2fx one kept (target ≤ 1.3x)", c.label, ratio)
+		})
 	}
 	w.line("")
 	w.line("A deep folder: `List(\"\")` of a root that holds one folder `d` with a file 511 levels deep (`d/d/…/d/f`: 511 folders, then the file; 1,023 bytes, within the 1,024-byte path limit), against a root whose folder `d` holds the file itself (`d/f`), each on an engine of its own (`file://DIR`, fsync on; the file uploaded through it). Both lists return the one entry `d`, a folder. Each iteration lists each root once, which goes first alternating, after one untimed list of each. Mean time per list; the ratio is deep over shallow within each round, then the median over the rounds; the p50 ratio is that of the medians of the list times. No target: what a deep subtree costs a listing of its parent.")
 	w.line("")
 	w.header("store", "shallow (`d/f`)", "deep (511 levels)", "ratio", "target", "p50 ratio", "ratio by round")
-	{
-		n := bdeep + "file"
-		ratio, ok := w.r.ratioWithin(n, "deep-ns/list", "shallow-ns/list")
-		p50, p50ok := w.r.ratioWithin(n, "deep-p50-ns", "shallow-p50-ns")
-		w.row("`file://DIR` (fsync on)", w.fig(n, "shallow-ns/list", fmtDur), w.fig(n, "deep-ns/list", fmtDur), fmtRatio3(ratio, ok), "—",
-			fmtRatio3(p50, p50ok), fmtRounds(w.r.roundRatios(n, "deep-ns/list", n, "shallow-ns/list")))
-	}
+	w.sidesRow("`file://DIR` (fsync on)", bdeep+"file", "shallow", "deep", "list", 0, nil)
 	w.line("")
 }
 
