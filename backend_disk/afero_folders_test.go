@@ -52,6 +52,21 @@ func twoProcesses(t *testing.T, kind string) (dir string, a, other *backend_disk
 	return dir, a, other
 }
 
+// deferredInBoth opens two processes on one directory that holds
+// keep.txt, chain/D/x and chain/y, then deletes chain/D/x through a (D
+// waits in a: chain keeps y) and chain/y through other (which sees D, and
+// keeps chain).
+func deferredInBoth(t *testing.T, kind, chain string) (dir string, a, other *backend_disk.Afero) {
+	t.Helper()
+	dir, a, other = twoProcesses(t, kind)
+	put(t, a, "keep.txt", "k")
+	put(t, a, chain+"/D/x", "x")
+	put(t, a, chain+"/y", "y")
+	remove(t, a, chain+"/D/x")
+	remove(t, other, chain+"/y")
+	return dir, a, other
+}
+
 // goneFromDisk fails t, saying what, unless nothing is at path.
 func goneFromDisk(t *testing.T, path, what string) {
 	t.Helper()
@@ -193,12 +208,7 @@ func TestADeepFileMakesItsFoldersShow(t *testing.T) {
 func TestTwoProcessesDeferringShowNoFolder(t *testing.T) {
 	for _, kind := range diskKinds {
 		t.Run(kind, func(t *testing.T) {
-			_, a, other := twoProcesses(t, kind)
-			put(t, a, "keep.txt", "k")
-			put(t, a, "F/E/D/x", "x")
-			put(t, a, "F/E/y", "y")
-			remove(t, a, "F/E/D/x")   // D waits in a: E keeps y
-			remove(t, other, "F/E/y") // other sees D, keeps E
+			_, a, other := deferredInBoth(t, kind, "F/E")
 			for _, b := range []backend.Backend{a, other} {
 				if got := listed(t, b, ""); !slices.Equal(got, []string{"keep.txt"}) {
 					t.Fatalf("the root lists %v", got)
@@ -221,12 +231,7 @@ func TestTwoProcessesDeferringShowNoFolder(t *testing.T) {
 func TestTwoProcessesDeferringDeepShowNoFolder(t *testing.T) {
 	for _, kind := range diskKinds {
 		t.Run(kind, func(t *testing.T) {
-			dir, a, other := twoProcesses(t, kind)
-			put(t, a, "keep.txt", "k")
-			put(t, a, "G/F/E/D/x", "x")
-			put(t, a, "G/F/E/y", "y")
-			remove(t, a, "G/F/E/D/x")
-			remove(t, other, "G/F/E/y")
+			dir, a, _ := deferredInBoth(t, kind, "G/F/E")
 			if got := listed(t, a, ""); !slices.Equal(got, []string{"keep.txt"}) {
 				t.Fatalf("the root lists %v", got)
 			}
