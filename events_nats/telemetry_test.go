@@ -15,6 +15,15 @@ import (
 	"github.com/roomstore/roomstore/internal/natstest"
 )
 
+// meterProvider returns a meter provider that reader reads, shut down
+// when t ends: after the sides' shutdowns, which t registered later.
+func meterProvider(t *testing.T) (*sdkmetric.ManualReader, *sdkmetric.MeterProvider) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	return reader, mp
+}
+
 // TestAnotherEnginesEventsRecordTheirLagHere: B, with a MeterProvider,
 // gets A's three events through NATS; B records the lag of each in
 // roomstore.events.remote_lag, mirrors its transport's counters (under
@@ -28,9 +37,7 @@ import (
 // all three would fail first.
 func TestAnotherEnginesEventsRecordTheirLagHere(t *testing.T) {
 	srv := natstest.Start(t)
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) }) // after the sides' shutdowns
+	reader, mp := meterProvider(t)
 	store := fileStore(t)
 	a := newSide(t, store, srv.URL())
 	b := newSideWith(t, store, srv.URL(), []roomstore.Option{roomstore.WithMeterProvider(mp)})
@@ -140,9 +147,7 @@ func points(found map[string]metricdata.Aggregation, name string) int {
 // end and A's go on unchanged, where a sum over both would have shrunk.
 func TestEachEnginesTransportMirrorsAreItsOwnSeries(t *testing.T) {
 	srv := natstest.Start(t)
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) }) // after the sides' shutdowns
+	reader, mp := meterProvider(t)
 	store := fileStore(t)
 	metered := []roomstore.Option{roomstore.WithMeterProvider(mp)}
 	a, b := newSideWith(t, store, srv.URL(), metered), newSideWith(t, store, srv.URL(), metered)
