@@ -71,14 +71,7 @@ func (w *appendWriter) Write(ctx context.Context, p []byte) error {
 	if w.state == writerRetrying {
 		return backend.Errorf(fs.ErrClosed, nil, "write after a commit attempt")
 	}
-	err := ctx.Err()
-	if err == nil {
-		err = w.s.write(ctx, p)
-	}
-	if err != nil {
-		return w.failed(ctx, err)
-	}
-	return nil
+	return w.s.stage(ctx, p, w.failed)
 }
 
 // failed finishes the writer with err, first cleaning up once (Abort,

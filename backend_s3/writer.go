@@ -190,6 +190,19 @@ type stream struct {
 // open at once do not each hold a whole part.
 const firstBufCap = 64 << 10
 
+// stage writes p unless ctx has ended; on an error it returns what failed
+// makes of it (the writer finishing).
+func (s *stream) stage(ctx context.Context, p []byte, failed func(context.Context, error) error) error {
+	err := ctx.Err()
+	if err == nil {
+		err = s.write(ctx, p)
+	}
+	if err != nil {
+		return failed(ctx, err)
+	}
+	return nil
+}
+
 func (s *stream) write(ctx context.Context, p []byte) error {
 	partSize := int(s.b.partSize)
 	for len(p) > 0 {
@@ -329,14 +342,7 @@ func (w *createWriter) Write(ctx context.Context, p []byte) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	err := ctx.Err()
-	if err == nil {
-		err = w.s.write(ctx, p)
-	}
-	if err != nil {
-		return w.failed(ctx, err)
-	}
-	return nil
+	return w.s.stage(ctx, p, w.failed)
 }
 
 // Commit makes the written bytes the file's content in one request
