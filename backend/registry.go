@@ -27,28 +27,24 @@ var (
 // Register makes a URL scheme available to Open (and so to
 // roomstore.OpenURL). Backend packages call it from init; registering a
 // scheme twice panics, as with database/sql drivers.
-func Register(scheme string, open Opener) {
-	scheme = strings.ToLower(scheme)
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	if _, dup := registry[scheme]; dup {
-		panic("backend: Register called twice for scheme " + scheme)
-	}
-	registry[scheme] = open
-}
+func Register(scheme string, open Opener) { register("Register", registry, scheme, open) }
 
 // RegisterProber lets OpenExisting tell whether a store of scheme
 // exists before opening it, for a scheme whose Opener creates the store
 // it opens (file:// makes its directory, mem:// its named store).
 // Registering a scheme's prober twice panics.
-func RegisterProber(scheme string, p Prober) {
+func RegisterProber(scheme string, p Prober) { register("RegisterProber", probers, scheme, p) }
+
+// register adds v to m under scheme, in lower case; fn, the exported
+// function called, names the panic of a scheme registered twice.
+func register[V any](fn string, m map[string]V, scheme string, v V) {
 	scheme = strings.ToLower(scheme)
 	registryMu.Lock()
 	defer registryMu.Unlock()
-	if _, dup := probers[scheme]; dup {
-		panic("backend: RegisterProber called twice for scheme " + scheme)
+	if _, dup := m[scheme]; dup {
+		panic("backend: " + fn + " called twice for scheme " + scheme)
 	}
-	probers[scheme] = p
+	m[scheme] = v
 }
 
 // Schemes returns the registered URL schemes, sorted.
