@@ -363,9 +363,7 @@ func TestAParticipantCannotTakeTheRoomsLastHandle(t *testing.T) {
 	held := 0
 	for i, r := range []*raw{m1, m2, m1, m2, m1} {
 		id := fmt.Sprint("up", i)
-		r.open("upload", id)
-		r.chunk(id, wire.Binary(map[string]any{"kind": "start", "path": fmt.Sprintf("f%d.txt", i)}), nil)
-		c, _ := r.streamed(id)
+		c, _ := r.startUpload(id, map[string]any{"path": fmt.Sprintf("f%d.txt", i)})
 		switch {
 		case c.Headers["kind"] == "pull":
 			held++
@@ -679,9 +677,7 @@ func TestAnOversizeUploadIsRefusedBeforeItsFirstByte(t *testing.T) {
 		}
 	})
 	r := f.dial("r1", "a")
-	r.open("upload", "u")
-	r.chunk("u", wire.Binary(map[string]any{"kind": "start", "path": "huge.bin", "size": 1 << 50}), nil)
-	c, _ := r.streamed("u")
+	c, _ := r.startUpload("u", map[string]any{"path": "huge.bin", "size": 1 << 50})
 	if c.Type != wire.KindError || c.Code != roomserver.CodeQuota || !strings.Contains(c.Text, "quota exceeded") {
 		t.Fatalf("the start of a 1 PiB upload: %+v, want a 507 before any pull", c)
 	}

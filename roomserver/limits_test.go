@@ -252,9 +252,7 @@ func TestShutdownAbortsOpenUploadsAndClosesWithGoingAway(t *testing.T) {
 	f := newFixture(t, nil)
 	p := f.dial("r1", "alice")
 	e := f.engine("r1")
-	p.open("upload", "u")
-	p.chunk("u", wire.Binary(map[string]any{"kind": "start", "path": "half.bin"}), nil)
-	p.streamed("u")
+	p.startUpload("u", map[string]any{"path": "half.bin"})
 	p.chunk("u", wire.Binary(map[string]any{"kind": "data"}), []byte("part"))
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
@@ -290,9 +288,7 @@ func TestShutdownAbortsOpenUploadsAndClosesWithGoingAway(t *testing.T) {
 func TestShutdownLetsUploadsFinish(t *testing.T) {
 	f := newFixture(t, nil)
 	p := f.dial("r1", "alice")
-	p.open("upload", "u")
-	p.chunk("u", wire.Binary(map[string]any{"kind": "start", "path": "whole.bin"}), nil)
-	p.streamed("u")
+	p.startUpload("u", map[string]any{"path": "whole.bin"})
 	// New calls are refused while the upload goes on.
 	done := f.shutdownRefusing(p)
 	p.chunk("u", wire.Binary(map[string]any{"kind": "data"}), []byte("all of it"))

@@ -352,6 +352,17 @@ func (r *raw) streamed(callID string) (wire.Content, []byte) {
 	return ch.Chunk, payload
 }
 
+// startUpload opens an upload stream, sends its start chunk with the
+// headers of start (kind set to "start") and returns the first chunk the
+// server streams back.
+func (r *raw) startUpload(callID string, start map[string]any) (wire.Content, []byte) {
+	r.t.Helper()
+	start["kind"] = "start"
+	r.open("upload", callID)
+	r.chunk(callID, wire.Binary(start), nil)
+	return r.streamed(callID)
+}
+
 // upload writes data to p through the upload stream, in chunks as pulled.
 func (r *raw) upload(callID, p string, data []byte, overwrite bool) wire.Content {
 	r.t.Helper()

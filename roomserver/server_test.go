@@ -385,9 +385,7 @@ func TestBadInput(t *testing.T) {
 	}
 	// An upload refused midway leaves nothing, and the stream is gone.
 	t.Run("an unpulled data chunk aborts the upload", func(t *testing.T) {
-		m.open("upload", "bad")
-		m.chunk("bad", wire.Binary(map[string]any{"kind": "start", "path": "x.bin", "overwrite": false}), nil)
-		pull, _ := m.streamed("bad")
+		pull, _ := m.startUpload("bad", map[string]any{"path": "x.bin", "overwrite": false})
 		size := int(pull.Headers["chunk_size"].(float64))
 		wantError(t, m.chunk("bad", wire.Binary(map[string]any{"kind": "data"}), make([]byte, size+1)), roomserver.CodeBadRequest)
 		if c, _ := m.streamed("bad"); c.Type != wire.KindError {
@@ -410,9 +408,7 @@ func TestBadInput(t *testing.T) {
 func TestADroppedConnectionLeavesNoUpload(t *testing.T) {
 	f := newFixture(t, nil)
 	p := f.dial("r1", "alice")
-	p.open("upload", "u")
-	p.chunk("u", wire.Binary(map[string]any{"kind": "start", "path": "half.bin"}), nil)
-	p.streamed("u")
+	p.startUpload("u", map[string]any{"path": "half.bin"})
 	p.chunk("u", wire.Binary(map[string]any{"kind": "data"}), []byte("first half"))
 	_ = p.ws.CloseNow()
 	// The engine's handle goes with the connection: an exclusive create
