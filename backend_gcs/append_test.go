@@ -82,10 +82,7 @@ func TestAppend(t *testing.T) {
 	})
 
 	t.Run("a held claim yields ErrConflict, keeps the staged bytes, and Commit again succeeds", func(t *testing.T) {
-		s := newStore(t, ep, "p")
-		before := mustCreate(t, s, "f", []byte("old,"))
-		w := openWriter(t, s, "f", true, backend.WriteOptions{})
-		write(t, w, []byte("new"), 10)
+		s, before, w := appending(t, ep, "new")
 
 		release := s.holdClaim(t, "f", before.ETag)
 		_, err := w.Commit(t.Context())
@@ -110,10 +107,7 @@ func TestAppend(t *testing.T) {
 	})
 
 	t.Run("after a conflict the retry appends to the version that won", func(t *testing.T) {
-		s := newStore(t, ep, "p")
-		before := mustCreate(t, s, "f", []byte("old,"))
-		w := openWriter(t, s, "f", true, backend.WriteOptions{})
-		write(t, w, []byte("mine"), 10)
+		s, before, w := appending(t, ep, "mine")
 
 		release := s.holdClaim(t, "f", before.ETag)
 		commitConflicts(t, w)
@@ -344,6 +338,17 @@ func commitConflicts(t *testing.T, w backend.Writer) {
 	if _, err := w.Commit(t.Context()); !errors.Is(err, backend.ErrConflict) {
 		t.Fatalf("Commit = %v, want backend.ErrConflict", err)
 	}
+}
+
+// appending opens an appending writer on f, "old," in a new store, and
+// stages added; it returns the store, f's Info before and the writer.
+func appending(t *testing.T, ep, added string) (*store, backend.Info, backend.Writer) {
+	t.Helper()
+	s := newStore(t, ep, "p")
+	before := mustCreate(t, s, "f", []byte("old,"))
+	w := openWriter(t, s, "f", true, backend.WriteOptions{})
+	write(t, w, []byte(added), 10)
+	return s, before, w
 }
 
 // conflictedAppend appends "new" to f, "old" in a new store, while f's
