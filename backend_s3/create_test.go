@@ -268,10 +268,7 @@ func TestWriterLifecycle(t *testing.T) {
 			if _, err := w.Commit(t.Context()); err == nil {
 				t.Error("Commit after a failed Write succeeded")
 			}
-			if err := w.Abort(t.Context()); err != nil {
-				t.Errorf("Abort after a failed Write: %v", err)
-			}
-			assertContent(t, s, "f", old)
+			abortKeeps(t, w, s, old, "Abort after a failed Write")
 		})
 
 		t.Run(kind+": a cancelled context on Commit discards everything", func(t *testing.T) {
@@ -313,10 +310,7 @@ func TestWriterLifecycle(t *testing.T) {
 				t.Fatalf("Write: %v, want the injected failure", werr)
 			}
 			assertUploads(t, g, s, 0)
-			if err := w.Abort(t.Context()); err != nil {
-				t.Errorf("Abort: %v", err)
-			}
-			assertContent(t, s, "f", old)
+			abortKeeps(t, w, s, old, "Abort")
 		})
 
 		t.Run(kind+": calls after commit fail with ErrClosed and Abort is a no-op", func(t *testing.T) {
@@ -353,4 +347,14 @@ func assertUploads(t *testing.T, g *gateway, s *store, want int) {
 	if len(out.Uploads) != want {
 		t.Fatalf("%d multipart uploads in progress, want %d", len(out.Uploads), want)
 	}
+}
+
+// abortKeeps checks that w's Abort (what, in a failure) succeeds and that
+// f in s still holds old.
+func abortKeeps(t *testing.T, w backend.Writer, s *store, old []byte, what string) {
+	t.Helper()
+	if err := w.Abort(t.Context()); err != nil {
+		t.Errorf("%s: %v", what, err)
+	}
+	assertContent(t, s, "f", old)
 }
