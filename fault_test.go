@@ -96,6 +96,16 @@ func unchanged(t *testing.T, e *roomstore.Engine, b *backend_mem.Backend, events
 	}
 }
 
+// notMoved checks that what, a move of f to g that failed, left no g and
+// changed nothing.
+func notMoved(t *testing.T, e *roomstore.Engine, b *backend_mem.Backend, events *counter, what string) {
+	t.Helper()
+	if ok, _ := e.Exists(t.Context(), "g"); ok {
+		t.Fatal(what + " left its destination")
+	}
+	unchanged(t, e, b, events)
+}
+
 // stallNotice returns a channel that is closed when a Fault first hits,
 // and the Notify function that closes it.
 func stallNotice() (chan struct{}, func()) {
@@ -301,10 +311,7 @@ func TestAMoveThatLosesRacesIsRetriedThenFailsWithConflict(t *testing.T) {
 	if err := e.Move(t.Context(), "f", "g", roomstore.MoveOptions{}); !errors.Is(err, roomstore.ErrConflict) {
 		t.Fatalf("Move that always loses: %v, want ErrConflict", err)
 	}
-	if ok, _ := e.Exists(t.Context(), "g"); ok {
-		t.Fatal("a failed move left its destination")
-	}
-	unchanged(t, e, b, events)
+	notMoved(t, e, b, events, "a failed move")
 }
 
 func TestAStalledMoveEndsWithItsContextAndChangesNothing(t *testing.T) {
@@ -319,10 +326,7 @@ func TestAStalledMoveEndsWithItsContextAndChangesNothing(t *testing.T) {
 	if err := awaitResult(t, done); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Move: %v, want context.Canceled", err)
 	}
-	if ok, _ := e.Exists(t.Context(), "g"); ok {
-		t.Fatal("a cancelled move left its destination")
-	}
-	unchanged(t, e, b, events)
+	notMoved(t, e, b, events, "a cancelled move")
 }
 
 func TestAFolderMoveThatFailsMidwayLeavesEachFileWholeOnOneSide(t *testing.T) {
