@@ -201,6 +201,14 @@ func fresh(t *testing.T, h Harness, opts ...roomstore.Option) *env {
 	return newEnv(t, h.New(t), opts...)
 }
 
+// open opens p with o, failing t on an error.
+func (e *env) open(t *testing.T, p string, o roomstore.OpenOptions) *roomstore.Handle {
+	t.Helper()
+	hd, err := e.Open(e.ctx, p, o)
+	noErr(t, "Open", err)
+	return hd
+}
+
 // put writes data to p in one handle and closes it, failing the test on
 // error.
 func (e *env) put(t *testing.T, p string, data []byte, o roomstore.OpenOptions) {

@@ -19,8 +19,7 @@ import (
 var handleCases = []tcase{
 	{"write and close after close fail with closed", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
-		hd, err := e.Open(e.ctx, "f", overwrite)
-		noErr(t, "Open", err)
+		hd := e.open(t, "f", overwrite)
 		noErr(t, "Write", e.Write(e.ctx, hd, []byte("x")))
 		noErr(t, "Close", e.Close(e.ctx, hd))
 		wantErr(t, "Write after Close", e.Write(e.ctx, hd, []byte("y")), fs.ErrClosed)
@@ -33,8 +32,7 @@ var handleCases = []tcase{
 	}},
 	{"write and close after abort fail with closed", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
-		hd, err := e.Open(e.ctx, "f", overwrite)
-		noErr(t, "Open", err)
+		hd := e.open(t, "f", overwrite)
 		noErr(t, "Abort", e.Abort(e.ctx, hd))
 		wantErr(t, "Write after Abort", e.Write(e.ctx, hd, []byte("y")), fs.ErrClosed)
 		wantErr(t, "Close after Abort", e.Close(e.ctx, hd), fs.ErrClosed)
@@ -42,8 +40,7 @@ var handleCases = []tcase{
 	}},
 	{"another participant cannot use a handle and leaves it intact", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
-		hd, err := e.Open(e.ctx, "f", overwrite)
-		noErr(t, "Open", err)
+		hd := e.open(t, "f", overwrite)
 		noErr(t, "Write", e.Write(e.ctx, hd, []byte("alice ")))
 		mallory := roomstore.WithParticipant(t.Context(), "mallory")
 		anonymous := t.Context()
@@ -77,8 +74,7 @@ var handleCases = []tcase{
 	}},
 	{"a handle is found by its id and works as an io.WriteCloser", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
-		hd, err := e.Open(e.ctx, "w.txt", overwrite)
-		noErr(t, "Open", err)
+		hd := e.open(t, "w.txt", overwrite)
 		if len(hd.ID()) < 32 || hd.Path() != "w.txt" || hd.Participant() != "alice" {
 			t.Fatalf("handle id %q path %q participant %q", hd.ID(), hd.Path(), hd.Participant())
 		}
@@ -337,8 +333,7 @@ var shutdownCases = []tcase{
 		for range 5 {
 			e.put(t, "g", []byte("x"), roomstore.OpenOptions{})
 		}
-		hd, err := e.Open(e.ctx, "f", overwrite)
-		noErr(t, "Open", err)
+		hd := e.open(t, "f", overwrite)
 		noErr(t, "Write", e.Write(e.ctx, hd, []byte("new")))
 		noErr(t, "Shutdown", e.Shutdown(t.Context()))
 		if got.Load() != 5 {
@@ -346,7 +341,7 @@ var shutdownCases = []tcase{
 		}
 		wantErr(t, "Write after Shutdown", e.Write(e.ctx, hd, []byte("x")), fs.ErrClosed)
 		wantErr(t, "Close after Shutdown", e.Close(e.ctx, hd), fs.ErrClosed)
-		_, err = e.Open(e.ctx, "h", overwrite)
+		_, err := e.Open(e.ctx, "h", overwrite)
 		wantErr(t, "Open after Shutdown", err, fs.ErrClosed)
 		_, err = e.Download(e.ctx, "f")
 		wantErr(t, "Download after Shutdown", err, fs.ErrClosed)

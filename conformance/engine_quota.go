@@ -78,8 +78,7 @@ var quotaCases = []tcase{
 		e := fresh(t, h, roomstore.WithQuota(roomstore.Quota{Bytes: 1000}))
 		var hs []*roomstore.Handle
 		for i := range 3 {
-			hd, err := e.Open(e.ctx, string(rune('a'+i))+".bin", overwrite)
-			noErr(t, "Open", err)
+			hd := e.open(t, string(rune('a'+i))+".bin", overwrite)
 			hs = append(hs, hd)
 		}
 		noErr(t, "Write 400 to the first", e.Write(e.ctx, hs[0], pattern(400, 1)))

@@ -16,12 +16,11 @@ import (
 var writeCases = []tcase{
 	{"nothing is visible before close", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
-		hd, err := e.Open(e.ctx, "dir/new.txt", roomstore.OpenOptions{})
-		noErr(t, "Open", err)
+		hd := e.open(t, "dir/new.txt", roomstore.OpenOptions{})
 		noErr(t, "Write", e.Write(e.ctx, hd, []byte("draft")))
 		e.mustBeAbsent(t, "dir/new.txt")
 		e.mustBeAbsent(t, "dir")
-		_, err = e.Stat(e.ctx, "dir/new.txt")
+		_, err := e.Stat(e.ctx, "dir/new.txt")
 		wantErr(t, "Stat", err, fs.ErrNotExist)
 		_, err = e.Download(e.ctx, "dir/new.txt")
 		wantErr(t, "Download", err, fs.ErrNotExist)
@@ -37,8 +36,7 @@ var writeCases = []tcase{
 	{"an overwrite shows the old content until close", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
 		e.put(t, "f", []byte("old"), overwrite)
-		hd, err := e.Open(e.ctx, "f", overwrite)
-		noErr(t, "Open", err)
+		hd := e.open(t, "f", overwrite)
 		noErr(t, "Write", e.Write(e.ctx, hd, []byte("brand new")))
 		e.mustContain(t, "f", []byte("old"))
 		st, err := e.Stat(e.ctx, "f")
@@ -72,8 +70,7 @@ var writeCases = []tcase{
 	}},
 	{"exclusive close fails when the file appeared meanwhile and keeps the other content", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
-		hd, err := e.Open(e.ctx, "x", roomstore.OpenOptions{Exclusive: true})
-		noErr(t, "Open", err)
+		hd := e.open(t, "x", roomstore.OpenOptions{Exclusive: true})
 		noErr(t, "Write", e.Write(e.ctx, hd, []byte("late")))
 		e.put(t, "x", []byte("early"), overwrite)
 		e.await(t, roomstore.EventFileUpdated, "x", 1)
@@ -86,8 +83,7 @@ var writeCases = []tcase{
 	}},
 	{"an empty file is created, read, listed and served", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
-		hd, err := e.Open(e.ctx, "empty.txt", overwrite)
-		noErr(t, "Open", err)
+		hd := e.open(t, "empty.txt", overwrite)
 		noErr(t, "Close", e.Close(e.ctx, hd))
 		f, err := e.Download(e.ctx, "empty.txt")
 		noErr(t, "Download", err)
@@ -108,13 +104,11 @@ var writeCases = []tcase{
 		e.put(t, "f", []byte("old"), overwrite)
 		e.await(t, roomstore.EventFileUpdated, "f", 1)
 		for _, o := range []roomstore.OpenOptions{{}, overwrite} {
-			hd, err := e.Open(e.ctx, "f", o)
-			noErr(t, "Open", err)
+			hd := e.open(t, "f", o)
 			noErr(t, "Write", e.Write(e.ctx, hd, []byte("new")))
 			noErr(t, "Abort", e.Abort(e.ctx, hd))
 		}
-		hd, err := e.Open(e.ctx, "new/file", overwrite)
-		noErr(t, "Open", err)
+		hd := e.open(t, "new/file", overwrite)
 		noErr(t, "Write", e.Write(e.ctx, hd, []byte("new")))
 		noErr(t, "Abort", hd.Abort())
 		e.mustContain(t, "f", []byte("old"))
@@ -130,8 +124,7 @@ var writeCases = []tcase{
 	{"a cancelled write discards the handle and keeps the old content", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
 		e.put(t, "f", []byte("old"), overwrite)
-		hd, err := e.Open(e.ctx, "f", overwrite)
-		noErr(t, "Open", err)
+		hd := e.open(t, "f", overwrite)
 		noErr(t, "Write", e.Write(e.ctx, hd, []byte("new")))
 		ctx, cancel := context.WithCancel(e.ctx)
 		cancel()
@@ -145,8 +138,7 @@ var writeCases = []tcase{
 		e := fresh(t, h)
 		e.put(t, "f", []byte("old"), overwrite)
 		e.await(t, roomstore.EventFileUpdated, "f", 1)
-		hd, err := e.Open(e.ctx, "f", roomstore.OpenOptions{})
-		noErr(t, "Open", err)
+		hd := e.open(t, "f", roomstore.OpenOptions{})
 		noErr(t, "Write", e.Write(e.ctx, hd, []byte("new")))
 		ctx, cancel := context.WithCancel(e.ctx)
 		cancel()
@@ -210,8 +202,7 @@ func sizeCases(h Harness) []tcase {
 // writeChunked writes data through one handle in uneven chunks.
 func writeChunked(t *testing.T, e *env, p string, data []byte, o roomstore.OpenOptions) {
 	t.Helper()
-	hd, err := e.Open(e.ctx, p, o)
-	noErr(t, "Open", err)
+	hd := e.open(t, p, o)
 	for i, chunk := 0, 1<<20+7; len(data) > 0; i++ {
 		n := min(chunk, len(data))
 		if i%3 == 1 {
