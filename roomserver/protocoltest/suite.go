@@ -53,6 +53,13 @@ func room(t *testing.T) string {
 	return fmt.Sprintf("%s-%d", strings.Trim(n, "-"), rooms.Add(1))
 }
 
+// annAndBob dials ann, then bob, into a new room.
+func (tg Target) annAndBob(t *testing.T) (a, b *Peer) {
+	t.Helper()
+	rm := room(t)
+	return tg.dial(t, rm, "ann", ""), tg.dial(t, rm, "bob", "")
+}
+
 // dial connects participant name to rm with ?token=, as the 0.39 and
 // handle-era clients do.
 func (tg Target) dial(t *testing.T, rm, name, query string) *Peer {
@@ -212,9 +219,7 @@ func (p *Peer) waitEvent(typ, path string) map[string]any {
 // stream header and event checked against the exact fields of the
 // protocol.
 func toolkitSession(t *testing.T, tg Target) {
-	rm := room(t)
-	a := tg.dial(t, rm, "ann", "")
-	b := tg.dial(t, rm, "bob", "")
+	a, b := tg.annAndBob(t)
 	var sh shapes
 
 	if c := a.Tool("exists", map[string]any{"path": "docs/a.txt"}); c.Type != wire.KindJSON {
@@ -480,9 +485,7 @@ func fetch(t *testing.T, tg Target, u string) string {
 // foreignHandle: another connection's handle is refused, and the refusal
 // leaves it alone.
 func foreignHandle(t *testing.T, tg Target) {
-	rm := room(t)
-	a := tg.dial(t, rm, "ann", "")
-	b := tg.dial(t, rm, "bob", "")
+	a, b := tg.annAndBob(t)
 	h := a.open("mine.txt", true)
 	a.legacy(wire.TypeLegacyWrite, map[string]any{"handle": h}, []byte("ann's"))
 	for _, typ := range []string{wire.TypeLegacyWrite, wire.TypeLegacyClose} {
@@ -502,9 +505,7 @@ func foreignHandle(t *testing.T, tg Target) {
 // handleDiesWithConnection: a handle whose connection dropped is gone,
 // and its bytes with it.
 func handleDiesWithConnection(t *testing.T, tg Target) {
-	rm := room(t)
-	a := tg.dial(t, rm, "ann", "")
-	b := tg.dial(t, rm, "bob", "")
+	a, b := tg.annAndBob(t)
 	h := a.open("dropped.txt", true)
 	a.legacy(wire.TypeLegacyWrite, map[string]any{"handle": h}, []byte("never seen"))
 	_ = a.ws.CloseNow()
