@@ -224,12 +224,18 @@ func TestWriterLifecycle(t *testing.T) {
 			}
 			return w
 		}
+		// overwriting starts a writer of f in a new store where f holds
+		// size bytes, old.
+		overwriting := func(t *testing.T, size int) (s *store, old []byte, w backend.Writer) {
+			t.Helper()
+			s = g.newStore(t)
+			old = content(1, size)
+			put(t, s, "f", old)
+			return s, old, start(t, s)
+		}
 		t.Run(kind+": abort discards a multipart write", func(t *testing.T) {
 			t.Parallel()
-			s := g.newStore(t)
-			old := content(1, 6*mib)
-			put(t, s, "f", old)
-			w := start(t, s)
+			s, old, w := overwriting(t, 6*mib)
 			writeAll(t, w, content(2, 2*part+1), mib)
 			assertUploads(t, g, s, 1)
 			if err := w.Abort(t.Context()); err != nil {
@@ -250,10 +256,7 @@ func TestWriterLifecycle(t *testing.T) {
 
 		t.Run(kind+": a cancelled context on Write aborts the upload at once", func(t *testing.T) {
 			t.Parallel()
-			s := g.newStore(t)
-			old := content(1, 100)
-			put(t, s, "f", old)
-			w := start(t, s)
+			s, old, w := overwriting(t, 100)
 			writeAll(t, w, content(2, part+1), mib)
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel()
@@ -273,10 +276,7 @@ func TestWriterLifecycle(t *testing.T) {
 
 		t.Run(kind+": a cancelled context on Commit discards everything", func(t *testing.T) {
 			t.Parallel()
-			s := g.newStore(t)
-			old := content(1, 6*mib)
-			put(t, s, "f", old)
-			w := start(t, s)
+			s, old, w := overwriting(t, 6*mib)
 			writeAll(t, w, content(2, part+1), mib)
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel()
