@@ -74,14 +74,21 @@ func open(_ context.Context, u *url.URL) (backend.Backend, error) {
 	}
 	namedMu.Lock()
 	defer namedMu.Unlock()
+	b := namedLocked(name)
+	b.refs++
+	return b, nil
+}
+
+// namedLocked returns the named store name, creating it if there is none.
+// The caller holds namedMu.
+func namedLocked(name string) *Backend {
 	b, ok := named[name]
 	if !ok {
 		b = New()
 		b.name = name
 		named[name] = b
 	}
-	b.refs++
-	return b, nil
+	return b
 }
 
 // probe reports whether a named store exists; a private one never does
@@ -125,12 +132,7 @@ func Named(name string) *Backend {
 	}
 	namedMu.Lock()
 	defer namedMu.Unlock()
-	b, ok := named[name]
-	if !ok {
-		b = New()
-		b.name = name
-		named[name] = b
-	}
+	b := namedLocked(name)
 	b.pinned = true
 	return b
 }
