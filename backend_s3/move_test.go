@@ -262,19 +262,22 @@ func TestMove(t *testing.T) {
 	})
 }
 
+// moveStep is a case of a Move of a src of size bytes, with or without
+// Overwrite, that something interrupts before its request op.
+type moveStep struct {
+	name      string
+	size      int
+	overwrite bool
+	op        string
+}
+
 // TestMoveConflict slips an append to src into a Move: before its
 // removal of src (the copy is then stale) and before its copy. Move must
 // return ErrConflict with src keeping every byte and, without Overwrite,
 // no file at dst; a second Move then succeeds.
 func TestMoveConflict(t *testing.T) {
 	g := startGateway(t)
-	for _, tc := range []struct {
-		name      string
-		size      int
-		overwrite bool
-		// op is the request the append slips in before.
-		op string
-	}{
+	for _, tc := range []moveStep{ // op: the request the append slips in before
 		{"an append before src is removed, without Overwrite", 3 * kib, false, "DeleteObject"},
 		{"an append before src is removed, with Overwrite", 3 * kib, true, "DeleteObject"},
 		{"an append to a large src before it is removed", part + 7, false, "DeleteObject"},
@@ -333,12 +336,7 @@ func TestMoveConflict(t *testing.T) {
 func TestMoveCancelled(t *testing.T) {
 	g := startGateway(t)
 
-	for _, tc := range []struct {
-		name      string
-		size      int
-		overwrite bool
-		op        string
-	}{
+	for _, tc := range []moveStep{ // op: the request the context ends before
 		{"during a copy in parts", part + 1, false, "UploadPartCopy"},
 		{"before the copy is completed", 3 * kib, false, "CompleteMultipartUpload"},
 		{"before an empty copy is written", 0, false, "PutObject"},
