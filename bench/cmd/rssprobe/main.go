@@ -34,6 +34,7 @@ import (
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
+	_ "github.com/roomstore/roomstore/backend_disk" // registers file://
 	"github.com/roomstore/roomstore/backend_s3"
 	"github.com/roomstore/roomstore/bench/internal/measure"
 	"github.com/roomstore/roomstore/bench/internal/rawsdk"

@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 
 	"github.com/roomstore/roomstore"
+	_ "github.com/roomstore/roomstore/backend_disk" // registers file://
 	"github.com/roomstore/roomstore/bench/internal/rawos"
 )
 
