@@ -222,6 +222,7 @@ func (c *conn) runHandle(lh *legacyHandle) {
 	// end ends the handle and gives back its budgets, before the answer
 	// that ends it goes out: a client that has its answer may open the
 	// next handle at once.
+	defer close(lh.ended) // after end and the last answer: see finishHandle
 	end := sync.OnceFunc(func() {
 		// Calls waiting for the handle are answered before an abort, which
 		// may take its time: the connection's reader may be one of them.
@@ -276,9 +277,11 @@ func (c *conn) runHandle(lh *legacyHandle) {
 	}
 }
 
-// finishHandle ends a handle for its calls: it is no longer found, the
-// calls that came for it as it ended are answered, and those that wait
-// for it are let go.
+// finishHandle ends a handle for its calls: it is no longer found and
+// the calls that came for it as it ended are answered. Those that wait
+// for it are let go when runHandle closes lh.ended, after the answer that
+// ended it is queued, so that a server shutting down, which waits for
+// ended, closes the connection only behind that answer.
 func (c *conn) finishHandle(lh *legacyHandle) {
 	c.mu.Lock()
 	delete(c.handles, lh.h.ID())
@@ -287,7 +290,6 @@ func (c *conn) finishHandle(lh *legacyHandle) {
 	lh.done = true
 	lh.drainLocked(c)
 	lh.mu.Unlock()
-	close(lh.ended)
 }
 
 // drainLocked answers the calls left for a handle that has ended; lh.mu
