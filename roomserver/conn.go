@@ -140,6 +140,11 @@ type connPolicy struct {
 
 func (c connPolicy) ended() bool { return ended(c.expires) }
 
+// errTokenExpired is what an ended identity's policy answers: a call that
+// was admitted just before the expiry is refused saying why, in the
+// moment before the connection closes.
+var errTokenExpired error = &requestError{CodeForbidden, "token expired"}
+
 // ended reports whether an identity that expires then (zero: never) has
 // ended.
 func ended(expires time.Time) bool { return !expires.IsZero() && !time.Now().Before(expires) }
@@ -148,7 +153,7 @@ func ended(expires time.Time) bool { return !expires.IsZero() && !time.Now().Bef
 func (c connPolicy) Allow(ctx context.Context, r roomstore.Right, path string) (ok bool, err error) {
 	switch {
 	case c.ended():
-		return false, nil
+		return false, errTokenExpired
 	case c.p == nil:
 		return true, nil
 	}
@@ -160,7 +165,7 @@ func (c connPolicy) Allow(ctx context.Context, r roomstore.Right, path string) (
 func (c connPolicy) Beneath(ctx context.Context, r roomstore.Right, folder string) (s roomstore.Scope, err error) {
 	switch {
 	case c.ended():
-		return roomstore.Scope{}, nil
+		return roomstore.Scope{}, errTokenExpired
 	case c.p == nil:
 		return roomstore.Scope{All: true}, nil
 	}

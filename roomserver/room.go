@@ -369,7 +369,7 @@ func (c *conn) view(ev events.Event) view {
 	}
 	readable := func(path string) bool {
 		ok, err := p.Allow(c.ectx, roomstore.Read, path)
-		if err != nil {
+		if err != nil && err != errTokenExpired {
 			c.s.log.Warn("access policy failed; event withheld", "room", c.rm.name, "participant", c.id, "err", err)
 		}
 		return ok && err == nil
