@@ -55,6 +55,24 @@ func mustRun(t *testing.T, o procOptions, args ...string) string {
 	return r.stdout
 }
 
+// failedWithOneLine fails the test unless r is a failure (exit 1) that
+// printed nothing on stdout and one line "roomstore: ..." on stderr, and
+// returns that line's text after the prefix.
+func failedWithOneLine(t *testing.T, r result) string {
+	t.Helper()
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	if r.stdout != "" {
+		t.Errorf("printed %q on stdout", r.stdout)
+	}
+	line, ok := strings.CutPrefix(r.stderr, "roomstore: ")
+	if !ok || strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") {
+		t.Fatalf("stderr %q, want one line roomstore: ...", r.stderr)
+	}
+	return strings.TrimSuffix(line, "\n")
+}
+
 // diskStore is a file:// store in a fresh directory: the options that
 // name it through $ROOMSTORE_STORE, and the directory.
 func diskStore(t *testing.T) (procOptions, string) {
@@ -477,18 +495,7 @@ func TestFailuresExitOneWithOneLineAndChangeNothing(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before, beforeRoom, beforeMissing := snapshot(t, dir), snapshot(t, r.dir), snapshot(t, missingDir)
-			res := runCmd(t, c.o, c.args...)
-			if res.code != 1 {
-				t.Errorf("exit %d, want 1", res.code)
-			}
-			if res.stdout != "" {
-				t.Errorf("printed %q on stdout", res.stdout)
-			}
-			line, ok := strings.CutPrefix(res.stderr, "roomstore: ")
-			if !ok || strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") {
-				t.Fatalf("stderr %q, want one line roomstore: ...", res.stderr)
-			}
-			line = strings.TrimSuffix(line, "\n")
+			line := failedWithOneLine(t, runCmd(t, c.o, c.args...))
 			if c.want != "" && line != c.want {
 				t.Errorf("said %q\n    want %q", line, c.want)
 			}

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -55,18 +54,8 @@ func TestObjectStoreErrorsNameTheCause(t *testing.T) {
 			"ls /: dial tcp 127.0.0.1:1: connect: connection refused"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			res := runCmd(t, procOptions{env: c.env, dir: t.TempDir()}, c.args...)
-			if res.code != 1 {
-				t.Errorf("exit %d, want 1", res.code)
-			}
-			if res.stdout != "" {
-				t.Errorf("printed %q on stdout", res.stdout)
-			}
-			line, ok := strings.CutPrefix(res.stderr, "roomstore: ")
-			if !ok || strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") {
-				t.Fatalf("stderr %q, want one line roomstore: ...", res.stderr)
-			}
-			if line = strings.TrimSuffix(line, "\n"); line != c.want {
+			line := failedWithOneLine(t, runCmd(t, procOptions{env: c.env, dir: t.TempDir()}, c.args...))
+			if line != c.want {
 				t.Errorf("said %q\n    want %q", line, c.want)
 			}
 		})
