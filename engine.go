@@ -57,6 +57,7 @@ type Engine struct {
 	inflight sync.WaitGroup
 	cleanups sync.WaitGroup // aborts of writers that go on after their call
 	usage    *usage         // nil without a Quota
+	watch    *watcher       // nil without WithWatch
 
 	mu       sync.Mutex
 	closed   bool
@@ -99,11 +100,18 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 		u = &usage{q: cfg.quota}
 		obs = observer{Recorder: tel, u: u}
 	}
-	bus, err := events.New(events.WithBuffer(cfg.eventBuffer), events.WithLogger(cfg.logger), events.WithObserver(obs))
+	busOpts := []events.Option{events.WithBuffer(cfg.eventBuffer), events.WithLogger(cfg.logger), events.WithObserver(obs)}
+	var e *Engine
+	if cfg.watch != nil {
+		// Set before any event can be published: the transport attaches
+		// once e is made.
+		busOpts = append(busOpts, events.WithAdmit(func(ev events.Event) bool { return e.admit(ev) }))
+	}
+	bus, err := events.New(busOpts...)
 	if err != nil {
 		return nil, &fs.PathError{Op: "new", Path: "", Err: err}
 	}
-	e := &Engine{
+	e = &Engine{
 		b:       b,
 		cfg:     cfg,
 		bus:     bus,
@@ -123,6 +131,9 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 	for i := range e.stripes {
 		e.stripes[i] = newCtxMutex()
 	}
+	if cfg.watch != nil {
+		e.watch = newWatcher(e, *cfg.watch)
+	}
 	if cfg.transport != nil {
 		if err := e.attach(); err != nil {
 			_ = tel.Close()
@@ -135,6 +146,9 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 			_ = bus.Close(context.Background())
 			return nil, &fs.PathError{Op: "new", Path: "", Err: badOption("WithMeterProvider: %v", err)}
 		}
+	}
+	if e.watch != nil {
+		e.watch.start()
 	}
 	return e, nil
 }
@@ -306,6 +320,9 @@ func (e *Engine) stop() {
 		_, _ = h.discard(context.Background(), fmt.Errorf("%w: engine shut down", fs.ErrClosed), "engine shut down")
 	}
 	e.inflight.Wait()
+	if e.watch != nil {
+		e.watch.stop() // its events go out before the link closes
+	}
 	e.cleanups.Wait()
 	var err error
 	if e.link != nil {

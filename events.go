@@ -29,8 +29,8 @@ const (
 	EventOverflow = events.TypeOverflow
 )
 
-func (e *Engine) publish(ctx context.Context, topic, p string, size int64) {
-	e.publishEvent(ctx, events.Event{Type: topic, Path: p, Size: size})
+func (e *Engine) publish(ctx context.Context, topic, p string, size int64, etag string) {
+	e.publishEvent(ctx, events.Event{Type: topic, Path: p, Size: size, ETag: etag})
 }
 
 // publishEvent stamps ev with the participant of ctx and the time, and
@@ -40,6 +40,9 @@ func (e *Engine) publishEvent(ctx context.Context, ev events.Event) {
 	ev.Time = time.Now()
 	ev.Origin = e.id
 	ev.ID = e.id + "-" + strconv.FormatUint(e.evSeq.Add(1), 10)
+	if e.watch != nil {
+		e.watch.own(ev, false)
+	}
 	if e.link != nil {
 		e.link.Publish(ctx, ev)
 	}

@@ -164,7 +164,7 @@ func (e *Engine) moveFile(ctx context.Context, src, dst string, opts MoveOptions
 		retry := conflict && attempt < e.cfg.attempts
 		e.tel.Attempt(ctx, telemetry.Move, conflict, retry)
 		if err == nil {
-			e.publishEvent(ctx, events.Event{Type: EventFileMoved, Path: dst, SourcePath: src, Size: info.Size})
+			e.publishEvent(ctx, events.Event{Type: EventFileMoved, Path: dst, SourcePath: src, Size: info.Size, ETag: info.ETag})
 			return nil
 		}
 		if !retry {

@@ -50,6 +50,7 @@ type config struct {
 	tracers     trace.TracerProvider // nil: no spans
 	selfSign    bool                 // sign every URL, never presign
 	quota       Quota                // zero: none
+	watch       *Watch               // nil: no WithWatch
 }
 
 func defaultConfig() config {

@@ -39,7 +39,7 @@ func (e *Engine) remove(ctx context.Context, clean string) error {
 	if err := e.b.Remove(ctx, clean); err != nil {
 		return err
 	}
-	e.publish(ctx, EventFileDeleted, clean, 0)
+	e.publish(ctx, EventFileDeleted, clean, 0, "")
 	return nil
 }
 

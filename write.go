@@ -292,7 +292,7 @@ func (e *Engine) close(ctx context.Context, top telemetry.Op, h *Handle) (backen
 	}
 	h.setState(ctx, handleClosed, errCommitted)
 	e.tel.BytesWritten(ctx, top, h.size)
-	e.publish(ctx, EventFileUpdated, h.path, info.Size)
+	e.publish(ctx, EventFileUpdated, h.path, info.Size, info.ETag)
 	return info, h.size, nil
 }
 

@@ -36,7 +36,11 @@ func NewOSRoot(dir string) (afero.Fs, error) {
 	if err != nil {
 		return nil, osError(err)
 	}
-	o := &osRoot{r: r, id: storeID(dir)}
+	abs := absDir(dir)
+	o := &osRoot{r: r, dir: abs}
+	if abs != "" {
+		o.id = "file://" + filepath.ToSlash(abs)
+	}
 	if fast := newFastRoot(dir); fast != nil {
 		// Both must be one directory, even if dir was renamed or replaced
 		// between the two opens.
@@ -50,8 +54,9 @@ func NewOSRoot(dir string) (afero.Fs, error) {
 }
 
 type osRoot struct {
-	r  *os.Root
-	id string // see storeID
+	r   *os.Root
+	id  string // see Afero.StoreID
+	dir string // the directory, absolute with links resolved; "" if unknown
 	// fast is the platform's faster path to the same directory (Linux:
 	// openat2), which the Afero backend uses for its frequent calls; nil
 	// where there is none.
@@ -99,10 +104,11 @@ func (o *osRoot) LstatIfPossible(name string) (os.FileInfo, bool, error) {
 	return fi, true, err
 }
 
-// storeID names dir as a file URL of its absolute path with every
-// symbolic link resolved, as it is when the root is opened, so that any
-// path to one directory gives one name; "" if that path cannot be had.
-func storeID(dir string) string {
+// absDir returns dir's absolute path with every symbolic link resolved,
+// as it is when the root is opened, so that any path to one directory
+// gives one name (the store's id is its file URL); "" if that path cannot
+// be had.
+func absDir(dir string) string {
 	abs, err := filepath.Abs(dir)
 	if err == nil {
 		abs, err = filepath.EvalSymlinks(abs)
@@ -110,5 +116,5 @@ func storeID(dir string) string {
 	if err != nil {
 		return ""
 	}
-	return "file://" + filepath.ToSlash(abs)
+	return abs
 }

@@ -24,6 +24,7 @@ func runEngine(t *testing.T, h Harness) {
 	t.Run("quota", func(t *testing.T) { cases(t, h, quotaCases) })
 	t.Run("streams", func(t *testing.T) { cases(t, h, streamCases(h)) })
 	t.Run("events", func(t *testing.T) { cases(t, h, eventCases) })
+	t.Run("outside", func(t *testing.T) { cases(t, h, outsideCases) })
 	t.Run("shutdown", func(t *testing.T) { cases(t, h, shutdownCases) })
 	t.Run("stress", func(t *testing.T) { cases(t, h, stressCases) })
 	t.Run("errors", func(t *testing.T) { cases(t, h, engineErrorCases) })

@@ -21,7 +21,8 @@ type Bus struct {
 	eb     evbus.Bus
 	buffer int
 	log    *slog.Logger
-	obs    Observer // nil without WithObserver
+	obs    Observer         // nil without WithObserver
+	admit  func(Event) bool // nil without WithAdmit
 
 	// Lock order: EventBus's own lock (held while it runs dispatch) comes
 	// before mu, and regMu before EventBus's lock. So nothing that holds mu
@@ -80,7 +81,8 @@ func (b *Bus) register(topic string) {
 // boxes the event and builds its reflect arguments even for a topic whose
 // only handler would find no subscriber.
 // An event of type TypeOverflow, or on that topic, is not published: only
-// the bus says where a subscriber lost events.
+// the bus says where a subscriber lost events; nor is one that the
+// WithAdmit function refuses.
 func (b *Bus) Publish(topic string, e Event) {
 	if topic == TypeOverflow || e.Type == TypeOverflow {
 		return
@@ -90,6 +92,9 @@ func (b *Bus) Publish(topic string, e Event) {
 	idle := len(b.byTopic[topic]) == 0 && len(b.all) == 0
 	b.mu.RUnlock()
 	if closed {
+		return
+	}
+	if b.admit != nil && !b.admit(e) {
 		return
 	}
 	if b.obs != nil {

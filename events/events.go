@@ -86,6 +86,11 @@ type Event struct {
 	ParticipantName string
 	// Size is the file's size after the change (0 for a deletion).
 	Size int64
+	// ETag identifies the file's version after the change (the version
+	// removed, for a deletion, where the engine knew it): the Info.ETag
+	// that Stat reports for it. Engines use it to recognise a change they
+	// were told of already, whoever saw it first; "" where unknown.
+	ETag string
 	// Time is when the change became visible.
 	Time time.Time
 	// Dropped is, in an event of type TypeOverflow, how many events the

@@ -53,3 +53,20 @@ func WithObserver(o Observer) Option {
 		return nil
 	}
 }
+
+// WithAdmit makes Publish ask admit about every event before it accepts
+// it: an event for which admit returns false is not published (nor told
+// to the Observer). It is how an engine refuses an event of another
+// engine that reports a change it has reported already. admit is called
+// from the publisher's goroutine, concurrently for concurrent Publish
+// calls, and must not call Publish. A nil admit makes New fail with an
+// error wrapping fs.ErrInvalid.
+func WithAdmit(admit func(Event) bool) Option {
+	return func(b *Bus) error {
+		if admit == nil {
+			return fmt.Errorf("events: WithAdmit(nil): %w", fs.ErrInvalid)
+		}
+		b.admit = admit
+		return nil
+	}
+}

@@ -36,6 +36,7 @@ type wireEvent struct {
 	SourcePath    string    `json:"src,omitempty"`
 	ParticipantID string    `json:"pid,omitempty"`
 	Size          int64     `json:"size,omitempty"`
+	ETag          string    `json:"etag,omitempty"`
 	Time          time.Time `json:"time"`
 }
 
@@ -108,10 +109,10 @@ func checkPath(p string) error {
 
 func toWire(seq uint64, e events.Event) wireEvent {
 	return wireEvent{Seq: seq, ID: e.ID, Type: e.Type, Path: e.Path, SourcePath: e.SourcePath,
-		ParticipantID: e.ParticipantID, Size: e.Size, Time: e.Time}
+		ParticipantID: e.ParticipantID, Size: e.Size, ETag: e.ETag, Time: e.Time}
 }
 
 func (w wireEvent) event(origin string) events.Event {
 	return events.Event{Type: w.Type, Path: w.Path, SourcePath: w.SourcePath, ParticipantID: w.ParticipantID,
-		Size: w.Size, Time: w.Time, ID: w.ID, Origin: origin}
+		Size: w.Size, ETag: w.ETag, Time: w.Time, ID: w.ID, Origin: origin}
 }

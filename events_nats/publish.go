@@ -103,7 +103,7 @@ func (l *link) take() ([]entry, bool) {
 			n, size := 0, 0
 			for n < len(l.queue) && n < maxBatch && size < maxBatchBytes {
 				e := &l.queue[n].ev
-				size += 160 + len(e.ID) + len(e.Path) + len(e.SourcePath) + len(e.ParticipantID)
+				size += 160 + len(e.ID) + len(e.Path) + len(e.SourcePath) + len(e.ParticipantID) + len(e.ETag)
 				n++
 			}
 			batch := slices.Clone(l.queue[:n])

@@ -180,8 +180,17 @@ func startServe(t *testing.T, secret string, args ...string) (*proc, string) {
 	for {
 		if b, err := os.ReadFile(addrFile); err == nil {
 			addr := strings.TrimSpace(string(b))
-			if logs := p.stderr.String(); !strings.Contains(logs, "msg=listening addr="+addr) && !strings.Contains(logs, `"msg":"listening","addr":"`+addr+`"`) {
-				t.Errorf("no listening log line for %s:\n%s", addr, p.stderr.String())
+			// The line is logged before the file is written, but reaches
+			// p.stderr through a pipe that the test reads in its own time.
+			for logs := ""; !strings.Contains(logs, "msg=listening addr="+addr) && !strings.Contains(logs, `"msg":"listening","addr":"`+addr+`"`); logs = p.stderr.String() {
+				if time.Now().After(deadline) {
+					t.Errorf("no listening log line for %s:\n%s", addr, p.stderr.String())
+					break
+				}
+				select {
+				case <-p.done:
+				case <-time.After(5 * time.Millisecond):
+				}
 			}
 			return p, addr
 		}

@@ -51,6 +51,20 @@ type serveConfig struct {
 	compression                                    bool
 	messageTimeout                                 time.Duration
 	quotaBytes, quotaFiles                         int64
+
+	// outside changes (roomstore.WithWatch)
+	watch                bool
+	scanInterval, settle time.Duration
+}
+
+// watchOptions is what --watch, --scan-interval and --settle ask of each
+// room's engine.
+func (c *serveConfig) watchOptions() roomstore.Watch {
+	w := roomstore.Watch{Scan: c.scanInterval, Settle: c.settle}
+	if w.Scan <= 0 {
+		w.Scan = -1
+	}
+	return w
 }
 
 // Paths the server answers below: rooms, and the download URLs the
@@ -128,6 +142,14 @@ is reachable, serves each replica's own changes meanwhile, and connects in
 the background. Every replica must open the same store for a room (for
 file:// the same absolute directory).
 
+With --watch (the default) each room's engine tells its participants of
+changes that others make to the room's store: files written, replaced,
+renamed or removed by other programs, or by a replica that died between
+its commit and its publish. Such an event has no participant id and comes
+once: on a file:// store within --settle of the change (inotify), and
+everywhere within --scan-interval, the period of a scan that compares the
+store with what the engine knows (see roomstore.WithWatch).
+
 With --metrics ADDR it serves the rooms' metrics (calls, latency, bytes,
 open handles, commits, events; see docs/operations.md) for
 Prometheus at http://ADDR/metrics, with the Go runtime's and the process's,
@@ -145,6 +167,9 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on (port 0 picks a free one)")
 	f.StringVar(&c.publicURL, "public-url", "", "base URL clients reach this server at, for download URLs (default http://ADDR)")
 	f.StringVar(&c.events, "events", "", "NATS server URL(s), comma-separated, that carry events between replicas (JetStream)")
+	f.BoolVar(&c.watch, "watch", true, "tell participants of changes others make to a room's store (other programs, replicas that died before publishing)")
+	f.DurationVar(&c.scanInterval, "scan-interval", roomstore.DefaultScanInterval, "how often --watch compares a whole room's store with what it knows (0: only when a feed lost track)")
+	f.DurationVar(&c.settle, "settle", 0, "how long --watch waits after a change it was told of before it looks (default 200ms, 2s with --events)")
 	f.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (such as 127.0.0.1:9464)")
 	f.StringVar(&c.addrFile, "addr-file", "", "write the address listened on to this file once listening")
 	f.BoolVar(&c.insecureDev, "insecure-dev", false, "admit connections without a token (development only)")
@@ -253,6 +278,9 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 			}
 			if meters != nil {
 				ropts = append(ropts, roomstore.WithMeterProvider(meters))
+			}
+			if c.watch {
+				ropts = append(ropts, roomstore.WithWatch(c.watchOptions()))
 			}
 			if !create {
 				return roomstore.OpenExistingURL(ctx, store.url(room), ropts...)

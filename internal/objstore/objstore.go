@@ -159,3 +159,23 @@ func Location(pkg string, hasClient bool, bucket, prefix string) (string, error)
 	}
 	return prefix, nil
 }
+
+// FilePath returns the roomstore path of the object key under the store's
+// key prefix pfx ("" or ending in "/"), and false for a key no roomstore
+// path names: outside pfx, a folder marker, an empty or reserved element.
+func FilePath(pfx, key string) (string, bool) {
+	name, ok := strings.CutPrefix(key, pfx)
+	if !ok || name == "" || strings.HasSuffix(name, "/") {
+		return "", false
+	}
+	for elem := range strings.SplitSeq(name, "/") {
+		if elem == "" || roompath.IsReserved(elem) {
+			return "", false
+		}
+	}
+	clean, err := roompath.Clean(name, roompath.TargetFile)
+	if err != nil || clean != name {
+		return "", false
+	}
+	return name, true
+}
