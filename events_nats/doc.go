@@ -1,7 +1,9 @@
 // Package events_nats is an events.Transport over NATS JetStream: the
 // engines of one store, in any number of processes, deliver each other's
 // file events to their subscribers, as if every change had been made
-// through each of them.
+// through each of them. It also has S3Feed, a backend.Watcher over the S3
+// bucket notifications a server publishes to core NATS (see S3 bucket
+// notifications below).
 //
 //	nc, err := nats.Connect("nats://127.0.0.1:4222", events_nats.ConnOptions()...)
 //	t, err := events_nats.New(nc)
@@ -100,4 +102,56 @@
 // the subject is counted (Malformed), logged (the first, second, fourth...)
 // and skipped. TransportStats, through the engine's TransportStats, counts
 // it all.
+//
+// # S3 bucket notifications
+//
+// An S3 server may publish a notification of each object it changes to
+// core NATS, such as versitygw with --event-nats-url and
+// --event-nats-topic: changes made by anyone, other S3 clients included.
+// NewS3Feed turns those of one store (a bucket and a key prefix, as the S3
+// backend opens it) into backend.Change values, for the engine to compare
+// with what it knows:
+//
+//	nc, err := nats.Connect("nats://127.0.0.1:4222", events_nats.ConnOptions()...)
+//	feed, err := events_nats.NewS3Feed(nc, "s3.events", "bucket", "rooms/r1")
+//	err = feed.Watch(ctx, ready, changed) // until ctx ends
+//
+// A record of an object under the prefix (ObjectCreated, ObjectRemoved or
+// any other event that names an object) is reported as Change{Path}, the
+// key without the prefix; a folder marker (a key ending in '/') as
+// Change{Path, Folder}. Another bucket's records, keys outside the prefix,
+// and keys under it that no path of the store names (roompath's reserved
+// names, such as the S3 backend's .roomstore/ objects, keys that are no
+// clean path, the prefix's own folder marker) are counted and skipped, as
+// are test events (s3:TestEvent). AWS URL-encodes keys as form values (a
+// space as '+'); versitygw sends them as they are. A key with a '%' or a
+// '+' is reported under each spelling it may stand for, the key as it is
+// and its decodings, so that neither server's change is missed; the others
+// name paths that did not change, which a Watcher may report.
+//
+// What the feed gets is at most once, in no order, and gateway-wide:
+//
+//   - Core NATS keeps nothing: a notification published while the feed's
+//     subscription is away is gone. After the connection comes back the
+//     feed reports Change{Lost: true} once its subscription is live again.
+//     It reports Lost too for a message that is no S3 notification, or
+//     whose record names no bucket, or no object of this bucket (versitygw
+//     v1.8.0 sends its browser-form uploads, ObjectCreated:Post, with no
+//     key), and when NATS dropped notifications because they came faster
+//     than changed took them (WithS3FeedBuffer).
+//   - A server sends a notification at most once, after the change, and
+//     may fail to send it (versitygw v1.8.0 gives up on NATS for good after
+//     two minutes without it, and under load may name another request's
+//     bucket or key in a notification): nobody then knows that a change
+//     went unreported.
+//   - Notifications come in no particular order, so the last one of a path
+//     need not tell its last change: each says only that the path may have
+//     changed, and the engine reads the store to know how.
+//   - Every notification of the server, any bucket's, reaches every feed
+//     on the subject; each keeps its store's.
+//
+// So the feed is never trusted alone: it makes the store's changes show up
+// soon, and the engine's reconciling scan, which compares the store with
+// what it last knew, is what catches what the feed missed. S3Feed counts
+// what it does (S3FeedStats).
 package events_nats

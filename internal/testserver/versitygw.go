@@ -51,6 +51,13 @@ func (g *VersityGW) Restart() error { return g.Process.Restart() }
 // (NewBucket) to its subtests. A missing binary fails t.
 func StartVersityGW(t testing.TB) *VersityGW {
 	t.Helper()
+	return startVersityGW(t)
+}
+
+// startVersityGW is StartVersityGW with global flags (events, for one)
+// added before the backend subcommand.
+func startVersityGW(t testing.TB, flags ...string) *VersityGW {
+	t.Helper()
 	bin := Binary(t, "versitygw", VersityGWInstall)
 	root := filepath.Join(t.TempDir(), "gw")
 	if err := os.Mkdir(root, 0o755); err != nil {
@@ -64,14 +71,14 @@ func StartVersityGW(t testing.TB) *VersityGW {
 	// mode (no IAM flags) still authenticates every request: only the root
 	// credentials given here verify as SigV4 signatures.
 	g.Process = Start(t, bin, func(addr string) []string {
-		return []string{
+		args := []string{
 			"--port", addr,
 			"--access", g.AccessKey,
 			"--secret", g.SecretKey,
 			"--region", VersityGWRegion,
 			"--quiet",
-			"posix", root,
 		}
+		return append(append(args, flags...), "posix", root)
 	})
 	g.Endpoint = "http://" + g.Process.Addr()
 	return g
