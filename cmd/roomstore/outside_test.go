@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -15,9 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/storage"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/internal/natstest"
+	"github.com/roomstore/roomstore/internal/testserver"
 	"github.com/roomstore/roomstore/roomclient"
 )
 
@@ -335,4 +341,134 @@ func TestNoChangeIsLostToAReplicaKilledWhileItCommits(t *testing.T) {
 		}
 	}
 	t.Logf("%d changes through %d killed replicas, %d events (%d told by the survivor's watch), %d files", commits, kills, len(got), rescued, len(inStore))
+}
+
+// TestEveryReplicaTellsEveryOutsideS3ChangeOnce runs two replicas of serve
+// on one s3:// store of versitygw, which publishes its bucket
+// notifications to the same nats-server as the replicas' events, and
+// changes the room's objects with the raw aws-sdk-go-v2 client. Every
+// participant on both replicas gets each change once, with no
+// participant, well within the scan interval (an hour: only the
+// notifications can have told it).
+func TestEveryReplicaTellsEveryOutsideS3ChangeOnce(t *testing.T) {
+	ns := natstest.Start(t)
+	gw := testserver.StartVersityGWWithEvents(t, ns.URL(), "s3.events")
+	gw.SetCredentialEnv(t)
+	bucket := gw.NewBucket(t)
+	store := "s3://" + bucket + "/rooms/{room}?endpoint=" + gw.Endpoint + "&path_style=true&region=" + testserver.VersityGWRegion
+	args := []string{"--store", store, "--events", ns.URL(), "--s3-events", ns.URL(), "--s3-events-subject", "s3.events", "--scan-interval", "1h"}
+	_, addrA := startServe(t, testSecret, args...)
+	_, addrB := startServe(t, testSecret, args...)
+	tok := mustToken(t, testSecret, "r1")
+	client := gw.Client()
+	key := func(p string) *string { return aws.String("rooms/r1/" + p) }
+	putObject := func(p, body string) func() {
+		return func() {
+			if _, err := client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: &bucket, Key: key(p), Body: strings.NewReader(body)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The room must exist before a read-only participant could open it;
+	// these participants may write, which opens it.
+	putObject("ready.txt", "r")()
+	a := connect(t, "participant on replica A", addrA, "r1", tok)
+	b := connect(t, "participant on replica B", addrB, "r1", tok)
+	ps := []*watcherP{a, b}
+	seen := 0
+	const bound = 15 * time.Second
+	step := func(what string, do func(), want ...string) {
+		t.Helper()
+		do()
+		for _, p := range ps {
+			got := p.await(t, seen+len(want), bound, what)
+			if !slices.Equal(sortedCopy(got[seen:]), sortedCopy(want)) {
+				t.Fatalf("%s: %s got %q, want %q", what, p.name, got[seen:], want)
+			}
+		}
+		seen += len(want)
+	}
+	// Both replicas' feeds listen once a first change reaches both.
+	step("the first change", putObject("ready.txt", "ready"), "file.updated ready.txt by ")
+	step("a new object", putObject("a.txt", "one"), "file.updated a.txt by ")
+	step("an overwrite", putObject("a.txt", "two"), "file.updated a.txt by ")
+	step("a copy", func() {
+		if _, err := client.CopyObject(t.Context(), &s3.CopyObjectInput{Bucket: &bucket, Key: key("d/b.txt"), CopySource: aws.String(bucket + "/rooms/r1/a.txt")}); err != nil {
+			t.Fatal(err)
+		}
+	}, "file.updated d/b.txt by ")
+	step("a deletion", func() {
+		if _, err := client.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: &bucket, Key: key("a.txt")}); err != nil {
+			t.Fatal(err)
+		}
+	}, "file.deleted a.txt by ")
+	// Another room's object is no change of this room: the next step
+	// would see its event.
+	step("an object of another room", func() {
+		if _, err := client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: &bucket, Key: aws.String("rooms/r2/x.txt"), Body: strings.NewReader("x")}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	step("an upload through replica A", func() {
+		if _, err := a.c.Upload(t.Context(), "mine.txt", strings.NewReader("mine"), roomstore.OpenOptions{Overwrite: true}); err != nil {
+			t.Fatal(err)
+		}
+	}, "file.updated mine.txt by "+participantOf(t, a))
+	step("a last change", putObject("ready.txt", "end"), "file.updated ready.txt by ")
+}
+
+// TestEveryReplicaTellsEveryOutsideGCSChangeOnceThroughTheScan is the same
+// on a gs:// store of fake-gcs-server, which has no notifications here:
+// the replicas' scan (every second) tells each change, once on each.
+func TestEveryReplicaTellsEveryOutsideGCSChangeOnceThroughTheScan(t *testing.T) {
+	ns := natstest.Start(t)
+	endpoint := testserver.StartFakeGCS(t)
+	bucket := testserver.NewFakeGCSBucket(t, endpoint)
+	store := "gs://" + bucket + "/rooms/{room}?endpoint=" + endpoint
+	args := []string{"--store", store, "--events", ns.URL(), "--scan-interval", "1s"}
+	_, addrA := startServe(t, testSecret, args...)
+	_, addrB := startServe(t, testSecret, args...)
+	tok := mustToken(t, testSecret, "r1")
+	gcs := testserver.FakeGCSClient(t, endpoint)
+	obj := func(p string) *storage.ObjectHandle { return gcs.Bucket(bucket).Object("rooms/r1/" + p) }
+	write := func(p, body string) func() {
+		return func() {
+			w := obj(p).NewWriter(t.Context())
+			if _, err := io.WriteString(w, body); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write("ready.txt", "r")()
+	a := connect(t, "participant on replica A", addrA, "r1", tok)
+	b := connect(t, "participant on replica B", addrB, "r1", tok)
+	ps := []*watcherP{a, b}
+	seen := 0
+	step := func(what string, do func(), want ...string) {
+		t.Helper()
+		do()
+		for _, p := range ps {
+			got := p.await(t, seen+len(want), 30*time.Second, what)
+			if !slices.Equal(sortedCopy(got[seen:]), sortedCopy(want)) {
+				t.Fatalf("%s: %s got %q, want %q", what, p.name, got[seen:], want)
+			}
+		}
+		seen += len(want)
+	}
+	step("a new object", write("a.txt", "one"), "file.updated a.txt by ")
+	step("an overwrite", write("a.txt", "two"), "file.updated a.txt by ")
+	step("a deletion", func() {
+		if err := obj("a.txt").Delete(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}, "file.deleted a.txt by ")
+	step("an upload through replica B", func() {
+		if _, err := b.c.Upload(t.Context(), "mine.txt", strings.NewReader("mine"), roomstore.OpenOptions{Overwrite: true}); err != nil {
+			t.Fatal(err)
+		}
+	}, "file.updated mine.txt by "+participantOf(t, b))
+	step("a last change", write("ready.txt", "end"), "file.updated ready.txt by ")
 }

@@ -55,6 +55,7 @@ type serveConfig struct {
 	// outside changes (roomstore.WithWatch)
 	watch                bool
 	scanInterval, settle time.Duration
+	s3Events, s3Subject  string
 }
 
 // watchOptions is what --watch, --scan-interval and --settle ask of each
@@ -148,7 +149,12 @@ renamed or removed by other programs, or by a replica that died between
 its commit and its publish. Such an event has no participant id and comes
 once: on a file:// store within --settle of the change (inotify), and
 everywhere within --scan-interval, the period of a scan that compares the
-store with what the engine knows (see roomstore.WithWatch).
+store with what the engine knows (see roomstore.WithWatch). With an s3://
+store, --s3-events nats://HOST:4222 and --s3-events-subject SUBJECT take
+the bucket notifications that the S3 server publishes to NATS (versitygw's
+--event-nats-url and --event-nats-topic) as a feed, so that other S3
+clients' changes are told within --settle of their notification;
+notifications come at most once, so the scan still runs.
 
 With --metrics ADDR it serves the rooms' metrics (calls, latency, bytes,
 open handles, commits, events; see docs/operations.md) for
@@ -169,6 +175,8 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.StringVar(&c.events, "events", "", "NATS server URL(s), comma-separated, that carry events between replicas (JetStream)")
 	f.BoolVar(&c.watch, "watch", true, "tell participants of changes others make to a room's store (other programs, replicas that died before publishing)")
 	f.DurationVar(&c.scanInterval, "scan-interval", roomstore.DefaultScanInterval, "how often --watch compares a whole room's store with what it knows (0: only when a feed lost track)")
+	f.StringVar(&c.s3Events, "s3-events", "", "NATS server URL(s) where the S3 server publishes its bucket notifications (versitygw: --event-nats-url), so that --watch hears of other S3 clients' changes at once")
+	f.StringVar(&c.s3Subject, "s3-events-subject", "", "the NATS subject of --s3-events (versitygw: --event-nats-topic)")
 	f.DurationVar(&c.settle, "settle", 0, "how long --watch waits after a change it was told of before it looks (default 200ms, 2s with --events)")
 	f.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (such as 127.0.0.1:9464)")
 	f.StringVar(&c.addrFile, "addr-file", "", "write the address listened on to this file once listening")
@@ -233,6 +241,13 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 		return err
 	}
 	defer closeEvents()
+	s3nc, err := openS3Events(&c, store, log)
+	if err != nil {
+		return err
+	}
+	if s3nc != nil {
+		defer s3nc.Close()
+	}
 	meters, closeMetrics, err := openMetrics(c.metrics, log)
 	if err != nil {
 		return err
@@ -280,7 +295,15 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 				ropts = append(ropts, roomstore.WithMeterProvider(meters))
 			}
 			if c.watch {
-				ropts = append(ropts, roomstore.WithWatch(c.watchOptions()))
+				w := c.watchOptions()
+				if s3nc != nil {
+					feed, err := s3Feed(s3nc, c.s3Subject, store.url(room), log.With("room", room))
+					if err != nil {
+						return nil, err
+					}
+					w.Feeds = append(w.Feeds, feed)
+				}
+				ropts = append(ropts, roomstore.WithWatch(w))
 			}
 			if !create {
 				return roomstore.OpenExistingURL(ctx, store.url(room), ropts...)
@@ -401,30 +424,9 @@ func openEvents(servers string, log *slog.Logger) (*events_nats.Transport, func(
 	if servers == "" {
 		return nil, func() {}, nil
 	}
-	for _, s := range strings.Split(servers, ",") {
-		u, err := url.Parse(strings.TrimSpace(s))
-		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
-			shown := "a malformed URL"
-			if err == nil {
-				shown = strconv.Quote(u.Redacted()) // never a password
-			}
-			return nil, nil, fmt.Errorf("--events: %s: want nats://HOST:PORT (or tls://), comma-separated", shown)
-		}
-	}
-	opts := append(events_nats.ConnOptions(),
-		nats.Name("roomstore serve"),
-		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("events: connected to NATS", "server", nc.ConnectedUrlRedacted()) }),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("events: reconnected to NATS", "server", nc.ConnectedUrlRedacted()) }),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("events: disconnected from NATS; other replicas' changes wait until it is back", "err", err)
-		}),
-	)
-	nc, err := nats.Connect(servers, opts...)
+	nc, err := connectNATS("--events", servers, log, "other replicas' changes wait until it is back")
 	if err != nil {
-		return nil, nil, fmt.Errorf("--events: %w", err)
-	}
-	if !nc.IsConnected() {
-		log.Warn("events: NATS is not reachable yet; connecting in the background")
+		return nil, nil, err
 	}
 	t, err := events_nats.New(nc, events_nats.WithLogger(log))
 	if err != nil {
@@ -437,6 +439,67 @@ func openEvents(servers string, log *slog.Logger) (*events_nats.Transport, func(
 		_ = t.Close(ctx)
 		nc.Close()
 	}, nil
+}
+
+// connectNATS connects to the NATS servers a flag names (comma-separated
+// nats:// or tls:// URLs), in the background when none is reachable yet;
+// meanwhile says what waits while NATS is away.
+func connectNATS(flag, servers string, log *slog.Logger, meanwhile string) (*nats.Conn, error) {
+	for _, s := range strings.Split(servers, ",") {
+		u, err := url.Parse(strings.TrimSpace(s))
+		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
+			shown := "a malformed URL"
+			if err == nil {
+				shown = strconv.Quote(u.Redacted()) // never a password
+			}
+			return nil, fmt.Errorf("%s: %s: want nats://HOST:PORT (or tls://), comma-separated", flag, shown)
+		}
+	}
+	what := strings.TrimPrefix(flag, "--")
+	opts := append(events_nats.ConnOptions(),
+		nats.Name("roomstore serve"),
+		nats.ConnectHandler(func(nc *nats.Conn) { log.Info(what+": connected to NATS", "server", nc.ConnectedUrlRedacted()) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info(what+": reconnected to NATS", "server", nc.ConnectedUrlRedacted()) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn(what+": disconnected from NATS; "+meanwhile, "err", err)
+		}),
+	)
+	nc, err := nats.Connect(servers, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	if !nc.IsConnected() {
+		log.Warn(what + ": NATS is not reachable yet; connecting in the background")
+	}
+	return nc, nil
+}
+
+// openS3Events connects to the NATS servers of --s3-events, for the
+// rooms' S3 notification feeds (s3Feed); nil without the flag.
+func openS3Events(c *serveConfig, store storeTemplate, log *slog.Logger) (*nats.Conn, error) {
+	if c.s3Events == "" {
+		return nil, nil
+	}
+	if !strings.HasPrefix(store.raw, "s3://") {
+		return nil, fmt.Errorf("--s3-events needs an s3:// --store, not %s", strings.SplitN(store.raw, "://", 2)[0]+"://")
+	}
+	if !c.watch {
+		return nil, errors.New("--s3-events needs --watch")
+	}
+	if c.s3Subject == "" || strings.ContainsAny(c.s3Subject, " \t\r\n") {
+		return nil, fmt.Errorf("--s3-events-subject %q: want the subject the S3 server publishes its notifications to (versitygw: --event-nats-topic)", c.s3Subject)
+	}
+	return connectNATS("--s3-events", c.s3Events, log, "changes other S3 clients make are found by the scan until it is back")
+}
+
+// s3Feed is the feed of the bucket notifications of the room store at
+// rawURL (s3://bucket/prefix?...).
+func s3Feed(nc *nats.Conn, subject, rawURL string, log *slog.Logger) (*events_nats.S3Feed, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return events_nats.NewS3Feed(nc, subject, u.Host, strings.Trim(u.Path, "/"), events_nats.WithS3FeedLogger(log))
 }
 
 // newLogger returns the structured logger on stderr.
