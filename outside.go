@@ -214,11 +214,17 @@ func (w *watcher) run(ctx context.Context, f backend.Watcher, name string, ready
 			log.Info("roomstore: no native feed of changes; the scan finds them", "feed", name, "reason", err)
 			return
 		}
-		log.Warn("roomstore: feed of changes failed; the scan finds changes until it is back", "feed", name, "err", err)
-		signal()
 		if began {
 			attempt = 0
 		}
+		if attempt == 0 {
+			// Once per streak of failures: a store that cannot be watched
+			// (out of inotify instances or watches) fails at every try.
+			log.Warn("roomstore: feed of changes failed; the scan finds changes until it is back", "feed", name, "err", err)
+		} else {
+			log.Debug("roomstore: feed of changes failed again", "feed", name, "err", err)
+		}
+		signal()
 		t := time.NewTimer(min(100*time.Millisecond<<min(attempt, 9), 30*time.Second))
 		select {
 		case <-ctx.Done():

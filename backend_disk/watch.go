@@ -31,6 +31,12 @@ const WatchBuffer = 4096
 // queue overflow (more changes than the queue holds before they are read)
 // is reported as Change.Lost: the caller scans again.
 //
+// Each Watch holds one inotify instance and a watch per folder, which the
+// kernel bounds per user (/proc/sys/fs/inotify/max_user_instances, 128 by
+// default, and max_user_watches): a store watched beyond them finds the
+// changes of others by the engine's scan alone; raise them for a server of
+// many open rooms.
+//
 // Over any other afero.Fs, Watch fails at once with an error wrapping
 // errors.ErrUnsupported. It fails too, after releasing what it holds, when
 // a folder cannot be watched (such as when the user's inotify watches,
