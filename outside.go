@@ -150,6 +150,9 @@ func newWatcher(e *Engine, cfg Watch) *watcher {
 		dirs:    map[string]time.Time{},
 		wake:    make(chan struct{}, 1),
 		started: make(chan struct{}),
+		// Until the first scan has ended, known is not whole: no event
+		// of another engine may be refused for what it lacks.
+		baseline: true,
 	}
 	if s, ok := e.b.(backend.Scanner); ok {
 		w.tag = s.ScanTag
@@ -273,9 +276,6 @@ func (w *watcher) loop(ctx context.Context, native <-chan struct{}) {
 		close(w.started)
 		return
 	}
-	w.mu.Lock()
-	w.baseline = true
-	w.mu.Unlock()
 	err := w.scan(ctx, "", true)
 	w.mu.Lock()
 	w.baseline = false
