@@ -141,7 +141,7 @@ func WithEventBuffer(n int) Option {
 // that a subscriber that comes back with the position of the last event
 // it saw gets what it missed rather than an EventOverflow; 0 keeps none.
 // The history grows only as events are published, and each event held
-// costs about 300 bytes (see events.WithHistory). An n below 0 is refused
+// costs about 350 bytes (see events.WithHistory). An n below 0 is refused
 // with fs.ErrInvalid.
 func WithEventHistory(n int) Option {
 	return func(c *config) error {

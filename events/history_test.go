@@ -429,18 +429,19 @@ func TestTheHistoryHoldsOnlyWhatWasPublishedUpToItsBound(t *testing.T) {
 	}
 }
 
-// TestAFullHistoryCostsAboutThreeHundredBytesAnEvent measures what
+// TestWhatAFullHistoryCosts measures what
 // WithHistory documents: the default history, full of events with
-// 40-byte paths and ids of their own, as an engine publishes them.
-func TestAFullHistoryCostsAboutThreeHundredBytesAnEvent(t *testing.T) {
-	const limit = 400
+// 40-byte paths, ids and ETags of their own, as an engine publishes them.
+func TestWhatAFullHistoryCosts(t *testing.T) {
+	const limit = 450
 	b := quietBus(t)
 	defer closeBus(t, b)
 	origin := "0123456789abcdefghijklmnopqrstuv"
 	heap0, _ := memory()
 	for i := range events.DefaultHistory {
 		b.Publish("file.updated", events.Event{Type: "file.updated", Path: fmt.Sprintf("docs/reports/2025/quarterly-%011d.txt", i),
-			ParticipantID: "participant", Origin: origin, ID: fmt.Sprint(origin, "-", i), Size: 1, Time: time.Now()})
+			ParticipantID: "participant", Origin: origin, ID: fmt.Sprint(origin, "-", i), ETag: fmt.Sprintf("%q", fmt.Sprintf("%032x", i)),
+			Size: 1, Time: time.Now()})
 	}
 	heap1, _ := memory()
 	runtime.KeepAlive(b)

@@ -32,11 +32,11 @@ func WithBuffer(n int) Option {
 // none, so that only a subscriber that missed nothing resumes without an
 // overflow event. The history holds only what was published: it grows as
 // events are published, up to n, so an idle bus costs nothing for it.
-// Each event held costs its slot (the Event and its topic, about 200
-// bytes) and keeps its strings (path, ids) alive until it leaves: about
-// 300 bytes an event with 40-byte paths, 1.1 MiB for the default
-// (TestAFullHistoryCostsAboutThreeHundredBytesAnEvent measures it). An n
-// below 0 makes New fail with an error wrapping fs.ErrInvalid.
+// Each event held costs its slot (the Event and its topic, 208 bytes)
+// and keeps its strings (path, ids, ETag) alive until it leaves: about
+// 350 bytes an event with 40-byte paths, 1.4 MiB for the default
+// (TestWhatAFullHistoryCosts measures it). An n below 0 makes New fail
+// with an error wrapping fs.ErrInvalid.
 func WithHistory(n int) Option {
 	return func(b *Bus) error {
 		if n < 0 {
