@@ -100,7 +100,7 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 		u = &usage{q: cfg.quota}
 		obs = observer{Recorder: tel, u: u}
 	}
-	busOpts := []events.Option{events.WithBuffer(cfg.eventBuffer), events.WithLogger(cfg.logger), events.WithObserver(obs)}
+	busOpts := []events.Option{events.WithBuffer(cfg.eventBuffer), events.WithHistory(cfg.eventHistory), events.WithLogger(cfg.logger), events.WithObserver(obs)}
 	var e *Engine
 	if cfg.watch != nil {
 		// Set before any event can be published: the transport attaches

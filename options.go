@@ -18,6 +18,7 @@ const (
 	DefaultMaxOpenHandles = 10_000
 	DefaultURLExpiry      = 15 * time.Minute
 	DefaultEventBuffer    = 4096
+	DefaultEventHistory   = events.DefaultHistory
 	DefaultCommitAttempts = 64
 	DefaultHandleTimeout  = 5 * time.Minute
 )
@@ -35,34 +36,36 @@ func badOption(format string, args ...any) error {
 }
 
 type config struct {
-	logger      *slog.Logger
-	idleTimeout time.Duration
-	maxHandles  int
-	urlExpiry   time.Duration
-	eventBuffer int
-	signingKey  []byte
-	baseURL     *baseRef // shared by the config's copies; SetBaseURL sets it later
-	attempts    int
-	handleCall  time.Duration
-	transport   events.Transport
-	storeID     string
-	meters      metric.MeterProvider // nil: no metrics
-	tracers     trace.TracerProvider // nil: no spans
-	selfSign    bool                 // sign every URL, never presign
-	quota       Quota                // zero: none
-	watch       *Watch               // nil: no WithWatch
+	logger       *slog.Logger
+	idleTimeout  time.Duration
+	maxHandles   int
+	urlExpiry    time.Duration
+	eventBuffer  int
+	eventHistory int
+	signingKey   []byte
+	baseURL      *baseRef // shared by the config's copies; SetBaseURL sets it later
+	attempts     int
+	handleCall   time.Duration
+	transport    events.Transport
+	storeID      string
+	meters       metric.MeterProvider // nil: no metrics
+	tracers      trace.TracerProvider // nil: no spans
+	selfSign     bool                 // sign every URL, never presign
+	quota        Quota                // zero: none
+	watch        *Watch               // nil: no WithWatch
 }
 
 func defaultConfig() config {
 	return config{
-		logger:      slog.Default(),
-		idleTimeout: DefaultIdleTimeout,
-		maxHandles:  DefaultMaxOpenHandles,
-		urlExpiry:   DefaultURLExpiry,
-		eventBuffer: DefaultEventBuffer,
-		attempts:    DefaultCommitAttempts,
-		handleCall:  DefaultHandleTimeout,
-		baseURL:     new(baseRef),
+		logger:       slog.Default(),
+		idleTimeout:  DefaultIdleTimeout,
+		maxHandles:   DefaultMaxOpenHandles,
+		urlExpiry:    DefaultURLExpiry,
+		eventBuffer:  DefaultEventBuffer,
+		eventHistory: DefaultEventHistory,
+		attempts:     DefaultCommitAttempts,
+		handleCall:   DefaultHandleTimeout,
+		baseURL:      new(baseRef),
 	}
 }
 
@@ -129,6 +132,23 @@ func WithEventBuffer(n int) Option {
 			return badOption("event buffer must be at least 1, got %d", n)
 		}
 		c.eventBuffer = n
+		return nil
+	}
+}
+
+// WithEventHistory sets how many of its latest events the engine keeps
+// for SubscribeAfter and EventsAfter (default DefaultEventHistory), so
+// that a subscriber that comes back with the position of the last event
+// it saw gets what it missed rather than an EventOverflow; 0 keeps none.
+// The history grows only as events are published, and each event held
+// costs about 350 bytes (see events.WithHistory). An n below 0 is refused
+// with fs.ErrInvalid.
+func WithEventHistory(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return badOption("event history must not be negative, got %d", n)
+		}
+		c.eventHistory = n
 		return nil
 	}
 }

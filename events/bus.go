@@ -23,10 +23,20 @@ type Bus struct {
 	log    *slog.Logger
 	obs    Observer         // nil without WithObserver
 	admit  func(Event) bool // nil without WithAdmit
+	epoch  string           // the random id of the bus's positions
 
-	// Lock order: EventBus's own lock (held while it runs dispatch) comes
-	// before mu, and regMu before EventBus's lock. So nothing that holds mu
-	// may call into EventBus, and dispatch never takes regMu.
+	// Lock order: pubMu, then regMu, then EventBus's own lock (held while
+	// it runs dispatch), then mu. So nothing that holds mu may call into
+	// EventBus, and dispatch never takes regMu or pubMu.
+	//
+	// pubMu is held by Publish from numbering an event to its last
+	// enqueue, and by Gap, SubscribeAfter and EventsAfter: what a
+	// subscription replays and what it gets live then meet exactly. The
+	// WithAdmit function is called before it is taken.
+	pubMu sync.Mutex
+	seq   uint64  // the Seq of the last event published
+	hist  history // the latest events published
+
 	regMu      sync.Mutex
 	registered sync.Map // topic -> struct{}: topics with an EventBus handler
 
@@ -40,13 +50,17 @@ type Bus struct {
 }
 
 // New returns an open Bus configured by opts, applied in order. If an
-// option is nil or fails (see WithBuffer, WithLogger and WithObserver),
-// New returns nil and that first error, which wraps fs.ErrInvalid.
+// option is nil or fails (see WithBuffer, WithHistory, WithLogger and
+// WithObserver), New returns nil and that first error, which wraps
+// fs.ErrInvalid. The bus draws a random id for its positions (see
+// SubscribeAfter).
 func New(opts ...Option) (*Bus, error) {
 	b := &Bus{
 		eb:       evbus.New(),
 		buffer:   DefaultBuffer,
 		log:      slog.Default(),
+		epoch:    newEpoch(),
+		hist:     history{max: DefaultHistory},
 		byTopic:  map[string][]*Subscription{},
 		everyone: map[*Subscription]struct{}{},
 	}
@@ -76,10 +90,12 @@ func (b *Bus) register(topic string) {
 }
 
 // Publish sends e to the subscribers of topic (and of every topic) without
-// waiting for them. After Close, or with nobody subscribed, it does
-// nothing but tell the Observer (see WithObserver): EventBus's Publish
-// boxes the event and builds its reflect arguments even for a topic whose
-// only handler would find no subscriber.
+// waiting for them. It sets e.Seq to the next number of the bus and
+// e.Position to the event's position, and keeps the event in the history
+// (see WithHistory). With nobody subscribed it does nothing more but tell
+// the Observer (see WithObserver): EventBus's Publish boxes the event and
+// builds its reflect arguments even for a topic whose only handler would
+// find no subscriber. After Close it does nothing.
 // An event of type TypeOverflow, or on that topic, is not published: only
 // the bus says where a subscriber lost events; nor is one that the
 // WithAdmit function refuses.
@@ -87,6 +103,18 @@ func (b *Bus) Publish(topic string, e Event) {
 	if topic == TypeOverflow || e.Type == TypeOverflow {
 		return
 	}
+	if b.admit != nil {
+		// Outside pubMu: admit takes locks of its own, whose holders may
+		// publish.
+		b.mu.RLock()
+		closed := b.closed
+		b.mu.RUnlock()
+		if closed || !b.admit(e) {
+			return
+		}
+	}
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
 	b.mu.RLock()
 	closed := b.closed
 	idle := len(b.byTopic[topic]) == 0 && len(b.all) == 0
@@ -94,9 +122,9 @@ func (b *Bus) Publish(topic string, e Event) {
 	if closed {
 		return
 	}
-	if b.admit != nil && !b.admit(e) {
-		return
-	}
+	b.seq++
+	e.Seq, e.Position = b.seq, b.position(b.seq)
+	b.hist.add(topic, e)
 	if b.obs != nil {
 		b.obs.Published(topic, e)
 	}
@@ -113,21 +141,29 @@ func (b *Bus) Publish(topic string, e Event) {
 // event of type TypeOverflow after everything published before the call
 // and before everything published after it, with Dropped n (added to an
 // overflow event waiting there already). It does not count in the
-// subscribers' Dropped, which counts their own queues' drops. After Close,
-// or with nobody subscribed, it does nothing.
+// subscribers' Dropped, which counts their own queues' drops. The
+// overflow event's Position is the bus's latest position. The gap is kept
+// with the history too, whether or not anyone is subscribed: a
+// SubscribeAfter or EventsAfter for a position from before it gets an
+// overflow event, since the events lost there were never in the history.
+// After Close it does nothing.
 func (b *Bus) Gap(n uint64) {
 	at := time.Now()
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {
 		return
 	}
+	b.hist.gapped, b.hist.gapAt = true, b.seq
 	if g, ok := b.obs.(GapObserver); ok {
 		g.Gap(n)
 	}
+	pos := b.position(b.seq)
 	for s := range b.everyone {
 		if !s.stopped.Load() {
-			s.queue.gap(n, at)
+			s.queue.gap(n, at, pos)
 		}
 	}
 }

@@ -34,6 +34,26 @@
 //   - Close delivers what is queued, a waiting overflow event included,
 //     then stops.
 //
+// # Positions and resuming
+//
+// Publish numbers the events a bus accepts (Event.Seq: 1, 2, 3... in
+// publish order) and gives each a Position, an opaque token that names
+// the bus as well as the number: the bus draws a random id at New, so
+// that a position from another bus (another replica, a process that
+// restarted) is recognised as foreign rather than taken for one of its
+// own. The bus keeps its latest events (WithHistory, default
+// DefaultHistory, growing only as events are published). A subscriber
+// that comes back with the Position of the last event it handled calls
+// SubscribeAfter: the events it missed are queued first, then the live
+// ones, with none missing and none twice whatever is published
+// meanwhile; every guarantee above holds for them too (the replay counts
+// against the queue bound). Where the history cannot say what it missed
+// (the position is foreign, older than the oldest event kept, or from
+// before a Gap), its stream starts with exactly one TypeOverflow event
+// instead, whose Position is where the live events start, and it should
+// re-read what it mirrors. EventsAfter answers the same question without
+// subscribing, and Position says where the stream is now.
+//
 // These neutralise EventBus's known defects: its Publish holds a global lock
 // while synchronous handlers run (re-entrant calls would deadlock), its
 // Unsubscribe matches handlers by code pointer (closures of one literal
@@ -104,14 +124,32 @@ type Event struct {
 	// subscriber tells its own engine's events from those another engine
 	// sent through a Transport; "" in events of type TypeOverflow.
 	Origin string
+	// Seq numbers the events of the Bus that delivers it: 1, 2, 3... in
+	// the order Bus.Publish accepted them, set by Publish whatever the
+	// caller put there (0 in events of type TypeOverflow). It is the
+	// bus's own: the same change has another Seq on another engine.
+	Seq uint64
+	// Position is where the event sits in the stream of the Bus that
+	// delivers it, an opaque token (see Bus.SubscribeAfter): keep the
+	// Position of the last event handled, and a later SubscribeAfter
+	// with it delivers what came after. It names the bus as well as Seq,
+	// so that a position from another bus (another replica, a restarted
+	// process) is recognised as foreign. In an event of type TypeOverflow
+	// it is the position after which the subscriber's stream goes on
+	// (that of the last event lost, or where a SubscribeAfter that could
+	// not replay went live; "" when not known); a subscriber that re-read
+	// what it mirrors after the overflow may keep it.
+	Position string
 }
 
 // TypeOverflow is the Type of the event that tells a subscriber it lost
 // events: its queue was full when they were published. Its Dropped field
 // says how many were lost at that point of the subscriber's stream, and its
-// Time is when the first of them was dropped; Path, SourcePath,
-// ParticipantID, Size, ID and Origin are empty. Bus.Gap makes one too, for
-// events a Transport lost before they reached the bus. It is no topic:
+// Time is when the first of them was dropped; its Position is where the
+// stream goes on (see Event.Position); Path, SourcePath, ParticipantID,
+// Size, ID, Origin and Seq are empty. Bus.Gap makes one too, for events a
+// Transport lost before they reached the bus, and so does
+// Bus.SubscribeAfter where it cannot replay. It is no topic:
 // only the bus makes it, for the subscriber that lost events (Publish
 // drops an event of this type or topic, so none can be forged; see
 // Delivery in the package documentation for where it sits and which

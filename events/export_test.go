@@ -25,3 +25,11 @@ func (s *Subscription) RoomWaited() bool {
 	defer s.queue.mu.Unlock()
 	return s.queue.room != nil
 }
+
+// HistoryFootprint returns how many events b's history holds and the
+// capacity of its ring.
+func (b *Bus) HistoryFootprint() (n, capacity int) {
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
+	return b.hist.n, len(b.hist.buf)
+}

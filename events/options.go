@@ -27,6 +27,26 @@ func WithBuffer(n int) Option {
 	}
 }
 
+// WithHistory sets how many of the latest published events the bus keeps
+// for SubscribeAfter and EventsAfter (default DefaultHistory); 0 keeps
+// none, so that only a subscriber that missed nothing resumes without an
+// overflow event. The history holds only what was published: it grows as
+// events are published, up to n, so an idle bus costs nothing for it.
+// Each event held costs its slot (the Event and its topic, 208 bytes)
+// and keeps its strings (path, ids, ETag) alive until it leaves: about
+// 350 bytes an event with 40-byte paths, 1.4 MiB for the default
+// (TestWhatAFullHistoryCosts measures it). An n below 0 makes New fail
+// with an error wrapping fs.ErrInvalid.
+func WithHistory(n int) Option {
+	return func(b *Bus) error {
+		if n < 0 {
+			return fmt.Errorf("events: history must not be negative, got %d: %w", n, fs.ErrInvalid)
+		}
+		b.hist.max = n
+		return nil
+	}
+}
+
 // WithLogger sets where recovered panics and dropped events are logged
 // (default slog.Default()). A nil l makes New fail with an error wrapping
 // fs.ErrInvalid.

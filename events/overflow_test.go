@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,7 +145,11 @@ func TestAnOverflowMarkerSitsWhereTheGapIs(t *testing.T) {
 				}
 			}
 			m := next(t, got)
-			if want := (events.Event{Type: events.TypeOverflow, Time: m.Time, Dropped: uint64(c.lost)}); m != want {
+			last := fmt.Sprint(".", 1+n+int64(c.lost)) // the last event dropped: -100 was the first published
+			if !strings.HasSuffix(m.Position, last) {
+				t.Fatalf("the marker's Position %q is not that of the last event dropped (Seq %s)", m.Position, last[1:])
+			}
+			if want := (events.Event{Type: events.TypeOverflow, Time: m.Time, Dropped: uint64(c.lost), Position: m.Position}); m != want {
 				t.Fatalf("after the queued events: %+v, want %+v", m, want)
 			}
 			if m.Time.Before(before) || m.Time.After(after) {

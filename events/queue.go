@@ -83,11 +83,13 @@ type queue struct {
 
 	// marking is set while an overflow marker waits after the newest
 	// element of buf; lost counts the events it reports (dropped, or lost
-	// before they reached the queue: see gap), and lostAt is when the first
-	// of them was.
+	// before they reached the queue: see gap), lostAt is when the first
+	// of them was, and lostPos the position after which the stream goes
+	// on (that of the last event dropped; "" if unknown).
 	marking bool
 	lost    uint64
 	lostAt  time.Time
+	lostPos string
 
 	// room, when not nil, is closed (and set to nil) once at most roomAt
 	// elements wait, or at close: see waitRoom. heldSince is when a waiter
@@ -127,6 +129,7 @@ func (q *queue) push(e Event, bound int) bool {
 			q.marking = true
 		}
 		q.lost++
+		q.lostPos = e.Position
 		q.mu.Unlock()
 		return false
 	}
@@ -145,9 +148,9 @@ func (q *queue) push(e Event, bound int) bool {
 // gap marks, after everything queued, that n events (0: an unknown number)
 // were lost before they reached the queue: it adds them to the overflow
 // marker at the end of the queue, which it starts if the newest element is
-// not one. A gap of an unknown number still starts a marker. After close it
-// does nothing.
-func (q *queue) gap(n uint64, at time.Time) {
+// not one, and the stream goes on after position pos. A gap of an unknown
+// number still starts a marker. After close it does nothing.
+func (q *queue) gap(n uint64, at time.Time, pos string) {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -158,6 +161,7 @@ func (q *queue) gap(n uint64, at time.Time) {
 		q.marking = true
 	}
 	q.lost += n
+	q.lostPos = pos
 	q.mu.Unlock()
 	q.signal()
 }
@@ -181,8 +185,8 @@ func (q *queue) slot(bound int) *Event {
 // marker takes the waiting overflow marker out of lost and lostAt. q.mu is
 // held and q.marking is set.
 func (q *queue) marker() Event {
-	e := Event{Type: TypeOverflow, Time: q.lostAt, Dropped: q.lost}
-	q.marking, q.lost, q.lostAt = false, 0, time.Time{}
+	e := Event{Type: TypeOverflow, Time: q.lostAt, Dropped: q.lost, Position: q.lostPos}
+	q.marking, q.lost, q.lostAt, q.lostPos = false, 0, time.Time{}, ""
 	return e
 }
 
@@ -311,7 +315,7 @@ func (q *queue) close(discard bool) {
 	}
 	if discard {
 		q.buf, q.head, q.n = nil, 0, 0
-		q.marking, q.lost, q.lostAt = false, 0, time.Time{}
+		q.marking, q.lost, q.lostAt, q.lostPos = false, 0, time.Time{}, ""
 	}
 	q.mu.Unlock()
 	q.signal()

@@ -144,7 +144,7 @@ func TestABurstOfExactlyBufferIsDeliveredInOrderAndMoreIsDroppedCountedAndLogged
 
 func TestADrainedQueueGivesItsMemoryBack(t *testing.T) {
 	const subscribers, burst = 8, events.DefaultBuffer
-	b := quietBus(t)
+	b := quietBus(t, events.WithHistory(0)) // the queues' memory alone, not the history's
 	defer closeBus(t, b)
 	release := make(chan struct{})
 	unblock := sync.OnceFunc(func() { close(release) })

@@ -32,7 +32,7 @@ type Subscription struct {
 // documentation). After Close it returns a subscription that receives
 // nothing.
 func (b *Bus) Subscribe(handler func(Event), topics ...string) *Subscription {
-	return b.subscribe(handler, 0, topics)
+	return b.subscribe(handler, 0, topics, nil)
 }
 
 // On subscribes handler to topic. handler must be func(path, participantID
@@ -46,7 +46,7 @@ func (b *Bus) On(topic string, handler any) (*Subscription, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b.subscribe(h, reflect.ValueOf(handler).Pointer(), []string{topic}), nil
+	return b.subscribe(h, reflect.ValueOf(handler).Pointer(), []string{topic}, nil), nil
 }
 
 // Off unsubscribes the most recent subscription that On made for topic with
@@ -77,10 +77,21 @@ func (b *Bus) Off(topic string, handler any) error {
 	return nil
 }
 
-func (b *Bus) subscribe(h func(Event), code uintptr, topics []string) *Subscription {
+// normalTopics returns topics sorted, each once (a topic named twice is
+// still one subscription), or nil for every topic.
+func normalTopics(topics []string) []string {
+	if len(topics) == 0 {
+		return nil
+	}
 	topics = slices.Clone(topics)
 	slices.Sort(topics)
-	topics = slices.Compact(topics) // a topic named twice is still one subscription
+	return slices.Compact(topics)
+}
+
+// subscribe subscribes h; with after, it first queues what a subscriber
+// that saw the events up to after missed (see SubscribeAfter).
+func (b *Bus) subscribe(h func(Event), code uintptr, topics []string, after *mark) *Subscription {
+	topics = normalTopics(topics)
 	for _, t := range topics {
 		b.register(t)
 	}
@@ -91,12 +102,20 @@ func (b *Bus) subscribe(h func(Event), code uintptr, topics []string) *Subscript
 		code:    code,
 		queue:   queue{wake: make(chan struct{}, 1)},
 	}
+	if after != nil {
+		// No Publish between the replay and the subscription's joining.
+		b.pubMu.Lock()
+		defer b.pubMu.Unlock()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		s.stopped.Store(true)
 		s.queue.close(true)
 		return s
+	}
+	if after != nil {
+		b.replay(s, *after)
 	}
 	if len(topics) == 0 {
 		b.all = append(slices.Clip(b.all), s)
@@ -167,7 +186,8 @@ func (s *Subscription) deliver(e Event) {
 // yet. It counts a drop just after the overflow event has counted it, so
 // a handler that reads it while handling that event may see it a few
 // short; once publishing has stopped, it equals the sum of the overflow
-// events' Dropped.
+// events' Dropped, less what those of Gap and of a SubscribeAfter that
+// could not replay report (events lost before they reached the queue).
 func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
 
 // Unsubscribe stops delivery to this subscription. Once it returns, the

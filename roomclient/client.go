@@ -58,8 +58,16 @@ type Options struct {
 	// starts at 100 ms and doubles up to MaxBackoff), until a redial
 	// succeeds, the server refuses one with 403 or 404, or Close is
 	// called. Calls made while disconnected fail at once with
-	// ErrDisconnected; subscriptions stay and get an EventOverflow event
-	// (Dropped 0) once reconnected, since events of the gap are lost.
+	// ErrDisconnected; subscriptions stay. The client redials with the
+	// position of the last event it got (roomstore_after), and a server
+	// that resumes (roomserver names the "resume" extension) sends every
+	// event of the gap, once and in order, before any live one, so that
+	// subscribers miss nothing; where it cannot (its history no longer
+	// reaches back, or the room's engine is not the one that issued the
+	// position) it says so, and subscribers get one EventOverflow
+	// (re-list). A server that does not resume leaves the gap unknown:
+	// subscribers then get an EventOverflow with Dropped 0 once
+	// reconnected.
 	Reconnect bool
 	// MaxBackoff caps the wait between redials (default 30 s).
 	MaxBackoff time.Duration
@@ -128,6 +136,12 @@ type Client struct {
 	subMu sync.Mutex
 	ons   map[string][]onSub // On's subscriptions, for Off
 
+	// pos is the server's position of the last event handed to the
+	// subscribers, or where the stream started (room_ready's), for
+	// redials to resume after; "" when the server gives none.
+	posMu sync.Mutex
+	pos   string
+
 	mu     sync.Mutex
 	cur    *conn // nil while disconnected
 	last   *conn // cur, or the connection that ended last
@@ -156,7 +170,9 @@ type Client struct {
 // Options.Reconnect applies to connections that drop after Dial.
 func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	opts.defaults()
-	bus, err := events.New(events.WithBuffer(opts.EventBuffer), events.WithLogger(opts.Logger))
+	// The server's positions are what a reconnection resumes after: the
+	// client's own bus needs no history.
+	bus, err := events.New(events.WithBuffer(opts.EventBuffer), events.WithHistory(0), events.WithLogger(opts.Logger))
 	if err != nil {
 		return nil, fmt.Errorf("roomclient: %w", err)
 	}
@@ -296,8 +312,10 @@ func (c *Client) supervise(k *conn) {
 		}
 		c.cur, c.last = k, k
 		c.mu.Unlock()
-		c.log.Info("roomclient: reconnected", "url", c.name, "participant", k.participantID())
-		c.publishGap()
+		c.log.Info("roomclient: reconnected", "url", c.name, "participant", k.participantID(), "resumed", k.resumed())
+		if !k.resumed() {
+			c.publishGap()
+		}
 	}
 }
 

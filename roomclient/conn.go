@@ -65,6 +65,7 @@ type conn struct {
 	gotRoom     bool            // under mu
 	participant string          // under mu until ready, then fixed
 	ext         map[string]bool // the extensions room_ready named; under mu until ready, then fixed
+	after       string          // the position it was dialled with (wire.AfterParam), if any
 	readyOnce   sync.Once
 	wg          sync.WaitGroup // reader, pinger
 }
@@ -85,7 +86,8 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	if c.o.Compression {
 		do.CompressionMode = websocket.CompressionNoContextTakeover
 	}
-	ws, resp, err := websocket.Dial(ctx, withExtensions(c.url), do)
+	after := c.position()
+	ws, resp, err := websocket.Dial(ctx, withExtensions(c.url, after), do)
 	if err != nil {
 		c.closeIdle()
 		if resp != nil {
@@ -110,6 +112,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 		pending: map[uint64]chan reply{},
 		streams: map[string]*inbox{},
 		ready:   make(chan struct{}),
+		after:   after,
 	}
 	k.wg.Add(2)
 	go k.read()
@@ -291,10 +294,12 @@ func (k *conn) dispatch(m *wire.Message) {
 	case wire.TypeRoomReady:
 		var v struct {
 			Extensions []string `json:"extensions"`
+			Position   string   `json:"position"`
 		}
 		_ = json.Unmarshal(body, &v)
 		k.mu.Lock()
-		if !k.gotRoom {
+		first := !k.gotRoom
+		if first {
 			k.ext = map[string]bool{}
 			for _, e := range v.Extensions {
 				k.ext[e] = true
@@ -302,6 +307,9 @@ func (k *conn) dispatch(m *wire.Message) {
 		}
 		k.gotRoom = true
 		k.mu.Unlock()
+		if first && v.Position != "" {
+			k.c.startAt(v.Position)
+		}
 		k.checkReady()
 	case wire.TypeConnected:
 		var v struct {
@@ -339,17 +347,27 @@ func (k *conn) has(ext string) bool {
 }
 
 // withExtensions is the room's URL asking for roomstore's extensions
-// (wire.ExtensionsParam); a server that does not know them ignores it.
-func withExtensions(raw string) string {
+// (wire.ExtensionsParam) and, with after, for the events after that
+// position (wire.AfterParam); a server that does not know them ignores
+// them.
+func withExtensions(raw, after string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return raw
 	}
 	q := u.Query()
 	q.Set(wire.ExtensionsParam, "1")
+	if after != "" {
+		q.Set(wire.AfterParam, after)
+	}
 	u.RawQuery = q.Encode()
 	return u.String()
 }
+
+// resumed reports whether the server sends this connection what the
+// client missed since the position it dialled with: it was dialled with
+// one, and the server named the resume extension.
+func (k *conn) resumed() bool { return k.after != "" && k.has(wire.ExtResume) }
 
 // participantID is the id the server gave this connection.
 func (k *conn) participantID() string {

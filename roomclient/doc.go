@@ -46,8 +46,9 @@
 // The client asks every server for roomstore's extensions (the query
 // parameter roomstore_extensions=1, which other servers ignore) and uses
 // those the server names in room_ready: appends, ranges, the version of
-// a download, and storage.events.overflow (see Events). It works with
-// any server of the protocol without them.
+// a download, storage.events.overflow, and events resumed after a
+// reconnection (see Events). It works with any server of the protocol
+// without them.
 //
 // # Connection
 //
@@ -64,8 +65,9 @@
 // made while there is no connection fail at once with ErrDisconnected
 // (they do not wait for the next connection), and so do calls and streams
 // in flight when it dropped: an upload cut short leaves nothing visible.
-// Subscriptions stay across reconnections. The new connection has a new
-// participant id.
+// Subscriptions stay across reconnections, and miss nothing where the
+// server resumes (see Events). The new connection has a new participant
+// id.
 //
 // # Errors
 //
@@ -97,9 +99,20 @@
 // Dropped. Delivery goes through an events.Bus, so handlers behave as the
 // engine's do: the same shapes, asynchronous, in order per subscriber,
 // each with a bounded queue, panics recovered. Event.Time is when the
-// client received the event; Size is 0 (not carried). After a
-// reconnection the handlers that take events get an EventOverflow with
-// Dropped 0: events may have been lost in the gap; re-list.
+// client received the event; Size is 0 (not carried); Seq and Position
+// are the client's own bus's.
+//
+// The client remembers the server's position of the last event it
+// handed to subscribers (or where its connection's events started) and
+// redials with it. A server that resumes (roomserver, which names the
+// "resume" extension) then sends every event of the gap before any live
+// one, once and in order, and subscribers see no sign of the
+// reconnection; where it cannot tell what the client missed (its history
+// no longer reaches back, or the room's engine was opened anew) it says
+// so, and the handlers that take events get one EventOverflow: re-list.
+// After a reconnection to a server that does not resume, they get an
+// EventOverflow with Dropped 0, since events may have been lost in the
+// gap.
 //
 // # Streams
 //

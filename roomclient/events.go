@@ -103,8 +103,10 @@ func (c *Client) pruned(event string) []onSub {
 // and with an event of type roomstore.EventOverflow where events were
 // lost: its Dropped says how many when that is known (the server's
 // queue for this participant, or this client's queue for the handler,
-// overflowed) and is 0 after a reconnection, whose gap may have lost
-// any number. Either way, re-read what you mirror. After Close the
+// overflowed, or a reconnection's gap is longer than the server's
+// history) and is 0 after a reconnection whose gap may have lost any
+// number (a server that does not resume, or one whose room was opened
+// anew). Either way, re-read what you mirror. After Close the
 // subscription receives nothing.
 func (c *Client) Subscribe(handler func(events.Event), topics ...string) *roomstore.Subscription {
 	if len(topics) == 0 {
@@ -192,6 +194,7 @@ func (c *Client) publish(typ string, body json.RawMessage) {
 			topic = roomstore.EventFileDeleted
 		}
 		c.bus.Publish(topic, events.Event{Type: topic, Path: v.Path, ParticipantID: v.ParticipantID, ParticipantName: v.ParticipantName, Time: now})
+		c.handed(v.Position)
 	case wire.TypeFileMoved:
 		var v wire.MoveEvent
 		if err := json.Unmarshal(body, &v); err != nil {
@@ -200,6 +203,7 @@ func (c *Client) publish(typ string, body json.RawMessage) {
 		}
 		c.bus.Publish(roomstore.EventFileMoved, events.Event{Type: roomstore.EventFileMoved,
 			Path: v.DestinationPath, SourcePath: v.SourcePath, ParticipantID: v.ParticipantID, ParticipantName: v.ParticipantName, Time: now})
+		c.handed(v.Position)
 	case wire.TypeEventsOverflow:
 		var v wire.OverflowEvent
 		if err := json.Unmarshal(body, &v); err != nil {
@@ -207,7 +211,38 @@ func (c *Client) publish(typ string, body json.RawMessage) {
 			return
 		}
 		c.bus.Publish(gapTopic, events.Event{Type: gapTopic, Dropped: v.Dropped, Time: now})
+		c.handed(v.Position)
 	}
+}
+
+// handed records the server's position of an event handed to the
+// subscribers (of an overflow notice: where the stream goes on), for a
+// redial to resume after; "" (a server that gives none) changes nothing.
+func (c *Client) handed(pos string) {
+	if pos == "" {
+		return
+	}
+	c.posMu.Lock()
+	c.pos = pos
+	c.posMu.Unlock()
+}
+
+// startAt records where a connection's stream starts (room_ready's
+// position) unless the client has a position already: a redial keeps
+// the one it resumes after, which the events it is sent then advance.
+func (c *Client) startAt(pos string) {
+	c.posMu.Lock()
+	if c.pos == "" {
+		c.pos = pos
+	}
+	c.posMu.Unlock()
+}
+
+// position is where a redial resumes.
+func (c *Client) position() string {
+	c.posMu.Lock()
+	defer c.posMu.Unlock()
+	return c.pos
 }
 
 // publishGap tells the subscribers that take events that a reconnection

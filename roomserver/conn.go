@@ -77,13 +77,27 @@ type conn struct {
 	// lost counts the events dropped for a full queue since the
 	// participant was last told (storage.events.overflow); while it is
 	// not zero, an event is queued only behind that notice, so that none
-	// arrives ahead of a loss before it.
-	lost uint64
+	// arrives ahead of a loss before it. lostPos is the position of the
+	// last of them, where known: the notice tells it.
+	lost    uint64
+	lostPos string
+	// eventRoom, when not nil, is closed once fewer than SendQueue events
+	// wait: what sendEvent waits for.
+	eventRoom chan struct{}
 	// progress is when the writer last took a message, or the queue last
 	// went from empty to not: how far behind the participant is.
 	progress time.Time
 	writers  sync.WaitGroup
 	stalled  *time.Timer // drops a connection whose write takes over WriteTimeout
+
+	// From its joining the room until catchUp has sent what it missed,
+	// the room's fanout keeps the participant's events in held, and counts
+	// in heldLost those past heldMax (heldLostPos the position of the
+	// last); all three under rm.mu.
+	holding     bool
+	held        []events.Event
+	heldLost    uint64
+	heldLostPos string
 
 	// The pings, on a timer rather than a goroutine of their own.
 	pingMu      sync.Mutex
@@ -210,14 +224,31 @@ func (c *conn) serve() {
 		attrs = map[string]any{}
 	}
 	// Joined before the greetings: a client acts on connected at once, and
-	// must not miss the events of its first calls.
-	c.rm.join(c)
+	// must not miss the events of its first calls. The room holds its
+	// events until it has been greeted and sent what it missed.
+	start := c.rm.join(c)
+	var missed []events.Event
+	if c.greet.after != "" {
+		var err error
+		if missed, err = c.rm.eng.EventsAfter(c.greet.after); err != nil {
+			// Checked before the upgrade; an engine shut down since
+			// cannot tell.
+			missed = []events.Event{{Type: roomstore.EventOverflow}}
+		}
+	}
 	ready := map[string]any{"room_name": c.rm.name, "room_url": c.greet.roomURL, "session_id": c.id}
 	if c.extras {
 		ready["extensions"] = extensions
+		ready["position"] = start
 	}
 	c.sendJSON(wire.TypeRoomReady, ready)
 	c.sendJSON(wire.TypeConnected, map[string]any{"type": "init", "participantId": c.id, "attributes": attrs})
+	if len(missed) == 0 {
+		c.catchUp(nil, start)
+	} else {
+		// While the client reads them, its calls are answered.
+		c.work.Go(func() { c.catchUp(missed, start) })
+	}
 
 	err := c.reader()
 	c.rm.leave(c)
@@ -745,7 +776,8 @@ func (c *conn) enqueueLocked(m outMsg) {
 // events waiting already is lost for this participant (see lose). A
 // participant that stops reading altogether is dropped after
 // WriteTimeout.
-func (c *conn) trySend(m wire.Encoded) {
+// pos is the event's position, for the notice of its loss.
+func (c *conn) trySend(m wire.Encoded, pos string) {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
 	if c.ctx.Err() != nil {
@@ -755,10 +787,133 @@ func (c *conn) trySend(m wire.Encoded) {
 		c.tellLossLocked()
 	}
 	if c.lost > 0 || c.events >= c.s.o.SendQueue && !c.burstLocked() {
-		c.loseLocked(1, true)
+		c.loseLocked(1, true, pos)
 		return
 	}
 	c.enqueueLocked(outMsg{m: m, event: true})
+}
+
+// sendEvent queues an event as trySend does, but waits while SendQueue
+// events wait already, for as long as the connection lives: for the
+// events a participant missed, which only it waits for. After a loss
+// that closes the connection (a client that did not ask for the
+// extensions) it drops the event. It fails once the connection has
+// ended.
+func (c *conn) sendEvent(m wire.Encoded) error {
+	for {
+		c.qmu.Lock()
+		if err := c.ctx.Err(); err != nil {
+			c.qmu.Unlock()
+			return err
+		}
+		if c.lost > 0 && c.extras && c.events < c.s.o.SendQueue {
+			c.tellLossLocked()
+		}
+		switch {
+		case c.lost > 0 && !c.extras:
+			c.qmu.Unlock()
+			return nil
+		case c.lost == 0 && c.events < c.s.o.SendQueue:
+			c.enqueueLocked(outMsg{m: m, event: true})
+			c.qmu.Unlock()
+			return nil
+		}
+		if c.eventRoom == nil {
+			c.eventRoom = make(chan struct{})
+		}
+		room := c.eventRoom
+		c.qmu.Unlock()
+		select {
+		case <-room:
+		case <-c.ctx.Done():
+		}
+	}
+}
+
+// heldMax bounds the events the room holds for a participant that is
+// being sent what it missed: past it, they are lost for it (and it is
+// told, see lose).
+func (c *conn) heldMax() int { return strictBurst * c.s.o.SendQueue }
+
+// holdLocked keeps ev for a participant that catchUp has not caught up
+// yet; rm.mu is held.
+func (c *conn) holdLocked(ev events.Event) {
+	if len(c.held) < c.heldMax() && c.heldLost == 0 {
+		c.held = append(c.held, ev)
+		return
+	}
+	n := uint64(1)
+	if ev.Type == roomstore.EventOverflow {
+		n = max(ev.Dropped, 1)
+	}
+	c.heldLost += n
+	c.heldLostPos = ev.Position
+}
+
+// catchUp sends a participant that has just joined the room and been
+// greeted what it missed (the events after the position it connected
+// with, missed, which ends with any that came after start, or one
+// overflow event where the engine could not tell), then the events the
+// room held for it meanwhile, skipping those it sent already, and then
+// lets the room send it events as they come. Nothing reaches it out of
+// order, twice, or, short of a loss it is told of, not at all. It returns
+// early once the connection ends.
+func (c *conn) catchUp(missed []events.Event, start string) {
+	var last uint64 // the Seq of the last event sent
+	for _, ev := range missed {
+		if ev.Type == roomstore.EventOverflow {
+			// The engine cannot tell what came after the client's position:
+			// one notice, and its stream goes on after start.
+			m, err := c.rm.encode(ev, viewWhole, extras{position: start})
+			if err != nil {
+				continue
+			}
+			if c.sendEvent(m) != nil {
+				return
+			}
+			continue
+		}
+		if !c.sendMissed(ev) {
+			return
+		}
+		last = max(last, ev.Seq)
+	}
+	for {
+		c.rm.mu.Lock()
+		held, lost, lostPos := c.held, c.heldLost, c.heldLostPos
+		c.held, c.heldLost, c.heldLostPos = nil, 0, ""
+		if len(held) == 0 && lost == 0 {
+			c.holding = false
+			c.rm.mu.Unlock()
+			return
+		}
+		c.rm.mu.Unlock()
+		for _, ev := range held {
+			switch {
+			case ev.Type == roomstore.EventOverflow:
+				c.lose(max(ev.Dropped, 1), ev.Position)
+			case ev.Seq <= last: // sent from missed already
+			case !c.sendMissed(ev):
+				return
+			}
+		}
+		if lost > 0 {
+			c.lose(lost, lostPos)
+		}
+	}
+}
+
+// sendMissed sends ev as the room would have, waiting for room in the
+// queue; it reports false once the connection has ended.
+func (c *conn) sendMissed(ev events.Event) bool {
+	var f forms
+	ms, n := c.rm.messages(c, ev, c.rm.nameOf(ev.ParticipantID), &f)
+	for _, m := range ms[:n] {
+		if c.sendEvent(*m) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Room for bursts of events (a recursive delete, a folder moved) to a
@@ -789,20 +944,22 @@ func (c *conn) burstLocked() bool {
 // that a burst of changes does not close the connection of a
 // participant that keeps reading, such a participant has room for
 // strictBurst times SendQueue events while it does (see burstLocked).
-func (c *conn) lose(n uint64) {
+func (c *conn) lose(n uint64, pos string) {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
 	if c.ctx.Err() == nil {
-		c.loseLocked(n, false)
+		c.loseLocked(n, false, pos)
 	}
 }
 
 // loseLocked is lose with c.qmu held, on a live connection; slow tells
 // that the participant's own queue was full, which counts against its
-// send buffer's budget.
-func (c *conn) loseLocked(n uint64, slow bool) {
+// send buffer's budget; pos is the position of the last event lost, where
+// known ("" otherwise).
+func (c *conn) loseLocked(n uint64, slow bool, pos string) {
 	first := c.lost == 0
 	c.lost += n
+	c.lostPos = pos
 	if !first {
 		return
 	}
@@ -822,11 +979,11 @@ func (c *conn) loseLocked(n uint64, slow bool) {
 // resets the count; c.qmu is held. A notice that cannot be encoded waits
 // for the next chance.
 func (c *conn) tellLossLocked() {
-	notice, err := c.rm.encode(events.Event{Type: roomstore.EventOverflow, Dropped: c.lost}, viewWhole, "")
+	notice, err := c.rm.encode(events.Event{Type: roomstore.EventOverflow, Dropped: c.lost}, viewWhole, extras{position: c.lostPos})
 	if err != nil {
 		return
 	}
-	c.lost = 0
+	c.lost, c.lostPos = 0, ""
 	c.enqueueLocked(outMsg{m: notice, event: true})
 }
 
@@ -888,6 +1045,10 @@ func (c *conn) pop() (outMsg, bool) {
 		c.events--
 		if c.events == 0 && c.lost > 0 && c.extras {
 			c.tellLossLocked() // after m, every event before the loss
+		}
+		if c.eventRoom != nil && c.events < c.s.o.SendQueue {
+			close(c.eventRoom)
+			c.eventRoom = nil
 		}
 	}
 	if len(c.queue) == 0 {

@@ -77,7 +77,11 @@
 //     appends to the file, as Engine.Open without Overwrite or
 //     Exclusive;
 //   - "overflow": storage.events.overflow {dropped} tells of lost events
-//     (see Events).
+//     (see Events);
+//   - "resume": room_ready carries "position", where the connection's
+//     events start, and every storage.file.* event its "position"; a
+//     client that connects with roomstore_after=POSITION is sent what it
+//     missed (see Events).
 //
 // Such a client also gets participant_name in storage.file.updated,
 // deleted and moved: the name (Identity.Name) of the participant whose
@@ -193,4 +197,23 @@
 // (a recursive delete of many files) of up to 8 times SendQueue events
 // while it keeps reading. A
 // participant that stops reading is dropped after Options.WriteTimeout.
+//
+// Events reach a participant only after room_ready and connected. A
+// client that asked for the extensions and connects again with
+// roomstore_after set to the position of the last event it got (room_ready's
+// position if it got none) is sent, before any live event, every event
+// of the room after that position, from the engine's history
+// (roomstore.WithEventHistory): none missed, none twice, whatever the room
+// publishes meanwhile, and while it reads them its calls are answered.
+// They wait for room in its queue rather than being dropped; the events
+// published meanwhile wait in the room for it, up to 8 times SendQueue,
+// and past that are lost for it, and told. Where the engine cannot tell
+// what came after the position (the room's engine was opened anew since,
+// by a restart or after the room idled, or the position is older than the
+// history reaches), the client's first event is instead one
+// storage.events.overflow, whose position is where its stream goes on
+// (its room_ready's), and it should re-list. An overflow told mid-stream
+// carries the position of the last event lost, where known. A malformed
+// roomstore_after is refused with 400 before the upgrade; from a client
+// that did not ask for the extensions it is ignored.
 package roomserver

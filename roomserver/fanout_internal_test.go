@@ -21,8 +21,10 @@ func TestOverflowIsForwarded(t *testing.T) {
 	s, rm := queueTestRoom(t, 4)
 	c := queueTestConn(t, s, rm, true)
 	strict := queueTestConn(t, s, rm, false)
-	rm.join(c)
-	rm.join(strict)
+	for _, c := range []*conn{c, strict} {
+		rm.join(c)
+		c.catchUp(nil, "") // greeted, nothing missed: the room sends it events
+	}
 	rm.fanout(events.Event{Type: roomstore.EventOverflow, Dropped: 7, Time: time.Now()})
 	rm.fanout(events.Event{Type: "something.else"})
 	if len(c.queue) != 1 {
@@ -64,7 +66,7 @@ func TestAStrictParticipantThatLosesEventsIsClosedAfterWhatCameBefore(t *testing
 			// is not reading.
 			c.progress = time.Now().Add(-2 * burstLag)
 		}
-		c.trySend(fileEvent(t, i))
+		c.trySend(fileEvent(t, i), "")
 	}
 	var got []string
 	for {
@@ -109,14 +111,14 @@ func TestLostEventsAreToldInOrder(t *testing.T) {
 		got = append(got, describe(t, m.m))
 	}
 	for i := 1; i <= 5; i++ { // 1 and 2 queued, 3 to 5 lost
-		c.trySend(event(i))
+		c.trySend(event(i), "")
 	}
-	take()              // 1
-	c.trySend(event(6)) // the notice of 3 takes the free place; 6 is lost
-	take()              // 2
-	take()              // the notice of 3; with no event left, that of 1 is queued
-	take()              // the notice of 1
-	c.trySend(event(7))
+	take()                  // 1
+	c.trySend(event(6), "") // the notice of 3 takes the free place; 6 is lost
+	take()                  // 2
+	take()                  // the notice of 3; with no event left, that of 1 is queued
+	take()                  // the notice of 1
+	c.trySend(event(7), "")
 	take() // 7
 	want := []string{"1", "2", "lost 3", "lost 1", "7"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -167,8 +169,8 @@ func TestABurstDoesNotCloseAStrictParticipantThatKeepsReading(t *testing.T) {
 	told := queueTestConn(t, s, rm, true)
 	burst := strictBurst * s.o.SendQueue
 	for i := 1; i <= burst+1; i++ {
-		strict.trySend(fileEvent(t, i))
-		told.trySend(fileEvent(t, i))
+		strict.trySend(fileEvent(t, i), "")
+		told.trySend(fileEvent(t, i), "")
 	}
 	drain := func(c *conn) (events, closes, notices int) {
 		for {
@@ -220,4 +222,83 @@ func describe(t *testing.T, m wire.Encoded) string {
 		t.Fatal(err)
 	}
 	return fe.Path
+}
+
+// A participant that joins with a position is sent what it missed, then
+// what the room held for it meanwhile, skipping the events it got from
+// both, then the live events: each once, in order, and a loss of the
+// room's own where it happened.
+func TestACatchUpSendsWhatWasMissedThenWhatWasHeldOnceAndInOrder(t *testing.T) {
+	s, rm := queueTestRoom(t, 64)
+	c := queueTestConn(t, s, rm, true)
+	ev := func(i int) events.Event {
+		return events.Event{Type: roomstore.EventFileUpdated, Path: fmt.Sprint(i), Seq: uint64(i), Position: fmt.Sprint("e.", i)}
+	}
+	start := rm.join(c)
+	rm.fanout(ev(3)) // published before the engine was asked what c missed
+	rm.fanout(ev(4))
+	rm.fanout(events.Event{Type: roomstore.EventOverflow, Dropped: 2, Position: "e.6"}) // the room lost 5 and 6
+	rm.fanout(ev(7))
+	if len(c.queue) != 0 {
+		t.Fatalf("%d messages sent before the catch-up, want none", len(c.queue))
+	}
+	c.catchUp([]events.Event{ev(1), ev(2), ev(3), ev(4), ev(5)}, start)
+	rm.fanout(ev(8))
+	var got []string
+	for {
+		m, ok := c.pop()
+		if !ok {
+			break
+		}
+		got = append(got, describe(t, m.m))
+	}
+	if want := "[1 2 3 4 5 lost 2 7 8]"; fmt.Sprint(got) != want {
+		t.Fatalf("the participant got %v, want %s", got, want)
+	}
+}
+
+// One that comes back with a position the engine cannot resume from is
+// told once, where its stream goes on, before anything else.
+func TestACatchUpThatCannotResumeTellsTheLossFirst(t *testing.T) {
+	s, rm := queueTestRoom(t, 64)
+	c := queueTestConn(t, s, rm, true)
+	rm.lastPos = "e.9"
+	start := rm.join(c)
+	rm.fanout(events.Event{Type: roomstore.EventFileUpdated, Path: "10", Seq: 10, Position: "e.10"})
+	c.catchUp([]events.Event{{Type: roomstore.EventOverflow, Dropped: 4}}, start)
+	var got []string
+	for {
+		m, ok := c.pop()
+		if !ok {
+			break
+		}
+		got = append(got, describe(t, m.m))
+		if len(got) == 1 {
+			var ov wire.OverflowEvent
+			if body := bodyOf(t, m.m); json.Unmarshal(body, &ov) != nil || ov.Position != "e.9" {
+				t.Fatalf("the notice %s, want the position e.9 where the stream goes on", body)
+			}
+		}
+	}
+	if want := "[lost 4 10]"; fmt.Sprint(got) != want {
+		t.Fatalf("the participant got %v, want %s", got, want)
+	}
+}
+
+// bodyOf is the JSON of a queued message.
+func bodyOf(t *testing.T, m wire.Encoded) []byte {
+	t.Helper()
+	var a wire.Assembler
+	if _, err := a.Add(m.Header); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := a.Add(m.Body)
+	if err != nil || msg == nil {
+		t.Fatalf("data frame: %v %v", msg, err)
+	}
+	body, _, err := msg.Split()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
 }

@@ -45,6 +45,10 @@ type room struct {
 	refs    int
 	idle    *time.Timer
 	gone    bool // removed from the server; a new acquire opens anew
+	// lastPos is the position of the last event fanned out, or where the
+	// room's subscription started: a connection that joins now gets the
+	// events after it.
+	lastPos string
 }
 
 // acquire returns the room, opening its engine on first use, and counts
@@ -116,8 +120,23 @@ func (s *Server) open(ctx context.Context, rm *room) {
 		s.mu.Unlock()
 		return
 	}
-	rm.eng = eng
-	rm.sub = eng.Subscribe(rm.fanout, roomstore.EventFileUpdated, roomstore.EventFileDeleted, roomstore.EventFileMoved)
+	// From the engine's position on, so that the room knows where its
+	// stream starts: an event published in between is replayed.
+	start := eng.EventPosition()
+	rm.mu.Lock()
+	rm.lastPos = start
+	rm.mu.Unlock()
+	sub, err := eng.SubscribeAfter(start, rm.fanout)
+	if err != nil {
+		rm.err = err
+		s.mu.Lock()
+		if s.rooms[rm.name] == rm {
+			delete(s.rooms, rm.name)
+		}
+		s.mu.Unlock()
+		return
+	}
+	rm.eng, rm.sub = eng, sub
 }
 
 // release ends a use of rm; the last one starts its idle timer.
@@ -237,14 +256,25 @@ func (rm *room) exit() {
 	rm.mu.Unlock()
 }
 
-func (rm *room) join(c *conn) {
+// join adds c to the room's events and returns the position after
+// which they start. Until c.catchUp, the room holds c's events for it.
+func (rm *room) join(c *conn) (start string) {
 	rm.mu.Lock()
+	defer rm.mu.Unlock()
 	rm.conns[c] = struct{}{}
+	c.holding = true
 	if rm.names == nil {
 		rm.names = map[string]string{}
 	}
 	rm.names[c.id] = c.ident.Name
-	rm.mu.Unlock()
+	return rm.lastPos
+}
+
+// nameOf is the identity name of participant id, where the room knows it.
+func (rm *room) nameOf(id string) string {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	return rm.names[id]
 }
 
 // keptNames bounds the names of departed participants a room keeps for
@@ -276,7 +306,9 @@ const (
 // fanout sends one engine event to every participant of the room that
 // may read its path. It never waits: a participant whose queue is full
 // loses the event (see conn.lose). Each form of the event is encoded
-// once, and its frames are shared by the participants that get it.
+// once, and its frames are shared by the participants that get it. A
+// participant that is still being greeted and sent what it missed gets
+// the event later, in order (see conn.catchUp).
 func (rm *room) fanout(ev events.Event) {
 	switch ev.Type {
 	case roomstore.EventFileUpdated, roomstore.EventFileDeleted, roomstore.EventFileMoved, roomstore.EventOverflow:
@@ -284,8 +316,15 @@ func (rm *room) fanout(ev events.Event) {
 		return
 	}
 	rm.mu.Lock()
+	if ev.Position != "" {
+		rm.lastPos = ev.Position
+	}
 	conns := make([]*conn, 0, len(rm.conns))
 	for c := range rm.conns {
+		if c.holding {
+			c.holdLocked(ev)
+			continue
+		}
 		conns = append(conns, c)
 	}
 	name := rm.names[ev.ParticipantID] // "" for a change made elsewhere
@@ -293,67 +332,88 @@ func (rm *room) fanout(ev events.Event) {
 	if ev.Type == roomstore.EventOverflow {
 		// The room's own subscription lost events: so did everyone.
 		for _, c := range conns {
-			c.lose(max(ev.Dropped, 1))
+			c.lose(max(ev.Dropped, 1), ev.Position)
 		}
 		return
 	}
-	// Forms by whether they name the participant (for the clients that
-	// asked for roomstore's extensions) and by view.
-	var forms [2][4]*wire.Encoded
+	var f forms
 	for _, c := range conns {
-		v := c.view(ev)
-		if v == viewNone {
-			continue
-		}
-		named := 0
-		if c.extras && name != "" {
-			named = 1
-		}
-		form := func(v view) *wire.Encoded {
-			if forms[named][v] == nil {
-				n := ""
-				if named == 1 {
-					n = name
-				}
-				m, err := rm.encode(ev, v, n)
-				if err != nil {
-					return nil
-				}
-				forms[named][v] = &m
-			}
-			return forms[named][v]
-		}
-		if v == viewWhole && ev.Type == roomstore.EventFileMoved && c.legacy.Load() {
-			// The handle era knows no move: its source was deleted, its
-			// destination updated.
-			if d, u := form(viewDeleted), form(viewUpdated); d != nil && u != nil {
-				c.trySend(*d)
-				c.trySend(*u)
-			}
-			continue
-		}
-		if m := form(v); m != nil {
-			c.trySend(*m)
+		ms, n := rm.messages(c, ev, name, &f)
+		for _, m := range ms[:n] {
+			c.trySend(*m, ev.Position)
 		}
 	}
 }
 
-// encode builds the message of ev as view v shows it, naming the
-// participant that caused it when name is set.
-func (rm *room) encode(ev events.Event, v view, name string) (wire.Encoded, error) {
+// forms are the encoded forms of one event: by whether they carry
+// roomstore's extensions (the participant's name and the position, for
+// the clients that asked for them) and by view.
+type forms [2][4]*wire.Encoded
+
+// messages returns the messages that tell c of ev, which name caused:
+// none, one, or for the handle era a move's two. It encodes each form
+// once into f, for every participant that gets it.
+func (rm *room) messages(c *conn, ev events.Event, name string, f *forms) (ms [2]*wire.Encoded, n int) {
+	v := c.view(ev)
+	if v == viewNone {
+		return ms, 0
+	}
+	x := 0
+	if c.extras {
+		x = 1
+	}
+	form := func(v view) *wire.Encoded {
+		if f[x][v] == nil {
+			var ext extras
+			if x == 1 {
+				ext = extras{name: name, position: ev.Position}
+			}
+			m, err := rm.encode(ev, v, ext)
+			if err != nil {
+				return nil
+			}
+			f[x][v] = &m
+		}
+		return f[x][v]
+	}
+	if v == viewWhole && ev.Type == roomstore.EventFileMoved && c.legacy.Load() {
+		// The handle era knows no move: its source was deleted, its
+		// destination updated.
+		if d, u := form(viewDeleted), form(viewUpdated); d != nil && u != nil {
+			return [2]*wire.Encoded{d, u}, 2
+		}
+		return ms, 0
+	}
+	if m := form(v); m != nil {
+		return [2]*wire.Encoded{m}, 1
+	}
+	return ms, 0
+}
+
+// extras are the fields of an event that only the clients that asked
+// for roomstore's extensions get.
+type extras struct {
+	name     string // of the participant that caused it, where known
+	position string // the event's, or where the stream goes on after an overflow
+}
+
+// encode builds the message of ev as view v shows it, with the extras
+// that are set.
+func (rm *room) encode(ev events.Event, v view, x extras) (wire.Encoded, error) {
 	var body any
 	typ := ""
+	name, pos := x.name, x.position
 	switch {
 	case ev.Type == roomstore.EventOverflow:
-		typ, body = wire.TypeEventsOverflow, wire.OverflowEvent{Dropped: ev.Dropped}
+		typ, body = wire.TypeEventsOverflow, wire.OverflowEvent{Dropped: ev.Dropped, Position: pos}
 	case ev.Type == roomstore.EventFileMoved && v == viewWhole:
-		typ, body = wire.TypeFileMoved, wire.MoveEvent{SourcePath: ev.SourcePath, DestinationPath: ev.Path, ParticipantID: ev.ParticipantID, ParticipantName: name}
+		typ, body = wire.TypeFileMoved, wire.MoveEvent{SourcePath: ev.SourcePath, DestinationPath: ev.Path, ParticipantID: ev.ParticipantID, ParticipantName: name, Position: pos}
 	case ev.Type == roomstore.EventFileMoved && v == viewDeleted:
-		typ, body = wire.TypeFileDeleted, wire.FileEvent{Path: ev.SourcePath, ParticipantID: ev.ParticipantID, ParticipantName: name}
+		typ, body = wire.TypeFileDeleted, wire.FileEvent{Path: ev.SourcePath, ParticipantID: ev.ParticipantID, ParticipantName: name, Position: pos}
 	case ev.Type == roomstore.EventFileDeleted:
-		typ, body = wire.TypeFileDeleted, wire.FileEvent{Path: ev.Path, ParticipantID: ev.ParticipantID, ParticipantName: name}
+		typ, body = wire.TypeFileDeleted, wire.FileEvent{Path: ev.Path, ParticipantID: ev.ParticipantID, ParticipantName: name, Position: pos}
 	default: // updated, or a move seen from its destination
-		typ, body = wire.TypeFileUpdated, wire.FileEvent{Path: ev.Path, ParticipantID: ev.ParticipantID, ParticipantName: name}
+		typ, body = wire.TypeFileUpdated, wire.FileEvent{Path: ev.Path, ParticipantID: ev.ParticipantID, ParticipantName: name, Position: pos}
 	}
 	return wire.Encode(1<<63|rm.nextID.Add(1), typ, body, nil)
 }

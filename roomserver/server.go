@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/roomstore/roomstore"
+	"github.com/roomstore/roomstore/events"
 	"github.com/roomstore/roomstore/internal/batchconn"
 	"github.com/roomstore/roomstore/internal/wire"
 )
@@ -289,7 +290,9 @@ func ValidRoom(name string) bool {
 // unavailable: " and the backend's reason, such as "permission denied",
 // never a host path; roomclient reports it), an
 // identity at MaxConnectionsPerIdentity or a room at MaxParticipants 429,
-// all before the upgrade, and nothing is opened before the token is
+// a malformed roomstore_after (wire.AfterParam) from a client that asked
+// for roomstore's extensions 400, all before the upgrade, and nothing is
+// opened before the token is
 // checked.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name, ok := strings.CutPrefix(r.URL.Path, "/rooms/")
@@ -303,7 +306,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token, subprotocol := tokenOf(r)
-	greet := greeting{roomURL: s.roomURL(r, name), extensions: r.URL.Query().Get(wire.ExtensionsParam) == "1"}
+	q := r.URL.Query()
+	greet := greeting{roomURL: s.roomURL(r, name), extensions: q.Get(wire.ExtensionsParam) == "1"}
+	if greet.extensions {
+		greet.after = q.Get(wire.AfterParam)
+	}
 	ident := Identity{Name: "anonymous", Attributes: map[string]any{"name": "anonymous"}}
 	switch {
 	case token == "" && s.o.Insecure:
@@ -323,6 +330,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ident = id
+	}
+	if err := events.CheckPosition(greet.after); err != nil {
+		s.logRefusal(Budget(""), "room connection refused", "room", name, "reason", err)
+		refuseHTTP(w, "invalid "+wire.AfterParam, http.StatusBadRequest)
+		return
 	}
 	idst, code, err := s.lim.admit(ident.Name)
 	if err != nil {
@@ -387,6 +399,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type greeting struct {
 	roomURL    string
 	extensions bool // the client asked for roomstore's extensions (wire.ExtensionsParam)
+	// after is the position of the last event the client saw
+	// (wire.AfterParam; "" for none, and for a client that did not ask
+	// for the extensions).
+	after string
 }
 
 // roomURL is the URL of the room as room_ready names it: Options.PublicURL's

@@ -77,26 +77,34 @@ type Chunk struct {
 }
 
 // FileEvent is the body of storage.file.updated and storage.file.deleted.
-// ParticipantName, roomstore's extension, is sent only to the clients
-// that asked for the extensions, and only where the server knows it.
+// ParticipantName and Position, roomstore's extensions, are sent only to
+// the clients that asked for the extensions: the name only where the
+// server knows it, the position (ExtResume) where the event sits in the
+// room's stream, for AfterParam.
 type FileEvent struct {
 	Path            string `json:"path"`
 	ParticipantID   string `json:"participant_id"`
 	ParticipantName string `json:"participant_name,omitempty"`
+	Position        string `json:"position,omitempty"`
 }
 
-// MoveEvent is the body of storage.file.moved (ParticipantName: as in
-// FileEvent).
+// MoveEvent is the body of storage.file.moved (ParticipantName and
+// Position: as in FileEvent).
 type MoveEvent struct {
 	SourcePath      string `json:"source_path"`
 	DestinationPath string `json:"destination_path"`
 	ParticipantID   string `json:"participant_id"`
 	ParticipantName string `json:"participant_name,omitempty"`
+	Position        string `json:"position,omitempty"`
 }
 
-// OverflowEvent is the body of storage.events.overflow.
+// OverflowEvent is the body of storage.events.overflow. Position, where
+// the server knows it, is where the client's stream goes on: the events
+// after the notice come after that position, so that a client that
+// re-lists on the notice may keep it for AfterParam.
 type OverflowEvent struct {
-	Dropped uint64 `json:"dropped"`
+	Dropped  uint64 `json:"dropped"`
+	Position string `json:"position,omitempty"`
 }
 
 // Entry is a file or folder as stat and list describe it.

@@ -75,7 +75,20 @@ const (
 	// ExtOverflow: storage.events.overflow {dropped} tells the client
 	// that events were lost for it, rather than closing its connection.
 	ExtOverflow = "overflow"
+	// ExtResume: room_ready carries "position", where the connection's
+	// stream of events starts, and each storage.file.* event its
+	// "position"; a client that connects with AfterParam gets every event
+	// of the room after that position before any live one, or one
+	// storage.events.overflow when the server cannot tell what came after
+	// it.
+	ExtResume = "resume"
 )
+
+// AfterParam is the query parameter with which a client that asks for
+// roomstore's extensions (ExtensionsParam) names the position of the
+// last event it saw (ExtResume), to be sent what it missed. MeshAgent
+// clients never send it.
+const AfterParam = "roomstore_after"
 
 // Framing bounds.
 const (

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -94,6 +95,7 @@ func Run(t *testing.T, tg Target) {
 		{"HandleEraRefusals", handleEraRefusals},
 		{"HandleEraDownloadBound", downloadBound},
 		{"ExtensionsOnlyWhenAsked", extensionsOnlyWhenAsked},
+		{"ResumeAfterAPosition", resumeAfterAPosition},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, tg) })
 	}
@@ -650,6 +652,103 @@ func extensionsOnlyWhenAsked(t *testing.T, tg Target) {
 	}
 	if e := p.upload("r.txt", []byte("x"), false, nil, nil); e == nil || e.Code != 409 {
 		t.Errorf("an upload without overwrite onto a file: %+v, want 409", e)
+	}
+}
+
+// resumeAfterAPosition: a server that names the resume extension gives
+// a client that asked for the extensions the position of each event and
+// of its stream's start (room_ready's "position"); a client that comes
+// back with roomstore_after set to one gets every event after it, once,
+// in order, before any live one; one with a position the server cannot
+// resume from gets one storage.events.overflow, naming where its stream
+// goes on, before any event; a malformed position is refused with 400;
+// and a client that did not ask for the extensions sends it in vain.
+func resumeAfterAPosition(t *testing.T, tg Target) {
+	rm := room(t)
+	ext := "&" + wire.ExtensionsParam + "=1"
+	after := func(p string) string { return ext + "&" + wire.AfterParam + "=" + url.QueryEscape(p) }
+	x := tg.dial(t, rm, "ann", ext)
+	exts, _ := x.Ready["extensions"].([]any)
+	named := false
+	for _, e := range exts {
+		named = named || e == wire.ExtResume
+	}
+	if !named {
+		return // the extension is the server's choice
+	}
+	start, _ := x.Ready["position"].(string)
+	if start == "" {
+		t.Fatalf("room_ready for a client that asked: %v, want its position", x.Ready)
+	}
+	pos := map[string]string{} // path -> the position of its event
+	put := func(path string) {
+		t.Helper()
+		if e := x.upload(path, []byte(path), false, nil, nil); e != nil {
+			t.Fatalf("upload %s: %+v", path, e)
+		}
+		ev := x.waitEvent(wire.TypeFileUpdated, path)
+		within(t, wire.TypeFileUpdated, ev, "participant_id,participant_name,path,position")
+		p, _ := ev["position"].(string)
+		if p == "" || p == start {
+			t.Fatalf("the event of %s has position %q: want one of its own", path, p)
+		}
+		pos[path] = p
+	}
+	// files returns the paths of the file events p got before (and
+	// including) the one of last, in order.
+	files := func(p *Peer, last string) []string {
+		t.Helper()
+		p.waitEvent(wire.TypeFileUpdated, last)
+		var got []string
+		for _, m := range p.seen {
+			switch m.Type {
+			case wire.TypeFileUpdated:
+				ev := p.object(m)
+				path, _ := ev["path"].(string)
+				if ev["position"] != pos[path] {
+					t.Errorf("the event of %s has position %v, want %q as the writer was told", path, ev["position"], pos[path])
+				}
+				got = append(got, path)
+			case wire.TypeEventsOverflow:
+				got = append(got, "overflow")
+			}
+		}
+		return got
+	}
+	for _, f := range []string{"a", "b", "c"} {
+		put(f)
+	}
+
+	y := tg.dial(t, rm, "ann", after(pos["a"]))
+	z := tg.dial(t, rm, "ann", after(start))
+	put("d")
+	if got := fmt.Sprint(files(y, "d")); got != "[b c d]" {
+		t.Errorf("resumed after a: %s, want [b c d]", got)
+	}
+	if got := fmt.Sprint(files(z, "d")); got != "[a b c d]" {
+		t.Errorf("resumed from the start: %s, want [a b c d]", got)
+	}
+
+	foreign := tg.dial(t, rm, "ann", after("elsewhere.1"))
+	ov := foreign.object(foreign.Until(func(m *wire.Message) bool { return m.Type == wire.TypeEventsOverflow }))
+	if ov["position"] != foreign.Ready["position"] {
+		t.Errorf("the overflow for a foreign position says %v, want the stream's start %v", ov, foreign.Ready["position"])
+	}
+	put("e")
+	if got := fmt.Sprint(files(foreign, "e")); got != "[overflow e]" {
+		t.Errorf("resumed at a foreign position: %s, want [overflow e]", got)
+	}
+
+	u := tg.URL + "/rooms/" + rm
+	if _, resp, err := dial(t, u, DialOptions{Query: "?token=" + tg.Token(rm, "ann") + after("not a position")}); err == nil || resp == nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a malformed position: %v (%v), want 400", err, resp)
+	}
+	strict := tg.dial(t, rm, "bob", "&"+wire.AfterParam+"="+url.QueryEscape(pos["a"]))
+	exactly(t, "room_ready", strict.Ready, "room_name,room_url,session_id")
+	put("f")
+	strict.waitEvent(wire.TypeFileUpdated, "f")
+	if evs := strict.events(t); len(evs) != 1 {
+		t.Errorf("a client that did not ask for the extensions got %v, want the live event alone", evs)
 	}
 }
 
