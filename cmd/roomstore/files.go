@@ -46,6 +46,11 @@ func fileCmd(sf *storeFlags, use, short, long string, args cobra.PositionalArgs,
 			if limit == 0 && !streaming[name] {
 				limit = defaultTimeout
 			}
+			if sf.scheme() == "file" {
+				// A store that overlaps a running server's rooms is
+				// still the user's to work on, but not unknowingly.
+				warnServed(cmd.ErrOrStderr(), sf.target())
+			}
 			if limit > 0 {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, limit)

@@ -6,7 +6,7 @@
 //	roomstore --store ws://127.0.0.1:8080/rooms/r1 --token "$T" watch
 //
 //	export ROOMSTORE_TOKEN_SECRET=...        # the HS256 secret of the tokens
-//	roomstore serve --store 'file://./roomstore-data/{room}' --listen 127.0.0.1:8080
+//	roomstore serve --listen 127.0.0.1:8080  # the rooms in ./roomstore-rooms/{room}
 //	roomstore token --name alice --room r1   # a token for ws://127.0.0.1:8080/rooms/r1
 //
 // The file commands (ls, stat, put, get, rm, mv, url, watch, sweep) work on
@@ -15,6 +15,14 @@
 // opened directly, or a room server's room, ws://HOST:PORT/rooms/ROOM,
 // reached with the participant token of --token (default
 // $ROOMSTORE_TOKEN).
+//
+// serve keeps each room in a store of its own, by default
+// file://./roomstore-rooms/{room}: beside the file commands' default store,
+// never inside it, so that a file command run in the same directory
+// without --store cannot reach the rooms. A file command whose file://
+// store overlaps the rooms of a running serve on the same host (is their
+// directory, lies inside it, or holds it as a subfolder) says so in one
+// line, "roomstore: warning: ...", before it acts.
 //
 // Exit status: 0 on success (serve: after a clean shutdown on SIGINT or
 // SIGTERM); 1 on failure, with one line on stderr such as "roomstore: get
@@ -130,8 +138,12 @@ $` + storeEnv + `, else ` + defaultStore + `):
                                   https:// are taken as ws:// and wss://), with the
                                   participant token of --token (default $` + tokenEnv + `)
 
-serve serves each room at ws://ADDR/rooms/{room} on a store of its own,
-with tokens signed with the secret in ` + secretEnv + ` (see token).
+serve serves each room at ws://ADDR/rooms/{room} on a store of its own
+(by default ` + defaultRoomsStore + `, beside the file commands'
+default store rather than in it), with tokens signed with the secret in
+` + secretEnv + ` (see token). A file command whose file:// store overlaps
+the rooms of a running serve on this host warns first, in one line
+("roomstore: warning: ...").
 
 Exit status: 0 on success; 1 on failure, with one line on standard error
 ("roomstore: get notes/x.txt: file does not exist"); 2 on a usage error.

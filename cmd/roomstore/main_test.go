@@ -169,13 +169,21 @@ func (p *proc) wait(t *testing.T, d time.Duration) int {
 	}
 }
 
-// startServe starts `roomstore serve` on a free port and returns it with the
-// address it listens on, read from --addr-file.
+// startServe starts `roomstore serve` on a free port (on mem:// unless
+// args give --store) and returns it with the address it listens on, read
+// from --addr-file.
 func startServe(t *testing.T, secret string, args ...string) (*proc, string) {
 	t.Helper()
+	return startServeWith(t, procOptions{secret: secret}, append([]string{"--store", "mem://"}, args...)...)
+}
+
+// startServeWith is startServe run as o says, on serve's default store
+// unless args give --store.
+func startServeWith(t *testing.T, o procOptions, args ...string) (*proc, string) {
+	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addr")
-	args = append([]string{"serve", "--listen", "127.0.0.1:0", "--store", "mem://", "--addr-file", addrFile}, args...)
-	p := start(t, secret, args...)
+	args = append([]string{"serve", "--listen", "127.0.0.1:0", "--addr-file", addrFile}, args...)
+	p := startWith(t, o, args...)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if b, err := os.ReadFile(addrFile); err == nil {

@@ -37,6 +37,7 @@ import (
 // serveConfig is what `roomstore serve` is given.
 type serveConfig struct {
 	store, listen, publicURL, addrFile string
+	storeGiven                         bool // --store was given: no default applies
 	events, metrics                    string
 	insecureDev, presign               bool
 	roomIdle, shutdownTimeout          time.Duration
@@ -75,6 +76,12 @@ const (
 	filesPrefix = "/files/"
 )
 
+// defaultRoomsStore is serve's default --store: beside the file
+// commands' default store (defaultStore, file://./roomstore-data), never
+// in it, so that a file command run in the same directory without
+// --store cannot reach the rooms (rm -r / would remove them all).
+const defaultRoomsStore = "file://./roomstore-rooms/{room}"
+
 // downloadKeyLabel derives the download-URL signing key from the token
 // secret, so that one secret gives every replica the same key without the
 // two keys ever being the same bytes.
@@ -87,7 +94,7 @@ func newServeCmd() *cobra.Command {
 		Short: "Serve rooms over the MeshAgent room protocol",
 		Long: `serve serves every room at ws://ADDR/rooms/{room}, each on its own store:
 --store is a store URL in which {room} stands for the room's name (one path
-element, escaped), such as file://./roomstore-data/{room},
+element, escaped), such as file://./roomstore-rooms/{room} (the default),
 file:///var/lib/rooms/{room}, s3://bucket/rooms/{room}?region=eu-west-1,
 gs://bucket/rooms/{room} or mem://rooms/{room} (in memory for the life of
 the process; a bare mem:// keeps each room only while it is open). It is a
@@ -96,6 +103,18 @@ apply. For file:// serve creates the directory that holds the rooms' stores
 (the path before {room}) when it starts, if it does not exist, but not the
 directories above it; a room's directory is created when a participant
 that may write first joins the room.
+
+By default the rooms are in ./roomstore-rooms, beside the file commands'
+default store ./roomstore-data rather than in it, where serve's former
+default (file://./roomstore-data/{room}) put them and a file command's
+rm -r / removed them. Without --store, serve refuses to start while
+./roomstore-data holds rooms and ./roomstore-rooms does not exist, and
+says how to move them. With a file:// --store, serve logs a warning when
+the rooms' directory overlaps the file commands' default store here
+($ROOMSTORE_STORE, else ./roomstore-data), and holds a lock on
+.roomstore/serve.lock in that directory while it runs: a file command
+whose file:// store is the directory, lies inside it or holds it as a
+subfolder warns that what it changes there changes the rooms.
 
 Connections need a token signed with the HS256 secret in ` + secretEnv + `
 (at least 32 bytes; see roomstore token); without one serve refuses to
@@ -165,11 +184,12 @@ Once it listens it logs "listening addr=HOST:PORT" on stderr (and writes
 HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			c.storeGiven = cmd.Flags().Changed("store")
 			return serve(cmd.Context(), c, cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.store, "store", "file://./roomstore-data/{room}", "store URL; {room} is replaced by the room's name")
+	f.StringVar(&c.store, "store", defaultRoomsStore, "store URL; {room} is replaced by the room's name")
 	f.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on (port 0 picks a free one)")
 	f.StringVar(&c.publicURL, "public-url", "", "base URL clients reach this server at, for download URLs (default http://ADDR)")
 	f.StringVar(&c.events, "events", "", "NATS server URL(s), comma-separated, that carry events between replicas (JetStream)")
@@ -227,6 +247,11 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 	if err := c.checkBudgets(); err != nil {
 		return err
 	}
+	if !c.storeGiven {
+		if err := checkFormerRooms(); err != nil {
+			return err
+		}
+	}
 	store, err := parseStoreTemplate(c.store)
 	if err != nil {
 		return err
@@ -234,7 +259,11 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 	if err := store.prepareDisk(log); err != nil {
 		return err
 	}
-	_, roomLast, _ := store.diskFolders()
+	base, roomLast, _ := store.diskFolders()
+	if base != "" {
+		warnDefaultOverlap(base, log)
+		defer markServed(base, log)()
+	}
 
 	transport, closeEvents, err := openEvents(c.events, log)
 	if err != nil {
@@ -587,7 +616,7 @@ func parseStoreTemplate(raw string) (storeTemplate, error) {
 	}
 	bareMem := scheme == "mem" && u.Host == "" && u.Opaque == "" && strings.Trim(u.Path, "/") == ""
 	if !strings.Contains(u.Path, mark) && !bareMem {
-		return storeTemplate{}, fmt.Errorf("--store %q has no {room}: every room would share one store; put {room} in its path, such as file://./roomstore-data/{room}", raw)
+		return storeTemplate{}, fmt.Errorf("--store %q has no {room}: every room would share one store; put {room} in its path, such as %s", raw, defaultRoomsStore)
 	}
 	return storeTemplate{raw: raw}, nil
 }

@@ -22,7 +22,10 @@ import (
 	"github.com/roomstore/roomstore/roomclient"
 )
 
-// Environment defaults of --store and --token.
+// The environment variables that are the defaults of --store and
+// --token, and the store the file commands work on without either:
+// beside serve's default rooms (defaultRoomsStore), neither inside the
+// other.
 const (
 	storeEnv     = "ROOMSTORE_STORE"
 	tokenEnv     = "ROOMSTORE_TOKEN"
