@@ -11,6 +11,7 @@ require (
 	github.com/aws/aws-sdk-go-v2/credentials v1.21.0
 	github.com/aws/aws-sdk-go-v2/service/s3 v1.114.10
 	github.com/coder/websocket v1.8.15
+	github.com/fsnotify/fsnotify v1.10.1
 	github.com/nats-io/nats.go v1.55.0
 	github.com/roomstore/roomstore v0.0.0-00010101000000-000000000000
 	github.com/spf13/afero v1.15.0

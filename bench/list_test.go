@@ -17,6 +17,9 @@ import (
 // listFiles is how many files the listed folder holds.
 const listFiles = 100_000
 
+// listContent is what each of them holds.
+var listContent = []byte("sixteen bytes..\n")
+
 // BenchmarkList100k measures List of one folder holding 100,000 files (16
 // bytes each) on afero OsFs and on backend_mem, against the raw listing
 // of the same folder on disk: os.ReadDir and Info for every entry (an
@@ -32,8 +35,7 @@ const listFiles = 100_000
 // ROOMSTORE_BENCH_DATA names a folder (cmd/benchreport sets it for a whole
 // run) they are made there once and reused by later rounds.
 func BenchmarkList100k(b *testing.B) {
-	content := []byte("sixteen bytes..\n")
-	dir := listData(b, content)
+	dir := listData(b, listContent)
 	folder := filepath.Join(dir, "room")
 	ctx := context.Background()
 	engineList := func(e *roomstore.Engine) func() {
@@ -61,9 +63,9 @@ func BenchmarkList100k(b *testing.B) {
 		{"mem-vs-readdir", func(b *testing.B) {
 			e := memEngine(b)
 			for i := range listFiles {
-				h, err := e.Open(ctx, fmt.Sprintf("room/file-%06d.txt", i), roomstore.OpenOptions{Overwrite: true})
+				h, err := e.Open(ctx, "room/"+fileName(i), roomstore.OpenOptions{Overwrite: true})
 				check(b, err)
-				check(b, e.Write(ctx, h, content))
+				check(b, e.Write(ctx, h, listContent))
 				check(b, e.Close(ctx, h))
 			}
 			listPaired(b, engineList(e), rawList)
@@ -105,13 +107,7 @@ func peakHeap(op func()) float64 {
 // of content: made in a temporary folder, or once in
 // $ROOMSTORE_BENCH_DATA/list100k.
 func listData(b *testing.B, content []byte) string {
-	populate := func(dir string) {
-		folder := filepath.Join(dir, "room")
-		check(b, os.MkdirAll(folder, 0o755))
-		for i := range listFiles {
-			check(b, os.WriteFile(filepath.Join(folder, fmt.Sprintf("file-%06d.txt", i)), content, 0o644))
-		}
-	}
+	populate := func(dir string) { makeFiles(b, filepath.Join(dir, "room"), listFiles, content) }
 	shared := os.Getenv("ROOMSTORE_BENCH_DATA")
 	if shared == "" {
 		dir := b.TempDir()
@@ -128,3 +124,15 @@ func listData(b *testing.B, content []byte) string {
 	check(b, os.WriteFile(done, nil, 0o644))
 	return dir
 }
+
+// makeFiles writes n files of content into the new folder dir, named as
+// fileName names them.
+func makeFiles(b *testing.B, dir string, n int, content []byte) {
+	check(b, os.MkdirAll(dir, 0o755))
+	for i := range n {
+		check(b, os.WriteFile(filepath.Join(dir, fileName(i)), content, 0o644))
+	}
+}
+
+// fileName is the name of the i-th file of a listed or scanned folder.
+func fileName(i int) string { return fmt.Sprintf("file-%06d.txt", i) }

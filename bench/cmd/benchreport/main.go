@@ -6,9 +6,9 @@
 //
 // It compiles the suite's test binary once (go test -c), runs the ratio
 // cases (small files, events, list, 64 MiB, the room server's 64 MiB,
-// fan-out and access grants, instrumentation, budgets, compression) for -rounds
-// rounds, reversing the order of roomstore and its baselines on every
-// other round, runs the memory and append cases once, and prints and
+// fan-out and access grants, instrumentation, budgets, compression,
+// outside changes) for -rounds rounds, reversing the order of roomstore
+// and its baselines on every other round, runs the memory and append cases once, and prints and
 // writes, for every comparison, roomstore's figure, each baseline's,
 // their ratio and the target. A figure is the median over the rounds; a ratio is the median of
 // the ratios taken within each round, so that both sides of a ratio always
@@ -77,6 +77,18 @@ const floodIterations = "1000x"
 const (
 	natsLatencyIterations    = "5000x"
 	natsThroughputIterations = "300000x"
+)
+
+// The -test.benchtime of the outside-change cases: the measured writes of
+// the delay cases with a Settle of 1 ms, those with the default Settle
+// (each takes that long), the iterations of the scan case of 10,000 files
+// on disk, and those of the longer scans (100,000 files on disk, 10,000
+// on S3).
+const (
+	outsideIterations        = "200x"
+	outsideDefaultIterations = "30x"
+	scan10kIterations        = "20x"
+	scanIterations           = "5x"
 )
 
 // plan is one invocation pattern of the test binary.
@@ -148,8 +160,10 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline str
 	// does the fan-out case, whose percentiles need a known sample count,
 	// the access grants' list case, whose three participants take their
 	// six orders evenly, the budgets' flood case, whose phases take turns
-	// every 50 cycles, and its idle case, one server and 10,000
-	// connections per round.
+	// every 50 cycles, its idle case, one server and 10,000 connections
+	// per round, and the outside-change cases, whose percentiles need a
+	// known count of writes and whose scans of 100,000 files take a
+	// second or more each.
 	ratioPlans := []plan{
 		{regex: "^(BenchmarkSmallFile|BenchmarkUploadMove|BenchmarkEvents|BenchmarkInstrumentation|BenchmarkRoomGrantCycle)$", benchtime: benchtime},
 		{regex: "^(BenchmarkList100k|BenchmarkLarge64MiB|BenchmarkRoomServer64MiB|BenchmarkRoomServerDeflate)$", benchtime: fixedIterations},
@@ -160,6 +174,10 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline str
 		{regex: "^(BenchmarkBudgetsEmptyingFolder|BenchmarkBudgetsDeepList)$", benchtime: benchtime},
 		{regex: "^BenchmarkBudgetsFlood$", benchtime: floodIterations},
 		{regex: "^BenchmarkBudgetsIdle10k$", benchtime: "1x"},
+		{regex: "^BenchmarkOutside$/^(file|s3)-settle-1ms$", benchtime: outsideIterations},
+		{regex: "^BenchmarkOutside$/^(file|s3)-settle-default$", benchtime: outsideDefaultIterations},
+		{regex: "^BenchmarkOutside$/^scan-file-10k$", benchtime: scan10kIterations},
+		{regex: "^BenchmarkOutside$/^scan-(file-100k|s3-10k)$", benchtime: scanIterations},
 	}
 	oncePlans := []plan{
 		{regex: "^(BenchmarkMemory1GiB|BenchmarkMemoryMem64MiB)$", benchtime: "1x"},

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/roomstore/roomstore"
 )
 
 // report builds the markdown document.
@@ -73,6 +75,7 @@ const (
 	bempty = "BenchmarkBudgetsEmptyingFolder/"
 	bdeep  = "BenchmarkBudgetsDeepList/"
 	defl   = "BenchmarkRoomServerDeflate/"
+	outsd  = "BenchmarkOutside/"
 	nsop   = "ns/op"
 )
 
@@ -111,6 +114,7 @@ func render(m machine, r *results) string {
 	w.accessGrants()
 	w.budgets()
 	w.deflate()
+	w.outside()
 	w.summary()
 	w.all()
 	return w.String()
@@ -659,6 +663,77 @@ func (w *report) deflate() {
 	w.line("")
 }
 
+// outside is section 16.
+func (w *report) outside() {
+	w.line("## 16. Outside changes")
+	w.line("")
+	w.line("How soon an engine with `roomstore.WithWatch` tells its subscribers of a change that another program made to its store (an event without a participant), and what its reconciling scan costs.")
+	w.line("")
+	w.line("Delay: another program writes a new 64-byte file; the time from its write returning to an engine subscriber's handler getting the event, against, for the same writes, a bare watcher of the same feed hearing of it (0 if it heard it before the write returned; the ratio is then \"—\"). Each write waits for both, then 2 ms, before the next (%s measured writes per round with a Settle of 1 ms, %s with the default Settle, %d ms, that `WithWatch(Watch{})` gives; after untimed ones). `file://`: `os.WriteFile` into the folder of `roomstore.OpenURL(\"file://DIR\")`, whose own feed is inotify; the baseline is a bare fsnotify watcher of the folder (the file's Write event, which inotify reports while `os.WriteFile` runs). S3: `PutObject` by a raw aws-sdk-go-v2 client to a versitygw that publishes bucket notifications to a nats-server (child processes, loopback); the engine is `roomstore.OpenURL(\"s3://BUCKET?...\")` with `Watch{Feeds: [events_nats.NewS3Feed], NoNative: true, Scan: -1}`; the baseline is a raw NATS subscriber of the notification subject (the gateway notifies once it has answered). A percentile is each round's, a ratio (roomstore over baseline) each round's, then the median over the rounds. The last column is roomstore's figure less the Settle it waited on purpose. The last two rows time the `Engine.Scan` that finds one file changed from outside among 10,000 and publishes its event (see below): beyond the scan interval, the delay of a change that no feed reported.", fmtCount(iterations(outsideIterations)), fmtCount(iterations(outsideDefaultIterations)), roomstore.DefaultSettle.Milliseconds())
+	w.line("")
+	w.header("measure", "roomstore", "baseline", "roomstore", "baseline", "ratio", "roomstore less Settle")
+	us := func(v float64) string { return fmtDur(v * 1e3) }
+	delay := func(what, name, rsLabel, baseLabel string, settle time.Duration) {
+		n := outsd + name
+		for _, q := range []string{"p50", "p99"} {
+			rs, base := "roomstore-"+q+"-µs", "baseline-"+q+"-µs"
+			ratio, ok := w.r.ratioWithin(n, rs, base)
+			if v, vok := w.r.median(n, base); vok && v == 0 {
+				ok = false // heard within the write: no ratio
+			}
+			beyond := "—"
+			if v, ok := w.r.median(n, rs); ok {
+				beyond = us(v - float64(settle.Microseconds()))
+			}
+			w.row(what+", "+q, rsLabel, baseLabel, w.fig(n, rs, us), w.fig(n, base, us), fmtRatio(ratio, ok), beyond)
+		}
+	}
+	dflt := fmt.Sprintf("default Settle (%d ms)", roomstore.DefaultSettle.Milliseconds())
+	fileRS, fileBase := "engine's subscriber (inotify)", "bare fsnotify watcher"
+	s3RS, s3Base := "engine's subscriber (S3Feed)", "raw NATS subscriber"
+	delay("`file://`, Settle 1 ms: write → event", "file-settle-1ms", fileRS, fileBase, time.Millisecond)
+	delay("`file://`, "+dflt+": write → event", "file-settle-default", fileRS, fileBase, roomstore.DefaultSettle)
+	delay("S3, Settle 1 ms: PutObject → event", "s3-settle-1ms", s3RS, s3Base, time.Millisecond)
+	delay("S3, "+dflt+": PutObject → event", "s3-settle-default", s3RS, s3Base, roomstore.DefaultSettle)
+	for _, c := range []struct{ what, name, base string }{
+		{"`file://`: the scan that finds 1 changed file of 10,000", "scan-file-10k", "WalkDir + Info, 10,000 files"},
+		{"S3: the scan that finds 1 changed object of 10,000", "scan-s3-10k", "ListObjectsV2, 10,000 keys"},
+	} {
+		n := outsd + c.name
+		ratio, ok := w.r.ratioWithin(n, "changed-ns/scan", "baseline-ns/scan")
+		w.row(c.what, "`Engine.Scan`", c.base, w.fig(n, "changed-ns/scan", fmtDur), w.fig(n, "baseline-ns/scan", fmtDur), fmtRatio(ratio, ok), "—")
+	}
+	w.line("")
+	w.line("Scan cost: `Engine.Scan` (`Watch{Scan: -1, NoNative: true}`: nothing else looks at the store) over a store of unchanged 16-byte files, against the raw listing of the same files, alternately (%s iterations per round on the disk store of 10,000 files, %s on the others, after one untimed call of each): on disk `filepath.WalkDir` with `Info` for each entry; on S3 (a versitygw of its own) ListObjectsV2 of the store's prefix, no delimiter, 1,000 keys a page, by the raw client. Means per scan; CPU is the process's (getrusage; on S3 the gateway's is not in it), allocations those of the process during the call.", strings.TrimSuffix(scan10kIterations, "x"), strings.TrimSuffix(scanIterations, "x"))
+	w.line("")
+	w.header("scan of unchanged files", "roomstore", "baseline", "roomstore", "baseline", "ratio", "CPU, roomstore / baseline", "allocations, roomstore / baseline", "bytes allocated, roomstore / baseline")
+	for _, c := range []struct{ what, name, base string }{
+		{"`file://`, 10,000 files", "scan-file-10k", "WalkDir + Info"},
+		{"`file://`, 100,000 files", "scan-file-100k", "WalkDir + Info"},
+		{"S3, 10,000 objects", "scan-s3-10k", "ListObjectsV2"},
+	} {
+		n := outsd + c.name
+		ratio, ok := w.r.ratioWithin(n, "roomstore-ns/scan", "baseline-ns/scan")
+		w.row(c.what, "`Engine.Scan`", c.base, w.fig(n, "roomstore-ns/scan", fmtDur), w.fig(n, "baseline-ns/scan", fmtDur), fmtRatio(ratio, ok),
+			w.fig(n, "roomstore-cpu-ns/scan", fmtDur)+" / "+w.fig(n, "baseline-cpu-ns/scan", fmtDur),
+			w.fig(n, "roomstore-allocs/scan", fmtCount)+" / "+w.fig(n, "baseline-allocs/scan", fmtCount),
+			w.fig(n, "roomstore-B/scan", fmtBytes)+" / "+w.fig(n, "baseline-B/scan", fmtBytes))
+	}
+	w.line("")
+	interval := roomstore.DefaultScanInterval
+	cpu, cok := w.r.median(outsd+"scan-file-100k", "roomstore-cpu-ns/scan")
+	wall, wok := w.r.median(outsd+"scan-file-100k", "roomstore-ns/scan")
+	s3wall, sok := w.r.median(outsd+"scan-s3-10k", "roomstore-ns/scan")
+	if cok && wok {
+		share := fmt.Sprintf("At the default scan interval (`DefaultScanInterval`, %g minutes), a disk store of 100,000 files costs one scan of %s of CPU (%s of wall time) per interval: %.2f%% of one core.", interval.Minutes(), fmtDur(cpu), fmtDur(wall), 100*cpu/float64(interval))
+		if sok {
+			share += fmt.Sprintf(" On S3 a scan lists 1,000 keys a request; 10,000 objects took %s of wall time, %.2f%% of the interval.", fmtDur(s3wall), 100*s3wall/float64(interval))
+		}
+		w.line("%s", share)
+		w.line("")
+	}
+}
+
 // iterations returns the count of a -test.benchtime of the form "Nx".
 func iterations(benchtime string) float64 {
 	n, _ := strconv.Atoi(strings.TrimSuffix(benchtime, "x"))
@@ -690,7 +765,7 @@ func (w *report) summary() {
 func (w *report) all() {
 	w.line("## Every benchmark")
 	w.line("")
-	w.line("Medians over the rounds; \"spread\" is the lowest and highest time per op of the rounds. A small-file or list op is one roomstore call plus one baseline call, a room-server 64 MiB op one direct cycle plus one server cycle, a fan-out op one write to each of its two rooms, an access-grant cycle op one cycle of each of its two participants an access-grant list op one list by each of its three, an emptying-folder op one cycle on each of its two engines and a deep-list op one list of each of its two roots, so their time, B/op and allocs/op cover every side; a flood op is one measured cycle with its pause and its share of the phase switches, and an idle op a whole run of the command (start, 10,000 joins, measurements, stop).")
+	w.line("Medians over the rounds; \"spread\" is the lowest and highest time per op of the rounds. A small-file or list op is one roomstore call plus one baseline call, a room-server 64 MiB op one direct cycle plus one server cycle, a fan-out op one write to each of its two rooms, an access-grant cycle op one cycle of each of its two participants an access-grant list op one list by each of its three, an emptying-folder op one cycle on each of its two engines, a deep-list op one list of each of its two roots and an outside-change scan op one scan of each side (and, with 10,000 files, one change and the scan that finds it), so their time, B/op and allocs/op cover every side; an outside-change delay op is one write with its pause and its wait for both events; a flood op is one measured cycle with its pause and its share of the phase switches, and an idle op a whole run of the command (start, 10,000 joins, measurements, stop).")
 	w.line("")
 	w.header("benchmark", "rounds", "time/op", "spread", "B/op", "allocs/op", "other metrics")
 	for _, name := range w.r.order {
