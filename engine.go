@@ -330,6 +330,9 @@ func (e *Engine) stop() {
 		// stops delivering others' events before the bus closes.
 		err = e.link.Close(context.Background())
 	}
+	if e.watch != nil {
+		e.watch.leave() // once the link has published what it could
+	}
 	err = errors.Join(err, e.bus.Close(context.Background()), e.tel.Close())
 	if e.owned {
 		err = errors.Join(err, e.b.Close())

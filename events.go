@@ -41,11 +41,13 @@ func (e *Engine) publishEvent(ctx context.Context, ev events.Event) {
 	ev.Time = time.Now()
 	ev.Origin = e.id
 	ev.ID = e.id + "-" + strconv.FormatUint(e.evSeq.Add(1), 10)
-	if e.watch != nil {
-		e.watch.own(ev, false)
-	}
 	if e.link != nil {
 		e.link.Publish(ctx, ev)
+	}
+	if e.watch != nil {
+		// After the transport has it: what the watcher knows, and saves for
+		// the engines after this one, is then told (see watcher.save).
+		e.watch.own(ev, false)
 	}
 	e.bus.Publish(ev.Type, ev)
 }

@@ -51,7 +51,8 @@ type Watch struct {
 	// listing's tag, see backend.Scanner) with what it knows. 0 means
 	// DefaultScanInterval; a negative Scan turns the periodic scan off
 	// (the first scan, and those a feed asks for after losing track, still
-	// run).
+	// run), and with it the sharing of the scan between engines (see
+	// WithWatch).
 	Scan time.Duration
 	// Settle is how long a path that a feed reported waits before the
 	// engine looks at it (0 means DefaultSettle, or DefaultTransportSettle
@@ -85,14 +86,61 @@ type Watch struct {
 // Settle (the feed's own delay is well under a millisecond; a kernel queue
 // overflow costs a scan); with S3 bucket notifications (Watch.Feeds)
 // within the notification's delivery plus Settle; everywhere else, and for
-// what a feed missed, within one Scan interval plus the scan's duration.
-// Meanwhile subscribers see the store as it was, and Stat and List see
+// what a feed missed, within one Scan interval plus the scan's duration
+// (up to three intervals when the engines share the scan and the one
+// that scans dies, see below). Meanwhile subscribers see the store as it was, and Stat and List see
 // it as it is.
 //
 // The engine takes its first view of the store with a scan when New
 // returns (see WaitWatching): changes made before that scan ends are part
-// of the starting point, not events. It keeps the path and version of
-// every file of the store, about 100 bytes a file. New fails with fs.ErrInvalid for a nil feed or a negative Settle.
+// of the starting point, not events, unless the engine starts from a
+// saved state (below). It keeps the path and version of every file of the
+// store, about 100 bytes a file. New fails with fs.ErrInvalid for a nil
+// feed or a negative Settle.
+//
+// # Engines that share the scan
+//
+// When the event transport (WithEventTransport) also coordinates the
+// engines of a store (an events.Coordinator, as events_nats's is) and Scan
+// is positive, the engines of the store share the periodic scan and what
+// it compares against:
+//
+//   - Who scans: one engine at a time, the holder of the store's scan
+//     lease. It takes the lease once its first scan ends, if no engine
+//     holds it, and at each Scan interval renews it for 2 × Scan; every
+//     other engine tries at each of its intervals and scans only once it
+//     holds the lease. An engine that cannot reach the coordinator scans
+//     at every interval meanwhile: the outside events it tells again are
+//     refused by the engines that told them, so a second scanner costs
+//     work, never a duplicate. The first scan, those that a feed asks for
+//     after losing track, and Engine.Scan run on every engine regardless.
+//   - When the holder goes: at Shutdown it gives the lease up, and another
+//     engine takes it at its next interval; a holder that dies holds it
+//     until it expires, at most 2 × Scan after its last renewal, so
+//     another engine scans within 3 × Scan of its death. An outside
+//     change that no feed reports becomes an event within 3 × Scan plus a
+//     scan's duration, and within one Scan plus that while the holder
+//     lives. Expiry is judged by each host's clock: hosts whose clocks
+//     differ by more than Scan may both scan for a while.
+//   - What survives restarts: after each scan of the whole store it ends
+//     as the holder, and at its Shutdown if it holds the lease or no
+//     engine does, the engine saves the path and version of every file it
+//     knows with the coordinator (compressed: some 20 bytes a file), once
+//     the transport has published every event the engine made until then.
+//     An engine that starts loads that state (within five seconds;
+//     without one, or on any error, its first scan only learns the
+//     store): its first scan then compares the store with it, and reports
+//     what changed since it was saved, such as changes made while no
+//     engine of the store ran and commits of an engine that died before
+//     its transport published their events. Events of other engines that
+//     arrive meanwhile count as ever: each change is reported once on each
+//     engine. An engine that starts while others run may also report
+//     changes that those others made since the state was saved (about a
+//     Scan interval before) to its own subscribers, who had not seen them;
+//     the others refuse them.
+//
+// Stats.Watch counts scans, those left to the holder, outside events and
+// saves.
 func WithWatch(w Watch) Option {
 	return func(c *config) error {
 		for i, f := range w.Feeds {
@@ -123,14 +171,27 @@ type watcher struct {
 	cfg Watch
 	tag func(etag string) string // the scan tag of an ETag (backend.Scanner)
 
+	// coord is the engine's transport where it coordinates the engines
+	// of the store and the periodic scan runs (see WithWatch); else nil.
+	coord events.Coordinator
+
 	mu       sync.Mutex
 	known    map[string]string    // path -> scan tag
-	baseline bool                 // the first scan runs: known is not yet whole
-	touched  map[string]struct{}  // paths changed while the first scan ran
+	baseline bool                 // until the first view of the store is taken: known is not yet whole
+	touched  map[string]struct{}  // paths changed while baseline
 	pending  map[string]time.Time // path -> when to look at it
 	dirs     map[string]time.Time // folder -> when to scan it
-	rescan   bool                 // a feed lost track: scan the whole store
+	rescan   bool                 // scan the whole store
 	wake     chan struct{}        // 1-buffered: something is pending
+	// inherited holds the paths whose version in known came from the
+	// state that engines before this one saved, and of which no event has
+	// been published or delivered here since: another engine's event of
+	// that version is news to this engine's subscribers all the same.
+	inherited map[string]struct{}
+	// unpublished counts the looks that recorded a version in known whose
+	// event is not yet handed to the transport: known is not saved
+	// meanwhile.
+	unpublished int
 
 	started  chan struct{} // closed when the first scan has ended
 	firstErr error         // its error, read once started is closed
@@ -138,26 +199,35 @@ type watcher struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	scans, outside, lost atomic.Uint64
+	holder, restored atomic.Bool // see WatchStats
+	saving           atomic.Bool // a save runs
+	whole            atomic.Bool // a scan of the whole store has ended well: known is whole
+	leaseFailing     bool        // the loop's: the last Lease failed
+
+	scans, left, outside, lost, saved atomic.Uint64
 }
 
 func newWatcher(e *Engine, cfg Watch) *watcher {
 	w := &watcher{
-		e:       e,
-		cfg:     cfg,
-		tag:     func(etag string) string { return etag },
-		known:   map[string]string{},
-		touched: map[string]struct{}{},
-		pending: map[string]time.Time{},
-		dirs:    map[string]time.Time{},
-		wake:    make(chan struct{}, 1),
-		started: make(chan struct{}),
-		// Until the first scan has ended, known is not whole: no event
-		// of another engine may be refused for what it lacks.
+		e:         e,
+		cfg:       cfg,
+		tag:       func(etag string) string { return etag },
+		known:     map[string]string{},
+		touched:   map[string]struct{}{},
+		pending:   map[string]time.Time{},
+		dirs:      map[string]time.Time{},
+		inherited: map[string]struct{}{},
+		wake:      make(chan struct{}, 1),
+		started:   make(chan struct{}),
+		// Until the first view of the store is taken, known is not whole:
+		// no event of another engine may be refused for what it lacks.
 		baseline: true,
 	}
 	if s, ok := e.b.(backend.Scanner); ok {
 		w.tag = s.ScanTag
+	}
+	if c, ok := e.cfg.transport.(events.Coordinator); ok && cfg.Scan > 0 {
+		w.coord = c
 	}
 	if w.cfg.Settle == 0 {
 		w.cfg.Settle = DefaultSettle
@@ -278,16 +348,24 @@ func (w *watcher) loop(ctx context.Context, native <-chan struct{}) {
 		close(w.started)
 		return
 	}
-	err := w.scan(ctx, "", true)
-	w.mu.Lock()
-	w.baseline = false
-	clear(w.touched)
-	w.mu.Unlock()
+	var err error
+	if w.restore(ctx) {
+		err = w.scan(ctx, "", false) // reports what changed since the state was saved
+	} else {
+		err = w.scan(ctx, "", true)
+		w.mu.Lock()
+		w.baseline = false
+		clear(w.touched)
+		w.mu.Unlock()
+	}
 	w.firstErr = err
 	close(w.started)
 	if err != nil && ctx.Err() == nil {
 		w.e.cfg.logger.Warn("roomstore: first scan of the store failed; scanning again", "err", err)
 		w.changed(backend.Change{Lost: true})
+	}
+	if held, _ := w.lease(ctx); held && err == nil {
+		w.save(ctx)
 	}
 	var tick <-chan time.Time
 	if w.cfg.Scan > 0 {
@@ -309,7 +387,11 @@ func (w *watcher) loop(ctx context.Context, native <-chan struct{}) {
 		case <-w.wake:
 		case <-timer.C:
 		case <-tick:
-			w.changed(backend.Change{Lost: true})
+			if w.periodic(ctx) {
+				w.mu.Lock()
+				w.rescan = true // due, next, scans
+				w.mu.Unlock()
+			}
 		}
 	}
 }
@@ -358,7 +440,11 @@ func (w *watcher) due(ctx context.Context) time.Time {
 		}
 	}
 	if full {
-		report("scan", w.scan(ctx, "", false))
+		err := w.scan(ctx, "", false)
+		report("scan", err)
+		if err == nil && w.holder.Load() {
+			w.save(ctx)
+		}
 		return next
 	}
 	for _, d := range dirs {
@@ -413,9 +499,13 @@ func (w *watcher) look(ctx context.Context, p string) error {
 		w.mu.Unlock()
 		return nil
 	}
+	w.unpublished++
 	w.mu.Unlock()
 	w.outside.Add(1)
 	e.publishEvent(context.WithoutCancel(ctx), ev)
+	w.mu.Lock()
+	w.unpublished--
+	w.mu.Unlock()
 	return nil
 }
 
@@ -423,7 +513,9 @@ func (w *watcher) look(ctx context.Context, p string) error {
 // version differs from what the engine knows, and at every file it knows
 // there that the listing lacks. The first scan (baseline) only learns.
 func (w *watcher) scan(ctx context.Context, dir string, baseline bool) error {
-	w.scans.Add(1)
+	if dir == "" {
+		w.scans.Add(1)
+	}
 	seen := map[string]struct{}{}
 	var differ []string
 	for info, err := range w.files(ctx, dir) {
@@ -446,6 +538,7 @@ func (w *watcher) scan(ctx context.Context, dir string, baseline bool) error {
 		w.mu.Unlock()
 	}
 	if baseline {
+		w.whole.Store(true)
 		return nil
 	}
 	w.mu.Lock()
@@ -459,6 +552,9 @@ func (w *watcher) scan(ctx context.Context, dir string, baseline bool) error {
 		if err := w.look(ctx, p); err != nil {
 			return err
 		}
+	}
+	if dir == "" {
+		w.whole.Store(true)
 	}
 	return nil
 }
@@ -524,6 +620,12 @@ func (w *watcher) own(ev events.Event, remote bool) bool {
 		}
 	}
 	news := !remote || w.baseline
+	for _, p := range []string{ev.Path, ev.SourcePath} {
+		if _, ok := w.inherited[p]; ok && p != "" {
+			news = true
+			delete(w.inherited, p)
+		}
+	}
 	switch ev.Type {
 	case EventFileUpdated:
 		if known, ok := w.known[ev.Path]; !ok || known != tag || tag == unknownTag {
@@ -558,9 +660,11 @@ func (e *Engine) admit(ev events.Event) bool {
 }
 
 // WaitWatching waits until an engine with WithWatch has taken its first
-// view of the store (see WithWatch), and returns the error of that first
-// scan, if it failed (the engine then scans again), or ctx's error if it
-// ends first. Without WithWatch it fails with fs.ErrInvalid.
+// view of the store (see WithWatch; when it starts from a saved state,
+// once its first scan has reported what changed since), and returns the
+// error of that first scan, if it failed (the engine then scans again),
+// or ctx's error if it ends first. Without WithWatch it fails with
+// fs.ErrInvalid.
 func (e *Engine) WaitWatching(ctx context.Context) error {
 	if e.watch == nil {
 		return &fs.PathError{Op: "wait watching", Path: "", Err: fmt.Errorf("%w: the engine has no WithWatch", fs.ErrInvalid)}

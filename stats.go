@@ -54,6 +54,9 @@ type Stats struct {
 	// Transport is the event transport's counters (see
 	// Engine.TransportStats), all zero without WithEventTransport.
 	Transport events.TransportStats
+	// Watch is what WithWatch did: scans, outside events, the scan lease
+	// and saved states (see WatchStats); all zero without WithWatch.
+	Watch WatchStats
 	// Usage is, with a Quota (WithQuota), what the store holds as the
 	// engine knows it, and the quota: its Bytes and Files are 0 until the
 	// first call that needed them scanned the store (see Engine.Usage).
@@ -80,6 +83,9 @@ func (e *Engine) Stats() Stats {
 		EventsDelivered: snap.EventsDelivered,
 		EventsDropped:   snap.EventsDropped,
 		Transport:       e.TransportStats(),
+	}
+	if e.watch != nil {
+		s.Watch = e.watch.stats()
 	}
 	if u := e.usage; u != nil {
 		bytes, files, _ := u.snapshot()

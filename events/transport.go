@@ -100,3 +100,46 @@ type TransportStats struct {
 	LagTotal time.Duration
 	LagMax   time.Duration
 }
+
+// Coordinator is implemented by a Transport that also coordinates the
+// engines of a store: leases, each held by one engine at a time, and
+// states, which outlive every engine. store and origin are as in Attach; a
+// name is one or more letters, digits, '_' and '-'. Leases and states are
+// kept apart per store, so that engines of different stores never see
+// each other's.
+//
+// Every method honours ctx, and fails (at the latest when ctx ends) while
+// the transport's server is unreachable. Errors wrap fs.ErrInvalid for
+// unusable arguments and fs.ErrClosed for a closed transport; any other
+// error is the transport's, and says nothing of the lease or the state.
+type Coordinator interface {
+	// Lease reports whether origin holds the lease name of store until
+	// at least ttl after the call began: it takes the lease when nobody
+	// holds it or its holder let it expire, and extends it when origin
+	// holds it already. It reports false while another origin holds it.
+	// Of the origins that call Lease for one lease at once, at most one
+	// gets true until the lease it got expires. Expiry is judged by each
+	// host's clock, so hosts whose clocks differ by d may see a lease
+	// expire d apart.
+	Lease(ctx context.Context, store, name, origin string, ttl time.Duration) (bool, error)
+	// Release gives up the lease name of store if origin holds it, so that
+	// another origin may take it at once; otherwise it changes nothing.
+	Release(ctx context.Context, store, name, origin string) error
+	// SaveState replaces the state name of store with data, which may
+	// be megabytes. A LoadState returns the whole of one saved state,
+	// never part of one nor a mix of two: it fails instead.
+	SaveState(ctx context.Context, store, name string, data []byte) error
+	// LoadState returns the data last saved as the state name of store,
+	// or an error wrapping fs.ErrNotExist if none was.
+	LoadState(ctx context.Context, store, name string) ([]byte, error)
+}
+
+// Flusher is implemented by a Link that can wait for the events it was
+// given.
+type Flusher interface {
+	// Flush waits until every event that Publish was given before Flush
+	// was called has been either acknowledged by the transport's server or
+	// given up on (TransportStats.GaveUp), and returns ctx's error if ctx
+	// ends first. After Close it returns at once.
+	Flush(ctx context.Context) error
+}

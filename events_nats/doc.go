@@ -86,11 +86,47 @@
 //   - An event committed by a process that dies before publishing it is
 //     lost to the other engines, with no gap to tell: the change is in the
 //     store, its event is not. Closing (the engine's Shutdown) publishes what
-//     is queued, within the flush timeout. Making that loss impossible would
-//     take an outbox in the store, written in the commit; this package does
-//     not have one.
+//     is queued, within the flush timeout. Engines with roomstore.WithWatch
+//     tell such a change as an outside event (no participant) once their
+//     scan finds it, or once the next engine of the store starts from the
+//     state saved through this transport (see Coordinating the engines of
+//     a store); without it, making that loss impossible would take an
+//     outbox in the store, written in the commit, which this package does
+//     not have.
 //   - Lag is measured from the event's time on the publishing engine to its
 //     delivery here; across hosts it includes their clocks' difference.
+//
+// # Coordinating the engines of a store
+//
+// Transport is also an events.Coordinator, through which the engines of a
+// store with roomstore.WithWatch take turns at the periodic scan and keep
+// what they know of the store across restarts (see roomstore.WithWatch):
+//
+//   - Leases (Lease, Release) are keys of a JetStream key-value bucket,
+//     LeaseBucket, one for every store: HASH.NAME, HASH as in Subject, so
+//     that store ids never reach NATS here either. A key holds its
+//     holder's origin and the lease's expiry, and every change of it is a
+//     compare-and-swap on its revision: created when absent, updated from
+//     the revision read when the lease expired or is the caller's, deleted
+//     by its holder's Release. Two origins never both hold a lease that
+//     has not expired; expiry is judged by the clocks of the hosts
+//     involved, so hosts whose clocks differ may see it apart by that much.
+//   - States (SaveState, LoadState) are kept in a JetStream stream,
+//     StateStream, one for every store, on subjects named the same way
+//     (PREFIX.states.HASH.NAME): a state is chunks of 256 KiB at most,
+//     so that it may be far larger than a message, and a manifest that
+//     names them, published only if no other save got in since the
+//     manifest it replaces was read; a state is replaced whole, and read
+//     back only whole (its size and SHA-256 are checked), and what it
+//     replaced is purged.
+//
+// The bucket and the stream have file storage on WithReplicas servers and
+// keep what they hold until it is replaced: the lease (a hundred bytes)
+// and the state (some 20 bytes a file) of a store that is gone stay until
+// an operator removes them. The lease bucket is created by the first
+// Lease, the state stream by the first SaveState; LoadState creates
+// nothing. Every call honours its context, and fails at once, or when its
+// context ends, while NATS is unreachable.
 //
 // # Errors and faults
 //

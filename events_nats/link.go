@@ -31,9 +31,11 @@ type link struct {
 
 	mu       sync.Mutex
 	queue    []entry
-	room     sync.Cond // signalled when the queue has room, or Publish must stop waiting for it
-	inflight int       // events of the message being published
-	seq      uint64    // the number of the last event Publish was given
+	room     sync.Cond     // signalled when the queue has room, or Publish must stop waiting for it
+	inflight int           // events of the message being published
+	seq      uint64        // the number of the last event Publish was given
+	settled  uint64        // every event up to this number is published or given up
+	advanced chan struct{} // closed (and replaced) when settled grows
 	closing  bool
 	failing  bool                      // the publisher's last attempt failed
 	iter     jetstream.MessagesContext // the receiver's current subscription
@@ -64,7 +66,7 @@ func newLink(t *Transport, store, origin string, bus *events.Bus) *link {
 		bus: bus, log: t.cfg.log.With("store", storeHash(store)[:12], "engine", origin),
 		since: time.Now().Add(-startSkew), ctx: ctx, cancel: cancel,
 		pubDone: make(chan struct{}), recvDone: make(chan struct{}), wake: make(chan struct{}, 1), made: make(chan struct{}, 1), closed: make(chan struct{}),
-		peers: map[string]*peer{},
+		peers: map[string]*peer{}, advanced: make(chan struct{}),
 	}
 	l.room.L = &l.mu
 	return l
@@ -86,6 +88,36 @@ func (l *link) Stats() events.TransportStats {
 		Received: c.received.Load(), Held: c.held.Load(), Duplicates: c.duplicates.Load(), Lost: c.lost.Load(), Gaps: c.gaps.Load(),
 		Malformed: c.malformed.Load(), Foreign: c.foreign.Load(), Reconnects: c.reconnects.Load(),
 		LagCount: c.lagCount.Load(), LagTotal: time.Duration(c.lagTotal.Load()), LagMax: time.Duration(c.lagMax.Load()),
+	}
+}
+
+// Flush implements events.Flusher.
+func (l *link) Flush(ctx context.Context) error {
+	l.mu.Lock()
+	target := l.seq
+	for l.settled < target {
+		advanced := l.advanced
+		l.mu.Unlock()
+		select {
+		case <-advanced:
+		case <-l.pubDone: // nothing more is published: the rest was given up on
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		l.mu.Lock()
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// settle records that every event up to seq is published or given up on;
+// l.mu is held.
+func (l *link) settle(seq uint64) {
+	if seq > l.settled {
+		l.settled = seq
+		close(l.advanced)
+		l.advanced = make(chan struct{})
 	}
 }
 

@@ -44,6 +44,9 @@ func (l *link) Publish(ctx context.Context, e events.Event) {
 	l.seq++ // numbered here, under l.mu, so that the queue is in order
 	if l.closing || l.full() {
 		closing := l.closing
+		if len(l.queue) == 0 && l.inflight == 0 {
+			l.settle(l.seq)
+		}
 		l.mu.Unlock()
 		n := l.stats.gaveUp.Add(1)
 		if !closing && n&(n-1) == 0 {
@@ -113,11 +116,13 @@ func (l *link) take() ([]entry, bool) {
 				l.queue = nil
 			}
 			l.inflight = n
+			l.settle(batch[0].seq - 1) // the batch before, if any, is done
 			l.room.Broadcast()
 			l.mu.Unlock()
 			return batch, true
 		}
 		l.inflight = 0
+		l.settle(l.seq)
 		done := l.closing || l.ctx.Err() != nil
 		l.mu.Unlock()
 		if done {

@@ -178,7 +178,9 @@ func ConnOptions() []nats.Option {
 
 // Transport carries the events of any number of engines and stores over
 // one NATS connection with JetStream (see the package documentation). It
-// implements events.Transport and is safe for concurrent use.
+// implements events.Transport, and events.Coordinator for the engines'
+// shared scan (see Coordinating the engines of a store), and is safe for
+// concurrent use. Its Links are events.Flusher.
 type Transport struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
@@ -187,6 +189,10 @@ type Transport struct {
 	mu     sync.Mutex
 	closed bool
 	links  map[string]*link // by origin
+
+	coordMu     sync.Mutex         // guards the two below, not the calls that fill them
+	leaseKV     jetstream.KeyValue // nil until found or made
+	stateStream jetstream.Stream   // nil until found or made
 }
 
 var _ events.Transport = (*Transport)(nil)
@@ -275,7 +281,7 @@ func (t *Transport) detach(l *link) {
 
 // Close closes every Link still attached, all at once (see Link's Close:
 // what is queued is published within the flush timeout or ctx) and refuses later Attach
-// calls. It does not close the NATS connection. It returns ctx's error if
+// calls and coordination (fs.ErrClosed). It does not close the NATS connection. It returns ctx's error if
 // ctx ended first, and is idempotent.
 func (t *Transport) Close(ctx context.Context) error {
 	t.mu.Lock()
