@@ -168,7 +168,10 @@ renamed or removed by other programs, or by a replica that died between
 its commit and its publish. Such an event has no participant id and comes
 once: on a file:// store within --settle of the change (inotify), and
 everywhere within --scan-interval, the period of a scan that compares the
-store with what the engine knows (see roomstore.WithWatch). With an s3://
+store with what the engine knows (see roomstore.WithWatch). With --events
+the replicas of a room take turns at that scan (a NATS lease), and what it
+compares against is kept in NATS, so that changes made while no replica
+served the room are told when one next opens it. With an s3://
 store, --s3-events nats://HOST:4222 and --s3-events-subject SUBJECT take
 the bucket notifications that the S3 server publishes to NATS (versitygw's
 --event-nats-url and --event-nats-topic) as a feed, so that other S3
@@ -194,7 +197,7 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.StringVar(&c.publicURL, "public-url", "", "base URL clients reach this server at, for download URLs (default http://ADDR)")
 	f.StringVar(&c.events, "events", "", "NATS server URL(s), comma-separated, that carry events between replicas (JetStream)")
 	f.BoolVar(&c.watch, "watch", true, "tell participants of changes others make to a room's store (other programs, replicas that died before publishing)")
-	f.DurationVar(&c.scanInterval, "scan-interval", roomstore.DefaultScanInterval, "how often --watch compares a whole room's store with what it knows (0: only when a feed lost track)")
+	f.DurationVar(&c.scanInterval, "scan-interval", roomstore.DefaultScanInterval, "how often --watch compares a whole room's store with what it knows (0: only when a feed lost track); with --events one replica at a time does it")
 	f.StringVar(&c.s3Events, "s3-events", "", "NATS server URL(s) where the S3 server publishes its bucket notifications (versitygw: --event-nats-url), so that --watch hears of other S3 clients' changes at once")
 	f.StringVar(&c.s3Subject, "s3-events-subject", "", "the NATS subject of --s3-events (versitygw: --event-nats-topic)")
 	f.DurationVar(&c.settle, "settle", 0, "how long --watch waits after a change it was told of before it looks (default 200ms, 2s with --events)")
