@@ -2,6 +2,7 @@ package roomstore_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -79,7 +80,7 @@ func TestTheScanFindsOutsideChangesWithinItsInterval(t *testing.T) {
 		synctest.Wait()
 		got := rec.events()
 		want := "file.deleted removed.txt by ,file.updated changed.txt by ,file.updated dead/replica.txt by ,file.updated new.txt by "
-		if g := names(sorted2(got)); g != want {
+		if g := names(slices.SortedFunc(slices.Values(got), func(a, b events.Event) int { return strings.Compare(a.Type+a.Path, b.Type+b.Path) })); g != want {
 			t.Fatalf("after the first interval: %s, want %s", g, want)
 		}
 		for _, ev := range got {
@@ -107,17 +108,4 @@ func TestTheScanFindsOutsideChangesWithinItsInterval(t *testing.T) {
 			t.Fatalf("own changes and three scans: %s, want %s", g, want)
 		}
 	})
-}
-
-// sorted2 orders events by type, then path.
-func sorted2(evs []events.Event) []events.Event {
-	c := append([]events.Event(nil), evs...)
-	for i := range c {
-		for j := i + 1; j < len(c); j++ {
-			if c[j].Type+c[j].Path < c[i].Type+c[i].Path {
-				c[i], c[j] = c[j], c[i]
-			}
-		}
-	}
-	return c
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,7 +150,7 @@ func TestOutsideWritesToADiskStoreBecomeEventsOnce(t *testing.T) {
 			}
 			names = append(names, ev.Type+" "+ev.Path)
 		}
-		if strings.Join(sorted(names), ",") != strings.Join(sorted(s.want), ",") {
+		if strings.Join(slices.Sorted(slices.Values(names)), ",") != strings.Join(slices.Sorted(slices.Values(s.want)), ",") {
 			t.Fatalf("%s: events %v, want %v", s.what, names, s.want)
 		}
 		seen = len(got)
@@ -179,18 +180,6 @@ func TestOutsideWritesToADiskStoreBecomeEventsOnce(t *testing.T) {
 	if strings.Join(names, ",") != strings.Join(want, ",") {
 		t.Fatalf("events %q, want %q", names, want)
 	}
-}
-
-func sorted(s []string) []string {
-	c := append([]string(nil), s...)
-	for i := range c {
-		for j := i + 1; j < len(c); j++ {
-			if c[j] < c[i] {
-				c[i], c[j] = c[j], c[i]
-			}
-		}
-	}
-	return c
 }
 
 // gatedFeed passes on what its store's own watch reports, but only once

@@ -49,7 +49,7 @@ func (a *Afero) Watch(ctx context.Context, ready func(), changed func(backend.Ch
 	}
 	w, err := fsnotify.NewBufferedWatcher(WatchBuffer)
 	if err != nil {
-		return fmt.Errorf("backend_disk: watch: %w", unnamedErr(err))
+		return fmt.Errorf("backend_disk: watch: %w", osError(err))
 	}
 	t := &tree{w: w, root: r.dir, dirs: map[string]struct{}{}}
 	defer w.Close()
@@ -71,7 +71,7 @@ func (a *Afero) Watch(ctx context.Context, ready func(), changed func(backend.Ch
 				changed(backend.Change{Lost: true})
 				continue
 			}
-			return fmt.Errorf("backend_disk: watch: %w", unnamedErr(err))
+			return fmt.Errorf("backend_disk: watch: %w", osError(err))
 		case ev, ok := <-w.Events:
 			if !ok {
 				return ctx.Err()
@@ -142,7 +142,7 @@ func (t *tree) add(p string) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("backend_disk: watch: %w", unnamedErr(err))
+		return fmt.Errorf("backend_disk: watch: %w", osError(err))
 	}
 	return nil
 }
@@ -187,13 +187,4 @@ func (t *tree) event(ev fsnotify.Event) (*backend.Change, error) {
 		return &backend.Change{Path: p}, nil
 	}
 	return nil, nil
-}
-
-// unnamedErr keeps an error's kind and drops the host path it names.
-func unnamedErr(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
-	}
-	return err
 }
