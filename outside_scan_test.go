@@ -65,7 +65,7 @@ func TestTheScanFindsOutsideChangesWithinItsInterval(t *testing.T) {
 		start := time.Now()
 		putRaw(t, store, "new.txt", "n")
 		putRaw(t, store, "changed.txt", "22")
-		if err := store.Remove(t.Context(), "removed.txt"); err != nil {
+		if err := store.Remove(t.Context(), "removed.txt", backend.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := other.Upload(roomstore.WithParticipant(t.Context(), "bob"), "dead/replica.txt", strings.NewReader("x"), roomstore.OpenOptions{}); err != nil {

@@ -455,7 +455,7 @@ func TestAnEngineReportsWhatChangedWhileNoEngineRan(t *testing.T) {
 
 		putRaw(t, store, "changed.txt", "22")
 		putRaw(t, store, "dir/new.txt", "n")
-		if err := store.Remove(t.Context(), "removed.txt"); err != nil {
+		if err := store.Remove(t.Context(), "removed.txt", backend.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		h.loadGate = make(chan struct{}) // until b's subscriber is there

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 
+	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/telemetry"
 	"github.com/roomstore/roomstore/roompath"
 )
@@ -36,7 +37,7 @@ func (e *Engine) remove(ctx context.Context, clean string) error {
 		return err
 	}
 	defer e.stripes[i].unlock()
-	if err := e.b.Remove(ctx, clean); err != nil {
+	if err := e.b.Remove(ctx, clean, backend.RemoveOptions{}); err != nil {
 		return err
 	}
 	e.publish(ctx, EventFileDeleted, clean, 0, "")

@@ -30,6 +30,8 @@
 //   - ErrIsFolder: Read, Remove or a Commit on a path that is a folder.
 //   - ErrNotFolder: a Commit below a file.
 //   - ErrConflict: an append lost a race; the caller may Commit again.
+//   - ErrPrecondition: a change's Precondition (WriteOptions, MoveOptions,
+//     RemoveOptions) did not hold; nothing changed.
 //   - ErrTooManyHandles: the process is out of file descriptors.
 //   - ErrStoreUnavailable: the store's bucket or directory is missing, or
 //     its staging area is broken.
@@ -121,9 +123,11 @@ type Backend interface {
 	// not grow with the folder. A missing folder, or a file, yields nothing.
 	List(ctx context.Context, dir string) iter.Seq2[Info, error]
 
-	// Remove deletes the file at path, pruning folders it leaves empty.
-	// A missing file yields fs.ErrNotExist and a folder ErrIsFolder.
-	Remove(ctx context.Context, path string) error
+	// Remove deletes the file at path, pruning folders it leaves empty,
+	// under opts's precondition and keeping the removed version as
+	// opts.Keep asks. A missing file yields fs.ErrNotExist (before
+	// ErrPrecondition) and a folder ErrIsFolder.
+	Remove(ctx context.Context, path string, opts RemoveOptions) error
 
 	// Move renames the file at src to dst (src != dst, neither beneath the
 	// other) and returns the Info of dst, pruning folders src leaves empty
@@ -142,6 +146,11 @@ type Backend interface {
 	// holds a copy of an earlier version of src), src keeping every byte,
 	// and the caller may call Move again. A failed Move otherwise leaves
 	// src and dst as they were.
+	//
+	// opts.IfMatch makes the move conditional on src's version
+	// (ErrPrecondition, after fs.ErrNotExist); opts.Keep keeps src's
+	// version under src (ReasonMoved) and a replaced dst's under dst
+	// (ReasonOverwritten), atomically with the move.
 	Move(ctx context.Context, src, dst string, opts MoveOptions) (Info, error)
 
 	// Close releases what the backend holds (descriptors, a client it
@@ -151,6 +160,9 @@ type Backend interface {
 	// roomstore.OpenURL built at Shutdown; one given to roomstore.New is
 	// the caller's to close after Shutdown.
 	Close() error
+
+	// History keeps the past versions that changes asked to keep.
+	History
 }
 
 // Writer stages bytes for one file. It is used by one goroutine at a time;
@@ -165,7 +177,10 @@ type Writer interface {
 	// Commit makes the staged content visible atomically: readers see the
 	// old content or the new, never a mix. After a nil error, or any error
 	// but ErrConflict, the writer is finished; after ErrConflict the staged
-	// bytes are kept and Commit may be called again. It yields fs.ErrExist
+	// bytes are kept and Commit may be called again. It yields
+	// ErrPrecondition when the WriteOptions' Precondition does not hold at
+	// commit time (checked atomically with the commit: for an append, on
+	// the version it appends to; never ErrConflict then), fs.ErrExist
 	// for an exclusive Create that lost, fs.ErrClosed on a finished
 	// writer, and, where the store can tell at commit, ErrIsFolder when a
 	// folder is at the path and ErrNotFolder when a parent is a file (disk
@@ -183,6 +198,11 @@ type Writer interface {
 type MoveOptions struct {
 	// Overwrite lets Move replace a file at dst.
 	Overwrite bool
+	// IfMatch, when set, moves src only while it is the version with
+	// this ETag (else ErrPrecondition).
+	IfMatch string
+	// Keep, when set, keeps the versions the move replaces (see Keep).
+	Keep *Keep
 }
 
 // PresignOptions tune Presign.
@@ -203,6 +223,10 @@ type WriteOptions struct {
 	// ContentType is stored with the object where the store keeps one (S3,
 	// GCS), so that presigned URLs serve it. Empty means unset.
 	ContentType string
+	// Precondition, checked at Commit (ErrPrecondition).
+	Precondition
+	// Keep, when set, keeps the version the commit replaces (see Keep).
+	Keep *Keep
 }
 
 // Info describes a file or a folder.

@@ -19,6 +19,9 @@ var (
 	// ErrConflict reports an append whose commit lost a race with another
 	// writer; the Engine retries it.
 	ErrConflict = errors.New("conflicting concurrent write")
+	// ErrPrecondition reports a change whose precondition (an If-Match or
+	// If-None-Match on the file's version) did not hold. Nothing changed.
+	ErrPrecondition = errors.New("precondition failed: the file is not the version required")
 	// ErrTooManyHandles reports that the process ran out of what open
 	// writes need: the engine's handle limit, or the operating system's
 	// file descriptors. Nothing was changed; the call may be retried once
@@ -104,7 +107,7 @@ func (e *Error) As(target any) bool {
 // Kinds lists the sentinels a backend error may stand for, in the order
 // KindOf tries them.
 var Kinds = []error{
-	ErrConflict, ErrStoreUnavailable, ErrTooManyHandles, ErrIsFolder, ErrNotFolder,
+	ErrConflict, ErrPrecondition, ErrStoreUnavailable, ErrTooManyHandles, ErrIsFolder, ErrNotFolder,
 	fs.ErrNotExist, fs.ErrExist, fs.ErrPermission, fs.ErrInvalid, fs.ErrClosed,
 	errors.ErrUnsupported,
 }

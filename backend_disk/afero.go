@@ -466,7 +466,7 @@ func dirName(dir string) string {
 }
 
 // Remove implements Backend.
-func (a *Afero) Remove(ctx context.Context, path string) error {
+func (a *Afero) Remove(ctx context.Context, path string, opts backend.RemoveOptions) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func put(t *testing.T, b backend.Backend, p, data string) {
 // remove deletes p from b, failing t on an error.
 func remove(t *testing.T, b backend.Backend, p string) {
 	t.Helper()
-	if err := b.Remove(t.Context(), p); err != nil {
+	if err := b.Remove(t.Context(), p, backend.RemoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -193,7 +193,7 @@ func TestADeepFileMakesItsFoldersShow(t *testing.T) {
 	if got := listed(t, a, ""); !slices.Equal(got, []string{"d/"}) {
 		t.Fatalf("the root lists %v", got)
 	}
-	if err := a.Remove(t.Context(), deep); err != nil {
+	if err := a.Remove(t.Context(), deep, backend.RemoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := listed(t, a, ""); len(got) != 0 {

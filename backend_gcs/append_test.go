@@ -135,7 +135,7 @@ func TestAppend(t *testing.T) {
 
 	t.Run("a file removed between attempts is created by the retry", func(t *testing.T) {
 		s, w, release := conflictedAppend(t, ep)
-		if err := s.Remove(t.Context(), "f"); err != nil {
+		if err := s.Remove(t.Context(), "f", backend.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		release()

@@ -67,7 +67,7 @@ func TestWeirdKeys(t *testing.T) {
 					t.Fatalf("GET %s: Content-Disposition = %q, want %q", u, got, cd)
 				}
 
-				if err := s.Remove(t.Context(), path); err != nil {
+				if err := s.Remove(t.Context(), path, backend.RemoveOptions{}); err != nil {
 					t.Fatal(err)
 				}
 				if _, err := s.Stat(t.Context(), path); !errors.Is(err, fs.ErrNotExist) {
@@ -88,7 +88,7 @@ func TestWeirdKeys(t *testing.T) {
 		}
 		mustEqual(t, "t-/a", readAll(t, s, "t-/a"), []byte("dash"))
 		mustEqual(t, "t/a", readAll(t, s, "t/a"), []byte("slash"))
-		if err := s.Remove(t.Context(), "t/a"); err != nil {
+		if err := s.Remove(t.Context(), "t/a", backend.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.Stat(t.Context(), "t"); !errors.Is(err, fs.ErrNotExist) {

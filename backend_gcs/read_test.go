@@ -157,7 +157,7 @@ func TestStatAndList(t *testing.T) {
 	t.Run("a folder vanishes with its last file", func(t *testing.T) {
 		s := newStore(t, ep, "p")
 		mustCreate(t, s, "d/e/f", []byte("x"))
-		if err := s.Remove(t.Context(), "d/e/f"); err != nil {
+		if err := s.Remove(t.Context(), "d/e/f", backend.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range []string{"d", "d/e"} {

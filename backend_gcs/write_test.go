@@ -329,17 +329,17 @@ func TestErrors(t *testing.T) {
 		if _, _, err := s.Read(t.Context(), "missing", 0, -1); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("Read = %v, want fs.ErrNotExist", err)
 		}
-		if err := s.Remove(t.Context(), "missing"); !errors.Is(err, fs.ErrNotExist) {
+		if err := s.Remove(t.Context(), "missing", backend.RemoveOptions{}); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("Remove = %v, want fs.ErrNotExist", err)
 		}
 	})
 
 	t.Run("remove twice: the second is ErrNotExist", func(t *testing.T) {
 		mustCreate(t, s, "twice", []byte("x"))
-		if err := s.Remove(t.Context(), "twice"); err != nil {
+		if err := s.Remove(t.Context(), "twice", backend.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Remove(t.Context(), "twice"); !errors.Is(err, fs.ErrNotExist) {
+		if err := s.Remove(t.Context(), "twice", backend.RemoveOptions{}); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("second Remove = %v, want fs.ErrNotExist", err)
 		}
 	})

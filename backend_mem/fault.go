@@ -20,6 +20,7 @@ const (
 	OpRemove  Op = "remove"  // Remove, before anything changes
 	OpPresign Op = "presign" // Presign
 	OpMove    Op = "move"    // Move, before anything changes
+	OpHistory Op = "history" // Versions, Kept, ReadVersion, Forget
 )
 
 // Fault makes an operation fail, so that code built on roomstore can test

@@ -148,6 +148,9 @@ type Backend struct {
 	gen    uint64
 	faults faults
 	id     string
+
+	kept    map[string][]*kept // past versions by path (see Keep)
+	keptSeq uint64
 }
 
 type folder struct {
@@ -333,7 +336,7 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 }
 
 // Remove implements backend.Backend.
-func (b *Backend) Remove(ctx context.Context, path string) error {
+func (b *Backend) Remove(ctx context.Context, path string, opts backend.RemoveOptions) error {
 	if err := b.check(ctx, OpRemove); err != nil {
 		return err
 	}
@@ -350,6 +353,11 @@ func (b *Backend) Remove(ctx context.Context, path string) error {
 	case f.files[name] == nil:
 		return fs.ErrNotExist
 	}
+	o := f.files[name]
+	if err := (backend.Precondition{IfMatch: opts.IfMatch}).Check(true, info(path, o).ETag); err != nil {
+		return err
+	}
+	b.keepLocked(path, o, opts.Keep, backend.ReasonDeleted, time.Now())
 	delete(f.files, name)
 	b.prune(path)
 	return nil
@@ -377,6 +385,9 @@ func (b *Backend) Move(ctx context.Context, src, dst string, opts backend.MoveOp
 	if o == nil {
 		return backend.Info{}, fs.ErrNotExist
 	}
+	if err := (backend.Precondition{IfMatch: opts.IfMatch}).Check(true, info(src, o).ETag); err != nil {
+		return backend.Info{}, err
+	}
 	to, toName, err := b.mkdirs(dst)
 	if err != nil {
 		return backend.Info{}, err
@@ -391,6 +402,9 @@ func (b *Backend) Move(ctx context.Context, src, dst string, opts backend.MoveOp
 		b.prune(dst)
 		return backend.Info{}, err
 	}
+	now := time.Now()
+	b.keepLocked(dst, to.files[toName], opts.Keep, backend.ReasonOverwritten, now)
+	b.keepLocked(src, o, opts.Keep, backend.ReasonMoved, now)
 	to.files[toName] = o
 	delete(from.files, name)
 	b.prune(src)
@@ -418,15 +432,15 @@ func (b *Backend) Create(ctx context.Context, path string, opts backend.WriteOpt
 	if err := b.check(ctx, OpCreate); err != nil {
 		return nil, err
 	}
-	return &writer{b: b, path: path, exclusive: opts.Exclusive}, nil
+	return &writer{b: b, path: path, exclusive: opts.Exclusive, pre: opts.Precondition, keep: opts.Keep}, nil
 }
 
 // Append implements backend.Backend.
-func (b *Backend) Append(ctx context.Context, path string, _ backend.WriteOptions) (backend.Writer, error) {
+func (b *Backend) Append(ctx context.Context, path string, opts backend.WriteOptions) (backend.Writer, error) {
 	if err := b.check(ctx, OpAppend); err != nil {
 		return nil, err
 	}
-	return &writer{b: b, path: path, append: true}, nil
+	return &writer{b: b, path: path, append: true, pre: opts.Precondition, keep: opts.Keep}, nil
 }
 
 type writer struct {
@@ -434,6 +448,8 @@ type writer struct {
 	path      string
 	exclusive bool
 	append    bool
+	pre       backend.Precondition
+	keep      *backend.Keep
 	staged    chunks
 	done      bool
 }
@@ -472,7 +488,16 @@ func (w *writer) Commit(ctx context.Context) (backend.Info, error) {
 	}
 	staged := w.staged
 	w.staged = chunks{}
-	if old := f.files[name]; old != nil {
+	old := f.files[name]
+	etag := ""
+	if old != nil {
+		etag = info(w.path, old).ETag
+	}
+	if err := w.pre.Check(old != nil, etag); err != nil {
+		b.prune(w.path)
+		return backend.Info{}, err
+	}
+	if old != nil {
 		switch {
 		case w.exclusive:
 			b.prune(w.path)
@@ -483,6 +508,11 @@ func (w *writer) Commit(ctx context.Context) (backend.Info, error) {
 	}
 	b.gen++
 	o := &object{chunks: staged.list, size: staged.size, mod: time.Now(), gen: b.gen}
+	reason := backend.ReasonOverwritten
+	if w.append {
+		reason = backend.ReasonAppended
+	}
+	b.keepLocked(w.path, old, w.keep, reason, o.mod)
 	f.files[name] = o
 	return info(w.path, o), nil
 }
@@ -526,5 +556,5 @@ func (b *Backend) Close() error {
 func (b *Backend) empty() bool {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	return len(b.root.files) == 0 && len(b.root.folders) == 0
+	return len(b.root.files) == 0 && len(b.root.folders) == 0 && len(b.kept) == 0
 }

@@ -156,7 +156,7 @@ func TestAppendConflict(t *testing.T) {
 			var competing []byte
 			compete := func(ctx context.Context) error {
 				if tc.competing < 0 {
-					return other.Remove(ctx, "f")
+					return other.Remove(ctx, "f", backend.RemoveOptions{})
 				}
 				competing = content(uint64(1000+i), tc.competing)
 				put(t, other, "f", competing)

@@ -37,15 +37,15 @@ func TestErrorMapping(t *testing.T) {
 		_, _, err = s.Read(t.Context(), "nope", 0, -1)
 		assertIs(t, err, fs.ErrNotExist)
 		assertAPI(t, err)
-		assertIs(t, s.Remove(t.Context(), "nope"), fs.ErrNotExist)
+		assertIs(t, s.Remove(t.Context(), "nope", backend.RemoveOptions{}), fs.ErrNotExist)
 	})
 
 	t.Run("removing twice is ErrNotExist the second time", func(t *testing.T) {
 		put(t, s, "twice", []byte("x"))
-		if err := s.Remove(t.Context(), "twice"); err != nil {
+		if err := s.Remove(t.Context(), "twice", backend.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		assertIs(t, s.Remove(t.Context(), "twice"), fs.ErrNotExist)
+		assertIs(t, s.Remove(t.Context(), "twice", backend.RemoveOptions{}), fs.ErrNotExist)
 	})
 
 	t.Run("a missing bucket is ErrStoreUnavailable, not a missing file", func(t *testing.T) {
@@ -97,7 +97,7 @@ func TestErrorMapping(t *testing.T) {
 		for _, err := range b.List(t.Context(), "") {
 			assertIs(t, err, fs.ErrPermission)
 		}
-		if err := s.Remove(t.Context(), "f"); err != nil {
+		if err := s.Remove(t.Context(), "f", backend.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -118,7 +118,7 @@ func TestErrorMapping(t *testing.T) {
 		writeAll(t, w, []byte("y"), 1)
 		_, err = w.Commit(t.Context())
 		assertIs(t, err, backend.ErrNotFolder)
-		if err := s.Remove(t.Context(), "a/x"); err != nil {
+		if err := s.Remove(t.Context(), "a/x", backend.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	})

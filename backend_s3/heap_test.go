@@ -57,7 +57,7 @@ func TestWriteHeapStaysSmall(t *testing.T) {
 			if peak >= bound {
 				t.Errorf("peak heap %.1f MiB, want under %d MiB", float64(peak)/mib, bound/mib)
 			}
-			if err := s.Remove(t.Context(), "big"); err != nil {
+			if err := s.Remove(t.Context(), "big", backend.RemoveOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -99,7 +99,7 @@ func TestWeirdKeys(t *testing.T) {
 			added := content(uint64(60+i), 10)
 			appendData(t, s, name, added)
 			assertContent(t, s, name, append(old, added...))
-			if err := s.Remove(t.Context(), name); err != nil {
+			if err := s.Remove(t.Context(), name, backend.RemoveOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -107,7 +107,7 @@ func TestWeirdKeys(t *testing.T) {
 
 	t.Run("every name can be removed", func(t *testing.T) {
 		for _, name := range weirdNames {
-			if err := s.Remove(t.Context(), name); err != nil {
+			if err := s.Remove(t.Context(), name, backend.RemoveOptions{}); err != nil {
 				t.Fatalf("Remove %q: %v", name, err)
 			}
 			if _, err := s.Stat(t.Context(), name); !errors.Is(err, fs.ErrNotExist) {
@@ -140,7 +140,7 @@ func TestStatAndList(t *testing.T) {
 		if got, want := names(t, s, "a"), []string{"b/", "d.txt"}; !sameSet(got, want) {
 			t.Errorf("List a = %q, want %q", got, want)
 		}
-		if err := s.Remove(t.Context(), "a/b/c.txt"); err != nil {
+		if err := s.Remove(t.Context(), "a/b/c.txt", backend.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.Stat(t.Context(), "a/b"); !errors.Is(err, fs.ErrNotExist) {
@@ -149,7 +149,7 @@ func TestStatAndList(t *testing.T) {
 		if got, want := names(t, s, "a"), []string{"d.txt"}; !sameSet(got, want) {
 			t.Errorf("List a = %q, want %q", got, want)
 		}
-		if err := s.Remove(t.Context(), "a/d.txt"); err != nil {
+		if err := s.Remove(t.Context(), "a/d.txt", backend.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if got := names(t, s, ""); len(got) != 0 {
@@ -165,7 +165,7 @@ func TestStatAndList(t *testing.T) {
 				t.Errorf("List(%q) = %q, want nothing", dir, got)
 			}
 		}
-		assertIs(t, s.Remove(t.Context(), "missing"), fs.ErrNotExist)
+		assertIs(t, s.Remove(t.Context(), "missing", backend.RemoveOptions{}), fs.ErrNotExist)
 	})
 
 	t.Run("reserved names never show", func(t *testing.T) {

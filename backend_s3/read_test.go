@@ -88,7 +88,7 @@ func TestRead(t *testing.T) {
 		if !errors.Is(err, backend.ErrIsFolder) {
 			t.Errorf("Read of a folder: %v, want backend.ErrIsFolder", err)
 		}
-		if err := s.Remove(t.Context(), "dir/x"); err != nil {
+		if err := s.Remove(t.Context(), "dir/x", backend.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	})

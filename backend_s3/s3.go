@@ -498,7 +498,7 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 // key, so Remove checks with a HEAD first and yields an error wrapping
 // fs.ErrNotExist when there is no file, backend.ErrIsFolder for a folder.
 // Folders need no pruning: they vanish with their last object.
-func (b *Backend) Remove(ctx context.Context, path string) error {
+func (b *Backend) Remove(ctx context.Context, path string, opts backend.RemoveOptions) error {
 	key := b.key(path)
 	if _, err := b.head(ctx, key, nil); err != nil {
 		if isNotFound(err) {

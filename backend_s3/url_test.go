@@ -48,7 +48,7 @@ func TestOpenURL(t *testing.T) {
 		if _, err := g.client.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String("rooms/r1/hello.txt")}); err != nil {
 			t.Errorf("object rooms/r1/hello.txt: %v", err)
 		}
-		if err := b.Remove(t.Context(), "hello.txt"); err != nil {
+		if err := b.Remove(t.Context(), "hello.txt", backend.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -66,7 +66,7 @@ func TestOpenURL(t *testing.T) {
 		if _, err := g.client.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String("top")}); err != nil {
 			t.Errorf("object top: %v", err)
 		}
-		if err := b.Remove(t.Context(), "top"); err != nil {
+		if err := b.Remove(t.Context(), "top", backend.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -186,8 +186,8 @@ func runBackend(t *testing.T, h Harness) {
 			b := h.New(t)
 			commit(t, b, "a/b/c", []byte("x"), false)
 			commit(t, b, "keep", []byte("x"), false)
-			noErr(t, "Remove", b.Remove(t.Context(), "a/b/c"))
-			wantIs(t, "Remove again", b.Remove(t.Context(), "a/b/c"), fs.ErrNotExist)
+			noErr(t, "Remove", b.Remove(t.Context(), "a/b/c", backend.RemoveOptions{}))
+			wantIs(t, "Remove again", b.Remove(t.Context(), "a/b/c", backend.RemoveOptions{}), fs.ErrNotExist)
 			_, err := b.Stat(t.Context(), "a")
 			wantIs(t, "Stat pruned folder", err, fs.ErrNotExist)
 			if got := listNames(t, b, ""); !slices.Equal(got, []string{"keep"}) {
@@ -261,7 +261,7 @@ func runBackend(t *testing.T, h Harness) {
 			if _, _, err := b.Read(ctx, "f", 0, -1); err == nil {
 				t.Fatal("Read with a cancelled context succeeded")
 			}
-			if err := b.Remove(ctx, "f"); err == nil {
+			if err := b.Remove(ctx, "f", backend.RemoveOptions{}); err == nil {
 				t.Fatal("Remove with a cancelled context succeeded")
 			}
 			if got, _ := read(t, b, "f", 0, -1); string(got) != "x" {

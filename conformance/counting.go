@@ -48,9 +48,9 @@ func (c *counting) List(ctx context.Context, dir string) iter.Seq2[backend.Info,
 	return c.Backend.List(ctx, dir)
 }
 
-func (c *counting) Remove(ctx context.Context, p string) error {
+func (c *counting) Remove(ctx context.Context, p string, o backend.RemoveOptions) error {
 	c.calls.Add(1)
-	return c.Backend.Remove(ctx, p)
+	return c.Backend.Remove(ctx, p, o)
 }
 
 func (c *counting) Move(ctx context.Context, src, dst string, o backend.MoveOptions) (backend.Info, error) {

@@ -57,7 +57,7 @@ var outsideCases = []tcase{
 		other := h.Reopen(t, b)
 		rawPut(t, other, "new/file.txt", "n")
 		rawPut(t, other, "changed.txt", "two")
-		noErr(t, "Remove", other.Remove(t.Context(), "dir/removed.txt"))
+		noErr(t, "Remove", other.Remove(t.Context(), "dir/removed.txt", backend.RemoveOptions{}))
 		// Another engine that never publishes to this one, as if it died
 		// between its commit and its publish.
 		dead, err := roomstore.New(other)

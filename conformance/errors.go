@@ -38,14 +38,14 @@ var backendErrorCases = []tcase{
 		wantIs(t, "Stat through a file", err, fs.ErrNotExist)
 		_, _, err = b.Read(t.Context(), "f/x/y", 0, -1)
 		wantIs(t, "Read through a file", err, fs.ErrNotExist)
-		wantIs(t, "Remove through a file", b.Remove(t.Context(), "f/x"), fs.ErrNotExist)
+		wantIs(t, "Remove through a file", b.Remove(t.Context(), "f/x", backend.RemoveOptions{}), fs.ErrNotExist)
 	}},
 	{"read and remove of a folder are is-folder", func(t *testing.T, h Harness) {
 		b := h.New(t)
 		commit(t, b, "d/x", []byte("x"), false)
 		_, _, err := b.Read(t.Context(), "d", 0, -1)
 		wantIs(t, "Read of a folder", err, backend.ErrIsFolder)
-		wantIs(t, "Remove of a folder", b.Remove(t.Context(), "d"), backend.ErrIsFolder)
+		wantIs(t, "Remove of a folder", b.Remove(t.Context(), "d", backend.RemoveOptions{}), backend.ErrIsFolder)
 		if got, _ := read(t, b, "d/x", 0, -1); string(got) != "x" {
 			t.Fatalf("d/x holds %q after the refused calls", got)
 		}
@@ -132,7 +132,7 @@ var backendErrorCases = []tcase{
 		wantIs(t, "Stat", err, fs.ErrNotExist)
 		_, _, rerr := b.Read(t.Context(), "some-missing-name", 0, -1)
 		wantIs(t, "Read", rerr, fs.ErrNotExist)
-		for _, err := range []error{err, rerr, b.Remove(t.Context(), "some-missing-name")} {
+		for _, err := range []error{err, rerr, b.Remove(t.Context(), "some-missing-name", backend.RemoveOptions{})} {
 			var pe *fs.PathError
 			if errors.As(err, &pe) || strings.Contains(err.Error(), "some-missing-name") {
 				t.Fatalf("backend error %q names a path: the engine adds the caller's", err)

@@ -184,7 +184,7 @@ func TestAnEngineReportsWhatChangedWhileNoEngineOfItsStoreRan(t *testing.T) {
 
 	putRaw(t, store, "changed.txt", "22")
 	putRaw(t, store, "new.txt", "n")
-	if err := store.Remove(t.Context(), "removed.txt"); err != nil {
+	if err := store.Remove(t.Context(), "removed.txt", backend.RemoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	gated := gatedStore{Backend: store, open: make(chan struct{})}
