@@ -60,8 +60,8 @@ type Version struct {
 	// Path is the path of the file it was a version of.
 	Path string
 	// ID names the version among those of its path: opaque, made of
-	// ASCII letters, digits, '-', '_' and '.', at most 200 bytes, stable
-	// while the version is kept.
+	// ASCII letters, digits, '-', '_' and '.', at most 255 bytes, never
+	// starting with '.', stable while the version is kept.
 	ID string
 	// ETag is the ETag the version had while it was current.
 	ETag string
@@ -87,7 +87,9 @@ type History interface {
 	// Kept yields the kept versions of every path at or beneath dir (""
 	// the whole store), in any order, paging internally so that memory
 	// does not grow with the store; a failed page yields one error and
-	// ends the sequence.
+	// ends the sequence. Each has Path, ID, ETag, Size, Replaced and
+	// Reason; Participant and ModTime may be left empty where the store's
+	// listings do not carry them (Versions and ReadVersion tell all).
 	Kept(ctx context.Context, dir string) iter.Seq2[Version, error]
 	// ReadVersion streams length bytes (length < 0: to the end) of the
 	// kept version id of path from offset, as Read does, with its
