@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/roomstore/roomstore/backend"
 	_ "github.com/roomstore/roomstore/backend_mem" // registers mem://
@@ -58,6 +59,7 @@ type Engine struct {
 	cleanups sync.WaitGroup // aborts of writers that go on after their call
 	usage    *usage         // nil without a Quota
 	watch    *watcher       // nil without WithWatch
+	expiry   *time.Timer    // runs Expire; nil without a history
 
 	mu       sync.Mutex
 	closed   bool
@@ -97,7 +99,7 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 	var obs events.Observer = tel
 	var u *usage
 	if cfg.quota != (Quota{}) {
-		u = &usage{q: cfg.quota}
+		u = &usage{q: cfg.quota, history: cfg.history.Versions > 0}
 		obs = observer{Recorder: tel, u: u}
 	}
 	busOpts := []events.Option{events.WithBuffer(cfg.eventBuffer), events.WithHistory(cfg.eventHistory), events.WithLogger(cfg.logger), events.WithObserver(obs)}
@@ -150,6 +152,7 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 	if e.watch != nil {
 		e.watch.start()
 	}
+	e.expireLater()
 	return e, nil
 }
 
@@ -316,6 +319,9 @@ func (e *Engine) stop() {
 		open = append(open, h)
 	}
 	e.mu.Unlock()
+	if e.expiry != nil {
+		e.expiry.Stop()
+	}
 	for _, h := range open {
 		_, _ = h.discard(context.Background(), fmt.Errorf("%w: engine shut down", fs.ErrClosed), "engine shut down")
 	}

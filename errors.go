@@ -25,6 +25,13 @@ var (
 	// an object store whose source kept changing under it (the source then
 	// keeps every byte).
 	ErrConflict = backend.ErrConflict
+	// ErrPrecondition reports a change refused because the file was not
+	// the version the caller required (OpenOptions.IfMatch and
+	// IfNoneMatch, MoveOptions.IfMatch, DeleteOptions.IfMatch): another
+	// participant changed it since the caller read it. Nothing changed; a
+	// handle's bytes are discarded. Read the file again, merge, and save
+	// under its new ETag. The room protocol's code for it is 412.
+	ErrPrecondition = backend.ErrPrecondition
 	// ErrTooManyHandles reports an Open while WithMaxOpenHandles handles are
 	// open, or a write that found the process out of file descriptors.
 	// Nothing was changed; retry once other handles are closed.

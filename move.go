@@ -19,6 +19,11 @@ type MoveOptions struct {
 	// moved folder merge into an existing folder, its files replacing
 	// those of the same name).
 	Overwrite bool
+	// IfMatch, when set, moves the file at src only while it is the
+	// version with this ETag, atomically with the move, also against the
+	// other engines of the store; otherwise Move fails with
+	// ErrPrecondition and moves nothing (a folder at src fails it too).
+	IfMatch string
 }
 
 // Move renames the file or folder at src to dst and publishes
@@ -51,7 +56,10 @@ type MoveOptions struct {
 // folder) is at dst without Overwrite; ErrIsFolder when a file would
 // replace a folder; ErrNotFolder when src is written as a folder ("a/")
 // but is a file, when a folder would replace a file, or when a parent of
-// dst is a file; ErrConflict as above; and the context's error. With a
+// dst is a file; ErrConflict as above; ErrPrecondition when src is not
+// the version MoveOptions.IfMatch names; and the context's error. With a
+// history (see WithHistory), src's version is kept under src (Reason
+// "moved"), and a file that an Overwrite replaces at dst under dst. With a
 // Policy in ctx, the participant must see src, and Write must be granted
 // on src and dst (for a folder, on every file beneath src and on where it
 // goes): else Move fails with an *AccessError naming the refused path
@@ -130,6 +138,8 @@ func (e *Engine) Move(ctx context.Context, src, dst string, opts MoveOptions) (e
 			return fail(ErrNotFolder)
 		}
 		err = e.moveFile(ctx, from, to, opts)
+	case opts.IfMatch != "":
+		err = fmt.Errorf("%w: a folder is no version of a file", ErrPrecondition)
 	default:
 		perFile, werr := e.treeWritable(g, from, to)
 		if werr != nil {
@@ -154,17 +164,23 @@ func (e *Engine) moveFile(ctx context.Context, src, dst string, opts MoveOptions
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer func() { unlock() }()
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		info, err := e.b.Move(ctx, src, dst, backend.MoveOptions{Overwrite: opts.Overwrite})
+		info, err := e.b.Move(ctx, src, dst, backend.MoveOptions{Overwrite: opts.Overwrite, IfMatch: opts.IfMatch, Keep: e.keep(ctx, backend.ReasonMoved)})
 		conflict := err != nil && errors.Is(err, ErrConflict)
 		retry := conflict && attempt < e.cfg.attempts
 		e.tel.Attempt(ctx, telemetry.Move, conflict, retry)
 		if err == nil {
 			e.publishEvent(ctx, events.Event{Type: EventFileMoved, Path: dst, SourcePath: src, Size: info.Size, ETag: info.ETag})
+			unlock()
+			unlock = func() {}
+			e.trim(ctx, src)
+			if opts.Overwrite {
+				e.trim(ctx, dst)
+			}
 			return nil
 		}
 		if !retry {

@@ -53,6 +53,8 @@ type config struct {
 	selfSign     bool                 // sign every URL, never presign
 	quota        Quota                // zero: none
 	watch        *Watch               // nil: no WithWatch
+	history      History
+	historyClock func() time.Time
 }
 
 func defaultConfig() config {
@@ -66,6 +68,8 @@ func defaultConfig() config {
 		attempts:     DefaultCommitAttempts,
 		handleCall:   DefaultHandleTimeout,
 		baseURL:      new(baseRef),
+		history:      History{Versions: DefaultHistoryVersions, MaxAge: DefaultHistoryAge},
+		historyClock: time.Now,
 	}
 }
 

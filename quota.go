@@ -66,6 +66,12 @@ func WithQuota(q Quota) Option {
 type Usage struct {
 	Bytes int64 // the sizes of its files together
 	Files int64 // the number of its files
+	// Kept is the sizes of the past versions kept (see WithHistory)
+	// together: a Quota's Bytes bounds Bytes+Kept. The engine counts the
+	// versions its changes and the other engines' keep, and those its own
+	// retention removes; versions removed by another engine, or replaced
+	// behind the engines' backs, are counted exactly at the next scan.
+	Kept int64
 	// Quota is the engine's Quota (zero: unbounded).
 	Quota Quota
 }
@@ -80,18 +86,18 @@ func (e *Engine) Usage(ctx context.Context) (Usage, error) {
 	}
 	defer e.inflight.Done()
 	if e.usage == nil {
-		u := &usage{}
+		u := &usage{history: e.cfg.history.Versions > 0}
 		if err := u.scan(ctx, e); err != nil {
 			return Usage{}, pathError("usage", "", err)
 		}
-		return Usage{Bytes: u.bytes, Files: u.files}, nil // a scan of its own
+		return Usage{Bytes: u.bytes, Files: u.files, Kept: u.kept}, nil // a scan of its own
 	}
 	if err := e.usage.ready(ctx, e); err != nil {
 		return Usage{}, pathError("usage", "", err)
 	}
 	e.usage.mu.Lock()
 	defer e.usage.mu.Unlock()
-	return Usage{Bytes: e.usage.bytes, Files: e.usage.files, Quota: e.usage.q}, nil
+	return Usage{Bytes: e.usage.bytes, Files: e.usage.files, Kept: e.usage.kept, Quota: e.usage.q}, nil
 }
 
 // usage is the record of what a store with a quota holds: the size of
@@ -99,7 +105,8 @@ func (e *Engine) Usage(ctx context.Context) (Usage, error) {
 // sees. Applying an event sets a file's state, so that applying one twice,
 // or one the scan had already seen, changes nothing.
 type usage struct {
-	q Quota
+	q       Quota
+	history bool // changes keep the versions they replace
 
 	mu      sync.Mutex
 	known   bool             // scanned, and kept since
@@ -107,6 +114,7 @@ type usage struct {
 	pending []events.Event   // seen during a scan, applied after it
 	bytes   int64
 	files   int64
+	kept    int64 // the bytes of the kept versions
 	// What the commits in flight on this engine may add.
 	inBytes, inFiles int64
 	// staged is the bytes the open handles hold: together they stay
@@ -223,10 +231,28 @@ func (u *usage) scan(ctx context.Context, e *Engine) error {
 			bytes += en.Size
 		}
 	}
+	var kept int64
+	if u.history {
+		for v, err := range e.b.Kept(ctx, "") {
+			if err != nil {
+				return err
+			}
+			kept += v.Size
+		}
+	}
 	u.mu.Lock()
-	u.sizes, u.bytes, u.files = sizes, bytes, int64(len(sizes))
+	u.sizes, u.bytes, u.files, u.kept = sizes, bytes, int64(len(sizes)), kept
 	u.mu.Unlock()
 	return nil
+}
+
+// forgot counts a kept version of size bytes removed.
+func (u *usage) forgot(size int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.known {
+		u.kept = max(u.kept-size, 0)
+	}
 }
 
 // Published applies an event of the engine's bus, its own or another
@@ -251,11 +277,18 @@ func (u *usage) Gap(uint64) {
 }
 
 func (u *usage) applyLocked(ev events.Event) {
+	// With a history, what a change replaces is kept.
+	keep := func(size int64) {
+		if u.history {
+			u.kept += size
+		}
+	}
 	set := func(p string, size int64) {
 		old, ok := u.sizes[p]
 		if !ok {
 			u.files++
 		}
+		keep(old)
 		u.bytes += size - old
 		u.sizes[p] = size
 	}
@@ -264,6 +297,7 @@ func (u *usage) applyLocked(ev events.Event) {
 		if ok {
 			u.files--
 			u.bytes -= old
+			keep(old)
 			delete(u.sizes, p)
 		}
 		return old, ok
@@ -303,7 +337,10 @@ func (u *usage) fitsLocked(p string, size int64, replace bool) error {
 	if !replace {
 		size += old // an append adds to what is there
 	}
-	bytes := u.bytes + u.inBytes - old + size
+	bytes := u.bytes + u.kept + u.inBytes - old + size
+	if u.history {
+		bytes += old // kept, not freed
+	}
 	files := u.files + u.inFiles
 	if !exists {
 		files++
@@ -363,7 +400,10 @@ func (u *usage) reserve(ctx context.Context, e *Engine, p string, size int64, re
 	}
 	old, exists := u.sizes[p]
 	add := size
-	if replace {
+	switch {
+	case u.history && !replace:
+		add = size + old // the new file holds old again, and old is kept
+	case replace && !u.history: // with a history, old is kept, not freed
 		add = max(size-old, 0)
 	}
 	var files int64

@@ -34,9 +34,22 @@ func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOpt
 	if r == nil {
 		return Entry{}, &fs.PathError{Op: "upload", Path: p, Err: fmt.Errorf("%w: nil reader", fs.ErrInvalid)}
 	}
+	en, written, err := e.upload(ctx, telemetry.Upload, p, r, opts)
+	if err != nil {
+		return Entry{}, err
+	}
+	call.SetBytes(written)
+	return en, nil
+}
+
+// upload is Upload, unrecorded but for its commit attempts and bytes
+// written, under the name of top (Upload or Restore): it returns the
+// committed Entry and how many bytes that was.
+func (e *Engine) upload(ctx context.Context, top telemetry.Op, p string, r io.Reader, opts OpenOptions) (Entry, int64, error) {
+	op := top.String()
 	h, err := e.open(ctx, ctx, p, opts)
 	if err != nil {
-		return Entry{}, reop("upload", err)
+		return Entry{}, 0, reop(op, err)
 	}
 	// Whatever ends the upload before its Close (r fails, a Write fails and
 	// has discarded h already, r panics), h is discarded on the way out, on
@@ -58,7 +71,7 @@ func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOpt
 		}
 		if n > 0 {
 			if err := e.write(ctx, h, buf[:n]); err != nil {
-				return Entry{}, reop("upload", err) // a failed Write discarded h
+				return Entry{}, 0, reop(op, err) // a failed Write discarded h
 			}
 		}
 		if rerr == io.EOF {
@@ -68,16 +81,15 @@ func (e *Engine) Upload(ctx context.Context, p string, r io.Reader, opts OpenOpt
 			rerr = ctx.Err()
 		}
 		if rerr != nil {
-			return Entry{}, &fs.PathError{Op: "upload", Path: p, Err: fmt.Errorf("reading the upload: %w", rerr)}
+			return Entry{}, 0, &fs.PathError{Op: op, Path: p, Err: fmt.Errorf("reading the %s: %w", op, rerr)}
 		}
 	}
-	info, written, err := e.close(ctx, telemetry.Upload, h)
+	info, written, err := e.close(ctx, top, h)
 	closed = true // Close has finished h, or Shutdown will
 	if err != nil {
-		return Entry{}, err
+		return Entry{}, 0, err
 	}
-	call.SetBytes(written)
-	return entry(info), nil
+	return entry(info), written, nil
 }
 
 // errUploadFailed is why the handle of a failed Upload is finished.

@@ -30,12 +30,32 @@ type OpenOptions struct {
 	// write: with a Quota, Open refuses with ErrQuotaExceeded a size the
 	// quota cannot hold, before the first byte. It bounds nothing else.
 	Size int64
+	// IfMatch, when set, lets the write happen only while the file is the
+	// version with this ETag (Entry.ETag, as Stat or a Reader reported
+	// it): checked at Open, and again at Close atomically with the commit,
+	// also against the other engines of the store. Otherwise Open or Close
+	// fails with ErrPrecondition, the handle's bytes are discarded and the
+	// file is left as the other writer made it. A missing file fails it.
+	IfMatch string
+	// IfNoneMatch, when set, lets the write happen only while the file is
+	// not the version with this ETag, or with "*" only while no file is
+	// there (as Exclusive, but failing with ErrPrecondition); checked as
+	// IfMatch is.
+	IfNoneMatch string
+}
+
+// precondition is the backend's form of o's preconditions.
+func (o OpenOptions) precondition() backend.Precondition {
+	return backend.Precondition{IfMatch: o.IfMatch, IfNoneMatch: o.IfNoneMatch}
 }
 
 // Open starts a write to the file at path; see OpenOptions for how an
 // existing file is treated. Open fails with ErrIsFolder on a folder,
 // ErrNotFolder when a parent is a file, fs.ErrExist for Exclusive on an
-// existing file, ErrTooManyHandles past WithMaxOpenHandles, and
+// existing file, ErrPrecondition when the file is not the version
+// IfMatch or IfNoneMatch require, ErrTooManyHandles past
+// WithMaxOpenHandles, fs.ErrInvalid for IfMatch with Exclusive (which
+// cannot both hold), and
 // fs.ErrInvalid on a bad path, and with an *AccessError when the Policy
 // of ctx does not let the file be written (asked again at Close, so that
 // rights withdrawn meanwhile stop the commit). The handle belongs to
@@ -64,8 +84,22 @@ func (e *Engine) open(ctx, life context.Context, p string, opts OpenOptions) (*H
 	if err := g.check(Write, clean); err != nil {
 		return fail(err)
 	}
+	if opts.IfMatch != "" && opts.Exclusive {
+		return fail(fmt.Errorf("%w: IfMatch asks for a file that Exclusive forbids", fs.ErrInvalid))
+	}
 
 	info, err := e.b.Stat(ctx, clean)
+	pre := opts.precondition()
+	switch {
+	case err == nil && !info.IsFolder:
+		if perr := pre.Check(true, info.ETag); perr != nil && !opts.Exclusive {
+			return fail(e.masked(g, clean, perr))
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if perr := pre.Check(false, ""); perr != nil {
+			return fail(e.masked(g, clean, perr))
+		}
+	}
 	switch {
 	case err == nil && info.IsFolder:
 		return fail(e.masked(g, clean, ErrIsFolder))
@@ -104,10 +138,12 @@ func (e *Engine) open(ctx, life context.Context, p string, opts OpenOptions) (*H
 	// The writer may keep its context for the whole upload (GCS does), so it
 	// gets one that lives with the handle rather than with this call.
 	h.ctx, h.stop = context.WithCancel(context.WithoutCancel(life))
-	wopts := backend.WriteOptions{Exclusive: opts.Exclusive, ContentType: mimeTypeByExt(clean)}
+	wopts := backend.WriteOptions{Exclusive: opts.Exclusive, ContentType: mimeTypeByExt(clean), Precondition: pre}
 	if opts.Exclusive || opts.Overwrite {
+		wopts.Keep = e.keep(ctx, backend.ReasonOverwritten)
 		h.w, err = e.b.Create(h.ctx, clean, wopts)
 	} else {
+		wopts.Keep = e.keep(ctx, backend.ReasonAppended)
 		h.w, err = e.b.Append(h.ctx, clean, wopts)
 	}
 	if err == nil {
@@ -267,7 +303,12 @@ func (e *Engine) close(ctx context.Context, top telemetry.Op, h *Handle) (backen
 			return backend.Info{}, -1, h.failLocked(ctx, op, err, errCloseFailed)
 		}
 	}
-	defer mu.unlock()
+	unlocked := false
+	defer func() {
+		if !unlocked {
+			mu.unlock()
+		}
+	}()
 	if e.usage != nil {
 		// Reserved until the commit's event has been applied to the usage
 		// (or the commit failed), so that concurrent commits count it.
@@ -293,6 +334,9 @@ func (e *Engine) close(ctx context.Context, top telemetry.Op, h *Handle) (backen
 	h.setState(ctx, handleClosed, errCommitted)
 	e.tel.BytesWritten(ctx, top, h.size)
 	e.publish(ctx, EventFileUpdated, h.path, info.Size, info.ETag)
+	mu.unlock()
+	unlocked = true
+	e.trim(ctx, h.path)
 	return info, h.size, nil
 }
 

@@ -22,11 +22,15 @@ func (e *env) usage(t *testing.T, bytes, files int64) {
 	}
 }
 
+// noHistory keeps no past versions: the quota cases count files alone,
+// and the history cases count kept versions with them.
+var noHistory = roomstore.WithHistory(roomstore.History{})
+
 // quotaCases check WithQuota: what a store may hold, and that a refusal
 // changes nothing.
 var quotaCases = []tcase{
 	{"a store filled to its byte quota refuses one byte more and keeps every file", func(t *testing.T, h Harness) {
-		e := fresh(t, h, roomstore.WithQuota(roomstore.Quota{Bytes: 100}))
+		e := fresh(t, h, noHistory, roomstore.WithQuota(roomstore.Quota{Bytes: 100}))
 		e.put(t, "a.txt", pattern(60, 1), overwrite)
 		e.put(t, "dir/b.txt", pattern(40, 2), overwrite)
 		e.usage(t, 100, 2)
@@ -52,7 +56,7 @@ var quotaCases = []tcase{
 		e.usage(t, 100, 3)
 	}},
 	{"an announced size the quota cannot hold is refused at Open, and staging stops at the quota", func(t *testing.T, h Harness) {
-		e := fresh(t, h, roomstore.WithQuota(roomstore.Quota{Bytes: 1000}))
+		e := fresh(t, h, noHistory, roomstore.WithQuota(roomstore.Quota{Bytes: 1000}))
 		e.put(t, "a.txt", pattern(500, 1), overwrite)
 		_, err := e.Open(e.ctx, "big.bin", roomstore.OpenOptions{Overwrite: true, Size: 501})
 		wantErr(t, "Open of 501 bytes into 500 free", err, roomstore.ErrQuotaExceeded)
@@ -75,7 +79,7 @@ var quotaCases = []tcase{
 		e.usage(t, 500, 1)
 	}},
 	{"the bytes staged in all open handles together stay within the quota", func(t *testing.T, h Harness) {
-		e := fresh(t, h, roomstore.WithQuota(roomstore.Quota{Bytes: 1000}))
+		e := fresh(t, h, noHistory, roomstore.WithQuota(roomstore.Quota{Bytes: 1000}))
 		var hs []*roomstore.Handle
 		for i := range 3 {
 			hd := e.open(t, string(rune('a'+i))+".bin", overwrite)
@@ -93,7 +97,7 @@ var quotaCases = []tcase{
 		e.usage(t, 800, 2)
 	}},
 	{"the file quota counts files, and deletes and moves free or keep what they should", func(t *testing.T, h Harness) {
-		e := fresh(t, h, roomstore.WithQuota(roomstore.Quota{Files: 3, Bytes: 30}))
+		e := fresh(t, h, noHistory, roomstore.WithQuota(roomstore.Quota{Files: 3, Bytes: 30}))
 		for _, p := range []string{"a", "d/b", "d/c"} {
 			e.put(t, p, []byte("0123456789"), overwrite)
 		}
@@ -115,7 +119,7 @@ var quotaCases = []tcase{
 		first := newEnv(t, b)
 		first.put(t, "x/a.bin", pattern(700, 1), overwrite)
 		first.put(t, "b.bin", pattern(200, 2), overwrite)
-		e := newEnv(t, h.Reopen(t, b), roomstore.WithQuota(roomstore.Quota{Bytes: 1000, Files: 3}))
+		e := newEnv(t, h.Reopen(t, b), noHistory, roomstore.WithQuota(roomstore.Quota{Bytes: 1000, Files: 3}))
 		e.usage(t, 900, 2)
 		wantErr(t, "101 bytes more", e.write(e.ctx, "c.bin", pattern(101, 3), overwrite), roomstore.ErrQuotaExceeded)
 		e.put(t, "c.bin", pattern(100, 3), overwrite)

@@ -110,7 +110,13 @@ const (
 	FSStat     // Stat of Engine.FS
 	FSReadDir  // ReadDir of Engine.FS, and of a folder it opened
 	FSReadFile // ReadFile of Engine.FS
-	NumOps     // the number of operations
+	Versions
+	OpenVersion
+	Restore
+	Deleted
+	RestoreAll
+	Expire
+	NumOps // the number of operations
 )
 
 var opNames = [NumOps]string{
@@ -119,6 +125,8 @@ var opNames = [NumOps]string{
 	OpenReader: "open_reader", Delete: "delete", RemoveAll: "remove_all", Move: "move",
 	Upload: "upload", Walk: "walk", ServeFile: "serve_file", ServeURL: "serve_url",
 	FSOpen: "fs_open", FSStat: "fs_stat", FSReadDir: "fs_read_dir", FSReadFile: "fs_read_file",
+	Versions: "versions", OpenVersion: "open_version", Restore: "restore", Deleted: "deleted",
+	RestoreAll: "restore_all", Expire: "expire",
 }
 
 var spanNames = func() (s [NumOps]string) {
