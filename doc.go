@@ -82,7 +82,8 @@
 // (another participant's handle, a right the context's Policy does not
 // grant (an *AccessError), a store that refuses access),
 // errors.ErrUnsupported, ErrIsFolder, ErrNotFolder, ErrTooManyHandles,
-// ErrConflict, ErrQuotaExceeded (a commit past the store's Quota) and
+// ErrConflict, ErrPrecondition (a change whose IfMatch or IfNoneMatch did
+// not hold), ErrQuotaExceeded (a commit past the store's Quota) and
 // ErrStoreUnavailable (a missing bucket or directory, a broken staging
 // area: never a missing file). A context's error is
 // returned as is inside the PathError, and so is the error of a Policy
@@ -100,13 +101,14 @@
 // Exists, Stat, List, Open, Write, Close, Abort, Download, DownloadURL,
 // OpenReader (until the Reader's Close), Delete, RemoveAll, Move, Upload,
 // Walk (one range over it), ServeFile, a request to Handler (serve_url),
-// and the FS view's Open, Stat, ReadDir and ReadFile (fs_open, fs_stat,
-// fs_read_dir, fs_read_file); operations are named in snake case
+// the FS view's Open, Stat, ReadDir and ReadFile (fs_open, fs_stat,
+// fs_read_dir, fs_read_file), and the history's Versions, OpenVersion
+// (until the Reader's Close), Restore, Deleted, RestoreAll and Expire; operations are named in snake case
 // (download_url, open_reader, remove_all). A composite call (Upload,
 // RemoveAll, a folder's Move) counts once, its steps not at all. Its
 // outcome comes from its error: ok, not_exist, exist, invalid, is_folder,
 // not_folder, conflict, permission, closed, too_many_handles, unavailable,
-// canceled, deadline_exceeded, or error for any other. Its span,
+// canceled, deadline_exceeded, precondition, or error for any other. Its span,
 // "roomstore.<operation>", is a child of the span in the call's context,
 // with the attributes roomstore.path (the store path as given; for a
 // Write, Close or Abort, the handle's clean path),

@@ -157,15 +157,16 @@ const (
 	Unavailable
 	Canceled
 	DeadlineExceeded
-	Error       // any other error, errors.ErrUnsupported included
-	NumOutcomes // the number of outcomes
+	Precondition // a change refused for its precondition (ErrPrecondition)
+	Error        // any other error, errors.ErrUnsupported included
+	NumOutcomes  // the number of outcomes
 )
 
 var outcomeNames = [NumOutcomes]string{
 	OK: "ok", NotExist: "not_exist", Exist: "exist", Invalid: "invalid", IsFolder: "is_folder",
 	NotFolder: "not_folder", Conflict: "conflict", Permission: "permission", Closed: "closed",
 	TooManyHandles: "too_many_handles", Unavailable: "unavailable", Canceled: "canceled",
-	DeadlineExceeded: "deadline_exceeded", Error: "error",
+	DeadlineExceeded: "deadline_exceeded", Precondition: "precondition", Error: "error",
 }
 
 // String returns the outcome's name, such as "not_exist".
@@ -179,6 +180,7 @@ var kinds = [...]struct {
 	outcome Outcome
 }{
 	{backend.ErrConflict, Conflict},
+	{backend.ErrPrecondition, Precondition},
 	{backend.ErrStoreUnavailable, Unavailable},
 	{backend.ErrTooManyHandles, TooManyHandles},
 	{backend.ErrIsFolder, IsFolder},
