@@ -421,10 +421,10 @@ func (u *usage) reserve(ctx context.Context, e *Engine, p string, size int64, re
 }
 
 // snapshot returns the usage, and false while it is not known.
-func (u *usage) snapshot() (bytes, files int64, ok bool) {
+func (u *usage) snapshot() (bytes, files, kept int64, ok bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return u.bytes, u.files, u.known
+	return u.bytes, u.files, u.kept, u.known
 }
 
 // observer is the engine bus's observer: its telemetry, and its usage

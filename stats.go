@@ -88,8 +88,8 @@ func (e *Engine) Stats() Stats {
 		s.Watch = e.watch.stats()
 	}
 	if u := e.usage; u != nil {
-		bytes, files, _ := u.snapshot()
-		s.Usage = Usage{Bytes: bytes, Files: files, Quota: u.q}
+		bytes, files, kept, _ := u.snapshot()
+		s.Usage = Usage{Bytes: bytes, Files: files, Kept: kept, Quota: u.q}
 	}
 	for op := range telemetry.NumOps {
 		for o := range telemetry.NumOutcomes {

@@ -133,7 +133,7 @@ func (m *meters) observeTransport(origin string, stats func() events.TransportSt
 // observeUsage reports what the store holds and its quota, as the engine
 // knows them (usage: ok false while unknown), with the attribute
 // AttrEngine.
-func (m *meters) observeUsage(origin string, usage func() (bytes, files int64, ok bool), quotaBytes, quotaFiles int64) (metric.Registration, error) {
+func (m *meters) observeUsage(origin string, usage func() (bytes, files, kept int64, ok bool), quotaBytes, quotaFiles int64) (metric.Registration, error) {
 	gauge := func(name, unit, desc string) (metric.Int64ObservableGauge, error) {
 		return m.meter.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
 	}
@@ -141,14 +141,16 @@ func (m *meters) observeUsage(origin string, usage func() (bytes, files int64, o
 	uf, err2 := gauge("roomstore.usage.files", "{file}", "The number of the store's files, as the engine knows it.")
 	qb, err3 := gauge("roomstore.quota.bytes", "By", "The store's byte quota (absent: unbounded).")
 	qf, err4 := gauge("roomstore.quota.files", "{file}", "The store's file quota (absent: unbounded).")
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	uk, err5 := gauge("roomstore.usage.kept_bytes", "By", "The sizes of the past versions the store keeps together, as the engine knows them.")
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		return nil, err
 	}
 	engine := metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrEngine, origin)))
 	return m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		if bytes, files, ok := usage(); ok {
+		if bytes, files, kept, ok := usage(); ok {
 			o.ObserveInt64(ub, bytes, engine)
 			o.ObserveInt64(uf, files, engine)
+			o.ObserveInt64(uk, kept, engine)
 		}
 		if quotaBytes > 0 {
 			o.ObserveInt64(qb, quotaBytes, engine)
@@ -157,5 +159,5 @@ func (m *meters) observeUsage(origin string, usage func() (bytes, files int64, o
 			o.ObserveInt64(qf, quotaFiles, engine)
 		}
 		return nil
-	}, ub, uf, qb, qf)
+	}, ub, uf, uk, qb, qf)
 }

@@ -534,7 +534,7 @@ func (r *Recorder) ObserveTransport(stats func() events.TransportStats) error {
 // engine does not know) and its quota as observable gauges, with the
 // attribute AttrEngine. Without a MeterProvider it does nothing; it
 // fails only if the MeterProvider refuses an instrument or the callback.
-func (r *Recorder) ObserveUsage(usage func() (bytes, files int64, ok bool), quotaBytes, quotaFiles int64) error {
+func (r *Recorder) ObserveUsage(usage func() (bytes, files, kept int64, ok bool), quotaBytes, quotaFiles int64) error {
 	if r.m == nil {
 		return nil
 	}
