@@ -130,6 +130,11 @@ var preconditionCases = []tcase{
 		star := roomstore.OpenOptions{Overwrite: true, IfNoneMatch: "*"}
 		e.put(t, "new.txt", []byte("first"), star)
 		wantErr(t, "a second create", e.write(e.ctx, "new.txt", []byte("second"), star), roomstore.ErrPrecondition)
+		_, err := e.Upload(e.ctx, "new.txt", strings.NewReader("third"), star)
+		wantErr(t, "an Upload create over a file", err, roomstore.ErrPrecondition)
+		_, err = e.Upload(e.ctx, "up.txt", strings.NewReader("up"), star)
+		noErr(t, "an Upload create", err)
+		e.mustContain(t, "up.txt", []byte("up"))
 		hd := e.open(t, "late.txt", star)
 		noErr(t, "Write", e.Write(e.ctx, hd, []byte("mine")))
 		e.put(t, "late.txt", []byte("theirs"), overwrite)
@@ -251,10 +256,18 @@ var historyCases = []tcase{
 		_, err = e.Restore(e.ctx, "other.txt", ov[0].ID)
 		noErr(t, "undo of a restore", err)
 		e.mustContain(t, "other.txt", []byte("two+"))
+		// doc.txt was moved away: each of its versions restores, the moved
+		// one, the appended one and the overwritten one.
 		dv := e.versions(t, "doc.txt")
-		_, err = e.Restore(e.ctx, "doc.txt", dv[len(dv)-1].ID)
-		noErr(t, "Restore of a moved file's first version", err)
-		e.mustContain(t, "doc.txt", []byte("one"))
+		for _, want := range []struct{ reason, data string }{{"moved", "two+"}, {"appended", "two"}, {"overwritten", "one"}} {
+			i := slices.IndexFunc(dv, func(v roomstore.Version) bool { return v.Reason == want.reason })
+			if i < 0 {
+				t.Fatalf("no %s version of doc.txt in %+v", want.reason, dv)
+			}
+			_, err = e.Restore(e.ctx, "doc.txt", dv[i].ID)
+			noErr(t, "Restore of the "+want.reason+" version", err)
+			e.mustContain(t, "doc.txt", []byte(want.data))
+		}
 	}},
 	{"a deleted folder's files are listed and restored together", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
