@@ -3,6 +3,8 @@ package roomclient
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io/fs"
 	"slices"
 	"strings"
@@ -23,10 +25,17 @@ import (
 // call makes one simple storage call for op on p and returns the JSON of
 // its reply (nil for an empty one).
 func (c *Client) call(ctx context.Context, op, p, tool string, args any) (json.RawMessage, error) {
+	return c.callNeeding(ctx, op, p, tool, "", "", args)
+}
+
+// callNeeding is call on a connection whose server speaks the extension
+// ext (none when ""), without which it fails with errors.ErrUnsupported
+// saying that what needs it; nothing is sent then.
+func (c *Client) callNeeding(ctx context.Context, op, p, tool, ext, what string, args any) (json.RawMessage, error) {
 	if err := checkPath(op, p, p); err != nil {
 		return nil, err
 	}
-	k, err := c.conn(op, p)
+	k, err := c.connNeeding(op, p, ext, what)
 	if err != nil {
 		return nil, err
 	}
@@ -38,6 +47,25 @@ func (c *Client) call(ctx context.Context, op, p, tool string, args any) (json.R
 		return nil, pathError(op, p, err)
 	}
 	return res.JSON, nil
+}
+
+// connNeeding is the live connection for op on p, whose server speaks
+// the extension ext (none when ""), or the error op fails with:
+// errors.ErrUnsupported, saying that what needs ext, from a server that
+// does not (an older roomstore server, a MeshAgent server), so that
+// nothing is done without what the caller asked for.
+func (c *Client) connNeeding(op, p, ext, what string) (*conn, error) {
+	k, err := c.conn(op, p)
+	if err != nil || ext == "" || k.has(ext) {
+		return k, err
+	}
+	return nil, pathError(op, p, unsupported(ext, what))
+}
+
+// unsupported is the error of what, which needs roomstore's extension
+// ext that the server does not speak.
+func unsupported(ext, what string) error {
+	return &classError{fmt.Sprintf("%s needs a server that speaks roomstore's %s extension", what, ext), errors.ErrUnsupported}
 }
 
 // replyError is the *Error of an error reply about p, or nil.
@@ -74,7 +102,9 @@ func (c *Client) Exists(ctx context.Context, p string) (bool, error) {
 }
 
 // Stat describes the file or folder at p: Name, Path (clean), IsFolder,
-// Size and ModTime (zero for folders); the protocol carries no ETag.
+// Size and ModTime (zero for folders), and a file's ETag from a server
+// that speaks roomstore's preconditions extension (roomserver; the bare
+// protocol carries none): the version to name in an IfMatch.
 // Nothing at p yields fs.ErrNotExist, an invalid path fs.ErrInvalid, a
 // file written as a folder ("f/") roomstore.ErrNotFolder.
 func (c *Client) Stat(ctx context.Context, p string) (roomstore.Entry, error) {
@@ -89,7 +119,11 @@ func (c *Client) Stat(ctx context.Context, p string) (roomstore.Entry, error) {
 	if !v.Exists || v.Entry == nil {
 		return roomstore.Entry{}, pathError("stat", p, fs.ErrNotExist)
 	}
-	return entryOf(*v.Entry, clean(p)), nil
+	e := entryOf(*v.Entry, clean(p))
+	if !e.IsFolder {
+		e.ETag = v.ETag
+	}
+	return e, nil
 }
 
 // List returns the direct children of the folder at p ("" or "/" for the
@@ -129,20 +163,41 @@ func sortKey(e roomstore.Entry) string {
 }
 
 // Delete removes the file at p; every participant gets
-// roomstore.EventFileDeleted. A missing file yields fs.ErrNotExist, a
-// folder roomstore.ErrIsFolder (see RemoveAll), an invalid path
-// fs.ErrInvalid.
-func (c *Client) Delete(ctx context.Context, p string) error {
-	_, err := c.call(ctx, "delete", p, "delete", map[string]any{"path": p, "recursive": false})
-	return err
+// roomstore.EventFileDeleted. At most one roomstore.DeleteOptions may
+// make it conditional, as Engine.Delete: with IfMatch the file is
+// removed only while it is that version. A missing file yields
+// fs.ErrNotExist, a folder roomstore.ErrIsFolder (see RemoveAll), an
+// invalid path or more than one DeleteOptions fs.ErrInvalid, a file that
+// is not the version IfMatch names roomstore.ErrPrecondition, and an
+// IfMatch sent to a server that does not speak roomstore's preconditions
+// extension errors.ErrUnsupported (nothing is removed).
+func (c *Client) Delete(ctx context.Context, p string, opts ...roomstore.DeleteOptions) error {
+	return c.remove(ctx, "delete", p, false, opts)
 }
 
 // RemoveAll removes the file or folder at p and everything below it (the
 // whole store for the root), with roomstore.EventFileDeleted for each
 // file removed. A missing path is not an error; an invalid one yields
-// fs.ErrInvalid.
-func (c *Client) RemoveAll(ctx context.Context, p string) error {
-	_, err := c.call(ctx, telemetry.RemoveAll.String(), p, "delete", map[string]any{"path": p, "recursive": true})
+// fs.ErrInvalid. With roomstore.DeleteOptions.IfMatch (at most one
+// DeleteOptions) it removes the file at p only while it is that version,
+// and fails with roomstore.ErrPrecondition otherwise (the file changed,
+// is missing or is a folder), as Engine.RemoveAll; errors.ErrUnsupported
+// from a server that does not speak roomstore's preconditions extension.
+func (c *Client) RemoveAll(ctx context.Context, p string, opts ...roomstore.DeleteOptions) error {
+	return c.remove(ctx, telemetry.RemoveAll.String(), p, true, opts)
+}
+
+// remove is Delete (recursive false) and RemoveAll under op.
+func (c *Client) remove(ctx context.Context, op, p string, recursive bool, opts []roomstore.DeleteOptions) error {
+	if len(opts) > 1 {
+		return pathError(op, p, &classError{fmt.Sprintf("%d DeleteOptions, at most one", len(opts)), fs.ErrInvalid})
+	}
+	args := map[string]any{"path": p, "recursive": recursive}
+	ext := ""
+	if len(opts) == 1 && opts[0].IfMatch != "" {
+		args["if_match"], ext = opts[0].IfMatch, wire.ExtPreconditions
+	}
+	_, err := c.callNeeding(ctx, op, p, "delete", ext, "a conditional delete", args)
 	return err
 }
 
@@ -153,12 +208,20 @@ func (c *Client) RemoveAll(ctx context.Context, p string) error {
 // at src, fs.ErrExist when dst is taken and opts.Overwrite is false,
 // fs.ErrInvalid for invalid paths (the root, dst inside src),
 // roomstore.ErrIsFolder, ErrNotFolder and ErrConflict as the engine
-// reports them.
+// reports them, roomstore.ErrPrecondition when src is not the version
+// opts.IfMatch names (or is a folder), and errors.ErrUnsupported for an
+// IfMatch sent to a server that does not speak roomstore's
+// preconditions extension (nothing is moved).
 func (c *Client) Move(ctx context.Context, src, dst string, opts roomstore.MoveOptions) error {
 	if err := checkPath("move", src, dst); err != nil {
 		return err
 	}
-	_, err := c.call(ctx, "move", src, "move", map[string]any{"source_path": src, "destination_path": dst, "overwrite": opts.Overwrite})
+	args := map[string]any{"source_path": src, "destination_path": dst, "overwrite": opts.Overwrite}
+	ext := ""
+	if opts.IfMatch != "" {
+		args["if_match"], ext = opts.IfMatch, wire.ExtPreconditions
+	}
+	_, err := c.callNeeding(ctx, "move", src, "move", ext, "a conditional move", args)
 	return err
 }
 

@@ -53,6 +53,8 @@ const rateLimited = "rate limited"
 //	409 roomstore.ErrIsFolder, roomstore.ErrNotFolder or roomstore.ErrConflict
 //	    when the text ends with theirs, otherwise fs.ErrExist when it
 //	    speaks of existing, otherwise roomstore.ErrConflict
+//	412 roomstore.ErrPrecondition (the file is not the version an
+//	    IfMatch or IfNoneMatch requires)
 //	429 ErrRateLimited when the text says so (the identity's call rate
 //	    is spent), otherwise roomstore.ErrTooManyHandles (a budget of
 //	    handles, streams or connections)
@@ -163,6 +165,8 @@ func (e *Error) sentinel() error {
 			return ErrRateLimited
 		}
 		return roomstore.ErrTooManyHandles
+	case 412:
+		return roomstore.ErrPrecondition
 	case 501:
 		return errors.ErrUnsupported
 	case 413:

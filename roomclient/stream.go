@@ -168,8 +168,14 @@ func (st *stream) chunkError(r reply, expected string) error {
 // roomserver does; any other yields errors.ErrUnsupported, since the
 // protocol's upload can only create or replace), and Size, when
 // positive, is announced so that the server refuses another number of
-// bytes (and a quota refuses the upload before its first byte). The MIME
-// type announced comes from the path's extension.
+// bytes (and a quota refuses the upload before its first byte).
+// IfMatch and IfNoneMatch make the upload conditional, as for
+// Engine.Upload: the server checks them when it opens the file and again
+// atomically with the commit, and refuses with roomstore.ErrPrecondition
+// (the file keeps the other writer's content); a server that does not
+// speak roomstore's preconditions extension could not honour them, so
+// the upload fails with errors.ErrUnsupported before sending anything.
+// The MIME type announced comes from the path's extension.
 //
 // Nothing is visible before the server has committed the last byte: if r
 // fails, ctx ends, the connection drops or the client is closed, the
@@ -177,10 +183,10 @@ func (st *stream) chunkError(r reply, expected string) error {
 // blocks is not interrupted by ctx (as with io.Copy). Errors are
 // *fs.PathError values of the operation "upload": fs.ErrExist,
 // fs.ErrInvalid for an invalid path, a nil r or a size that does not
-// match opts.Size, roomstore.ErrIsFolder or ErrNotFolder where a folder
-// is in the way, roomstore.ErrTooManyHandles, ErrQuotaExceeded,
-// errors.ErrUnsupported, r's error wrapped, ctx's error, and
-// ErrDisconnected.
+// match opts.Size (or IfMatch with Exclusive), roomstore.ErrIsFolder or
+// ErrNotFolder where a folder is in the way, roomstore.ErrTooManyHandles,
+// ErrQuotaExceeded, ErrPrecondition, errors.ErrUnsupported, r's error
+// wrapped, ctx's error, and ErrDisconnected.
 func (c *Client) Upload(ctx context.Context, p string, r io.Reader, opts roomstore.OpenOptions) (roomstore.Entry, error) {
 	if r == nil {
 		return roomstore.Entry{}, pathError("upload", p, &classError{"nil reader", fs.ErrInvalid})
@@ -221,6 +227,20 @@ func (c *Client) beginUpload(ctx context.Context, op, p string, opts roomstore.O
 			return nil, reply{}, pathError(op, p, &classError{"appending needs a server that speaks roomstore's append extension: pass Overwrite or Exclusive", errors.ErrUnsupported})
 		}
 		start["overwrite"], start["append"] = false, true
+	}
+	if opts.IfMatch != "" || opts.IfNoneMatch != "" {
+		// A server that does not speak the extension would ignore them,
+		// and overwrite what the caller meant to save only over the
+		// version it read.
+		if _, err := c.connNeeding(op, p, wire.ExtPreconditions, "IfMatch and IfNoneMatch"); err != nil {
+			return nil, reply{}, err
+		}
+		if opts.IfMatch != "" {
+			start["if_match"] = opts.IfMatch
+		}
+		if opts.IfNoneMatch != "" {
+			start["if_none_match"] = opts.IfNoneMatch
+		}
 	}
 	mt := mime.TypeByExtension(path.Ext(p))
 	if mt == "" {
@@ -372,7 +392,9 @@ var (
 // (fs.ErrExist, at Open), and neither appends at Close (from a server
 // that speaks roomstore's append extension; any other yields
 // errors.ErrUnsupported); a positive opts.Size is announced, so that
-// Close fails when another number of bytes was written. ctx bounds the
+// Close fails when another number of bytes was written; opts.IfMatch and
+// IfNoneMatch are checked at Open and again at Close, as Upload says
+// (roomstore.ErrPrecondition from either). ctx bounds the
 // handle's whole life: when it ends, the handle is aborted. Open returns
 // once the server has opened the file, so that its refusals (a right,
 // a quota, too many handles) are Open's errors, *fs.PathError values of
@@ -559,16 +581,19 @@ func (c *Client) OpenReader(ctx context.Context, p string, offset, length int64)
 	if offset < 0 {
 		return nil, pathError("read", p, &classError{fmt.Sprintf("negative offset %d", offset), fs.ErrInvalid})
 	}
-	return c.openReader(ctx, "read", p, offset, length)
+	return c.openReader(ctx, "read", p, "", offset, length)
 }
 
-func (c *Client) openReader(ctx context.Context, op, p string, offset, length int64) (*Reader, error) {
+// openReader opens a download for op: of the past version named
+// version (wire.ExtHistory), or of the file's current one when that is
+// "".
+func (c *Client) openReader(ctx context.Context, op, p, version string, offset, length int64) (*Reader, error) {
 	st, err := c.openStream(ctx, op, p, "download")
 	if err != nil {
 		return nil, err
 	}
 	ranged := (offset > 0 || length >= 0) && st.k.has(wire.ExtRange)
-	rd, err := st.start(ctx, c.o.ChunkSize, ranged, offset, length)
+	rd, err := st.start(ctx, c.o.ChunkSize, version, ranged, offset, length)
 	if err == nil && !ranged && offset > rd.entry.Size {
 		err = &classError{fmt.Sprintf("offset %d past the end (%d bytes)", offset, rd.entry.Size), fs.ErrInvalid}
 	}
@@ -587,10 +612,13 @@ func (c *Client) openReader(ctx context.Context, op, p string, offset, length in
 	return rd, nil
 }
 
-// start asks for the file (a range of it, when ranged) and reads the
-// server's start chunk.
-func (st *stream) start(ctx context.Context, chunkSize int, ranged bool, offset, length int64) (*Reader, error) {
+// start asks for the file (its past version named version, unless that
+// is ""; a range of it, when ranged) and reads the server's start chunk.
+func (st *stream) start(ctx context.Context, chunkSize int, version string, ranged bool, offset, length int64) (*Reader, error) {
 	h := map[string]any{"kind": "start", "path": st.p, "chunk_size": chunkSize}
+	if version != "" {
+		h["version"] = version
+	}
 	if ranged {
 		h["offset"] = offset
 		if length >= 0 {
@@ -810,7 +838,7 @@ func (r *Reader) Close() error {
 // for files too big to hold in memory. Errors are those of OpenReader
 // and Read, under the operation "download".
 func (c *Client) Download(ctx context.Context, p string) (*roomstore.File, error) {
-	r, err := c.openReader(ctx, "download", p, 0, -1)
+	r, err := c.openReader(ctx, "download", p, "", 0, -1)
 	if err != nil {
 		return nil, err
 	}

@@ -16,17 +16,18 @@ import (
 
 // Error codes of the replies, as HTTP status codes.
 const (
-	CodeBadRequest  = 400 // an invalid path or a malformed call
-	CodeForbidden   = 403 // refused by the participant's policy (a right it lacks), another participant's handle, an expired token
-	CodeNotFound    = 404
-	CodeTimeout     = 408 // a stream that took no chunk for Options.StreamIdle, ended
-	CodeConflict    = 409 // exists, a folder where a file is meant or the reverse, a lost race
-	CodeTooLarge    = 413 // a folder with more entries than a list may return (Options.MaxListEntries), a handle-era download of a file over Options.MaxMessageSize
-	CodeTooMany     = 429 // too many handles, streams or calls: a budget of the participant (see Budget)
-	CodeInternal    = 500
-	CodeUnsupported = 501
-	CodeUnavailable = 503 // shutting down, a budget of the server spent, or the store is unavailable
-	CodeQuota       = 507 // the room's quota (roomstore.ErrQuotaExceeded)
+	CodeBadRequest   = 400 // an invalid path or a malformed call
+	CodeForbidden    = 403 // refused by the participant's policy (a right it lacks), another participant's handle, an expired token
+	CodeNotFound     = 404
+	CodeTimeout      = 408 // a stream that took no chunk for Options.StreamIdle, ended
+	CodeConflict     = 409 // exists, a folder where a file is meant or the reverse, a lost race
+	CodePrecondition = 412 // the file is not the version if_match or if_none_match requires (roomstore.ErrPrecondition)
+	CodeTooLarge     = 413 // a folder with more entries than a list may return (Options.MaxListEntries), a handle-era download of a file over Options.MaxMessageSize
+	CodeTooMany      = 429 // too many handles, streams or calls: a budget of the participant (see Budget)
+	CodeInternal     = 500
+	CodeUnsupported  = 501
+	CodeUnavailable  = 503 // shutting down, a budget of the server spent, or the store is unavailable
+	CodeQuota        = 507 // the room's quota (roomstore.ErrQuotaExceeded)
 )
 
 // requestError is a refusal the server itself makes.
@@ -63,6 +64,8 @@ func errorContent(err error) wire.Content {
 		code = CodeTooMany
 	case errors.Is(err, roomstore.ErrQuotaExceeded):
 		code = CodeQuota
+	case errors.Is(err, roomstore.ErrPrecondition):
+		code = CodePrecondition
 	case errors.Is(err, errors.ErrUnsupported):
 		code = CodeUnsupported
 	case errors.Is(err, fs.ErrClosed), errors.Is(err, roomstore.ErrStoreUnavailable),
@@ -94,7 +97,7 @@ func errorContent(err error) wire.Content {
 func sentinelText(err error) string {
 	for _, s := range []error{fs.ErrInvalid, fs.ErrNotExist, fs.ErrExist, fs.ErrPermission, fs.ErrClosed,
 		roomstore.ErrIsFolder, roomstore.ErrNotFolder, roomstore.ErrConflict, roomstore.ErrTooManyHandles, roomstore.ErrQuotaExceeded,
-		roomstore.ErrStoreUnavailable, errors.ErrUnsupported, context.Canceled, context.DeadlineExceeded} {
+		roomstore.ErrPrecondition, roomstore.ErrStoreUnavailable, errors.ErrUnsupported, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, s) {
 			// The quota's refusal says no more: its figures are the
 			// room's, files the participant may not read included.
@@ -117,6 +120,11 @@ func (c *conn) call(tool string, args json.RawMessage, legacy bool) wire.Content
 		DestinationPath *string `json:"destination_path"`
 		Overwrite       *bool   `json:"overwrite"`
 		Download        *bool   `json:"download"`
+		// ExtPreconditions: honoured from any client, since ignoring one
+		// would make a change its sender made conditional unconditional.
+		IfMatch *string `json:"if_match"`
+		// ExtHistory: the version of restore.
+		Version *string `json:"version"`
 	}
 	if err := json.Unmarshal(args, &a); err != nil {
 		return wire.Error(CodeBadRequest, fmt.Sprintf("invalid arguments to storage.%s", truncate(tool, 64)))
@@ -128,6 +136,10 @@ func (c *conn) call(tool string, args json.RawMessage, legacy bool) wire.Content
 			return "", false
 		}
 		return *a.Path, true
+	}
+	var ifMatch string
+	if a.IfMatch != nil {
+		ifMatch = *a.IfMatch
 	}
 	res, err := func() (wire.Content, error) {
 		switch tool {
@@ -155,6 +167,9 @@ func (c *conn) call(tool string, args json.RawMessage, legacy bool) wire.Content
 				return wire.JSONOf(wire.LegacyStat{Exists: true, LegacyEntry: &le}), nil
 			}
 			we := entryOf(ent)
+			if c.extras {
+				we.ETag = ent.ETag // wire.ExtPreconditions
+			}
 			return wire.JSONOf(wire.Stat{Exists: true, Entry: &we}), nil
 		case "list":
 			p, ok := needPath()
@@ -192,16 +207,20 @@ func (c *conn) call(tool string, args json.RawMessage, legacy bool) wire.Content
 			if legacy {
 				done = wire.JSONOf(struct{}{}) // the Dart client casts it to a JSON body
 			}
-			if a.Recursive != nil && *a.Recursive {
-				return done, asOp("delete", e.RemoveAll(ctx, p))
+			var opts []roomstore.DeleteOptions
+			if ifMatch != "" {
+				opts = append(opts, roomstore.DeleteOptions{IfMatch: ifMatch})
 			}
-			return done, e.Delete(ctx, p)
+			if a.Recursive != nil && *a.Recursive {
+				return done, asOp("delete", e.RemoveAll(ctx, p, opts...))
+			}
+			return done, e.Delete(ctx, p, opts...)
 		case "move":
 			if a.SourcePath == nil || a.DestinationPath == nil {
 				return wire.Content{}, badRequest("storage.move needs source_path and destination_path")
 			}
 			ow := a.Overwrite != nil && *a.Overwrite
-			return wire.Empty(), e.Move(ctx, *a.SourcePath, *a.DestinationPath, roomstore.MoveOptions{Overwrite: ow})
+			return wire.Empty(), e.Move(ctx, *a.SourcePath, *a.DestinationPath, roomstore.MoveOptions{Overwrite: ow, IfMatch: ifMatch})
 		case "download_url":
 			p, ok := needPath()
 			if !ok {
@@ -216,8 +235,17 @@ func (c *conn) call(tool string, args json.RawMessage, legacy bool) wire.Content
 			}
 			u, err := e.DownloadURL(ctx, p, opts...)
 			return wire.JSONOf(map[string]string{"url": u}), asOp("download_url", err)
+		case "versions", "restore", "deleted", "restore_all":
+			if !c.extras {
+				return wire.Content{}, noTool(tool)
+			}
+			p, ok := needPath()
+			if !ok {
+				return wire.Content{}, badRequest("storage." + tool + " needs a path")
+			}
+			return c.history(tool, p, a.Version)
 		default:
-			return wire.Content{}, &requestError{CodeNotFound, fmt.Sprintf("no tool storage.%s", truncate(tool, 64))}
+			return wire.Content{}, noTool(tool)
 		}
 	}()
 	if err != nil {
@@ -228,6 +256,13 @@ func (c *conn) call(tool string, args json.RawMessage, legacy bool) wire.Content
 		return ec
 	}
 	return res
+}
+
+// noTool refuses a call of a tool the server does not have, as a
+// MeshAgent server does: what a client that did not ask for roomstore's
+// extensions gets for the tools of the extensions too.
+func noTool(tool string) error {
+	return &requestError{CodeNotFound, fmt.Sprintf("no tool storage.%s", truncate(tool, 64))}
 }
 
 // entryOf is an engine entry as the protocol describes it: folders have

@@ -143,6 +143,16 @@ func (st *stream) upload(h map[string]any) {
 	overwrite, _ := h["overwrite"].(bool)
 	appending, _ := h["append"].(bool) // wire.ExtAppend
 	opts := roomstore.OpenOptions{Overwrite: overwrite, Exclusive: !overwrite && !appending}
+	// wire.ExtPreconditions, honoured from any client: ignoring one would
+	// overwrite what its sender meant to save only over the version it
+	// read.
+	var ok1, ok2 bool
+	opts.IfMatch, ok1 = optionalString(h, "if_match")
+	opts.IfNoneMatch, ok2 = optionalString(h, "if_none_match")
+	if !ok1 || !ok2 {
+		st.fail(badRequest("upload if_match and if_none_match must be strings"))
+		return
+	}
 	want := int64(-1)
 	if n, ok := h["size"].(float64); ok {
 		if n < 0 || n != float64(int64(n)) {
@@ -237,6 +247,18 @@ func (st *stream) upload(h map[string]any) {
 	}
 }
 
+// optionalString is the string h holds at key: "" when it holds none
+// (or null), and false when it holds anything else.
+func optionalString(h map[string]any, key string) (string, bool) {
+	switch v := h[key].(type) {
+	case nil:
+		return "", true
+	case string:
+		return v, true
+	}
+	return "", false
+}
+
 // commitTimeout bounds the commit of an upload whose bytes all came.
 const commitTimeout = time.Minute
 
@@ -264,7 +286,21 @@ func (st *stream) download(h map[string]any) {
 			*v = int64(n)
 		}
 	}
-	r, err := st.c.rm.eng.OpenReader(st.c.engineCtx(), p, offset, length)
+	version, ok := optionalString(h, "version") // wire.ExtHistory
+	if !ok {
+		st.fail(badRequest("download version must be a string"))
+		return
+	}
+	var r *roomstore.Reader
+	var err error
+	switch {
+	case version == "":
+		r, err = st.c.rm.eng.OpenReader(st.c.engineCtx(), p, offset, length)
+	case offset != 0 || length >= 0:
+		err = badRequest("a past version is streamed whole: no offset or length with version")
+	default:
+		r, err = st.c.rm.eng.OpenVersion(st.c.engineCtx(), p, version)
+	}
 	if err != nil {
 		st.fail(asOp("download", err))
 		return

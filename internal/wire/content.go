@@ -107,13 +107,33 @@ type OverflowEvent struct {
 	Position string `json:"position,omitempty"`
 }
 
-// Entry is a file or folder as stat and list describe it.
+// Entry is a file or folder as stat and list describe it. Path and
+// ETag are roomstore's extensions (ExtPreconditions, ExtHistory), set
+// only for the clients that asked for them: the stat of such a client
+// carries the file's ETag, and the entries the history tools return
+// both.
 type Entry struct {
 	Name      string  `json:"name"`
+	Path      string  `json:"path,omitempty"`
 	IsFolder  bool    `json:"is_folder"`
 	Size      *int64  `json:"size"`
 	CreatedAt *string `json:"created_at"`
 	UpdatedAt *string `json:"updated_at"`
+	ETag      string  `json:"etag,omitempty"`
+}
+
+// Version is a past version of a file as the tools of ExtHistory
+// describe it (versions, deleted): times are RFC 3339 with nanoseconds,
+// participant_id is "" for a change no participant made.
+type Version struct {
+	Path          string `json:"path"`
+	ID            string `json:"id"`
+	ETag          string `json:"etag"`
+	Size          int64  `json:"size"`
+	ModifiedAt    string `json:"modified_at"`
+	ReplacedAt    string `json:"replaced_at"`
+	ParticipantID string `json:"participant_id"`
+	Reason        string `json:"reason"`
 }
 
 // LegacyEntry is a file or folder as the handle era's storage.stat and

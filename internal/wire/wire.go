@@ -82,6 +82,17 @@ const (
 	// storage.events.overflow when the server cannot tell what came after
 	// it.
 	ExtResume = "resume"
+	// ExtPreconditions: the calls that change a file take "if_match"
+	// (an ETag: change the file only while it is that version) and an
+	// upload start also "if_none_match" (an ETag, or "*": only while no
+	// file is there); a change refused by one is an error 412. A stat
+	// reply carries the file's "etag", the version a client reads before
+	// it saves.
+	ExtPreconditions = "preconditions"
+	// ExtHistory: the tools versions, restore, deleted and restore_all,
+	// and a download start with "version" streams that past version of
+	// the file.
+	ExtHistory = "history"
 )
 
 // AfterParam is the query parameter with which a client that asks for
