@@ -206,14 +206,19 @@ func TestWithoutExtensionsAPreconditionIsUnsupported(t *testing.T) {
 	if st.ETag != "" {
 		t.Errorf("a strict server's stat gave ETag %q", st.ETag)
 	}
-	const any = "some-etag"
+	const tag = "some-etag"
+	upload := func(o roomstore.OpenOptions) error {
+		_, err := c.Upload(ctx, "a.txt", strings.NewReader("x"), o)
+		return err
+	}
+	_, openErr := c.Open(ctx, "a.txt", roomstore.OpenOptions{Overwrite: true, IfMatch: tag})
 	for what, err := range map[string]error{
-		"Upload with IfMatch":     func() error { _, err := c.Upload(ctx, "a.txt", strings.NewReader("x"), roomstore.OpenOptions{Overwrite: true, IfMatch: any}); return err }(),
-		"Upload with IfNoneMatch": func() error { _, err := c.Upload(ctx, "a.txt", strings.NewReader("x"), roomstore.OpenOptions{Overwrite: true, IfNoneMatch: "*"}); return err }(),
-		"Open with IfMatch":       func() error { _, err := c.Open(ctx, "a.txt", roomstore.OpenOptions{Overwrite: true, IfMatch: any}); return err }(),
-		"Delete with IfMatch":     c.Delete(ctx, "a.txt", roomstore.DeleteOptions{IfMatch: any}),
-		"RemoveAll with IfMatch":  c.RemoveAll(ctx, "a.txt", roomstore.DeleteOptions{IfMatch: any}),
-		"Move with IfMatch":       c.Move(ctx, "a.txt", "b.txt", roomstore.MoveOptions{IfMatch: any}),
+		"Upload with IfMatch":     upload(roomstore.OpenOptions{Overwrite: true, IfMatch: tag}),
+		"Upload with IfNoneMatch": upload(roomstore.OpenOptions{Overwrite: true, IfNoneMatch: "*"}),
+		"Open with IfMatch":       openErr,
+		"Delete with IfMatch":     c.Delete(ctx, "a.txt", roomstore.DeleteOptions{IfMatch: tag}),
+		"RemoveAll with IfMatch":  c.RemoveAll(ctx, "a.txt", roomstore.DeleteOptions{IfMatch: tag}),
+		"Move with IfMatch":       c.Move(ctx, "a.txt", "b.txt", roomstore.MoveOptions{IfMatch: tag}),
 	} {
 		wantErr(t, what, err, errors.ErrUnsupported)
 	}
