@@ -96,6 +96,9 @@ func Run(t *testing.T, tg Target) {
 		{"HandleEraDownloadBound", downloadBound},
 		{"ExtensionsOnlyWhenAsked", extensionsOnlyWhenAsked},
 		{"ResumeAfterAPosition", resumeAfterAPosition},
+		{"PreconditionsWhenAsked", preconditionsWhenAsked},
+		{"HistoryWhenAsked", historyWhenAsked},
+		{"NoTraceOfPreconditionsAndHistoryWithoutAsking", noTraceWithoutExtensions},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, tg) })
 	}
