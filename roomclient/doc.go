@@ -16,13 +16,15 @@
 // runs against a room with the same shape:
 //
 //	Engine                             Client
-//	Exists, Stat, List                 Exists, Stat, List (entries without ETag: the protocol has none)
+//	Exists, Stat, List                 Exists, Stat (ETag from roomserver), List (entries without ETag)
 //	Open, then Write, Close, Abort     Open, then Handle.Write, Handle.Close, Handle.Abort
 //	Upload(ctx, p, r, OpenOptions)     Upload(ctx, p, r, OpenOptions)
 //	OpenReader(ctx, p, offset, length) OpenReader(ctx, p, offset, length)
 //	Download                           Download
 //	DownloadURL(ctx, p, opts...)       DownloadURL(ctx, p, URLOptions)
-//	Delete, RemoveAll, Move            Delete, RemoveAll, Move
+//	Delete, RemoveAll, Move            Delete, RemoveAll, Move (DeleteOptions, MoveOptions.IfMatch)
+//	Versions, OpenVersion, Restore,    Versions, OpenVersion, Restore,
+//	Deleted, RestoreAll                Deleted, RestoreAll (from roomserver)
 //	On, Off, Subscribe                 On, Off, Subscribe
 //	Shutdown                           Close
 //	Walk, FS, ServeFile, Handle(id),   none: the protocol has no such calls
@@ -41,13 +43,22 @@
 // by a server that speaks the range extension, and read and dropped up
 // to its offset from any other.
 //
+// Preconditions (OpenOptions.IfMatch and IfNoneMatch, MoveOptions.IfMatch,
+// DeleteOptions) and the history need a server that speaks roomstore's
+// preconditions and history extensions (roomserver does): a change
+// refused by its precondition fails with roomstore.ErrPrecondition and
+// changes nothing, as the engine's. Against any other server a
+// conditional call fails with errors.ErrUnsupported, sending nothing,
+// rather than change the file without the check it asked for, and so do
+// the history's calls.
+//
 // # Extensions
 //
 // The client asks every server for roomstore's extensions (the query
 // parameter roomstore_extensions=1, which other servers ignore) and uses
 // those the server names in room_ready: appends, ranges, the version of
-// a download, storage.events.overflow, and events resumed after a
-// reconnection (see Events). It works with any server of the protocol
+// a download, storage.events.overflow, events resumed after a
+// reconnection (see Events), preconditions and the history. It works with any server of the protocol
 // without them.
 //
 // # Connection

@@ -81,7 +81,23 @@
 //   - "resume": room_ready carries "position", where the connection's
 //     events start, and every storage.file.* event its "position"; a
 //     client that connects with roomstore_after=POSITION is sent what it
-//     missed (see Events).
+//     missed (see Events);
+//   - "preconditions": stat also carries the file's etag; an upload
+//     start takes if_match (an etag: Engine.Open's OpenOptions.IfMatch,
+//     checked at the open and again at the commit) and if_none_match (an
+//     etag, or "*"), delete (recursive or not) and move take if_match;
+//     a change whose precondition fails is refused with CodePrecondition
+//     (412) and changes nothing;
+//   - "history": the tools versions {path} ({versions: [{path, id, etag,
+//     size, modified_at, replaced_at, participant_id, reason}]}, newest
+//     first: Engine.Versions), restore {path, version} (the restored
+//     file's entry with its path and new etag: Engine.Restore, one
+//     storage.file.updated), deleted {path} ({versions}, each deleted
+//     file of the folder with its newest version: Engine.Deleted) and
+//     restore_all {path} ({files: [entries]}, each file restored as
+//     restore does), and a download start with version streams that
+//     past version (Engine.OpenVersion; offset and length are refused
+//     with it).
 //
 // Such a client also gets participant_name in storage.file.updated,
 // deleted and moved: the name (Identity.Name) of the participant whose
@@ -90,8 +106,15 @@
 //
 // Requests may carry null and unknown fields, which are ignored:
 // participant_id and on_behalf_of_id null, a tool_call_id on a simple
-// call, recursive null and download null (false). The range and append
-// fields of the extensions are honoured from any client.
+// call, recursive null and download null (false). The fields the
+// extensions add to the protocol's calls (range, append, if_match,
+// if_none_match, a download's version) are honoured from any client:
+// MeshAgent clients never send them, and ignoring one would do
+// something other than its sender asked (overwrite a file it meant to
+// save only over the version it read). The history's tools exist only
+// for a client that asked for the extensions: any other is answered as
+// for a tool the server lacks (CodeNotFound, "no tool storage.versions"),
+// so that it sees no trace of them.
 //
 // # Who may do what
 //
@@ -99,7 +122,10 @@
 // Options.Verify, which returns the participant's Identity: its name, and
 // the roomstore.Policy that decides every call it makes. The engine asks
 // the policy on every call (see roomstore.Policy): Read for exists, stat,
-// list, download and download_url; Write for uploads, delete (every file
+// list, download and download_url, versions, deleted and a download of a
+// version (deleted lists only what the participant may read); Read and
+// Write for restore and each file of restore_all; Write for uploads,
+// delete (every file
 // of a recursive delete: one file it may not write refuses the whole
 // delete, which then removes nothing) and move (every file at its source
 // and at its destination). List shows only what the participant may read:
@@ -146,7 +172,10 @@
 // MaxConnections connections, MaxOpenStreams streams and MaxPendingBytes
 // of messages partly received, each of which must arrive within
 // MessageTimeout. A list reply holds at most MaxListEntries entries, and
-// an identity builds two at most at once. A refusal is immediate: HTTP
+// an identity builds two at most at once; so do the history's versions,
+// deleted and restore_all, which are calls as any other (a restore_all
+// is one call however many files it restores, as a recursive delete
+// is), and a download of a version is a stream. A refusal is immediate: HTTP
 // 429 or 503 before the upgrade, code 429 or 503 for a call, 413 for a
 // list, close code 1008 or 1013 for a connection; it is counted in
 // Stats().Refused and the roomstore.server.refused metric under its
@@ -163,6 +192,8 @@
 // CodeTimeout (a stream ended after StreamIdle without a chunk, told in
 // an error chunk),
 // CodeConflict (exists; a folder where a file is meant or the reverse),
+// CodePrecondition (the file is not the version if_match or
+// if_none_match names),
 // CodeForbidden (a right the participant lacks: "delete a.txt: no write
 // access", naming the file when a recursive delete or a move refuses one
 // other than the call's own path and the participant may read it; another

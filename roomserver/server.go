@@ -121,8 +121,10 @@ type Options struct {
 	MaxPendingBytes int64
 	// MaxListEntries bounds the entries of one list reply (default
 	// 100,000, about 14 MB); a folder with more is refused with code 413
-	// (its entries can still be reached by path). One identity runs at
-	// most two lists at once; more wait.
+	// (its entries can still be reached by path). It bounds the replies
+	// of the history's tools too (versions, deleted, restore_all, which
+	// then restores nothing). One identity runs at most two lists, of
+	// either kind, at once; more wait.
 	MaxListEntries int
 	// MeterProvider, if set, receives the server's metrics: the
 	// connections and streams open (roomstore.server.connections,
