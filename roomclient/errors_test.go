@@ -28,6 +28,7 @@ func TestErrorsMatchTheEngineSentinels(t *testing.T) {
 		{409, "upload f/x: not a folder", roomstore.ErrNotFolder},
 		{409, "open f: conflicting concurrent write", roomstore.ErrConflict},
 		{409, "tool_call_id already in use", roomstore.ErrConflict},
+		{412, "upload f: precondition failed: the file is not the version required", roomstore.ErrPrecondition},
 		{429, "open f: too many open handles", roomstore.ErrTooManyHandles},
 		{429, "too many streams (at most 16 per connection)", roomstore.ErrTooManyHandles},
 		{501, "download_url f: unsupported operation", errors.ErrUnsupported},
@@ -40,7 +41,7 @@ func TestErrorsMatchTheEngineSentinels(t *testing.T) {
 		}
 		for _, other := range []error{fs.ErrInvalid, fs.ErrNotExist, fs.ErrExist, fs.ErrPermission, fs.ErrClosed,
 			roomstore.ErrIsFolder, roomstore.ErrNotFolder, roomstore.ErrConflict, roomstore.ErrTooManyHandles,
-			roomstore.ErrStoreUnavailable, errors.ErrUnsupported} {
+			roomstore.ErrStoreUnavailable, errors.ErrUnsupported, roomstore.ErrPrecondition} {
 			if other != tc.want && errors.Is(e, other) {
 				t.Errorf("%d %q also matches %v", tc.code, tc.text, other)
 			}

@@ -293,6 +293,47 @@ func TestHistoryCallsSpendTheBudgets(t *testing.T) {
 	}
 }
 
+// A restore writes through a handle, as an upload does: it counts
+// against the identity's share of the room's handles, and is refused
+// with ErrTooManyHandles past it, restoring nothing.
+func TestARestoreTakesTheIdentitysShareOfTheRoomsHandles(t *testing.T) {
+	e := newEnvWith(t, stores[0].url(t), func(o *roomserver.Options) {
+		o.Resolve = func(ctx context.Context, room string, _ bool) (*roomstore.Engine, error) {
+			return roomstore.OpenURL(ctx, "mem://", roomstore.WithMaxOpenHandles(2)) // a share of one
+		}
+	})
+	ctx := deadline(t)
+	c := e.dial(t, "ann", "r", roomclient.Options{})
+	save(t, c, "a.txt", "old")
+	save(t, c, "a.txt", "new")
+	save(t, c, "b.txt", "b")
+	must(t, c.Delete(ctx, "b.txt"))
+	vs, err := c.Versions(ctx, "a.txt")
+	must(t, err)
+	h, err := c.Open(ctx, "c.txt", roomstore.OpenOptions{Overwrite: true})
+	must(t, err)
+	_, err = c.Restore(ctx, "a.txt", vs[0].ID)
+	wantErr(t, "Restore while the identity's handle is open", err, roomstore.ErrTooManyHandles)
+	_, err = c.RestoreAll(ctx, "")
+	wantErr(t, "RestoreAll while the identity's handle is open", err, roomstore.ErrTooManyHandles)
+	if got, _ := read(t, c, "a.txt"); got != "new" {
+		t.Fatalf("a refused Restore left %q", got)
+	}
+	if ok, _ := c.Exists(ctx, "b.txt"); ok {
+		t.Fatal("a refused RestoreAll restored b.txt")
+	}
+	must(t, h.Abort())
+	_, err = c.Restore(ctx, "a.txt", vs[0].ID)
+	must(t, err)
+	ents, err := c.RestoreAll(ctx, "")
+	if err != nil || describe(ents) != "b.txt(false,1) " {
+		t.Fatalf("RestoreAll once the handle was given back: %s %v", describe(ents), err)
+	}
+	if n := e.srv.Stats().Refused[roomserver.BudgetRoomHandles]; n != 2 {
+		t.Errorf("%d room_handles refusals counted, want 2", n)
+	}
+}
+
 // A server without the history extension (a MeshAgent server, an older
 // roomstore server) makes every history call fail with
 // errors.ErrUnsupported, having sent nothing.

@@ -175,7 +175,9 @@
 // an identity builds two at most at once; so do the history's versions,
 // deleted and restore_all, which are calls as any other (a restore_all
 // is one call however many files it restores, as a recursive delete
-// is), and a download of a version is a stream. A refusal is immediate: HTTP
+// is), a download of a version is a stream, and a restore (restore_all
+// restores one file at a time) holds one of the identity's share of
+// the room's handles, as an upload does. A refusal is immediate: HTTP
 // 429 or 503 before the upgrade, code 429 or 503 for a call, 413 for a
 // list, close code 1008 or 1013 for a connection; it is counted in
 // Stats().Refused and the roomstore.server.refused metric under its

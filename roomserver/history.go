@@ -44,6 +44,11 @@ func (c *conn) history(tool, p string, version *string) (wire.Content, error) {
 		if version == nil {
 			return wire.Content{}, badRequest("storage.restore needs a path and a version")
 		}
+		done, err := c.holdHandle(tool, p)
+		if err != nil {
+			return wire.Content{}, err
+		}
+		defer done()
 		en, err := e.Restore(ctx, p, *version)
 		if err != nil {
 			return wire.Content{}, err
@@ -62,6 +67,11 @@ func (c *conn) history(tool, p string, version *string) (wire.Content, error) {
 		if err := c.listBound(tool, p, len(gone)); err != nil {
 			return wire.Content{}, err
 		}
+		done, err := c.holdHandle(tool, p) // one restore at a time
+		if err != nil {
+			return wire.Content{}, err
+		}
+		defer done()
 		files := make([]wire.Entry, 0, len(gone))
 		for _, v := range gone {
 			en, err := e.Restore(ctx, v.Path, v.ID)
@@ -72,6 +82,19 @@ func (c *conn) history(tool, p string, version *string) (wire.Content, error) {
 		}
 		return wire.JSONOf(map[string]any{"files": files}), nil
 	}
+}
+
+// holdHandle counts a restore of tool on p as an upload of the
+// participant's identity, which it is (the engine writes the version
+// through a handle), against the identity's share of the room's
+// handles; it returns what gives it back, or the refusal.
+func (c *conn) holdHandle(tool, p string) (func(), error) {
+	name := c.idst.name
+	if share, ok := c.rm.takeHandle(name); !ok {
+		c.s.lim.refuse(BudgetRoomHandles)
+		return nil, &requestError{CodeTooMany, fmt.Sprintf("%s %s: too many uploads open in this room (at most %d per identity)", tool, truncate(shown(p), 256), share)}
+	}
+	return func() { c.rm.dropHandle(name) }, nil
 }
 
 // listBound refuses a reply of n items of tool on p past
