@@ -466,7 +466,7 @@ func (c *conn) invoke(id uint64, req wire.InvokeTool, payload []byte) error {
 	if req.Arguments.Type != wire.KindJSON {
 		return c.reply(id, wire.Error(400, fmt.Sprintf("storage.%s takes JSON arguments", truncate(req.Tool, 64))), nil)
 	}
-	list := req.Tool == "list" || c.extras && historyTools[req.Tool]
+	list := req.Tool == "list" || c.extras && historyLists[req.Tool]
 	return c.spawn(id, list, func() wire.Content { return c.call(req.Tool, req.Arguments.JSON, false) })
 }
 

@@ -8,12 +8,12 @@ import (
 	"github.com/roomstore/roomstore/internal/wire"
 )
 
-// historyTools are the tools of wire.ExtHistory, which only a client
+// historyLists are the tools of wire.ExtHistory (which only a client
 // that asked for roomstore's extensions has: any other is answered as a
-// MeshAgent server answers a tool it does not know. Each builds its
-// reply whole, so each holds one of the identity's list slots (see
-// spawn) and returns at most Options.MaxListEntries items, as list does.
-var historyTools = map[string]bool{"versions": true, "restore": true, "deleted": true, "restore_all": true}
+// MeshAgent server answers a tool it does not know) that build a list
+// whole: each holds one of the identity's list slots (see spawn) and
+// returns at most Options.MaxListEntries items, as list does.
+var historyLists = map[string]bool{"versions": true, "deleted": true, "restore_all": true}
 
 // history runs the tool of wire.ExtHistory on p; version is restore's.
 // The engine asks the participant's policy, as for every call: Read for

@@ -5,8 +5,8 @@
 // the fields the protocol defines (the strict Python clients refuse any
 // other), requests with the null and unknown fields the newest clients
 // send, the handle-era messages of the clients before 0.30, and
-// roomstore's own extensions, which only a client that asks for them
-// gets. roomserver's tests run it; a server of the protocol written
+// roomstore's own extensions (preconditions and the history included),
+// which only a client that asks for them gets. roomserver's tests run it; a server of the protocol written
 // elsewhere, or a change to roomserver, is checked by the same suite:
 //
 //	protocoltest.Run(t, protocoltest.Target{URL: "ws://127.0.0.1:8080", Token: mint})
