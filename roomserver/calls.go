@@ -123,8 +123,9 @@ func (c *conn) call(tool string, args json.RawMessage, legacy bool) wire.Content
 		// ExtPreconditions: honoured from any client, since ignoring one
 		// would make a change its sender made conditional unconditional.
 		IfMatch *string `json:"if_match"`
-		// ExtHistory: the version of restore.
-		Version *string `json:"version"`
+		// ExtHistory: the version of restore, read by restore alone, so
+		// that the other calls ignore a field of that name as before.
+		Version json.RawMessage `json:"version"`
 	}
 	if err := json.Unmarshal(args, &a); err != nil {
 		return wire.Error(CodeBadRequest, fmt.Sprintf("invalid arguments to storage.%s", truncate(tool, 64)))

@@ -1,6 +1,7 @@
 package roomserver
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -19,7 +20,7 @@ var historyLists = map[string]bool{"versions": true, "deleted": true, "restore_a
 // The engine asks the participant's policy, as for every call: Read for
 // versions and deleted (which lists only what may be read), Read and
 // Write for each restore.
-func (c *conn) history(tool, p string, version *string) (wire.Content, error) {
+func (c *conn) history(tool, p string, version json.RawMessage) (wire.Content, error) {
 	e, ctx := c.rm.eng, c.engineCtx()
 	switch tool {
 	case "versions":
@@ -41,15 +42,16 @@ func (c *conn) history(tool, p string, version *string) (wire.Content, error) {
 		}
 		return wire.JSONOf(map[string]any{"versions": versionsOf(vs)}), nil
 	case "restore":
-		if version == nil {
-			return wire.Content{}, badRequest("storage.restore needs a path and a version")
+		var id string
+		if json.Unmarshal(version, &id) != nil {
+			return wire.Content{}, badRequest("storage.restore needs a path and a version (a string)")
 		}
 		done, err := c.holdHandle(tool, p)
 		if err != nil {
 			return wire.Content{}, err
 		}
 		defer done()
-		en, err := e.Restore(ctx, p, *version)
+		en, err := e.Restore(ctx, p, id)
 		if err != nil {
 			return wire.Content{}, err
 		}
