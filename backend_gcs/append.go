@@ -18,6 +18,12 @@ import (
 // backend.ErrConflict, keeps the staged bytes, and Commit may be called
 // again. The temporary is deleted in every final outcome. Append itself
 // does no I/O; opts.ContentType applies when the append creates the file.
+//
+// opts.Precondition is checked on the version the attempt composes onto,
+// which the compose is conditional on: a file that is not, or is no
+// longer, the version IfMatch names yields ErrPrecondition, never
+// ErrConflict. opts.Keep keeps that version (ReasonAppended) before the
+// compose.
 func (b *Backend) Append(ctx context.Context, path string, opts backend.WriteOptions) (backend.Writer, error) {
 	id := newID()
 	temp := b.bucket.Object(b.tempName(id))
@@ -26,6 +32,8 @@ func (b *Backend) Append(ctx context.Context, path string, opts backend.WriteOpt
 		path:        path,
 		obj:         b.bucket.Object(b.key(path)),
 		contentType: opts.ContentType,
+		pre:         opts.Precondition,
+		keep:        opts.Keep,
 		id:          id,
 		temp:        temp,
 		// Nobody else knows the temporary's name, so re-sending is safe.
@@ -39,6 +47,8 @@ type appendWriter struct {
 	path        string
 	obj         *storage.ObjectHandle
 	contentType string
+	pre         backend.Precondition
+	keep        *backend.Keep
 	id          string
 	temp        *storage.ObjectHandle
 	up          *upload
@@ -112,6 +122,9 @@ func (w *appendWriter) attempt(ctx context.Context) (backend.Info, error) {
 		// response was lost); composing again would append twice.
 		return fileInfo(w.path, base), nil
 	}
+	if err := check(w.pre, base); err != nil {
+		return backend.Info{}, err
+	}
 	gen := generation(base)
 
 	release, err := w.b.claim(ctx, w.path, w.obj.ObjectName(), gen)
@@ -129,7 +142,14 @@ func (w *appendWriter) attempt(ctx context.Context) (backend.Info, error) {
 		return backend.Info{}, classify(err)
 	}
 	if generation(now) != gen {
-		return backend.Info{}, conflict("file changed before compose", nil)
+		return backend.Info{}, w.changed("file changed before compose", nil)
+	}
+	k, err := w.b.keep(ctx, w.path, now, w.keep, backend.ReasonAppended)
+	if errors.Is(err, errVersionGone) {
+		return backend.Info{}, w.changed("file changed before compose", nil)
+	}
+	if err != nil {
+		return backend.Info{}, err
 	}
 
 	var (
@@ -166,11 +186,27 @@ func (w *appendWriter) attempt(ctx context.Context) (backend.Info, error) {
 			return fileInfo(w.path, landed), nil
 		}
 		if isPrecondition(err) || isNotExist(err) || w.moved(ctx, gen) {
-			return backend.Info{}, conflict("file changed during compose", err)
+			w.b.forget(ctx, k)
+			return backend.Info{}, w.changed("file changed during compose", err)
 		}
+		// The compose may have landed: k stays.
 		return backend.Info{}, classify(err)
 	}
-	return w.verify(gen, res)
+	info, err := w.verify(gen, res)
+	if err != nil && res.Generation == gen {
+		w.b.forget(ctx, k)
+	}
+	return info, err
+}
+
+// changed is the error of an attempt that found the file no longer at
+// the version it read: ErrPrecondition when the append is conditional
+// on that version, else ErrConflict (the retry reads the file again).
+func (w *appendWriter) changed(why string, cause error) error {
+	if w.pre.IfMatch != "" {
+		return precondition(why, cause)
+	}
+	return conflict(why, cause)
 }
 
 // composeAttempts bounds the SDK's tries of one compose.

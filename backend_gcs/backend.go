@@ -220,17 +220,6 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 	})
 }
 
-// Remove deletes the object at path; a missing one yields fs.ErrNotExist
-// and a folder backend.ErrIsFolder. Folders need no pruning: they vanish
-// with their last object.
-func (b *Backend) Remove(ctx context.Context, path string, opts backend.RemoveOptions) error {
-	err := b.bucket.Object(b.key(path)).Delete(ctx)
-	if isNotExist(err) {
-		return b.missing(ctx, path, err)
-	}
-	return classify(err)
-}
-
 // maxReadRetries bounds how often Read starts over when the generation it
 // pinned is replaced between its metadata call and its read. Each retry
 // means a writer replaced the object within one round trip: on a loaded

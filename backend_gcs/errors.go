@@ -78,3 +78,9 @@ func isNotExist(err error) bool {
 func conflict(why string, cause error) error {
 	return withKind(backend.ErrConflict, cause, why)
 }
+
+// precondition reports a change refused because the file is not the
+// version it was conditional on; cause (possibly nil) stays in the chain.
+func precondition(why string, cause error) error {
+	return withKind(backend.ErrPrecondition, cause, why)
+}

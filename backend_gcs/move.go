@@ -2,6 +2,7 @@ package backend_gcs
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"maps"
 
@@ -25,6 +26,14 @@ import (
 // it was and removes its copy, unless opts.Overwrite and the copy had
 // replaced dst. When removing the copy fails too, Move returns that
 // failure rather than ErrConflict, since a retry would meet the copy.
+//
+// opts.IfMatch makes the move conditional on src's version, which the
+// copy and the delete pin: ErrPrecondition (after fs.ErrNotExist) when
+// src is not, or is no longer, that version. opts.Keep keeps, before the
+// copy, src's version under src (ReasonMoved) and a dst that the move
+// replaces under dst (ReasonOverwritten); the copy is then conditional on
+// that dst's generation (DoesNotExist where none was), and a dst that
+// changed in between yields ErrConflict.
 func (b *Backend) Move(ctx context.Context, src, dst string, opts backend.MoveOptions) (backend.Info, error) {
 	srcObj := b.bucket.Object(b.key(src))
 	a, err := srcObj.Attrs(ctx)
@@ -34,13 +43,17 @@ func (b *Backend) Move(ctx context.Context, src, dst string, opts backend.MoveOp
 	if err != nil {
 		return backend.Info{}, classify(err)
 	}
+	if err := check(backend.Precondition{IfMatch: opts.IfMatch}, a); err != nil {
+		return backend.Info{}, err
+	}
 	gen := a.Generation
 	dstObj := b.bucket.Object(b.key(dst))
 	// On Cloud Storage the copy's DoesNotExist precondition decides a
 	// file at dst atomically; the emulator ignores that precondition,
 	// and there this check is the only guard, one that a file created at
 	// dst just after it can slip past.
-	if err := objstore.CheckMoveTarget(ctx, objects{b}, dst, opts.Overwrite); err != nil {
+	target := &statRecorder{objects: objects{b}}
+	if err := objstore.CheckMoveTarget(ctx, target, dst, opts.Overwrite); err != nil {
 		return backend.Info{}, err
 	}
 
@@ -63,19 +76,60 @@ func (b *Backend) Move(ctx context.Context, src, dst string, opts backend.MoveOp
 	if err != nil && !isNotExist(err) {
 		return backend.Info{}, classify(err)
 	}
+	m := &move{bucket: b.bucket, src: srcObj, gen: gen, dst: dstObj, overwrite: opts.Overwrite, ifMatch: opts.IfMatch != "", id: newID()}
 	if err != nil || now.Generation != gen {
-		return backend.Info{}, conflict("file changed before the copy", nil)
+		return backend.Info{}, m.changed("file changed before the copy", nil)
 	}
 
-	m := &move{bucket: b.bucket, src: srcObj, gen: gen, dst: dstObj, overwrite: opts.Overwrite, id: newID()}
+	var keptSrc, keptDst *kept
+	if opts.Keep != nil {
+		m.guardDst, m.dstAttrs = true, target.attrs
+		if keptDst, err = b.keep(ctx, dst, target.attrs, opts.Keep, backend.ReasonOverwritten); err != nil {
+			if errors.Is(err, errVersionGone) {
+				err = conflict("the destination changed before the copy", nil)
+			}
+			return backend.Info{}, err
+		}
+		if keptSrc, err = b.keep(ctx, src, now, opts.Keep, backend.ReasonMoved); err != nil {
+			b.forget(ctx, keptDst)
+			if errors.Is(err, errVersionGone) {
+				err = m.changed("file changed before the copy", nil)
+			}
+			return backend.Info{}, err
+		}
+	}
 	copied, err := m.copyGeneration(ctx, now)
 	if err != nil {
+		b.forget(ctx, keptSrc)
+		if m.dstUntouched {
+			b.forget(ctx, keptDst)
+		}
 		return backend.Info{}, err
 	}
 	if err := m.deleteSource(ctx, copied); err != nil {
+		if m.srcStays {
+			b.forget(ctx, keptSrc)
+		}
 		return backend.Info{}, err
 	}
 	return fileInfo(dst, copied), nil
+}
+
+// statRecorder is the Store that CheckMoveTarget asks, keeping the
+// attributes of the file it finds, so that Move can keep that version
+// without asking again.
+type statRecorder struct {
+	objects
+	attrs *storage.ObjectAttrs
+}
+
+func (r *statRecorder) StatFile(ctx context.Context, path string) (backend.Info, error) {
+	a, err := r.b.bucket.Object(r.b.key(path)).Attrs(ctx)
+	if err != nil {
+		return backend.Info{}, classify(err)
+	}
+	r.attrs = a
+	return fileInfo(path, a), nil
 }
 
 // move is one attempt of Move, from generation gen of src to dst.
@@ -85,9 +139,29 @@ type move struct {
 	gen       int64
 	dst       *storage.ObjectHandle
 	overwrite bool
+	ifMatch   bool // the move is conditional on src's version
+	// guardDst makes the copy conditional on dstAttrs, the version of dst
+	// it replaces (nil: none), which the move has kept.
+	guardDst bool
+	dstAttrs *storage.ObjectAttrs
 	// id tags the copy (markerKey), so that a copy whose response was
 	// lost is known for ours.
 	id string
+
+	// What a failed attempt left: dst as it was (dstUntouched), src
+	// whole (srcStays).
+	dstUntouched bool
+	srcStays     bool
+}
+
+// changed is the error of an attempt that found src no longer at gen:
+// ErrPrecondition when the move is conditional on that version, else
+// ErrConflict (the caller may call Move again).
+func (m *move) changed(why string, cause error) error {
+	if m.ifMatch {
+		return precondition(why, cause)
+	}
+	return conflict(why, cause)
 }
 
 // copyGeneration copies generation gen of src, whose attributes are a,
@@ -96,11 +170,14 @@ type move struct {
 // 404, on the emulator too, which ignores source preconditions.
 func (m *move) copyGeneration(ctx context.Context, a *storage.ObjectAttrs) (*storage.ObjectAttrs, error) {
 	to := m.dst
-	if m.overwrite {
+	switch {
+	case m.guardDst && m.dstAttrs != nil:
+		to = to.If(storage.Conditions{GenerationMatch: m.dstAttrs.Generation})
+	case m.overwrite && !m.guardDst:
 		// Copying the same generation again writes the same bytes.
 		// A handle of its own (see retryable).
 		to = retryable(m.bucket.Object(m.dst.ObjectName()), storage.WithPolicy(storage.RetryAlways))
-	} else {
+	default:
 		to = to.If(storage.Conditions{DoesNotExist: true})
 	}
 	c := to.CopierFrom(m.src.Generation(m.gen))
@@ -122,12 +199,17 @@ func (m *move) copyGeneration(ctx context.Context, a *storage.ObjectAttrs) (*sto
 	case err == nil:
 		return res, nil
 	case isNotExist(err):
-		return nil, conflict("file changed before the copy", err)
+		m.dstUntouched = true
+		return nil, m.changed("file changed before the copy", err)
 	case isPrecondition(err):
 		// Our own copy, retried by the SDK after a lost response, fails
 		// the precondition against itself.
 		if own := m.ownCopy(ctx); own != nil {
 			return own, nil
+		}
+		m.dstUntouched = true
+		if m.overwrite {
+			return nil, conflict("the destination changed before the copy", err)
 		}
 		return nil, withKind(fs.ErrExist, err, "a file is at the destination")
 	}
@@ -169,10 +251,11 @@ func (m *move) deleteSource(ctx context.Context, copied *storage.ObjectAttrs) er
 	case cur.Generation != m.gen:
 		// Only an upload can have replaced gen while we hold the claim
 		// on it; src keeps that upload's bytes.
-		err = conflict("file changed before the delete", err)
+		err = m.changed("file changed before the delete", err)
 	default:
 		err = classify(err)
 	}
+	m.srcStays = true
 	if !m.overwrite {
 		if uerr := m.undoCopy(ctx, copied); uerr != nil {
 			return uerr

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"slices"
 	"sync"
 
 	"cloud.google.com/go/storage"
@@ -19,23 +20,65 @@ import (
 // The storage.Writer lives across many calls, each with its own context,
 // so it runs on a private context that each call links to its own with
 // context.AfterFunc for as long as the call lasts.
+//
+// A deferred upload (deferUpload) picks the object, and so the
+// preconditions its upload carries, as late as it can: it holds its bytes
+// until they would pass one chunk, which a storage.Writer would hold as
+// well, and only then asks start for the object, whose preconditions are
+// fixed from then on (a resumable upload states them when it begins).
+// Bytes still held at the end go in one request (sendHeld), which may be
+// sent again to an object under other preconditions.
 type upload struct {
+	ctx    context.Context    // the upload's own
 	cancel context.CancelFunc // safe from any goroutine
 
 	mu     sync.Mutex
-	w      *storage.Writer
-	opened bool  // bytes went to the storage.Writer, so it has a goroutine
-	closed bool  // finished or aborted
-	err    error // sticky: the upload is broken
+	w      *storage.Writer // nil while a deferred upload holds its bytes
+	opened bool            // bytes went to the storage.Writer, so it has a goroutine
+	closed bool            // finished or aborted
+	err    error           // sticky: the upload is broken
+
+	head        []byte // a deferred upload's held bytes
+	limit       int    // how many it holds at most
+	start       func(context.Context) (*storage.ObjectHandle, error)
+	chunkSize   int
+	contentType string
+	metadata    map[string]string
+}
+
+func (b *Backend) newUpload(ctx context.Context, contentType string, metadata map[string]string) *upload {
+	uctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	return &upload{ctx: uctx, cancel: cancel, chunkSize: b.cfg.chunkSize, contentType: contentType, metadata: metadata}
 }
 
 func (b *Backend) startUpload(ctx context.Context, obj *storage.ObjectHandle, contentType string, metadata map[string]string) *upload {
-	uctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	w := obj.NewWriter(uctx)
-	w.ChunkSize = b.cfg.chunkSize
-	w.ContentType = contentType
-	w.Metadata = metadata
-	return &upload{cancel: cancel, w: w}
+	u := b.newUpload(ctx, contentType, metadata)
+	u.w = u.writer(obj)
+	return u
+}
+
+// deferUpload returns an upload that holds up to one chunk and then
+// streams to the object start returns (see upload).
+func (b *Backend) deferUpload(ctx context.Context, contentType string, metadata map[string]string, start func(context.Context) (*storage.ObjectHandle, error)) *upload {
+	u := b.newUpload(ctx, contentType, metadata)
+	u.limit, u.start = b.cfg.chunkSize, start
+	return u
+}
+
+func (u *upload) writer(obj *storage.ObjectHandle) *storage.Writer {
+	w := obj.NewWriter(u.ctx)
+	w.ChunkSize = u.chunkSize
+	w.ContentType = u.contentType
+	w.Metadata = u.metadata
+	return w
+}
+
+// link returns a context that ends with ctx and with the upload (an
+// abort), for a call that runs under u.mu.
+func (u *upload) link(ctx context.Context) (context.Context, context.CancelFunc) {
+	lctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(u.ctx, cancel)
+	return lctx, func() { stop(); cancel() }
 }
 
 func (u *upload) write(ctx context.Context, p []byte) error {
@@ -54,6 +97,40 @@ func (u *upload) write(ctx context.Context, p []byte) error {
 	if len(p) == 0 {
 		return nil
 	}
+	if u.w == nil {
+		if len(u.head)+len(p) <= u.limit {
+			u.hold(p)
+			return nil
+		}
+		sctx, cancel := u.link(ctx)
+		obj, err := u.start(sctx)
+		cancel()
+		if err != nil {
+			u.breakWith(err)
+			return err
+		}
+		u.w = u.writer(obj)
+		if err := u.send(ctx, u.head); err != nil {
+			return err
+		}
+		u.head = nil
+	}
+	return u.send(ctx, p)
+}
+
+// hold adds p to the held bytes, growing them at most to the limit.
+func (u *upload) hold(p []byte) {
+	if need := len(u.head) + len(p); need > cap(u.head) {
+		u.head = slices.Grow(u.head, min(max(need, 2*cap(u.head)), u.limit)-len(u.head))
+	}
+	u.head = append(u.head, p...)
+}
+
+// send gives p to the storage.Writer.
+func (u *upload) send(ctx context.Context, p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
 	u.opened = true
 	stop := context.AfterFunc(ctx, u.cancel)
 	_, err := u.w.Write(p)
@@ -65,6 +142,44 @@ func (u *upload) write(ctx context.Context, p []byte) error {
 		u.breakWith(err)
 	}
 	return err
+}
+
+// held reports whether a deferred upload still holds all its bytes.
+func (u *upload) held() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.w == nil && !u.closed && u.err == nil
+}
+
+// sendHeld uploads the bytes a deferred upload holds to obj in one
+// request (which the SDK may send again) and returns the new object's
+// attributes. On failure the bytes stay held, so that they may be sent
+// again, to obj under other preconditions.
+func (u *upload) sendHeld(ctx context.Context, obj *storage.ObjectHandle) (*storage.ObjectAttrs, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case u.closed || u.w != nil:
+		return nil, fs.ErrClosed
+	case u.err != nil:
+		return nil, errFailedEarlier
+	}
+	sctx, cancel := u.link(ctx)
+	defer cancel()
+	w := obj.NewWriter(sctx)
+	// More than it holds: one request, from a buffer the SDK can resend.
+	w.ChunkSize = len(u.head) + 1
+	w.ContentType = u.contentType
+	w.Metadata = u.metadata
+	_, err := w.Write(u.head)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	u.closeLocked()
+	return w.Attrs(), nil
 }
 
 // errFailedEarlier answers a call on an upload that an error broke.
@@ -124,6 +239,7 @@ func (u *upload) closeLocked() {
 		return
 	}
 	u.closed = true
+	u.head = nil
 	u.cancel()
 	// Close only reaps the writer's goroutine: its context is cancelled,
 	// so no request (the finalising one included) can reach the server.
