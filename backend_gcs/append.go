@@ -166,7 +166,8 @@ func (w *appendWriter) attempt(ctx context.Context) (backend.Info, error) {
 	} else {
 		// The destination precondition is what makes this safe on Cloud
 		// Storage; pinning the source generation makes a compose that
-		// slipped past it read the version we checked or fail.
+		// slipped past it read the version we checked or fail (the
+		// emulator reads its sources as they are).
 		dst = dst.If(storage.Conditions{GenerationMatch: gen})
 		srcs = append(srcs, w.obj.Generation(gen))
 		contentType = now.ContentType

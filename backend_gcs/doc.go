@@ -5,7 +5,8 @@
 // without a prefix). Folders are implicit, as everywhere in roomstore: a
 // folder is any name that objects lie beneath, found with delimiter
 // listings. The backend keeps its own objects (upload staging, append
-// and move claims) under prefix + "/.roomstore/"; they never show in List.
+// and move claims, kept versions) under prefix + "/.roomstore/"; they
+// never show in List, Stat or a folder.
 //
 // Importing the package registers the "gs" scheme for roomstore.OpenURL:
 //
@@ -68,7 +69,8 @@
 // guarded by the file's generation, cannot land on a src that step 4 has
 // deleted. The emulator ignores the preconditions of copies, composes and
 // deletes, and composes without holding its lock; it honours pinned
-// generations. So Move pins generations rather than trusting
+// generations on reads, copies and deletes (not on a compose's sources,
+// which it reads as they are). So Move pins generations rather than trusting
 // preconditions, and holds the claims: on the emulator an append that
 // read src's sources before step 4 and wrote after it would bring src
 // back with its old content, and an appender creating src afresh after
@@ -78,6 +80,50 @@
 // still at g or, once Move is done, onto a new src: never lost. On the
 // emulator only the check in step 1 stands for DoesNotExist, so a file
 // created at dst just after it may be replaced.
+//
+// # Preconditions and history
+//
+// A file's ETag is its object's generation, which only grows and never
+// comes back, so a precondition on an ETag is one on a generation, and
+// every change carries it where the server checks it atomically:
+//
+//   - Create: the upload's ifGenerationMatch (IfMatch), DoesNotExist
+//     (IfNoneMatch "*", Exclusive), or, with Keep or an IfNoneMatch of an
+//     ETag, the generation of the version it replaces (see Create);
+//   - Append: the claim on the version it composes onto, checked again
+//     once held, and the compose's ifGenerationMatch;
+//   - Remove: a delete of the generation read, which the server refuses
+//     once that generation is gone;
+//   - Move: the copy and the delete pin src's generation (and, with
+//     Keep, the copy carries dst's generation, or DoesNotExist).
+//
+// Keep copies the version a change replaces, on the server and pinned to
+// its generation, to a kept version under .roomstore/versions/ (history.go
+// tells the names) before the change, which is then conditional on that
+// generation: a change that happens has kept what it replaced, and a
+// crash in between leaves a kept version with the ETag of the file still
+// there, which the Engine hides and forgets. A change that is refused
+// forgets its copy, within the cleanup budget; one whose outcome is
+// unknown leaves it.
+//
+// Requests each change costs beyond the same change without history
+// (TestHistoryCosts counts them): a new file, none (one more, a metadata
+// read, when it passes one chunk, since a resumable upload states its
+// preconditions when it begins); an overwrite, a metadata read and the
+// copy (with IfMatch, or for an upload that passes one chunk), or, for
+// one sent at Commit without IfMatch, one more, the upload that guessed
+// no file was there; an append, the copy; a removal, a metadata read and
+// the copy; a move, the copy of src, and that of dst when it replaces one.
+// IfMatch alone costs nothing on a Create, and a metadata read on a
+// Remove.
+//
+// On the emulator, which ignores a compose's preconditions and the
+// generations of its sources, and a copy's destination preconditions,
+// nothing but the claims guards the instant between an append's keep and
+// its compose, or between a Move's keep of dst and its copy: an upload
+// landing then is replaced without being kept. Cloud Storage refuses the
+// compose or the copy (ErrConflict, or ErrPrecondition with IfMatch), and
+// the kept copy is forgotten.
 //
 // # Errors
 //
@@ -96,8 +142,11 @@
 //   - fs.ErrClosed: a call on a finished Writer;
 //   - fs.ErrExist: an exclusive Create lost to an existing object (412),
 //     or a Move without Overwrite found one at its destination;
-//   - backend.ErrConflict: an append or a Move lost a race (claim, 412, or
-//     a pinned generation gone);
+//   - backend.ErrConflict: an append, a Move, or a Create with Keep that
+//     holds its bytes to the commit lost a race (claim, 412, or a pinned
+//     generation gone);
+//   - backend.ErrPrecondition: a change's precondition did not hold (see
+//     above);
 //   - fs.ErrPermission: HTTP 401 or 403;
 //   - fs.ErrInvalid: bad arguments (read offset past the end, expiry);
 //   - errors.ErrUnsupported: Presign without a signing identity.
