@@ -320,11 +320,8 @@ func (b *Backend) version(path, id string) (*storage.ObjectHandle, bool) {
 // backend.ErrStoreUnavailable when the bucket is gone (which only a
 // listing tells).
 func (b *Backend) noVersion(ctx context.Context, notFound error) error {
-	for _, err := range b.versionObjects(ctx, b.versionsBase(), "/") {
-		if err != nil && backend.KindOf(err) == backend.ErrStoreUnavailable {
-			return err
-		}
-		break
+	if _, err := (objects{b}).HasChildren(ctx, versionsDir); err != nil {
+		return err
 	}
 	return withKind(fs.ErrNotExist, notFound, "no such kept version")
 }

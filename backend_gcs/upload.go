@@ -10,6 +10,7 @@ import (
 	"cloud.google.com/go/storage"
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/objstore"
+	"google.golang.org/api/googleapi"
 )
 
 // upload streams bytes into one object through a storage.Writer. The
@@ -61,7 +62,9 @@ func (b *Backend) startUpload(ctx context.Context, obj *storage.ObjectHandle, co
 // streams to the object start returns (see upload).
 func (b *Backend) deferUpload(ctx context.Context, contentType string, metadata map[string]string, start func(context.Context) (*storage.ObjectHandle, error)) *upload {
 	u := b.newUpload(ctx, contentType, metadata)
-	u.limit, u.start = b.cfg.chunkSize, start
+	// The SDK's chunk, which it rounds up to a multiple of the smallest.
+	u.limit = (b.cfg.chunkSize + googleapi.MinUploadChunkSize - 1) / googleapi.MinUploadChunkSize * googleapi.MinUploadChunkSize
+	u.start = start
 	return u
 }
 
