@@ -98,8 +98,9 @@
 //     Keep, the copy carries dst's generation, or DoesNotExist).
 //
 // Keep copies the version a change replaces, on the server and pinned to
-// its generation, to a kept version under .roomstore/versions/ (history.go
-// tells the names) before the change, which is then conditional on that
+// its generation, to the kept version .roomstore/versions/<path>/<id>
+// (a hashed name where that would pass the limit of 1024 bytes; history.go
+// tells how) before the change, which is then conditional on that
 // generation: a change that happens has kept what it replaced, and a
 // crash in between leaves a kept version with the ETag of the file still
 // there, which the Engine hides and forgets. A change that is refused
