@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/roompath"
@@ -465,13 +466,15 @@ func dirName(dir string) string {
 	return dir
 }
 
-// Remove implements Backend.
+// Remove implements Backend. With opts.Keep the file is renamed into
+// the folder of its path's versions (see history.go): removed and kept
+// in one step.
 func (a *Afero) Remove(ctx context.Context, path string, opts backend.RemoveOptions) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if a.osBacked {
-		units, err := acquire(ctx, 2) // the lock, and a folder being pruned
+		units, err := acquire(ctx, 3) // the lock, and two folders renamed between or pruned
 		if err != nil {
 			return err
 		}
@@ -489,7 +492,14 @@ func (a *Afero) Remove(ctx context.Context, path string, opts backend.RemoveOpti
 	if err := a.fileOnly(path, fi); err != nil {
 		return err
 	}
-	if err := a.remove(path); err != nil {
+	if err := (backend.Precondition{IfMatch: opts.IfMatch}).Check(true, fileInfo(path, fi).ETag); err != nil {
+		return err
+	}
+	if opts.Keep != nil {
+		if err := a.keepByRename(ctx, path, opts.Keep, time.Now()); err != nil {
+			return err
+		}
+	} else if err := a.remove(path); err != nil {
 		return osError(err)
 	}
 	a.emptied(ctx, roompath.Parent(path))
@@ -499,7 +509,9 @@ func (a *Afero) Remove(ctx context.Context, path string, opts backend.RemoveOpti
 // Move implements Backend with one rename, under the locks of both paths
 // (held across processes on the OS), so a commit to either path lands
 // wholly before or after it and readers see the file at src or at dst.
-// The file keeps its inode, so its ETag and ModTime.
+// The file keeps its inode, so its ETag and ModTime. With opts.Keep, the
+// file replaced at dst and the one moved are linked into their paths'
+// versions first (see history.go).
 func (a *Afero) Move(ctx context.Context, src, dst string, opts backend.MoveOptions) (backend.Info, error) {
 	if err := ctx.Err(); err != nil {
 		return backend.Info{}, err
@@ -523,7 +535,11 @@ func (a *Afero) Move(ctx context.Context, src, dst string, opts backend.MoveOpti
 	if err := a.fileOnly(src, fi); err != nil {
 		return backend.Info{}, err
 	}
+	if err := (backend.Precondition{IfMatch: opts.IfMatch}).Check(true, fileInfo(src, fi).ETag); err != nil {
+		return backend.Info{}, err
+	}
 	to, err := a.lstatAs(dst, false)
+	replaced := err == nil && to.Mode().IsRegular() // and Overwrite, past the switch
 	switch {
 	case err == nil && to.IsDir() && a.hasFiles(dst):
 		return backend.Info{}, backend.ErrIsFolder
@@ -544,7 +560,21 @@ func (a *Afero) Move(ctx context.Context, src, dst string, opts backend.MoveOpti
 	if err := ctx.Err(); err != nil {
 		return backend.Info{}, err
 	}
+	var kept [2]keptVersion
+	if opts.Keep != nil {
+		now := time.Now()
+		if replaced {
+			if kept[0], err = a.keep(ctx, dst, to, opts.Keep, backend.ReasonOverwritten, now); err != nil {
+				return backend.Info{}, err
+			}
+		}
+		if kept[1], err = a.keep(ctx, src, fi, opts.Keep, backend.ReasonMoved, now); err != nil {
+			a.unkeep(kept[0])
+			return backend.Info{}, err
+		}
+	}
 	if err := a.place(ctx, src, dst, false); err != nil {
+		a.unkeep(kept[:]...)
 		return backend.Info{}, err
 	}
 	a.emptied(ctx, roompath.Parent(src))

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"os"
 	"syscall"
+	"time"
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/roompath"
@@ -19,12 +21,12 @@ func (a *Afero) Create(ctx context.Context, path string, opts backend.WriteOptio
 	if opts.Exclusive {
 		mode = commitExclusive
 	}
-	return a.newWriter(ctx, path, mode)
+	return a.newWriter(ctx, path, mode, opts)
 }
 
 // Append implements Backend.
-func (a *Afero) Append(ctx context.Context, path string, _ backend.WriteOptions) (backend.Writer, error) {
-	return a.newWriter(ctx, path, commitAppend)
+func (a *Afero) Append(ctx context.Context, path string, opts backend.WriteOptions) (backend.Writer, error) {
+	return a.newWriter(ctx, path, commitAppend, opts)
 }
 
 type commitMode int
@@ -38,14 +40,14 @@ const (
 // newWriter returns a writer that stages in memory first, so it takes no
 // descriptor and touches no disk until it has more than stageInMemory
 // bytes or commits.
-func (a *Afero) newWriter(ctx context.Context, path string, mode commitMode) (backend.Writer, error) {
+func (a *Afero) newWriter(ctx context.Context, path string, mode commitMode, opts backend.WriteOptions) (backend.Writer, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if a.closed.Load() {
 		return nil, errClosedBackend
 	}
-	return &aferoWriter{a: a, path: path, mode: mode}, nil
+	return &aferoWriter{a: a, path: path, mode: mode, pre: opts.Precondition, keep: opts.Keep}, nil
 }
 
 // aferoWriter stages a file's bytes: in buf while they are few, then in a
@@ -56,6 +58,8 @@ type aferoWriter struct {
 	a    *Afero
 	path string
 	mode commitMode
+	pre  backend.Precondition
+	keep *backend.Keep
 	buf  []byte     // staged bytes not in the temporary yet
 	tmp  string     // the temporary's name, once it exists
 	f    stagedFile // the open temporary, while held
@@ -241,10 +245,12 @@ func (w *aferoWriter) stageAll() (stagedFile, error) {
 // replace places the temporary at path, whatever file is there. Where
 // renames can refuse to replace (the fast path, RENAME_NOREPLACE), a name
 // with nothing at it (the common case: a new file) takes the temporary at
-// once; only when something is there is it looked at first.
+// once, which needs no look at it and keeps nothing, and where nothing is
+// there every precondition but IfMatch holds; only when something is
+// there, or IfMatch asks for a file, is it looked at first.
 func (w *aferoWriter) replace(ctx context.Context) error {
 	a := w.a
-	if a.paths.renamesFresh() {
+	if a.paths.renamesFresh() && w.pre.IfMatch == "" {
 		switch err := a.place(ctx, w.tmp, w.path, true); {
 		case err == nil:
 			return nil
@@ -252,19 +258,32 @@ func (w *aferoWriter) replace(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, err := w.target(ctx); err != nil {
+	old, err := w.target(ctx)
+	if err != nil {
 		return err
 	}
-	return a.place(ctx, w.tmp, w.path, false)
+	kept, err := w.prepare(ctx, old, backend.ReasonOverwritten)
+	if err != nil {
+		return err
+	}
+	if err := a.place(ctx, w.tmp, w.path, false); err != nil {
+		a.unkeep(kept)
+		return err
+	}
+	return nil
 }
 
 // create places the temporary at path unless a file is there
-// (fs.ErrExist).
+// (fs.ErrExist, after the precondition).
 func (w *aferoWriter) create(ctx context.Context) error {
-	switch isFile, err := w.target(ctx); {
-	case err != nil:
+	old, err := w.target(ctx)
+	if err != nil {
 		return err
-	case isFile:
+	}
+	if err := w.check(old); err != nil {
+		return err
+	}
+	if old != nil {
 		return fs.ErrExist
 	}
 	return w.a.place(ctx, w.tmp, w.path, false)
@@ -275,44 +294,77 @@ func (w *aferoWriter) create(ctx context.Context) error {
 // and returns the name and open file of what it placed.
 func (w *aferoWriter) append(ctx context.Context, staged stagedFile) (string, stagedFile, error) {
 	a := w.a
-	isFile, err := w.target(ctx)
+	old, err := w.target(ctx)
 	if err != nil {
 		return "", nil, err
 	}
-	if !isFile {
+	kept, err := w.prepare(ctx, old, backend.ReasonAppended)
+	if err != nil {
+		return "", nil, err
+	}
+	if old == nil {
 		return w.tmp, staged, a.place(ctx, w.tmp, w.path, false)
 	}
 	joined, out, err := a.concat(w.path, staged)
 	if err != nil {
+		a.unkeep(kept)
 		return "", nil, err
 	}
 	if err := a.place(ctx, joined, w.path, false); err != nil {
 		out.Close()
 		_ = a.remove(joined)
+		a.unkeep(kept)
 		return "", nil, err
 	}
 	return joined, out, nil
 }
 
+// check checks the writer's precondition on old, the file at its path
+// (nil: none). The caller holds path's lock, so the file stays that
+// version until the commit is done.
+func (w *aferoWriter) check(old os.FileInfo) error {
+	etag := ""
+	if old != nil {
+		etag = fileInfo(w.path, old).ETag
+	}
+	return w.pre.Check(old != nil, etag)
+}
+
+// prepare checks the writer's precondition on old, the file at its path
+// (nil: none), and keeps old as the writer's Keep asks, before the commit
+// replaces it for reason.
+func (w *aferoWriter) prepare(ctx context.Context, old os.FileInfo, reason string) (keptVersion, error) {
+	if err := w.check(old); err != nil {
+		return keptVersion{}, err
+	}
+	if w.keep == nil || old == nil {
+		return keptVersion{}, nil
+	}
+	return w.a.keep(ctx, w.path, old, w.keep, reason, time.Now())
+}
+
 // target looks at what is at the writer's path before a commit places a
-// file there and reports whether it is a regular file. A folder is
-// ErrIsFolder, and an empty directory tree (left by a crash; no folder in
-// the API's eyes) is removed; a path through a file is ErrNotFolder.
-func (w *aferoWriter) target(ctx context.Context) (bool, error) {
+// file there and returns its description if it is a regular file, else
+// nil. A folder is ErrIsFolder, and an empty directory tree (left by a
+// crash; no folder in the API's eyes) is removed; a path through a file
+// is ErrNotFolder.
+func (w *aferoWriter) target(ctx context.Context) (os.FileInfo, error) {
 	fi, err := w.a.lstatAs(w.path, false)
 	switch {
 	case err == nil && fi.IsDir() && w.a.hasFiles(w.path):
-		return false, backend.ErrIsFolder
+		return nil, backend.ErrIsFolder
 	case err == nil && fi.IsDir():
-		return false, w.a.removeEmptyTree(ctx, w.path)
+		return nil, w.a.removeEmptyTree(ctx, w.path)
 	case err == errThroughFile:
-		return false, backend.ErrNotFolder
+		return nil, backend.ErrNotFolder
+	case err == nil && fi.Mode().IsRegular():
+		return fi, nil
 	case err == nil:
-		return fi.Mode().IsRegular(), nil
+		return nil, nil
 	case !errors.Is(err, fs.ErrNotExist):
-		return false, err
+		return nil, err
 	}
-	return false, nil
+	return nil, nil
 }
 
 // placed finishes a commit whose file src (open as srcFile) is in place:

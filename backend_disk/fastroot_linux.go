@@ -290,6 +290,38 @@ func (r *fastRoot) rename(src, path string, noReplace bool) error {
 	return pathErr("rename", path, err)
 }
 
+// link gives the file at src the new name dst too, with one linkat(2)
+// that follows no symbolic link.
+func (r *fastRoot) link(src, dst string) error {
+	err := r.inParent(src, func(from int, base string) error {
+		return r.inParent(dst, func(to int, name string) error {
+			for {
+				err := unix.Linkat(from, base, to, name, 0)
+				if err != unix.EINTR {
+					return err
+				}
+			}
+		})
+	})
+	return pathErr("link", dst, err)
+}
+
+// openDir opens the folder dir beneath the root as an *os.File, for its
+// Readdir (which describes each entry with an fstatat on the folder's
+// descriptor). The descriptor is blocking, so os.NewFile leaves the
+// runtime's poller out.
+func (r *fastRoot) openDir(dir string) (*os.File, error) {
+	var fd int
+	err := r.root.use(func(root int) (err error) {
+		fd, err = beneath(root, dirName(dir), unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		return err
+	})
+	if err != nil {
+		return nil, pathErr("open", dir, err)
+	}
+	return os.NewFile(uintptr(fd), dir), nil
+}
+
 // clone makes out's content a copy of in's, sharing in's blocks where the
 // file system can (FICLONE: btrfs, XFS, bcachefs), so that an append does
 // not copy what the file already holds; elsewhere it copies in the kernel

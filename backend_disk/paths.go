@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/roomstore/roomstore/backend"
+	"github.com/spf13/afero"
 )
 
 // paths is how an Afero reaches the files beneath its root for its
@@ -60,6 +61,16 @@ type paths interface {
 	remove(path string) error
 	// rmdir removes dir if it is an empty directory, and nothing else.
 	rmdir(dir string) error
+	// link gives the file at src the new name dst as well (a hard link:
+	// the same inode, so the same ETag), or fails with
+	// errors.ErrUnsupported where the file system has no links. The error
+	// is not classified, except a path through a symbolic link
+	// (errSymlink).
+	link(src, dst string) error
+	// openDir opens the folder dir for reading its entries, each described
+	// by an lstat (Readdir); anything else than a folder yields
+	// ErrNotFolder.
+	openDir(dir string) (afero.File, error)
 	// lock takes the flock of stripe n's lock file, where the store has
 	// flocks, waiting as ctx allows; closing the result releases it (a nil
 	// closer: nothing to release).
@@ -167,10 +178,47 @@ func (p fsPaths) rmdir(dir string) error {
 	case !fi.IsDir():
 		return backend.ErrNotFolder
 	}
-	if !a.emptyDir(dir) {
+	// Every name counts, reserved ones too (the folders of kept versions
+	// hold nothing else).
+	d, _, err := a.open(dir, true)
+	if err != nil {
+		return err
+	}
+	names, _ := d.Readdirnames(1)
+	d.Close()
+	if len(names) > 0 {
 		return fs.ErrExist
 	}
 	return a.fs.Remove(dir)
+}
+
+func (p fsPaths) link(src, dst string) error {
+	a := p.a
+	switch fsys := a.fs.(type) {
+	case *osRoot:
+		return fsys.r.Link(src, dst)
+	case *afero.OsFs, afero.OsFs:
+		return os.Link(src, dst)
+	case *afero.BasePathFs:
+		if !a.osBacked {
+			break // a base path over a file system of memory
+		}
+		from, err := fsys.RealPath(src)
+		if err != nil {
+			return err
+		}
+		to, err := fsys.RealPath(dst)
+		if err != nil {
+			return err
+		}
+		return os.Link(from, to)
+	}
+	return errors.ErrUnsupported
+}
+
+func (p fsPaths) openDir(dir string) (afero.File, error) {
+	f, _, err := p.a.open(dirName(dir), true)
+	return f, err
 }
 
 func (p fsPaths) lock(ctx context.Context, n uint32) (io.Closer, error) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/roomstore/roomstore/backend"
 	"github.com/spf13/afero"
 )
 
@@ -140,6 +141,27 @@ func (p fastPaths) remove(path string) error { return p.r.remove(path) }
 
 // rmdir is unlinkat(AT_REMOVEDIR): empty directories only.
 func (p fastPaths) rmdir(dir string) error { return p.r.rmdir(dir) }
+
+// link is one linkat(2) between the two parents, each opened beneath the
+// root.
+func (p fastPaths) link(src, dst string) error {
+	err := p.r.link(src, dst)
+	if errors.Is(err, syscall.ELOOP) {
+		err = errSymlink
+	}
+	return err
+}
+
+func (p fastPaths) openDir(dir string) (afero.File, error) {
+	f, err := p.r.openDir(dir)
+	switch {
+	case errors.Is(err, syscall.ENOTDIR):
+		return nil, backend.ErrNotFolder
+	case err != nil:
+		return nil, p.resolveError(err)
+	}
+	return f, nil
+}
 
 // lock opens the lock file beneath the root with one openat2(2) for each
 // lock (so that a lock file removed or renamed meanwhile is never the one
