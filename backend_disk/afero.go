@@ -44,7 +44,13 @@ const (
 // elsewhere the old content is copied (in the kernel where it can),
 // O(file size). On an OS file system the lock is an flock(2) on a lock
 // file inside the root, so appends from several processes (or several
-// Afero values) on one directory lose nothing. Empty folders are pruned (see afero_folders.go).
+// Afero values) on one directory lose nothing. The same lock holds a file
+// while a change checks its precondition (backend.Precondition, IfMatch)
+// and keeps the version it replaces (backend.Keep): the replaced file is
+// linked into the reserved folder before the new one is renamed over it,
+// so a kept version costs a link, not a copy, except on a file system
+// without links, such as MemMapFs, where it is a copy (see history.go).
+// Empty folders are pruned (see afero_folders.go).
 // Paths never follow symbolic links: a path that crosses one yields
 // fs.ErrPermission, and List leaves symlinks out. No open ever waits for
 // a FIFO or a device: such files are not files of the store.
@@ -167,6 +173,9 @@ func (a *Afero) Stat(ctx context.Context, path string) (backend.Info, error) {
 	}
 	if path == "" {
 		return backend.Info{IsFolder: true}, nil
+	}
+	if roompath.IsReserved(path) {
+		return backend.Info{}, fs.ErrNotExist // the store's own: temporaries, locks, kept versions
 	}
 	fi, err := a.lstat(path)
 	if err != nil {
@@ -320,6 +329,9 @@ func (a *Afero) Read(ctx context.Context, path string, offset, length int64) (io
 	if err := ctx.Err(); err != nil {
 		return nil, backend.Info{}, err
 	}
+	if roompath.IsReserved(path) {
+		return nil, backend.Info{}, fs.ErrNotExist // the store's own (see Stat)
+	}
 	f, fi, err := a.paths.openFile(path)
 	if err != nil {
 		return nil, backend.Info{}, err
@@ -368,6 +380,9 @@ func (a *Afero) List(ctx context.Context, dir string) iter.Seq2[backend.Info, er
 		if err := ctx.Err(); err != nil {
 			yield(backend.Info{}, err)
 			return
+		}
+		if roompath.IsReserved(dir) {
+			return // the store's own (see Stat)
 		}
 		if dir != "" {
 			fi, err := a.lstat(dir)

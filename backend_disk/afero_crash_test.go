@@ -27,7 +27,8 @@ const crashChildEnv = "ROOMSTORE_CRASH_CHILD_DIR"
 
 // crashSeedEnv, when set, gives the seed that picks the moments of the
 // kills, so that a failure the test logs can be replayed:
-// ROOMSTORE_CRASH_SEED=<seed> go test -run TestCrashesNeverTearFiles.
+// ROOMSTORE_CRASH_SEED=<seed> go test -run TestCrashesNeverTearFiles (or
+// TestCrashesNeverLoseAKeptVersion).
 const crashSeedEnv = "ROOMSTORE_CRASH_SEED"
 
 // crashKills is how many times the crash test kills its child.
@@ -37,6 +38,10 @@ const crashKills = 60
 // is killed. Every version it writes can be checked on its own, so a torn
 // file shows.
 func crashChild(dir string) {
+	if os.Getenv(crashHistoryEnv) == "1" {
+		crashHistoryChild(dir)
+		return
+	}
 	ctx := context.Background()
 	fsync := os.Getenv("ROOMSTORE_CRASH_FSYNC") == "1"
 	b, err := openDisk(os.Getenv("ROOMSTORE_CRASH_STORE"), dir, fsync)
@@ -122,55 +127,12 @@ func record(n int) []byte {
 // holds whole records 0..n each once, and no temporary shows or lingers.
 func TestCrashesNeverTearFiles(t *testing.T) {
 	dir := t.TempDir()
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv(crashSeedEnv); v != "" {
-		var err error
-		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
-			t.Fatalf("%s=%q: %v", crashSeedEnv, v, err)
-		}
-	}
-	t.Logf("kill moments from seed %d (replay with %s=%d)", seed, crashSeedEnv, seed)
-	r := rand.New(rand.NewPCG(1, seed))
+	r := killMoments(t)
 	records, versions := 0, 0
 	for kill := range crashKills {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		// Fsync off and on, on each kind of disk backend in turn.
 		kind := diskKinds[kill/2%len(diskKinds)]
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, fmt.Sprintf("ROOMSTORE_CRASH_FSYNC=%d", kill%2), "ROOMSTORE_CRASH_STORE="+kind)
-		var out bytes.Buffer
-		cmd.Stderr = &out
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The child dies with this process, whatever ends it.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		started := make(chan string, 1)
-		go func() {
-			line, _ := bufio.NewReader(stdout).ReadString('\n')
-			started <- line
-		}()
-		var line string
-		select {
-		case line = <-started:
-		case <-time.After(30 * time.Second):
-			line = "(nothing within 30s)"
-		}
-		if line != "committing\n" {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("kill %d: child did not start: %q\n%s", kill, line, out.String())
-		}
-		time.Sleep(time.Duration(r.IntN(100)) * time.Millisecond) // a random moment of the child's commits
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		err = cmd.Wait()
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("kill %d: child ended with %v, not by SIGKILL:\n%s", kill, err, out.String())
-		}
+		killChild(t, r, kill, dir, fmt.Sprintf("ROOMSTORE_CRASH_FSYNC=%d", kill%2), "ROOMSTORE_CRASH_STORE="+kind)
 		var v int
 		records, v = checkCrashedStore(t, dir, kind, kill)
 		versions += v
@@ -179,6 +141,82 @@ func TestCrashesNeverTearFiles(t *testing.T) {
 	if records < crashKills {
 		t.Fatalf("only %d records committed across %d runs: the child barely ran", records, crashKills)
 	}
+}
+
+// killMoments returns the source of the moments of the kills, seeded
+// from crashSeedEnv or the clock, and logs the seed.
+func killMoments(t *testing.T) *rand.Rand {
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv(crashSeedEnv); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("%s=%q: %v", crashSeedEnv, v, err)
+		}
+	}
+	t.Logf("kill moments from seed %d (replay with %s=%d and -run %s)", seed, crashSeedEnv, seed, t.Name())
+	return rand.New(rand.NewPCG(1, seed))
+}
+
+// killChild runs the crash child on the store in dir, with env added to
+// its environment, kills it at a random moment (drawn from r) of its
+// commits, and returns the whole lines it printed after "committing".
+func killChild(t *testing.T, r *rand.Rand, kill int, dir string, env ...string) []string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), crashChildEnv+"="+dir), env...)
+	var out bytes.Buffer
+	cmd.Stderr = &out
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The child dies with this process, whatever ends it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan string, 1)
+	printed := make(chan []string, 1)
+	go func() {
+		br := bufio.NewReader(stdout)
+		line, _ := br.ReadString('\n')
+		started <- line
+		var lines []string
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				break // the end, and a line the kill cut
+			}
+			lines = append(lines, strings.TrimSuffix(l, "\n"))
+		}
+		printed <- lines
+	}()
+	var line string
+	select {
+	case line = <-started:
+	case <-time.After(30 * time.Second):
+		line = "(nothing within 30s)"
+	}
+	if line != "committing\n" {
+		cmd.Process.Kill()
+		<-printed // the kill closes the pipe
+		cmd.Wait()
+		t.Fatalf("kill %d: child did not start: %q\n%s", kill, line, out.String())
+	}
+	time.Sleep(time.Duration(r.IntN(100)) * time.Millisecond) // a random moment of the child's commits
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	var lines []string
+	select {
+	case lines = <-printed:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("kill %d: the child's output did not end within 30s of the kill", kill)
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("kill %d: child ended with %v, not by SIGKILL:\n%s", kill, err, out.String())
+	}
+	return lines
 }
 
 func checkCrashedStore(t *testing.T, dir, kind string, kill int) (records, versions int) {

@@ -124,7 +124,8 @@ func nonce() string {
 // longer locked (see the package's layout), and the liveness files of
 // owners that are gone. Temporaries of other hosts sharing the directory,
 // and every temporary on a file system that is not the OS's, are left
-// alone. It returns how many temporaries it removed. NewAfero calls it;
+// alone, and so are kept versions (see history.go), which are no
+// temporaries. It returns how many temporaries it removed. NewAfero calls it;
 // long-running servers that share a directory with crashing peers may
 // call it from time to time.
 func (a *Afero) Sweep(ctx context.Context) (int, error) {

@@ -616,6 +616,19 @@ func TestKeptVersionsAreInvisibleAndSurviveTheSweep(t *testing.T) {
 				t.Fatalf("List(%s) = %v", p, got)
 			}
 		}
+		// Nor through the reserved folder's own names.
+		g := versionsOf(t, s, "g")[0]
+		for _, p := range []string{roompath.ReservedPrefix, roompath.ReservedPrefix + "/versions", roompath.ReservedPrefix + "/versions/g"} {
+			if _, err := s.Stat(ctx, p); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("Stat(%s): %v", p, err)
+			}
+			if got := listed(t, s, p); len(got) != 0 {
+				t.Fatalf("List(%s) = %v", p, got)
+			}
+		}
+		if _, _, err := s.Read(ctx, roompath.ReservedPrefix+"/versions/g/"+roompath.ReservedPrefix+".v/"+g.ID, 0, -1); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("Read of a kept version's file: %v", err)
+		}
 		count := func() int {
 			n := 0
 			for _, err := range s.Kept(ctx, "") {

@@ -27,7 +27,8 @@ const WatchBuffer = 4096
 // appear; it reports a folder created, removed or renamed as a whole with
 // Change.Folder, since the files within it were never seen one by one.
 // It never reports anything under the reserved prefix (the store's own
-// temporaries and locks), nor a name no roomstore path can have. A kernel
+// temporaries, locks and kept versions, which it does not watch), nor a
+// name no roomstore path can have. A kernel
 // queue overflow (more changes than the queue holds before they are read)
 // is reported as Change.Lost: the caller scans again.
 //
