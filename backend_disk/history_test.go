@@ -830,3 +830,52 @@ func TestWithoutLinksAKeptVersionIsACopyWithItsETag(t *testing.T) {
 		t.Fatalf("the copy's id %q does not record the ETag %q", v[0].ID, was.ETag)
 	}
 }
+
+// renameRefusingFs is an afero.Fs whose renames onto a path of the store
+// (outside the reserved folder) fail while refuse is set.
+type renameRefusingFs struct {
+	afero.Fs
+	refuse  *bool
+	refused *int
+}
+
+func (f renameRefusingFs) Rename(from, to string) error {
+	if *f.refuse && !roompath.IsReserved(to) {
+		*f.refused++
+		return &fs.PathError{Op: "rename", Path: to, Err: syscall.EIO}
+	}
+	return f.Fs.Rename(from, to)
+}
+
+// A change that fails after it kept the version it would replace forgets
+// that version again: nothing changed, nothing is kept.
+func TestAFailedChangeForgetsWhatItKept(t *testing.T) {
+	refuse, refused := false, 0
+	b := backend_disk.NewAfero(renameRefusingFs{afero.NewMemMapFs(), &refuse, &refused})
+	defer b.Close()
+	ctx := t.Context()
+	keep := &backend.Keep{}
+	mustCommit(t, b, "f", "one", false, backend.WriteOptions{})
+	mustCommit(t, b, "g", "gee", false, backend.WriteOptions{})
+	refuse = true
+	if _, err := commit(ctx, b, "f", "two", false, backend.WriteOptions{Keep: keep}); err == nil {
+		t.Fatal("an overwrite committed with renames refused")
+	}
+	if _, err := commit(ctx, b, "f", "+two", true, backend.WriteOptions{Keep: keep}); err == nil {
+		t.Fatal("an append committed with renames refused")
+	}
+	if _, err := b.Move(ctx, "f", "g", backend.MoveOptions{Overwrite: true, Keep: keep}); err == nil {
+		t.Fatal("a move succeeded with renames refused")
+	}
+	refuse = false
+	if refused != 3 {
+		t.Fatalf("%d renames refused, want 3", refused)
+	}
+	if content(t, b, "f") != "one" || content(t, b, "g") != "gee" {
+		t.Fatal("a failed change changed a file")
+	}
+	for v, err := range b.Kept(ctx, "") {
+		t.Fatalf("a failed change left a kept version: %+v %v", v, err)
+	}
+	noLeftovers(t, historyStore{Afero: b})
+}
