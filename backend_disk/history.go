@@ -41,7 +41,8 @@ import (
 // the new one throughout. A removal renames the file into the versions
 // folder, one step that removes and keeps at once. A move links the
 // source under the source's versions, so that the kept version and the
-// moved file share an inode; roomstore never writes a placed file again,
+// moved file share an inode (and their blocks, which a Quota counts
+// twice); roomstore never writes a placed file again,
 // but a program that rewrites a file of the store in place, behind
 // roomstore's back, rewrites the kept versions that share its inode
 // with it. Where the file system has no links (afero's MemMapFs, a base
