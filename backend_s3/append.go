@@ -453,7 +453,7 @@ func (w *appendWriter) settled(ctx context.Context, key, commit string, out *s3.
 	if err == nil {
 		return aws.ToString(out.ETag), nil
 	}
-	etag, lost, err := w.s.b.settled(ctx, key, commit, err)
+	etag, lost, _, err := w.s.b.settled(ctx, key, commit, err)
 	if lost {
 		return "", conflict(err)
 	}

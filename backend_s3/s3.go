@@ -74,7 +74,8 @@
 // content. The extra requests per change with Keep, on top of the change
 // itself: none for a new file (Create first tries If-None-Match "*");
 // an overwrite 3 (the refused create, which for a file under one part has
-// sent its body, the GET of the version, the copy), or 2 with IfMatch; an
+// sent its body, the HEAD that reads the version in its way, the copy),
+// or with IfMatch 2 (the GET of the version, the copy); an
 // append onto an existing file 1 (the copy); a removal 1; a move 1, and
 // with Overwrite 3 more onto a file (its copy, and a multipart copy in
 // place of one CopyObject, to guard dst) or 2 onto none.

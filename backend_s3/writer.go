@@ -330,9 +330,10 @@ func (l *lifecycle) fail(err error) error {
 // that the version kept is the version replaced; a commit that then fails
 // forgets the copy. Without a precondition, the commit first tries
 // If-None-Match "*": a new file costs nothing more than without Keep, and
-// only a file found there makes it read, keep and guard (an overwrite
-// then costs a refused write, for a file under one part with its body, a
-// GET and a copy more). A file changed by another writer in between makes
+// only a file found there makes it keep and guard (an overwrite then
+// costs three requests more: the refused write, which for a file under
+// one part has sent its body, the HEAD that settles it and reads the
+// version in the way, and the copy). A file changed by another writer in between makes
 // Commit return an error wrapping backend.ErrConflict, keeping the staged
 // bytes: it may be called again (the Engine does), and Write no longer.
 //
@@ -371,6 +372,10 @@ type createWriter struct {
 	// replacing is set once an attempt found a file at the path, so that
 	// the next one reads its version at once.
 	replacing bool
+	// seen is the version in the way of the last refused commit request,
+	// as the HEAD that settled it read it (see Backend.settled), nil when
+	// none did.
+	seen *objectHead
 }
 
 // Write stages p, uploading each full part. A cancelled ctx or a failed
@@ -455,11 +460,25 @@ func (w *createWriter) commit(ctx context.Context) (backend.Info, error) {
 // backend.ErrConflict.
 func (w *createWriter) replace(ctx context.Context) (backend.Info, error) {
 	b := w.s.b
-	cur, err := b.version(ctx, w.s.key)
-	found := err == nil
-	if !found && !isNotFound(err) {
-		return backend.Info{}, err
+	var (
+		cur   objectHead
+		found = true
+		err   error
+	)
+	if seen := w.seen; seen != nil && seen.size <= MaxPartSize {
+		// The HEAD that settled the If-None-Match "*" try read the file
+		// in the way: reading it again would cost a request. Its size may
+		// pair with another version's ETag on a server that stores
+		// objects as files (see current), which matters only for a copy
+		// in parts, cut by the size: the GET below reads those.
+		cur = *seen
+	} else if cur, err = b.version(ctx, w.s.key); err != nil {
+		if !isNotFound(err) {
+			return backend.Info{}, err
+		}
+		found = false
 	}
+	w.seen = nil
 	if err := w.pre.Check(found, fileInfo(w.path, 0, time.Time{}, cur.etag, cur.commit).ETag); err != nil {
 		return backend.Info{}, err
 	}
@@ -533,7 +552,7 @@ func (w *createWriter) send(ctx context.Context, ifMatch, ifNoneMatch *string) (
 		if ifMatch == nil && ifNoneMatch == nil {
 			return backend.Info{}, false, err
 		}
-		if etag, lost, err = s.b.settled(ctx, s.key, w.commitID, err); err != nil {
+		if etag, lost, w.seen, err = s.b.settled(ctx, s.key, w.commitID, err); err != nil {
 			return backend.Info{}, lost, err
 		}
 	}
@@ -552,18 +571,19 @@ func (w *createWriter) failed(ctx context.Context, err error) error {
 // try of the request wrote it before its answer was lost), and the S3
 // ETag is returned; another's means it was refused (lost). Otherwise lost
 // says whether err itself is a refusal by the conditions (see isLost).
-func (b *Backend) settled(ctx context.Context, key, commit string, err error) (etag string, lost bool, _ error) {
+// seen is the other commit's object, as the HEAD that settled it read it.
+func (b *Backend) settled(ctx context.Context, key, commit string, err error) (etag string, lost bool, seen *objectHead, _ error) {
 	if !unsettled(err) {
-		return "", isLost(err), err
+		return "", isLost(err), nil, err
 	}
 	h, found := b.settle(ctx, key)
 	switch {
 	case found && h.commit == commit:
-		return h.etag, false, nil
+		return h.etag, false, nil, nil
 	case found:
-		return "", true, err
+		return "", true, &h, err
 	}
-	return "", isLost(err), err
+	return "", isLost(err), nil, err
 }
 
 // unsettled reports a failure of a conditional write that does not say
