@@ -333,9 +333,10 @@ func (l *lifecycle) fail(err error) error {
 // only a file found there makes it keep and guard (an overwrite then
 // costs three requests more: the refused write, which for a file under
 // one part has sent its body, the HEAD that settles it and reads the
-// version in the way, and the copy). A file changed by another writer in between makes
-// Commit return an error wrapping backend.ErrConflict, keeping the staged
-// bytes: it may be called again (the Engine does), and Write no longer.
+// version in the way, and the copy). A file changed by another writer in
+// between makes Commit return an error wrapping backend.ErrConflict,
+// keeping the staged bytes: it may be called again (the Engine does), and
+// Write no longer.
 //
 // S3's ETag hashes the content, so a version committed with the very bytes
 // of the version it replaced has that version's S3 ETag, and a guard on
