@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"slices"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -31,6 +32,15 @@ import (
 // staged, so it can be called again; Write can then no longer be called.
 // The temporary is removed once the writer commits, fails or is aborted.
 // opts.ContentType, when empty, keeps the old object's content type.
+//
+// opts.Precondition is checked against the version each attempt reads,
+// which the commit is guarded by already: a file changed since is then
+// backend.ErrPrecondition (with IfMatch, or If-None-Match "*" meeting a
+// file that appeared), never backend.ErrConflict, and finishes the
+// writer. opts.Keep copies that version on the server to a kept version
+// (backend.ReasonAppended) under the same guard before the commit, one
+// request more for an existing file and none for a new one; an attempt
+// that then fails forgets the copy.
 func (b *Backend) Append(ctx context.Context, path string, opts backend.WriteOptions) (backend.Writer, error) {
 	id, err := newID()
 	if err != nil {
@@ -39,6 +49,8 @@ func (b *Backend) Append(ctx context.Context, path string, opts backend.WriteOpt
 	return &appendWriter{
 		path:        path,
 		contentType: opts.ContentType,
+		pre:         opts.Precondition,
+		keep:        opts.Keep,
 		s:           stream{upload: upload{b: b, key: b.prefix + tmpDir + id}},
 	}, nil
 }
@@ -47,6 +59,8 @@ type appendWriter struct {
 	lifecycle
 	path        string
 	contentType string
+	pre         backend.Precondition
+	keep        *backend.Keep
 	// s stages the appended bytes: full parts in a multipart upload of the
 	// temporary key, the rest in s.buf.
 	s stream
@@ -90,6 +104,10 @@ func (w *appendWriter) Commit(ctx context.Context) (backend.Info, error) {
 		return backend.Info{}, err
 	}
 	info, err := w.commit(ctx)
+	if errors.Is(err, backend.ErrConflict) && (w.pre.IfMatch != "" || w.pre.IfNoneMatch == "*") {
+		// The version the caller named is gone: no retry can bring it back.
+		err = precondition(err)
+	}
 	switch {
 	case err == nil:
 		w.state = writerCommitted
@@ -156,6 +174,9 @@ func (w *appendWriter) commit(ctx context.Context) (backend.Info, error) {
 	if err != nil {
 		return backend.Info{}, err
 	}
+	if err := w.pre.Check(exists, fileInfo(w.path, 0, time.Time{}, old.etag, old.commit).ETag); err != nil {
+		return backend.Info{}, err
+	}
 	if !exists {
 		return w.create(ctx, key)
 	}
@@ -163,7 +184,17 @@ func (w *appendWriter) commit(ctx context.Context) (backend.Info, error) {
 		// Nothing to add: the file as it is already is the result.
 		return fileInfo(w.path, old.size, old.modTime, old.etag, old.commit), nil
 	}
-	return w.extend(ctx, key, old)
+	var kept string
+	if w.keep != nil {
+		if kept, err = b.keep(ctx, w.path, old.objectHead, w.keep, backend.ReasonAppended, time.Now()); err != nil {
+			return backend.Info{}, err
+		}
+	}
+	info, err := w.extend(ctx, key, old)
+	if err != nil {
+		return backend.Info{}, errors.Join(err, b.settleKept(ctx, kept, err))
+	}
+	return info, nil
 }
 
 // currentFile is what an append attempt knows of the file it extends.
@@ -416,26 +447,17 @@ func (w *appendWriter) compose(ctx context.Context, u *upload, commit string, pa
 
 // settled returns the S3 ETag that the write of commit to key, guarded by
 // the file's version, produced (out holds its answer, when it has one), or
-// the error that describes its failure err. An unsettled failure is
-// settled by the object's commit id, as an exclusive create's is (see
-// createWriter.commitError): this commit's means the write landed;
-// another's is a lost race (backend.ErrConflict); none leaves err, a lost
-// race if the file vanished under a precondition (see guarded).
+// the error that describes its failure err, a lost race
+// (backend.ErrConflict) when Backend.settled says so.
 func (w *appendWriter) settled(ctx context.Context, key, commit string, out *s3.PutObjectOutput, err error) (string, error) {
 	if err == nil {
 		return aws.ToString(out.ETag), nil
 	}
-	if !unsettled(err) {
-		return "", guarded(err)
-	}
-	h, found := w.s.b.settle(ctx, key)
-	switch {
-	case found && h.commit == commit:
-		return h.etag, nil
-	case found:
+	etag, lost, _, err := w.s.b.settled(ctx, key, commit, err)
+	if lost {
 		return "", conflict(err)
 	}
-	return "", guarded(err)
+	return etag, err
 }
 
 // abortOrphans aborts the composed uploads of failed commit attempts with
@@ -464,10 +486,16 @@ func uploadTail(ctx context.Context, u *upload, tail []byte) error {
 // (If-Match on a missing key answers 404). A vanished multipart upload is
 // not a race.
 func guarded(err error) error {
-	if isPreconditionFailed(err) || (isNotFound(err) && errorCode(err) != "NoSuchUpload") {
+	if isLost(err) {
 		return conflict(err)
 	}
 	return err
+}
+
+// isLost reports the refusal of a request guarded by the file's version:
+// a failed precondition, or the file vanishing under it.
+func isLost(err error) bool {
+	return isPreconditionFailed(err) || (isNotFound(err) && errorCode(err) != "NoSuchUpload")
 }
 
 // sourceChanged reports the failure of a copy from key guarded by ifMatch.

@@ -105,6 +105,14 @@ func conflict(err error) error {
 	return fmt.Errorf("%w: %w", backend.ErrConflict, err)
 }
 
+// precondition marks err, a lost race of a change whose caller named the
+// version it changes (If-Match, or If-None-Match "*"), as that
+// precondition failing: never a conflict, which the caller would retry.
+// The cause stays reachable with errors.As.
+func precondition(err error) error {
+	return backend.Errorf(backend.ErrPrecondition, err, "%s", codeDetail(err))
+}
+
 // exists marks err as a lost exclusive create.
 func exists(err error) error {
 	return fmt.Errorf("%w: %w", fs.ErrExist, err)

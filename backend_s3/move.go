@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -44,6 +46,25 @@ import (
 // does. versitygw v1.8.0 checks it but not under the lock its writes take;
 // see removeSource.
 //
+// opts.IfMatch is checked against the version of src that is moved, which
+// the copy and the removal are guarded by already: a src changed in
+// between is then backend.ErrPrecondition rather than
+// backend.ErrConflict (with opts.Overwrite, dst keeps the copy of the
+// version named, as it does after a conflict).
+//
+// opts.Keep keeps src's version under src (backend.ReasonMoved) and, with
+// opts.Overwrite, the file it replaces at dst under dst
+// (backend.ReasonOverwritten), each copied on the server under a guard on
+// its S3 ETag before anything changes (see keep). dst's version is read
+// with a one-byte GET in place of the HEAD that checks the destination
+// otherwise, and the copy onto dst is then guarded by it (If-Match on its
+// S3 ETag, If-None-Match "*" when dst had no file), so that the version
+// kept is the version replaced: a multipart copy, as servers may ignore
+// conditions on CopyObject's destination. A dst changed in between makes
+// Move return backend.ErrConflict. A Move that does not happen forgets the
+// kept versions it made: src's whenever src was not removed, dst's when
+// dst was left as it was.
+//
 // Errors: fs.ErrNotExist when src holds no file, backend.ErrIsFolder when
 // src or dst is a folder, fs.ErrExist when a file is at dst and
 // opts.Overwrite is false, backend.ErrNotFolder when a parent of dst is a
@@ -60,7 +81,8 @@ func (b *Backend) Move(ctx context.Context, src, dst string, opts backend.MoveOp
 	if err := ctx.Err(); err != nil {
 		return backend.Info{}, err
 	}
-	m := &move{b: b, dst: dst, srcKey: b.key(src), dstKey: b.key(dst), overwrite: opts.Overwrite}
+	m := &move{b: b, src: src, dst: dst, srcKey: b.key(src), dstKey: b.key(dst), overwrite: opts.Overwrite,
+		ifMatch: opts.IfMatch != "", keep: opts.Keep, guard: opts.Keep != nil && opts.Overwrite}
 	from, err := b.version(ctx, m.srcKey)
 	if err != nil {
 		if isNotFound(err) {
@@ -69,19 +91,57 @@ func (b *Backend) Move(ctx context.Context, src, dst string, opts backend.MoveOp
 		return backend.Info{}, classify(err)
 	}
 	m.from = from
-	if err := objstore.CheckMoveTarget(ctx, objects{b}, dst, opts.Overwrite); err != nil {
+	if err := (backend.Precondition{IfMatch: opts.IfMatch}).Check(true, fileInfo(src, 0, time.Time{}, from.etag, from.commit).ETag); err != nil {
+		return backend.Info{}, err
+	}
+	if m.guard {
+		err = m.target(ctx)
+	} else {
+		err = objstore.CheckMoveTarget(ctx, objects{b}, dst, opts.Overwrite)
+	}
+	if err != nil {
 		return backend.Info{}, err
 	}
 	info, err := m.run(ctx)
 	return info, classify(err)
 }
 
+// target reads the version of the file at dst that an overwriting Move
+// keeps, with the GET of version in place of the HEAD of
+// objstore.CheckMoveTarget, and refuses a folder at dst as that does.
+func (m *move) target(ctx context.Context) error {
+	to, err := m.b.version(ctx, m.dstKey)
+	switch {
+	case err == nil:
+		m.to, m.toFound = to, true
+		return nil
+	case !isNotFound(err):
+		return classify(err)
+	}
+	if err := m.b.missing(ctx, m.dst, err); !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // move is one Move call.
 type move struct {
 	b              *Backend
-	dst            string
+	src, dst       string
 	srcKey, dstKey string
 	overwrite      bool
+	// ifMatch says that the caller named src's version: a src changed
+	// since is a failed precondition.
+	ifMatch bool
+	keep    *backend.Keep
+	// guard makes the copy find dst as target read it (Keep with
+	// Overwrite): to is that version, when toFound.
+	guard   bool
+	to      objectHead
+	toFound bool
+	// srcKept and dstKept are the keys of the versions kept for the move
+	// ("" for none).
+	srcKept, dstKept string
 	// from is the version of src that is moved.
 	from objectHead
 	// commit is the commit id of the copy (see commitMeta).
@@ -141,12 +201,15 @@ func (m *move) run(ctx context.Context) (backend.Info, error) {
 		return backend.Info{}, err
 	}
 	m.commit = commit
+	if err := m.keepVersions(ctx); err != nil {
+		return backend.Info{}, err
+	}
 	if err := m.copy(ctx, meta); err != nil {
-		return backend.Info{}, errors.Join(err, m.undo(ctx))
+		return backend.Info{}, m.failed(ctx, err)
 	}
 	if err := ctx.Err(); err != nil {
 		// Nothing was sent to remove src: it is intact, and the copy goes.
-		return backend.Info{}, errors.Join(err, m.undo(ctx))
+		return backend.Info{}, m.failed(ctx, err)
 	}
 	err = m.removeSource(ctx, singleAttempt)
 	switch {
@@ -155,10 +218,10 @@ func (m *move) run(ctx context.Context) (backend.Info, error) {
 	case isPreconditionFailed(err):
 		// The one request sent was refused: src changed since the copy
 		// and holds every byte, so the copy is stale.
-		return backend.Info{}, errors.Join(conflict(err), m.undo(ctx))
+		return backend.Info{}, m.failed(ctx, m.srcLost(err))
 	case answered(err):
 		// Refused for another reason (AccessDenied): src is intact.
-		return backend.Info{}, errors.Join(err, m.undo(ctx))
+		return backend.Info{}, m.failed(ctx, err)
 	}
 	// The removal may have landed, or may still land: undoing the copy now
 	// could leave neither file. Finish the move instead, on a context that
@@ -173,19 +236,89 @@ func (m *move) run(ctx context.Context) (backend.Info, error) {
 	return backend.Info{}, err
 }
 
+// keepVersions keeps the versions the move replaces, as m.keep asks: src's
+// and, when target found one, dst's. A src changed since it was read is a
+// lost race (see srcLost), a dst changed a conflict; either leaves nothing
+// kept.
+func (m *move) keepVersions(ctx context.Context) error {
+	if m.keep == nil {
+		return nil
+	}
+	now := time.Now()
+	var err error
+	if m.srcKept, err = m.b.keep(ctx, m.src, m.from, m.keep, backend.ReasonMoved, now); err != nil {
+		return m.srcChanged(err)
+	}
+	if m.toFound {
+		if m.dstKept, err = m.b.keep(ctx, m.dst, m.to, m.keep, backend.ReasonOverwritten, now); err != nil {
+			return errors.Join(err, m.forget(ctx))
+		}
+	}
+	return nil
+}
+
+// failed undoes what the move did, for a move that failed with err before
+// src was removed, and forgets the versions it kept for it.
+func (m *move) failed(ctx context.Context, err error) error {
+	err = errors.Join(err, m.undo(ctx))
+	return errors.Join(err, m.forget(ctx))
+}
+
+// forget forgets the versions kept for a move that did not happen: src's
+// (src was not removed), and dst's unless dst may hold the copy.
+func (m *move) forget(ctx context.Context) error {
+	var err error
+	if m.srcKept != "" {
+		err = m.b.forgetKept(ctx, m.srcKept)
+		m.srcKept = ""
+	}
+	if m.dstKept != "" && m.copied == "" && !m.landed {
+		err = errors.Join(err, m.b.forgetKept(ctx, m.dstKept))
+		m.dstKept = ""
+	}
+	return err
+}
+
+// srcLost reports err, a request refused because src is no longer the
+// version moved, as a lost race: a failed precondition when the caller
+// named that version, else a conflict.
+func (m *move) srcLost(err error) error {
+	if m.ifMatch {
+		return precondition(err)
+	}
+	return conflict(err)
+}
+
+// srcChanged is srcLost for an error that may already be marked a
+// conflict (see Backend.sourceChanged).
+func (m *move) srcChanged(err error) error {
+	if m.ifMatch && errors.Is(err, backend.ErrConflict) {
+		return precondition(err)
+	}
+	return err
+}
+
+// creates reports a copy that makes a file at dst where there was none,
+// which undoing the move removes.
+func (m *move) creates() bool { return !m.overwrite || (m.guard && !m.toFound) }
+
 // copy makes dst a copy of the version m.from of src, with the metadata
-// meta, under a precondition on that version; without m.overwrite only if
-// no file is at dst. It sets m.copied to the copy's S3 ETag.
+// meta, under a precondition on that version; only if no file is at dst
+// when it creates one (see creates), and only onto the version m.to when
+// it guards dst. It sets m.copied to the copy's S3 ETag.
 func (m *move) copy(ctx context.Context, meta map[string]string) error {
 	b := m.b
 	ifMatch := aws.String(m.from.etag)
 	contentType := optional(m.from.contentType)
-	var ifNoneMatch *string
-	if !m.overwrite {
+	var dstIfMatch, ifNoneMatch *string
+	switch {
+	case m.creates():
 		ifNoneMatch = aws.String("*")
+	case m.guard:
+		dstIfMatch = aws.String(m.to.etag)
 	}
 	switch {
-	case m.overwrite && m.from.size <= MaxPartSize:
+	case m.overwrite && !m.guard && m.from.size <= MaxPartSize:
 		out, err := b.client.CopyObject(ctx, &s3.CopyObjectInput{
 			Bucket:            aws.String(b.bucket),
 			Key:               aws.String(m.dstKey),
@@ -196,7 +329,7 @@ func (m *move) copy(ctx context.Context, meta map[string]string) error {
 			ContentType:       contentType,
 		})
 		if err != nil {
-			return b.sourceChanged(ctx, m.srcKey, ifMatch, err)
+			return m.srcChanged(b.sourceChanged(ctx, m.srcKey, ifMatch, err))
 		}
 		if out.CopyObjectResult != nil {
 			m.copied = aws.ToString(out.CopyObjectResult.ETag)
@@ -212,6 +345,7 @@ func (m *move) copy(ctx context.Context, meta map[string]string) error {
 			ContentLength: aws.Int64(0),
 			ContentType:   contentType,
 			Metadata:      meta,
+			IfMatch:       dstIfMatch,
 			IfNoneMatch:   ifNoneMatch,
 		})
 		if err != nil {
@@ -222,9 +356,9 @@ func (m *move) copy(ctx context.Context, meta map[string]string) error {
 	}
 	u := &upload{b: b, key: m.dstKey, contentType: m.from.contentType, metadata: meta}
 	if err := u.copyParts(ctx, m.srcKey, ifMatch, 0, m.from.size); err != nil {
-		return errors.Join(b.sourceChanged(ctx, m.srcKey, ifMatch, err), u.abort(ctx, once))
+		return errors.Join(m.srcChanged(b.sourceChanged(ctx, m.srcKey, ifMatch, err)), u.abort(ctx, once))
 	}
-	out, err := u.complete(ctx, &s3.CompleteMultipartUploadInput{IfNoneMatch: ifNoneMatch})
+	out, err := u.complete(ctx, &s3.CompleteMultipartUploadInput{IfMatch: dstIfMatch, IfNoneMatch: ifNoneMatch})
 	if err != nil {
 		return errors.Join(m.created(err), u.abort(ctx, once))
 	}
@@ -233,11 +367,15 @@ func (m *move) copy(ctx context.Context, meta map[string]string) error {
 }
 
 // created reports the failure of the request that writes the copy: a
-// failed If-None-Match is a file at dst, and a request with no answer may
-// have landed.
+// failed If-None-Match is a file at dst (a conflict when Overwrite let
+// Move replace one it did not find), a failed If-Match another version
+// at dst than the one kept, and a request with no answer may have landed.
 func (m *move) created(err error) error {
-	if !m.overwrite && isPreconditionFailed(err) {
+	switch {
+	case !m.overwrite && isPreconditionFailed(err):
 		return exists(err)
+	case m.guard && isLost(err):
+		return conflict(err)
 	}
 	if !answered(err) {
 		m.landed = true
@@ -282,13 +420,14 @@ func (m *move) removeSource(ctx context.Context, opts ...func(*s3.Options)) erro
 	return err
 }
 
-// undo removes the copy at dst after a failed Move without m.overwrite (with
-// it, the file the copy replaced is gone anyway), once, on a grace context
-// that outlives a cancelled ctx. The removal is guarded by the copy's ETag,
-// so that a file another writer put at dst since is left alone; a copy
-// whose request was cut short is first found by its commit id.
+// undo removes the copy at dst after a failed Move that created it (see
+// creates; a file the copy replaced is gone anyway), once, on a grace
+// context that outlives a cancelled ctx. The removal is guarded by the
+// copy's ETag, so that a file another writer put at dst since is left
+// alone; a copy whose request was cut short is first found by its commit
+// id.
 func (m *move) undo(ctx context.Context) error {
-	if m.overwrite || (m.copied == "" && !m.landed) {
+	if !m.creates() || (m.copied == "" && !m.landed) {
 		return nil
 	}
 	err := m.b.runCleanup(ctx, once, func(ctx context.Context, opts ...func(*s3.Options)) error {

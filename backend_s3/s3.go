@@ -4,8 +4,9 @@
 // A store is a bucket and an optional prefix: the file at path p is the
 // object prefix + "/" + p. Folders are implicit, as S3 has none: a folder is
 // any key prefix ending in "/" that has an object beneath it. The backend
-// keeps its temporary objects under prefix + "/.roomstore/", which is never
-// listed and can never be addressed by a roomstore path.
+// keeps its temporary objects under prefix + "/.roomstore/tmp/" and kept
+// versions under prefix + "/.roomstore/versions/", which are never listed
+// and can never be addressed by a roomstore path.
 //
 // Writers stream in constant memory: a Writer holds at most one part (the
 // part size, 5 MiB unless WithPartSize says otherwise) and uploads full
@@ -37,10 +38,47 @@
 // while backend.Info.ETag must change with every commit. Every commit
 // therefore stores a random id in the object's metadata
 // (x-amz-meta-roomstore-commit), and Info.ETag is the S3 ETag joined with
-// it. ListObjectsV2 returns no metadata: the Info from List carries the S3
-// ETag alone, which identifies the content but does not match Stat's.
-// Preconditions use the S3 ETag, which is safe because a file rewritten
-// with the same bytes is, to an append, the same file.
+// it. ListObjectsV2 returns no metadata: List leaves Info.ETag empty.
+// The backend's own guards use the S3 ETag, which is safe for appends
+// because a file rewritten with the same bytes is, to an append, the same
+// file.
+//
+// # Preconditions and kept versions
+//
+// A caller's precondition (backend.Precondition, MoveOptions.IfMatch,
+// RemoveOptions.IfMatch) names an Info.ETag, which no S3 condition can
+// test: the backend reads the file's version (a GET or HEAD its call
+// makes anyway, or one more for an overwrite), checks it, and guards the
+// change by that version's S3 ETag (If-Match on PutObject,
+// CompleteMultipartUpload and DeleteObject, x-amz-copy-source-if-match on
+// the copies). If-None-Match "*" is the write's own condition. Of two
+// changes guarded by one version, the server lets one land; the other
+// returns backend.ErrPrecondition and leaves nothing behind. Two versions
+// with the very same bytes share an S3 ETag, so a change that rewrites a
+// version's own bytes and another change of that version may both land
+// (see Create): no byte is lost.
+//
+// A change asked to keep the version it replaces (backend.Keep) first
+// copies it on the server to a kept version under prefix/.roomstore/versions/
+// (CopyObject with x-amz-copy-source-if-match on its S3 ETag, metadata
+// replaced), then makes the change guarded by that same ETag, so that the
+// version kept is the version replaced and a crash between the two leaves
+// a kept version with the ETag of the file still current, which the Engine
+// hides and forgets. A change that fails forgets its copy (once, on the
+// cleanup budget). The key of a kept version says what Kept must tell
+// (path, time of the change, reason, ETag; the listing gives the size),
+// so that Kept is one flat listing; who made the change and when the
+// version was committed are in its metadata (see history.go for the
+// layout, and for paths too long to be spelt out in a 1024-byte key).
+// Kept versions are never listed, scanned or counted as a folder's
+// content. The extra requests per change with Keep, on top of the change
+// itself: none for a new file (Create first tries If-None-Match "*");
+// an overwrite 3 (the refused create, which for a file under one part has
+// sent its body, the HEAD that reads the version in its way, the copy),
+// or with IfMatch 2 (the GET of the version, the copy); an
+// append onto an existing file 1 (the copy); a removal 1; a move 1, and
+// with Overwrite 3 more onto a file (its copy, and a multipart copy in
+// place of one CopyObject, to guard dst) or 2 onto none.
 //
 // A server that dies mid-write fails the Write or Commit in flight once the
 // SDK's retries are spent, and finishes the writer; nothing partial becomes
@@ -52,7 +90,7 @@
 // client process that dies mid-write, leaves an incomplete multipart
 // upload, and possibly a temporary object under prefix/.roomstore/tmp/; a
 // bucket lifecycle rule (AbortIncompleteMultipartUpload, and expiry on
-// that prefix) reclaims them.
+// that prefix, never on prefix/.roomstore/versions/) reclaims them.
 //
 // Importing the package registers the "s3" URL scheme with
 // backend.Register (see OpenURL for the URL form), so that
@@ -316,6 +354,8 @@ type objectHead struct {
 	etag        string
 	commit      string
 	contentType string
+	// meta is the object's user metadata.
+	meta map[string]string
 }
 
 func (b *Backend) head(ctx context.Context, key string, ifMatch *string) (objectHead, error) {
@@ -333,6 +373,7 @@ func (b *Backend) head(ctx context.Context, key string, ifMatch *string) (object
 		etag:        aws.ToString(out.ETag),
 		commit:      out.Metadata[commitMeta],
 		contentType: aws.ToString(out.ContentType),
+		meta:        out.Metadata,
 	}, nil
 }
 
@@ -370,9 +411,23 @@ func newID() (string, error) {
 // fs.ErrInvalid; a missing file fs.ErrNotExist and a folder
 // backend.ErrIsFolder.
 func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (io.ReadCloser, backend.Info, error) {
-	key := b.key(path)
+	r, h, err := b.get(ctx, b.key(path), offset, length)
+	switch {
+	case isNotFound(err):
+		return nil, backend.Info{}, b.missing(ctx, path, err)
+	case err != nil:
+		return nil, backend.Info{}, classify(err)
+	}
+	return r, fileInfo(path, h.size, h.modTime, h.etag, h.commit), nil
+}
+
+// get streams the object at key as Read describes, with what the answer
+// tells of the object (its whole size, not the range's). A missing object
+// yields the SDK's 404 and an offset past the end an error wrapping
+// fs.ErrInvalid.
+func (b *Backend) get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, objectHead, error) {
 	if length == 0 {
-		return b.emptyRead(ctx, path, key, offset, nil)
+		return b.emptyRead(ctx, key, offset, nil)
 	}
 	in := &s3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)}
 	switch {
@@ -384,40 +439,41 @@ func (b *Backend) Read(ctx context.Context, path string, offset, length int64) (
 	out, err := b.client.GetObject(ctx, in)
 	if err != nil {
 		if isRangeNotSatisfiable(err) {
-			return b.emptyRead(ctx, path, key, offset, err)
+			return b.emptyRead(ctx, key, offset, err)
 		}
-		if isNotFound(err) {
-			return nil, backend.Info{}, b.missing(ctx, path, err)
-		}
-		return nil, backend.Info{}, classify(err)
+		return nil, objectHead{}, err
 	}
-	size := aws.ToInt64(out.ContentLength)
+	h := objectHead{
+		size:        aws.ToInt64(out.ContentLength),
+		modTime:     aws.ToTime(out.LastModified),
+		etag:        aws.ToString(out.ETag),
+		commit:      out.Metadata[commitMeta],
+		contentType: aws.ToString(out.ContentType),
+		meta:        out.Metadata,
+	}
 	if in.Range != nil {
 		total, ok := totalFromContentRange(aws.ToString(out.ContentRange))
 		if !ok {
 			out.Body.Close()
-			return nil, backend.Info{}, backend.Errorf(nil, nil, "S3 answered %s with Content-Range %q", *in.Range, aws.ToString(out.ContentRange))
+			return nil, objectHead{}, backend.Errorf(nil, nil, "S3 answered %s with Content-Range %q", *in.Range, aws.ToString(out.ContentRange))
 		}
-		size = total
+		h.size = total
 	}
-	return out.Body, fileInfo(path, size, aws.ToTime(out.LastModified), aws.ToString(out.ETag), out.Metadata[commitMeta]), nil
+	return out.Body, h, nil
 }
 
 // emptyRead answers a read that returns no bytes, which S3 cannot express
 // as a range: it checks offset against the size from a HEAD. rangeErr is the
 // 416 that led here, kept as the cause when offset is past the end.
-func (b *Backend) emptyRead(ctx context.Context, path, key string, offset int64, rangeErr error) (io.ReadCloser, backend.Info, error) {
+func (b *Backend) emptyRead(ctx context.Context, key string, offset int64, rangeErr error) (io.ReadCloser, objectHead, error) {
 	h, err := b.head(ctx, key, nil)
-	if isNotFound(err) {
-		return nil, backend.Info{}, b.missing(ctx, path, err)
-	}
 	if err != nil {
-		return nil, backend.Info{}, classify(err)
+		return nil, objectHead{}, err
 	}
 	if offset > h.size {
-		return nil, backend.Info{}, backend.Errorf(fs.ErrInvalid, rangeErr, "offset %d past the end (size %d)", offset, h.size)
+		return nil, objectHead{}, backend.Errorf(fs.ErrInvalid, rangeErr, "offset %d past the end (size %d)", offset, h.size)
 	}
-	return io.NopCloser(strings.NewReader("")), fileInfo(path, h.size, h.modTime, h.etag, h.commit), nil
+	return io.NopCloser(strings.NewReader("")), h, nil
 }
 
 // totalFromContentRange parses the complete length of "bytes a-b/total".
@@ -492,24 +548,6 @@ func (b *Backend) List(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 			}
 		}
 	})
-}
-
-// Remove deletes the file at path. S3's DeleteObject succeeds on a missing
-// key, so Remove checks with a HEAD first and yields an error wrapping
-// fs.ErrNotExist when there is no file, backend.ErrIsFolder for a folder.
-// Folders need no pruning: they vanish with their last object.
-func (b *Backend) Remove(ctx context.Context, path string, opts backend.RemoveOptions) error {
-	key := b.key(path)
-	if _, err := b.head(ctx, key, nil); err != nil {
-		if isNotFound(err) {
-			return b.missing(ctx, path, err)
-		}
-		return classify(err)
-	}
-	if _, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)}); err != nil {
-		return classify(err)
-	}
-	return nil
 }
 
 // StoreID implements backend.Identifier: "s3://bucket/prefix", followed by

@@ -6,10 +6,10 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/internal/objstore"
+	"github.com/roomstore/roomstore/roompath"
 )
 
 // Scan implements backend.Scanner with one flat listing (no delimiter) of
@@ -20,22 +20,29 @@ import (
 // writes a file again with the very same bytes changes nothing the scan
 // can see, while bucket notifications (events_nats.NewS3Feed) still tell
 // of it.
+//
+// What the backend keeps for itself (temporaries and kept versions, under
+// prefix/.roomstore/, which can outnumber the files many times over) is
+// never yielded, and not even listed page by page: the first key of that
+// block ends the listing, which starts again after the block.
 func (b *Backend) Scan(ctx context.Context, dir string) iter.Seq2[backend.Info, error] {
 	pfx := b.dirKey(dir)
+	reserved := pfx + roompath.ReservedPrefix
 	return func(yield func(backend.Info, error) bool) {
-		pages := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{
-			Bucket:  aws.String(b.bucket),
-			Prefix:  aws.String(pfx),
-			MaxKeys: aws.Int32(b.listPageSize),
-		})
-		for pages.HasMorePages() {
-			page, err := pages.NextPage(ctx)
-			if err != nil {
-				yield(backend.Info{}, classify(err))
-				return
-			}
-			for _, obj := range page.Contents {
-				p, ok := objstore.FilePath(b.prefix, aws.ToString(obj.Key))
+		startAfter := ""
+		for {
+			skip := false
+			for obj, err := range b.objectsUnder(ctx, pfx, startAfter) {
+				if err != nil {
+					yield(backend.Info{}, err)
+					return
+				}
+				key := aws.ToString(obj.Key)
+				if startAfter == "" && strings.HasPrefix(key, reserved) {
+					skip = true
+					break
+				}
+				p, ok := objstore.FilePath(b.prefix, key)
 				if !ok {
 					continue
 				}
@@ -45,6 +52,13 @@ func (b *Backend) Scan(ctx context.Context, dir string) iter.Seq2[backend.Info, 
 					return
 				}
 			}
+			if !skip {
+				return
+			}
+			// Every key that starts with the reserved prefix sorts before
+			// this one, but for keys that follow it with U+10FFFF itself,
+			// which FilePath refuses as it refuses any reserved name.
+			startAfter = reserved + "\U0010FFFF"
 		}
 	}
 }

@@ -312,6 +312,40 @@ func (l *lifecycle) fail(err error) error {
 // is sent with a single PutObject at Commit. With opts.Exclusive the commit
 // carries If-None-Match "*" and fails with an error wrapping fs.ErrExist
 // when a file is there by then. Create itself makes no request.
+//
+// opts.Precondition is checked at Commit. If-None-Match "*" is the
+// commit's own condition (backend.ErrPrecondition when a file is there).
+// Any other precondition is checked against the version of the file that
+// a one-byte GET reads (S3 cannot test an ETag that holds a commit id, see
+// commitMeta), and an IfMatch commit then carries If-Match on that
+// version's S3 ETag, so that it lands only on the version it checked:
+// of two commits guarded by one version, the server lets one win, and
+// the other fails with backend.ErrPrecondition, its upload aborted. An
+// IfNoneMatch ETag needs no guard: a version that is gone never comes
+// back, as every commit writes a new commit id.
+//
+// opts.Keep keeps the version the commit replaces: it is copied on the
+// server to a kept version (backend.ReasonOverwritten) under a guard on
+// its S3 ETag, and the commit then carries If-Match on that same ETag, so
+// that the version kept is the version replaced; a commit that then fails
+// forgets the copy. Without a precondition, the commit first tries
+// If-None-Match "*": a new file costs nothing more than without Keep, and
+// only a file found there makes it keep and guard (an overwrite then
+// costs three requests more: the refused write, which for a file under
+// one part has sent its body, the HEAD that settles it and reads the
+// version in the way, and the copy). A file changed by another writer in
+// between makes Commit return an error wrapping backend.ErrConflict,
+// keeping the staged bytes: it may be called again (the Engine does), and
+// Write no longer.
+//
+// S3's ETag hashes the content, so a version committed with the very bytes
+// of the version it replaced has that version's S3 ETag, and a guard on
+// it cannot tell the two apart: of two commits guarded by one version
+// with different bytes exactly one wins, but a commit that rewrites the
+// version's own bytes and another commit of that version may both win.
+// No byte is lost then (the second lands on identical bytes); the
+// history shows the original version kept twice and the identical
+// rewrite not at all.
 func (b *Backend) Create(ctx context.Context, path string, opts backend.WriteOptions) (backend.Writer, error) {
 	commit, err := newID()
 	if err != nil {
@@ -321,6 +355,8 @@ func (b *Backend) Create(ctx context.Context, path string, opts backend.WriteOpt
 	return &createWriter{
 		path:      path,
 		exclusive: opts.Exclusive,
+		pre:       opts.Precondition,
+		keep:      opts.Keep,
 		commitID:  commit,
 		s:         stream{upload: upload{b: b, key: b.key(path), contentType: opts.ContentType, metadata: meta}},
 	}, nil
@@ -330,8 +366,17 @@ type createWriter struct {
 	lifecycle
 	path      string
 	exclusive bool
+	pre       backend.Precondition
+	keep      *backend.Keep
 	commitID  string
 	s         stream
+	// replacing is set once an attempt found a file at the path, so that
+	// the next one reads its version at once.
+	replacing bool
+	// seen is the version in the way of the last refused commit request,
+	// as the HEAD that settled it read it (see Backend.settled), nil when
+	// none did.
+	seen *objectHead
 }
 
 // Write stages p, uploading each full part. A cancelled ctx or a failed
@@ -342,12 +387,17 @@ func (w *createWriter) Write(ctx context.Context, p []byte) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
+	if w.state == writerRetrying {
+		return backend.Errorf(fs.ErrClosed, nil, "write after a commit attempt")
+	}
 	return w.s.stage(ctx, p, w.failed)
 }
 
 // Commit makes the written bytes the file's content in one request
-// (PutObject, or CompleteMultipartUpload after the last part). Any error
-// finishes the writer and discards the staged bytes.
+// (PutObject, or CompleteMultipartUpload after the last part), after the
+// requests that opts.Precondition and opts.Keep need (see Create). An
+// error wrapping backend.ErrConflict keeps the writer ready for another
+// Commit; any other error finishes it and discards the staged bytes.
 func (w *createWriter) Commit(ctx context.Context) (backend.Info, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -355,54 +405,159 @@ func (w *createWriter) Commit(ctx context.Context) (backend.Info, error) {
 		return backend.Info{}, err
 	}
 	info, err := w.commit(ctx)
-	if err != nil {
-		return backend.Info{}, w.failed(ctx, err)
+	switch {
+	case err == nil:
+		w.state = writerCommitted
+		w.s.buf = nil
+		return info, nil
+	case errors.Is(err, backend.ErrConflict):
+		w.state = writerRetrying
+		return backend.Info{}, classify(err)
 	}
-	w.state = writerCommitted
-	w.s.buf = nil
-	return info, nil
+	return backend.Info{}, w.failed(ctx, err)
 }
 
 func (w *createWriter) commit(ctx context.Context) (backend.Info, error) {
 	if err := ctx.Err(); err != nil {
 		return backend.Info{}, err
 	}
-	s := &w.s
-	var ifNoneMatch *string
-	if w.exclusive {
-		ifNoneMatch = aws.String("*")
+	if s := &w.s; s.id != "" && len(s.buf) > 0 {
+		// Every uploaded part is a full one, so the rest may be the last
+		// part whatever its size; none is sent when nothing is left, and
+		// none again by a later attempt.
+		if err := s.flush(ctx); err != nil {
+			return backend.Info{}, err
+		}
 	}
+	star := aws.String("*")
+	switch {
+	case w.pre.IfMatch == "" && (w.exclusive || w.pre.IfNoneMatch == "*"):
+		info, lost, err := w.send(ctx, nil, star)
+		switch {
+		case lost && w.pre.IfNoneMatch == "*":
+			return backend.Info{}, precondition(err)
+		case lost:
+			return backend.Info{}, exists(err)
+		}
+		return info, err
+	case w.pre == (backend.Precondition{}) && w.keep == nil:
+		info, _, err := w.send(ctx, nil, nil)
+		return info, err
+	case w.pre == (backend.Precondition{}) && !w.replacing:
+		// A new file replaces nothing: trying it first costs no request
+		// more, and only a file found there makes the commit keep it.
+		info, lost, err := w.send(ctx, nil, star)
+		if !lost {
+			return info, err
+		}
+		w.replacing = true
+	}
+	return w.replace(ctx)
+}
+
+// replace commits over the version of the file it reads, which it checks
+// against the precondition and keeps as asked. A lost race is an error
+// wrapping backend.ErrPrecondition with IfMatch, else
+// backend.ErrConflict.
+func (w *createWriter) replace(ctx context.Context) (backend.Info, error) {
+	b := w.s.b
+	var (
+		cur   objectHead
+		found = true
+		err   error
+	)
+	if seen := w.seen; seen != nil && seen.size <= MaxPartSize {
+		// The HEAD that settled the If-None-Match "*" try read the file
+		// in the way: reading it again would cost a request. Its size may
+		// pair with another version's ETag on a server that stores
+		// objects as files (see current), which matters only for a copy
+		// in parts, cut by the size: the GET below reads those.
+		cur = *seen
+	} else if cur, err = b.version(ctx, w.s.key); err != nil {
+		if !isNotFound(err) {
+			return backend.Info{}, err
+		}
+		found = false
+	}
+	w.seen = nil
+	if err := w.pre.Check(found, fileInfo(w.path, 0, time.Time{}, cur.etag, cur.commit).ETag); err != nil {
+		return backend.Info{}, err
+	}
+	if w.exclusive {
+		// Only with IfMatch, which needs the file that Exclusive refuses.
+		return backend.Info{}, backend.Errorf(fs.ErrExist, nil, "a file is at the path")
+	}
+	lose := conflict
+	if w.pre.IfMatch != "" {
+		lose = precondition
+	}
+	var ifMatch, ifNoneMatch *string
+	switch {
+	case !found && w.keep != nil:
+		// A file that appears meanwhile would be replaced unkept.
+		ifNoneMatch = aws.String("*")
+	case found && (w.keep != nil || w.pre.IfMatch != ""):
+		ifMatch = aws.String(cur.etag)
+	}
+	var kept string
+	if found && w.keep != nil {
+		if kept, err = b.keep(ctx, w.path, cur, w.keep, backend.ReasonOverwritten, time.Now()); err != nil {
+			if errors.Is(err, backend.ErrConflict) {
+				return backend.Info{}, lose(err)
+			}
+			return backend.Info{}, err
+		}
+	}
+	info, lost, err := w.send(ctx, ifMatch, ifNoneMatch)
+	if lost {
+		err = lose(err)
+	}
+	if err != nil {
+		return backend.Info{}, errors.Join(err, b.settleKept(ctx, kept, err))
+	}
+	return info, nil
+}
+
+// send commits the staged bytes, with a PutObject or by completing the
+// multipart upload, under the given conditions. A conditional commit that
+// failed is settled by Backend.settled: lost reports one refused by its
+// conditions, which leaves the upload to another attempt.
+func (w *createWriter) send(ctx context.Context, ifMatch, ifNoneMatch *string) (_ backend.Info, lost bool, _ error) {
+	s := &w.s
 	size := s.size()
 	var etag string
+	var err error
 	if s.id == "" {
-		out, err := s.b.client.PutObject(ctx, &s3.PutObjectInput{
+		var out *s3.PutObjectOutput
+		out, err = s.b.client.PutObject(ctx, &s3.PutObjectInput{
 			Bucket:        aws.String(s.b.bucket),
 			Key:           aws.String(s.key),
 			Body:          bytes.NewReader(s.buf),
 			ContentLength: aws.Int64(int64(len(s.buf))),
 			ContentType:   optional(s.contentType),
 			Metadata:      s.metadata,
+			IfMatch:       ifMatch,
 			IfNoneMatch:   ifNoneMatch,
 		})
-		if err != nil {
-			return w.commitError(ctx, err)
+		if err == nil {
+			etag = aws.ToString(out.ETag)
 		}
-		etag = aws.ToString(out.ETag)
 	} else {
-		// Every uploaded part is a full one, so the rest may be the last
-		// part whatever its size; none is sent when nothing is left.
-		if len(s.buf) > 0 {
-			if err := s.flush(ctx); err != nil {
-				return backend.Info{}, err
-			}
+		var out *s3.CompleteMultipartUploadOutput
+		out, err = s.complete(ctx, &s3.CompleteMultipartUploadInput{IfMatch: ifMatch, IfNoneMatch: ifNoneMatch})
+		if err == nil {
+			etag = aws.ToString(out.ETag)
 		}
-		out, err := s.complete(ctx, &s3.CompleteMultipartUploadInput{IfNoneMatch: ifNoneMatch})
-		if err != nil {
-			return w.commitError(ctx, err)
-		}
-		etag = aws.ToString(out.ETag)
 	}
-	return s.b.committedInfo(ctx, w.path, etag, w.commitID, size), nil
+	if err != nil {
+		if ifMatch == nil && ifNoneMatch == nil {
+			return backend.Info{}, false, err
+		}
+		if etag, lost, w.seen, err = s.b.settled(ctx, s.key, w.commitID, err); err != nil {
+			return backend.Info{}, lost, err
+		}
+	}
+	return s.b.committedInfo(ctx, w.path, etag, w.commitID, size), false, nil
 }
 
 // failed finishes the writer with err, first aborting the upload once
@@ -411,23 +566,25 @@ func (w *createWriter) failed(ctx context.Context, err error) error {
 	return w.fail(classify(errors.Join(err, w.s.discard(ctx, once))))
 }
 
-// commitError tells what the failed request that commits an exclusive
-// create did. An unsettled failure (see unsettled) is settled by the
-// object's commit id: this commit's means the create landed (an earlier
-// try of the request wrote it before its answer was lost); another's
-// means a file was there (fs.ErrExist); none leaves err.
-func (w *createWriter) commitError(ctx context.Context, err error) (backend.Info, error) {
-	if !w.exclusive || !unsettled(err) {
-		return backend.Info{}, err
+// settled tells what became of a conditional write of commit to key that
+// failed with err. An unsettled failure (see unsettled) is settled by the
+// object's commit id: this commit's means the write landed (an earlier
+// try of the request wrote it before its answer was lost), and the S3
+// ETag is returned; another's means it was refused (lost). Otherwise lost
+// says whether err itself is a refusal by the conditions (see isLost).
+// seen is the other commit's object, as the HEAD that settled it read it.
+func (b *Backend) settled(ctx context.Context, key, commit string, err error) (etag string, lost bool, seen *objectHead, _ error) {
+	if !unsettled(err) {
+		return "", isLost(err), nil, err
 	}
-	h, found := w.s.b.settle(ctx, w.s.key)
+	h, found := b.settle(ctx, key)
 	switch {
-	case found && h.commit == w.commitID:
-		return fileInfo(w.path, h.size, h.modTime, h.etag, h.commit), nil
-	case found || isPreconditionFailed(err):
-		return backend.Info{}, exists(err)
+	case found && h.commit == commit:
+		return h.etag, false, nil, nil
+	case found:
+		return "", true, &h, err
 	}
-	return backend.Info{}, err
+	return "", isLost(err), nil, err
 }
 
 // unsettled reports a failure of a conditional write that does not say
