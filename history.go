@@ -161,6 +161,15 @@ func (e *Engine) versions(ctx context.Context, clean string) ([]Version, bool, e
 		vs = append(vs, version(v))
 	}
 	sortNewest(vs)
+	// A version kept twice (a change kept it and then did not happen, and
+	// a later one kept it again) is one past version: the latest keeping,
+	// which tells when it really stopped being current.
+	seen := make(map[string]bool, len(vs))
+	vs = slices.DeleteFunc(vs, func(v Version) bool {
+		dup := seen[v.ETag]
+		seen[v.ETag] = true
+		return dup
+	})
 	return vs, exists, nil
 }
 
@@ -439,11 +448,14 @@ func (e *Engine) prune(ctx context.Context, p string, vs []backend.Version, now 
 	})
 	removed, kept := 0, 0
 	var errs []error
+	seen := make(map[string]bool, len(vs))
 	for _, v := range vs {
 		var drop bool
 		switch {
 		case exists && v.ETag == cur.ETag:
 			drop = now.Sub(v.Replaced) > historyGrace
+		case seen[v.ETag]:
+			drop = true // kept again later: the later keeping stays (see versions)
 		case kept >= h.Versions:
 			drop = true
 		case h.MaxAge > 0 && now.Sub(v.Replaced) > h.MaxAge:
@@ -451,6 +463,7 @@ func (e *Engine) prune(ctx context.Context, p string, vs []backend.Version, now 
 		default:
 			kept++
 		}
+		seen[v.ETag] = true
 		if !drop {
 			continue
 		}
