@@ -60,6 +60,8 @@ type Engine struct {
 	usage    *usage         // nil without a Quota
 	watch    *watcher       // nil without WithWatch
 	expiry   *time.Timer    // runs Expire; nil without a history
+	// selfTrims: the store applies the History's count with each change.
+	selfTrims bool
 
 	mu       sync.Mutex
 	closed   bool
@@ -124,6 +126,7 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 		stopped: make(chan struct{}),
 		usage:   u,
 	}
+	e.selfTrims = selfTrims(b, u)
 	if u != nil {
 		if err := tel.ObserveUsage(u.snapshot, u.q.Bytes, u.q.Files); err != nil {
 			_ = bus.Close(context.Background())

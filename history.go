@@ -111,7 +111,20 @@ func (e *Engine) keep(ctx context.Context, reason string) *backend.Keep {
 	if e.cfg.history.Versions == 0 {
 		return nil
 	}
-	return &backend.Keep{Reason: reason, Participant: ParticipantFrom(ctx)}
+	k := &backend.Keep{Reason: reason, Participant: ParticipantFrom(ctx)}
+	if e.selfTrims {
+		k.Retain = e.cfg.history.Versions
+	}
+	return k
+}
+
+// selfTrims reports whether the engine leaves the count of its History
+// to a store that applies it with each change (backend.Retainer): one
+// without a Quota, whose usage must learn the size of every version
+// forgotten.
+func selfTrims(b backend.Backend, u *usage) bool {
+	r, ok := b.(backend.Retainer)
+	return ok && r.RetainsKept() && u == nil
 }
 
 // Versions lists the past versions of the file at path, newest first,
@@ -415,7 +428,7 @@ func (e *Engine) expire(ctx context.Context, dir string, now time.Time) (int, er
 // that may have kept a version of it, on the change's context: a failure
 // (or an ended context) leaves the surplus to the next change or Expire.
 func (e *Engine) trim(ctx context.Context, clean string) {
-	if e.cfg.history.Versions == 0 || ctx.Err() != nil {
+	if e.cfg.history.Versions == 0 || e.selfTrims || ctx.Err() != nil {
 		return
 	}
 	var vs []backend.Version

@@ -48,6 +48,19 @@ type Keep struct {
 	// cut an identifier longer than MaxKeptParticipant bytes to that
 	// length.
 	Participant string
+	// Retain, when positive, asks a store that implements Retainer to
+	// forget, once the change is made and in the same step, the oldest
+	// kept versions of each path the change kept one of, beyond Retain.
+	// Other stores ignore it.
+	Retain int
+}
+
+// Retainer is implemented by stores that honour Keep.Retain, cheaply and
+// under the lock that orders the changes of a path (disk, memory), so
+// that the Engine need not list a path's versions after each change to
+// apply its retention. RetainsKept reports whether this store does.
+type Retainer interface {
+	RetainsKept() bool
 }
 
 // MaxKeptParticipant is the longest participant identifier every store

@@ -511,9 +511,11 @@ func (a *Afero) Remove(ctx context.Context, path string, opts backend.RemoveOpti
 		return err
 	}
 	if opts.Keep != nil {
-		if err := a.keepByRename(ctx, path, opts.Keep, time.Now()); err != nil {
+		kept, err := a.keepByRename(ctx, path, opts.Keep, time.Now())
+		if err != nil {
 			return err
 		}
+		a.retain(ctx, kept, opts.Keep.Retain)
 	} else if err := a.remove(path); err != nil {
 		return osError(err)
 	}
@@ -591,6 +593,10 @@ func (a *Afero) Move(ctx context.Context, src, dst string, opts backend.MoveOpti
 	if err := a.place(ctx, src, dst, false); err != nil {
 		a.unkeep(kept[:]...)
 		return backend.Info{}, err
+	}
+	if opts.Keep != nil {
+		a.retain(ctx, kept[0], opts.Keep.Retain)
+		a.retain(ctx, kept[1], opts.Keep.Retain)
 	}
 	a.emptied(ctx, roompath.Parent(src))
 	// A rename keeps the inode, so src's description is dst's; on file

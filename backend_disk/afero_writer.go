@@ -270,7 +270,16 @@ func (w *aferoWriter) replace(ctx context.Context) error {
 		a.unkeep(kept)
 		return err
 	}
+	w.retain(ctx, kept)
 	return nil
+}
+
+// retain applies the writer's Keep.Retain once its commit, which kept k,
+// is in place.
+func (w *aferoWriter) retain(ctx context.Context, k keptVersion) {
+	if w.keep != nil {
+		w.a.retain(ctx, k, w.keep.Retain)
+	}
 }
 
 // create places the temporary at path unless a file is there
@@ -316,6 +325,7 @@ func (w *aferoWriter) append(ctx context.Context, staged stagedFile) (string, st
 		a.unkeep(kept)
 		return "", nil, err
 	}
+	w.retain(ctx, kept)
 	return joined, out, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"iter"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -218,10 +219,13 @@ func (a *Afero) keep(ctx context.Context, path string, fi os.FileInfo, k *backen
 // keepByRename keeps the file at path as a version removed at now by k's
 // participant, moving it into the versions folder: the removal itself.
 // The caller holds path's lock.
-func (a *Afero) keepByRename(ctx context.Context, path string, k *backend.Keep, now time.Time) error {
+func (a *Afero) keepByRename(ctx context.Context, path string, k *backend.Keep, now time.Time) (keptVersion, error) {
 	dir := versionsDir(path)
 	id := keptID(now, backend.ReasonDeleted, k.Participant, "")
-	return a.intoVersions(ctx, dir, func() error { return a.paths.rename(path, dir+"/"+id, false) })
+	if err := a.intoVersions(ctx, dir, func() error { return a.paths.rename(path, dir+"/"+id, false) }); err != nil {
+		return keptVersion{}, err
+	}
+	return keptVersion{path: path, id: id}, nil
 }
 
 // keepCopy keeps a copy of the file at path, which fi describes, as
@@ -321,6 +325,35 @@ func (a *Afero) makeReserved(dir string, made []string) ([]string, error) {
 		return made, reservedError(err, aferoVersionsDir)
 	}
 	return append(made, dir), nil
+}
+
+// RetainsKept implements backend.Retainer: a change that kept a version
+// trims its path's versions to Keep.Retain under the path's lock, by
+// their names alone.
+func (a *Afero) RetainsKept() bool { return true }
+
+// retain forgets, once the change that kept k has been made, the oldest
+// versions of k's path beyond n (n <= 0: none). The caller still holds
+// the path's lock, so no other change of the path has a version kept
+// and not yet made. Ids start with the time replaced, so their order is
+// the versions' age; a failure leaves the surplus to the Engine's Expire.
+func (a *Afero) retain(ctx context.Context, k keptVersion, n int) {
+	if k.id == "" || n <= 0 {
+		return
+	}
+	dir := versionsDir(k.path)
+	var ids []string
+	if err := a.eachName(ctx, dir, func(name string) {
+		if validID(name) {
+			ids = append(ids, name)
+		}
+	}); err != nil || len(ids) <= n {
+		return
+	}
+	slices.Sort(ids)
+	for _, id := range ids[:len(ids)-n] {
+		_ = a.remove(dir + "/" + id)
+	}
 }
 
 // unkeep forgets the versions kept for a change that did not happen, as

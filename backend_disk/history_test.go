@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -878,4 +879,55 @@ func TestAFailedChangeForgetsWhatItKept(t *testing.T) {
 		t.Fatalf("a failed change left a kept version: %+v %v", v, err)
 	}
 	noLeftovers(t, historyStore{Afero: b})
+}
+
+// TestRetainTrimsEachPathToItsNewestVersions shows Keep.Retain applied
+// by the change itself: overwrites, appends, removals and moves each
+// leave their paths' newest versions, and a change that fails trims
+// nothing.
+func TestRetainTrimsEachPathToItsNewestVersions(t *testing.T) {
+	onEachHistoryStore(t, func(t *testing.T, s historyStore) {
+		if !s.RetainsKept() {
+			t.Fatal("a disk store does not retain")
+		}
+		ctx := t.Context()
+		keep := &backend.Keep{Reason: backend.ReasonOverwritten, Participant: "p", Retain: 3}
+		for i := range 6 {
+			mustCommit(t, s, "f", strconv.Itoa(i), false, backend.WriteOptions{Keep: keep})
+		}
+		mustCommit(t, s, "f", "+", true, backend.WriteOptions{Keep: keep})
+		var got []string
+		for _, v := range versionsOf(t, s, "f") {
+			data, _ := readVersion(t, s, "f", v.ID, 0, -1)
+			got = append(got, data)
+		}
+		if want := []string{"3", "4", "5"}; !slices.Equal(got, want) {
+			t.Fatalf("versions after 7 changes with Retain 3 = %q, want %q", got, want)
+		}
+		// A change refused by its precondition keeps and trims nothing.
+		if _, err := commit(ctx, s, "f", "x", false, backend.WriteOptions{Keep: keep, Precondition: backend.Precondition{IfMatch: "stale"}}); !errors.Is(err, backend.ErrPrecondition) {
+			t.Fatalf("a stale IfMatch commit: %v", err)
+		}
+		if n := len(versionsOf(t, s, "f")); n != 3 {
+			t.Fatalf("%d versions after a refused change, want 3", n)
+		}
+		mustCommit(t, s, "g", "g1", false, backend.WriteOptions{})
+		mustCommit(t, s, "g", "g2", false, backend.WriteOptions{Keep: keep})
+		if err := s.Remove(ctx, "g", backend.RemoveOptions{Keep: &backend.Keep{Reason: backend.ReasonDeleted, Retain: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		if vs := versionsOf(t, s, "g"); len(vs) != 1 || vs[0].Reason != backend.ReasonDeleted {
+			t.Fatalf("versions of g after a removal with Retain 1 = %+v", vs)
+		}
+		mustCommit(t, s, "h", "h", false, backend.WriteOptions{})
+		if _, err := s.Move(ctx, "h", "g", backend.MoveOptions{Keep: &backend.Keep{Retain: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		if vs := versionsOf(t, s, "g"); len(vs) != 1 || vs[0].Reason != backend.ReasonDeleted {
+			t.Fatalf("versions of g after a move onto it = %+v", vs)
+		}
+		if vs := versionsOf(t, s, "h"); len(vs) != 1 || vs[0].Reason != backend.ReasonMoved {
+			t.Fatalf("versions of h after its move = %+v", vs)
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"io/fs"
 	"iter"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,8 +36,16 @@ func (b *Backend) keepLocked(path string, o *object, k *backend.Keep, reason str
 	}
 	b.keptSeq++
 	id := strconv.FormatInt(now.UnixNano(), 36) + "-" + strconv.FormatUint(b.keptSeq, 36)
-	b.kept[path] = append(b.kept[path], &kept{o: o, id: id, replaced: now, participant: backend.KeptParticipant(k.Participant), reason: reason})
+	ks := append(b.kept[path], &kept{o: o, id: id, replaced: now, participant: backend.KeptParticipant(k.Participant), reason: reason})
+	if k.Retain > 0 && len(ks) > k.Retain {
+		ks = slices.Delete(ks, 0, len(ks)-k.Retain) // kept in the order they were kept: oldest first
+	}
+	b.kept[path] = ks
 }
+
+// RetainsKept implements backend.Retainer: a change keeps and trims in
+// one step under the store's lock.
+func (b *Backend) RetainsKept() bool { return true }
 
 func (k *kept) version(path string) backend.Version {
 	return backend.Version{
