@@ -92,6 +92,17 @@
 //     100,000 on file:// (time, CPU, allocations), against
 //     filepath.WalkDir with Info and ListObjectsV2 pages of the same
 //     files, with, for 10,000, the scan that finds one file changed.
+//   - BenchmarkHistory: what the version history costs. The small-file
+//     cycle preceded by a write of the same name (so that its write
+//     overwrites a file and its delete removes one: two kept versions a
+//     cycle), on 1,000 rotating names, with the default history (every
+//     name's 10 versions filled first, untimed) against
+//     WithHistory(History{}), cycle by cycle in one sub-benchmark, on
+//     file:// (fsync off, on) and mem://; and 1,000 overwrites of a
+//     1 MiB file on file:// with WithHistory(History{Versions: 10})
+//     against none, timed overwrite by overwrite, then the bytes each
+//     folder takes on disk (st_blocks of every regular file, each inode
+//     once) and the versions Engine.Versions lists.
 //
 // Profiles come from the usual flags, one case at a time, for example:
 //

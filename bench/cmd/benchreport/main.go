@@ -7,13 +7,15 @@
 // It compiles the suite's test binary once (go test -c), runs the ratio
 // cases (small files, events, list, 64 MiB, the room server's 64 MiB,
 // fan-out and access grants, instrumentation, budgets, compression,
-// outside changes) for -rounds rounds, reversing the order of roomstore
-// and its baselines on every other round, runs the memory and append cases once, and prints and
-// writes, for every comparison, roomstore's figure, each baseline's,
-// their ratio and the target. A figure is the median over the rounds; a ratio is the median of
-// the ratios taken within each round, so that both sides of a ratio always
-// come from the same process a few seconds apart. Every benchmark line is
-// also echoed as it arrives, in the usual `go test -bench` format.
+// outside changes, the version history's cycle) for -rounds rounds,
+// reversing the order of roomstore and its baselines on every other
+// round, runs the memory, append and version history's overwrite cases
+// once, and prints and writes, for every comparison, roomstore's figure,
+// each baseline's, their ratio and the target. A figure is the median
+// over the rounds; a ratio is the median of the ratios taken within each
+// round, so that both sides of a ratio always come from the same process
+// a few seconds apart. Every benchmark line is also echoed as it arrives,
+// in the usual `go test -bench` format.
 package main
 
 import (
@@ -91,6 +93,11 @@ const (
 	scanIterations           = "5x"
 )
 
+// historyOverwrites is the -test.benchtime of the version history's
+// overwrite case: the overwrites of its 1 MiB file on each side, after
+// which it measures the disk each side takes.
+const historyOverwrites = "1000x"
+
 // plan is one invocation pattern of the test binary.
 type plan struct {
 	regex     string
@@ -163,7 +170,10 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline str
 	// every 50 cycles, its idle case, one server and 10,000 connections
 	// per round, and the outside-change cases, whose percentiles need a
 	// known count of writes and whose scans of 100,000 files take a
-	// second or more each.
+	// second or more each. The version history's overwrite case runs
+	// once, as the memory and append cases do: its disk cost is that of
+	// a known count of overwrites, the same every round, and its
+	// overwrites of the two sides alternate a thousand times within it.
 	ratioPlans := []plan{
 		{regex: "^(BenchmarkSmallFile|BenchmarkUploadMove|BenchmarkEvents|BenchmarkInstrumentation|BenchmarkRoomGrantCycle)$", benchtime: benchtime},
 		{regex: "^(BenchmarkList100k|BenchmarkLarge64MiB|BenchmarkRoomServer64MiB|BenchmarkRoomServerDeflate)$", benchtime: fixedIterations},
@@ -178,10 +188,12 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline str
 		{regex: "^BenchmarkOutside$/^(file|s3)-settle-default$", benchtime: outsideDefaultIterations},
 		{regex: "^BenchmarkOutside$/^scan-file-10k$", benchtime: scan10kIterations},
 		{regex: "^BenchmarkOutside$/^scan-(file-100k|s3-10k)$", benchtime: scanIterations},
+		{regex: "^BenchmarkHistory$/^cycle-", benchtime: benchtime},
 	}
 	oncePlans := []plan{
 		{regex: "^(BenchmarkMemory1GiB|BenchmarkMemoryMem64MiB)$", benchtime: "1x"},
 		{regex: "^BenchmarkAppend4KiB$", benchtime: "5x"},
+		{regex: "^BenchmarkHistory$/^overwrite-", benchtime: historyOverwrites},
 	}
 	res := newResults()
 	var invocations []string

@@ -76,6 +76,7 @@ const (
 	bdeep  = "BenchmarkBudgetsDeepList/"
 	defl   = "BenchmarkRoomServerDeflate/"
 	outsd  = "BenchmarkOutside/"
+	hist   = "BenchmarkHistory/"
 	nsop   = "ns/op"
 )
 
@@ -95,7 +96,7 @@ func render(m machine, r *results) string {
 	for _, inv := range m.invocations {
 		w.line("  - `%s`", inv)
 	}
-	w.line("- Run: %s, %v in all; ratio cases over %d round(s) (roomstore first on odd rounds, baselines first on even ones), memory and append cases once.", m.when.Format("2006-01-02 15:04 UTC"), m.elapsed.Round(time.Second), m.rounds)
+	w.line("- Run: %s, %v in all; ratio cases over %d round(s) (roomstore first on odd rounds, baselines first on even ones), memory, append and version-history overwrite cases once.", m.when.Format("2006-01-02 15:04 UTC"), m.elapsed.Round(time.Second), m.rounds)
 	w.line("- A figure is the median over the rounds. A ratio is the median of the per-round ratios: roomstore over the baseline, so below 1 is better for times and above 1 for rates; \"x faster\" is the baseline's time over roomstore's.")
 	w.line("")
 
@@ -115,6 +116,7 @@ func render(m machine, r *results) string {
 	w.budgets()
 	w.deflate()
 	w.outside()
+	w.history()
 	w.summary()
 	w.all()
 	return w.String()
@@ -734,6 +736,52 @@ func (w *report) outside() {
 	}
 }
 
+// history is section 17.
+func (w *report) history() {
+	w.line("## 17. Version history")
+	w.line("")
+	w.line("What the version history (`roomstore.WithHistory`, on by default: `DefaultHistoryVersions`, %d versions of each file, each for `DefaultHistoryAge`, %d days) costs the changes that keep versions, in time and on disk. The temporary folders are on %s.", roomstore.DefaultHistoryVersions, int(roomstore.DefaultHistoryAge.Hours()/24), w.m.tmpFS)
+	w.line("")
+	w.line("Cycle: open, write 4 KiB, close (a new file), then section 1's cycle on the same name (open, write 4 KiB, close, which overwrites that file; download, stat, delete), on 1,000 rotating names, so that with the history on every cycle keeps two versions, the overwritten one and the deleted one. Two engines of the store `roomstore.OpenURL` returns for the URL shown, each on a store of its own: default options (history on) against the same with `WithHistory(History{})` (off). Before the timed cycles, %d untimed cycles of every name fill the history engine's store (on `file://`, by an engine of the same folder with fsync off, then a sync), so that every name holds its %d versions and every timed change also removes the oldest, as in a store long in use; 20 untimed cycles of each engine follow. Each row is one sub-benchmark that runs a cycle of each engine on the same name alternately (which goes first alternating); it fails unless, at the end, the history engine lists %d versions of a name and the other none. Mean time per cycle; the ratio is on over off within each round, then the median over the rounds; the p50 ratio is that of the medians of the cycle times. The target applies to `file://`, with fsync on and off; `mem://` is for reference.", roomstore.DefaultHistoryVersions/2, roomstore.DefaultHistoryVersions, roomstore.DefaultHistoryVersions)
+	w.line("")
+	w.header("store", "history off", "history on", "ratio", "target", "", "p50 ratio", "ratio by round")
+	for _, c := range []struct {
+		label, name string
+		limit       float64
+	}{
+		{"`file://DIR?fsync=false`", "cycle-file-nofsync", 1.15},
+		{"`file://DIR` (fsync on)", "cycle-file-fsync", 1.15},
+		{"`mem://`", "cycle-mem", 0},
+	} {
+		n := hist + c.name
+		if c.limit > 0 {
+			w.sidesRow(c.label, n, "off", "on", "cycle", c.limit, func(ratio float64) string {
+				return fmt.Sprintf("history: small-file cycle on %s, history on %.3fx off (target ≤ %.2fx)", c.label, ratio, c.limit)
+			})
+			continue
+		}
+		// sidesRow leaves out the status cell of a row without a target,
+		// which this table has.
+		ratio, ok := w.r.ratioWithin(n, "on-ns/cycle", "off-ns/cycle")
+		p50, p50ok := w.r.ratioWithin(n, "on-p50-ns", "off-p50-ns")
+		w.row(c.label, w.fig(n, "off-ns/cycle", fmtDur), w.fig(n, "on-ns/cycle", fmtDur), fmtRatio3(ratio, ok), "—", "",
+			fmtRatio3(p50, p50ok), fmtRounds(w.r.roundRatios(n, "on-ns/cycle", n, "off-ns/cycle")))
+	}
+	w.line("")
+	w.line("Disk cost: a 1 MiB file of random bytes (its first 8 bytes the overwrite's number, so that no two versions are alike) created, then overwritten %s times by `Engine.Upload`, on two engines of `roomstore.OpenURL(\"file://DIR\")` (fsync on), each on a folder of its own: `WithHistory(History{Versions: 10})` (no age limit) against `WithHistory(History{})`, one overwrite of each per iteration, which goes first alternating. Then the bytes each folder holds on disk: st_blocks × 512 of every regular file beneath it, `.roomstore` included, each inode once (a kept version may be a link of a file); the files counted are those that hold bytes (not the store's empty lock and liveness files). Expected: the file alone with the history off; with it on, the file and its 10 kept versions, 11x, and nothing more (no temporaries left behind). Versions is what `Engine.Versions` lists on the history engine at the end (the run fails unless it lists 10, and none on the other). Time per overwrite: the means, their ratio, and the p50 ratio, that of the medians of the overwrite times. Run once, after the rounds.", fmtCount(iterations(historyOverwrites)))
+	w.line("")
+	w.header("store", "on disk, history off", "on disk, 10 versions", "ratio", "regular files, off / on", "versions", "overwrite, history off", "overwrite, history on", "ratio", "p50 ratio")
+	n := hist + "overwrite-1MiB-file"
+	mib := func(v float64) string { return fmt.Sprintf("%.1f MiB", v) }
+	disk, dok := w.r.ratioWithin(n, "on-disk-MiB", "off-disk-MiB")
+	t, tok := w.r.ratioWithin(n, "on-ns/overwrite", "off-ns/overwrite")
+	p50, pok := w.r.ratioWithin(n, "on-p50-ns", "off-p50-ns")
+	w.row("`file://DIR` (fsync on)", w.fig(n, "off-disk-MiB", mib), w.fig(n, "on-disk-MiB", mib), fmtRatio(disk, dok),
+		w.fig(n, "off-files", fmtCount)+" / "+w.fig(n, "on-files", fmtCount), w.fig(n, "on-versions", fmtCount),
+		w.fig(n, "off-ns/overwrite", fmtDur), w.fig(n, "on-ns/overwrite", fmtDur), fmtRatio3(t, tok), fmtRatio3(p50, pok))
+	w.line("")
+}
+
 // iterations returns the count of a -test.benchtime of the form "Nx".
 func iterations(benchtime string) float64 {
 	n, _ := strconv.Atoi(strings.TrimSuffix(benchtime, "x"))
@@ -765,7 +813,7 @@ func (w *report) summary() {
 func (w *report) all() {
 	w.line("## Every benchmark")
 	w.line("")
-	w.line("Medians over the rounds; \"spread\" is the lowest and highest time per op of the rounds. A small-file or list op is one roomstore call plus one baseline call, a room-server 64 MiB op one direct cycle plus one server cycle, a fan-out op one write to each of its two rooms, an access-grant cycle op one cycle of each of its two participants an access-grant list op one list by each of its three, an emptying-folder op one cycle on each of its two engines, a deep-list op one list of each of its two roots and an outside-change scan op one scan of each side (and, with 10,000 files, one change and the scan that finds it), so their time, B/op and allocs/op cover every side; an outside-change delay op is one write with its pause and its wait for both events; a flood op is one measured cycle with its pause and its share of the phase switches, and an idle op a whole run of the command (start, 10,000 joins, measurements, stop).")
+	w.line("Medians over the rounds; \"spread\" is the lowest and highest time per op of the rounds. A small-file or list op is one roomstore call plus one baseline call, a room-server 64 MiB op one direct cycle plus one server cycle, a fan-out op one write to each of its two rooms, an access-grant cycle op one cycle of each of its two participants an access-grant list op one list by each of its three, an emptying-folder op one cycle on each of its two engines, a deep-list op one list of each of its two roots and an outside-change scan op one scan of each side (and, with 10,000 files, one change and the scan that finds it), so their time, B/op and allocs/op cover every side; an outside-change delay op is one write with its pause and its wait for both events; a flood op is one measured cycle with its pause and its share of the phase switches, an idle op a whole run of the command (start, 10,000 joins, measurements, stop), and a history cycle or overwrite op one cycle or overwrite on each of its two engines.")
 	w.line("")
 	w.header("benchmark", "rounds", "time/op", "spread", "B/op", "allocs/op", "other metrics")
 	for _, name := range w.r.order {
