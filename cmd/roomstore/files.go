@@ -146,30 +146,39 @@ func explain(op string, err error, msg string) string {
 	return msg
 }
 
-// printEntry prints one line of ls: size, modification time and path, a
-// folder's path ending in '/'.
-func printEntry(w io.Writer, e roomstore.Entry, asJSON bool) error {
+// printEntry prints one line of ls: size, modification time, with long
+// the ETag, and path, a folder's path ending in '/'.
+func printEntry(w io.Writer, e roomstore.Entry, asJSON, long bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(e) // roomstore.Entry's JSON
 	}
+	etag := ""
+	if long {
+		etag = "-  "
+		if !e.IsFolder && e.ETag != "" {
+			etag = shown(e.ETag) + "  "
+		}
+	}
 	if e.IsFolder {
-		_, err := fmt.Fprintf(w, "%12s  %-20s  %s/\n", "-", "-", e.Path)
+		_, err := fmt.Fprintf(w, "%12s  %-20s  %s%s/\n", "-", "-", etag, e.Path)
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%12d  %-20s  %s\n", e.Size, e.ModTime.UTC().Format(time.RFC3339), e.Path)
+	_, err := fmt.Fprintf(w, "%12d  %-20s  %s%s\n", e.Size, e.ModTime.UTC().Format(time.RFC3339), etag, e.Path)
 	return err
 }
 
 func newLsCmd(sf *storeFlags) *cobra.Command {
-	var recursive, asJSON bool
-	cmd := fileCmd(sf, "ls [-r] [PATH]", "List a folder (the root by default), or describe a file",
+	var recursive, asJSON, long bool
+	cmd := fileCmd(sf, "ls [-r] [-l] [PATH]", "List a folder (the root by default), or describe a file",
 		`ls lists the files and folders in the folder at PATH (the store's root
 without PATH), one per line: size in bytes, time of the last commit (UTC)
 and path, a folder's size and time shown as "-" and its path ending in '/'.
-With -r it lists everything beneath, depth-first, each folder right before
-its contents. A PATH that is a file lists that file. With --json each line
-is one JSON object: {"path", "name", "type" ("file" or "folder"), "size",
-"modified", "etag"}.`,
+With -l each line also shows, before the path, the file's ETag (which
+changes with every commit: what put, rm and mv take as --if-match), "-"
+for a folder. With -r it lists everything beneath, depth-first, each
+folder right before its contents. A PATH that is a file lists that file.
+With --json each line is one JSON object: {"path", "name", "type" ("file"
+or "folder"), "size", "modified", "etag"}.`,
 		cobra.MaximumNArgs(1),
 		func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			dir := ""
@@ -188,11 +197,12 @@ is one JSON object: {"path", "name", "type" ("file" or "folder"), "size",
 			out := cmd.OutOrStdout()
 			return withStore(ctx, sf, false, func(s store) error {
 				return opError("ls", name, list(ctx, s, dir, recursive, func(e roomstore.Entry) error {
-					return printEntry(out, e, asJSON)
+					return printEntry(out, e, asJSON, long)
 				}))
 			})
 		})
 	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "list everything beneath PATH")
+	cmd.Flags().BoolVarP(&long, "long", "l", false, "show each file's ETag too")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per line")
 	return cmd
 }
@@ -230,7 +240,8 @@ func newStatCmd(sf *storeFlags) *cobra.Command {
 	cmd := fileCmd(sf, "stat PATH", "Describe a file or folder",
 		`stat prints what is at PATH: its path, type (file or folder), size in
 bytes, time of the last commit (UTC) and ETag (which changes with every
-commit; where the store gives one). With --json it prints one JSON object, as ls --json does.`,
+commit; where the store gives one; put, rm and mv take it as --if-match).
+With --json it prints one JSON object, as ls --json does.`,
 		cobra.ExactArgs(1),
 		func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			if err := checkPath("stat", args[0], roompath.TargetAny); err != nil {
@@ -314,8 +325,11 @@ far as the token may read it. With --json it prints one JSON object:
 }
 
 func newPutCmd(sf *storeFlags) *cobra.Command {
-	var overwrite, exclusive bool
-	cmd := fileCmd(sf, "put LOCAL|- PATH [--overwrite|--exclusive]", "Upload a local file (or stdin) to PATH",
+	var (
+		overwrite, exclusive bool
+		cond                 conditions
+	)
+	cmd := fileCmd(sf, "put LOCAL|- PATH [--overwrite|--exclusive|--if-match ETAG|--if-none-match ETAG|*]", "Upload a local file (or stdin) to PATH",
 		`put uploads the local file LOCAL, or standard input for "-", to the file
 at PATH, streaming it in constant memory. The file appears whole when the
 upload completes, or not at all: an interrupted or failed upload (Ctrl-C,
@@ -328,6 +342,16 @@ racing exclusive uploads exactly one wins). On a disk store (file://) put
 creates the store's directory if it does not exist yet, but not the
 directories above it.
 
+--if-match ETAG replaces the file only while it is the version with that
+ETag (as stat or ls -l show it), checked when the upload starts and again,
+atomically, when it commits: a save that would overwrite another's edit
+made meanwhile fails instead, with exit status 3 and the line "put PATH:
+changed since ETAG, now ETAG2 (precondition failed)", and changes
+nothing. --if-none-match * writes only while no file is there (as
+--exclusive, but exit status 3), --if-none-match ETAG only while the file
+is not that version. Either implies --overwrite when it holds. A replaced
+version is kept (see roomstore versions).
+
 When standard error is a terminal put shows its progress: bytes sent, rate
 and time left.`,
 		cobra.ExactArgs(2),
@@ -335,6 +359,12 @@ and time left.`,
 			local, p := args[0], args[1]
 			if overwrite && exclusive {
 				return usagef("put: --overwrite and --exclusive exclude each other (see 'roomstore put --help')")
+			}
+			if exclusive && cond.set() {
+				return usagef("put: --exclusive and --if-match or --if-none-match exclude each other (--if-none-match '*' is the exclusive put that exits 3; see 'roomstore put --help')")
+			}
+			if err := cond.check("put"); err != nil {
+				return err
 			}
 			if err := checkPath("put", p, roompath.TargetFile); err != nil {
 				return err
@@ -357,15 +387,22 @@ and time left.`,
 			if size < 0 {
 				in = interruptible(ctx, in) // a pipe or terminal may block a read
 			}
+			opts := roomstore.OpenOptions{Overwrite: overwrite, Exclusive: !overwrite, Size: max(size, 0)}
+			if cond.set() {
+				// The precondition decides whether a file may be there.
+				opts.Overwrite, opts.Exclusive = true, false
+				opts.IfMatch, opts.IfNoneMatch = cond.ifMatch, cond.ifNoneMatch
+			}
 			return withStore(ctx, sf, true, func(s store) error {
 				bar := newProgress(cmd.ErrOrStderr(), size, "put "+p)
-				_, err := s.Upload(ctx, p, bar.reader(in), size, overwrite)
+				_, err := s.Upload(ctx, p, bar.reader(in), opts)
 				bar.finish(err)
-				return opError("put", p, err)
+				return cond.error(ctx, s, "put "+shown(p), p, opError("put", p, err), err)
 			})
 		})
 	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace a file already at PATH")
 	cmd.Flags().BoolVar(&exclusive, "exclusive", false, "fail if a file is at PATH or appears there first (the default)")
+	cond.flags(cmd, "replace the file only while it is the version with this ETag (exit status 3 otherwise)", true)
 	return cmd
 }
 
@@ -394,13 +431,17 @@ func openLocal(name string) (*os.File, fs.FileInfo, error) {
 }
 
 func newGetCmd(sf *storeFlags) *cobra.Command {
-	cmd := fileCmd(sf, "get PATH [LOCAL|-]", "Download the file at PATH to LOCAL (or stdout)",
+	var version string
+	cmd := fileCmd(sf, "get PATH [LOCAL|-] [--version ID]", "Download the file at PATH to LOCAL (or stdout)",
 		`get downloads the file at PATH to the local file LOCAL, or to standard
 output without LOCAL or with "-". It reads one version of the file, the one
 it found when it started, whatever commits land meanwhile. A LOCAL that is
 a folder receives the file under its base name. LOCAL is written whole or
 not at all: the bytes go to a temporary file beside it, which replaces
 LOCAL once every byte has arrived, and is removed if get fails.
+
+With --version ID it downloads that past version of the file instead
+(roomstore versions PATH lists them), also of a file deleted since.
 
 When standard error is a terminal get shows its progress: bytes received,
 rate and time left.`,
@@ -413,8 +454,19 @@ rate and time left.`,
 			if err := checkPath("get", p, roompath.TargetFile); err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("version") && version == "" {
+				return usagef("get: --version needs a version ID (roomstore versions %s lists them)", shown(p))
+			}
 			return withStore(ctx, sf, false, func(s store) error {
-				r, err := s.Open(ctx, p)
+				var (
+					r   reader
+					err error
+				)
+				if version == "" {
+					r, err = s.Open(ctx, p)
+				} else {
+					r, err = openVersion(ctx, s, p, version)
+				}
 				if err != nil {
 					return opError("get", p, err)
 				}
@@ -430,6 +482,7 @@ rate and time left.`,
 				return opError("get", p, err)
 			})
 		})
+	cmd.Flags().StringVar(&version, "version", "", "download this past version (see roomstore versions)")
 	return cmd
 }
 
@@ -540,54 +593,84 @@ func localError(name string, err error) error {
 }
 
 func newRmCmd(sf *storeFlags) *cobra.Command {
-	var recursive bool
-	cmd := fileCmd(sf, "rm [-r] PATH", "Remove a file (or, with -r, a folder and everything in it)",
+	var (
+		recursive bool
+		cond      conditions
+	)
+	cmd := fileCmd(sf, "rm [-r] PATH [--if-match ETAG]", "Remove a file (or, with -r, a folder and everything in it)",
 		`rm removes the file at PATH. With -r, PATH may also be a folder, which is
 removed with every file beneath it (one file.deleted event each); "/" is
 the whole store (the root always exists, even when empty). A PATH with
-nothing there fails, with or without -r; an empty PATH always does.`,
+nothing there fails, with or without -r; an empty PATH always does.
+
+--if-match ETAG removes the file only while it is the version with that
+ETag (as stat or ls -l show it), atomically with the removal; otherwise rm
+fails with exit status 3 and removes nothing (a folder fails it too).
+
+A removed file's last version is kept, for the store's retention (see
+roomstore serve --history-versions): roomstore restore PATH brings it
+back, roomstore restore -r FOLDER every file removed beneath a folder.`,
 		cobra.ExactArgs(1),
 		func(ctx context.Context, _ *cobra.Command, args []string) error {
 			p, t := args[0], roompath.TargetFile
 			if recursive {
 				t = roompath.TargetAny
 			}
+			if err := cond.check("rm"); err != nil {
+				return err
+			}
 			if err := checkPath("rm", p, t); err != nil {
 				return err
 			}
+			opts := roomstore.DeleteOptions{IfMatch: cond.ifMatch}
 			return withStore(ctx, sf, false, func(s store) error {
 				if !recursive {
-					return opError("rm", p, s.Delete(ctx, p))
+					err := s.Delete(ctx, p, opts)
+					return cond.error(ctx, s, "rm "+shown(p), p, opError("rm", p, err), err)
 				}
 				if _, err := s.Stat(ctx, p); err != nil {
 					return opError("rm", p, err)
 				}
-				return opError("rm", p, s.RemoveAll(ctx, p))
+				err := s.RemoveAll(ctx, p, opts)
+				return cond.error(ctx, s, "rm "+shown(p), p, opError("rm", p, err), err)
 			})
 		})
 	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "remove a folder and everything beneath it")
+	cond.flags(cmd, "remove the file only while it is the version with this ETag (exit status 3 otherwise)", false)
 	return cmd
 }
 
 func newMvCmd(sf *storeFlags) *cobra.Command {
-	var overwrite bool
-	cmd := fileCmd(sf, "mv SRC DST [--overwrite]", "Move a file or folder",
+	var (
+		overwrite bool
+		cond      conditions
+	)
+	cmd := fileCmd(sf, "mv SRC DST [--overwrite] [--if-match ETAG]", "Move a file or folder",
 		`mv moves the file or folder at SRC to DST (one file.moved event per file).
 A file moves atomically on disk and in memory; on S3 and GCS it is copied
 then removed, never lost. A file or folder already at DST is kept, and mv
-fails, unless --overwrite is given.`,
+fails, unless --overwrite is given.
+
+--if-match ETAG moves the file at SRC only while it is the version with
+that ETag (as stat or ls -l show it), atomically with the move; otherwise
+mv fails with exit status 3 and moves nothing (a folder fails it too).`,
 		cobra.ExactArgs(2),
 		func(ctx context.Context, _ *cobra.Command, args []string) error {
+			if err := cond.check("mv"); err != nil {
+				return err
+			}
 			for _, p := range args {
 				if err := checkPath("mv", p, roompath.TargetAny); err != nil {
 					return err
 				}
 			}
 			return withStore(ctx, sf, false, func(s store) error {
-				return mvError(args[0], args[1], s.Move(ctx, args[0], args[1], overwrite))
+				err := s.Move(ctx, args[0], args[1], roomstore.MoveOptions{Overwrite: overwrite, IfMatch: cond.ifMatch})
+				return cond.error(ctx, s, "mv "+shown(args[0])+" "+shown(args[1]), args[0], mvError(args[0], args[1], err), err)
 			})
 		})
 	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace what is at DST")
+	cond.flags(cmd, "move the file only while it is the version with this ETag (exit status 3 otherwise)", false)
 	return cmd
 }
 

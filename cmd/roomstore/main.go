@@ -27,7 +27,9 @@
 // Exit status: 0 on success (serve: after a clean shutdown on SIGINT or
 // SIGTERM); 1 on failure, with one line on stderr such as "roomstore: get
 // notes/x.txt: file does not exist"; 2 on a usage error (an unknown command
-// or flag, a missing argument), with the usage hint on stderr. Ctrl-C (or
+// or flag, a missing argument), with the usage hint on stderr; 3 when a
+// precondition failed (put, rm or mv with --if-match or --if-none-match:
+// the file is not the version named, and nothing changed). Ctrl-C (or
 // SIGTERM) aborts a command cleanly ("interrupted", status 1; watch and
 // serve exit 0); a second one, a second or more after the first, stops it
 // at once with the line "roomstore: interrupted again, stopped at once"
@@ -73,12 +75,23 @@ func run(ctx context.Context, args []string) int {
 		return 0
 	}
 	fmt.Fprintf(os.Stderr, "roomstore: %v\n", err)
-	var f failed
-	if errors.As(err, &f) {
+	var (
+		f  failed
+		pf preconditionFailed
+	)
+	switch {
+	case errors.As(err, &pf):
+		return exitPrecondition
+	case errors.As(err, &f):
 		return 1
 	}
 	return 2 // cobra's: a flag, argument or command it could not take
 }
+
+// exitPrecondition is the exit status of a change refused by its
+// precondition (--if-match, --if-none-match), which a script tells apart
+// from other failures: read the file again, then retry.
+const exitPrecondition = 3
 
 // failed marks an error of a command that ran: exit status 1. Every other
 // error is a usage error.
@@ -146,7 +159,9 @@ the rooms of a running serve on this host warns first, in one line
 ("roomstore: warning: ...").
 
 Exit status: 0 on success; 1 on failure, with one line on standard error
-("roomstore: get notes/x.txt: file does not exist"); 2 on a usage error.
+("roomstore: get notes/x.txt: file does not exist"); 2 on a usage error;
+3 when --if-match or --if-none-match found another version (nothing
+changed).
 Ctrl-C aborts a command cleanly; a second Ctrl-C, a second or more after
 the first, stops it at once (status 130).`,
 		Example: `  roomstore put report.pdf docs/report.pdf
@@ -170,11 +185,11 @@ the first, stops it at once (status 130).`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&sf.url, "store", "", "store URL or ws://HOST:PORT/rooms/ROOM (default $"+storeEnv+", else "+defaultStore+")")
 	pf.StringVar(&sf.token, "token", "", "participant token for a ws:// store (default $"+tokenEnv+")")
-	pf.DurationVar(&sf.timeout, "timeout", 0, "bound on the whole command (default 2m for ls, stat, rm, mv, url and sweep; none for put, get and watch)")
+	pf.DurationVar(&sf.timeout, "timeout", 0, "bound on the whole command (default 2m; none for put, get and watch)")
 	root.AddCommand(
 		newLsCmd(&sf), newStatCmd(&sf), newUsageCmd(&sf), newPutCmd(&sf), newGetCmd(&sf), newRmCmd(&sf),
-		newMvCmd(&sf), newURLCmd(&sf), newWatchCmd(&sf), newSweepCmd(&sf),
-		newServeCmd(), newTokenCmd(),
+		newMvCmd(&sf), newURLCmd(&sf), newWatchCmd(&sf), newVersionsCmd(&sf), newRestoreCmd(&sf),
+		newDeletedCmd(&sf), newSweepCmd(&sf), newServeCmd(), newTokenCmd(),
 	)
 	for _, c := range root.Commands() {
 		if c.Args == nil {

@@ -52,6 +52,7 @@ type serveConfig struct {
 	compression                                    bool
 	messageTimeout                                 time.Duration
 	quotaBytes, quotaFiles                         int64
+	history                                        historyFlags // roomstore.WithHistory
 
 	// outside changes (roomstore.WithWatch)
 	watch                bool
@@ -151,6 +152,14 @@ past either fails with code 507 and changes nothing, an upload that
 announces a size past it is refused before its first byte (see roomstore
 usage).
 
+Each room keeps the versions its changes replace (every overwrite,
+append, delete and move): the latest --history-versions of each file
+(default 10; 0 keeps none), each for --history-age once replaced (default
+720h, 30 days; 0: no age limit), in the room's store, counted by
+--quota-bytes. Participants list and restore them (roomstore versions,
+restore, deleted through ws://); each room's engine removes the expired
+ones every hour.
+
 On SIGINT or SIGTERM serve stops accepting connections, lets uploads and
 downloads under way finish for --shutdown-timeout, then aborts the rest
 (an aborted upload leaves nothing behind), shuts every room down and exits 0.
@@ -225,6 +234,7 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.IntVar(&c.maxDownloads, "max-downloads", 1_024, "downloads of signed URLs served at once; one more gets 503")
 	f.Int64Var(&c.quotaBytes, "quota-bytes", 0, "bytes each room may hold (0: unbounded); a commit past it fails with code 507")
 	f.Int64Var(&c.quotaFiles, "quota-files", 0, "files each room may hold (0: unbounded); a commit past it fails with code 507")
+	c.history.add(cmd, "how many past versions of each file a room keeps (0: none, no history)")
 	f.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -248,6 +258,10 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 		return errors.New("--room-idle, --shutdown-timeout and --message-timeout must be positive")
 	}
 	if err := c.checkBudgets(); err != nil {
+		return err
+	}
+	keep, err := c.history.option()
+	if err != nil {
 		return err
 	}
 	if !c.storeGiven {
@@ -316,6 +330,7 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 				roomstore.WithSigningKey(key),
 				roomstore.WithPresign(c.presign),
 				roomstore.WithLogger(log.With("room", room)),
+				keep,
 			}
 			if transport != nil {
 				ropts = append(ropts, roomstore.WithEventTransport(transport))

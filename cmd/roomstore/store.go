@@ -37,21 +37,33 @@ const connectTimeout = 30 * time.Second
 
 // store is what the file commands work on: an Engine over a store URL, or
 // a room server's room through the Go client. Both give the same errors
-// (the fs sentinels and the roomstore ones), so a command handles them
-// once.
+// (the fs sentinels and the roomstore ones, ErrPrecondition included), so
+// a command handles them once.
 type store interface {
 	Stat(ctx context.Context, p string) (roomstore.Entry, error)
 	List(ctx context.Context, p string) ([]roomstore.Entry, error)
-	// Upload writes r to p: replacing a file there with overwrite,
-	// failing with fs.ErrExist without. size is r's length, or -1.
-	Upload(ctx context.Context, p string, r io.Reader, size int64, overwrite bool) (roomstore.Entry, error)
+	// Upload writes r to p as opts say (opts.Size is r's length when
+	// known, else 0).
+	Upload(ctx context.Context, p string, r io.Reader, opts roomstore.OpenOptions) (roomstore.Entry, error)
 	// Open streams the whole file at p.
 	Open(ctx context.Context, p string) (reader, error)
-	Delete(ctx context.Context, p string) error
-	RemoveAll(ctx context.Context, p string) error
-	Move(ctx context.Context, src, dst string, overwrite bool) error
+	Delete(ctx context.Context, p string, opts roomstore.DeleteOptions) error
+	RemoveAll(ctx context.Context, p string, opts roomstore.DeleteOptions) error
+	Move(ctx context.Context, src, dst string, opts roomstore.MoveOptions) error
 	DownloadURL(ctx context.Context, p string, attachment bool) (string, error)
 	Close(ctx context.Context) error
+}
+
+// history is the past versions of a store's files (see
+// roomstore.WithHistory), as versions, restore, deleted and get
+// --version reach them.
+type history interface {
+	Versions(ctx context.Context, p string) ([]roomstore.Version, error)
+	// OpenVersion streams the whole past version id of the file at p.
+	OpenVersion(ctx context.Context, p, id string) (reader, error)
+	Restore(ctx context.Context, p, id string) (roomstore.Entry, error)
+	Deleted(ctx context.Context, dir string) ([]roomstore.Version, error)
+	RestoreAll(ctx context.Context, dir string) ([]roomstore.Entry, error)
 }
 
 // reader is a file being read, with the version it reads.
@@ -233,22 +245,44 @@ func (s *engineStore) List(ctx context.Context, p string) ([]roomstore.Entry, er
 	return s.e.List(ctx, p)
 }
 
-func (s *engineStore) Upload(ctx context.Context, p string, r io.Reader, _ int64, overwrite bool) (roomstore.Entry, error) {
-	return s.e.Upload(s.ctx(ctx), p, r, roomstore.OpenOptions{Overwrite: overwrite, Exclusive: !overwrite})
+func (s *engineStore) Upload(ctx context.Context, p string, r io.Reader, opts roomstore.OpenOptions) (roomstore.Entry, error) {
+	return s.e.Upload(s.ctx(ctx), p, r, opts)
 }
 
 func (s *engineStore) Open(ctx context.Context, p string) (reader, error) {
 	return s.e.OpenReader(ctx, p, 0, -1)
 }
 
-func (s *engineStore) Delete(ctx context.Context, p string) error { return s.e.Delete(s.ctx(ctx), p) }
-
-func (s *engineStore) RemoveAll(ctx context.Context, p string) error {
-	return s.e.RemoveAll(s.ctx(ctx), p)
+func (s *engineStore) Delete(ctx context.Context, p string, opts roomstore.DeleteOptions) error {
+	return s.e.Delete(s.ctx(ctx), p, opts)
 }
 
-func (s *engineStore) Move(ctx context.Context, src, dst string, overwrite bool) error {
-	return s.e.Move(s.ctx(ctx), src, dst, roomstore.MoveOptions{Overwrite: overwrite})
+func (s *engineStore) RemoveAll(ctx context.Context, p string, opts roomstore.DeleteOptions) error {
+	return s.e.RemoveAll(s.ctx(ctx), p, opts)
+}
+
+func (s *engineStore) Move(ctx context.Context, src, dst string, opts roomstore.MoveOptions) error {
+	return s.e.Move(s.ctx(ctx), src, dst, opts)
+}
+
+func (s *engineStore) Versions(ctx context.Context, p string) ([]roomstore.Version, error) {
+	return s.e.Versions(ctx, p)
+}
+
+func (s *engineStore) OpenVersion(ctx context.Context, p, id string) (reader, error) {
+	return s.e.OpenVersion(ctx, p, id)
+}
+
+func (s *engineStore) Restore(ctx context.Context, p, id string) (roomstore.Entry, error) {
+	return s.e.Restore(s.ctx(ctx), p, id)
+}
+
+func (s *engineStore) Deleted(ctx context.Context, dir string) ([]roomstore.Version, error) {
+	return s.e.Deleted(ctx, dir)
+}
+
+func (s *engineStore) RestoreAll(ctx context.Context, dir string) ([]roomstore.Entry, error) {
+	return s.e.RestoreAll(s.ctx(ctx), dir)
 }
 
 func (s *engineStore) DownloadURL(ctx context.Context, p string, attachment bool) (string, error) {
@@ -276,11 +310,7 @@ func (s clientStore) List(ctx context.Context, p string) ([]roomstore.Entry, err
 	return s.c.List(ctx, p)
 }
 
-func (s clientStore) Upload(ctx context.Context, p string, r io.Reader, size int64, overwrite bool) (roomstore.Entry, error) {
-	opts := roomstore.OpenOptions{Overwrite: overwrite, Exclusive: !overwrite}
-	if size > 0 {
-		opts.Size = size
-	}
+func (s clientStore) Upload(ctx context.Context, p string, r io.Reader, opts roomstore.OpenOptions) (roomstore.Entry, error) {
 	return s.c.Upload(ctx, p, r, opts)
 }
 
@@ -288,11 +318,22 @@ func (s clientStore) Open(ctx context.Context, p string) (reader, error) {
 	return s.c.OpenReader(ctx, p, 0, -1)
 }
 
-func (s clientStore) Delete(ctx context.Context, p string) error    { return s.c.Delete(ctx, p) }
-func (s clientStore) RemoveAll(ctx context.Context, p string) error { return s.c.RemoveAll(ctx, p) }
+func (s clientStore) Delete(ctx context.Context, p string, opts roomstore.DeleteOptions) error {
+	if opts.IfMatch != "" {
+		return errors.ErrUnsupported
+	}
+	return s.c.Delete(ctx, p)
+}
 
-func (s clientStore) Move(ctx context.Context, src, dst string, overwrite bool) error {
-	return s.c.Move(ctx, src, dst, roomstore.MoveOptions{Overwrite: overwrite})
+func (s clientStore) RemoveAll(ctx context.Context, p string, opts roomstore.DeleteOptions) error {
+	if opts.IfMatch != "" {
+		return errors.ErrUnsupported
+	}
+	return s.c.RemoveAll(ctx, p)
+}
+
+func (s clientStore) Move(ctx context.Context, src, dst string, opts roomstore.MoveOptions) error {
+	return s.c.Move(ctx, src, dst, opts)
 }
 
 func (s clientStore) DownloadURL(ctx context.Context, p string, attachment bool) (string, error) {

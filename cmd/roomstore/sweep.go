@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/backend"
 )
 
@@ -19,48 +23,109 @@ type sweeper interface {
 	Close() error
 }
 
+// historyFlags are the retention of past versions that serve and sweep
+// take: --history-versions and --history-age, by default the Engine's.
+type historyFlags struct {
+	versions int
+	age      time.Duration
+}
+
+func (h *historyFlags) add(cmd *cobra.Command, versionsUsage string) {
+	cmd.Flags().IntVar(&h.versions, "history-versions", roomstore.DefaultHistoryVersions, versionsUsage)
+	cmd.Flags().DurationVar(&h.age, "history-age", roomstore.DefaultHistoryAge, "how long a past version is kept once replaced (0: until --history-versions newer ones push it out)")
+}
+
+// option is the flags' WithHistory, or their one-line complaint.
+func (h historyFlags) option() (roomstore.Option, error) {
+	if h.versions < 0 || h.age < 0 {
+		return nil, fmt.Errorf("--history-versions and --history-age must not be negative (0 keeps no past versions, or keeps them without an age limit)")
+	}
+	return roomstore.WithHistory(roomstore.History{Versions: h.versions, MaxAge: h.age}), nil
+}
+
 func newSweepCmd(sf *storeFlags) *cobra.Command {
-	return fileCmd(sf, "sweep", "Remove the stale temporaries of a disk store",
-		`sweep removes what writers that crashed (or were killed) mid-upload left
-in a disk store (file://): their staged bytes, invisible but taking space,
-in the store's reserved folder. The temporaries of writers still running,
-in any process on this host, are left alone, and so are those of other
-hosts sharing the directory. It prints how many it removed. Every opening
-of a disk store sweeps too (the other commands do so silently), so this is
-for stores that long-running processes share, which may crash meanwhile.`,
+	var hf historyFlags
+	cmd := fileCmd(sf, "sweep [--history-versions N] [--history-age D]", "Remove a store's stale temporaries and expired past versions",
+		`sweep removes what a store keeps but no longer needs:
+
+On a disk store (file://), what writers that crashed (or were killed)
+mid-upload left: their staged bytes, invisible but taking space, in the
+store's reserved folder. The temporaries of writers still running, in
+any process on this host, are left alone, and so are those of other hosts
+sharing the directory. It prints how many it removed. Every opening of a
+disk store sweeps too (the other commands do so silently), so this is for
+stores that long-running processes share, which may crash meanwhile.
+
+On every store opened directly (mem://, file://, s3://, gs://), the past
+versions beyond the retention of --history-versions and --history-age
+(serve's flags, and their defaults: give the ones the store is served
+with, since sweep removes what they no longer keep; --history-versions 0
+removes every past version). It prints how many it expired. An engine
+that runs does so itself every hour; sweep is for stores no long-running
+engine serves. A room server's room (ws://) is swept by its server.`,
 		cobra.NoArgs,
 		func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+			keep, err := hf.option()
+			if err != nil {
+				return usagef("sweep: %v", err)
+			}
 			raw := sf.target()
 			u, err := url.Parse(raw)
-			if err != nil || strings.ToLower(u.Scheme) != "file" {
-				what := "this store"
-				if err == nil && u.Scheme != "" {
-					what = strings.ToLower(u.Scheme) + ":// stores"
+			if err != nil {
+				return fmt.Errorf("--store: %s is not a URL", redactedURL(raw))
+			}
+			scheme := strings.ToLower(u.Scheme)
+			switch {
+			case sf.isRoom():
+				return errors.New("sweep: a room server expires its rooms' past versions itself (roomstore serve --history-versions, --history-age), and its stores' temporaries are swept where it runs")
+			case !slices.Contains(backend.Schemes(), scheme):
+				return fmt.Errorf("--store %s: unknown scheme %q (known: %s)", redactedURL(raw), u.Scheme, schemeList())
+			case scheme == "file":
+				if err := storeDirExists(u); err != nil {
+					return err
 				}
-				return fmt.Errorf("sweep: only disk stores (file://) keep temporaries to sweep, not %s", what)
 			}
-			if err := storeDirExists(u); err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			octx, cancel := context.WithTimeout(ctx, connectTimeout)
 			defer cancel()
-			b, err := backend.Open(ctx, raw)
+			b, err := backend.Open(octx, raw)
 			if err != nil {
 				return fmt.Errorf("--store %s: %s", redactedURL(raw), reason(err))
 			}
 			defer b.Close()
-			s, ok := b.(sweeper)
-			if !ok {
-				return errors.New("sweep: this store cannot be swept")
+			out := cmd.OutOrStdout()
+			if s, ok := b.(sweeper); ok {
+				n, err := s.Sweep(ctx)
+				n += s.Swept()
+				if err != nil {
+					return fmt.Errorf("sweep: %s (after removing %d)", reason(err), n)
+				}
+				if _, err := fmt.Fprintf(out, "%d stale %s removed\n", n, plural(n, "temporary", "temporaries")); err != nil {
+					return err
+				}
 			}
-			n, err := s.Sweep(ctx)
-			n += s.Swept()
-			if err != nil {
-				return fmt.Errorf("sweep: %s (after removing %d)", reason(err), n)
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%d stale %s removed\n", n, plural(n, "temporary", "temporaries"))
-			return err
+			return expire(ctx, b, keep, out)
 		})
+	hf.add(cmd, "how many past versions of each file to keep (0: none; every kept version is removed)")
+	return cmd
+}
+
+// expire removes the past versions of b beyond keep and prints how many.
+func expire(ctx context.Context, b backend.Backend, keep roomstore.Option, out io.Writer) error {
+	e, err := roomstore.New(b, keep)
+	if err != nil {
+		return fmt.Errorf("sweep: %s", reason(err))
+	}
+	n, err := e.Expire(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	if serr := e.Shutdown(sctx); err == nil && serr != nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("sweep: expiring past versions: %s (after expiring %d)", reason(err), n)
+	}
+	_, err = fmt.Fprintf(out, "%d past %s expired\n", n, plural(n, "version", "versions"))
+	return err
 }
 
 func plural(n int, one, many string) string {
