@@ -62,7 +62,7 @@ func (c *conditions) error(ctx context.Context, s store, prefix, p string, line,
 	if !errors.Is(err, roomstore.ErrPrecondition) {
 		return line
 	}
-	why := "not the version required"
+	why, flag := "not the version required", ""
 	e, serr := s.Stat(ctx, p)
 	switch {
 	case serr == nil && e.IsFolder:
@@ -73,11 +73,11 @@ func (c *conditions) error(ctx context.Context, s store, prefix, p string, line,
 			why += ", now " + shown(e.ETag)
 		}
 	case serr == nil && c.ifNoneMatch == "*":
-		why = "a file is there (--if-none-match *)"
+		why, flag = "a file is there", ": --if-none-match *"
 	case serr == nil && c.ifNoneMatch != "" && e.ETag == c.ifNoneMatch:
-		why = "still " + shown(c.ifNoneMatch) + " (--if-none-match)"
+		why, flag = "still "+shown(c.ifNoneMatch), ": --if-none-match"
 	case errors.Is(serr, fs.ErrNotExist) && c.ifMatch != "":
 		why = "no file there, not " + shown(c.ifMatch)
 	}
-	return preconditionFailed{fmt.Sprintf("%s: %s (precondition failed)", prefix, why)}
+	return preconditionFailed{fmt.Sprintf("%s: %s (precondition failed%s)", prefix, why, flag)}
 }

@@ -480,8 +480,12 @@ func TestFailuresExitOneWithOneLineAndChangeNothing(t *testing.T) {
 		{"url of a memory store", withStore("mem://"), []string{"url", "notes/a.txt"}, "url notes/a.txt: " + errNoURLs.Error()},
 		{"url of a missing file", r.opts, []string{"url", "notes/x.txt"}, "url notes/x.txt: file does not exist"},
 		{"watch of a disk store", disk, []string{"watch"}, "watch: a store opened directly shows only this command's own changes; watch a room server's room (--store ws://HOST:PORT/rooms/ROOM)"},
-		{"sweep of a room", r.opts, []string{"sweep"}, "sweep: only disk stores (file://) keep temporaries to sweep, not ws:// stores"},
-		{"sweep of a memory store", withStore("mem://"), []string{"sweep"}, "sweep: only disk stores (file://) keep temporaries to sweep, not mem:// stores"},
+		{"sweep of a room", r.opts, []string{"sweep"}, "sweep: a room server expires its rooms' past versions itself (roomstore serve --history-versions, --history-age), and its stores' temporaries are swept where it runs"},
+		{"sweep of an unknown scheme", withStore("ftp://host/x"), []string{"sweep"}, `--store ftp://host/x: unknown scheme "ftp" (known: file, gs, mem, s3, ws)`},
+		{"sweep of a missing store directory", missing, []string{"sweep"}, "--store file://" + missingDir + ": no store there (its directory does not exist; put creates it)"},
+		{"versions of a missing file", disk, []string{"versions", "notes/x.txt"}, "versions notes/x.txt: no file and no past version there (roomstore deleted lists what restore can bring back)"},
+		{"restore of a missing file in a room", r.opts, []string{"restore", "notes/x.txt"}, "restore notes/x.txt: no file and no past version there (roomstore deleted lists what restore can bring back)"},
+		{"restore of the root", disk, []string{"restore", "/"}, "restore /: invalid path: the root is not a file"},
 		{"an unknown scheme", withStore("ftp://host/x"), []string{"ls"}, `--store ftp://host/x: unknown scheme "ftp" (known: file, gs, mem, s3, ws)`},
 		{"a store that is no URL", withStore("just-a-name"), []string{"ls"}, "--store just-a-name: want a store URL (file, gs, mem, s3, ws) or a room server's ws://HOST:PORT/rooms/ROOM"},
 		{"a missing store directory", missing, []string{"ls"}, "--store file://" + missingDir + ": no store there (its directory does not exist; put creates it)"},
@@ -536,6 +540,15 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"put", "x"}, "put: accepts 2 arg(s), received 1"},
 		{[]string{"put", "--overwrite", "--exclusive", "x", "y"}, "--overwrite and --exclusive exclude each other"},
 		{[]string{"sweep", "x"}, `unknown command "x" for "roomstore sweep"`},
+		{[]string{"sweep", "--history-versions", "-1"}, "sweep: --history-versions and --history-age must not be negative"},
+		{[]string{"put", "--exclusive", "--if-match", "e", "x", "y"}, "--exclusive and --if-match or --if-none-match exclude each other"},
+		{[]string{"put", "--if-match", "", "x", "y"}, "put: --if-match needs an ETag (stat or ls -l show a file's)"},
+		{[]string{"rm", "--if-match", "*", "y"}, `rm: --if-match takes an ETag, not "*"`},
+		{[]string{"mv", "--if-none-match", "*", "x", "y"}, "unknown flag: --if-none-match"},
+		{[]string{"restore", "-r", "d", "v1"}, "restore: -r restores each deleted file to its newest version, and takes no VERSION"},
+		{[]string{"restore", "a", "v1", "v2"}, "restore: accepts between 1 and 2 arg(s), received 3"},
+		{[]string{"get", "a", "--version", ""}, "get: --version needs a version ID"},
+		{[]string{"versions"}, "versions: accepts 1 arg(s), received 0"},
 		{[]string{"token", "--room", "r1"}, `required flag(s) "name" not set`},
 		{[]string{"--token", "x", "serve"}, "serve: --token is for the file commands"},
 		{[]string{"token", "--store", "mem://", "--name", "a", "--room", "r1"}, "token: --store is for the file commands"},
@@ -692,13 +705,13 @@ func TestSweepRemovesWhatAKilledPutLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.wait(t, runTimeout)
-	if out := mustRun(t, o, "sweep"); out != "1 stale temporary removed\n" {
+	if out := mustRun(t, o, "sweep"); out != "1 stale temporary removed\n0 past versions expired\n" {
 		t.Errorf("sweep printed %q", out)
 	}
 	if ents, err := os.ReadDir(tmp); err != nil || len(ents) != 0 {
 		t.Errorf("after sweep the temporaries' folder holds %d entries (%v)", len(ents), err)
 	}
-	if out := mustRun(t, o, "sweep"); out != "0 stale temporaries removed\n" {
+	if out := mustRun(t, o, "sweep"); out != "0 stale temporaries removed\n0 past versions expired\n" {
 		t.Errorf("a second sweep printed %q", out)
 	}
 	if got := lsPaths(t, o, "-r"); !slices.Equal(got, []string{"seed.txt 0"}) {

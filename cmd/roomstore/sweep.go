@@ -103,15 +103,16 @@ engine serves. A room server's room (ws://) is swept by its server.`,
 					return err
 				}
 			}
-			return expire(ctx, b, keep, out)
+			return expire(ctx, b, out, keep)
 		})
 	hf.add(cmd, "how many past versions of each file to keep (0: none; every kept version is removed)")
 	return cmd
 }
 
-// expire removes the past versions of b beyond keep and prints how many.
-func expire(ctx context.Context, b backend.Backend, keep roomstore.Option, out io.Writer) error {
-	e, err := roomstore.New(b, keep)
+// expire removes the past versions of b beyond the history opts set
+// (see roomstore.WithHistory) and prints how many.
+func expire(ctx context.Context, b backend.Backend, out io.Writer, opts ...roomstore.Option) error {
+	e, err := roomstore.New(b, opts...)
 	if err != nil {
 		return fmt.Errorf("sweep: %s", reason(err))
 	}
