@@ -464,8 +464,8 @@ rate and time left.`,
 				)
 				if version == "" {
 					r, err = s.Open(ctx, p)
-				} else if r, err = openVersion(ctx, s, p, version); errors.Is(err, fs.ErrNotExist) {
-					err = explained{"no past version " + shown(version) + " (roomstore versions lists them)", err}
+				} else if r, err = s.OpenVersion(ctx, p, version); errors.Is(err, fs.ErrNotExist) {
+					err = explained{"no past version " + shown(version) + " (roomstore versions lists them)", fs.ErrNotExist}
 				}
 				if err != nil {
 					return opError("get", p, err)

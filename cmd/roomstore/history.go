@@ -62,25 +62,6 @@ func printVersions(w io.Writer, vs []roomstore.Version, asJSON, withPath bool) e
 	return nil
 }
 
-// historyOf is the past versions of s, or the line saying s keeps none
-// this command can reach.
-func historyOf(op string, s store) (history, error) {
-	h, ok := s.(history)
-	if !ok {
-		return nil, fmt.Errorf("%s: this store's past versions cannot be reached from here", op)
-	}
-	return h, nil
-}
-
-// openVersion opens the past version id of the file at p.
-func openVersion(ctx context.Context, s store, p, id string) (reader, error) {
-	h, err := historyOf("get", s)
-	if err != nil {
-		return nil, err
-	}
-	return h.OpenVersion(ctx, p, id)
-}
-
 func newVersionsCmd(sf *storeFlags) *cobra.Command {
 	var asJSON bool
 	cmd := fileCmd(sf, "versions PATH", "List the past versions of a file",
@@ -105,11 +86,7 @@ restore PATH ID makes it current again.`,
 				return err
 			}
 			return withStore(ctx, sf, false, func(s store) error {
-				h, err := historyOf("versions", s)
-				if err != nil {
-					return err
-				}
-				vs, err := h.Versions(ctx, p)
+				vs, err := s.Versions(ctx, p)
 				if err != nil {
 					return opError("versions", p, notKept(ctx, s, p, err))
 				}
@@ -127,9 +104,9 @@ func notKept(ctx context.Context, s store, p string, err error) error {
 		return err
 	}
 	if e, serr := s.Stat(ctx, p); serr == nil && e.IsFolder {
-		return explained{"is a folder (restore -r restores the files deleted beneath it)", err}
+		return explained{"is a folder (restore -r restores the files deleted beneath it)", fs.ErrNotExist}
 	}
-	return explained{"no file and no past version there (roomstore deleted lists what restore can bring back)", err}
+	return explained{"no file and no past version there (roomstore deleted lists what restore can bring back)", fs.ErrNotExist}
 }
 
 // explained is err told in other words: its line says msg, and errors.Is
@@ -170,11 +147,7 @@ what it restored.`,
 					return err
 				}
 				return withStore(ctx, sf, false, func(s store) error {
-					h, err := historyOf("restore", s)
-					if err != nil {
-						return err
-					}
-					restored, err := h.RestoreAll(ctx, p)
+					restored, err := s.RestoreAll(ctx, p)
 					for _, e := range restored {
 						if _, perr := fmt.Fprintf(out, "restored %s (%d bytes)\n", shown(e.Path), e.Size); perr != nil && err == nil {
 							err = perr
@@ -187,11 +160,7 @@ what it restored.`,
 				return err
 			}
 			return withStore(ctx, sf, false, func(s store) error {
-				h, err := historyOf("restore", s)
-				if err != nil {
-					return err
-				}
-				vs, err := h.Versions(ctx, p)
+				vs, err := s.Versions(ctx, p)
 				if err != nil {
 					return opError("restore", p, notKept(ctx, s, p, err))
 				}
@@ -199,7 +168,7 @@ what it restored.`,
 				if err != nil {
 					return opError("restore", p, err)
 				}
-				if _, err := h.Restore(ctx, p, v.ID); err != nil {
+				if _, err := s.Restore(ctx, p, v.ID); err != nil {
 					return opError("restore", p, err)
 				}
 				by := ""
@@ -250,11 +219,7 @@ PATH brings one back, roomstore restore -r FOLDER all of them. With
 				dir, name = args[0], args[0]
 			}
 			return withStore(ctx, sf, false, func(s store) error {
-				h, err := historyOf("deleted", s)
-				if err != nil {
-					return err
-				}
-				vs, err := h.Deleted(ctx, dir)
+				vs, err := s.Deleted(ctx, dir)
 				if err != nil {
 					return opError("deleted", name, err)
 				}

@@ -93,7 +93,7 @@ func TestPutRmAndMvChangeOnlyTheVersionTheirPreconditionNames(t *testing.T) {
 		if got := content(t, o, "a.txt"); got != "two" || etagOf(t, o, "a.txt") != e2 {
 			t.Fatalf("after the refusals a.txt holds %q, want two, unchanged", got)
 		}
-		if paths := lsPaths(t, o, "-r"); !slices.Equal(paths, []string{"a.txt"}) {
+		if paths := lsPaths(t, o, "-r"); !slices.Equal(paths, []string{"a.txt 3"}) {
 			t.Fatalf("after the refusals the store holds %v, want a.txt alone", paths)
 		}
 
@@ -104,10 +104,15 @@ func TestPutRmAndMvChangeOnlyTheVersionTheirPreconditionNames(t *testing.T) {
 		}
 		mustRun(t, o, "mv", "a.txt", "b.txt", "--if-match", e2)
 		e3 := etagOf(t, o, "b.txt")
-		refusedByPrecondition(t, runCmd(t, o, "rm", "a.txt", "--if-match", e2),
-			"rm a.txt: no file there, not "+e2+" (precondition failed)")
+		// rm of a missing file fails as without --if-match (as the
+		// Engine's Delete does: fs.ErrNotExist).
+		for _, args := range [][]string{{"rm", "a.txt"}, {"rm", "-r", "a.txt"}} {
+			if line := failedWithOneLine(t, runCmd(t, o, append(args, "--if-match", e2)...)); line != "rm a.txt: file does not exist" {
+				t.Errorf("%q --if-match of a missing file said %q", args, line)
+			}
+		}
 		mustRun(t, o, "rm", "b.txt", "--if-match", e3)
-		if paths := lsPaths(t, o, "-r"); !slices.Equal(paths, []string{"new.txt"}) {
+		if paths := lsPaths(t, o, "-r"); !slices.Equal(paths, []string{"new.txt 5"}) {
 			t.Errorf("the store holds %v, want new.txt alone", paths)
 		}
 	})
@@ -127,7 +132,7 @@ func lsTime(t *testing.T, o procOptions, p string) string {
 func versionsOf(t *testing.T, o procOptions, args ...string) []versionJSON {
 	t.Helper()
 	var out []versionJSON
-	dec := json.NewDecoder(strings.NewReader(mustRun(t, o, append([]string{"--json"}, args...)...)))
+	dec := json.NewDecoder(strings.NewReader(mustRun(t, o, append(args, "--json")...)))
 	for dec.More() {
 		var v versionJSON
 		if err := dec.Decode(&v); err != nil {
@@ -244,7 +249,7 @@ func TestRestoreRecursiveBringsBackADeletedFolder(t *testing.T) {
 		putText(t, o, "yy2", "d/e/y.txt", "--overwrite") // its newest version is the one deleted
 		files["d/e/y.txt"] = "yy2"
 		mustRun(t, o, "rm", "-r", "d")
-		if paths := lsPaths(t, o, "-r"); !slices.Equal(paths, []string{"keep.txt"}) {
+		if paths := lsPaths(t, o, "-r"); !slices.Equal(paths, []string{"keep.txt 1"}) {
 			t.Fatalf("after rm -r: %v", paths)
 		}
 

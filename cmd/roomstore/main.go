@@ -9,12 +9,12 @@
 //	roomstore serve --listen 127.0.0.1:8080  # the rooms in ./roomstore-rooms/{room}
 //	roomstore token --name alice --room r1   # a token for ws://127.0.0.1:8080/rooms/r1
 //
-// The file commands (ls, stat, put, get, rm, mv, url, watch, sweep) work on
-// the store named by --store (default $ROOMSTORE_STORE, else
-// file://./roomstore-data): a store URL (mem://, file://, s3://, gs://)
-// opened directly, or a room server's room, ws://HOST:PORT/rooms/ROOM,
-// reached with the participant token of --token (default
-// $ROOMSTORE_TOKEN).
+// The file commands (ls, stat, usage, put, get, rm, mv, url, watch,
+// versions, restore, deleted, sweep) work on the store named by --store
+// (default $ROOMSTORE_STORE, else file://./roomstore-data): a store URL
+// (mem://, file://, s3://, gs://) opened directly, or a room server's
+// room, ws://HOST:PORT/rooms/ROOM, reached with the participant token of
+// --token (default $ROOMSTORE_TOKEN).
 //
 // serve keeps each room in a store of its own, by default
 // file://./roomstore-rooms/{room}: beside the file commands' default store,
@@ -161,9 +161,8 @@ the rooms of a running serve on this host warns first, in one line
 Exit status: 0 on success; 1 on failure, with one line on standard error
 ("roomstore: get notes/x.txt: file does not exist"); 2 on a usage error;
 3 when --if-match or --if-none-match found another version (nothing
-changed).
-Ctrl-C aborts a command cleanly; a second Ctrl-C, a second or more after
-the first, stops it at once (status 130).`,
+changed). Ctrl-C aborts a command cleanly; a second Ctrl-C, a second or
+more after the first, stops it at once (status 130).`,
 		Example: `  roomstore put report.pdf docs/report.pdf
   roomstore ls -r
   cat big.bin | roomstore put - data/big.bin --overwrite

@@ -51,6 +51,7 @@ type store interface {
 	RemoveAll(ctx context.Context, p string, opts roomstore.DeleteOptions) error
 	Move(ctx context.Context, src, dst string, opts roomstore.MoveOptions) error
 	DownloadURL(ctx context.Context, p string, attachment bool) (string, error)
+	history
 	Close(ctx context.Context) error
 }
 
@@ -319,17 +320,31 @@ func (s clientStore) Open(ctx context.Context, p string) (reader, error) {
 }
 
 func (s clientStore) Delete(ctx context.Context, p string, opts roomstore.DeleteOptions) error {
-	if opts.IfMatch != "" {
-		return errors.ErrUnsupported
-	}
-	return s.c.Delete(ctx, p)
+	return s.c.Delete(ctx, p, opts)
 }
 
 func (s clientStore) RemoveAll(ctx context.Context, p string, opts roomstore.DeleteOptions) error {
-	if opts.IfMatch != "" {
-		return errors.ErrUnsupported
-	}
-	return s.c.RemoveAll(ctx, p)
+	return s.c.RemoveAll(ctx, p, opts)
+}
+
+func (s clientStore) Versions(ctx context.Context, p string) ([]roomstore.Version, error) {
+	return s.c.Versions(ctx, p)
+}
+
+func (s clientStore) OpenVersion(ctx context.Context, p, id string) (reader, error) {
+	return s.c.OpenVersion(ctx, p, id)
+}
+
+func (s clientStore) Restore(ctx context.Context, p, id string) (roomstore.Entry, error) {
+	return s.c.Restore(ctx, p, id)
+}
+
+func (s clientStore) Deleted(ctx context.Context, dir string) ([]roomstore.Version, error) {
+	return s.c.Deleted(ctx, dir)
+}
+
+func (s clientStore) RestoreAll(ctx context.Context, dir string) ([]roomstore.Entry, error) {
+	return s.c.RestoreAll(ctx, dir)
 }
 
 func (s clientStore) Move(ctx context.Context, src, dst string, opts roomstore.MoveOptions) error {
