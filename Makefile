@@ -44,7 +44,7 @@ test: tools
 # its own deadline, NODE_TEST_TIMEOUT (ms) bounds each test.
 test-node: $(BIN)/roomstore $(NODE_STAMP) $(call stamp,$(NATSSERVER))
 	@echo "== node: MeshAgent client tests ($(NODE_TEST), node $$(node --version))"
-	cd $(NODE_TEST) && ROOMSTORE_BIN=$(BIN)/roomstore NATS_SERVER_BIN=$(BIN)/nats-server node --test --test-timeout=$(NODE_TEST_TIMEOUT) roomstore.test.mjs generations.test.mjs readme.test.mjs
+	cd $(NODE_TEST) && ROOMSTORE_BIN=$(BIN)/roomstore NATS_SERVER_BIN=$(BIN)/nats-server node --test --test-timeout=$(NODE_TEST_TIMEOUT) roomstore.test.mjs generations.test.mjs history.test.mjs readme.test.mjs
 	@echo "== node: done"
 
 # Always rebuilt; the Go build cache makes that cheap.
