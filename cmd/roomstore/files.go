@@ -280,9 +280,13 @@ func newUsageCmd(sf *storeFlags) *cobra.Command {
 		`usage prints what the files beneath the folder at PATH (the whole store
 without PATH) hold: their sizes together in bytes, and their number. A
 PATH that is a file counts that file. A room server's room is counted as
-far as the token may read it. With --json it prints one JSON object:
-{"path", "bytes", "files"}. roomstore serve --quota-bytes and
---quota-files bound what each room may hold.`,
+far as the token may read it. For the whole of a store opened directly
+(mem://, file://, s3://, gs://) it adds the bytes of the past versions
+kept (see roomstore versions): "/: B bytes in N files, K bytes in past
+versions". With --json it prints one JSON object: {"path", "bytes",
+"files"}, and "kept" where the line shows it. roomstore serve
+--quota-bytes and --quota-files bound what each room may hold; its
+--quota-bytes counts the past versions too.`,
 		cobra.MaximumNArgs(1),
 		func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			dir := ""
@@ -308,15 +312,28 @@ far as the token may read it. With --json it prints one JSON object:
 				if err != nil {
 					return opError("usage", name, err)
 				}
+				var kept *int64
+				if k, ok := s.(keptCounter); ok && dir == "" {
+					n, err := k.Kept(ctx)
+					if err != nil {
+						return opError("usage", name, err)
+					}
+					kept = &n
+				}
 				out := cmd.OutOrStdout()
 				if asJSON {
 					return json.NewEncoder(out).Encode(struct {
 						Path  string `json:"path"`
 						Bytes int64  `json:"bytes"`
 						Files int64  `json:"files"`
-					}{name, bytes, files})
+						Kept  *int64 `json:"kept,omitempty"`
+					}{name, bytes, files, kept})
 				}
-				_, err = fmt.Fprintf(out, "%s: %d bytes in %d files\n", name, bytes, files)
+				line := fmt.Sprintf("%s: %d bytes in %d files", name, bytes, files)
+				if kept != nil {
+					line += fmt.Sprintf(", %d bytes in past versions", *kept)
+				}
+				_, err = fmt.Fprintln(out, line)
 				return err
 			})
 		})

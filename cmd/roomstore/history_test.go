@@ -293,6 +293,9 @@ func TestSweepExpiresThePastVersionsBeyondItsRetention(t *testing.T) {
 	}
 	putText(t, o, "b", "b.txt")
 	mustRun(t, o, "rm", "b.txt")
+	if out := mustRun(t, o, "usage"); out != "/: 3 bytes in 1 files, 4 bytes in past versions\n" {
+		t.Errorf("usage printed %q", out)
+	}
 	if out := mustRun(t, o, "sweep"); out != "0 stale temporaries removed\n0 past versions expired\n" {
 		t.Errorf("sweep of a young store printed %q", out)
 	}
@@ -310,6 +313,9 @@ func TestSweepExpiresThePastVersionsBeyondItsRetention(t *testing.T) {
 	}
 	if out := mustRun(t, o, "deleted"); out != "" {
 		t.Errorf("deleted after every version expired: %q", out)
+	}
+	if out := mustRun(t, o, "usage", "--json"); out != `{"path":"/","bytes":3,"files":1,"kept":0}`+"\n" {
+		t.Errorf("usage --json after every version expired: %q", out)
 	}
 	if line := failedWithOneLine(t, runCmd(t, o, "restore", "b.txt")); line != "restore b.txt: no file and no past version there (roomstore deleted lists what restore can bring back)" {
 		t.Errorf("restore of an expired file said %q", line)

@@ -67,6 +67,13 @@ type history interface {
 	RestoreAll(ctx context.Context, dir string) ([]roomstore.Entry, error)
 }
 
+// keptCounter is a store that tells the bytes of the past versions it
+// keeps, all paths together: a store opened directly (a room server
+// tells its participants no usage).
+type keptCounter interface {
+	Kept(ctx context.Context) (int64, error)
+}
+
 // reader is a file being read, with the version it reads.
 type reader interface {
 	io.ReadCloser
@@ -284,6 +291,11 @@ func (s *engineStore) Deleted(ctx context.Context, dir string) ([]roomstore.Vers
 
 func (s *engineStore) RestoreAll(ctx context.Context, dir string) ([]roomstore.Entry, error) {
 	return s.e.RestoreAll(s.ctx(ctx), dir)
+}
+
+func (s *engineStore) Kept(ctx context.Context) (int64, error) {
+	u, err := s.e.Usage(ctx)
+	return u.Kept, err
 }
 
 func (s *engineStore) DownloadURL(ctx context.Context, p string, attachment bool) (string, error) {
