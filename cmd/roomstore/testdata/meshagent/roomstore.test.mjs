@@ -778,8 +778,9 @@ describe("roomstore serve quotas and budgets", () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  test("an upload past --quota-bytes fails with code 507 and changes nothing; what a delete frees fits", async (t) => {
-    const srv = await startServer(`file://${dir}/{room}`, ["--quota-bytes", "100", "--quota-files", "10"]);
+  test("an upload past --quota-bytes fails with code 507 and changes nothing; what a delete frees fits, once no past version keeps it", async (t) => {
+    // --history-versions 0: a delete frees its bytes at once.
+    const srv = await startServer(`file://${dir}/{room}`, ["--quota-bytes", "100", "--quota-files", "10", "--history-versions", "0"]);
     t.after(() => srv.stop());
     const room = freshRoom("quota");
     const c = await connect(t, srv.addr, room);
@@ -791,6 +792,16 @@ describe("roomstore serve quotas and budgets", () => {
     assert.equal(dec.decode((await call(s.download("a.txt"), "download a.txt")).data), "a".repeat(60), "a.txt kept its content");
     await call(s.delete("a.txt"), "delete a.txt");
     await call(s.upload("b.txt", enc.encode("b".repeat(100))), "upload of 100 bytes into the room freed");
+
+    // With a history (serve's default) the deleted version is kept, and
+    // counts, until it expires.
+    const kept = await startServer(`file://${dir}/kept/{room}`, ["--quota-bytes", "100", "--quota-files", "10"]);
+    t.after(() => kept.stop());
+    const k = (await connect(t, kept.addr, room)).storage;
+    await call(k.upload("a.txt", enc.encode("a".repeat(60))), "upload of 60 bytes");
+    await call(k.delete("a.txt"), "delete a.txt");
+    await rejectsWithCode(k.upload("b.txt", enc.encode("b".repeat(41))), 507, "upload of 41 bytes beside the kept 60");
+    await call(k.upload("b.txt", enc.encode("b".repeat(40))), "upload of the 40 bytes the kept version leaves");
   });
 
   test("calls past --call-rate are refused with code 429 at once, and another identity's are served", async (t) => {
