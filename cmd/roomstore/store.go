@@ -142,6 +142,9 @@ func (f *storeFlags) open(ctx context.Context, create bool) (store, error) {
 			return nil, fmt.Errorf("--store %s: unknown scheme %q (known: %s)", redactedURL(raw), u.Scheme, schemeList())
 		}
 	}
+	// The Engine's default history, which serve's --history-versions and
+	// --history-age default to as well: an rm keeps what restore brings
+	// back, as it would through a room server.
 	e, err := roomstore.OpenURL(ctx, raw)
 	if err != nil {
 		return nil, fmt.Errorf("--store %s: %s", redactedURL(raw), reason(err))
