@@ -310,18 +310,45 @@ func (e *Engine) Deleted(ctx context.Context, dir string) (_ []Version, err erro
 		return nil, err
 	}
 	defer e.inflight.Done()
-	vs, err := e.deleted(ctx, gateOf(ctx), clean)
+	vs, err := e.deleted(ctx, gateOf(ctx), clean, 0)
 	if err != nil {
 		return nil, pathError("deleted", dir, err)
 	}
 	return vs, nil
 }
 
-func (e *Engine) deleted(ctx context.Context, g gate, clean string) ([]Version, error) {
+// DeletedMax is Deleted that holds at most max paths in memory (max > 0),
+// for a caller that serves others: beneath dir more than max paths with
+// kept versions (gone or not) yield ErrTooManyEntries, and nothing else
+// is read. Its other errors are Deleted's.
+func (e *Engine) DeletedMax(ctx context.Context, dir string, max int) (_ []Version, err error) {
+	ctx, call := e.tel.Start(ctx, telemetry.Deleted, dir)
+	defer call.End(&err)
+	clean, err := e.enter("deleted", dir, roompath.TargetAny)
+	if err != nil {
+		return nil, err
+	}
+	defer e.inflight.Done()
+	if max <= 0 {
+		return nil, pathError("deleted", dir, fmt.Errorf("%w: max %d, want at least 1", fs.ErrInvalid, max))
+	}
+	vs, err := e.deleted(ctx, gateOf(ctx), clean, max)
+	if err != nil {
+		return nil, pathError("deleted", dir, err)
+	}
+	return vs, nil
+}
+
+// deleted lists the gone files beneath clean that g lets be read; with
+// max > 0, it refuses more than max paths with kept versions.
+func (e *Engine) deleted(ctx context.Context, g gate, clean string, max int) ([]Version, error) {
 	newest := map[string]backend.Version{}
 	for v, err := range e.b.Kept(ctx, clean) {
 		if err != nil {
 			return nil, err
+		}
+		if _, ok := newest[v.Path]; !ok && max > 0 && len(newest) == max {
+			return nil, fmt.Errorf("%w: more than %d paths with past versions", ErrTooManyEntries, max)
 		}
 		if n, ok := newest[v.Path]; !ok || v.Replaced.After(n.Replaced) || v.Replaced.Equal(n.Replaced) && v.ID > n.ID {
 			newest[v.Path] = v
@@ -362,7 +389,7 @@ func (e *Engine) RestoreAll(ctx context.Context, dir string) (_ []Entry, err err
 		return nil, err
 	}
 	defer e.inflight.Done()
-	gone, err := e.deleted(ctx, gateOf(ctx), clean)
+	gone, err := e.deleted(ctx, gateOf(ctx), clean, 0)
 	if err != nil {
 		return nil, pathError("restore_all", dir, err)
 	}

@@ -290,6 +290,11 @@ var historyCases = []tcase{
 		if want := []string{"reports/a.txt", "reports/c.txt", "reports/q/b.txt"}; !slices.Equal(paths, want) {
 			t.Fatalf("Deleted(reports) = %q, want %q", paths, want)
 		}
+		if got, err := e.DeletedMax(e.ctx, "reports", 3); err != nil || len(got) != 3 {
+			t.Fatalf("DeletedMax(reports, 3) = %+v, %v; want the 3 files", got, err)
+		}
+		_, err = e.DeletedMax(e.ctx, "reports", 2)
+		wantErr(t, "DeletedMax of 3 paths with a max of 2", err, roomstore.ErrTooManyEntries)
 		e.barrier(t)
 		before := len(e.rec.snapshot())
 		restored, err := e.RestoreAll(e.ctx, "reports")

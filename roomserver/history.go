@@ -2,6 +2,7 @@ package roomserver
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,9 +34,9 @@ func (c *conn) history(tool, p string, version json.RawMessage) (wire.Content, e
 		}
 		return wire.JSONOf(map[string]any{"versions": versionsOf(vs)}), nil
 	case "deleted":
-		vs, err := e.Deleted(ctx, p)
+		vs, err := e.DeletedMax(ctx, p, c.s.o.MaxListEntries)
 		if err != nil {
-			return wire.Content{}, err
+			return wire.Content{}, c.tooMany(tool, p, err)
 		}
 		if err := c.listBound(tool, p, len(vs)); err != nil {
 			return wire.Content{}, err
@@ -62,9 +63,9 @@ func (c *conn) history(tool, p string, version json.RawMessage) (wire.Content, e
 		// each is restored as Engine.RestoreAll does, stopping at the
 		// first failure (the files restored before it stay restored, and
 		// their events tell which).
-		gone, err := e.Deleted(ctx, p)
+		gone, err := e.DeletedMax(ctx, p, c.s.o.MaxListEntries)
 		if err != nil {
-			return wire.Content{}, asOp(tool, err)
+			return wire.Content{}, c.tooMany(tool, p, asOp(tool, err))
 		}
 		if err := c.listBound(tool, p, len(gone)); err != nil {
 			return wire.Content{}, err
@@ -97,6 +98,15 @@ func (c *conn) holdHandle(tool, p string) (func(), error) {
 		return nil, &requestError{CodeTooMany, fmt.Sprintf("%s %s: too many uploads open in this room (at most %d per identity)", tool, truncate(shown(p), 256), share)}
 	}
 	return func() { c.rm.dropHandle(name) }, nil
+}
+
+// tooMany turns the engine's refusal of more than MaxListEntries paths
+// (DeletedMax) into the refusal listBound makes, and leaves other errors.
+func (c *conn) tooMany(tool, p string, err error) error {
+	if errors.Is(err, roomstore.ErrTooManyEntries) {
+		return c.listBound(tool, p, c.s.o.MaxListEntries+1)
+	}
+	return err
 }
 
 // listBound refuses a reply of n items of tool on p past
