@@ -163,7 +163,7 @@ func (e *Engine) versions(ctx context.Context, clean string) ([]Version, bool, e
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, false, err
 	}
-	var vs []Version
+	var kept []backend.Version
 	for v, err := range e.b.Versions(ctx, clean) {
 		if err != nil {
 			return nil, false, err
@@ -171,9 +171,13 @@ func (e *Engine) versions(ctx context.Context, clean string) ([]Version, bool, e
 		if exists && v.ETag == cur.ETag {
 			continue
 		}
-		vs = append(vs, version(v))
+		kept = append(kept, v)
 	}
-	sortNewest(vs)
+	slices.SortFunc(kept, newestFirst)
+	vs := make([]Version, len(kept))
+	for i, v := range kept {
+		vs[i] = version(v)
+	}
 	// A version kept twice (a change kept it and then did not happen, and
 	// a later one kept it again) is one past version: the latest keeping,
 	// which tells when it really stopped being current.
@@ -186,14 +190,12 @@ func (e *Engine) versions(ctx context.Context, clean string) ([]Version, bool, e
 	return vs, exists, nil
 }
 
-// sortNewest orders versions newest first, ties by ID.
-func sortNewest(vs []Version) {
-	slices.SortFunc(vs, func(a, b Version) int {
-		if c := b.Replaced.Compare(a.Replaced); c != 0 {
-			return c
-		}
-		return strings.Compare(b.ID, a.ID)
-	})
+// newestFirst orders kept versions newest first, ties by ID.
+func newestFirst(a, b backend.Version) int {
+	if c := b.Replaced.Compare(a.Replaced); c != 0 {
+		return c
+	}
+	return strings.Compare(b.ID, a.ID)
 }
 
 func version(v backend.Version) Version {
@@ -302,26 +304,23 @@ func (e *Engine) restore(ctx context.Context, clean, id string) (Entry, int64, e
 // are gone but have past versions kept: for each, its newest version,
 // ordered by path. Only the files the Policy of ctx lets be read are
 // listed. fs.ErrInvalid reports a bad path.
-func (e *Engine) Deleted(ctx context.Context, dir string) (_ []Version, err error) {
-	ctx, call := e.tel.Start(ctx, telemetry.Deleted, dir)
-	defer call.End(&err)
-	clean, err := e.enter("deleted", dir, roompath.TargetAny)
-	if err != nil {
-		return nil, err
-	}
-	defer e.inflight.Done()
-	vs, err := e.deleted(ctx, gateOf(ctx), clean, 0)
-	if err != nil {
-		return nil, pathError("deleted", dir, err)
-	}
-	return vs, nil
+func (e *Engine) Deleted(ctx context.Context, dir string) ([]Version, error) {
+	return e.deletedCall(ctx, dir, 0)
 }
 
 // DeletedMax is Deleted that holds at most max paths in memory (max > 0),
 // for a caller that serves others: beneath dir more than max paths with
 // kept versions (gone or not) yield ErrTooManyEntries, and nothing else
 // is read. Its other errors are Deleted's.
-func (e *Engine) DeletedMax(ctx context.Context, dir string, max int) (_ []Version, err error) {
+func (e *Engine) DeletedMax(ctx context.Context, dir string, max int) ([]Version, error) {
+	if max <= 0 {
+		return nil, pathError("deleted", dir, fmt.Errorf("%w: max %d, want at least 1", fs.ErrInvalid, max))
+	}
+	return e.deletedCall(ctx, dir, max)
+}
+
+// deletedCall is the call Deleted (max 0) and DeletedMax make.
+func (e *Engine) deletedCall(ctx context.Context, dir string, max int) (_ []Version, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Deleted, dir)
 	defer call.End(&err)
 	clean, err := e.enter("deleted", dir, roompath.TargetAny)
@@ -329,9 +328,6 @@ func (e *Engine) DeletedMax(ctx context.Context, dir string, max int) (_ []Versi
 		return nil, err
 	}
 	defer e.inflight.Done()
-	if max <= 0 {
-		return nil, pathError("deleted", dir, fmt.Errorf("%w: max %d, want at least 1", fs.ErrInvalid, max))
-	}
 	vs, err := e.deleted(ctx, gateOf(ctx), clean, max)
 	if err != nil {
 		return nil, pathError("deleted", dir, err)
@@ -350,7 +346,7 @@ func (e *Engine) deleted(ctx context.Context, g gate, clean string, max int) ([]
 		if _, ok := newest[v.Path]; !ok && max > 0 && len(newest) == max {
 			return nil, fmt.Errorf("%w: more than %d paths with past versions", ErrTooManyEntries, max)
 		}
-		if n, ok := newest[v.Path]; !ok || v.Replaced.After(n.Replaced) || v.Replaced.Equal(n.Replaced) && v.ID > n.ID {
+		if n, ok := newest[v.Path]; !ok || newestFirst(v, n) < 0 {
 			newest[v.Path] = v
 		}
 	}
@@ -458,12 +454,16 @@ func (e *Engine) trim(ctx context.Context, clean string) {
 	if e.cfg.history.Versions == 0 || e.selfTrims || ctx.Err() != nil {
 		return
 	}
+	// Kept, not Versions: what the count needs is in a listing, and an
+	// object store's Versions may read each version's metadata too.
 	var vs []backend.Version
-	for v, err := range e.b.Versions(ctx, clean) {
+	for v, err := range e.b.Kept(ctx, clean) {
 		if err != nil {
 			return
 		}
-		vs = append(vs, v)
+		if v.Path == clean { // not a file beneath a former folder of that name
+			vs = append(vs, v)
+		}
 	}
 	if len(vs) <= e.cfg.history.Versions {
 		return
@@ -480,12 +480,7 @@ func (e *Engine) prune(ctx context.Context, p string, vs []backend.Version, now 
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, err
 	}
-	slices.SortFunc(vs, func(a, b backend.Version) int {
-		if c := b.Replaced.Compare(a.Replaced); c != 0 {
-			return c
-		}
-		return strings.Compare(b.ID, a.ID)
-	})
+	slices.SortFunc(vs, newestFirst)
 	removed, kept := 0, 0
 	var errs []error
 	seen := make(map[string]bool, len(vs))
