@@ -428,22 +428,35 @@ func (e *Engine) Expire(ctx context.Context) (_ int, err error) {
 
 // expire is Expire below dir, as of now.
 func (e *Engine) expire(ctx context.Context, dir string, now time.Time) (int, error) {
-	byPath := map[string][]backend.Version{}
-	for v, err := range e.b.Kept(ctx, dir) {
-		if err != nil {
-			return 0, err
-		}
-		byPath[v.Path] = append(byPath[v.Path], v)
-	}
+	// The stores list a path's versions together, so only one path's are
+	// held at a time. A path listed in several runs is pruned run by run,
+	// which is safe: a version past the count among some of its path's
+	// versions is past it among all.
 	removed := 0
 	var errs []error
-	for p, vs := range byPath {
-		n, err := e.prune(ctx, p, vs, now)
+	var run []backend.Version
+	flush := func() {
+		if len(run) == 0 {
+			return
+		}
+		n, err := e.prune(ctx, run[0].Path, run, now)
 		removed += n
 		if err != nil {
 			errs = append(errs, err)
 		}
+		run = run[:0]
 	}
+	for v, err := range e.b.Kept(ctx, dir) {
+		if err != nil {
+			flush()
+			return removed, errors.Join(append(errs, err)...)
+		}
+		if len(run) > 0 && run[0].Path != v.Path {
+			flush()
+		}
+		run = append(run, v)
+	}
+	flush()
 	return removed, errors.Join(errs...)
 }
 
