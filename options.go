@@ -55,6 +55,7 @@ type config struct {
 	watch        *Watch               // nil: no WithWatch
 	history      History
 	historyClock func() time.Time
+	resumable    ResumableLimits
 }
 
 func defaultConfig() config {
@@ -69,6 +70,7 @@ func defaultConfig() config {
 		handleCall:   DefaultHandleTimeout,
 		baseURL:      new(baseRef),
 		history:      History{Versions: DefaultHistoryVersions, MaxAge: DefaultHistoryAge},
+		resumable:    ResumableLimits{MaxAge: DefaultResumableAge, PerParticipant: DefaultResumablePerParticipant},
 		historyClock: time.Now,
 	}
 }
