@@ -62,6 +62,13 @@ type Engine struct {
 	expiry   *time.Timer    // runs Expire; nil without a history
 	// selfTrims: the store applies the History's count with each change.
 	selfTrims bool
+	// life ends at Shutdown, and with it the resumable writes in flight.
+	life    context.Context
+	endLife context.CancelFunc
+	// createMu makes one CreateResumable at a time; resumables orders
+	// the calls on each upload.
+	createMu   ctxMutex
+	resumables resumableLocks
 
 	mu       sync.Mutex
 	closed   bool
@@ -116,16 +123,18 @@ func New(b backend.Backend, opts ...Option) (*Engine, error) {
 		return nil, &fs.PathError{Op: "new", Path: "", Err: err}
 	}
 	e = &Engine{
-		b:       b,
-		cfg:     cfg,
-		bus:     bus,
-		id:      id,
-		tel:     tel,
-		seed:    maphash.MakeSeed(),
-		handles: map[string]*Handle{},
-		stopped: make(chan struct{}),
-		usage:   u,
+		b:        b,
+		cfg:      cfg,
+		bus:      bus,
+		id:       id,
+		tel:      tel,
+		seed:     maphash.MakeSeed(),
+		handles:  map[string]*Handle{},
+		stopped:  make(chan struct{}),
+		usage:    u,
+		createMu: newCtxMutex(),
 	}
+	e.life, e.endLife = context.WithCancel(context.Background())
 	e.selfTrims = selfTrims(b, u)
 	if u != nil {
 		if err := tel.ObserveUsage(u.snapshot, u.q.Bytes, u.q.Files); err != nil {
@@ -325,6 +334,7 @@ func (e *Engine) stop() {
 	if e.expiry != nil {
 		e.expiry.Stop()
 	}
+	e.endLife()
 	for _, h := range open {
 		_, _ = h.discard(context.Background(), fmt.Errorf("%w: engine shut down", fs.ErrClosed), "engine shut down")
 	}

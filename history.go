@@ -408,9 +408,11 @@ func (e *Engine) RestoreAll(ctx context.Context, dir string) (_ []Entry, err err
 // beyond its count for their path, those replaced longer than MaxAge
 // ago, and those left by changes that never happened (they carry the
 // current file's ETag) once they are an hour old. It returns how many it
-// removed. The engine runs it every hour; a store shared by engines that
-// come and go may run it from a command (roomstore sweep). It fails with
-// the store's error (after removing what it could) and fs.ErrClosed after
+// removed. It also removes the resumable uploads past their Expires, and
+// their bytes (not counted in n). The engine runs it every hour (with no
+// History, only for the uploads); a store shared by engines that come and
+// go may run it from a command (roomstore sweep). It fails with the
+// store's error (after removing what it could) and fs.ErrClosed after
 // Shutdown.
 func (e *Engine) Expire(ctx context.Context) (_ int, err error) {
 	ctx, call := e.tel.Start(ctx, telemetry.Expire, "")
@@ -419,8 +421,10 @@ func (e *Engine) Expire(ctx context.Context) (_ int, err error) {
 		return 0, err
 	}
 	defer e.inflight.Done()
-	n, err := e.expire(ctx, "", e.cfg.historyClock())
-	if err != nil {
+	now := e.cfg.historyClock()
+	n, err := e.expire(ctx, "", now)
+	_, uerr := e.expireResumables(ctx, now)
+	if err = errors.Join(err, uerr); err != nil {
 		return n, pathError("expire", "", err)
 	}
 	return n, nil
@@ -529,21 +533,24 @@ func (e *Engine) prune(ctx context.Context, p string, vs []backend.Version, now 
 }
 
 // expireLater runs Expire every historyExpiry in the background until
-// Shutdown, on a timer rather than a goroutine that waits.
+// Shutdown, on a timer rather than a goroutine that waits; with no
+// History, only for the resumable uploads.
 func (e *Engine) expireLater() {
-	if e.cfg.history.Versions == 0 {
-		return
-	}
 	e.expiry = time.AfterFunc(historyExpiry, func() {
 		if err := e.begin("expire", ""); err != nil {
 			return // shut down
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), historyExpiry)
-		_, err := e.expire(ctx, "", e.cfg.historyClock())
+		ctx, cancel := context.WithTimeout(e.life, historyExpiry)
+		now := e.cfg.historyClock()
+		var err error
+		if e.cfg.history.Versions > 0 {
+			_, err = e.expire(ctx, "", now)
+		}
+		_, uerr := e.expireResumables(ctx, now)
 		cancel()
 		e.inflight.Done()
-		if err != nil {
-			e.cfg.logger.Warn("roomstore: expiring past versions failed", "err", err)
+		if err = errors.Join(err, uerr); err != nil {
+			e.cfg.logger.Warn("roomstore: expiring past versions and resumable uploads failed", "err", err)
 		}
 		e.mu.Lock()
 		if !e.closed {

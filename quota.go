@@ -72,6 +72,12 @@ type Usage struct {
 	// retention removes; versions removed by another engine, or replaced
 	// behind the engines' backs, are counted exactly at the next scan.
 	Kept int64
+	// Pending is the sizes of the unfinished resumable uploads together
+	// (see CreateResumable), which a Quota's Bytes bounds with Bytes and
+	// Kept until they are committed, aborted or expired. With a Quota,
+	// the engine counts its own uploads and learns the others' engines'
+	// at each CreateResumable and scan.
+	Pending int64
 	// Quota is the engine's Quota (zero: unbounded).
 	Quota Quota
 }
@@ -90,14 +96,14 @@ func (e *Engine) Usage(ctx context.Context) (Usage, error) {
 		if err := u.scan(ctx, e); err != nil {
 			return Usage{}, pathError("usage", "", err)
 		}
-		return Usage{Bytes: u.bytes, Files: u.files, Kept: u.kept}, nil // a scan of its own
+		return Usage{Bytes: u.bytes, Files: u.files, Kept: u.kept, Pending: u.pendBytes}, nil // a scan of its own
 	}
 	if err := e.usage.ready(ctx, e); err != nil {
 		return Usage{}, pathError("usage", "", err)
 	}
 	e.usage.mu.Lock()
 	defer e.usage.mu.Unlock()
-	return Usage{Bytes: e.usage.bytes, Files: e.usage.files, Kept: e.usage.kept, Quota: e.usage.q}, nil
+	return Usage{Bytes: e.usage.bytes, Files: e.usage.files, Kept: e.usage.kept, Pending: e.usage.pendBytes, Quota: e.usage.q}, nil
 }
 
 // usage is the record of what a store with a quota holds: the size of
@@ -121,6 +127,13 @@ type usage struct {
 	// within the byte quota, so that staging never takes more disk than
 	// that.
 	staged int64
+	// pendBytes is the sizes of the unfinished resumable uploads together,
+	// pends each one's by id, and finished the ids this engine committed
+	// (or is committing), aborted or expired, which a listing of the store
+	// may still show (see pend).
+	pendBytes int64
+	pends     map[string]int64
+	finished  map[string]bool
 
 	// unsettled holds the paths of commits whose outcome is unknown (their
 	// context ended while the store had them), which the next need learns
@@ -231,6 +244,16 @@ func (u *usage) scan(ctx context.Context, e *Engine) error {
 			bytes += en.Size
 		}
 	}
+	pends := map[string]int64{}
+	now := e.cfg.historyClock()
+	for st, err := range e.b.ListStaged(ctx) {
+		if err != nil {
+			return err
+		}
+		if rec, ok := decodeRecord(st.Record); ok && !now.After(rec.Expires) {
+			pends[st.ID] = rec.Size
+		}
+	}
 	var kept int64
 	if u.history {
 		for v, err := range e.b.Kept(ctx, "") {
@@ -242,8 +265,86 @@ func (u *usage) scan(ctx context.Context, e *Engine) error {
 	}
 	u.mu.Lock()
 	u.sizes, u.bytes, u.files, u.kept = sizes, bytes, int64(len(sizes)), kept
+	u.setPendsLocked(pends)
 	u.mu.Unlock()
 	return nil
+}
+
+// setPendsLocked takes pends, the unfinished uploads a listing of the
+// store found, as the pending ones, but for those this engine finished
+// since (their ids leave finished once no listing shows them).
+func (u *usage) setPendsLocked(pends map[string]int64) {
+	for id := range u.finished {
+		if _, ok := pends[id]; ok {
+			delete(pends, id)
+		} else {
+			delete(u.finished, id)
+		}
+	}
+	u.pends, u.pendBytes = pends, 0
+	for _, n := range pends {
+		u.pendBytes += n
+	}
+}
+
+// pend checks, at CreateResumable, that the quota can hold an upload of
+// size bytes to p (replacing the file there with replace) beside the
+// unfinished uploads listed (pends, by id), and counts the new upload id
+// as pending until unpend.
+func (u *usage) pend(ctx context.Context, e *Engine, id, p string, size int64, replace bool, pends map[string]int64) error {
+	if err := u.ready(ctx, e); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.setPendsLocked(pends)
+	if err := u.fitsLocked(p, size, replace); err != nil {
+		return err
+	}
+	u.pends[id] = size
+	u.pendBytes += size
+	return nil
+}
+
+// unpend stops counting upload id as pending: committed, aborted or
+// expired.
+func (u *usage) unpend(id string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.finished == nil {
+		u.finished = map[string]bool{}
+	}
+	u.finished[id] = true
+	if n, ok := u.pends[id]; ok {
+		u.pendBytes -= n
+		delete(u.pends, id)
+	}
+}
+
+// repend counts upload id of size bytes as pending again, after a commit
+// of it that failed.
+func (u *usage) repend(id string, size int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.finished, id)
+	if u.pends == nil {
+		u.pends = map[string]int64{}
+	}
+	if _, ok := u.pends[id]; !ok {
+		u.pends[id] = size
+		u.pendBytes += size
+	}
+}
+
+// reservePending is reserve for the commit of upload id: its pending
+// bytes become those of a commit in flight.
+func (u *usage) reservePending(ctx context.Context, e *Engine, id, p string, size int64, replace bool) (func(), error) {
+	u.unpend(id)
+	release, err := u.reserve(ctx, e, p, size, replace)
+	if err != nil {
+		u.repend(id, size)
+	}
+	return release, err
 }
 
 // forgot counts a kept version of size bytes removed.
@@ -337,7 +438,7 @@ func (u *usage) fitsLocked(p string, size int64, replace bool) error {
 	if !replace {
 		size += old // an append adds to what is there
 	}
-	bytes := u.bytes + u.kept + u.inBytes - old + size
+	bytes := u.bytes + u.kept + u.pendBytes + u.inBytes - old + size
 	if u.history {
 		bytes += old // kept, not freed
 	}

@@ -163,6 +163,9 @@ type Backend interface {
 
 	// History keeps the past versions that changes asked to keep.
 	History
+
+	// Staging keeps resumable uploads until they become files.
+	Staging
 }
 
 // Writer stages bytes for one file. It is used by one goroutine at a time;

@@ -39,6 +39,8 @@ type fsLocks struct {
 	// osPaths holds the OS path of each stripe's lock file once it is
 	// known to be an OS file; each is guarded by its stripe.
 	osPaths [lockStripes]string
+	// uploads are the locks of staged uploads (see staged.go).
+	uploads uploadLocks
 }
 
 func newFSLocks() *fsLocks {

@@ -17,21 +17,26 @@ import (
 	"github.com/roomstore/roomstore/roompath"
 )
 
-// leftovers lists the temporaries under an afero store's reserved folder.
+// leftovers lists the temporaries under an afero store's reserved
+// folder, and the folders of staged uploads.
 func leftovers(t *testing.T, b backend.Backend) []string {
-	f, err := b.(*backend_disk.Afero).Fs().Open(roompath.ReservedPrefix + "/tmp")
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+	var out []string
+	for _, dir := range []string{"/tmp", "/uploads"} {
+		f, err := b.(*backend_disk.Afero).Fs().Open(roompath.ReservedPrefix + dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("open %s: %v", dir, err)
+		}
+		names, err := f.Readdirnames(-1)
+		f.Close()
+		if err != nil {
+			t.Fatalf("list %s: %v", dir, err)
+		}
+		out = append(out, names...)
 	}
-	if err != nil {
-		t.Fatalf("open the temporaries' folder: %v", err)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		t.Fatalf("list the temporaries: %v", err)
-	}
-	return names
+	return out
 }
 
 // closing closes b when the test ends.

@@ -10,17 +10,20 @@ type Op string
 
 // The operations a Fault can target.
 const (
-	OpStat    Op = "stat"
-	OpCreate  Op = "create"  // Create, before a writer exists
-	OpAppend  Op = "append"  // Append, before a writer exists
-	OpWrite   Op = "write"   // Writer.Write
-	OpCommit  Op = "commit"  // Writer.Commit, before anything changes
-	OpRead    Op = "read"    // Read
-	OpList    Op = "list"    // List
-	OpRemove  Op = "remove"  // Remove, before anything changes
-	OpPresign Op = "presign" // Presign
-	OpMove    Op = "move"    // Move, before anything changes
-	OpHistory Op = "history" // Versions, Kept, ReadVersion, Forget
+	OpStat         Op = "stat"
+	OpCreate       Op = "create"        // Create, before a writer exists
+	OpAppend       Op = "append"        // Append, before a writer exists
+	OpWrite        Op = "write"         // Writer.Write
+	OpCommit       Op = "commit"        // Writer.Commit, before anything changes
+	OpRead         Op = "read"          // Read
+	OpList         Op = "list"          // List
+	OpRemove       Op = "remove"        // Remove, before anything changes
+	OpPresign      Op = "presign"       // Presign
+	OpMove         Op = "move"          // Move, before anything changes
+	OpHistory      Op = "history"       // Versions, Kept, ReadVersion, Forget
+	OpStaged       Op = "staged"        // Stage, Staged, Restage, RemoveStaged, ListStaged
+	OpAppendStaged Op = "append_staged" // AppendStaged, before a byte is read
+	OpCommitStaged Op = "commit_staged" // CommitStaged, before anything changes
 )
 
 // Fault makes an operation fail, so that code built on roomstore can test

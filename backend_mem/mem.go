@@ -151,6 +151,8 @@ type Backend struct {
 
 	kept    map[string][]*kept // past versions by path (see Keep)
 	keptSeq uint64
+
+	uploads map[string]*upload // staged uploads by id (see staged.go)
 }
 
 type folder struct {
@@ -479,42 +481,49 @@ func (w *writer) Commit(ctx context.Context) (backend.Info, error) {
 	b := w.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	f, name, err := b.mkdirs(w.path)
+	staged := w.staged
+	w.staged = chunks{}
+	return b.commitLocked(w.path, staged, w.exclusive, w.append, w.pre, w.keep)
+}
+
+// commitLocked makes staged the file at path (appended to the file there
+// with app; refused where one is with exclusive), under pre, keeping the
+// version replaced as keep asks. The caller holds b.mu for writing.
+func (b *Backend) commitLocked(path string, staged chunks, exclusive, app bool, pre backend.Precondition, keep *backend.Keep) (backend.Info, error) {
+	f, name, err := b.mkdirs(path)
 	if err != nil {
 		return backend.Info{}, err
 	}
 	if f.folders[name] != nil {
 		return backend.Info{}, backend.ErrIsFolder
 	}
-	staged := w.staged
-	w.staged = chunks{}
 	old := f.files[name]
 	etag := ""
 	if old != nil {
-		etag = info(w.path, old).ETag
+		etag = info(path, old).ETag
 	}
-	if err := w.pre.Check(old != nil, etag); err != nil {
-		b.prune(w.path)
+	if err := pre.Check(old != nil, etag); err != nil {
+		b.prune(path)
 		return backend.Info{}, err
 	}
 	if old != nil {
 		switch {
-		case w.exclusive:
-			b.prune(w.path)
+		case exclusive:
+			b.prune(path)
 			return backend.Info{}, fs.ErrExist
-		case w.append:
+		case app:
 			staged = staged.onto(old)
 		}
 	}
 	b.gen++
 	o := &object{chunks: staged.list, size: staged.size, mod: time.Now(), gen: b.gen}
 	reason := backend.ReasonOverwritten
-	if w.append {
+	if app {
 		reason = backend.ReasonAppended
 	}
-	b.keepLocked(w.path, old, w.keep, reason, o.mod)
+	b.keepLocked(path, old, keep, reason, o.mod)
 	f.files[name] = o
-	return info(w.path, o), nil
+	return info(path, o), nil
 }
 
 func (w *writer) Abort(context.Context) error {
@@ -556,5 +565,5 @@ func (b *Backend) Close() error {
 func (b *Backend) empty() bool {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	return len(b.root.files) == 0 && len(b.root.folders) == 0 && len(b.kept) == 0
+	return len(b.root.files) == 0 && len(b.root.folders) == 0 && len(b.kept) == 0 && len(b.uploads) == 0
 }

@@ -24,6 +24,7 @@ func runEngine(t *testing.T, h Harness) {
 	t.Run("quota", func(t *testing.T) { cases(t, h, quotaCases) })
 	t.Run("preconditions", func(t *testing.T) { cases(t, h, preconditionCases) })
 	t.Run("history", func(t *testing.T) { cases(t, h, historyCases) })
+	t.Run("resumable", func(t *testing.T) { cases(t, h, resumableCases) })
 	t.Run("streams", func(t *testing.T) { cases(t, h, streamCases(h)) })
 	t.Run("events", func(t *testing.T) { cases(t, h, eventCases) })
 	t.Run("outside", func(t *testing.T) { cases(t, h, outsideCases) })

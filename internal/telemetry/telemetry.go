@@ -116,6 +116,11 @@ const (
 	Deleted
 	RestoreAll
 	Expire
+	CreateResumable
+	ResumableState // Engine.Resumable
+	WriteResumable
+	CommitResumable
+	AbortResumable
 	NumOps // the number of operations
 )
 
@@ -127,6 +132,8 @@ var opNames = [NumOps]string{
 	FSOpen: "fs_open", FSStat: "fs_stat", FSReadDir: "fs_read_dir", FSReadFile: "fs_read_file",
 	Versions: "versions", OpenVersion: "open_version", Restore: "restore", Deleted: "deleted",
 	RestoreAll: "restore_all", Expire: "expire",
+	CreateResumable: "create_resumable", ResumableState: "resumable", WriteResumable: "write_resumable",
+	CommitResumable: "commit_resumable", AbortResumable: "abort_resumable",
 }
 
 var spanNames = func() (s [NumOps]string) {
