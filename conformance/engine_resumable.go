@@ -154,6 +154,25 @@ var resumableCases = []tcase{
 		noErr(t, "CommitResumable", err)
 		e.mustContain(t, "f.txt", []byte("helloworld"))
 	}},
+	{"an upload of several parts written in pieces across part bounds commits byte-exact", func(t *testing.T, h Harness) {
+		e := fresh(t, h)
+		part := h.partSize()
+		data := pattern(2*part+12345, 5)
+		r := e.create(t, "big.bin", int64(len(data)), roomstore.ResumableOptions{})
+		r = e.send(t, r.ID, 0, data[:part+7])
+		cut := &cutReader{data: data[part+7 : part+7+100<<10]}
+		got, err := e.WriteResumable(e.ctx, r.ID, r.Offset, cut)
+		if !errors.Is(err, errCut) || got.Offset != int64(part+7+100<<10) {
+			t.Fatalf("a cut write: %+v, %v", got, err)
+		}
+		e.send(t, r.ID, got.Offset, data[got.Offset:])
+		en, err := e.CommitResumable(e.ctx, r.ID)
+		noErr(t, "CommitResumable", err)
+		if en.Size != int64(len(data)) {
+			t.Fatalf("CommitResumable = %+v", en)
+		}
+		e.mustContain(t, "big.bin", data)
+	}},
 	{"an empty upload commits an empty file", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
 		r := e.create(t, "empty", 0, roomstore.ResumableOptions{})
