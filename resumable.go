@@ -76,15 +76,23 @@ type ResumableOptions struct {
 
 // Resumable is the state of a resumable upload.
 type Resumable struct {
-	ID          string
-	Path        string
-	Size        int64
-	Offset      int64 // the bytes kept so far
-	Overwrite   bool
-	Participant string // who created it (WithParticipant)
+	// ID names the upload: 22 URL-safe characters, 128 random bits.
+	ID string
+	// Path is where the commit puts the file (clean).
+	Path string
+	// Size is the upload's length in bytes, fixed at creation.
+	Size int64
+	// Offset is how many bytes the store holds so far.
+	Offset    int64
+	Overwrite bool
+	// Participant is who created it (WithParticipant).
+	Participant string
 	Metadata    map[string]string
 	Created     time.Time
-	Expires     time.Time // when Expire removes it, unless written before
+	// Expires is when the upload expires, unless written before:
+	// ResumableLimits.MaxAge after its creation or its last write, by the
+	// engine's clock (WithHistoryClock).
+	Expires time.Time
 }
 
 // resumableIDLen is the length of an upload's ID: 16 random bytes in
@@ -242,7 +250,15 @@ func (e *Engine) CreateResumable(ctx context.Context, p string, opts ResumableOp
 		Path: clean, Size: opts.Size, Overwrite: opts.Overwrite, Participant: who,
 		Metadata: maps.Clone(opts.Metadata), Created: now, Expires: now.Add(e.cfg.resumable.MaxAge),
 	}
-	if err := e.b.Stage(ctx, id, encodeRecord(rec)); err != nil {
+	enc := encodeRecord(rec)
+	if len(enc) > backend.MaxStagedRecord {
+		// Metadata of control characters, escaped, or a long participant.
+		if e.usage != nil {
+			e.usage.unpend(id)
+		}
+		return fail(fmt.Errorf("%w: the upload's description takes %d bytes, at most %d", fs.ErrInvalid, len(enc), backend.MaxStagedRecord))
+	}
+	if err := e.b.Stage(ctx, id, enc); err != nil {
 		if e.usage != nil {
 			e.usage.unpend(id)
 		}
@@ -349,7 +365,10 @@ func (e *Engine) Resumable(ctx context.Context, id string) (_ Resumable, err err
 // yields before an error (or before ctx ends, or Shutdown) are kept: a
 // cut connection loses nothing it delivered, and the state returned with
 // the error says how many were kept (Offset); with a disk store's fsync,
-// those bytes are on stable storage. Bytes past the upload's Size fail
+// those bytes are on stable storage. ctx and Shutdown stop the write at
+// its next read of r; a read that blocks is not interrupted (as with
+// Upload), so give r a deadline of its own where it can block (a request
+// body is ended by its server). Bytes past the upload's Size fail
 // with fs.ErrInvalid, those that fit being kept. It does not commit (see
 // CommitResumable). Errors also as Resumable's (then the state returned
 // is zero), r's own (wrapped), and the store's.
@@ -388,6 +407,8 @@ func (e *Engine) WriteResumable(ctx context.Context, id string, offset int64, r 
 	call.SetBytes(n)
 	if n > 0 {
 		e.tel.BytesWritten(ctx, telemetry.WriteResumable, n)
+	}
+	if !errors.Is(werr, fs.ErrNotExist) {
 		rec.Expires = e.cfg.historyClock().Add(e.cfg.resumable.MaxAge)
 		// On the caller's context still if it has ended: the bytes are
 		// kept, and so should be the time they buy.
