@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -343,6 +344,62 @@ var resumableCases = []tcase{
 		e2.mustContain(t, "shared.bin", data)
 		_, err = e2.CommitResumable(e2.ctx, r.ID)
 		wantErr(t, "a second commit on the other engine", err, fs.ErrNotExist)
+	}},
+	{"of two engines writing at one offset, one keeps its bytes and the other conflicts", func(t *testing.T, h Harness) {
+		b := h.New(t)
+		e1 := newEnv(t, b)
+		e2 := newEnv(t, h.Reopen(t, b))
+		a, c := pattern(64<<10, 6), pattern(64<<10, 7)
+		r := e1.create(t, "race.bin", int64(len(a)), roomstore.ResumableOptions{})
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, w := range []struct {
+			e    *env
+			data []byte
+		}{{e1, a}, {e2, c}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = w.e.WriteResumable(w.e.ctx, r.ID, 0, bytes.NewReader(w.data))
+			}()
+		}
+		wg.Wait()
+		won := -1
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				if won >= 0 {
+					t.Fatalf("both writes at offset 0 succeeded")
+				}
+				won = i
+			case !errors.Is(err, roomstore.ErrConflict):
+				t.Fatalf("the losing write: %v, want ErrConflict", err)
+			}
+		}
+		if won < 0 {
+			t.Fatalf("no write won: %v", errs)
+		}
+		_, err := e2.CommitResumable(e2.ctx, r.ID)
+		noErr(t, "CommitResumable", err)
+		e1.mustContain(t, "race.bin", [][]byte{a, c}[won])
+	}},
+	{"a scan never tells of an upload, and its commit is told once", func(t *testing.T, h Harness) {
+		e := watched(t, h)
+		r := e.create(t, "w/f.txt", 3, roomstore.ResumableOptions{})
+		e.send(t, r.ID, 0, []byte("abc"))
+		other := newEnv(t, h.Reopen(t, e.b))
+		o := other.create(t, "w/g.txt", 1, roomstore.ResumableOptions{})
+		other.send(t, o.ID, 0, []byte("g"))
+		noErr(t, "Scan", e.Scan(t.Context()))
+		e.none(t, "a scan with uploads in the store")
+		_, err := e.CommitResumable(e.ctx, r.ID)
+		noErr(t, "CommitResumable", err)
+		noErr(t, "Scan", e.Scan(t.Context()))
+		e.barrier(t)
+		if got, want := fileEvents(e), []string{"file.updated w/f.txt by alice"}; !slices.Equal(got, want) {
+			t.Fatalf("events %q, want %q", got, want)
+		}
+		noErr(t, "AbortResumable", other.AbortResumable(other.ctx, o.ID))
 	}},
 	{"a bad id names no upload", func(t *testing.T, h Harness) {
 		e := fresh(t, h)
