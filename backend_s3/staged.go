@@ -18,15 +18,19 @@ import (
 
 // Staged uploads (backend.Staging) are objects under
 // .roomstore/uploads/<id>/ (see objstore.Staging): an append puts its
-// bytes in parts of the backend's part size (so an append holds at most
-// one part in memory), and the commit makes them the file with one
-// multipart upload, copying every part of at least MinPartSize on the
-// server (UploadPartCopy) and reading through the backend only the small
-// parts (the tail of each append) and what joins them to the next part.
+// bytes in parts of the backend's part size plus MinPartSize (what an
+// append holds in memory at most), and the commit makes them the file
+// with one multipart upload, copying the parts on the server
+// (UploadPartCopy) and reading through the backend only the small ones
+// (the tail of each append) and the MinPartSize bytes at most that join
+// each to the next part.
 
 // staging is the store's objstore.Staging.
 func (b *Backend) staging() objstore.Staging {
-	return objstore.Staging{Objects: stagedObjects{b}, PartSize: int(b.partSize)}
+	// A part is larger than a multipart part by MinPartSize, so that a
+	// commit that must fill a part from a small one before it (the tail
+	// of an append) still copies the rest of the next on the server.
+	return objstore.Staging{Objects: stagedObjects{b}, PartSize: int(b.partSize + MinPartSize)}
 }
 
 // stagedObjects is the Backend as objstore.Staging sees it.
@@ -154,13 +158,17 @@ func (b *Backend) CommitStaged(ctx context.Context, id, path string, opts backen
 	return info, nil
 }
 
-// commitParts writes parts into w and commits it.
+// commitParts writes parts into w and commits it. Every part of the
+// multipart upload but the last must hold MinPartSize bytes: a small
+// staged part is read into the part being buffered, which the start of
+// the next staged part then fills to MinPartSize, and the rest of that
+// one, when it is MinPartSize or more, is copied on the server.
 func (b *Backend) commitParts(ctx context.Context, w *createWriter, parts []objstore.Part) (backend.Info, error) {
 	s := &w.s
 	for _, p := range parts {
-		var through int64 // read through, to fill the part being buffered
-		if len(s.buf) > 0 {
-			through = min(p.Size, b.partSize-int64(len(s.buf)))
+		var through int64 // read through the engine
+		if n := int64(len(s.buf)); n > 0 && n < MinPartSize {
+			through = min(p.Size, MinPartSize-n)
 		}
 		if p.Size-through < MinPartSize {
 			through = p.Size
@@ -170,15 +178,19 @@ func (b *Backend) commitParts(ctx context.Context, w *createWriter, parts []objs
 				return backend.Info{}, err
 			}
 		}
-		if rest := p.Size - through; rest > 0 {
-			if len(s.buf) != 0 {
-				return backend.Info{}, backend.Errorf(nil, nil, "part buffer not empty before a copied part")
-			}
-			if err := s.copyParts(ctx, b.key(p.Key), nil, through, rest); err != nil {
+		rest := p.Size - through
+		if rest == 0 {
+			continue
+		}
+		if len(s.buf) > 0 { // MinPartSize or more by now
+			if err := s.flush(ctx); err != nil {
 				return backend.Info{}, classify(err)
 			}
-			s.uploaded += rest
 		}
+		if err := s.copyParts(ctx, b.key(p.Key), nil, through, rest); err != nil {
+			return backend.Info{}, classify(err)
+		}
+		s.uploaded += rest
 	}
 	return w.Commit(ctx)
 }
