@@ -18,8 +18,8 @@ import (
 // Staged uploads (backend.Staging) are objects under
 // .roomstore/uploads/<id>/ (see objstore.Staging): an append puts its
 // bytes in parts of the backend's chunk size (so an append holds at most
-// one chunk in memory), and the commit streams them through a Writer of
-// Create, which reads each part once and uploads it again.
+// one chunk in memory), and the commit composes them on the server into
+// the file, no byte crossing the backend again.
 
 // staging is the store's objstore.Staging.
 func (b *Backend) staging() objstore.Staging {
@@ -142,9 +142,15 @@ func (b *Backend) ListStaged(ctx context.Context) iter.Seq2[backend.Staged, erro
 	return b.staging().ListStaged(ctx)
 }
 
-// CommitStaged implements backend.Staging: the parts, read in order,
-// become the file through a Writer of Create (so with its preconditions
-// and its kept version).
+// maxCompose is the most sources one compose request takes.
+const maxCompose = 32
+
+// CommitStaged implements backend.Staging: the parts are composed on the
+// server into the file (in rounds of temporaries when there are more
+// than maxCompose), with the conditions of a Writer of Create: no file
+// for Exclusive, the version replaced, which is kept first, for Keep.
+// Other preconditions, which the Engine never asks of an upload, go
+// through a Writer of Create, the parts read and written again.
 func (b *Backend) CommitStaged(ctx context.Context, id, path string, opts backend.WriteOptions) (backend.Info, error) {
 	st := b.staging()
 	if _, err := st.Staged(ctx, id); err != nil {
@@ -154,13 +160,14 @@ func (b *Backend) CommitStaged(ctx context.Context, id, path string, opts backen
 	if err != nil {
 		return backend.Info{}, err
 	}
-	w, err := b.Create(ctx, path, opts)
+	var info backend.Info
+	if g, _ := guardFor(opts); len(parts) == 0 || g == guardMatch || g == guardNever {
+		info, err = b.streamParts(ctx, path, opts, parts)
+	} else {
+		info, err = b.composeParts(ctx, path, opts, g, parts)
+	}
 	if err != nil {
 		return backend.Info{}, err
-	}
-	info, err := b.commitParts(ctx, w, parts)
-	if err != nil {
-		return backend.Info{}, errors.Join(err, w.Abort(ctx))
 	}
 	// Committed: what is left of the upload is only to be removed, and a
 	// failure here leaves parts without a record, which expire.
@@ -170,8 +177,122 @@ func (b *Backend) CommitStaged(ctx context.Context, id, path string, opts backen
 	return info, nil
 }
 
-// commitParts writes parts into w and commits it.
-func (b *Backend) commitParts(ctx context.Context, w backend.Writer, parts []objstore.Part) (backend.Info, error) {
+// composeParts composes parts into the file at path under the
+// conditions of g (guardNone, guardNew or guardFound).
+func (b *Backend) composeParts(ctx context.Context, path string, opts backend.WriteOptions, g guard, parts []objstore.Part) (backend.Info, error) {
+	srcs := make([]*storage.ObjectHandle, len(parts))
+	for i, p := range parts {
+		srcs[i] = b.bucket.Object(b.key(p.Key))
+	}
+	var temps []*storage.ObjectHandle
+	defer func() {
+		cctx, cancel := cleanup.Once(ctx)
+		defer cancel()
+		for _, t := range temps {
+			_ = t.Delete(cctx)
+		}
+	}()
+	for len(srcs) > maxCompose {
+		var next []*storage.ObjectHandle
+		for i := 0; i < len(srcs); i += maxCompose {
+			t := b.bucket.Object(b.tempName(newID()))
+			temps = append(temps, t)
+			// Nobody else knows the name: sending it again is safe.
+			if _, err := retryable(t, storage.WithPolicy(storage.RetryAlways)).ComposerFrom(srcs[i:min(i+maxCompose, len(srcs))]...).Run(ctx); err != nil {
+				return backend.Info{}, classify(err)
+			}
+			next = append(next, t)
+		}
+		srcs = next
+	}
+	obj := b.bucket.Object(b.key(path))
+	marker := newID()
+	cur := func() (*storage.ObjectAttrs, error) {
+		a, err := obj.Attrs(ctx)
+		if isNotExist(err) {
+			return nil, nil
+		}
+		return a, classify(err)
+	}
+	var conds *storage.Conditions
+	var k *kept
+	switch g {
+	case guardNew:
+		// Asked first too: a server that ignores a compose's conditions
+		// (the emulator) still refuses what is there already.
+		a, err := cur()
+		if err != nil {
+			return backend.Info{}, err
+		}
+		if a != nil {
+			return backend.Info{}, withKind(fs.ErrExist, nil, "a file is at the path")
+		}
+		conds = &storage.Conditions{DoesNotExist: true}
+	case guardFound:
+		base, err := cur()
+		if err != nil {
+			return backend.Info{}, err
+		}
+		if err := check(opts.Precondition, base); err != nil {
+			return backend.Info{}, err
+		}
+		if base == nil {
+			conds = &storage.Conditions{DoesNotExist: true}
+		} else {
+			conds = &storage.Conditions{GenerationMatch: base.Generation}
+		}
+		k, err = b.keep(ctx, path, base, opts.Keep, backend.ReasonOverwritten)
+		if errors.Is(err, errVersionGone) {
+			return backend.Info{}, conflict("the file changed before the commit", nil)
+		}
+		if err != nil {
+			return backend.Info{}, err
+		}
+	}
+	dst := obj
+	if conds != nil {
+		dst = obj.If(*conds)
+	}
+	c := dst.ComposerFrom(srcs...)
+	c.ContentType = opts.ContentType
+	c.Metadata = map[string]string{markerKey: marker}
+	a, err := c.Run(ctx)
+	switch {
+	case err == nil:
+		return fileInfo(path, a), nil
+	case isPrecondition(err):
+		// Ours, composed by a try whose answer was lost, or another's.
+		cctx, cancel := cleanup.Once(ctx)
+		own, aerr := obj.Attrs(cctx)
+		cancel()
+		if aerr == nil && own.Metadata[markerKey] == marker {
+			return fileInfo(path, own), nil
+		}
+		b.forget(ctx, k)
+		if g == guardNew {
+			return backend.Info{}, withKind(fs.ErrExist, err, "a file appeared at the path")
+		}
+		return backend.Info{}, conflict("the file changed during the commit", err)
+	}
+	// The compose may have landed: k stays.
+	return backend.Info{}, classify(err)
+}
+
+// streamParts writes parts, read in order, through a Writer of Create.
+func (b *Backend) streamParts(ctx context.Context, path string, opts backend.WriteOptions, parts []objstore.Part) (backend.Info, error) {
+	w, err := b.Create(ctx, path, opts)
+	if err != nil {
+		return backend.Info{}, err
+	}
+	info, err := b.writeParts(ctx, w, parts)
+	if err != nil {
+		return backend.Info{}, errors.Join(err, w.Abort(ctx))
+	}
+	return info, nil
+}
+
+// writeParts writes parts into w and commits it.
+func (b *Backend) writeParts(ctx context.Context, w backend.Writer, parts []objstore.Part) (backend.Info, error) {
 	buf := make([]byte, 1<<20)
 	for _, p := range parts {
 		r, err := b.bucket.Object(b.key(p.Key)).NewReader(ctx)
