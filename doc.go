@@ -2,6 +2,7 @@
 // shared space of participants in a collaboration server) a file store with
 // one small API (Exists, Stat, Open/Write/Close, Upload, Download,
 // OpenReader, DownloadURL, ServeFile, List, Walk, Delete, RemoveAll, Move,
+// resumable uploads (CreateResumable, WriteResumable, CommitResumable),
 // and the io/fs view FS) and file events, over interchangeable backends:
 // local disk (package backend_disk), S3, GCS, or memory. OpenURL picks the backend from a URL:
 // "mem://", "file:///var/lib/rooms/r1", "s3://bucket/prefix",
@@ -59,7 +60,8 @@
 // read and write. Every call made with it asks the policy first (Read for
 // Exists, Stat, List, Walk, FS, Download, OpenReader, ServeFile and
 // DownloadURL; Write for Open and again at Close, Upload, Delete, every
-// file of a RemoveAll and every file of a Move at both its paths) and a
+// file of a RemoveAll and every file of a Move at both its paths, and
+// every call on a resumable upload, of its path) and a
 // refusal is an *AccessError that changes nothing: a RemoveAll or a
 // folder's Move that would touch one file the policy refuses touches
 // none. List, Walk and FS show only what the policy lets be read, a folder
@@ -103,7 +105,9 @@
 // Walk (one range over it), ServeFile, a request to Handler (serve_url),
 // the FS view's Open, Stat, ReadDir and ReadFile (fs_open, fs_stat,
 // fs_read_dir, fs_read_file), and the history's Versions, OpenVersion
-// (until the Reader's Close), Restore, Deleted, RestoreAll and Expire; operations are named in snake case
+// (until the Reader's Close), Restore, Deleted, RestoreAll and Expire,
+// and the resumable uploads' CreateResumable, Resumable (resumable),
+// WriteResumable, CommitResumable and AbortResumable; operations are named in snake case
 // (download_url, open_reader, remove_all). A composite call (Upload,
 // RemoveAll, a folder's Move) counts once, its steps not at all. Its
 // outcome comes from its error: ok, not_exist, exist, invalid, is_folder,
