@@ -417,11 +417,18 @@ func (a *Afero) RemoveStaged(ctx context.Context, id string) error {
 		}
 		return err
 	}
-	a.removeUpload(dir)
-	if _, err := a.lstatOne(dir); err == nil {
-		return backend.Errorf(backend.ErrStoreUnavailable, nil, "cannot remove an upload's folder")
+	// A record being put meanwhile (by a write of another process) may
+	// refill the folder: removed again.
+	for attempt := 0; ; attempt++ {
+		a.removeUpload(dir)
+		_, err := a.lstatOne(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil
+		case attempt == 2:
+			return backend.Errorf(backend.ErrStoreUnavailable, err, "cannot remove an upload's folder")
+		}
 	}
-	return nil
 }
 
 // ListStaged implements backend.Staging: one read of the uploads' folder,
