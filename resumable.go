@@ -405,9 +405,6 @@ func (e *Engine) WriteResumable(ctx context.Context, id string, offset int64, r 
 	lr := &sizedReader{r: r, left: rec.Size - offset}
 	n, werr := e.b.AppendStaged(ctx, id, offset, lr)
 	call.SetBytes(n)
-	if n > 0 {
-		e.tel.BytesWritten(ctx, telemetry.WriteResumable, n)
-	}
 	if !errors.Is(werr, fs.ErrNotExist) {
 		rec.Expires = e.cfg.historyClock().Add(e.cfg.resumable.MaxAge)
 		// On the caller's context still if it has ended: the bytes are
@@ -529,8 +526,8 @@ func (e *Engine) CommitResumable(ctx context.Context, id string) (_ Entry, err e
 		defer release()
 	}
 	wopts := backend.WriteOptions{Exclusive: !rec.Overwrite, ContentType: mimeTypeByExt(rec.Path), Keep: e.keep(ctx, backend.ReasonOverwritten)}
-	e.tel.Attempt(ctx, telemetry.CommitResumable, false, false)
 	info, err := e.b.CommitStaged(ctx, id, rec.Path, wopts)
+	e.tel.Attempt(ctx, telemetry.CommitResumable, errors.Is(err, ErrConflict), false)
 	if err != nil {
 		if e.usage != nil {
 			e.usage.repend(id, rec.Size)

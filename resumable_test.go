@@ -141,3 +141,54 @@ func TestShutdownStopsAResumableWriteInFlight(t *testing.T) {
 		t.Fatalf("%d uploads after the abort", n)
 	}
 }
+
+// The calls on a resumable upload are counted under their operations,
+// and its bytes once, when the commit makes them a file.
+func TestResumableCallsAreCounted(t *testing.T) {
+	e, err := roomstore.New(backend_mem.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	ctx := t.Context()
+	r, err := e.CreateResumable(ctx, "f", roomstore.ResumableOptions{Size: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range []string{"abc", "def"} {
+		st, err := e.Resumable(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.WriteResumable(ctx, r.ID, st.Offset, strings.NewReader(part)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.WriteResumable(ctx, r.ID, 0, strings.NewReader("x")); !errors.Is(err, roomstore.ErrConflict) {
+		t.Fatalf("a stale write: %v", err)
+	}
+	if _, err := e.CommitResumable(ctx, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.AbortResumable(ctx, r.ID); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("an abort of a committed upload: %v", err)
+	}
+	s := e.Stats()
+	want := map[string]map[string]uint64{
+		"create_resumable": {"ok": 1},
+		"resumable":        {"ok": 2},
+		"write_resumable":  {"ok": 2, "conflict": 1},
+		"commit_resumable": {"ok": 1},
+		"abort_resumable":  {"not_exist": 1},
+	}
+	for op, outcomes := range want {
+		for o, n := range outcomes {
+			if got := s.Calls[op][o]; got != n {
+				t.Errorf("Calls[%q][%q] = %d, want %d", op, o, got, n)
+			}
+		}
+	}
+	if s.BytesWritten != 6 || s.CommitAttempts != 1 || s.EventsPublished != 1 {
+		t.Errorf("BytesWritten %d, CommitAttempts %d, EventsPublished %d; want 6, 1, 1", s.BytesWritten, s.CommitAttempts, s.EventsPublished)
+	}
+}

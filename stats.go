@@ -16,8 +16,9 @@ type Stats struct {
 	// metrics' roomstore.operation and roomstore.outcome attributes;
 	// those with no call are absent.
 	Calls map[string]map[string]uint64
-	// BytesWritten counts the bytes that Close and Upload committed (the
-	// handle's own bytes, not the file's earlier content).
+	// BytesWritten counts the bytes that Close, Upload and
+	// CommitResumable committed (the handle's or the upload's own bytes,
+	// not the file's earlier content).
 	BytesWritten uint64
 	// BytesRead counts the bytes returned to callers: by Download,
 	// OpenReader's Readers (counted at their Close), the FS view
