@@ -42,6 +42,10 @@ func crashChild(dir string) {
 		crashHistoryChild(dir)
 		return
 	}
+	if os.Getenv("ROOMSTORE_CRASH_RESUMABLE") == "1" {
+		crashUploadChild(dir)
+		return
+	}
 	ctx := context.Background()
 	fsync := os.Getenv("ROOMSTORE_CRASH_FSYNC") == "1"
 	b, err := openDisk(os.Getenv("ROOMSTORE_CRASH_STORE"), dir, fsync)
