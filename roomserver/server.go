@@ -169,6 +169,10 @@ type Options struct {
 	// its query, which behind a proxy that terminates TLS, or below a
 	// prefix, is not the URL the participant reached: set PublicURL there.
 	PublicURL string
+	// MaxUploadLength bounds the length of one resumable upload (Uploads;
+	// default 64 GiB): a larger Upload-Length is refused with 413 before
+	// anything is created. The room's Quota bounds it too, where set.
+	MaxUploadLength int64
 	// Compression accepts permessage-deflate (without context takeover,
 	// so that a connection keeps no compressor between messages) from
 	// clients that offer it. Off by default: the newest clients offer it
@@ -223,6 +227,9 @@ func (o *Options) defaults() {
 	def(&o.PingTimeout, 10*time.Second)
 	def(&o.WriteTimeout, 30*time.Second)
 	def(&o.StreamIdle, 2*time.Minute)
+	if o.MaxUploadLength <= 0 {
+		o.MaxUploadLength = 64 << 30
+	}
 }
 
 // Server serves rooms over the MeshAgent room protocol. It is an
@@ -236,6 +243,7 @@ type Server struct {
 	mu      sync.Mutex
 	rooms   map[string]*room
 	conns   map[*conn]struct{}
+	tus     map[*tusRequest]struct{} // the tus requests being served (Uploads)
 	closed  bool
 	drain   chan struct{}  // closed when Shutdown begins
 	wg      sync.WaitGroup // connections and room shutdowns
@@ -501,6 +509,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		wait.Go(func() { c.drainStreams(ctx) })
 	}
+	wait.Go(func() { s.drainUploads(ctx) })
 	wait.Wait()
 	s.stopOnce.Do(func() { go s.stop() })
 	select {
@@ -526,6 +535,7 @@ func (s *Server) stop() {
 		closing.Go(func() { c.closeAfterQueued(websocket.StatusGoingAway, "server shutting down") })
 	}
 	closing.Wait()
+	s.cutUploads()
 	s.wg.Wait()
 	s.stopErr = s.closeRooms(context.Background())
 	s.metrics() // the server's series end with it
