@@ -345,6 +345,7 @@ func newPutCmd(sf *storeFlags) *cobra.Command {
 	var (
 		overwrite, exclusive bool
 		cond                 conditions
+		threshold            int64
 	)
 	cmd := fileCmd(sf, "put LOCAL|- PATH [--overwrite|--exclusive|--if-match ETAG|--if-none-match ETAG|*]", "Upload a local file (or stdin) to PATH",
 		`put uploads the local file LOCAL, or standard input for "-", to the file
@@ -368,6 +369,17 @@ nothing. --if-none-match * writes only while no file is there (as
 --exclusive, but exit status 3), --if-none-match ETAG only while the file
 is not that version. Either implies --overwrite when it holds. A replaced
 version is kept (see roomstore versions).
+
+To a room server (--store ws://HOST/rooms/ROOM), a local file of at least
+--resumable-threshold bytes (default 8 MiB) goes over tus 1.0 to
+http://HOST/tus/ROOM/: when the connection drops, put asks the server how
+much it kept and sends the rest from there, up to 8 failed attempts in a
+row with a pause that doubles from 250ms to 8s; a refusal (a bad token, a
+path the token may not write, an existing file) ends it at once. The file
+still appears whole when its last byte arrives, or not at all; what an
+interrupted put sent is removed by the server after its --resumable-age.
+Standard input, smaller files, and a put with --if-match or
+--if-none-match use the room protocol.
 
 When standard error is a terminal put shows its progress: bytes sent, rate
 and time left.`,
@@ -410,6 +422,12 @@ and time left.`,
 				opts.Overwrite, opts.Exclusive = true, false
 				opts.IfMatch, opts.IfNoneMatch = cond.ifMatch, cond.ifNoneMatch
 			}
+			if f, ok := in.(*os.File); ok && sf.isRoom() && !cond.set() && threshold >= 0 && size >= threshold {
+				bar := newProgress(cmd.ErrOrStderr(), size, "put "+p)
+				err := tusPut(ctx, sf, f, size, p, overwrite, bar)
+				bar.finish(err)
+				return opError("put", p, err)
+			}
 			return withStore(ctx, sf, true, func(s store) error {
 				bar := newProgress(cmd.ErrOrStderr(), size, "put "+p)
 				_, err := s.Upload(ctx, p, bar.reader(in), opts)
@@ -419,6 +437,7 @@ and time left.`,
 		})
 	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace a file already at PATH")
 	cmd.Flags().BoolVar(&exclusive, "exclusive", false, "fail if a file is at PATH or appears there first (the default)")
+	cmd.Flags().Int64Var(&threshold, "resumable-threshold", defaultResumableThreshold, "to a room server, send a file this big or bigger over tus, which resumes after a dropped connection (negative: never)")
 	cond.flags(cmd, "replace the file only while it is the version with this ETag (exit status 3 otherwise)", true)
 	return cmd
 }

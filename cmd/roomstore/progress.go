@@ -75,3 +75,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	_ = c.bar.Add(n)
 	return n, err
 }
+
+// set shows the transfer at n bytes: where a resumed upload goes on from.
+func (p *progress) set(n int64) {
+	if p.bar != nil {
+		_ = p.bar.Set64(n)
+	}
+}

@@ -52,7 +52,8 @@ type serveConfig struct {
 	compression                                    bool
 	messageTimeout                                 time.Duration
 	quotaBytes, quotaFiles                         int64
-	history                                        historyFlags // roomstore.WithHistory
+	history                                        historyFlags   // roomstore.WithHistory
+	resumable                                      resumableFlags // roomstore.WithResumable
 
 	// outside changes (roomstore.WithWatch)
 	watch                bool
@@ -75,6 +76,7 @@ func (c *serveConfig) watchOptions() roomstore.Watch {
 const (
 	roomsPrefix = "/rooms/"
 	filesPrefix = "/files/"
+	tusPrefix   = "/tus/" // resumable uploads (roomserver.Uploads)
 )
 
 // defaultRoomsStore is serve's default --store: beside the file
@@ -160,6 +162,18 @@ append, delete and move): the latest --history-versions of each file
 restore, deleted through ws://); each room's engine removes the expired
 ones every hour.
 
+Resumable uploads (tus 1.0) are served on the same listener at
+http://ADDR/tus/{room}/, with the same tokens (Authorization: Bearer) and
+grants; the room path comes from the Upload-Metadata key "path" (and
+"overwrite": "true" to replace a file). An upload cut by a dropped
+connection resumes from the last byte the server kept, and appears at
+its path at once, when its last byte arrives. An unfinished upload is
+removed --resumable-age after its last write (default 24h; roomstore
+sweep removes them too), and one identity holds at most
+--resumable-per-participant of them in a room (default 16); each counts
+against --quota-bytes until it ends. roomstore put sends large files
+this way (see its --resumable-threshold).
+
 On SIGINT or SIGTERM serve stops accepting connections, lets uploads and
 downloads under way finish for --shutdown-timeout, then aborts the rest
 (an aborted upload leaves nothing behind), shuts every room down and exits 0.
@@ -235,6 +249,7 @@ HOST:PORT to --addr-file), so that --listen 127.0.0.1:0 can be used.`,
 	f.Int64Var(&c.quotaBytes, "quota-bytes", 0, "bytes each room may hold (0: unbounded); a commit past it fails with code 507")
 	f.Int64Var(&c.quotaFiles, "quota-files", 0, "files each room may hold (0: unbounded); a commit past it fails with code 507")
 	c.history.add(cmd, "how many past versions of each file a room keeps (0: none, no history)")
+	c.resumable.add(cmd)
 	f.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -261,6 +276,10 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 		return err
 	}
 	keep, err := c.history.option()
+	if err != nil {
+		return err
+	}
+	resumable, err := c.resumable.option()
 	if err != nil {
 		return err
 	}
@@ -330,7 +349,7 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 				roomstore.WithSigningKey(key),
 				roomstore.WithPresign(c.presign),
 				roomstore.WithLogger(log.With("room", room)),
-				keep,
+				keep, resumable,
 			}
 			if transport != nil {
 				ropts = append(ropts, roomstore.WithEventTransport(transport))
@@ -399,9 +418,11 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 	mux := http.NewServeMux()
 	mux.Handle(roomsPrefix, srv)
 	mux.Handle(filesPrefix, srv.Files(filesPrefix))
+	mux.Handle(tusPrefix, srv.Uploads(tusPrefix))
 	hs := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -417,7 +438,7 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 	if secret == nil {
 		log.Warn("insecure development mode: connections need no token and download URLs die with the process")
 	}
-	log.Info("listening", "addr", addr, "rooms", "ws://"+addr+roomsPrefix+"{room}", "files", public+filesPrefix, "store", c.store)
+	log.Info("listening", "addr", addr, "rooms", "ws://"+addr+roomsPrefix+"{room}", "files", public+filesPrefix, "tus", public+tusPrefix+"{room}/", "store", c.store)
 	if c.addrFile != "" {
 		if err := writeAddrFile(c.addrFile, addr); err != nil {
 			hs.Close()
@@ -742,6 +763,11 @@ func (c serveConfig) checkBudgets() error {
 // socketSlack is the sockets serve accepts beyond --max-connections and
 // --max-downloads: requests being refused, metrics scrapes.
 const socketSlack = 1_024
+
+// maxHeaderBytes bounds a request's header, the request line included
+// (a token in a room URL's query): what one request can make the server
+// hold before any check.
+const maxHeaderBytes = 64 << 10
 
 // limitListener accepts at most n connections open at once; Accept waits
 // for one to close past that (the kernel's backlog holds the rest).

@@ -35,6 +35,29 @@ func (h *historyFlags) add(cmd *cobra.Command, versionsUsage string) {
 	cmd.Flags().DurationVar(&h.age, "history-age", roomstore.DefaultHistoryAge, "how long a past version is kept once replaced (0: until --history-versions newer ones push it out)")
 }
 
+// resumableFlags are the limits of resumable uploads that serve and sweep
+// take: --resumable-age and, for serve, --resumable-per-participant.
+type resumableFlags struct {
+	age            time.Duration
+	perParticipant int
+}
+
+func (r *resumableFlags) add(cmd *cobra.Command) {
+	r.perParticipant = roomstore.DefaultResumablePerParticipant
+	cmd.Flags().DurationVar(&r.age, "resumable-age", roomstore.DefaultResumableAge, "how long an unfinished resumable (tus) upload is kept after its last write")
+	if cmd.Name() == "serve" {
+		cmd.Flags().IntVar(&r.perParticipant, "resumable-per-participant", roomstore.DefaultResumablePerParticipant, "unfinished resumable (tus) uploads one identity may hold in a room; one more gets 429")
+	}
+}
+
+// option is the flags' WithResumable, or their one-line complaint.
+func (r resumableFlags) option() (roomstore.Option, error) {
+	if r.age <= 0 || r.perParticipant <= 0 {
+		return nil, fmt.Errorf("--resumable-age and --resumable-per-participant must be positive")
+	}
+	return roomstore.WithResumable(roomstore.ResumableLimits{MaxAge: r.age, PerParticipant: r.perParticipant}), nil
+}
+
 // option is the flags' WithHistory, or their one-line complaint.
 func (h historyFlags) option() (roomstore.Option, error) {
 	if h.versions < 0 || h.age < 0 {
@@ -44,8 +67,11 @@ func (h historyFlags) option() (roomstore.Option, error) {
 }
 
 func newSweepCmd(sf *storeFlags) *cobra.Command {
-	var hf historyFlags
-	cmd := fileCmd(sf, "sweep [--history-versions N] [--history-age D]", "Remove a store's stale temporaries and expired past versions",
+	var (
+		hf historyFlags
+		rf resumableFlags
+	)
+	cmd := fileCmd(sf, "sweep [--history-versions N] [--history-age D] [--resumable-age D]", "Remove a store's stale temporaries, expired past versions and abandoned uploads",
 		`sweep removes what a store keeps but no longer needs:
 
 On a disk store (file://), what writers that crashed (or were killed)
@@ -62,10 +88,18 @@ versions beyond the retention of --history-versions and --history-age
 with, since sweep removes what they no longer keep; --history-versions 0
 removes every past version). It prints how many it expired. An engine
 that runs does so itself every hour; sweep is for stores no long-running
-engine serves. A room server's room (ws://) is swept by its server.`,
+engine serves. A room server's room (ws://) is swept by its server.
+
+On every store opened directly, the resumable (tus) uploads left
+unfinished for longer than --resumable-age since their last write (serve's
+flag, and its default), with their bytes.`,
 		cobra.NoArgs,
 		func(ctx context.Context, cmd *cobra.Command, _ []string) error {
 			keep, err := hf.option()
+			if err != nil {
+				return usagef("sweep: %v", err)
+			}
+			resumable, err := rf.option()
 			if err != nil {
 				return usagef("sweep: %v", err)
 			}
@@ -103,9 +137,10 @@ engine serves. A room server's room (ws://) is swept by its server.`,
 					return err
 				}
 			}
-			return expire(ctx, b, out, keep)
+			return expire(ctx, b, out, keep, resumable)
 		})
 	hf.add(cmd, "how many past versions of each file to keep (0: none; every kept version is removed)")
+	rf.add(cmd)
 	return cmd
 }
 
