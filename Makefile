@@ -39,12 +39,12 @@ test: tools
 	@$(MAKE) --no-print-directory test-node
 
 # Runs roomstore serve (built here) as a subprocess and drives it with
-# @meshagent/meshagent 0.39.9, the README's client snippet included
+# @meshagent/meshagent 0.39.9 (and tus-js-client 4.3.1), the README's client snippet included
 # (readme.test.mjs takes it from README.md); every wait in the tests has
 # its own deadline, NODE_TEST_TIMEOUT (ms) bounds each test.
 test-node: $(BIN)/roomstore $(NODE_STAMP) $(call stamp,$(NATSSERVER))
 	@echo "== node: MeshAgent client tests ($(NODE_TEST), node $$(node --version))"
-	cd $(NODE_TEST) && ROOMSTORE_BIN=$(BIN)/roomstore NATS_SERVER_BIN=$(BIN)/nats-server node --test --test-timeout=$(NODE_TEST_TIMEOUT) roomstore.test.mjs generations.test.mjs history.test.mjs readme.test.mjs
+	cd $(NODE_TEST) && ROOMSTORE_BIN=$(BIN)/roomstore NATS_SERVER_BIN=$(BIN)/nats-server node --test --test-timeout=$(NODE_TEST_TIMEOUT) roomstore.test.mjs generations.test.mjs history.test.mjs readme.test.mjs tus.test.mjs
 	@echo "== node: done"
 
 # Always rebuilt; the Go build cache makes that cheap.
