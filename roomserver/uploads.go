@@ -157,18 +157,24 @@ func (q *tusRequest) cutErr() error {
 }
 
 // guardedBody reads a tus request's body until it is cut (cutBody): then
-// it fails with the reason, which the handler answers with.
+// it fails with the reason, which the handler answers with. The handler
+// reads it on the request's goroutine, through the store's WriteChunk.
 type guardedBody struct {
 	io.ReadCloser
 	q *tusRequest
 }
 
+// Read reads the body. A body that ends short (cut, timed out, dropped)
+// closes the connection after the answer: the server then does not wait
+// to read what is left of it before answering.
 func (b guardedBody) Read(p []byte) (int, error) {
 	if err := b.q.cutErr(); err != nil {
+		b.q.w.Header().Set("Connection", "close")
 		return 0, err
 	}
 	n, err := b.ReadCloser.Read(p)
-	if err != nil {
+	if err != nil && err != io.EOF {
+		b.q.w.Header().Set("Connection", "close")
 		if cut := b.q.cutErr(); cut != nil {
 			return n, cut
 		}
@@ -307,14 +313,19 @@ func (u *tusUploads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			q.cutBody(errTusShutdown)
 		}
 	}
-	u.routed.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tusKey{}, q)))
+	// The handler takes the rest of the path, room/id, for the upload's
+	// id, and makes its URL of the prefix and that.
+	r = r.WithContext(context.WithValue(r.Context(), tusKey{}, q))
+	r.URL = &url.URL{Path: rest, RawQuery: r.URL.RawQuery}
+	u.routed.ServeHTTP(w, r)
 }
 
 // route hands a request the middleware let through to its method's
 // handler; ServeHTTP checked the methods.
 func (u *tusUploads) route(w http.ResponseWriter, r *http.Request) {
 	if q := tusRequestOf(r.Context()); q != nil && q.cutErr() != nil {
-		// Cut before it began (Shutdown): refused whole.
+		// Cut before it began (Shutdown): refused whole, its body unread.
+		w.Header().Set("Connection", "close")
 		u.refuse(w, r, q.cutErr())
 		return
 	}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/internal/tusclient"
 	"github.com/roomstore/roomstore/internal/wire"
@@ -383,7 +385,9 @@ func TestTusRefusesWithoutAValidTokenAndOpensNothing(t *testing.T) {
 		{"an empty Bearer token", "Bearer ", http.StatusUnauthorized},
 		{"a forged token", "Bearer not.a.jwt", http.StatusForbidden},
 		{"a token for another room", "Bearer " + token(t, "alice", "r2", time.Hour), http.StatusForbidden},
-		{"an expired token", "Bearer " + token(t, "alice", "r1", -time.Minute), http.StatusForbidden},
+		{"an expired token", "Bearer " + signed(t, roomserver.Claims{Name: "alice", Grants: []roomserver.Grant{{Name: "room", Scope: "r1"}},
+			RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(-time.Minute))}}), http.StatusForbidden},
+		{"an unsigned token", "Bearer " + unsigned(t), http.StatusForbidden},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for _, m := range []string{http.MethodPost, http.MethodHead, http.MethodPatch, http.MethodDelete} {
@@ -408,8 +412,8 @@ func TestTusRefusesWithoutAValidTokenAndOpensNothing(t *testing.T) {
 	if n := tf.resolved("r1"); n != 0 {
 		t.Fatalf("unauthenticated requests opened the room %d times", n)
 	}
-	if got := tf.srv.Stats().Refused[roomserver.RefusedUnauthorized]; got < 24 {
-		t.Fatalf("%d refusals counted as unauthorized, want 24", got)
+	if got := tf.srv.Stats().Refused[roomserver.RefusedUnauthorized]; got != 28 {
+		t.Fatalf("%d refusals counted as unauthorized, want 28", got)
 	}
 }
 
