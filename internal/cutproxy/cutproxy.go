@@ -2,7 +2,8 @@
 // the middle of a request's body, as a network would: what tests of
 // resumable uploads put between a client and a server. It counts the
 // requests it sees by method, and the bodies by their Content-Length (a
-// chunked body is passed on uncounted).
+// chunked body is passed on uncounted, and so is everything after a
+// request to upgrade the connection, a WebSocket's).
 package cutproxy
 
 import (
@@ -162,6 +163,10 @@ func (p *Proxy) requests(c, up net.Conn) {
 		if _, err := up.Write(head); err != nil {
 			return
 		}
+		if upgrade(head) { // a WebSocket: bytes from here on, uncounted
+			_, _ = io.Copy(up, br)
+			return
+		}
 		buf := make([]byte, 32<<10)
 		for length > 0 {
 			n := int64(len(buf))
@@ -222,6 +227,17 @@ func readHead(br *bufio.Reader) ([]byte, error) {
 			return head.Bytes(), nil
 		}
 	}
+}
+
+// upgrade reports whether a request asks to switch protocols.
+func upgrade(head []byte) bool {
+	for line := range strings.SplitSeq(string(head), "\r\n") {
+		k, _, ok := strings.Cut(line, ":")
+		if ok && http.CanonicalHeaderKey(strings.TrimSpace(k)) == "Upgrade" {
+			return true
+		}
+	}
+	return false
 }
 
 func contentLength(head []byte) int64 {
