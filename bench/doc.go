@@ -103,6 +103,18 @@
 //     against none, timed overwrite by overwrite, then the bytes each
 //     folder takes on disk (st_blocks of every regular file, each inode
 //     once) and the versions Engine.Versions lists.
+//   - BenchmarkTus64MiB: a 64 MiB upload into one file:// engine (fsync
+//     on) over tus 1.0 (internal/tusclient to roomserver.Uploads on a
+//     loopback HTTP connection), through the room protocol (roomclient
+//     to the same server) and to the engine directly, one of each per
+//     iteration in rotating order (section 18; target: tus at least
+//     0.7x the room protocol's throughput).
+//
+// One section alone, with its rounds and its table, into a report of its
+// own (the other sections without figures):
+//
+//	cd bench
+//	go run ./cmd/benchreport -rounds 5 -only Tus64MiB -out /tmp/tus.md
 //
 // Profiles come from the usual flags, one case at a time, for example:
 //

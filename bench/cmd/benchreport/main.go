@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -44,6 +45,7 @@ func main() {
 		command   = flag.String("command", "", "the command that ran this program, to cite in the report (make sets \"make bench\")")
 		baseline  = flag.String("baseline", "", "a git revision of the engine before a change, whose small-file cycle each round also runs, interleaved with this one's (section 12)")
 		cloneDir  = flag.String("clone-dir", "", "a folder on a file system that clones (XFS, btrfs), for the append case's clone rows")
+		only      = flag.String("only", "", "run only the plans whose benchmark pattern contains this text (such as Tus64MiB, section 18), without the system-call counts and -baseline, into -out; the other sections show no figures, and their targets are not counted as missed")
 	)
 	flag.Parse()
 	if *rounds < 1 {
@@ -51,7 +53,10 @@ func main() {
 	}
 	log.SetFlags(0)
 	log.SetPrefix("benchreport: ")
-	if err := run(*dir, *out, *benchtime, *rounds, *command, *cloneDir, *baseline); err != nil {
+	if *only != "" {
+		*baseline = ""
+	}
+	if err := run(*dir, *out, *benchtime, *rounds, *command, *cloneDir, *baseline, *only); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -108,7 +113,7 @@ func (p plan) args() []string {
 	return []string{"-test.run", "^$", "-test.bench", p.regex, "-test.benchmem", "-test.benchtime", p.benchtime, "-test.timeout", "60m"}
 }
 
-func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline string) error {
+func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline, only string) error {
 	start := time.Now()
 	tmp, err := os.MkdirTemp("", "roomstore-bench-")
 	if err != nil {
@@ -177,6 +182,7 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline str
 	ratioPlans := []plan{
 		{regex: "^(BenchmarkSmallFile|BenchmarkUploadMove|BenchmarkEvents|BenchmarkInstrumentation|BenchmarkRoomGrantCycle)$", benchtime: benchtime},
 		{regex: "^(BenchmarkList100k|BenchmarkLarge64MiB|BenchmarkRoomServer64MiB|BenchmarkRoomServerDeflate)$", benchtime: fixedIterations},
+		{regex: "^BenchmarkTus64MiB$", benchtime: fixedIterations},
 		{regex: "^BenchmarkRoomFanout100$", benchtime: fanoutIterations},
 		{regex: "^BenchmarkRoomGrantList10k$", benchtime: grantListIterations},
 		{regex: "^BenchmarkEventsNATS$/^latency-1k$", benchtime: natsLatencyIterations},
@@ -194,6 +200,13 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline str
 		{regex: "^(BenchmarkMemory1GiB|BenchmarkMemoryMem64MiB)$", benchtime: "1x"},
 		{regex: "^BenchmarkAppend4KiB$", benchtime: "5x"},
 		{regex: "^BenchmarkHistory$/^overwrite-", benchtime: historyOverwrites},
+	}
+	if only != "" {
+		ratioPlans = slices.DeleteFunc(ratioPlans, func(p plan) bool { return !strings.Contains(p.regex, only) })
+		oncePlans = slices.DeleteFunc(oncePlans, func(p plan) bool { return !strings.Contains(p.regex, only) })
+		if len(ratioPlans)+len(oncePlans) == 0 {
+			return fmt.Errorf("-only %q matches no plan", only)
+		}
 	}
 	res := newResults()
 	var invocations []string
@@ -260,7 +273,11 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline str
 	if err != nil {
 		return err
 	}
-	m.syscalls = countSyscalls(dir, tmp)
+	if only == "" {
+		m.syscalls = countSyscalls(dir, tmp)
+	} else {
+		m.syscalls = syscallReport{skipped: "not run (-only)"}
+	}
 	m.tmpFS = fsName(tmp)
 	if cloneDir != "" {
 		m.cloneFS = fsName(cloneDir)
@@ -270,6 +287,7 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline str
 	m.invocations = append([]string{strings.Join(build, " ")}, invocations...)
 	m.rounds = rounds
 	m.baseline = baseline
+	m.only = only
 	m.load = loadStart + " at the start, " + loadAverage() + " at the end"
 	m.elapsed = time.Since(start)
 	report := render(m, res)
@@ -332,6 +350,7 @@ type machine struct {
 	tmpFS       string // the file system of the temporary folders
 	cloneFS     string // that of -clone-dir, if given
 	baseline    string // -baseline, if given
+	only        string // -only, if given: the sections of the other plans have no figures
 }
 
 func readMachine() (machine, error) {

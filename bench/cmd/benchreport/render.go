@@ -37,6 +37,8 @@ func (w *report) header(cells ...string) {
 // status records a target's outcome and returns its cell.
 func (w *report) status(ok, known bool, what string) string {
 	switch {
+	case !known && w.m.only != "":
+		return "not run (-only)"
 	case !known:
 		w.missed = append(w.missed, what+" (no figure)")
 		return "no figure"
@@ -77,6 +79,7 @@ const (
 	defl   = "BenchmarkRoomServerDeflate/"
 	outsd  = "BenchmarkOutside/"
 	hist   = "BenchmarkHistory/"
+	tusUp  = "BenchmarkTus64MiB/"
 	nsop   = "ns/op"
 )
 
@@ -117,6 +120,7 @@ func render(m machine, r *results) string {
 	w.deflate()
 	w.outside()
 	w.history()
+	w.tus()
 	w.summary()
 	w.all()
 	return w.String()
@@ -779,6 +783,38 @@ func (w *report) history() {
 	w.row("`file://DIR` (fsync on)", w.fig(n, "off-disk-MiB", mib), w.fig(n, "on-disk-MiB", mib), fmtRatio(disk, dok),
 		w.fig(n, "off-files", fmtCount)+" / "+w.fig(n, "on-files", fmtCount), w.fig(n, "on-versions", fmtCount),
 		w.fig(n, "off-ns/overwrite", fmtDur), w.fig(n, "on-ns/overwrite", fmtDur), fmtRatio3(t, tok), fmtRatio3(p50, pok))
+	w.line("")
+}
+
+// tus is section 18.
+func (w *report) tus() {
+	w.line("## 18. Resumable uploads (tus): 64 MiB up")
+	w.line("")
+	w.line("A 64 MiB upload into one engine, the one `roomstore.OpenURL` returns with default options on a `file://` temp folder (fsync on), the disk store users get, three ways: over tus 1.0 with `internal/tusclient`, the client `roomstore put` uses above its `--resumable-threshold` (a POST, then one PATCH of the whole file over a loopback HTTP/1.1 connection to `roomserver.Uploads` in the same process, default options, the last byte committing the file); through the room protocol (roomclient Upload, default options, over a loopback WebSocket to the same server, as in section 7); and `Engine.Upload` called directly. Each iteration runs one upload of each (%s per round, in an order that rotates from one iteration to the next, after one untimed upload of each), each overwriting its own file; mean time per 64 MiB, up to the call that returns once the file is committed, and the throughput it makes. A ratio is a throughput over another's within each round, then the median over the rounds, above 1 better; the target is tus against the room protocol.", strings.TrimSuffix(fixedIterations, "x"))
+	w.line("")
+	w.header("roomstore", "baseline", "roomstore", "baseline", "ratio", "target", "", "ratio by round")
+	rate := func(ms float64) string {
+		return fmtDur(ms*1e6) + fmt.Sprintf(" (%.0f MB/s)", float64(1<<26)/1e6/(ms/1e3))
+	}
+	n := tusUp + "file"
+	for _, c := range []struct {
+		rs, base, rsUnit, baseUnit string
+		limit                      float64
+	}{
+		{"tus (POST, PATCH)", "room protocol (roomclient Upload)", "tus-write-ms", "room-write-ms", 0.7},
+		{"tus (POST, PATCH)", "Engine.Upload", "tus-write-ms", "direct-write-ms", 0},
+		{"room protocol (roomclient Upload)", "Engine.Upload", "room-write-ms", "direct-write-ms", 0},
+	} {
+		// Throughput ratio: the baseline's time over roomstore's.
+		ratio, ok := w.r.ratioWithin(n, c.baseUnit, c.rsUnit)
+		target, st := "—", ""
+		if c.limit > 0 {
+			target = fmt.Sprintf("≥ %.2fx", c.limit)
+			st = w.status(ok && ratio >= c.limit, ok, fmt.Sprintf("tus 64 MiB upload: %.2fx the room protocol's throughput (target ≥ %.2fx)", ratio, c.limit))
+		}
+		w.row(c.rs, c.base, w.fig(n, c.rsUnit, rate), w.fig(n, c.baseUnit, rate), fmtRatio(ratio, ok), target, st,
+			fmtRounds(w.r.roundRatios(n, c.baseUnit, n, c.rsUnit)))
+	}
 	w.line("")
 }
 
