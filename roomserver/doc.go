@@ -154,6 +154,28 @@
 // policy refuses it on every call of a connection already open (the same
 // denylist looked up there), as the example shows.
 //
+// # Resumable uploads
+//
+// Server.Uploads serves the rooms' resumable uploads over tus 1.0 (SPEC
+// 9.6), on the same listener and with the same tokens, sent as
+// Authorization: Bearer: POST {prefix}{room}/ with Upload-Length and
+// Upload-Metadata (the room path as "path", "overwrite" "true" to
+// replace) creates an upload of the room's engine
+// (roomstore.Engine.CreateResumable, which checks the path, the policy
+// and the quota at once), whose Location, {prefix}{room}/{id}, takes HEAD
+// (its offset), PATCH (bytes from that offset; what a cut body delivered
+// is kept) and DELETE. The last byte commits the file, atomically, with
+// one storage.file.updated; nothing is visible before. An upload belongs
+// to its identity and its room: any other finds no such upload. Every
+// answer to POST, PATCH and HEAD of an unfinished upload says when it
+// expires (Upload-Expires, roomstore.ResumableLimits.MaxAge after its
+// last write). Each request costs a call of the identity's rate and
+// counts as one of its connections while it runs; one that sends bytes
+// counts as one of its streams, must keep sending (each read within
+// MessageTimeout), and is cut when its identity expires or, after the
+// wait Shutdown gives streams, when the server shuts down (503). See
+// Uploads for its statuses.
+//
 // # Budgets
 //
 // Nothing is opened before a request is authenticated: the token is
