@@ -376,8 +376,9 @@ http://HOST/tus/ROOM/: when the connection drops, put asks the server how
 much it kept and sends the rest from there, up to 8 failed attempts in a
 row with a pause that doubles from 250ms to 8s; a refusal (a bad token, a
 path the token may not write, an existing file) ends it at once. The file
-still appears whole when its last byte arrives, or not at all; what an
-interrupted put sent is removed by the server after its --resumable-age.
+still appears whole when its last byte arrives, or not at all: a put that
+fails abandons its upload, whose bytes a server that cannot be reached
+removes after its --resumable-age.
 Standard input, smaller files, and a put with --if-match or
 --if-none-match use the room protocol.
 

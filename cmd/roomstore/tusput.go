@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/roomstore/roomstore/internal/tusclient"
 )
@@ -40,8 +41,9 @@ func tusEndpoint(store string) (string, error) {
 // tusPut uploads the local file f of size bytes to p in the room --store
 // names, over tus: a dropped connection is resumed from the offset the
 // server kept (a bounded number of times in a row, with a growing pause),
-// a refusal ends it at once. The file appears at p when its last byte
-// arrives, with one event.
+// a refusal ends it at once, and an upload that fails is abandoned
+// (DELETE). The file appears at p when its last byte arrives, with one
+// event.
 func tusPut(ctx context.Context, sf *storeFlags, f *os.File, size int64, p string, overwrite bool, bar *progress) error {
 	endpoint, err := tusEndpoint(sf.target())
 	if err != nil {
@@ -64,9 +66,19 @@ func tusPut(ctx context.Context, sf *storeFlags, f *os.File, size int64, p strin
 	if overwrite {
 		meta["overwrite"] = "true"
 	}
-	_, err = c.Upload(ctx, endpoint, io.ReaderAt(f), size, meta)
+	loc, err := c.Upload(ctx, endpoint, io.ReaderAt(f), size, meta)
+	if err != nil && loc != "" {
+		// Nothing will resume it: its bytes go now rather than take
+		// the room's quota until they expire.
+		tctx, cancel := context.WithTimeout(context.Background(), abandonTimeout)
+		defer cancel()
+		_ = c.Terminate(tctx, loc)
+	}
 	return tusError(err, p)
 }
+
+// abandonTimeout bounds the DELETE of an upload put gave up.
+const abandonTimeout = 5 * time.Second
 
 // tusError is the error of a tus upload of p as the file commands show
 // it: a refusal by the server's own one line (without its code, nor the

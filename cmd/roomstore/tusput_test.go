@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,5 +109,49 @@ func TestPutOverTusFailsAtOnceOnARefusal(t *testing.T) {
 	mustRun(t, via, "put", local, "c.bin")
 	if proxy.Requests("POST") != 4 || proxy.Requests("GET") == 0 {
 		t.Fatalf("%d POSTs, %d GETs: want the small put over the room protocol", proxy.Requests("POST"), proxy.Requests("GET"))
+	}
+}
+
+func TestAnInterruptedPutOverTusAbandonsItsUpload(t *testing.T) {
+	r := serveRoom(t)
+	proxy, err := cutproxy.Start(r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	local := filepath.Join(t.TempDir(), "big.bin")
+	if err := os.WriteFile(local, randomBytes(t, 16<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	via := r.opts
+	via.env = map[string]string{storeEnv: "ws://" + proxy.Addr() + "/rooms/r1", tokenEnv: r.opts.env[tokenEnv]}
+	cut := proxy.Cut()
+	proxy.CutAfter(3 << 20)
+	p := startWith(t, via, "put", local, "big.bin")
+	select {
+	case <-cut: // put now pauses before it resumes
+	case <-p.done:
+		t.Fatalf("put exited with %d before the cut: %s", p.code, p.stderr.String())
+	case <-time.After(runTimeout):
+		t.Fatal("no cut")
+	}
+	uploads := filepath.Join(r.dir, ".roomstore", "uploads")
+	if ents, _ := os.ReadDir(uploads); len(ents) == 0 {
+		t.Fatal("no upload waits in the room's store after the cut")
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, runTimeout); code != 1 {
+		t.Errorf("an interrupted put: exit %d, want 1", code)
+	}
+	if got := p.stderr.String(); got != "roomstore: put big.bin: interrupted\n" {
+		t.Errorf("an interrupted put said %q", got)
+	}
+	if ents, err := os.ReadDir(uploads); err != nil || len(ents) != 0 {
+		t.Errorf("an interrupted put left %d uploads in the room's store (%v)", len(ents), err)
+	}
+	if proxy.Requests("DELETE") != 1 {
+		t.Errorf("%d DELETEs, want the one that abandons the upload", proxy.Requests("DELETE"))
 	}
 }
