@@ -2,6 +2,10 @@ package roomserver
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net/http"
@@ -13,7 +17,6 @@ import (
 	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
-	"github.com/tus/tusd/v2/pkg/memorylocker"
 	xslog "golang.org/x/exp/slog"
 
 	"github.com/roomstore/roomstore"
@@ -41,6 +44,7 @@ const (
 type tusUploads struct {
 	s      *Server
 	prefix string
+	key    []byte // signs the uploads' URLs to their identity (see uploadID)
 	h      *handler.UnroutedHandler
 	routed http.Handler // h's middleware around routing by method
 }
@@ -90,12 +94,17 @@ type tusUploads struct {
 // down, or the store unavailable. Every refusal's body is one line that
 // names no host path.
 func (s *Server) Uploads(prefix string) http.Handler {
-	u := &tusUploads{s: s, prefix: prefix}
+	u := &tusUploads{s: s, prefix: prefix, key: s.o.SigningKey}
+	if len(u.key) == 0 {
+		// The uploads' URLs then live as long as this server.
+		u.key = make([]byte, 32)
+		_, _ = rand.Read(u.key)
+	}
 	composer := handler.NewStoreComposer()
 	store := tusStore{u}
 	composer.UseCore(store)
 	composer.UseTerminater(store)
-	memorylocker.New().UseIn(composer)
+	composer.UseLocker(&tusLocker{held: map[string]*tusLock{}})
 	h, err := handler.NewUnroutedHandler(handler.Config{
 		StoreComposer:        composer,
 		BasePath:             prefix,
@@ -201,7 +210,72 @@ var (
 	errTusShutdown = tusError(http.StatusServiceUnavailable, "server shutting down")
 	errTusExpired  = tusError(http.StatusForbidden, "token expired")
 	errTusNoUpload = tusError(http.StatusNotFound, "no such upload")
+	// errTusInterrupted cuts the body of a request that holds an upload
+	// another request of its identity asks for: most often one whose
+	// client went away unseen, and came back to resume.
+	errTusInterrupted = tusError(http.StatusBadRequest, "interrupted by another request for the upload")
 )
+
+// tusLocker holds each upload for one request at a time (the handler's
+// Locker). A request that finds its upload held cuts the body of the one
+// that holds it (a PATCH whose client is gone, as far as the server can
+// tell) and waits for it to end. It cuts the body itself rather than
+// have the handler cancel the request (memorylocker's way), whose
+// goroutine then reads the request's state unsynchronised.
+type tusLocker struct {
+	mu   sync.Mutex
+	held map[string]*tusLock
+}
+
+// tusLock is one upload held by a request.
+type tusLock struct {
+	l        *tusLocker
+	id       string
+	holder   *tusRequest   // nil for a request the server does not track
+	released chan struct{} // closed by Unlock
+}
+
+// NewLock implements handler.Locker.
+func (l *tusLocker) NewLock(id string) (handler.Lock, error) {
+	return &tusLock{l: l, id: id}, nil
+}
+
+// Lock takes the upload for the request of ctx, cutting the body of the
+// request that holds it, if any, and waiting until it lets go or ctx
+// ends (the handler bounds it by its AcquireLockTimeout).
+func (k *tusLock) Lock(ctx context.Context, _ func()) error {
+	q := tusRequestOf(ctx)
+	for {
+		k.l.mu.Lock()
+		cur := k.l.held[k.id]
+		if cur == nil {
+			k.holder, k.released = q, make(chan struct{})
+			k.l.held[k.id] = k
+			k.l.mu.Unlock()
+			return nil
+		}
+		k.l.mu.Unlock()
+		if cur.holder != nil && cur.holder.body {
+			cur.holder.cutBody(errTusInterrupted)
+		}
+		select {
+		case <-cur.released:
+		case <-ctx.Done():
+			return handler.ErrLockTimeout
+		}
+	}
+}
+
+// Unlock implements handler.Lock.
+func (k *tusLock) Unlock() error {
+	k.l.mu.Lock()
+	if k.l.held[k.id] == k {
+		delete(k.l.held, k.id)
+	}
+	k.l.mu.Unlock()
+	close(k.released)
+	return nil
+}
 
 func (u *tusUploads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := u.s
@@ -255,6 +329,16 @@ func (u *tusUploads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.lim.leave(idst)
+	if id != "" {
+		// Before the handler locks the upload, which interrupts a
+		// request holding it: only its own identity may, and the
+		// engine, which holds an upload's calls while one writes, is
+		// not asked, nor the room opened.
+		if _, ok := u.engineID(name, id, ident.Name); !ok {
+			u.refuse(w, r, errTusNoUpload)
+			return
+		}
+	}
 	sends := r.Method == http.MethodPatch || (r.Method == http.MethodPost && r.Header.Get("Content-Type") == "application/offset+octet-stream")
 	q := &tusRequest{ident: ident, w: w, rc: http.NewResponseController(w), body: sends, ended: make(chan struct{})}
 	if !s.trackUpload(q) {
@@ -279,18 +363,6 @@ func (u *tusUploads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q.ectx = roomstore.WithParticipant(context.WithoutCancel(r.Context()), ident.Name)
 	if ident.Policy != nil || !ident.Expires.IsZero() {
 		q.ectx = roomstore.WithPolicy(q.ectx, connPolicy{p: ident.Policy, expires: ident.Expires})
-	}
-	if id != "" {
-		// Before the handler locks the upload, which interrupts a
-		// request holding it: only its own identity may.
-		st, err := q.eng.Resumable(q.ectx, id)
-		if err == nil && st.Participant != ident.Name {
-			err = errTusNoUpload
-		}
-		if err != nil {
-			u.refuse(w, r, err)
-			return
-		}
 	}
 	if sends {
 		if code, text := s.lim.openStream(idst); code != 0 {
@@ -452,6 +524,33 @@ func errorStatus(err error) int {
 	return http.StatusInternalServerError
 }
 
+// uploadID is the id of engine upload eid of room in its URL: eid, a dot
+// and a MAC of the room, eid and the identity that made it, so that a
+// request of any other identity, or under another room, is told there is
+// no such upload before anything is asked of the engine or locked.
+func (u *tusUploads) uploadID(room, eid, identity string) string {
+	return eid + "." + u.mac(room, eid, identity)
+}
+
+// engineID returns the engine's id of upload id of room, if identity
+// made it.
+func (u *tusUploads) engineID(room, id, identity string) (string, bool) {
+	eid, sum, ok := strings.Cut(id, ".")
+	if !ok || eid == "" || !hmac.Equal([]byte(sum), []byte(u.mac(room, eid, identity))) {
+		return "", false
+	}
+	return eid, true
+}
+
+func (u *tusUploads) mac(room, eid, identity string) string {
+	m := hmac.New(sha256.New, u.key)
+	for _, part := range []string{"roomstore tus upload", room, eid, identity} {
+		m.Write([]byte(part))
+		m.Write([]byte{0})
+	}
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
 // tusStore is the handler's store: the engine of each request's room.
 type tusStore struct{ u *tusUploads }
 
@@ -503,6 +602,10 @@ func (s tusStore) GetUpload(ctx context.Context, id string) (handler.Upload, err
 	if !ok || room != q.rm.name {
 		return nil, errTusNoUpload
 	}
+	uid, ok = s.u.engineID(room, uid, q.ident.Name)
+	if !ok {
+		return nil, errTusNoUpload
+	}
 	st, err := q.eng.Resumable(q.ectx, uid)
 	if err != nil {
 		return nil, s.u.tusErr(err)
@@ -531,7 +634,7 @@ func (up *tusUpload) expires() {
 // GetInfo implements handler.Upload.
 func (up *tusUpload) GetInfo(context.Context) (handler.FileInfo, error) {
 	return handler.FileInfo{
-		ID:       up.q.rm.name + "/" + up.st.ID,
+		ID:       up.q.rm.name + "/" + up.u.uploadID(up.q.rm.name, up.st.ID, up.q.ident.Name),
 		Size:     up.st.Size,
 		Offset:   up.st.Offset,
 		MetaData: up.st.Metadata,

@@ -125,6 +125,9 @@ func (tf *tusFixture) create(room, tok, p string, size int64, meta ...string) st
 	if resp.StatusCode != http.StatusCreated {
 		tf.t.Fatalf("POST %s: %d %s", p, resp.StatusCode, body)
 	}
+	if exp, err := http.ParseTime(resp.Header.Get("Upload-Expires")); err != nil || !exp.After(time.Now()) {
+		tf.t.Fatalf("POST %s: Upload-Expires %q (%v), want a date ahead", p, resp.Header.Get("Upload-Expires"), err)
+	}
 	return resp.Header.Get("Location")
 }
 
@@ -631,6 +634,26 @@ func TestTusBudgetsHoldAgainstAnAttacker(t *testing.T) {
 			t.Fatalf("a PATCH once the streams ended: %d %s", resp.StatusCode, body)
 		}
 	})
+	t.Run("connections of an identity", func(t *testing.T) {
+		tf := newTusFixture(t, func(o *roomserver.Options) { o.MaxConnectionsPerIdentity = 1 })
+		tok := token(t, "mallory", "r1", time.Hour)
+		loc := tf.create("r1", tok, "c", 100)
+		_, pw := tf.stalledPatch(loc, tok, 0, 100, []byte("x"))
+		waitStreams(t, tf.srv, 1)
+		resp, body := tf.do(http.MethodHead, loc, tok, nil)
+		wantStatus(t, "a second request of the identity", resp, body, http.StatusTooManyRequests, "")
+		if resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("a 429 without Retry-After: %v", resp.Header)
+		}
+		if resp, _ := tf.do(http.MethodHead, loc, token(t, "bob", "r1", time.Hour), nil); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("another identity meanwhile: %d, want its own answer (404)", resp.StatusCode)
+		}
+		pw.CloseWithError(errors.New("gone"))
+		waitStreams(t, tf.srv, 0)
+		if got := tf.srv.Stats().Refused[roomserver.BudgetIdentityConnections]; got != 1 {
+			t.Fatalf("%d refusals of the identity's connections, want 1", got)
+		}
+	})
 	t.Run("the call rate", func(t *testing.T) {
 		tf := newTusFixture(t, func(o *roomserver.Options) { o.CallRate = 0.001; o.CallBurst = 3 })
 		tok := token(t, "mallory", "r1", time.Hour)
@@ -697,5 +720,54 @@ func TestTusShutdownWaitsForBodiesThenCutsThem(t *testing.T) {
 	resp, body := tf.do(http.MethodHead, loc, tok, nil)
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("HEAD after shutdown: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestTusResumesOverAPatchTheServerStillWaitsOnButNoOtherIdentityCanCutIt(t *testing.T) {
+	tf := newTusFixture(t, nil)
+	tok := token(t, "alice", "r1", time.Hour)
+	data := randomBytes(t, 100)
+	loc := tf.create("r1", tok, "x", 100)
+
+	// Another identity, knowing the URL, neither sees the upload nor
+	// disturbs the PATCH under way.
+	answer, pw := tf.stalledPatch(loc, tok, 0, 100, data[:10])
+	waitStreams(t, tf.srv, 1)
+	mallory := token(t, "mallory", "r1", time.Hour)
+	for _, m := range []string{http.MethodHead, http.MethodPatch, http.MethodDelete} {
+		resp, body := tf.do(m, loc, mallory, strings.NewReader("y"), "Upload-Offset", "10", "Content-Type", "application/offset+octet-stream")
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("%s by another identity during a PATCH: %d %s", m, resp.StatusCode, body)
+		}
+	}
+	if _, err := pw.Write(data[10:]); err != nil {
+		t.Fatal(err)
+	}
+	if resp := waitAnswer(t, "the PATCH", answer); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("the PATCH the other identity tried to disturb: %d", resp.StatusCode)
+	}
+
+	// Its own identity, coming back while the server still waits on a
+	// PATCH whose client is gone, takes the upload over at once.
+	loc = tf.create("r1", tok, "y", 100)
+	answer, _ = tf.stalledPatch(loc, tok, 0, 100, data[:40])
+	waitStreams(t, tf.srv, 1)
+	c := tf.client(tok)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := c.Resume(ctx, loc, bytes.NewReader(data), 100); err != nil {
+		t.Fatal(err)
+	}
+	if resp := waitAnswer(t, "the abandoned PATCH", answer); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("the abandoned PATCH: %d, want 400 (interrupted)", resp.StatusCode)
+	}
+	rd, err := tf.engine("r1").OpenReader(ctx, "y", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rd)
+	rd.Close()
+	if !bytes.Equal(got, data) {
+		t.Fatalf("the resumed file: %q", got)
 	}
 }
