@@ -79,8 +79,9 @@ export async function startCutProxy({ target, host = "127.0.0.1" }) {
     // The request stream: heads parsed, bodies counted.
     let head = Buffer.alloc(0);
     let body = 0; // bytes of the current body still to come
+    let cutting = false; // past the cut: nothing more goes through
     client.on("data", (d) => {
-      while (d.length > 0 && !client.destroyed) {
+      while (d.length > 0 && !client.destroyed && !cutting) {
         if (body === 0) {
           head = Buffer.concat([head, d]);
           const end = head.indexOf("\r\n\r\n");
@@ -97,10 +98,12 @@ export async function startCutProxy({ target, host = "127.0.0.1" }) {
           d = rest;
           continue;
         }
-        let n = Math.min(body, d.length);
-        if (armed !== null && armed < n) {
+        const n = Math.min(body, d.length);
+        if (armed !== null && armed <= n) {
           // The cut: what comes before it goes through, then the
           // connection is gone both ways.
+          cutting = true;
+          client.pause();
           upstream.write(d.subarray(0, armed), () => cutNow(client, upstream));
           armed = null;
           return;
@@ -109,11 +112,6 @@ export async function startCutProxy({ target, host = "127.0.0.1" }) {
         if (armed !== null) armed -= n;
         body -= n;
         d = d.subarray(n);
-        if (armed === 0) {
-          armed = null;
-          cutNow(client, upstream);
-          return;
-        }
       }
     });
     client.resume();
