@@ -155,3 +155,20 @@ func TestAnInterruptedPutOverTusAbandonsItsUpload(t *testing.T) {
 		t.Errorf("%d DELETEs, want the one that abandons the upload", proxy.Requests("DELETE"))
 	}
 }
+
+func TestResumableFlagsRefuseWhatIsNotPositive(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--store", "mem://", "--resumable-age", "0s"},
+		{"serve", "--store", "mem://", "--resumable-per-participant", "0"},
+	} {
+		line := failedWithOneLine(t, runCmd(t, procOptions{secret: testSecret}, args...))
+		if !strings.Contains(line, "--resumable-age and --resumable-per-participant must be positive") {
+			t.Errorf("roomstore %s: %q", strings.Join(args, " "), line)
+		}
+	}
+	o, _ := diskStore(t)
+	r := runCmd(t, o, "sweep", "--resumable-age", "-1h")
+	if r.code != 2 || !strings.Contains(r.stderr, "--resumable-age") {
+		t.Errorf("sweep --resumable-age -1h: exit %d, %q", r.code, r.stderr)
+	}
+}

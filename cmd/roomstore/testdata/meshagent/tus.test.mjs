@@ -90,7 +90,7 @@ describe("tus resumable uploads", () => {
   let dir;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "roomstore-tus-"));
-    srv = await startServer(`file://${dir}/{room}`, ["--resumable-age", "2s"]);
+    srv = await startServer(`file://${dir}/{room}`);
   });
   after(async () => {
     try {
@@ -153,6 +153,9 @@ describe("tus resumable uploads", () => {
   });
 
   test("an abandoned upload is gone after --resumable-age, with nothing visible", async (t) => {
+    // A server of its own, whose uploads expire 2s after their last write.
+    const srv = await startServer(`file://${dir}/{room}`, ["--resumable-age", "2s"]);
+    t.after(async () => assert.equal(await srv.stop(), 0, "roomstore serve exits 0 after SIGTERM:\n" + srv.logs.slice(-20).join("\n")));
     const room = freshRoom("tus-gone");
     const watcher = await connect(t, srv.addr, room, { name: "watcher" });
     const tok = await token(room, "quitter");
