@@ -53,7 +53,8 @@ var budgets = []Budget{
 
 // Stats is a snapshot of what a server holds and what it refused.
 type Stats struct {
-	// Connections is the number of room connections open.
+	// Connections is the number of room connections open, and of tus
+	// requests being served (Uploads), which count as connections.
 	Connections int
 	// Streams is the number of uploads and downloads open, each holding
 	// a handle or a reader (and so, on disk, a descriptor).

@@ -389,8 +389,26 @@ func (u *tusUploads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// id, and makes its URL of the prefix and that.
 	r = r.WithContext(context.WithValue(r.Context(), tusKey{}, q))
 	r.URL = &url.URL{Path: rest, RawQuery: r.URL.RawQuery}
-	u.routed.ServeHTTP(w, r)
+	u.routed.ServeHTTP(relativeLocation{w}, r)
 }
+
+// relativeLocation makes the handler's Location (the URL of an upload,
+// which it builds of the request's Host and its TLS) a path: the client
+// resolves it against the URL it reached the server at, which behind a
+// proxy (TLS ended there, another host) is not the one the server saw.
+type relativeLocation struct{ http.ResponseWriter }
+
+func (w relativeLocation) WriteHeader(code int) {
+	if loc := w.Header().Get("Location"); loc != "" {
+		if u, err := url.Parse(loc); err == nil && u.IsAbs() {
+			w.Header().Set("Location", (&url.URL{Path: u.Path, RawPath: u.RawPath}).String())
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap is the ResponseWriter it wraps, for http.ResponseController.
+func (w relativeLocation) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // route hands a request the middleware let through to its method's
 // handler; ServeHTTP checked the methods.
