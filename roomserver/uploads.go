@@ -92,7 +92,8 @@ type tusUploads struct {
 // MaxUploadLength, the quota or the upload's length; 429 a budget of the
 // identity; 431 an oversized header; 503 the server's budget, shutting
 // down, or the store unavailable. Every refusal's body is one line that
-// names no host path.
+// names no host path. A prefix that is not a URL path makes a handler
+// that answers every request with 500 (and logs why).
 func (s *Server) Uploads(prefix string) http.Handler {
 	u := &tusUploads{s: s, prefix: prefix, key: s.o.SigningKey}
 	if len(u.key) == 0 {
@@ -123,8 +124,11 @@ func (s *Server) Uploads(prefix string) http.Handler {
 		AcquireLockTimeout:               s.o.MessageTimeout,
 	})
 	if err != nil {
-		// Only a nil store fails the configuration.
-		panic("roomserver: tus handler: " + err.Error())
+		// A prefix that is no URL path: every request is refused.
+		s.log.Error("tus endpoint unavailable", "prefix", prefix, "err", err)
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			refuseHTTP(w, "tus endpoint unavailable", http.StatusInternalServerError)
+		})
 	}
 	u.h = h
 	u.routed = h.Middleware(http.HandlerFunc(u.route))
@@ -139,24 +143,38 @@ type tusRequest struct {
 	eng   *roomstore.Engine
 	ectx  context.Context // the identity and its policy, for the engine
 	ident Identity
+	abort bool // a DELETE: the upload goes, complete or not
 	w     http.ResponseWriter
 	rc    *http.ResponseController
 	body  bool          // it sends bytes: Shutdown waits for it
 	ended chan struct{} // closed once it has been answered
 
-	mu  sync.Mutex
-	cut error // why its body was cut, nil while it is not
+	mu   sync.Mutex
+	cut  error // why its body was cut, nil while it is not
+	done bool  // its handler is returning: its connection may serve another request
 }
 
 // cutBody ends the request's body with err, which the request is then
-// answered with: the body's next read fails at once.
+// answered with: the body's next read fails at once. Once the request is
+// done it does nothing, so that a cut that comes late (a timer, a lock)
+// never reaches the next request of its connection.
 func (q *tusRequest) cutBody(err error) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.done {
+		return
+	}
 	if q.cut == nil {
 		q.cut = err
 	}
-	q.mu.Unlock()
 	_ = q.rc.SetReadDeadline(time.Now())
+}
+
+// finish marks the request done (see cutBody).
+func (q *tusRequest) finish() {
+	q.mu.Lock()
+	q.done = true
+	q.mu.Unlock()
 }
 
 func (q *tusRequest) cutErr() error {
@@ -340,12 +358,13 @@ func (u *tusUploads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sends := r.Method == http.MethodPatch || (r.Method == http.MethodPost && r.Header.Get("Content-Type") == "application/offset+octet-stream")
-	q := &tusRequest{ident: ident, w: w, rc: http.NewResponseController(w), body: sends, ended: make(chan struct{})}
+	q := &tusRequest{ident: ident, abort: r.Method == http.MethodDelete, w: w, rc: http.NewResponseController(w), body: sends, ended: make(chan struct{})}
 	if !s.trackUpload(q) {
 		refuseHTTP(w, errShuttingDown.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	defer s.untrackUpload(q)
+	defer q.finish()
 	create, err := mayWrite(r.Context(), ident)
 	if err != nil {
 		s.log.Warn("tus request refused: the access policy failed", "room", name, "err", err)
@@ -632,6 +651,15 @@ func (s tusStore) GetUpload(ctx context.Context, id string) (handler.Upload, err
 		return nil, errTusNoUpload
 	}
 	up := &tusUpload{u: s.u, q: q, st: st}
+	if st.Offset == st.Size && !q.abort {
+		// Complete, but its commit failed (a file appeared at its path,
+		// the quota, the policy): tried again, so that the handler never
+		// answers for a complete upload as if its file were there.
+		if err := up.FinishUpload(ctx); err != nil {
+			return nil, err
+		}
+		return up, nil
+	}
 	up.expires()
 	return up, nil
 }

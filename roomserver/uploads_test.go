@@ -772,3 +772,36 @@ func TestTusResumesOverAPatchTheServerStillWaitsOnButNoOtherIdentityCanCutIt(t *
 		t.Fatalf("the resumed file: %q", got)
 	}
 }
+
+func TestTusACommitThatFailsIsNeverAnsweredAsDone(t *testing.T) {
+	tf := newTusFixture(t, nil)
+	tok := token(t, "alice", "r1", time.Hour)
+	loc := tf.create("r1", tok, "dup", 4)
+	if resp, body := tf.patch(loc, tok, 0, []byte("abc")); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("PATCH: %d %s", resp.StatusCode, body)
+	}
+	// Another writer takes the path before the last byte.
+	if _, err := tf.engine("r1").Upload(t.Context(), "dup", strings.NewReader("theirs"), roomstore.OpenOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := tf.patch(loc, tok, 3, []byte("d"))
+	wantStatus(t, "the last PATCH, its commit refused", resp, body, http.StatusConflict, "")
+	resp, _ = tf.do(http.MethodHead, loc, tok, nil)
+	if resp.StatusCode != http.StatusConflict {
+		t.Fatalf("HEAD of a complete upload whose commit fails: %d, want 409", resp.StatusCode)
+	}
+	resp, body = tf.patch(loc, tok, 4, nil)
+	wantStatus(t, "a PATCH of a complete upload whose commit fails", resp, body, http.StatusConflict, "")
+	if resp, body := tf.do(http.MethodDelete, loc, tok, nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE of it: %d %s", resp.StatusCode, body)
+	}
+	rd, err := tf.engine("r1").OpenReader(t.Context(), "dup", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rd)
+	rd.Close()
+	if string(got) != "theirs" {
+		t.Fatalf("the file at the path: %q, want the other writer's", got)
+	}
+}
