@@ -9,8 +9,8 @@
 // # Errors
 //
 // A refusal is a *StatusError with the server's status and its one-line
-// text; ErrRetriesExhausted wraps the last failure of an upload that
-// failed Client.Retries times in a row without progress; the context's
+// text; ErrRetriesExhausted wraps the last failure of an upload whose
+// Client.Retries retries in a row failed without progress; the context's
 // error ends an upload at once.
 package tusclient
 
@@ -38,8 +38,9 @@ const (
 	MaxBackoff     = 8 * time.Second
 )
 
-// ErrRetriesExhausted ends an upload whose requests failed Client.Retries
-// times in a row without the server keeping a byte more.
+// ErrRetriesExhausted ends an upload that failed, then failed again at
+// each of Client.Retries retries in a row, without the server keeping a
+// byte more.
 var ErrRetriesExhausted = errors.New("tus: too many failed attempts")
 
 // StatusError is a request the server refused: its status and the first
@@ -79,8 +80,8 @@ type Client struct {
 	HTTP *http.Client
 	// Token is sent as Authorization: Bearer, if set.
 	Token string
-	// Retries bounds the failed attempts in a row, without progress,
-	// before an upload fails (default DefaultRetries).
+	// Retries bounds the retries after a failure, in a row without
+	// progress, before an upload fails (default DefaultRetries).
 	Retries int
 	// Backoff is the pause after the first failure, doubled after each
 	// failure in a row up to MaxBackoff (default DefaultBackoff).
@@ -95,7 +96,9 @@ type Client struct {
 // Upload creates an upload of size bytes at endpoint (such as
 // http://host/tus/room/) with metadata meta, sends src's bytes from 0 to
 // size, resuming after failures, and returns the upload's URL once the
-// server has them all.
+// server has them all. An upload that fails after its creation returns
+// its URL too, with the error, for the caller to resume or terminate.
+// Errors: see the package's.
 func (c *Client) Upload(ctx context.Context, endpoint string, src io.ReaderAt, size int64, meta map[string]string) (string, error) {
 	var loc string
 	err := c.retrying(ctx, func() (bool, error) {
