@@ -24,7 +24,8 @@ type Proxy struct {
 	target string
 
 	mu       sync.Mutex
-	armed    int64 // body bytes left before the next cut; -1: none
+	armed    int64   // body bytes left before the next cut; -1: none
+	next     []int64 // the cuts armed after it, in turn
 	cuts     int
 	methods  map[string]int
 	conns    map[net.Conn]struct{}
@@ -50,10 +51,13 @@ func Start(target string) (*Proxy, error) {
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // CutAfter arms a cut: after n more bytes of request bodies (across
-// requests), the connection carrying the nth is closed both ways.
-func (p *Proxy) CutAfter(n int64) {
+// requests), the connection carrying the nth is closed both ways. Each of
+// then, if any, is armed in turn as the cut before it is made: a cut
+// after so many more bytes again.
+func (p *Proxy) CutAfter(n int64, then ...int64) {
 	p.mu.Lock()
 	p.armed = n
+	p.next = append([]int64(nil), then...)
 	p.mu.Unlock()
 }
 
@@ -206,6 +210,9 @@ func (p *Proxy) cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.armed = -1
+	if len(p.next) > 0 {
+		p.armed, p.next = p.next[0], p.next[1:]
+	}
 	p.cuts++
 	close(p.cutEvent)
 	p.cutEvent = make(chan struct{})
