@@ -32,6 +32,7 @@ import (
 	_ "github.com/roomstore/roomstore/backend_s3"  // registers s3://
 	"github.com/roomstore/roomstore/events_nats"
 	"github.com/roomstore/roomstore/roomserver"
+	"github.com/roomstore/roomstore/roomui"
 )
 
 // serveConfig is what `roomstore serve` is given.
@@ -419,6 +420,12 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 	mux.Handle(roomsPrefix, srv)
 	mux.Handle(filesPrefix, srv.Files(filesPrefix))
 	mux.Handle(tusPrefix, srv.Uploads(tusPrefix))
+	ui, err := roomui.Handler(roomui.Options{})
+	if err != nil {
+		_ = srv.Shutdown(context.Background())
+		return err
+	}
+	mux.Handle("/", ui) // the file browser: /, /ui/rooms/{room}, /ui/assets/
 	hs := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -439,6 +446,7 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 		log.Warn("insecure development mode: connections need no token and download URLs die with the process")
 	}
 	log.Info("listening", "addr", addr, "rooms", "ws://"+addr+roomsPrefix+"{room}", "files", public+filesPrefix, "tus", public+tusPrefix+"{room}/", "store", c.store)
+	log.Info("file browser", "url", public+"/", "room", public+roomui.RoomPrefix+"{room}#token=JWT")
 	if c.addrFile != "" {
 		if err := writeAddrFile(c.addrFile, addr); err != nil {
 			hs.Close()
