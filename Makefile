@@ -30,6 +30,20 @@ need_node = command -v node >/dev/null && command -v npm >/dev/null || { echo "m
 
 .PHONY: demo test test-node lint fuzz tools bench clean FORCE
 
+# The file browser (package roomui): roomui/web holds its sources, its
+# build (esbuild, pinned with tus-js-client and playwright-core by the
+# committed package-lock.json) and its browser test; roomui/assets holds
+# the bundle the package embeds, committed, so that `go install` needs no
+# npm. `make ui` rebuilds it; `make test-ui` fails when it is stale, then
+# drives Debian's chromium against roomstore serve.
+UI_WEB          := roomui/web
+UI_STAMP        := $(UI_WEB)/node_modules/.roomstore-npm-ci
+UI_TEST_TIMEOUT ?= 300000
+UI_ARTIFACTS    := $(CURDIR)/$(UI_WEB)/test-artifacts
+CHROMIUM        ?= /usr/bin/chromium
+
+.PHONY: ui test-ui
+
 demo:
 	$(GO) run ./cmd/demo
 
@@ -37,6 +51,7 @@ test: tools
 	@echo "== go: go test -race $(GOTESTFLAGS) ./..."
 	GOTRACEBACK=all $(GO) test -race -timeout 15m $(GOTESTFLAGS) ./...
 	@$(MAKE) --no-print-directory test-node
+	@$(MAKE) --no-print-directory test-ui
 
 # Runs roomstore serve (built here) as a subprocess and drives it with
 # @meshagent/meshagent 0.39.9 (and tus-js-client 4.3.1), the README's client snippet included
@@ -60,6 +75,40 @@ $(NODE_STAMP): $(NODE_TEST)/package-lock.json $(NODE_TEST)/package.json
 	@touch $@
 
 FORCE:
+
+ui: $(UI_STAMP)
+	@echo "== ui: esbuild $(UI_WEB)/src into roomui/assets"
+	cd $(UI_WEB) && node build.mjs
+
+# Rebuilds the bundle into a temporary folder and compares it byte for
+# byte with the committed one, then runs the browser test (every wait in
+# it has its own deadline; UI_TEST_TIMEOUT (ms) bounds each test).
+test-ui: $(BIN)/roomstore $(UI_STAMP) $(BIN)/.chromium
+	@echo "== ui: the committed bundle (roomui/assets) is what $(UI_WEB)/src builds"
+	@tmp=$$(mktemp -d) && (cd $(UI_WEB) && node build.mjs $$tmp) && \
+	for f in app.js app.css icon.svg; do \
+		cmp -s $$tmp/$$f roomui/assets/$$f || { echo "roomui/assets/$$f is stale: run make ui and commit it"; rm -rf $$tmp; exit 1; }; \
+	done; rm -rf $$tmp
+	@echo "== ui: browser tests ($(UI_WEB)/test, $$($(CHROMIUM) --version 2>/dev/null))"
+	cd $(UI_WEB) && ROOMSTORE_BIN=$(BIN)/roomstore CHROMIUM_BIN=$(CHROMIUM) UI_ARTIFACTS=$(UI_ARTIFACTS) node --test --test-timeout=$(UI_TEST_TIMEOUT) test/browser.test.mjs
+	@echo "== ui: done; screenshots in $(UI_ARTIFACTS)"
+
+$(UI_STAMP): $(UI_WEB)/package-lock.json $(UI_WEB)/package.json
+	@$(need_node)
+	@echo "== ui: npm ci in $(UI_WEB)"
+	cd $(UI_WEB) && npm ci --no-audit --no-fund
+	@touch $@
+
+# Debian's chromium, installed when missing (a fresh CI machine).
+$(BIN)/.chromium:
+	@mkdir -p $(BIN)
+	@if [ ! -x $(CHROMIUM) ]; then \
+		echo "== ui: apt-get install -y chromium"; \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y chromium; \
+	fi
+	@$(CHROMIUM) --version
+	@touch $@
 
 lint: $(call stamp,$(STATICCHECK))
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \

@@ -67,15 +67,16 @@ export class Access {
   }
 
   // canWriteIn reports whether some file directly in folder may be
-  // written: the entry that decides for every name there, else any
-  // writable entry that names a narrower part of it.
+  // written: the entry that decides for every name there, else a
+  // writable entry for some of the names there (a prefix of a name in
+  // it; one naming a deeper folder does not count).
   canWriteIn(folder) {
     if (this.none) return false;
     if (!this.paths) return true;
     const dir = folder ? folder + "/" : "";
     for (const p of this.paths) {
       if (dir.startsWith(p.prefix)) return !p.readOnly;
-      if (p.prefix.startsWith(dir) && !p.readOnly) return true;
+      if (p.prefix.startsWith(dir) && !p.prefix.slice(dir.length).includes("/") && !p.readOnly) return true;
     }
     return false;
   }

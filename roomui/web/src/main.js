@@ -125,7 +125,7 @@ class App {
     this.bind();
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     this.conn = new Room(`${scheme}//${location.host}${this.roomsPath}${encodeURIComponent(this.room)}`, token);
-    this.conn.onstate = (s, detail) => this.connState(s, detail);
+    this.conn.onstate = (s, detail, refused) => this.connState(s, detail, refused);
     this.conn.onopen = () => this.list();
     this.conn.onevent = (e) => this.event(e);
     this.render();
@@ -191,14 +191,15 @@ class App {
     $("dlg-cancel").addEventListener("click", () => $("dlg").close("cancel"));
   }
 
-  connState(s, detail) {
+  connState(s, detail, refused) {
     const c = $("conn");
     c.dataset.state = s;
-    c.textContent = s === "open" ? "live" : s === "closed" ? "disconnected" : "connecting";
+    c.textContent = s === "open" ? "live" : s === "closed" ? "disconnected" : detail ? "reconnecting" : "connecting";
     c.title = detail ?? "";
     if (s === "closed") this.fail(`Disconnected: ${detail}. Sign in again with a new token.`, true);
-    else if (detail) this.announce(`Connection lost, ${detail}.`);
-    if (s === "open") this.clearError(/connection|connect/i);
+    else if (refused) this.showError(`Cannot join the room: ${detail}.`);
+    else if (detail) this.announce(`${detail}.`);
+    if (s === "open") this.clearError(/join the room/);
   }
 
   // ---- listing ----
@@ -212,6 +213,7 @@ class App {
       this.entries = files;
       this.missing = false;
       this.render();
+      if (this.focusPath && files.some((f) => join(folder, f.name) === this.focusPath)) this.focusPath = undefined;
       if (user) this.announce(`${folder || this.room}: ${files.length} items.`);
     } catch (err) {
       if (n !== this.listing) return;
@@ -267,8 +269,10 @@ class App {
     $("drop-hint").hidden = !writable;
     $("readonly-note").hidden = writable;
     const rows = $("rows");
-    const focused = document.activeElement?.closest?.("tr")?.dataset.path;
-    const focusedAction = document.activeElement?.dataset?.action;
+    // The focus stays on the row it was on (or goes to the one an action
+    // named, a renamed file's), across the rebuild.
+    const focused = this.focusPath ?? document.activeElement?.closest?.("#rows tr")?.dataset.path;
+    const focusedAction = this.focusPath ? "open" : document.activeElement?.dataset?.action;
     rows.replaceChildren();
     const entries = [...this.entries].sort((a, b) => Number(b.is_folder) - Number(a.is_folder) || a.name.localeCompare(b.name));
     for (const e of entries) rows.append(this.row(e));
@@ -426,6 +430,7 @@ class App {
     }
     try {
       await this.conn.move(path, dest);
+      if (parent(dest) === this.folder) this.focusPath = dest;
       this.clearError();
       this.announce(`${path} renamed to ${dest}.`);
       this.list();

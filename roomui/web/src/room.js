@@ -163,18 +163,17 @@ export class Room {
       for (const [, p] of this.pending) p.reject(new RoomError("the connection to the room was lost", 0));
       this.pending.clear();
       if (this.stopped) return;
-      // An upgrade refused (403: a bad or expired token) closes before any
-      // greeting, and so does a room that does not exist for a reader.
-      if (!greeted.connected && e.code === 1006 && this.attempt >= 2) {
-        this.onstate("connecting", "cannot reach the room (is the token valid?)");
-      }
       if (e.code === 1008) {
         this.onstate("closed", e.reason || "the server ended the session");
         return;
       }
       const delay = Math.min(30_000, 500 * 2 ** Math.min(this.attempt, 6)) * (0.75 + Math.random() / 2);
       this.attempt++;
-      this.onstate("connecting", `reconnecting in ${Math.round(delay / 1000)} s`);
+      // A refused upgrade (403: a bad or expired token; 404: a room a
+      // reader may not create) closes before any greeting, as a server
+      // that cannot be reached does: the page cannot tell them apart.
+      const why = greeted.connected ? "connection lost" : "cannot join the room (is the token valid and the server up?)";
+      this.onstate("connecting", `${why}; retrying in ${Math.max(1, Math.round(delay / 1000))} s`, !greeted.connected);
       this.retry = setTimeout(() => this.dial(), delay);
     };
   }
