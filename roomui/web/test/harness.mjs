@@ -242,3 +242,58 @@ export function pattern(n, seed) {
 }
 
 export { assert };
+
+// ---- the cutting proxy ----
+
+// cutproxy.mjs (dependency-free) is the proxy the tus tests of the
+// roomstore command cut uploads with.
+const CUTPROXY = new URL("../../../cmd/roomstore/testdata/meshagent/cutproxy.mjs", import.meta.url);
+export const haveCutProxy = () => existsSync(CUTPROXY);
+
+// startFront serves the page, its assets, its downloads and its tus
+// requests through the cutting proxy, and its WebSocket straight to the
+// server: the proxy reads every request as HTTP (it counts bodies to cut
+// them), which a WebSocket's frames are not. The first request of each
+// connection decides where the connection goes.
+export async function startFront(target) {
+  const { startCutProxy } = await import(CUTPROXY.href);
+  const net = await import("node:net");
+  const proxy = await startCutProxy({ target });
+  const via = new URL(proxy.url);
+  const [th, tp] = [target.slice(0, target.lastIndexOf(":")), Number(target.slice(target.lastIndexOf(":") + 1))];
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    sockets.add(client);
+    client.on("close", () => sockets.delete(client));
+    client.on("error", () => {});
+    let head = Buffer.alloc(0);
+    const first = (d) => {
+      head = Buffer.concat([head, d]);
+      const end = head.indexOf("\r\n\r\n");
+      if (end < 0 && head.length < 64 << 10) return;
+      client.off("data", first);
+      client.pause();
+      const ws = /\r\nupgrade:\s*websocket/i.test(head.subarray(0, end).toString("latin1"));
+      const upstream = ws ? net.connect(tp, th) : net.connect(Number(via.port), via.hostname);
+      sockets.add(upstream);
+      upstream.on("close", () => (sockets.delete(upstream), client.destroy()));
+      upstream.on("error", () => client.destroy());
+      client.on("close", () => upstream.destroy());
+      upstream.write(head);
+      client.pipe(upstream);
+      upstream.pipe(client);
+      client.resume();
+    };
+    client.on("data", first);
+  });
+  await new Promise((res, rej) => (server.once("error", rej), server.listen(0, "127.0.0.1", res)));
+  return {
+    proxy,
+    origin: `http://127.0.0.1:${server.address().port}`,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((res) => server.close(() => res()));
+      await proxy.close();
+    },
+  };
+}
