@@ -138,6 +138,8 @@ export async function launch() {
     acceptDownloads: true,
     viewport: { width: 1200, height: 800 },
   });
+  context.setDefaultTimeout(STEP_TIMEOUT);
+  context.setDefaultNavigationTimeout(STEP_TIMEOUT);
   return {
     context,
     async close() {
@@ -248,7 +250,6 @@ export { assert };
 // cutproxy.mjs (dependency-free) is the proxy the tus tests of the
 // roomstore command cut uploads with.
 const CUTPROXY = new URL("../../../cmd/roomstore/testdata/meshagent/cutproxy.mjs", import.meta.url);
-export const haveCutProxy = () => existsSync(CUTPROXY);
 
 // startFront serves the page, its assets, its downloads and its tus
 // requests through the cutting proxy, and its WebSocket straight to the
