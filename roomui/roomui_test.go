@@ -158,6 +158,18 @@ func TestPages(t *testing.T) {
 	})
 }
 
+func TestNoTokenNeeded(t *testing.T) {
+	s := server(t, roomui.Options{})
+	plain, body := do(t, s, http.MethodGet, "/ui/rooms/team", nil)
+	withBad, body2 := do(t, s, http.MethodGet, "/ui/rooms/team", map[string]string{"Authorization": "Bearer not-a-token"})
+	if plain.StatusCode != http.StatusOK || withBad.StatusCode != http.StatusOK || body != body2 {
+		t.Errorf("without a token %s, with a bad one %s, same page %v: the page must not depend on a token", plain.Status, withBad.Status, body == body2)
+	}
+	if strings.Contains(body, "token=") {
+		t.Error("the page names a token")
+	}
+}
+
 func TestNotFound(t *testing.T) {
 	s := server(t, roomui.Options{})
 	for _, p := range []string{

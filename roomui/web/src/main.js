@@ -144,7 +144,11 @@ class App {
 
   bind() {
     window.addEventListener("hashchange", () => {
-      if (location.hash.startsWith("#token=")) return;
+      if (location.hash.startsWith("#token=")) {
+        // A new token pasted into this tab's address bar: start over with it.
+        location.reload();
+        return;
+      }
       this.folder = this.folderFromHash();
       this.entries = [];
       this.render();
@@ -632,9 +636,7 @@ function main() {
   const page = document.body.dataset.page;
   if (page === "signin") signIn();
   else if (page === "room") {
-    const app = new App();
-    window.roomstoreApp = app; // for the browser test and the console
-    app.start();
+    new App().start();
   }
 }
 

@@ -354,6 +354,15 @@ describe("a 64 MiB upload cut mid-body", () => {
       const token = mintToken(room, { name: "frank" });
       const page = await browser.context.newPage();
       const problems = watchPage(page, front.origin);
+      const seen = []; // the tus requests as the page made them, for a failure's message
+      page.on("requestfinished", async (r) => {
+        if (!new URL(r.url()).pathname.startsWith("/tus/")) return;
+        const res = await r.response().catch(() => null);
+        seen.push(`${r.method()} ${r.headers()["upload-offset"] ?? ""}→${res?.status()} ${res?.headers()["upload-offset"] ?? ""}`);
+      });
+      page.on("requestfailed", (r) => {
+        if (new URL(r.url()).pathname.startsWith("/tus/")) seen.push(`${r.method()} ${r.headers()["upload-offset"] ?? ""}→${r.failure()?.errorText}`);
+      });
       await page.goto(`${front.origin}/ui/rooms/${room}#token=${token}`, { timeout: STEP_TIMEOUT });
       await page.locator('#conn[data-state="open"]').waitFor({ timeout: STEP_TIMEOUT });
       const file = { name: "large.bin", size: 64 << 20, seed: 99 };
@@ -386,11 +395,45 @@ describe("a 64 MiB upload cut mid-body", () => {
         while (got[j] === want[j]) j--;
         const probe = got.subarray(i, i + 32);
         const from = want.indexOf(probe);
-        assert.fail(`the file differs from byte ${i} to byte ${j} of ${file.size}: its bytes there are ${probe.every((b) => b === 0) ? "zeros" : from >= 0 ? "the file's from byte " + from : "no bytes of the file"} (requests: ${front.proxy.requests.map((r) => r.method).join(" ")})`);
+        assert.fail(`the file differs from byte ${i} to byte ${j} of ${file.size}: its bytes there are ${probe.every((b) => b === 0) ? "zeros" : from >= 0 ? "the file's from byte " + from : "no bytes of the file"} (requests at the proxy: ${front.proxy.requests.map((r) => r.method).join(" ")}; the page's: ${seen.join(", ")})`);
       }
       noProblems("the proxied page", problems.filter((p) => !/ERR_CONNECTION|net::|Failed to load resource/.test(p)));
     } finally {
       await front.close();
     }
+  });
+});
+
+describe("an upload cut by a reload", () => {
+  test("resumes when the same file is dropped again, without a new upload", async () => {
+    const room = "reload-" + process.pid;
+    const { page, problems } = await open(room, mintToken(room, { name: "hana" }));
+    const tus = [];
+    page.on("request", (r) => {
+      if (new URL(r.url()).pathname.startsWith("/tus/")) tus.push(r.method());
+    });
+    const file = { name: "film.bin", size: 64 << 20, seed: 5 };
+    await recordProgress(page, file.name);
+    await dropFiles(page, [file]);
+    await until(async () => Number((await page.locator(`#upload-list li[data-path="${file.name}"]`).getAttribute("data-sent")) ?? 0) >= 8 << 20, STEP_TIMEOUT, "the first 8 MiB to be sent");
+    await page.reload();
+    await page.locator('#conn[data-state="open"]').waitFor();
+    assert.equal(await row(page, file.name).count(), 0, "no file yet: the upload is unfinished");
+    const before = tus.length;
+    assert.equal(tus.filter((m) => m === "POST").length, 1);
+    await recordProgress(page, file.name);
+    await dropFiles(page, [file]);
+    await waitUploaded(page, file.name);
+    await waitRow(page, file.name);
+    const again = tus.slice(before);
+    assert.equal(again.filter((m) => m === "POST").length, 0, `no new upload after the reload: ${again}`);
+    assert.equal(again[0], "HEAD", "it asks the server where to resume");
+    const progress = await page.evaluate((n) => window.__progress[n], file.name);
+    assert.ok(progress[0] >= 8 << 20, `the progress starts where the server stopped: ${progress.slice(0, 3)}`);
+    const got = await get(room, file.name);
+    assert.ok(got.equals(pattern(file.size, file.seed)), "the file is byte-exact");
+    assert.equal(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("tus::")).length), 0, "a finished upload is forgotten");
+    await screenshot(page, "resumed-after-reload");
+    noProblems("the reloaded page", problems);
   });
 });
