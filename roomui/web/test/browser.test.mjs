@@ -404,6 +404,33 @@ describe("a 64 MiB upload cut mid-body", () => {
   });
 });
 
+describe("a dropped connection", () => {
+  test("reconnects with backoff and shows what changed meanwhile", async () => {
+    const room = "drop-" + process.pid;
+    const front = await startFront(srv.addr);
+    try {
+      await put(room, "before.txt", Buffer.from("1\n"));
+      const page = await browser.context.newPage();
+      const problems = watchPage(page, front.origin);
+      await page.goto(`${front.origin}/ui/rooms/${room}#token=${mintToken(room, { name: "ivan" })}`);
+      await page.locator('#conn[data-state="open"]').waitFor();
+      await waitRow(page, "before.txt");
+      assert.equal(front.dropWebSockets({ refuse: true }), 1, "one WebSocket cut");
+      await page.locator('#conn[data-state="connecting"]').waitFor();
+      await put(room, "meanwhile.txt", Buffer.from("2\n"));
+      await put(room, "before.txt", Buffer.from("three\n"));
+      await screenshot(page, "reconnecting");
+      front.allowWebSockets();
+      await page.locator('#conn[data-state="open"]').waitFor({ timeout: 40_000 });
+      await waitRow(page, "meanwhile.txt", { what: "a file written while the page was away" });
+      await until(async () => (await row(page, "before.txt").locator("td.num").textContent()) === "6 bytes", STEP_TIMEOUT, "the overwrite made while away");
+      noProblems("the reconnected page", problems.filter((p) => !/WebSocket|ERR_CONNECTION|net::/.test(p)));
+    } finally {
+      await front.close();
+    }
+  });
+});
+
 describe("an upload cut by a reload", () => {
   test("resumes when the same file is dropped again, without a new upload", async () => {
     const room = "reload-" + process.pid;

@@ -263,6 +263,8 @@ export async function startFront(target) {
   const via = new URL(proxy.url);
   const [th, tp] = [target.slice(0, target.lastIndexOf(":")), Number(target.slice(target.lastIndexOf(":") + 1))];
   const sockets = new Set();
+  const websockets = new Set();
+  let refuseWebSockets = false;
   const server = net.createServer((client) => {
     sockets.add(client);
     client.on("close", () => sockets.delete(client));
@@ -275,6 +277,14 @@ export async function startFront(target) {
       client.off("data", first);
       client.pause();
       const ws = /\r\nupgrade:\s*websocket/i.test(head.subarray(0, end).toString("latin1"));
+      if (ws && refuseWebSockets) {
+        client.destroy();
+        return;
+      }
+      if (ws) {
+        websockets.add(client);
+        client.on("close", () => websockets.delete(client));
+      }
       const upstream = ws ? net.connect(tp, th) : net.connect(Number(via.port), via.hostname);
       sockets.add(upstream);
       upstream.on("close", () => (sockets.delete(upstream), client.destroy()));
@@ -291,6 +301,17 @@ export async function startFront(target) {
   return {
     proxy,
     origin: `http://127.0.0.1:${server.address().port}`,
+    // dropWebSockets cuts every WebSocket, as a network drop would, and
+    // with refuse, every new one until allowWebSockets.
+    dropWebSockets({ refuse = false } = {}) {
+      refuseWebSockets = refuse;
+      const n = websockets.size;
+      for (const s of websockets) s.destroy();
+      return n;
+    },
+    allowWebSockets() {
+      refuseWebSockets = false;
+    },
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise((res) => server.close(() => res()));
