@@ -125,7 +125,7 @@ class App {
     this.bind();
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     this.conn = new Room(`${scheme}//${location.host}${this.roomsPath}${encodeURIComponent(this.room)}`, token);
-    this.conn.onstate = (s, detail, refused) => this.connState(s, detail, refused);
+    this.conn.onstate = (s, detail) => this.connState(s, detail);
     this.conn.onopen = () => this.list();
     this.conn.onevent = (e) => this.event(e);
     this.render();
@@ -195,15 +195,21 @@ class App {
     $("dlg-cancel").addEventListener("click", () => $("dlg").close("cancel"));
   }
 
-  connState(s, detail, refused) {
+  connState(s, detail) {
     const c = $("conn");
     c.dataset.state = s;
     c.textContent = s === "open" ? "live" : s === "closed" ? "disconnected" : detail ? "reconnecting" : "connecting";
     c.title = detail ?? "";
-    if (s === "closed") this.fail(`Disconnected: ${detail}. Sign in again with a new token.`, true);
-    else if (refused) this.showError(`Cannot join the room: ${detail}.`);
-    else if (detail) this.announce(`${detail}.`);
-    if (s === "open") this.clearError(/join the room/);
+    if (s === "closed") {
+      this.fail(`Disconnected: ${detail}. Sign in again with a new token.`, true);
+    } else if (detail) {
+      this.showError(detail[0].toUpperCase() + detail.slice(1) + ".");
+      this.connError = true;
+    } else if (s === "open" && this.connError) {
+      this.connError = false;
+      this.clearError();
+      this.announce("Connected again.");
+    }
   }
 
   // ---- listing ----
@@ -352,16 +358,15 @@ class App {
 
   showError(msg) {
     const e = $("error");
+    this.connError = false;
     e.textContent = String(msg).split("\n")[0];
     e.hidden = false;
   }
 
-  clearError(re) {
+  clearError() {
     const e = $("error");
-    if (!re || re.test(e.textContent)) {
-      e.hidden = true;
-      e.textContent = "";
-    }
+    e.hidden = true;
+    e.textContent = "";
   }
 
   fail(msg, signInLink) {

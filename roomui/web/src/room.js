@@ -114,6 +114,7 @@ export class Room {
     this.position = "";
     this.attempt = 0;
     this.stopped = false;
+    this.joined = false; // greeted once: a later failure is a lost connection
     this.onstate = () => {};
     this.onevent = () => {};
     this.onopen = () => {};
@@ -172,8 +173,8 @@ export class Room {
       // A refused upgrade (403: a bad or expired token; 404: a room a
       // reader may not create) closes before any greeting, as a server
       // that cannot be reached does: the page cannot tell them apart.
-      const why = greeted.connected ? "connection lost" : "cannot join the room (is the token valid and the server up?)";
-      this.onstate("connecting", `${why}; retrying in ${Math.max(1, Math.round(delay / 1000))} s`, !greeted.connected);
+      const why = this.joined ? "the connection to the room was lost" : "cannot join the room (is the token valid and the server up?)";
+      this.onstate("connecting", `${why}; retrying in ${Math.max(1, Math.round(delay / 1000))} s`);
       this.retry = setTimeout(() => this.dial(), delay);
     };
   }
@@ -217,6 +218,7 @@ export class Room {
     }
     if (greeted.ready && greeted.connected) {
       this.attempt = 0;
+      this.joined = true;
       this.onstate("open");
       this.onopen();
     }

@@ -340,7 +340,7 @@ describe("the sign-in form", () => {
     const page = await browser.context.newPage();
     await page.goto(`${origin}/ui/rooms/${room}#token=${mintToken(room, { secret: "another-secret-of-enough-bytes-0123456789" })}`);
     await page.locator("#error").waitFor({ timeout: STEP_TIMEOUT });
-    assert.match(await page.locator("#error").textContent(), /^Cannot join the room: .*token/);
+    assert.match(await page.locator("#error").textContent(), /^Cannot join the room \(is the token valid.*retrying in \d+ s\.$/);
     assert.equal(await page.locator("#conn").textContent(), "reconnecting");
     await screenshot(page, "refused");
   });
@@ -417,12 +417,15 @@ describe("a dropped connection", () => {
       await waitRow(page, "before.txt");
       assert.equal(front.dropWebSockets({ refuse: true }), 1, "one WebSocket cut");
       await page.locator('#conn[data-state="connecting"]').waitFor();
+      await page.locator("#error").waitFor();
+      assert.match(await page.locator("#error").textContent(), /^The connection to the room was lost; retrying in \d+ s\.$/);
       await put(room, "meanwhile.txt", Buffer.from("2\n"));
       await put(room, "before.txt", Buffer.from("three\n"));
       await screenshot(page, "reconnecting");
       front.allowWebSockets();
       await page.locator('#conn[data-state="open"]').waitFor({ timeout: 40_000 });
       await waitRow(page, "meanwhile.txt", { what: "a file written while the page was away" });
+      assert.equal(await page.locator("#error").isVisible(), false, "the error line goes once connected again");
       await until(async () => (await row(page, "before.txt").locator("td.num").textContent()) === "6 bytes", STEP_TIMEOUT, "the overwrite made while away");
       noProblems("the reconnected page", problems.filter((p) => !/WebSocket|ERR_CONNECTION|net::/.test(p)));
     } finally {

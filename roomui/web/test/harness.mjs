@@ -170,6 +170,7 @@ export const shots = [];
 
 // screenshot saves the page as ARTIFACTS/NN-name.png.
 export async function screenshot(page, name) {
+  if (shot === 0) await rm(ARTIFACTS, { recursive: true, force: true }); // this run's alone
   await mkdir(ARTIFACTS, { recursive: true });
   const file = join(ARTIFACTS, `${String(++shot).padStart(2, "0")}-${name}.png`);
   await withTimeout(page.screenshot({ path: file, fullPage: true }), STEP_TIMEOUT, `screenshot ${name}`);
