@@ -90,7 +90,7 @@ test-ui: $(BIN)/roomstore $(UI_STAMP) $(BIN)/.chromium
 		cmp -s $$tmp/$$f roomui/assets/$$f || { echo "roomui/assets/$$f is stale: run make ui and commit it"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp
 	@echo "== ui: browser tests ($(UI_WEB)/test, $$($(CHROMIUM) --version 2>/dev/null))"
-	cd $(UI_WEB) && ROOMSTORE_BIN=$(BIN)/roomstore CHROMIUM_BIN=$(CHROMIUM) UI_ARTIFACTS=$(UI_ARTIFACTS) node --test --test-timeout=$(UI_TEST_TIMEOUT) test/browser.test.mjs
+	cd $(UI_WEB) && ROOMSTORE_BIN=$(BIN)/roomstore CHROMIUM_BIN=$(CHROMIUM) UI_ARTIFACTS=$(UI_ARTIFACTS) node --test --test-timeout=$(UI_TEST_TIMEOUT) test/grants.test.mjs test/browser.test.mjs
 	@echo "== ui: done; screenshots in $(UI_ARTIFACTS)"
 
 $(UI_STAMP): $(UI_WEB)/package-lock.json $(UI_WEB)/package.json

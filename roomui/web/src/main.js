@@ -151,6 +151,7 @@ class App {
       }
       this.folder = this.folderFromHash();
       this.entries = [];
+      this.loaded = false;
       this.render();
       this.list();
     });
@@ -222,6 +223,7 @@ class App {
       if (n !== this.listing) return;
       this.entries = files;
       this.missing = false;
+      this.loaded = true;
       this.render();
       if (this.focusPath && files.some((f) => join(folder, f.name) === this.focusPath)) this.focusPath = undefined;
       if (user) this.announce(`${folder || this.room}: ${files.length} items.`);
@@ -231,6 +233,7 @@ class App {
         // A folder exists while something is in it: a new one is empty.
         this.entries = [];
         this.missing = true;
+        this.loaded = true;
         this.render();
         return;
       }
@@ -288,9 +291,11 @@ class App {
     for (const e of entries) rows.append(this.row(e));
     const empty = $("empty");
     empty.hidden = entries.length > 0;
-    empty.textContent = this.missing
-      ? `${this.folder} is a new folder: it exists once a file is uploaded into it.`
-      : "This folder is empty.";
+    empty.textContent = !this.loaded
+      ? "Loading…"
+      : this.missing
+        ? `${this.folder} is a new folder: it exists once a file is uploaded into it.`
+        : "This folder is empty.";
     if (focused !== undefined) {
       const tr = [...rows.rows].find((r) => r.dataset.path === focused);
       const target = tr?.querySelector(`[data-action="${focusedAction}"]`) ?? tr?.querySelector("button");
