@@ -140,6 +140,7 @@ describe("two participants in one room", () => {
     await A.page.reload();
     await A.page.locator('#conn[data-state="open"]').waitFor({ timeout: STEP_TIMEOUT });
     assert.equal(await A.page.locator("#who").textContent(), "alice", "a reload signs in again from sessionStorage");
+    assert.ok(srv.logs.some((l) => /msg="file browser" url=http:\/\/127\.0\.0\.1:\d+\/ room="http:\/\/127\.0\.0\.1:\d+\/ui\/rooms\/\{room\}#token=JWT"/.test(l)), "serve logs the file browser's URL");
     const leaked = srv.logs.filter((l) => l.includes(aliceToken.split(".")[2]) || l.includes(bobToken.split(".")[2]));
     assert.deepEqual(leaked, [], "no log line holds a token");
     await screenshot(A.page, "empty-room");
