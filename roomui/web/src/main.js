@@ -105,7 +105,11 @@ class App {
     if (h.startsWith("#token=")) {
       // Out of the address bar (and so out of bookmarks, history and
       // screenshots) at once; kept for this tab's reloads.
-      token = decodeURIComponent(h.slice("#token=".length));
+      try {
+        token = decodeURIComponent(h.slice("#token=".length));
+      } catch {
+        token = ""; // a malformed escape: no token
+      }
       sessionStorage.setItem(tokenKey(this.room), token);
       history.replaceState(null, "", location.pathname + location.search);
       this.folder = "";
