@@ -260,6 +260,12 @@ describe("two participants in one room", () => {
     const overflow = await A.page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.ok(overflow <= 0, `nothing wider than the screen (${overflow} px too wide)`);
     await screenshot(A.page, "phone");
+    await row(A.page, "renamed.txt").locator('[data-action="versions"]').click();
+    await A.page.locator("#dlg .versions tbody tr").first().waitFor();
+    const wide = await A.page.evaluate(() => document.getElementById("dlg").getBoundingClientRect().right);
+    assert.ok(wide <= 390, `the dialog fits the screen (its right edge at ${wide} px)`);
+    await screenshot(A.page, "phone-versions");
+    await A.page.keyboard.press("Escape");
     await A.page.setViewportSize({ width: 1200, height: 800 });
   });
 
@@ -323,7 +329,10 @@ describe("the sign-in form", () => {
     const problems = watchPage(page, origin);
     const sent = [];
     page.on("request", (r) => sent.push(r.url()));
+    await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${origin}/`, { timeout: STEP_TIMEOUT });
+    await screenshot(page, "signin-phone");
+    await page.setViewportSize({ width: 1200, height: 800 });
     await screenshot(page, "signin");
     await page.locator("#signin-room").fill(room);
     await page.locator("#signin-token").fill(token);
