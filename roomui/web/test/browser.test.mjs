@@ -180,6 +180,7 @@ describe("two participants in one room", () => {
     await input.press("Enter");
     await waitRow(A.page, "renamed.txt", { what: "page A shows the rename" });
     await waitRow(A.page, "notes.txt", { gone: true, what: "page A drops the old name" });
+    await until(async () => (await A.page.locator("#status").textContent()) === "notes.txt → renamed.txt moved by bob.", STEP_TIMEOUT, "page A's live region to tell who moved what");
     assert.equal(
       await B.page.evaluate(() => document.activeElement?.closest("tr")?.dataset.path ?? document.activeElement?.id),
       "renamed.txt",
