@@ -170,7 +170,7 @@ class App {
     let depth = 0;
     const hasFiles = (e) => [...(e.dataTransfer?.types ?? [])].includes("Files");
     drop.addEventListener("dragenter", (e) => {
-      if (!hasFiles(e) || !this.access.canWriteIn(this.folder)) return;
+      if (!hasFiles(e) || this.ended || !this.access.canWriteIn(this.folder)) return;
       depth++;
       document.body.classList.add("dragging");
     });
@@ -183,12 +183,13 @@ class App {
     drop.addEventListener("dragover", (e) => {
       if (!hasFiles(e)) return;
       e.preventDefault();
-      e.dataTransfer.dropEffect = this.access.canWriteIn(this.folder) ? "copy" : "none";
+      e.dataTransfer.dropEffect = !this.ended && this.access.canWriteIn(this.folder) ? "copy" : "none";
     });
     drop.addEventListener("drop", (e) => {
       e.preventDefault();
       depth = 0;
       document.body.classList.remove("dragging");
+      if (this.ended) return;
       if (!this.access.canWriteIn(this.folder)) {
         this.showError(`You may not upload into ${this.folder || "this room"}.`);
         return;
@@ -279,7 +280,7 @@ class App {
 
   render() {
     this.renderCrumbs();
-    const writable = this.access.canWriteIn(this.folder);
+    const writable = !this.ended && this.access.canWriteIn(this.folder);
     $("upload-label").hidden = !writable;
     $("upload-input").disabled = !writable;
     $("new-folder").hidden = !writable;
@@ -385,6 +386,8 @@ class App {
       e.append(" ", el("a", { href: "/?room=" + encodeURIComponent(this.room), text: "Sign in" }));
     }
     $("toolbar").hidden = true;
+    $("drop-hint").hidden = true;
+    this.ended = true; // no more drops, nor their uploads
   }
 
   // callError shows a refused call in one line.

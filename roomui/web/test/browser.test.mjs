@@ -346,6 +346,19 @@ describe("the sign-in form", () => {
     noProblems("sign-in", problems);
   });
 
+  test("a token that ends ends the session, saying to sign in again", async () => {
+    const room = "expiring-" + process.pid;
+    const page = await browser.context.newPage();
+    await page.goto(`${origin}/ui/rooms/${room}#token=${mintToken(room, { name: "jo", expiresIn: 3 })}`);
+    await page.locator('#conn[data-state="open"]').waitFor();
+    await page.locator('#conn[data-state="closed"]').waitFor({ timeout: 10_000 });
+    assert.match(await page.locator("#error").textContent(), /^Disconnected: token expired\. Sign in again with a new token\. Sign in$/);
+    assert.equal(await page.locator("#error a").getAttribute("href"), `/?room=${room}`);
+    assert.equal(await page.locator("#toolbar").isVisible(), false, "nothing left to do but sign in");
+    assert.equal(await page.locator("#drop-hint").isVisible(), false);
+    await screenshot(page, "expired");
+  });
+
   test("a bad token is refused in one line", async () => {
     const room = "refused-" + process.pid;
     const page = await browser.context.newPage();

@@ -49,7 +49,7 @@ const b64url = (b) => Buffer.from(b).toString("base64url");
 // mintToken makes the token MeshAgent's ParticipantToken makes for name
 // in room, with a storage grant: paths omitted is every path, read and
 // write; else [{path, read_only}].
-export function mintToken(room, { name = "alice", paths, secret = SECRET } = {}) {
+export function mintToken(room, { name = "alice", paths, secret = SECRET, expiresIn } = {}) {
   const storage = paths ? { paths: paths.map((p) => (p.read_only ? { path: p.path, read_only: true } : { path: p.path })) } : {};
   const claims = {
     name,
@@ -57,6 +57,7 @@ export function mintToken(room, { name = "alice", paths, secret = SECRET } = {})
     version: "0.39.9",
     iat: Math.floor(Date.now() / 1000),
   };
+  if (expiresIn !== undefined) claims.exp = Math.floor(Date.now() / 1000) + expiresIn;
   const head = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
   const body = b64url(JSON.stringify(claims));
   const sig = createHmac("sha256", secret).update(`${head}.${body}`).digest("base64url");
