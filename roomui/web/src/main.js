@@ -471,7 +471,13 @@ class App {
       check: (v) => (!v ? "Enter a name." : /[/\\]/.test(v) || v.startsWith(".") ? "A name without '/', nor a leading '.'." : this.entries.some((e) => e.name === v) ? `${v} exists already.` : ""),
     });
     if (!name) return;
-    location.hash = "#/" + encodeURIComponent(join(this.folder, name)).replace(/%2F/g, "/");
+    // The folder now, not at the hashchange that follows: the files
+    // chosen next go into it.
+    this.folder = join(this.folder, name);
+    this.entries = [];
+    this.loaded = false;
+    this.render();
+    location.hash = "#/" + encodeURIComponent(this.folder).replace(/%2F/g, "/");
     // Still within the click that closed the dialog: the picker may open.
     $("upload-input").click();
   }

@@ -113,7 +113,10 @@ async function waitUploaded(page, path) {
     const state = await li.getAttribute("data-state").catch(() => null);
     if (state === "error") throw new Error(`upload ${path} failed: ${await page.locator("#error").textContent()}`);
     return state === "done";
-  }, 60_000, `the upload of ${path} to finish`);
+  }, 60_000, `the upload of ${path} to finish`).catch(async (err) => {
+    const list = await page.locator("#upload-list li").evaluateAll((lis) => lis.map((li) => `${li.dataset.path} ${li.dataset.state ?? "sending"} ${li.dataset.sent ?? 0}`));
+    throw new Error(`${err.message}; the uploads: ${list.join(", ") || "none"}; the folder: ${await page.evaluate(() => location.hash)}`);
+  });
 }
 
 function noProblems(name, problems) {
