@@ -126,7 +126,7 @@ fuzz:
 
 # The benchmark suite (bench/, a module of its own) runs roomstore and its
 # baselines side by side in the same process, BENCH_ROUNDS rounds of the
-# ratio cases, and writes BENCHMARKS.md: 6 to 10 minutes on 2 cores.
+# ratio cases, and writes BENCHMARKS.md: about 20 minutes on 2 cores.
 # BENCH_CLONE_DIR, if set, is a folder on a file system that clones (XFS,
 # btrfs), where the append case runs again to show both of its costs.
 BENCH_ROUNDS    ?= 5
