@@ -16,6 +16,7 @@ import (
 	"github.com/roomstore/roomstore/backend"
 	_ "github.com/roomstore/roomstore/backend_mem" // registers mem://
 	"github.com/roomstore/roomstore/events"
+	"github.com/roomstore/roomstore/internal/keylock"
 	"github.com/roomstore/roomstore/internal/telemetry"
 )
 
@@ -68,7 +69,7 @@ type Engine struct {
 	// createMu makes one CreateResumable at a time; resumables orders
 	// the calls on each upload.
 	createMu   ctxMutex
-	resumables resumableLocks
+	resumables keylock.Locks
 
 	mu       sync.Mutex
 	closed   bool

@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"maps"
-	"sync"
 	"time"
 
 	"github.com/roomstore/roomstore/backend"
@@ -122,49 +121,6 @@ func (r resumableRecord) state(id string, offset int64) Resumable {
 // may use: unknown, malformed, finished, aborted, expired, or refused by
 // the Policy.
 var errNoUpload = fmt.Errorf("%w: no such upload", fs.ErrNotExist)
-
-// resumableLocks orders the calls on one upload within an engine: a
-// ctxMutex per id in use, dropped by its last user.
-type resumableLocks struct {
-	mu sync.Mutex
-	m  map[string]*resumableLock
-}
-
-type resumableLock struct {
-	ctxMutex
-	users int
-}
-
-// lock takes id's lock, waiting as ctx allows, and returns its release.
-func (l *resumableLocks) lock(ctx context.Context, id string) (func(), error) {
-	l.mu.Lock()
-	if l.m == nil {
-		l.m = map[string]*resumableLock{}
-	}
-	k := l.m[id]
-	if k == nil {
-		k = &resumableLock{ctxMutex: newCtxMutex()}
-		l.m[id] = k
-	}
-	k.users++
-	l.mu.Unlock()
-	drop := func() {
-		l.mu.Lock()
-		if k.users--; k.users == 0 {
-			delete(l.m, id)
-		}
-		l.mu.Unlock()
-	}
-	if err := ctx.Err(); err != nil {
-		drop()
-		return nil, err
-	}
-	if err := k.lock(ctx); err != nil {
-		drop()
-		return nil, err
-	}
-	return func() { k.unlock(); drop() }, nil
-}
 
 // CreateResumable starts a resumable upload of opts.Size bytes to p and
 // returns its state, with a new random ID (22 URL-safe characters). It
@@ -332,7 +288,7 @@ func (e *Engine) resumableCall(ctx context.Context, op, id string) (done func(),
 	if err := e.begin(op, id); err != nil {
 		return nil, err
 	}
-	unlock, err := e.resumables.lock(ctx, id)
+	unlock, err := e.resumables.Lock(ctx, id)
 	if err != nil {
 		e.inflight.Done()
 		return nil, pathError(op, id, err)
@@ -596,7 +552,7 @@ func (e *Engine) expireResumables(ctx context.Context, now time.Time) (int, erro
 	removed := 0
 	var errs []error
 	for _, d := range gone {
-		unlock, err := e.resumables.lock(ctx, d.id)
+		unlock, err := e.resumables.Lock(ctx, d.id)
 		if err != nil {
 			return removed, err
 		}

@@ -12,9 +12,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/roomstore/roomstore/backend"
 	"github.com/spf13/afero"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/roomstore/roomstore/backend"
+	"github.com/roomstore/roomstore/internal/keylock"
 )
 
 // lockStripes is how many locks guard commits. Paths hash onto stripes, so
@@ -40,7 +42,7 @@ type fsLocks struct {
 	// known to be an OS file; each is guarded by its stripe.
 	osPaths [lockStripes]string
 	// uploads are the locks of staged uploads (see staged.go).
-	uploads uploadLocks
+	uploads keylock.Locks
 }
 
 func newFSLocks() *fsLocks {

@@ -12,10 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spf13/afero"
+
 	"github.com/roomstore/roomstore/backend"
 	"github.com/roomstore/roomstore/roompath"
-	"github.com/spf13/afero"
-	"golang.org/x/sync/semaphore"
 )
 
 // Staged uploads (backend.Staging).
@@ -44,45 +44,6 @@ const aferoUploadsDir = roompath.ReservedPrefix + "/uploads"
 func uploadDir(id string) string { return aferoUploadsDir + "/" + id }
 
 var errNoUpload = backend.Errorf(fs.ErrNotExist, nil, "no such upload")
-
-// uploadLocks are the in-process locks of uploads, by id, each dropped by
-// its last user.
-type uploadLocks struct {
-	mu sync.Mutex
-	m  map[string]*uploadLock
-}
-
-type uploadLock struct {
-	sem   *semaphore.Weighted
-	users int
-}
-
-// lock takes id's lock, waiting as ctx allows, and returns its release.
-func (l *uploadLocks) lock(ctx context.Context, id string) (func(), error) {
-	l.mu.Lock()
-	if l.m == nil {
-		l.m = map[string]*uploadLock{}
-	}
-	k := l.m[id]
-	if k == nil {
-		k = &uploadLock{sem: semaphore.NewWeighted(1)}
-		l.m[id] = k
-	}
-	k.users++
-	l.mu.Unlock()
-	drop := func() {
-		l.mu.Lock()
-		if k.users--; k.users == 0 {
-			delete(l.m, id)
-		}
-		l.mu.Unlock()
-	}
-	if err := k.sem.Acquire(ctx, 1); err != nil {
-		drop()
-		return nil, err
-	}
-	return func() { k.sem.Release(1); drop() }, nil
-}
 
 // Stage implements backend.Staging.
 func (a *Afero) Stage(ctx context.Context, id string, record []byte) error {
@@ -239,7 +200,7 @@ func (a *Afero) Restage(ctx context.Context, id string, record []byte) error {
 // returned function closes the file, unless done (a commit placed it),
 // and releases the locks.
 func (a *Afero) openUpload(ctx context.Context, id string) (afero.File, func(), error) {
-	unlock, err := a.locks.uploads.lock(ctx, id)
+	unlock, err := a.locks.uploads.Lock(ctx, id)
 	if err != nil {
 		return nil, nil, err
 	}
