@@ -398,7 +398,7 @@ type idleResult struct {
 
 // idleRun starts the command, joins n idle participants and measures it.
 func idleRun(b *testing.B, bin string, n int) idleResult {
-	srv := startServe(b, bin)
+	srv := startServe(b, bin, "file://"+filepath.ToSlash(b.TempDir())+"/{room}")
 	defer srv.stop(b)
 	var res idleResult
 	_, err := srv.scrape() // the endpoint's first scrape sets it up
@@ -535,11 +535,13 @@ func joinIdle(addr, room, name string) (*websocket.Conn, error) {
 	return ws, nil
 }
 
-// serveProc is a running `roomstore serve`.
+// serveProc is a running `roomstore serve` (or another server of the
+// suite that logs its addresses as JSON lines on stderr: cmd/plainhttp).
 type serveProc struct {
+	name     string // the command, for error messages
 	cmd      *exec.Cmd
 	addr     string // its rooms' listener
-	metrics  string // its --metrics listener
+	metrics  string // its --metrics listener, if any
 	exited   chan struct{}
 	log      *logLines
 	stopOnce sync.Once
@@ -547,16 +549,29 @@ type serveProc struct {
 	waitErr  error
 }
 
-// startServe runs the command's serve on a file:// store in a temporary
-// folder and returns once it listens on both of its addresses.
-func startServe(b *testing.B, bin string) *serveProc {
-	store := "file://" + filepath.ToSlash(b.TempDir()) + "/{room}"
-	cmd := exec.Command(bin, "serve", "--store", store, "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--log-format", "json")
+// startServe runs the command's serve on store (a --store URL template,
+// such as file://DIR/{room}), with --listen 127.0.0.1:0, --metrics
+// 127.0.0.1:0, --log-format json and the flags given, and returns once
+// it listens on both of its addresses.
+func startServe(b *testing.B, bin, store string, flags ...string) *serveProc {
+	args := append([]string{"serve", "--store", store, "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--log-format", "json"}, flags...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "ROOMSTORE_TOKEN_SECRET="+string(roomSecret))
-	lines := &logLines{addrs: map[string]chan string{"listening": make(chan string, 1), "serving metrics": make(chan string, 1)}}
+	return startLogged(b, "roomstore serve", cmd, "listening", "serving metrics")
+}
+
+// startLogged starts cmd, whose stderr logs JSON lines, and returns once
+// it has logged the addr of a line with each of the messages given: the
+// first is its listener (serveProc.addr), the second, if any, its
+// metrics endpoint. It is stopped when b ends.
+func startLogged(b *testing.B, name string, cmd *exec.Cmd, msgs ...string) *serveProc {
+	lines := &logLines{addrs: map[string]chan string{}}
+	for _, m := range msgs {
+		lines.addrs[m] = make(chan string, 1)
+	}
 	cmd.Stderr = lines
 	check(b, cmd.Start())
-	p := &serveProc{cmd: cmd, exited: make(chan struct{}), log: lines, http: &http.Client{Timeout: idleWait}}
+	p := &serveProc{name: name, cmd: cmd, exited: make(chan struct{}), log: lines, http: &http.Client{Timeout: idleWait}}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.exited)
@@ -564,18 +579,18 @@ func startServe(b *testing.B, bin string) *serveProc {
 	b.Cleanup(func() { p.stop(b) })
 	t := time.NewTimer(idleWait)
 	defer t.Stop()
-	for _, key := range []string{"listening", "serving metrics"} {
+	for i, key := range msgs {
 		select {
 		case a := <-lines.addrs[key]:
-			if key == "listening" {
+			if i == 0 {
 				p.addr = a
 			} else {
 				p.metrics = a
 			}
 		case <-p.exited:
-			b.Fatalf("roomstore serve exited: %v\n%s", p.waitErr, lines.tail())
+			b.Fatalf("%s exited: %v\n%s", name, p.waitErr, lines.tail())
 		case <-t.C:
-			b.Fatalf("roomstore serve did not log %q within %v\n%s", key, idleWait, lines.tail())
+			b.Fatalf("%s did not log %q within %v\n%s", name, key, idleWait, lines.tail())
 		}
 	}
 	return p
@@ -593,7 +608,7 @@ func (p *serveProc) stop(b *testing.B) {
 		case <-t.C:
 			_ = p.cmd.Process.Kill()
 			<-p.exited
-			b.Errorf("roomstore serve did not exit within %v of SIGTERM\n%s", idleWait, p.log.tail())
+			b.Errorf("%s did not exit within %v of SIGTERM\n%s", p.name, idleWait, p.log.tail())
 		}
 	})
 }
