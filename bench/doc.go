@@ -109,6 +109,16 @@
 //     to the same server) and to the engine directly, one of each per
 //     iteration in rotating order (section 18; target: tus at least
 //     0.7x the room protocol's throughput).
+//   - BenchmarkRoomVsHTTP: small operations (upload 4 KiB, download,
+//     stat, delete on 1,000 rotating names per client) through
+//     `roomstore serve` over the room protocol (roomclient), against
+//     cmd/plainhttp, a net/http file server of the same durability
+//     (temporary file, fsync, rename, fsync of the folder), and
+//     versitygw through aws-sdk-go-v2, every server a separate process,
+//     with fsync on and off: 1 client (time per cycle and per operation,
+//     the allocations of client and server per cycle) and 16 clients
+//     (cycles per second) (section 19; targets: roomstore at most 1.5x
+//     plain HTTP's time with 1 client, at least 0.6x its rate with 16).
 //
 // One section alone, with its rounds and its table, into a report of its
 // own (the other sections without figures):

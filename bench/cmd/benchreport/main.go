@@ -7,7 +7,8 @@
 // It compiles the suite's test binary once (go test -c), runs the ratio
 // cases (small files, events, list, 64 MiB, the room server's 64 MiB,
 // fan-out and access grants, instrumentation, budgets, compression,
-// outside changes, the version history's cycle) for -rounds rounds,
+// outside changes, the version history's cycle, small operations over
+// the room protocol against plain HTTP) for -rounds rounds,
 // reversing the order of roomstore and its baselines on every other
 // round, runs the memory, append and version history's overwrite cases
 // once, and prints and writes, for every comparison, roomstore's figure,
@@ -96,6 +97,15 @@ const (
 	outsideDefaultIterations = "30x"
 	scan10kIterations        = "20x"
 	scanIterations           = "5x"
+)
+
+// The -test.benchtime of the room-versus-HTTP cases (section 19): the
+// 1-client case's iterations, one cycle of each of its three sides each,
+// and the 16-client case's, one phase of 16 clients × 25 cycles of each
+// side each.
+const (
+	rvhOneIterations  = "200x"
+	rvhManyIterations = "3x"
 )
 
 // historyOverwrites is the -test.benchtime of the version history's
@@ -195,6 +205,8 @@ func run(dir, out, benchtime string, rounds int, command, cloneDir, baseline, on
 		{regex: "^BenchmarkOutside$/^scan-file-10k$", benchtime: scan10kIterations},
 		{regex: "^BenchmarkOutside$/^scan-(file-100k|s3-10k)$", benchtime: scanIterations},
 		{regex: "^BenchmarkHistory$/^cycle-", benchtime: benchtime},
+		{regex: "^BenchmarkRoomVsHTTP$/^fsync-(on|off)$/^1-client$", benchtime: rvhOneIterations},
+		{regex: "^BenchmarkRoomVsHTTP$/^fsync-(on|off)$/^16-clients$", benchtime: rvhManyIterations},
 	}
 	oncePlans := []plan{
 		{regex: "^(BenchmarkMemory1GiB|BenchmarkMemoryMem64MiB)$", benchtime: "1x"},

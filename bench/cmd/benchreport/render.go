@@ -80,6 +80,7 @@ const (
 	outsd  = "BenchmarkOutside/"
 	hist   = "BenchmarkHistory/"
 	tusUp  = "BenchmarkTus64MiB/"
+	rvh    = "BenchmarkRoomVsHTTP/"
 	nsop   = "ns/op"
 )
 
@@ -121,6 +122,7 @@ func render(m machine, r *results) string {
 	w.outside()
 	w.history()
 	w.tus()
+	w.roomVsHTTP()
 	w.summary()
 	w.all()
 	return w.String()
@@ -818,6 +820,73 @@ func (w *report) tus() {
 	w.line("")
 }
 
+// roomVsHTTP is section 19.
+func (w *report) roomVsHTTP() {
+	w.line("## 19. Small operations: the room protocol against plain HTTP")
+	w.line("")
+	w.line("What the room protocol costs a small file against the plainest HTTP file server of the same durability, each server a separate process on 127.0.0.1, every client in the benchmark's process. Cycle, the same on every side: upload 4 KiB (overwriting), download it to the end (its length checked), stat it (its size checked), delete it, on 1,000 rotating names per client in a folder of the client's own that also holds a file written before the first cycle, so that the folder never empties. The sides:")
+	w.line("")
+	w.line("- **roomstore**: `roomstore serve` (built from `cmd/roomstore`) with `--store file://DIR/{room}` (fsync on) or `file://DIR/{room}?fsync=false`, default options (so the version history keeps the versions each overwrite and delete replaces, as section 17 measures) but `--call-rate -1` (the default 500 calls a second per identity would refuse a client calling back to back with 429) and `--metrics 127.0.0.1:0` (to count the server's allocations: `go_memstats_mallocs_total`). Clients: roomclient with default options, one WebSocket connection each, each with a token of its own identity, all in one room, so that every participant also receives the events of every change in it;")
+	w.line("- **plain HTTP**: `cmd/plainhttp`, net/http on a folder of the same disk: PUT writes a temporary file beside the target, fsyncs it, renames it into place and fsyncs the folder (`-fsync=false`: neither fsync), GET serves the file with `http.ServeContent`, HEAD answers its size from one stat, DELETE removes it and fsyncs the folder. Clients: net/http, one client and transport each, its connection kept alive;")
+	w.line("- **versitygw**: the S3 gateway (posix backend, which never fsyncs: one gateway serves both fsync modes), through aws-sdk-go-v2: PutObject, GetObject read to the end, HeadObject, DeleteObject; one s3.Client and transport per client.")
+	w.line("")
+	w.line("Each fsync mode has its own serve and plainhttp processes. 1 client: each iteration runs one cycle of each side, in an order that rotates from one iteration to the next (%s per round, after 20 untimed cycles of each); mean time per cycle and per operation. 16 clients: each iteration runs, one side after the other in rotating order, a phase per side in which 16 clients, one goroutine each, run 25 cycles each (%s iterations per round, after one untimed phase of each side); cycles per second of the phases. A ratio is roomstore's over plain HTTP's (or versitygw's) within each round, then the median over the rounds; times below 1 are better, rates above 1.", strings.TrimSuffix(rvhOneIterations, "x"), strings.TrimSuffix(rvhManyIterations, "x"))
+	w.line("")
+	us := func(v float64) string { return fmtDur(v * 1e3) }
+	w.header("1 client, time per cycle", "roomstore", "plain HTTP", "ratio", "target", "", "ratio by round", "versitygw", "roomstore / versitygw")
+	for _, m := range []struct{ label, name string }{{"fsync on", "fsync-on"}, {"fsync off", "fsync-off"}} {
+		n := rvh + m.name + "/1-client"
+		const limit = 1.5
+		ratio, ok := w.r.ratioWithin(n, "room-us/cycle", "plain-us/cycle")
+		s3r, s3ok := w.r.ratioWithin(n, "room-us/cycle", "s3-us/cycle")
+		st := w.status(ok && ratio <= limit, ok, fmt.Sprintf("room protocol, 1 client, %s: %.2fx plain HTTP's time per cycle (target ≤ %.2fx)", m.label, ratio, limit))
+		w.row(m.label, w.fig(n, "room-us/cycle", us), w.fig(n, "plain-us/cycle", us), fmtRatio(ratio, ok), fmt.Sprintf("≤ %.2fx", limit), st,
+			fmtRounds(w.r.roundRatios(n, "room-us/cycle", n, "plain-us/cycle")), w.fig(n, "s3-us/cycle", us), fmtRatio(s3r, s3ok))
+	}
+	w.line("")
+	rate := func(v float64) string { return fmtCount(v) + "/s" }
+	w.header("16 clients, cycles per second", "roomstore", "plain HTTP", "ratio", "target", "", "ratio by round", "versitygw", "roomstore / versitygw")
+	for _, m := range []struct{ label, name string }{{"fsync on", "fsync-on"}, {"fsync off", "fsync-off"}} {
+		n := rvh + m.name + "/16-clients"
+		const least = 0.6
+		ratio, ok := w.r.ratioWithin(n, "room-cycles/s", "plain-cycles/s")
+		s3r, s3ok := w.r.ratioWithin(n, "room-cycles/s", "s3-cycles/s")
+		st := w.status(ok && ratio >= least, ok, fmt.Sprintf("room protocol, 16 clients, %s: %.2fx plain HTTP's cycles per second (target ≥ %.2fx)", m.label, ratio, least))
+		w.row(m.label, w.fig(n, "room-cycles/s", rate), w.fig(n, "plain-cycles/s", rate), fmtRatio(ratio, ok), fmt.Sprintf("≥ %.2fx", least), st,
+			fmtRounds(w.r.roundRatios(n, "room-cycles/s", n, "plain-cycles/s")), w.fig(n, "s3-cycles/s", rate), fmtRatio(s3r, s3ok))
+	}
+	w.line("")
+	w.line("Where the time of a 1-client cycle goes: the mean of each operation, from the call to its return (roomclient Upload, Download, Stat, Delete; the HTTP request with its response read to the end).")
+	w.line("")
+	w.header("1 client, operation", "roomstore, fsync on", "plain, fsync on", "ratio", "roomstore, fsync off", "plain, fsync off", "ratio")
+	for _, op := range []string{"upload", "download", "stat", "delete"} {
+		cells := []string{op}
+		for _, m := range []string{"fsync-on", "fsync-off"} {
+			n := rvh + m + "/1-client"
+			ratio, ok := w.r.ratioWithin(n, "room-"+op+"-us", "plain-"+op+"-us")
+			cells = append(cells, w.fig(n, "room-"+op+"-us", us), w.fig(n, "plain-"+op+"-us", us), fmtRatio(ratio, ok))
+		}
+		w.row(cells...)
+	}
+	w.line("")
+	w.line("Allocations per cycle, after the timed cycles of the 1-client case: each side runs %s more cycles alone, untimed. Client: this process's `runtime.MemStats.Mallocs` across them. Server: the server's own count across them, less that of one request to where it is read, measured back to back before: roomstore serve's `go_memstats_mallocs_total` (its `--metrics` endpoint), plainhttp's `runtime.MemStats.Mallocs` (its `GET /_mallocs`); versitygw's is not measured.", fmtCount(rvhAllocCycles))
+	w.line("")
+	w.header("allocations per cycle", "client, fsync on", "server, fsync on", "client, fsync off", "server, fsync off")
+	for _, side := range []struct{ label, unit string }{{"roomstore", "room"}, {"plain HTTP", "plain"}, {"versitygw", "s3"}} {
+		cells := []string{side.label}
+		for _, m := range []string{"fsync-on", "fsync-off"} {
+			n := rvh + m + "/1-client"
+			cells = append(cells, w.fig(n, side.unit+"-client-allocs/cycle", fmtCount), w.fig(n, side.unit+"-server-allocs/cycle", fmtCount))
+		}
+		w.row(cells...)
+	}
+	w.line("")
+}
+
+// rvhAllocCycles is BenchmarkRoomVsHTTP's cycles per side in its
+// allocation phases (bench.rvhAllocCycles).
+const rvhAllocCycles = 500
+
 // iterations returns the count of a -test.benchtime of the form "Nx".
 func iterations(benchtime string) float64 {
 	n, _ := strconv.Atoi(strings.TrimSuffix(benchtime, "x"))
@@ -849,7 +918,7 @@ func (w *report) summary() {
 func (w *report) all() {
 	w.line("## Every benchmark")
 	w.line("")
-	w.line("Medians over the rounds; \"spread\" is the lowest and highest time per op of the rounds. A small-file or list op is one roomstore call plus one baseline call, a room-server 64 MiB op one direct cycle plus one server cycle, a fan-out op one write to each of its two rooms, an access-grant cycle op one cycle of each of its two participants an access-grant list op one list by each of its three, an emptying-folder op one cycle on each of its two engines, a deep-list op one list of each of its two roots and an outside-change scan op one scan of each side (and, with 10,000 files, one change and the scan that finds it), so their time, B/op and allocs/op cover every side; an outside-change delay op is one write with its pause and its wait for both events; a flood op is one measured cycle with its pause and its share of the phase switches, an idle op a whole run of the command (start, 10,000 joins, measurements, stop), and a history cycle or overwrite op one cycle or overwrite on each of its two engines.")
+	w.line("Medians over the rounds; \"spread\" is the lowest and highest time per op of the rounds. A small-file or list op is one roomstore call plus one baseline call, a room-server 64 MiB op one direct cycle plus one server cycle, a fan-out op one write to each of its two rooms, an access-grant cycle op one cycle of each of its two participants an access-grant list op one list by each of its three, an emptying-folder op one cycle on each of its two engines, a deep-list op one list of each of its two roots and an outside-change scan op one scan of each side (and, with 10,000 files, one change and the scan that finds it), so their time, B/op and allocs/op cover every side; an outside-change delay op is one write with its pause and its wait for both events; a flood op is one measured cycle with its pause and its share of the phase switches, an idle op a whole run of the command (start, 10,000 joins, measurements, stop), a history cycle or overwrite op one cycle or overwrite on each of its two engines, and a room-versus-HTTP op one cycle of each of its three sides (1 client) or one phase of 16 × 25 cycles of each (16 clients).")
 	w.line("")
 	w.header("benchmark", "rounds", "time/op", "spread", "B/op", "allocs/op", "other metrics")
 	for _, name := range w.r.order {
