@@ -322,11 +322,13 @@ func (env *rvhEnv) manyClients(fsync bool) func(b *testing.B) {
 				first error
 			)
 			for k, c := range cs[v] {
+				from := next[v][k]
+				next[v][k] += rvhPhaseCycles
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					for j := range rvhPhaseCycles {
-						if err := rvhCycle(ctx, c, names[(next[v][k]+j)%len(names)], payload, nil); err != nil {
+						if err := rvhCycle(ctx, c, names[(from+j)%len(names)], payload, nil); err != nil {
 							mu.Lock()
 							first = firstErr(first, fmt.Errorf("client %d: %w", k, err))
 							mu.Unlock()
@@ -334,7 +336,6 @@ func (env *rvhEnv) manyClients(fsync bool) func(b *testing.B) {
 						}
 					}
 				}()
-				next[v][k] += rvhPhaseCycles
 			}
 			done := make(chan struct{})
 			go func() { wg.Wait(); close(done) }()
