@@ -540,7 +540,7 @@ func joinIdle(addr, room, name string) (*websocket.Conn, error) {
 type serveProc struct {
 	name     string // the command, for error messages
 	cmd      *exec.Cmd
-	addr     string // its rooms' listener
+	addr     string // its listener (serve's rooms and files)
 	metrics  string // its --metrics listener, if any
 	exited   chan struct{}
 	log      *logLines
