@@ -33,7 +33,7 @@ const (
 	rvhClients     = 16
 	rvhPhaseCycles = 25
 	rvhWarmCycles  = 20
-	rvhAllocCycles = 500
+	rvhAllocCycles = 200
 	rvhWait        = 10 * time.Minute
 )
 
@@ -80,7 +80,7 @@ var rvhOps = [4]string{"upload", "download", "stat", "delete"}
 // order that rotates from one iteration to the next (reversed with
 // ROOMSTORE_BENCH_REVERSE=1), after 20 untimed cycles of each:
 // LABEL-us/cycle is a side's mean time per cycle, LABEL-OP-us that of
-// each operation (room and plain). Then, untimed, each side runs 500
+// each operation (room and plain). Then, untimed, each side runs 200
 // cycles alone: LABEL-client-allocs/cycle are this process's allocations
 // over them (runtime.MemStats.Mallocs), LABEL-server-allocs/cycle the
 // server's (go_memstats_mallocs_total of serve's metrics endpoint,
