@@ -885,7 +885,7 @@ func (w *report) roomVsHTTP() {
 
 // rvhAllocCycles is BenchmarkRoomVsHTTP's cycles per side in its
 // allocation phases (bench.rvhAllocCycles).
-const rvhAllocCycles = 500
+const rvhAllocCycles = 200
 
 // iterations returns the count of a -test.benchtime of the form "Nx".
 func iterations(benchtime string) float64 {
