@@ -382,7 +382,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.o.Compression {
 		ao.CompressionMode = websocket.CompressionNoContextTakeover
 	}
-	ws, err := websocket.Accept(batched{w}, r, ao)
+	bw := &batched{ResponseWriter: w}
+	ws, err := websocket.Accept(bw, r, ao)
 	if err != nil {
 		rm.exit()
 		s.release(rm)
@@ -391,6 +392,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(int64(s.o.MaxMessageSize) + 16 + 256)
 	c := newConn(s, rm, ws, ident, idst, greet)
+	c.bc = bw.bc
 	admitted = false // the connection leaves when it ends
 	if !s.track(c) {
 		_ = ws.Close(websocket.StatusGoingAway, "server shutting down")
@@ -554,28 +556,30 @@ func (s *Server) draining() bool {
 // participantID returns a new random participant id.
 func participantID() string { return rand.Text() }
 
-// batched hands the WebSocket library a hijacked connection whose small
-// writes are gathered (see internal/batchconn): a message's header frame
-// and data frame, each flushed on its own, then mostly reach the socket
-// in one system call, which is what an event fanned out to many
-// participants costs.
-type batched struct{ http.ResponseWriter }
+// batched hands the WebSocket library a hijacked connection whose writes
+// the connection's writer gathers (see internal/batchconn): the messages
+// it finds queued, each a header frame and a data frame flushed on their
+// own, reach the socket in one system call.
+type batched struct {
+	http.ResponseWriter
+	bc *batchconn.Conn // once hijacked
+}
 
 // Hijack hijacks the connection and wraps it.
-func (b batched) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (b *batched) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(b.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
-	bc := batchconn.New(c)
+	b.bc = batchconn.New(c)
 	// A small writer: batchconn gathers the frames anyway, and the server's
 	// frames are not masked, so the library writes a payload straight
 	// through once the header is buffered.
-	return bc, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(bc, hijackWriterSize)), nil
+	return b.bc, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(b.bc, hijackWriterSize)), nil
 }
 
 // hijackWriterSize is the buffer of a connection's frame writer.
 const hijackWriterSize = 512
 
 // Unwrap is the ResponseWriter batched wraps.
-func (b batched) Unwrap() http.ResponseWriter { return b.ResponseWriter }
+func (b *batched) Unwrap() http.ResponseWriter { return b.ResponseWriter }

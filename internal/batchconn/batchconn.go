@@ -1,11 +1,15 @@
 // Package batchconn gathers a connection's small writes into large ones.
 //
-// A WebSocket peer writes each frame with a flush of its own, and a
-// client masks what it sends through a 4 KiB buffer, writing each 4 KiB
-// on its own: one system call per frame, or per 4 KiB. A Conn hands
-// small writes to a goroutine of its own, which writes all that was
-// gathered while its last write ran, in one call. An idle connection
-// writes at once: nothing waits for a batch to fill.
+// A WebSocket peer writes each frame with a flush of its own, and the
+// room protocol sends each message as two frames (a header and its data),
+// so that a reply, and the replies a call sends together, would cost a
+// system call per frame and wake the peer's reader for each. The writer
+// of a Conn says when more is coming (Hold) and when it is done (Flush):
+// what it writes in between reaches the socket in one call (writev, for a
+// large payload after small frames). Writes outside a Hold go to the
+// socket at once. Every write is made by the goroutine that has the
+// bytes: none is handed to another, so that nothing waits for a goroutine
+// to be scheduled.
 package batchconn
 
 import (
@@ -15,138 +19,160 @@ import (
 
 // Bounds of the gathering.
 const (
-	// Limit bounds the bytes gathered; a small Write that would pass it
-	// waits for the socket.
+	// Limit bounds the bytes gathered; a Write that would pass it writes
+	// what was gathered, and itself, at once.
 	Limit = 256 << 10
 	// Direct is the size from which a Write goes to the socket itself,
 	// after what was gathered before it, rather than being copied.
 	Direct = 64 << 10
 )
 
-// Conn is a net.Conn whose small Writes are gathered. Write returns once
-// its bytes are gathered (a large one once written); a failure of the
-// socket is returned by the Writes after it. Close drops what was not
-// yet written (a WebSocket's close handshake has finished, or was
-// skipped, by then), and returns once the writing goroutine has ended.
+// Conn is a net.Conn whose Writes are gathered while held. Write returns
+// once its bytes are gathered, or written; a failure of the socket is
+// returned by the Write (or Flush) that met it and by every one after
+// it. Writes hold a lock across the system call, so that bytes keep
+// their order; Close does not take it, and ends a write stuck on a peer
+// that stopped reading.
 type Conn struct {
 	net.Conn
 
 	mu      sync.Mutex
-	cond    *sync.Cond
+	held    int    // Holds not yet flushed
 	pending []byte // gathered, not yet written
-	spare   []byte // the last batch's buffer, reused
-	busy    bool   // a write to the socket is under way
-	err     error  // the socket's write failure, or net.ErrClosed
-	running bool   // the writing goroutine runs: something was gathered
+	err     error  // the socket's write failure
+
+	// After Behind, Writes are gathered for a goroutine of the Conn's,
+	// which runs while some wait.
+	behind  bool
+	closed  bool
+	running bool
 	writer  sync.WaitGroup
-	close   sync.Once
 }
 
-// New wraps c. Its writing goroutine runs while something gathered waits
-// for the socket, so that an idle connection holds none; Close waits for
-// it.
-func New(c net.Conn) *Conn {
-	b := &Conn{Conn: c}
-	b.cond = sync.NewCond(&b.mu)
-	return b
+// New wraps c.
+func New(c net.Conn) *Conn { return &Conn{Conn: c} }
+
+// Hold gathers the Writes that follow, until the matching Flush. Holds
+// nest; every Hold needs its Flush.
+func (b *Conn) Hold() {
+	b.mu.Lock()
+	b.held++
+	b.mu.Unlock()
 }
 
-// Write gathers p for the socket, or writes it when it is large.
-func (b *Conn) Write(p []byte) (int, error) {
+// Flush ends a Hold: the last one writes what was gathered. It returns
+// the socket's failure, if one happened.
+func (b *Conn) Flush() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(p) >= Direct {
-		for b.err == nil && (b.busy || len(b.pending) > 0) {
-			b.cond.Wait()
-		}
-		if b.err != nil {
-			return 0, b.err
-		}
-		b.busy = true
-		b.mu.Unlock()
-		n, err := b.Conn.Write(p)
-		b.mu.Lock()
-		b.wrote(err)
-		return n, err
+	if b.held > 0 {
+		b.held--
 	}
-	for b.err == nil && len(b.pending) > 0 && len(b.pending)+len(p) > Limit {
-		b.cond.Wait()
+	if b.held > 0 || len(b.pending) == 0 || b.err != nil || b.behind {
+		return b.err
 	}
-	if b.err != nil {
-		return 0, b.err
-	}
-	b.pending = append(b.pending, p...)
-	if !b.running {
+	return b.writeLocked(nil)
+}
+
+// Behind makes the Writes from now on return at once, their bytes
+// written by a goroutine of the Conn's: for a close handshake, whose
+// close frame must not wait for a peer that is itself stuck writing a
+// message the handshake would read and drop. Close waits for that
+// goroutine.
+func (b *Conn) Behind() {
+	b.mu.Lock()
+	b.behind = true
+	if len(b.pending) > 0 && !b.running && b.err == nil && !b.closed {
 		b.running = true
 		b.writer.Add(1)
 		go b.run()
 	}
-	b.cond.Broadcast()
-	return len(p), nil
+	b.mu.Unlock()
 }
 
-// wrote ends a write to the socket, under mu.
-func (b *Conn) wrote(err error) {
-	b.busy = false
-	if err != nil && b.err == nil {
-		b.err = err
-	}
-	b.cond.Broadcast()
-}
-
-// run writes what was gathered until nothing is left, or the connection
-// closes or fails.
+// run writes what Writes gathered behind, until nothing is left or the
+// socket fails.
 func (b *Conn) run() {
 	defer b.writer.Done()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for {
-		for b.err == nil && b.busy {
-			b.cond.Wait()
-		}
-		if b.err != nil || len(b.pending) == 0 {
-			b.running = false
-			if cap(b.spare) > idleSpare {
-				b.spare = nil // an idle connection keeps a small buffer at most
-			}
-			if cap(b.pending) > idleSpare {
-				b.pending = nil
-			}
-			b.cond.Broadcast()
-			return
-		}
+	for len(b.pending) > 0 && b.err == nil {
 		batch := b.pending
-		b.pending = b.spare[:0]
-		b.busy = true
-		b.cond.Broadcast() // room for the Writes that wait
+		b.pending = nil
 		b.mu.Unlock()
 		_, err := b.Conn.Write(batch)
 		b.mu.Lock()
-		if cap(batch) <= 2*Limit {
-			b.spare = batch[:0]
+		if err != nil && b.err == nil {
+			b.err = err
 		}
-		b.wrote(err)
 	}
+	b.running = false
 }
 
-// Close closes the socket and waits for the writing goroutine to end.
+// Close closes the socket, which ends a write under way, and waits for
+// the goroutine of Behind.
 func (b *Conn) Close() error {
-	err := net.ErrClosed
-	b.close.Do(func() {
-		b.mu.Lock()
-		if b.err == nil {
-			b.err = net.ErrClosed
-		}
-		b.cond.Broadcast()
-		b.mu.Unlock()
-		err = b.Conn.Close() // ends a write under way
-		// No writer starts once err is set (under mu, above): one that
-		// runs started before, and its Add happened before this Wait.
-		b.writer.Wait()
-	})
+	err := b.Conn.Close()
+	b.mu.Lock()
+	b.closed = true // no goroutine starts after this
+	b.mu.Unlock()
+	b.writer.Wait()
 	return err
 }
 
-// idleSpare bounds the buffer an idle connection keeps for its next
-// batch.
-const idleSpare = 4 << 10
+// Write gathers p while the Conn is held, or writes it, after what was
+// gathered, when it is not, when it is large or when the gathered bytes
+// would pass Limit.
+func (b *Conn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.behind {
+		if b.closed {
+			return 0, net.ErrClosed
+		}
+		b.pending = append(b.pending, p...)
+		if !b.running {
+			b.running = true
+			b.writer.Add(1)
+			go b.run()
+		}
+		return len(p), nil
+	}
+	if b.held > 0 && len(p) < Direct && len(b.pending)+len(p) <= Limit {
+		b.pending = append(b.pending, p...)
+		return len(p), nil
+	}
+	if err := b.writeLocked(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// writeLocked writes what was gathered, then p, in one call; mu is held.
+func (b *Conn) writeLocked(p []byte) error {
+	var err error
+	switch {
+	case len(b.pending) == 0:
+		_, err = b.Conn.Write(p)
+	case len(p) == 0:
+		_, err = b.Conn.Write(b.pending)
+	default:
+		bufs := net.Buffers{b.pending, p}
+		_, err = bufs.WriteTo(b.Conn)
+	}
+	if cap(b.pending) > idleSpare {
+		b.pending = nil // an idle connection keeps a small buffer at most
+	} else {
+		b.pending = b.pending[:0]
+	}
+	if err != nil {
+		b.err = err
+	}
+	return err
+}
+
+// idleSpare bounds the buffer a connection keeps for its next batch.
+const idleSpare = 16 << 10

@@ -52,24 +52,51 @@ func readAll(t *testing.T, c net.Conn, n int) []byte {
 	return buf
 }
 
-// Small writes made while the socket is busy reach it as one write, in
-// order; a large one goes after them, whole.
-func TestGathersWhileBusy(t *testing.T) {
+// Writes made while held reach the socket as one write, in order, at
+// the Flush; a large one goes out at once, after what was gathered.
+func TestGathersWhileHeld(t *testing.T) {
 	bc, cnt, peer := pipe(t)
 	var want []byte
-	for i := range 100 {
+	small := func(i int) {
 		p := bytes.Repeat([]byte{byte(i)}, 100)
 		want = append(want, p...)
 		if n, err := bc.Write(p); n != len(p) || err != nil {
 			t.Fatalf("Write %d: %d, %v", i, n, err)
 		}
 	}
+	bc.Hold()
+	for i := range 100 {
+		small(i)
+	}
+	if n := cnt.writes.Load(); n != 0 {
+		t.Fatalf("%d writes reached the socket while held, want none", n)
+	}
 	big := bytes.Repeat([]byte("x"), batchconn.Direct)
 	want = append(want, big...)
+	first := len(want)
+	var rest [][]byte
+	for i := range 50 {
+		p := bytes.Repeat([]byte{byte(100 + i)}, 100)
+		rest = append(rest, p)
+		want = append(want, p...)
+	}
 	done := make(chan error, 1)
-	go func() { _, err := bc.Write(big); done <- err }()
-	got := readAll(t, peer, len(want))
-	if !bytes.Equal(got, want) {
+	go func() {
+		if _, err := bc.Write(big); err != nil {
+			done <- err
+			return
+		}
+		for _, p := range rest {
+			if _, err := bc.Write(p); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- bc.Flush()
+	}()
+	got := readAll(t, peer, first)
+	more := readAll(t, peer, len(want)-first)
+	if !bytes.Equal(got, want[:first]) || !bytes.Equal(more, want[first:]) {
 		t.Fatal("the bytes arrived out of order or changed")
 	}
 	select {
@@ -78,76 +105,89 @@ func TestGathersWhileBusy(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(wait):
-		t.Fatal("the large Write did not return")
+		t.Fatal("the Writes did not return")
 	}
-	// The peer read nothing until all 100 were made, so the first write
-	// took what was gathered when it began and the second the rest.
-	if n := cnt.writes.Load(); n > 3 {
-		t.Fatalf("%d writes reached the socket for 100 small ones and a large one, want at most 3", n)
+	// The gathered bytes and the large Write (one writev on a TCP socket;
+	// two writes on a pipe, which has none), then the Flush.
+	if n := cnt.writes.Load(); n != 3 {
+		t.Fatalf("%d writes reached the socket, want 3", n)
 	}
 }
 
-// An idle connection writes at once.
-func TestIdleWritesAtOnce(t *testing.T) {
-	bc, _, peer := pipe(t)
+// Holds nest: only the last Flush writes.
+func TestHoldsNest(t *testing.T) {
+	bc, cnt, peer := pipe(t)
+	bc.Hold()
+	bc.Hold()
+	if _, err := bc.Write([]byte("ab")); err != nil {
+		t.Fatal(err)
+	}
+	if err := bc.Flush(); err != nil || cnt.writes.Load() != 0 {
+		t.Fatalf("the inner Flush: %v, %d writes, want none", err, cnt.writes.Load())
+	}
+	done := make(chan error, 1)
+	go func() { done <- bc.Flush() }()
+	if got := readAll(t, peer, 2); string(got) != "ab" {
+		t.Fatalf("read %q", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := cnt.writes.Load(); n != 1 {
+		t.Fatalf("%d writes, want 1", n)
+	}
+}
+
+// A connection that is not held writes at once, on the Write's own
+// goroutine.
+func TestUnheldWritesAtOnce(t *testing.T) {
+	bc, cnt, peer := pipe(t)
 	for i := range 3 {
-		if _, err := bc.Write([]byte{byte(i)}); err != nil {
-			t.Fatal(err)
-		}
+		done := make(chan error, 1)
+		go func() { _, err := bc.Write([]byte{byte(i)}); done <- err }()
 		if got := readAll(t, peer, 1); got[0] != byte(i) {
 			t.Fatalf("read %d, want %d", got[0], i)
 		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := cnt.writes.Load(); n != 3 {
+		t.Fatalf("%d writes, want 3", n)
 	}
 }
 
-// Writes past Limit wait for a stuck socket, and Close ends them and the
-// writing goroutine (goleak checks), even with the peer never reading.
+// Close ends a Write stuck on a peer that never reads, and the Writes
+// after it fail.
 func TestCloseEndsStuckWrites(t *testing.T) {
 	bc, _, _ := pipe(t)
-	const piece = 1024
-	progress := make(chan int, 4*batchconn.Limit/piece)
 	errs := make(chan error, 1)
 	go func() {
-		p := make([]byte, piece)
-		total := 0
-		for {
-			if _, err := bc.Write(p); err != nil {
-				errs <- err
-				return
-			}
-			total += piece
-			progress <- total
-		}
+		_, err := bc.Write(make([]byte, 1024))
+		errs <- err
 	}()
-	// Past Limit, a batch is stuck in the socket (nothing reads) and the
-	// writer fills the next one, where it will wait.
-	timeout := time.After(wait)
-	for total := 0; total <= batchconn.Limit; {
-		select {
-		case total = <-progress:
-		case <-timeout:
-			t.Fatal("the writes did not fill the batch")
-		}
+	// The pipe is synchronous: the Write is stuck until Close.
+	select {
+	case err := <-errs:
+		t.Fatalf("a Write to a peer that never reads returned: %v", err)
+	default:
 	}
 	bc.Close()
 	select {
 	case err := <-errs:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Write after Close: %v, want net.ErrClosed", err)
+		if !errors.Is(err, io.ErrClosedPipe) {
+			t.Fatalf("the stuck Write: %v, want the socket's error", err)
 		}
 	case <-time.After(wait):
-		t.Fatal("a Write stuck on a full batch did not end with Close")
+		t.Fatal("a stuck Write did not end with Close")
 	}
-	if _, err := bc.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("Write after Close: %v", err)
-	}
-	if err := bc.Close(); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("second Close: %v", err)
+	if _, err := bc.Write([]byte("x")); err == nil {
+		t.Fatal("Write after Close succeeded")
 	}
 }
 
-// A failure of the socket is returned by the Write that met it (a large
-// one writes itself) and by every Write after it.
+// A failure of the socket is returned by the Write that met it, by every
+// Write after it, and by a Flush.
 func TestSocketFailureSurfaces(t *testing.T) {
 	bc, _, peer := pipe(t)
 	peer.Close()
@@ -156,5 +196,41 @@ func TestSocketFailureSurfaces(t *testing.T) {
 	}
 	if _, err := bc.Write([]byte("x")); !errors.Is(err, io.ErrClosedPipe) {
 		t.Fatalf("small Write after the failure: %v, want the socket's error", err)
+	}
+	bc.Hold()
+	if err := bc.Flush(); !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("Flush after the failure: %v, want the socket's error", err)
+	}
+}
+
+// Behind, Writes return at once and a goroutine writes them, so that a
+// close frame does not wait for a peer that is itself writing; Close
+// ends that goroutine (goleak checks).
+func TestBehindWritesReturnAtOnce(t *testing.T) {
+	bc, _, peer := pipe(t)
+	bc.Hold()
+	if _, err := bc.Write([]byte("ab")); err != nil {
+		t.Fatal(err)
+	}
+	bc.Behind()
+	done := make(chan error, 1)
+	go func() { _, err := bc.Write([]byte("cd")); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait):
+		t.Fatal("a Write behind waited for a peer that does not read")
+	}
+	if got := readAll(t, peer, 4); string(got) != "abcd" {
+		t.Fatalf("read %q, want abcd", got)
+	}
+	if _, err := bc.Write(make([]byte, 1024)); err != nil { // stuck in the goroutine: nothing reads
+		t.Fatal(err)
+	}
+	bc.Close()
+	if _, err := bc.Write([]byte("x")); err == nil {
+		t.Fatal("Write behind after Close succeeded")
 	}
 }
