@@ -93,7 +93,23 @@ const (
 	// and a download start with "version" streams that past version of
 	// the file.
 	ExtHistory = "history"
+	// ExtInline: a small stream costs one round trip. An upload start
+	// with "inline": true carries the whole file (at most InlineMax
+	// bytes) as its payload: the server writes and commits it, then
+	// answers the start and ends the stream with its close (or an
+	// error chunk), with no pull; the client sends no data and no close.
+	// A download start with "push": true is answered, when what it
+	// streams fits in one chunk (its chunk_size), by a start that also
+	// carries "push": true, the data and the close, with no pull; the
+	// client then sends no pull and no close. Larger downloads stream as
+	// usual. A client that knows the extension may send the start (or the
+	// first chunk of any stream) together with its open, without waiting
+	// for the open's reply.
+	ExtInline = "inline"
 )
+
+// InlineMax bounds the payload of an inline upload start (ExtInline).
+const InlineMax = 256 << 10
 
 // AfterParam is the query parameter with which a client that asks for
 // roomstore's extensions (ExtensionsParam) names the position of the
@@ -168,7 +184,7 @@ func (m Encoded) Release() {
 // into the data frame (the protocol allows any slice size; one data frame
 // saves the peer reassembly).
 func Encode(id uint64, typ string, v any, payload []byte) (Encoded, error) {
-	j, err := json.Marshal(v)
+	j, err := marshal(v)
 	if err != nil {
 		return Encoded{}, err
 	}
@@ -182,7 +198,7 @@ func Encode(id uint64, typ string, v any, payload []byte) (Encoded, error) {
 // fill's error with the frames of the bytes written. The frames lie in a
 // pooled buffer: Release them once written.
 func EncodeFill(id uint64, typ string, v any, n int, fill func([]byte) (int, error)) (Encoded, error) {
-	j, err := json.Marshal(v)
+	j, err := marshal(v)
 	if err != nil {
 		return Encoded{}, err
 	}
@@ -198,7 +214,7 @@ func EncodeFill(id uint64, typ string, v any, n int, fill func([]byte) (int, err
 // be far more than a small message needs): for a sender that counts the
 // memory a message holds before it exists.
 func EncodeFillOwn(id uint64, typ string, v any, n int, fill func([]byte) (int, error)) (Encoded, error) {
-	j, err := json.Marshal(v)
+	j, err := marshal(v)
 	if err != nil {
 		return Encoded{}, err
 	}
