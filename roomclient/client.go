@@ -188,7 +188,11 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 			if err != nil {
 				return nil, err
 			}
-			return batchconn.New(c), nil
+			bc := batchconn.New(c)
+			if slot, ok := ctx.Value(gatherSlot{}).(*gathered); ok {
+				slot.bc = bc
+			}
+			return bc, nil
 		}
 		c.http = &http.Client{Transport: tr}
 		c.ownHTTP = true

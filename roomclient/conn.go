@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/roomstore/roomstore/internal/batchconn"
 	"github.com/roomstore/roomstore/internal/wire"
 )
 
@@ -54,8 +55,10 @@ type conn struct {
 	done   chan struct{} // closed once err is set and every goroutine ended
 	err    error         // why the connection ended
 
-	wmu    chan struct{} // write lock, held for a whole message
-	nextID uint64        // under wmu: client ids count up from 0
+	wmu     chan struct{}   // write lock, held for a whole message
+	nextID  uint64          // under wmu: client ids count up from 0
+	bc      *batchconn.Conn // what ws writes to, when the client dialled it: gathers a message's frames
+	stalled *time.Timer     // drops a connection whose write takes over WriteTimeout
 
 	mu      sync.Mutex
 	pending map[uint64]chan reply
@@ -87,7 +90,8 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 		do.CompressionMode = websocket.CompressionNoContextTakeover
 	}
 	after := c.position()
-	ws, resp, err := websocket.Dial(ctx, withExtensions(c.url, after), do)
+	slot := &gathered{}
+	ws, resp, err := websocket.Dial(context.WithValue(ctx, gatherSlot{}, slot), withExtensions(c.url, after), do)
 	if err != nil {
 		c.closeIdle()
 		if resp != nil {
@@ -113,7 +117,15 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 		streams: map[string]*inbox{},
 		ready:   make(chan struct{}),
 		after:   after,
+		bc:      slot.bc,
 	}
+	// One timer per connection, armed for each write, rather than a
+	// context per write (which costs the library a timer of its own per
+	// frame).
+	k.stalled = time.AfterFunc(time.Hour, func() {
+		k.drop(disconnected(fmt.Errorf("a write took over %v", c.o.WriteTimeout)))
+	})
+	k.stalled.Stop()
 	k.wg.Add(2)
 	go k.read()
 	go k.ping()
@@ -264,7 +276,7 @@ func (k *conn) dispatch(m *wire.Message) {
 	switch m.Type {
 	case wire.TypeResponse:
 		r := reply{data: payload}
-		if err := json.Unmarshal(body, &r.c); err != nil {
+		if err := wire.DecodeContent(body, &r.c); err != nil {
 			r.err = protocolError("a reply that is not JSON content: %v", err)
 		}
 		k.mu.Lock()
@@ -276,7 +288,7 @@ func (k *conn) dispatch(m *wire.Message) {
 		}
 	case wire.TypeResponseChunk:
 		var ch wire.Chunk
-		if err := json.Unmarshal(body, &ch); err != nil {
+		if err := wire.DecodeChunk(body, &ch); err != nil {
 			k.c.log.Warn("roomclient: a malformed response chunk", "err", err)
 			return
 		}
@@ -400,14 +412,35 @@ func (k *conn) ping() {
 	}
 }
 
-// send writes one message, its frames back to back, and returns its id.
-// Before writing, register (if not nil) runs with the id under the write
-// lock, so that a reply cannot arrive before its waiter is known. Waiting
-// for the lock honours ctx; the write itself runs on the connection's
-// context (bounded by WriteTimeout), since abandoning a message halfway
-// would break the connection for every other call.
+// gatherSlot is the context key under which dial learns the
+// batchconn.Conn the client's own transport made for the connection.
+type gatherSlot struct{}
+
+// gathered is what dial finds under gatherSlot.
+type gathered struct{ bc *batchconn.Conn }
+
+// send writes one message, its frames back to back. Before writing,
+// register (if not nil) runs with the id under the write lock, so that a
+// reply cannot arrive before its waiter is known. Waiting for the lock
+// honours ctx; the write itself is bounded by WriteTimeout only, since
+// abandoning a message halfway would break the connection for every
+// other call.
 func (k *conn) send(ctx context.Context, m wire.Encoded, register func(id uint64)) error {
-	defer m.Release()
+	var reg func(int, uint64)
+	if register != nil {
+		reg = func(_ int, id uint64) { register(id) }
+	}
+	return k.sendAll(ctx, []wire.Encoded{m}, reg)
+}
+
+// sendAll is send for messages that go out together, in order, in one
+// write to the socket: register runs with each one's index and id.
+func (k *conn) sendAll(ctx context.Context, ms []wire.Encoded, register func(i int, id uint64)) error {
+	defer func() {
+		for _, m := range ms {
+			m.Release()
+		}
+	}()
 	select {
 	case k.wmu <- struct{}{}:
 	case <-k.ctx.Done():
@@ -416,18 +449,31 @@ func (k *conn) send(ctx context.Context, m wire.Encoded, register func(id uint64
 		return ctx.Err()
 	}
 	defer func() { <-k.wmu }()
-	id := k.nextID
-	k.nextID++
-	if register != nil {
-		register(id)
+	if k.bc != nil {
+		k.bc.Hold()
 	}
-	m.SetID(id)
-	wctx, cancel := context.WithTimeout(k.ctx, k.c.o.WriteTimeout)
-	defer cancel()
-	err := k.ws.Write(wctx, websocket.MessageBinary, m.Header)
-	if err == nil {
-		err = k.ws.Write(wctx, websocket.MessageBinary, m.Body)
+	k.stalled.Reset(k.c.o.WriteTimeout)
+	var err error
+	for i, m := range ms {
+		id := k.nextID
+		k.nextID++
+		if register != nil {
+			register(i, id)
+		}
+		m.SetID(id)
+		if err = k.ws.Write(context.Background(), websocket.MessageBinary, m.Header); err != nil {
+			break
+		}
+		if err = k.ws.Write(context.Background(), websocket.MessageBinary, m.Body); err != nil {
+			break
+		}
 	}
+	if k.bc != nil {
+		if ferr := k.bc.Flush(); err == nil {
+			err = ferr
+		}
+	}
+	k.stalled.Stop()
 	if err != nil {
 		// A server that closed the connection said why in its close
 		// frame, which the reader may be about to read: let it, briefly

@@ -58,8 +58,13 @@
 // parameter roomstore_extensions=1, which other servers ignore) and uses
 // those the server names in room_ready: appends, ranges, the version of
 // a download, storage.events.overflow, events resumed after a
-// reconnection (see Events), preconditions and the history. It works with any server of the protocol
-// without them.
+// reconnection (see Events), preconditions and the history, and inline
+// streams: against a server that speaks them (roomserver does), a
+// stream's start goes out with its open, an Upload of at most 256 KiB
+// (wire.InlineMax) carries its bytes in that start, and a Download that
+// fits in one chunk comes back with the start's answer, each one round
+// trip, as a stat is. It works with any server of the protocol without
+// them.
 //
 // # Connection
 //

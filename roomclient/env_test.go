@@ -38,15 +38,15 @@ func quiet() *slog.Logger {
 // store names a kind of store and makes the store URL of each room.
 type store struct {
 	name string
-	url  func(t *testing.T) func(room string) string
+	url  func(t testing.TB) func(room string) string
 }
 
 // stores are the stores every scenario runs on.
 var stores = []store{
-	{"mem", func(*testing.T) func(string) string {
+	{"mem", func(testing.TB) func(string) string {
 		return func(string) string { return "mem://" }
 	}},
-	{"file", func(t *testing.T) func(string) string {
+	{"file", func(t testing.TB) func(string) string {
 		dir := t.TempDir()
 		return func(room string) string {
 			d := filepath.Join(dir, room)
@@ -70,14 +70,14 @@ type env struct {
 	conns map[net.Conn]struct{} // hijacked: the room connections
 }
 
-func newEnv(t *testing.T, storeURL func(room string) string) *env {
+func newEnv(t testing.TB, storeURL func(room string) string) *env {
 	t.Helper()
 	return newEnvWith(t, storeURL, nil)
 }
 
 // newEnvWith is newEnv with server options of the test's own: tweak may
 // change the options before the server is made.
-func newEnvWith(t *testing.T, storeURL func(room string) string, tweak func(*roomserver.Options)) *env {
+func newEnvWith(t testing.TB, storeURL func(room string) string, tweak func(*roomserver.Options)) *env {
 	t.Helper()
 	return newEnvFull(t, storeURL, tweak, false)
 }
@@ -85,12 +85,12 @@ func newEnvWith(t *testing.T, storeURL func(room string) string, tweak func(*roo
 // newPlainEnv is newEnv whose server does not hear a client ask for
 // roomstore's extensions: it answers as a server of the bare MeshAgent
 // protocol would (no extensions named in room_ready, strict replies).
-func newPlainEnv(t *testing.T, storeURL func(room string) string) *env {
+func newPlainEnv(t testing.TB, storeURL func(room string) string) *env {
 	t.Helper()
 	return newEnvFull(t, storeURL, nil, true)
 }
 
-func newEnvFull(t *testing.T, storeURL func(room string) string, tweak func(*roomserver.Options), plain bool) *env {
+func newEnvFull(t testing.TB, storeURL func(room string) string, tweak func(*roomserver.Options), plain bool) *env {
 	t.Helper()
 	e := &env{secret: []byte("roomclient-test-secret-0123456789"), conns: map[net.Conn]struct{}{}}
 	key := []byte("roomclient-test-download-url-key-0123")
@@ -155,7 +155,7 @@ func (e *env) roomURL(room string) string {
 	return "ws" + strings.TrimPrefix(e.ts.URL, "http") + "/rooms/" + room
 }
 
-func (e *env) token(t *testing.T, name, room string, opts ...roomserver.TokenOption) string {
+func (e *env) token(t testing.TB, name, room string, opts ...roomserver.TokenOption) string {
 	t.Helper()
 	tok, err := roomserver.NewToken(e.secret, name, room, time.Hour, opts...)
 	if err != nil {
@@ -165,7 +165,7 @@ func (e *env) token(t *testing.T, name, room string, opts ...roomserver.TokenOpt
 }
 
 // dial connects participant name to room, and closes it when t ends.
-func (e *env) dial(t *testing.T, name, room string, o roomclient.Options) *roomclient.Client {
+func (e *env) dial(t testing.TB, name, room string, o roomclient.Options) *roomclient.Client {
 	t.Helper()
 	if o.Token == "" {
 		o.Token = e.token(t, name, room)

@@ -88,7 +88,7 @@ func (c *Client) OpenVersion(ctx context.Context, p, id string) (*Reader, error)
 		// The server would stream the current file for a version of "".
 		return nil, pathError(op, p, &classError{`bad version id ""`, fs.ErrInvalid})
 	}
-	return c.openReader(ctx, op, p, id, 0, -1)
+	return c.openReader(ctx, op, p, id, 0, -1, false)
 }
 
 // Restore makes the past version id of the file at p current again, as

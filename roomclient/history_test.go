@@ -44,8 +44,13 @@ func TestHistoryRoundTrips(t *testing.T) {
 	ann := e.dial(t, "ann", "r", roomclient.Options{})
 	bob := e.dial(t, "bob", "r", roomclient.Options{})
 	id := ann.ParticipantID()
-	tags := []string{save(t, ann, "f.txt", "one"), save(t, ann, "f.txt", "second"), save(t, ann, "f.txt", "third!")}
+	// Recorded from the start: a call's answer may come before its event.
 	mine, theirs := record(t, ann), record(t, bob)
+	tags := []string{save(t, ann, "f.txt", "one"), save(t, ann, "f.txt", "second"), save(t, ann, "f.txt", "third!")}
+	for range tags {
+		mine.expect(t, roomstore.EventFileUpdated, "f.txt", "", id)
+		theirs.expect(t, roomstore.EventFileUpdated, "f.txt", "", id)
+	}
 
 	vs, err := bob.Versions(ctx, "f.txt")
 	must(t, err)
@@ -168,17 +173,20 @@ func TestHistoryRefusedRights(t *testing.T) {
 	e := newEnv(t, stores[0].url(t))
 	ctx := deadline(t)
 	admin := e.dial(t, "admin", "r", roomclient.Options{})
-	save(t, admin, "a.txt", "old")
-	save(t, admin, "a.txt", "new")
-	save(t, admin, "team/t.txt", "t")
-	save(t, admin, "secret/s.txt", "s1")
-	save(t, admin, "secret/s.txt", "s2")
-	save(t, admin, "secret/gone.txt", "g")
+	// Recorded from the start, the setup's events taken first: a call's
+	// answer may come before its event.
+	seen := record(t, admin)
+	id := admin.ParticipantID()
+	for _, f := range [][2]string{{"a.txt", "old"}, {"a.txt", "new"}, {"team/t.txt", "t"}, {"secret/s.txt", "s1"}, {"secret/s.txt", "s2"}, {"secret/gone.txt", "g"}} {
+		save(t, admin, f[0], f[1])
+		seen.expect(t, roomstore.EventFileUpdated, f[0], "", id)
+	}
 	must(t, admin.Delete(ctx, "secret/gone.txt"))
 	must(t, admin.Delete(ctx, "team/t.txt"))
+	seen.expect(t, roomstore.EventFileDeleted, "secret/gone.txt", "", id)
+	seen.expect(t, roomstore.EventFileDeleted, "team/t.txt", "", id)
 	vs, err := admin.Versions(ctx, "a.txt")
 	must(t, err)
-	seen := record(t, admin)
 
 	viewer := e.dialAs(t, "viewer", "r", grantOf(":ro"))
 	if got, err := viewer.Versions(ctx, "a.txt"); err != nil || len(got) != 1 || got[0].ID != vs[0].ID {

@@ -74,6 +74,68 @@ func (c *Client) openStream(ctx context.Context, op, p, tool string) (*stream, e
 	return st, nil
 }
 
+// openWith opens a stream of tool whose id is id and whose first chunk,
+// encoded in first, goes out with the open, in one write (wire.ExtInline:
+// the server then answers both with the stream's first response, in one
+// write too), and returns the stream with that first response chunk. On
+// failure the stream is closed again.
+func (c *Client) openWith(ctx context.Context, k *conn, op, p, tool, id string, first wire.Encoded) (*stream, reply, error) {
+	st := &stream{k: k, id: id, op: op, p: p}
+	var err error
+	if st.in, err = k.openInbox(st.id); err != nil {
+		first.Release()
+		return nil, reply{}, pathError(op, p, err)
+	}
+	open, err := wire.Encode(0, wire.TypeInvokeTool, wire.InvokeTool{Toolkit: "storage", Tool: tool, ToolCallID: id, Arguments: wire.Control("open"), Pipelined: true}, nil)
+	if err != nil {
+		first.Release()
+		k.closeInbox(id)
+		return nil, reply{}, pathError(op, p, err)
+	}
+	ws := [2]*waiter{{k: k, ch: make(chan reply, 1)}, {k: k, ch: make(chan reply, 1)}}
+	registered := 0
+	err = k.sendAll(ctx, []wire.Encoded{open, first}, func(i int, mid uint64) {
+		ws[i].id = mid
+		k.mu.Lock()
+		k.pending[mid] = ws[i].ch
+		k.mu.Unlock()
+		registered = i + 1
+	})
+	if err != nil {
+		for _, w := range ws[:registered] {
+			w.forget()
+		}
+		k.closeInbox(id)
+		return nil, reply{}, pathError(op, p, err)
+	}
+	fail := func(err error) (*stream, reply, error) {
+		ws[1].forget()
+		st.close(ctx, statusCancelled)
+		return nil, reply{}, pathError(op, p, err)
+	}
+	res, _, err := ws[0].wait(ctx)
+	if err == nil {
+		err = replyError(res, p)
+	}
+	if err == nil && (res.Type != wire.KindControl || res.Method != "open") {
+		err = protocolError("storage.%s answered %q to an open", tool, res.Type)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if res, _, err = ws[1].wait(ctx); err == nil {
+		err = replyError(res, p)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	r, err := st.next(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	return st, r, nil
+}
+
 // send sends a request chunk and waits for its answer.
 func (st *stream) send(ctx context.Context, c wire.Content, payload []byte) error {
 	m, err := wire.Encode(0, wire.TypeRequestChunk, wire.Chunk{ToolCallID: st.id, Chunk: c}, payload)
@@ -191,11 +253,21 @@ func (c *Client) Upload(ctx context.Context, p string, r io.Reader, opts roomsto
 	if r == nil {
 		return roomstore.Entry{}, pathError("upload", p, &classError{"nil reader", fs.ErrInvalid})
 	}
+	fill := readFull(r)
+	if n, rest, done, err := c.uploadInline(ctx, p, r, opts); done {
+		if err != nil {
+			return roomstore.Entry{}, err
+		}
+		cp := clean(p)
+		return roomstore.Entry{Name: path.Base(cp), Path: cp, Size: n}, nil
+	} else if rest != nil {
+		fill = readFull(rest)
+	}
 	st, first, err := c.beginUpload(ctx, "upload", p, opts)
 	if err != nil {
 		return roomstore.Entry{}, err
 	}
-	n, err := st.pump(ctx, readFull(r), first, opts.Size, c.o.ChunkSize)
+	n, err := st.pump(ctx, fill, first, opts.Size, c.o.ChunkSize)
 	if err != nil {
 		return roomstore.Entry{}, pathError("upload", p, err)
 	}
@@ -203,10 +275,115 @@ func (c *Client) Upload(ctx context.Context, p string, r io.Reader, opts roomsto
 	return roomstore.Entry{Name: path.Base(cp), Path: cp, Size: n}, nil
 }
 
+// uploadInline uploads what r yields in one round trip, with the
+// upload's start (wire.ExtInline), when the server speaks the extension
+// and r ends within wire.InlineMax bytes: done then reports that the
+// upload happened or failed (err), with the bytes sent. Otherwise, when
+// it read some of r, rest yields them and then the rest of r, for the
+// streamed upload.
+func (c *Client) uploadInline(ctx context.Context, p string, r io.Reader, opts roomstore.OpenOptions) (n int64, rest io.Reader, done bool, err error) {
+	if opts.Size > wire.InlineMax || min(wire.InlineMax, c.o.ChunkSize) < 1 {
+		return 0, nil, false, nil
+	}
+	if checkPath("upload", p, p) != nil {
+		return 0, nil, false, nil // beginUpload tells
+	}
+	k, err := c.conn("upload", p)
+	if err != nil || !k.has(wire.ExtInline) {
+		return 0, nil, false, nil
+	}
+	start, err := c.uploadStart(k, "upload", p, opts)
+	if err != nil {
+		return 0, nil, true, err
+	}
+	start["inline"] = true
+	id := rand.Text()
+	limit := min(wire.InlineMax, c.o.ChunkSize)
+	got := 0
+	m, rerr := wire.EncodeFill(0, wire.TypeRequestChunk, wire.Chunk{ToolCallID: id, Chunk: wire.Binary(start)}, limit+1, func(b []byte) (int, error) {
+		var err error
+		got, err = readFull(r)(b)
+		return got, err
+	})
+	switch {
+	case rerr != nil && rerr != io.EOF:
+		m.Release()
+		return 0, nil, true, pathError("upload", p, fmt.Errorf("reading the upload: %w", rerr))
+	case got > limit:
+		// Too big to go inline: what was read goes first in the stream.
+		head := bytes.Clone(m.Body[len(m.Body)-got:])
+		m.Release()
+		return 0, io.MultiReader(bytes.NewReader(head), r), false, nil
+	case opts.Size > 0 && int64(got) != opts.Size:
+		m.Release()
+		return 0, nil, true, pathError("upload", p, &classError{fmt.Sprintf("%d bytes where %d were announced", got, opts.Size), fs.ErrInvalid})
+	}
+	if err := ctx.Err(); err != nil {
+		m.Release()
+		return 0, nil, true, pathError("upload", p, err)
+	}
+	st, res, err := c.openWith(ctx, k, "upload", p, "upload", id, m)
+	if err != nil {
+		return 0, nil, true, err
+	}
+	defer st.k.closeInbox(st.id) // the server ended the stream
+	if res.c.Type != wire.KindControl || res.c.Method != "close" {
+		return 0, nil, true, pathError("upload", p, st.chunkError(res, "the close that commits"))
+	}
+	return int64(got), nil, true, nil
+}
+
 // beginUpload opens an upload stream for op on p and returns it with the
 // server's first pull, once the server has opened the file; a refusal
 // (the file exists, a quota, a right) is returned as the error of op.
+// A server that speaks wire.ExtInline gets the start with the open, in
+// one round trip.
 func (c *Client) beginUpload(ctx context.Context, op, p string, opts roomstore.OpenOptions) (*stream, reply, error) {
+	if err := checkPath(op, p, p); err != nil {
+		return nil, reply{}, err
+	}
+	k, err := c.conn(op, p)
+	if err != nil {
+		return nil, reply{}, err
+	}
+	start, err := c.uploadStart(k, op, p, opts)
+	if err != nil {
+		return nil, reply{}, err
+	}
+	var st *stream
+	var first reply
+	if k.has(wire.ExtInline) {
+		id := rand.Text()
+		m, err := wire.Encode(0, wire.TypeRequestChunk, wire.Chunk{ToolCallID: id, Chunk: wire.Binary(start)}, nil)
+		if err != nil {
+			return nil, reply{}, pathError(op, p, err)
+		}
+		if st, first, err = c.openWith(ctx, k, op, p, "upload", id, m); err != nil {
+			return nil, reply{}, err
+		}
+	} else {
+		if st, err = c.openStream(ctx, op, p, "upload"); err != nil {
+			return nil, reply{}, err
+		}
+		if err := st.send(ctx, wire.Binary(start), nil); err != nil {
+			st.close(ctx, statusCancelled)
+			return nil, reply{}, pathError(op, p, err)
+		}
+		if first, err = st.next(ctx); err != nil {
+			st.close(ctx, statusCancelled)
+			return nil, reply{}, pathError(op, p, err)
+		}
+	}
+	if kind, _ := first.c.Headers["kind"].(string); first.c.Type != wire.KindBinary || kind != "pull" {
+		st.close(ctx, statusCancelled)
+		return nil, reply{}, pathError(op, p, st.chunkError(first, "a pull"))
+	}
+	return st, first, nil
+}
+
+// uploadStart is the start chunk's headers of an upload for op on p
+// over k, or the refusal of opts that k's server could not honour.
+func (c *Client) uploadStart(k *conn, op, p string, opts roomstore.OpenOptions) (map[string]any, error) {
 	start := map[string]any{"kind": "start", "path": p, "name": path.Base(clean(p)), "size": nil}
 	switch {
 	case opts.Exclusive:
@@ -216,15 +393,8 @@ func (c *Client) beginUpload(ctx context.Context, op, p string, opts roomstore.O
 	default:
 		// Appending is roomstore's extension: a server that does not
 		// speak it would create or refuse instead.
-		if err := checkPath(op, p, p); err != nil {
-			return nil, reply{}, err
-		}
-		k, err := c.conn(op, p)
-		if err != nil {
-			return nil, reply{}, err
-		}
 		if !k.has(wire.ExtAppend) {
-			return nil, reply{}, pathError(op, p, &classError{"appending needs a server that speaks roomstore's append extension: pass Overwrite or Exclusive", errors.ErrUnsupported})
+			return nil, pathError(op, p, &classError{"appending needs a server that speaks roomstore's append extension: pass Overwrite or Exclusive", errors.ErrUnsupported})
 		}
 		start["overwrite"], start["append"] = false, true
 	}
@@ -233,7 +403,7 @@ func (c *Client) beginUpload(ctx context.Context, op, p string, opts roomstore.O
 		// and overwrite what the caller meant to save only over the
 		// version it read.
 		if _, err := c.connNeeding(op, p, wire.ExtPreconditions, "IfMatch and IfNoneMatch"); err != nil {
-			return nil, reply{}, err
+			return nil, err
 		}
 		if opts.IfMatch != "" {
 			start["if_match"] = opts.IfMatch
@@ -250,25 +420,7 @@ func (c *Client) beginUpload(ctx context.Context, op, p string, opts roomstore.O
 	if opts.Size > 0 {
 		start["size"] = opts.Size
 	}
-	st, err := c.openStream(ctx, op, p, "upload")
-	if err != nil {
-		return nil, reply{}, err
-	}
-	fail := func(err error) (*stream, reply, error) {
-		st.close(ctx, statusCancelled)
-		return nil, reply{}, pathError(op, p, err)
-	}
-	if err := st.send(ctx, wire.Binary(start), nil); err != nil {
-		return fail(err)
-	}
-	first, err := st.next(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	if kind, _ := first.c.Headers["kind"].(string); first.c.Type != wire.KindBinary || kind != "pull" {
-		return fail(st.chunkError(first, "a pull"))
-	}
-	return st, first, nil
+	return start, nil
 }
 
 // readFull is the fill of an upload from r: whole chunks, io.EOF with
@@ -560,10 +712,11 @@ type Reader struct {
 	// Pulls run one ahead when the server announced its chunk size: the
 	// next pull goes out once the last one was answered, before its data
 	// has arrived, so that the server reads while the data travels.
-	chunk int64   // bytes per pull as the server announced them, or 0
-	asked int64   // bytes pulled so far (with chunk)
-	pulls int     // pulls whose data has not arrived
-	ack   *waiter // the last pull sent, not yet answered
+	pushed bool    // the server sends every byte unpulled (wire.ExtInline)
+	chunk  int64   // bytes per pull as the server announced them, or 0
+	asked  int64   // bytes pulled so far (with chunk)
+	pulls  int     // pulls whose data has not arrived
+	ack    *waiter // the last pull sent, not yet answered
 }
 
 // OpenReader opens length bytes of the file at p from offset (length <
@@ -581,19 +734,47 @@ func (c *Client) OpenReader(ctx context.Context, p string, offset, length int64)
 	if offset < 0 {
 		return nil, pathError("read", p, &classError{fmt.Sprintf("negative offset %d", offset), fs.ErrInvalid})
 	}
-	return c.openReader(ctx, "read", p, "", offset, length)
+	return c.openReader(ctx, "read", p, "", offset, length, false)
 }
 
 // openReader opens a download for op: of the past version named
 // version (wire.ExtHistory), or of the file's current one when that is
-// "".
-func (c *Client) openReader(ctx context.Context, op, p, version string, offset, length int64) (*Reader, error) {
-	st, err := c.openStream(ctx, op, p, "download")
+// "". From a server that speaks wire.ExtInline, the start goes with the
+// open, and with push a file that fits in one chunk comes with the
+// start's answer, the server's stream ending at once (a Reader that is
+// held open then holds none of the server's streams).
+func (c *Client) openReader(ctx context.Context, op, p, version string, offset, length int64, push bool) (*Reader, error) {
+	if err := checkPath(op, p, p); err != nil {
+		return nil, err
+	}
+	k, err := c.conn(op, p)
 	if err != nil {
 		return nil, err
 	}
-	ranged := (offset > 0 || length >= 0) && st.k.has(wire.ExtRange)
-	rd, err := st.start(ctx, c.o.ChunkSize, version, ranged, offset, length)
+	ranged := (offset > 0 || length >= 0) && k.has(wire.ExtRange)
+	h := downloadStart(p, c.o.ChunkSize, version, ranged, offset, length)
+	var st *stream
+	var rd *Reader
+	if k.has(wire.ExtInline) {
+		if push {
+			h["push"] = true
+		}
+		id := rand.Text()
+		var m wire.Encoded
+		if m, err = wire.Encode(0, wire.TypeRequestChunk, wire.Chunk{ToolCallID: id, Chunk: wire.Binary(h)}, nil); err != nil {
+			return nil, pathError(op, p, err)
+		}
+		var first reply
+		if st, first, err = c.openWith(ctx, k, op, p, "download", id, m); err != nil {
+			return nil, err
+		}
+		rd, err = st.started(first)
+	} else {
+		if st, err = c.openStream(ctx, op, p, "download"); err != nil {
+			return nil, err
+		}
+		rd, err = st.start(ctx, h)
+	}
 	if err == nil && !ranged && offset > rd.entry.Size {
 		err = &classError{fmt.Sprintf("offset %d past the end (%d bytes)", offset, rd.entry.Size), fs.ErrInvalid}
 	}
@@ -612,10 +793,11 @@ func (c *Client) openReader(ctx context.Context, op, p, version string, offset, 
 	return rd, nil
 }
 
-// start asks for the file (its past version named version, unless that
-// is ""; a range of it, when ranged) and reads the server's start chunk.
-func (st *stream) start(ctx context.Context, chunkSize int, version string, ranged bool, offset, length int64) (*Reader, error) {
-	h := map[string]any{"kind": "start", "path": st.p, "chunk_size": chunkSize}
+// downloadStart is the start chunk's headers of a download of p: of its
+// past version named version, unless that is ""; a range of it, when
+// ranged.
+func downloadStart(p string, chunkSize int, version string, ranged bool, offset, length int64) map[string]any {
+	h := map[string]any{"kind": "start", "path": p, "chunk_size": chunkSize}
 	if version != "" {
 		h["version"] = version
 	}
@@ -625,6 +807,12 @@ func (st *stream) start(ctx context.Context, chunkSize int, version string, rang
 			h["length"] = length
 		}
 	}
+	return h
+}
+
+// start sends the download's start chunk, headers h, and reads the
+// server's start chunk.
+func (st *stream) start(ctx context.Context, h map[string]any) (*Reader, error) {
 	if err := st.send(ctx, wire.Binary(h), nil); err != nil {
 		return nil, err
 	}
@@ -632,6 +820,11 @@ func (st *stream) start(ctx context.Context, chunkSize int, version string, rang
 	if err != nil {
 		return nil, err
 	}
+	return st.started(ch)
+}
+
+// started reads the server's start chunk ch into a Reader.
+func (st *stream) started(ch reply) (*Reader, error) {
 	if kind, _ := ch.c.Headers["kind"].(string); ch.c.Type != wire.KindBinary || kind != "start" {
 		return nil, st.chunkError(ch, "the start of the download")
 	}
@@ -662,6 +855,9 @@ func (st *stream) start(ctx context.Context, chunkSize int, version string, rang
 	if n, ok := ch.c.Headers["chunk_size"].(float64); ok && n >= 1 && n == float64(int64(n)) {
 		rd.chunk = int64(n)
 	}
+	// wire.ExtInline: the data and the close follow unpulled, and the
+	// server has ended the stream.
+	rd.pushed, _ = ch.c.Headers["push"].(bool)
 	return rd, nil
 }
 
@@ -745,7 +941,7 @@ func (r *Reader) pull() error {
 		}
 		return io.EOF
 	}
-	if r.pulls == 0 {
+	if r.pulls == 0 && !r.pushed {
 		if err := r.postPull(); err != nil {
 			return fail(err)
 		}
@@ -771,7 +967,9 @@ func (r *Reader) pull() error {
 	}
 	switch kind, _ := ch.c.Headers["kind"].(string); {
 	case ch.c.Type == wire.KindBinary && kind == "data":
-		r.pulls--
+		if !r.pushed {
+			r.pulls--
+		}
 		if int64(len(ch.data)) > r.size-r.got {
 			return fail(protocolError("more bytes than the %d announced", r.size))
 		}
@@ -829,6 +1027,12 @@ func (r *Reader) Close() error {
 		r.ack.forget()
 		r.ack = nil
 	}
+	if r.pushed || r.got == r.size && r.st.k.has(wire.ExtInline) {
+		// The server ended the stream: it pushed every byte, or sent the
+		// last and its close.
+		r.st.k.closeInbox(r.st.id)
+		return nil
+	}
 	r.st.close(r.ctx, statusDone)
 	return nil
 }
@@ -838,7 +1042,7 @@ func (r *Reader) Close() error {
 // for files too big to hold in memory. Errors are those of OpenReader
 // and Read, under the operation "download".
 func (c *Client) Download(ctx context.Context, p string) (*roomstore.File, error) {
-	r, err := c.openReader(ctx, "download", p, "", 0, -1)
+	r, err := c.openReader(ctx, "download", p, "", 0, -1, true)
 	if err != nil {
 		return nil, err
 	}

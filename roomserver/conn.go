@@ -14,6 +14,7 @@ import (
 
 	"github.com/roomstore/roomstore"
 	"github.com/roomstore/roomstore/events"
+	"github.com/roomstore/roomstore/internal/batchconn"
 	"github.com/roomstore/roomstore/internal/wire"
 )
 
@@ -36,6 +37,7 @@ type conn struct {
 	s     *Server
 	rm    *room
 	ws    *websocket.Conn
+	bc    *batchconn.Conn // what ws writes to, gathered by the writer (nil: ungathered)
 	id    string
 	ident Identity
 	idst  *identity // the budgets it shares with its identity's other connections
@@ -289,6 +291,11 @@ func (c *conn) serve() {
 func (c *conn) close(code websocket.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
 		c.closer.Go(func() {
+			if c.bc != nil {
+				// The close frame must not wait for a client stuck
+				// writing a message that the handshake reads and drops.
+				c.bc.Behind()
+			}
 			_ = c.ws.Close(code, reason)
 			c.cancel()
 		})
@@ -418,7 +425,7 @@ func (c *conn) dispatch(m *wire.Message) error {
 			return c.refuse(m.ID, wire.Error(400, "malformed message: "+err.Error()))
 		}
 		var ch wire.Chunk
-		if err := json.Unmarshal(body, &ch); err != nil {
+		if err := wire.DecodeChunk(body, &ch); err != nil {
 			return c.refuse(m.ID, wire.Error(400, "invalid JSON in room.tool_call_request_chunk"))
 		}
 		return c.chunk(m, ch, payload)
@@ -568,6 +575,12 @@ func (c *conn) openStream(id uint64, req wire.InvokeTool) error {
 		return c.reply(id, wire.Error(code, text), nil)
 	}
 	st := newStream(c, req.ToolCallID, req.Tool)
+	pipelined := req.Pipelined && c.extras // wire.ExtInline
+	if pipelined {
+		// The first chunk follows: its answer and the stream's first
+		// response carry this reply, in one write.
+		st.holdAnswer(inChunk{id: id}, wire.Control("open"))
+	}
 	c.streams[st.id] = st
 	c.work.Add(1)
 	c.mu.Unlock()
@@ -576,6 +589,9 @@ func (c *conn) openStream(id uint64, req wire.InvokeTool) error {
 		defer c.endStream(st)
 		st.run()
 	}()
+	if pipelined {
+		return nil
+	}
 	return c.reply(id, wire.Control("open"), nil)
 }
 
@@ -727,15 +743,50 @@ const queueEntry = 128
 
 // send queues a message, waiting for room in the send buffer and the
 // queue while the connection lives: only this participant's own calls
-// wait.
-func (c *conn) send(m wire.Encoded) error {
-	n := c.size(m)
-	if err := c.buf.acquire(c.ctx, n); err != nil {
-		m.Release()
+// wait. When no writer runs, the calling goroutine writes it (and what
+// others queue meanwhile) itself: a reply reaches the socket without a
+// hand-off to another goroutine.
+func (c *conn) send(m wire.Encoded) error { return c.sendAll(m) }
+
+// sendAll is send for messages that go out together, in order: the
+// writer gathers them into one write to the socket.
+func (c *conn) sendAll(ms ...wire.Encoded) error {
+	out := make([]outMsg, 0, len(ms))
+	for i, m := range ms {
+		n := c.size(m)
+		if err := c.buf.acquire(c.ctx, n); err != nil {
+			for _, o := range out {
+				c.unqueue(o)
+			}
+			for _, m := range ms[i:] {
+				m.Release()
+			}
+			return err
+		}
+		c.queued.Add(n)
+		out = append(out, outMsg{m: m, n: n})
+	}
+	c.qmu.Lock()
+	if err := c.ctx.Err(); err != nil {
+		c.qmu.Unlock()
+		for _, o := range out {
+			c.unqueue(o)
+		}
 		return err
 	}
-	c.queued.Add(n)
-	return c.enqueue(outMsg{m: m, n: n})
+	for _, o := range out {
+		c.queueLocked(o)
+	}
+	mine := !c.writing
+	if mine {
+		c.writing = true
+		c.writers.Add(1)
+	}
+	c.qmu.Unlock()
+	if mine {
+		c.writer()
+	}
+	return nil
 }
 
 // enqueue queues m for the writer, starting the writer if none runs. Once
@@ -753,19 +804,26 @@ func (c *conn) enqueue(m outMsg) error {
 	return nil
 }
 
-// enqueueLocked queues m on a live connection; c.qmu is held.
+// enqueueLocked queues m on a live connection, starting a writer
+// goroutine if none runs; c.qmu is held. It never writes itself: its
+// callers (the room's fan-out of events) must not wait for a socket.
 func (c *conn) enqueueLocked(m outMsg) {
+	c.queueLocked(m)
+	if !c.writing {
+		c.writing = true
+		c.writers.Add(1)
+		go c.writer()
+	}
+}
+
+// queueLocked puts m in the queue; c.qmu is held.
+func (c *conn) queueLocked(m outMsg) {
 	if len(c.queue) == 0 {
 		c.progress = time.Now()
 	}
 	c.queue = append(c.queue, m)
 	if m.event {
 		c.events++
-	}
-	if !c.writing {
-		c.writing = true
-		c.writers.Add(1)
-		go c.writer()
 	}
 }
 
@@ -999,43 +1057,69 @@ func (c *conn) unqueue(m outMsg) {
 }
 
 // writer writes the queued messages, each message's frames back to back,
-// until none is left. A message that takes over WriteTimeout to go out
-// drops the connection: one timer per connection, armed for each message,
-// rather than a context per write (which costs the library a timer of its
-// own per frame).
+// until none is left: those it finds queued together reach the socket in
+// one write (see batchconn). A message that takes over WriteTimeout to go
+// out drops the connection: one timer per connection, armed for each
+// batch, rather than a context per write (which costs the library a
+// timer of its own per frame).
 func (c *conn) writer() {
 	defer c.writers.Done()
 	for {
-		m, ok := c.pop()
-		if !ok {
-			return
-		}
-		if m.closing {
-			// Nothing goes out after the close frame: writing stays set,
-			// so that no writer starts again.
-			c.close(m.closeCode, m.closeReason)
-			return
-		}
+		c.hold()
 		c.stalled.Reset(c.s.o.WriteTimeout)
-		err := c.ws.Write(context.Background(), websocket.MessageBinary, m.m.Header)
-		if err == nil {
-			err = c.ws.Write(context.Background(), websocket.MessageBinary, m.m.Body)
+		for {
+			m, ok := c.pop()
+			if !ok {
+				break
+			}
+			if m.closing {
+				// Nothing goes out after the close frame: writing stays set,
+				// so that no writer starts again.
+				c.flush()
+				c.stalled.Stop()
+				c.close(m.closeCode, m.closeReason)
+				return
+			}
+			err := c.ws.Write(context.Background(), websocket.MessageBinary, m.m.Header)
+			if err == nil {
+				err = c.ws.Write(context.Background(), websocket.MessageBinary, m.m.Body)
+			}
+			c.unqueue(m)
+			if err != nil {
+				c.cancel()
+			}
+		}
+		if c.flush() != nil {
+			c.cancel()
 		}
 		c.stalled.Stop()
-		c.unqueue(m)
-		if err != nil {
-			c.cancel()
+		if c.idle() {
+			return
 		}
 	}
 }
 
-// pop takes the next message for the writer; without one (or once the
-// connection has ended) the writer stops.
+// hold gathers the writes to the socket until flush.
+func (c *conn) hold() {
+	if c.bc != nil {
+		c.bc.Hold()
+	}
+}
+
+// flush writes what hold gathered.
+func (c *conn) flush() error {
+	if c.bc != nil {
+		return c.bc.Flush()
+	}
+	return nil
+}
+
+// pop takes the next message for the writer, if one waits (and the
+// connection lives).
 func (c *conn) pop() (outMsg, bool) {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
 	if len(c.queue) == 0 || c.ctx.Err() != nil {
-		c.writing = false
 		return outMsg{}, false
 	}
 	m := c.queue[0]
@@ -1056,6 +1140,19 @@ func (c *conn) pop() (outMsg, bool) {
 		c.queue = nil // an idle connection keeps no array
 	}
 	return m, true
+}
+
+// idle ends the writer once nothing is queued (or the connection has
+// ended), and reports whether it did; a message queued since the last
+// pop keeps it writing.
+func (c *conn) idle() bool {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if len(c.queue) == 0 || c.ctx.Err() != nil {
+		c.writing = false
+		return true
+	}
+	return false
 }
 
 // ping pings the peer, and drops a connection whose peer stops

@@ -97,7 +97,24 @@
 //     restore_all {path} ({files: [entries]}, each file restored as
 //     restore does), and a download start with version streams that
 //     past version (Engine.OpenVersion; offset and length are refused
-//     with it).
+//     with it);
+//   - "inline": a small upload or download in one round trip. A stream's
+//     open with pipelined true says its first chunk follows at once: the
+//     open's reply then goes out with the stream's first response. An
+//     upload start with inline true carries the whole file (at most
+//     wire.InlineMax, 256 KiB) as its payload: the server commits it and
+//     answers the start and the stream's close (or an error chunk), with
+//     no pull and no close from the client. A download start with push
+//     true, for what fits in its chunk_size, gets a start with push true,
+//     the data and the close, unpulled; a bigger one streams as usual.
+//
+// For every client, what a stream sends together goes out in one write
+// to the socket: a start's answer with the first pull or the download's
+// start, a pull's answer with its data, the last data with the close.
+// A connection's messages are written by the goroutine that has them
+// when nothing else waits to go out (events, which the room's fan-out
+// must never wait for, by a goroutine of the connection's), and the
+// messages found waiting together go out in one system call.
 //
 // Such a client also gets participant_name in storage.file.updated,
 // deleted and moved: the name (Identity.Name) of the participant whose

@@ -33,7 +33,7 @@ func isLegacy(typ string) bool {
 
 // extensions are what the server names in room_ready for a client that
 // asked for roomstore's extensions.
-var extensions = []string{wire.ExtAppend, wire.ExtRange, wire.ExtVersion, wire.ExtOverflow, wire.ExtResume, wire.ExtPreconditions, wire.ExtHistory}
+var extensions = []string{wire.ExtAppend, wire.ExtRange, wire.ExtVersion, wire.ExtOverflow, wire.ExtResume, wire.ExtPreconditions, wire.ExtHistory, wire.ExtInline}
 
 // legacyEpoch stands for the time of a folder, which the store does not
 // keep, where the handle era's replies need one.

@@ -39,6 +39,11 @@ type stream struct {
 	// may open the next stream at once, or at the latest as it ends.
 	release func()
 	cleanup []func() // what release undoes, last first
+
+	// held is what goes out with the stream's next response chunk, in
+	// one write: the answer to its start, and that to its open when the
+	// client pipelined them (wire.ExtInline).
+	held []wire.Encoded
 }
 
 func newStream(c *conn, id, tool string) *stream {
@@ -79,18 +84,44 @@ func (st *stream) next() (inChunk, error) {
 	}
 }
 
-// answer replies to a request chunk.
+// answer replies to a request chunk, after what the stream held back.
 func (st *stream) answer(ch inChunk, body wire.Content) error {
-	return st.c.reply(ch.id, body, nil)
-}
-
-// respond sends a response chunk.
-func (st *stream) respond(body wire.Content, payload []byte) error {
-	m, err := wire.Encode(st.c.nextID.Add(1), wire.TypeResponseChunk, wire.Chunk{ToolCallID: st.id, Chunk: body}, payload)
+	m, err := wire.Encode(ch.id, wire.TypeResponse, body, nil)
 	if err != nil {
 		return err
 	}
-	return st.c.send(m)
+	return st.sendHeld(m)
+}
+
+// holdAnswer encodes the answer to a request chunk, to go out with the
+// stream's next response chunk.
+func (st *stream) holdAnswer(ch inChunk, body wire.Content) {
+	if m, err := wire.Encode(ch.id, wire.TypeResponse, body, nil); err == nil {
+		st.held = append(st.held, m)
+	}
+}
+
+// respond sends a response chunk, after what the stream held back.
+func (st *stream) respond(body wire.Content, payload []byte) error {
+	m, err := st.encode(body, payload)
+	if err != nil {
+		return err
+	}
+	return st.sendHeld(m)
+}
+
+// encode encodes a response chunk of the stream.
+func (st *stream) encode(body wire.Content, payload []byte) (wire.Encoded, error) {
+	return wire.Encode(st.c.nextID.Add(1), wire.TypeResponseChunk, wire.Chunk{ToolCallID: st.id, Chunk: body}, payload)
+}
+
+// sendHeld sends what the stream held back, then ms, in one write.
+func (st *stream) sendHeld(ms ...wire.Encoded) error {
+	if len(st.held) > 0 {
+		ms = append(st.held, ms...)
+		st.held = nil
+	}
+	return st.c.sendAll(ms...)
 }
 
 // asOp is err as the refusal of the protocol's call op (the client asked
@@ -122,19 +153,25 @@ func (st *stream) run() {
 		_ = st.answer(ch, wire.Empty())
 		return
 	}
-	_ = st.answer(ch, wire.Empty())
 	if ch.c.Type != wire.KindBinary || ch.c.Headers["kind"] != "start" {
+		_ = st.answer(ch, wire.Empty())
 		st.fail(badRequest("a stream begins with a binary chunk of kind start"))
 		return
 	}
+	// The start's answer goes out with the stream's first response (the
+	// first pull, the download's start), in one write.
+	st.holdAnswer(ch, wire.Empty())
+	inline, _ := ch.c.Headers["inline"].(bool) // wire.ExtInline
+	push, _ := ch.c.Headers["push"].(bool)
 	if st.tool == "upload" {
-		st.upload(ch.c.Headers)
+		st.upload(ch, inline)
 	} else {
-		st.download(ch.c.Headers)
+		st.download(ch.c.Headers, push)
 	}
 }
 
-func (st *stream) upload(h map[string]any) {
+func (st *stream) upload(start inChunk, inline bool) {
+	h := start.c.Headers
 	p, ok := h["path"].(string)
 	if !ok {
 		st.fail(badRequest("upload start needs a path"))
@@ -169,6 +206,17 @@ func (st *stream) upload(h map[string]any) {
 		return
 	}
 	st.cleanup = append(st.cleanup, func() { st.c.rm.dropHandle(st.c.idst.name) })
+	if inline {
+		if len(start.data) > wire.InlineMax {
+			st.fail(badRequest(fmt.Sprintf("an inline upload carries at most %d bytes", wire.InlineMax)))
+			return
+		}
+		if want >= 0 && int64(len(start.data)) != want {
+			st.fail(badRequest(fmt.Sprintf("an inline upload of %d bytes carries %d", want, len(start.data))))
+			return
+		}
+		want = int64(len(start.data))
+	}
 	opts.Size = max(want, 0)
 	hd, err := e.Open(ctx, p, opts)
 	if err != nil {
@@ -183,6 +231,10 @@ func (st *stream) upload(h map[string]any) {
 			cancel()
 		}
 	})
+	if inline {
+		st.inline(hd, start, &committed)
+		return
+	}
 	size := st.c.s.o.ChunkSize
 	pull := wire.Binary(map[string]any{"kind": "pull", "chunk_size": size})
 	if st.respond(pull, nil) != nil {
@@ -206,9 +258,11 @@ func (st *stream) upload(h map[string]any) {
 				st.fail(badRequest("upload aborted: more bytes than its size"))
 				return
 			}
-			// The next pull goes out before this chunk is written, so the
-			// client sends while the engine writes.
-			if st.respond(pull, nil) != nil || st.answer(ch, wire.Empty()) != nil {
+			// The next pull goes out (with the chunk's answer, in one
+			// write) before this chunk is written, so the client sends
+			// while the engine writes.
+			st.holdAnswer(ch, wire.Empty())
+			if st.respond(pull, nil) != nil {
 				return
 			}
 			if err := e.Write(ctx, hd, ch.data); err != nil {
@@ -247,6 +301,29 @@ func (st *stream) upload(h map[string]any) {
 	}
 }
 
+// inline writes and commits the bytes an inline upload's start carried
+// (wire.ExtInline), then ends the stream: its held answer and the close,
+// or an error chunk, in one write.
+func (st *stream) inline(hd *roomstore.Handle, start inChunk, committed *bool) {
+	e := st.c.rm.eng
+	if len(start.data) > 0 {
+		if err := e.Write(st.c.engineCtx(), hd, start.data); err != nil {
+			st.fail(err)
+			return
+		}
+	}
+	start.msg.Release() // the engine keeps no slice of what it was given
+	*committed = true
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(st.c.engineCtx()), commitTimeout)
+	err := e.Close(cctx, hd)
+	cancel()
+	if err != nil {
+		st.fail(asOp("upload", err))
+		return
+	}
+	st.finish(wire.Control("close"))
+}
+
 // optionalString is the string h holds at key: "" when it holds none
 // (or null), and false when it holds anything else.
 func optionalString(h map[string]any, key string) (string, bool) {
@@ -265,7 +342,7 @@ const commitTimeout = time.Minute
 // maxDownloadChunk bounds the chunk size a client may ask for.
 const maxDownloadChunk = 4<<20 - 64<<10
 
-func (st *stream) download(h map[string]any) {
+func (st *stream) download(h map[string]any, push bool) {
 	p, ok := h["path"].(string)
 	if !ok {
 		st.fail(badRequest("download start needs a path"))
@@ -322,10 +399,14 @@ func (st *stream) download(h map[string]any) {
 			start["updated_at"] = ent.ModTime.UTC().Format(time.RFC3339Nano)
 		}
 	}
+	data := wire.Chunk{ToolCallID: st.id, Chunk: wire.Binary(map[string]any{"kind": "data"})}
+	if push && left <= int64(size) {
+		st.push(r, start, data, left)
+		return
+	}
 	if st.respond(wire.Binary(start), nil) != nil {
 		return
 	}
-	data := wire.Chunk{ToolCallID: st.id, Chunk: wire.Binary(map[string]any{"kind": "data"})}
 	for left > 0 {
 		ch, err := st.next()
 		if err != nil {
@@ -333,11 +414,10 @@ func (st *stream) download(h map[string]any) {
 		}
 		switch {
 		case ch.c.Type == wire.KindBinary && ch.c.Headers["kind"] == "pull":
-			if st.answer(ch, wire.Empty()) != nil {
-				return
-			}
-			// The bytes are read straight into the message that carries
-			// them, which the writer recycles once sent.
+			// The pull's answer and its bytes go out in one write; the
+			// bytes are read straight into the message that carries them,
+			// which the writer recycles once sent.
+			st.holdAnswer(ch, wire.Empty())
 			n := int(min(int64(size), left))
 			m, err := wire.EncodeFill(st.c.nextID.Add(1), wire.TypeResponseChunk, data, n, func(b []byte) (int, error) {
 				return io.ReadFull(r, b)
@@ -348,7 +428,21 @@ func (st *stream) download(h map[string]any) {
 				return
 			}
 			left -= int64(n)
-			if st.c.send(m) != nil {
+			if left == 0 {
+				// The last bytes and the close, in one write, the stream's
+				// budgets given back before: a client that has its last
+				// byte may open the next stream at once.
+				end, err := st.encode(wire.Control("close"), nil)
+				if err != nil {
+					m.Release()
+					st.fail(err)
+					return
+				}
+				st.release()
+				_ = st.sendHeld(m, end)
+				return
+			}
+			if st.sendHeld(m) != nil {
 				return
 			}
 		case ch.c.Type == wire.KindControl && ch.c.Method == "close":
@@ -362,4 +456,38 @@ func (st *stream) download(h map[string]any) {
 		}
 	}
 	st.finish(wire.Control("close"))
+}
+
+// push sends a download that fits in one chunk without pulls
+// (wire.ExtInline): the held answer to its start, its start, its data
+// and its close, in one write.
+func (st *stream) push(r *roomstore.Reader, start map[string]any, data wire.Chunk, left int64) {
+	start["push"] = true
+	first, err := st.encode(wire.Binary(start), nil)
+	if err != nil {
+		st.fail(err)
+		return
+	}
+	ms := []wire.Encoded{first}
+	if left > 0 {
+		m, err := wire.EncodeFill(st.c.nextID.Add(1), wire.TypeResponseChunk, data, int(left), func(b []byte) (int, error) {
+			return io.ReadFull(r, b)
+		})
+		if err != nil {
+			m.Release()
+			st.fail(err) // its held answer and the error; the client drops the start it never got
+			return
+		}
+		ms = append(ms, m)
+	}
+	end, err := st.encode(wire.Control("close"), nil)
+	if err != nil {
+		for _, m := range ms {
+			m.Release()
+		}
+		st.fail(err)
+		return
+	}
+	st.release()
+	_ = st.sendHeld(append(ms, end)...)
 }

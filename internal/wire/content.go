@@ -68,6 +68,10 @@ type InvokeTool struct {
 	Tool       string  `json:"tool"`
 	ToolCallID string  `json:"tool_call_id,omitempty"`
 	Arguments  Content `json:"arguments"`
+	// Pipelined, on a stream's open (ExtInline), says that the stream's
+	// first chunk follows at once: the server may answer the open with
+	// the stream's first response, in one write.
+	Pipelined bool `json:"pipelined,omitempty"`
 }
 
 // Chunk is a room.tool_call_request_chunk or response chunk.

@@ -98,6 +98,7 @@ func Run(t *testing.T, tg Target) {
 		{"ResumeAfterAPosition", resumeAfterAPosition},
 		{"PreconditionsWhenAsked", preconditionsWhenAsked},
 		{"HistoryWhenAsked", historyWhenAsked},
+		{"InlineWhenAsked", inlineWhenAsked},
 		{"NoTraceOfPreconditionsAndHistoryWithoutAsking", noTraceWithoutExtensions},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, tg) })
