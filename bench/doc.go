@@ -110,7 +110,7 @@
 //     iteration in rotating order (section 18; target: tus at least
 //     0.7x the room protocol's throughput).
 //   - BenchmarkRoomVsHTTP: small operations (upload 4 KiB, download,
-//     stat, delete on 1,000 rotating names per client) through
+//     stat, delete on 100 rotating names per client) through
 //     `roomstore serve` over the room protocol (roomclient), against
 //     cmd/plainhttp, a net/http file server of the same durability
 //     (temporary file, fsync, rename, fsync of the folder), and

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,7 +33,12 @@ import (
 const (
 	rvhClients     = 16
 	rvhPhaseCycles = 25
-	rvhWarmCycles  = 20
+	// rvhNames is the names each client rotates over. Each is cycled
+	// once, untimed, before the timed cycles, so that the store holds
+	// what a store in use holds: a delete keeps the version it removes
+	// (the history, on by default), and a path's first kept version
+	// makes its folder of versions, once.
+	rvhNames       = 100
 	rvhAllocCycles = 200
 	rvhWait        = 10 * time.Minute
 )
@@ -44,6 +50,11 @@ const rvhRoom = "bench"
 // room protocol, cmd/plainhttp, versitygw.
 var rvhLabels = [3]string{"room", "plain", "s3"}
 
+// rvhManyLabels name the sides of the 16-client case: rvhLabels' (each
+// roomstore client in a room of its own), and roomstore with the 16
+// clients in one room.
+var rvhManyLabels = [4]string{"room", "plain", "s3", "room-shared"}
+
 // rvhOps name the four operations of a cycle in metrics.
 var rvhOps = [4]string{"upload", "download", "stat", "delete"}
 
@@ -52,9 +63,10 @@ var rvhOps = [4]string{"upload", "download", "stat", "delete"}
 // separate process on 127.0.0.1, the clients in this process. The cycle,
 // the same on every side: upload 4 KiB (overwriting), download it to the
 // end (its length checked), stat it (its size checked), delete it, on
-// 1,000 rotating names per client in a folder of the client's own
-// (cNN/), which also holds a file kept from before the first cycle, so
-// that the folder never empties. The sides:
+// 100 rotating names per client (each cycled once, untimed, before the
+// timed cycles) in a folder of the client's own (cNN/), which also holds
+// a file kept from before the first cycle, so that the folder never
+// empties. The sides:
 //
 //   - room: `roomstore serve` (go build of ../cmd/roomstore) with
 //     --store file://DIR/{room} (fsync on) or file://DIR/{room}?fsync=false,
@@ -62,8 +74,10 @@ var rvhOps = [4]string{"upload", "download", "stat", "delete"}
 //     per identity would refuse a client calling back to back) and
 //     --metrics 127.0.0.1:0 (to count its allocations); the clients are
 //     roomclients with default options, one connection each, each with
-//     a token of its own name (roomserver.NewToken, no restriction), all
-//     in one room;
+//     a token of its own name (roomserver.NewToken, no restriction), in
+//     a room of its own (16 clients: also, as a fourth side, room-shared,
+//     16 more in one room, where every participant gets the events of
+//     every change);
 //   - plain: cmd/plainhttp on a folder of the same disk, with -fsync
 //     true or false (a temporary file written, fsynced and renamed into
 //     place, then its folder fsynced: what roomstore's file:// store
@@ -78,7 +92,7 @@ var rvhOps = [4]string{"upload", "download", "stat", "delete"}
 // first time a sub-benchmark needs them. fsync-on/1-client and
 // fsync-off/1-client run, each iteration, one cycle of each side, in an
 // order that rotates from one iteration to the next (reversed with
-// ROOMSTORE_BENCH_REVERSE=1), after 20 untimed cycles of each:
+// ROOMSTORE_BENCH_REVERSE=1), after the untimed cycle of each name:
 // LABEL-us/cycle is a side's mean time per cycle, LABEL-OP-us that of
 // each operation (room and plain). Then, untimed, each side runs 200
 // cycles alone: LABEL-client-allocs/cycle are this process's allocations
@@ -87,7 +101,7 @@ var rvhOps = [4]string{"upload", "download", "stat", "delete"}
 // plainhttp's /_mallocs; not versitygw's), less those of one request to
 // that endpoint, measured back to back before. fsync-on/16-clients and
 // fsync-off/16-clients run, each iteration, one phase of each side in
-// rotating order, after one untimed phase each: 16 clients, one
+// rotating order, after the untimed cycle of each name: 16 clients, one
 // goroutine each, run 25 cycles each; LABEL-cycles/s is the side's
 // cycles over its phases' time.
 func BenchmarkRoomVsHTTP(b *testing.B) {
@@ -150,16 +164,11 @@ func (env *rvhEnv) servers(fsync bool) (room, plain *serveProc) {
 
 // clients connects client k of each side, in the order of rvhLabels,
 // closed when b ends, and writes each one's kept file.
-func (env *rvhEnv) clients(b *testing.B, ctx context.Context, fsync bool, k int, payload []byte) [3]fileClient {
-	room, plain := env.servers(fsync)
+func (env *rvhEnv) clients(b *testing.B, ctx context.Context, fsync bool, k int, roomName string, payload []byte) [3]fileClient {
+	_, plain := env.servers(fsync)
 	gw, bucket := env.s3.get()
 	dir := fmt.Sprintf("c%02d/", k)
-
-	token, err := roomserver.NewToken(roomSecret, fmt.Sprintf("c%02d", k), rvhRoom, 0)
-	check(b, err)
-	rc, err := roomclient.Dial(ctx, "ws://"+room.addr+"/rooms/"+rvhRoom, roomclient.Options{Token: token, Logger: quietLog})
-	check(b, err)
-	b.Cleanup(func() { _ = rc.Close() })
+	rc := env.roomClient(b, ctx, fsync, k, roomName)
 
 	pt := http.DefaultTransport.(*http.Transport).Clone()
 	b.Cleanup(pt.CloseIdleConnections)
@@ -180,12 +189,27 @@ func (env *rvhEnv) clients(b *testing.B, ctx context.Context, fsync bool, k int,
 	return cs
 }
 
-// rvhOrder returns the order of the three sides in iteration i: a
-// rotation, reversed with ROOMSTORE_BENCH_REVERSE=1.
-func rvhOrder(i int) [3]int {
-	o := [3]int{i % 3, (i + 1) % 3, (i + 2) % 3}
+// roomClient connects client k (identity cNN) to room roomName of the
+// serve process of an fsync mode; it is closed when b ends.
+func (env *rvhEnv) roomClient(b *testing.B, ctx context.Context, fsync bool, k int, roomName string) *roomclient.Client {
+	room, _ := env.servers(fsync)
+	token, err := roomserver.NewToken(roomSecret, fmt.Sprintf("c%02d", k), roomName, 0)
+	check(b, err)
+	rc, err := roomclient.Dial(ctx, "ws://"+room.addr+"/rooms/"+roomName, roomclient.Options{Token: token, Logger: quietLog})
+	check(b, err)
+	b.Cleanup(func() { _ = rc.Close() })
+	return rc
+}
+
+// rvhOrder returns the order of n sides in iteration i: a rotation,
+// reversed with ROOMSTORE_BENCH_REVERSE=1.
+func rvhOrder(i, n int) []int {
+	o := make([]int, n)
+	for j := range o {
+		o[j] = (i + j) % n
+	}
 	if os.Getenv("ROOMSTORE_BENCH_REVERSE") == "1" {
-		o[0], o[2] = o[2], o[0]
+		slices.Reverse(o)
 	}
 	return o
 }
@@ -196,11 +220,11 @@ func (env *rvhEnv) oneClient(fsync bool) func(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), rvhWait)
 		defer cancel()
 		payload := randomBytes(smallFileSize)
-		names := smallNames()
-		cs := env.clients(b, ctx, fsync, 0, payload)
-		for i := range rvhWarmCycles {
+		names := smallNames()[:rvhNames]
+		cs := env.clients(b, ctx, fsync, 0, rvhRoom, payload)
+		for _, name := range names {
 			for v, c := range cs {
-				checkSide(b, v, rvhCycle(ctx, c, names[i], payload, nil))
+				checkSide(b, v, rvhCycle(ctx, c, name, payload, nil))
 			}
 		}
 
@@ -211,7 +235,7 @@ func (env *rvhEnv) oneClient(fsync bool) func(b *testing.B) {
 		b.ReportAllocs()
 		n := 0
 		for b.Loop() {
-			for _, v := range rvhOrder(n) {
+			for _, v := range rvhOrder(n, len(cs)) {
 				t0 := time.Now()
 				checkSide(b, v, rvhCycle(ctx, cs[v], names[n%len(names)], payload, &ops[v]))
 				total[v] += time.Since(t0)
@@ -242,7 +266,7 @@ func (env *rvhEnv) oneClient(fsync bool) func(b *testing.B) {
 			func() (float64, error) { return plainMallocs(ctx, plain) },
 			nil,
 		}
-		for _, v := range rvhOrder(0) {
+		for _, v := range rvhOrder(0, len(cs)) {
 			client, server := rvhAllocs(b, ctx, cs[v], served[v], names, payload, v)
 			b.ReportMetric(client, rvhLabels[v]+"-client-allocs/cycle")
 			if served[v] != nil {
@@ -306,16 +330,25 @@ func (env *rvhEnv) manyClients(fsync bool) func(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), rvhWait)
 		defer cancel()
 		payload := randomBytes(smallFileSize)
-		names := smallNames()
-		var cs [3][rvhClients]fileClient
+		names := smallNames()[:rvhNames]
+		// The sides, in the order of rvhManyLabels: the three of the
+		// 1-client case, each roomstore client in a room of its own, and
+		// roomstore again with the 16 clients in one room, where every
+		// participant gets the events of every change.
+		var cs [len(rvhManyLabels)][rvhClients]fileClient
 		for k := range rvhClients {
-			side := env.clients(b, ctx, fsync, k, payload)
+			side := env.clients(b, ctx, fsync, k, fmt.Sprintf("%s-%02d", rvhRoom, k), payload)
 			for v := range side {
 				cs[v][k] = side[v]
 			}
+			shared := &roomFiles{c: env.roomClient(b, ctx, fsync, k, rvhRoom), dir: fmt.Sprintf("c%02d/", k)}
+			if err := shared.upload(ctx, "keep.txt", payload); err != nil {
+				b.Fatalf("room, shared: the kept file: %v", err)
+			}
+			cs[3][k] = shared
 		}
-		var next [3][rvhClients]int // each client's next name
-		phase := func(v int) {
+		var next [len(rvhManyLabels)][rvhClients]int // each client's next name
+		phase := func(v, cycles int) {
 			var (
 				wg    sync.WaitGroup
 				mu    sync.Mutex
@@ -323,11 +356,11 @@ func (env *rvhEnv) manyClients(fsync bool) func(b *testing.B) {
 			)
 			for k, c := range cs[v] {
 				from := next[v][k]
-				next[v][k] += rvhPhaseCycles
+				next[v][k] += cycles
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for j := range rvhPhaseCycles {
+					for j := range cycles {
 						if err := rvhCycle(ctx, c, names[(from+j)%len(names)], payload, nil); err != nil {
 							mu.Lock()
 							first = firstErr(first, fmt.Errorf("client %d: %w", k, err))
@@ -344,26 +377,28 @@ func (env *rvhEnv) manyClients(fsync bool) func(b *testing.B) {
 			select {
 			case <-done:
 			case <-t.C:
-				b.Fatalf("%s: a phase of %d clients did not end within %v", rvhLabels[v], rvhClients, rvhWait)
+				b.Fatalf("%s: a phase of %d clients did not end within %v", rvhManyLabels[v], rvhClients, rvhWait)
 			}
-			checkSide(b, v, first)
+			if first != nil {
+				b.Fatalf("%s: %v", rvhManyLabels[v], first)
+			}
 		}
 		for v := range cs {
-			phase(v)
+			phase(v, rvhNames) // each name once, untimed
 		}
 
-		var elapsed [3]time.Duration
+		var elapsed [len(rvhManyLabels)]time.Duration
 		b.ReportAllocs()
 		n := 0
 		for b.Loop() {
-			for _, v := range rvhOrder(n) {
+			for _, v := range rvhOrder(n, len(cs)) {
 				t0 := time.Now()
-				phase(v)
+				phase(v, rvhPhaseCycles)
 				elapsed[v] += time.Since(t0)
 			}
 			n++
 		}
-		for v, l := range rvhLabels {
+		for v, l := range rvhManyLabels {
 			b.ReportMetric(float64(n*rvhClients*rvhPhaseCycles)/elapsed[v].Seconds(), l+"-cycles/s")
 		}
 	}

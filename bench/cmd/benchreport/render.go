@@ -824,13 +824,13 @@ func (w *report) tus() {
 func (w *report) roomVsHTTP() {
 	w.line("## 19. Small operations: the room protocol against plain HTTP")
 	w.line("")
-	w.line("What the room protocol costs a small file against the plainest HTTP file server of the same durability, each server a separate process on 127.0.0.1, every client in the benchmark's process. Cycle, the same on every side: upload 4 KiB (overwriting), download it to the end (its length checked), stat it (its size checked), delete it, on 1,000 rotating names per client in a folder of the client's own that also holds a file written before the first cycle, so that the folder never empties. The sides:")
+	w.line("What the room protocol costs a small file against the plainest HTTP file server of the same durability, each server a separate process on 127.0.0.1, every client in the benchmark's process. Cycle, the same on every side: upload 4 KiB (overwriting), download it to the end (its length checked), stat it (its size checked), delete it, on 100 rotating names per client in a folder of the client's own that also holds a file written before the first cycle, so that the folder never empties. Before the timed cycles every name is cycled once on every side, untimed, so that the store holds what a store in use holds: each delete keeps the version it removes (the history, on by default), and a path's first kept version makes the path's folder of versions, which later ones find there. The sides:")
 	w.line("")
-	w.line("- **roomstore**: `roomstore serve` (built from `cmd/roomstore`) with `--store file://DIR/{room}` (fsync on) or `file://DIR/{room}?fsync=false`, default options (so the version history keeps the versions each overwrite and delete replaces, as section 17 measures) but `--call-rate -1` (the default 500 calls a second per identity would refuse a client calling back to back with 429) and `--metrics 127.0.0.1:0` (to count the server's allocations: `go_memstats_mallocs_total`). Clients: roomclient with default options, one WebSocket connection each, each with a token of its own identity, all in one room, so that every participant also receives the events of every change in it;")
+	w.line("- **roomstore**: `roomstore serve` (built from `cmd/roomstore`) with `--store file://DIR/{room}` (fsync on) or `file://DIR/{room}?fsync=false`, default options (so the version history keeps the versions each overwrite and delete replaces, as section 17 measures) but `--call-rate -1` (the default 500 calls a second per identity would refuse a client calling back to back with 429) and `--metrics 127.0.0.1:0` (to count the server's allocations: `go_memstats_mallocs_total`). Clients: roomclient with default options, one WebSocket connection each, each with a token of its own identity, each in a room of its own (the events of its own changes come to it alone, as a user working in a room of their own hears only of their own changes); with 16 clients, also in one room, as a fourth side, where every participant receives the events of every change: 16 times the messages;")
 	w.line("- **plain HTTP**: `cmd/plainhttp`, net/http on a folder of the same disk: PUT writes a temporary file beside the target, fsyncs it, renames it into place and fsyncs the folder (`-fsync=false`: neither fsync), GET serves the file with `http.ServeContent`, HEAD answers its size from one stat, DELETE removes it and fsyncs the folder. Clients: net/http, one client and transport each, its connection kept alive;")
 	w.line("- **versitygw**: the S3 gateway (posix backend, which never fsyncs: one gateway serves both fsync modes), through aws-sdk-go-v2: PutObject, GetObject read to the end, HeadObject, DeleteObject; one s3.Client and transport per client.")
 	w.line("")
-	w.line("Each fsync mode has its own serve and plainhttp processes. 1 client: each iteration runs one cycle of each side, in an order that rotates from one iteration to the next (%s per round, after 20 untimed cycles of each); mean time per cycle and per operation. 16 clients: each iteration runs, one side after the other in rotating order, a phase per side in which 16 clients, one goroutine each, run 25 cycles each (%s iterations per round, after one untimed phase of each side); cycles per second of the phases. A ratio is roomstore's over plain HTTP's (or versitygw's) within each round, then the median over the rounds; times below 1 are better, rates above 1.", strings.TrimSuffix(rvhOneIterations, "x"), strings.TrimSuffix(rvhManyIterations, "x"))
+	w.line("Each fsync mode has its own serve and plainhttp processes. 1 client: each iteration runs one cycle of each side, in an order that rotates from one iteration to the next (%s per round); mean time per cycle and per operation. 16 clients: each iteration runs, one side after the other in rotating order, a phase per side in which 16 clients, one goroutine each, run 25 cycles each (%s iterations per round); cycles per second of the phases. A ratio is roomstore's over plain HTTP's (or versitygw's) within each round, then the median over the rounds; times below 1 are better, rates above 1.", strings.TrimSuffix(rvhOneIterations, "x"), strings.TrimSuffix(rvhManyIterations, "x"))
 	w.line("")
 	us := func(v float64) string { return fmtDur(v * 1e3) }
 	w.header("1 client, time per cycle", "roomstore", "plain HTTP", "ratio", "target", "", "ratio by round", "versitygw", "roomstore / versitygw")
@@ -845,15 +845,17 @@ func (w *report) roomVsHTTP() {
 	}
 	w.line("")
 	rate := func(v float64) string { return fmtCount(v) + "/s" }
-	w.header("16 clients, cycles per second", "roomstore", "plain HTTP", "ratio", "target", "", "ratio by round", "versitygw", "roomstore / versitygw")
+	w.header("16 clients, cycles per second", "roomstore, a room each", "plain HTTP", "ratio", "target", "", "ratio by round", "versitygw", "roomstore / versitygw", "roomstore, one room of 16", "one room / plain HTTP")
 	for _, m := range []struct{ label, name string }{{"fsync on", "fsync-on"}, {"fsync off", "fsync-off"}} {
 		n := rvh + m.name + "/16-clients"
 		const least = 0.6
 		ratio, ok := w.r.ratioWithin(n, "room-cycles/s", "plain-cycles/s")
 		s3r, s3ok := w.r.ratioWithin(n, "room-cycles/s", "s3-cycles/s")
 		st := w.status(ok && ratio >= least, ok, fmt.Sprintf("room protocol, 16 clients, %s: %.2fx plain HTTP's cycles per second (target ≥ %.2fx)", m.label, ratio, least))
+		shared, sok := w.r.ratioWithin(n, "room-shared-cycles/s", "plain-cycles/s")
 		w.row(m.label, w.fig(n, "room-cycles/s", rate), w.fig(n, "plain-cycles/s", rate), fmtRatio(ratio, ok), fmt.Sprintf("≥ %.2fx", least), st,
-			fmtRounds(w.r.roundRatios(n, "room-cycles/s", n, "plain-cycles/s")), w.fig(n, "s3-cycles/s", rate), fmtRatio(s3r, s3ok))
+			fmtRounds(w.r.roundRatios(n, "room-cycles/s", n, "plain-cycles/s")), w.fig(n, "s3-cycles/s", rate), fmtRatio(s3r, s3ok),
+			w.fig(n, "room-shared-cycles/s", rate), fmtRatio(shared, sok))
 	}
 	w.line("")
 	w.line("Where the time of a 1-client cycle goes: the mean of each operation, from the call to its return (roomclient Upload, Download, Stat, Delete; the HTTP request with its response read to the end).")
