@@ -449,8 +449,20 @@ func (k *conn) sendAll(ctx context.Context, ms []wire.Encoded, register func(i i
 		return ctx.Err()
 	}
 	defer func() { <-k.wmu }()
+	// Small messages are gathered into one write; a large one (the
+	// client masks every byte it sends) is written by the connection's
+	// goroutine as it is masked, so that the two overlap.
+	large := 0
+	for _, m := range ms {
+		large += len(m.Body)
+	}
+	background := large >= batchconn.Direct
 	if k.bc != nil {
-		k.bc.Hold()
+		if background {
+			k.bc.Background()
+		} else {
+			k.bc.Hold()
+		}
 	}
 	k.stalled.Reset(k.c.o.WriteTimeout)
 	var err error
@@ -469,7 +481,13 @@ func (k *conn) sendAll(ctx context.Context, ms []wire.Encoded, register func(i i
 		}
 	}
 	if k.bc != nil {
-		if ferr := k.bc.Flush(); err == nil {
+		ferr := error(nil)
+		if background {
+			ferr = k.bc.Foreground()
+		} else {
+			ferr = k.bc.Flush()
+		}
+		if err == nil {
 			err = ferr
 		}
 	}

@@ -41,16 +41,24 @@ type Conn struct {
 	pending []byte // gathered, not yet written
 	err     error  // the socket's write failure
 
-	// After Behind, Writes are gathered for a goroutine of the Conn's,
-	// which runs while some wait.
+	// Behind (for good, or between Background and Foreground), Writes
+	// are gathered for a goroutine of the Conn's, which runs while some
+	// wait.
 	behind  bool
+	forever bool // Behind was called
 	closed  bool
 	running bool
 	writer  sync.WaitGroup
+	cond    *sync.Cond // the goroutine took or wrote a batch, or ended
+	spare   []byte     // the goroutine's last batch, reused
 }
 
 // New wraps c.
-func New(c net.Conn) *Conn { return &Conn{Conn: c} }
+func New(c net.Conn) *Conn {
+	b := &Conn{Conn: c}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
 
 // Hold gathers the Writes that follow, until the matching Flush. Holds
 // nest; every Hold needs its Flush.
@@ -81,13 +89,44 @@ func (b *Conn) Flush() error {
 // goroutine.
 func (b *Conn) Behind() {
 	b.mu.Lock()
-	b.behind = true
+	b.behind, b.forever = true, true
 	if len(b.pending) > 0 && !b.running && b.err == nil && !b.closed {
 		b.running = true
 		b.writer.Add(1)
 		go b.run()
 	}
 	b.mu.Unlock()
+}
+
+// Background makes the Writes until Foreground return once gathered, a
+// goroutine of the Conn's writing them meanwhile: for a large message
+// whose writer has more to do per byte than the socket (a client masks
+// every byte), so that the two overlap. What was gathered before goes
+// first.
+func (b *Conn) Background() {
+	b.mu.Lock()
+	b.behind = true
+	b.mu.Unlock()
+}
+
+// Foreground ends Background: it waits until the goroutine has written
+// what was gathered, and returns the socket's failure, if one happened.
+func (b *Conn) Foreground() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.forever {
+		return b.err
+	}
+	if len(b.pending) > 0 && !b.running && b.err == nil && !b.closed {
+		b.running = true
+		b.writer.Add(1)
+		go b.run()
+	}
+	for b.running {
+		b.cond.Wait()
+	}
+	b.behind = false
+	return b.err
 }
 
 // run writes what Writes gathered behind, until nothing is left or the
@@ -98,15 +137,20 @@ func (b *Conn) run() {
 	defer b.mu.Unlock()
 	for len(b.pending) > 0 && b.err == nil {
 		batch := b.pending
-		b.pending = nil
+		b.pending, b.spare = b.spare[:0], nil
+		b.cond.Broadcast() // room for the Writes that wait
 		b.mu.Unlock()
 		_, err := b.Conn.Write(batch)
 		b.mu.Lock()
+		if cap(batch) <= 2*Limit {
+			b.spare = batch
+		}
 		if err != nil && b.err == nil {
 			b.err = err
 		}
 	}
 	b.running = false
+	b.cond.Broadcast()
 }
 
 // Close closes the socket, which ends a write under way, and waits for
@@ -130,6 +174,14 @@ func (b *Conn) Write(p []byte) (int, error) {
 		return 0, b.err
 	}
 	if b.behind {
+		// At most Limit gathered: past it the Write waits for the
+		// goroutine to take what waits.
+		for !b.forever && b.running && len(b.pending) > 0 && len(b.pending)+len(p) > Limit && b.err == nil {
+			b.cond.Wait()
+		}
+		if b.err != nil {
+			return 0, b.err
+		}
 		if b.closed {
 			return 0, net.ErrClosed
 		}

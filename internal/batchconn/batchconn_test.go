@@ -234,3 +234,56 @@ func TestBehindWritesReturnAtOnce(t *testing.T) {
 		t.Fatal("Write behind after Close succeeded")
 	}
 }
+
+// Between Background and Foreground, Writes return once gathered (at
+// most Limit of them wait) while a goroutine writes them; Foreground
+// returns once all went out, and the Writes after it are the caller's
+// again.
+func TestBackgroundOverlapsAndForegroundWaits(t *testing.T) {
+	bc, cnt, peer := pipe(t)
+	var want []byte
+	got := make(chan []byte, 1)
+	total := 4*batchconn.Limit + 100
+	go func() {
+		buf := make([]byte, total)
+		peer.SetReadDeadline(time.Now().Add(wait))
+		_, err := io.ReadFull(peer, buf)
+		if err != nil {
+			buf = nil
+		}
+		got <- buf
+	}()
+	bc.Background()
+	for i := 0; len(want) < total; i++ {
+		p := bytes.Repeat([]byte{byte(i)}, min(4096, total-len(want)))
+		want = append(want, p...)
+		if _, err := bc.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bc.Foreground(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if !bytes.Equal(b, want) {
+			t.Fatal("the bytes arrived out of order or changed")
+		}
+	case <-time.After(wait):
+		t.Fatal("the peer did not get every byte")
+	}
+	// No more writes than Writes: the goroutine writes what gathered
+	// while it wrote, whole.
+	if n := cnt.writes.Load(); n < 1 || n > int64((total+4095)/4096) {
+		t.Errorf("%d writes reached the socket for %d Writes", n, (total+4095)/4096)
+	}
+	before := cnt.writes.Load()
+	done := make(chan error, 1)
+	go func() { _, err := bc.Write([]byte("x")); done <- err }()
+	if b := readAll(t, peer, 1); b[0] != 'x' {
+		t.Fatalf("read %q", b)
+	}
+	if err := <-done; err != nil || cnt.writes.Load() != before+1 {
+		t.Fatalf("a Write after Foreground: %v, %d writes", err, cnt.writes.Load()-before)
+	}
+}
