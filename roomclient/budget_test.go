@@ -1,6 +1,7 @@
 package roomclient_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -107,5 +108,34 @@ func TestAnAnsweredStreamHoldsNoBudget(t *testing.T) {
 	}
 	if uploads != 134 || refused != 66 || reads != 200 {
 		t.Fatalf("%d uploads, %d refused, %d reads; want 134, 66, 200", uploads, refused, reads)
+	}
+}
+
+// A send buffer smaller than a chunk still lets every stream through:
+// what a stream sends together (a pull's answer and its bytes, a pushed
+// download's start, bytes and close) takes its room at once, never a
+// part of it while waiting for room only its own going out frees.
+func TestASendBufferSmallerThanAChunk(t *testing.T) {
+	e := newEnvWith(t, stores[0].url(t), func(o *roomserver.Options) { o.SendBuffer = 64 << 10 })
+	ctx := deadline(t)
+	c := e.dial(t, "ann", "r1", roomclient.Options{})
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	if _, err := c.Upload(ctx, "big", bytes.NewReader(data), roomstore.OpenOptions{Overwrite: true}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.Download(ctx, "big") // pushed: start, 1 MiB and close in one batch
+	if err != nil || !bytes.Equal(f.Data, data) {
+		t.Fatalf("Download: %v", err)
+	}
+	r, err := c.OpenReader(ctx, "big", 0, -1) // pulled: each pull's answer with its bytes
+	must(t, err)
+	got, err := io.ReadAll(r)
+	must(t, err)
+	must(t, r.Close())
+	if !bytes.Equal(got, data) {
+		t.Fatalf("OpenReader read %d bytes, want %d", len(got), len(data))
+	}
+	if q := e.srv.Stats().Queued; q != 0 {
+		t.Errorf("%d bytes still counted in the send buffers", q)
 	}
 }

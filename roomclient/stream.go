@@ -46,17 +46,11 @@ type stream struct {
 	op, p string
 }
 
-// openStream opens a storage stream of tool for op on p. On failure the
-// stream is closed again.
-func (c *Client) openStream(ctx context.Context, op, p, tool string) (*stream, error) {
-	if err := checkPath(op, p, p); err != nil {
-		return nil, err
-	}
-	k, err := c.conn(op, p)
-	if err != nil {
-		return nil, err
-	}
+// openStream opens a storage stream of tool for op on p (a path
+// checkPath passed) over k. On failure the stream is closed again.
+func (c *Client) openStream(ctx context.Context, k *conn, op, p, tool string) (*stream, error) {
 	st := &stream{k: k, id: rand.Text(), op: op, p: p}
+	var err error
 	if st.in, err = k.openInbox(st.id); err != nil {
 		return nil, pathError(op, p, err)
 	}
@@ -362,7 +356,7 @@ func (c *Client) beginUpload(ctx context.Context, op, p string, opts roomstore.O
 			return nil, reply{}, err
 		}
 	} else {
-		if st, err = c.openStream(ctx, op, p, "upload"); err != nil {
+		if st, err = c.openStream(ctx, k, op, p, "upload"); err != nil {
 			return nil, reply{}, err
 		}
 		if err := st.send(ctx, wire.Binary(start), nil); err != nil {
@@ -770,7 +764,7 @@ func (c *Client) openReader(ctx context.Context, op, p, version string, offset, 
 		}
 		rd, err = st.started(first)
 	} else {
-		if st, err = c.openStream(ctx, op, p, "download"); err != nil {
+		if st, err = c.openStream(ctx, k, op, p, "download"); err != nil {
 			return nil, err
 		}
 		rd, err = st.start(ctx, h)

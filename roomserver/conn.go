@@ -751,19 +751,28 @@ func (c *conn) send(m wire.Encoded) error { return c.sendAll(m) }
 // sendAll is send for messages that go out together, in order: the
 // writer gathers them into one write to the socket.
 func (c *conn) sendAll(ms ...wire.Encoded) error {
+	// One acquire for all of them, at most the whole buffer: messages
+	// that each took their share apart could wait for ever, holding
+	// what the first ones took, for room only their own going out frees.
+	var total int64
+	for _, m := range ms {
+		total += int64(m.Held() + queueEntry)
+	}
+	take := min(total, int64(c.s.o.SendBuffer))
+	if err := c.buf.acquire(c.ctx, take); err != nil {
+		for _, m := range ms {
+			m.Release()
+		}
+		return err
+	}
+	c.queued.Add(take)
 	out := make([]outMsg, 0, len(ms))
 	for i, m := range ms {
-		n := c.size(m)
-		if err := c.buf.acquire(c.ctx, n); err != nil {
-			for _, o := range out {
-				c.unqueue(o)
-			}
-			for _, m := range ms[i:] {
-				m.Release()
-			}
-			return err
+		n := min(int64(m.Held()+queueEntry), take)
+		if i == len(ms)-1 {
+			n = take // the rest: what the messages give back adds up to what was taken
 		}
-		c.queued.Add(n)
+		take -= n
 		out = append(out, outMsg{m: m, n: n})
 	}
 	c.qmu.Lock()
